@@ -1,0 +1,207 @@
+"""The shape of the config file: one pydantic model per section.
+
+Every model forbids unknown keys and validates strictly (``parallelism = "8"`` is an error, not an
+8): TOML values already carry their types, so a mismatch is a mistake worth reporting. Relative
+paths are resolved against the config file's folder when validation is given a ``base_dir`` in its
+context, which ``load_config`` does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["console", "json"]
+
+#: Task types every config knows; ``[task_types]`` in a file adds to these or overrides them.
+DEFAULT_TASK_TYPES: dict[str, str] = {"python": "local"}
+
+APP_NAME = "taskfabric"
+
+
+def _context(info: ValidationInfo) -> dict[str, object]:
+    return info.context if isinstance(info.context, dict) else {}
+
+
+def _from_file(info: ValidationInfo) -> bool:
+    return _context(info).get("from_file") is True
+
+
+def _resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    if value is None:
+        return None
+    value = value.expanduser()
+    base_dir = _context(info).get("base_dir")
+    if not value.is_absolute() and isinstance(base_dir, Path):
+        value = base_dir / value
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ProjectConfig(_Section):
+    """``[project]``: the project and domain new executions belong to unless told otherwise."""
+
+    name: str = Field(default="default", min_length=1)
+    domain: str = Field(default="development", min_length=1)
+
+
+class StorageConfig(_Section):
+    """``[storage]``: where blobs live."""
+
+    data_root: Path | None = Field(default=None, strict=False)
+    """Folder of the local blob store and the default SQLite database; ``~`` is expanded and a
+    relative path is taken from the config file's folder. Unset: the user data folder."""
+    durable: bool = False
+    """fsync every blob before it is renamed into place (slower; survives power loss)."""
+
+    @field_validator("data_root")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve_path(value, info)
+
+
+class MetadataConfig(_Section):
+    """``[metadata]``: the metadata database."""
+
+    url: str | None = None
+    """A SQLAlchemy URL. Unset: ``sqlite:///<data_root>/taskfabric.db``. A relative SQLite path is
+    taken from the config file's folder."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+        except (ArgumentError, ValueError) as error:
+            raise ValueError(f"not a valid SQLAlchemy URL ({error})") from None
+        database = url.database
+        if url.get_backend_name() == "sqlite" and database and database != ":memory:":
+            resolved = _resolve_path(Path(database), info)
+            if resolved is not None and not database.startswith("file:"):
+                return url.set(database=str(resolved)).render_as_string(hide_password=False)
+        return value
+
+
+class EngineConfig(_Section):
+    """``[engine]``: how executions run."""
+
+    parallelism: int = Field(default=8, ge=1)
+    """Most nodes of one execution running at once."""
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+    """How often a running execution records that it is alive."""
+
+
+class LoggingConfig(_Section):
+    """``[logging]``: what is logged and where."""
+
+    level: LogLevel = "info"
+    format: LogFormat = "console"
+    file: Path | None = Field(default=None, strict=False)
+    """Also write every line to this file, always as JSON. Empty or unset: no file."""
+
+    @field_validator("file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("file")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve_path(value, info)
+
+
+class BackendConfig(_Section):
+    """``[backends.<name>]``: a named backend instance.
+
+    ``driver`` picks the backend plugin; every other key of the table is kept, unvalidated, in
+    ``options`` for that plugin's own model (see ``validate_backend_options``).
+    """
+
+    driver: str = Field(min_length=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_options(cls, data: object, info: ValidationInfo) -> object:
+        # In a file every key but ``driver`` is an option; from Python, ``options=`` is explicit.
+        if not (_from_file(info) and isinstance(data, dict)):
+            return data
+        collected = {key: value for key, value in data.items() if key != "driver"}
+        return {**({"driver": data["driver"]} if "driver" in data else {}), "options": collected}
+
+
+class Config(_Section):
+    """The whole config file. Every section is optional; ``Config()`` is the embedded default."""
+
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    metadata: MetadataConfig = Field(default_factory=MetadataConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    task_types: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TASK_TYPES))
+    """Task type -> backend name. Merged over the defaults (``python = "local"``)."""
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("task_types")
+    @classmethod
+    def _merge_default_task_types(cls, value: dict[str, str]) -> dict[str, str]:
+        return {**DEFAULT_TASK_TYPES, **value}
+
+    @property
+    def source(self) -> Path | None:
+        """The file this config was read from; ``None`` for the embedded defaults."""
+        return self._source
+
+    @property
+    def data_root(self) -> Path:
+        """The resolved, absolute data root."""
+        if self.storage.data_root is None:
+            return Path(platformdirs.user_data_dir(APP_NAME))
+        return self.storage.data_root.expanduser().absolute()
+
+    @property
+    def metadata_url(self) -> str:
+        """The resolved SQLAlchemy URL of the metadata database."""
+        if self.metadata.url is not None:
+            return self.metadata.url
+        return f"sqlite:///{self.data_root / 'taskfabric.db'}"
+
+    @property
+    def log_file(self) -> Path | None:
+        """The resolved JSON log file, if any."""
+        return self.logging.file
+
+    def backend(self, name: str) -> BackendConfig:
+        """The config of backend ``name``.
+
+        A name with no ``[backends.<name>]`` table stands for the driver of that name with no
+        options, so ``python = "local"`` needs no table.
+        """
+        found = self.backends.get(name)
+        return found if found is not None else BackendConfig(driver=name)
+
+    def backend_for_task_type(self, task_type: str) -> tuple[str, BackendConfig] | None:
+        """The backend name and config that run ``task_type``; ``None`` when none is mapped."""
+        name = self.task_types.get(task_type)
+        return None if name is None else (name, self.backend(name))

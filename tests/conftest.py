@@ -1,0 +1,50 @@
+"""Fixtures for the core's tests: isolation from the user's config and data, and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+POSTGRES_URL_ENV_VAR = "TASKFABRIC_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(autouse=True)
+def taskfabric_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A fresh folder per test holding the config (empty: defaults) and the data root, so no test
+    reads the user's config or writes to the user's data folder."""
+    home = tmp_path_factory.mktemp("taskfabric-home")
+    config = home / "config.toml"
+    config.write_text("# empty: the embedded defaults\n", encoding="utf-8")
+    monkeypatch.setenv("TASKFABRIC_CONFIG", str(config))
+    monkeypatch.setenv("TASKFABRIC_DATA_ROOT", str(home / "data"))
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(name, str(home / name.lower()))
+    return home
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The SQLAlchemy URL of a PostgreSQL test database. Skips when none is configured, except in
+    CI (``CI=true``), where a missing database is an error: CI must never skip these silently."""
+    url = os.environ.get(POSTGRES_URL_ENV_VAR, "")
+    if url:
+        return url
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(
+            f"CI=true but {POSTGRES_URL_ENV_VAR} is not set; .ci/run sets it", pytrace=False
+        )
+    pytest.skip(
+        f"needs PostgreSQL: set {POSTGRES_URL_ENV_VAR}="
+        "postgresql+psycopg://USER:PASSWORD@127.0.0.1:5432/DB (bash .ci/run sets one up)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests that use the database get the `postgres` marker, so `-m "not postgres"` works.
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
