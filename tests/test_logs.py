@@ -1,0 +1,210 @@
+"""taskfabric.logs: ids bound by the engine on every line, console and JSON output, levels, cost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import datetime as dt
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+from taskfabric.logs import configure_logging, get_logger
+
+MODULE_LOGGER = get_logger("tests.module")  # made before any configure_logging, like real modules
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.contextvars.clear_contextvars()
+    configure_logging()
+
+
+def json_lines(text: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_console_lines_carry_bound_execution_and_node_ids() -> None:
+    out = io.StringIO()
+    configure_logging(stream=out)
+    log = get_logger("taskfabric.engine")
+    structlog.contextvars.bind_contextvars(execution_id="ex-1", node_id="n0")
+    log.info("node started", attempt=1)
+    structlog.contextvars.unbind_contextvars("node_id")
+    log.info("execution done")
+    first, second = out.getvalue().splitlines()
+    assert "node started" in first
+    assert "execution_id=ex-1" in first
+    assert "node_id=n0" in first
+    assert "attempt=1" in first
+    assert "[info     ]" in first
+    assert "[taskfabric.engine]" in first
+    assert "execution_id=ex-1" in second
+    assert "node_id" not in second
+
+
+def test_json_lines_parse_and_carry_ids_level_and_iso_timestamp() -> None:
+    out = io.StringIO()
+    configure_logging(level="debug", fmt="json", stream=out)
+    structlog.contextvars.bind_contextvars(execution_id="ex-2", node_id="n1")
+    get_logger("taskfabric.engine").debug("resolved %d inputs", 3, size=12)
+    (line,) = json_lines(out.getvalue())
+    assert line["event"] == "resolved 3 inputs"
+    assert line["level"] == "debug"
+    assert line["logger"] == "taskfabric.engine"
+    assert (line["execution_id"], line["node_id"], line["size"]) == ("ex-2", "n1", 12)
+    timestamp = dt.datetime.fromisoformat(str(line["timestamp"]))
+    assert timestamp.tzinfo is not None
+    assert abs(dt.datetime.now(dt.UTC) - timestamp) < dt.timedelta(minutes=1)
+
+
+def test_json_exceptions_carry_the_traceback() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    try:
+        raise KeyError("missing-input")
+    except KeyError:
+        get_logger("t").exception("task failed")
+    (line,) = json_lines(out.getvalue())
+    assert line["level"] == "error"
+    assert "KeyError: 'missing-input'" in str(line["exception"])
+
+
+@pytest.mark.parametrize("level", ["warning", "WARNING"])
+def test_levels_below_the_minimum_are_dropped(level: str) -> None:
+    out = io.StringIO()
+    configure_logging(level=level, fmt="json", stream=out)
+    log = get_logger("t")
+    log.debug("d")
+    log.info("i")
+    log.warning("w")
+    log.error("e")
+    assert [line["event"] for line in json_lines(out.getvalue())] == ["w", "e"]
+
+
+def test_filtered_calls_do_no_work() -> None:
+    class Exploding:
+        def __repr__(self) -> str:
+            raise AssertionError("rendered a filtered event")
+
+    out = io.StringIO()
+    configure_logging(level="info", stream=out)
+    log = get_logger("t")
+    log.debug("never", value=Exploding())
+    assert out.getvalue() == ""
+    calls = 100_000
+    started = time.perf_counter()
+    for _ in range(calls):
+        log.debug("never", value=1)
+    per_call = (time.perf_counter() - started) / calls
+    assert per_call < 5e-6, f"a filtered debug call took {per_call * 1e9:.0f} ns"
+
+
+def test_file_sink_is_always_json_and_appends(tmp_path: Path) -> None:
+    log_file = tmp_path / "logs" / "taskfabric.jsonl"
+    out = io.StringIO()
+    configure_logging(fmt="console", file=log_file, stream=out)
+    structlog.contextvars.bind_contextvars(execution_id="ex-3")
+    get_logger("t").info("one")
+    configure_logging(fmt="console", file=log_file, stream=out)
+    get_logger("t").info("two")
+    assert [line["event"] for line in json_lines(log_file.read_text())] == ["one", "two"]
+    assert json_lines(log_file.read_text())[0]["execution_id"] == "ex-3"
+    assert len(out.getvalue().splitlines()) == 2
+    assert not out.getvalue().startswith("{")
+
+
+def test_reconfiguring_replaces_and_does_not_duplicate(tmp_path: Path) -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure_logging(stream=first, file=tmp_path / "a.jsonl")
+    configure_logging(stream=second)
+    configure_logging(stream=second)
+    MODULE_LOGGER.info("once")
+    assert first.getvalue() == ""
+    assert len(second.getvalue().splitlines()) == 1
+    assert "[tests.module]" in second.getvalue()
+    MODULE_LOGGER.info("after the file sink went away")
+    assert (tmp_path / "a.jsonl").read_text() == ""
+
+
+def test_loggers_made_before_a_reconfigure_follow_it() -> None:
+    out = io.StringIO()
+    configure_logging(level="error", stream=out)
+    MODULE_LOGGER.info("hidden")
+    configure_logging(level="debug", fmt="json", stream=out)
+    MODULE_LOGGER.debug("shown")
+    assert [line["event"] for line in json_lines(out.getvalue())] == ["shown"]
+
+
+def test_bound_loggers_keep_their_context() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    get_logger("t").bind(backend="local").info("submitted")
+    (line,) = json_lines(out.getvalue())
+    assert line["backend"] == "local"
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_colors_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    plain, terminal = io.StringIO(), FakeTerminal()
+    configure_logging(stream=plain)
+    get_logger("t").info("x")
+    configure_logging(stream=terminal)
+    get_logger("t").info("x")
+    assert "\x1b[" not in plain.getvalue()
+    assert "\x1b[" in terminal.getvalue()
+    monkeypatch.setenv("NO_COLOR", "1")
+    no_color = FakeTerminal()
+    configure_logging(stream=no_color)
+    get_logger("t").info("x")
+    assert "\x1b[" not in no_color.getvalue()
+
+
+def test_ids_follow_asyncio_tasks_and_copied_contexts_into_threads() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    log = get_logger("t")
+
+    async def node(node_id: str) -> None:
+        structlog.contextvars.bind_contextvars(node_id=node_id)
+        await asyncio.sleep(0)
+        log.info("in task")
+
+    async def execution() -> None:
+        structlog.contextvars.bind_contextvars(execution_id="ex-4")
+        await asyncio.gather(node("a"), node("b"))
+
+    asyncio.run(execution())
+    structlog.contextvars.bind_contextvars(execution_id="ex-5", node_id="c")
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(log.info, "in thread"))
+    thread.start()
+    thread.join()
+    ids = {(line["execution_id"], line["node_id"]) for line in json_lines(out.getvalue())}
+    assert ids == {("ex-4", "a"), ("ex-4", "b"), ("ex-5", "c")}
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown log level 'verbose'; use one of debug, info"):
+        configure_logging(level="verbose")
+    with pytest.raises(ValueError, match="unknown log format 'xml'"):
+        configure_logging(fmt="xml")  # type: ignore[arg-type]
+
+
+def test_default_stream_is_stderr_at_call_time(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging()
+    get_logger("t").warning("to stderr")
+    captured = capsys.readouterr()
+    assert "to stderr" in captured.err
+    assert captured.out == ""
