@@ -1,3 +1,54 @@
-"""taskfabric: typed, durable workflow orchestration."""
+"""taskfabric: typed, durable workflow orchestration.
+
+```python
+from taskfabric import task, workflow, map_task
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+@workflow
+def squares(n: int) -> list[int]:
+    return map_task(square)(x=numbers(n=n))
+```
+"""
+
+from taskfabric.errors import (
+    CompilationError,
+    ExecutionFailedError,
+    TaskDefinitionError,
+    TaskfabricError,
+)
+from taskfabric.sdk import (
+    Cache,
+    Resources,
+    Retry,
+    TaskDefinition,
+    WorkflowDefinition,
+    conditional,
+    map_task,
+    task,
+    workflow,
+)
+from taskfabric.types import Directory, File
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Cache",
+    "CompilationError",
+    "Directory",
+    "ExecutionFailedError",
+    "File",
+    "Resources",
+    "Retry",
+    "TaskDefinition",
+    "TaskDefinitionError",
+    "TaskfabricError",
+    "WorkflowDefinition",
+    "__version__",
+    "conditional",
+    "map_task",
+    "task",
+    "workflow",
+]

@@ -1,0 +1,130 @@
+"""Shared pieces of the command line: config, console, error reporting."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from taskfabric.config import Config, ConfigError, load_config
+from taskfabric.errors import TaskfabricError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_ABORTED = 130
+
+
+@dataclass
+class CliState:
+    config_path: Path | None
+    log_level: str | None
+    log_format: str | None
+    _config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+            from taskfabric.logs import configure_logging
+
+            cfg = self._config.logging
+            configure_logging(
+                level=self.log_level or cfg.level,
+                fmt=self.log_format or cfg.format,  # type: ignore[arg-type]
+                file=self._config.log_file,
+            )
+        return self._config
+
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+
+def state() -> CliState:
+    return click.get_current_context().find_object(CliState)  # type: ignore[return-value]
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    sys.exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn taskfabric's own errors into a clean message and exit code."""
+    try:
+        yield
+    except ConfigError as exc:
+        err.print(f"[bold red]config error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(EXIT_USAGE)
+    except TaskfabricError as exc:
+        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(EXIT_USAGE)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C does: running nodes are cancelled and recorded."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def fmt_age(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return fmt_duration(max(0.0, time.time() - at)) + " ago"
+
+
+def fmt_time(at: float | None) -> str:
+    if at is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
+
+
+PHASE_STYLE = {
+    "SUCCEEDED": "green",
+    "RUNNING": "cyan",
+    "QUEUED": "dim",
+    "RETRYING": "yellow",
+    "FAILED": "bold red",
+    "TIMED_OUT": "bold red",
+    "ABORTED": "magenta",
+    "SKIPPED": "dim",
+    "NOT STARTED": "dim",
+}
+
+
+def phase_text(phase: str) -> str:
+    style = PHASE_STYLE.get(phase, "")
+    return f"[{style}]{phase}[/]" if style else phase

@@ -1,0 +1,245 @@
+"""`taskfabric executions list | show | resume`"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+import click
+from rich.table import Table
+
+from taskfabric.cli._common import (
+    EXIT_ABORTED,
+    EXIT_FAILED,
+    err,
+    fmt_age,
+    fmt_duration,
+    fmt_time,
+    out,
+    phase_text,
+    sigterm_as_interrupt,
+    state,
+    user_errors,
+)
+from taskfabric.core.v1 import types_pb2
+from taskfabric.metadata import NodeRecord
+
+
+@click.group()
+def executions() -> None:
+    """Inspect and resume executions."""
+
+
+def _engine() -> Any:
+    from taskfabric.engine import Engine
+
+    return Engine(state().config)
+
+
+@executions.command("list")
+@click.option("--limit", default=20, show_default=True, help="How many, newest first.")
+@click.option("--phase", multiple=True, help="Only these phases (repeatable).")
+@click.option("--project", default=None)
+@click.option("--domain", default=None)
+@click.option("--workflow", default=None, help="Workflow name contains this.")
+@click.option("-o", "--output", "output_format", type=click.Choice(["text", "json"]),
+              default="text")
+def list_executions(limit: int, phase: tuple[str, ...], project: str | None,
+                    domain: str | None, workflow: str | None, output_format: str) -> None:
+    """Recent executions, newest first."""
+    with user_errors(), _engine() as engine:
+        rows = engine.metadata.list_executions(
+            project=project, domain=domain, phases=[p.upper() for p in phase] or None,
+            workflow=workflow, limit=limit,
+        )
+    if output_format == "json":
+        out.print_json(json.dumps([vars(r) for r in rows], default=str))
+        return
+    if not rows:
+        err.print("no executions yet: `taskfabric run FILE.py:WORKFLOW` starts one")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("ID", "WORKFLOW", "PHASE", "STARTED", "DURATION", "PROJECT/DOMAIN"):
+        table.add_column(col)
+    for r in rows:
+        end = r.finished_at or r.heartbeat_at
+        table.add_row(
+            r.id,
+            r.workflow_name,
+            phase_text(r.phase),
+            fmt_age(r.started_at),
+            fmt_duration((end - r.started_at) if end and r.started_at else None),
+            f"{r.project}/{r.domain}",
+        )
+    out.print(table)
+
+
+def _load_map(engine: Any, uri: str) -> types_pb2.LiteralMap | None:
+    if not uri:
+        return None
+    m = types_pb2.LiteralMap()
+    try:
+        m.ParseFromString(engine.store.get_bytes(uri))
+    except Exception:
+        return None
+    return m
+
+
+def _values(m: types_pb2.LiteralMap | None) -> str:
+    from taskfabric.types import literal_to_display
+
+    if m is None:
+        return ""
+    return ", ".join(
+        f"{k}={literal_to_display(v, max_items=5, max_chars=60)}" for k, v in m.literals.items()
+    )
+
+
+def _node_sort_key(node_id: str) -> list[Any]:
+    import re
+
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", node_id)]
+
+
+@executions.command("show")
+@click.argument("execution")
+@click.option("--all", "show_all", is_flag=True, help="List every map item too.")
+@click.option("--events", is_flag=True, help="Also list every phase transition.")
+@click.option("--no-values", is_flag=True, help="Do not read input and output values.")
+@click.option("-o", "--output", "output_format", type=click.Choice(["text", "json"]),
+              default="text")
+def show(execution: str, show_all: bool, events: bool, no_values: bool,
+         output_format: str) -> None:
+    """One execution: its phase, inputs, outputs, and every node with attempts and errors."""
+    with user_errors(), _engine() as engine:
+        rec = engine.find_execution(execution)
+        nodes = sorted(engine.metadata.nodes(rec.id), key=lambda n: _node_sort_key(n.node_id))
+        attempts = engine.metadata.attempts(rec.id)
+        compiled = engine.load_compiled(rec)
+        inputs = _load_map(engine, rec.inputs_uri)
+        outputs = _load_map(engine, rec.outputs_uri)
+        evts = engine.metadata.events(rec.id) if events else []
+        by_node: dict[str, list[Any]] = {}
+        for a in attempts:
+            by_node.setdefault(a.node_id, []).append(a)
+        recorded = {n.node_id for n in nodes}
+        for node in compiled.primary.nodes:
+            if node.id not in recorded:
+                nodes.append(NodeRecord(rec.id, node.id, node.WhichOneof("target") or "task",
+                                        "NOT STARTED", name=node.name))
+        nodes.sort(key=lambda n: _node_sort_key(n.node_id))
+        if output_format == "json":
+            from taskfabric.types import literal_to_json
+
+            payload = {
+                "execution": vars(rec),
+                "inputs": {k: literal_to_json(v) for k, v in inputs.literals.items()}
+                if inputs else None,
+                "outputs": {k: literal_to_json(v) for k, v in outputs.literals.items()}
+                if outputs else None,
+                "nodes": [dict(vars(n), attempts_detail=[vars(a) for a in
+                                                         by_node.get(n.node_id, [])])
+                          for n in nodes],
+                "events": [vars(e) for e in evts],
+            }
+            out.print_json(json.dumps(payload, default=str))
+            return
+        _print_show(engine, rec, nodes, by_node, inputs, outputs, evts, show_all, no_values)
+
+
+def _print_show(engine: Any, rec: Any, nodes: list[NodeRecord], by_node: dict[str, list[Any]],
+                inputs: Any, outputs: Any, evts: list[Any], show_all: bool,
+                no_values: bool) -> None:
+    end = rec.finished_at or rec.heartbeat_at
+    out.print(f"[bold]execution {rec.id}[/]  {phase_text(rec.phase)}")
+    out.print(f"  workflow  {rec.workflow_name}")
+    out.print(f"  project   {rec.project}/{rec.domain}   name {rec.name}")
+    out.print(f"  started   {fmt_time(rec.started_at)}   duration "
+              f"{fmt_duration((end - rec.started_at) if end and rec.started_at else None)}")
+    if rec.owner:
+        out.print(f"  owner     {rec.owner} (heartbeat {fmt_age(rec.heartbeat_at)})")
+    if inputs is not None:
+        out.print(f"  inputs    {_values(inputs)}", markup=False)
+    if outputs is not None and outputs.literals:
+        out.print(f"  outputs   {_values(outputs)}", markup=False)
+    if rec.error:
+        e = rec.error
+        where = f" (node {e['node_id']})" if e.get("node_id") else ""
+        out.print(f"  [red]error[/]     {e.get('code', '')}{where}: {e.get('message', '')}",
+                  highlight=False)
+    items: dict[str, list[NodeRecord]] = {}
+    shown: list[NodeRecord] = []
+    for n in nodes:
+        if n.kind == "map_item":
+            items.setdefault(n.parent_id, []).append(n)
+            if show_all or n.phase in ("FAILED", "TIMED_OUT", "RETRYING"):
+                shown.append(n)
+        else:
+            shown.append(n)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "DURATION", "DETAIL"):
+        table.add_column(col, overflow="fold")
+    for n in shown:
+        detail = n.message
+        if n.kind == "map" and n.node_id in items:
+            counts = Counter(i.phase for i in items[n.node_id])
+            detail = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+        if n.error and n.phase != "SUCCEEDED":
+            detail = f"{n.error.get('code', '')}: {n.error.get('message', '')}"
+        elif not no_values and n.phase == "SUCCEEDED" and n.kind != "map_item":
+            vals = _values(_load_map(engine, n.outputs_uri))
+            detail = f"→ {vals}" if vals else detail
+        duration = (n.finished_at - n.started_at) if n.finished_at and n.started_at else None
+        table.add_row(n.node_id, n.name, n.kind, phase_text(n.phase), str(n.attempts or ""),
+                      fmt_duration(duration), detail)
+    out.print()
+    out.print(table)
+    for n in shown:
+        failed = [a for a in by_node.get(n.node_id, []) if a.error]
+        if n.phase in ("FAILED", "TIMED_OUT") and failed:
+            out.print(f"\n[bold red]{n.node_id} ({n.name})[/] attempts:")
+            for a in failed:
+                e = a.error or {}
+                out.print(f"  #{a.attempt} {a.phase} {e.get('code', '')}: {e.get('message', '')}",
+                          markup=False)
+            last = failed[-1].error or {}
+            if last.get("traceback"):
+                out.print(last["traceback"].rstrip(), markup=False, highlight=False)
+    if evts:
+        out.print("\n[bold]events[/]")
+        for e in evts:
+            node = e.node_id or "(execution)"
+            out.print(f"  {fmt_time(e.at)}  {node:<16} #{e.attempt}  {e.phase:<10} {e.message}",
+                      markup=False)
+
+
+@executions.command("resume")
+@click.argument("execution")
+@click.option("--force", is_flag=True,
+              help="Resume even if another process seems to own the execution.")
+def resume(execution: str, force: bool) -> None:
+    """Continue an interrupted or failed execution; succeeded nodes are not run again."""
+    from taskfabric.cli._progress import RunProgress
+    from taskfabric.cli._run import _report
+
+    engine = _engine()
+    with user_errors():
+        rec = engine.find_execution(execution)
+    progress = RunProgress(err, rec.workflow_name.rsplit(".", 1)[-1])
+    progress.execution_id = rec.id
+    err.print(f"resuming execution [bold]{rec.id}[/] of {rec.workflow_name}")
+    try:
+        with user_errors(), sigterm_as_interrupt(), progress:
+            result = engine.resume(rec.id, force=force, on_event=progress)
+    except KeyboardInterrupt:
+        err.print(f"[magenta]aborted[/]: execution {rec.id} was cancelled")
+        engine.close()
+        sys.exit(EXIT_ABORTED)
+    try:
+        _report(result, "text")
+    finally:
+        engine.close()
+    if not result.succeeded:
+        sys.exit(EXIT_FAILED)

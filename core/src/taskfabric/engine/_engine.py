@@ -1,0 +1,400 @@
+"""The engine: launches, runs and resumes executions on the configured stores."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from taskfabric.config import Config, load_config
+from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
+from taskfabric.engine._backend import Backend
+from taskfabric.engine._loader import load_code
+from taskfabric.engine._local import LocalBackend
+from taskfabric.engine._runner import NodeEvent, Runner
+from taskfabric.engine._state import ABORTED, FAILED, RUNNING, SUCCEEDED
+from taskfabric.errors import ExecutionFailedError, TaskfabricError
+from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
+from taskfabric.sdk import WorkflowDefinition
+from taskfabric.storage import BlobStore, LocalBlobStore
+from taskfabric.types import TransformContext, default_engine, type_str
+
+log = structlog.get_logger("taskfabric.engine")
+
+
+class BackendNotConfiguredError(TaskfabricError):
+    """A task's type maps to no backend this engine can run."""
+
+
+class ExecutionNotFoundError(TaskfabricError):
+    pass
+
+
+class ExecutionBusyError(TaskfabricError):
+    """Another live engine process owns the execution."""
+
+
+@dataclass
+class ExecutionResult:
+    execution_id: str
+    phase: str
+    outputs: types_pb2.LiteralMap | None
+    error: dict[str, Any] | None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.phase == SUCCEEDED
+
+    def python_outputs(self, wf: WorkflowDefinition[Any, Any], store: BlobStore,
+                       work_dir: Any = None) -> Any:
+        """The outputs as the workflow function would have returned them."""
+        if self.outputs is None:
+            raise ExecutionFailedError(self.execution_id, self.phase, _error_text(self.error))
+        from pathlib import Path
+
+        ctx = TransformContext(store=store, raw_prefix="", work_dir=Path(work_dir or "."))
+        engine = default_engine()
+        values = {
+            name: engine.to_python(self.outputs.literals[name], out.py_type, ctx)
+            for name, out in wf.interface.outputs.items()
+        }
+        return wf.interface.unpack_outputs(values)
+
+
+def _error_text(error: dict[str, Any] | None) -> str:
+    if not error:
+        return "unknown error"
+    node = f"node {error['node_id']}: " if error.get("node_id") else ""
+    return f"{node}{error.get('code', '')}: {error.get('message', '')}"
+
+
+def new_execution_id() -> str:
+    return secrets.token_hex(6)
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Engine:
+    """Runs workflows durably on a blob store and a metadata database.
+
+    `Engine()` uses the config file found by `load_config()` (or the embedded defaults).
+    """
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        store: BlobStore | None = None,
+        metadata: MetadataStore | None = None,
+    ) -> None:
+        self.config = config or load_config()
+        root = self.config.data_root
+        self.store = store or LocalBlobStore(root / "blobs", durable=self.config.storage.durable)
+        self.metadata = metadata or MetadataStore(self.config.metadata_url)
+        self.work_root = root / "work"
+        self._backends: dict[str, Backend] = {}
+
+    def close(self) -> None:
+        for backend in self._backends.values():
+            backend.close()
+        self._backends.clear()
+        self.metadata.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- backends --------------------------------------------------------------------
+
+    def _backend_name(self, task: tasks_pb2.TaskTemplate) -> str:
+        name = self.config.task_types.get(task.type)
+        if name is None:
+            known = ", ".join(sorted(self.config.task_types)) or "none"
+            raise BackendNotConfiguredError(
+                f"task '{task.id.name}' has task type '{task.type}', which no backend runs: "
+                f"map it in the config file's [task_types] table (e.g. {task.type} = "
+                f"\"<backend>\") and install the plugin that provides it; configured task "
+                f"types: {known}"
+            )
+        return name
+
+    def backend_for(self, task: tasks_pb2.TaskTemplate) -> Backend:
+        name = self._backend_name(task)
+        backend = self._backends.get(name)
+        if backend is None:
+            backend = self._create_backend(name)
+            self._backends[name] = backend
+        return backend
+
+    def _create_backend(self, name: str) -> Backend:
+        cfg = self.config.backend(name)
+        if cfg.driver == "local":
+            workers = int(cfg.options.get("workers", self.config.engine.parallelism))
+            return LocalBackend(self.store, self.work_root, workers=workers)
+        raise BackendNotConfiguredError(
+            f"backend '{name}' uses driver '{cfg.driver}', which is not installed; "
+            "installed drivers: local"
+        )
+
+    def check_backends(self, compiled: workflow_pb2.CompiledWorkflow) -> None:
+        """Fail before running if any task's type has no backend."""
+        for t in compiled.tasks:
+            self.backend_for(t)
+
+    # -- launching -------------------------------------------------------------------
+
+    def _convert_inputs(self, wf: WorkflowDefinition[Any, Any], inputs: Mapping[str, Any],
+                        execution_id: str) -> types_pb2.LiteralMap:
+        engine = default_engine()
+        ctx = TransformContext(
+            store=self.store,
+            raw_prefix=self.store.uri("executions", execution_id, "raw", "inputs"),
+            work_dir=self.work_root / execution_id,
+        )
+        unknown = sorted(set(inputs) - set(wf.interface.inputs))
+        if unknown:
+            expected = ", ".join(
+                f"{p.name}: {type_str(p.literal_type)}" for p in wf.interface.inputs.values()
+            )
+            raise TaskfabricError(
+                f"workflow '{wf.short_name}' has no input named {', '.join(unknown)}; "
+                f"its inputs are: {expected or 'none'}"
+            )
+        out = types_pb2.LiteralMap()
+        for i, (name, param) in enumerate(wf.interface.inputs.items()):
+            if name in inputs:
+                try:
+                    lit = engine.to_literal(inputs[name], param.py_type, ctx)
+                except Exception as exc:
+                    raise TaskfabricError(
+                        f"workflow '{wf.short_name}', input '{name}': expected "
+                        f"{type_str(param.literal_type)}: {exc}"
+                    ) from exc
+                out.literals[name].CopyFrom(lit)
+            elif param.required:
+                raise TaskfabricError(
+                    f"workflow '{wf.short_name}' needs input '{name}' "
+                    f"({type_str(param.literal_type)})"
+                )
+            else:
+                out.literals[name].CopyFrom(wf.interface.proto.inputs[i].default)
+        return out
+
+    def launch(
+        self,
+        wf: WorkflowDefinition[Any, Any],
+        inputs: Mapping[str, Any],
+        *,
+        project: str | None = None,
+        domain: str | None = None,
+        name: str | None = None,
+        code: dict[str, str] | None = None,
+        on_event: Callable[[NodeEvent], None] | None = None,
+        on_start: Callable[[str], None] | None = None,
+    ) -> ExecutionResult:
+        """Compile `wf`, record a new execution and run it to its end."""
+        compiled = wf.compile()
+        self.check_backends(compiled)
+        execution_id = new_execution_id()
+        literal_inputs = self._convert_inputs(wf, inputs, execution_id)
+        root = self.store.uri("executions", execution_id)
+        inputs_uri, workflow_uri = f"{root}/inputs.pb", f"{root}/workflow.pb"
+        self.store.put_bytes(inputs_uri, literal_inputs.SerializeToString(deterministic=True))
+        self.store.put_bytes(workflow_uri, compiled.SerializeToString(deterministic=True))
+        now = time.time()
+        owner = _owner()
+        rec = ExecutionRecord(
+            id=execution_id,
+            project=project or self.config.project.name,
+            domain=domain or self.config.project.domain,
+            name=name or execution_id,
+            workflow_name=wf.name,
+            phase=RUNNING,
+            created_at=now,
+            started_at=now,
+            inputs_uri=inputs_uri,
+            workflow_uri=workflow_uri,
+            code=code or _code_of(wf),
+            owner=owner,
+            heartbeat_at=now,
+        )
+        self.metadata.create_execution(rec)
+        if on_start is not None:
+            on_start(execution_id)
+        return self._run(rec, compiled, literal_inputs, wf.tasks, {}, on_event)
+
+    def _run(
+        self,
+        rec: ExecutionRecord,
+        compiled: workflow_pb2.CompiledWorkflow,
+        inputs: types_pb2.LiteralMap,
+        task_defs: Mapping[str, Any],
+        prior: Mapping[str, Any],
+        on_event: Callable[[NodeEvent], None] | None,
+    ) -> ExecutionResult:
+        structlog.contextvars.bind_contextvars(execution_id=rec.id)
+        log.info("execution running", workflow=rec.workflow_name)
+        runner = Runner(
+            execution_id=rec.id,
+            compiled=compiled,
+            inputs=inputs,
+            task_defs=task_defs,
+            backend_for=self.backend_for,
+            store=self.store,
+            metadata=self.metadata,
+            parallelism=self.config.engine.parallelism,
+            heartbeat_seconds=self.config.engine.heartbeat_seconds,
+            prior_nodes=prior,
+            on_event=on_event,
+        )
+        try:
+            outcome = runner.run()
+        except BaseException:
+            self._finish(rec.id, ABORTED, runner.outcome.error if runner.outcome else None)
+            structlog.contextvars.unbind_contextvars("execution_id")
+            raise
+        self._finish(rec.id, outcome.phase, outcome.error)
+        log.info("execution ended", phase=outcome.phase)
+        structlog.contextvars.unbind_contextvars("execution_id")
+        return ExecutionResult(rec.id, outcome.phase, outcome.outputs, outcome.error)
+
+    def _finish(self, execution_id: str, phase: str, error: dict[str, Any] | None) -> None:
+        now = time.time()
+        batch = Batch()
+        batch.update_execution(execution_id, phase=phase, finished_at=now, error=error,
+                               owner="", heartbeat_at=now)
+        batch.event(EventRecord(execution_id, "", 0, phase, now,
+                                _error_text(error) if error else ""))
+        self.metadata.apply(batch)
+
+    # -- resuming --------------------------------------------------------------------
+
+    def find_execution(self, ref: str) -> ExecutionRecord:
+        """An execution by id, name or unambiguous id prefix."""
+        rec = self.metadata.get_execution(ref)
+        if rec is not None:
+            return rec
+        found = self.metadata.find_executions(ref)
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise ExecutionNotFoundError(
+                f"no execution '{ref}' in {self.config.metadata_url}: "
+                "`taskfabric executions list` shows the recent ones"
+            )
+        ids = ", ".join(r.id for r in found)
+        raise ExecutionNotFoundError(f"'{ref}' matches several executions: {ids}")
+
+    def load_compiled(self, rec: ExecutionRecord) -> workflow_pb2.CompiledWorkflow:
+        compiled = workflow_pb2.CompiledWorkflow()
+        compiled.ParseFromString(self.store.get_bytes(rec.workflow_uri))
+        return compiled
+
+    def resume(
+        self,
+        ref: str,
+        *,
+        force: bool = False,
+        on_event: Callable[[NodeEvent], None] | None = None,
+        workflow: WorkflowDefinition[Any, Any] | None = None,
+    ) -> ExecutionResult:
+        """Continue an execution whose engine stopped (crash, kill, failure, abort).
+
+        Nodes that succeeded keep their outputs and are not run again; every other node
+        runs (again). Refused while another live process owns the execution. The workflow
+        is loaded again from the code location recorded at launch, unless `workflow` is
+        given (e.g. one defined inside a function).
+        """
+        rec = self.find_execution(ref)
+        if rec.phase == SUCCEEDED:
+            raise TaskfabricError(f"execution {rec.id} already succeeded; nothing to resume")
+        now = time.time()
+        stale_before = now - 3 * self.config.engine.heartbeat_seconds
+        dead = bool(rec.owner) and _owner_is_dead(rec.owner)
+        if not self.metadata.claim_execution(rec.id, _owner(), now=now,
+                                             stale_before=stale_before, force=force or dead):
+            age = now - (rec.heartbeat_at or now)
+            raise ExecutionBusyError(
+                f"execution {rec.id} is being run by {rec.owner} (last heartbeat {age:.0f}s "
+                "ago); wait for it, or pass --force if that process is gone"
+            )
+        compiled = self.load_compiled(rec)
+        if workflow is None and "<locals>" in rec.code.get("object", ""):
+            raise TaskfabricError(
+                f"workflow {rec.code['object']} was defined inside a function, so it cannot "
+                "be loaded again; define it at module level, or pass it to Engine.resume()"
+            )
+        wf = workflow if workflow is not None else load_code(rec.code)
+        if not isinstance(wf, WorkflowDefinition):
+            raise TaskfabricError(f"{rec.code} is no longer a @workflow")
+        if wf.compile().primary.SerializeToString(deterministic=True) != (
+            compiled.primary.SerializeToString(deterministic=True)
+        ):
+            raise TaskfabricError(
+                f"the code of workflow '{wf.short_name}' changed since execution {rec.id} "
+                "started (its DAG differs), so it cannot be resumed; launch a new execution"
+            )
+        self.check_backends(compiled)
+        inputs = types_pb2.LiteralMap()
+        inputs.ParseFromString(self.store.get_bytes(rec.inputs_uri))
+        prior = {n.node_id: n for n in self.metadata.nodes(rec.id)}
+        batch = Batch()
+        for a in self.metadata.attempts(rec.id):
+            if a.phase == RUNNING:
+                a.phase = FAILED
+                a.finished_at = now
+                a.error = {"kind": "system", "code": "Interrupted",
+                           "message": "the engine process stopped during this attempt"}
+                batch.attempt(a)
+                batch.event(EventRecord(rec.id, a.node_id, a.attempt, FAILED, now,
+                                        "interrupted: the engine process stopped"))
+        batch.update_execution(rec.id, phase=RUNNING, finished_at=None, error=None)
+        batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"resumed by {_owner()}"))
+        self.metadata.apply(batch)
+        log.info("resuming execution", execution_id=rec.id,
+                 succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED))
+        return self._run(rec, compiled, inputs, wf.tasks, prior, on_event)
+
+
+def _code_of(wf: WorkflowDefinition[Any, Any]) -> dict[str, str]:
+    import sys
+
+    module = sys.modules.get(wf.function.__module__)
+    file = getattr(module, "__file__", None)
+    if file:
+        return {"file": os.path.abspath(file), "object": wf.function.__qualname__}
+    return {"module": wf.function.__module__, "object": wf.function.__qualname__}
+
+
+def run_workflow(wf: WorkflowDefinition[Any, Any], inputs: Mapping[str, Any],
+                 config: Config | None = None) -> Any:
+    """Run `wf` on the configured engine and return its outputs as Python values."""
+    with Engine(config) as engine:
+        result = engine.launch(wf, inputs)
+        if not result.succeeded:
+            raise ExecutionFailedError(result.execution_id, result.phase,
+                                       _error_text(result.error))
+        return result.python_outputs(wf, engine.store, engine.work_root / result.execution_id)

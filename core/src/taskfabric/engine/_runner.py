@@ -1,0 +1,700 @@
+"""The execution loop: drives one execution's DAG to its end.
+
+One thread (the caller's) owns all state. Backends report attempt ends through
+`notify`, which wakes the loop; timers drive retries and timeouts. Every transition is
+recorded in a batch that is committed once per loop turn, so a chain of tasks costs one
+transaction per task and a wide fan-out far less than one per task.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2, workflow_pb2
+from taskfabric.engine._backend import AttemptPhase, AttemptSpec, AttemptStatus, Backend
+from taskfabric.engine._bindings import BindingError, coerce, evaluate, needs_coercion, resolve
+from taskfabric.engine._state import (
+    ABORTED,
+    FAILED,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    TERMINAL,
+    TIMED_OUT,
+    NodeState,
+    Scope,
+)
+from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
+from taskfabric.sdk._compiler import node_dependencies
+from taskfabric.storage import BlobStore
+
+log = structlog.get_logger("taskfabric.engine")
+
+_SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """A node's phase changed (for progress displays)."""
+
+    execution_id: str
+    node_id: str
+    name: str
+    kind: str
+    phase: str
+    attempt: int
+    message: str = ""
+
+
+@dataclass
+class RunOutcome:
+    phase: str
+    outputs: types_pb2.LiteralMap | None
+    error: dict[str, Any] | None
+
+
+def error_dict(err: execution_pb2.ExecutionError, node_id: str = "") -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "kind": execution_pb2.ErrorKind.Name(err.kind).removeprefix("ERROR_KIND_").lower(),
+        "code": err.code,
+        "message": err.message,
+    }
+    if node_id or err.node_id:
+        d["node_id"] = node_id or err.node_id
+    if err.traceback:
+        d["traceback"] = err.traceback
+    return d
+
+
+def _system_error(code: str, message: str, *, retryable: bool = False) -> execution_pb2.ExecutionError:
+    return execution_pb2.ExecutionError(kind=_SYSTEM, code=code, message=message, retryable=retryable)
+
+
+class Runner:
+    """Runs (or resumes) one execution to a terminal phase."""
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        compiled: workflow_pb2.CompiledWorkflow,
+        inputs: types_pb2.LiteralMap,
+        task_defs: Mapping[str, Any],
+        backend_for: Callable[[tasks_pb2.TaskTemplate], Backend],
+        store: BlobStore,
+        metadata: MetadataStore,
+        parallelism: int,
+        heartbeat_seconds: float,
+        prior_nodes: Mapping[str, NodeRecord] | None = None,
+        on_event: Callable[[NodeEvent], None] | None = None,
+        load_outputs: Callable[[str], types_pb2.LiteralMap] | None = None,
+    ) -> None:
+        self.execution_id = execution_id
+        self.compiled = compiled
+        self.inputs = inputs
+        self.task_defs = task_defs
+        self.backend_for = backend_for
+        self.store = store
+        self.metadata = metadata
+        self.parallelism = max(1, parallelism)
+        self.heartbeat_seconds = heartbeat_seconds
+        self.prior = dict(prior_nodes or {})
+        self.on_event = on_event
+        self._load_outputs_fn = load_outputs
+        self.tasks = {t.id.name: t for t in compiled.tasks}
+        self.subworkflows = {w.id.name: w for w in compiled.subworkflows}
+        self.runnable: deque[NodeState] = deque()
+        self.running: dict[str, NodeState] = {}
+        self.active: dict[str, NodeState] = {}
+        self.timers: list[tuple[float, int, str, NodeState, int]] = []
+        self._seq = itertools.count()
+        self.wakeups: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.batch = Batch()
+        self.failing: dict[str, Any] | None = None
+        self.outcome: RunOutcome | None = None
+        self._last_heartbeat = 0.0
+        self._polled: dict[Backend, float] = {}
+        self._uri_root = store.uri("executions", execution_id)
+        self.root_scope = Scope("", compiled.primary, inputs)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _uri(self, full_id: str, name: str) -> str:
+        key = full_id.replace("[", "/").replace("]", "")
+        return f"{self._uri_root}/nodes/{key}/{name}"
+
+    def _load_outputs(self, uri: str) -> types_pb2.LiteralMap:
+        if self._load_outputs_fn is not None:
+            return self._load_outputs_fn(uri)
+        out = types_pb2.LiteralMap()
+        out.ParseFromString(self.store.get_bytes(uri))
+        return out
+
+    def _write_map(self, uri: str, m: types_pb2.LiteralMap) -> None:
+        self.store.put_bytes(uri, m.SerializeToString(deterministic=True))
+
+    def _record(self, ns: NodeState, message: str = "") -> None:
+        now = time.time()
+        ns.message = message
+        self.batch.node(
+            NodeRecord(
+                execution_id=self.execution_id,
+                node_id=ns.full_id,
+                kind=ns.kind,
+                phase=ns.phase,
+                name=ns.name,
+                parent_id=ns.parent.full_id if ns.parent is not None else (
+                    ns.scope.owner.full_id if ns.scope.owner is not None else ""
+                ),
+                task_name=ns.task.id.name if ns.task is not None else "",
+                attempts=ns.attempt,
+                inputs_uri=ns.inputs_uri,
+                outputs_uri=ns.outputs_uri,
+                started_at=ns.started_at,
+                finished_at=ns.finished_at,
+                error=ns.error,
+                message=message,
+            )
+        )
+        self.batch.event(
+            EventRecord(self.execution_id, ns.full_id, ns.attempt, ns.phase, now, message)
+        )
+        if ns.phase in TERMINAL:
+            self.active.pop(ns.full_id, None)
+        else:
+            self.active[ns.full_id] = ns
+        if self.on_event is not None:
+            self.on_event(
+                NodeEvent(self.execution_id, ns.full_id, ns.name, ns.kind, ns.phase, ns.attempt,
+                          message)
+            )
+
+    def _record_attempt(self, ns: NodeState, phase: str, err: dict[str, Any] | None = None,
+                        log_links: list[dict[str, str]] | None = None) -> None:
+        self.batch.attempt(
+            AttemptRecord(
+                execution_id=self.execution_id,
+                node_id=ns.full_id,
+                attempt=ns.attempt,
+                phase=phase,
+                started_at=ns.attempt_started_at,
+                finished_at=None if phase == RUNNING else time.time(),
+                error=err,
+                backend=getattr(ns.backend, "name", ""),
+                log_links=log_links or [],
+            )
+        )
+
+    def _flush(self, force_heartbeat: bool = False) -> None:
+        now = time.time()
+        if force_heartbeat or now - self._last_heartbeat >= self.heartbeat_seconds:
+            self.batch.update_execution(self.execution_id, heartbeat_at=now)
+            self._last_heartbeat = now
+        if self.batch:
+            self.metadata.apply(self.batch)
+            self.batch = Batch()
+
+    def _timer(self, when: float, kind: str, ns: NodeState) -> None:
+        heapq.heappush(self.timers, (when, next(self._seq), kind, ns, ns.attempt))
+
+    # -- building ----------------------------------------------------------------------
+
+    def _start_scope(self, scope: Scope) -> None:
+        local_ids = {n.id for n in scope.template.nodes}
+        states = []
+        for node in scope.template.nodes:
+            ns = self._make_node(scope.prefix + node.id, node, scope)
+            ns.deps = node_dependencies(node) & local_ids
+            scope.nodes[node.id] = ns
+            states.append(ns)
+        for ns in states:
+            for dep in ns.deps:
+                scope.nodes[dep].dependents.append(ns)
+        scope.remaining = len(states)
+        if not states:
+            self._scope_done(scope)
+            return
+        for ns in states:
+            if not ns.deps:
+                self._ready(ns)
+
+    def _make_node(self, full_id: str, node: workflow_pb2.Node, scope: Scope,
+                   parent: NodeState | None = None) -> NodeState:
+        kind = node.WhichOneof("target") or "task"
+        ns = NodeState(full_id=full_id, node=node, scope=scope, kind=kind, parent=parent,
+                       scope_execution_id=self.execution_id)
+        if kind in ("task", "map"):
+            task_id = node.task.task_id if kind == "task" else node.map.task_id
+            ns.task = self.tasks[task_id.name]
+            ns.task_def = self.task_defs.get(task_id.name)
+        prior = self.prior.get(full_id)
+        if prior is not None:
+            ns.attempt = prior.attempts
+        return ns
+
+    def _resolve_inputs(self, ns: NodeState, input_types: Mapping[str, types_pb2.LiteralType]
+                        ) -> types_pb2.LiteralMap:
+        out = types_pb2.LiteralMap()
+        scope = ns.scope
+        mapped = set(ns.node.map.mapped_inputs) if ns.kind == "map" else set()
+        for b in ns.node.inputs:
+            lit = resolve(b.binding, scope.inputs, scope.outputs)
+            target = input_types.get(b.var)
+            if target is not None:
+                if b.var in mapped:
+                    target = types_pb2.LiteralType(list_type=target)
+                if needs_coercion(target):
+                    lit = coerce(lit, target)
+            out.literals[b.var].CopyFrom(lit)
+        return out
+
+    # -- transitions -------------------------------------------------------------------
+
+    def _ready(self, ns: NodeState) -> None:
+        """All of `ns`'s upstream nodes succeeded: start it (or reuse its recorded outputs)."""
+        if self.failing is not None:
+            return
+        prior = self.prior.get(ns.full_id)
+        if prior is not None and prior.phase == SUCCEEDED and prior.outputs_uri:
+            try:
+                outputs = self._load_outputs(prior.outputs_uri)
+            except Exception as exc:
+                log.warning("recorded outputs unreadable, running node again",
+                            node_id=ns.full_id, error=str(exc))
+            else:
+                ns.outputs_uri = prior.outputs_uri
+                ns.inputs_uri = prior.inputs_uri
+                ns.phase = SUCCEEDED
+                ns.started_at, ns.finished_at = prior.started_at, prior.finished_at
+                self._succeeded(ns, outputs, record=False)
+                return
+        ns.started_at = time.time()
+        try:
+            if ns.kind in ("task", "map_item"):
+                if ns.kind == "task":
+                    assert ns.task is not None
+                    types = {i.name: i.type for i in ns.task.interface.inputs}
+                    ns.inputs = self._resolve_inputs(ns, types)
+                ns.inputs_uri = self._uri(ns.full_id, "inputs.pb")
+                assert ns.inputs is not None
+                self._write_map(ns.inputs_uri, ns.inputs)
+                ns.phase = QUEUED
+                self._record(ns)
+                self.runnable.append(ns)
+            elif ns.kind == "map":
+                self._start_map(ns)
+            elif ns.kind == "workflow":
+                self._start_subworkflow(ns)
+            elif ns.kind == "branch":
+                self._start_branch(ns)
+            else:  # pragma: no cover - the compiler rejects other kinds
+                raise BindingError(f"unknown node kind {ns.kind}")
+        except BindingError as exc:
+            self._fail(ns, _system_error("BindingError", str(exc)))
+
+    def _start_map(self, ns: NodeState) -> None:
+        assert ns.task is not None
+        types = {i.name: i.type for i in ns.task.interface.inputs}
+        ns.inputs = self._resolve_inputs(ns, types)
+        ns.inputs_uri = self._uri(ns.full_id, "inputs.pb")
+        self._write_map(ns.inputs_uri, ns.inputs)
+        mapped = list(ns.node.map.mapped_inputs)
+        lengths = {name: len(ns.inputs.literals[name].list.literals) for name in mapped}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
+            self._fail(ns, _system_error(
+                "MapLengthMismatch", f"mapped inputs have different lengths ({detail})"))
+            return
+        count = next(iter(lengths.values()), 0)
+        ns.phase = RUNNING
+        self._record(ns, f"{count} items")
+        if count == 0:
+            self._finish_map(ns)
+            return
+        broadcast = {k: v for k, v in ns.inputs.literals.items() if k not in lengths}
+        item_node = workflow_pb2.Node(
+            id=ns.node.id, name=ns.node.name,
+            task=workflow_pb2.TaskNode(task_id=ns.node.map.task_id),
+        )
+        for i in range(count):
+            item = self._make_node(f"{ns.full_id}[{i}]", item_node, ns.scope, parent=ns)
+            item.kind = "map_item"
+            item.task = ns.task
+            item.task_def = ns.task_def
+            item.item_index = i
+            inputs = types_pb2.LiteralMap()
+            for k, v in broadcast.items():
+                inputs.literals[k].CopyFrom(v)
+            for k in mapped:
+                inputs.literals[k].CopyFrom(ns.inputs.literals[k].list.literals[i])
+            item.inputs = inputs
+            ns.items.append(item)
+        for item in ns.items:
+            self._ready(item)
+
+    def _finish_map(self, ns: NodeState) -> None:
+        assert ns.task is not None
+        out = types_pb2.LiteralMap()
+        for o in ns.task.interface.outputs:
+            lit = out.literals[o.name]
+            lit.list.SetInParent()
+            for item in ns.items:
+                assert item.outputs is not None
+                lit.list.literals.append(item.outputs.literals[o.name])
+        self._complete_composite(ns, out)
+
+    def _complete_composite(self, ns: NodeState, out: types_pb2.LiteralMap) -> None:
+        ns.outputs_uri = self._uri(ns.full_id, "outputs.pb")
+        self._write_map(ns.outputs_uri, out)
+        self._succeeded(ns, out)
+
+    def _start_subworkflow(self, ns: NodeState) -> None:
+        template = self.subworkflows[ns.node.workflow.workflow_id.name]
+        types = {i.name: i.type for i in template.interface.inputs}
+        ns.inputs = self._resolve_inputs(ns, types)
+        ns.inputs_uri = self._uri(ns.full_id, "inputs.pb")
+        self._write_map(ns.inputs_uri, ns.inputs)
+        ns.phase = RUNNING
+        self._record(ns)
+        self._start_scope(Scope(ns.full_id + "/", template, ns.inputs, owner=ns))
+
+    def _start_branch(self, ns: NodeState) -> None:
+        scope = ns.scope
+        chosen: workflow_pb2.Node | None = None
+        for i, case in enumerate(ns.node.branch.cases):
+            if evaluate(case.condition, scope.inputs, scope.outputs):
+                chosen, label = case.then_node, f"case {i + 1} holds"
+                break
+        else:
+            if ns.node.branch.HasField("else_node"):
+                chosen, label = ns.node.branch.else_node, "else"
+        if chosen is None:
+            self._fail(ns, execution_pb2.ExecutionError(
+                kind=execution_pb2.ErrorKind.ERROR_KIND_USER, code="NoCaseHeld",
+                message=ns.node.branch.else_error or "no case of the conditional held"))
+            return
+        ns.phase = RUNNING
+        self._record(ns, f"{label}: running {chosen.name or chosen.id}")
+        child = self._make_node(f"{ns.full_id}/{chosen.id}", chosen, scope, parent=ns)
+        self._ready(child)
+
+    def _dispatch(self) -> None:
+        while self.runnable and len(self.running) < self.parallelism and self.failing is None:
+            ns = self.runnable.popleft()
+            if ns.phase in TERMINAL:
+                continue
+            parent = ns.parent
+            if parent is not None and parent.kind == "map":
+                if parent.phase in TERMINAL:
+                    continue
+                limit = parent.node.map.concurrency
+                if limit and parent.map_running >= limit:
+                    parent.map_waiting.append(ns)
+                    continue
+                parent.map_running += 1
+            self._start_attempt(ns)
+
+    def _start_attempt(self, ns: NodeState) -> None:
+        assert ns.task is not None and ns.inputs is not None
+        ns.attempt += 1
+        ns.attempt_started_at = time.time()
+        ns.phase = RUNNING
+        ns.outputs_uri = self._uri(ns.full_id, "outputs.pb")
+        backend = self.backend_for(ns.task)
+        ns.backend = backend
+        spec = AttemptSpec(
+            attempt_id=ns.attempt_id,
+            execution_id=self.execution_id,
+            node_id=ns.full_id,
+            attempt=ns.attempt,
+            task=ns.task,
+            inputs=ns.inputs,
+            inputs_uri=ns.inputs_uri,
+            outputs_uri=ns.outputs_uri,
+            raw_prefix=self._uri(ns.full_id, f"raw/{ns.attempt}"),
+            notify=self.wakeups.put,
+            task_definition=ns.task_def,
+        )
+        self.running[spec.attempt_id] = ns
+        self._record(ns)
+        self._record_attempt(ns, RUNNING)
+        if backend.poll_interval is not None:
+            self._polled.setdefault(backend, 0.0)
+        timeout = ns.task.timeout.ToTimedelta().total_seconds() if ns.task.HasField("timeout") else 0
+        if timeout > 0:
+            self._timer(time.monotonic() + timeout, "timeout", ns)
+        try:
+            backend.submit(spec)
+        except Exception as exc:
+            log.exception("backend submit failed", node_id=ns.full_id, backend=backend.name)
+            self._attempt_over(ns)
+            self._attempt_failed(ns, _system_error(
+                type(exc).__name__, f"backend '{backend.name}' could not submit: {exc}",
+                retryable=True))
+
+    def _attempt_over(self, ns: NodeState) -> None:
+        """Bookkeeping when an attempt stops occupying a slot."""
+        self.running.pop(ns.attempt_id, None)
+        if ns.backend is not None:
+            ns.backend.release(ns.attempt_id)
+        parent = ns.parent
+        if parent is not None and parent.kind == "map":
+            parent.map_running -= 1
+            if parent.map_waiting:
+                self.runnable.appendleft(parent.map_waiting.popleft())
+
+    def _attempt_ended(self, ns: NodeState, status: AttemptStatus) -> None:
+        self._attempt_over(ns)
+        if status.phase is AttemptPhase.SUCCEEDED:
+            self._record_attempt(ns, SUCCEEDED, log_links=status.log_links)
+            outputs = status.outputs
+            if outputs is None:
+                try:
+                    outputs = self._load_outputs(status.outputs_uri or ns.outputs_uri)
+                except Exception as exc:
+                    self._attempt_failed(ns, _system_error(
+                        "OutputsMissing", f"the backend reported success but the outputs "
+                        f"cannot be read: {exc}", retryable=True))
+                    return
+            if status.outputs_uri:
+                ns.outputs_uri = status.outputs_uri
+            self._succeeded(ns, outputs)
+        else:
+            err = status.error or _system_error("Unknown", status.message or "attempt failed")
+            self._attempt_failed(ns, err, log_links=status.log_links)
+
+    def _attempt_failed(self, ns: NodeState, err: execution_pb2.ExecutionError, *,
+                        phase: str = FAILED, log_links: list[dict[str, str]] | None = None) -> None:
+        assert ns.task is not None
+        edict = error_dict(err)
+        self._record_attempt(ns, phase, edict, log_links)
+        retry = ns.task.retry
+        if err.retryable and ns.failures < retry.retries and self.failing is None:
+            ns.failures += 1
+            base = retry.initial_backoff.ToTimedelta().total_seconds()
+            mult = retry.backoff_multiplier or 2.0
+            cap = retry.max_backoff.ToTimedelta().total_seconds() or float("inf")
+            delay = min(base * mult ** (ns.failures - 1), cap)
+            ns.phase = RETRYING
+            ns.error = edict
+            self._record(ns, f"retry {ns.failures}/{retry.retries} in {delay:.1f}s after "
+                             f"{err.code}: {err.message}"[:500])
+            log.info("attempt failed, will retry", node_id=ns.full_id, attempt=ns.attempt,
+                     code=err.code, delay_s=delay)
+            self._timer(time.monotonic() + delay, "retry", ns)
+            return
+        self._fail(ns, err, phase=phase)
+
+    def _fail(self, ns: NodeState, err: execution_pb2.ExecutionError, *, phase: str = FAILED) -> None:
+        if ns.phase in TERMINAL:
+            return
+        ns.phase = phase
+        ns.finished_at = time.time()
+        ns.error = error_dict(err, ns.full_id)
+        self._record(ns, f"{err.code}: {err.message}"[:500])
+        log.warning("node failed", node_id=ns.full_id, code=err.code, error=err.message)
+        parent = ns.parent or ns.scope.owner
+        if parent is not None and parent.phase not in TERMINAL:
+            what = f"item {ns.item_index}" if ns.kind == "map_item" else f"node {ns.full_id}"
+            wrapped = execution_pb2.ExecutionError()
+            wrapped.CopyFrom(err)
+            wrapped.node_id = err.node_id or ns.full_id
+            wrapped.message = f"{what} ({ns.name}) failed: {err.message}"
+            self._fail(parent, wrapped)
+            return
+        if parent is None and self.failing is None:
+            self.failing = error_dict(err, err.node_id or ns.full_id)
+            self._stop_pending(f"not run: node {ns.full_id} ({ns.name}) failed")
+
+    def _stop_pending(self, message: str, phase: str = SKIPPED) -> None:
+        """Mark every node that has not started (queued, waiting to retry) as not run."""
+        for ns in list(self.active.values()):
+            if ns.phase in (QUEUED, RETRYING) or (
+                ns.kind in ("map", "workflow", "branch") and ns.phase == RUNNING
+                and not self._has_running_child(ns)
+            ):
+                ns.phase = phase if ns.phase == QUEUED else ABORTED
+                ns.finished_at = time.time()
+                self._record(ns, message)
+        self.runnable.clear()
+
+    def _has_running_child(self, ns: NodeState) -> bool:
+        prefix = ns.full_id
+        return any(r.full_id.startswith(prefix) for r in self.running.values())
+
+    def _succeeded(self, ns: NodeState, outputs: types_pb2.LiteralMap, *, record: bool = True) -> None:
+        ns.outputs = outputs
+        ns.phase = SUCCEEDED
+        if record:
+            ns.finished_at = time.time()
+            ns.error = None
+            self._record(ns)
+        parent = ns.parent
+        if parent is not None:
+            if parent.phase in TERMINAL:
+                return
+            if parent.kind == "map":
+                parent.items_done += 1
+                if parent.items_done == len(parent.items):
+                    self._finish_map(parent)
+            else:  # the chosen case of a branch
+                self._complete_composite(parent, outputs)
+            return
+        scope = ns.scope
+        scope.outputs[ns.node.id] = outputs
+        scope.remaining -= 1
+        for dep in ns.dependents:
+            dep.deps.discard(ns.node.id)
+            if not dep.deps and dep.phase == QUEUED and not dep.started_at:
+                self._ready(dep)
+        if scope.remaining == 0:
+            self._scope_done(scope)
+
+    def _scope_done(self, scope: Scope) -> None:
+        out = types_pb2.LiteralMap()
+        declared = {o.name: o.type for o in scope.template.interface.outputs}
+        try:
+            for b in scope.template.outputs:
+                lit = resolve(b.binding, scope.inputs, scope.outputs)
+                target = declared.get(b.var)
+                if target is not None and needs_coercion(target):
+                    lit = coerce(lit, target)
+                out.literals[b.var].CopyFrom(lit)
+        except BindingError as exc:
+            err = _system_error("BindingError", str(exc))
+            if scope.owner is not None:
+                self._fail(scope.owner, err)
+            else:
+                self.failing = error_dict(err)
+            return
+        if scope.owner is not None:
+            self._complete_composite(scope.owner, out)
+            return
+        uri = f"{self._uri_root}/outputs.pb"
+        self._write_map(uri, out)
+        self.outcome = RunOutcome(SUCCEEDED, out, None)
+        self.batch.update_execution(self.execution_id, outputs_uri=uri)
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _handle_timers(self) -> None:
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, kind, ns, attempt = heapq.heappop(self.timers)
+            if attempt != ns.attempt:
+                continue
+            if kind == "retry" and ns.phase == RETRYING:
+                if self.failing is None:
+                    ns.phase = QUEUED
+                    self.runnable.append(ns)
+            elif kind == "timeout" and ns.phase == RUNNING and ns.attempt_id in self.running:
+                assert ns.task is not None
+                if ns.backend is not None:
+                    ns.backend.cancel(ns.attempt_id)
+                self._attempt_over(ns)
+                secs = ns.task.timeout.ToTimedelta().total_seconds()
+                self._attempt_failed(ns, _system_error(
+                    "Timeout", f"attempt {ns.attempt} ran longer than its timeout of {secs:g}s",
+                    retryable=True), phase=TIMED_OUT)
+
+    def _handle_wakeup(self, attempt_id: str) -> None:
+        ns = self.running.get(attempt_id)
+        if ns is None or ns.backend is None:
+            return
+        status = ns.backend.poll(attempt_id)
+        if status.phase is not AttemptPhase.RUNNING:
+            self._attempt_ended(ns, status)
+
+    def _poll_backends(self) -> None:
+        now = time.monotonic()
+        for backend, last in list(self._polled.items()):
+            assert backend.poll_interval is not None
+            if now - last < backend.poll_interval:
+                continue
+            self._polled[backend] = now
+            for attempt_id, ns in list(self.running.items()):
+                if ns.backend is backend:
+                    self._handle_wakeup(attempt_id)
+
+    def _wait_timeout(self) -> float:
+        timeout = self.heartbeat_seconds
+        if self.timers:
+            timeout = min(timeout, max(0.0, self.timers[0][0] - time.monotonic()))
+        for backend in self._polled:
+            assert backend.poll_interval is not None
+            timeout = min(timeout, backend.poll_interval)
+        return timeout
+
+    def _finished(self) -> bool:
+        if self.outcome is not None:
+            return True
+        return self.failing is not None and not self.running
+
+    def run(self) -> RunOutcome:
+        """Drive the execution to its end. KeyboardInterrupt aborts it (and re-raises)."""
+        try:
+            self._start_scope(self.root_scope)
+            while not self._finished():
+                self._dispatch()
+                self._flush()
+                if self._finished():
+                    break
+                if not self.running and not self.runnable and not self.timers:
+                    # Nothing can make progress: a bug; fail loudly rather than hang.
+                    self.failing = error_dict(_system_error(
+                        "Stalled", "no node is running or ready but the workflow is not done"))
+                    break
+                try:
+                    self._handle_wakeup(self.wakeups.get(timeout=self._wait_timeout()))
+                    while True:
+                        self._handle_wakeup(self.wakeups.get_nowait())
+                except queue.Empty:
+                    pass
+                self._handle_timers()
+                if self._polled:
+                    self._poll_backends()
+        except KeyboardInterrupt:
+            self.abort("interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except BaseException as exc:
+            self.abort(f"engine error: {type(exc).__name__}: {exc}")
+            raise
+        if self.outcome is None:
+            self.outcome = RunOutcome(FAILED, None, self.failing)
+        self._flush(force_heartbeat=True)
+        return self.outcome
+
+    def abort(self, reason: str) -> None:
+        """Cancel running attempts and record the execution's nodes as aborted."""
+        for attempt_id, ns in list(self.running.items()):
+            try:
+                if ns.backend is not None:
+                    ns.backend.cancel(attempt_id)
+            except Exception:
+                log.exception("cancel failed", node_id=ns.full_id)
+            self._record_attempt(ns, ABORTED, {"kind": "system", "code": "Aborted",
+                                               "message": reason})
+        self.running.clear()
+        for ns in list(self.active.values()):
+            ns.phase = ABORTED
+            ns.finished_at = time.time()
+            self._record(ns, reason)
+        self.runnable.clear()
+        self.outcome = RunOutcome(ABORTED, None, {"kind": "system", "code": "Aborted",
+                                                  "message": reason})
+        try:
+            self._flush(force_heartbeat=True)
+        except Exception:
+            log.exception("could not record the abort")
+

@@ -1,0 +1,16 @@
+"""The metadata database: executions, node executions, attempts and their transitions."""
+
+from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
+from taskfabric.metadata._schema import HEAD_REVISION
+from taskfabric.metadata._store import Batch, MetadataStore, create_db_engine
+
+__all__ = [
+    "HEAD_REVISION",
+    "AttemptRecord",
+    "Batch",
+    "EventRecord",
+    "ExecutionRecord",
+    "MetadataStore",
+    "NodeRecord",
+    "create_db_engine",
+]

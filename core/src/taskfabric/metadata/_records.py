@@ -1,0 +1,70 @@
+"""Plain records read from and written to the metadata database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ExecutionRecord:
+    id: str
+    project: str
+    domain: str
+    name: str
+    workflow_name: str
+    phase: str
+    created_at: float
+    workflow_version: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    inputs_uri: str = ""
+    outputs_uri: str = ""
+    workflow_uri: str = ""
+    # Where the workflow's code lives, so a resume can load it: {"file", "object", "root"}.
+    code: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    owner: str = ""
+    heartbeat_at: float | None = None
+
+
+@dataclass
+class NodeRecord:
+    execution_id: str
+    node_id: str
+    kind: str
+    phase: str
+    name: str = ""
+    parent_id: str = ""
+    task_name: str = ""
+    attempts: int = 0
+    inputs_uri: str = ""
+    outputs_uri: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: dict[str, Any] | None = None
+    message: str = ""
+    cache_status: str = ""
+
+
+@dataclass
+class AttemptRecord:
+    execution_id: str
+    node_id: str
+    attempt: int
+    phase: str
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: dict[str, Any] | None = None
+    backend: str = ""
+    log_links: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class EventRecord:
+    execution_id: str
+    node_id: str
+    attempt: int
+    phase: str
+    at: float
+    message: str = ""

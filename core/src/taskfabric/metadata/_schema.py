@@ -1,0 +1,105 @@
+"""Tables of the metadata database (SQLAlchemy Core).
+
+Times are UTC epoch seconds (float): portable across SQLite and PostgreSQL and cheap to
+write on the engine's hot path. Error and code-location documents are JSON text.
+Any change here needs an Alembic migration in `migrations/versions/` and a new HEAD.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+#: The newest migration; a test checks that it matches migrations/versions.
+HEAD_REVISION = "0001"
+
+metadata = sa.MetaData()
+
+executions = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(255), nullable=False),
+    sa.Column("domain", sa.String(255), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("workflow_name", sa.String(512), nullable=False),
+    sa.Column("workflow_version", sa.String(255), nullable=False, server_default=""),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("inputs_uri", sa.Text, nullable=False, server_default=""),
+    sa.Column("outputs_uri", sa.Text, nullable=False, server_default=""),
+    sa.Column("workflow_uri", sa.Text, nullable=False, server_default=""),
+    sa.Column("code", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("error", sa.Text),
+    sa.Column("owner", sa.String(255), nullable=False, server_default=""),
+    sa.Column("heartbeat_at", sa.Float),
+    sa.UniqueConstraint("project", "domain", "name", name="uq_executions_name"),
+)
+sa.Index("ix_executions_created", executions.c.created_at)
+sa.Index("ix_executions_phase", executions.c.phase)
+
+node_executions = sa.Table(
+    "node_executions",
+    metadata,
+    sa.Column(
+        "execution_id",
+        sa.String(64),
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("node_id", sa.String(512), primary_key=True),
+    sa.Column("name", sa.String(512), nullable=False, server_default=""),
+    # task, map, map_item, branch, workflow
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("parent_id", sa.String(512), nullable=False, server_default=""),
+    sa.Column("task_name", sa.String(512), nullable=False, server_default=""),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("inputs_uri", sa.Text, nullable=False, server_default=""),
+    sa.Column("outputs_uri", sa.Text, nullable=False, server_default=""),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("error", sa.Text),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("cache_status", sa.String(32), nullable=False, server_default=""),
+)
+
+node_attempts = sa.Table(
+    "node_attempts",
+    metadata,
+    sa.Column("execution_id", sa.String(64), primary_key=True),
+    sa.Column("node_id", sa.String(512), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("started_at", sa.Float),
+    sa.Column("finished_at", sa.Float),
+    sa.Column("error", sa.Text),
+    sa.Column("backend", sa.String(255), nullable=False, server_default=""),
+    sa.Column("log_links", sa.Text, nullable=False, server_default="[]"),
+    sa.ForeignKeyConstraint(
+        ["execution_id", "node_id"],
+        ["node_executions.execution_id", "node_executions.node_id"],
+        ondelete="CASCADE",
+        name="fk_attempt_node",
+    ),
+)
+
+# Every phase transition, in order: the audit trail of an execution.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "execution_id",
+        sa.String(64),
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("node_id", sa.String(512), nullable=False, server_default=""),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+)
+sa.Index("ix_events_execution", events.c.execution_id, events.c.id)

@@ -1,0 +1,249 @@
+"""The metadata store: executions, nodes, attempts and events in one database."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from taskfabric.metadata import _schema as s
+from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
+
+_JSON_FIELDS = {"code", "error", "log_links"}
+
+
+def _encode(row: dict[str, Any]) -> dict[str, Any]:
+    for key in _JSON_FIELDS & row.keys():
+        value = row[key]
+        if value is not None or key != "error":
+            row[key] = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return row
+
+
+def _decode(cls: type[Any], row: sa.Row[Any]) -> Any:
+    data = dict(row._mapping)
+    for key in _JSON_FIELDS & data.keys():
+        if data[key] is not None:
+            data[key] = json.loads(data[key])
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Batch:
+    """Writes applied together in one transaction (see MetadataStore.apply)."""
+
+    executions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodes: dict[tuple[str, str], NodeRecord] = field(default_factory=dict)
+    attempts: dict[tuple[str, str, int], AttemptRecord] = field(default_factory=dict)
+    events: list[EventRecord] = field(default_factory=list)
+
+    def update_execution(self, execution_id: str, **values: Any) -> None:
+        self.executions.setdefault(execution_id, {}).update(values)
+
+    def node(self, rec: NodeRecord) -> None:
+        self.nodes[(rec.execution_id, rec.node_id)] = rec
+
+    def attempt(self, rec: AttemptRecord) -> None:
+        self.attempts[(rec.execution_id, rec.node_id, rec.attempt)] = rec
+
+    def event(self, rec: EventRecord) -> None:
+        self.events.append(rec)
+
+    def __bool__(self) -> bool:
+        return bool(self.executions or self.nodes or self.attempts or self.events)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def create_db_engine(url: str) -> Engine:
+    """A SQLAlchemy engine for `url`, tuned for the engine's write pattern."""
+    sa_url = sa.make_url(url)
+    if sa_url.get_backend_name() == "sqlite":
+        if sa_url.database and sa_url.database != ":memory:":
+            Path(sa_url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            sa_url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=sa.pool.QueuePool if sa_url.database != ":memory:" else sa.pool.StaticPool,
+        )
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(sa_url, pool_pre_ping=True)
+
+
+class MetadataStore:
+    """Reads and writes execution metadata. Thread-safe; one instance per process."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine = create_db_engine(url)
+        self._dialect = self.engine.dialect.name
+        self._write_lock = threading.Lock()
+        if migrate:
+            self.migrate()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------
+
+    def current_revision(self) -> str | None:
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (cheap when it already is)."""
+        if self.current_revision() == s.HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    # -- writes ---------------------------------------------------------------------
+
+    def _upsert(self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        keys = [c.name for c in table.primary_key.columns]
+        if self._dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        else:  # pragma: no cover - other databases: delete then insert
+            for row in rows:
+                conn.execute(table.delete().where(*[table.c[k] == row[k] for k in keys]))
+            conn.execute(table.insert(), list(rows))
+            return
+        stmt = insert(table)
+        update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), list(rows))
+
+    def create_execution(self, rec: ExecutionRecord) -> None:
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(s.executions.insert(), _encode(asdict(rec)))
+
+    def apply(self, batch: Batch) -> None:
+        """Apply every write of `batch` in one transaction."""
+        if not batch:
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            for execution_id, values in batch.executions.items():
+                conn.execute(
+                    s.executions.update().where(s.executions.c.id == execution_id),
+                    _encode(dict(values)),
+                )
+            self._upsert(conn, s.node_executions, [_encode(dict(vars(n))) for n in batch.nodes.values()])
+            self._upsert(conn, s.node_attempts, [_encode(dict(vars(a))) for a in batch.attempts.values()])
+            if batch.events:
+                conn.execute(s.events.insert(), [dict(vars(e)) for e in batch.events])
+
+    def update_execution(self, execution_id: str, **values: Any) -> None:
+        batch = Batch()
+        batch.update_execution(execution_id, **values)
+        self.apply(batch)
+
+    def claim_execution(
+        self, execution_id: str, owner: str, *, now: float, stale_before: float | None, force: bool
+    ) -> bool:
+        """Take ownership of an execution if its owner is gone (heartbeat older than
+        `stale_before`), it has no owner, or `force`. Atomic across processes."""
+        t = s.executions
+        cond = t.c.id == execution_id
+        if not force:
+            free = (t.c.owner == "") | (t.c.heartbeat_at.is_(None))
+            if stale_before is not None:
+                free = free | (t.c.heartbeat_at < stale_before)
+            cond = cond & free
+        with self._write_lock, self.engine.begin() as conn:
+            result = conn.execute(t.update().where(cond).values(owner=owner, heartbeat_at=now))
+            return bool(result.rowcount)
+
+    # -- reads ----------------------------------------------------------------------
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(s.executions).where(s.executions.c.id == execution_id)
+            ).first()
+        return None if row is None else _decode(ExecutionRecord, row)
+
+    def find_executions(self, prefix: str, limit: int = 5) -> list[ExecutionRecord]:
+        """Executions whose id or name starts with `prefix` (for abbreviated ids)."""
+        t = s.executions
+        like = prefix.replace("%", r"\%").replace("_", r"\_") + "%"
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t)
+                .where(t.c.id.like(like, escape="\\") | t.c.name.like(like, escape="\\"))
+                .order_by(t.c.created_at.desc())
+                .limit(limit)
+            ).all()
+        return [_decode(ExecutionRecord, r) for r in rows]
+
+    def list_executions(
+        self,
+        *,
+        project: str | None = None,
+        domain: str | None = None,
+        phases: Iterable[str] | None = None,
+        workflow: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[ExecutionRecord]:
+        t = s.executions
+        q = sa.select(t).order_by(t.c.created_at.desc()).limit(limit).offset(offset)
+        if project:
+            q = q.where(t.c.project == project)
+        if domain:
+            q = q.where(t.c.domain == domain)
+        if phases:
+            q = q.where(t.c.phase.in_(list(phases)))
+        if workflow:
+            q = q.where(t.c.workflow_name.like(f"%{workflow}%"))
+        with self.engine.connect() as conn:
+            return [_decode(ExecutionRecord, r) for r in conn.execute(q).all()]
+
+    def nodes(self, execution_id: str) -> list[NodeRecord]:
+        t = s.node_executions
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.execution_id == execution_id)).all()
+        return [_decode(NodeRecord, r) for r in rows]
+
+    def attempts(self, execution_id: str) -> list[AttemptRecord]:
+        t = s.node_attempts
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t)
+                .where(t.c.execution_id == execution_id)
+                .order_by(t.c.node_id, t.c.attempt)
+            ).all()
+        return [_decode(AttemptRecord, r) for r in rows]
+
+    def events(self, execution_id: str) -> list[EventRecord]:
+        t = s.events
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t).where(t.c.execution_id == execution_id).order_by(t.c.id)
+            ).all()
+        return [_decode(EventRecord, r) for r in rows]

@@ -1,0 +1,24 @@
+"""The Python SDK: declare tasks and workflows."""
+
+from taskfabric.sdk._conditional import ConditionBuilder, conditional
+from taskfabric.sdk._map import MapTask, map_task
+from taskfabric.sdk._promise import Condition, Promise
+from taskfabric.sdk._settings import Cache, Resources, Retry
+from taskfabric.sdk._task import TaskDefinition, task
+from taskfabric.sdk._workflow import WorkflowDefinition, workflow
+
+__all__ = [
+    "Cache",
+    "Condition",
+    "ConditionBuilder",
+    "MapTask",
+    "Promise",
+    "Resources",
+    "Retry",
+    "TaskDefinition",
+    "WorkflowDefinition",
+    "conditional",
+    "map_task",
+    "task",
+    "workflow",
+]

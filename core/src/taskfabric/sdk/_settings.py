@@ -1,0 +1,110 @@
+"""Settings objects users pass to @task."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from google.protobuf import duration_pb2
+
+from taskfabric.core.v1 import tasks_pb2
+
+
+def to_timedelta(value: timedelta | float | int | None, what: str) -> timedelta | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{what} must be a timedelta or a number of seconds, not a bool")
+    td = value if isinstance(value, timedelta) else timedelta(seconds=float(value))
+    if td < timedelta(0):
+        raise ValueError(f"{what} must not be negative (got {td})")
+    return td
+
+
+def duration_proto(td: timedelta | None) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    if td is not None:
+        d.FromTimedelta(td)
+    return d
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Retry a failed attempt up to `retries` more times with exponential backoff.
+
+    The wait before retry k (k = 1, 2, ...) is `backoff * multiplier**(k-1)`, capped at
+    `max_backoff`. A task waiting to retry holds no slot of any pool.
+    """
+
+    retries: int = 0
+    backoff: timedelta | float = timedelta(seconds=1)
+    multiplier: float = 2.0
+    max_backoff: timedelta | float = timedelta(minutes=5)
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError(f"retries must be >= 0 (got {self.retries})")
+        if self.multiplier < 1:
+            raise ValueError(f"backoff multiplier must be >= 1 (got {self.multiplier})")
+
+    def to_proto(self) -> tasks_pb2.RetryStrategy:
+        return tasks_pb2.RetryStrategy(
+            retries=self.retries,
+            initial_backoff=duration_proto(to_timedelta(self.backoff, "backoff")),
+            backoff_multiplier=self.multiplier,
+            max_backoff=duration_proto(to_timedelta(self.max_backoff, "max_backoff")),
+        )
+
+
+@dataclass(frozen=True)
+class Cache:
+    """Cache a task's outputs by its inputs.
+
+    `version` left empty means the version is derived from the task's source code.
+    """
+
+    version: str = ""
+    ignored_inputs: Sequence[str] = ()
+    ttl: timedelta | float | None = None
+    serialize: bool = False
+
+    def to_proto(self) -> tasks_pb2.CacheSettings:
+        return tasks_pb2.CacheSettings(
+            enabled=True,
+            version=self.version,
+            ignored_inputs=list(self.ignored_inputs),
+            ttl=duration_proto(to_timedelta(self.ttl, "cache ttl")),
+            serialize=self.serialize,
+        )
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Compute resources, in Kubernetes quantity syntax ("500m", "2", "4Gi")."""
+
+    cpu: str | int | float | None = None
+    memory: str | None = None
+    gpu: str | int | None = None
+    ephemeral_storage: str | None = None
+
+    def to_proto(self) -> tasks_pb2.ResourceSpec:
+        return tasks_pb2.ResourceSpec(
+            cpu="" if self.cpu is None else str(self.cpu),
+            memory=self.memory or "",
+            gpu="" if self.gpu is None else str(self.gpu),
+            ephemeral_storage=self.ephemeral_storage or "",
+        )
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """Everything @task accepts besides the function, normalised."""
+
+    retry: Retry = field(default_factory=Retry)
+    timeout: timedelta | None = None
+    cache: Cache | None = None
+    requests: Resources | None = None
+    limits: Resources | None = None
+    pools: dict[str, int] = field(default_factory=dict)
+    task_type: str = "python"
