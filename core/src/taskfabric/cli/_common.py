@@ -46,8 +46,9 @@ class CliState:
         return self._config
 
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# Piped output is not cut at 80 columns: it is read by people with wide windows and tools.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def state() -> CliState:

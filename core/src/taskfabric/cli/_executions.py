@@ -87,14 +87,20 @@ def _load_map(engine: Any, uri: str) -> types_pb2.LiteralMap | None:
     return m
 
 
-def _values(m: types_pb2.LiteralMap | None) -> str:
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _values(m: types_pb2.LiteralMap | None, limit: int = 70, order: list[str] | None = None
+            ) -> str:
     from taskfabric.types import literal_to_display
 
     if m is None:
         return ""
-    return ", ".join(
-        f"{k}={literal_to_display(v, max_items=5, max_chars=60)}" for k, v in m.literals.items()
-    )
+    names = [n for n in (order or []) if n in m.literals] or sorted(m.literals)
+    return _clip(", ".join(
+        f"{k}={literal_to_display(m.literals[k], max_items=5, max_chars=60)}" for k in names
+    ), limit)
 
 
 def _node_sort_key(node_id: str) -> list[Any]:
@@ -146,12 +152,15 @@ def show(execution: str, show_all: bool, events: bool, no_values: bool,
             }
             out.print_json(json.dumps(payload, default=str))
             return
-        _print_show(engine, rec, nodes, by_node, inputs, outputs, evts, show_all, no_values)
+        _print_show(engine, rec, nodes, by_node, inputs, outputs, evts, show_all, no_values,
+                    compiled.primary.interface)
 
 
 def _print_show(engine: Any, rec: Any, nodes: list[NodeRecord], by_node: dict[str, list[Any]],
                 inputs: Any, outputs: Any, evts: list[Any], show_all: bool,
-                no_values: bool) -> None:
+                no_values: bool, interface: Any) -> None:
+    rec_inputs = [i.name for i in interface.inputs]
+    rec_outputs = [o.name for o in interface.outputs]
     end = rec.finished_at or rec.heartbeat_at
     out.print(f"[bold]execution {rec.id}[/]  {phase_text(rec.phase)}")
     out.print(f"  workflow  {rec.workflow_name}")
@@ -160,10 +169,15 @@ def _print_show(engine: Any, rec: Any, nodes: list[NodeRecord], by_node: dict[st
               f"{fmt_duration((end - rec.started_at) if end and rec.started_at else None)}")
     if rec.owner:
         out.print(f"  owner     {rec.owner} (heartbeat {fmt_age(rec.heartbeat_at)})")
-    if inputs is not None:
-        out.print(f"  inputs    {_values(inputs)}", markup=False)
-    if outputs is not None and outputs.literals:
-        out.print(f"  outputs   {_values(outputs)}", markup=False)
+    from taskfabric.types import literal_to_display
+
+    for label, values, order in (("inputs", inputs, rec_inputs), ("outputs", outputs, rec_outputs)):
+        if values is None or not values.literals:
+            continue
+        out.print(f"  {label}")
+        for k in [n for n in order if n in values.literals] or sorted(values.literals):
+            text = literal_to_display(values.literals[k], max_items=8, max_chars=100)
+            out.print(f"    {k} = {_clip(text, 150)}", markup=False)
     if rec.error:
         e = rec.error
         where = f" (node {e['node_id']})" if e.get("node_id") else ""
@@ -179,17 +193,19 @@ def _print_show(engine: Any, rec: Any, nodes: list[NodeRecord], by_node: dict[st
         else:
             shown.append(n)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "DURATION", "DETAIL"):
-        table.add_column(col, overflow="fold")
+    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "DURATION"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("DETAIL", overflow="fold")
     for n in shown:
         detail = n.message
-        if n.kind == "map" and n.node_id in items:
-            counts = Counter(i.phase for i in items[n.node_id])
-            detail = ", ".join(f"{v} {k.lower()}" for k, v in sorted(counts.items()))
         if n.error and n.phase != "SUCCEEDED":
             detail = f"{n.error.get('code', '')}: {n.error.get('message', '')}"
+        elif n.kind == "map" and n.node_id in items:
+            counts = Counter(i.phase for i in items[n.node_id])
+            detail = f"{len(items[n.node_id])} items: " + ", ".join(
+                f"{v} {k.lower()}" for k, v in sorted(counts.items()))
         elif not no_values and n.phase == "SUCCEEDED" and n.kind != "map_item":
-            vals = _values(_load_map(engine, n.outputs_uri))
+            vals = _values(_load_map(engine, n.outputs_uri), limit=80)
             detail = f"→ {vals}" if vals else detail
         duration = (n.finished_at - n.started_at) if n.finished_at and n.started_at else None
         table.add_row(n.node_id, n.name, n.kind, phase_text(n.phase), str(n.attempts or ""),

@@ -40,7 +40,7 @@ def _input_options(wf: WorkflowDefinition[Any, Any]) -> list[click.Option]:
         if "_" in name:
             decls.append("--" + name)
         opts.append(
-            click.Option(decls, name, type=str, required=False, default=None, help=help_text,
+            click.Option([*decls, name], type=str, required=False, default=None, help=help_text,
                          metavar=type_text.upper() if param.literal_type.WhichOneof("type") ==
                          "simple" else "VALUE")
         )
@@ -133,12 +133,12 @@ def run(ctx: click.Context, ref: str, project: str | None, domain: str | None,
         engine.close()
         sys.exit(EXIT_ABORTED)
     try:
-        _report(result, output_format)
+        _report(result, output_format, list(wf.interface.outputs))
     finally:
         engine.close()
 
 
-def _report(result: Any, output_format: str) -> None:
+def _report(result: Any, output_format: str, order: list[str] | None = None) -> None:
     if output_format == "json":
         payload = {
             "execution_id": result.execution_id,
@@ -151,7 +151,8 @@ def _report(result: Any, output_format: str) -> None:
     elif result.succeeded:
         err.print(f"[green]succeeded[/]: execution [bold]{result.execution_id}[/]")
         assert result.outputs is not None
-        for name in result.outputs.literals:
+        names = [n for n in (order or []) if n in result.outputs.literals]
+        for name in names or sorted(result.outputs.literals):
             out.print(f"{name} = {literal_to_display(result.outputs.literals[name])}",
                       markup=False)
     else:

@@ -92,7 +92,11 @@ def _owner_is_dead(owner: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    try:  # a killed process that nobody has reaped yet is a zombie: dead all the same
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 class Engine:
@@ -256,7 +260,7 @@ class Engine:
         on_event: Callable[[NodeEvent], None] | None,
     ) -> ExecutionResult:
         structlog.contextvars.bind_contextvars(execution_id=rec.id)
-        log.info("execution running", workflow=rec.workflow_name)
+        log.debug("execution running", workflow=rec.workflow_name)
         runner = Runner(
             execution_id=rec.id,
             compiled=compiled,
@@ -277,7 +281,7 @@ class Engine:
             structlog.contextvars.unbind_contextvars("execution_id")
             raise
         self._finish(rec.id, outcome.phase, outcome.error)
-        log.info("execution ended", phase=outcome.phase)
+        log.debug("execution ended", phase=outcome.phase)
         structlog.contextvars.unbind_contextvars("execution_id")
         return ExecutionResult(rec.id, outcome.phase, outcome.outputs, outcome.error)
 

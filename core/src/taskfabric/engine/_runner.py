@@ -225,9 +225,9 @@ class Runner:
         if not states:
             self._scope_done(scope)
             return
-        for ns in states:
-            if not ns.deps:
-                self._ready(ns)
+        # Decide the initial set first: readying one node can ready its dependents.
+        for ns in [ns for ns in states if not ns.deps]:
+            self._ready(ns)
 
     def _make_node(self, full_id: str, node: workflow_pb2.Node, scope: Scope,
                    parent: NodeState | None = None) -> NodeState:

@@ -1,0 +1,3 @@
+from taskfabric.cli import main
+
+main()
