@@ -7,11 +7,11 @@ import binascii
 import dataclasses
 import enum
 import json
-import math
 import re
 import sys
 import typing
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -38,8 +38,16 @@ _ISO_DURATION = re.compile(
     r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?",
     re.IGNORECASE,
 )
-_UNIT_PART = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(w|d|h|m|s|ms|us|µs)", re.IGNORECASE)
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 1e-3, "us": 1e-6}
+_UNIT_PART = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|us|µs|w|d|h|m|s)", re.IGNORECASE)
+_UNIT_SECONDS = {
+    "w": Decimal(604800),
+    "d": Decimal(86400),
+    "h": Decimal(3600),
+    "m": Decimal(60),
+    "s": Decimal(1),
+    "ms": Decimal("0.001"),
+    "us": Decimal("0.000001"),
+}
 
 
 def _base(py_type: TypeHint) -> TypeHint:
@@ -242,34 +250,34 @@ def parse_datetime(text: str) -> datetime:
 
 
 def parse_duration(text: str) -> timedelta:
+    # Decimal arithmetic: "P100000DT0.000001S" must not lose its microsecond to floats.
     body = text.strip()
     sign = -1 if body.startswith("-") else 1
     body = body.lstrip("+-").strip()
-    seconds: float | None = None
+    seconds = Decimal(0)
     if _NUMBER.fullmatch(body):
-        seconds = float(body)
+        seconds = Decimal(body)
     elif (iso := _ISO_DURATION.fullmatch(body)) and body.upper() not in ("P", "PT"):
         if body.upper().endswith("T"):
             raise _Invalid("not a duration")
-        units = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-        seconds = sum(float(iso[k]) * v for k, v in units.items() if iso[k])
+        seconds = sum(
+            (Decimal(iso[unit]) * _UNIT_SECONDS[unit] for unit in "wdhms" if iso[unit]),
+            Decimal(0),
+        )
     else:
         position = 0
-        total = 0.0
         while position < len(body):
             match = _UNIT_PART.match(body, position)
             if match is None:
                 raise _Invalid("not a duration")
             unit = match[2].lower().replace("µs", "us")
-            total += float(match[1]) * _UNIT_SECONDS[unit]
+            seconds += Decimal(match[1]) * _UNIT_SECONDS[unit]
             position = match.end()
         if position == 0:
             raise _Invalid("not a duration")
-        seconds = total
-    if not math.isfinite(seconds):
-        raise _Invalid("not a finite duration")
+    micros = int((seconds * 1_000_000).to_integral_value())
     try:
-        return sign * timedelta(seconds=seconds)
+        return timedelta(microseconds=sign * micros)
     except OverflowError:
         raise _Invalid("too long a duration") from None
 
