@@ -77,14 +77,7 @@ def list_executions(limit: int, phase: tuple[str, ...], project: str | None,
 
 
 def _load_map(engine: Any, uri: str) -> types_pb2.LiteralMap | None:
-    if not uri:
-        return None
-    m = types_pb2.LiteralMap()
-    try:
-        m.ParseFromString(engine.store.get_bytes(uri))
-    except Exception:
-        return None
-    return m
+    return engine.read_literals(uri)  # type: ignore[no-any-return]
 
 
 def _clip(text: str, limit: int) -> str:

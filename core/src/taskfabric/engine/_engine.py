@@ -22,7 +22,7 @@ from taskfabric.engine._state import ABORTED, FAILED, RUNNING, SUCCEEDED
 from taskfabric.errors import ExecutionFailedError, TaskfabricError
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
 from taskfabric.sdk import WorkflowDefinition
-from taskfabric.storage import BlobStore, LocalBlobStore
+from taskfabric.storage import BlobStore, LocalBlobStore, PackStore
 from taskfabric.types import TransformContext, default_engine, type_str
 
 log = structlog.get_logger("taskfabric.engine")
@@ -116,6 +116,7 @@ class Engine:
         root = self.config.data_root
         self.store = store or LocalBlobStore(root / "blobs", durable=self.config.storage.durable)
         self.metadata = metadata or MetadataStore(self.config.metadata_url)
+        self.literals = PackStore(self.store)
         self.work_root = root / "work"
         self._backends: dict[str, Backend] = {}
 
@@ -123,6 +124,7 @@ class Engine:
         for backend in self._backends.values():
             backend.close()
         self._backends.clear()
+        self.literals.close()
         self.metadata.close()
 
     def __enter__(self) -> Engine:
@@ -157,7 +159,8 @@ class Engine:
         cfg = self.config.backend(name)
         if cfg.driver == "local":
             workers = int(cfg.options.get("workers", self.config.engine.parallelism))
-            return LocalBackend(self.store, self.work_root, workers=workers)
+            return LocalBackend(self.store, self.work_root, workers=workers,
+                                literals=self.literals)
         raise BackendNotConfiguredError(
             f"backend '{name}' uses driver '{cfg.driver}', which is not installed; "
             "installed drivers: local"
@@ -273,6 +276,7 @@ class Engine:
             heartbeat_seconds=self.config.engine.heartbeat_seconds,
             prior_nodes=prior,
             on_event=on_event,
+            literals=self.literals,
         )
         try:
             outcome = runner.run()
@@ -311,6 +315,17 @@ class Engine:
             )
         ids = ", ".join(r.id for r in found)
         raise ExecutionNotFoundError(f"'{ref}' matches several executions: {ids}")
+
+    def read_literals(self, uri: str) -> types_pb2.LiteralMap | None:
+        """A stored literal map (inputs or outputs), or None when absent or unreadable."""
+        if not uri:
+            return None
+        m = types_pb2.LiteralMap()
+        try:
+            m.ParseFromString(self.literals.get(uri))
+        except Exception:
+            return None
+        return m
 
     def load_compiled(self, rec: ExecutionRecord) -> workflow_pb2.CompiledWorkflow:
         compiled = workflow_pb2.CompiledWorkflow()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,14 @@ def execute_task(
     inputs: types_pb2.LiteralMap,
     *,
     store: BlobStore,
-    outputs_uri: str,
     raw_prefix: str,
     work_dir: Path,
+    write_outputs: Callable[[bytes], str],
 ) -> AttemptStatus:
     """Convert inputs, call the function, convert and store outputs.
 
-    The outputs file is written (atomically) before this returns SUCCEEDED, so the
-    engine never records a success whose outputs are missing.
+    The outputs are stored (by `write_outputs`, which returns their URI) before this
+    returns SUCCEEDED, so the engine never records a success whose outputs are missing.
     """
     engine = default_engine()
     ctx = TransformContext(store=store, raw_prefix=raw_prefix, work_dir=work_dir)
@@ -91,7 +92,7 @@ def execute_task(
                         f"its declared outputs: {exc}", retryable=False),
         )
     try:
-        store.put_bytes(outputs_uri, out.SerializeToString(deterministic=True))
+        outputs_uri = write_outputs(out.SerializeToString(deterministic=True))
     except Exception as exc:
         return AttemptStatus(
             AttemptPhase.FAILED,

@@ -10,7 +10,7 @@ import structlog
 
 from taskfabric.engine._backend import RUNNING, AttemptSpec, AttemptStatus, Backend
 from taskfabric.engine._execute import execute_task
-from taskfabric.storage import BlobStore
+from taskfabric.storage import BlobStore, PackStore
 
 log = structlog.get_logger("taskfabric.local")
 
@@ -26,8 +26,10 @@ class LocalBackend(Backend):
     name = "local"
     poll_interval = None
 
-    def __init__(self, store: BlobStore, work_root: Path, workers: int = 8) -> None:
+    def __init__(self, store: BlobStore, work_root: Path, workers: int = 8,
+                 literals: PackStore | None = None) -> None:
         self.store = store
+        self.literals = literals or PackStore(store)
         self.work_root = work_root
         self.workers = max(1, workers)
         self._queue: queue.SimpleQueue[AttemptSpec | None] = queue.SimpleQueue()
@@ -59,13 +61,15 @@ class LocalBackend(Backend):
                 continue
             if spec.task_definition is None:
                 raise RuntimeError(f"no Python task loaded for {spec.task.id.name}")
+            prefix = self.store.uri("executions", spec.execution_id)
+            name = spec.outputs_uri[len(prefix) + 1 :]
             status = execute_task(
                 spec.task_definition,
                 spec.inputs,
                 store=self.store,
-                outputs_uri=spec.outputs_uri,
                 raw_prefix=spec.raw_prefix,
                 work_dir=self.work_root / spec.execution_id,
+                write_outputs=lambda data: self.literals.put(prefix, name, data),
             )
             with self._lock:
                 if spec.attempt_id in self._cancelled:

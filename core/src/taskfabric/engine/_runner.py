@@ -37,7 +37,7 @@ from taskfabric.engine._state import (
 )
 from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
 from taskfabric.sdk._compiler import node_dependencies
-from taskfabric.storage import BlobStore
+from taskfabric.storage import BlobStore, PackStore
 
 log = structlog.get_logger("taskfabric.engine")
 
@@ -62,6 +62,11 @@ class RunOutcome:
     phase: str
     outputs: types_pb2.LiteralMap | None
     error: dict[str, Any] | None
+
+
+def node_key(full_id: str, name: str) -> str:
+    """Where a node's documents live under its execution: `nodes/n1/3/outputs.pb`."""
+    return f"nodes/{full_id.replace('[', '/').replace(']', '')}/{name}"
 
 
 def error_dict(err: execution_pb2.ExecutionError, node_id: str = "") -> dict[str, Any]:
@@ -98,7 +103,7 @@ class Runner:
         heartbeat_seconds: float,
         prior_nodes: Mapping[str, NodeRecord] | None = None,
         on_event: Callable[[NodeEvent], None] | None = None,
-        load_outputs: Callable[[str], types_pb2.LiteralMap] | None = None,
+        literals: PackStore | None = None,
     ) -> None:
         self.execution_id = execution_id
         self.compiled = compiled
@@ -111,7 +116,7 @@ class Runner:
         self.heartbeat_seconds = heartbeat_seconds
         self.prior = dict(prior_nodes or {})
         self.on_event = on_event
-        self._load_outputs_fn = load_outputs
+        self.literals = literals or PackStore(store)
         self.tasks = {t.id.name: t for t in compiled.tasks}
         self.subworkflows = {w.id.name: w for w in compiled.subworkflows}
         self.runnable: deque[NodeState] = deque()
@@ -131,18 +136,18 @@ class Runner:
     # -- helpers -----------------------------------------------------------------------
 
     def _uri(self, full_id: str, name: str) -> str:
-        key = full_id.replace("[", "/").replace("]", "")
-        return f"{self._uri_root}/nodes/{key}/{name}"
+        return f"{self._uri_root}/{node_key(full_id, name)}"
 
     def _load_outputs(self, uri: str) -> types_pb2.LiteralMap:
-        if self._load_outputs_fn is not None:
-            return self._load_outputs_fn(uri)
         out = types_pb2.LiteralMap()
-        out.ParseFromString(self.store.get_bytes(uri))
+        out.ParseFromString(self.literals.get(uri))
         return out
 
-    def _write_map(self, uri: str, m: types_pb2.LiteralMap) -> None:
-        self.store.put_bytes(uri, m.SerializeToString(deterministic=True))
+    def _put_map(self, full_id: str, name: str, m: types_pb2.LiteralMap) -> str:
+        """Store a node's document; returns its URI (packed for local stores)."""
+        return self.literals.put(
+            self._uri_root, node_key(full_id, name), m.SerializeToString(deterministic=True)
+        )
 
     def _record(self, ns: NodeState, message: str = "") -> None:
         now = time.time()
@@ -286,9 +291,8 @@ class Runner:
                     assert ns.task is not None
                     types = {i.name: i.type for i in ns.task.interface.inputs}
                     ns.inputs = self._resolve_inputs(ns, types)
-                ns.inputs_uri = self._uri(ns.full_id, "inputs.pb")
                 assert ns.inputs is not None
-                self._write_map(ns.inputs_uri, ns.inputs)
+                ns.inputs_uri = self._put_map(ns.full_id, "inputs.pb", ns.inputs)
                 ns.phase = QUEUED
                 self._record(ns)
                 self.runnable.append(ns)
@@ -307,8 +311,7 @@ class Runner:
         assert ns.task is not None
         types = {i.name: i.type for i in ns.task.interface.inputs}
         ns.inputs = self._resolve_inputs(ns, types)
-        ns.inputs_uri = self._uri(ns.full_id, "inputs.pb")
-        self._write_map(ns.inputs_uri, ns.inputs)
+        ns.inputs_uri = self._put_map(ns.full_id, "inputs.pb", ns.inputs)
         mapped = list(ns.node.map.mapped_inputs)
         lengths = {name: len(ns.inputs.literals[name].list.literals) for name in mapped}
         if len(set(lengths.values())) > 1:
@@ -355,16 +358,14 @@ class Runner:
         self._complete_composite(ns, out)
 
     def _complete_composite(self, ns: NodeState, out: types_pb2.LiteralMap) -> None:
-        ns.outputs_uri = self._uri(ns.full_id, "outputs.pb")
-        self._write_map(ns.outputs_uri, out)
+        ns.outputs_uri = self._put_map(ns.full_id, "outputs.pb", out)
         self._succeeded(ns, out)
 
     def _start_subworkflow(self, ns: NodeState) -> None:
         template = self.subworkflows[ns.node.workflow.workflow_id.name]
         types = {i.name: i.type for i in template.interface.inputs}
         ns.inputs = self._resolve_inputs(ns, types)
-        ns.inputs_uri = self._uri(ns.full_id, "inputs.pb")
-        self._write_map(ns.inputs_uri, ns.inputs)
+        ns.inputs_uri = self._put_map(ns.full_id, "inputs.pb", ns.inputs)
         ns.phase = RUNNING
         self._record(ns)
         self._start_scope(Scope(ns.full_id + "/", template, ns.inputs, owner=ns))
@@ -582,7 +583,7 @@ class Runner:
             self._complete_composite(scope.owner, out)
             return
         uri = f"{self._uri_root}/outputs.pb"
-        self._write_map(uri, out)
+        self.store.put_bytes(uri, out.SerializeToString(deterministic=True))
         self.outcome = RunOutcome(SUCCEEDED, out, None)
         self.batch.update_execution(self.execution_id, outputs_uri=uri)
 
@@ -673,6 +674,7 @@ class Runner:
         if self.outcome is None:
             self.outcome = RunOutcome(FAILED, None, self.failing)
         self._flush(force_heartbeat=True)
+        self.literals.close_segment(self._uri_root)
         return self.outcome
 
     def abort(self, reason: str) -> None:

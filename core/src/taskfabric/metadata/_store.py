@@ -93,6 +93,7 @@ class MetadataStore:
         self.engine = create_db_engine(url)
         self._dialect = self.engine.dialect.name
         self._write_lock = threading.Lock()
+        self._upserts: dict[str, Any] = {}
         if migrate:
             self.migrate()
 
@@ -122,22 +123,29 @@ class MetadataStore:
 
     # -- writes ---------------------------------------------------------------------
 
+    def _upsert_statement(self, table: sa.Table) -> Any:
+        """INSERT … ON CONFLICT DO UPDATE for `table`, built once (it is on the hot path)."""
+        stmt = self._upserts.get(table.name)
+        if stmt is None:
+            keys = [c.name for c in table.primary_key.columns]
+            if self._dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            elif self._dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+            else:
+                raise NotImplementedError(
+                    f"taskfabric supports SQLite and PostgreSQL metadata databases, not "
+                    f"{self._dialect}"
+                )
+            base = insert(table)
+            update = {c.name: base.excluded[c.name] for c in table.columns if c.name not in keys}
+            stmt = base.on_conflict_do_update(index_elements=keys, set_=update)
+            self._upserts[table.name] = stmt
+        return stmt
+
     def _upsert(self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        keys = [c.name for c in table.primary_key.columns]
-        if self._dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        elif self._dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-        else:  # pragma: no cover - other databases: delete then insert
-            for row in rows:
-                conn.execute(table.delete().where(*[table.c[k] == row[k] for k in keys]))
-            conn.execute(table.insert(), list(rows))
-            return
-        stmt = insert(table)
-        update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-        conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), list(rows))
+        if rows:
+            conn.execute(self._upsert_statement(table), list(rows))
 
     def create_execution(self, rec: ExecutionRecord) -> None:
         with self._write_lock, self.engine.begin() as conn:

@@ -2,5 +2,6 @@
 
 from taskfabric.storage._base import BlobNotFoundError, BlobStore
 from taskfabric.storage._local import LocalBlobStore
+from taskfabric.storage._pack import CorruptRecordError, PackStore
 
-__all__ = ["BlobNotFoundError", "BlobStore", "LocalBlobStore"]
+__all__ = ["BlobNotFoundError", "BlobStore", "CorruptRecordError", "LocalBlobStore", "PackStore"]

@@ -20,6 +20,7 @@ import shutil
 import stat
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ def _materialize_file(stored: StoredBlob) -> Path:
         return local
     target = stored.download_dir() / stored.name
     if not target.is_file():
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         stored.store.get_file(stored.uri, partial)
         partial.chmod(READ_ONLY)
         os.replace(partial, target)
@@ -130,12 +131,17 @@ def _materialize_dir(stored: StoredBlob) -> Path:
         return local
     target = stored.download_dir() / stored.name
     if not target.is_dir():
-        partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         stored.store.get_dir(stored.uri, partial)
         make_read_only(partial)
-        os.replace(partial, target)
+        try:
+            os.replace(partial, target)
+        except OSError:  # another thread or process finished the same download first
+            if not target.is_dir():
+                raise
+            shutil.rmtree(partial, ignore_errors=True)
     return target
 
 
