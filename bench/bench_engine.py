@@ -93,7 +93,9 @@ def run_w4(root: Path, n: int) -> dict[str, float]:
     """Run inside a fresh process (see --w4-child) and report wall time and peak RSS."""
     proc = subprocess.run(
         [sys.executable, __file__, "--w4-child", str(n), "--root", str(root)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if proc.returncode != 0:
         raise SystemExit(f"W4 failed:\n{proc.stderr}")
@@ -105,8 +107,9 @@ def _w4_child(n: int, root: Path) -> None:
     baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     elapsed = _timed(fan_out, {"n": n}, root)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": elapsed, "peak_mb": peak_kb / 1024,
-                      "import_mb": baseline_kb / 1024}))
+    print(
+        json.dumps({"seconds": elapsed, "peak_mb": peak_kb / 1024, "import_mb": baseline_kb / 1024})
+    )
 
 
 def main() -> int:
@@ -133,26 +136,32 @@ def main() -> int:
             per_task = statistics.median(times) / 100 * 1000
             ok = per_task <= 1.0
             failed |= not ok
-            print(f"W1 chain of 100:        {per_task:6.3f} ms/task  (target <= 1 ms: "
-                  f"{'met' if ok else 'MISSED'}; {per_task / 1.0:.2f}x of target; plain "
-                  f"Python {chain_py / 100 * 1e6:.2f} us/call)")
+            print(
+                f"W1 chain of 100:        {per_task:6.3f} ms/task  (target <= 1 ms: "
+                f"{'met' if ok else 'MISSED'}; {per_task / 1.0:.2f}x of target; plain "
+                f"Python {chain_py / 100 * 1e6:.2f} us/call)"
+            )
         if "W2" in only:
             times = [_timed(fan_out, {"n": 500}, base / f"w2-{i}") for i in range(opts.repeat)]
             per_task = statistics.median(times) / 502 * 1000
             ok = per_task <= 1.0
             failed |= not ok
-            print(f"W2 fan-out of 500:      {per_task:6.3f} ms/task  (target <= 1 ms: "
-                  f"{'met' if ok else 'MISSED'}; {per_task / 1.0:.2f}x of target; plain "
-                  f"Python {fan_py / 502 * 1e6:.2f} us/call)")
+            print(
+                f"W2 fan-out of 500:      {per_task:6.3f} ms/task  (target <= 1 ms: "
+                f"{'met' if ok else 'MISSED'}; {per_task / 1.0:.2f}x of target; plain "
+                f"Python {fan_py / 502 * 1e6:.2f} us/call)"
+            )
         if "W4" in only:
             r = run_w4(base / "w4", opts.w4_size)
             ok = r["seconds"] < 30 and r["peak_mb"] < 300
             failed |= not ok
-            print(f"W4 fan-out of {opts.w4_size}: {r['seconds']:6.2f} s wall, "
-                  f"{r['seconds'] / opts.w4_size * 1000:.3f} ms/task, peak RSS "
-                  f"{r['peak_mb']:.0f} MB (after imports {r['import_mb']:.0f} MB)  "
-                  f"(targets < 30 s, < 300 MB: {'met' if ok else 'MISSED'}; "
-                  f"{r['seconds'] / 30:.2f}x and {r['peak_mb'] / 300:.2f}x of target)")
+            print(
+                f"W4 fan-out of {opts.w4_size}: {r['seconds']:6.2f} s wall, "
+                f"{r['seconds'] / opts.w4_size * 1000:.3f} ms/task, peak RSS "
+                f"{r['peak_mb']:.0f} MB (after imports {r['import_mb']:.0f} MB)  "
+                f"(targets < 30 s, < 300 MB: {'met' if ok else 'MISSED'}; "
+                f"{r['seconds'] / 30:.2f}x and {r['peak_mb'] / 300:.2f}x of target)"
+            )
     return 1 if failed else 0
 
 

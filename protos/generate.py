@@ -21,9 +21,7 @@ from grpc_tools import protoc
 PROTO_ROOT = Path(__file__).resolve().parent
 REPO_ROOT = PROTO_ROOT.parent
 # (proto folder relative to PROTO_ROOT, output root for generated modules)
-TARGETS: tuple[tuple[str, Path], ...] = (
-    ("taskfabric/core/v1", REPO_ROOT / "core" / "src"),
-)
+TARGETS: tuple[tuple[str, Path], ...] = (("taskfabric/core/v1", REPO_ROOT / "core" / "src"),)
 
 
 def _mypy_plugin() -> str:

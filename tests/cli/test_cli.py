@@ -36,8 +36,14 @@ def test_run_example_then_list_and_show() -> None:
     execution_id = rows[0]["id"]
     code, out, _ = invoke("executions", "show", execution_id[:6])
     assert code == 0
-    for text in ("SUCCEEDED", "list_stations", "map_fetch_readings", "5 items: 5 succeeded",
-                 "heat", "verdict ="):
+    for text in (
+        "SUCCEEDED",
+        "list_stations",
+        "map_fetch_readings",
+        "5 items: 5 succeeded",
+        "heat",
+        "verdict =",
+    ):
         assert text in out, text
     code, out, _ = invoke("executions", "show", execution_id, "-o", "json")
     payload = json.loads(out)
@@ -72,7 +78,8 @@ def test_unknown_workflow_name_lists_the_available_ones() -> None:
 
 def test_type_error_is_reported_before_running(tmp_path: Path) -> None:
     wf = tmp_path / "typo_wf.py"
-    wf.write_text(textwrap.dedent("""
+    wf.write_text(
+        textwrap.dedent("""
         from taskfabric import task, workflow
 
         @task
@@ -86,7 +93,8 @@ def test_type_error_is_reported_before_running(tmp_path: Path) -> None:
         @workflow
         def wf(n: int) -> int:
             return double(x=name(n=n))
-    """))
+    """)
+    )
     code, _, err = invoke("run", f"{wf}:wf", "--n", "3")
     assert code == 2
     assert "input 'x': expected int, got str" in err
@@ -126,7 +134,10 @@ def wf(n: int) -> int:
 def _taskfabric(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "taskfabric.cli", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
 
 
@@ -171,7 +182,7 @@ def test_kill_9_then_resume_runs_no_succeeded_node_again(tmp_path: Path) -> None
     out, err = resumed.communicate(timeout=60)
     assert resumed.returncode == 0, err
     assert "o0 = 132" in out  # sum(2x for x in 0..11)
-    ran_after = [int(x) for x in log.read_text().split()[len(ran_before):]]
+    ran_after = [int(x) for x in log.read_text().split()[len(ran_before) :]]
     # every item that had not succeeded ran exactly once more; no succeeded item ran again
     assert sorted(ran_after) == sorted(set(range(12)) - done_before)
     with sqlite3.connect(db) as conn:
@@ -189,8 +200,12 @@ def test_kill_9_then_resume_runs_no_succeeded_node_again(tmp_path: Path) -> None
 def test_sigterm_aborts_and_records_the_execution(tmp_path: Path) -> None:
     wf = tmp_path / "slow_wf2.py"
     wf.write_text(SLOW_WF)
-    env = dict(os.environ, RUN_LOG=str(tmp_path / "runs.log"), STEP_SECONDS="5",
-               PYTHONPATH=os.pathsep.join(sys.path))
+    env = dict(
+        os.environ,
+        RUN_LOG=str(tmp_path / "runs.log"),
+        STEP_SECONDS="5",
+        PYTHONPATH=os.pathsep.join(sys.path),
+    )
     db = Path(env["TASKFABRIC_DATA_ROOT"]) / "taskfabric.db"
     proc = _taskfabric("run", f"{wf}:wf", "--n", "4", env=env)
     deadline = time.monotonic() + 30

@@ -236,9 +236,12 @@ def test_conditional_runs_the_case_that_holds(engine: Engine, n: int, expected: 
     def wf(n: int) -> int:
         return (
             conditional("sign")
-            .if_(n > 0).then(double(x=n))
-            .elif_(n == -1).then(add(a=n, b=100))
-            .else_().then(keep(x=n))
+            .if_(n > 0)
+            .then(double(x=n))
+            .elif_(n == -1)
+            .then(add(a=n, b=100))
+            .else_()
+            .then(keep(x=n))
         )
 
     result = engine.launch(wf, {"n": n})

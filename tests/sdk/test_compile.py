@@ -96,8 +96,9 @@ def test_missing_and_unknown_inputs_are_reported_together() -> None:
         wf.compile()
     issues = info.value.issues
     assert len(issues) == 2
-    assert any(i.input == "c" and "unknown input" in i.message and "a: int" in i.message
-               for i in issues)
+    assert any(
+        i.input == "c" and "unknown input" in i.message and "a: int" in i.message for i in issues
+    )
     assert any(i.input == "a" and "missing input of type int" in i.message for i in issues)
 
 
@@ -137,8 +138,10 @@ def test_unsupported_type_fails_at_decoration_naming_function_parameter_and_type
             return 1
 
     msg = str(info.value)
-    assert "task 'test_unsupported_type_fails_at_decoration_naming_function_parameter_and_type" \
+    assert (
+        "task 'test_unsupported_type_fails_at_decoration_naming_function_parameter_and_type"
         ".<locals>.bad'" in msg
+    )
     assert "parameter 'x'" in msg
     assert "object" in msg
 
@@ -235,9 +238,12 @@ def test_conditional_compiles_to_a_branch_node() -> None:
     def wf(n: int) -> int:
         return (
             conditional("sign")
-            .if_(n > 0).then(double(x=n))
-            .elif_((n < -10) | (n == -1)).then(add(a=n))
-            .else_().then(add(a=n, b=100))
+            .if_(n > 0)
+            .then(double(x=n))
+            .elif_((n < -10) | (n == -1))
+            .then(add(a=n))
+            .else_()
+            .then(add(a=n, b=100))
         )
 
     primary = wf.compile().primary
@@ -253,9 +259,7 @@ def test_conditional_compiles_to_a_branch_node() -> None:
 def test_conditional_cases_must_agree_on_outputs() -> None:
     @workflow
     def wf(n: int) -> int:
-        return (
-            conditional("c").if_(n > 0).then(double(x=n)).else_().then(make_text(n=n))
-        )
+        return conditional("c").if_(n > 0).then(double(x=n)).else_().then(make_text(n=n))
 
     with pytest.raises(CompilationError, match="every case must produce the same outputs"):
         wf.compile()

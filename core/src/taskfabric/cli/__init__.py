@@ -14,16 +14,29 @@ from taskfabric.cli._run import run
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="taskfabric")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Config file (default: $TASKFABRIC_CONFIG, ./taskfabric.toml, then the "
-              "user config file).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default=None, help="Overrides [logging] level.")
-@click.option("--log-format", type=click.Choice(["console", "json"]), default=None,
-              help="Overrides [logging] format.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Config file (default: $TASKFABRIC_CONFIG, ./taskfabric.toml, then the user config file).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="Overrides [logging] level.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default=None,
+    help="Overrides [logging] format.",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, log_level: str | None,
-        log_format: str | None) -> None:
+def cli(
+    ctx: click.Context, config_path: Path | None, log_level: str | None, log_format: str | None
+) -> None:
     """taskfabric: typed, durable workflows."""
     ctx.obj = CliState(config_path, log_level, log_format)
 

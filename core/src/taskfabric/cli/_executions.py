@@ -44,15 +44,25 @@ def _engine() -> Any:
 @click.option("--project", default=None)
 @click.option("--domain", default=None)
 @click.option("--workflow", default=None, help="Workflow name contains this.")
-@click.option("-o", "--output", "output_format", type=click.Choice(["text", "json"]),
-              default="text")
-def list_executions(limit: int, phase: tuple[str, ...], project: str | None,
-                    domain: str | None, workflow: str | None, output_format: str) -> None:
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+def list_executions(
+    limit: int,
+    phase: tuple[str, ...],
+    project: str | None,
+    domain: str | None,
+    workflow: str | None,
+    output_format: str,
+) -> None:
     """Recent executions, newest first."""
     with user_errors(), _engine() as engine:
         rows = engine.metadata.list_executions(
-            project=project, domain=domain, phases=[p.upper() for p in phase] or None,
-            workflow=workflow, limit=limit,
+            project=project,
+            domain=domain,
+            phases=[p.upper() for p in phase] or None,
+            workflow=workflow,
+            limit=limit,
         )
     if output_format == "json":
         out.print_json(json.dumps([vars(r) for r in rows], default=str))
@@ -84,16 +94,18 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _values(m: types_pb2.LiteralMap | None, limit: int = 70, order: list[str] | None = None
-            ) -> str:
+def _values(m: types_pb2.LiteralMap | None, limit: int = 70, order: list[str] | None = None) -> str:
     from taskfabric.types import literal_to_display
 
     if m is None:
         return ""
     names = [n for n in (order or []) if n in m.literals] or sorted(m.literals)
-    return _clip(", ".join(
-        f"{k}={literal_to_display(m.literals[k], max_items=5, max_chars=60)}" for k in names
-    ), limit)
+    return _clip(
+        ", ".join(
+            f"{k}={literal_to_display(m.literals[k], max_items=5, max_chars=60)}" for k in names
+        ),
+        limit,
+    )
 
 
 def _node_sort_key(node_id: str) -> list[Any]:
@@ -107,10 +119,10 @@ def _node_sort_key(node_id: str) -> list[Any]:
 @click.option("--all", "show_all", is_flag=True, help="List every map item too.")
 @click.option("--events", is_flag=True, help="Also list every phase transition.")
 @click.option("--no-values", is_flag=True, help="Do not read input and output values.")
-@click.option("-o", "--output", "output_format", type=click.Choice(["text", "json"]),
-              default="text")
-def show(execution: str, show_all: bool, events: bool, no_values: bool,
-         output_format: str) -> None:
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+def show(execution: str, show_all: bool, events: bool, no_values: bool, output_format: str) -> None:
     """One execution: its phase, inputs, outputs, and every node with attempts and errors."""
     with user_errors(), _engine() as engine:
         rec = engine.find_execution(execution)
@@ -126,8 +138,15 @@ def show(execution: str, show_all: bool, events: bool, no_values: bool,
         recorded = {n.node_id for n in nodes}
         for node in compiled.primary.nodes:
             if node.id not in recorded:
-                nodes.append(NodeRecord(rec.id, node.id, node.WhichOneof("target") or "task",
-                                        "NOT STARTED", name=node.name))
+                nodes.append(
+                    NodeRecord(
+                        rec.id,
+                        node.id,
+                        node.WhichOneof("target") or "task",
+                        "NOT STARTED",
+                        name=node.name,
+                    )
+                )
         nodes.sort(key=lambda n: _node_sort_key(n.node_id))
         if output_format == "json":
             from taskfabric.types import literal_to_json
@@ -135,31 +154,55 @@ def show(execution: str, show_all: bool, events: bool, no_values: bool,
             payload = {
                 "execution": vars(rec),
                 "inputs": {k: literal_to_json(v) for k, v in inputs.literals.items()}
-                if inputs else None,
+                if inputs
+                else None,
                 "outputs": {k: literal_to_json(v) for k, v in outputs.literals.items()}
-                if outputs else None,
-                "nodes": [dict(vars(n), attempts_detail=[vars(a) for a in
-                                                         by_node.get(n.node_id, [])])
-                          for n in nodes],
+                if outputs
+                else None,
+                "nodes": [
+                    dict(vars(n), attempts_detail=[vars(a) for a in by_node.get(n.node_id, [])])
+                    for n in nodes
+                ],
                 "events": [vars(e) for e in evts],
             }
             out.print_json(json.dumps(payload, default=str))
             return
-        _print_show(engine, rec, nodes, by_node, inputs, outputs, evts, show_all, no_values,
-                    compiled.primary.interface)
+        _print_show(
+            engine,
+            rec,
+            nodes,
+            by_node,
+            inputs,
+            outputs,
+            evts,
+            show_all,
+            no_values,
+            compiled.primary.interface,
+        )
 
 
-def _print_show(engine: Any, rec: Any, nodes: list[NodeRecord], by_node: dict[str, list[Any]],
-                inputs: Any, outputs: Any, evts: list[Any], show_all: bool,
-                no_values: bool, interface: Any) -> None:
+def _print_show(
+    engine: Any,
+    rec: Any,
+    nodes: list[NodeRecord],
+    by_node: dict[str, list[Any]],
+    inputs: Any,
+    outputs: Any,
+    evts: list[Any],
+    show_all: bool,
+    no_values: bool,
+    interface: Any,
+) -> None:
     rec_inputs = [i.name for i in interface.inputs]
     rec_outputs = [o.name for o in interface.outputs]
     end = rec.finished_at or rec.heartbeat_at
     out.print(f"[bold]execution {rec.id}[/]  {phase_text(rec.phase)}")
     out.print(f"  workflow  {rec.workflow_name}")
     out.print(f"  project   {rec.project}/{rec.domain}   name {rec.name}")
-    out.print(f"  started   {fmt_time(rec.started_at)}   duration "
-              f"{fmt_duration((end - rec.started_at) if end and rec.started_at else None)}")
+    out.print(
+        f"  started   {fmt_time(rec.started_at)}   duration "
+        f"{fmt_duration((end - rec.started_at) if end and rec.started_at else None)}"
+    )
     if rec.owner:
         out.print(f"  owner     {rec.owner} (heartbeat {fmt_age(rec.heartbeat_at)})")
     from taskfabric.types import literal_to_display
@@ -174,8 +217,10 @@ def _print_show(engine: Any, rec: Any, nodes: list[NodeRecord], by_node: dict[st
     if rec.error:
         e = rec.error
         where = f" (node {e['node_id']})" if e.get("node_id") else ""
-        out.print(f"  [red]error[/]     {e.get('code', '')}{where}: {e.get('message', '')}",
-                  highlight=False)
+        out.print(
+            f"  [red]error[/]     {e.get('code', '')}{where}: {e.get('message', '')}",
+            highlight=False,
+        )
     items: dict[str, list[NodeRecord]] = {}
     shown: list[NodeRecord] = []
     for n in nodes:
@@ -196,13 +241,21 @@ def _print_show(engine: Any, rec: Any, nodes: list[NodeRecord], by_node: dict[st
         elif n.kind == "map" and n.node_id in items:
             counts = Counter(i.phase for i in items[n.node_id])
             detail = f"{len(items[n.node_id])} items: " + ", ".join(
-                f"{v} {k.lower()}" for k, v in sorted(counts.items()))
+                f"{v} {k.lower()}" for k, v in sorted(counts.items())
+            )
         elif not no_values and n.phase == "SUCCEEDED" and n.kind != "map_item":
             vals = _values(_load_map(engine, n.outputs_uri), limit=80)
             detail = f"→ {vals}" if vals else detail
         duration = (n.finished_at - n.started_at) if n.finished_at and n.started_at else None
-        table.add_row(n.node_id, n.name, n.kind, phase_text(n.phase), str(n.attempts or ""),
-                      fmt_duration(duration), detail)
+        table.add_row(
+            n.node_id,
+            n.name,
+            n.kind,
+            phase_text(n.phase),
+            str(n.attempts or ""),
+            fmt_duration(duration),
+            detail,
+        )
     out.print()
     out.print(table)
     for n in shown:
@@ -211,8 +264,10 @@ def _print_show(engine: Any, rec: Any, nodes: list[NodeRecord], by_node: dict[st
             out.print(f"\n[bold red]{n.node_id} ({n.name})[/] attempts:")
             for a in failed:
                 e = a.error or {}
-                out.print(f"  #{a.attempt} {a.phase} {e.get('code', '')}: {e.get('message', '')}",
-                          markup=False)
+                out.print(
+                    f"  #{a.attempt} {a.phase} {e.get('code', '')}: {e.get('message', '')}",
+                    markup=False,
+                )
             last = failed[-1].error or {}
             if last.get("traceback"):
                 out.print(last["traceback"].rstrip(), markup=False, highlight=False)
@@ -220,14 +275,17 @@ def _print_show(engine: Any, rec: Any, nodes: list[NodeRecord], by_node: dict[st
         out.print("\n[bold]events[/]")
         for e in evts:
             node = e.node_id or "(execution)"
-            out.print(f"  {fmt_time(e.at)}  {node:<16} #{e.attempt}  {e.phase:<10} {e.message}",
-                      markup=False)
+            out.print(
+                f"  {fmt_time(e.at)}  {node:<16} #{e.attempt}  {e.phase:<10} {e.message}",
+                markup=False,
+            )
 
 
 @executions.command("resume")
 @click.argument("execution")
-@click.option("--force", is_flag=True,
-              help="Resume even if another process seems to own the execution.")
+@click.option(
+    "--force", is_flag=True, help="Resume even if another process seems to own the execution."
+)
 def resume(execution: str, force: bool) -> None:
     """Continue an interrupted or failed execution; succeeded nodes are not run again."""
     from taskfabric.cli._progress import RunProgress

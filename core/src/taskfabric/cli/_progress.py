@@ -13,8 +13,14 @@ from rich.text import Text
 from taskfabric.engine import NodeEvent
 
 _ORDER = ["SUCCEEDED", "RUNNING", "QUEUED", "RETRYING", "FAILED", "TIMED_OUT", "SKIPPED", "ABORTED"]
-_STYLE = {"SUCCEEDED": "green", "RUNNING": "cyan", "RETRYING": "yellow", "FAILED": "red",
-          "TIMED_OUT": "red", "ABORTED": "magenta"}
+_STYLE = {
+    "SUCCEEDED": "green",
+    "RUNNING": "cyan",
+    "RETRYING": "yellow",
+    "FAILED": "red",
+    "TIMED_OUT": "red",
+    "ABORTED": "magenta",
+}
 
 
 class RunProgress:
@@ -33,8 +39,9 @@ class RunProgress:
 
     def __enter__(self) -> RunProgress:
         if self.console.is_terminal:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=8,
-                              transient=True)
+            self._live = Live(
+                self._render(), console=self.console, refresh_per_second=8, transient=True
+            )
             self._live.__enter__()
         return self
 
@@ -45,8 +52,9 @@ class RunProgress:
 
     def started_execution(self, execution_id: str) -> None:
         self.execution_id = execution_id
-        self.console.print(f"execution [bold]{execution_id}[/] of {self.workflow} started",
-                           highlight=False)
+        self.console.print(
+            f"execution [bold]{execution_id}[/] of {self.workflow} started", highlight=False
+        )
 
     def __call__(self, event: NodeEvent) -> None:
         self.phases[event.node_id] = event.phase
@@ -59,8 +67,10 @@ class RunProgress:
             event.phase == "RETRYING" and event.kind in ("task", "map_item")
         ):
             self.console.print(
-                Text.assemble((f"{event.phase.lower()}: ", _STYLE.get(event.phase, "")),
-                              f"{event.name} ({event.node_id}) {event.message}")
+                Text.assemble(
+                    (f"{event.phase.lower()}: ", _STYLE.get(event.phase, "")),
+                    f"{event.name} ({event.node_id}) {event.message}",
+                )
             )
         now = time.monotonic()
         if self._live is not None and now - self._last > 0.1:
@@ -78,8 +88,12 @@ class RunProgress:
         lines: list[RenderableType] = [Text.assemble(*parts)]
         now = time.monotonic()
         for node_id, since in list(self.running.items())[:6]:
-            lines.append(Text(f"  ▸ {self.names.get(node_id, node_id)} ({node_id}) "
-                              f"{now - since:.1f}s", style="cyan"))
+            lines.append(
+                Text(
+                    f"  ▸ {self.names.get(node_id, node_id)} ({node_id}) {now - since:.1f}s",
+                    style="cyan",
+                )
+            )
         if len(self.running) > 6:
             lines.append(Text(f"  … and {len(self.running) - 6} more running", style="dim"))
         return Group(*lines)

@@ -27,8 +27,8 @@ def _option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _input_options(wf: WorkflowDefinition[Any, Any]) -> list[click.Option]:
-    opts = []
+def _input_options(wf: WorkflowDefinition[Any, Any]) -> list[click.Parameter]:
+    opts: list[click.Parameter] = []
     for i, (name, param) in enumerate(wf.interface.inputs.items()):
         type_text = type_str(param.literal_type)
         if param.required:
@@ -40,9 +40,16 @@ def _input_options(wf: WorkflowDefinition[Any, Any]) -> list[click.Option]:
         if "_" in name:
             decls.append("--" + name)
         opts.append(
-            click.Option([*decls, name], type=str, required=False, default=None, help=help_text,
-                         metavar=type_text.upper() if param.literal_type.WhichOneof("type") ==
-                         "simple" else "VALUE")
+            click.Option(
+                [*decls, name],
+                type=str,
+                required=False,
+                default=None,
+                help=help_text,
+                metavar=type_text.upper()
+                if param.literal_type.WhichOneof("type") == "simple"
+                else "VALUE",
+            )
         )
     return opts
 
@@ -61,25 +68,38 @@ def _parse_inputs(wf: WorkflowDefinition[Any, Any], raw: dict[str, str | None]) 
         except (ValueError, TypeError) as exc:
             raise click.BadParameter(str(exc), param_hint=_option_name(name)) from None
     if missing:
-        raise click.UsageError(
-            f"workflow '{wf.short_name}' needs: {', '.join(missing)}"
-        )
+        raise click.UsageError(f"workflow '{wf.short_name}' needs: {', '.join(missing)}")
     return values
 
 
 @click.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                      "help_option_names": []},
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],
+    },
 )
 @click.argument("ref", metavar="FILE.py:WORKFLOW")
 @click.option("--project", default=None, help="Project of the execution (config default).")
 @click.option("--domain", default=None, help="Domain of the execution (config default).")
 @click.option("--name", "exec_name", default=None, help="Name of the execution (unique).")
-@click.option("-o", "--output", "output_format", type=click.Choice(["text", "json"]),
-              default="text", help="How to print the outputs.")
+@click.option(
+    "-o",
+    "--output",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    help="How to print the outputs.",
+)
 @click.pass_context
-def run(ctx: click.Context, ref: str, project: str | None, domain: str | None,
-        exec_name: str | None, output_format: str) -> None:
+def run(
+    ctx: click.Context,
+    ref: str,
+    project: str | None,
+    domain: str | None,
+    exec_name: str | None,
+    output_format: str,
+) -> None:
     """Compile and run a workflow; its inputs are options (see FILE.py:WORKFLOW --help)."""
     from taskfabric.engine import Engine, load_object
 
@@ -98,7 +118,7 @@ def run(ctx: click.Context, ref: str, project: str | None, domain: str | None,
         name=f"run {ref}",
         params=_input_options(wf),
         help=(wf.function.__doc__ or f"Run workflow {wf.short_name}.").strip()
-        + f"\n\nInputs are parsed by their declared types. Lists, dicts and records are JSON; "
+        + "\n\nInputs are parsed by their declared types. Lists, dicts and records are JSON; "
         "files are local paths.",
         add_help_option=True,
     )
@@ -124,12 +144,21 @@ def run(ctx: click.Context, ref: str, project: str | None, domain: str | None,
     progress = RunProgress(err, wf.short_name)
     try:
         with user_errors(), sigterm_as_interrupt(), progress:
-            result = engine.launch(wf, inputs, project=project, domain=domain, name=exec_name,
-                                   code=code, on_event=progress,
-                                   on_start=progress.started_execution)
+            result = engine.launch(
+                wf,
+                inputs,
+                project=project,
+                domain=domain,
+                name=exec_name,
+                code=code,
+                on_event=progress,
+                on_start=progress.started_execution,
+            )
     except KeyboardInterrupt:
-        err.print(f"[magenta]aborted[/]: execution {progress.execution_id} was cancelled; "
-                  f"`taskfabric executions resume {progress.execution_id}` continues it")
+        err.print(
+            f"[magenta]aborted[/]: execution {progress.execution_id} was cancelled; "
+            f"`taskfabric executions resume {progress.execution_id}` continues it"
+        )
         engine.close()
         sys.exit(EXIT_ABORTED)
     try:
@@ -144,7 +173,8 @@ def _report(result: Any, output_format: str, order: list[str] | None = None) -> 
             "execution_id": result.execution_id,
             "phase": result.phase,
             "outputs": {k: literal_to_json(v) for k, v in result.outputs.literals.items()}
-            if result.outputs is not None else None,
+            if result.outputs is not None
+            else None,
             "error": result.error,
         }
         out.print_json(json.dumps(payload, default=str))
@@ -153,14 +183,16 @@ def _report(result: Any, output_format: str, order: list[str] | None = None) -> 
         assert result.outputs is not None
         names = [n for n in (order or []) if n in result.outputs.literals]
         for name in names or sorted(result.outputs.literals):
-            out.print(f"{name} = {literal_to_display(result.outputs.literals[name])}",
-                      markup=False)
+            out.print(f"{name} = {literal_to_display(result.outputs.literals[name])}", markup=False)
     else:
         e = result.error or {}
         node = f" in node {e['node_id']}" if e.get("node_id") else ""
-        err.print(f"[bold red]{result.phase.lower()}[/]: execution [bold]{result.execution_id}"
-                  f"[/]{node}: {e.get('code', '')}: {e.get('message', '')}", markup=True,
-                  highlight=False)
+        err.print(
+            f"[bold red]{result.phase.lower()}[/]: execution [bold]{result.execution_id}"
+            f"[/]{node}: {e.get('code', '')}: {e.get('message', '')}",
+            markup=True,
+            highlight=False,
+        )
         if e.get("traceback"):
             err.print(e["traceback"].rstrip(), markup=False, highlight=False)
         err.print(f"details: taskfabric executions show {result.execution_id}", style="dim")

@@ -108,8 +108,10 @@ def coerce(lit: types_pb2.Literal, target: types_pb2.LiteralType) -> types_pb2.L
         for item in lit.list.literals:
             out.list.literals.append(coerce(item, target.list_type))
         return out
-    if type_kind == "map_value_type" and value_kind == "map" and _needs_coercion(
-        target.map_value_type
+    if (
+        type_kind == "map_value_type"
+        and value_kind == "map"
+        and _needs_coercion(target.map_value_type)
     ):
         out = types_pb2.Literal()
         out.map.SetInParent()

@@ -51,8 +51,9 @@ class ExecutionResult:
     def succeeded(self) -> bool:
         return self.phase == SUCCEEDED
 
-    def python_outputs(self, wf: WorkflowDefinition[Any, Any], store: BlobStore,
-                       work_dir: Any = None) -> Any:
+    def python_outputs(
+        self, wf: WorkflowDefinition[Any, Any], store: BlobStore, work_dir: Any = None
+    ) -> Any:
         """The outputs as the workflow function would have returned them."""
         if self.outputs is None:
             raise ExecutionFailedError(self.execution_id, self.phase, _error_text(self.error))
@@ -142,7 +143,7 @@ class Engine:
             raise BackendNotConfiguredError(
                 f"task '{task.id.name}' has task type '{task.type}', which no backend runs: "
                 f"map it in the config file's [task_types] table (e.g. {task.type} = "
-                f"\"<backend>\") and install the plugin that provides it; configured task "
+                f'"<backend>") and install the plugin that provides it; configured task '
                 f"types: {known}"
             )
         return name
@@ -159,8 +160,7 @@ class Engine:
         cfg = self.config.backend(name)
         if cfg.driver == "local":
             workers = int(cfg.options.get("workers", self.config.engine.parallelism))
-            return LocalBackend(self.store, self.work_root, workers=workers,
-                                literals=self.literals)
+            return LocalBackend(self.store, self.work_root, workers=workers, literals=self.literals)
         raise BackendNotConfiguredError(
             f"backend '{name}' uses driver '{cfg.driver}', which is not installed; "
             "installed drivers: local"
@@ -173,8 +173,9 @@ class Engine:
 
     # -- launching -------------------------------------------------------------------
 
-    def _convert_inputs(self, wf: WorkflowDefinition[Any, Any], inputs: Mapping[str, Any],
-                        execution_id: str) -> types_pb2.LiteralMap:
+    def _convert_inputs(
+        self, wf: WorkflowDefinition[Any, Any], inputs: Mapping[str, Any], execution_id: str
+    ) -> types_pb2.LiteralMap:
         engine = default_engine()
         ctx = TransformContext(
             store=self.store,
@@ -292,10 +293,12 @@ class Engine:
     def _finish(self, execution_id: str, phase: str, error: dict[str, Any] | None) -> None:
         now = time.time()
         batch = Batch()
-        batch.update_execution(execution_id, phase=phase, finished_at=now, error=error,
-                               owner="", heartbeat_at=now)
-        batch.event(EventRecord(execution_id, "", 0, phase, now,
-                                _error_text(error) if error else ""))
+        batch.update_execution(
+            execution_id, phase=phase, finished_at=now, error=error, owner="", heartbeat_at=now
+        )
+        batch.event(
+            EventRecord(execution_id, "", 0, phase, now, _error_text(error) if error else "")
+        )
         self.metadata.apply(batch)
 
     # -- resuming --------------------------------------------------------------------
@@ -353,8 +356,9 @@ class Engine:
         now = time.time()
         stale_before = now - 3 * self.config.engine.heartbeat_seconds
         dead = bool(rec.owner) and _owner_is_dead(rec.owner)
-        if not self.metadata.claim_execution(rec.id, _owner(), now=now,
-                                             stale_before=stale_before, force=force or dead):
+        if not self.metadata.claim_execution(
+            rec.id, _owner(), now=now, stale_before=stale_before, force=force or dead
+        ):
             age = now - (rec.heartbeat_at or now)
             raise ExecutionBusyError(
                 f"execution {rec.id} is being run by {rec.owner} (last heartbeat {age:.0f}s "
@@ -385,16 +389,30 @@ class Engine:
             if a.phase == RUNNING:
                 a.phase = FAILED
                 a.finished_at = now
-                a.error = {"kind": "system", "code": "Interrupted",
-                           "message": "the engine process stopped during this attempt"}
+                a.error = {
+                    "kind": "system",
+                    "code": "Interrupted",
+                    "message": "the engine process stopped during this attempt",
+                }
                 batch.attempt(a)
-                batch.event(EventRecord(rec.id, a.node_id, a.attempt, FAILED, now,
-                                        "interrupted: the engine process stopped"))
+                batch.event(
+                    EventRecord(
+                        rec.id,
+                        a.node_id,
+                        a.attempt,
+                        FAILED,
+                        now,
+                        "interrupted: the engine process stopped",
+                    )
+                )
         batch.update_execution(rec.id, phase=RUNNING, finished_at=None, error=None)
         batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"resumed by {_owner()}"))
         self.metadata.apply(batch)
-        log.info("resuming execution", execution_id=rec.id,
-                 succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED))
+        log.info(
+            "resuming execution",
+            execution_id=rec.id,
+            succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
+        )
         return self._run(rec, compiled, inputs, wf.tasks, prior, on_event)
 
 
@@ -408,12 +426,12 @@ def _code_of(wf: WorkflowDefinition[Any, Any]) -> dict[str, str]:
     return {"module": wf.function.__module__, "object": wf.function.__qualname__}
 
 
-def run_workflow(wf: WorkflowDefinition[Any, Any], inputs: Mapping[str, Any],
-                 config: Config | None = None) -> Any:
+def run_workflow(
+    wf: WorkflowDefinition[Any, Any], inputs: Mapping[str, Any], config: Config | None = None
+) -> Any:
     """Run `wf` on the configured engine and return its outputs as Python values."""
     with Engine(config) as engine:
         result = engine.launch(wf, inputs)
         if not result.succeeded:
-            raise ExecutionFailedError(result.execution_id, result.phase,
-                                       _error_text(result.error))
+            raise ExecutionFailedError(result.execution_id, result.phase, _error_text(result.error))
         return result.python_outputs(wf, engine.store, engine.work_root / result.execution_id)

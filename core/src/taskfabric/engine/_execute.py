@@ -20,16 +20,28 @@ _ENGINE_FILES = (str(Path(__file__).resolve().parent.parent),)
 def user_traceback(exc: BaseException) -> str:
     """The traceback of `exc` without taskfabric's own frames."""
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__)
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
         if not f.filename.startswith(_ENGINE_FILES)
     ]
     lines = traceback.format_list(frames) + traceback.format_exception_only(exc)
     return "".join(lines)
 
 
-def error(kind: int, code: str, message: str, *, retryable: bool, tb: str = "") -> execution_pb2.ExecutionError:
+def error(
+    kind: execution_pb2.ErrorKind.ValueType,
+    code: str,
+    message: str,
+    *,
+    retryable: bool,
+    tb: str = "",
+) -> execution_pb2.ExecutionError:
     return execution_pb2.ExecutionError(
-        kind=kind, code=code, message=message, retryable=retryable, traceback=tb  # type: ignore[arg-type]
+        kind=kind,
+        code=code,
+        message=message,
+        retryable=retryable,
+        traceback=tb,
     )
 
 
@@ -55,25 +67,35 @@ def execute_task(
         if name not in inputs.literals:
             return AttemptStatus(
                 AttemptPhase.FAILED,
-                error=error(_SYSTEM, "MissingInput", f"input '{name}' was not provided",
-                            retryable=False),
+                error=error(
+                    _SYSTEM, "MissingInput", f"input '{name}' was not provided", retryable=False
+                ),
             )
         try:
             kwargs[name] = engine.to_python(inputs.literals[name], param.py_type, ctx)
         except Exception as exc:
             return AttemptStatus(
                 AttemptPhase.FAILED,
-                error=error(_SYSTEM, type(exc).__name__,
-                            f"cannot read input '{name}': {exc}", retryable=True,
-                            tb=traceback.format_exc()),
+                error=error(
+                    _SYSTEM,
+                    type(exc).__name__,
+                    f"cannot read input '{name}': {exc}",
+                    retryable=True,
+                    tb=traceback.format_exc(),
+                ),
             )
     try:
         result = task_def.function(**kwargs)
     except Exception as exc:
         return AttemptStatus(
             AttemptPhase.FAILED,
-            error=error(_USER, type(exc).__name__, str(exc) or type(exc).__name__,
-                        retryable=True, tb=user_traceback(exc)),
+            error=error(
+                _USER,
+                type(exc).__name__,
+                str(exc) or type(exc).__name__,
+                retryable=True,
+                tb=user_traceback(exc),
+            ),
         )
     try:
         values = interface.pack_outputs(result)
@@ -87,16 +109,21 @@ def execute_task(
     except Exception as exc:
         return AttemptStatus(
             AttemptPhase.FAILED,
-            error=error(_USER, "OutputTypeError",
-                        f"task '{task_def.short_name}' returned a value that does not fit "
-                        f"its declared outputs: {exc}", retryable=False),
+            error=error(
+                _USER,
+                "OutputTypeError",
+                f"task '{task_def.short_name}' returned a value that does not fit "
+                f"its declared outputs: {exc}",
+                retryable=False,
+            ),
         )
     try:
         outputs_uri = write_outputs(out.SerializeToString(deterministic=True))
     except Exception as exc:
         return AttemptStatus(
             AttemptPhase.FAILED,
-            error=error(_SYSTEM, type(exc).__name__, f"cannot store outputs: {exc}",
-                        retryable=True),
+            error=error(
+                _SYSTEM, type(exc).__name__, f"cannot store outputs: {exc}", retryable=True
+            ),
         )
     return AttemptStatus(AttemptPhase.SUCCEEDED, outputs=out, outputs_uri=outputs_uri)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 from pathlib import Path
@@ -26,8 +27,9 @@ class LocalBackend(Backend):
     name = "local"
     poll_interval = None
 
-    def __init__(self, store: BlobStore, work_root: Path, workers: int = 8,
-                 literals: PackStore | None = None) -> None:
+    def __init__(
+        self, store: BlobStore, work_root: Path, workers: int = 8, literals: PackStore | None = None
+    ) -> None:
         self.store = store
         self.literals = literals or PackStore(store)
         self.work_root = work_root
@@ -69,7 +71,7 @@ class LocalBackend(Backend):
                 store=self.store,
                 raw_prefix=spec.raw_prefix,
                 work_dir=self.work_root / spec.execution_id,
-                write_outputs=lambda data: self.literals.put(prefix, name, data),
+                write_outputs=functools.partial(self.literals.put, prefix, name),
             )
             with self._lock:
                 if spec.attempt_id in self._cancelled:

@@ -82,8 +82,12 @@ def error_dict(err: execution_pb2.ExecutionError, node_id: str = "") -> dict[str
     return d
 
 
-def _system_error(code: str, message: str, *, retryable: bool = False) -> execution_pb2.ExecutionError:
-    return execution_pb2.ExecutionError(kind=_SYSTEM, code=code, message=message, retryable=retryable)
+def _system_error(
+    code: str, message: str, *, retryable: bool = False
+) -> execution_pb2.ExecutionError:
+    return execution_pb2.ExecutionError(
+        kind=_SYSTEM, code=code, message=message, retryable=retryable
+    )
 
 
 class Runner:
@@ -159,9 +163,9 @@ class Runner:
                 kind=ns.kind,
                 phase=ns.phase,
                 name=ns.name,
-                parent_id=ns.parent.full_id if ns.parent is not None else (
-                    ns.scope.owner.full_id if ns.scope.owner is not None else ""
-                ),
+                parent_id=ns.parent.full_id
+                if ns.parent is not None
+                else (ns.scope.owner.full_id if ns.scope.owner is not None else ""),
                 task_name=ns.task.id.name if ns.task is not None else "",
                 attempts=ns.attempt,
                 inputs_uri=ns.inputs_uri,
@@ -181,12 +185,18 @@ class Runner:
             self.active[ns.full_id] = ns
         if self.on_event is not None:
             self.on_event(
-                NodeEvent(self.execution_id, ns.full_id, ns.name, ns.kind, ns.phase, ns.attempt,
-                          message)
+                NodeEvent(
+                    self.execution_id, ns.full_id, ns.name, ns.kind, ns.phase, ns.attempt, message
+                )
             )
 
-    def _record_attempt(self, ns: NodeState, phase: str, err: dict[str, Any] | None = None,
-                        log_links: list[dict[str, str]] | None = None) -> None:
+    def _record_attempt(
+        self,
+        ns: NodeState,
+        phase: str,
+        err: dict[str, Any] | None = None,
+        log_links: list[dict[str, str]] | None = None,
+    ) -> None:
         self.batch.attempt(
             AttemptRecord(
                 execution_id=self.execution_id,
@@ -234,11 +244,18 @@ class Runner:
         for ns in [ns for ns in states if not ns.deps]:
             self._ready(ns)
 
-    def _make_node(self, full_id: str, node: workflow_pb2.Node, scope: Scope,
-                   parent: NodeState | None = None) -> NodeState:
+    def _make_node(
+        self, full_id: str, node: workflow_pb2.Node, scope: Scope, parent: NodeState | None = None
+    ) -> NodeState:
         kind = node.WhichOneof("target") or "task"
-        ns = NodeState(full_id=full_id, node=node, scope=scope, kind=kind, parent=parent,
-                       scope_execution_id=self.execution_id)
+        ns = NodeState(
+            full_id=full_id,
+            node=node,
+            scope=scope,
+            kind=kind,
+            parent=parent,
+            scope_execution_id=self.execution_id,
+        )
         if kind in ("task", "map"):
             task_id = node.task.task_id if kind == "task" else node.map.task_id
             ns.task = self.tasks[task_id.name]
@@ -248,8 +265,9 @@ class Runner:
             ns.attempt = prior.attempts
         return ns
 
-    def _resolve_inputs(self, ns: NodeState, input_types: Mapping[str, types_pb2.LiteralType]
-                        ) -> types_pb2.LiteralMap:
+    def _resolve_inputs(
+        self, ns: NodeState, input_types: Mapping[str, types_pb2.LiteralType]
+    ) -> types_pb2.LiteralMap:
         out = types_pb2.LiteralMap()
         scope = ns.scope
         mapped = set(ns.node.map.mapped_inputs) if ns.kind == "map" else set()
@@ -275,8 +293,11 @@ class Runner:
             try:
                 outputs = self._load_outputs(prior.outputs_uri)
             except Exception as exc:
-                log.warning("recorded outputs unreadable, running node again",
-                            node_id=ns.full_id, error=str(exc))
+                log.warning(
+                    "recorded outputs unreadable, running node again",
+                    node_id=ns.full_id,
+                    error=str(exc),
+                )
             else:
                 ns.outputs_uri = prior.outputs_uri
                 ns.inputs_uri = prior.inputs_uri
@@ -316,8 +337,12 @@ class Runner:
         lengths = {name: len(ns.inputs.literals[name].list.literals) for name in mapped}
         if len(set(lengths.values())) > 1:
             detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
-            self._fail(ns, _system_error(
-                "MapLengthMismatch", f"mapped inputs have different lengths ({detail})"))
+            self._fail(
+                ns,
+                _system_error(
+                    "MapLengthMismatch", f"mapped inputs have different lengths ({detail})"
+                ),
+            )
             return
         count = next(iter(lengths.values()), 0)
         ns.phase = RUNNING
@@ -327,7 +352,8 @@ class Runner:
             return
         broadcast = {k: v for k, v in ns.inputs.literals.items() if k not in lengths}
         item_node = workflow_pb2.Node(
-            id=ns.node.id, name=ns.node.name,
+            id=ns.node.id,
+            name=ns.node.name,
             task=workflow_pb2.TaskNode(task_id=ns.node.map.task_id),
         )
         for i in range(count):
@@ -381,9 +407,14 @@ class Runner:
             if ns.node.branch.HasField("else_node"):
                 chosen, label = ns.node.branch.else_node, "else"
         if chosen is None:
-            self._fail(ns, execution_pb2.ExecutionError(
-                kind=execution_pb2.ErrorKind.ERROR_KIND_USER, code="NoCaseHeld",
-                message=ns.node.branch.else_error or "no case of the conditional held"))
+            self._fail(
+                ns,
+                execution_pb2.ExecutionError(
+                    kind=execution_pb2.ErrorKind.ERROR_KIND_USER,
+                    code="NoCaseHeld",
+                    message=ns.node.branch.else_error or "no case of the conditional held",
+                ),
+            )
             return
         ns.phase = RUNNING
         self._record(ns, f"{label}: running {chosen.name or chosen.id}")
@@ -432,7 +463,9 @@ class Runner:
         self._record_attempt(ns, RUNNING)
         if backend.poll_interval is not None:
             self._polled.setdefault(backend, 0.0)
-        timeout = ns.task.timeout.ToTimedelta().total_seconds() if ns.task.HasField("timeout") else 0
+        timeout = (
+            ns.task.timeout.ToTimedelta().total_seconds() if ns.task.HasField("timeout") else 0
+        )
         if timeout > 0:
             self._timer(time.monotonic() + timeout, "timeout", ns)
         try:
@@ -440,9 +473,14 @@ class Runner:
         except Exception as exc:
             log.exception("backend submit failed", node_id=ns.full_id, backend=backend.name)
             self._attempt_over(ns)
-            self._attempt_failed(ns, _system_error(
-                type(exc).__name__, f"backend '{backend.name}' could not submit: {exc}",
-                retryable=True))
+            self._attempt_failed(
+                ns,
+                _system_error(
+                    type(exc).__name__,
+                    f"backend '{backend.name}' could not submit: {exc}",
+                    retryable=True,
+                ),
+            )
 
     def _attempt_over(self, ns: NodeState) -> None:
         """Bookkeeping when an attempt stops occupying a slot."""
@@ -464,9 +502,14 @@ class Runner:
                 try:
                     outputs = self._load_outputs(status.outputs_uri or ns.outputs_uri)
                 except Exception as exc:
-                    self._attempt_failed(ns, _system_error(
-                        "OutputsMissing", f"the backend reported success but the outputs "
-                        f"cannot be read: {exc}", retryable=True))
+                    self._attempt_failed(
+                        ns,
+                        _system_error(
+                            "OutputsMissing",
+                            f"the backend reported success but the outputs cannot be read: {exc}",
+                            retryable=True,
+                        ),
+                    )
                     return
             if status.outputs_uri:
                 ns.outputs_uri = status.outputs_uri
@@ -475,8 +518,14 @@ class Runner:
             err = status.error or _system_error("Unknown", status.message or "attempt failed")
             self._attempt_failed(ns, err, log_links=status.log_links)
 
-    def _attempt_failed(self, ns: NodeState, err: execution_pb2.ExecutionError, *,
-                        phase: str = FAILED, log_links: list[dict[str, str]] | None = None) -> None:
+    def _attempt_failed(
+        self,
+        ns: NodeState,
+        err: execution_pb2.ExecutionError,
+        *,
+        phase: str = FAILED,
+        log_links: list[dict[str, str]] | None = None,
+    ) -> None:
         assert ns.task is not None
         edict = error_dict(err)
         self._record_attempt(ns, phase, edict, log_links)
@@ -489,15 +538,25 @@ class Runner:
             delay = min(base * mult ** (ns.failures - 1), cap)
             ns.phase = RETRYING
             ns.error = edict
-            self._record(ns, f"retry {ns.failures}/{retry.retries} in {delay:.1f}s after "
-                             f"{err.code}: {err.message}"[:500])
-            log.info("attempt failed, will retry", node_id=ns.full_id, attempt=ns.attempt,
-                     code=err.code, delay_s=delay)
+            self._record(
+                ns,
+                f"retry {ns.failures}/{retry.retries} in {delay:.1f}s after "
+                f"{err.code}: {err.message}"[:500],
+            )
+            log.info(
+                "attempt failed, will retry",
+                node_id=ns.full_id,
+                attempt=ns.attempt,
+                code=err.code,
+                delay_s=delay,
+            )
             self._timer(time.monotonic() + delay, "retry", ns)
             return
         self._fail(ns, err, phase=phase)
 
-    def _fail(self, ns: NodeState, err: execution_pb2.ExecutionError, *, phase: str = FAILED) -> None:
+    def _fail(
+        self, ns: NodeState, err: execution_pb2.ExecutionError, *, phase: str = FAILED
+    ) -> None:
         if ns.phase in TERMINAL:
             return
         ns.phase = phase
@@ -522,7 +581,8 @@ class Runner:
         """Mark every node that has not started (queued, waiting to retry) as not run."""
         for ns in list(self.active.values()):
             if ns.phase in (QUEUED, RETRYING) or (
-                ns.kind in ("map", "workflow", "branch") and ns.phase == RUNNING
+                ns.kind in ("map", "workflow", "branch")
+                and ns.phase == RUNNING
                 and not self._has_running_child(ns)
             ):
                 ns.phase = phase if ns.phase == QUEUED else ABORTED
@@ -534,7 +594,9 @@ class Runner:
         prefix = ns.full_id
         return any(r.full_id.startswith(prefix) for r in self.running.values())
 
-    def _succeeded(self, ns: NodeState, outputs: types_pb2.LiteralMap, *, record: bool = True) -> None:
+    def _succeeded(
+        self, ns: NodeState, outputs: types_pb2.LiteralMap, *, record: bool = True
+    ) -> None:
         ns.outputs = outputs
         ns.phase = SUCCEEDED
         if record:
@@ -605,9 +667,15 @@ class Runner:
                     ns.backend.cancel(ns.attempt_id)
                 self._attempt_over(ns)
                 secs = ns.task.timeout.ToTimedelta().total_seconds()
-                self._attempt_failed(ns, _system_error(
-                    "Timeout", f"attempt {ns.attempt} ran longer than its timeout of {secs:g}s",
-                    retryable=True), phase=TIMED_OUT)
+                self._attempt_failed(
+                    ns,
+                    _system_error(
+                        "Timeout",
+                        f"attempt {ns.attempt} ran longer than its timeout of {secs:g}s",
+                        retryable=True,
+                    ),
+                    phase=TIMED_OUT,
+                )
 
     def _handle_wakeup(self, attempt_id: str) -> None:
         ns = self.running.get(attempt_id)
@@ -653,8 +721,11 @@ class Runner:
                     break
                 if not self.running and not self.runnable and not self.timers:
                     # Nothing can make progress: a bug; fail loudly rather than hang.
-                    self.failing = error_dict(_system_error(
-                        "Stalled", "no node is running or ready but the workflow is not done"))
+                    self.failing = error_dict(
+                        _system_error(
+                            "Stalled", "no node is running or ready but the workflow is not done"
+                        )
+                    )
                     break
                 try:
                     self._handle_wakeup(self.wakeups.get(timeout=self._wait_timeout()))
@@ -685,18 +756,19 @@ class Runner:
                     ns.backend.cancel(attempt_id)
             except Exception:
                 log.exception("cancel failed", node_id=ns.full_id)
-            self._record_attempt(ns, ABORTED, {"kind": "system", "code": "Aborted",
-                                               "message": reason})
+            self._record_attempt(
+                ns, ABORTED, {"kind": "system", "code": "Aborted", "message": reason}
+            )
         self.running.clear()
         for ns in list(self.active.values()):
             ns.phase = ABORTED
             ns.finished_at = time.time()
             self._record(ns, reason)
         self.runnable.clear()
-        self.outcome = RunOutcome(ABORTED, None, {"kind": "system", "code": "Aborted",
-                                                  "message": reason})
+        self.outcome = RunOutcome(
+            ABORTED, None, {"kind": "system", "code": "Aborted", "message": reason}
+        )
         try:
             self._flush(force_heartbeat=True)
         except Exception:
             log.exception("could not record the abort")
-

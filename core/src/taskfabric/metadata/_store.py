@@ -161,8 +161,12 @@ class MetadataStore:
                     s.executions.update().where(s.executions.c.id == execution_id),
                     _encode(dict(values)),
                 )
-            self._upsert(conn, s.node_executions, [_encode(dict(vars(n))) for n in batch.nodes.values()])
-            self._upsert(conn, s.node_attempts, [_encode(dict(vars(a))) for a in batch.attempts.values()])
+            self._upsert(
+                conn, s.node_executions, [_encode(dict(vars(n))) for n in batch.nodes.values()]
+            )
+            self._upsert(
+                conn, s.node_attempts, [_encode(dict(vars(a))) for a in batch.attempts.values()]
+            )
             if batch.events:
                 conn.execute(s.events.insert(), [dict(vars(e)) for e in batch.events])
 

@@ -163,8 +163,9 @@ def _validate_workflow(
             inputs = task_inputs.get(task_id.name)
             if inputs is None:
                 issues.append(
-                    CompileIssue(name, f"calls unknown task '{task_id.name}'", node=label,
-                                 location=where)
+                    CompileIssue(
+                        name, f"calls unknown task '{task_id.name}'", node=label, location=where
+                    )
                 )
                 return
         elif target == "workflow":
@@ -172,8 +173,10 @@ def _validate_workflow(
             if inputs is None:
                 issues.append(
                     CompileIssue(
-                        name, f"calls unknown workflow '{node.workflow.workflow_id.name}'",
-                        node=label, location=where,
+                        name,
+                        f"calls unknown workflow '{node.workflow.workflow_id.name}'",
+                        node=label,
+                        location=where,
                     )
                 )
                 return
@@ -182,14 +185,16 @@ def _validate_workflow(
                 for ref in _expr_refs(case.condition):
                     problem, _ = _binding_type(ref, _ANY_SIMPLE, wf, outputs)
                     if problem and "expected" not in problem:
-                        issues.append(CompileIssue(name, f"condition {problem}", node=label,
-                                                   location=where))
+                        issues.append(
+                            CompileIssue(name, f"condition {problem}", node=label, location=where)
+                        )
                 check_node(case.then_node)
             if node.branch.HasField("else_node"):
                 check_node(node.branch.else_node)
             elif not node.branch.else_error:
-                issues.append(CompileIssue(name, "conditional has no else case", node=label,
-                                           location=where))
+                issues.append(
+                    CompileIssue(name, "conditional has no else case", node=label, location=where)
+                )
             return
         else:
             issues.append(CompileIssue(name, "node has no target", node=label, location=where))
@@ -199,19 +204,20 @@ def _validate_workflow(
         for b in node.inputs:
             bound.add(b.var)
             if b.var not in inputs:
-                issues.append(CompileIssue(name, "unknown input", node=label, input=b.var,
-                                           location=where))
+                issues.append(
+                    CompileIssue(name, "unknown input", node=label, input=b.var, location=where)
+                )
                 continue
             expected = inputs[b.var]
             if b.var in mapped:
                 expected = types_pb2.LiteralType(list_type=expected)
             problem, _ = _binding_type(b.binding, expected, wf, outputs)
             if problem:
-                issues.append(CompileIssue(name, problem, node=label, input=b.var,
-                                           location=where))
+                issues.append(CompileIssue(name, problem, node=label, input=b.var, location=where))
         for missing in sorted(set(inputs) - bound):
-            issues.append(CompileIssue(name, "input is not bound", node=label, input=missing,
-                                       location=where))
+            issues.append(
+                CompileIssue(name, "input is not bound", node=label, input=missing, location=where)
+            )
 
     for node in wf.nodes:
         check_node(node)
@@ -242,9 +248,7 @@ _ANY_SIMPLE = types_pb2.LiteralType()
 
 def validate_compiled(compiled: workflow_pb2.CompiledWorkflow) -> list[CompileIssue]:
     """Every problem with a compiled workflow: references, bindings, types and cycles."""
-    task_inputs = {
-        t.id.name: {i.name: i.type for i in t.interface.inputs} for t in compiled.tasks
-    }
+    task_inputs = {t.id.name: {i.name: i.type for i in t.interface.inputs} for t in compiled.tasks}
     workflows = [compiled.primary, *compiled.subworkflows]
     sub_inputs = {
         w.id.name: {i.name: i.type for i in w.interface.inputs} for w in compiled.subworkflows

@@ -56,8 +56,9 @@ class ConditionBuilder:
 
     def if_(self, condition: Condition | Promise) -> ConditionBuilder:
         if self.cases:
-            self.ctx.issue("`.if_` may only start a conditional: use `.elif_`",
-                           location=self.location)
+            self.ctx.issue(
+                "`.if_` may only start a conditional: use `.elif_`", location=self.location
+            )
         return self._open(condition, "if_")
 
     def elif_(self, condition: Condition | Promise) -> ConditionBuilder:

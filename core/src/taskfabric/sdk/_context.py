@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from taskfabric.core.v1 import workflow_pb2
@@ -21,9 +22,9 @@ _SDK_DIR = str(Path(__file__).resolve().parent.parent)
 
 def caller_location() -> workflow_pb2.SourceLocation:
     """The first stack frame outside the taskfabric package: the user's line."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_SDK_DIR):
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
     if frame is None:
         return workflow_pb2.SourceLocation()
     return workflow_pb2.SourceLocation(file=frame.f_code.co_filename, line=frame.f_lineno)
@@ -58,9 +59,7 @@ class CompileContext:
         else:
             self.nodes.append(node)
 
-    def issue(
-        self, message: str, *, node: str = "", input: str = "", location: str = ""
-    ) -> None:
+    def issue(self, message: str, *, node: str = "", input: str = "", location: str = "") -> None:
         self.issues.append(
             CompileIssue(self.workflow_name, message, node=node, input=input, location=location)
         )

@@ -80,7 +80,9 @@ class PyInterface:
             got = f"{type(value).__name__}" + (
                 f" of length {len(value)}" if isinstance(value, tuple) else ""
             )
-            raise TypeError(f"expected a tuple of {len(names)} values ({', '.join(names)}), got {got}")
+            raise TypeError(
+                f"expected a tuple of {len(names)} values ({', '.join(names)}), got {got}"
+            )
         return dict(zip(names, value, strict=True))
 
     def unpack_outputs(self, values: dict[str, Any]) -> Any:
@@ -116,7 +118,7 @@ class _NoBlobStore(BlobStore):
     uri = put_bytes = get_bytes = exists = put_file = get_file = delete = _refuse
 
     def list(self, prefix_uri: str) -> Iterator[str]:
-        return self._refuse()
+        raise TypeError("default values cannot be files, directories or dataframes")
 
 
 def default_context() -> TransformContext:

@@ -152,12 +152,13 @@ class Comparison(Condition):
                     location=location,
                 )
                 return workflow_pb2.BooleanExpression()
-        if lt is not None and rt is not None and lt != rt and not (
-            lt.simple in _NUMERIC and rt.simple in _NUMERIC
+        if (
+            lt is not None
+            and rt is not None
+            and lt != rt
+            and not (lt.simple in _NUMERIC and rt.simple in _NUMERIC)
         ):
-            ctx.issue(
-                f"cannot compare {type_str(lt)} with {type_str(rt)}", location=location
-            )
+            ctx.issue(f"cannot compare {type_str(lt)} with {type_str(rt)}", location=location)
         return workflow_pb2.BooleanExpression(
             comparison=workflow_pb2.Comparison(operator=self.op, left=left, right=right)  # type: ignore[arg-type]
         )
@@ -172,7 +173,10 @@ class Truth(Condition):
 
     def to_proto(self, ctx: CompileContext, location: str) -> workflow_pb2.BooleanExpression:
         lt = self.value.literal_type
-        if lt.WhichOneof("type") != "simple" or lt.simple != types_pb2.SimpleType.SIMPLE_TYPE_BOOLEAN:
+        if (
+            lt.WhichOneof("type") != "simple"
+            or lt.simple != types_pb2.SimpleType.SIMPLE_TYPE_BOOLEAN
+        ):
             ctx.issue(
                 f"{self.value.origin} is {type_str(lt)}, not bool: compare it, e.g. `x > 0`",
                 location=location,
@@ -240,31 +244,49 @@ def bind(
         if kind != "list_type":
             ctx.issue(
                 f"expected {type_str(expected)}, got a list of task outputs",
-                node=node, input=input, location=location,
+                node=node,
+                input=input,
+                location=location,
             )
             return workflow_pb2.BindingData()
         args = typing.get_args(py_type)
         elem_py = args[0] if args else Any
         items = [
-            bind(v, expected.list_type, elem_py, ctx, node=node, input=f"{input}[{i}]",
-                 location=location, upstream=upstream)
+            bind(
+                v,
+                expected.list_type,
+                elem_py,
+                ctx,
+                node=node,
+                input=f"{input}[{i}]",
+                location=location,
+                upstream=upstream,
+            )
             for i, v in enumerate(value)
         ]
-        return workflow_pb2.BindingData(
-            collection=workflow_pb2.BindingCollection(bindings=items)
-        )
+        return workflow_pb2.BindingData(collection=workflow_pb2.BindingCollection(bindings=items))
     if isinstance(value, dict) and _contains_promise(value):
         if kind != "map_value_type":
             ctx.issue(
                 f"expected {type_str(expected)}, got a dict of task outputs",
-                node=node, input=input, location=location,
+                node=node,
+                input=input,
+                location=location,
             )
             return workflow_pb2.BindingData()
         args = typing.get_args(py_type)
         val_py = args[1] if len(args) == 2 else Any
         entries = {
-            str(k): bind(v, expected.map_value_type, val_py, ctx, node=node,
-                         input=f"{input}[{k!r}]", location=location, upstream=upstream)
+            str(k): bind(
+                v,
+                expected.map_value_type,
+                val_py,
+                ctx,
+                node=node,
+                input=f"{input}[{k!r}]",
+                location=location,
+                upstream=upstream,
+            )
             for k, v in value.items()
         }
         return workflow_pb2.BindingData(map=workflow_pb2.BindingMap(bindings=entries))
@@ -273,7 +295,9 @@ def bind(
     except Exception as exc:
         ctx.issue(
             f"expected {type_str(expected)}, got {value!r} ({exc})",
-            node=node, input=input, location=location,
+            node=node,
+            input=input,
+            location=location,
         )
         return workflow_pb2.BindingData()
     return workflow_pb2.BindingData(literal=literal)

@@ -32,6 +32,7 @@ class Callee(Protocol):
     short_name: str
     interface: PyInterface
 
+
 R = TypeVar("R")
 
 
@@ -69,7 +70,7 @@ class TaskDefinition(Generic[P, R]):
         self.name: str = name or f"{fn.__module__}.{fn.__qualname__}"
         self.interface: PyInterface = extract_interface(fn, kind="task")
         self._config_msg = _config_message(config)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
         self._template: tasks_pb2.TaskTemplate | None = None
 
     def __repr__(self) -> str:
@@ -126,9 +127,9 @@ class TaskDefinition(Generic[P, R]):
         known = ctx.tasks.get(self.name)
         if known is not None and known is not self:
             ctx.issue(
-                f"two different tasks are named '{self.name}': give one of them "
-                "@task(name=...)",
-                node=label, location=location,
+                f"two different tasks are named '{self.name}': give one of them @task(name=...)",
+                node=label,
+                location=location,
             )
         ctx.tasks[self.name] = self
 
@@ -175,7 +176,8 @@ def bind_call(
     if len(args) > len(params):
         ctx.issue(
             f"takes {len(params)} inputs but {len(args)} were given positionally",
-            node=label, location=location,
+            node=label,
+            location=location,
         )
         args = args[: len(params)]
     given: dict[str, Any] = {}
@@ -183,17 +185,18 @@ def bind_call(
         given[p.name] = value
     for key, value in kwargs.items():
         if key not in target.interface.inputs:
-            expected = ", ".join(
-                f"{p.name}: {type_str(p.literal_type)}" for p in params
-            ) or "none"
+            expected = ", ".join(f"{p.name}: {type_str(p.literal_type)}" for p in params) or "none"
             ctx.issue(
                 f"unknown input; task '{target.short_name}' takes: {expected}",
-                node=label, input=key, location=location,
+                node=label,
+                input=key,
+                location=location,
             )
             continue
         if key in given:
-            ctx.issue("given both positionally and by name", node=label, input=key,
-                      location=location)
+            ctx.issue(
+                "given both positionally and by name", node=label, input=key, location=location
+            )
         given[key] = value
     bindings: list[workflow_pb2.Binding] = []
     upstream: set[str] = set()
@@ -204,14 +207,14 @@ def bind_call(
                 ctx.issue(
                     f"missing input of type {type_str(p.literal_type)}: pass "
                     f"{p.name}=... to '{target.short_name}'",
-                    node=label, input=p.name, location=location,
+                    node=label,
+                    input=p.name,
+                    location=location,
                 )
                 continue
             default = target.interface.proto.inputs[params.index(p)].default
             bindings.append(
-                workflow_pb2.Binding(
-                    var=p.name, binding=workflow_pb2.BindingData(literal=default)
-                )
+                workflow_pb2.Binding(var=p.name, binding=workflow_pb2.BindingData(literal=default))
             )
             continue
         value = given[p.name]
@@ -226,20 +229,32 @@ def bind_call(
                     f"expected list[{type_str(p.literal_type)}] to map over (or "
                     f"{type_str(p.literal_type)} to pass to every run), got "
                     f"{type_str(value.literal_type)} from {value.origin}",
-                    node=label, input=p.name, location=location,
+                    node=label,
+                    input=p.name,
+                    location=location,
                 )
             if value.node_id:
                 upstream.add(value.node_id)
             mapped_inputs.append(p.name)
             bindings.append(workflow_pb2.Binding(var=p.name, binding=value.binding))
             continue
-        data = bind(value, p.literal_type, p.py_type, ctx, node=label, input=p.name,
-                    location=location, upstream=upstream)
+        data = bind(
+            value,
+            p.literal_type,
+            p.py_type,
+            ctx,
+            node=label,
+            input=p.name,
+            location=location,
+            upstream=upstream,
+        )
         bindings.append(workflow_pb2.Binding(var=p.name, binding=data))
     return bindings, upstream, mapped_inputs
 
 
-def output_promises(node_id: str, label: str, interface: PyInterface, *, as_list: bool = False) -> Any:
+def output_promises(
+    node_id: str, label: str, interface: PyInterface, *, as_list: bool = False
+) -> Any:
     """The promises a node call returns, shaped like the function's return value."""
     from taskfabric.types import default_engine
 

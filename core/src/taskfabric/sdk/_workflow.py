@@ -16,7 +16,12 @@ from taskfabric.sdk._context import (
     current_context,
     location_text,
 )
-from taskfabric.sdk._interface import PyInterface, describe_function, extract_interface, location_str
+from taskfabric.sdk._interface import (
+    PyInterface,
+    describe_function,
+    extract_interface,
+    location_str,
+)
 from taskfabric.sdk._promise import Promise, bind
 from taskfabric.sdk._task import bind_call, output_promises
 
@@ -36,7 +41,7 @@ class WorkflowDefinition(Generic[P, R]):
         self.short_name: str = fn.__name__
         self.name: str = name or f"{fn.__module__}.{fn.__qualname__}"
         self.interface: PyInterface = extract_interface(fn, kind="workflow")
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
         self._compiled: workflow_pb2.CompiledWorkflow | None = None
         self._tasks: dict[str, Any] = {}
         self._subworkflows: dict[str, WorkflowDefinition[Any, Any]] = {}
@@ -67,7 +72,7 @@ class WorkflowDefinition(Generic[P, R]):
             for name, p in self.interface.inputs.items()
         }
         with compiling(ctx):
-            result = self.function(**promises)  # type: ignore[arg-type]
+            result = self.function(**promises)  # type: ignore[arg-type,call-arg]
         if ctx.branch is not None:
             ctx.issue(
                 f"conditional '{ctx.branch.name}' is not finished: end it with "
@@ -137,8 +142,16 @@ class WorkflowDefinition(Generic[P, R]):
                     location=where,
                 )
                 continue
-            data = bind(value, out.literal_type, out.py_type, ctx, node="outputs",
-                        input=name, location=where, upstream=set())
+            data = bind(
+                value,
+                out.literal_type,
+                out.py_type,
+                ctx,
+                node="outputs",
+                input=name,
+                location=where,
+                upstream=set(),
+            )
             template.outputs.add(var=name, binding=data)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -161,16 +174,23 @@ class WorkflowDefinition(Generic[P, R]):
         except CompilationError as exc:
             for issue in exc.issues:
                 ctx.issues.append(
-                    CompileIssue(f"{ctx.workflow_name} > {issue.workflow}", issue.message,
-                                 node=issue.node, input=issue.input, location=issue.location)
+                    CompileIssue(
+                        f"{ctx.workflow_name} > {issue.workflow}",
+                        issue.message,
+                        node=issue.node,
+                        input=issue.input,
+                        location=issue.location,
+                    )
                 )
             return output_promises(node_id, self.short_name, self.interface)
-        bindings, upstream, _ = bind_call(self, ctx, args, kwargs, node_id=node_id,
-                                          location=location)
+        bindings, upstream, _ = bind_call(
+            self, ctx, args, kwargs, node_id=node_id, location=location
+        )
         known = ctx.subworkflows.get(self.name)
         if known is not None and known is not self:
-            ctx.issue(f"two different workflows are named '{self.name}'", node=label,
-                      location=location)
+            ctx.issue(
+                f"two different workflows are named '{self.name}'", node=label, location=location
+            )
         ctx.subworkflows[self.name] = self
         node = workflow_pb2.Node(
             id=node_id,
@@ -178,9 +198,7 @@ class WorkflowDefinition(Generic[P, R]):
             location=loc,
             inputs=bindings,
             upstream_node_ids=sorted(upstream),
-            workflow=workflow_pb2.WorkflowNode(
-                workflow_id=self.compile().primary.id
-            ),
+            workflow=workflow_pb2.WorkflowNode(workflow_id=self.compile().primary.id),
         )
         node.interface.outputs.extend(self.interface.proto.outputs)
         ctx.add_node(node)
@@ -192,7 +210,9 @@ def workflow(fn: Callable[P, R], /) -> WorkflowDefinition[P, R]: ...
 
 
 @overload
-def workflow(*, name: str | None = None) -> Callable[[Callable[P, R]], WorkflowDefinition[P, R]]: ...
+def workflow(
+    *, name: str | None = None
+) -> Callable[[Callable[P, R]], WorkflowDefinition[P, R]]: ...
 
 
 def workflow(

@@ -45,8 +45,9 @@ class _Segment:
 class PackStore:
     """Puts and gets small documents; thread-safe."""
 
-    def __init__(self, store: BlobStore, *, max_packed: int = 1 << 20, open_readers: int = 16
-                 ) -> None:
+    def __init__(
+        self, store: BlobStore, *, max_packed: int = 1 << 20, open_readers: int = 16
+    ) -> None:
         self.store = store
         self.max_packed = max_packed
         self._local = store.local_path(store.uri("probe")) is not None
@@ -75,7 +76,7 @@ class PackStore:
             offset = seg.size
             view = memoryview(record)
             while view:
-                view = view[os.write(seg.fd, view):]
+                view = view[os.write(seg.fd, view) :]
             seg.size += len(record)
         return f"{seg.uri}#{offset}+{len(data)}"
 

@@ -1,19 +1,33 @@
 """The type engine: Python type hints to `LiteralType`s, Python values to `Literal`s and back.
 
-    from taskfabric.types import default_engine
+    from taskfabric.types import TransformContext, default_engine
 
     engine = default_engine()
     lt = engine.literal_type(list[int])            # LiteralType(list_type=int)
-    lit = engine.to_literal([1, 2], list[int], ctx)
-    engine.to_python(lit, list[int], ctx)          # [1, 2]
+    lit = engine.to_literal([1, 2], list[int])     # ctx only needed for files/dataframes
+    engine.to_python(lit, list[int])               # [1, 2]
 
-Supported types: int, float (int values accepted), str, bool (not int), bytes, datetime
-(timezone-aware; read back in UTC), timedelta, None; list[T], dict[str, T]; `A | B` and
-`Optional[A]`; `enum.Enum` subclasses (stored by member name); `@dataclass` classes and
-pydantic models (records); `File`, `Directory` and `pathlib.Path` (blobs, with an optional
-`Annotated[File, Format("csv")]` / `File["csv"]` format); pandas DataFrames (parquet, with
-optional `Annotated[pd.DataFrame, Columns(a=int)]`). `Annotated[T, ...]` with other
-metadata is the same as T. Plugins add types by registering a `TypeTransformer`.
+Supported types and their rules:
+
+- int (64-bit), float (int values accepted and converted), str, bool (bool is not int and
+  int is not bool), bytes, datetime (timezone-aware only; read back in UTC, equal as
+  instants; microsecond precision), timedelta (+-10,000 years), None.
+  NaN round-trips as NaN (compare with math.isnan); -0.0 keeps its sign, inf is fine.
+- list[T] (the value must be a list) and dict[str, T] (keys come back sorted).
+- `A | B`, `Optional[A]`: the variant whose class is exactly the value's class wins,
+  else the first variant in declaration order that accepts the value. Variants that
+  would be stored identically (e.g. `File | Path`) are rejected.
+- `enum.Enum` subclasses, stored by member name.
+- `@dataclass` classes and pydantic v2 models: records, nested at will; fields missing
+  from a stored record take their defaults. Recursive types are rejected.
+- `File`, `Directory` and `pathlib.Path` (blobs): see `File`. A format is declared with
+  `Annotated[File, Format("csv")]` (mypy-clean) or the shorthand `File["csv"]`.
+- pandas DataFrames (parquet), optionally `Annotated[pd.DataFrame, Columns(a=int)]`.
+- `Annotated[T, ...]` with any other metadata is the same as T.
+
+Anything else raises `UnsupportedTypeError` saying what to use instead; a value that does
+not fit raises `LiteralConversionError` with the path inside the value. Plugins add types
+by registering a `TypeTransformer` with `TypeEngine.register`.
 """
 
 from taskfabric.types._blobs import Directory, File, Format
