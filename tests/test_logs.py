@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import structlog
+
 from taskfabric.logs import configure_logging, get_logger
 
 MODULE_LOGGER = get_logger("tests.module")  # made before any configure_logging, like real modules

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
+
 from taskfabric.config import ConfigError, ConfigIssue, load_config, validate_backend_options
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pydantic
 import pytest
+
 from taskfabric.config import (
     BackendConfig,
     Config,

@@ -7,6 +7,7 @@ import tomllib
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from taskfabric.config._locate import find_line, key_lines
 
 DOCUMENT = '''\
