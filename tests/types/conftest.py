@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from taskfabric.storage import LocalBlobStore
 from taskfabric.types import TransformContext, TypeEngine
 

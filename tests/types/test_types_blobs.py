@@ -11,6 +11,7 @@ from typing import Annotated
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.storage import LocalBlobStore
 from taskfabric.types import (
@@ -340,3 +341,45 @@ def test_guessed_types_for_blobs(engine: TypeEngine) -> None:
     assert engine.guess_python_type(engine.literal_type(File)) is File
     assert engine.guess_python_type(engine.literal_type(File["csv"])) == File["csv"]
     assert engine.guess_python_type(engine.literal_type(Directory)) is Directory
+
+
+def test_concurrent_first_reads_of_remote_blobs(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = TypeEngine.with_builtins()
+    store = RemoteLikeStore(tmp_path / "store")
+    ctx = make_ctx(store, tmp_path)
+    file_literal = engine.to_literal(write(tmp_path / "f.bin", b"payload"), File, ctx)
+    dir_literal = engine.to_literal(make_tree(tmp_path / "tree", TREE), Directory, ctx)
+
+    def read(_: int) -> tuple[bytes, list[bytes]]:
+        file_value = engine.to_python(file_literal, File, ctx)
+        dir_value = engine.to_python(dir_literal, Directory, ctx)
+        return file_value.read_bytes(), [p.read_bytes() for p in dir_value]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(read, range(32)))
+    assert all(r == (b"payload", [b"A", b"BB", b"\x00" * 10]) for r in results)
+    leftovers = [p for p in ctx.work_dir.rglob("*") if ".partial" in p.name]
+    assert leftovers == []
+
+
+RELATIVE_PATHS = st.lists(
+    st.text(st.characters(categories=["Ll", "Nd"]), min_size=1, max_size=6), min_size=1, max_size=3
+).map("/".join)
+
+
+@settings(max_examples=20, deadline=None)
+@given(files=st.dictionaries(RELATIVE_PATHS, st.binary(max_size=200), max_size=5))
+def test_directory_round_trip_property(files: dict[str, bytes]) -> None:
+    # A path cannot be both a file and a folder: drop entries that are prefixes of others.
+    files = {k: v for k, v in files.items() if not any(o.startswith(k + "/") for o in files)}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        engine = TypeEngine.with_builtins()
+        ctx = make_ctx(LocalBlobStore(root / "store"), root)
+        literal = engine.to_literal(make_tree(root / "src" / "d", files), Directory, ctx)
+        assert literal.blob.size_bytes == sum(len(v) for v in files.values())
+        value = engine.to_python(literal, Directory, ctx)
+        read = {p.relative_to(value.path).as_posix(): p.read_bytes() for p in value}
+        assert read == files

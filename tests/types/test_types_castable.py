@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 import pytest
+
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.types import Columns, Directory, File, TypeEngine, is_castable
 

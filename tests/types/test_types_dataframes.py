@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.pandas import column, data_frames, range_indexes
+
 from taskfabric.storage import LocalBlobStore
 from taskfabric.types import (
     Columns,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.types import (
     File,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.types import (
     LiteralConversionError,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.types import (
     File,

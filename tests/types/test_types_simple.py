@@ -9,6 +9,7 @@ from typing import Annotated
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.types import LiteralConversionError, TypeEngine, type_str
 

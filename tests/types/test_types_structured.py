@@ -13,6 +13,7 @@ import pydantic
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.types import LiteralConversionError, TypeEngine, UnsupportedTypeError, type_str
 

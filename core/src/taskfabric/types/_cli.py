@@ -6,6 +6,7 @@ import base64
 import binascii
 import dataclasses
 import enum
+import functools
 import json
 import re
 import sys
@@ -32,13 +33,21 @@ _TRUE = frozenset({"true", "yes", "1", "y", "on"})
 _FALSE = frozenset({"false", "no", "0", "n", "off"})
 _NULL = frozenset({"none", "null"})
 
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
-_ISO_DURATION = re.compile(
-    r"P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
-    r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?",
-    re.IGNORECASE,
-)
-_UNIT_PART = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|us|µs|w|d|h|m|s)", re.IGNORECASE)
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
+    """(plain number, ISO 8601 duration, one `<number><unit>` part), compiled on first use
+    (compiling them costs more than the rest of importing this package)."""
+    number = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+    iso = re.compile(
+        r"P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
+        r"(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?",
+        re.IGNORECASE,
+    )
+    unit_part = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|us|µs|w|d|h|m|s)", re.IGNORECASE)
+    return number, iso, unit_part
+
+
 _UNIT_SECONDS = {
     "w": Decimal(604800),
     "d": Decimal(86400),
@@ -255,9 +264,10 @@ def parse_duration(text: str) -> timedelta:
     sign = -1 if body.startswith("-") else 1
     body = body.lstrip("+-").strip()
     seconds = Decimal(0)
-    if _NUMBER.fullmatch(body):
+    number, iso_duration, unit_part = _patterns()
+    if number.fullmatch(body):
         seconds = Decimal(body)
-    elif (iso := _ISO_DURATION.fullmatch(body)) and body.upper() not in ("P", "PT"):
+    elif (iso := iso_duration.fullmatch(body)) and body.upper() not in ("P", "PT"):
         if body.upper().endswith("T"):
             raise _Invalid("not a duration")
         seconds = sum(
@@ -267,7 +277,7 @@ def parse_duration(text: str) -> timedelta:
     else:
         position = 0
         while position < len(body):
-            match = _UNIT_PART.match(body, position)
+            match = unit_part.match(body, position)
             if match is None:
                 raise _Invalid("not a duration")
             unit = match[2].lower().replace("µs", "us")
