@@ -20,12 +20,13 @@ from taskfabric.engine._local import LocalBackend
 from taskfabric.engine._runner import NodeEvent, Runner
 from taskfabric.engine._state import ABORTED, FAILED, RUNNING, SUCCEEDED
 from taskfabric.errors import ExecutionFailedError, TaskfabricError
+from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
 from taskfabric.sdk import WorkflowDefinition
 from taskfabric.storage import BlobStore, LocalBlobStore, PackStore
 from taskfabric.types import TransformContext, default_engine, type_str
 
-log = structlog.get_logger("taskfabric.engine")
+log = get_logger("taskfabric.engine")
 
 
 class BackendNotConfiguredError(TaskfabricError):

@@ -11,9 +11,10 @@ import structlog
 
 from taskfabric.engine._backend import RUNNING, AttemptSpec, AttemptStatus, Backend
 from taskfabric.engine._execute import execute_task
+from taskfabric.logs import get_logger
 from taskfabric.storage import BlobStore, PackStore
 
-log = structlog.get_logger("taskfabric.local")
+log = get_logger("taskfabric.local")
 
 
 class LocalBackend(Backend):
@@ -65,14 +66,18 @@ class LocalBackend(Backend):
                 raise RuntimeError(f"no Python task loaded for {spec.task.id.name}")
             prefix = self.store.uri("executions", spec.execution_id)
             name = spec.outputs_uri[len(prefix) + 1 :]
-            status = execute_task(
-                spec.task_definition,
-                spec.inputs,
-                store=self.store,
-                raw_prefix=spec.raw_prefix,
-                work_dir=self.work_root / spec.execution_id,
-                write_outputs=functools.partial(self.literals.put, prefix, name),
-            )
+            # Log lines of the task (and of taskfabric on its behalf) carry its ids.
+            with structlog.contextvars.bound_contextvars(
+                execution_id=spec.execution_id, node_id=spec.node_id, attempt=spec.attempt
+            ):
+                status = execute_task(
+                    spec.task_definition,
+                    spec.inputs,
+                    store=self.store,
+                    raw_prefix=spec.raw_prefix,
+                    work_dir=self.work_root / spec.execution_id,
+                    write_outputs=functools.partial(self.literals.put, prefix, name),
+                )
             with self._lock:
                 if spec.attempt_id in self._cancelled:
                     continue

@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import structlog
-
 from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._backend import AttemptPhase, AttemptSpec, AttemptStatus, Backend
 from taskfabric.engine._bindings import BindingError, coerce, evaluate, needs_coercion, resolve
@@ -35,11 +33,12 @@ from taskfabric.engine._state import (
     NodeState,
     Scope,
 )
+from taskfabric.logs import get_logger
 from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
 from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore
 
-log = structlog.get_logger("taskfabric.engine")
+log = get_logger("taskfabric.engine")
 
 _SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 
