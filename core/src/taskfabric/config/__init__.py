@@ -23,6 +23,7 @@ from taskfabric.config._model import (
     LoggingConfig,
     MetadataConfig,
     ProjectConfig,
+    ProjectOverrides,
     StorageConfig,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "LoggingConfig",
     "MetadataConfig",
     "ProjectConfig",
+    "ProjectOverrides",
     "StorageConfig",
     "find_config_file",
     "load_config",

@@ -149,6 +149,15 @@ class BackendConfig(_Section):
         return {**({"driver": data["driver"]} if "driver" in data else {}), "options": collected}
 
 
+class ProjectOverrides(_Section):
+    """``[projects.<name>]``: settings that apply to one project's executions only."""
+
+    task_types: dict[str, str] = Field(default_factory=dict)
+    """Task type -> backend name, over the top-level ``[task_types]``."""
+    backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    """Backends defined or redefined for this project (a whole table replaces the top-level one)."""
+
+
 class Config(_Section):
     """The whole config file. Every section is optional; ``Config()`` is the embedded default."""
 
@@ -160,6 +169,8 @@ class Config(_Section):
     task_types: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TASK_TYPES))
     """Task type -> backend name. Merged over the defaults (``python = "local"``)."""
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
+    projects: dict[str, ProjectOverrides] = Field(default_factory=dict)
+    """Per-project overrides, e.g. ``[projects.ml.task_types]`` or ``[projects.ml.backends.x]``."""
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -200,6 +211,20 @@ class Config(_Section):
         """
         found = self.backends.get(name)
         return found if found is not None else BackendConfig(driver=name)
+
+    def for_project(self, project: str) -> Config:
+        """This config with ``[projects.<project>]`` applied (itself if there is none)."""
+        override = self.projects.get(project)
+        if override is None:
+            return self
+        merged = self.model_copy(
+            update={
+                "task_types": {**self.task_types, **override.task_types},
+                "backends": {**self.backends, **override.backends},
+            }
+        )
+        merged._source = self._source
+        return merged
 
     def backend_for_task_type(self, task_type: str) -> tuple[str, BackendConfig] | None:
         """The backend name and config that run ``task_type``; ``None`` when none is mapped."""

@@ -1,6 +1,5 @@
 """The durable engine: runs compiled workflows, records every transition, resumes."""
 
-from taskfabric.engine._backend import AttemptPhase, AttemptSpec, AttemptStatus, Backend
 from taskfabric.engine._engine import (
     BackendNotConfiguredError,
     Engine,
@@ -14,10 +13,6 @@ from taskfabric.engine._local import LocalBackend
 from taskfabric.engine._runner import NodeEvent
 
 __all__ = [
-    "AttemptPhase",
-    "AttemptSpec",
-    "AttemptStatus",
-    "Backend",
     "BackendNotConfiguredError",
     "Engine",
     "ExecutionBusyError",

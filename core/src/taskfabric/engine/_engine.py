@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import secrets
 import socket
@@ -12,16 +14,17 @@ from typing import Any
 
 import structlog
 
-from taskfabric.config import Config, load_config
+from taskfabric import __version__
+from taskfabric.config import Config, load_config, validate_backend_options
 from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
-from taskfabric.engine._backend import Backend
 from taskfabric.engine._loader import load_code
-from taskfabric.engine._local import LocalBackend
 from taskfabric.engine._runner import NodeEvent, Runner
 from taskfabric.engine._state import ABORTED, FAILED, RUNNING, SUCCEEDED
 from taskfabric.errors import ExecutionFailedError, TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
+from taskfabric.plugin_api import BACKENDS_GROUP, Backend, BackendContext
+from taskfabric.plugins import PluginError, Plugins, get_plugins
 from taskfabric.sdk import WorkflowDefinition
 from taskfabric.storage import BlobStore, LocalBlobStore, PackStore
 from taskfabric.types import TransformContext, default_engine, type_str
@@ -113,6 +116,7 @@ class Engine:
         *,
         store: BlobStore | None = None,
         metadata: MetadataStore | None = None,
+        plugins: Plugins | None = None,
     ) -> None:
         self.config = config or load_config()
         root = self.config.data_root
@@ -120,7 +124,8 @@ class Engine:
         self.metadata = metadata or MetadataStore(self.config.metadata_url)
         self.literals = PackStore(self.store)
         self.work_root = root / "work"
-        self._backends: dict[str, Backend] = {}
+        self.plugins = plugins or get_plugins()
+        self._backends: dict[tuple[str, str], Backend[Any]] = {}
 
     def close(self) -> None:
         for backend in self._backends.values():
@@ -137,40 +142,53 @@ class Engine:
 
     # -- backends --------------------------------------------------------------------
 
-    def _backend_name(self, task: tasks_pb2.TaskTemplate) -> str:
-        name = self.config.task_types.get(task.type)
-        if name is None:
-            known = ", ".join(sorted(self.config.task_types)) or "none"
-            raise BackendNotConfiguredError(
-                f"task '{task.id.name}' has task type '{task.type}', which no backend runs: "
-                f"map it in the config file's [task_types] table (e.g. {task.type} = "
-                f'"<backend>") and install the plugin that provides it; configured task '
-                f"types: {known}"
-            )
-        return name
+    def _backend_name(self, task: tasks_pb2.TaskTemplate, config: Config) -> str:
+        """The backend that runs `task`: the config's [task_types], else the type's default."""
+        task_type = self.plugins.task_type(task.type)
+        return config.task_types.get(task.type) or task_type.default_backend
 
-    def backend_for(self, task: tasks_pb2.TaskTemplate) -> Backend:
-        name = self._backend_name(task)
-        backend = self._backends.get(name)
+    def backend_for(self, task: tasks_pb2.TaskTemplate, project: str = "") -> Backend[Any]:
+        """The backend instance that runs `task` for `project` (created on first use)."""
+        config = self.config.for_project(project) if project else self.config
+        name = self._backend_name(task, config)
+        backend_cfg = config.backend(name)
+        key = (name, json.dumps(backend_cfg.model_dump(mode="json"), sort_keys=True))
+        backend = self._backends.get(key)
         if backend is None:
-            backend = self._create_backend(name)
-            self._backends[name] = backend
+            backend = self._create_backend(name, config)
+            self._backends[key] = backend
         return backend
 
-    def _create_backend(self, name: str) -> Backend:
-        cfg = self.config.backend(name)
-        if cfg.driver == "local":
-            workers = int(cfg.options.get("workers", self.config.engine.parallelism))
-            return LocalBackend(self.store, self.work_root, workers=workers, literals=self.literals)
-        raise BackendNotConfiguredError(
-            f"backend '{name}' uses driver '{cfg.driver}', which is not installed; "
-            "installed drivers: local"
+    def _create_backend(self, name: str, config: Config) -> Backend[Any]:
+        driver = config.backend(name).driver
+        try:
+            cls = self.plugins.driver(BACKENDS_GROUP, driver)
+        except PluginError as exc:
+            raise BackendNotConfiguredError(f"backend '{name}': {exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            raise BackendNotConfiguredError(
+                f"backend driver '{driver}' is {cls!r}, not a subclass of "
+                "taskfabric.plugin_api.Backend: the plugin that provides it is broken"
+            )
+        settings = validate_backend_options(config, name, cls.settings_model)
+        context = BackendContext(
+            store=self.store,
+            literals=self.literals,
+            data_root=self.config.data_root,
+            work_root=self.work_root,
+            parallelism=self.config.engine.parallelism,
+            core_version=__version__,
         )
+        log.debug("backend created", backend=name, driver=driver)
+        return cls(name, settings, context)
 
-    def check_backends(self, compiled: workflow_pb2.CompiledWorkflow) -> None:
-        """Fail before running if any task's type has no backend."""
+    def check_backends(self, compiled: workflow_pb2.CompiledWorkflow, project: str = "") -> None:
+        """Fail before running if a task's type or backend is missing or misconfigured."""
         for t in compiled.tasks:
-            self.backend_for(t)
+            try:
+                self.backend_for(t, project)
+            except PluginError as exc:
+                raise BackendNotConfiguredError(f"task '{t.id.name}': {exc}") from exc
 
     # -- launching -------------------------------------------------------------------
 
@@ -226,7 +244,9 @@ class Engine:
     ) -> ExecutionResult:
         """Compile `wf`, record a new execution and run it to its end."""
         compiled = wf.compile()
-        self.check_backends(compiled)
+        project = project or self.config.project.name
+        domain = domain or self.config.project.domain
+        self.check_backends(compiled, project)
         execution_id = new_execution_id()
         literal_inputs = self._convert_inputs(wf, inputs, execution_id)
         root = self.store.uri("executions", execution_id)
@@ -237,8 +257,8 @@ class Engine:
         owner = _owner()
         rec = ExecutionRecord(
             id=execution_id,
-            project=project or self.config.project.name,
-            domain=domain or self.config.project.domain,
+            project=project,
+            domain=domain,
             name=name or execution_id,
             workflow_name=wf.name,
             phase=RUNNING,
@@ -266,12 +286,21 @@ class Engine:
     ) -> ExecutionResult:
         structlog.contextvars.bind_contextvars(execution_id=rec.id)
         log.debug("execution running", workflow=rec.workflow_name)
+        hooks = self.plugins.hook if self.plugins.wants_events else None
+        if hooks is not None:
+            self._call_hook(
+                hooks.taskfabric_execution_started,
+                execution_id=rec.id,
+                workflow=rec.workflow_name,
+                project=rec.project,
+                domain=rec.domain,
+            )
         runner = Runner(
             execution_id=rec.id,
             compiled=compiled,
             inputs=inputs,
             task_defs=task_defs,
-            backend_for=self.backend_for,
+            backend_for=functools.partial(self.backend_for, project=rec.project),
             store=self.store,
             metadata=self.metadata,
             parallelism=self.config.engine.parallelism,
@@ -279,17 +308,43 @@ class Engine:
             prior_nodes=prior,
             on_event=on_event,
             literals=self.literals,
+            hooks=hooks,
+            project=rec.project,
+            domain=rec.domain,
         )
         try:
             outcome = runner.run()
         except BaseException:
-            self._finish(rec.id, ABORTED, runner.outcome.error if runner.outcome else None)
+            error = runner.outcome.error if runner.outcome else None
+            self._finish(rec.id, ABORTED, error)
+            if hooks is not None:
+                self._call_hook(
+                    hooks.taskfabric_execution_finished,
+                    execution_id=rec.id,
+                    phase=ABORTED,
+                    error=error,
+                )
             structlog.contextvars.unbind_contextvars("execution_id")
             raise
         self._finish(rec.id, outcome.phase, outcome.error)
+        if hooks is not None:
+            self._call_hook(
+                hooks.taskfabric_execution_finished,
+                execution_id=rec.id,
+                phase=outcome.phase,
+                error=outcome.error,
+            )
         log.debug("execution ended", phase=outcome.phase)
         structlog.contextvars.unbind_contextvars("execution_id")
         return ExecutionResult(rec.id, outcome.phase, outcome.outputs, outcome.error)
+
+    @staticmethod
+    def _call_hook(hook: Any, **kwargs: Any) -> None:
+        """Call a lifecycle hook; a plugin's failure is logged, never the engine's failure."""
+        try:
+            hook(**kwargs)
+        except Exception:
+            log.exception("a plugin's lifecycle hook failed", hook=hook.name)
 
     def _finish(self, execution_id: str, phase: str, error: dict[str, Any] | None) -> None:
         now = time.time()
@@ -381,7 +436,7 @@ class Engine:
                 f"the code of workflow '{wf.short_name}' changed since execution {rec.id} "
                 "started (its DAG differs), so it cannot be resumed; launch a new execution"
             )
-        self.check_backends(compiled)
+        self.check_backends(compiled, rec.project)
         inputs = types_pb2.LiteralMap()
         inputs.ParseFromString(self.store.get_bytes(rec.inputs_uri))
         prior = {n.node_id: n for n in self.metadata.nodes(rec.id)}

@@ -1,4 +1,8 @@
-"""Run one attempt of a Python task in this process: literals in, literals out."""
+"""Run one attempt of a task in this process: literals in, literals out.
+
+Used by the in-process `local` backend and by the `taskfabric-execute` entrypoint that every
+out-of-process backend (subprocess, containers, Spark, AWS Batch) runs.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from taskfabric.core.v1 import execution_pb2, types_pb2
-from taskfabric.engine._backend import AttemptPhase, AttemptStatus
+from taskfabric.core.v1 import tasks_pb2, types_pb2
+from taskfabric.plugin_api import (
+    AttemptError,
+    AttemptPhase,
+    AttemptStatus,
+    TaskCall,
+    TaskType,
+)
 from taskfabric.storage import BlobStore
 from taskfabric.types import TransformContext, default_engine
 
-_USER = execution_pb2.ErrorKind.ERROR_KIND_USER
-_SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 _ENGINE_FILES = (str(Path(__file__).resolve().parent.parent),)
 
 
@@ -28,25 +36,14 @@ def user_traceback(exc: BaseException) -> str:
     return "".join(lines)
 
 
-def error(
-    kind: execution_pb2.ErrorKind.ValueType,
-    code: str,
-    message: str,
-    *,
-    retryable: bool,
-    tb: str = "",
-) -> execution_pb2.ExecutionError:
-    return execution_pb2.ExecutionError(
-        kind=kind,
-        code=code,
-        message=message,
-        retryable=retryable,
-        traceback=tb,
-    )
+def _failed(error: AttemptError) -> AttemptStatus:
+    return AttemptStatus(AttemptPhase.FAILED, error=error)
 
 
 def execute_task(
     task_def: Any,
+    template: tasks_pb2.TaskTemplate,
+    task_type: TaskType,
     inputs: types_pb2.LiteralMap,
     *,
     store: BlobStore,
@@ -54,7 +51,7 @@ def execute_task(
     work_dir: Path,
     write_outputs: Callable[[bytes], str],
 ) -> AttemptStatus:
-    """Convert inputs, call the function, convert and store outputs.
+    """Convert inputs, run the task through its task type, convert and store outputs.
 
     The outputs are stored (by `write_outputs`, which returns their URI) before this
     returns SUCCEEDED, so the engine never records a success whose outputs are missing.
@@ -65,37 +62,52 @@ def execute_task(
     kwargs: dict[str, Any] = {}
     for name, param in interface.inputs.items():
         if name not in inputs.literals:
-            return AttemptStatus(
-                AttemptPhase.FAILED,
-                error=error(
-                    _SYSTEM, "MissingInput", f"input '{name}' was not provided", retryable=False
-                ),
+            return _failed(
+                AttemptError(
+                    "MissingInput",
+                    f"input '{name}' was not provided",
+                    kind="system",
+                    retryable=False,
+                )
             )
         try:
             kwargs[name] = engine.to_python(inputs.literals[name], param.py_type, ctx)
         except Exception as exc:
-            return AttemptStatus(
-                AttemptPhase.FAILED,
-                error=error(
-                    _SYSTEM,
+            return _failed(
+                AttemptError(
                     type(exc).__name__,
                     f"cannot read input '{name}': {exc}",
+                    kind="system",
                     retryable=True,
-                    tb=traceback.format_exc(),
-                ),
+                    traceback=traceback.format_exc(),
+                )
             )
     try:
-        result = task_def.function(**kwargs)
+        config = task_type.config_of(template)
     except Exception as exc:
-        return AttemptStatus(
-            AttemptPhase.FAILED,
-            error=error(
-                _USER,
+        return _failed(
+            AttemptError(
+                "InvalidTaskConfig",
+                f"task config does not load: {exc}",
+                kind="system",
+                retryable=False,
+            )
+        )
+    try:
+        result = task_type.run(
+            TaskCall(
+                task=task_def, template=template, config=config, inputs=kwargs, work_dir=work_dir
+            )
+        )
+    except Exception as exc:
+        return _failed(
+            AttemptError(
                 type(exc).__name__,
                 str(exc) or type(exc).__name__,
+                kind="user",
                 retryable=True,
-                tb=user_traceback(exc),
-            ),
+                traceback=user_traceback(exc),
+            )
         )
     try:
         values = interface.pack_outputs(result)
@@ -107,23 +119,21 @@ def execute_task(
             except Exception as exc:
                 raise TypeError(f"output '{name}': {exc}") from exc
     except Exception as exc:
-        return AttemptStatus(
-            AttemptPhase.FAILED,
-            error=error(
-                _USER,
+        return _failed(
+            AttemptError(
                 "OutputTypeError",
-                f"task '{task_def.short_name}' returned a value that does not fit "
-                f"its declared outputs: {exc}",
+                f"task '{task_def.short_name}' returned a value that does not fit its declared "
+                f"outputs: {exc}",
+                kind="user",
                 retryable=False,
-            ),
+            )
         )
     try:
         outputs_uri = write_outputs(out.SerializeToString(deterministic=True))
     except Exception as exc:
-        return AttemptStatus(
-            AttemptPhase.FAILED,
-            error=error(
-                _SYSTEM, type(exc).__name__, f"cannot store outputs: {exc}", retryable=True
-            ),
+        return _failed(
+            AttemptError(
+                type(exc).__name__, f"cannot store outputs: {exc}", kind="system", retryable=True
+            )
         )
     return AttemptStatus(AttemptPhase.SUCCEEDED, outputs=out, outputs_uri=outputs_uri)

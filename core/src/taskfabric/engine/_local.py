@@ -5,84 +5,122 @@ from __future__ import annotations
 import functools
 import queue
 import threading
-from pathlib import Path
 
 import structlog
 
-from taskfabric.engine._backend import RUNNING, AttemptSpec, AttemptStatus, Backend
 from taskfabric.engine._execute import execute_task
 from taskfabric.logs import get_logger
-from taskfabric.storage import BlobStore, PackStore
+from taskfabric.plugin_api import (
+    RUNNING,
+    AttemptError,
+    AttemptPhase,
+    AttemptStatus,
+    Backend,
+    BackendContext,
+    BackendSettings,
+    TaskAttempt,
+)
 
 log = get_logger("taskfabric.local")
 
 
-class LocalBackend(Backend):
-    """Runs each attempt in one of `workers` daemon threads of this process.
+class LocalSettings(BackendSettings):
+    """`[backends.<name>]` of driver `local`."""
+
+    #: Worker threads; default: the engine's parallelism.
+    workers: int | None = None
+
+
+class LocalBackend(Backend[LocalSettings]):
+    """Runs each attempt in one of the engine process's daemon worker threads.
 
     A thread cannot be killed: cancelling or timing out an attempt that has started makes
     the engine stop waiting for it and discard its result, but the function runs on to its
-    end. Use the `subprocess` backend for tasks that must be stopped hard.
+    end. Use the `subprocess` backend for tasks that must be stopped hard or isolated.
     """
 
-    name = "local"
+    driver = "local"
+    settings_model = LocalSettings
     poll_interval = None
 
-    def __init__(
-        self, store: BlobStore, work_root: Path, workers: int = 8, literals: PackStore | None = None
-    ) -> None:
-        self.store = store
-        self.literals = literals or PackStore(store)
-        self.work_root = work_root
-        self.workers = max(1, workers)
-        self._queue: queue.SimpleQueue[AttemptSpec | None] = queue.SimpleQueue()
+    def __init__(self, name: str, settings: LocalSettings, context: BackendContext) -> None:
+        super().__init__(name, settings, context)
+        self.workers = max(1, settings.workers or context.parallelism)
+        self._queue: queue.SimpleQueue[TaskAttempt | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._results: dict[str, AttemptStatus] = {}
         self._submitted: set[str] = set()
         self._cancelled: set[str] = set()
         self._lock = threading.Lock()
 
-    def submit(self, spec: AttemptSpec) -> None:
+    def submit(self, attempt: TaskAttempt) -> None:
         with self._lock:
-            if spec.attempt_id in self._submitted:
+            if attempt.attempt_id in self._submitted:
                 return
-            self._submitted.add(spec.attempt_id)
+            self._submitted.add(attempt.attempt_id)
             if len(self._threads) < self.workers:
                 t = threading.Thread(
-                    target=self._work, name=f"taskfabric-local-{len(self._threads)}", daemon=True
+                    target=self._work,
+                    name=f"taskfabric-{self.name}-{len(self._threads)}",
+                    daemon=True,
                 )
                 self._threads.append(t)
                 t.start()
-        self._queue.put(spec)
+        self._queue.put(attempt)
+
+    def _run(self, attempt: TaskAttempt) -> AttemptStatus:
+        from taskfabric.plugins import get_plugins
+
+        if attempt.task_definition is None:
+            return AttemptStatus(
+                AttemptPhase.FAILED,
+                error=AttemptError(
+                    "TaskNotLoaded",
+                    f"no Python task is loaded for {attempt.task.id.name}",
+                    kind="system",
+                    retryable=False,
+                ),
+            )
+        ctx = self.context
+        prefix = ctx.store.uri("executions", attempt.execution_id)
+        name = attempt.outputs_uri[len(prefix) + 1 :]
+        # Log lines of the task (and of taskfabric on its behalf) carry its ids.
+        with structlog.contextvars.bound_contextvars(
+            execution_id=attempt.execution_id, node_id=attempt.node_id, attempt=attempt.attempt
+        ):
+            return execute_task(
+                attempt.task_definition,
+                attempt.task,
+                get_plugins().task_type(attempt.task.type),
+                attempt.inputs,
+                store=ctx.store,
+                raw_prefix=attempt.raw_prefix,
+                work_dir=ctx.work_root / attempt.execution_id,
+                write_outputs=functools.partial(ctx.literals.put, prefix, name),
+            )
 
     def _work(self) -> None:
         while True:
-            spec = self._queue.get()
-            if spec is None:
+            attempt = self._queue.get()
+            if attempt is None:
                 return
-            if spec.attempt_id in self._cancelled:
+            if attempt.attempt_id in self._cancelled:
                 continue
-            if spec.task_definition is None:
-                raise RuntimeError(f"no Python task loaded for {spec.task.id.name}")
-            prefix = self.store.uri("executions", spec.execution_id)
-            name = spec.outputs_uri[len(prefix) + 1 :]
-            # Log lines of the task (and of taskfabric on its behalf) carry its ids.
-            with structlog.contextvars.bound_contextvars(
-                execution_id=spec.execution_id, node_id=spec.node_id, attempt=spec.attempt
-            ):
-                status = execute_task(
-                    spec.task_definition,
-                    spec.inputs,
-                    store=self.store,
-                    raw_prefix=spec.raw_prefix,
-                    work_dir=self.work_root / spec.execution_id,
-                    write_outputs=functools.partial(self.literals.put, prefix, name),
+            try:
+                status = self._run(attempt)
+            except Exception as exc:  # a bug in the core: report it, keep the worker alive
+                log.exception(
+                    "local backend failed to run an attempt", attempt_id=attempt.attempt_id
+                )
+                status = AttemptStatus(
+                    AttemptPhase.FAILED,
+                    error=AttemptError(type(exc).__name__, str(exc), kind="system", retryable=True),
                 )
             with self._lock:
-                if spec.attempt_id in self._cancelled:
+                if attempt.attempt_id in self._cancelled:
                     continue
-                self._results[spec.attempt_id] = status
-            spec.notify(spec.attempt_id)
+                self._results[attempt.attempt_id] = status
+            attempt.notify(attempt.attempt_id)
 
     def poll(self, attempt_id: str) -> AttemptStatus:
         with self._lock:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2, workflow_pb2
-from taskfabric.engine._backend import AttemptPhase, AttemptSpec, AttemptStatus, Backend
 from taskfabric.engine._bindings import BindingError, coerce, evaluate, needs_coercion, resolve
 from taskfabric.engine._state import (
     ABORTED,
@@ -35,6 +34,7 @@ from taskfabric.engine._state import (
 )
 from taskfabric.logs import get_logger
 from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
+from taskfabric.plugin_api import AttemptPhase, AttemptStatus, Backend, LogLink, TaskAttempt
 from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore
 
@@ -99,7 +99,7 @@ class Runner:
         compiled: workflow_pb2.CompiledWorkflow,
         inputs: types_pb2.LiteralMap,
         task_defs: Mapping[str, Any],
-        backend_for: Callable[[tasks_pb2.TaskTemplate], Backend],
+        backend_for: Callable[[tasks_pb2.TaskTemplate], Backend[Any]],
         store: BlobStore,
         metadata: MetadataStore,
         parallelism: int,
@@ -107,6 +107,9 @@ class Runner:
         prior_nodes: Mapping[str, NodeRecord] | None = None,
         on_event: Callable[[NodeEvent], None] | None = None,
         literals: PackStore | None = None,
+        hooks: Any = None,
+        project: str = "",
+        domain: str = "",
     ) -> None:
         self.execution_id = execution_id
         self.compiled = compiled
@@ -120,6 +123,9 @@ class Runner:
         self.prior = dict(prior_nodes or {})
         self.on_event = on_event
         self.literals = literals or PackStore(store)
+        self.hooks = hooks
+        self.project = project
+        self.domain = domain
         self.tasks = {t.id.name: t for t in compiled.tasks}
         self.subworkflows = {w.id.name: w for w in compiled.subworkflows}
         self.runnable: deque[NodeState] = deque()
@@ -132,7 +138,7 @@ class Runner:
         self.failing: dict[str, Any] | None = None
         self.outcome: RunOutcome | None = None
         self._last_heartbeat = 0.0
-        self._polled: dict[Backend, float] = {}
+        self._polled: dict[Backend[Any], float] = {}
         self._uri_root = store.uri("executions", execution_id)
         self.root_scope = Scope("", compiled.primary, inputs)
 
@@ -182,19 +188,24 @@ class Runner:
             self.active.pop(ns.full_id, None)
         else:
             self.active[ns.full_id] = ns
-        if self.on_event is not None:
-            self.on_event(
-                NodeEvent(
-                    self.execution_id, ns.full_id, ns.name, ns.kind, ns.phase, ns.attempt, message
-                )
+        if self.on_event is not None or self.hooks is not None:
+            event = NodeEvent(
+                self.execution_id, ns.full_id, ns.name, ns.kind, ns.phase, ns.attempt, message
             )
+            if self.on_event is not None:
+                self.on_event(event)
+            if self.hooks is not None:
+                try:
+                    self.hooks.taskfabric_node_event(event=event)
+                except Exception:
+                    log.exception("a plugin's taskfabric_node_event hook failed")
 
     def _record_attempt(
         self,
         ns: NodeState,
         phase: str,
         err: dict[str, Any] | None = None,
-        log_links: list[dict[str, str]] | None = None,
+        log_links: list[LogLink] | None = None,
     ) -> None:
         self.batch.attempt(
             AttemptRecord(
@@ -206,7 +217,7 @@ class Runner:
                 finished_at=None if phase == RUNNING else time.time(),
                 error=err,
                 backend=getattr(ns.backend, "name", ""),
-                log_links=log_links or [],
+                log_links=[{"name": x.name, "uri": x.uri} for x in log_links or ()],
             )
         )
 
@@ -444,7 +455,7 @@ class Runner:
         ns.outputs_uri = self._uri(ns.full_id, "outputs.pb")
         backend = self.backend_for(ns.task)
         ns.backend = backend
-        spec = AttemptSpec(
+        spec = TaskAttempt(
             attempt_id=ns.attempt_id,
             execution_id=self.execution_id,
             node_id=ns.full_id,
@@ -456,6 +467,8 @@ class Runner:
             raw_prefix=self._uri(ns.full_id, f"raw/{ns.attempt}"),
             notify=self.wakeups.put,
             task_definition=ns.task_def,
+            project=self.project,
+            domain=self.domain,
         )
         self.running[spec.attempt_id] = ns
         self._record(ns)
@@ -514,7 +527,11 @@ class Runner:
                 ns.outputs_uri = status.outputs_uri
             self._succeeded(ns, outputs)
         else:
-            err = status.error or _system_error("Unknown", status.message or "attempt failed")
+            err = (
+                status.error.to_proto()
+                if status.error is not None
+                else _system_error("Unknown", status.message or "attempt failed")
+            )
             self._attempt_failed(ns, err, log_links=status.log_links)
 
     def _attempt_failed(
@@ -523,7 +540,7 @@ class Runner:
         err: execution_pb2.ExecutionError,
         *,
         phase: str = FAILED,
-        log_links: list[dict[str, str]] | None = None,
+        log_links: list[LogLink] | None = None,
     ) -> None:
         assert ns.task is not None
         edict = error_dict(err)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +87,7 @@ class TypeEngine:
         self._guesses: dict[bytes, Any] = {}
         self._plans: dict[str, TypeKeyedCache] = {}
         self._building: set[Any] = set()
+        self._fallback: Callable[[TypeEngine], None] | None = None
         for transformer in transformers:
             self.register(transformer)
 
@@ -171,6 +172,21 @@ class TypeEngine:
 
     # -- lookups --------------------------------------------------------------------------
 
+    def set_fallback(self, loader: Callable[[TypeEngine], None] | None) -> None:
+        """Call `loader(engine)` once, the first time a type has no transformer, then try again.
+
+        The plugin system uses it to register plugins' transformers only when a type needs
+        them, so that built-in types never pay for loading plugins.
+        """
+        self._fallback = loader
+
+    def _load_fallback(self) -> bool:
+        loader, self._fallback = self._fallback, None
+        if loader is None:
+            return False
+        loader(self)
+        return True
+
     def transformer_for(self, py_type: TypeHint) -> TypeTransformer[Any]:
         """The transformer for `py_type`; raises `UnsupportedTypeError` if there is none or
         the type cannot be carried (the whole type, nested parts included, is checked)."""
@@ -178,7 +194,12 @@ class TypeEngine:
             return self._transformers[py_type]
         except (KeyError, TypeError):
             pass
-        self._shared_literal_type(py_type)
+        try:
+            self._shared_literal_type(py_type)
+        except UnsupportedTypeError:
+            if self._load_fallback():
+                return self.transformer_for(py_type)
+            raise
         transformer = self._resolve(py_type)
         with contextlib.suppress(TypeError):  # unhashable Annotated metadata: not cached
             self._transformers[py_type] = transformer
@@ -212,8 +233,14 @@ class TypeEngine:
 
     def literal_type(self, py_type: TypeHint) -> pb.LiteralType:
         """The literal type of `py_type` (a fresh copy; raises `UnsupportedTypeError`)."""
+        try:
+            shared = self._shared_literal_type(py_type)
+        except UnsupportedTypeError:
+            if self._load_fallback():
+                return self.literal_type(py_type)
+            raise
         copy = pb.LiteralType()
-        copy.CopyFrom(self._shared_literal_type(py_type))
+        copy.CopyFrom(shared)
         return copy
 
     def _shared_literal_type(self, py_type: TypeHint) -> pb.LiteralType:
@@ -337,4 +364,12 @@ def default_engine() -> TypeEngine:
             engine = _default_engine
             if engine is None:
                 engine = _default_engine = TypeEngine.with_builtins()
+                engine.set_fallback(_load_plugin_transformers)
     return engine
+
+
+def _load_plugin_transformers(engine: TypeEngine) -> None:
+    """Register installed plugins' transformers, the first time a type is not built in."""
+    from taskfabric.plugins import get_plugins
+
+    get_plugins().load_type_transformers(engine)

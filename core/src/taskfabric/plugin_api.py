@@ -1,0 +1,335 @@
+"""The contract between the taskfabric core and its plugins.
+
+A plugin is a Python distribution that provides any of:
+
+- **backend drivers**: a `Backend` subclass, registered as an entry point in the
+  `taskfabric.backends` group under the short name users write in the config file
+  (`driver = "spark"`). The core owns retries, timeouts, caching and throttling; a backend only
+  talks to its engine: submit an attempt, poll it, cancel it.
+- **blob store drivers**: a `BlobStore` subclass in the `taskfabric.storage` group, named by URI
+  scheme (`file`, `s3`).
+- **hooks**: a module of `@hookimpl` functions in the `taskfabric.hooks` group, answering the
+  hooks declared in `taskfabric.hookspecs`: task types (`TaskType`), type transformers, and
+  execution and node lifecycle events.
+
+A plugin declares the core versions it supports in its own dependencies
+(`dependencies = ["taskfabric>=0.1,<0.2"]`); the core refuses to load it otherwise, with a
+message that says which versions it needs.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import pluggy
+from google.protobuf import any_pb2, message
+from pydantic import BaseModel, ConfigDict
+
+from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2
+
+if TYPE_CHECKING:
+    from taskfabric.storage import BlobStore, PackStore
+
+__all__ = [
+    "BACKENDS_GROUP",
+    "HOOKS_GROUP",
+    "RUNNING",
+    "STORAGE_GROUP",
+    "AttemptError",
+    "AttemptPhase",
+    "AttemptStatus",
+    "Backend",
+    "BackendContext",
+    "BackendSettings",
+    "CheckResult",
+    "LogLink",
+    "PoolRequest",
+    "TaskAttempt",
+    "TaskCall",
+    "TaskConfig",
+    "TaskType",
+    "hookimpl",
+]
+
+#: Entry-point group of backend drivers (Backend subclasses), named as in `driver = "..."`.
+BACKENDS_GROUP = "taskfabric.backends"
+#: Entry-point group of blob store drivers (BlobStore subclasses), named by URI scheme.
+STORAGE_GROUP = "taskfabric.storage"
+#: Entry-point group of hook modules (see taskfabric.hookspecs).
+HOOKS_GROUP = "taskfabric.hooks"
+
+#: Marks a function of a hook module as an implementation of a taskfabric hook.
+hookimpl = pluggy.HookimplMarker("taskfabric")
+
+
+# -- attempts --------------------------------------------------------------------------------
+
+
+class AttemptPhase(enum.Enum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class LogLink:
+    """Where to read an attempt's logs: a URL or a file URI, with a short name."""
+
+    name: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class AttemptError:
+    """Why an attempt failed.
+
+    `kind` is "user" for errors raised by the task's own code and "system" for the platform's
+    (a lost connection, an engine that refused the job). The core retries an attempt only when
+    `retryable` is true and the task has retries left.
+    """
+
+    code: str
+    message: str
+    kind: str = "user"
+    retryable: bool = True
+    traceback: str = ""
+
+    def to_proto(self) -> execution_pb2.ExecutionError:
+        kind = (
+            execution_pb2.ErrorKind.ERROR_KIND_USER
+            if self.kind == "user"
+            else execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
+        )
+        return execution_pb2.ExecutionError(
+            kind=kind,
+            code=self.code,
+            message=self.message,
+            retryable=self.retryable,
+            traceback=self.traceback,
+        )
+
+    @classmethod
+    def from_proto(cls, err: execution_pb2.ExecutionError) -> AttemptError:
+        kind = "system" if err.kind == execution_pb2.ErrorKind.ERROR_KIND_SYSTEM else "user"
+        return cls(err.code, err.message, kind, err.retryable, err.traceback)
+
+
+@dataclass
+class AttemptStatus:
+    """What a backend knows of an attempt. Outputs are given in memory, or by URI."""
+
+    phase: AttemptPhase
+    outputs: types_pb2.LiteralMap | None = None
+    outputs_uri: str = ""
+    error: AttemptError | None = None
+    message: str = ""
+    log_links: list[LogLink] = field(default_factory=list)
+
+
+RUNNING = AttemptStatus(AttemptPhase.RUNNING)
+
+
+@dataclass
+class TaskAttempt:
+    """One attempt of one task node, as handed to a backend.
+
+    `attempt_id` is unique per attempt and stable: submitting the same id twice (after an
+    engine restart, say) must not start the work twice. A backend that runs the task's code
+    elsewhere reads the inputs from `inputs_uri` and has it write its outputs document to
+    `outputs_uri` (the `taskfabric-execute` entrypoint does both).
+    """
+
+    attempt_id: str
+    execution_id: str
+    node_id: str
+    attempt: int
+    task: tasks_pb2.TaskTemplate
+    inputs: types_pb2.LiteralMap
+    inputs_uri: str
+    outputs_uri: str
+    raw_prefix: str
+    # Called, from any thread, with attempt_id when the attempt's state changed.
+    notify: Callable[[str], None]
+    # The loaded task object, for backends that run Python in the engine's process.
+    task_definition: Any = None
+    project: str = ""
+    domain: str = ""
+
+    @property
+    def error_uri(self) -> str:
+        """Where `taskfabric-execute` writes the error document of a failed attempt."""
+        return self.outputs_uri.rsplit("/", 1)[0] + f"/error-{self.attempt}.pb"
+
+
+# -- backends --------------------------------------------------------------------------------
+
+
+class BackendSettings(BaseModel):
+    """Base of a backend's settings model: the keys of its `[backends.<name>]` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What the core gives every backend it creates."""
+
+    store: BlobStore
+    literals: PackStore
+    data_root: Path
+    work_root: Path
+    parallelism: int
+    core_version: str
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class PoolRequest:
+    """Slots of a named resource pool that an attempt holds while it runs."""
+
+    pool: str
+    weight: int = 1
+
+
+SettingsT = TypeVar("SettingsT", bound=BackendSettings)
+
+
+class Backend(abc.ABC, Generic[SettingsT]):
+    """Runs task attempts somewhere and reports how they end.
+
+    The engine calls `submit` once per attempt, then `poll` whenever the backend calls the
+    attempt's `notify` (backends that can tell when work ends) or every `poll_interval`
+    seconds (backends that must ask a remote engine). When a timeout fires or the execution is
+    aborted it calls `cancel`. After recording an attempt's end it calls `release`.
+    """
+
+    #: The name users write in `driver = "..."`; equals the entry-point name.
+    driver: ClassVar[str] = ""
+    #: The pydantic model of the backend's `[backends.<name>]` settings.
+    settings_model: ClassVar[type[BackendSettings]] = BackendSettings
+    #: Seconds between polls of running attempts; None if the backend calls `notify`.
+    poll_interval: ClassVar[float | None] = None
+
+    def __init__(self, name: str, settings: SettingsT, context: BackendContext) -> None:
+        self.name = name
+        self.settings = settings
+        self.context = context
+
+    @abc.abstractmethod
+    def submit(self, attempt: TaskAttempt) -> None:
+        """Start the attempt. Submitting an attempt_id again must not start it twice."""
+
+    @abc.abstractmethod
+    def poll(self, attempt_id: str) -> AttemptStatus:
+        """The attempt's current state."""
+
+    @abc.abstractmethod
+    def cancel(self, attempt_id: str) -> None:
+        """Stop the attempt if it is running; no error if it already ended."""
+
+    def release(self, attempt_id: str) -> None:
+        """The engine recorded the attempt's end: forget it."""
+
+    def pool_requests(self, task: tasks_pb2.TaskTemplate) -> Sequence[PoolRequest]:
+        """Pools an attempt of `task` needs on this backend (e.g. the cluster's app slots)."""
+        return ()
+
+    def check(self) -> CheckResult:
+        """Reach the backend's engine, for `taskfabric plugins check`."""
+        return CheckResult(True, "nothing to check")
+
+    def close(self) -> None:
+        """Release the backend's resources at the end of the engine's life."""
+
+
+# -- task types ------------------------------------------------------------------------------
+
+
+class TaskConfig(BaseModel):
+    """Base of a task type's config model, the object users pass as `@task(config=...)`.
+
+    Subclasses set `task_type` and `proto_message` (the protobuf message the config travels
+    as inside the TaskTemplate). The default conversion maps fields by name through the
+    message's JSON form; override `to_proto`/`from_proto` when they differ.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task_type: ClassVar[str] = ""
+    proto_message: ClassVar[type[message.Message] | None] = None
+
+    def to_proto(self) -> message.Message:
+        from google.protobuf import json_format
+
+        if self.proto_message is None:
+            raise TypeError(f"{type(self).__name__} sets no proto_message")
+        msg = self.proto_message()
+        json_format.ParseDict(self.model_dump(mode="json", exclude_none=True), msg)
+        return msg
+
+    @classmethod
+    def from_proto(cls, msg: message.Message) -> TaskConfig:
+        from google.protobuf import json_format
+
+        data = json_format.MessageToDict(msg, preserving_proto_field_name=True)
+        return cls.model_validate(data)
+
+    @classmethod
+    def from_any(cls, packed: any_pb2.Any) -> TaskConfig:
+        if cls.proto_message is None:
+            raise TypeError(f"{cls.__name__} sets no proto_message")
+        msg = cls.proto_message()
+        if not packed.Unpack(msg):
+            raise TypeError(
+                f"task config is a {packed.TypeName()}, not the {msg.DESCRIPTOR.full_name} "
+                f"that {cls.__name__} expects"
+            )
+        return cls.from_proto(msg)
+
+
+@dataclass
+class TaskCall:
+    """One run of a task's code: the inputs as Python values, where to work."""
+
+    task: Any  # taskfabric.TaskDefinition
+    template: tasks_pb2.TaskTemplate
+    config: TaskConfig | None
+    inputs: Mapping[str, Any]
+    work_dir: Path
+
+
+class TaskType(abc.ABC):
+    """A kind of task: what running one attempt of it means.
+
+    The `python` task type calls the decorated function. A plugin's task type can run
+    something else with the same typed interface: a shell script, a SQL query, a Spark job
+    around the function. Backends decide *where* an attempt runs; the task type decides
+    *what* runs there.
+    """
+
+    #: The task type name, as in `@task(task_type=...)` and the config's [task_types].
+    name: ClassVar[str] = ""
+    #: The config model users pass as `@task(config=...)`, if the type takes one.
+    config_model: ClassVar[type[TaskConfig] | None] = None
+    #: The backend name to use when the config file's [task_types] does not say.
+    default_backend: ClassVar[str] = "local"
+    description: ClassVar[str] = ""
+
+    def config_of(self, template: tasks_pb2.TaskTemplate) -> TaskConfig | None:
+        if self.config_model is None or not template.HasField("config"):
+            return None
+        return self.config_model.from_any(template.config)
+
+    @abc.abstractmethod
+    def run(self, call: TaskCall) -> Any:
+        """Run the task once; return what the Python function would have returned."""
