@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from taskfabric.plugins import Plugins, use_plugins
 
 POSTGRES_URL_ENV_VAR = "TASKFABRIC_TEST_POSTGRES_URL"
 
@@ -48,3 +51,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "postgres_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(autouse=True)
+def no_installed_plugins() -> Iterator[Plugins]:
+    """The core's tests see only the core's built-in plugins, never what happens to be installed
+    in the environment; a test registers what it needs on the yielded `Plugins`."""
+    plugins = Plugins(autoload=False)
+    with use_plugins(plugins):
+        yield plugins

@@ -268,6 +268,11 @@ class TaskConfig(BaseModel):
     task_type: ClassVar[str] = ""
     proto_message: ClassVar[type[message.Message] | None] = None
 
+    def check_interface(self, interface: Any) -> None:
+        """Called at `@task` decoration with the task's typed interface (its `inputs` and
+        `outputs`, dicts of name -> Param/Output): raise ValueError or TypeError when the
+        config does not fit it (e.g. a shell script naming an input the task lacks)."""
+
     def to_proto(self) -> message.Message:
         from google.protobuf import json_format
 

@@ -69,6 +69,16 @@ class TaskDefinition(Generic[P, R]):
         self.short_name: str = fn.__name__
         self.name: str = name or f"{fn.__module__}.{fn.__qualname__}"
         self.interface: PyInterface = extract_interface(fn, kind="task")
+        check = getattr(config, "check_interface", None)
+        if callable(check):
+            try:
+                check(self.interface)
+            except (TypeError, ValueError) as exc:
+                file, line = describe_function(fn)
+                raise TaskDefinitionError(
+                    f"{file}:{line}: task '{fn.__qualname__}': {type(config).__name__} config "
+                    f"does not fit the task: {exc}"
+                ) from exc
         self._config_msg = _config_message(config)
         functools.update_wrapper(self, fn)
         self._template: tasks_pb2.TaskTemplate | None = None
