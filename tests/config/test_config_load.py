@@ -100,7 +100,7 @@ def test_no_file_gives_the_embedded_defaults(cwd: Path, taskfabric_home: Path) -
     assert config.project.domain == "development"
     assert config.engine.parallelism == 8
     assert config.engine.heartbeat_seconds == 10.0
-    assert config.logging.level == "info"
+    assert config.logging.level == "warning"
     assert config.logging.format == "console"
     assert config.log_file is None
     assert config.storage.durable is False

@@ -9,6 +9,7 @@ import click
 from taskfabric import __version__
 from taskfabric.cli._common import CliState
 from taskfabric.cli._executions import executions
+from taskfabric.cli._plugins import plugins
 from taskfabric.cli._run import run
 
 
@@ -43,6 +44,7 @@ def cli(
 
 cli.add_command(run)
 cli.add_command(executions)
+cli.add_command(plugins)
 
 
 def main() -> None:

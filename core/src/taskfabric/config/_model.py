@@ -113,7 +113,7 @@ class EngineConfig(_Section):
 class LoggingConfig(_Section):
     """``[logging]``: what is logged and where."""
 
-    level: LogLevel = "info"
+    level: LogLevel = "warning"
     format: LogFormat = "console"
     file: Path | None = Field(default=None, strict=False)
     """Also write every line to this file, always as JSON. Empty or unset: no file."""

@@ -579,7 +579,7 @@ class Runner:
         ns.finished_at = time.time()
         ns.error = error_dict(err, ns.full_id)
         self._record(ns, f"{err.code}: {err.message}"[:500])
-        log.warning("node failed", node_id=ns.full_id, code=err.code, error=err.message)
+        log.info("node failed", node_id=ns.full_id, code=err.code, error=err.message)
         parent = ns.parent or ns.scope.owner
         if parent is not None and parent.phase not in TERMINAL:
             what = f"item {ns.item_index}" if ns.kind == "map_item" else f"node {ns.full_id}"

@@ -1,4 +1,4 @@
-"""Finding and loading plugins: stevedore for drivers, pluggy for hooks."""
+"""Finding and loading plugins: entry points for drivers (one per name), pluggy for hooks."""
 
 from __future__ import annotations
 
@@ -67,7 +67,9 @@ class PluginInfo:
 
 
 def _summary(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")
+    ][-3:]
     where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))
     return f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
 
@@ -100,7 +102,7 @@ def _check_core(info: PluginInfo) -> None:
 
 
 class Plugins:
-    """The plugins of this process: hook modules (pluggy) and drivers (stevedore).
+    """The plugins of this process: hook modules (pluggy) and drivers (entry points).
 
     `Plugins(autoload=False)` loads only the core's built-ins; tests register what they need
     with `register` / `add_driver`.
@@ -312,19 +314,18 @@ class Plugins:
                 f"are {known}{hint}"
             )
         if len(candidates) > 1:
-            owners = " and ".join(c.distribution for c in candidates)
+            owners = " and ".join(sorted(c.distribution for c in candidates))
             raise PluginError(
                 f"driver '{name}' of {group} is provided by both {owners}: uninstall one"
             )
         info = candidates[0]
         try:
             _check_core(info)
-            from stevedore import DriverManager
-
-            manager = DriverManager(
-                namespace=group, name=name, invoke_on_load=False, on_load_failure_callback=_reraise
-            )
-            cls: type[Any] = manager.driver  # type: ignore[assignment]
+            # importlib.metadata, not stevedore: stevedore caches its entry-point scan per
+            # sys.path for the life of the process and cannot say which distribution provides
+            # a name; both must be exact here (plugins installed while a server runs, two
+            # distributions claiming one name).
+            cls: type[Any] = md.EntryPoint(name, info.value, group).load()
         except PluginError as exc:
             info.error = str(exc)
             self._driver_errors[(group, name)] = info
@@ -337,10 +338,6 @@ class Plugins:
                 f"{info.error}"
             ) from exc
         return cls
-
-
-def _reraise(manager: Any, entrypoint: Any, exc: BaseException) -> None:
-    raise exc
 
 
 _plugins: Plugins | None = None

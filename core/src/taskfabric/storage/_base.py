@@ -25,6 +25,11 @@ class BlobStore(abc.ABC):
     #: URI scheme this store answers for, e.g. "file" or "s3".
     scheme: str
 
+    @classmethod
+    def from_uri(cls, uri: str) -> BlobStore:
+        """A store able to read and write `uri` (used by `taskfabric-execute`)."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from a URI")
+
     @abc.abstractmethod
     def uri(self, *parts: str) -> str:
         """The URI of a key made of `parts` joined by "/" under the store's root."""

@@ -37,6 +37,11 @@ class LocalBlobStore(BlobStore):
         self.root.mkdir(parents=True, exist_ok=True)
         self._known_dirs: set[Path] = set()
 
+    @classmethod
+    def from_uri(cls, uri: str) -> LocalBlobStore:
+        # file:// URIs are absolute paths: a store rooted at / serves any of them.
+        return cls("/")
+
     def uri(self, *parts: str) -> str:
         path = self.root.joinpath(*[p.strip("/") for p in parts if p])
         return path.as_uri()

@@ -1,0 +1,212 @@
+"""`taskfabric plugins list | check`"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+
+from taskfabric.cli._common import EXIT_FAILED, out, state, user_errors
+from taskfabric.plugin_api import BACKENDS_GROUP, STORAGE_GROUP, Backend
+
+
+@click.group()
+def plugins() -> None:
+    """Installed plugins and the backends the config selects."""
+
+
+def _hook_names(pm: Any, plugin: Any) -> list[str]:
+    return sorted(h.name for h in pm.get_hookcallers(plugin) or ())
+
+
+def _collect() -> dict[str, Any]:
+    from taskfabric.plugins import get_plugins
+
+    config = state().config
+    registry = get_plugins()
+    registry.load()
+    drivers = []
+    for group in (BACKENDS_GROUP, STORAGE_GROUP):
+        for info in registry.drivers(group):
+            error = info.error
+            if not error:
+                try:
+                    registry.driver(group, info.name)
+                except Exception as exc:
+                    error = str(exc)
+            drivers.append(
+                {
+                    "group": group,
+                    "name": info.name,
+                    "distribution": info.distribution,
+                    "version": info.version,
+                    "requires_core": info.requires_core,
+                    "builtin": info.builtin,
+                    "state": "failed: " + error if error else "ok",
+                }
+            )
+    hooks = []
+    for info in registry.hook_infos:
+        plugin = registry.pm.get_plugin(
+            info.value if info.builtin else f"{info.distribution}:{info.name}"
+        )
+        hooks.append(
+            {
+                "name": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "requires_core": info.requires_core,
+                "builtin": info.builtin,
+                "hooks": _hook_names(registry.pm, plugin) if plugin is not None else [],
+                "state": "failed: " + info.error if info.error else "ok",
+            }
+        )
+    task_types = []
+    try:
+        installed = registry.task_types()
+    except Exception as exc:
+        installed = {}
+        hooks.append(
+            {
+                "name": "(task types)",
+                "distribution": "",
+                "version": "",
+                "requires_core": "",
+                "builtin": False,
+                "hooks": [],
+                "state": f"failed: {exc}",
+            }
+        )
+    for name in sorted(set(installed) | set(config.task_types)):
+        tt = installed.get(name)
+        backend = config.task_types.get(name) or (tt.default_backend if tt else "")
+        task_types.append(
+            {
+                "name": name,
+                "installed": tt is not None,
+                "provided_by": type(tt).__module__.split(".")[0] if tt else "",
+                "config": tt.config_model.__name__ if tt and tt.config_model else "",
+                "backend": backend,
+                "driver": config.backend(backend).driver if backend else "",
+                "selected_by": "config" if name in config.task_types else "default",
+            }
+        )
+    return {
+        "task_types": task_types,
+        "drivers": drivers,
+        "hooks": hooks,
+        "config": str(config.source) if config.source else "(embedded defaults)",
+    }
+
+
+@plugins.command("list")
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+def list_plugins(output_format: str) -> None:
+    """Installed plugins: task types, drivers and hook modules, and what the config selects."""
+    with user_errors():
+        data = _collect()
+    if output_format == "json":
+        out.print_json(json.dumps(data))
+        return
+    out.print(f"[bold]config[/] {data['config']}")
+    t = Table(title="task types", box=None, header_style="bold", title_justify="left")
+    for col in ("TASK TYPE", "INSTALLED", "CONFIG", "BACKEND", "DRIVER", "SELECTED BY"):
+        t.add_column(col)
+    for row in data["task_types"]:
+        t.add_row(
+            row["name"],
+            "yes" if row["installed"] else "[red]no[/]",
+            row["config"],
+            row["backend"],
+            row["driver"],
+            row["selected_by"],
+        )
+    out.print(t)
+    t = Table(title="drivers", box=None, header_style="bold", title_justify="left")
+    for col in ("GROUP", "NAME", "DISTRIBUTION", "VERSION", "CORE", "STATE"):
+        t.add_column(col)
+    for row in data["drivers"]:
+        t.add_row(
+            row["group"],
+            row["name"],
+            row["distribution"],
+            row["version"],
+            row["requires_core"] or ("built in" if row["builtin"] else "any"),
+            row["state"] if row["state"] == "ok" else f"[red]{row['state']}[/]",
+        )
+    out.print(t)
+    t = Table(title="hook modules", box=None, header_style="bold", title_justify="left")
+    for col in ("NAME", "DISTRIBUTION", "VERSION", "CORE", "HOOKS", "STATE"):
+        t.add_column(col)
+    for row in data["hooks"]:
+        t.add_row(
+            row["name"],
+            row["distribution"],
+            row["version"],
+            row["requires_core"] or ("built in" if row["builtin"] else "any"),
+            ", ".join(row["hooks"]),
+            row["state"] if row["state"] == "ok" else f"[red]{row['state']}[/]",
+        )
+    out.print(t)
+
+
+@plugins.command("check")
+@click.option("--project", default=None, help="Check with this project's overrides applied.")
+def check(project: str | None) -> None:
+    """Validate the config and every selected backend's settings; reach each backend."""
+    from taskfabric.config import validate_backend_options
+    from taskfabric.engine import Engine
+    from taskfabric.plugins import get_plugins
+
+    problems = 0
+
+    def report(ok: bool, what: str, detail: str) -> None:
+        nonlocal problems
+        problems += not ok
+        mark = "[green]ok[/]  " if ok else "[red]FAIL[/]"
+        out.print(f"{mark} {what}: {detail}", highlight=False)
+
+    with user_errors():
+        base = state().config
+        config = base.for_project(project) if project else base
+        registry = get_plugins()
+        report(True, "config", str(base.source) if base.source else "(embedded defaults)")
+        engine = Engine(base)
+    try:
+        checked: set[str] = set()
+        for task_type, backend_name in sorted(config.task_types.items()):
+            try:
+                registry.task_type(task_type)
+                report(True, f"task type {task_type}", "installed")
+            except Exception as exc:
+                report(False, f"task type {task_type}", str(exc))
+            if backend_name in checked:
+                continue
+            checked.add(backend_name)
+            driver = config.backend(backend_name).driver
+            what = f"backend {backend_name} (driver {driver})"
+            try:
+                cls = registry.driver(BACKENDS_GROUP, driver)
+                validate_backend_options(config, backend_name, cls.settings_model)
+            except Exception as exc:
+                report(False, what, str(exc))
+                continue
+            try:
+                backend: Backend[Any] = engine._create_backend(backend_name, config)
+                result = backend.check()
+                backend.close()
+            except Exception as exc:
+                report(False, what, f"{type(exc).__name__}: {exc}")
+                continue
+            report(result.ok, what, result.message)
+    finally:
+        engine.close()
+    if problems:
+        out.print(f"[red]{problems} problem(s)[/]")
+        sys.exit(EXIT_FAILED)
+    out.print("[green]all selected backends are ready[/]")

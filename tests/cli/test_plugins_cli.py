@@ -1,0 +1,62 @@
+"""`taskfabric plugins list` and `taskfabric plugins check`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from taskfabric.cli import cli
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout + result.stderr
+
+
+def test_list_shows_builtins_and_what_the_config_selects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "taskfabric.toml"
+    cfg.write_text('[task_types]\npython = "procs"\n[backends.procs]\ndriver = "subprocess"\n')
+    monkeypatch.setenv("TASKFABRIC_CONFIG", str(cfg))
+    code, out = invoke("plugins", "list", "-o", "json")
+    assert code == 0, out
+    data = json.loads(out)
+    python = next(t for t in data["task_types"] if t["name"] == "python")
+    assert python == {
+        "name": "python",
+        "installed": True,
+        "provided_by": "taskfabric",
+        "config": "",
+        "backend": "procs",
+        "driver": "subprocess",
+        "selected_by": "config",
+    }
+    names = {(d["group"], d["name"]): d["state"] for d in data["drivers"]}
+    assert names[("taskfabric.backends", "local")] == "ok"
+    assert names[("taskfabric.backends", "subprocess")] == "ok"
+    assert names[("taskfabric.storage", "file")] == "ok"
+    code, out = invoke("plugins", "list")
+    assert code == 0 and "taskfabric_task_types" in out
+
+
+def test_check_passes_for_builtins_and_fails_for_a_missing_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "taskfabric.toml"
+    cfg.write_text('[task_types]\npython = "procs"\n[backends.procs]\ndriver = "subprocess"\n')
+    monkeypatch.setenv("TASKFABRIC_CONFIG", str(cfg))
+    code, out = invoke("plugins", "check")
+    assert code == 0, out
+    assert "ok   backend procs (driver subprocess)" in out and "runs taskfabric" in out
+    cfg.write_text(
+        '[task_types]\npython = "big"\nspark = "big"\n[backends.big]\n'
+        'driver = "spark"\nmaster = "local[2]"\n'
+    )
+    code, out = invoke("plugins", "check")
+    assert code == 1
+    assert "FAIL task type spark" in out and "pip install taskfabric-spark" in out
+    assert "FAIL backend big (driver spark)" in out

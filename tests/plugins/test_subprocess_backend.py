@@ -1,0 +1,168 @@
+"""The built-in subprocess backend: each attempt in its own process, crashes contained."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskfabric.config import BackendConfig, Config, StorageConfig
+from taskfabric.engine import Engine, load_object
+
+TASKS = """
+import os, signal, time
+from pathlib import Path
+from taskfabric import File, Retry, task, workflow
+
+@task
+def segfault(x: int) -> int:
+    os.kill(os.getpid(), signal.SIGSEGV)
+    return x
+
+@task
+def hard_exit(x: int) -> int:
+    os._exit(7)
+
+@task
+def pid_of(x: int) -> int:
+    return os.getpid()
+
+@task(timeout=0.5)
+def sleepy(marker: str) -> int:
+    time.sleep(3)
+    Path(marker).write_text("finished")
+    return 1
+
+@task
+def write(text: str) -> File:
+    f = File.new("t.txt")
+    Path(f.path).write_text(text)
+    return f
+
+@task
+def read(f: File) -> str:
+    return Path(f.path).read_text()
+
+@workflow
+def crash() -> int:
+    return segfault(x=1)
+
+@workflow
+def exits() -> int:
+    return hard_exit(x=1)
+
+@workflow
+def pids() -> int:
+    return pid_of(x=1)
+
+@workflow
+def slow(marker: str) -> int:
+    return sleepy(marker=marker)
+
+@workflow
+def files(text: str) -> str:
+    return read(f=write(text=text))
+"""
+
+
+@pytest.fixture
+def wfs(tmp_path: Path) -> Any:
+    path = tmp_path / "sp_tasks.py"
+    path.write_text(textwrap.dedent(TASKS))
+    sys.modules.pop("sp_tasks", None)
+
+    class Loaded:
+        def __getattr__(self, name: str) -> Any:
+            return load_object(f"{path}:{name}")[0]
+
+    yield Loaded()
+    sys.modules.pop("sp_tasks", None)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Any:
+    config = Config(
+        storage=StorageConfig(data_root=tmp_path / "data"),
+        task_types={"python": "procs"},
+        backends={"procs": BackendConfig(driver="subprocess", options={"kill_grace_seconds": 1})},
+    )
+    with Engine(config) as eng:
+        yield eng
+
+
+def test_runs_in_another_process(engine: Engine, wfs: Any) -> None:
+    result = engine.launch(wfs.pids, {})
+    assert result.phase == "SUCCEEDED", result.error
+    assert result.python_outputs(wfs.pids, engine.store) != os.getpid()
+
+
+def test_a_segfault_is_an_attempt_failure_not_an_engine_crash(engine: Engine, wfs: Any) -> None:
+    result = engine.launch(wfs.crash, {})
+    assert result.phase == "FAILED"
+    assert result.error is not None
+    assert result.error["code"] == "ProcessDied"
+    assert "killed by SIGSEGV" in result.error["message"]
+    attempt = engine.metadata.attempts(result.execution_id)[0]
+    assert attempt.log_links and attempt.log_links[0]["uri"].startswith("file://")
+
+
+def test_os_exit_is_an_attempt_failure(engine: Engine, wfs: Any) -> None:
+    result = engine.launch(wfs.exits, {})
+    assert result.error is not None and "exited with code 7" in result.error["message"]
+
+
+def test_timeout_kills_the_process(engine: Engine, wfs: Any, tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    started = time.monotonic()
+    result = engine.launch(wfs.slow, {"marker": str(marker)})
+    assert result.phase == "FAILED"
+    assert result.error is not None and result.error["code"] == "Timeout"
+    assert time.monotonic() - started < 2.5
+    time.sleep(3)
+    assert not marker.exists()  # the process was killed, not abandoned
+
+
+def test_files_cross_process_boundaries(engine: Engine, wfs: Any) -> None:
+    result = engine.launch(wfs.files, {"text": "över the wire"})
+    assert result.python_outputs(wfs.files, engine.store) == "över the wire"
+
+
+def test_execute_entrypoint_reports_a_task_it_cannot_load(tmp_path: Path) -> None:
+    from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2
+    from taskfabric.storage import LocalBlobStore
+
+    store = LocalBlobStore(tmp_path)
+    template = tasks_pb2.TaskTemplate(type="python")
+    template.function.module = "no_such_module_here"
+    template.function.qualname = "t"
+    store.put_bytes(store.uri("t.pb"), template.SerializeToString())
+    store.put_bytes(store.uri("in.pb"), types_pb2.LiteralMap().SerializeToString())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "taskfabric.execute",
+            "--task-template",
+            store.uri("t.pb"),
+            "--inputs",
+            store.uri("in.pb"),
+            "--outputs",
+            store.uri("out.pb"),
+            "--error",
+            store.uri("err.pb"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    err = execution_pb2.ExecutionError()
+    err.ParseFromString(store.get_bytes(store.uri("err.pb")))
+    assert "cannot load task no_such_module_here:t" in err.message
+    assert not err.retryable
