@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The newest migration; a test checks that it matches migrations/versions.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 metadata = sa.MetaData()
 
@@ -103,3 +103,33 @@ events = sa.Table(
     sa.Column("message", sa.Text, nullable=False, server_default=""),
 )
 sa.Index("ix_events_execution", events.c.execution_id, events.c.id)
+
+# The data catalog: one row per cached task result, pointing at outputs in the blob store.
+cache_entries = sa.Table(
+    "cache_entries",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("project", sa.String(255), nullable=False),
+    sa.Column("domain", sa.String(255), nullable=False),
+    sa.Column("task_name", sa.String(512), nullable=False),
+    sa.Column("cache_version", sa.String(255), nullable=False),
+    sa.Column("interface_hash", sa.String(128), nullable=False),
+    sa.Column("inputs_hash", sa.String(128), nullable=False),
+    sa.Column("outputs_uri", sa.Text, nullable=False),
+    sa.Column("inputs_uri", sa.Text, nullable=False, server_default=""),
+    sa.Column("execution_id", sa.String(64), nullable=False),
+    sa.Column("node_id", sa.String(512), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float),
+)
+sa.Index("ix_cache_task", cache_entries.c.project, cache_entries.c.domain, cache_entries.c.task_name)
+
+# Serialized caching: the one computation of a missing entry that others wait for.
+cache_reservations = sa.Table(
+    "cache_reservations",
+    metadata,
+    sa.Column("key", sa.String(128), primary_key=True),
+    sa.Column("owner", sa.String(512), nullable=False),
+    sa.Column("heartbeat_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
