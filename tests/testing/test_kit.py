@@ -9,12 +9,17 @@ import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 
+from taskfabric.config import load_config
+from taskfabric.engine import Engine
+from taskfabric.plugin_api import TaskCall, TaskType, hookimpl
+from taskfabric.plugins import Plugins
 from taskfabric.testing import _tasks
-from taskfabric.testing._harness import config_text, with_task_type
+from taskfabric.testing._harness import config_text, launch, python_outputs, with_task_type
 
 pytest_plugins = ["pytester"]
 
@@ -213,3 +218,33 @@ def test_the_doc_quotes_a_test_that_runs_and_lists_every_check() -> None:
     checks = {name for name in dir(BackendConformance) if name.startswith("test_")}
     listed = set(re.findall(r"^- `(test_\w+)`", text, re.MULTILINE))
     assert listed == checks
+
+
+class _AliasTaskType(TaskType):
+    """A second name for the python task type, as a plugin's own task type would be."""
+
+    name = "python-alias"
+
+    def run(self, call: TaskCall) -> Any:
+        return call.task.function(**call.inputs)
+
+
+class _AliasHooks:
+    @hookimpl
+    def taskfabric_task_types(self) -> list[TaskType]:
+        return [_AliasTaskType()]
+
+
+def test_the_suite_can_run_its_tasks_under_another_task_type(
+    tmp_path: Path, no_installed_plugins: Plugins
+) -> None:
+    no_installed_plugins.register(_AliasHooks(), name="alias")
+    text = config_text(
+        data_root=tmp_path, backend={"driver": "local"}, task_type="python-alias", parallelism=2
+    )
+    (tmp_path / "taskfabric.toml").write_text(text, encoding="utf-8")
+    with Engine(load_config(tmp_path / "taskfabric.toml")) as engine:
+        result = launch(engine, _tasks.plus_one, {"x": 2}, task_type="python-alias", deadline=20)
+        assert python_outputs(engine, _tasks.plus_one, result) == 3
+        (attempt,) = engine.metadata.attempts(result.execution_id)
+        assert attempt.backend == "conformance"
