@@ -55,10 +55,19 @@ def load_task(function: tasks_pb2.PythonFunction) -> Any:
             f"task {function.qualname} is defined inside a function, so another process cannot "
             "import it: define it at module level to run it out of process"
         )
+    ref = f"{function.module}:{function.qualname}"
     if function.source_file and Path(function.source_file).is_file():
-        ref = f"{function.source_file}:{function.qualname}"
-    else:
-        ref = f"{function.module}:{function.qualname}"
+        # Import by module name when that finds the same file (packages keep their relative
+        # imports and a single copy of the module); else load the file itself (scripts).
+        import importlib.util
+
+        try:
+            spec = importlib.util.find_spec(function.module)
+        except (ImportError, ValueError):
+            spec = None
+        origin = Path(spec.origin).resolve() if spec is not None and spec.origin else None
+        if origin != Path(function.source_file).resolve():
+            ref = f"{function.source_file}:{function.qualname}"
     try:
         task, _ = load_object(ref)
     except Exception as exc:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from taskfabric import __version__
+from taskfabric.cli._cache import cache
 from taskfabric.cli._common import CliState
 from taskfabric.cli._executions import executions
 from taskfabric.cli._plugins import plugins
@@ -44,6 +45,7 @@ def cli(
 
 cli.add_command(run)
 cli.add_command(executions)
+cli.add_command(cache)
 cli.add_command(plugins)
 
 

@@ -231,7 +231,7 @@ def _print_show(
         else:
             shown.append(n)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "DURATION"):
+    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "CACHE", "DURATION"):
         table.add_column(col, no_wrap=True)
     table.add_column("DETAIL", overflow="fold")
     for n in shown:
@@ -253,6 +253,7 @@ def _print_show(
             n.kind,
             phase_text(n.phase),
             str(n.attempts or ""),
+            n.cache_status if n.cache_status != "disabled" else "",
             fmt_duration(duration),
             detail,
         )

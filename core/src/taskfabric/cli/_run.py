@@ -91,6 +91,11 @@ def _parse_inputs(wf: WorkflowDefinition[Any, Any], raw: dict[str, str | None]) 
     default="text",
     help="How to print the outputs.",
 )
+@click.option(
+    "--overwrite-cache",
+    is_flag=True,
+    help="Run cached tasks again and replace their cache entries.",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -99,6 +104,7 @@ def run(
     domain: str | None,
     exec_name: str | None,
     output_format: str,
+    overwrite_cache: bool,
 ) -> None:
     """Compile and run a workflow; its inputs are options (see FILE.py:WORKFLOW --help)."""
     from taskfabric.engine import Engine, load_object
@@ -153,6 +159,7 @@ def run(
                 code=code,
                 on_event=progress,
                 on_start=progress.started_execution,
+                overwrite_cache=overwrite_cache,
             )
     except KeyboardInterrupt:
         err.print(

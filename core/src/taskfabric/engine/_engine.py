@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from taskfabric import __version__
+from taskfabric.catalog import Catalog
 from taskfabric.config import Config, load_config, validate_backend_options
 from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._loader import load_code
@@ -123,6 +124,7 @@ class Engine:
         self.store = store or LocalBlobStore(root / "blobs", durable=self.config.storage.durable)
         self.metadata = metadata or MetadataStore(self.config.metadata_url)
         self.literals = PackStore(self.store)
+        self.catalog = Catalog(self.metadata.engine)
         self.work_root = root / "work"
         self.plugins = plugins or get_plugins()
         self._backends: dict[tuple[str, str], Backend[Any]] = {}
@@ -132,6 +134,7 @@ class Engine:
             backend.close()
         self._backends.clear()
         self.literals.close()
+        self.catalog.close()
         self.metadata.close()
 
     def __enter__(self) -> Engine:
@@ -241,8 +244,12 @@ class Engine:
         code: dict[str, str] | None = None,
         on_event: Callable[[NodeEvent], None] | None = None,
         on_start: Callable[[str], None] | None = None,
+        overwrite_cache: bool = False,
     ) -> ExecutionResult:
-        """Compile `wf`, record a new execution and run it to its end."""
+        """Compile `wf`, record a new execution and run it to its end.
+
+        With `overwrite_cache`, cached tasks run again and replace their catalog entries.
+        """
         compiled = wf.compile()
         project = project or self.config.project.name
         domain = domain or self.config.project.domain
@@ -250,9 +257,13 @@ class Engine:
         execution_id = new_execution_id()
         literal_inputs = self._convert_inputs(wf, inputs, execution_id)
         root = self.store.uri("executions", execution_id)
-        inputs_uri, workflow_uri = f"{root}/inputs.pb", f"{root}/workflow.pb"
-        self.store.put_bytes(inputs_uri, literal_inputs.SerializeToString(deterministic=True))
-        self.store.put_bytes(workflow_uri, compiled.SerializeToString(deterministic=True))
+        # Small documents go to the execution's pack segment (one file for all of them).
+        inputs_uri = self.literals.put(
+            root, "inputs.pb", literal_inputs.SerializeToString(deterministic=True)
+        )
+        workflow_uri = self.literals.put(
+            root, "workflow.pb", compiled.SerializeToString(deterministic=True)
+        )
         now = time.time()
         owner = _owner()
         rec = ExecutionRecord(
@@ -273,7 +284,9 @@ class Engine:
         self.metadata.create_execution(rec)
         if on_start is not None:
             on_start(execution_id)
-        return self._run(rec, compiled, literal_inputs, wf.tasks, {}, on_event)
+        return self._run(
+            rec, compiled, literal_inputs, wf.tasks, {}, on_event, overwrite_cache=overwrite_cache
+        )
 
     def _run(
         self,
@@ -283,6 +296,8 @@ class Engine:
         task_defs: Mapping[str, Any],
         prior: Mapping[str, Any],
         on_event: Callable[[NodeEvent], None] | None,
+        *,
+        overwrite_cache: bool = False,
     ) -> ExecutionResult:
         structlog.contextvars.bind_contextvars(execution_id=rec.id)
         log.debug("execution running", workflow=rec.workflow_name)
@@ -308,6 +323,8 @@ class Engine:
             prior_nodes=prior,
             on_event=on_event,
             literals=self.literals,
+            catalog=self.catalog,
+            overwrite_cache=overwrite_cache,
             hooks=hooks,
             project=rec.project,
             domain=rec.domain,
@@ -388,7 +405,7 @@ class Engine:
 
     def load_compiled(self, rec: ExecutionRecord) -> workflow_pb2.CompiledWorkflow:
         compiled = workflow_pb2.CompiledWorkflow()
-        compiled.ParseFromString(self.store.get_bytes(rec.workflow_uri))
+        compiled.ParseFromString(self.literals.get(rec.workflow_uri))
         return compiled
 
     def resume(
@@ -438,7 +455,7 @@ class Engine:
             )
         self.check_backends(compiled, rec.project)
         inputs = types_pb2.LiteralMap()
-        inputs.ParseFromString(self.store.get_bytes(rec.inputs_uri))
+        inputs.ParseFromString(self.literals.get(rec.inputs_uri))
         prior = {n.node_id: n for n in self.metadata.nodes(rec.id)}
         batch = Batch()
         for a in self.metadata.attempts(rec.id):

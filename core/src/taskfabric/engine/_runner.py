@@ -13,10 +13,11 @@ import itertools
 import queue
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from taskfabric.catalog import Catalog
 from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._bindings import BindingError, coerce, evaluate, needs_coercion, resolve
 from taskfabric.engine._state import (
@@ -63,6 +64,28 @@ class RunOutcome:
     error: dict[str, Any] | None
 
 
+def _blob_uris(value: types_pb2.LiteralMap | types_pb2.Literal) -> Iterator[str]:
+    """URIs of every file, directory and dataframe inside a literal map or literal."""
+    if isinstance(value, types_pb2.LiteralMap):
+        for lit in value.literals.values():
+            yield from _blob_uris(lit)
+        return
+    kind = value.WhichOneof("value")
+    if kind == "blob":
+        yield value.blob.uri
+    elif kind == "dataframe":
+        yield value.dataframe.uri
+    elif kind == "list":
+        for item in value.list.literals:
+            yield from _blob_uris(item)
+    elif kind in ("map", "record"):
+        items = value.map.literals if kind == "map" else value.record.fields
+        for item in items.values():
+            yield from _blob_uris(item)
+    elif kind == "union":
+        yield from _blob_uris(value.union.value)
+
+
 def node_key(full_id: str, name: str) -> str:
     """Where a node's documents live under its execution: `nodes/n1/3/outputs.pb`."""
     return f"nodes/{full_id.replace('[', '/').replace(']', '')}/{name}"
@@ -107,6 +130,8 @@ class Runner:
         prior_nodes: Mapping[str, NodeRecord] | None = None,
         on_event: Callable[[NodeEvent], None] | None = None,
         literals: PackStore | None = None,
+        catalog: Catalog | None = None,
+        overwrite_cache: bool = False,
         hooks: Any = None,
         project: str = "",
         domain: str = "",
@@ -124,11 +149,16 @@ class Runner:
         self.on_event = on_event
         self.literals = literals or PackStore(store)
         self.hooks = hooks
+        self.catalog = catalog
+        self.overwrite_cache = overwrite_cache
+        self.cache_poll_seconds = 0.2
+        self._interface_hashes: dict[str, str] = {}
         self.project = project
         self.domain = domain
         self.tasks = {t.id.name: t for t in compiled.tasks}
         self.subworkflows = {w.id.name: w for w in compiled.subworkflows}
         self.runnable: deque[NodeState] = deque()
+        self.ready: deque[NodeState] = deque()
         self.running: dict[str, NodeState] = {}
         self.active: dict[str, NodeState] = {}
         self.timers: list[tuple[float, int, str, NodeState, int]] = []
@@ -179,6 +209,7 @@ class Runner:
                 finished_at=ns.finished_at,
                 error=ns.error,
                 message=message,
+                cache_status=ns.cache_status,
             )
         )
         self.batch.event(
@@ -226,6 +257,13 @@ class Runner:
         if force_heartbeat or now - self._last_heartbeat >= self.heartbeat_seconds:
             self.batch.update_execution(self.execution_id, heartbeat_at=now)
             self._last_heartbeat = now
+            held = [
+                (ns.cache_key, self._cache_owner(ns))
+                for ns in self.active.values()
+                if ns.cache_reserved
+            ]
+            if held and self.catalog is not None:
+                self.catalog.heartbeat(held, ttl=3 * self.heartbeat_seconds)
         if self.batch:
             self.metadata.apply(self.batch)
             self.batch = Batch()
@@ -295,8 +333,20 @@ class Runner:
     # -- transitions -------------------------------------------------------------------
 
     def _ready(self, ns: NodeState) -> None:
-        """All of `ns`'s upstream nodes succeeded: start it (or reuse its recorded outputs)."""
-        if self.failing is not None:
+        """All of `ns`'s upstream nodes succeeded: queue it to start.
+
+        Nodes are started from a queue, not by recursion, so that a long chain of nodes that
+        complete at once (cache hits, outputs recorded before a resume) does not grow the stack.
+        """
+        self.ready.append(ns)
+
+    def _drain_ready(self) -> None:
+        while self.ready:
+            self._start_node(self.ready.popleft())
+
+    def _start_node(self, ns: NodeState) -> None:
+        """Start `ns` (or reuse its recorded or cached outputs)."""
+        if self.failing is not None or ns.started_at is not None:
             return
         prior = self.prior.get(ns.full_id)
         if prior is not None and prior.phase == SUCCEEDED and prior.outputs_uri:
@@ -322,11 +372,8 @@ class Runner:
                     assert ns.task is not None
                     types = {i.name: i.type for i in ns.task.interface.inputs}
                     ns.inputs = self._resolve_inputs(ns, types)
-                assert ns.inputs is not None
-                ns.inputs_uri = self._put_map(ns.full_id, "inputs.pb", ns.inputs)
-                ns.phase = QUEUED
-                self._record(ns)
-                self.runnable.append(ns)
+                if not self._cache_lookup(ns):
+                    self._enqueue(ns)
             elif ns.kind == "map":
                 self._start_map(ns)
             elif ns.kind == "workflow":
@@ -337,6 +384,118 @@ class Runner:
                 raise BindingError(f"unknown node kind {ns.kind}")
         except BindingError as exc:
             self._fail(ns, _system_error("BindingError", str(exc)))
+
+    def _enqueue(self, ns: NodeState) -> None:
+        assert ns.inputs is not None
+        ns.inputs_uri = self._put_map(ns.full_id, "inputs.pb", ns.inputs)
+        ns.phase = QUEUED
+        self._record(ns)
+        self.runnable.append(ns)
+
+    # -- caching -----------------------------------------------------------------------
+
+    def _cache_owner(self, ns: NodeState) -> str:
+        return f"{self.execution_id}/{ns.full_id}"
+
+    def _cache_lookup(self, ns: NodeState) -> bool:
+        """Serve `ns` from the catalog, or make it wait for another computation of the same
+        result. True when the node is handled (hit, or waiting); False: run it."""
+        assert ns.task is not None and ns.inputs is not None
+        settings = ns.task.cache
+        if not settings.enabled or self.catalog is None:
+            ns.cache_status = "disabled"
+            return False
+        if not ns.cache_key:
+            try:
+                ns.cache_key = self._key_of(ns)
+            except ValueError as exc:  # e.g. a blob input without a content hash
+                log.warning("not cached: no key for its inputs", node_id=ns.full_id, error=str(exc))
+                ns.cache_status = "disabled"
+                return False
+        if not self.overwrite_cache:
+            entry = self.catalog.get(ns.cache_key)
+            if entry is not None and not entry.expired(time.time()):
+                try:
+                    outputs = self._load_outputs(entry.outputs_uri)
+                    for uri in _blob_uris(outputs):
+                        if not self.store.exists(uri):
+                            raise FileNotFoundError(f"output blob {uri} is gone")
+                except Exception as exc:
+                    log.warning(
+                        "cache entry's outputs are gone or unreadable; recomputing and "
+                        "repairing the entry",
+                        node_id=ns.full_id,
+                        key=ns.cache_key[:16],
+                        error=str(exc),
+                    )
+                else:
+                    ns.cache_status = "hit"
+                    ns.outputs_uri = entry.outputs_uri
+                    ns.inputs_uri = entry.inputs_uri
+                    ns.message = f"cache hit: computed by execution {entry.execution_id}"
+                    self._succeeded(ns, outputs, message=ns.message)
+                    return True
+        if settings.serialize and not ns.cache_reserved:
+            owner = self._cache_owner(ns)
+            holder = self.catalog.reserve(ns.cache_key, owner, ttl=3 * self.heartbeat_seconds)
+            if holder != owner:
+                if ns.phase != QUEUED or not ns.message.startswith("waiting for"):
+                    ns.phase = QUEUED
+                    self._record(ns, f"waiting for {holder} to compute this cached result")
+                self._timer(time.monotonic() + self.cache_poll_seconds, "cache_wait", ns)
+                return True
+            ns.cache_reserved = True
+        ns.cache_status = "miss"
+        return False
+
+    def _key_of(self, ns: NodeState) -> str:
+        from taskfabric.catalog import cache_key, inputs_hash, interface_hash
+
+        assert ns.task is not None and ns.inputs is not None
+        task = ns.task
+        iface = self._interface_hashes.get(task.id.name)
+        if iface is None:
+            iface = self._interface_hashes[task.id.name] = interface_hash(task.interface)
+        return cache_key(
+            project=self.project,
+            domain=self.domain,
+            task_name=task.id.name,
+            cache_version=task.cache.version,
+            interface_hash=iface,
+            inputs_hash=inputs_hash(ns.inputs, task.cache.ignored_inputs),
+        )
+
+    def _cache_write(self, ns: NodeState) -> None:
+        from taskfabric.catalog import CacheEntry, inputs_hash, interface_hash
+
+        assert ns.task is not None and ns.inputs is not None
+        task = ns.task
+        now = time.time()
+        ttl = task.cache.ttl.ToTimedelta().total_seconds() if task.cache.HasField("ttl") else 0
+        self.batch.cache_entry(
+            CacheEntry(
+                key=ns.cache_key,
+                project=self.project,
+                domain=self.domain,
+                task_name=task.id.name,
+                cache_version=task.cache.version,
+                interface_hash=interface_hash(task.interface),
+                inputs_hash=inputs_hash(ns.inputs, task.cache.ignored_inputs),
+                outputs_uri=ns.outputs_uri,
+                inputs_uri=ns.inputs_uri,
+                execution_id=self.execution_id,
+                node_id=ns.full_id,
+                created_at=now,
+                expires_at=now + ttl if ttl > 0 else None,
+            )
+        )
+        self._cache_release(ns)
+        ns.cache_status = "written"
+
+    def _cache_release(self, ns: NodeState) -> None:
+        if ns.cache_reserved:
+            self.batch.release_reservation(ns.cache_key, self._cache_owner(ns))
+            ns.cache_reserved = False
 
     def _start_map(self, ns: NodeState) -> None:
         assert ns.task is not None
@@ -578,6 +737,7 @@ class Runner:
         ns.phase = phase
         ns.finished_at = time.time()
         ns.error = error_dict(err, ns.full_id)
+        self._cache_release(ns)
         self._record(ns, f"{err.code}: {err.message}"[:500])
         log.info("node failed", node_id=ns.full_id, code=err.code, error=err.message)
         parent = ns.parent or ns.scope.owner
@@ -611,14 +771,21 @@ class Runner:
         return any(r.full_id.startswith(prefix) for r in self.running.values())
 
     def _succeeded(
-        self, ns: NodeState, outputs: types_pb2.LiteralMap, *, record: bool = True
+        self,
+        ns: NodeState,
+        outputs: types_pb2.LiteralMap,
+        *,
+        record: bool = True,
+        message: str = "",
     ) -> None:
         ns.outputs = outputs
         ns.phase = SUCCEEDED
         if record:
             ns.finished_at = time.time()
             ns.error = None
-            self._record(ns)
+            if ns.cache_status == "miss":
+                self._cache_write(ns)
+            self._record(ns, message)
         parent = ns.parent
         if parent is not None:
             if parent.phase in TERMINAL:
@@ -633,12 +800,13 @@ class Runner:
         scope = ns.scope
         scope.outputs[ns.node.id] = outputs
         scope.remaining -= 1
+        if scope.remaining == 0:
+            self._scope_done(scope)
+            return
         for dep in ns.dependents:
             dep.deps.discard(ns.node.id)
             if not dep.deps and dep.phase == QUEUED and not dep.started_at:
                 self._ready(dep)
-        if scope.remaining == 0:
-            self._scope_done(scope)
 
     def _scope_done(self, scope: Scope) -> None:
         out = types_pb2.LiteralMap()
@@ -660,8 +828,9 @@ class Runner:
         if scope.owner is not None:
             self._complete_composite(scope.owner, out)
             return
-        uri = f"{self._uri_root}/outputs.pb"
-        self.store.put_bytes(uri, out.SerializeToString(deterministic=True))
+        uri = self.literals.put(
+            self._uri_root, "outputs.pb", out.SerializeToString(deterministic=True)
+        )
         self.outcome = RunOutcome(SUCCEEDED, out, None)
         self.batch.update_execution(self.execution_id, outputs_uri=uri)
 
@@ -677,6 +846,9 @@ class Runner:
                 if self.failing is None:
                     ns.phase = QUEUED
                     self.runnable.append(ns)
+            elif kind == "cache_wait" and ns.phase == QUEUED and ns.attempt == attempt:
+                if self.failing is None and not self._cache_lookup(ns):
+                    self._enqueue(ns)
             elif kind == "timeout" and ns.phase == RUNNING and ns.attempt_id in self.running:
                 assert ns.task is not None
                 if ns.backend is not None:
@@ -731,11 +903,14 @@ class Runner:
         try:
             self._start_scope(self.root_scope)
             while not self._finished():
+                self._drain_ready()
+                if self._finished():
+                    break
                 self._dispatch()
                 self._flush()
                 if self._finished():
                     break
-                if not self.running and not self.runnable and not self.timers:
+                if not (self.running or self.runnable or self.timers or self.ready):
                     # Nothing can make progress: a bug; fail loudly rather than hang.
                     self.failing = error_dict(
                         _system_error(
@@ -779,6 +954,7 @@ class Runner:
         for ns in list(self.active.values()):
             ns.phase = ABORTED
             ns.finished_at = time.time()
+            self._cache_release(ns)
             self._record(ns, reason)
         self.runnable.clear()
         self.outcome = RunOutcome(

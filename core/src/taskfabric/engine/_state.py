@@ -67,6 +67,10 @@ class NodeState:
     map_waiting: deque[NodeState] = field(default_factory=deque)
     # the backend running the current attempt
     backend: Any = None
+    # caching: key of this node's result, hit/miss/written/disabled, reservation held
+    cache_key: str = ""
+    cache_status: str = ""
+    cache_reserved: bool = False
 
     @property
     def name(self) -> str:

@@ -122,7 +122,9 @@ cache_entries = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float),
 )
-sa.Index("ix_cache_task", cache_entries.c.project, cache_entries.c.domain, cache_entries.c.task_name)
+sa.Index(
+    "ix_cache_task", cache_entries.c.project, cache_entries.c.domain, cache_entries.c.task_name
+)
 
 # Serialized caching: the one computation of a missing entry that others wait for.
 cache_reservations = sa.Table(

@@ -43,6 +43,8 @@ class Batch:
     nodes: dict[tuple[str, str], NodeRecord] = field(default_factory=dict)
     attempts: dict[tuple[str, str, int], AttemptRecord] = field(default_factory=dict)
     events: list[EventRecord] = field(default_factory=list)
+    cache_entries: list[Any] = field(default_factory=list)
+    reservation_releases: list[tuple[str, str]] = field(default_factory=list)
 
     def update_execution(self, execution_id: str, **values: Any) -> None:
         self.executions.setdefault(execution_id, {}).update(values)
@@ -56,8 +58,22 @@ class Batch:
     def event(self, rec: EventRecord) -> None:
         self.events.append(rec)
 
+    def cache_entry(self, entry: Any) -> None:
+        """A catalog entry (taskfabric.catalog.CacheEntry) written with the node's success."""
+        self.cache_entries.append(entry)
+
+    def release_reservation(self, key: str, owner: str) -> None:
+        self.reservation_releases.append((key, owner))
+
     def __bool__(self) -> bool:
-        return bool(self.executions or self.nodes or self.attempts or self.events)
+        return bool(
+            self.executions
+            or self.nodes
+            or self.attempts
+            or self.events
+            or self.cache_entries
+            or self.reservation_releases
+        )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -109,17 +125,45 @@ class MetadataStore:
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
     def migrate(self) -> None:
-        """Bring the schema to the newest revision (cheap when it already is)."""
+        """Bring the schema to the newest revision (cheap when it already is).
+
+        Safe when several processes open a new database at once: they take a lock (a file
+        lock beside an SQLite file, an advisory lock on PostgreSQL), and the ones that wait
+        find the schema already current.
+        """
         if self.current_revision() == s.HEAD_REVISION:
             return
+        url = self.engine.url
+        if self._dialect == "sqlite" and url.database and url.database != ":memory:":
+            import fcntl
+
+            lock_path = Path(url.database).expanduser().with_suffix(".migrate-lock")
+            with lock_path.open("w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    if self.current_revision() != s.HEAD_REVISION:
+                        with self.engine.begin() as conn:
+                            self._upgrade(conn)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+            return
+        with self.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(7270736973)"))
+                if sa.inspect(conn).has_table("alembic_version") and conn.execute(
+                    sa.text("SELECT version_num FROM alembic_version")
+                ).scalar() == s.HEAD_REVISION:
+                    return
+            self._upgrade(conn)
+
+    def _upgrade(self, conn: Connection) -> None:
         from alembic import command
         from alembic.config import Config
 
         cfg = Config()
         cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
 
     # -- writes ---------------------------------------------------------------------
 
@@ -169,6 +213,14 @@ class MetadataStore:
             )
             if batch.events:
                 conn.execute(s.events.insert(), [dict(vars(e)) for e in batch.events])
+            if batch.cache_entries:
+                t = s.cache_entries
+                conn.execute(t.delete().where(t.c.key.in_([e.key for e in batch.cache_entries])))
+                latest = {e.key: e for e in batch.cache_entries}
+                conn.execute(t.insert(), [dict(vars(e)) for e in latest.values()])
+            for key, owner in batch.reservation_releases:
+                r = s.cache_reservations
+                conn.execute(r.delete().where(r.c.key == key, r.c.owner == owner))
 
     def update_execution(self, execution_id: str, **values: Any) -> None:
         batch = Batch()

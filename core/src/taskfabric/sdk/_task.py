@@ -114,6 +114,10 @@ class TaskDefinition(Generic[P, R]):
             )
             if s.cache is not None:
                 t.cache.CopyFrom(s.cache.to_proto())
+                if not t.cache.version:
+                    from taskfabric.catalog import source_version
+
+                    t.cache.version = source_version(self.function)
             if s.requests is not None:
                 t.resources.requests.CopyFrom(s.requests.to_proto())
             if s.limits is not None:

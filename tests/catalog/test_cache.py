@@ -1,0 +1,287 @@
+"""Task caching: hits across runs and processes, and every known way caches go wrong."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskfabric import Cache, File, task, workflow
+from taskfabric.catalog import Catalog, source_version
+from taskfabric.config import load_config
+from taskfabric.engine import Engine, load_object
+
+
+@pytest.fixture
+def engine() -> Any:
+    with Engine(load_config()) as eng:
+        yield eng
+
+
+def outputs(engine: Engine, wf: Any, result: Any) -> Any:
+    assert result.succeeded, result.error
+    return result.python_outputs(wf, engine.store, engine.work_root)
+
+
+def cache_status(engine: Engine, execution_id: str) -> dict[str, str]:
+    return {n.node_id: n.cache_status for n in engine.metadata.nodes(execution_id)}
+
+
+CALLS: list[str] = []
+
+
+@task(cache=True)
+def slow_square(x: int) -> int:
+    CALLS.append(f"square {x}")
+    return x * x
+
+
+@task(cache=Cache(version="1"))
+def total(counts: dict[str, int]) -> int:
+    CALLS.append("total")
+    return sum(counts.values())
+
+
+@task
+def plain(x: int) -> int:
+    return x
+
+
+@workflow
+def squares(x: int) -> int:
+    return slow_square(x=plain(x=x))
+
+
+def test_second_run_is_all_hits(engine: Engine) -> None:
+    CALLS.clear()
+    first = engine.launch(squares, {"x": 7})
+    assert outputs(engine, squares, first) == 49
+    assert cache_status(engine, first.execution_id) == {"n0": "disabled", "n1": "written"}
+    second = engine.launch(squares, {"x": 7})
+    assert outputs(engine, squares, second) == 49
+    assert cache_status(engine, second.execution_id) == {"n0": "disabled", "n1": "hit"}
+    assert CALLS == ["square 7"]
+    node = next(n for n in engine.metadata.nodes(second.execution_id) if n.node_id == "n1")
+    assert node.attempts == 0 and first.execution_id in node.message
+    third = engine.launch(squares, {"x": 8})
+    assert cache_status(engine, third.execution_id)["n1"] == "written"
+
+
+def test_map_key_order_does_not_matter(engine: Engine) -> None:
+    @workflow
+    def wf(counts: dict[str, int]) -> int:
+        return total(counts=counts)
+
+    CALLS.clear()
+    a = engine.launch(wf, {"counts": {"a": 1, "b": 2, "c": 3}})
+    b = engine.launch(wf, {"counts": {"c": 3, "a": 1, "b": 2}})
+    assert outputs(engine, wf, a) == outputs(engine, wf, b) == 6
+    assert cache_status(engine, b.execution_id)["n0"] == "hit"
+    assert CALLS == ["total"]
+
+
+def test_files_are_keyed_by_content_not_path(engine: Engine, tmp_path: Path) -> None:
+    @task(cache=True)
+    def size(f: File) -> int:
+        CALLS.append("size")
+        return len(Path(f.path).read_bytes())
+
+    @workflow
+    def wf(f: File) -> int:
+        return size(f=f)
+
+    CALLS.clear()
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    one.write_text("hello")
+    two.write_text("hello")
+    engine.launch(wf, {"f": File(one)})
+    same_content = engine.launch(wf, {"f": File(two)})
+    assert cache_status(engine, same_content.execution_id)["n0"] == "hit"
+    one.chmod(0o644)
+    one.write_text("hello, world")  # same path, new content
+    changed = engine.launch(wf, {"f": File(one)})
+    assert cache_status(engine, changed.execution_id)["n0"] == "written"
+    assert outputs(engine, wf, changed) == 12
+    assert CALLS == ["size", "size"]
+
+
+def test_deleted_output_blob_is_a_miss_that_repairs_the_entry(engine: Engine) -> None:
+    @task(cache=True)
+    def report(text: str) -> File:
+        CALLS.append("report")
+        f = File.new("r.txt")
+        Path(f.path).write_text(text)
+        return f
+
+    @task
+    def read(f: File) -> str:
+        return Path(f.path).read_text()
+
+    @workflow
+    def wf(text: str) -> str:
+        return read(f=report(text=text))
+
+    CALLS.clear()
+    first = engine.launch(wf, {"text": "v1"})
+    assert outputs(engine, wf, first) == "v1"
+    catalog = Catalog(engine.metadata.engine)
+    (entry,) = catalog.list(task="report")
+    out = engine.read_literals(entry.outputs_uri)
+    assert out is not None
+    blob = Path(engine.store.local_path(out.literals["o0"].blob.uri) or "")
+    blob.chmod(0o644)
+    blob.unlink()
+    second = engine.launch(wf, {"text": "v1"})
+    assert outputs(engine, wf, second) == "v1"
+    assert cache_status(engine, second.execution_id)["n0"] == "written"
+    (repaired,) = catalog.list(task="report")
+    assert repaired.execution_id == second.execution_id
+    third = engine.launch(wf, {"text": "v1"})
+    assert cache_status(engine, third.execution_id)["n0"] == "hit"
+    assert CALLS == ["report", "report"]
+
+
+def test_ttl_expiry_and_ignored_inputs_and_overwrite(engine: Engine) -> None:
+    @task(cache=Cache(version="v", ttl=0.3, ignored_inputs=["note"]))
+    def f(x: int, note: str) -> int:
+        CALLS.append(f"f {note}")
+        return x
+
+    @workflow
+    def wf(x: int, note: str) -> int:
+        return f(x=x, note=note)
+
+    CALLS.clear()
+    engine.launch(wf, {"x": 1, "note": "a"})
+    hit = engine.launch(wf, {"x": 1, "note": "b"})  # note is not part of the key
+    assert cache_status(engine, hit.execution_id)["n0"] == "hit"
+    forced = engine.launch(wf, {"x": 1, "note": "c"}, overwrite_cache=True)
+    assert cache_status(engine, forced.execution_id)["n0"] == "written"
+    time.sleep(0.35)
+    expired = engine.launch(wf, {"x": 1, "note": "d"})
+    assert cache_status(engine, expired.execution_id)["n0"] == "written"
+    assert CALLS == ["f a", "f c", "f d"]
+
+
+MODULE_V1 = """
+from taskfabric import task, workflow
+
+def helper(x):
+    return x + 1
+
+@task(cache=True)
+def compute(x: int) -> int:
+    return helper(x) * 10
+
+@workflow
+def wf(x: int) -> int:
+    return compute(x=x)
+"""
+
+
+def _load(path: Path, source: str) -> Any:
+    path.write_text(textwrap.dedent(source))
+    sys.modules.pop(path.stem, None)
+    importlib.invalidate_caches()
+    return load_object(f"{path}:wf")[0]
+
+
+def test_editing_the_code_invalidates(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "cached_mod.py"
+    wf = _load(path, MODULE_V1)
+    first = engine.launch(wf, {"x": 1})
+    assert outputs(engine, wf, first) == 20
+    same = _load(path, MODULE_V1)
+    assert cache_status(engine, engine.launch(same, {"x": 1}).execution_id)["n0"] == "hit"
+    # an edit of a function the task calls in the same module
+    edited = _load(path, MODULE_V1.replace("return x + 1", "return x + 2"))
+    result = engine.launch(edited, {"x": 1})
+    assert cache_status(engine, result.execution_id)["n0"] == "written"
+    assert outputs(engine, edited, result) == 30
+    # an edit of the task itself
+    edited2 = _load(path, MODULE_V1.replace("* 10", "* 100"))
+    result = engine.launch(edited2, {"x": 1})
+    assert outputs(engine, edited2, result) == 200
+    # a change of the interface (output type) is a miss too, even with the same body
+    retyped = _load(
+        path,
+        MODULE_V1.replace("-> int:\n    return helper", "-> float:\n    return helper").replace(
+            "def wf(x: int) -> int", "def wf(x: int) -> float"
+        ),
+    )
+    result = engine.launch(retyped, {"x": 1})
+    assert cache_status(engine, result.execution_id)["n0"] == "written"
+    sys.modules.pop("cached_mod", None)
+
+
+def test_source_version_covers_same_module_helpers_only() -> None:
+    assert source_version(slow_square.function).startswith("auto-")
+    assert source_version(slow_square.function) == source_version(slow_square.function)
+    assert source_version(slow_square.function) != source_version(total.function)
+
+
+RACE_WF = """
+import os, time
+from pathlib import Path
+from taskfabric import Cache, task, workflow
+
+@task(cache=Cache(version="1", serialize=True))
+def expensive(x: int) -> int:
+    with open(os.environ["RACE_LOG"], "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    time.sleep(1.5)
+    return x * 3
+
+@workflow
+def wf(x: int) -> int:
+    return expensive(x=x)
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_racing_for_one_entry_compute_it_once(tmp_path: Path) -> None:
+    wf_file = tmp_path / "race_wf.py"
+    wf_file.write_text(RACE_WF)
+    log = tmp_path / "race.log"
+    env = dict(os.environ, RACE_LOG=str(log), PYTHONPATH=os.pathsep.join(sys.path))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "taskfabric.cli", "run", f"{wf_file}:wf", "--x", "14"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=60) for p in procs]
+    for p, (out, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+        assert "o0 = 42" in out
+    assert len(log.read_text().split()) == 1  # computed once; the other waited and took it
+    # and a third process gets a plain hit
+    third = subprocess.run(
+        [sys.executable, "-m", "taskfabric.cli", "run", f"{wf_file}:wf", "--x", "14"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "o0 = 42" in third.stdout
+    assert len(log.read_text().split()) == 1
+
+
+def test_a_dead_reservation_is_taken_over(engine: Engine) -> None:
+    catalog = Catalog(engine.metadata.engine)
+    now = time.time()
+    assert catalog.reserve("k", "dead-owner", ttl=5, now=now) == "dead-owner"
+    assert catalog.reserve("k", "me", ttl=5, now=now + 1) == "dead-owner"
+    assert catalog.reserve("k", "me", ttl=5, now=now + 6) == "me"  # expired: taken over
+    assert catalog.reserve("k", "dead-owner", ttl=5, now=now + 7) == "me"
