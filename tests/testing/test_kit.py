@@ -31,9 +31,11 @@ def test_the_plugin_is_registered_with_pytest() -> None:
 
 def test_importing_the_plugin_loads_no_engine_plugins_or_pytest() -> None:
     # pytest imports the plugin in every session, and a task process imports the kit's
-    # tasks (so the package) where pytest may be missing.
+    # tasks (so the package) where pytest may be missing. pytest and pluggy getattr() every
+    # name of a plugin module when they look for hooks and fixtures: so does this.
     code = (
-        "import sys, json, taskfabric.testing\n"
+        "import sys, json, taskfabric.testing as m\n"
+        "[getattr(m, name, None) for name in dir(m)]\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('pytest', '_pytest', 'pluggy', 'stevedore', 'sqlalchemy', 'alembic') or "
         "m.startswith(('taskfabric.engine', 'taskfabric.plugins', 'taskfabric.metadata', "

@@ -43,8 +43,8 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module_name), name)
 
 
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+# No `__dir__` listing the lazy names: pytest and pluggy getattr() every name a plugin module
+# lists when they scan it for hooks and fixtures, which would import the whole engine.
 
 
 # -- pytest hooks ----------------------------------------------------------------------------
