@@ -122,7 +122,8 @@ def forgetful(x: int) -> File:
     return forgets(x=x)
 
 
-@task(timeout=1, config=Shell(script="sleep 60 & echo $! > {inputs.pid_file}; wait"))
+# Long enough for the subprocess backend to start Python and the script first.
+@task(timeout=3, config=Shell(script="sleep 60 & echo $! > {inputs.pid_file}; wait"))
 def slow(pid_file: str) -> None: ...
 
 

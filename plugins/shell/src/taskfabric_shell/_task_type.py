@@ -61,6 +61,10 @@ def _tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
         return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]
 
 
+def _logs(attempt_dir: Path) -> str:
+    return f"logs in {attempt_dir} (stdout.log, stderr.log)"
+
+
 def _output_path(out_dir: Path, name: str, py_type: Any, kind: str) -> Path:
     """outputs/<name>, with the declared format as suffix for files (File["csv"] -> o0.csv)."""
     if kind == "file":
@@ -145,7 +149,7 @@ class ShellTaskType(TaskType):
                 timeout=_timeout_seconds(call),
             )
         except ScriptTimeout as exc:
-            raise ShellScriptError(f"{exc}; logs: {stdout}, {stderr}") from None
+            raise ShellScriptError(f"{exc}; {_logs(attempt_dir)}") from None
         if code != 0:
             raise ShellScriptError(self._failure(code, config.shell, stdout, stderr))
         values = {name: self._read(out, stdout) for name, out in outputs.items()}
@@ -163,7 +167,7 @@ class ShellTaskType(TaskType):
         quoted = "\n".join(f"  | {line}" for line in lines) if lines else "  (no output)"
         return (
             f"the script ({shell}) {what}; last {len(lines)} lines of {stream}:\n{quoted}\n"
-            f"logs: {stdout}, {stderr}"
+            f"{_logs(stdout.parent)}"
         )
 
     @staticmethod
@@ -179,7 +183,7 @@ class ShellTaskType(TaskType):
         if not out.path.exists():
             raise ShellOutputError(
                 f"the script exited 0 but did not create {out.describe()}: expected a file "
-                f"at {out.path} ({where}); logs: {stdout.parent}"
+                f"at {out.path} ({where}); {_logs(stdout.parent)}"
             )
         if not out.path.is_file():
             raise ShellOutputError(f"{out.describe()}: {out.path} is not a file")
