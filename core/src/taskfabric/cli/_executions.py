@@ -282,6 +282,41 @@ def _print_show(
             )
 
 
+@executions.command("run")
+@click.argument("execution")
+def run_queued(execution: str) -> None:
+    """Run a queued execution (or resume one whose engine died); used by worker pools.
+
+    SIGTERM stops the engine without aborting the execution: it is left for the next
+    engine to resume. Exit code 0: succeeded; 1: failed or aborted; 3: another engine owns it.
+    """
+    import signal
+
+    from taskfabric.engine import Engine, ExecutionBusyError
+    from taskfabric.engine._runner import EngineShutdown
+
+    def stop(signum: int, frame: Any) -> None:
+        raise EngineShutdown
+
+    signal.signal(signal.SIGTERM, stop)
+    engine = Engine(state().config)
+    try:
+        with user_errors():
+            try:
+                result = engine.resume(execution)
+            except ExecutionBusyError as exc:
+                err.print(f"skipped: {exc}")
+                sys.exit(3)
+    except EngineShutdown:
+        err.print(f"stopped: execution {execution} will be resumed by the next engine")
+        sys.exit(EXIT_ABORTED)
+    finally:
+        engine.close()
+    err.print(f"execution {result.execution_id}: {result.phase}")
+    if not result.succeeded:
+        sys.exit(EXIT_FAILED)
+
+
 @executions.command("resume")
 @click.argument("execution")
 @click.option(

@@ -10,17 +10,20 @@ from taskfabric.engine._engine import (
 )
 from taskfabric.engine._loader import LoadError, load_code, load_object
 from taskfabric.engine._local import LocalBackend
-from taskfabric.engine._runner import NodeEvent
+from taskfabric.engine._runner import EngineShutdown, NodeEvent
+from taskfabric.engine._workers import WorkerPool
 
 __all__ = [
     "BackendNotConfiguredError",
     "Engine",
+    "EngineShutdown",
     "ExecutionBusyError",
     "ExecutionNotFoundError",
     "ExecutionResult",
     "LoadError",
     "LocalBackend",
     "NodeEvent",
+    "WorkerPool",
     "load_code",
     "load_object",
     "run_workflow",

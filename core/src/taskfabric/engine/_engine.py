@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from sqlalchemy import exc as sa_exc
 
 from taskfabric import __version__
 from taskfabric.catalog import Catalog
 from taskfabric.config import Config, load_config, validate_backend_options
 from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._loader import load_code
-from taskfabric.engine._runner import NodeEvent, Runner
-from taskfabric.engine._state import ABORTED, FAILED, RUNNING, SUCCEEDED
+from taskfabric.engine._runner import EngineShutdown, NodeEvent, Runner
+from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from taskfabric.errors import ExecutionFailedError, TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
@@ -288,6 +289,66 @@ class Engine:
             rec, compiled, literal_inputs, wf.tasks, {}, on_event, overwrite_cache=overwrite_cache
         )
 
+    def enqueue(
+        self,
+        compiled: workflow_pb2.CompiledWorkflow,
+        inputs: types_pb2.LiteralMap,
+        *,
+        project: str,
+        domain: str,
+        name: str,
+        code: dict[str, str],
+        **extra: Any,
+    ) -> ExecutionRecord:
+        """Record a QUEUED execution for a worker to run; idempotent by (project, domain,
+        name): a second call with the same name returns the first execution (schedulers
+        and clients retrying a launch rely on it). `extra` sets further execution columns
+        (launch_plan, scheduled_at, cluster) where the schema has them."""
+        existing = self.metadata.find_by_name(project, domain, name)
+        if existing is not None:
+            if existing.workflow_name != compiled.primary.id.name:
+                raise TaskfabricError(
+                    f"execution name '{name}' is taken in {project}/{domain} by an execution "
+                    f"of {existing.workflow_name}: choose another name"
+                )
+            return existing
+        self.check_backends(compiled, project)
+        execution_id = new_execution_id()
+        root = self.store.uri("executions", execution_id)
+        inputs_uri = self.literals.put(
+            root, "inputs.pb", inputs.SerializeToString(deterministic=True)
+        )
+        workflow_uri = self.literals.put(
+            root, "workflow.pb", compiled.SerializeToString(deterministic=True)
+        )
+        rec = ExecutionRecord(
+            id=execution_id,
+            project=project,
+            domain=domain,
+            name=name,
+            workflow_name=compiled.primary.id.name,
+            workflow_version=compiled.primary.id.version,
+            phase=QUEUED,
+            created_at=time.time(),
+            inputs_uri=inputs_uri,
+            workflow_uri=workflow_uri,
+            code=dict(code),
+        )
+        for key, value in extra.items():
+            if not hasattr(rec, key):
+                raise TypeError(f"executions have no column '{key}'")
+            setattr(rec, key, value)
+        try:
+            self.metadata.create_execution(rec)
+        except sa_exc.IntegrityError:
+            # Another process enqueued the same name first.
+            found = self.metadata.find_by_name(project, domain, name)
+            if found is None:
+                raise
+            return found
+        self.literals.close_segment(root)
+        return rec
+
     def _run(
         self,
         rec: ExecutionRecord,
@@ -331,6 +392,19 @@ class Engine:
         )
         try:
             outcome = runner.run()
+        except EngineShutdown:
+            # Left RUNNING with no owner: any engine may claim and resume it at once.
+            now = time.time()
+            batch = Batch()
+            batch.update_execution(rec.id, owner="", heartbeat_at=None)
+            batch.event(
+                EventRecord(
+                    rec.id, "", 0, RUNNING, now, "engine stopped; the execution will be resumed"
+                )
+            )
+            self.metadata.apply(batch)
+            structlog.contextvars.unbind_contextvars("execution_id")
+            raise
         except BaseException:
             error = runner.outcome.error if runner.outcome else None
             self._finish(rec.id, ABORTED, error)
@@ -369,6 +443,7 @@ class Engine:
         batch.update_execution(
             execution_id, phase=phase, finished_at=now, error=error, owner="", heartbeat_at=now
         )
+        self.literals.close_segment(self.store.uri("executions", execution_id))
         batch.event(
             EventRecord(execution_id, "", 0, phase, now, _error_text(error) if error else "")
         )
@@ -426,6 +501,7 @@ class Engine:
         rec = self.find_execution(ref)
         if rec.phase == SUCCEEDED:
             raise TaskfabricError(f"execution {rec.id} already succeeded; nothing to resume")
+        queued = rec.phase == QUEUED
         now = time.time()
         stale_before = now - 3 * self.config.engine.heartbeat_seconds
         dead = bool(rec.owner) and _owner_is_dead(rec.owner)
@@ -443,12 +519,17 @@ class Engine:
                 f"workflow {rec.code['object']} was defined inside a function, so it cannot "
                 "be loaded again; define it at module level, or pass it to Engine.resume()"
             )
-        wf = workflow if workflow is not None else load_code(rec.code)
+        wf = (
+            workflow
+            if workflow is not None
+            else load_code(rec.code, store=self.store, cache_root=self.work_root / "bundles")
+        )
         if not isinstance(wf, WorkflowDefinition):
             raise TaskfabricError(f"{rec.code} is no longer a @workflow")
-        if wf.compile().primary.SerializeToString(deterministic=True) != (
-            compiled.primary.SerializeToString(deterministic=True)
-        ):
+        # A registered workflow runs from its immutable code bundle: its DAG cannot differ.
+        if "bundle" not in rec.code and wf.compile().primary.SerializeToString(
+            deterministic=True
+        ) != compiled.primary.SerializeToString(deterministic=True):
             raise TaskfabricError(
                 f"the code of workflow '{wf.short_name}' changed since execution {rec.id} "
                 "started (its DAG differs), so it cannot be resumed; launch a new execution"
@@ -478,8 +559,12 @@ class Engine:
                         "interrupted: the engine process stopped",
                     )
                 )
-        batch.update_execution(rec.id, phase=RUNNING, finished_at=None, error=None)
-        batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"resumed by {_owner()}"))
+        if queued:
+            batch.update_execution(rec.id, phase=RUNNING, started_at=now)
+            batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"started by {_owner()}"))
+        else:
+            batch.update_execution(rec.id, phase=RUNNING, finished_at=None, error=None)
+            batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"resumed by {_owner()}"))
         self.metadata.apply(batch)
         log.info(
             "resuming execution",

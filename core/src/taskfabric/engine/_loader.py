@@ -78,8 +78,14 @@ def load_object(ref: str) -> tuple[Any, dict[str, str]]:
     return obj, code
 
 
-def load_code(code: dict[str, str]) -> Any:
-    """Load an object again from a code location returned by `load_object`."""
+def load_code(code: dict[str, str], *, store: Any = None, cache_root: Any = None) -> Any:
+    """Load an object again from a recorded code location: a file or module returned by
+    `load_object`, or a registered code bundle (`{"bundle": uri, "module", "object"}`)."""
+    if "bundle" in code:
+        if store is None or cache_root is None:
+            raise LoadError("loading a code bundle needs the blob store and a cache folder")
+        registry = importlib.import_module("taskfabric.registry")
+        return registry.load_bundled(code, store, cache_root)
     if "file" in code:
         return load_object(f"{code['file']}:{code['object']}")[0]
     if "module" in code:

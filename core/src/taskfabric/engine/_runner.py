@@ -44,6 +44,11 @@ log = get_logger("taskfabric.engine")
 _SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 
 
+class EngineShutdown(BaseException):
+    """The engine process is being stopped (server shutdown): leave the execution to be
+    resumed instead of aborting it. Raised from a signal handler into the loop thread."""
+
+
 @dataclass(frozen=True)
 class NodeEvent:
     """A node's phase changed (for progress displays)."""
@@ -929,6 +934,12 @@ class Runner:
                     self._poll_backends()
         except KeyboardInterrupt:
             self.abort("interrupted (Ctrl-C or SIGTERM)")
+            raise
+        except EngineShutdown:
+            for attempt_id, ns in list(self.running.items()):
+                if ns.backend is not None:
+                    ns.backend.cancel(attempt_id)
+            self._flush(force_heartbeat=True)
             raise
         except BaseException as exc:
             self.abort(f"engine error: {type(exc).__name__}: {exc}")

@@ -150,9 +150,11 @@ class MetadataStore:
         with self.engine.begin() as conn:
             if self._dialect == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(7270736973)"))
-                if sa.inspect(conn).has_table("alembic_version") and conn.execute(
-                    sa.text("SELECT version_num FROM alembic_version")
-                ).scalar() == s.HEAD_REVISION:
+                if (
+                    sa.inspect(conn).has_table("alembic_version")
+                    and conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+                    == s.HEAD_REVISION
+                ):
                     return
             self._upgrade(conn)
 
@@ -251,6 +253,36 @@ class MetadataStore:
                 sa.select(s.executions).where(s.executions.c.id == execution_id)
             ).first()
         return None if row is None else _decode(ExecutionRecord, row)
+
+    def find_by_name(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
+        t = s.executions
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(t).where(t.c.project == project, t.c.domain == domain, t.c.name == name)
+            ).first()
+        return None if row is None else _decode(ExecutionRecord, row)
+
+    def runnable_executions(self, *, stale_before: float, limit: int = 50) -> list[ExecutionRecord]:
+        """QUEUED executions (oldest first), then RUNNING ones nobody heartbeats any more."""
+        t = s.executions
+        q = (
+            sa.select(t)
+            .where(
+                (t.c.phase == "QUEUED")
+                | (
+                    (t.c.phase == "RUNNING")
+                    & (
+                        (t.c.owner == "")
+                        | t.c.heartbeat_at.is_(None)
+                        | (t.c.heartbeat_at < stale_before)
+                    )
+                )
+            )
+            .order_by(t.c.created_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_decode(ExecutionRecord, r) for r in conn.execute(q).all()]
 
     def find_executions(self, prefix: str, limit: int = 5) -> list[ExecutionRecord]:
         """Executions whose id or name starts with `prefix` (for abbreviated ids)."""

@@ -1,0 +1,152 @@
+"""The worker pool: runs queued executions, each in a child engine process.
+
+Each execution runs in its own `taskfabric executions run ID` process, so code from many
+registered versions and repositories never meets in one interpreter, and a crash (or a
+`kill -9`) of one execution's process loses nothing but its running attempts. The pool
+claims nothing itself: the child claims the execution in the database (an atomic update of
+its owner and heartbeat), so several pools on several hosts can share one database.
+An execution whose owner stopped heartbeating (or died on this host) is started again by
+the next scan and resumes without re-running its succeeded nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from taskfabric.config import Config
+from taskfabric.logs import get_logger
+from taskfabric.metadata import ExecutionRecord, MetadataStore
+
+log = get_logger("taskfabric.workers")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class _Child:
+    execution_id: str
+    proc: subprocess.Popen[bytes]
+    started: float
+
+
+class WorkerPool:
+    """Keeps up to `workers` executions running, each in its own child process."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        workers: int,
+        config_path: Path | None = None,
+        poll_seconds: float = 0.5,
+        python: str = sys.executable,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.config = config
+        self.workers = max(1, workers)
+        self.config_path = config_path
+        self.poll_seconds = poll_seconds
+        self.python = python
+        self.metadata = MetadataStore(config.metadata_url)
+        self.log_dir = log_dir or (config.data_root / "work" / "workers")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.children: dict[str, _Child] = {}
+        self._host = socket.gethostname()
+
+    def _command(self, execution_id: str) -> list[str]:
+        cmd = [self.python, "-m", "taskfabric.cli"]
+        if self.config_path is not None:
+            cmd += ["--config", str(self.config_path)]
+        return [*cmd, "executions", "run", execution_id]
+
+    def candidates(self) -> list[ExecutionRecord]:
+        """Executions a worker should start: queued, or running with a dead owner."""
+        from taskfabric.engine._engine import _owner_is_dead
+
+        now = time.time()
+        stale_before = now - 3 * self.config.engine.heartbeat_seconds
+        found = self.metadata.runnable_executions(stale_before=stale_before)
+        seen = {r.id for r in found}
+        for rec in self.metadata.list_executions(phases=["RUNNING"], limit=200):
+            if (
+                rec.id not in seen
+                and rec.owner.startswith(self._host + ":")
+                and _owner_is_dead(rec.owner)
+            ):
+                found.append(rec)
+        return [r for r in found if r.id not in self.children]
+
+    def reap(self) -> None:
+        for execution_id, child in list(self.children.items()):
+            code = child.proc.poll()
+            if code is None:
+                continue
+            del self.children[execution_id]
+            level = log.info if code in (0, 1) else log.warning
+            level(
+                "execution process ended",
+                execution_id=execution_id,
+                exit_code=code,
+                seconds=round(time.time() - child.started, 1),
+            )
+
+    def step(self) -> int:
+        """Reap ended children and start new ones; returns how many were started."""
+        self.reap()
+        free = self.workers - len(self.children)
+        if free <= 0:
+            return 0
+        started = 0
+        for rec in self.candidates()[:free]:
+            out = (self.log_dir / f"{rec.id}.log").open("ab")
+            proc = subprocess.Popen(
+                self._command(rec.id),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+            out.close()
+            self.children[rec.id] = _Child(rec.id, proc, time.time())
+            log.info(
+                "execution process started", execution_id=rec.id, pid=proc.pid, phase=rec.phase
+            )
+            started += 1
+        return started
+
+    def run_forever(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.step()
+            except Exception:
+                log.exception("worker pool scan failed")
+            stop.wait(self.poll_seconds)
+        self.shutdown()
+
+    def shutdown(self, grace_seconds: float = 20.0) -> None:
+        """Stop the children; their executions are left to be resumed, not aborted."""
+        for child in self.children.values():
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace_seconds
+        for child in self.children.values():
+            try:
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+        self.children.clear()
+        self.metadata.close()

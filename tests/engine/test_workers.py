@@ -1,0 +1,152 @@
+"""Queued executions and the worker pool: each execution in its own engine process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskfabric.config import load_config
+from taskfabric.core.v1 import types_pb2
+from taskfabric.engine import Engine, WorkerPool, load_object
+
+WF = """
+import os, time
+from pathlib import Path
+from taskfabric import task, workflow, map_task
+
+LOG = Path(os.environ["WORKER_LOG"])
+
+@task
+def items(n: int) -> list[int]:
+    return list(range(n))
+
+@task
+def step(x: int) -> int:
+    with LOG.open("a") as fh:
+        fh.write(f"{x}\\n")
+    time.sleep(float(os.environ.get("STEP_SECONDS", "0.01")))
+    return x + 1
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@workflow
+def wf(n: int) -> int:
+    return total(xs=map_task(step, concurrency=2)(x=items(n=n)))
+"""
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    path = tmp_path / "queued_wf.py"
+    path.write_text(textwrap.dedent(WF))
+    log = tmp_path / "steps.log"
+    monkeypatch.setenv("WORKER_LOG", str(log))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(sys.path))
+    sys.modules.pop("queued_wf", None)
+    wf, code = load_object(f"{path}:wf")
+    engine = Engine(load_config())
+    yield engine, wf, code, log
+    engine.close()
+    sys.modules.pop("queued_wf", None)
+
+
+def _inputs(n: int) -> types_pb2.LiteralMap:
+    m = types_pb2.LiteralMap()
+    m.literals["n"].integer = n
+    return m
+
+
+def _wait(
+    engine: Engine, pool: WorkerPool, execution_id: str, phases: set[str], timeout: float = 60
+) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pool.step()
+        rec = engine.metadata.get_execution(execution_id)
+        assert rec is not None
+        if rec.phase in phases:
+            return rec.phase
+        time.sleep(0.1)
+    raise AssertionError(f"execution {execution_id} did not reach {phases}")
+
+
+def test_enqueue_is_idempotent_and_a_worker_runs_it(setup: Any) -> None:
+    engine, wf, code, _ = setup
+    rec = engine.enqueue(
+        wf.compile(), _inputs(4), project="p", domain="d", name="nightly-1", code=code
+    )
+    again = engine.enqueue(
+        wf.compile(), _inputs(4), project="p", domain="d", name="nightly-1", code=code
+    )
+    assert again.id == rec.id and rec.phase == "QUEUED"
+    pool = WorkerPool(engine.config, workers=2, poll_seconds=0.1)
+    try:
+        assert _wait(engine, pool, rec.id, {"SUCCEEDED", "FAILED"}) == "SUCCEEDED"
+    finally:
+        pool.shutdown()
+    out = engine.read_literals(engine.metadata.get_execution(rec.id).outputs_uri)  # type: ignore[union-attr]
+    assert out is not None and out.literals["o0"].integer == 10
+
+
+def test_a_killed_execution_process_is_replaced_and_finishes(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, wf, code, log = setup
+    monkeypatch.setenv("STEP_SECONDS", "0.3")
+    rec = engine.enqueue(wf.compile(), _inputs(10), project="p", domain="d", name="big", code=code)
+    pool = WorkerPool(engine.config, workers=1, poll_seconds=0.1)
+    try:
+        pool.step()
+        deadline = time.monotonic() + 30
+        while not log.exists() or len(log.read_text().split()) < 4:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = pool.children[rec.id]
+        os.kill(child.proc.pid, signal.SIGKILL)
+        child.proc.wait()
+        ran_before = log.read_text().split()
+        done = {
+            n.node_id
+            for n in engine.metadata.nodes(rec.id)
+            if n.kind == "map_item" and n.phase == "SUCCEEDED"
+        }
+        monkeypatch.setenv("STEP_SECONDS", "0.01")
+        assert _wait(engine, pool, rec.id, {"SUCCEEDED", "FAILED"}) == "SUCCEEDED"
+    finally:
+        pool.shutdown()
+    ran_after = [int(x) for x in log.read_text().split()[len(ran_before) :]]
+    done_items = {int(n[3:-1]) for n in done}
+    assert sorted(ran_after) == sorted(set(range(10)) - done_items)
+
+
+def test_sigterm_leaves_the_execution_for_the_next_engine(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, wf, code, log = setup
+    monkeypatch.setenv("STEP_SECONDS", "0.3")
+    rec = engine.enqueue(wf.compile(), _inputs(6), project="p", domain="d", name="stop", code=code)
+    pool = WorkerPool(engine.config, workers=1, poll_seconds=0.1)
+    try:
+        pool.step()
+        deadline = time.monotonic() + 30
+        while not log.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        child = pool.children[rec.id]
+        child.proc.send_signal(signal.SIGTERM)
+        assert child.proc.wait(timeout=30) == 130
+        stopped = engine.metadata.get_execution(rec.id)
+        assert stopped is not None and stopped.phase == "RUNNING" and stopped.owner == ""
+        monkeypatch.setenv("STEP_SECONDS", "0.01")
+        assert _wait(engine, pool, rec.id, {"SUCCEEDED", "FAILED", "ABORTED"}) == "SUCCEEDED"
+    finally:
+        pool.shutdown()
