@@ -3,9 +3,10 @@
 key = sha256(project, domain, task name, cache version, interface hash, inputs hash)
 
 - The cache version is the task's explicit `Cache(version=...)`, or else derived from its
-  source code: the task function's own source plus the source of every function and class of
-  the same module that it calls, directly or through each other (found by reading the code's
-  names, not by running it). Editing any of them gives a new version.
+  code: the task function's compiled code plus that of every function and class of the same
+  module that it calls, directly or through each other (found from the names the code uses,
+  not by running it). Editing what any of them does gives a new version; comments and
+  formatting do not.
   Not covered: code in other modules and installed packages, data the code reads from files
   or the network, environment variables, and the Python version. Give an explicit version
   (and bump it) when results depend on those.
@@ -17,11 +18,10 @@ key = sha256(project, domain, task name, cache version, interface hash, inputs h
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import inspect
 import sys
-import textwrap
+import types
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -31,46 +31,64 @@ from taskfabric.types import literal_map_hash
 _AUTO_PREFIX = "auto-"
 
 
-def _names_used(source: str) -> set[str]:
-    try:
-        tree = ast.parse(textwrap.dedent(source))
-    except SyntaxError:
-        return set()
-    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+def _digest_code(code: types.CodeType, digest: Any, names: set[str]) -> None:
+    """Feed what a code object does (not where it sits in its file) into `digest`."""
+    digest.update(code.co_code)
+    digest.update(repr((code.co_names, code.co_varnames, code.co_freevars)).encode())
+    names.update(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _digest_code(const, digest, names)
+        else:
+            digest.update(repr(const).encode())
+        digest.update(b"\0")
 
 
-def _own_source(obj: Any) -> str:
-    try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        return code.co_code.hex() if code is not None else repr(obj)
+def _digest_object(obj: Any, digest: Any, names: set[str]) -> None:
+    code = getattr(obj, "__code__", None)
+    if isinstance(code, types.CodeType):
+        _digest_code(code, digest, names)
+        return
+    if inspect.isclass(obj):
+        for attr, value in sorted(vars(obj).items()):
+            digest.update(attr.encode())
+            inner = getattr(value, "__func__", value)  # staticmethod / classmethod
+            if isinstance(getattr(inner, "__code__", None), types.CodeType):
+                _digest_code(inner.__code__, digest, names)
+            elif isinstance(value, (int, float, str, bytes, bool, type(None))):
+                digest.update(repr(value).encode())
+        digest.update(repr(getattr(obj, "__annotations__", {})).encode())
 
 
 def source_version(fn: Callable[..., Any]) -> str:
-    """A version derived from `fn`'s source and the same-module code it calls."""
+    """A version derived from the code of `fn` and the same-module code it calls.
+
+    It hashes the compiled code that runs (bytecode, constants, names), not the text of the
+    file: comments, blank lines and formatting do not change it, an edit of what the code
+    does does, and so does a Python upgrade (its bytecode differs).
+    """
     module = sys.modules.get(fn.__module__)
     namespace = vars(module) if module is not None else {}
-    seen: dict[str, str] = {}
+    digest = hashlib.sha256()
+    seen: set[int] = set()
     pending: list[tuple[str, Any]] = [(fn.__qualname__, fn)]
     while pending:
         name, obj = pending.pop()
-        if name in seen:
+        if id(obj) in seen:
             continue
-        source = _own_source(obj)
-        seen[name] = source
-        for used in sorted(_names_used(source)):
-            target = namespace.get(used)
+        seen.add(id(obj))
+        digest.update(name.encode() + b"\0")
+        used: set[str] = set()
+        _digest_object(obj, digest, used)
+        for ref in sorted(used):
+            target = namespace.get(ref)
             target = getattr(target, "function", target)  # a @task called by a task
-            if used in seen or target is None or target is obj:
+            if target is None or id(target) in seen:
                 continue
             if (inspect.isfunction(target) or inspect.isclass(target)) and getattr(
                 target, "__module__", None
             ) == fn.__module__:
-                pending.append((used, target))
-    digest = hashlib.sha256()
-    for name in sorted(seen):
-        digest.update(name.encode() + b"\0" + seen[name].encode() + b"\0")
+                pending.append((ref, target))
     return _AUTO_PREFIX + digest.hexdigest()[:16]
 
 
