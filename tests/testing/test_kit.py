@@ -168,6 +168,27 @@ class TestAllSystemErrors(Quick):
 
 class TestNotInstalled(Quick):
     backend = {"driver": "no-such-driver"}
+
+
+class TestFromEntryPoint(Quick):
+    backend = {"driver": "fake-ep"}
+
+
+class TestForAnotherCore(Quick):
+    backend = {"driver": "too-new"}
+"""
+
+# Two installed distributions (dist-info folders on sys.path) providing backends by entry point.
+FAKE_DISTRIBUTIONS = {
+    "fake_backend-1.0": ("fake-ep = fakebackend:FakeBackend", "taskfabric>=0.1"),
+    "too_new_backend-1.0": ("too-new = fakebackend:FakeBackend", "taskfabric>=99"),
+}
+FAKE_MODULE = """
+from taskfabric.engine import LocalBackend
+
+
+class FakeBackend(LocalBackend):
+    driver = "fake-ep"
 """
 
 EXPECTED_FAILURES = {
@@ -178,22 +199,30 @@ EXPECTED_FAILURES = {
     "TestNeverNotifies::test_submit_reports_success_with_outputs": "never called",
     "TestNeverNotifies::test_workflow_succeeds_with_outputs": "did not end within 1.5s",
     "TestAllSystemErrors::test_user_exception_is_a_typed_failure": "is a user error",
-    "TestNotInstalled::test_check_returns_a_check_result": "no installed distribution",
+    "TestNotInstalled::test_check_returns_a_check_result": "unknown backend driver",
+    "TestForAnotherCore::test_check_returns_a_check_result": "supports taskfabric >=99",
 }
 
 
 @pytest.mark.slow
 def test_the_suite_fails_broken_backends(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_broken=BROKEN_BACKENDS)
-    selected = " or ".join(
-        f"({cls} and {name})" for cls, name in (k.split("::") for k in EXPECTED_FAILURES)
-    )
+    pytester.makepyfile(test_broken=BROKEN_BACKENDS, fakebackend=FAKE_MODULE)
+    for folder, (entry_point, requirement) in FAKE_DISTRIBUTIONS.items():
+        name, version = folder.split("-")
+        info = pytester.mkdir(f"{folder}.dist-info")
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+            f"Requires-Dist: {requirement}\n"
+        )
+        (info / "entry_points.txt").write_text(f"[taskfabric.backends]\n{entry_point}\n")
+    checks = [*EXPECTED_FAILURES, "TestFromEntryPoint::test_check_returns_a_check_result"]
+    selected = " or ".join(f"({cls} and {name})" for cls, name in (k.split("::") for k in checks))
     report = pytester.path / "report.xml"
     result = pytester.runpytest_subprocess(
         "-k", selected, "-p", "no:cacheprovider", f"--junitxml={report}"
     )
-    # The missing driver fails in set-up (an error); every other one in its check.
-    result.assert_outcomes(failed=len(EXPECTED_FAILURES) - 1, errors=1)
+    # A driver that does not load fails in set-up (an error); every other one in its check.
+    result.assert_outcomes(failed=len(EXPECTED_FAILURES) - 2, errors=2, passed=1)
     messages: dict[str, str] = {}
     for case in ElementTree.parse(report).getroot().iter("testcase"):
         for problem in [*case.iter("failure"), *case.iter("error")]:

@@ -21,7 +21,7 @@ from taskfabric.plugin_api import (
     PoolRequest,
     TaskAttempt,
 )
-from taskfabric.plugins import BUILTIN_DRIVERS, Plugins, use_plugins
+from taskfabric.plugins import BUILTIN_DRIVERS, PluginError, Plugins, use_plugins
 from taskfabric.testing import _tasks
 from taskfabric.testing._harness import (
     BACKEND_NAME,
@@ -79,20 +79,20 @@ class BackendConformance:
             return
         if any(info.name == driver for info in plugins.drivers(BACKENDS_GROUP)):
             return  # registered by a subclass before calling us
-        found = list(md.entry_points(group=BACKENDS_GROUP, name=driver))
-        if not found:
+        # The driver loads as the engine would load it (core-version check, one provider),
+        # from a throwaway Plugins: no other installed plugin is loaded.
+        try:
+            plugins.add_driver(BACKENDS_GROUP, driver, Plugins().driver(BACKENDS_GROUP, driver))
+        except PluginError as exc:
             pytest.fail(
-                f"backend driver '{driver}' is not built in and no installed distribution "
-                f"provides it in the {BACKENDS_GROUP} entry-point group: install the plugin "
-                f"(`pip install -e plugins/<name>`), or register its class in "
-                f"{type(self).__name__}.setup_plugins",
+                f"{exc}: install the plugin (`pip install -e plugins/<name>`), or register "
+                f"its class in {type(self).__name__}.setup_plugins",
                 pytrace=False,
             )
-        ep = found[0]
-        plugins.add_driver(BACKENDS_GROUP, driver, ep.load())
-        dist = ep.dist.name if ep.dist is not None else None
-        for hook_ep in md.entry_points(group=HOOKS_GROUP):
-            if dist is not None and hook_ep.dist is not None and hook_ep.dist.name == dist:
+        ep = next(iter(md.entry_points(group=BACKENDS_GROUP, name=driver)), None)
+        dist = ep.dist.name if ep is not None and ep.dist is not None else None
+        for hook_ep in md.entry_points(group=HOOKS_GROUP) if dist else ():
+            if hook_ep.dist is not None and hook_ep.dist.name == dist:
                 plugins.register(hook_ep.load(), name=f"{dist}:{hook_ep.name}")
 
     # -- fixtures --------------------------------------------------------------------------
