@@ -6,6 +6,7 @@ out-of-process backend (subprocess, containers, Spark, AWS Batch) runs.
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +23,7 @@ from taskfabric.plugin_api import (
 from taskfabric.storage import BlobStore
 from taskfabric.types import TransformContext, default_engine
 
-_ENGINE_FILES = (str(Path(__file__).resolve().parent.parent),)
+_ENGINE_FILES = (str(Path(__file__).resolve().parent.parent) + os.sep,)
 
 
 def user_traceback(exc: BaseException) -> str:

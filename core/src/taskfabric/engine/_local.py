@@ -117,7 +117,12 @@ class LocalBackend(Backend[LocalSettings]):
                     error=AttemptError(type(exc).__name__, str(exc), kind="system", retryable=True),
                 )
             with self._lock:
-                if attempt.attempt_id in self._cancelled:
+                # Cancelled, or released by the engine while the thread ran on: drop it.
+                if (
+                    attempt.attempt_id in self._cancelled
+                    or attempt.attempt_id not in self._submitted
+                ):
+                    self._cancelled.discard(attempt.attempt_id)
                     continue
                 self._results[attempt.attempt_id] = status
             attempt.notify(attempt.attempt_id)

@@ -88,6 +88,8 @@ class SubprocessBackend(Backend[SubprocessSettings]):
         self.python = settings.python or sys.executable
         self._runs: dict[str, _Run] = {}
         self._results: dict[str, AttemptStatus] = {}
+        self._starting: set[str] = set()
+        self._cancel_requested: set[str] = set()
         self._lock = threading.Lock()
 
     def _command(self, attempt: TaskAttempt, template_uri: str, work_dir: Path) -> list[str]:
@@ -104,8 +106,14 @@ class SubprocessBackend(Backend[SubprocessSettings]):
     def submit(self, attempt: TaskAttempt) -> None:
         ctx = self.context
         with self._lock:
-            if attempt.attempt_id in self._runs or attempt.attempt_id in self._results:
+            if (
+                attempt.attempt_id in self._runs
+                or attempt.attempt_id in self._results
+                or attempt.attempt_id in self._starting
+            ):
                 return
+            self._starting.add(attempt.attempt_id)
+        try:
             prefix = ctx.store.uri("executions", attempt.execution_id)
             key = attempt.node_id.replace("[", "/").replace("]", "")
             template_uri = ctx.literals.put(
@@ -129,8 +137,17 @@ class SubprocessBackend(Backend[SubprocessSettings]):
                     env=env,
                     start_new_session=True,
                 )
-            run = _Run(attempt, proc, log_path)
+        finally:
+            with self._lock:
+                self._starting.discard(attempt.attempt_id)
+        run = _Run(attempt, proc, log_path)
+        with self._lock:
             self._runs[attempt.attempt_id] = run
+            cancel_now = attempt.attempt_id in self._cancel_requested
+            self._cancel_requested.discard(attempt.attempt_id)
+        if cancel_now:
+            run.cancelled = True
+            self._kill(run)
         threading.Thread(
             target=self._wait, args=(run,), name=f"taskfabric-wait-{proc.pid}", daemon=True
         ).start()
@@ -181,6 +198,8 @@ class SubprocessBackend(Backend[SubprocessSettings]):
             run = self._runs.get(attempt_id)
             self._results.pop(attempt_id, None)
             if run is None:
+                if attempt_id in self._starting:
+                    self._cancel_requested.add(attempt_id)
                 return
             run.cancelled = True
         self._kill(run)
