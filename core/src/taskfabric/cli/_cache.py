@@ -8,8 +8,8 @@ import time
 import click
 from rich.table import Table
 
-from taskfabric.cli._common import err, fmt_age, fmt_time, out, state, user_errors
 from taskfabric.catalog import Catalog
+from taskfabric.cli._common import err, fmt_age, fmt_time, out, state, user_errors
 from taskfabric.errors import TaskfabricError
 
 
