@@ -201,8 +201,9 @@ def test_editing_the_code_invalidates(engine: Engine, tmp_path: Path) -> None:
     same = _load(path, MODULE_V1)
     assert cache_status(engine, engine.launch(same, {"x": 1}).execution_id)["n0"] == "hit"
     # comments and blank lines change nothing the code does: still a hit
-    commented = _load(path, "# a comment\n\n" + MODULE_V1.replace(
-        "return x + 1", "return x + 1  # one more"))
+    commented = _load(
+        path, "# a comment\n\n" + MODULE_V1.replace("return x + 1", "return x + 1  # one more")
+    )
     assert cache_status(engine, engine.launch(commented, {"x": 1}).execution_id)["n0"] == "hit"
     # an edit of a function the task calls in the same module
     edited = _load(path, MODULE_V1.replace("return x + 1", "return x + 2"))
