@@ -150,3 +150,29 @@ def test_sigterm_leaves_the_execution_for_the_next_engine(
         assert _wait(engine, pool, rec.id, {"SUCCEEDED", "FAILED", "ABORTED"}) == "SUCCEEDED"
     finally:
         pool.shutdown()
+
+
+def test_cancel_a_queued_and_a_running_execution(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, wf, code, log = setup
+    queued = engine.enqueue(wf.compile(), _inputs(3), project="p", domain="d", name="q", code=code)
+    assert engine.request_cancel(queued.id) == "ABORTED"
+    monkeypatch.setenv("STEP_SECONDS", "0.5")
+    rec = engine.enqueue(wf.compile(), _inputs(20), project="p", domain="d", name="r", code=code)
+    pool = WorkerPool(engine.config, workers=2, poll_seconds=0.1)
+    try:
+        pool.step()
+        deadline = time.monotonic() + 30
+        while not log.exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert engine.request_cancel(rec.id, "enough") == "RUNNING"
+        assert _wait(engine, pool, rec.id, {"ABORTED", "SUCCEEDED", "FAILED"}, 15) == "ABORTED"
+        assert queued.id not in pool.children  # the cancelled queued one never started
+    finally:
+        pool.shutdown()
+    done = engine.metadata.get_execution(rec.id)
+    assert done is not None and "enough" in (done.error or {}).get("message", "")
+    phases = {n.phase for n in engine.metadata.nodes(rec.id)}
+    assert "RUNNING" not in phases and "ABORTED" in phases

@@ -451,6 +451,14 @@ class Engine:
 
     # -- resuming --------------------------------------------------------------------
 
+    def request_cancel(self, ref: str, reason: str = "requested by a user") -> str:
+        """Cancel an execution from any process: a queued one at once, a running one by
+        asking its engine (which aborts it within about a second). Returns the phase."""
+        rec = self.find_execution(ref)
+        if rec.phase in (SUCCEEDED, FAILED, ABORTED):
+            return rec.phase
+        return self.metadata.request_cancel(rec.id, reason, now=time.time())
+
     def find_execution(self, ref: str) -> ExecutionRecord:
         """An execution by id, name or unambiguous id prefix."""
         rec = self.metadata.get_execution(ref)

@@ -44,6 +44,10 @@ log = get_logger("taskfabric.engine")
 _SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 
 
+class CancelRequested(Exception):
+    """Someone asked (from another process, through the database) to cancel the execution."""
+
+
 class EngineShutdown(BaseException):
     """The engine process is being stopped (server shutdown): leave the execution to be
     resumed instead of aborting it. Raised from a signal handler into the loop thread."""
@@ -173,6 +177,8 @@ class Runner:
         self.failing: dict[str, Any] | None = None
         self.outcome: RunOutcome | None = None
         self._last_heartbeat = 0.0
+        self._started = self._last_cancel_check = time.time()
+        self.cancel_check_seconds = 1.0
         self._polled: dict[Backend[Any], float] = {}
         self._uri_root = store.uri("executions", execution_id)
         self.root_scope = Scope("", compiled.primary, inputs)
@@ -272,6 +278,11 @@ class Runner:
         if self.batch:
             self.metadata.apply(self.batch)
             self.batch = Batch()
+        if now - self._last_cancel_check >= self.cancel_check_seconds:
+            self._last_cancel_check = now
+            reason = self.metadata.cancel_requested(self.execution_id, self._started)
+            if reason is not None:
+                raise CancelRequested(reason)
 
     def _timer(self, when: float, kind: str, ns: NodeState) -> None:
         heapq.heappush(self.timers, (when, next(self._seq), kind, ns, ns.attempt))
@@ -924,7 +935,8 @@ class Runner:
                     )
                     break
                 try:
-                    self._handle_wakeup(self.wakeups.get(timeout=self._wait_timeout()))
+                    wait = min(self._wait_timeout(), self.cancel_check_seconds)
+                    self._handle_wakeup(self.wakeups.get(timeout=wait))
                     while True:
                         self._handle_wakeup(self.wakeups.get_nowait())
                 except queue.Empty:
@@ -935,6 +947,9 @@ class Runner:
         except KeyboardInterrupt:
             self.abort("interrupted (Ctrl-C or SIGTERM)")
             raise
+        except CancelRequested as exc:
+            self.abort(f"cancelled: {exc}")
+            return self.outcome  # type: ignore[return-value]
         except EngineShutdown:
             for attempt_id, ns in list(self.running.items()):
                 if ns.backend is not None:

@@ -265,6 +265,54 @@ class MetadataStore:
             ).first()
         return None if row is None else _decode(ExecutionRecord, row)
 
+    def request_cancel(self, execution_id: str, reason: str, *, now: float) -> str:
+        """Cancel a queued execution at once, or ask the engine running it to abort it.
+
+        Returns the execution's phase after the call. The request travels as an event
+        (phase CANCEL_REQUESTED) that the owning engine reads within a second.
+        """
+        t = s.executions
+        with self._write_lock, self.engine.begin() as conn:
+            done = conn.execute(
+                t.update()
+                .where(t.c.id == execution_id, t.c.phase == "QUEUED")
+                .values(
+                    phase="ABORTED",
+                    finished_at=now,
+                    error=json.dumps(
+                        {"kind": "system", "code": "Aborted", "message": f"cancelled: {reason}"}
+                    ),
+                )
+            ).rowcount
+            conn.execute(
+                s.events.insert(),
+                {
+                    "execution_id": execution_id,
+                    "node_id": "",
+                    "attempt": 0,
+                    "phase": "CANCEL_REQUESTED",
+                    "at": now,
+                    "message": reason,
+                },
+            )
+            phase = conn.execute(sa.select(t.c.phase).where(t.c.id == execution_id)).scalar()
+        return "ABORTED" if done else str(phase)
+
+    def cancel_requested(self, execution_id: str, since: float) -> str | None:
+        """The reason of a cancel request made at or after `since`, if any."""
+        e = s.events
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(e.c.message)
+                .where(
+                    e.c.execution_id == execution_id,
+                    e.c.phase == "CANCEL_REQUESTED",
+                    e.c.at >= since,
+                )
+                .limit(1)
+            ).first()
+        return None if row is None else str(row.message or "requested")
+
     def find_by_name(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
         t = s.executions
         with self.engine.connect() as conn:
