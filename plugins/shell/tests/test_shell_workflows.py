@@ -5,12 +5,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import shell_tasks
 
-from taskfabric import WorkflowDefinition, task, workflow
+from taskfabric import File, WorkflowDefinition, task, workflow
 from taskfabric.engine import Engine, ExecutionResult
+from taskfabric.types import Format
 from taskfabric_shell import Shell
 
 
@@ -124,3 +125,30 @@ def test_parallel_shell_tasks_do_not_share_outputs(engine: Engine) -> None:
         return total(a=ident(i=1), b=ident(i=2), c=ident(i=3), d=ident(i=4))
 
     assert outputs(engine, wf, engine.launch(wf, {})) == 4321
+
+
+def test_a_formatted_file_output_keeps_its_format_as_suffix(engine: Engine) -> None:
+    @task(config=Shell(script='printf "a,b\\n1,2\\n" > {outputs.o0}; basename {outputs.o0} >&2'))
+    def table() -> Annotated[File, Format("csv")]: ...
+
+    @workflow
+    def wf() -> Annotated[File, Format("csv")]:
+        return table()
+
+    out = outputs(engine, wf, engine.launch(wf, {}))
+    assert out.format == "csv" and out.name == "o0.csv"
+    assert out.read_text() == "a,b\n1,2\n"
+
+
+def test_a_shell_task_type_without_a_shell_config(engine: Engine) -> None:
+    @task(task_type="shell")
+    def bare(x: int) -> int: ...
+
+    @workflow
+    def wf() -> int:
+        return bare(x=1)
+
+    result = engine.launch(wf, {})
+    assert result.phase == "FAILED" and result.error is not None
+    assert result.error["code"] == "ShellError"
+    assert "no Shell config: declare it with @task(config=Shell(script=" in result.error["message"]
