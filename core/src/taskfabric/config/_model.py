@@ -156,6 +156,8 @@ class ProjectOverrides(_Section):
     """Task type -> backend name, over the top-level ``[task_types]``."""
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     """Backends defined or redefined for this project (a whole table replaces the top-level one)."""
+    cluster: str | None = None
+    """Cluster label of the project's executions, for backends with several targets."""
 
 
 class Config(_Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import secrets
@@ -17,7 +18,7 @@ from sqlalchemy import exc as sa_exc
 
 from taskfabric import __version__
 from taskfabric.catalog import Catalog
-from taskfabric.config import Config, load_config, validate_backend_options
+from taskfabric.config import BackendConfig, Config, load_config, validate_backend_options
 from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._loader import load_code
 from taskfabric.engine._runner import EngineShutdown, NodeEvent, Runner
@@ -79,6 +80,39 @@ def _error_text(error: dict[str, Any] | None) -> str:
         return "unknown error"
     node = f"node {error['node_id']}: " if error.get("node_id") else ""
     return f"{node}{error.get('code', '')}: {error.get('message', '')}"
+
+
+_TARGET_KEYS = ("label", "weight", "name")
+
+
+def pick_target(backend: str, targets: Any, cluster: str, execution_id: str) -> dict[str, Any]:
+    """The target of a multi-cluster backend that runs an execution.
+
+    Targets labelled `cluster` (every target when `cluster` is empty) are candidates; one is
+    picked with probability proportional to its `weight`, by a hash of the execution id, so
+    an execution always lands on the same target (also when it is resumed elsewhere).
+    """
+    if not isinstance(targets, list) or not all(isinstance(t, dict) for t in targets):
+        raise BackendNotConfiguredError(
+            f"backend '{backend}': `targets` must be a list of tables, e.g. "
+            '[{label = "eu", weight = 2, ...}, {label = "us", ...}]'
+        )
+    candidates = [t for t in targets if not cluster or t.get("label") == cluster]
+    if not candidates:
+        labels = ", ".join(sorted({str(t.get("label")) for t in targets}))
+        raise BackendNotConfiguredError(
+            f"backend '{backend}' has no target labelled '{cluster}'; its targets: {labels}"
+        )
+    weights = [float(t.get("weight", 1.0)) for t in candidates]
+    if any(w <= 0 for w in weights):
+        raise BackendNotConfiguredError(f"backend '{backend}': target weights must be > 0")
+    point = int(hashlib.sha256(execution_id.encode()).hexdigest()[:12], 16) / float(16**12)
+    point *= sum(weights)
+    for target, weight in zip(candidates, weights, strict=True):
+        if point < weight:
+            return dict(target)
+        point -= weight
+    return dict(candidates[-1])
 
 
 def new_execution_id() -> str:
@@ -151,19 +185,41 @@ class Engine:
         task_type = self.plugins.task_type(task.type)
         return config.task_types.get(task.type) or task_type.default_backend
 
-    def backend_for(self, task: tasks_pb2.TaskTemplate, project: str = "") -> Backend[Any]:
-        """The backend instance that runs `task` for `project` (created on first use)."""
+    def backend_for(
+        self,
+        task: tasks_pb2.TaskTemplate,
+        project: str = "",
+        *,
+        cluster: str = "",
+        execution_id: str = "",
+    ) -> Backend[Any]:
+        """The backend instance that runs `task` for `project` (created on first use).
+
+        A backend with `targets` (several clusters) runs each execution on one target: those
+        labelled `cluster` (all when no label is asked for), picked by weight,
+        deterministically from the execution id.
+        """
         config = self.config.for_project(project) if project else self.config
         name = self._backend_name(task, config)
         backend_cfg = config.backend(name)
-        key = (name, json.dumps(backend_cfg.model_dump(mode="json"), sort_keys=True))
+        instance = name
+        targets = backend_cfg.options.get("targets")
+        if targets:
+            target = pick_target(name, targets, cluster, execution_id)
+            instance = f"{name}@{target.get('label') or target.get('name') or '?'}"
+            options = {k: v for k, v in backend_cfg.options.items() if k != "targets"}
+            options.update({k: v for k, v in target.items() if k not in _TARGET_KEYS})
+            backend_cfg = BackendConfig(driver=backend_cfg.driver, options=options)
+            config = config.model_copy(update={"backends": {**config.backends, name: backend_cfg}})
+            config._source = self.config.source
+        key = (instance, json.dumps(backend_cfg.model_dump(mode="json"), sort_keys=True))
         backend = self._backends.get(key)
         if backend is None:
-            backend = self._create_backend(name, config)
+            backend = self._create_backend(name, config, instance=instance)
             self._backends[key] = backend
         return backend
 
-    def _create_backend(self, name: str, config: Config) -> Backend[Any]:
+    def _create_backend(self, name: str, config: Config, *, instance: str = "") -> Backend[Any]:
         driver = config.backend(name).driver
         try:
             cls = self.plugins.driver(BACKENDS_GROUP, driver)
@@ -183,8 +239,16 @@ class Engine:
             parallelism=self.config.engine.parallelism,
             core_version=__version__,
         )
-        log.debug("backend created", backend=name, driver=driver)
-        return cls(name, settings, context)
+        log.debug("backend created", backend=instance or name, driver=driver)
+        return cls(instance or name, settings, context)
+
+    def _cluster_of(self, rec: ExecutionRecord) -> str:
+        """The execution's cluster label: from its launch, else its project's settings."""
+        label = getattr(rec, "cluster", None)
+        if label:
+            return str(label)
+        override = self.config.projects.get(rec.project)
+        return (override.cluster or "") if override is not None else ""
 
     def check_backends(self, compiled: workflow_pb2.CompiledWorkflow, project: str = "") -> None:
         """Fail before running if a task's type or backend is missing or misconfigured."""
@@ -376,7 +440,12 @@ class Engine:
             compiled=compiled,
             inputs=inputs,
             task_defs=task_defs,
-            backend_for=functools.partial(self.backend_for, project=rec.project),
+            backend_for=functools.partial(
+                self.backend_for,
+                project=rec.project,
+                cluster=self._cluster_of(rec),
+                execution_id=rec.id,
+            ),
             store=self.store,
             metadata=self.metadata,
             parallelism=self.config.engine.parallelism,

@@ -1,0 +1,69 @@
+"""Several clusters: a backend with labelled, weighted targets; deterministic routing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from taskfabric import task, workflow
+from taskfabric.config import BackendConfig, Config, ProjectOverrides, StorageConfig
+from taskfabric.engine import BackendNotConfiguredError, Engine
+from taskfabric.engine._engine import pick_target
+
+
+@task
+def one(x: int) -> int:
+    return x
+
+
+@workflow
+def wf(x: int) -> int:
+    return one(x=x)
+
+
+TARGETS = [
+    {"label": "eu", "weight": 3, "workers": 2},
+    {"label": "eu", "name": "eu-small", "weight": 1, "workers": 1},
+    {"label": "us", "workers": 4},
+]
+
+
+def _engine(tmp_path: Path) -> Engine:
+    return Engine(
+        Config(
+            storage=StorageConfig(data_root=tmp_path),
+            task_types={"python": "pool"},
+            backends={"pool": BackendConfig(driver="local", options={"targets": TARGETS})},
+            projects={
+                "paris": ProjectOverrides(cluster="eu"),
+                "ohio": ProjectOverrides(cluster="us"),
+            },
+        )
+    )
+
+
+def test_project_cluster_label_routes_to_its_targets(tmp_path: Path) -> None:
+    with _engine(tmp_path) as engine:
+        us = engine.launch(wf, {"x": 1}, project="ohio")
+        eu = engine.launch(wf, {"x": 1}, project="paris")
+        assert engine.metadata.attempts(us.execution_id)[0].backend == "pool@us"
+        assert engine.metadata.attempts(eu.execution_id)[0].backend == "pool@eu"
+        # the target's own settings apply: us has 4 workers, eu 2
+        backends = {b.name: b for b in engine._backends.values()}
+        assert backends["pool@us"].workers == 4  # type: ignore[attr-defined]
+        assert backends["pool@eu"].workers == 2  # type: ignore[attr-defined]
+
+
+def test_pick_is_deterministic_and_weighted() -> None:
+    picks = Counter(
+        pick_target("pool", TARGETS, "eu", f"ex{i}").get("name", "eu") for i in range(4000)
+    )
+    assert 0.70 < picks["eu"] / 4000 < 0.80  # weight 3 of 4
+    assert pick_target("pool", TARGETS, "", "abc") == pick_target("pool", TARGETS, "", "abc")
+
+
+def test_unknown_label_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(BackendNotConfiguredError, match="no target labelled 'mars'.*eu, us"):
+        pick_target("pool", TARGETS, "mars", "e")
