@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,10 @@ class BackendSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _no_task_types(name: str) -> TaskType:
+    raise LookupError(f"no task types in this context (asked for '{name}')")
+
+
 @dataclass(frozen=True)
 class BackendContext:
     """What the core gives every backend it creates."""
@@ -185,6 +190,8 @@ class BackendContext:
     work_root: Path
     parallelism: int
     core_version: str
+    #: Looks up a task type by name in the engine's plugins.
+    task_type: Callable[[str], TaskType] = field(default=_no_task_types)
 
 
 @dataclass(frozen=True)
@@ -310,7 +317,12 @@ class TaskCall:
     template: tasks_pb2.TaskTemplate
     config: TaskConfig | None
     inputs: Mapping[str, Any]
+    #: A folder of this attempt's own (not shared with other attempts).
     work_dir: Path
+    attempt_id: str = ""
+    #: Set when the engine gives up on the attempt (cancel, timeout): a task type that runs
+    #: something it can stop (a process, a remote job) should watch it and stop.
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
 
 class TaskType(abc.ABC):

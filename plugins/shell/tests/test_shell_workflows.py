@@ -23,7 +23,7 @@ def outputs(engine: Engine, wf: WorkflowDefinition[Any, Any], result: ExecutionR
 def test_the_attempt_folder_keeps_the_rendered_script_and_logs(engine: Engine) -> None:
     result = engine.launch(shell_tasks.mixed, {"lines": 2})
     assert outputs(engine, shell_tasks.mixed, result) == 4
-    [attempt_dir] = (engine.work_root / result.execution_id).glob("shell-count_lines-*")
+    [attempt_dir] = (engine.work_root / result.execution_id).rglob("shell-count_lines-*")
     script = (attempt_dir / "script.sh").read_text()
     assert script.startswith("wc -l < /") and "{inputs" not in script
     assert (attempt_dir / "stdout.log").is_file() and (attempt_dir / "stderr.log").is_file()

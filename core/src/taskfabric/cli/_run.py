@@ -116,6 +116,15 @@ def run(
             wf, code = load_object(ref)
         except TaskfabricError:
             raise
+        except ModuleNotFoundError as exc:
+            missing = (exc.name or "").split(".")[0]
+            if missing.startswith("taskfabric_"):
+                package = "taskfabric-" + missing.removeprefix("taskfabric_").replace("_", "-")
+                raise TaskfabricError(
+                    f"cannot load {ref}: it imports {missing}, which is not installed: "
+                    f"`pip install {package}` provides it"
+                ) from exc
+            raise TaskfabricError(f"cannot load {ref}: {type(exc).__name__}: {exc}") from exc
         except Exception as exc:
             raise TaskfabricError(f"cannot load {ref}: {type(exc).__name__}: {exc}") from exc
         if not isinstance(wf, WorkflowDefinition):

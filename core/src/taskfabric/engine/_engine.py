@@ -238,6 +238,7 @@ class Engine:
             work_root=self.work_root,
             parallelism=self.config.engine.parallelism,
             core_version=__version__,
+            task_type=self.plugins.task_type,
         )
         log.debug("backend created", backend=instance or name, driver=driver)
         return cls(instance or name, settings, context)

@@ -7,6 +7,7 @@ out-of-process backend (subprocess, containers, Spark, AWS Batch) runs.
 from __future__ import annotations
 
 import os
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,8 @@ def execute_task(
     raw_prefix: str,
     work_dir: Path,
     write_outputs: Callable[[bytes], str],
+    attempt_id: str = "",
+    cancelled: threading.Event | None = None,
 ) -> AttemptStatus:
     """Convert inputs, run the task through its task type, convert and store outputs.
 
@@ -97,17 +100,26 @@ def execute_task(
     try:
         result = task_type.run(
             TaskCall(
-                task=task_def, template=template, config=config, inputs=kwargs, work_dir=work_dir
+                task=task_def,
+                template=template,
+                config=config,
+                inputs=kwargs,
+                work_dir=work_dir,
+                attempt_id=attempt_id,
+                cancelled=cancelled if cancelled is not None else threading.Event(),
             )
         )
     except Exception as exc:
+        # An exception may say its message is the whole story (a task type's error about
+        # the user's script, say): then no traceback of the plugin's own code is shown.
+        tb = user_traceback(exc) if getattr(exc, "show_traceback", True) else ""
         return _failed(
             AttemptError(
                 type(exc).__name__,
                 str(exc) or type(exc).__name__,
                 kind="user",
                 retryable=True,
-                traceback=user_traceback(exc),
+                traceback=tb,
             )
         )
     try:

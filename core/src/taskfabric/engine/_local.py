@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import queue
 import threading
+from pathlib import Path
 
 import structlog
 
@@ -51,6 +52,7 @@ class LocalBackend(Backend[LocalSettings]):
         self._results: dict[str, AttemptStatus] = {}
         self._submitted: set[str] = set()
         self._cancelled: set[str] = set()
+        self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
     def submit(self, attempt: TaskAttempt) -> None:
@@ -69,8 +71,6 @@ class LocalBackend(Backend[LocalSettings]):
         self._queue.put(attempt)
 
     def _run(self, attempt: TaskAttempt) -> AttemptStatus:
-        from taskfabric.plugins import get_plugins
-
         if attempt.task_definition is None:
             return AttemptStatus(
                 AttemptPhase.FAILED,
@@ -91,13 +91,19 @@ class LocalBackend(Backend[LocalSettings]):
             return execute_task(
                 attempt.task_definition,
                 attempt.task,
-                get_plugins().task_type(attempt.task.type),
+                ctx.task_type(attempt.task.type),
                 attempt.inputs,
                 store=ctx.store,
                 raw_prefix=attempt.raw_prefix,
-                work_dir=ctx.work_root / attempt.execution_id,
+                work_dir=self._work_dir(attempt),
                 write_outputs=functools.partial(ctx.literals.put, prefix, name),
+                attempt_id=attempt.attempt_id,
+                cancelled=self._events.setdefault(attempt.attempt_id, threading.Event()),
             )
+
+    def _work_dir(self, attempt: TaskAttempt) -> Path:
+        key = attempt.node_id.replace("[", "/").replace("]", "")
+        return self.context.work_root / attempt.execution_id / key / str(attempt.attempt)
 
     def _work(self) -> None:
         while True:
@@ -135,10 +141,14 @@ class LocalBackend(Backend[LocalSettings]):
         with self._lock:
             self._cancelled.add(attempt_id)
             self._results.pop(attempt_id, None)
+            event = self._events.get(attempt_id)
+        if event is not None:
+            event.set()  # task types that can stop their work watch this
 
     def release(self, attempt_id: str) -> None:
         with self._lock:
             self._results.pop(attempt_id, None)
+            self._events.pop(attempt_id, None)
             self._submitted.discard(attempt_id)
             self._cancelled.discard(attempt_id)
 

@@ -165,7 +165,13 @@ class Plugins:
         try:
             _check_core(info)
             module = ep.load()
-            self.pm.register(module, name=f"{info.distribution}:{ep.name}")
+            name = f"{info.distribution}:{ep.name}"
+            self.pm.register(module, name=name)
+            try:
+                self.pm.check_pending()  # a misspelt hook name fails loudly, naming it
+            except pluggy.PluginValidationError:
+                self.pm.unregister(name=name)
+                raise
         except Exception as exc:
             info.error = _summary(exc) if not isinstance(exc, PluginError) else str(exc)
 
@@ -173,6 +179,11 @@ class Plugins:
         """Register a hook module or object (tests, embedding applications)."""
         self.load()
         registered = self.pm.register(plugin, name=name)
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError:
+            self.pm.unregister(plugin)
+            raise
         self._task_types = None
         self._events_wanted = None
         return str(registered)
