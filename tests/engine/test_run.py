@@ -379,3 +379,30 @@ def test_literal_conversion_context_is_usable() -> None:
     ctx = TransformContext(store=store, raw_prefix=store.uri("raw"), work_dir=Path("/tmp"))
     lit = default_engine().to_literal(3, int, ctx)
     assert default_engine().to_python(lit, int, ctx) == 3
+
+
+def test_map_over_a_list_written_in_the_workflow(engine: Engine) -> None:
+    @workflow
+    def wf(n: int) -> list[int]:
+        return map_task(add)(a=[1, 2, n], b=10)
+
+    result = engine.launch(wf, {"n": 5})
+    assert python_outputs(engine, wf, result) == [11, 12, 15]
+
+
+def test_conditions_combine_with_bool_promises(engine: Engine) -> None:
+    @workflow
+    def wf(n: int, flag: bool) -> int:
+        return (
+            conditional("c")
+            .if_((n > 1) | flag)
+            .then(double(x=n))
+            .elif_(flag & (n < 0))
+            .then(add(a=n, b=1))
+            .else_()
+            .then(add(a=n, b=100))
+        )
+
+    assert python_outputs(engine, wf, engine.launch(wf, {"n": 5, "flag": False})) == 10
+    assert python_outputs(engine, wf, engine.launch(wf, {"n": 0, "flag": True})) == 0
+    assert python_outputs(engine, wf, engine.launch(wf, {"n": 0, "flag": False})) == 100

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from taskfabric.config import Config, ConfigError, load_config
 from taskfabric.errors import TaskfabricError
@@ -51,12 +52,18 @@ out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def labelled(label: str, message: str, style: str = "bold red") -> Text:
+    """`label: message` with the label styled and the message verbatim (no markup, so
+    `list[int]` and `[backends.x]` in messages survive)."""
+    return Text.assemble((f"{label}:", style), " ", message)
+
+
 def state() -> CliState:
     return click.get_current_context().find_object(CliState)  # type: ignore[return-value]
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    err.print(labelled("error", message), highlight=False)
     sys.exit(code)
 
 
@@ -66,10 +73,10 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        err.print(f"[bold red]config error:[/] {exc}", markup=True, highlight=False)
+        err.print(labelled("config error", str(exc)), highlight=False)
         sys.exit(EXIT_USAGE)
     except TaskfabricError as exc:
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        err.print(labelled("error", str(exc)), highlight=False)
         sys.exit(EXIT_USAGE)
 
 

@@ -12,6 +12,7 @@ from taskfabric.cli._common import (
     EXIT_ABORTED,
     EXIT_FAILED,
     err,
+    labelled,
     out,
     sigterm_as_interrupt,
     state,
@@ -76,6 +77,9 @@ def _parse_inputs(wf: WorkflowDefinition[Any, Any], raw: dict[str, str | None]) 
     context_settings={
         "ignore_unknown_options": True,
         "allow_extra_args": True,
+        # run's own options come before FILE.py:WORKFLOW; everything after it is the
+        # workflow's inputs, so an input may be called --name or --project too.
+        "allow_interspersed_args": False,
         "help_option_names": [],
     },
 )
@@ -152,8 +156,9 @@ def run(
     with user_errors():
         try:
             wf.compile()
-        except CompilationError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        except (CompilationError, TypeError) as exc:
+            # TypeError: a promise used as a plain value (e.g. in a Python `if`), explained
+            err.print(labelled("error", str(exc)), highlight=False)
             sys.exit(2)
         engine = Engine(cfg)
     progress = RunProgress(err, wf.short_name)
@@ -204,9 +209,11 @@ def _report(result: Any, output_format: str, order: list[str] | None = None) -> 
         e = result.error or {}
         node = f" in node {e['node_id']}" if e.get("node_id") else ""
         err.print(
-            f"[bold red]{result.phase.lower()}[/]: execution [bold]{result.execution_id}"
-            f"[/]{node}: {e.get('code', '')}: {e.get('message', '')}",
-            markup=True,
+            labelled(
+                result.phase.lower(),
+                f"execution {result.execution_id}{node}: {e.get('code', '')}: "
+                f"{e.get('message', '')}",
+            ),
             highlight=False,
         )
         if e.get("traceback"):

@@ -85,6 +85,26 @@ def _error_text(error: dict[str, Any] | None) -> str:
 _TARGET_KEYS = ("label", "weight", "name")
 
 
+def _dag(template: workflow_pb2.WorkflowTemplate) -> bytes:
+    """A workflow template without its source locations, for comparing DAGs."""
+    copy = workflow_pb2.WorkflowTemplate()
+    copy.CopyFrom(template)
+    copy.ClearField("location")
+    copy.ClearField("description")
+
+    def strip(node: workflow_pb2.Node) -> None:
+        node.ClearField("location")
+        if node.WhichOneof("target") == "branch":
+            for case in node.branch.cases:
+                strip(case.then_node)
+            if node.branch.HasField("else_node"):
+                strip(node.branch.else_node)
+
+    for node in copy.nodes:
+        strip(node)
+    return copy.SerializeToString(deterministic=True)
+
+
 def pick_target(backend: str, targets: Any, cluster: str, execution_id: str) -> dict[str, Any]:
     """The target of a multi-cluster backend that runs an execution.
 
@@ -347,7 +367,13 @@ class Engine:
             owner=owner,
             heartbeat_at=now,
         )
-        self.metadata.create_execution(rec)
+        try:
+            self.metadata.create_execution(rec)
+        except sa_exc.IntegrityError:
+            raise TaskfabricError(
+                f"execution name '{rec.name}' is already taken in {rec.project}/{rec.domain}: "
+                "choose another --name (or leave it out for a generated one)"
+            ) from None
         if on_start is not None:
             on_start(execution_id)
         return self._run(
@@ -580,17 +606,6 @@ class Engine:
         if rec.phase == SUCCEEDED:
             raise TaskfabricError(f"execution {rec.id} already succeeded; nothing to resume")
         queued = rec.phase == QUEUED
-        now = time.time()
-        stale_before = now - 3 * self.config.engine.heartbeat_seconds
-        dead = bool(rec.owner) and _owner_is_dead(rec.owner)
-        if not self.metadata.claim_execution(
-            rec.id, _owner(), now=now, stale_before=stale_before, force=force or dead
-        ):
-            age = now - (rec.heartbeat_at or now)
-            raise ExecutionBusyError(
-                f"execution {rec.id} is being run by {rec.owner} (last heartbeat {age:.0f}s "
-                "ago); wait for it, or pass --force if that process is gone"
-            )
         compiled = self.load_compiled(rec)
         if workflow is None and "<locals>" in rec.code.get("object", ""):
             raise TaskfabricError(
@@ -605,14 +620,25 @@ class Engine:
         if not isinstance(wf, WorkflowDefinition):
             raise TaskfabricError(f"{rec.code} is no longer a @workflow")
         # A registered workflow runs from its immutable code bundle: its DAG cannot differ.
-        if "bundle" not in rec.code and wf.compile().primary.SerializeToString(
-            deterministic=True
-        ) != compiled.primary.SerializeToString(deterministic=True):
+        # Otherwise tasks' code may have changed (fixing a task and resuming is the point),
+        # but not the DAG: its nodes, bindings and types (source lines do not count).
+        if "bundle" not in rec.code and _dag(wf.compile().primary) != _dag(compiled.primary):
             raise TaskfabricError(
                 f"the code of workflow '{wf.short_name}' changed since execution {rec.id} "
                 "started (its DAG differs), so it cannot be resumed; launch a new execution"
             )
         self.check_backends(compiled, rec.project)
+        now = time.time()
+        stale_before = now - 3 * self.config.engine.heartbeat_seconds
+        dead = bool(rec.owner) and _owner_is_dead(rec.owner)
+        if not self.metadata.claim_execution(
+            rec.id, _owner(), now=now, stale_before=stale_before, force=force or dead
+        ):
+            age = now - (rec.heartbeat_at or now)
+            raise ExecutionBusyError(
+                f"execution {rec.id} is being run by {rec.owner} (last heartbeat {age:.0f}s "
+                "ago); wait for it, or pass --force if that process is gone"
+            )
         inputs = types_pb2.LiteralMap()
         inputs.ParseFromString(self.literals.get(rec.inputs_uri))
         prior = {n.node_id: n for n in self.metadata.nodes(rec.id)}

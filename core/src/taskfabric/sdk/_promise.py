@@ -73,6 +73,12 @@ class Promise:
     def __le__(self, other: Any) -> Comparison:
         return self._cmp(other, _Op.COMPARISON_OPERATOR_LE)
 
+    def __and__(self, other: Any) -> Condition:
+        return Truth(self) & other
+
+    def __or__(self, other: Any) -> Condition:
+        return Truth(self) | other
+
     def is_true(self) -> Condition:
         """This boolean value itself as a condition."""
         return Truth(self)
@@ -84,11 +90,21 @@ class Promise:
 class Condition:
     """A boolean expression over promises, built with comparisons, `&` and `|`."""
 
-    def __and__(self, other: Condition) -> Condition:
-        return Conjunction(workflow_pb2.ConjunctionOperator.CONJUNCTION_OPERATOR_AND, self, other)
+    def __and__(self, other: Condition | Promise) -> Condition:
+        return Conjunction(
+            workflow_pb2.ConjunctionOperator.CONJUNCTION_OPERATOR_AND, self, _cond(other)
+        )
 
-    def __or__(self, other: Condition) -> Condition:
-        return Conjunction(workflow_pb2.ConjunctionOperator.CONJUNCTION_OPERATOR_OR, self, other)
+    def __or__(self, other: Condition | Promise) -> Condition:
+        return Conjunction(
+            workflow_pb2.ConjunctionOperator.CONJUNCTION_OPERATOR_OR, self, _cond(other)
+        )
+
+    def __rand__(self, other: Condition | Promise) -> Condition:
+        return _cond(other) & self
+
+    def __ror__(self, other: Condition | Promise) -> Condition:
+        return _cond(other) | self
 
     def __bool__(self) -> bool:
         raise TypeError(
@@ -201,6 +217,16 @@ class Conjunction(Condition):
                 right=self.right.to_proto(ctx, location),
             )
         )
+
+
+def _cond(value: Any) -> Condition:
+    cond = as_condition(value)
+    if cond is None:
+        raise TypeError(
+            f"cannot combine a condition with {value!r}: combine conditions on workflow "
+            "values, e.g. `(x > 1) & flag` where flag is a bool input or task output"
+        )
+    return cond
 
 
 def as_condition(value: Any) -> Condition | None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from google.protobuf import any_pb2, message
 
-from taskfabric.core.v1 import identifier_pb2, tasks_pb2, workflow_pb2
+from taskfabric.core.v1 import identifier_pb2, tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.errors import TaskDefinitionError
 from taskfabric.sdk._context import CompileContext, caller_location, current_context, location_text
 from taskfabric.sdk._interface import PyInterface, describe_function, extract_interface
@@ -251,6 +252,26 @@ def bind_call(
                 upstream.add(value.node_id)
             mapped_inputs.append(p.name)
             bindings.append(workflow_pb2.Binding(var=p.name, binding=value.binding))
+            continue
+        if (
+            mapped
+            and isinstance(value, list)
+            and typing.get_origin(p.py_type) is not list
+            and p.literal_type.WhichOneof("type") != "list_type"
+        ):
+            # A list given in the workflow body (constants and/or promises): map over it.
+            data = bind(
+                value,
+                types_pb2.LiteralType(list_type=p.literal_type),
+                list[p.py_type],  # type: ignore[name-defined]
+                ctx,
+                node=label,
+                input=p.name,
+                location=location,
+                upstream=upstream,
+            )
+            mapped_inputs.append(p.name)
+            bindings.append(workflow_pb2.Binding(var=p.name, binding=data))
             continue
         data = bind(
             value,

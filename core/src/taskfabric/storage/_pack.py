@@ -90,8 +90,8 @@ class PackStore:
             offset, length = int(offset_text), int(length_text)
         except ValueError:
             raise BlobNotFoundError(uri) from None
-        fd = self._reader(base)
-        raw = os.pread(fd, _HEADER.size + length, offset)
+        with self._read_lock:  # the LRU may close a descriptor: read while holding it
+            raw = os.pread(self._reader(base), _HEADER.size + length, offset)
         if len(raw) != _HEADER.size + length:
             raise CorruptRecordError(f"{uri}: record is truncated")
         size, crc = _HEADER.unpack_from(raw)
@@ -101,23 +101,23 @@ class PackStore:
         return payload
 
     def _reader(self, base_uri: str) -> int:
-        with self._read_lock:
-            fd = self._readers.get(base_uri)
-            if fd is not None:
-                self._readers.move_to_end(base_uri)
-                return fd
-            path = self.store.local_path(base_uri)
-            if path is None:
-                raise BlobNotFoundError(base_uri)
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                raise BlobNotFoundError(base_uri) from None
-            self._readers[base_uri] = fd
-            if len(self._readers) > self._max_readers:
-                _, old = self._readers.popitem(last=False)
-                os.close(old)
+        """An open descriptor of a segment; call with `_read_lock` held."""
+        fd = self._readers.get(base_uri)
+        if fd is not None:
+            self._readers.move_to_end(base_uri)
             return fd
+        path = self.store.local_path(base_uri)
+        if path is None:
+            raise BlobNotFoundError(base_uri)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise BlobNotFoundError(base_uri) from None
+        self._readers[base_uri] = fd
+        if len(self._readers) > self._max_readers:
+            _, old = self._readers.popitem(last=False)
+            os.close(old)
+        return fd
 
     def close_segment(self, prefix_uri: str) -> None:
         """Stop appending under `prefix_uri` (its execution ended)."""
