@@ -17,7 +17,6 @@ from taskfabric.metadata import (
     MetadataStore,
     NodeRecord,
 )
-from taskfabric.metadata._schema import metadata as schema
 
 VERSIONS = (
     Path(__file__).resolve().parents[2]
@@ -126,8 +125,12 @@ def test_claim_is_exclusive(tmp_path: Path) -> None:
 def _reset_postgres(url: str) -> None:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        schema.drop_all(conn)
-        conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+        # Every table in the database, alembic_version included: also those declared by modules
+        # this test does not import (pools, registry, ...), which would survive a drop of
+        # taskfabric.metadata._schema.metadata and make the migrations fail.
+        tables = sa.MetaData()
+        tables.reflect(conn)
+        tables.drop_all(conn)
     engine.dispose()
 
 

@@ -11,6 +11,7 @@ from taskfabric.cli._cache import cache
 from taskfabric.cli._common import CliState
 from taskfabric.cli._executions import executions
 from taskfabric.cli._plugins import plugins
+from taskfabric.cli._pools import pools
 from taskfabric.cli._run import run
 
 
@@ -47,6 +48,7 @@ cli.add_command(run)
 cli.add_command(executions)
 cli.add_command(cache)
 cli.add_command(plugins)
+cli.add_command(pools)
 
 
 def main() -> None:

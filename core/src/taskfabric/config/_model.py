@@ -8,8 +8,9 @@ context, which ``load_config`` does.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import platformdirs
 from pydantic import (
@@ -17,10 +18,12 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -149,6 +152,45 @@ class BackendConfig(_Section):
         return {**({"driver": data["driver"]} if "driver" in data else {}), "options": collected}
 
 
+_POOL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}\Z")
+PositiveInt = Annotated[int, Field(ge=1)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class PoolConfig(_Section):
+    """``[pools.<name>]``: a resource pool that tasks ask for with ``@task(pools={name: n})``."""
+
+    slots: int = Field(ge=1)
+    """How many slots may be held at once (a request may weigh several)."""
+    rate: float | None = Field(default=None, gt=0)
+    """Grants per ``per`` (a request of weight n takes n), as a token bucket. Unset: no limit."""
+    per: Literal["second", "minute"] = "second"
+    burst: int | None = Field(default=None, ge=1)
+    """The token bucket's size: grants allowed at once after a quiet spell. Unset: ``slots``."""
+    lease_ttl: float = Field(default=30.0, gt=0)
+    """Seconds a lease lives unless its holder renews it; a dead holder's slots come back then."""
+    project_caps: dict[str, PositiveInt] = Field(default_factory=dict)
+    """Most slots one project may hold; the key ``"*"`` is the cap of every other project."""
+    domain_caps: dict[str, PositiveInt] = Field(default_factory=dict)
+    """Most slots one domain may hold; the key ``"*"`` is the cap of every other domain."""
+    project_weights: dict[str, PositiveFloat] = Field(default_factory=dict)
+    """Fair-share weight of a project (default 1; ``"*"`` sets the default)."""
+
+    @field_validator("per")
+    @classmethod
+    def _per_needs_rate(cls, value: str, info: ValidationInfo) -> str:
+        # "rate" is missing from info.data when it failed validation itself: say nothing more
+        if "rate" in info.data and info.data["rate"] is None:
+            raise ValueError("per is set but rate is not; add rate or remove per")
+        return value
+
+    @property
+    def rate_per_second(self) -> float | None:
+        if self.rate is None:
+            return None
+        return self.rate / 60.0 if self.per == "minute" else self.rate
+
+
 class ProjectOverrides(_Section):
     """``[projects.<name>]``: settings that apply to one project's executions only."""
 
@@ -158,6 +200,9 @@ class ProjectOverrides(_Section):
     """Backends defined or redefined for this project (a whole table replaces the top-level one)."""
     cluster: str | None = None
     """Cluster label of the project's executions, for backends with several targets."""
+    pool_caps: dict[str, PositiveInt] = Field(default_factory=dict)
+    """Pool name -> most slots this project may hold in it (the same as the pool's
+    ``project_caps``; a pool must not set both for one project)."""
 
 
 class Config(_Section):
@@ -173,8 +218,48 @@ class Config(_Section):
     backends: dict[str, BackendConfig] = Field(default_factory=dict)
     projects: dict[str, ProjectOverrides] = Field(default_factory=dict)
     """Per-project overrides, e.g. ``[projects.ml.task_types]`` or ``[projects.ml.backends.x]``."""
+    pools: dict[str, PoolConfig] = Field(default_factory=dict)
+    """Resource pools by name (see ``taskfabric.pools``)."""
 
     _source: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _check_pools(self) -> Config:
+        """Pool names are valid, and ``[projects.<p>] pool_caps`` name pools that exist."""
+        problems = [
+            InitErrorDetails(
+                type=PydanticCustomError(
+                    "pool_name",
+                    "not a valid pool name: use letters, digits, '_', '.', ':' and '-', "
+                    "starting with a letter or digit, at most 255 characters",
+                ),
+                loc=("pools", name),
+                input=name,
+            )
+            for name in self.pools
+            if not _POOL_NAME.match(name)
+        ]
+        for project, override in self.projects.items():
+            for pool, cap in override.pool_caps.items():
+                loc = ("projects", project, "pool_caps", pool)
+                found = self.pools.get(pool)
+                if found is None:
+                    known = ", ".join(sorted(self.pools)) or "none"
+                    message = "no pool named {pool} in [pools] (defined: {known})"
+                    context = {"pool": repr(pool), "known": known}
+                elif project in found.project_caps:
+                    message = "also set as [pools.{pool}] project_caps.{project}; keep one"
+                    context = {"pool": pool, "project": project}
+                else:
+                    continue
+                problems.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError("pool_caps", message, context), loc=loc, input=cap
+                    )
+                )
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self
 
     @field_validator("task_types")
     @classmethod

@@ -1,0 +1,243 @@
+"""Resource pool benchmark: what a lease costs when the pool is free, on SQLite in one process.
+
+    python bench/bench_pools.py                 # P1-P4 on a temporary SQLite database
+    python bench/bench_pools.py --repeat 7
+    python bench/bench_pools.py --postgres postgresql+psycopg://u:p@127.0.0.1:5432/db
+
+- P1: acquire-and-release cycles per second, each call its own transaction (target >= 5,000/s).
+- P2: the latency pools add per task (target < 0.2 ms): a task costs the engine two loop ticks
+  (dispatch, completion), each one transaction with the tick's own writes (here: an event row).
+  Measured twice: with request/release folded into those tick transactions (``conn=``), and
+  as separate transactions of their own (the P1 figure).
+- P3: a fan-out: K requests and K releases folded into one transaction per tick.
+- P4: a contended pool: a queued request and the release that hands the slot on (no target).
+- raw: two write transactions per cycle (insert, then delete, two small tables) through bare
+  sqlite3: the floor for any design that commits each acquire and each release on this disk.
+
+Every figure is the median of ``--repeat`` runs; the machine's load moves them, so compare the
+ratio to ``raw`` too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from taskfabric.metadata import ExecutionRecord, MetadataStore
+from taskfabric.metadata._schema import events
+from taskfabric.pools import Holder, Lease, PoolManager, PoolSpec
+
+CYCLES_TARGET = 5_000.0
+ADDED_MS_TARGET = 0.2
+_serial = itertools.count()
+
+
+def _holder(project: str = "bench") -> Holder:
+    return Holder("bench-execution", f"n{next(_serial)}", 1, project, "development")
+
+
+def _median_rate(run: Callable[[], float], repeat: int) -> float:
+    run()  # warm up: statement caches, pages, the connection
+    return statistics.median(run() for _ in range(repeat))
+
+
+def p1_cycles(pm: PoolManager, n: int) -> float:
+    """Cycles per second, each request and release a transaction of its own."""
+    started = time.perf_counter()
+    for _ in range(n):
+        lease = pm.request(_holder(), {"api": 1})
+        assert lease is not None
+        pm.release(lease)
+    return n / (time.perf_counter() - started)
+
+
+def p2_ticks(pm: PoolManager, n: int, *, pools: bool) -> float:
+    """Seconds per task of ``n`` tasks, two tick transactions each (dispatch, completion),
+    each writing an event like the engine does; ``pools`` adds the request and the release."""
+    row = {"execution_id": "bench-execution", "node_id": "n", "phase": "RUNNING", "at": 0.0}
+    insert = events.insert()
+    started = time.perf_counter()
+    for _ in range(n):
+        with pm.begin() as conn:
+            conn.execute(insert, row)
+            lease = pm.request(_holder(), {"api": 1}, conn=conn) if pools else None
+        with pm.begin() as conn:
+            conn.execute(insert, row)
+            if lease is not None:
+                pm.release(lease, conn=conn)
+    return (time.perf_counter() - started) / n
+
+
+def p3_fan_out(pm: PoolManager, ticks: int, width: int) -> float:
+    """Cycles per second with ``width`` requests, then ``width`` releases, per transaction."""
+    started = time.perf_counter()
+    for _ in range(ticks):
+        with pm.begin() as conn:
+            leases: list[Lease] = []
+            for _ in range(width):
+                lease = pm.request(_holder(), {"wide": 1}, conn=conn)
+                assert lease is not None
+                leases.append(lease)
+        with pm.begin() as conn:
+            pm.release_many(leases, conn=conn)
+    return ticks * width / (time.perf_counter() - started)
+
+
+def p4_handoff(pm: PoolManager, n: int) -> float:
+    """Seconds per queued request plus the release that hands the only slot on to it."""
+    held = pm.request(_holder(), {"one": 1})
+    assert held is not None
+    started = time.perf_counter()
+    for _ in range(n):
+        assert pm.request(_holder(), {"one": 1}) is None
+        (held,) = pm.release(held)
+    elapsed = time.perf_counter() - started
+    pm.release(held)
+    return elapsed / n
+
+
+def raw_cycles(folder: Path, n: int) -> float:
+    """Two write transactions per cycle through bare sqlite3, WAL, synchronous=NORMAL."""
+    path = folder / f"raw-{uuid.uuid4().hex}.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE l (token INTEGER PRIMARY KEY AUTOINCREMENT, holder TEXT UNIQUE)")
+    db.execute("CREATE TABLE g (pool TEXT, token INT, PRIMARY KEY (pool, token)) WITHOUT ROWID")
+    started = time.perf_counter()
+    for i in range(n):
+        db.execute("BEGIN IMMEDIATE")
+        token = db.execute("INSERT INTO l (holder) VALUES (?) RETURNING token", (str(i),))
+        token = token.fetchone()[0]
+        db.execute("INSERT INTO g VALUES ('a', ?)", (token,))
+        db.execute("COMMIT")
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("DELETE FROM l WHERE token = ?", (token,))
+        db.execute("DELETE FROM g WHERE pool = 'a' AND token = ?", (token,))
+        db.execute("COMMIT")
+    rate = n / (time.perf_counter() - started)
+    db.close()
+    return rate
+
+
+def _manager(url: str) -> tuple[MetadataStore, PoolManager]:
+    store = MetadataStore(url)
+    store.create_execution(
+        ExecutionRecord(
+            id="bench-execution",
+            project="bench",
+            domain="development",
+            name=f"bench-{uuid.uuid4().hex[:8]}",
+            workflow_name="bench",
+            phase="RUNNING",
+            created_at=time.time(),
+        )
+    )
+    specs = {
+        "api": PoolSpec("api", 10),
+        "wide": PoolSpec("wide", 1_000),
+        "one": PoolSpec("one", 1),
+    }
+    return store, PoolManager(store.engine, specs, owner=f"bench:{os.getpid()}")
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def run_suite(url: str, label: str, repeat: int, folder: Path | None) -> bool:
+    store, pm = _manager(url)
+    ok = True
+    try:
+        print(f"-- {label}")
+        rate = _median_rate(lambda: p1_cycles(pm, 2_000), repeat)
+        met = rate >= CYCLES_TARGET
+        ok &= met
+        raw = _median_rate(lambda: raw_cycles(folder, 2_000), repeat) if folder else None
+        floor = f"; bare sqlite3 floor {raw:,.0f}/s, we reach {rate / raw:.0%} of it" if raw else ""
+        print(
+            f"P1 acquire+release, own transactions: {rate:8,.0f} cycles/s, "
+            f"{1e6 / rate:5.0f} us/cycle  (target >= {CYCLES_TARGET:,.0f}/s: {_verdict(met)}; "
+            f"{rate / CYCLES_TARGET:.2f}x of target{floor})"
+        )
+        base = statistics.median(p2_ticks(pm, 1_000, pools=False) for _ in range(repeat))
+        folded = statistics.median(p2_ticks(pm, 1_000, pools=True) for _ in range(repeat))
+        added = (folded - base) * 1000
+        met = added < ADDED_MS_TARGET
+        ok &= met
+        print(
+            f"P2 added per task, folded into the engine's tick transactions: {added:6.3f} ms "
+            f"(ticks alone {base * 1000:.3f} ms/task)  (target < {ADDED_MS_TARGET} ms: "
+            f"{_verdict(met)}; {added / ADDED_MS_TARGET:.2f}x of target)"
+        )
+        own = 1000 / rate
+        print(
+            f"P2 added per task, as transactions of their own:               {own:6.3f} ms "
+            f"(target < {ADDED_MS_TARGET} ms: {_verdict(own < ADDED_MS_TARGET)}; "
+            f"{own / ADDED_MS_TARGET:.2f}x of target)"
+        )
+        for width in (10, 100):
+            fan = _median_rate(lambda w=width: p3_fan_out(pm, 2_000 // w, w), repeat)
+            print(
+                f"P3 fan-out, {width:3d} requests then {width:3d} releases per transaction: "
+                f"{fan:9,.0f} cycles/s"
+            )
+        handoff = statistics.median(p4_handoff(pm, 300) for _ in range(repeat))
+        print(
+            f"P4 contended: queued request + release handing the slot on: {handoff * 1000:.2f} ms"
+        )
+    finally:
+        pm.close()
+        store.close()
+    return ok
+
+
+def _postgres_schema(url: str) -> tuple[str, Callable[[], None]]:
+    """A throwaway schema in the PostgreSQL database at ``url``."""
+    schema = f"bench_pools_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return scoped.render_as_string(hide_password=False), drop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="taskfabric resource pool benchmark")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
+    parser.add_argument("--postgres", default="", help="also run on this PostgreSQL database")
+    opts = parser.parse_args()
+    print(f"taskfabric pool benchmark ({os.cpu_count()} cores, median of {opts.repeat})")
+    with tempfile.TemporaryDirectory(prefix="taskfabric-bench-pools-") as tmp:
+        folder = Path(tmp)
+        ok = run_suite(f"sqlite:///{folder / 'pools.db'}", "SQLite (WAL)", opts.repeat, folder)
+    if opts.postgres:
+        url, drop = _postgres_schema(opts.postgres)
+        try:
+            run_suite(
+                url, "PostgreSQL (for information; targets are for SQLite)", opts.repeat, None
+            )
+        finally:
+            drop()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The statements of the hot path (grant on a free pool, release, renew) as DBAPI SQL.
+
+Building and executing SQLAlchemy Core statements costs tens of microseconds each, more than
+SQLite takes to run them, and an acquire-and-release cycle runs about eight; so these few are
+written once per dialect and run on the DBAPI cursor of the same connection (same transaction).
+Everything off the hot path uses SQLAlchemy Core. Table and column names are those of
+``_schema.py``; the tests run every statement on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy.engine import Connection
+
+_PARAM = re.compile(r":(\w+)")
+
+
+class PoolRow(NamedTuple):
+    name: str
+    tokens: float
+    refilled_at: float
+    paused_until: float
+
+
+class HotSql:
+    """The hot statements for one dialect (``sqlite`` or ``postgresql``)."""
+
+    def __init__(self, dialect: str) -> None:
+        self.postgres = dialect == "postgresql"
+        self._cache: dict[tuple[str, int], str] = {}
+
+    def _sql(self, text: str) -> str:
+        # Written with :name parameters (sqlite3's named style); psycopg wants %(name)s.
+        return _PARAM.sub(r"%(\1)s", text) if self.postgres else text
+
+    def _in(self, kind: str, count: int, template: str) -> str:
+        """``template`` with ``{names}`` replaced by ``count`` parameters n0, n1, ..."""
+        key = (kind, count)
+        sql = self._cache.get(key)
+        if sql is None:
+            names = ", ".join(f":n{i}" for i in range(count))
+            sql = self._cache[key] = self._sql(template.replace("{names}", names))
+        return sql
+
+    @staticmethod
+    def _params(values: Sequence[Any], **more: Any) -> dict[str, Any]:
+        params = {f"n{i}": value for i, value in enumerate(values)}
+        params.update(more)
+        return params
+
+    @staticmethod
+    def cursor(conn: Connection) -> Any:
+        return conn.connection.cursor()
+
+    # -- pools ----------------------------------------------------------------------------
+
+    def lock(self, cur: Any, names: Sequence[str] | None, *, write: bool) -> list[PoolRow]:
+        """The rows of ``names`` (all pools when ``None``), sorted by name, locked.
+
+        PostgreSQL: ``FOR UPDATE`` in name order, so two transactions never wait on each other
+        in a cycle. SQLite: with ``write``, the statement is an UPDATE, which takes the write
+        lock even in a transaction that pysqlite began lazily (someone else's); without it the
+        transaction is already ``BEGIN IMMEDIATE``.
+        """
+        cols = "name, tokens, refilled_at, paused_until"
+        where = "" if names is None else " WHERE name IN ({names})"
+        if self.postgres:
+            template = f"SELECT {cols} FROM pools{where} ORDER BY name FOR UPDATE"
+        elif write:
+            template = f"UPDATE pools SET updated_at = updated_at{where} RETURNING {cols}"
+        else:
+            template = f"SELECT {cols} FROM pools{where}"
+        kind = f"lock-{write}"
+        if names is None:
+            cur.execute(self._in(kind, -1, template))
+        else:
+            ordered = sorted(names)
+            cur.execute(self._in(kind, len(ordered), template), self._params(ordered))
+        return sorted((PoolRow(*row) for row in cur.fetchall()), key=lambda r: r.name)
+
+    def save_bucket(self, cur: Any, name: str, tokens: float, now: float) -> None:
+        cur.execute(
+            self._in(
+                "bucket",
+                0,
+                "UPDATE pools SET tokens = :tokens, refilled_at = :now WHERE name = :name",
+            ),
+            {"tokens": tokens, "now": now, "name": name},
+        )
+
+    # -- grants ---------------------------------------------------------------------------
+
+    def usage(self, cur: Any, names: Sequence[str]) -> tuple[list[tuple[str, str, str, int]], bool]:
+        """Slots held per (pool, project, domain) in ``names``, and whether anybody waits in
+        one of them (one round trip)."""
+        template = (
+            "SELECT pool, project, domain, SUM(weight), 0 FROM pool_grants "
+            "WHERE pool IN ({names}) GROUP BY pool, project, domain "
+            "UNION ALL SELECT * FROM (SELECT pool, '', '', 0, 1 FROM pool_waits "
+            "WHERE pool IN ({names}) LIMIT 1) AS waiting"
+        )
+        cur.execute(self._in("usage", len(names), template), self._params(names))
+        held, waiting = [], False
+        for pool, project, domain, total, is_waiter in cur.fetchall():
+            if is_waiter:
+                waiting = True
+            else:
+                held.append((pool, project, domain, int(total)))
+        return held, waiting
+
+    def waiting(self, cur: Any, names: Sequence[str] | None) -> bool:
+        """Whether anybody waits (in one of ``names``)."""
+        if names is None:
+            cur.execute(self._in("waiting", -1, "SELECT 1 FROM pool_waits LIMIT 1"))
+        else:
+            cur.execute(
+                self._in(
+                    "waiting",
+                    len(names),
+                    "SELECT 1 FROM pool_waits WHERE pool IN ({names}) LIMIT 1",
+                ),
+                self._params(names),
+            )
+        return cur.fetchone() is not None
+
+    def insert_lease(self, cur: Any, values: Mapping[str, Any]) -> int | None:
+        """The new lease's token, or ``None`` when the holder has a lease already."""
+        cur.execute(
+            self._in(
+                "lease",
+                0,
+                "INSERT INTO pool_leases (execution_id, node_id, attempt, project, domain, "
+                "owner, priority, acquired_at, expires_at, ttl, delivered) VALUES "
+                "(:execution_id, :node_id, :attempt, :project, :domain, :owner, :priority, "
+                ":acquired_at, :expires_at, :ttl, :delivered) "
+                "ON CONFLICT (execution_id, node_id, attempt) DO NOTHING RETURNING token",
+            ),
+            values,
+        )
+        row = cur.fetchone()
+        return None if row is None else int(row[0])
+
+    def insert_grants(self, cur: Any, rows: Iterable[Mapping[str, Any]]) -> None:
+        sql = self._in(
+            "grant",
+            0,
+            "INSERT INTO pool_grants (token, pool, weight, project, domain) "
+            "VALUES (:token, :pool, :weight, :project, :domain)",
+        )
+        for row in rows:
+            cur.execute(sql, row)
+
+    def delete_leases(self, cur: Any, tokens: Sequence[int], pools: Sequence[str]) -> list[int]:
+        """Delete leases by token: the lease rows first (a concurrent renew then finds
+        nothing), then their grants in ``pools`` (the pools of those leases; the queue path
+        also sweeps grants left without a lease). Returns the tokens that existed."""
+        cur.execute(
+            self._in(
+                "del-lease",
+                len(tokens),
+                "DELETE FROM pool_leases WHERE token IN ({names}) RETURNING token",
+            ),
+            self._params(tokens),
+        )
+        found = [int(row[0]) for row in cur.fetchall()]
+        if found:
+            params: dict[str, Any] = {f"t{i}": token for i, token in enumerate(found)}
+            params.update({f"n{i}": pool for i, pool in enumerate(pools)})
+            template = "DELETE FROM pool_grants WHERE pool IN ({names}) AND token IN ({tokens})"
+            key = (f"del-grant-{len(found)}", len(pools))
+            sql = self._cache.get(key)
+            if sql is None:
+                tokens_sql = ", ".join(f":t{i}" for i in range(len(found)))
+                sql = self._in(key[0], len(pools), template.replace("{tokens}", tokens_sql))
+            cur.execute(sql, params)
+        return found
+
+    def renew(self, cur: Any, tokens: Sequence[int], now: float) -> dict[int, float]:
+        """Extend the unexpired leases of ``tokens`` by their TTL; token -> new expiry."""
+        cur.execute(
+            self._in(
+                "renew",
+                len(tokens),
+                "UPDATE pool_leases SET expires_at = :now + ttl "
+                "WHERE token IN ({names}) AND expires_at >= :now RETURNING token, expires_at",
+            ),
+            self._params(tokens, now=now),
+        )
+        return {int(token): float(expires) for token, expires in cur.fetchall()}

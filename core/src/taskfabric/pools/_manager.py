@@ -1,0 +1,569 @@
+"""PoolManager: leases on pools, kept in the metadata database and shared by every engine."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from taskfabric.pools import _fair as fair
+from taskfabric.pools._spec import Holder, HolderStatus, Lease, PoolError, PoolStatus, WaiterStatus
+from taskfabric.pools._store import (
+    SLOW,
+    WS,
+    G,
+    L,
+    P,
+    PoolStore,
+    Queued,
+    Slow,
+    W,
+    holder_is,
+    holder_of,
+    refill,
+)
+
+
+class PoolManager(PoolStore):
+    """Grants, renews and releases leases on the pools of ``specs``.
+
+    All state is in the database behind ``engine`` (migrated to revision 0003 or later), so every
+    manager on that database, in any process on any host, shares it. ``owner`` names this
+    process (``host:pid``) in the leases and waiters it creates; ``clock`` gives epoch seconds.
+    Meant to be called from one thread (the engine's loop); every call is one or two short
+    transactions.
+    """
+
+    def _pass(
+        self,
+        conn: Connection,
+        now: float,
+        *,
+        caller: Holder | None = None,
+        executions: Collection[str] | None = (),
+    ) -> list[Lease]:
+        """Reclaim what expired, then grant every waiter the fairness rule lets through.
+
+        Every pool must be locked already. Returns, marked delivered, the leases granted to
+        ``caller`` when given, else to this owner's waiters of ``executions`` (``None``: of
+        any execution); every other grant waits for its owner's ``poll``.
+        """
+        self._reap(conn, now)
+        queued = self._queued(conn, limited=True)
+        if not queued:
+            return []
+        cur = self._hot.cursor(conn)
+        states, _ = self._states(cur, self._hot.lock(cur, None, write=False), now)
+        before = {name: state.tokens for name, state in states.items()}
+        owners = {q.waiter.seq: q.owner for q in queued}
+        decided = fair.plan(states, [q.waiter for q in queued], max_skips=self.max_skips)
+        mine: list[Lease] = []
+        if decided.granted:
+            seqs = [waiter.seq for waiter in decided.granted]
+            conn.execute(WS.delete().where(WS.c.seq.in_(seqs)))
+            conn.execute(W.delete().where(W.c.seq.in_(seqs)))
+        for waiter in decided.granted:
+            owner = owners[waiter.seq]
+            if caller is not None:
+                ours = waiter.holder.key == caller.key
+            else:
+                ours = owner == self.owner and (
+                    executions is None or waiter.holder.execution_id in executions
+                )
+            lease = self._grant(
+                cur,
+                waiter.holder,
+                waiter.weights,
+                owner=owner,
+                priority=waiter.priority,
+                now=now,
+                delivered=ours,
+            )
+            if lease is not None and ours:
+                mine.append(lease)
+        if decided.bypassed:
+            conn.execute(
+                W.update().where(W.c.seq.in_(sorted(decided.bypassed))).values(skips=W.c.skips + 1)
+            )
+        self._save_buckets(cur, before, states, now)
+        return mine
+
+    def _locked_pass(
+        self, conn: Connection, external: bool, executions: Collection[str]
+    ) -> list[Lease]:
+        self._lock(conn, None, external=external)
+        return self._pass(conn, self.clock(), executions=executions)
+
+    # -- requests -------------------------------------------------------------------------
+
+    def request(
+        self,
+        holder: Holder,
+        weights: Mapping[str, int],
+        priority: int = 0,
+        *,
+        conn: Connection | None = None,
+    ) -> Lease | None:
+        """A lease on every pool of ``weights`` (pool -> slots) at once, or ``None``: the holder
+        then waits in the queue of each of those pools until a pass grants it (``poll``).
+
+        Calling again for a queued holder keeps its place and tries again; for a holder that
+        holds a lease it returns that lease. Raises ``PoolError`` for an unknown pool or a
+        weight that could never be granted. ``conn``: run in the caller's transaction (see
+        ``begin``); the caller commits.
+        """
+        checked = self._check_request(holder, weights)
+        if conn is not None:
+            got = self._request_fast(conn, holder, checked, priority, external=True)
+            if isinstance(got, Slow):
+                return self._request_queued(conn, holder, checked, priority, external=True)
+            return got
+        got = self._run(lambda c: self._request_fast(c, holder, checked, priority))
+        if isinstance(got, Slow):
+            return self._run(lambda c: self._request_queued(c, holder, checked, priority))
+        return got
+
+    def _request_fast(
+        self,
+        conn: Connection,
+        holder: Holder,
+        weights: Mapping[str, int],
+        priority: int,
+        *,
+        external: bool = False,
+    ) -> Lease | Slow:
+        """Grant at once when nobody waits in these pools and the request fits as things are
+        (expired leases still count: reclaiming them is the queue path's job)."""
+        now = self.clock()
+        cur = self._hot.cursor(conn)
+        rows = [r for r in self._lock(conn, weights, external=external) if r.name in weights]
+        if len(rows) < len(weights):
+            return SLOW  # a pool row is missing: the queue path creates it
+        states, waiting = self._states(cur, rows, now)
+        if waiting or fair.blocked_by(states, fair.Waiter(holder, weights, priority, 0)):
+            return SLOW
+        lease = self._grant(
+            cur, holder, weights, owner=self.owner, priority=priority, now=now, delivered=True
+        )
+        if lease is None:
+            return SLOW  # the holder has a lease: the queue path returns it
+        before = {name: state.tokens for name, state in states.items()}
+        for name, weight in weights.items():
+            states[name].tokens -= weight
+        self._save_buckets(cur, before, states, now)
+        return lease
+
+    def _request_queued(
+        self,
+        conn: Connection,
+        holder: Holder,
+        weights: Mapping[str, int],
+        priority: int,
+        *,
+        external: bool = False,
+    ) -> Lease | None:
+        now = self.clock()
+        rows = self._lock(conn, None, external=external)
+        missing = set(weights) - {row.name for row in rows}
+        if missing:
+            self._insert_pool_rows(conn, missing, now)
+        for lease in self._leases(conn, holder_is(L, holder)):
+            if lease.expires_at >= now:
+                conn.execute(L.update().where(L.c.token == lease.token).values(delivered=True))
+                return lease
+        ttl = self._ttl(weights)
+        row = conn.execute(sa.select(W.c.seq, W.c.weights).where(holder_is(W, holder))).first()
+        if row is not None and json.loads(row.weights) != dict(weights):
+            self._delete_waiters(conn, W.c.seq == row.seq)  # it asks for something else now
+            row = None
+        if row is None:
+            seq = conn.execute(
+                W.insert()
+                .values(
+                    execution_id=holder.execution_id,
+                    node_id=holder.node_id,
+                    attempt=holder.attempt,
+                    project=holder.project,
+                    domain=holder.domain,
+                    owner=self.owner,
+                    priority=priority,
+                    weights=json.dumps(dict(weights), sort_keys=True),
+                    enqueued_at=now,
+                    expires_at=now + ttl,
+                    ttl=ttl,
+                    skips=0,
+                )
+                .returning(W.c.seq)
+            ).scalar_one()
+            conn.execute(
+                WS.insert(),
+                [
+                    {
+                        "pool": name,
+                        "seq": seq,
+                        "weight": weight,
+                        "project": holder.project,
+                        "priority": priority,
+                    }
+                    for name, weight in weights.items()
+                ],
+            )
+        else:
+            conn.execute(
+                W.update()
+                .where(W.c.seq == row.seq)
+                .values(expires_at=now + ttl, owner=self.owner, priority=priority)
+            )
+            conn.execute(WS.update().where(WS.c.seq == row.seq).values(priority=priority))
+        for lease in self._pass(conn, now, caller=holder):
+            if lease.holder.key == holder.key:
+                return lease
+        return None
+
+    def poll(
+        self, *, execution_id: str | None = None, conn: Connection | None = None
+    ) -> list[Lease]:
+        """Keep this owner's waiters alive, run a pass when it would grant something (buckets
+        refill, pushbacks end and leases expire with time, not with a call), and return the
+        leases granted to this owner's waiters that it has not been given yet.
+
+        Call it every loop tick while this process has waiters, and at least every
+        ``lease_ttl / 3``: a waiter not seen for a lease TTL leaves the queue, and a lease
+        granted to it expires unless renewed within the TTL. Cheap when there is nothing to
+        do: it only reads, so polling processes do not take turns at the write lock.
+
+        ``execution_id``: return only that execution's leases; the others stay for a poll
+        without it or with theirs (when one manager serves several executions, each asks
+        for its own).
+        """
+        now = self.clock()
+        keepalive = now >= self._keepalive_at
+        if conn is None:
+            undelivered, would_grant, waiters = self._read(
+                lambda c: self._poll_check(c, now, execution_id)
+            )
+            if not (undelivered or would_grant or (keepalive and waiters)):
+                return []
+
+        def work(c: Connection, external: bool) -> list[Lease]:
+            cur = self._hot.cursor(c)
+            handed: list[Lease] = []
+            if self._hot.waiting(cur, None):
+                self._lock(c, None, external=external)
+                if keepalive:
+                    c.execute(
+                        W.update().where(W.c.owner == self.owner).values(expires_at=now + W.c.ttl)
+                    )
+                handed = self._pass(
+                    c, now, executions=None if execution_id is None else {execution_id}
+                )
+            mine = (L.c.owner == self.owner) & (L.c.delivered == sa.false())
+            if execution_id is not None:
+                mine = mine & (L.c.execution_id == execution_id)
+            tokens = list(
+                c.execute(
+                    L.update().where(mine).values(delivered=True).returning(L.c.token)
+                ).scalars()
+            )
+            return handed + (self._leases(c, L.c.token.in_(tokens)) if tokens else [])
+
+        got = self._tx(conn, work)
+        if keepalive:
+            self._keepalive_at = now + self._keepalive_every
+        return got
+
+    def _poll_check(
+        self, conn: Connection, now: float, execution_id: str | None
+    ) -> tuple[bool, bool, bool]:
+        """Read only: are there leases to deliver to this owner, would a pass grant anything
+        (or reclaim an expired lease), does anybody wait?"""
+        mine = (L.c.owner == self.owner) & (L.c.delivered == sa.false())
+        if execution_id is not None:
+            mine = mine & (L.c.execution_id == execution_id)
+        undelivered = conn.execute(sa.select(L.c.token).where(mine).limit(1)).first() is not None
+        cur = self._hot.cursor(conn)
+        if not self._hot.waiting(cur, None):
+            return undelivered, False, False
+        expired = conn.execute(sa.select(L.c.token).where(L.c.expires_at < now).limit(1)).first()
+        if expired is not None:
+            return undelivered, True, True
+        queued = self._queued(conn, limited=True)
+        states, _ = self._states(cur, self._hot.lock(cur, None, write=False), now)
+        decided = fair.plan(states, [q.waiter for q in queued], max_skips=self.max_skips)
+        return undelivered, bool(decided.granted), True
+
+    # -- leases held ----------------------------------------------------------------------
+
+    def renew(self, lease: Lease, *, conn: Connection | None = None) -> Lease | None:
+        """Extend ``lease`` by its TTL. ``None`` when it expired, or was released or reclaimed:
+        the holder has lost its slots and must stop using the service."""
+        return self.renew_many([lease], conn=conn)[0]
+
+    def renew_many(
+        self, leases: Sequence[Lease], *, conn: Connection | None = None
+    ) -> list[Lease | None]:
+        """``renew`` for several leases in one statement; results in the same order."""
+        if not leases:
+            return []
+        tokens = [lease.token for lease in leases]
+
+        def work(c: Connection, external: bool) -> dict[int, float]:
+            return self._hot.renew(self._hot.cursor(c), tokens, self.clock())
+
+        renewed = self._tx(conn, work)
+        return [
+            Lease(lease.holder, lease.weights, lease.token, renewed[lease.token])
+            if lease.token in renewed
+            else None
+            for lease in leases
+        ]
+
+    def release(
+        self, lease: Lease, *, execution_id: str | None = None, conn: Connection | None = None
+    ) -> list[Lease]:
+        """Give the slots of ``lease`` back. A stale lease (expired and reclaimed, released
+        already) is a no-op: its token is never reused, so it cannot free anybody's slots.
+
+        When somebody waits in its pools, a pass hands the slots on at once; the result is
+        what went to this owner's waiters of the lease's execution (or of ``execution_id``);
+        grants to other waiters are picked up by ``poll``."""
+        return self.release_many([lease], execution_id=execution_id, conn=conn)
+
+    def release_many(
+        self,
+        leases: Sequence[Lease],
+        *,
+        execution_id: str | None = None,
+        conn: Connection | None = None,
+    ) -> list[Lease]:
+        """``release`` for several leases in one transaction."""
+        if not leases:
+            return []
+        names = sorted({name for lease in leases for name in lease.weights} & self.specs.keys())
+        tokens = [lease.token for lease in leases]
+        executions = (
+            {execution_id}
+            if execution_id is not None
+            else {lease.holder.execution_id for lease in leases}
+        )
+
+        def work(c: Connection, external: bool) -> bool:
+            cur = self._hot.cursor(c)
+            if not self._sqlite or (external and c not in self._write_locked):
+                # PostgreSQL: so that a pass running now sees this release or waits for it;
+                # SQLite: to take the write lock (a BEGIN IMMEDIATE has it already)
+                self._lock(c, names, external=external)
+            deleted = self._hot.delete_leases(cur, tokens, names)
+            return bool(deleted) and self._hot.waiting(cur, names)
+
+        if conn is not None:
+            # PostgreSQL: an external transaction holds every pool's lock, so the pass can
+            # follow in it; SQLite holds the write lock.
+            return self._locked_pass(conn, True, executions) if work(conn, True) else []
+        if not self._run(lambda c: work(c, False)):
+            return []
+        return self._run(lambda c: self._locked_pass(c, False, executions))
+
+    def cancel(
+        self, holder: Holder, *, execution_id: str | None = None, conn: Connection | None = None
+    ) -> list[Lease]:
+        """``holder`` wants nothing any more: leave every queue, and release its lease if it
+        was granted one (even one not picked up yet). Returns what the freed capacity went to
+        among this owner's waiters of the holder's execution (or of ``execution_id``)."""
+        executions = {holder.execution_id if execution_id is None else execution_id}
+        return self._drop(holder_is(W, holder), holder_is(L, holder), conn, executions)
+
+    def release_execution(self, execution_id: str, *, conn: Connection | None = None) -> None:
+        """Drop every lease and waiter of an execution, whoever owns them (an engine resuming
+        an execution that a dead engine owned). What the freed capacity goes to is picked up
+        by ``poll``."""
+        waiters, leases = W.c.execution_id == execution_id, L.c.execution_id == execution_id
+        self._drop(waiters, leases, conn, ())
+
+    def release_all(self, *, conn: Connection | None = None) -> None:
+        """Drop every lease and waiter of this owner (the engine is shutting down)."""
+        self._drop(W.c.owner == self.owner, L.c.owner == self.owner, conn, ())
+
+    def _drop(
+        self,
+        waiters: sa.ColumnElement[bool],
+        leases: sa.ColumnElement[bool],
+        conn: Connection | None,
+        executions: Collection[str],
+    ) -> list[Lease]:
+        def work(c: Connection, external: bool) -> list[Lease]:
+            self._lock(c, None, external=external)
+            self._delete_waiters(c, waiters)
+            self._delete_leases(c, leases)
+            return self._pass(c, self.clock(), executions=executions)
+
+        return self._tx(conn, work)
+
+    def reap_expired(self, *, conn: Connection | None = None) -> int:
+        """Reclaim every expired lease (and drop waiters not seen for a TTL), then grant what
+        the freed capacity allows. Returns how many leases were reclaimed. Passes reclaim
+        anyway whenever a waiter needs the capacity; this is for housekeeping and display."""
+
+        def work(c: Connection, external: bool) -> int:
+            self._lock(c, None, external=external)
+            now = self.clock()
+            reaped = self._reap(c, now, sweep=True)
+            self._pass(c, now)
+            return reaped
+
+        return self._tx(conn, work)
+
+    def pushback(self, pool: str, seconds: float, *, conn: Connection | None = None) -> float:
+        """The service behind ``pool`` pushed back (HTTP 429 with Retry-After, a throttling
+        error): grant nothing new in it for ``seconds`` and empty its bucket, which refills
+        from then on. Leases held are not touched. Returns when the pause ends."""
+        self._spec(pool)
+        if not (seconds >= 0 and math.isfinite(seconds)):
+            raise PoolError(f"pool '{pool}': pushback seconds must be >= 0, got {seconds!r}")
+
+        def work(c: Connection, external: bool) -> float:
+            now = self.clock()
+            rows = [r for r in self._lock(c, [pool], external=external) if r.name == pool]
+            if not rows:
+                self._insert_pool_rows(c, [pool], now)
+                rows = [r for r in self._lock(c, [pool], external=external) if r.name == pool]
+            until = max(rows[0].paused_until, now + seconds)
+            c.execute(
+                P.update()
+                .where(P.c.name == pool)
+                .values(paused_until=until, tokens=0.0, refilled_at=until)
+            )
+            return float(until)
+
+        return self._tx(conn, work)
+
+    def next_grant_time(self) -> float | None:
+        """When a pool that has waiters but too few tokens, or a pushback, can grant again (a
+        hint for when to ``poll``); ``None`` when no waiter waits on time."""
+
+        def work(conn: Connection) -> float | None:
+            now = self.clock()
+            least = {
+                pool: int(weight)
+                for pool, weight in conn.execute(
+                    sa.select(WS.c.pool, sa.func.min(WS.c.weight)).group_by(WS.c.pool)
+                ).all()
+            }
+            soonest: float | None = None
+            for row in self._hot.lock(self._hot.cursor(conn), None, write=False):
+                spec = self.specs.get(row.name)
+                if spec is None or row.name not in least:
+                    continue
+                at: float | None = None
+                if spec.rate is not None:
+                    missing = least[row.name] - refill(spec, row, now)
+                    if missing > 0 or row.paused_until > now:
+                        at = max(now, row.refilled_at) + max(0.0, missing) / spec.rate
+                elif row.paused_until > now:
+                    at = row.paused_until
+                if at is not None and (soonest is None or at < soonest):
+                    soonest = at
+            return soonest
+
+        return self._read(work)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _order(self, conn: Connection, now: float) -> tuple[list[Queued], set[int]]:
+        """Every waiter in service order, and the seqs that reserve capacity."""
+        queued = self._queued(conn, limited=False)
+        cur = self._hot.cursor(conn)
+        states, _ = self._states(cur, self._hot.lock(cur, None, write=False), now)
+        by_seq = {q.waiter.seq: q for q in queued}
+        order = fair.service_order(states, [q.waiter for q in queued])
+        reserving = {q.waiter.seq for q in queued if q.waiter.skips >= self.max_skips}
+        return [by_seq[w.seq] for w in order], reserving
+
+    def waiting_position(self, holder: Holder) -> dict[str, int]:
+        """``holder``'s place (1 = next) in the queue of each pool it waits for; empty when it
+        is not waiting. Reads every waiter: call it to show a status, not on every tick."""
+
+        def work(conn: Connection) -> dict[str, int]:
+            order, _ = self._order(conn, self.clock())
+            seen: dict[str, int] = {}
+            for queued in order:
+                for name in queued.waiter.weights:
+                    seen[name] = seen.get(name, 0) + 1
+                if queued.waiter.holder.key == holder.key:
+                    return {name: seen[name] for name in queued.waiter.weights}
+            return {}
+
+        return self._read(work)
+
+    def leases(self) -> list[Lease]:
+        """Every lease of this owner (delivered or not)."""
+        return self._read(lambda conn: self._leases(conn, L.c.owner == self.owner))
+
+    def status(self, names: Iterable[str] | None = None) -> list[PoolStatus]:
+        """Each configured pool (or those of ``names``): capacity, rate, in use, holders with
+        their times, waiters in the order they would be served."""
+        wanted = sorted(self.specs) if names is None else [self._spec(n).name for n in names]
+
+        def work(conn: Connection) -> list[PoolStatus]:
+            now = self.clock()
+            rows = {
+                row.name: row for row in self._hot.lock(self._hot.cursor(conn), wanted, write=False)
+            }
+            holders: dict[str, list[HolderStatus]] = {n: [] for n in wanted}
+            for row in conn.execute(
+                sa.select(L, G.c.pool, G.c.weight)
+                .join(G, G.c.token == L.c.token)
+                .where(G.c.pool.in_(wanted))
+                .order_by(L.c.acquired_at, L.c.token)
+            ).all():
+                holders[row.pool].append(
+                    HolderStatus(
+                        holder_of(row),
+                        row.weight,
+                        row.token,
+                        row.owner,
+                        row.acquired_at,
+                        row.expires_at,
+                    )
+                )
+            order, reserving = self._order(conn, now)
+            waiters: dict[str, list[WaiterStatus]] = {n: [] for n in wanted}
+            for queued in order:
+                waiter = queued.waiter
+                for name, weight in waiter.weights.items():
+                    if name in waiters:
+                        waiters[name].append(
+                            WaiterStatus(
+                                len(waiters[name]) + 1,
+                                waiter.holder,
+                                weight,
+                                waiter.priority,
+                                queued.owner,
+                                queued.enqueued_at,
+                                waiter.skips,
+                                waiter.seq in reserving,
+                            )
+                        )
+            result = []
+            for name in wanted:
+                spec = self.specs[name]
+                pool_row = rows.get(name)
+                tokens = None
+                paused = None
+                if pool_row is not None:
+                    if spec.rate is not None:
+                        tokens = refill(spec, pool_row, now)
+                    if pool_row.paused_until > now:
+                        paused = pool_row.paused_until
+                in_use = sum(h.weight for h in holders[name])
+                result.append(
+                    PoolStatus(
+                        spec, in_use, tokens, paused, tuple(holders[name]), tuple(waiters[name])
+                    )
+                )
+            return result
+
+        return self._read(work)

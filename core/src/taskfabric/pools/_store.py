@@ -1,0 +1,463 @@
+"""The database side of the pool manager: its connection and transactions, the pool rows
+(locks, buckets), the lease and waiter rows. ``PoolManager`` builds the grant logic and the
+API on it."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from taskfabric.pools import _fair as fair
+from taskfabric.pools._hot import HotSql, PoolRow
+from taskfabric.pools._schema import pool_grants, pool_leases, pool_waiters, pool_waits, pools
+from taskfabric.pools._spec import Holder, Lease, PoolError, PoolSpec
+
+T = TypeVar("T")
+
+# PostgreSQL: deadlock detected, serialization failure. Both leave nothing behind; try again.
+_RETRY_SQLSTATES = {"40P01", "40001"}
+_RETRIES = 8
+
+P, L, G, W, WS = pools, pool_leases, pool_grants, pool_waiters, pool_waits
+
+
+class Slow:
+    """The fast path could not decide; take the queue path."""
+
+
+SLOW = Slow()
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A waiter as read from the database: what the rule needs, and what status shows."""
+
+    waiter: fair.Waiter
+    owner: str
+    enqueued_at: float
+
+
+def holder_of(row: Any) -> Holder:
+    return Holder(row.execution_id, row.node_id, row.attempt, row.project, row.domain)
+
+
+def holder_is(table: sa.Table, holder: Holder) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        table.c.execution_id == holder.execution_id,
+        table.c.node_id == holder.node_id,
+        table.c.attempt == holder.attempt,
+    )
+
+
+class PoolStore:
+    """Rows and transactions of the pool tables for one manager (see ``PoolManager``)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        specs: Mapping[str, PoolSpec],
+        *,
+        owner: str,
+        clock: Callable[[], float] = time.time,
+        max_skips: int = 8,
+        lookahead: int = 64,
+    ) -> None:
+        for name, spec in specs.items():
+            if name != spec.name:
+                raise PoolError(f"pool spec keyed '{name}' is named '{spec.name}'")
+        if max_skips < 0 or lookahead < 1:
+            raise PoolError("max_skips must be >= 0 and lookahead >= 1")
+        self.engine = engine
+        self.specs: dict[str, PoolSpec] = dict(specs)
+        self.owner = owner
+        self.clock = clock
+        self.max_skips = max_skips
+        self.lookahead = lookahead
+        self._dialect = engine.dialect.name
+        if self._dialect not in ("sqlite", "postgresql"):
+            raise PoolError(f"pools need SQLite or PostgreSQL, not {self._dialect}")
+        self._sqlite = self._dialect == "sqlite"
+        self._hot = HotSql(self._dialect)
+        # Waiters live a lease TTL unless polled; poll refreshes them a few times per TTL.
+        self._keepalive_every = min((s.lease_ttl for s in self.specs.values()), default=30) / 3
+        self._keepalive_at = -math.inf
+        self._conn: Connection | None = None
+        self._conn_lock = threading.RLock()
+        self._passes = 0
+        self._write_locked: weakref.WeakSet[Connection] = weakref.WeakSet()
+        if self._sqlite:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
+        self._pool_insert = dialect_insert(P).on_conflict_do_nothing(index_elements=["name"])
+        self.sync()
+
+    # -- transactions ---------------------------------------------------------------------
+
+    def _run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one write transaction of its own; retried on a PostgreSQL deadlock.
+
+        The manager keeps one connection for these (checking one out of the engine's pool
+        and giving it back costs more than a grant on SQLite); a lock makes calls from several
+        threads take turns, and a connection the driver reports broken is replaced."""
+        with self._conn_lock:
+            for attempt in range(_RETRIES):
+                conn = self._conn
+                if conn is None or conn.closed or conn.invalidated:
+                    conn = self._conn = self.engine.connect()
+                try:
+                    conn.begin()
+                    if self._sqlite:
+                        # pysqlite begins lazily, at the first write, so a read-then-write
+                        # transaction could act on a state another process has since changed.
+                        # BEGIN IMMEDIATE takes the write lock first (busy_timeout waits).
+                        self._hot.cursor(conn).execute("BEGIN IMMEDIATE")
+                    result = work(conn)
+                    conn.commit()
+                    return result
+                except sa.exc.DBAPIError as exc:
+                    self._discard(conn, broken=exc.connection_invalidated)
+                    code = getattr(exc.orig, "sqlstate", None)
+                    if code not in _RETRY_SQLSTATES or attempt == _RETRIES - 1:
+                        raise
+                except BaseException:
+                    self._discard(conn, broken=False)
+                    raise
+                time.sleep(random.uniform(0, 0.002 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def _discard(self, conn: Connection, *, broken: bool) -> None:
+        """Roll back after an error; drop the connection if it cannot be trusted."""
+        try:
+            conn.rollback()
+        except sa.exc.DBAPIError:
+            broken = True
+        if broken:
+            conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        """Close the manager's connection (the engine and its pool stay the caller's)."""
+        with self._conn_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _tx(self, conn: Connection | None, work: Callable[[Connection, bool], T]) -> T:
+        """``work(conn, external)`` in the caller's transaction, or in one of its own."""
+        if conn is not None:
+            return work(conn, True)
+        return self._run(lambda c: work(c, False))
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` on the manager's connection without taking a write lock."""
+        with self._conn_lock:
+            conn = self._conn
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self._conn = self.engine.connect()
+            try:
+                return work(conn)
+            except sa.exc.DBAPIError as exc:
+                self._discard(conn, broken=exc.connection_invalidated)
+                raise
+            finally:
+                if self._conn is not None:
+                    self._conn.rollback()  # ends the read (PostgreSQL began a transaction)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed at the end of the block (rolled back
+        on an error): for passing as ``conn=`` to fold several calls, and the caller's own
+        writes, into one transaction. On SQLite it begins with ``BEGIN IMMEDIATE``."""
+        with self.engine.connect() as conn:
+            conn.begin()
+            if self._sqlite:
+                self._hot.cursor(conn).execute("BEGIN IMMEDIATE")
+            self._write_locked.add(conn)
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                self._write_locked.discard(conn)
+            conn.commit()
+
+    def _lock(
+        self, conn: Connection, names: Iterable[str] | None, *, external: bool = False
+    ) -> list[PoolRow]:
+        """The pool rows (all, or ``names``), locked. In a caller's transaction (``external``)
+        PostgreSQL locks every pool, so that any sequence of calls in it takes the locks in one
+        global order, and SQLite takes the write lock with an UPDATE."""
+        if external and not self._sqlite:
+            names = None
+        # SQLite: a transaction from begin() holds the write lock already (BEGIN IMMEDIATE)
+        write = external and conn not in self._write_locked
+        return self._hot.lock(
+            self._hot.cursor(conn), None if names is None else list(names), write=write
+        )
+
+    # -- configuration --------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Write this manager's specs to the pool rows (new pools start with a full bucket)."""
+        if not self.specs:
+            return
+        now = self.clock()
+
+        def work(conn: Connection) -> None:
+            self._insert_pool_rows(conn, self.specs, now)
+            for row in self._lock(conn, self.specs):
+                spec = self.specs[row.name]
+                conn.execute(
+                    P.update()
+                    .where(P.c.name == row.name)
+                    .values(
+                        slots=spec.slots,
+                        rate=spec.rate,
+                        burst=spec.bucket,
+                        lease_ttl=spec.lease_ttl,
+                        tokens=min(row.tokens, float(spec.bucket)),
+                        updated_at=now,
+                    )
+                )
+
+        self._run(work)
+
+    def _insert_pool_rows(self, conn: Connection, names: Iterable[str], now: float) -> None:
+        """Create the rows of pools that have none (new pools start with a full bucket)."""
+        conn.execute(
+            self._pool_insert,
+            [
+                {
+                    "name": spec.name,
+                    "slots": spec.slots,
+                    "rate": spec.rate,
+                    "burst": spec.bucket,
+                    "lease_ttl": spec.lease_ttl,
+                    "tokens": float(spec.bucket),
+                    "refilled_at": now,
+                    "paused_until": 0.0,
+                    "updated_at": now,
+                }
+                for spec in (self._spec(name) for name in names)
+            ],
+        )
+
+    def _spec(self, name: str) -> PoolSpec:
+        spec = self.specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self.specs)) or "none"
+            raise PoolError(
+                f"unknown pool '{name}' (configured pools: {known}); declare it under "
+                f"[pools.{name}] in the config file"
+            )
+        return spec
+
+    def validate_request(
+        self, weights: Mapping[str, int], *, project: str, domain: str, who: str = "a task"
+    ) -> dict[str, int]:
+        """``weights`` checked against the pools (for a launch, before anything is queued):
+        raises ``PoolError`` for an unknown pool or a weight that could never be granted to
+        ``project`` / ``domain``; ``who`` names the asker in the message."""
+        return self._check_request(Holder(who, "", 0, project, domain), weights, who=who)
+
+    def _check_request(
+        self, holder: Holder, weights: Mapping[str, int], *, who: str | None = None
+    ) -> dict[str, int]:
+        holder_text = who if who is not None else str(holder)
+        if not weights:
+            raise PoolError(f"{holder_text}: a pool request needs at least one pool")
+        checked = {}
+        for name, weight in weights.items():
+            spec = self._spec(name)
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+                raise PoolError(
+                    f"{holder_text}: pool '{name}': a request weighs an integer >= 1 slots, "
+                    f"got {weight!r}"
+                )
+            most = spec.most_grantable(holder.project, holder.domain)
+            if weight > most:
+                raise PoolError(
+                    f"{holder_text}: pool '{name}': asks for {weight} slots but at most {most} can "
+                    f"ever be granted to project '{holder.project}' / domain '{holder.domain}' "
+                    f"(slots {spec.slots}, burst {spec.bucket if spec.rate else '-'}, project "
+                    f"cap {spec.project_cap(holder.project) or '-'}, domain cap "
+                    f"{spec.domain_cap(holder.domain) or '-'}); lower the request or raise the "
+                    "pool's limits"
+                )
+            checked[name] = weight
+        return checked
+
+    def _ttl(self, names: Iterable[str]) -> float:
+        return min(self._spec(n).lease_ttl for n in names)
+
+    # -- pool state -----------------------------------------------------------------------
+
+    def _states(
+        self, cur: Any, rows: Iterable[PoolRow], now: float
+    ) -> tuple[dict[str, fair.PoolState], bool]:
+        """The states of the known pools of ``rows`` (in-use counts, buckets refilled to
+        ``now``), and whether anybody waits in one of them."""
+        states: dict[str, fair.PoolState] = {}
+        for row in rows:
+            spec = self.specs.get(row.name)
+            if spec is None:
+                continue
+            states[row.name] = fair.PoolState(
+                spec, tokens=refill(spec, row, now), paused=row.paused_until > now
+            )
+        if not states:
+            return states, False
+        held, waiting = self._hot.usage(cur, list(states))
+        for pool, project, domain, total in held:
+            states[pool].add(project, domain, total)
+        return states, waiting
+
+    def _save_buckets(
+        self,
+        cur: Any,
+        before: Mapping[str, float],
+        states: Mapping[str, fair.PoolState],
+        now: float,
+    ) -> None:
+        """Write the buckets that grants took tokens from (as refilled up to ``now``)."""
+        for name, state in states.items():
+            if state.spec.rate is not None and state.tokens != before[name]:
+                self._hot.save_bucket(cur, name, state.tokens, now)
+
+    # -- leases ---------------------------------------------------------------------------
+
+    def _grant(
+        self,
+        cur: Any,
+        holder: Holder,
+        weights: Mapping[str, int],
+        *,
+        owner: str,
+        priority: int,
+        now: float,
+        delivered: bool,
+    ) -> Lease | None:
+        """Insert a lease; ``None`` when the holder has one already."""
+        ttl = self._ttl(weights)
+        token = self._hot.insert_lease(
+            cur,
+            {
+                "execution_id": holder.execution_id,
+                "node_id": holder.node_id,
+                "attempt": holder.attempt,
+                "project": holder.project,
+                "domain": holder.domain,
+                "owner": owner,
+                "priority": priority,
+                "acquired_at": now,
+                "expires_at": now + ttl,
+                "ttl": ttl,
+                "delivered": delivered,
+            },
+        )
+        if token is None:
+            return None
+        self._hot.insert_grants(
+            cur,
+            (
+                {
+                    "token": token,
+                    "pool": name,
+                    "weight": weight,
+                    "project": holder.project,
+                    "domain": holder.domain,
+                }
+                for name, weight in weights.items()
+            ),
+        )
+        return Lease(holder, dict(weights), token, now + ttl)
+
+    def _leases(self, conn: Connection, where: sa.ColumnElement[bool]) -> list[Lease]:
+        rows = conn.execute(
+            sa.select(L, G.c.pool, G.c.weight)
+            .join(G, G.c.token == L.c.token)
+            .where(where)
+            .order_by(L.c.token)
+        ).all()
+        weights: dict[int, dict[str, int]] = {}
+        first: dict[int, Any] = {}
+        for row in rows:
+            weights.setdefault(row.token, {})[row.pool] = row.weight
+            first.setdefault(row.token, row)
+        return [
+            Lease(holder_of(row), weights[token], token, row.expires_at)
+            for token, row in first.items()
+        ]
+
+    def _delete_leases(self, conn: Connection, where: sa.ColumnElement[bool]) -> list[int]:
+        """Delete leases: the lease rows first, so that a concurrent renew finds nothing."""
+        tokens = list(conn.execute(L.delete().where(where).returning(L.c.token)).scalars())
+        if tokens:
+            conn.execute(G.delete().where(G.c.token.in_(tokens)))
+        return tokens
+
+    def _delete_waiters(self, conn: Connection, where: sa.ColumnElement[bool]) -> int:
+        seqs = list(conn.execute(W.delete().where(where).returning(W.c.seq)).scalars())
+        if seqs:
+            conn.execute(WS.delete().where(WS.c.seq.in_(seqs)))
+        return len(seqs)
+
+    def _reap(self, conn: Connection, now: float, *, sweep: bool = False) -> int:
+        """Delete expired leases and waiters not seen for a TTL; with ``sweep`` (and every
+        64th pass) also rows left without their lease or waiter, which no code path leaves but
+        which would hold slots forever if one did."""
+        reaped = len(self._delete_leases(conn, L.c.expires_at < now))
+        self._delete_waiters(conn, W.c.expires_at < now)
+        self._passes += 1
+        if sweep or self._passes % 64 == 0:
+            conn.execute(G.delete().where(G.c.token.not_in(sa.select(L.c.token))))
+            conn.execute(WS.delete().where(WS.c.seq.not_in(sa.select(W.c.seq))))
+        return reaped
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def _queued(self, conn: Connection, *, limited: bool) -> list[Queued]:
+        """The waiters a pass considers: the first ``lookahead`` of each project in each pool
+        (all of them when not ``limited``), in arrival order."""
+        stmt = sa.select(W)
+        if limited:
+            ranked = sa.select(
+                WS.c.seq,
+                sa.func.row_number()
+                .over(
+                    partition_by=(WS.c.pool, WS.c.project),
+                    order_by=(WS.c.priority.desc(), WS.c.seq),
+                )
+                .label("rank"),
+            ).subquery()
+            stmt = stmt.where(
+                W.c.seq.in_(sa.select(ranked.c.seq).where(ranked.c.rank <= self.lookahead))
+            )
+        queued = []
+        for row in conn.execute(stmt.order_by(W.c.seq)).all():
+            waiter = fair.Waiter(
+                holder_of(row), json.loads(row.weights), row.priority, row.seq, row.skips
+            )
+            queued.append(Queued(waiter, row.owner, row.enqueued_at))
+        return queued
+
+
+def refill(spec: PoolSpec, row: PoolRow, now: float) -> float:
+    """Tokens in the bucket at ``now`` (infinite without a rate)."""
+    if spec.rate is None:
+        return math.inf
+    elapsed = max(0.0, now - row.refilled_at)
+    return min(float(spec.bucket), row.tokens + elapsed * spec.rate)
