@@ -21,6 +21,9 @@ from taskfabric.errors import (
 )
 from taskfabric.sdk import (
     Cache,
+    Cron,
+    FixedRate,
+    LaunchPlan,
     Resources,
     Retry,
     TaskDefinition,
@@ -37,9 +40,12 @@ __version__ = "0.1.0"
 __all__ = [
     "Cache",
     "CompilationError",
+    "Cron",
     "Directory",
     "ExecutionFailedError",
     "File",
+    "FixedRate",
+    "LaunchPlan",
     "Resources",
     "Retry",
     "TaskDefinition",

@@ -12,6 +12,7 @@ from taskfabric.cli._common import CliState
 from taskfabric.cli._executions import executions
 from taskfabric.cli._plugins import plugins
 from taskfabric.cli._pools import pools
+from taskfabric.cli._registry import entities, launchplans, register
 from taskfabric.cli._run import run
 
 
@@ -48,6 +49,9 @@ cli.add_command(run)
 cli.add_command(executions)
 cli.add_command(cache)
 cli.add_command(plugins)
+cli.add_command(register)
+cli.add_command(launchplans)
+cli.add_command(entities)
 cli.add_command(pools)
 
 

@@ -26,6 +26,10 @@ class ExecutionRecord:
     error: dict[str, Any] | None = None
     owner: str = ""
     heartbeat_at: float | None = None
+    # The launch plan ("name:version") and schedule slot that launched it; the cluster it runs on.
+    launch_plan: str | None = None
+    scheduled_at: float | None = None
+    cluster: str | None = None
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The newest migration; a test checks that it matches migrations/versions.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 metadata = sa.MetaData()
 
@@ -34,6 +34,10 @@ executions = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("owner", sa.String(255), nullable=False, server_default=""),
     sa.Column("heartbeat_at", sa.Float),
+    # Set by launch plans (migration 0004): "name:version", the schedule slot, the cluster.
+    sa.Column("launch_plan", sa.String(512)),
+    sa.Column("scheduled_at", sa.Float),
+    sa.Column("cluster", sa.String(255)),
     sa.UniqueConstraint("project", "domain", "name", name="uq_executions_name"),
 )
 sa.Index("ix_executions_created", executions.c.created_at)

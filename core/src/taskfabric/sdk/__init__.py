@@ -1,6 +1,7 @@
 """The Python SDK: declare tasks and workflows."""
 
 from taskfabric.sdk._conditional import ConditionBuilder, conditional
+from taskfabric.sdk._launch_plan import Cron, FixedRate, LaunchPlan, LaunchPlanError
 from taskfabric.sdk._map import MapTask, map_task
 from taskfabric.sdk._promise import Condition, Promise
 from taskfabric.sdk._settings import Cache, Resources, Retry
@@ -11,6 +12,10 @@ __all__ = [
     "Cache",
     "Condition",
     "ConditionBuilder",
+    "Cron",
+    "FixedRate",
+    "LaunchPlan",
+    "LaunchPlanError",
     "MapTask",
     "Promise",
     "Resources",

@@ -1,0 +1,272 @@
+"""`taskfabric register`, `taskfabric launchplans list | activate | deactivate`,
+`taskfabric entities list`"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+
+from taskfabric.cli._common import EXIT_FAILED, err, fmt_age, out, state, user_errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _scope_options(fn: F) -> F:
+    fn = click.option(
+        "--domain", default=None, help="Domain (default: [project] domain of the config)."
+    )(fn)
+    return click.option(
+        "--project", default=None, help="Project (default: [project] name of the config)."
+    )(fn)
+
+
+def _scope(project: str | None, domain: str | None) -> tuple[str, str]:
+    with user_errors():
+        cfg = state().config.project
+    return project or cfg.name, domain or cfg.domain
+
+
+@contextmanager
+def _registry() -> Iterator[Any]:
+    from taskfabric.registry import registry_for
+
+    registry = registry_for(state().config)
+    try:
+        yield registry
+    finally:
+        registry.metadata.close()
+
+
+def _utc(at: float | None) -> str:
+    return "-" if at is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at))
+
+
+@click.command()
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@_scope_options
+@click.option(
+    "--version", "version", required=True, help="The version to register, e.g. a git sha."
+)
+@click.option(
+    "--activate",
+    is_flag=True,
+    help="Also make this version the active one of every launch plan registered.",
+)
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+def register(
+    path: Path,
+    project: str | None,
+    domain: str | None,
+    version: str,
+    activate: bool,
+    output_format: str,
+) -> None:
+    """Register the tasks, workflows and launch plans under PATH (a folder, a package or a
+    .py file) as VERSION, with a bundle of its source tree.
+
+    Registering the same content again changes nothing; different content under an existing
+    version is refused with a diff.
+    """
+    from taskfabric.registry import RegistrationConflict
+
+    project, domain = _scope(project, domain)
+    with user_errors(), _registry() as registry:
+        try:
+            result = registry.register(path, project=project, domain=domain, version=version)
+        except RegistrationConflict as exc:
+            err.print("[bold red]error:[/] registration refused", markup=True)
+            err.print(str(exc), markup=False, highlight=False)
+            sys.exit(EXIT_FAILED)
+        if activate:
+            for e in result.entities:
+                if e.kind == "launch_plan":
+                    registry.activate(project, domain, e.name, version)
+    if output_format == "json":
+        out.print_json(
+            json.dumps(
+                {
+                    "project": result.project,
+                    "domain": result.domain,
+                    "version": result.version,
+                    "bundle": result.bundle_uri,
+                    "entities": [vars(e) for e in result.entities],
+                    "skipped": list(result.skipped),
+                }
+            )
+        )
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("KIND", "NAME", "VERSION", "STATUS"):
+        table.add_column(col)
+    for e in result.entities:
+        status = "[green]registered[/]" if e.status == "registered" else "[dim]unchanged[/]"
+        table.add_row(e.kind.replace("_", " "), e.name, e.version, status)
+    out.print(table)
+    if result.skipped:
+        err.print(f"not imported: {', '.join(result.skipped)}", markup=False)
+    summary = (
+        "nothing new: every entity was registered before with the same content"
+        if result.unchanged
+        else f"registered {project}/{domain} version {version}"
+    )
+    err.print(f"{summary} (bundle {result.bundle_digest[:12]})", markup=False)
+
+
+@click.group()
+def launchplans() -> None:
+    """Launch plans: list them, activate or deactivate a version."""
+
+
+@launchplans.command("list")
+@_scope_options
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+def list_launch_plans(project: str | None, domain: str | None, output_format: str) -> None:
+    """Launch plans with their active version, schedule and next run."""
+    from taskfabric.registry import describe_schedule, next_slot
+
+    project, domain = _scope(project, domain)
+    now = time.time()
+    rows = []
+    with user_errors(), _registry() as registry:
+        active = {s.name: s for s in registry.active_launch_plans(project, domain)}
+        latest: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        for info in registry.list_entities("launch_plan", project, domain):
+            latest.setdefault(info.name, info)
+            counts[info.name] = counts.get(info.name, 0) + 1
+        for name, info in latest.items():
+            st = active.get(name)
+            spec = registry.get_launch_plan(
+                project, domain, name, st.version if st else info.version
+            )
+            upcoming = None
+            if st is not None and spec.HasField("schedule"):
+                upcoming = next_slot(
+                    spec.schedule, anchor=st.activated_at, after=max(now, st.last_slot)
+                )
+            rows.append(
+                {
+                    "name": name,
+                    "active_version": st.version if st else None,
+                    "latest_version": info.version,
+                    "versions": counts[name],
+                    "workflow": spec.workflow_id.name,
+                    "schedule": describe_schedule(spec.schedule),
+                    "next_run": upcoming,
+                    "activated_at": st.activated_at if st else None,
+                }
+            )
+    if output_format == "json":
+        out.print_json(json.dumps(rows))
+        return
+    if not rows:
+        err.print(f"no launch plans registered in {project}/{domain}")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("NAME", "ACTIVE", "LATEST", "WORKFLOW", "SCHEDULE", "NEXT RUN", "ACTIVATED"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["active_version"] or "[dim]-[/]",
+            f"{r['latest_version']} ({r['versions']})",
+            r["workflow"],
+            r["schedule"],
+            _utc(r["next_run"]),
+            fmt_age(r["activated_at"]),
+        )
+    out.print(table)
+
+
+@launchplans.command("activate")
+@click.argument("name")
+@click.option("--version", "version", required=True, help="The version to make active.")
+@_scope_options
+def activate_launch_plan(name: str, version: str, project: str | None, domain: str | None) -> None:
+    """Make VERSION the active version of launch plan NAME (its schedule replaces the
+    previous version's)."""
+    project, domain = _scope(project, domain)
+    with user_errors(), _registry() as registry:
+        previous = registry.active_version(project, domain, name)
+        registry.activate(project, domain, name, version)
+    if previous == version:
+        err.print(f"launch plan {name} version {version} was already active", markup=False)
+    else:
+        moved = f" (was {previous})" if previous else ""
+        err.print(f"launch plan {name}: version {version} is active{moved}", markup=False)
+
+
+@launchplans.command("deactivate")
+@click.argument("name")
+@_scope_options
+def deactivate_launch_plan(name: str, project: str | None, domain: str | None) -> None:
+    """Deactivate launch plan NAME: its schedule stops."""
+    project, domain = _scope(project, domain)
+    with user_errors(), _registry() as registry:
+        done = registry.deactivate(project, domain, name)
+    err.print(
+        f"launch plan {name} deactivated" if done else f"launch plan {name} was not active",
+        markup=False,
+    )
+
+
+@click.group()
+def entities() -> None:
+    """Registered tasks, workflows and launch plans."""
+
+
+@entities.command("list")
+@click.option(
+    "--kind",
+    type=click.Choice(["task", "workflow", "launch_plan"]),
+    default=None,
+    help="Only this kind (default: all).",
+)
+@click.option("--name", default=None, help="Only this entity: lists its versions.")
+@_scope_options
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+def list_entities(
+    kind: str | None,
+    name: str | None,
+    project: str | None,
+    domain: str | None,
+    output_format: str,
+) -> None:
+    """Registered entities, newest version first."""
+    from taskfabric.registry import KINDS
+
+    project, domain = _scope(project, domain)
+    with user_errors(), _registry() as registry:
+        found = [
+            e
+            for k in ([kind] if kind else list(KINDS))
+            for e in registry.list_entities(k, project, domain, name)
+        ]
+    if output_format == "json":
+        out.print_json(json.dumps([vars(e) for e in found]))
+        return
+    if not found:
+        err.print(f"nothing registered in {project}/{domain}: `taskfabric register PATH` does that")
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("KIND", "NAME", "VERSION", "REGISTERED", "DIGEST"):
+        table.add_column(col)
+    for e in found:
+        table.add_row(
+            e.kind.replace("_", " "), e.name, e.version, fmt_age(e.created_at), e.digest[:12]
+        )
+    out.print(table)
