@@ -50,7 +50,7 @@ def test_unknown_section_at_the_top_level(tmp_path: Path) -> None:
     assert "  taskfabric.toml:1: title: unknown key; allowed keys at the top level: " in message
     assert (
         "  taskfabric.toml:3: engin: unknown key; allowed keys at the top level: backends, "
-        "engine, logging, metadata, pools, project, projects, storage, task_types. "
+        "engine, logging, metadata, pools, project, projects, server, storage, task_types. "
         "Did you mean 'engine'?"
     ) in message
     assert "title: unknown key" in message.splitlines()[1]  # sorted by line

@@ -10,10 +10,12 @@ from taskfabric import __version__
 from taskfabric.cli._cache import cache
 from taskfabric.cli._common import CliState
 from taskfabric.cli._executions import executions
+from taskfabric.cli._launch import launch
 from taskfabric.cli._plugins import plugins
 from taskfabric.cli._pools import pools
 from taskfabric.cli._registry import entities, launchplans, register
 from taskfabric.cli._run import run
+from taskfabric.cli._server import server, tokens
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -53,6 +55,9 @@ cli.add_command(register)
 cli.add_command(launchplans)
 cli.add_command(entities)
 cli.add_command(pools)
+cli.add_command(launch)
+cli.add_command(server)
+cli.add_command(tokens)
 
 
 def main() -> None:

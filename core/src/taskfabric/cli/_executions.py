@@ -1,4 +1,4 @@
-"""`taskfabric executions list | show | resume`"""
+"""`taskfabric executions list | show | resume | run | cancel | relaunch | recover`"""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from taskfabric.cli._common import (
     state,
     user_errors,
 )
+from taskfabric.cli._remote import as_record, print_detail, print_json, remote_client
 from taskfabric.core.v1 import types_pb2
 from taskfabric.metadata import NodeRecord
 
@@ -56,14 +57,23 @@ def list_executions(
     output_format: str,
 ) -> None:
     """Recent executions, newest first."""
-    with user_errors(), _engine() as engine:
-        rows = engine.metadata.list_executions(
-            project=project,
-            domain=domain,
-            phases=[p.upper() for p in phase] or None,
-            workflow=workflow,
-            limit=limit,
-        )
+    with user_errors():
+        client = remote_client()
+    if client is not None:
+        with client, user_errors():
+            found = client.executions(
+                project=project, domain=domain, phases=phase, workflow=workflow, limit=limit
+            )
+            rows = [as_record(e) for e in found]
+    else:
+        with user_errors(), _engine() as engine:
+            rows = engine.metadata.list_executions(
+                project=project,
+                domain=domain,
+                phases=[p.upper() for p in phase] or None,
+                workflow=workflow,
+                limit=limit,
+            )
     if output_format == "json":
         out.print_json(json.dumps([vars(r) for r in rows], default=str))
         return
@@ -124,6 +134,18 @@ def _node_sort_key(node_id: str) -> list[Any]:
 )
 def show(execution: str, show_all: bool, events: bool, no_values: bool, output_format: str) -> None:
     """One execution: its phase, inputs, outputs, and every node with attempts and errors."""
+    with user_errors():
+        client = remote_client()
+    if client is not None:
+        with client, user_errors():
+            detail = client.execution(
+                execution, values=not no_values, events=events, display=output_format == "text"
+            )
+        if output_format == "json":
+            print_json(detail)
+        else:
+            print_detail(detail, show_all=show_all, no_values=no_values)
+        return
     with user_errors(), _engine() as engine:
         rec = engine.find_execution(execution)
         nodes = sorted(engine.metadata.nodes(rec.id), key=lambda n: _node_sort_key(n.node_id))
@@ -346,3 +368,61 @@ def resume(execution: str, force: bool) -> None:
         engine.close()
     if not result.succeeded:
         sys.exit(EXIT_FAILED)
+
+
+@executions.command("cancel")
+@click.argument("execution")
+@click.option("--reason", default="cancelled by a user", show_default=True)
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+def cancel(execution: str, reason: str, output_format: str) -> None:
+    """Cancel an execution: a queued one at once, a running one within about a second."""
+    from taskfabric.cli._remote import control
+
+    with user_errors(), control() as plane:
+        result = plane.cancel(execution, reason)
+    if output_format == "json":
+        print_json(result)
+    elif result.phase in ("QUEUED", "RUNNING"):
+        err.print(f"execution {result.id}: cancel requested; its engine aborts it shortly")
+    else:
+        err.print(f"execution {result.id}: {phase_text(result.phase)}")
+
+
+@executions.command("relaunch")
+@click.argument("execution")
+@click.option("--name", default=None, help="The new execution's name (default: random).")
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+def relaunch(execution: str, name: str | None, output_format: str) -> None:
+    """Launch the same workflow version again with the same inputs."""
+    from taskfabric.cli._remote import control, print_launched
+
+    with user_errors(), control() as plane:
+        launched = plane.relaunch(execution, name)
+    print_launched(launched, output_format, local=plane.local)
+
+
+@executions.command("recover")
+@click.argument("execution")
+@click.option(
+    "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
+)
+def recover(execution: str, output_format: str) -> None:
+    """Queue a failed or aborted execution again: a worker resumes it, and its succeeded
+    nodes keep their outputs instead of running again."""
+    from taskfabric.cli._remote import control
+
+    with user_errors(), control() as plane:
+        result = plane.recover(execution)
+    if output_format == "json":
+        print_json(result)
+        return
+    err.print(
+        f"execution [bold]{result.id}[/] is {phase_text(result.phase)} again: a worker resumes "
+        "it, and its succeeded nodes are not run again"
+    )
+    if plane.local:
+        err.print(f"  or resume it here: `taskfabric executions resume {result.id}`")

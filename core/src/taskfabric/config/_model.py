@@ -191,6 +191,40 @@ class PoolConfig(_Section):
         return self.rate / 60.0 if self.per == "minute" else self.rate
 
 
+class ServerConfig(_Section):
+    """``[server]``: the control plane server (``taskfabric server``), and the server the command
+    line talks to (``url``)."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    """Address ``taskfabric server`` listens on."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """Port ``taskfabric server`` listens on (0: any free port, logged at start)."""
+    workers: int = Field(default=2, ge=0)
+    """Engine processes running executions at once (0: the server runs none; other servers
+    or ``WorkerPool``s on the same database do)."""
+    auth: bool = True
+    """Require an API token on every request. Turn off only for a single user on one host."""
+    scheduler: bool = True
+    """Launch the active launch plans' schedules (one or more servers may run it at once)."""
+    url: str | None = None
+    """The server the command line talks to, e.g. ``"http://ci.example:8080"``. Unset: the
+    command line uses this config's own database and blob store."""
+    token_file: Path | None = Field(default=None, strict=False)
+    """A file holding the API token for ``url`` (``$TASKFABRIC_TOKEN`` wins over it)."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("give an http:// or https:// URL, e.g. http://127.0.0.1:8080")
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("token_file")
+    @classmethod
+    def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve_path(value, info)
+
+
 class ProjectOverrides(_Section):
     """``[projects.<name>]``: settings that apply to one project's executions only."""
 
@@ -213,6 +247,7 @@ class Config(_Section):
     metadata: MetadataConfig = Field(default_factory=MetadataConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     task_types: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TASK_TYPES))
     """Task type -> backend name. Merged over the defaults (``python = "local"``)."""
     backends: dict[str, BackendConfig] = Field(default_factory=dict)

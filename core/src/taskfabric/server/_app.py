@@ -1,0 +1,361 @@
+"""The HTTP API: FastAPI routes over the control plane, versioned under /api/v1.
+
+Every route but /healthz needs a token (`Authorization: Bearer tf_...`) unless the server runs
+with `[server] auth = false`. Errors are JSON `{"detail": "..."}` (see `Problem`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from taskfabric import __version__
+from taskfabric.config import Config
+from taskfabric.errors import TaskfabricError
+from taskfabric.server import _models as m
+from taskfabric.server._auth import Principal
+from taskfabric.server._service import ApiError, ControlPlane, Invalid, NotFound
+
+API_PREFIX = "/api/v1"
+#: The largest registration package accepted (code bundle and templates), in bytes.
+MAX_PACKAGE_BYTES = 256 * 1024 * 1024
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token (`taskfabric tokens create --project P --role R`).",
+)
+
+
+def _plane(request: Request) -> ControlPlane:
+    plane: ControlPlane = request.app.state.plane
+    return plane
+
+
+def _principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Principal:
+    return _plane(request).authenticate(credentials.credentials if credentials else None)
+
+
+Plane = Annotated[ControlPlane, Depends(_plane)]
+Who = Annotated[Principal, Depends(_principal)]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": m.Problem, "description": "No token, or an unknown or revoked one."},
+    403: {"model": m.Problem, "description": "The token's role does not allow this."},
+    404: {"model": m.Problem, "description": "Not found, or in a project the token cannot see."},
+    409: {"model": m.Problem, "description": "Conflicts with the current state."},
+    422: {"model": m.Problem, "description": "Invalid request: the detail names what."},
+}
+
+api = APIRouter(prefix=API_PREFIX, responses=_ERRORS)
+Scope = "/projects/{project}/domains/{domain}"
+
+
+@api.get("/whoami", tags=["auth"], summary="The token making this request")
+def whoami(plane: Plane, who: Who) -> m.WhoAmI:
+    return plane.whoami(who)
+
+
+# -- projects ---------------------------------------------------------------------------
+
+
+@api.get("/projects", tags=["projects"], summary="Projects this token can see")
+def projects(plane: Plane, who: Who) -> list[m.ProjectInfo]:
+    return plane.projects(who)
+
+
+@api.get("/projects/{project}/domains", tags=["projects"], summary="Domains of a project")
+def domains(plane: Plane, who: Who, project: str) -> list[str]:
+    return plane.domains(who, project)
+
+
+# -- registry ---------------------------------------------------------------------------
+
+
+@api.post(
+    Scope + "/registrations",
+    tags=["registry"],
+    status_code=201,
+    summary="Register a package (admin)",
+    description="The body is a registration package (`Package.to_bytes()`, an uncompressed "
+    "tar of a manifest, the compiled templates and the code bundle) that `taskfabric "
+    "register` builds where the code is. The server checks it and records it; it never "
+    "imports registered code. Registering identical content again changes nothing "
+    "(`unchanged`); a registered version with other content is a 409 with a diff.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def register(
+    request: Request, plane: Plane, who: Who, project: str, domain: str
+) -> m.Registration:
+    size = int(request.headers.get("content-length") or 0)
+    if size > MAX_PACKAGE_BYTES:
+        raise Invalid(f"the package is {size} bytes; the largest accepted is {MAX_PACKAGE_BYTES}")
+    data = await request.body()
+    return await run_in_threadpool(plane.register, who, project, domain, data)
+
+
+@api.get(Scope + "/entities", tags=["registry"], summary="Registered entities")
+def entities(
+    plane: Plane,
+    who: Who,
+    project: str,
+    domain: str,
+    kind: Annotated[str, Query(description="task, workflow or launch_plan")] = "workflow",
+    name: Annotated[str | None, Query(description="Only versions of this name.")] = None,
+) -> list[m.Entity]:
+    """Every registered version, grouped by name, newest version first."""
+    return plane.entities(who, project, domain, kind, name)
+
+
+@api.get(
+    Scope + "/entities/{kind}/{name}/versions",
+    tags=["registry"],
+    summary="Versions of one entity",
+)
+def versions(
+    plane: Plane, who: Who, project: str, domain: str, kind: str, name: str
+) -> list[m.Entity]:
+    found = plane.entities(who, project, domain, kind, name)
+    if not found:
+        raise NotFound(f"no {kind.replace('_', ' ')} '{name}' is registered in {project}/{domain}")
+    return found
+
+
+@api.get(
+    Scope + "/workflows/{name}",
+    tags=["registry"],
+    summary="A registered workflow and its interface",
+)
+def workflow(
+    plane: Plane,
+    who: Who,
+    project: str,
+    domain: str,
+    name: str,
+    version: Annotated[str | None, Query(description="Default: the latest.")] = None,
+) -> m.WorkflowDetail:
+    return plane.workflow(who, project, domain, name, version)
+
+
+# -- executions -------------------------------------------------------------------------
+
+
+@api.post(
+    Scope + "/executions",
+    tags=["executions"],
+    status_code=201,
+    summary="Launch a workflow or launch plan (launcher)",
+    responses={200: {"model": m.Launched, "description": "An execution of that name existed."}},
+)
+def launch(
+    plane: Plane, who: Who, project: str, domain: str, body: m.LaunchRequest, response: Response
+) -> m.Launched:
+    launched = plane.launch(who, project, domain, body)
+    if not launched.created:
+        response.status_code = 200
+    return launched
+
+
+@api.get("/executions", tags=["executions"], summary="Executions, newest first")
+def list_executions(
+    plane: Plane,
+    who: Who,
+    project: str | None = None,
+    domain: str | None = None,
+    phase: Annotated[list[str] | None, Query(description="Only these phases.")] = None,
+    workflow: Annotated[str | None, Query(description="Workflow name contains this.")] = None,
+    launch_plan: Annotated[str | None, Query(description="Launched by this plan.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[m.Execution]:
+    return plane.list_executions(
+        who,
+        project=project,
+        domain=domain,
+        phases=phase or (),
+        workflow=workflow,
+        launch_plan=launch_plan,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@api.get("/executions/{ref}", tags=["executions"], summary="One execution with its nodes")
+def show_execution(
+    plane: Plane,
+    who: Who,
+    ref: str,
+    values: Annotated[bool, Query(description="Outputs of succeeded nodes.")] = True,
+    events: Annotated[bool, Query(description="Every phase transition.")] = False,
+    display: Annotated[bool, Query(description="Values rendered for people.")] = False,
+) -> m.ExecutionDetail:
+    """`ref` is an execution id, a name, or an unambiguous prefix of either."""
+    return plane.execution(who, ref, values=values, events=events, display=display)
+
+
+@api.get(
+    "/executions/{ref}/nodes/{node_id:path}/data",
+    tags=["executions"],
+    summary="A node's inputs and outputs",
+)
+def node_data(plane: Plane, who: Who, ref: str, node_id: str) -> m.NodeData:
+    return plane.node_data(who, ref, node_id)
+
+
+@api.post("/executions/{ref}/cancel", tags=["executions"], summary="Cancel (launcher)")
+def cancel(plane: Plane, who: Who, ref: str, body: m.CancelRequest | None = None) -> m.PhaseResult:
+    """A queued execution is aborted at once; a running one by its engine within a second."""
+    return plane.cancel(who, ref, (body or m.CancelRequest()).reason)
+
+
+@api.post(
+    "/executions/{ref}/relaunch",
+    tags=["executions"],
+    status_code=201,
+    summary="Launch again with the same inputs (launcher)",
+)
+def relaunch(
+    plane: Plane, who: Who, ref: str, response: Response, body: m.RelaunchRequest | None = None
+) -> m.Launched:
+    launched = plane.relaunch(who, ref, (body or m.RelaunchRequest()).name)
+    if not launched.created:
+        response.status_code = 200
+    return launched
+
+
+@api.post(
+    "/executions/{ref}/recover",
+    tags=["executions"],
+    summary="Resume a failed or aborted execution (launcher)",
+)
+def recover(plane: Plane, who: Who, ref: str) -> m.Execution:
+    """The execution goes back to QUEUED; a worker resumes it, re-using the outputs of its
+    succeeded nodes (they do not run again)."""
+    return plane.recover(who, ref)
+
+
+# -- launch plans -----------------------------------------------------------------------
+
+
+@api.get(Scope + "/launch_plans", tags=["launch plans"], summary="Launch plans")
+def launch_plans(plane: Plane, who: Who, project: str, domain: str) -> list[m.LaunchPlan]:
+    return plane.launch_plans(who, project, domain)
+
+
+@api.get(Scope + "/launch_plans/{name}", tags=["launch plans"], summary="One launch plan")
+def launch_plan(
+    plane: Plane,
+    who: Who,
+    project: str,
+    domain: str,
+    name: str,
+    version: Annotated[
+        str | None, Query(description="Default: the active version, else the latest.")
+    ] = None,
+) -> m.LaunchPlan:
+    return plane.launch_plan(who, project, domain, name, version)
+
+
+@api.post(
+    Scope + "/launch_plans/{name}/activate",
+    tags=["launch plans"],
+    summary="Activate a version (admin)",
+)
+def activate(
+    plane: Plane, who: Who, project: str, domain: str, name: str, body: m.ActivateRequest
+) -> m.Activation:
+    """One version of a plan is active at a time; its schedule replaces the previous one's."""
+    return plane.activate(who, project, domain, name, body.version)
+
+
+@api.post(
+    Scope + "/launch_plans/{name}/deactivate",
+    tags=["launch plans"],
+    summary="Deactivate (admin)",
+)
+def deactivate(plane: Plane, who: Who, project: str, domain: str, name: str) -> m.Activation:
+    return plane.deactivate(who, project, domain, name)
+
+
+# -- tokens -----------------------------------------------------------------------------
+
+
+@api.get("/tokens", tags=["auth"], summary="Active tokens of this admin's projects")
+def list_tokens(plane: Plane, who: Who) -> list[m.Token]:
+    return plane.list_tokens(who)
+
+
+@api.post("/tokens", tags=["auth"], status_code=201, summary="Create a token (admin)")
+def create_token(plane: Plane, who: Who, body: m.TokenCreate) -> m.TokenCreated:
+    """For the admin's own projects only. The token's text is in this response only."""
+    return plane.create_token(who, body)
+
+
+@api.delete("/tokens/{token_id}", tags=["auth"], summary="Revoke a token (admin)")
+def revoke_token(plane: Plane, who: Who, token_id: str) -> m.Token:
+    return plane.revoke_token(who, token_id)
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+def _location(loc: Any) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    body = m.Problem(detail=str(exc), input=exc.input)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return JSONResponse(body.model_dump(exclude_none=True), exc.status, headers=headers)
+
+
+async def _taskfabric_error(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(m.Problem(detail=str(exc)).model_dump(exclude_none=True), 400)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = jsonable_encoder(exc.errors())
+    detail = "; ".join(f"{_location(e.get('loc', ()))}: {e.get('msg', '')}" for e in errors)
+    body = m.Problem(detail=f"invalid request: {detail}", errors=errors)
+    return JSONResponse(body.model_dump(exclude_none=True), 422)
+
+
+def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
+    """The API application on `config`'s database and blob store (or on `plane`)."""
+    app = FastAPI(
+        title="taskfabric",
+        version=__version__,
+        summary="Typed, durable workflows: the control plane API.",
+        description=(
+            "Register code, launch workflows and launch plans, follow executions. "
+            "Authenticate with `Authorization: Bearer <token>`; a token sees only its "
+            "projects, and anything elsewhere answers 404."
+        ),
+    )
+    app.state.plane = plane if plane is not None else ControlPlane(config)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(TaskfabricError, _taskfabric_error)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness and version")
+    def healthz() -> m.Health:
+        return m.Health(status="ok", version=__version__)
+
+    app.include_router(api)
+    return app

@@ -1,0 +1,121 @@
+"""Reads and one write the server needs beyond `MetadataStore`: executions limited to a
+token's projects, the projects and domains in use, and putting an execution back in the queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import fields
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from taskfabric.metadata import ExecutionRecord
+from taskfabric.metadata._schema import events, executions
+from taskfabric.registry._schema import launch_plan_states, registry_entities
+
+_FIELDS = {f.name for f in fields(ExecutionRecord)}
+#: Phases an execution ends in without success: `recover` puts these back in the queue.
+RECOVERABLE = ("FAILED", "ABORTED", "TIMED_OUT")
+
+
+def _record(row: Any) -> ExecutionRecord:
+    data = {k: v for k, v in row._mapping.items() if k in _FIELDS}
+    for key in ("code", "error"):
+        if data.get(key) is not None:
+            data[key] = json.loads(data[key])
+    data["code"] = data.get("code") or {}
+    return ExecutionRecord(**data)
+
+
+def _scoped(q: Any, column: Any, projects: frozenset[str] | None) -> Any:
+    return q if projects is None else q.where(column.in_(sorted(projects)))
+
+
+def list_executions(
+    engine: Engine,
+    *,
+    projects: frozenset[str] | None,
+    project: str | None = None,
+    domain: str | None = None,
+    phases: Iterable[str] = (),
+    workflow: str | None = None,
+    launch_plan: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[ExecutionRecord]:
+    """Newest first; `projects` None means every project."""
+    t = executions
+    q = _scoped(sa.select(t), t.c.project, projects)
+    if project:
+        q = q.where(t.c.project == project)
+    if domain:
+        q = q.where(t.c.domain == domain)
+    phases = [p.upper() for p in phases]
+    if phases:
+        q = q.where(t.c.phase.in_(phases))
+    if workflow:
+        q = q.where(t.c.workflow_name.contains(workflow, autoescape=True))
+    if launch_plan:
+        q = q.where(t.c.launch_plan.startswith(f"{launch_plan}:", autoescape=True))
+    q = q.order_by(t.c.created_at.desc(), t.c.id).limit(limit).offset(offset)
+    with engine.connect() as conn:
+        return [_record(r) for r in conn.execute(q).all()]
+
+
+def find_executions(
+    engine: Engine, ref: str, *, projects: frozenset[str] | None, limit: int = 5
+) -> list[ExecutionRecord]:
+    """Executions whose id is `ref`, or whose id or name starts with it, newest first."""
+    t = executions
+    with engine.connect() as conn:
+        q = _scoped(sa.select(t).where(t.c.id == ref), t.c.project, projects)
+        exact = conn.execute(q).all()
+        if exact:
+            return [_record(r) for r in exact]
+        q = _scoped(
+            sa.select(t).where(
+                t.c.id.startswith(ref, autoescape=True) | t.c.name.startswith(ref, autoescape=True)
+            ),
+            t.c.project,
+            projects,
+        )
+        rows = conn.execute(q.order_by(t.c.created_at.desc()).limit(limit)).all()
+    named = [r for r in rows if r.name == ref]
+    return [_record(r) for r in (named or rows)]
+
+
+def scopes(engine: Engine) -> set[tuple[str, str]]:
+    """Every (project, domain) with executions, registered entities or launch plan states."""
+    found: set[tuple[str, str]] = set()
+    with engine.connect() as conn:
+        for table in (executions, registry_entities, launch_plan_states):
+            q = sa.select(table.c.project, table.c.domain).distinct()
+            found.update((r[0], r[1]) for r in conn.execute(q).all())
+    return found
+
+
+def requeue(engine: Engine, execution_id: str, *, now: float, message: str) -> bool:
+    """Put an execution that ended without success back in the queue, where a worker resumes
+    it (succeeded nodes keep their outputs). Atomic: False if it is not in such a phase."""
+    t = executions
+    with engine.begin() as conn:
+        done = conn.execute(
+            t.update()
+            .where(t.c.id == execution_id, t.c.phase.in_(RECOVERABLE))
+            .values(phase="QUEUED", finished_at=None, error=None, owner="", heartbeat_at=None)
+        ).rowcount
+        if done:
+            conn.execute(
+                events.insert().values(
+                    execution_id=execution_id,
+                    node_id="",
+                    attempt=0,
+                    phase="QUEUED",
+                    at=now,
+                    message=message,
+                )
+            )
+    return bool(done)

@@ -1,0 +1,128 @@
+"""`taskfabric server`: the HTTP API, the scheduler and a pool of engine workers in one process.
+
+The API runs on uvicorn in the main thread; the scheduler and the worker pool each run on a
+thread of their own. SIGTERM or SIGINT stops the API, then the scheduler, then the workers:
+their executions are left RUNNING without an owner (not aborted), and the next server (or
+any worker pool on the same database) resumes them without re-running succeeded nodes. A
+server killed outright (`kill -9`) loses nothing either: its engine processes get SIGTERM
+from the kernel when it dies, and a slot the scheduler launched is recorded only after the
+launch, under a name derived from the slot, so a restart neither repeats nor skips one.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from taskfabric.config import Config
+from taskfabric.logs import get_logger
+
+log = get_logger("taskfabric.server")
+
+
+class _ToTaskfabricLogs(logging.Handler):
+    """uvicorn logs through the standard library; its lines go to taskfabric's logs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._log = get_logger("uvicorn")
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._log.log(record.levelno, record.getMessage())
+        except Exception:  # a log line must never take the server down
+            self.handleError(record)
+
+
+def _route_uvicorn_logs() -> None:
+    handler = _ToTaskfabricLogs()
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler] if name == "uvicorn" else []
+        logger.propagate = name != "uvicorn"
+        logger.setLevel(logging.INFO)
+
+
+def _thread(name: str, target: Any, *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def serve(
+    config: Config,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    scheduler: bool | None = None,
+    config_path: Path | None = None,
+    scheduler_interval: float = 1.0,
+    poll_seconds: float = 0.5,
+) -> None:
+    """Run the server until SIGTERM or SIGINT. Arguments left None come from `[server]`."""
+    import uvicorn
+
+    from taskfabric.engine import WorkerPool
+    from taskfabric.registry import Scheduler
+    from taskfabric.server._app import create_app
+    from taskfabric.server._service import ControlPlane
+
+    settings = config.server
+    host = settings.host if host is None else host
+    port = settings.port if port is None else port
+    workers = settings.workers if workers is None else workers
+    scheduler = settings.scheduler if scheduler is None else scheduler
+    plane = ControlPlane(config)
+    app = create_app(config, plane=plane)
+    if not plane.auth:
+        log.warning("authentication is off ([server] auth = false): whoever connects is admin")
+    _route_uvicorn_logs()
+    uv_config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    # Bound before anything starts: a port in use ends the command (exit code 1) at once.
+    sock = uv_config.bind_socket()
+    log.info(
+        "server starting",
+        url=f"http://{host}:{sock.getsockname()[1]}",
+        workers=workers,
+        scheduler=scheduler,
+        auth=plane.auth,
+        database=plane.metadata.engine.url.render_as_string(hide_password=True),
+    )
+    stop = threading.Event()
+    threads = []
+    if scheduler:
+        sched = Scheduler(plane.registry, plane.launcher())
+        threads.append(_thread("scheduler", sched.run_forever, stop, scheduler_interval))
+    if workers > 0:
+        pool = WorkerPool(
+            config,
+            workers=workers,
+            config_path=config_path or config.source,
+            poll_seconds=poll_seconds,
+        )
+        threads.append(_thread("workers", pool.run_forever, stop))
+    server = uvicorn.Server(uv_config)
+    # uvicorn re-raises the signal that stopped it once it is done; these handlers take it,
+    # so that the workers below are stopped gracefully rather than the process killed.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: None)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        log.info("server stopping: scheduler and workers")
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+        plane.close()
+        log.info("server stopped")

@@ -1,0 +1,129 @@
+"""The command line with a server configured (`[server] url`, a token file) and without one:
+the same commands, the same output."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from server_helpers import ServerProcess, wait_until, write_flows
+
+from taskfabric.cli import cli
+from taskfabric.registry import build_package
+from taskfabric.server import Client
+
+
+def invoke(config: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def configs(tmp_path: Path) -> Iterator[tuple[Path, Path, ServerProcess]]:
+    """A local config, a server on it, and a client config that names the server."""
+    local = tmp_path / "local.toml"
+    local.write_text('[project]\nname = "shop"\ndomain = "prod"\n')
+    code, token, err = invoke(
+        local, "tokens", "create", "--project", "shop", "--role", "admin", "--name", "cli"
+    )
+    assert code == 0 and "shown only now" in err
+    (tmp_path / "token").write_text(token)
+    server = ServerProcess(
+        local, tmp_path / "server.log", workers=1, env={"STEP_SECONDS": "0.2"}
+    ).start()
+    remote = tmp_path / "remote.toml"
+    remote.write_text(
+        f'[project]\nname = "shop"\ndomain = "prod"\n\n[server]\nurl = "{server.url}"\n'
+        'token_file = "token"\n'
+    )
+    Client(server.url, token.strip()).register(
+        build_package(write_flows(tmp_path / "src", 2), project="shop", domain="prod", version="v1")
+    )
+    yield local, remote, server
+    server.stop()
+
+
+def _masked(text: str) -> str:
+    """`executions list` without its relative times."""
+    return re.sub(r"\d+(\.\d+)?(ms|s|m\d\ds) ago", "AGO", text)
+
+
+def test_the_same_commands_on_a_server_and_locally(
+    configs: tuple[Path, Path, ServerProcess],
+) -> None:
+    local, remote, server = configs
+    code, out, err = invoke(
+        remote, "launch", "srvflows.price", "-i", "x=3", "--name", "r1", "--wait"
+    )
+    assert code == 0, err
+    assert "launched: execution" in err and "succeeded" in err and out.endswith("o0 = 6\n")
+    code, out, err = invoke(remote, "launch", "srvflows.price", "-i", "x=3", "--name", "r1")
+    assert code == 0 and "already launched" in err
+    code, _, err = invoke(remote, "launch", "srvflows.price", "-i", "x=three")
+    assert code == 2 and "input 'x'" in err and "int" in err
+    code, _, err = invoke(remote, "launch", "srvflows.price", "-i", "y=1")
+    assert code == 2 and "no such input" in err and "x: int" in err
+    for args in (
+        ("executions", "list"),
+        ("executions", "show", "r1"),
+        ("executions", "show", "r1", "--events"),
+    ):
+        remote_run, local_run = invoke(remote, *args), invoke(local, *args)
+        assert remote_run[0] == local_run[0] == 0
+        assert _masked(remote_run[1]) == _masked(local_run[1]), args
+    code, out, _ = invoke(remote, "executions", "show", "r1", "-o", "json")
+    assert json.loads(out)["outputs"] == {"o0": 6}
+
+    # cancel, recover, relaunch through the server
+    code, out, err = invoke(remote, "launch", "srvflows.fanout", "-i", "n=12", "--name", "long")
+    assert code == 0, err
+    c = Client(server.url, (remote.parent / "token").read_text().strip())
+    wait_until(lambda: c.execution("long", values=False).execution.phase == "RUNNING", 30)
+    code, _, err = invoke(remote, "executions", "cancel", "long")
+    assert code == 0 and "cancel requested" in err
+    wait_until(lambda: c.execution("long", values=False).execution.phase == "ABORTED", 30)
+    code, _, err = invoke(remote, "executions", "recover", "long")
+    assert code == 0 and "QUEUED again" in err and "resume it here" not in err
+    wait_until(lambda: c.execution("long", values=False).execution.phase == "SUCCEEDED", 60)
+    code, out, err = invoke(remote, "executions", "relaunch", "r1", "--name", "r2", "-o", "json")
+    assert code == 0 and json.loads(out)["execution"]["name"] == "r2"
+    code, _, err = invoke(remote, "executions", "recover", "r1")
+    assert code == 2 and "SUCCEEDED: nothing to recover" in err
+    code, out, _ = invoke(remote, "tokens", "list", "-o", "json")
+    assert [t["name"] for t in json.loads(out)] == ["cli"]
+    code, viewer, err = invoke(
+        remote, "tokens", "create", "--project", "shop", "--role", "viewer", "--name", "dash"
+    )
+    assert code == 0 and Client(server.url, viewer.strip()).whoami().role == "viewer"
+    made = next(t for t in c.tokens() if t.name == "dash")
+    assert invoke(remote, "tokens", "revoke", made.id)[0] == 0
+    assert [t.name for t in c.tokens()] == ["cli"]
+
+
+def test_launch_and_recover_locally(tmp_path: Path) -> None:
+    local = tmp_path / "local.toml"
+    local.write_text('[project]\nname = "shop"\ndomain = "prod"\n')
+    src = write_flows(tmp_path / "src", 3, module="cliflows")
+    code, _, err = invoke(local, "register", str(src), "--version", "v1")
+    assert code == 0, err
+    try:
+        code, out, err = invoke(local, "launch", "cliflows.price", "-i", "x=5", "--wait")
+        assert code == 0, err
+        assert out.endswith("o0 = 15\n") and "succeeded" in err
+        code, out, err = invoke(local, "launch", "cliflows.price", "-i", "x=1", "--name", "q")
+        assert code == 0 and "executions resume" in err
+        code, _, err = invoke(local, "executions", "cancel", "q")
+        assert code == 0 and "ABORTED" in err
+        code, _, err = invoke(local, "executions", "recover", "q")
+        assert code == 0 and "QUEUED again" in err and "executions resume" in err
+        code, out, err = invoke(local, "executions", "resume", "q")
+        assert code == 0, err
+        code, out, _ = invoke(local, "executions", "show", "q", "-o", "json")
+        assert json.loads(out)["outputs"] == {"o0": 3}
+    finally:
+        sys.modules.pop("cliflows", None)
