@@ -133,7 +133,11 @@ def examples() -> Iterator[dict[str, ModuleType]]:
 
 @pytest.fixture
 def engine() -> Iterator[Engine]:
-    with Engine(load_config()) as eng:
+    from taskfabric.config import PoolConfig
+
+    # The examples' `geo-api` pool, as docs/examples/pools.toml declares pools.
+    config = load_config().model_copy(update={"pools": {"geo-api": PoolConfig(slots=4)}})
+    with Engine(config) as eng:
         yield eng
 
 

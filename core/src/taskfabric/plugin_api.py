@@ -130,6 +130,9 @@ class AttemptStatus:
     error: AttemptError | None = None
     message: str = ""
     log_links: list[LogLink] = field(default_factory=list)
+    #: Pools whose service pushed back (HTTP 429 with Retry-After, a throttling error):
+    #: pool -> seconds during which the pool grants nothing new.
+    pushback: dict[str, float] = field(default_factory=dict)
 
 
 RUNNING = AttemptStatus(AttemptPhase.RUNNING)

@@ -314,8 +314,7 @@ def run_queued(execution: str) -> None:
     """
     import signal
 
-    from taskfabric.engine import Engine, ExecutionBusyError
-    from taskfabric.engine._runner import EngineShutdown
+    from taskfabric.engine import Engine, EngineShutdown, ExecutionBusyError
 
     def stop(signum: int, frame: Any) -> None:
         raise EngineShutdown

@@ -10,7 +10,7 @@ from taskfabric.engine._engine import (
 )
 from taskfabric.engine._loader import LoadError, load_code, load_object
 from taskfabric.engine._local import LocalBackend
-from taskfabric.engine._runner import EngineShutdown, NodeEvent
+from taskfabric.engine._util import EngineShutdown, NodeEvent
 from taskfabric.engine._workers import WorkerPool
 
 __all__ = [

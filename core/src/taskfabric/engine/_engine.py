@@ -21,8 +21,10 @@ from taskfabric.catalog import Catalog
 from taskfabric.config import BackendConfig, Config, load_config, validate_backend_options
 from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._loader import load_code
-from taskfabric.engine._runner import EngineShutdown, NodeEvent, Runner
+from taskfabric.engine._pools import PoolGate
+from taskfabric.engine._runner import Runner
 from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from taskfabric.engine._util import EngineShutdown, NodeEvent
 from taskfabric.errors import ExecutionFailedError, TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
@@ -182,12 +184,15 @@ class Engine:
         self.catalog = Catalog(self.metadata.engine)
         self.work_root = root / "work"
         self.plugins = plugins or get_plugins()
+        self._pool_manager: Any = None
         self._backends: dict[tuple[str, str], Backend[Any]] = {}
 
     def close(self) -> None:
         for backend in self._backends.values():
             backend.close()
         self._backends.clear()
+        if self._pool_manager is not None:
+            self._pool_manager.close()
         self.literals.close()
         self.catalog.close()
         self.metadata.close()
@@ -226,7 +231,7 @@ class Engine:
         targets = backend_cfg.options.get("targets")
         if targets:
             target = pick_target(name, targets, cluster, execution_id)
-            instance = f"{name}@{target.get('label') or target.get('name') or '?'}"
+            instance = f"{name}@{target.get('name') or target.get('label') or '?'}"
             options = {k: v for k, v in backend_cfg.options.items() if k != "targets"}
             options.update({k: v for k, v in target.items() if k not in _TARGET_KEYS})
             backend_cfg = BackendConfig(driver=backend_cfg.driver, options=options)
@@ -263,6 +268,30 @@ class Engine:
         log.debug("backend created", backend=instance or name, driver=driver)
         return cls(instance or name, settings, context)
 
+    @property
+    def pool_manager(self) -> Any:
+        """The resource pools of the config (`[pools.*]`), or None when there are none."""
+        if self._pool_manager is None and getattr(self.config, "pools", None):
+            from taskfabric.pools import PoolManager, specs_from_config
+
+            self._pool_manager = PoolManager(
+                self.metadata.engine, specs_from_config(self.config), owner=_owner()
+            )
+        return self._pool_manager
+
+    def _pool_gate(self, rec: ExecutionRecord) -> PoolGate | None:
+        manager = self.pool_manager
+        if manager is None:
+            return None
+        ttl = min(spec.lease_ttl for spec in manager.specs.values())
+        return PoolGate(
+            manager,
+            execution_id=rec.id,
+            project=rec.project,
+            domain=rec.domain,
+            renew_seconds=max(0.5, ttl / 3),
+        )
+
     def _cluster_of(self, rec: ExecutionRecord) -> str:
         """The execution's cluster label: from its launch, else its project's settings."""
         label = getattr(rec, "cluster", None)
@@ -272,12 +301,36 @@ class Engine:
         return (override.cluster or "") if override is not None else ""
 
     def check_backends(self, compiled: workflow_pb2.CompiledWorkflow, project: str = "") -> None:
-        """Fail before running if a task's type or backend is missing or misconfigured."""
+        """Fail before running if a task's type or backend is missing or misconfigured, or it
+        asks for a resource pool that does not exist or could never grant it."""
         for t in compiled.tasks:
             try:
-                self.backend_for(t, project)
+                backend = self.backend_for(t, project)
             except PluginError as exc:
                 raise BackendNotConfiguredError(f"task '{t.id.name}': {exc}") from exc
+            weights: dict[str, int] = {}
+            requests: list[Any] = [*t.pools, *backend.pool_requests(t)]
+            for req in requests:
+                weights[req.pool] = weights.get(req.pool, 0) + max(1, req.weight)
+            if not weights:
+                continue
+            manager = self.pool_manager
+            if manager is None:
+                names = ", ".join(sorted(weights))
+                raise TaskfabricError(
+                    f"task '{t.id.name}' asks for resource pool(s) {names}, but the config "
+                    f"declares no pools: add a [pools.{sorted(weights)[0]}] table with its "
+                    "slots (see docs/configuration.md)"
+                )
+            try:
+                manager.validate_request(
+                    weights,
+                    project=project or self.config.project.name,
+                    domain=self.config.project.domain,
+                    who=f"task '{t.id.name}'",
+                )
+            except Exception as exc:
+                raise TaskfabricError(str(exc)) from exc
 
     # -- launching -------------------------------------------------------------------
 
@@ -481,6 +534,7 @@ class Engine:
             on_event=on_event,
             literals=self.literals,
             catalog=self.catalog,
+            pools=self._pool_gate(rec),
             overwrite_cache=overwrite_cache,
             hooks=hooks,
             project=rec.project,
@@ -642,6 +696,9 @@ class Engine:
         inputs = types_pb2.LiteralMap()
         inputs.ParseFromString(self.literals.get(rec.inputs_uri))
         prior = {n.node_id: n for n in self.metadata.nodes(rec.id)}
+        if self.pool_manager is not None:
+            # Leases and queue places of the engine that ran it before are void now.
+            self.pool_manager.release_execution(rec.id)
         batch = Batch()
         for a in self.metadata.attempts(rec.id):
             if a.phase == RUNNING:

@@ -13,13 +13,13 @@ import itertools
 import queue
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from taskfabric.catalog import Catalog
 from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2, workflow_pb2
-from taskfabric.engine._bindings import BindingError, coerce, evaluate, needs_coercion, resolve
+from taskfabric.engine._bindings import BindingError, coerce, needs_coercion, resolve
+from taskfabric.engine._pools import PoolGate
 from taskfabric.engine._state import (
     ABORTED,
     FAILED,
@@ -44,81 +44,16 @@ log = get_logger("taskfabric.engine")
 _SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 
 
-class CancelRequested(Exception):
-    """Someone asked (from another process, through the database) to cancel the execution."""
-
-
-class EngineShutdown(BaseException):
-    """The engine process is being stopped (server shutdown): leave the execution to be
-    resumed instead of aborting it. Raised from a signal handler into the loop thread."""
-
-
-@dataclass(frozen=True)
-class NodeEvent:
-    """A node's phase changed (for progress displays)."""
-
-    execution_id: str
-    node_id: str
-    name: str
-    kind: str
-    phase: str
-    attempt: int
-    message: str = ""
-
-
-@dataclass
-class RunOutcome:
-    phase: str
-    outputs: types_pb2.LiteralMap | None
-    error: dict[str, Any] | None
-
-
-def _blob_uris(value: types_pb2.LiteralMap | types_pb2.Literal) -> Iterator[str]:
-    """URIs of every file, directory and dataframe inside a literal map or literal."""
-    if isinstance(value, types_pb2.LiteralMap):
-        for lit in value.literals.values():
-            yield from _blob_uris(lit)
-        return
-    kind = value.WhichOneof("value")
-    if kind == "blob":
-        yield value.blob.uri
-    elif kind == "dataframe":
-        yield value.dataframe.uri
-    elif kind == "list":
-        for item in value.list.literals:
-            yield from _blob_uris(item)
-    elif kind in ("map", "record"):
-        items = value.map.literals if kind == "map" else value.record.fields
-        for item in items.values():
-            yield from _blob_uris(item)
-    elif kind == "union":
-        yield from _blob_uris(value.union.value)
-
-
-def node_key(full_id: str, name: str) -> str:
-    """Where a node's documents live under its execution: `nodes/n1/3/outputs.pb`."""
-    return f"nodes/{full_id.replace('[', '/').replace(']', '')}/{name}"
-
-
-def error_dict(err: execution_pb2.ExecutionError, node_id: str = "") -> dict[str, Any]:
-    d: dict[str, Any] = {
-        "kind": execution_pb2.ErrorKind.Name(err.kind).removeprefix("ERROR_KIND_").lower(),
-        "code": err.code,
-        "message": err.message,
-    }
-    if node_id or err.node_id:
-        d["node_id"] = node_id or err.node_id
-    if err.traceback:
-        d["traceback"] = err.traceback
-    return d
-
-
-def _system_error(
-    code: str, message: str, *, retryable: bool = False
-) -> execution_pb2.ExecutionError:
-    return execution_pb2.ExecutionError(
-        kind=_SYSTEM, code=code, message=message, retryable=retryable
-    )
+from taskfabric.engine import _caching, _composite  # noqa: E402
+from taskfabric.engine._util import (  # noqa: E402
+    CancelRequested,
+    EngineShutdown,
+    NodeEvent,
+    RunOutcome,
+    _system_error,
+    error_dict,
+    node_key,
+)
 
 
 class Runner:
@@ -142,6 +77,7 @@ class Runner:
         catalog: Catalog | None = None,
         overwrite_cache: bool = False,
         hooks: Any = None,
+        pools: PoolGate | None = None,
         project: str = "",
         domain: str = "",
     ) -> None:
@@ -158,6 +94,8 @@ class Runner:
         self.on_event = on_event
         self.literals = literals or PackStore(store)
         self.hooks = hooks
+        self.pools = pools
+        self.pool_granted: deque[NodeState] = deque()
         self.catalog = catalog
         self.overwrite_cache = overwrite_cache
         self.cache_poll_seconds = 0.2
@@ -411,202 +349,38 @@ class Runner:
     # -- caching -----------------------------------------------------------------------
 
     def _cache_owner(self, ns: NodeState) -> str:
-        return f"{self.execution_id}/{ns.full_id}"
+        return _caching.cache_owner(self, ns)
 
     def _cache_lookup(self, ns: NodeState) -> bool:
-        """Serve `ns` from the catalog, or make it wait for another computation of the same
-        result. True when the node is handled (hit, or waiting); False: run it."""
-        assert ns.task is not None and ns.inputs is not None
-        settings = ns.task.cache
-        if not settings.enabled or self.catalog is None:
-            ns.cache_status = "disabled"
-            return False
-        if not ns.cache_key:
-            try:
-                ns.cache_key = self._key_of(ns)
-            except ValueError as exc:  # e.g. a blob input without a content hash
-                log.warning("not cached: no key for its inputs", node_id=ns.full_id, error=str(exc))
-                ns.cache_status = "disabled"
-                return False
-        if not self.overwrite_cache:
-            entry = self.catalog.get(ns.cache_key)
-            if entry is not None and not entry.expired(time.time()):
-                try:
-                    outputs = self._load_outputs(entry.outputs_uri)
-                    for uri in _blob_uris(outputs):
-                        if not self.store.exists(uri):
-                            raise FileNotFoundError(f"output blob {uri} is gone")
-                except Exception as exc:
-                    log.warning(
-                        "cache entry's outputs are gone or unreadable; recomputing and "
-                        "repairing the entry",
-                        node_id=ns.full_id,
-                        key=ns.cache_key[:16],
-                        error=str(exc),
-                    )
-                else:
-                    ns.cache_status = "hit"
-                    ns.outputs_uri = entry.outputs_uri
-                    ns.inputs_uri = entry.inputs_uri
-                    ns.message = f"cache hit: computed by execution {entry.execution_id}"
-                    self._succeeded(ns, outputs, message=ns.message)
-                    return True
-        if settings.serialize and not ns.cache_reserved:
-            owner = self._cache_owner(ns)
-            holder = self.catalog.reserve(ns.cache_key, owner, ttl=3 * self.heartbeat_seconds)
-            if holder != owner:
-                if ns.phase != QUEUED or not ns.message.startswith("waiting for"):
-                    ns.phase = QUEUED
-                    self._record(ns, f"waiting for {holder} to compute this cached result")
-                self._timer(time.monotonic() + self.cache_poll_seconds, "cache_wait", ns)
-                return True
-            ns.cache_reserved = True
-        ns.cache_status = "miss"
-        return False
+        return _caching.cache_lookup(self, ns)
 
     def _key_of(self, ns: NodeState) -> str:
-        from taskfabric.catalog import cache_key, inputs_hash, interface_hash
-
-        assert ns.task is not None and ns.inputs is not None
-        task = ns.task
-        iface = self._interface_hashes.get(task.id.name)
-        if iface is None:
-            iface = self._interface_hashes[task.id.name] = interface_hash(task.interface)
-        return cache_key(
-            project=self.project,
-            domain=self.domain,
-            task_name=task.id.name,
-            cache_version=task.cache.version,
-            interface_hash=iface,
-            inputs_hash=inputs_hash(ns.inputs, task.cache.ignored_inputs),
-        )
+        return _caching.key_of(self, ns)
 
     def _cache_write(self, ns: NodeState) -> None:
-        from taskfabric.catalog import CacheEntry, inputs_hash, interface_hash
-
-        assert ns.task is not None and ns.inputs is not None
-        task = ns.task
-        now = time.time()
-        ttl = task.cache.ttl.ToTimedelta().total_seconds() if task.cache.HasField("ttl") else 0
-        self.batch.cache_entry(
-            CacheEntry(
-                key=ns.cache_key,
-                project=self.project,
-                domain=self.domain,
-                task_name=task.id.name,
-                cache_version=task.cache.version,
-                interface_hash=interface_hash(task.interface),
-                inputs_hash=inputs_hash(ns.inputs, task.cache.ignored_inputs),
-                outputs_uri=ns.outputs_uri,
-                inputs_uri=ns.inputs_uri,
-                execution_id=self.execution_id,
-                node_id=ns.full_id,
-                created_at=now,
-                expires_at=now + ttl if ttl > 0 else None,
-            )
-        )
-        self._cache_release(ns)
-        ns.cache_status = "written"
+        return _caching.cache_write(self, ns)
 
     def _cache_release(self, ns: NodeState) -> None:
-        if ns.cache_reserved:
-            self.batch.release_reservation(ns.cache_key, self._cache_owner(ns))
-            ns.cache_reserved = False
+        return _caching.cache_release(self, ns)
 
     def _start_map(self, ns: NodeState) -> None:
-        assert ns.task is not None
-        types = {i.name: i.type for i in ns.task.interface.inputs}
-        ns.inputs = self._resolve_inputs(ns, types)
-        ns.inputs_uri = self._put_map(ns.full_id, "inputs.pb", ns.inputs)
-        mapped = list(ns.node.map.mapped_inputs)
-        lengths = {name: len(ns.inputs.literals[name].list.literals) for name in mapped}
-        if len(set(lengths.values())) > 1:
-            detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
-            self._fail(
-                ns,
-                _system_error(
-                    "MapLengthMismatch", f"mapped inputs have different lengths ({detail})"
-                ),
-            )
-            return
-        count = next(iter(lengths.values()), 0)
-        ns.phase = RUNNING
-        self._record(ns, f"{count} items")
-        if count == 0:
-            self._finish_map(ns)
-            return
-        broadcast = {k: v for k, v in ns.inputs.literals.items() if k not in lengths}
-        item_node = workflow_pb2.Node(
-            id=ns.node.id,
-            name=ns.node.name,
-            task=workflow_pb2.TaskNode(task_id=ns.node.map.task_id),
-        )
-        for i in range(count):
-            item = self._make_node(f"{ns.full_id}[{i}]", item_node, ns.scope, parent=ns)
-            item.kind = "map_item"
-            item.task = ns.task
-            item.task_def = ns.task_def
-            item.item_index = i
-            inputs = types_pb2.LiteralMap()
-            for k, v in broadcast.items():
-                inputs.literals[k].CopyFrom(v)
-            for k in mapped:
-                inputs.literals[k].CopyFrom(ns.inputs.literals[k].list.literals[i])
-            item.inputs = inputs
-            ns.items.append(item)
-        for item in ns.items:
-            self._ready(item)
+        return _composite.start_map(self, ns)
 
     def _finish_map(self, ns: NodeState) -> None:
-        assert ns.task is not None
-        out = types_pb2.LiteralMap()
-        for o in ns.task.interface.outputs:
-            lit = out.literals[o.name]
-            lit.list.SetInParent()
-            for item in ns.items:
-                assert item.outputs is not None
-                lit.list.literals.append(item.outputs.literals[o.name])
-        self._complete_composite(ns, out)
+        return _composite.finish_map(self, ns)
 
     def _complete_composite(self, ns: NodeState, out: types_pb2.LiteralMap) -> None:
-        ns.outputs_uri = self._put_map(ns.full_id, "outputs.pb", out)
-        self._succeeded(ns, out)
+        return _composite.complete_composite(self, ns, out)
 
     def _start_subworkflow(self, ns: NodeState) -> None:
-        template = self.subworkflows[ns.node.workflow.workflow_id.name]
-        types = {i.name: i.type for i in template.interface.inputs}
-        ns.inputs = self._resolve_inputs(ns, types)
-        ns.inputs_uri = self._put_map(ns.full_id, "inputs.pb", ns.inputs)
-        ns.phase = RUNNING
-        self._record(ns)
-        self._start_scope(Scope(ns.full_id + "/", template, ns.inputs, owner=ns))
+        return _composite.start_subworkflow(self, ns)
 
     def _start_branch(self, ns: NodeState) -> None:
-        scope = ns.scope
-        chosen: workflow_pb2.Node | None = None
-        for i, case in enumerate(ns.node.branch.cases):
-            if evaluate(case.condition, scope.inputs, scope.outputs):
-                chosen, label = case.then_node, f"case {i + 1} holds"
-                break
-        else:
-            if ns.node.branch.HasField("else_node"):
-                chosen, label = ns.node.branch.else_node, "else"
-        if chosen is None:
-            self._fail(
-                ns,
-                execution_pb2.ExecutionError(
-                    kind=execution_pb2.ErrorKind.ERROR_KIND_USER,
-                    code="NoCaseHeld",
-                    message=ns.node.branch.else_error or "no case of the conditional held",
-                ),
-            )
-            return
-        ns.phase = RUNNING
-        self._record(ns, f"{label}: running {chosen.name or chosen.id}")
-        child = self._make_node(f"{ns.full_id}/{chosen.id}", chosen, scope, parent=ns)
-        self._ready(child)
+        return _composite.start_branch(self, ns)
 
     def _dispatch(self) -> None:
+        if self.pools is not None:
+            self._start_granted(self.pools.poll())
         while self.runnable and len(self.running) < self.parallelism and self.failing is None:
             ns = self.runnable.popleft()
             if ns.phase in TERMINAL:
@@ -620,7 +394,47 @@ class Runner:
                     parent.map_waiting.append(ns)
                     continue
                 parent.map_running += 1
+            if self.pools is not None and not self._acquire_pools(ns):
+                continue
             self._start_attempt(ns)
+
+    def _acquire_pools(self, ns: NodeState) -> bool:
+        """Take the attempt's pools, or queue it in them (its node says where)."""
+        assert self.pools is not None and ns.task is not None
+        weights = self.pools.weights(ns, self.backend_for(ns.task))
+        if not weights:
+            return True
+        try:
+            if self.pools.acquire(ns, ns.attempt + 1, weights):
+                return True
+        except Exception as exc:  # PoolError: a request that can never be granted
+            self._fail(ns, _system_error(type(exc).__name__, str(exc)))
+            return False
+        ns.phase = QUEUED
+        self._record(ns, "waiting for " + self.pools.position_text(ns, ns.attempt + 1))
+        return False
+
+    def _lose_lease(self, ns: NodeState) -> None:
+        """The attempt's pool lease expired under it: stop it rather than overrun the pool."""
+        if ns.attempt_id not in self.running:
+            return
+        if ns.backend is not None:
+            ns.backend.cancel(ns.attempt_id)
+        self._attempt_over(ns)
+        self._attempt_failed(
+            ns,
+            _system_error(
+                "PoolLeaseLost",
+                "the attempt's resource pool lease expired (the engine was "
+                "stalled past the lease TTL); it was stopped so the pool is not overrun",
+                retryable=True,
+            ),
+        )
+
+    def _start_granted(self, nodes: list[NodeState]) -> None:
+        for ns in nodes:
+            if ns.phase == QUEUED and self.failing is None:
+                self._start_attempt(ns)
 
     def _start_attempt(self, ns: NodeState) -> None:
         assert ns.task is not None and ns.inputs is not None
@@ -670,10 +484,12 @@ class Runner:
             )
 
     def _attempt_over(self, ns: NodeState) -> None:
-        """Bookkeeping when an attempt stops occupying a slot."""
+        """Bookkeeping when an attempt stops occupying a slot (its pools included)."""
         self.running.pop(ns.attempt_id, None)
         if ns.backend is not None:
             ns.backend.release(ns.attempt_id)
+        if self.pools is not None:
+            self.pool_granted.extend(self.pools.release(ns, ns.attempt))
         parent = ns.parent
         if parent is not None and parent.kind == "map":
             parent.map_running -= 1
@@ -681,6 +497,9 @@ class Runner:
                 self.runnable.appendleft(parent.map_waiting.popleft())
 
     def _attempt_ended(self, ns: NodeState, status: AttemptStatus) -> None:
+        if self.pools is not None:
+            for pool, seconds in status.pushback.items():
+                self.pools.manager.pushback(pool, seconds)
         self._attempt_over(ns)
         if status.phase is AttemptPhase.SUCCEEDED:
             self._record_attempt(ns, SUCCEEDED, log_links=status.log_links)
@@ -922,11 +741,23 @@ class Runner:
                 self._drain_ready()
                 if self._finished():
                     break
+                if self.pool_granted:
+                    granted = list(self.pool_granted)
+                    self.pool_granted.clear()
+                    self._start_granted(granted)
                 self._dispatch()
                 self._flush()
                 if self._finished():
                     break
-                if not (self.running or self.runnable or self.timers or self.ready):
+                waiting_for_pools = self.pools is not None and bool(self.pools.waiting)
+                if not (
+                    self.running
+                    or self.runnable
+                    or self.timers
+                    or self.ready
+                    or waiting_for_pools
+                    or self.pool_granted
+                ):
                     # Nothing can make progress: a bug; fail loudly rather than hang.
                     self.failing = error_dict(
                         _system_error(
@@ -934,8 +765,14 @@ class Runner:
                         )
                     )
                     break
+                if self.pools is not None:
+                    for lost in self.pools.renew():
+                        self._lose_lease(lost)
                 try:
                     wait = min(self._wait_timeout(), self.cancel_check_seconds)
+                    pool_wait = self.pools.next_wait() if self.pools is not None else None
+                    if pool_wait is not None:
+                        wait = min(wait, pool_wait)
                     self._handle_wakeup(self.wakeups.get(timeout=wait))
                     while True:
                         self._handle_wakeup(self.wakeups.get_nowait())
@@ -954,6 +791,8 @@ class Runner:
             for attempt_id, ns in list(self.running.items()):
                 if ns.backend is not None:
                     ns.backend.cancel(attempt_id)
+            if self.pools is not None:
+                self.pools.release_everything()
             self._flush(force_heartbeat=True)
             raise
         except BaseException as exc:
@@ -961,6 +800,8 @@ class Runner:
             raise
         if self.outcome is None:
             self.outcome = RunOutcome(FAILED, None, self.failing)
+        if self.pools is not None:
+            self.pools.release_everything()
         self._flush(force_heartbeat=True)
         self.literals.close_segment(self._uri_root)
         return self.outcome
@@ -977,6 +818,11 @@ class Runner:
                 ns, ABORTED, {"kind": "system", "code": "Aborted", "message": reason}
             )
         self.running.clear()
+        if self.pools is not None:
+            try:
+                self.pools.release_everything()
+            except Exception:
+                log.exception("could not release pool leases; they expire after their TTL")
         for ns in list(self.active.values()):
             ns.phase = ABORTED
             ns.finished_at = time.time()

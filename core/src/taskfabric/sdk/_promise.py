@@ -73,10 +73,10 @@ class Promise:
     def __le__(self, other: Any) -> Comparison:
         return self._cmp(other, _Op.COMPARISON_OPERATOR_LE)
 
-    def __and__(self, other: Any) -> Condition:
+    def __and__(self, other: Condition | Promise) -> Condition:
         return Truth(self) & other
 
-    def __or__(self, other: Any) -> Condition:
+    def __or__(self, other: Condition | Promise) -> Condition:
         return Truth(self) | other
 
     def is_true(self) -> Condition:

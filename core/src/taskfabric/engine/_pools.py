@@ -1,0 +1,147 @@
+"""The engine's side of resource pools: an attempt runs only while it holds its pools.
+
+An attempt asks for the pools of its task (`@task(pools=...)`) and of its backend
+(`Backend.pool_requests`) when it is about to start. Granted: it starts. Not granted: it waits
+in the pools' queues (its node shows "waiting for pool X, position N") and starts when a pass
+grants it. Its lease is released the moment the attempt stops — success, failure, timeout,
+cancel, or before the backoff of a retry (the next attempt asks again) — and renewed while it
+runs; an attempt that loses its lease (the engine was stalled past the TTL) is stopped and
+retried rather than run on over the pool's limit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from taskfabric.logs import get_logger
+
+if TYPE_CHECKING:
+    from taskfabric.engine._state import NodeState
+
+# taskfabric.pools.Lease and PoolManager; Any here keeps the engine importable and
+# type-checkable on its own (the pools package is loaded only when pools are configured).
+Lease = Any
+PoolManager = Any
+
+log = get_logger("taskfabric.pools")
+
+
+class PoolGate:
+    """Pool leases of one execution's attempts."""
+
+    def __init__(
+        self,
+        manager: PoolManager,
+        *,
+        execution_id: str,
+        project: str,
+        domain: str,
+        renew_seconds: float,
+    ) -> None:
+        self.manager = manager
+        self.execution_id = execution_id
+        self.project = project
+        self.domain = domain
+        self.renew_seconds = renew_seconds
+        self.waiting: dict[tuple[str, str, int], NodeState] = {}
+        self.held: dict[tuple[str, str, int], tuple[NodeState, Lease]] = {}
+        self._last_renew = time.monotonic()
+        self._last_poll = 0.0
+
+    def holder(self, ns: NodeState, attempt: int) -> Any:
+        from taskfabric.pools import Holder
+
+        return Holder(self.execution_id, ns.full_id, attempt, self.project, self.domain)
+
+    @staticmethod
+    def weights(ns: NodeState, backend: Any) -> dict[str, int]:
+        assert ns.task is not None
+        weights: dict[str, int] = {}
+        for req in ns.task.pools:
+            weights[req.pool] = weights.get(req.pool, 0) + max(1, req.weight)
+        for req in backend.pool_requests(ns.task) if backend is not None else ():
+            weights[req.pool] = weights.get(req.pool, 0) + max(1, req.weight)
+        return weights
+
+    def acquire(self, ns: NodeState, attempt: int, weights: Mapping[str, int]) -> bool:
+        """True when the attempt may start now; False: it waits (see `granted`)."""
+        holder = self.holder(ns, attempt)
+        lease = self.manager.request(holder, weights)
+        if lease is not None:
+            self.held[holder.key] = (ns, lease)
+            return True
+        self.waiting[holder.key] = ns
+        return False
+
+    def position_text(self, ns: NodeState, attempt: int) -> str:
+        positions = self.manager.waiting_position(self.holder(ns, attempt))
+        return ", ".join(f"pool {p} (position {n})" for p, n in sorted(positions.items()))
+
+    def granted(self, leases: list[Lease]) -> list[NodeState]:
+        """Nodes whose waiting attempts were granted by `leases` (ours only)."""
+        started = []
+        for lease in leases:
+            key = lease.holder.key
+            if lease.holder.execution_id != self.execution_id:
+                continue
+            ns = self.waiting.pop(key, None)
+            if ns is None:
+                continue
+            self.held[key] = (ns, lease)
+            started.append(ns)
+        return started
+
+    def poll(self, *, every: float = 0.05) -> list[NodeState]:
+        """Ask the pools for grants to this execution's waiters (at most every `every` s)."""
+        if not self.waiting:
+            return []
+        now = time.monotonic()
+        if now - self._last_poll < every:
+            return []
+        self._last_poll = now
+        return self.granted(self.manager.poll())
+
+    def release(self, ns: NodeState, attempt: int) -> list[NodeState]:
+        """Release the attempt's lease (or leave the queue); returns nodes granted by it."""
+        key = (self.execution_id, ns.full_id, attempt)
+        if key in self.waiting:
+            del self.waiting[key]
+            return self.granted(self.manager.cancel(self.holder(ns, attempt)))
+        held = self.held.pop(key, None)
+        if held is None:
+            return []
+        return self.granted(self.manager.release(held[1]))
+
+    def renew(self) -> list[NodeState]:
+        """Renew running leases when due; returns nodes whose lease was lost."""
+        now = time.monotonic()
+        if not self.held or now - self._last_renew < self.renew_seconds:
+            return []
+        self._last_renew = now
+        keys = list(self.held)
+        renewed = self.manager.renew_many([self.held[k][1] for k in keys])
+        lost = []
+        for key, new in zip(keys, renewed, strict=True):
+            ns, _ = self.held[key]
+            if new is None:
+                del self.held[key]
+                lost.append(ns)
+            else:
+                self.held[key] = (ns, new)
+        return lost
+
+    def next_wait(self) -> float | None:
+        """How long the loop may sleep while attempts wait for pools."""
+        if not self.waiting:
+            return None
+        return 0.05
+
+    def release_everything(self) -> None:
+        for key in list(self.waiting):
+            ns = self.waiting.pop(key)
+            self.manager.cancel(self.holder(ns, key[2]))
+        for _key, (_ns, lease) in list(self.held.items()):
+            self.manager.release(lease)
+        self.held.clear()

@@ -1,0 +1,88 @@
+"""Small pieces the execution loop shares: events, outcomes, errors, document keys."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from taskfabric.core.v1 import execution_pb2, types_pb2
+
+_SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
+
+
+class CancelRequested(Exception):
+    """Someone asked (from another process, through the database) to cancel the execution."""
+
+
+class EngineShutdown(BaseException):
+    """The engine process is being stopped (server shutdown): leave the execution to be
+    resumed instead of aborting it. Raised from a signal handler into the loop thread."""
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """A node's phase changed (for progress displays)."""
+
+    execution_id: str
+    node_id: str
+    name: str
+    kind: str
+    phase: str
+    attempt: int
+    message: str = ""
+
+
+@dataclass
+class RunOutcome:
+    phase: str
+    outputs: types_pb2.LiteralMap | None
+    error: dict[str, Any] | None
+
+
+def _blob_uris(value: types_pb2.LiteralMap | types_pb2.Literal) -> Iterator[str]:
+    """URIs of every file, directory and dataframe inside a literal map or literal."""
+    if isinstance(value, types_pb2.LiteralMap):
+        for lit in value.literals.values():
+            yield from _blob_uris(lit)
+        return
+    kind = value.WhichOneof("value")
+    if kind == "blob":
+        yield value.blob.uri
+    elif kind == "dataframe":
+        yield value.dataframe.uri
+    elif kind == "list":
+        for item in value.list.literals:
+            yield from _blob_uris(item)
+    elif kind in ("map", "record"):
+        items = value.map.literals if kind == "map" else value.record.fields
+        for item in items.values():
+            yield from _blob_uris(item)
+    elif kind == "union":
+        yield from _blob_uris(value.union.value)
+
+
+def node_key(full_id: str, name: str) -> str:
+    """Where a node's documents live under its execution: `nodes/n1/3/outputs.pb`."""
+    return f"nodes/{full_id.replace('[', '/').replace(']', '')}/{name}"
+
+
+def error_dict(err: execution_pb2.ExecutionError, node_id: str = "") -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "kind": execution_pb2.ErrorKind.Name(err.kind).removeprefix("ERROR_KIND_").lower(),
+        "code": err.code,
+        "message": err.message,
+    }
+    if node_id or err.node_id:
+        d["node_id"] = node_id or err.node_id
+    if err.traceback:
+        d["traceback"] = err.traceback
+    return d
+
+
+def _system_error(
+    code: str, message: str, *, retryable: bool = False
+) -> execution_pb2.ExecutionError:
+    return execution_pb2.ExecutionError(
+        kind=_SYSTEM, code=code, message=message, retryable=retryable
+    )
