@@ -58,6 +58,14 @@ def test_project_cluster_label_routes_to_its_targets(tmp_path: Path) -> None:
         assert backends[eu_backend].workers == expected  # type: ignore[attr-defined]
 
 
+def test_the_launch_cluster_label_wins_over_the_project(tmp_path: Path) -> None:
+    with _engine(tmp_path) as engine:
+        result = engine.launch(wf, {"x": 1}, project="paris", cluster="us")
+        assert engine.metadata.attempts(result.execution_id)[0].backend == "pool@us"
+        rec = engine.metadata.get_execution(result.execution_id)
+        assert rec is not None and rec.cluster == "us"
+
+
 def test_pick_is_deterministic_and_weighted() -> None:
     picks = Counter(
         pick_target("pool", TARGETS, "eu", f"ex{i}").get("name", "eu") for i in range(4000)

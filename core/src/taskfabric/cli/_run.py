@@ -86,6 +86,11 @@ def _parse_inputs(wf: WorkflowDefinition[Any, Any], raw: dict[str, str | None]) 
 @click.argument("ref", metavar="FILE.py:WORKFLOW")
 @click.option("--project", default=None, help="Project of the execution (config default).")
 @click.option("--domain", default=None, help="Domain of the execution (config default).")
+@click.option(
+    "--cluster",
+    default=None,
+    help="Cluster label, for backends with several targets (default: the project's).",
+)
 @click.option("--name", "exec_name", default=None, help="Name of the execution (unique).")
 @click.option(
     "-o",
@@ -109,6 +114,7 @@ def run(
     exec_name: str | None,
     output_format: str,
     overwrite_cache: bool,
+    cluster: str | None,
 ) -> None:
     """Compile and run a workflow; its inputs are options (see FILE.py:WORKFLOW --help)."""
     from taskfabric.engine import Engine, load_object
@@ -174,6 +180,7 @@ def run(
                 on_event=progress,
                 on_start=progress.started_execution,
                 overwrite_cache=overwrite_cache,
+                cluster=cluster,
             )
     except KeyboardInterrupt:
         err.print(

@@ -384,6 +384,7 @@ class Engine:
         on_event: Callable[[NodeEvent], None] | None = None,
         on_start: Callable[[str], None] | None = None,
         overwrite_cache: bool = False,
+        cluster: str | None = None,
     ) -> ExecutionResult:
         """Compile `wf`, record a new execution and run it to its end.
 
@@ -419,6 +420,7 @@ class Engine:
             code=code or _code_of(wf),
             owner=owner,
             heartbeat_at=now,
+            cluster=cluster,
         )
         try:
             self.metadata.create_execution(rec)
