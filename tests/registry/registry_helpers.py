@@ -64,6 +64,7 @@ hourly = LaunchPlan(
     concurrency="{concurrency}",
     catch_up="{catch_up}",
     max_catch_up={max_catch_up},
+    cluster="eu",
 )
 """
 

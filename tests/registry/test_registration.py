@@ -197,6 +197,8 @@ def test_launch_plan_inputs_fixed_defaults_and_overrides(
     registry.register(flows_package(tmp_path / "src"), project=P, domain=D, version="v1")
     req = registry.prepare_launch(P, D, "hourly", version="v1", execution_name="run-1")
     assert req.name == "run-1" and req.launch_plan == "hourly:v1"
+    assert req.cluster == "eu"  # the plan's cluster label; a launch's own one wins
+    assert registry.prepare_launch(P, D, "hourly", version="v1", cluster="us").cluster == "us"
     assert {k: v.integer for k, v in req.inputs.literals.items()} == {"n": 3, "bonus": 1}
     override = types_pb2.Literal(integer=9)
     req = registry.prepare_launch(P, D, "hourly", version="v1", inputs={"bonus": override})
@@ -288,3 +290,26 @@ def test_concurrent_registrations_of_one_version_agree(
     # one package won; its twin found it unchanged; the two others were refused
     assert sorted(outcomes) == ["conflict", "conflict", "registered", "unchanged"]
     assert registry.versions("workflow", P, D, "acme.flows.pipeline") == ["v1"]
+
+
+def test_the_launch_plan_cluster_label_reaches_the_execution(
+    registry: Registry, tmp_path: Path
+) -> None:
+    from taskfabric.registry import enqueue_launcher
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.extra: dict[str, object] = {}
+
+        def enqueue(self, compiled: object, inputs: object, **kwargs: object) -> object:
+            self.extra = kwargs
+
+            class Rec:
+                id = "ex1"
+
+            return Rec()
+
+    registry.register(flows_package(tmp_path / "src"), project=P, domain=D, version="v1")
+    engine = Recorder()
+    enqueue_launcher(engine)(registry.prepare_launch(P, D, "hourly", version="v1"))  # type: ignore[arg-type]
+    assert engine.extra["cluster"] == "eu" and engine.extra["launch_plan"] == "hourly:v1"

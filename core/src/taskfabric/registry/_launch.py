@@ -32,6 +32,8 @@ class LaunchRequest:
     code: dict[str, str] = field(default_factory=dict)
     #: "name:version" of the launch plan, or "" for a launch of the workflow itself.
     launch_plan: str = ""
+    #: Cluster label for backends with several targets ("": the project's).
+    cluster: str = ""
     #: The schedule slot (UTC epoch seconds) of a scheduled launch.
     scheduled_at: float | None = None
 
@@ -63,6 +65,8 @@ def enqueue_launcher(engine: SupportsEnqueue) -> Launcher:
             extra["launch_plan"] = request.launch_plan
         if request.scheduled_at is not None:
             extra["scheduled_at"] = request.scheduled_at
+        if request.cluster:
+            extra["cluster"] = request.cluster
         record = engine.enqueue(
             request.workflow,
             request.inputs,

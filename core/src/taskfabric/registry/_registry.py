@@ -618,10 +618,11 @@ class Registry:
         inputs: types_pb2.LiteralMap | Mapping[str, types_pb2.Literal] | None = None,
         execution_name: str | None = None,
         scheduled_at: float | None = None,
+        cluster: str | None = None,
     ) -> LaunchRequest:
         """A launch of launch plan `name` (the active version unless `version`): its default
         inputs, then `inputs`, then its fixed inputs (which `inputs` may not set), over the
-        workflow's own defaults."""
+        workflow's own defaults. The cluster label is `cluster`, else the plan's."""
         spec = self.get_launch_plan(project, domain, name, version)
         compiled, code = self.get_workflow(
             project, domain, spec.workflow_id.name, spec.workflow_id.version
@@ -652,6 +653,7 @@ class Registry:
             code=code,
             launch_plan=f"{name}:{spec.id.version}",
             scheduled_at=scheduled_at,
+            cluster=cluster or spec.cluster,
         )
 
     def prepare_workflow_launch(

@@ -126,6 +126,7 @@ class LaunchPlan:
         catch_up: CatchUp = "latest",
         max_catch_up: int = 10,
         description: str = "",
+        cluster: str = "",
     ) -> None:
         caller = sys._getframe(1)
         self.module: str = str(caller.f_globals.get("__name__", ""))
@@ -162,6 +163,7 @@ class LaunchPlan:
         self.catch_up: CatchUp = catch_up
         self.max_catch_up = max_catch_up
         self.description = description
+        self.cluster = cluster
         self.fixed_inputs = dict(fixed_inputs or {})
         self.default_inputs = dict(default_inputs or {})
         both = sorted(set(self.fixed_inputs) & set(self.default_inputs))
@@ -228,6 +230,7 @@ class LaunchPlan:
             catch_up=CATCH_UP_POLICIES[self.catch_up],
             max_catch_up=self.max_catch_up,
             description=self.description,
+            cluster=self.cluster,
         )
         for key in sorted(self._fixed):
             spec.fixed_inputs.literals[key].CopyFrom(self._fixed[key])

@@ -27,17 +27,17 @@ from taskfabric.core.v1 import identifier_pb2 as taskfabric_dot_core_dot_v1_dot_
 from taskfabric.core.v1 import types_pb2 as taskfabric_dot_core_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$taskfabric/core/v1/launch_plan.proto\x12\x12taskfabric.core.v1\x1a\x1egoogle/protobuf/duration.proto\x1a#taskfabric/core/v1/identifier.proto\x1a\x1etaskfabric/core/v1/types.proto\"5\n\x0c\x43ronSchedule\x12\x12\n\nexpression\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\"@\n\x11\x46ixedRateSchedule\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x81\x01\n\x08Schedule\x12\x30\n\x04\x63ron\x18\x01 \x01(\x0b\x32 .taskfabric.core.v1.CronScheduleH\x00\x12;\n\nfixed_rate\x18\x02 \x01(\x0b\x32%.taskfabric.core.v1.FixedRateScheduleH\x00\x42\x06\n\x04kind\"\xab\x03\n\x0eLaunchPlanSpec\x12*\n\x02id\x18\x01 \x01(\x0b\x32\x1e.taskfabric.core.v1.Identifier\x12\x33\n\x0bworkflow_id\x18\x02 \x01(\x0b\x32\x1e.taskfabric.core.v1.Identifier\x12\x34\n\x0c\x66ixed_inputs\x18\x03 \x01(\x0b\x32\x1e.taskfabric.core.v1.LiteralMap\x12\x36\n\x0e\x64\x65\x66\x61ult_inputs\x18\x04 \x01(\x0b\x32\x1e.taskfabric.core.v1.LiteralMap\x12.\n\x08schedule\x18\x05 \x01(\x0b\x32\x1c.taskfabric.core.v1.Schedule\x12:\n\x0b\x63oncurrency\x18\x06 \x01(\x0e\x32%.taskfabric.core.v1.ConcurrencyPolicy\x12\x33\n\x08\x63\x61tch_up\x18\x07 \x01(\x0e\x32!.taskfabric.core.v1.CatchUpPolicy\x12\x14\n\x0cmax_catch_up\x18\x08 \x01(\r\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t*\x90\x01\n\x11\x43oncurrencyPolicy\x12\"\n\x1e\x43ONCURRENCY_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONCURRENCY_POLICY_ALLOW\x10\x01\x12\x1b\n\x17\x43ONCURRENCY_POLICY_SKIP\x10\x02\x12\x1c\n\x18\x43ONCURRENCY_POLICY_QUEUE\x10\x03*\x7f\n\rCatchUpPolicy\x12\x1f\n\x1b\x43\x41TCH_UP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43\x41TCH_UP_POLICY_ALL\x10\x01\x12\x1a\n\x16\x43\x41TCH_UP_POLICY_LATEST\x10\x02\x12\x18\n\x14\x43\x41TCH_UP_POLICY_NONE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$taskfabric/core/v1/launch_plan.proto\x12\x12taskfabric.core.v1\x1a\x1egoogle/protobuf/duration.proto\x1a#taskfabric/core/v1/identifier.proto\x1a\x1etaskfabric/core/v1/types.proto\"5\n\x0c\x43ronSchedule\x12\x12\n\nexpression\x18\x01 \x01(\t\x12\x11\n\ttime_zone\x18\x02 \x01(\t\"@\n\x11\x46ixedRateSchedule\x12+\n\x08interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x81\x01\n\x08Schedule\x12\x30\n\x04\x63ron\x18\x01 \x01(\x0b\x32 .taskfabric.core.v1.CronScheduleH\x00\x12;\n\nfixed_rate\x18\x02 \x01(\x0b\x32%.taskfabric.core.v1.FixedRateScheduleH\x00\x42\x06\n\x04kind\"\xbc\x03\n\x0eLaunchPlanSpec\x12*\n\x02id\x18\x01 \x01(\x0b\x32\x1e.taskfabric.core.v1.Identifier\x12\x33\n\x0bworkflow_id\x18\x02 \x01(\x0b\x32\x1e.taskfabric.core.v1.Identifier\x12\x34\n\x0c\x66ixed_inputs\x18\x03 \x01(\x0b\x32\x1e.taskfabric.core.v1.LiteralMap\x12\x36\n\x0e\x64\x65\x66\x61ult_inputs\x18\x04 \x01(\x0b\x32\x1e.taskfabric.core.v1.LiteralMap\x12.\n\x08schedule\x18\x05 \x01(\x0b\x32\x1c.taskfabric.core.v1.Schedule\x12:\n\x0b\x63oncurrency\x18\x06 \x01(\x0e\x32%.taskfabric.core.v1.ConcurrencyPolicy\x12\x33\n\x08\x63\x61tch_up\x18\x07 \x01(\x0e\x32!.taskfabric.core.v1.CatchUpPolicy\x12\x14\n\x0cmax_catch_up\x18\x08 \x01(\r\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\x0f\n\x07\x63luster\x18\n \x01(\t*\x90\x01\n\x11\x43oncurrencyPolicy\x12\"\n\x1e\x43ONCURRENCY_POLICY_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONCURRENCY_POLICY_ALLOW\x10\x01\x12\x1b\n\x17\x43ONCURRENCY_POLICY_SKIP\x10\x02\x12\x1c\n\x18\x43ONCURRENCY_POLICY_QUEUE\x10\x03*\x7f\n\rCatchUpPolicy\x12\x1f\n\x1b\x43\x41TCH_UP_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43\x41TCH_UP_POLICY_ALL\x10\x01\x12\x1a\n\x16\x43\x41TCH_UP_POLICY_LATEST\x10\x02\x12\x18\n\x14\x43\x41TCH_UP_POLICY_NONE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskfabric.core.v1.launch_plan_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONCURRENCYPOLICY']._serialized_start=845
-  _globals['_CONCURRENCYPOLICY']._serialized_end=989
-  _globals['_CATCHUPPOLICY']._serialized_start=991
-  _globals['_CATCHUPPOLICY']._serialized_end=1118
+  _globals['_CONCURRENCYPOLICY']._serialized_start=862
+  _globals['_CONCURRENCYPOLICY']._serialized_end=1006
+  _globals['_CATCHUPPOLICY']._serialized_start=1008
+  _globals['_CATCHUPPOLICY']._serialized_end=1135
   _globals['_CRONSCHEDULE']._serialized_start=161
   _globals['_CRONSCHEDULE']._serialized_end=214
   _globals['_FIXEDRATESCHEDULE']._serialized_start=216
@@ -45,5 +45,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCHEDULE']._serialized_start=283
   _globals['_SCHEDULE']._serialized_end=412
   _globals['_LAUNCHPLANSPEC']._serialized_start=415
-  _globals['_LAUNCHPLANSPEC']._serialized_end=842
+  _globals['_LAUNCHPLANSPEC']._serialized_end=859
 # @@protoc_insertion_point(module_scope)

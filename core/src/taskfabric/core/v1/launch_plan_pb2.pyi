@@ -159,10 +159,15 @@ class LaunchPlanSpec(_message.Message):
     CATCH_UP_FIELD_NUMBER: _builtins.int
     MAX_CATCH_UP_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
     concurrency: Global___ConcurrencyPolicy.ValueType
     catch_up: Global___CatchUpPolicy.ValueType
     max_catch_up: _builtins.int
     description: _builtins.str
+    cluster: _builtins.str
+    """Cluster label of the plan's executions, for backends with several targets (empty: the
+    project's).
+    """
     @_builtins.property
     def id(self) -> _identifier_pb2.Identifier: ...
     @_builtins.property
@@ -193,10 +198,11 @@ class LaunchPlanSpec(_message.Message):
         catch_up: Global___CatchUpPolicy.ValueType = ...,
         max_catch_up: _builtins.int = ...,
         description: _builtins.str = ...,
+        cluster: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["default_inputs", b"default_inputs", "fixed_inputs", b"fixed_inputs", "id", b"id", "schedule", b"schedule", "workflow_id", b"workflow_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "concurrency", b"concurrency", "default_inputs", b"default_inputs", "description", b"description", "fixed_inputs", b"fixed_inputs", "id", b"id", "max_catch_up", b"max_catch_up", "schedule", b"schedule", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["catch_up", b"catch_up", "cluster", b"cluster", "concurrency", b"concurrency", "default_inputs", b"default_inputs", "description", b"description", "fixed_inputs", b"fixed_inputs", "id", b"id", "max_catch_up", b"max_catch_up", "schedule", b"schedule", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
