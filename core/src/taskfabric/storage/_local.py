@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -63,7 +64,7 @@ class LocalBlobStore(BlobStore):
     def put_bytes(self, uri: str, data: bytes) -> None:
         target = self._path(uri)
         self._ensure_dir(target.parent)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.{id(data):x}.tmp")
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident():x}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             view = memoryview(data)
