@@ -194,6 +194,7 @@ def _check_limits(service: Service) -> None:
     # window at the service may span a little more than one second of grants.
     bound = RATE * 1.05 + BURST
     assert worst <= bound, f"{worst} requests within one second (rate {RATE}, burst {BURST})"
+    print(f"service saw at most {service.max_active} at once and {worst} in one second")
 
 
 @pytest.mark.slow
@@ -210,6 +211,10 @@ def test_three_engines_share_one_pool_fairly(setup: tuple[Service, dict[str, str
     first = min(t for t, _, _ in service.requests)
     spans = {p: last[p] - first for p in PROJECTS}
     assert max(spans.values()) / min(spans.values()) < 1.5, spans
+    print(
+        "seconds from the first request to each project's last:",
+        {p: round(s, 1) for p, s in spans.items()},
+    )
     half = sorted(service.requests)[:100]
     for p in PROJECTS:
         share = sum(1 for _, q, _ in half if q == p) / 100

@@ -381,7 +381,7 @@ class Runner:
     def _dispatch(self) -> None:
         if self.pools is not None:
             self._start_granted(self.pools.poll())
-        while self.runnable and len(self.running) < self.parallelism and self.failing is None:
+        while self.runnable and self._in_flight() < self.parallelism and self.failing is None:
             ns = self.runnable.popleft()
             if ns.phase in TERMINAL:
                 continue
@@ -397,6 +397,13 @@ class Runner:
             if self.pools is not None and not self._acquire_pools(ns):
                 continue
             self._start_attempt(ns)
+
+    def _in_flight(self) -> int:
+        """Attempts running or waiting for their pools: both count against parallelism, so
+        one loop turn asks the pools for at most `parallelism` grants and stays short (a
+        turn that took longer than a lease TTL would let granted leases expire unrenewed)."""
+        waiting = len(self.pools.waiting) if self.pools is not None else 0
+        return len(self.running) + waiting
 
     def _acquire_pools(self, ns: NodeState) -> bool:
         """Take the attempt's pools, or queue it in them (its node says where)."""
