@@ -127,3 +127,23 @@ def test_launch_and_recover_locally(tmp_path: Path) -> None:
         assert json.loads(out)["outputs"] == {"o0": 3}
     finally:
         sys.modules.pop("cliflows", None)
+
+
+def test_register_goes_through_the_server_when_one_is_configured(
+    configs: tuple[Path, Path, ServerProcess], tmp_path: Path
+) -> None:
+    local, remote, server = configs
+    v2 = write_flows(tmp_path / "src2", 5)
+    code, _, err = invoke(remote, "register", str(v2), "--version", "v2")
+    assert code == 0, err
+    assert "registered shop/prod version v2" in err
+    code, _, err = invoke(remote, "register", str(v2), "--version", "v2")
+    assert code == 0 and "nothing new" in err
+    code, _, err = invoke(
+        remote, "register", str(write_flows(tmp_path / "src3", 7)), "--version", "v2"
+    )
+    assert code == 1 and "registration refused" in err
+    # the server recorded it: the local store it runs on has both versions
+    code, out, _ = invoke(local, "entities", "list", "-o", "json")
+    versions = {e["version"] for e in json.loads(out) if e["name"] == "srvflows.price"}
+    assert versions == {"v1", "v2"}

@@ -77,30 +77,60 @@ def register(
     Registering the same content again changes nothing; different content under an existing
     version is refused with a diff.
     """
-    from taskfabric.registry import RegistrationConflict
+    from taskfabric.cli._remote import remote_client
+    from taskfabric.registry import RegistrationConflict, build_package
+    from taskfabric.server import ServerError
 
     project, domain = _scope(project, domain)
-    with user_errors(), _registry() as registry:
-        try:
-            result = registry.register(path, project=project, domain=domain, version=version)
-        except RegistrationConflict as exc:
-            err.print("[bold red]error:[/] registration refused", markup=True)
-            err.print(str(exc), markup=False, highlight=False)
-            sys.exit(EXIT_FAILED)
-        if activate:
-            for e in result.entities:
-                if e.kind == "launch_plan":
-                    registry.activate(project, domain, e.name, version)
+    client = remote_client()
+    if client is not None:
+        # The package is built here, where the code is; the server records it (it never
+        # imports user code) and is the only writer of its database and blob store.
+        with user_errors():
+            package = build_package(path, project=project, domain=domain, version=version)
+            try:
+                reg = client.register(package)
+            except ServerError as exc:
+                if exc.status != 409:
+                    raise
+                err.print("[bold red]error:[/] registration refused", markup=True)
+                err.print(str(exc), markup=False, highlight=False)
+                sys.exit(EXIT_FAILED)
+            if activate:
+                for e in reg.entities:
+                    if e.kind == "launch_plan":
+                        client.activate(project, domain, e.name, version)
+        entities: list[dict[str, Any]] = [
+            {"kind": e.kind, "name": e.name, "version": e.version, "status": e.status}
+            for e in reg.entities
+        ]
+        bundle, digest = reg.bundle_digest, reg.bundle_digest
+        skipped, unchanged = list(reg.skipped), reg.unchanged
+    else:
+        with user_errors(), _registry() as registry:
+            try:
+                result = registry.register(path, project=project, domain=domain, version=version)
+            except RegistrationConflict as exc:
+                err.print("[bold red]error:[/] registration refused", markup=True)
+                err.print(str(exc), markup=False, highlight=False)
+                sys.exit(EXIT_FAILED)
+            if activate:
+                for e in result.entities:
+                    if e.kind == "launch_plan":
+                        registry.activate(project, domain, e.name, version)
+        entities = [vars(e) for e in result.entities]
+        bundle, digest = result.bundle_uri, result.bundle_digest
+        skipped, unchanged = list(result.skipped), result.unchanged
     if output_format == "json":
         out.print_json(
             json.dumps(
                 {
-                    "project": result.project,
-                    "domain": result.domain,
-                    "version": result.version,
-                    "bundle": result.bundle_uri,
-                    "entities": [vars(e) for e in result.entities],
-                    "skipped": list(result.skipped),
+                    "project": project,
+                    "domain": domain,
+                    "version": version,
+                    "bundle": bundle,
+                    "entities": entities,
+                    "skipped": skipped,
                 }
             )
         )
@@ -108,18 +138,18 @@ def register(
     table = Table(box=None, header_style="bold")
     for col in ("KIND", "NAME", "VERSION", "STATUS"):
         table.add_column(col)
-    for e in result.entities:
-        status = "[green]registered[/]" if e.status == "registered" else "[dim]unchanged[/]"
-        table.add_row(e.kind.replace("_", " "), e.name, e.version, status)
+    for row in entities:
+        status = "[green]registered[/]" if row["status"] == "registered" else "[dim]unchanged[/]"
+        table.add_row(str(row["kind"]).replace("_", " "), row["name"], row["version"], status)
     out.print(table)
-    if result.skipped:
-        err.print(f"not imported: {', '.join(result.skipped)}", markup=False)
+    if skipped:
+        err.print(f"not imported: {', '.join(skipped)}", markup=False)
     summary = (
         "nothing new: every entity was registered before with the same content"
-        if result.unchanged
+        if unchanged
         else f"registered {project}/{domain} version {version}"
     )
-    err.print(f"{summary} (bundle {result.bundle_digest[:12]})", markup=False)
+    err.print(f"{summary} (bundle {digest[:12]})", markup=False)
 
 
 @click.group()
