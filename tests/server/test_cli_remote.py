@@ -143,6 +143,13 @@ def test_register_goes_through_the_server_when_one_is_configured(
         remote, "register", str(write_flows(tmp_path / "src3", 7)), "--version", "v2"
     )
     assert code == 1 and "registration refused" in err
+    # launch plans are activated and deactivated through the server too
+    code, _, err = invoke(remote, "launchplans", "activate", "tick", "--version", "v2")
+    assert code == 0 and "version v2 is active" in err, err
+    code, _, err = invoke(remote, "launchplans", "activate", "tick", "--version", "v2")
+    assert code == 0 and "already active" in err
+    code, _, err = invoke(remote, "launchplans", "deactivate", "tick")
+    assert code == 0 and "tick deactivated" in err
     # the server recorded it: the local store it runs on has both versions
     code, out, _ = invoke(local, "entities", "list", "-o", "json")
     versions = {e["version"] for e in json.loads(out) if e["name"] == "srvflows.price"}

@@ -227,7 +227,18 @@ def list_launch_plans(project: str | None, domain: str | None, output_format: st
 def activate_launch_plan(name: str, version: str, project: str | None, domain: str | None) -> None:
     """Make VERSION the active version of launch plan NAME (its schedule replaces the
     previous version's)."""
+    from taskfabric.cli._remote import remote_client
+
     project, domain = _scope(project, domain)
+    client = remote_client()
+    if client is not None:
+        with user_errors():
+            changed = client.activate(project, domain, name, version).changed
+        if changed:
+            err.print(f"launch plan {name}: version {version} is active", markup=False)
+        else:
+            err.print(f"launch plan {name} version {version} was already active", markup=False)
+        return
     with user_errors(), _registry() as registry:
         previous = registry.active_version(project, domain, name)
         registry.activate(project, domain, name, version)
@@ -243,9 +254,16 @@ def activate_launch_plan(name: str, version: str, project: str | None, domain: s
 @_scope_options
 def deactivate_launch_plan(name: str, project: str | None, domain: str | None) -> None:
     """Deactivate launch plan NAME: its schedule stops."""
+    from taskfabric.cli._remote import remote_client
+
     project, domain = _scope(project, domain)
-    with user_errors(), _registry() as registry:
-        done = registry.deactivate(project, domain, name)
+    client = remote_client()
+    if client is not None:
+        with user_errors():
+            done = client.deactivate(project, domain, name).changed
+    else:
+        with user_errors(), _registry() as registry:
+            done = registry.deactivate(project, domain, name)
     err.print(
         f"launch plan {name} deactivated" if done else f"launch plan {name} was not active",
         markup=False,
