@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import Counter
 from typing import Any
 
 import click
@@ -24,6 +23,7 @@ from taskfabric.cli._common import (
     user_errors,
 )
 from taskfabric.cli._remote import as_record, print_detail, print_json, remote_client
+from taskfabric.cli._show import print_events, print_nodes
 from taskfabric.core.v1 import types_pb2
 from taskfabric.metadata import NodeRecord
 
@@ -243,65 +243,14 @@ def _print_show(
             f"  [red]error[/]     {e.get('code', '')}{where}: {e.get('message', '')}",
             highlight=False,
         )
-    items: dict[str, list[NodeRecord]] = {}
-    shown: list[NodeRecord] = []
-    for n in nodes:
-        if n.kind == "map_item":
-            items.setdefault(n.parent_id, []).append(n)
-            if show_all or n.phase in ("FAILED", "TIMED_OUT", "RETRYING"):
-                shown.append(n)
-        else:
-            shown.append(n)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "CACHE", "DURATION"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("DETAIL", overflow="fold")
-    for n in shown:
-        detail = n.message
-        if n.error and n.phase != "SUCCEEDED":
-            detail = f"{n.error.get('code', '')}: {n.error.get('message', '')}"
-        elif n.kind == "map" and n.node_id in items:
-            counts = Counter(i.phase for i in items[n.node_id])
-            detail = f"{len(items[n.node_id])} items: " + ", ".join(
-                f"{v} {k.lower()}" for k, v in sorted(counts.items())
-            )
-        elif not no_values and n.phase == "SUCCEEDED" and n.kind != "map_item":
-            vals = _values(_load_map(engine, n.outputs_uri), limit=80)
-            detail = f"→ {vals}" if vals else detail
-        duration = (n.finished_at - n.started_at) if n.finished_at and n.started_at else None
-        table.add_row(
-            n.node_id,
-            n.name,
-            n.kind,
-            phase_text(n.phase),
-            str(n.attempts or ""),
-            n.cache_status if n.cache_status != "disabled" else "",
-            fmt_duration(duration),
-            detail,
-        )
-    out.print()
-    out.print(table)
-    for n in shown:
-        failed = [a for a in by_node.get(n.node_id, []) if a.error]
-        if n.phase in ("FAILED", "TIMED_OUT") and failed:
-            out.print(f"\n[bold red]{n.node_id} ({n.name})[/] attempts:")
-            for a in failed:
-                e = a.error or {}
-                out.print(
-                    f"  #{a.attempt} {a.phase} {e.get('code', '')}: {e.get('message', '')}",
-                    markup=False,
-                )
-            last = failed[-1].error or {}
-            if last.get("traceback"):
-                out.print(last["traceback"].rstrip(), markup=False, highlight=False)
-    if evts:
-        out.print("\n[bold]events[/]")
-        for e in evts:
-            node = e.node_id or "(execution)"
-            out.print(
-                f"  {fmt_time(e.at)}  {node:<16} #{e.attempt}  {e.phase:<10} {e.message}",
-                markup=False,
-            )
+    print_nodes(
+        nodes,
+        attempts_of=lambda n: by_node.get(n.node_id, []),
+        values_of=lambda n: _values(_load_map(engine, n.outputs_uri), limit=80),
+        show_all=show_all,
+        no_values=no_values,
+    )
+    print_events(evts)
 
 
 @executions.command("run")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from taskfabric.cli._common import (
     phase_text,
     state,
 )
+from taskfabric.cli._show import print_events, print_nodes
 from taskfabric.errors import TaskfabricError
 from taskfabric.metadata import ExecutionRecord
 
@@ -125,7 +125,6 @@ def _sort_key(node_id: str) -> list[Any]:
 
 def print_detail(detail: m.ExecutionDetail, *, show_all: bool, no_values: bool) -> None:
     """`executions show` for an execution read from a server (the layout of the local one)."""
-    from rich.table import Table
 
     rec = detail.execution
     shown_values = detail.display
@@ -152,67 +151,15 @@ def print_detail(detail: m.ExecutionDetail, *, show_all: bool, no_values: bool) 
         e = rec.error
         where = f" (node {e.node_id})" if e.node_id else ""
         out.print(f"  [red]error[/]     {e.code}{where}: {e.message}", highlight=False)
-    items: dict[str, list[m.Node]] = {}
-    shown: list[m.Node] = []
-    for n in sorted(detail.nodes, key=lambda n: _sort_key(n.node_id)):
-        if n.kind == "map_item":
-            items.setdefault(n.parent_id, []).append(n)
-            if show_all or n.phase in ("FAILED", "TIMED_OUT", "RETRYING"):
-                shown.append(n)
-        else:
-            shown.append(n)
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "CACHE", "DURATION"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("DETAIL", overflow="fold")
     node_values = shown_values.nodes if shown_values else {}
-    for n in shown:
-        text = n.message
-        if n.error and n.phase != "SUCCEEDED":
-            text = f"{n.error.get('code', '')}: {n.error.get('message', '')}"
-        elif n.kind == "map" and n.node_id in items:
-            counts = Counter(i.phase for i in items[n.node_id])
-            text = f"{len(items[n.node_id])} items: " + ", ".join(
-                f"{v} {k.lower()}" for k, v in sorted(counts.items())
-            )
-        elif not no_values and n.phase == "SUCCEEDED" and n.kind != "map_item":
-            vals = _clip(node_values.get(n.node_id, ""), 80)
-            text = f"→ {vals}" if vals else text
-        duration = (n.finished_at - n.started_at) if n.finished_at and n.started_at else None
-        table.add_row(
-            n.node_id,
-            n.name,
-            n.kind,
-            phase_text(n.phase),
-            str(n.attempts or ""),
-            n.cache_status if n.cache_status != "disabled" else "",
-            fmt_duration(duration),
-            text,
-        )
-    out.print()
-    out.print(table)
-    for n in shown:
-        failed = [a for a in n.attempt_details if a.error]
-        if n.phase in ("FAILED", "TIMED_OUT") and failed:
-            out.print(f"\n[bold red]{n.node_id} ({n.name})[/] attempts:")
-            for a in failed:
-                problem = a.error or {}
-                out.print(
-                    f"  #{a.attempt} {a.phase} {problem.get('code', '')}: "
-                    f"{problem.get('message', '')}",
-                    markup=False,
-                )
-            last = failed[-1].error or {}
-            if last.get("traceback"):
-                out.print(str(last["traceback"]).rstrip(), markup=False, highlight=False)
-    if detail.events:
-        out.print("\n[bold]events[/]")
-        for ev in detail.events:
-            node = ev.node_id or "(execution)"
-            out.print(
-                f"  {fmt_time(ev.at)}  {node:<16} #{ev.attempt}  {ev.phase:<10} {ev.message}",
-                markup=False,
-            )
+    print_nodes(
+        sorted(detail.nodes, key=lambda n: _sort_key(n.node_id)),
+        attempts_of=lambda n: n.attempt_details,
+        values_of=lambda n: _clip(node_values.get(n.node_id, ""), 80),
+        show_all=show_all,
+        no_values=no_values,
+    )
+    print_events(detail.events)
 
 
 def print_json(model: Any) -> None:

@@ -1,0 +1,92 @@
+"""The node table and event list of `executions show`, for the local store and a server alike.
+
+Nodes and attempts are duck-typed: the metadata store's records and the API's models carry
+the same fields (node_id, name, kind, phase, attempts, cache_status, started_at,
+finished_at, error, message, parent_id; attempt, phase, error).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from rich.table import Table
+
+from taskfabric.cli._common import fmt_duration, fmt_time, out, phase_text
+
+
+def print_nodes(
+    nodes: Iterable[Any],
+    *,
+    attempts_of: Callable[[Any], Sequence[Any]],
+    values_of: Callable[[Any], str],
+    show_all: bool,
+    no_values: bool,
+) -> None:
+    """The node table (map items folded into their map unless `show_all` or failing), then
+    the failed attempts and last traceback of each failed node."""
+    items: dict[str, list[Any]] = {}
+    shown: list[Any] = []
+    for n in nodes:
+        if n.kind == "map_item":
+            items.setdefault(n.parent_id, []).append(n)
+            if show_all or n.phase in ("FAILED", "TIMED_OUT", "RETRYING"):
+                shown.append(n)
+        else:
+            shown.append(n)
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "CACHE", "DURATION"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("DETAIL", overflow="fold")
+    for n in shown:
+        detail = n.message
+        if n.error and n.phase != "SUCCEEDED":
+            detail = f"{n.error.get('code', '')}: {n.error.get('message', '')}"
+        elif n.kind == "map" and n.node_id in items:
+            counts = Counter(i.phase for i in items[n.node_id])
+            detail = f"{len(items[n.node_id])} items: " + ", ".join(
+                f"{v} {k.lower()}" for k, v in sorted(counts.items())
+            )
+        elif not no_values and n.phase == "SUCCEEDED" and n.kind != "map_item":
+            vals = values_of(n)
+            detail = f"→ {vals}" if vals else detail
+        duration = (n.finished_at - n.started_at) if n.finished_at and n.started_at else None
+        table.add_row(
+            n.node_id,
+            n.name,
+            n.kind,
+            phase_text(n.phase),
+            str(n.attempts or ""),
+            n.cache_status if n.cache_status != "disabled" else "",
+            fmt_duration(duration),
+            detail,
+        )
+    out.print()
+    out.print(table)
+    for n in shown:
+        failed = [a for a in attempts_of(n) if a.error]
+        if n.phase in ("FAILED", "TIMED_OUT") and failed:
+            out.print(f"\n[bold red]{n.node_id} ({n.name})[/] attempts:")
+            for a in failed:
+                problem = a.error or {}
+                out.print(
+                    f"  #{a.attempt} {a.phase} {problem.get('code', '')}: "
+                    f"{problem.get('message', '')}",
+                    markup=False,
+                )
+            last = failed[-1].error or {}
+            if last.get("traceback"):
+                out.print(str(last["traceback"]).rstrip(), markup=False, highlight=False)
+
+
+def print_events(events: Sequence[Any]) -> None:
+    if not events:
+        return
+    out.print("\n[bold]events[/]")
+    for ev in events:
+        node = ev.node_id or "(execution)"
+        out.print(
+            f"  {fmt_time(ev.at)}  {node:<16} #{ev.attempt}  {ev.phase:<10} {ev.message}",
+            markup=False,
+        )
