@@ -154,3 +154,30 @@ def test_register_goes_through_the_server_when_one_is_configured(
     code, out, _ = invoke(local, "entities", "list", "-o", "json")
     versions = {e["version"] for e in json.loads(out) if e["name"] == "srvflows.price"}
     assert versions == {"v1", "v2"}
+
+
+def test_listing_commands_read_the_server_not_the_local_store(
+    configs: tuple[Path, Path, ServerProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local, remote, _ = configs
+    code, local_entities, _ = invoke(local, "entities", "list", "-o", "json")
+    assert code == 0
+    code, local_plans, _ = invoke(local, "launchplans", "list", "-o", "json")
+    assert code == 0 and [p["name"] for p in json.loads(local_plans)] == ["tick"]
+    # From here on this process's own store is empty: only the server knows the entities.
+    monkeypatch.setenv("TASKFABRIC_DATA_ROOT", str(tmp_path / "empty"))
+    code, _, err = invoke(local, "entities", "list")
+    assert code == 0 and "nothing registered in shop/prod" in err
+    code, remote_entities, err = invoke(remote, "entities", "list", "-o", "json")
+    assert code == 0, err
+    assert json.loads(remote_entities) == json.loads(local_entities)
+    assert {e["kind"] for e in json.loads(remote_entities)} == {"task", "workflow", "launch_plan"}
+    code, remote_plans, err = invoke(remote, "launchplans", "list", "-o", "json")
+    assert code == 0, err
+    assert json.loads(remote_plans) == json.loads(local_plans)
+    code, table, _ = invoke(remote, "launchplans", "list")
+    assert code == 0 and "tick" in table and "v1 (1)" in table
+    code, table, _ = invoke(
+        remote, "entities", "list", "--kind", "workflow", "--name", "srvflows.price"
+    )
+    assert code == 0 and "srvflows.price" in table and "v1" in table

@@ -163,41 +163,26 @@ def launchplans() -> None:
     "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
 )
 def list_launch_plans(project: str | None, domain: str | None, output_format: str) -> None:
-    """Launch plans with their active version, schedule and next run."""
-    from taskfabric.registry import describe_schedule, next_slot
+    """Launch plans with their active version, schedule and next run (from the server
+    when `[server] url` is set, else from the local store)."""
+    from taskfabric.cli._remote import control
 
     project, domain = _scope(project, domain)
-    now = time.time()
-    rows = []
-    with user_errors(), _registry() as registry:
-        active = {s.name: s for s in registry.active_launch_plans(project, domain)}
-        latest: dict[str, Any] = {}
-        counts: dict[str, int] = {}
-        for info in registry.list_entities("launch_plan", project, domain):
-            latest.setdefault(info.name, info)
-            counts[info.name] = counts.get(info.name, 0) + 1
-        for name, info in latest.items():
-            st = active.get(name)
-            spec = registry.get_launch_plan(
-                project, domain, name, st.version if st else info.version
-            )
-            upcoming = None
-            if st is not None and spec.HasField("schedule"):
-                upcoming = next_slot(
-                    spec.schedule, anchor=st.activated_at, after=max(now, st.last_slot)
-                )
-            rows.append(
-                {
-                    "name": name,
-                    "active_version": st.version if st else None,
-                    "latest_version": info.version,
-                    "versions": counts[name],
-                    "workflow": spec.workflow_id.name,
-                    "schedule": describe_schedule(spec.schedule),
-                    "next_run": upcoming,
-                    "activated_at": st.activated_at if st else None,
-                }
-            )
+    with user_errors(), control() as ctl:
+        plans = ctl.launch_plans(project, domain)
+    rows = [
+        {
+            "name": p.name,
+            "active_version": p.active_version,
+            "latest_version": p.versions[0] if p.versions else p.version,
+            "versions": len(p.versions),
+            "workflow": p.workflow,
+            "schedule": p.schedule,
+            "next_run": p.next_slot,
+            "activated_at": p.activated_at,
+        }
+        for p in plans
+    ]
     if output_format == "json":
         out.print_json(json.dumps(rows))
         return
@@ -294,18 +279,20 @@ def list_entities(
     domain: str | None,
     output_format: str,
 ) -> None:
-    """Registered entities, newest version first."""
+    """Registered entities, newest version first (from the server when `[server] url` is
+    set, else from the local store)."""
+    from taskfabric.cli._remote import control
     from taskfabric.registry import KINDS
 
     project, domain = _scope(project, domain)
-    with user_errors(), _registry() as registry:
+    with user_errors(), control() as ctl:
         found = [
             e
             for k in ([kind] if kind else list(KINDS))
-            for e in registry.list_entities(k, project, domain, name)
+            for e in ctl.entities(project, domain, k, name)
         ]
     if output_format == "json":
-        out.print_json(json.dumps([vars(e) for e in found]))
+        out.print_json(json.dumps([e.model_dump() for e in found]))
         return
     if not found:
         err.print(f"nothing registered in {project}/{domain}: `taskfabric register PATH` does that")

@@ -74,6 +74,18 @@ class Control:
         assert self._plane is not None
         return self._plane.recover(_local_user(), ref)
 
+    def launch_plans(self, project: str, domain: str) -> list[m.LaunchPlan]:
+        if self._client is not None:
+            return self._client.launch_plans(project, domain)
+        assert self._plane is not None
+        return self._plane.launch_plans(_local_user(), project, domain)
+
+    def entities(self, project: str, domain: str, kind: str, name: str | None) -> list[m.Entity]:
+        if self._client is not None:
+            return self._client.entities(project, domain, kind, name)
+        assert self._plane is not None
+        return self._plane.entities(_local_user(), project, domain, kind, name)
+
 
 def _local_user() -> Any:
     from taskfabric.server import ANONYMOUS_ADMIN
