@@ -1,0 +1,13 @@
+"""The hook module of taskfabric-http (entry point `http` in the `taskfabric.hooks` group)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from taskfabric.plugin_api import TaskType, hookimpl
+from taskfabric_http._task_types import HttpJobTaskType, HttpTaskType
+
+
+@hookimpl
+def taskfabric_task_types() -> Sequence[TaskType]:
+    return [HttpTaskType(), HttpJobTaskType()]
