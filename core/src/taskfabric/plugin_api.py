@@ -131,7 +131,8 @@ class AttemptStatus:
     message: str = ""
     log_links: list[LogLink] = field(default_factory=list)
     #: Pools whose service pushed back (HTTP 429 with Retry-After, a throttling error):
-    #: pool -> seconds during which the pool grants nothing new.
+    #: pool -> seconds during which the pool grants nothing new. Applied with any phase: a
+    #: RUNNING status carries it when the backend retries the work itself (report it once).
     pushback: dict[str, float] = field(default_factory=dict)
 
 

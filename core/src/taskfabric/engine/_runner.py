@@ -714,6 +714,11 @@ class Runner:
         status = ns.backend.poll(attempt_id)
         if status.phase is not AttemptPhase.RUNNING:
             self._attempt_ended(ns, status)
+        elif status.pushback and self.pools is not None:
+            # Throttled while running (the backend waits and tries again itself): the pool
+            # grants nothing new for that long.
+            for pool, seconds in status.pushback.items():
+                self.pools.manager.pushback(pool, seconds)
 
     def _poll_backends(self) -> None:
         now = time.monotonic()
