@@ -85,7 +85,7 @@ def test_command_line_text_needs_a_store_for_files() -> None:
     from taskfabric.types import File
 
     assert text_to_literal("7", default_engine().literal_type(int), name="n").integer == 7
-    with pytest.raises(InputError, match="cannot be sent to a server"):
+    with pytest.raises(InputError, match="are uploaded, not converted here"):
         text_to_literal("/etc/hosts", default_engine().literal_type(File), name="f")
-    with pytest.raises(InputError, match="cannot be given through the API"):
+    with pytest.raises(InputError, match='expected {"upload": REF}, got an object'):
         json_to_literal({"uri": "file:///etc/hosts"}, default_engine().literal_type(File))

@@ -4,6 +4,7 @@ plan, on the configured server or on the local store."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -71,11 +72,7 @@ def launch(
             interface, what = _remote_interface(
                 client, project, domain, workflow, launch_plan, version
             )
-            from taskfabric.types import literal_to_json
-
-            values = {
-                k: literal_to_json(v) for k, v in literal_inputs(interface, raw, what=what).items()
-            }
+            values = _remote_values(client, project, domain, interface, raw, what)
             launched = client.launch(
                 project,
                 domain,
@@ -85,7 +82,12 @@ def launch(
                 inputs=values,
                 name=name,
             )
-            print_launched(launched, "text" if wait else output_format, local=False)
+            print_launched(
+                launched,
+                "text" if wait else output_format,
+                local=False,
+                id_to_stdout=not (wait and output_format == "json"),
+            )
             if wait:
                 client.wait(launched.execution.id)
                 detail = client.execution(launched.execution.id, values=True, display=True)
@@ -111,7 +113,12 @@ def launch(
                 inputs=convert,
                 name=name,
             )
-        print_launched(launched, "text" if wait else output_format, local=not wait)
+        print_launched(
+            launched,
+            "text" if wait else output_format,
+            local=not wait,
+            id_to_stdout=not (wait and output_format == "json"),
+        )
         if wait:
             _run_here(plane, launched.execution.id, output_format)
 
@@ -140,6 +147,33 @@ def _remote_interface(
     for p in detail.inputs:
         interface.inputs.add(name=p.name, type=literal_type_from_json(p.literal_type))
     return interface, what
+
+
+def _remote_values(
+    client: Any, project: str, domain: str, interface: Any, raw: dict[str, str], what: str
+) -> dict[str, Any]:
+    """Command-line inputs as the API's JSON values; a file, directory or dataframe input
+    names a local path, which is uploaded first (`{"upload": ref}`)."""
+    from taskfabric.server import InputError
+    from taskfabric.server._inputs import is_blob_type
+    from taskfabric.types import literal_to_json
+
+    declared = {p.name: p.type for p in interface.inputs}
+    blobs = {n: t for n, t in raw.items() if n in declared and is_blob_type(declared[n])}
+    values: dict[str, Any] = {
+        k: literal_to_json(v)
+        for k, v in literal_inputs(
+            interface, {n: t for n, t in raw.items() if n not in blobs}, what=what
+        ).items()
+    }
+    for name, text in blobs.items():
+        local = Path(text).expanduser()
+        if not local.exists():
+            raise InputError(name, f"no such file or directory: {text} (give a local path)")
+        done = client.upload(project, domain, local)
+        err.print(f"uploaded {name} = {text} ({done.size} bytes)", markup=False)
+        values[name] = {"upload": done.ref}
+    return values
 
 
 def _run_here(plane: Any, execution_id: str, output_format: str) -> None:

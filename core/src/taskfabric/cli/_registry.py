@@ -170,7 +170,7 @@ def list_launch_plans(project: str | None, domain: str | None, output_format: st
     project, domain = _scope(project, domain)
     with user_errors(), control() as ctl:
         plans = ctl.launch_plans(project, domain)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": p.name,
             "active_version": p.active_version,

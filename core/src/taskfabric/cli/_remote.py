@@ -178,7 +178,10 @@ def print_json(model: Any) -> None:
     out.print_json(model.model_dump_json())
 
 
-def print_launched(launched: m.Launched, output_format: str, *, local: bool) -> None:
+def print_launched(
+    launched: m.Launched, output_format: str, *, local: bool, id_to_stdout: bool = True
+) -> None:
+    """The launch; `id_to_stdout=False` when stdout is kept for a later JSON document."""
     if output_format == "json":
         print_json(launched)
         return
@@ -193,7 +196,8 @@ def print_launched(launched: m.Launched, output_format: str, *, local: bool) -> 
             f"  a server's workers run it (`taskfabric server`), or run it here: "
             f"`taskfabric executions resume {e.id}`"
         )
-    out.print(e.id, markup=False, highlight=False)
+    if id_to_stdout:
+        out.print(e.id, markup=False, highlight=False)
 
 
 def print_ended(detail: m.ExecutionDetail, output_format: str) -> bool:

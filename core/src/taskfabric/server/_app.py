@@ -6,6 +6,7 @@ with `[server] auth = false`. Errors are JSON `{"detail": "..."}` (see `Problem`
 
 from __future__ import annotations
 
+import tempfile
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, Security
@@ -21,6 +22,7 @@ from taskfabric.errors import TaskfabricError
 from taskfabric.server import _models as m
 from taskfabric.server._auth import Principal
 from taskfabric.server._service import ApiError, ControlPlane, Invalid, NotFound
+from taskfabric.server._uploads import MAX_UPLOAD_BYTES
 
 API_PREFIX = "/api/v1"
 #: The largest registration package accepted (code bundle and templates), in bytes.
@@ -151,6 +153,43 @@ def workflow(
 
 
 # -- executions -------------------------------------------------------------------------
+
+
+@api.post(
+    Scope + "/uploads",
+    tags=["executions"],
+    status_code=201,
+    summary="Upload data for a file, directory or dataframe input (launcher)",
+    description="The body is the file's bytes (kind=file; a dataframe is a .csv or .parquet "
+    "file) or a tar, plain or gzip, of a directory (kind=directory). Launch with "
+    '`{"upload": ref}` as the input\'s value, in the same project and domain. Uploads are '
+    "content-addressed: the same bytes give the same ref.",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def upload(
+    request: Request,
+    plane: Plane,
+    who: Who,
+    project: str,
+    domain: str,
+    name: Annotated[str, Query(description="The file's name, e.g. orders.csv.")],
+    kind: Annotated[str, Query(description="file or directory")] = "file",
+) -> m.Upload:
+    size = int(request.headers.get("content-length") or 0)
+    if size > MAX_UPLOAD_BYTES:
+        raise Invalid(f"the upload is {size} bytes; the largest accepted is {MAX_UPLOAD_BYTES}")
+    with tempfile.SpooledTemporaryFile(max_size=8 << 20) as body:
+        async for chunk in request.stream():
+            body.write(chunk)
+        body.seek(0)
+        return await run_in_threadpool(plane.upload, who, project, domain, name, kind, body)
 
 
 @api.post(

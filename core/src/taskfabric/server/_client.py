@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import tarfile
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -117,6 +119,28 @@ class Client:
             "POST", path, content=data, headers={"Content-Type": "application/x-tar"}
         )
         return m.Registration.model_validate(body)
+
+    def upload(self, project: str, domain: str, path: str | os.PathLike[str]) -> m.Upload:
+        """Upload a local file (or a directory, as a tar.gz) for a file, directory or
+        dataframe input; pass `{"upload": result.ref}` as the input's value in `launch`."""
+        local = Path(path)
+        if not local.exists():
+            raise FileNotFoundError(f"no such file or directory: {local}")
+        url = self._scope(project, domain) + "/uploads"
+        headers = {"Content-Type": "application/octet-stream"}
+        if local.is_dir():
+            with tempfile.TemporaryFile() as tar_file:
+                with tarfile.open(fileobj=tar_file, mode="w:gz") as tar:
+                    for child in sorted(local.iterdir()):
+                        tar.add(child, arcname=child.name)
+                tar_file.seek(0)
+                params = {"name": local.name or "dir", "kind": "directory"}
+                body = self._request("POST", url, params=params, content=tar_file, headers=headers)
+        else:
+            with local.open("rb") as fh:
+                params = {"name": local.name, "kind": "file"}
+                body = self._request("POST", url, params=params, content=fh, headers=headers)
+        return m.Upload.model_validate(body)
 
     def entities(
         self, project: str, domain: str, kind: str = "workflow", name: str | None = None

@@ -22,6 +22,7 @@ from google.protobuf import json_format
 
 from taskfabric.core.v1 import interface_pb2, types_pb2
 from taskfabric.errors import TaskfabricError
+from taskfabric.server._uploads import Resolver, UploadError
 from taskfabric.types import (
     Directory,
     File,
@@ -78,7 +79,7 @@ def _from_text(value: Any, base: Any, path: str) -> Any:
         raise _Invalid(str(exc).split("; expected e.g.")[0], path) from None
 
 
-def _python(value: Any, py_type: Any, path: str) -> Any:
+def _python(value: Any, py_type: Any, path: str, uploads: Resolver | None = None) -> Any:
     """The Python value of a JSON value for a guessed type, strictly."""
     base = strip_annotated(py_type)[0]
     origin: Any = typing.get_origin(base)
@@ -91,7 +92,7 @@ def _python(value: Any, py_type: Any, path: str) -> Any:
             if variant is _NONE:
                 continue
             try:
-                return _python(value, variant, path)
+                return _python(value, variant, path, uploads)
             except _Invalid as exc:
                 problems.append(exc.problem)
         raise _Invalid(" / ".join(dict.fromkeys(problems)), path)
@@ -99,25 +100,47 @@ def _python(value: Any, py_type: Any, path: str) -> Any:
         if not isinstance(value, list):
             raise _Invalid(f"expected an array, got {_kind(value)}", path)
         (item,) = typing.get_args(base)
-        return [_python(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_python(v, item, f"{path}[{i}]", uploads) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise _Invalid(f"expected an object, got {_kind(value)}", path)
         item = typing.get_args(base)[1]
-        return {k: _python(v, item, f"{path}[{k!r}]") for k, v in value.items()}
+        return {k: _python(v, item, f"{path}[{k!r}]", uploads) for k, v in value.items()}
     if isinstance(base, type) and dataclasses.is_dataclass(base):
-        return _record(value, base, path)
+        return _record(value, base, path, uploads)
     if _is_blob(base):
-        raise _Invalid(
-            "files, directories and dataframes cannot be given through the API; launch with "
-            "`taskfabric run` on a machine that has the data, or pass its location as a string "
-            "input",
-            path,
-        )
+        return _uploaded(value, base, path, uploads)
     return _scalar(value, base, path)
 
 
-def _record(value: Any, cls: type[Any], path: str) -> Any:
+def _uploaded(value: Any, base: Any, path: str, uploads: Resolver | None) -> Any:
+    """A file, directory or dataframe input: `{"upload": ref}` of an upload made first."""
+    if not (isinstance(value, dict) and set(value) == {"upload"}):
+        raise _Invalid(
+            f'expected {{"upload": REF}}, got {_kind(value)}: upload the data first '
+            "(POST /api/v1/projects/P/domains/D/uploads, or `taskfabric launch --input "
+            "NAME=LOCAL_PATH`, which uploads it) and pass the ref the server answers",
+            path,
+        )
+    if uploads is None:
+        raise _Invalid("uploaded data can be used only in a launch", path)
+    want_dir = isinstance(base, type) and issubclass(base, Directory)
+    ref = value["upload"]
+    if isinstance(ref, str) and ref.startswith("directory/") != want_dir:
+        raise _Invalid(
+            f"upload {ref!r} is a {'directory' if not want_dir else 'file'}, the input a "
+            f"{'directory' if want_dir else 'file'}: upload it with kind="
+            f"{'directory' if want_dir else 'file'}",
+            path,
+        )
+    try:
+        local = uploads(ref)
+        return parse_cli_value(str(local), base)
+    except (UploadError, ValueError) as exc:
+        raise _Invalid(str(exc).split("; expected e.g.")[0], path) from None
+
+
+def _record(value: Any, cls: type[Any], path: str, uploads: Resolver | None) -> Any:
     if not isinstance(value, dict):
         raise _Invalid(f"expected an object, got {_kind(value)}", path)
     hints = typing.get_type_hints(cls, include_extras=True)
@@ -128,7 +151,7 @@ def _record(value: Any, cls: type[Any], path: str) -> Any:
     missing = [n for n in names if n not in value]
     if missing:
         raise _Invalid(f"missing field {missing[0]!r}", path)
-    return cls(**{n: _python(value[n], hints[n], f"{path}.{n}") for n in names})
+    return cls(**{n: _python(value[n], hints[n], f"{path}.{n}", uploads) for n in names})
 
 
 def _scalar(value: Any, base: Any, path: str) -> Any:
@@ -165,17 +188,24 @@ def _scalar(value: Any, base: Any, path: str) -> Any:
     raise _Invalid(f"values of this type cannot be given as JSON ({base!r})", path)
 
 
-def json_to_literal(value: Any, literal_type: types_pb2.LiteralType, *, name: str = "") -> Any:
+def json_to_literal(
+    value: Any,
+    literal_type: types_pb2.LiteralType,
+    *,
+    name: str = "",
+    uploads: Resolver | None = None,
+) -> Any:
     """The literal of a JSON `value` for `literal_type`; InputError names `name` and the
-    place inside the value that does not fit."""
+    place inside the value that does not fit. `uploads` resolves `{"upload": ref}` values of
+    file, directory and dataframe inputs (a launch's own project and domain)."""
     engine = default_engine()
     try:
         py_type = engine.guess_python_type(literal_type)
     except ValueError as exc:
         raise InputError(name, str(exc)) from None
     try:
-        python = _python(value, py_type, "")
-        return engine.to_literal(python, py_type)
+        python = _python(value, py_type, "", uploads)
+        return engine.to_literal(python, py_type, uploads.context if uploads else None)
     except _Invalid as exc:
         where = f"at {exc.path}: " if exc.path else ""
         raise InputError(
@@ -183,6 +213,16 @@ def json_to_literal(value: Any, literal_type: types_pb2.LiteralType, *, name: st
         ) from None
     except (ValueError, TypeError) as exc:
         raise InputError(name, f"{exc} (the input is {type_str(literal_type)})") from None
+
+
+def is_blob_type(literal_type: types_pb2.LiteralType) -> bool:
+    """Whether an input of this type is a file, a directory or a dataframe (data that is
+    uploaded, not written as JSON)."""
+    try:
+        py_type = default_engine().guess_python_type(literal_type)
+    except ValueError:
+        return False
+    return _is_blob(strip_annotated(py_type)[0])
 
 
 def text_to_literal(
@@ -199,8 +239,8 @@ def text_to_literal(
         py_type = engine.guess_python_type(literal_type)
         if ctx is None and _is_blob(strip_annotated(py_type)[0]):
             raise ValueError(
-                "files, directories and dataframes cannot be sent to a server; run the "
-                "workflow with `taskfabric run` where the data is"
+                "files, directories and dataframes are uploaded, not converted here: "
+                "`taskfabric launch --input NAME=LOCAL_PATH` uploads them"
             )
         value = parse_cli_value(text, py_type)
         lit: types_pb2.Literal = engine.to_literal(value, py_type, ctx)
@@ -210,7 +250,11 @@ def text_to_literal(
 
 
 def interface_inputs(
-    interface: interface_pb2.TypedInterface, values: Mapping[str, Any], *, what: str
+    interface: interface_pb2.TypedInterface,
+    values: Mapping[str, Any],
+    *,
+    what: str,
+    uploads: Resolver | None = None,
 ) -> dict[str, types_pb2.Literal]:
     """JSON inputs as literals, by the interface's types; an unknown name is an InputError."""
     declared = {p.name: p for p in interface.inputs}
@@ -220,7 +264,7 @@ def interface_inputs(
         if param is None:
             expected = ", ".join(f"{p.name}: {type_str(p.type)}" for p in interface.inputs)
             raise InputError(key, f"{what} has no such input; its inputs are: {expected or 'none'}")
-        out[key] = json_to_literal(value, param.type, name=key)
+        out[key] = json_to_literal(value, param.type, name=key, uploads=uploads)
     return out
 
 
@@ -244,6 +288,7 @@ def values_json(m: types_pb2.LiteralMap | None, order: list[str] | None = None) 
 __all__ = [
     "InputError",
     "interface_inputs",
+    "is_blob_type",
     "json_to_literal",
     "literal_type_from_json",
     "literal_type_json",

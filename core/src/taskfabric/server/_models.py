@@ -99,6 +99,17 @@ class Registration(_Model):
     skipped: list[str] = Field(default_factory=list)
 
 
+class Upload(_Model):
+    """Data staged for a file, directory or dataframe input: pass `{"upload": ref}` as that
+    input's value in a launch of the same project and domain."""
+
+    ref: str = Field(examples=["file/9f86d08…/orders.csv"])
+    kind: str = Field(description="file or directory (a tar of it).")
+    name: str
+    sha256: str
+    size: int = Field(description="Bytes received.")
+
+
 class LaunchRequest(_Model):
     """Launch a registered workflow, or a launch plan, with inputs given as JSON values.
 
@@ -117,7 +128,8 @@ class LaunchRequest(_Model):
     )
     inputs: dict[str, Any] = Field(
         default_factory=dict,
-        description="Input name -> JSON value; omitted inputs take their defaults.",
+        description="Input name -> JSON value; omitted inputs take their defaults. A file, "
+        'directory or dataframe input takes {"upload": ref} of an upload made first.',
     )
     name: str | None = Field(
         default=None,

@@ -8,9 +8,10 @@ it cannot see. Inside its projects, an operation its role does not allow is "for
 from __future__ import annotations
 
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import IO, Any
 
 from taskfabric.config import Config
 from taskfabric.core.v1 import types_pb2
@@ -43,6 +44,7 @@ from taskfabric.server._auth import (
     TokenStore,
 )
 from taskfabric.server._inputs import InputError, interface_inputs, values_json
+from taskfabric.server._uploads import Resolver, UploadError, stage
 
 
 class ApiError(TaskfabricError):
@@ -251,21 +253,53 @@ class ControlPlane:
     def launch(
         self, who: Principal, project: str, domain: str, body: m.LaunchRequest
     ) -> m.Launched:
-        """Launch with JSON inputs, converted by the interface's types."""
-
-        def convert(interface: Any, what: str) -> dict[str, types_pb2.Literal]:
-            return interface_inputs(interface, body.inputs, what=what)
-
-        return self.launch_literals(
-            who,
+        """Launch with JSON inputs, converted by the interface's types; files, directories
+        and dataframes are `{"upload": ref}` of uploads made in this project and domain."""
+        uploads = Resolver(
+            self.engine.store,
             project,
             domain,
-            workflow=body.workflow,
-            launch_plan=body.launch_plan,
-            version=body.version,
-            inputs=convert,
-            name=body.name,
+            self.engine.work_root / "uploads" / secrets.token_hex(8),
         )
+
+        def convert(interface: Any, what: str) -> dict[str, types_pb2.Literal]:
+            return interface_inputs(interface, body.inputs, what=what, uploads=uploads)
+
+        try:
+            return self.launch_literals(
+                who,
+                project,
+                domain,
+                workflow=body.workflow,
+                launch_plan=body.launch_plan,
+                version=body.version,
+                inputs=convert,
+                name=body.name,
+            )
+        finally:
+            uploads.close()
+
+    def upload(
+        self, who: Principal, project: str, domain: str, name: str, kind: str, body: IO[bytes]
+    ) -> m.Upload:
+        """Stage data for file, directory and dataframe inputs of later launches."""
+        self._need(who, Role.LAUNCHER, project, "uploading launch inputs")
+        work_dir = self.engine.work_root / "uploads" / secrets.token_hex(8)
+        try:
+            ref, digest, size = stage(
+                self.engine.store,
+                project,
+                domain,
+                name=name,
+                kind=kind,
+                body=body,
+                work_dir=work_dir,
+            )
+        except UploadError as exc:
+            raise Invalid(str(exc)) from None
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+        return m.Upload(ref=ref, kind=kind, name=name, sha256=digest, size=size)
 
     def launch_literals(
         self,
