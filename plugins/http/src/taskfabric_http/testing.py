@@ -38,6 +38,10 @@ class Stats:
     max_in_flight: int = 0
     #: monotonic start times of accepted requests
     started: list[float] = field(default_factory=list)
+    #: monotonic arrival time of every request, in order
+    arrived: list[float] = field(default_factory=list)
+    #: monotonic time and status of every answer, in order
+    answered: list[tuple[float, int]] = field(default_factory=list)
     #: (method, path, headers) of every request, in order
     seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
@@ -71,6 +75,7 @@ class QuotaServer:
         retry_after: float | None = None,
         delay: float = 0.0,
         job_seconds: float = 1.0,
+        submit_delay: float = 0.0,
         token: str | None = None,
     ) -> None:
         self.max_concurrent = max_concurrent
@@ -78,6 +83,7 @@ class QuotaServer:
         self.retry_after = retry_after
         self.delay = delay
         self.job_seconds = job_seconds
+        self.submit_delay = submit_delay  # seconds between creating a job and answering
         self.token = token  # when set, requests without `Authorization: Bearer <token>` get 401
         self.stats = Stats()
         self.jobs: dict[str, Job] = {}
@@ -136,6 +142,7 @@ class QuotaServer:
         headers = {k.lower(): v for k, v in h.headers.items()}
         with self.lock:
             self.stats.requests += 1
+            self.stats.arrived.append(time.monotonic())
             self.stats.seen.append((h.command, parts.path, headers))
             forced = self.script.popleft() if self.script else None
             admitted = forced is None and self._admit(time.monotonic())
@@ -164,6 +171,8 @@ class QuotaServer:
         self, h: BaseHTTPRequestHandler, status: int, headers: dict[str, str], body: Any
     ) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        with self.lock:
+            self.stats.answered.append((time.monotonic(), status))
         h.send_response(status)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))
@@ -228,6 +237,8 @@ class QuotaServer:
                         return 200, {"id": job.id, "state": job.state, "replayed": True}
             job = Job(uuid.uuid4().hex[:12], body, key, time.monotonic())
             self.jobs[job.id] = job
+        if self.submit_delay:
+            time.sleep(self.submit_delay)
         return 201, {"id": job.id, "state": job.state}
 
     def _advance(self, job: Job) -> None:
