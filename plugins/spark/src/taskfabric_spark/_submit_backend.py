@@ -1,0 +1,410 @@
+"""The `spark-submit` backend: each attempt is a Spark application, submitted with
+`spark-submit` to a master (`spark://`, `k8s://`, `yarn`, `local[N]`), its driver running the
+core's task entrypoint."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlparse
+
+from pydantic import Field, field_validator
+
+from taskfabric.core.v1 import execution_pb2, tasks_pb2
+from taskfabric.logs import get_logger
+from taskfabric.plugin_api import (
+    RUNNING,
+    AttemptError,
+    AttemptPhase,
+    AttemptStatus,
+    Backend,
+    BackendContext,
+    BackendSettings,
+    CheckResult,
+    LogLink,
+    PoolRequest,
+    TaskAttempt,
+)
+from taskfabric_spark import _driver
+from taskfabric_spark._config import merged_conf
+from taskfabric_spark._errors import summarize_log
+from taskfabric_spark._session import base_conf, check_java, java_env, spark_home
+from taskfabric_spark._settings import SparkBackendSettings, pool_requests, task_config
+
+__all__ = ["SparkSubmitBackend", "SparkSubmitSettings"]
+
+log = get_logger("taskfabric.spark")
+
+_MASTER = re.compile(r"^(spark://\S+|k8s://\S+|yarn|local(\[(\d+|\*)(,\d+)?\])?)$")
+_APP_ID = re.compile(re.escape(_driver.APP_LINE) + r"(\S+)")
+_TAIL_LINES = 15
+
+
+class SparkSubmitSettings(SparkBackendSettings):
+    """`[backends.<name>]` of driver `spark-submit` (a target of `targets` may set any)."""
+
+    #: Where applications go: `spark://host:7077`, `k8s://https://...`, `yarn`, `local[N]`.
+    master: str
+    #: The standalone master's web UI (`http://host:8080`): `plugins check` asks it for live
+    #: workers, attempts link to their application page, and a cancel also kills the
+    #: application there.
+    master_webui: str = ""
+    #: The spark-submit command; default: the one of the installed pyspark.
+    spark_submit: str = ""
+    #: The Python of the driver and the executors (PYSPARK_PYTHON); default: the engine's.
+    python: str = ""
+    #: Extra environment variables of spark-submit and the driver.
+    env: dict[str, str] = Field(default_factory=dict)
+    #: Extra spark-submit arguments, e.g. ["--packages", "org.apache.hadoop:hadoop-aws:3.4.1"].
+    submit_args: list[str] = Field(default_factory=list)
+    #: Seconds between SIGTERM and SIGKILL when an attempt is cancelled or times out.
+    kill_grace_seconds: float = Field(default=10.0, ge=0)
+
+    @field_validator("master")
+    @classmethod
+    def _check_master(cls, master: str) -> str:
+        if not _MASTER.match(master):
+            raise ValueError(
+                f"master {master!r} is not a Spark master URL: write spark://HOST:PORT, "
+                "k8s://https://HOST:PORT, yarn or local[N]"
+            )
+        return master
+
+    @field_validator("master_webui")
+    @classmethod
+    def _check_webui(cls, url: str) -> str:
+        if url and urlparse(url).scheme not in ("http", "https"):
+            raise ValueError(f"master_webui {url!r} is not an http(s) URL")
+        return url.rstrip("/")
+
+
+class _Run:
+    def __init__(self, attempt: TaskAttempt, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.attempt = attempt
+        self.proc = proc
+        self.log_path = log_path
+        self.cancelled = False
+
+
+def _tail(path: Path, lines: int = _TAIL_LINES) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 32768))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def application_id(log_path: Path) -> str:
+    """The application id that the driver wrote to its log, or ''."""
+    try:
+        with log_path.open("rb") as fh:
+            head = fh.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    match = _APP_ID.search(head)
+    return match.group(1) if match else ""
+
+
+class SparkSubmitBackend(Backend[SparkSubmitSettings]):
+    """Runs each attempt as a Spark application: `spark-submit --master M --deploy-mode client
+    taskfabric_spark/_driver.py ...` in its own process group.
+
+    The driver runs `taskfabric-execute`, so the task's outputs, or its error document, land
+    in the blob store like any out-of-process attempt's. The driver log is saved to the blob
+    store next to the node's outputs and linked from the attempt (with the application's page
+    on the master's web UI when `master_webui` is set). Cancelling an attempt stops the driver
+    (SIGTERM, then SIGKILL), which ends the application; with `master_webui` the master is
+    also told to kill it.
+    """
+
+    driver: ClassVar[str] = "spark-submit"
+    settings_model: ClassVar[type[BackendSettings]] = SparkSubmitSettings
+    poll_interval: ClassVar[float | None] = None
+
+    def __init__(self, name: str, settings: SparkSubmitSettings, context: BackendContext) -> None:
+        super().__init__(name, settings, context)
+        self.python = settings.python or sys.executable
+        self._runs: dict[str, _Run] = {}
+        self._results: dict[str, AttemptStatus] = {}
+        self._starting: set[str] = set()
+        self._cancel_requested: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- submitting --------------------------------------------------------------------
+
+    def spark_submit(self) -> str:
+        return self.settings.spark_submit or str(spark_home() / "bin" / "spark-submit")
+
+    def command(self, attempt: TaskAttempt, template_uri: str, work_dir: Path) -> list[str]:
+        settings = self.settings
+        conf = {
+            **base_conf(settings.driver_host),
+            "spark.pyspark.python": self.python,
+            "spark.pyspark.driver.python": self.python,
+            **merged_conf(settings.spark_conf(), task_config(self.context, attempt.task)),
+        }
+        name = f"taskfabric-{attempt.task.id.name}-{attempt.execution_id}-{attempt.node_id}"
+        command = [
+            self.spark_submit(),
+            "--master", settings.master,
+            "--deploy-mode", "client",
+            "--name", f"{name}-{attempt.attempt}",
+        ]  # fmt: skip
+        for key, value in sorted(conf.items()):
+            command += ["--conf", f"{key}={value}"]
+        command += [*settings.submit_args, str(Path(_driver.__file__).resolve())]
+        command += [
+            "--task-template", template_uri,
+            "--inputs", attempt.inputs_uri,
+            "--outputs", attempt.outputs_uri,
+            "--error", attempt.error_uri,
+            "--raw-prefix", attempt.raw_prefix,
+            "--work-dir", str(work_dir),
+        ]  # fmt: skip
+        return command
+
+    def _env(self) -> dict[str, str]:
+        env = java_env(self.settings.java_home, self.settings.env)
+        env["SPARK_LOCAL_IP"] = self.settings.driver_host
+        env["PYSPARK_PYTHON"] = self.python
+        env["PYSPARK_DRIVER_PYTHON"] = self.python
+        # The task's module is found the way the engine found it: from the working folder.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
+        )
+        return env
+
+    def submit(self, attempt: TaskAttempt) -> None:
+        ctx = self.context
+        with self._lock:
+            if attempt.attempt_id in self._runs or attempt.attempt_id in self._results:
+                return
+            if attempt.attempt_id in self._starting:
+                return
+            self._starting.add(attempt.attempt_id)
+        try:
+            prefix = ctx.store.uri("executions", attempt.execution_id)
+            key = attempt.node_id.replace("[", "/").replace("]", "")
+            template_uri = ctx.literals.put(
+                prefix, f"nodes/{key}/task.pb", attempt.task.SerializeToString(deterministic=True)
+            )
+            work_dir = ctx.work_root / attempt.execution_id / key / str(attempt.attempt)
+            work_dir.mkdir(parents=True, exist_ok=True)
+            log_path = work_dir / "driver.log"
+            command = self.command(attempt, template_uri, work_dir)
+            with log_path.open("wb") as out:
+                proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self._env(),
+                    cwd=os.getcwd(),
+                    start_new_session=True,
+                )
+        except Exception as exc:
+            with self._lock:
+                self._starting.discard(attempt.attempt_id)
+                self._results[attempt.attempt_id] = AttemptStatus(
+                    AttemptPhase.FAILED,
+                    error=AttemptError(
+                        "SparkSubmitError",
+                        f"backend '{self.name}' cannot run {self.spark_submit()}: {exc}",
+                        kind="system",
+                        retryable=False,
+                    ),
+                )
+            attempt.notify(attempt.attempt_id)
+            return
+        log.info(
+            "spark application submitted",
+            backend=self.name,
+            master=self.settings.master,
+            attempt_id=attempt.attempt_id,
+            pid=proc.pid,
+        )
+        run = _Run(attempt, proc, log_path)
+        with self._lock:
+            self._starting.discard(attempt.attempt_id)
+            self._runs[attempt.attempt_id] = run
+            cancel_now = attempt.attempt_id in self._cancel_requested
+            self._cancel_requested.discard(attempt.attempt_id)
+        if cancel_now:
+            run.cancelled = True
+            self._kill(run)
+        threading.Thread(
+            target=self._wait, args=(run,), name=f"spark-submit-{proc.pid}", daemon=True
+        ).start()
+
+    # -- ending ------------------------------------------------------------------------
+
+    def _wait(self, run: _Run) -> None:
+        code = run.proc.wait()
+        # A cancelled attempt is never reported (nor its log saved: the engine has moved on).
+        status = None if run.cancelled else self._status(run, code)
+        with self._lock:
+            self._runs.pop(run.attempt.attempt_id, None)
+            if run.cancelled or status is None:
+                return
+            self._results[run.attempt.attempt_id] = status
+        run.attempt.notify(run.attempt.attempt_id)
+
+    def _log_links(self, run: _Run) -> list[LogLink]:
+        attempt = run.attempt
+        key = attempt.node_id.replace("[", "/").replace("]", "")
+        uri = self.context.store.uri(
+            "executions", attempt.execution_id, "nodes", key, f"spark-driver-{attempt.attempt}.log"
+        )
+        links: list[LogLink] = []
+        try:
+            self.context.store.put_file(run.log_path, uri)
+            links.append(LogLink("spark-driver", uri))
+        except Exception as exc:  # the attempt's outcome matters more than its log
+            log.warning("cannot save the driver log", path=str(run.log_path), error=str(exc))
+            links.append(LogLink("spark-driver", run.log_path.as_uri()))
+        app_id = application_id(run.log_path)
+        if app_id and self.settings.master_webui:
+            links.append(LogLink("spark-app", f"{self.settings.master_webui}/app/?appId={app_id}"))
+        return links
+
+    def _status(self, run: _Run, code: int) -> AttemptStatus:
+        attempt = run.attempt
+        links = self._log_links(run)
+        if code == 0 and self.context.store.exists(attempt.outputs_uri):
+            return AttemptStatus(
+                AttemptPhase.SUCCEEDED, outputs_uri=attempt.outputs_uri, log_links=links
+            )
+        store = self.context.store
+        if code in (1, 2) and store.exists(attempt.error_uri):
+            err = execution_pb2.ExecutionError()
+            try:
+                err.ParseFromString(store.get_bytes(attempt.error_uri))
+                return AttemptStatus(
+                    AttemptPhase.FAILED, error=AttemptError.from_proto(err), log_links=links
+                )
+            except Exception:
+                log.warning("unreadable error document", uri=attempt.error_uri)
+        text = ""
+        with contextlib.suppress(OSError):
+            text = run.log_path.read_text("utf-8", "replace")
+        summary = summarize_log(text)
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        message = f"the Spark application (spark-submit to {self.settings.master}) {how}"
+        if summary:
+            message += f": {summary}"
+        return AttemptStatus(
+            AttemptPhase.FAILED,
+            error=AttemptError(
+                "SparkApplicationFailed",
+                message,
+                kind="system",
+                retryable=True,
+                traceback=f"last lines of the driver log:\n{_tail(run.log_path)}",
+            ),
+            log_links=links,
+        )
+
+    def poll(self, attempt_id: str) -> AttemptStatus:
+        with self._lock:
+            return self._results.get(attempt_id, RUNNING)
+
+    def cancel(self, attempt_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(attempt_id)
+            self._results.pop(attempt_id, None)
+            if run is None:
+                if attempt_id in self._starting:
+                    self._cancel_requested.add(attempt_id)
+                return
+            run.cancelled = True
+        self._kill(run)
+
+    def _kill(self, run: _Run) -> None:
+        """SIGTERM the driver's process group (the JVM's shutdown hook stops the
+        SparkContext, which unregisters the application), SIGKILL after the grace; with a
+        web UI, also ask the master to kill the application. Never blocks."""
+        pid = run.proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+
+        def escalate() -> None:
+            try:
+                run.proc.wait(timeout=self.settings.kill_grace_seconds)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                run.proc.wait()
+            app_id = application_id(run.log_path)
+            if app_id and self.settings.master_webui:
+                self._kill_on_master(app_id)
+
+        threading.Thread(target=escalate, name=f"spark-kill-{pid}", daemon=True).start()
+
+    def _kill_on_master(self, app_id: str) -> None:
+        url = f"{self.settings.master_webui}/app/kill/"
+        data = f"id={app_id}&terminate=true".encode()
+        try:
+            with urllib.request.urlopen(url, data=data, timeout=10):
+                pass
+        except (urllib.error.URLError, OSError) as exc:
+            log.debug("master did not take the kill", app_id=app_id, error=str(exc))
+
+    def release(self, attempt_id: str) -> None:
+        with self._lock:
+            self._results.pop(attempt_id, None)
+
+    def pool_requests(self, task: tasks_pb2.TaskTemplate) -> Sequence[PoolRequest]:
+        return pool_requests(self.settings, self.context, task)
+
+    # -- checking ----------------------------------------------------------------------
+
+    def check(self) -> CheckResult:
+        java = check_java(self.settings.java_home)
+        if not java.ok:
+            return CheckResult(False, f"backend '{self.name}': {java.message}")
+        submit = self.spark_submit()
+        if shutil.which(submit) is None:
+            return CheckResult(False, f"spark-submit not found at {submit}: set `spark_submit`")
+        master = self.settings.master
+        reached = ""
+        if self.settings.master_webui:
+            try:
+                with urllib.request.urlopen(f"{self.settings.master_webui}/json/", timeout=10) as r:
+                    state = json.loads(r.read())
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                return CheckResult(
+                    False,
+                    f"the master's web UI {self.settings.master_webui} does not answer: {exc}",
+                )
+            alive = [w for w in state.get("workers", []) if w.get("state") == "ALIVE"]
+            if state.get("status") != "ALIVE" or not alive:
+                return CheckResult(
+                    False,
+                    f"master {master} is {state.get('status')} with {len(alive)} live workers: "
+                    "applications would wait forever",
+                )
+            reached = f"; {len(alive)} live workers, {state.get('cores', '?')} cores"
+        elif master.startswith("spark://"):
+            host, _, port = master.removeprefix("spark://").split(",")[0].partition(":")
+            try:
+                socket.create_connection((host, int(port or 7077)), timeout=10).close()
+            except (OSError, ValueError) as exc:
+                return CheckResult(False, f"master {master} does not accept connections: {exc}")
+            reached = "; the master accepts connections"
+        return CheckResult(True, f"{submit} to {master}{reached}; {java.message}")

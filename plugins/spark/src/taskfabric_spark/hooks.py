@@ -1,0 +1,21 @@
+"""The hook module of taskfabric-spark (entry point `spark` in the `taskfabric.hooks` group)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from taskfabric.plugin_api import TaskType, hookimpl
+from taskfabric.types import TypeTransformer
+from taskfabric_spark._dataframe import SparkDataFrameTransformer
+from taskfabric_spark._task_type import SparkTaskType
+
+
+@hookimpl
+def taskfabric_task_types() -> Sequence[TaskType]:
+    return [SparkTaskType()]
+
+
+@hookimpl
+def taskfabric_type_transformers() -> Sequence[TypeTransformer[Any]]:
+    return [SparkDataFrameTransformer()]

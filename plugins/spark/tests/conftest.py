@@ -1,0 +1,61 @@
+"""Fixtures of taskfabric-spark's tests: an isolated home, the plugin registered by hand (never
+auto-loaded from the environment), one local-mode SparkContext for the whole run (a JVM holds
+one), and engines on throwaway data roots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import taskfabric_spark.hooks
+from taskfabric_spark._local_backend import SparkLocalBackend
+from taskfabric_spark._submit_backend import SparkSubmitBackend
+
+from taskfabric.config import Config, StorageConfig
+from taskfabric.engine import Engine
+from taskfabric.plugin_api import BACKENDS_GROUP
+from taskfabric.plugins import Plugins, use_plugins
+
+
+@pytest.fixture(autouse=True)
+def taskfabric_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """No test reads the user's config or writes to the user's data folder."""
+    home = tmp_path_factory.mktemp("taskfabric-home")
+    config = home / "config.toml"
+    config.write_text("# empty: the embedded defaults\n", encoding="utf-8")
+    monkeypatch.setenv("TASKFABRIC_CONFIG", str(config))
+    monkeypatch.setenv("TASKFABRIC_DATA_ROOT", str(home / "data"))
+    return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def stop_spark_at_the_end() -> Iterator[None]:
+    """The spark-local backend's context lives as long as the process: stop it after the
+    last test, so no JVM outlives the run."""
+    yield
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession() or SparkSession._instantiatedSession
+    if session is not None:
+        session.stop()
+
+
+@pytest.fixture
+def plugins() -> Iterator[Plugins]:
+    """The core's built-ins plus this plugin's hook module and drivers, for the test only."""
+    plugins = Plugins(autoload=False)
+    plugins.register(taskfabric_spark.hooks, name="taskfabric-spark:spark")
+    plugins.add_driver(BACKENDS_GROUP, "spark-local", SparkLocalBackend)
+    plugins.add_driver(BACKENDS_GROUP, "spark-submit", SparkSubmitBackend)
+    with use_plugins(plugins):
+        yield plugins
+
+
+def make_engine(plugins: Plugins, data_root: Path, **config: object) -> Engine:
+    return Engine(
+        Config.model_validate({"storage": StorageConfig(data_root=data_root), **config}),
+        plugins=plugins,
+    )
