@@ -4,11 +4,12 @@ declares them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from http_helpers import MakeConfig, MakeEngine
 
 import taskfabric_http.hooks
 from taskfabric.config import Config, load_config
@@ -55,9 +56,6 @@ def server() -> Iterator[QuotaServer]:
         yield srv
 
 
-MakeConfig = Callable[[str], Config]
-
-
 @pytest.fixture
 def make_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeConfig:
     """A config file with `text` (TOML) and a data root of the test's own, loaded as the
@@ -75,9 +73,6 @@ def make_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeConfig:
     return make
 
 
-MakeEngine = Callable[..., Engine]
-
-
 @pytest.fixture
 def make_engine(plugins: Plugins, make_config: MakeConfig) -> Iterator[MakeEngine]:
     engines: list[Engine] = []
@@ -90,7 +85,3 @@ def make_engine(plugins: Plugins, make_config: MakeConfig) -> Iterator[MakeEngin
     yield make
     for engine in engines:
         engine.close()
-
-
-def service_toml(name: str, url: str, extra: str = "") -> str:
-    return f'[backends.http.services.{name}]\nbase_url = "{url}"\n{extra}\n'

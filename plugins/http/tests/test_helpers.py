@@ -6,7 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import MakeConfig, service_toml
+from http_helpers import MakeConfig, service_toml
 
 from taskfabric_http import HttpClientError, PoolTimeout, pool, service
 from taskfabric_http.testing import QuotaServer

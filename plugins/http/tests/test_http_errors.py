@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import MakeEngine, service_toml
+from http_helpers import MakeEngine, service_toml
 from http_tasks import locate
 
 from taskfabric import task

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import MakeEngine, service_toml
+from http_helpers import MakeEngine, service_toml
 from http_tasks import Echoed, Place, locate, locate_and_echo
 
 from taskfabric_http.testing import QuotaServer
