@@ -56,6 +56,13 @@ def _utc(at: float | None) -> str:
     "--version", "version", required=True, help="The version to register, e.g. a git sha."
 )
 @click.option(
+    "--image",
+    default=None,
+    metavar="IMAGE",
+    help="The container image of every task that names none itself (container backends run "
+    "the tasks in it), e.g. ghcr.io/acme/etl:3f9c0a1.",
+)
+@click.option(
     "--activate",
     is_flag=True,
     help="Also make this version the active one of every launch plan registered.",
@@ -68,6 +75,7 @@ def register(
     project: str | None,
     domain: str | None,
     version: str,
+    image: str | None,
     activate: bool,
     output_format: str,
 ) -> None:
@@ -87,7 +95,9 @@ def register(
         # The package is built here, where the code is; the server records it (it never
         # imports user code) and is the only writer of its database and blob store.
         with user_errors():
-            package = build_package(path, project=project, domain=domain, version=version)
+            package = build_package(
+                path, project=project, domain=domain, version=version, image=image
+            )
             try:
                 reg = client.register(package)
             except ServerError as exc:
@@ -109,7 +119,9 @@ def register(
     else:
         with user_errors(), _registry() as registry:
             try:
-                result = registry.register(path, project=project, domain=domain, version=version)
+                result = registry.register(
+                    path, project=project, domain=domain, version=version, image=image
+                )
             except RegistrationConflict as exc:
                 err.print("[bold red]error:[/] registration refused", markup=True)
                 err.print(str(exc), markup=False, highlight=False)
@@ -128,6 +140,7 @@ def register(
                     "project": project,
                     "domain": domain,
                     "version": version,
+                    "image": image,
                     "bundle": bundle,
                     "entities": entities,
                     "skipped": skipped,

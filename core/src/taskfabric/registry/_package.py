@@ -36,6 +36,7 @@ from taskfabric.registry._stamp import (
     stamp_task,
     stamp_workflow,
 )
+from taskfabric.sdk._settings import check_image
 
 TASK = "task"
 WORKFLOW = "workflow"
@@ -230,14 +231,22 @@ def _serialize(msg: message.Message) -> bytes:
     return msg.SerializeToString(deterministic=True)
 
 
-def build_package(path: Path, *, project: str, domain: str, version: str) -> Package:
+def build_package(
+    path: Path, *, project: str, domain: str, version: str, image: str | None = None
+) -> Package:
     """Import the modules of `path`, compile what they define, stamp project/domain/version
-    into every template and bundle the source tree.
+    into every template and bundle the source tree. `image` is the container image of every
+    task that names none itself (`@task(container_image=...)`).
 
     Raises DiscoveryError (not found, import failure, objects defined inside functions),
     CompilationError (a workflow fails to compile) or PackageError (names).
     """
     check_scope(project, domain, version)
+    if image:
+        try:
+            check_image(image)
+        except ValueError as exc:
+            raise PackageError(f"--image: {exc}") from None
     tree = source_tree(path)
     bundle = create_bundle(tree.root, tree.include)
     paths = relative_path(tree.root)
@@ -261,7 +270,7 @@ def build_package(path: Path, *, project: str, domain: str, version: str) -> Pac
                 workflows.append(lp.workflow)
         workflow_ids = {}
         for wf in workflows:
-            compiled = stamp_workflow(wf.compile(), project, domain, version, paths)
+            compiled = stamp_workflow(wf.compile(), project, domain, version, paths, image or "")
             workflow_ids[id(wf)] = compiled.primary.id
             add(
                 Entity(WORKFLOW, wf.name, _serialize(compiled), _code_of(wf, wf.function, tree)),
@@ -274,7 +283,7 @@ def build_package(path: Path, *, project: str, domain: str, version: str) -> Pac
                 code = _code_of(td, fn, tree) if fn is not None else {}
                 add(Entity(TASK, template.id.name, _serialize(template), code), "task")
         for td in found.tasks:
-            template = stamp_task(td.template(), project, domain, version, paths)
+            template = stamp_task(td.template(), project, domain, version, paths, image or "")
             add(
                 Entity(TASK, td.name, _serialize(template), _code_of(td, td.function, tree)), "task"
             )

@@ -218,15 +218,18 @@ class Registry:
     # -- registering ------------------------------------------------------------------
 
     def register(
-        self, path: Path, *, project: str, domain: str, version: str
+        self, path: Path, *, project: str, domain: str, version: str, image: str | None = None
     ) -> RegistrationResult:
         """Import, compile and record everything defined under `path` (a folder of .py files,
         a package or a file) as version `version` of `project`/`domain`.
 
         Identical content registered again is a no-op (every entity "unchanged"); an existing
         id with different content raises RegistrationConflict with a diff, and records nothing.
+        `image`: the container image of the tasks that name none themselves.
         """
-        return self.record(build_package(path, project=project, domain=domain, version=version))
+        return self.record(
+            build_package(path, project=project, domain=domain, version=version, image=image)
+        )
 
     def record(self, package: Package) -> RegistrationResult:
         """Store a package built by `build_package` (here or by a remote client). Runs no user

@@ -82,14 +82,22 @@ def _stamp_template(
 
 
 def stamp_task(
-    template: tasks_pb2.TaskTemplate, project: str, domain: str, version: str, paths: PathMapper
+    template: tasks_pb2.TaskTemplate,
+    project: str,
+    domain: str,
+    version: str,
+    paths: PathMapper,
+    image: str = "",
 ) -> tasks_pb2.TaskTemplate:
-    """A copy of `template` registered under project/domain/version."""
+    """A copy of `template` registered under project/domain/version; `image` is the
+    registration's container image, for a task that names none itself."""
     out = tasks_pb2.TaskTemplate()
     out.CopyFrom(template)
     _stamp_id(out.id, project, domain, version)
     if out.HasField("function"):
         out.function.source_file = paths(out.function.source_file)
+    if image and not out.container_image:
+        out.container_image = image
     return out
 
 
@@ -99,15 +107,17 @@ def stamp_workflow(
     domain: str,
     version: str,
     paths: PathMapper,
+    image: str = "",
 ) -> workflow_pb2.CompiledWorkflow:
-    """A copy of `compiled` with every identifier registered under project/domain/version."""
+    """A copy of `compiled` with every identifier registered under project/domain/version
+    (and `image` in its tasks that name no container image)."""
     out = workflow_pb2.CompiledWorkflow()
     out.CopyFrom(compiled)
     _stamp_template(out.primary, project, domain, version, paths)
     for sub in out.subworkflows:
         _stamp_template(sub, project, domain, version, paths)
     for i, task in enumerate(compiled.tasks):
-        out.tasks[i].CopyFrom(stamp_task(task, project, domain, version, paths))
+        out.tasks[i].CopyFrom(stamp_task(task, project, domain, version, paths, image))
     return out
 
 

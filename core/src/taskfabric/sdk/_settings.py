@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -97,6 +98,26 @@ class Resources:
         )
 
 
+_IMAGE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"  # registry[:port]/
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"  # path
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # :tag
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"  # @digest
+)
+
+
+def check_image(image: str) -> str:
+    """`image` if it is a container image reference (`[registry[:port]/]path[:tag][@digest]`),
+    else ValueError saying what a reference looks like."""
+    if not isinstance(image, str) or not image or len(image) > 512 or not _IMAGE.match(image):
+        raise ValueError(
+            f"container image {image!r} is not an image reference: write "
+            "[REGISTRY[:PORT]/]PATH[:TAG][@sha256:DIGEST] in lower case, e.g. "
+            "'ghcr.io/acme/etl:3f9c0a1'"
+        )
+    return image
+
+
 @dataclass(frozen=True)
 class TaskSettings:
     """Everything @task accepts besides the function, normalised."""
@@ -108,3 +129,4 @@ class TaskSettings:
     limits: Resources | None = None
     pools: dict[str, int] = field(default_factory=dict)
     task_type: str = "python"
+    container_image: str = ""

@@ -20,6 +20,7 @@ from taskfabric.sdk._settings import (
     Resources,
     Retry,
     TaskSettings,
+    check_image,
     duration_proto,
     to_timedelta,
 )
@@ -112,6 +113,7 @@ class TaskDefinition(Generic[P, R]):
                     line=line,
                 ),
                 description=(self.function.__doc__ or "").strip(),
+                container_image=s.container_image,
             )
             if s.cache is not None:
                 t.cache.CopyFrom(s.cache.to_proto())
@@ -328,6 +330,7 @@ def task(
     pools: Mapping[str, int] | None = None,
     task_type: str | None = None,
     config: Any = None,
+    container_image: str | None = None,
 ) -> Callable[[Callable[P, R]], TaskDefinition[P, R]]: ...
 
 
@@ -344,6 +347,7 @@ def task(
     pools: Mapping[str, int] | None = None,
     task_type: str | None = None,
     config: Any = None,
+    container_image: str | None = None,
 ) -> TaskDefinition[P, R] | Callable[[Callable[P, R]], TaskDefinition[P, R]]:
     """Declare a task: a typed function the engine runs, retries, times out and caches.
 
@@ -354,6 +358,8 @@ def task(
     - `pools`: resource pools to hold while running, e.g. `{"geo-api": 1}`.
     - `task_type` / `config`: the task type (default "python") and a plugin's config
       object; a config object may carry its own `task_type`.
+    - `container_image`: the image container backends run this task in (default: the
+      registration's `--image`, else the backend's own); other backends ignore it.
     """
 
     def decorate(f: Callable[P, R]) -> TaskDefinition[P, R]:
@@ -374,6 +380,7 @@ def task(
                 limits=limits,
                 pools=pool_map,
                 task_type=str(ttype),
+                container_image=check_image(container_image) if container_image else "",
             )
         except (TypeError, ValueError) as exc:
             raise TaskDefinitionError(f"{where}: task '{f.__qualname__}': {exc}") from exc

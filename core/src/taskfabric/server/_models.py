@@ -78,6 +78,11 @@ class WorkflowDetail(Entity):
     inputs: list[Parameter]
     outputs: list[Parameter]
     tasks: list[str] = Field(description="Names of the tasks the workflow runs.")
+    images: dict[str, str] = Field(
+        default_factory=dict,
+        description="Task name -> the container image container backends run it in (tasks "
+        "registered with one).",
+    )
     versions: list[str] = Field(description="Every registered version, newest first.")
 
 

@@ -245,6 +245,7 @@ class ControlPlane:
             inputs=inputs,
             outputs=outputs,
             tasks=[t.id.name for t in compiled.tasks],
+            images={t.id.name: t.container_image for t in compiled.tasks if t.container_image},
             versions=[i.version for i in infos],
         )
 

@@ -214,9 +214,16 @@ class TaskTemplate(_message.Message):
     CONFIG_FIELD_NUMBER: _builtins.int
     FUNCTION_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    CONTAINER_IMAGE_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Task type, e.g. "python", "shell", "spark"; the config maps it to a backend."""
     description: _builtins.str
+    container_image: _builtins.str
+    """The container image that container backends run this task in, e.g.
+    "ghcr.io/acme/etl:3f9c0a1". Set per task (`@task(container_image=...)`) or for a whole
+    registration (`taskfabric register --image`); "" leaves it to the backend's default.
+    Backends that run tasks in-process or as local processes ignore it.
+    """
     @_builtins.property
     def id(self) -> _identifier_pb2.Identifier: ...
     @_builtins.property
@@ -253,10 +260,11 @@ class TaskTemplate(_message.Message):
         config: _any_pb2.Any | None = ...,
         function: Global___PythonFunction | None = ...,
         description: _builtins.str = ...,
+        container_image: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "config", b"config", "function", b"function", "id", b"id", "interface", b"interface", "resources", b"resources", "retry", b"retry", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "config", b"config", "description", b"description", "function", b"function", "id", b"id", "interface", b"interface", "pools", b"pools", "resources", b"resources", "retry", b"retry", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "config", b"config", "container_image", b"container_image", "description", b"description", "function", b"function", "id", b"id", "interface", b"interface", "pools", b"pools", "resources", b"resources", "retry", b"retry", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
