@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import taskfabric_spark.hooks
-from taskfabric_spark._local_backend import SparkLocalBackend
-from taskfabric_spark._submit_backend import SparkSubmitBackend
 
+import taskfabric_spark.hooks
 from taskfabric.config import Config, StorageConfig
 from taskfabric.engine import Engine
 from taskfabric.plugin_api import BACKENDS_GROUP
 from taskfabric.plugins import Plugins, use_plugins
+from taskfabric_spark._local_backend import SparkLocalBackend
+from taskfabric_spark._submit_backend import SparkSubmitBackend
 
 
 @pytest.fixture(autouse=True)

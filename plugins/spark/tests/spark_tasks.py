@@ -9,10 +9,10 @@ from typing import Annotated
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
-from taskfabric_spark import Spark, spark_session
 
 from taskfabric import task, workflow
 from taskfabric.types import Columns
+from taskfabric_spark import Spark, spark_session
 
 Sales = Annotated[DataFrame, Columns(region=str, units=int, price=float)]
 Revenue = Annotated[DataFrame, Columns(region=str, revenue=float)]
@@ -108,3 +108,13 @@ def count_units(sales: Annotated[DataFrame, Columns(region=str, units=int)]) -> 
 @workflow
 def pandas_to_spark(days: int = 3) -> int:
     return count_units(sales=pandas_sales(days=days))
+
+
+@task(config=Spark())
+def wrong_columns() -> Annotated[DataFrame, Columns(region=str, units=int)]:
+    return spark_session().createDataFrame([("north", "three")], "region string, units string")
+
+
+@workflow
+def wrong_output() -> int:
+    return count_units(sales=wrong_columns())

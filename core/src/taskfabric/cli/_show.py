@@ -75,9 +75,31 @@ def print_nodes(
                     f"{problem.get('message', '')}",
                     markup=False,
                 )
+                for link in _log_links(a):
+                    out.print(f"      log {link}", markup=False, highlight=False)
             last = failed[-1].error or {}
             if last.get("traceback"):
                 out.print(str(last["traceback"]).rstrip(), markup=False, highlight=False)
+    _print_logs([n for n in shown if n.phase not in ("FAILED", "TIMED_OUT")], attempts_of)
+
+
+def _log_links(attempt: Any) -> list[str]:
+    """`name: uri` of each log link of an attempt (a backend's driver log, job page, ...)."""
+    links = getattr(attempt, "log_links", None) or []
+    return [f"{link.get('name', 'log')}: {link.get('uri', '')}" for link in links]
+
+
+def _print_logs(nodes: Sequence[Any], attempts_of: Callable[[Any], Sequence[Any]]) -> None:
+    """The log links of each node's latest attempt (failed nodes list theirs above)."""
+    rows = []
+    for n in nodes:
+        attempts = attempts_of(n) if n.kind in {"task", "map_item"} else []
+        if attempts:
+            rows += [f"  {n.node_id} #{attempts[-1].attempt} {x}" for x in _log_links(attempts[-1])]
+    if rows:
+        out.print("\n[bold]logs[/]")
+        for row in rows:
+            out.print(row, markup=False, highlight=False)
 
 
 def print_events(events: Sequence[Any]) -> None:

@@ -11,11 +11,18 @@ import sys
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.types._blob_transformers import stored_blob, upload_path
-from taskfabric.types._blobs import Format, _materialize_file, hash_file, make_read_only
+from taskfabric.types._blobs import (
+    Format,
+    _materialize_dir,
+    _materialize_file,
+    hash_file,
+    make_read_only,
+)
 from taskfabric.types._context import TransformContext, require_context
 from taskfabric.types._errors import LiteralConversionError, UnsupportedTypeError, describe_value
 from taskfabric.types._pytypes import TypeHint, find_metadata, py_type_str
@@ -78,6 +85,19 @@ def _dtype_fits(series: Any, py_type: Any) -> bool:
 
 
 _COLUMN_TYPES = (int, float, str, bool, bytes, datetime, timedelta)
+
+
+def _dataframe_path(frame: pb.DataFrameValue, ctx: TransformContext) -> Path:
+    """A local copy of a stored frame: one parquet file, or a folder of part files (as
+    engines such as Spark write them, in parallel)."""
+    as_blob = pb.Literal(blob=pb.BlobValue(uri=frame.uri, content_hash=frame.content_hash))
+    stored = stored_blob(as_blob, ctx)
+    local = ctx.store.local_path(frame.uri)
+    if local is not None:
+        return _materialize_dir(stored) if local.is_dir() else _materialize_file(stored)
+    if any(True for _ in ctx.store.list(frame.uri.rstrip("/") + "/")):
+        return _materialize_dir(stored)
+    return _materialize_file(stored)
 
 
 class PandasDataFrameTransformer(TypeTransformer[Any]):
@@ -179,12 +199,7 @@ class PandasDataFrameTransformer(TypeTransformer[Any]):
         import pandas as pd
 
         ctx = require_context(ctx, "DataFrame")
-        as_blob = pb.Literal(
-            blob=pb.BlobValue(
-                uri=literal.dataframe.uri, content_hash=literal.dataframe.content_hash
-            )
-        )
-        path = _materialize_file(stored_blob(as_blob, ctx))
+        path = _dataframe_path(literal.dataframe, ctx)
         names = [name for name, _ in self._columns(py_type)]
         return pd.read_parquet(path, columns=names or None)
 

@@ -96,9 +96,11 @@ class Spark(TaskConfig):
     executor_cores: int | None = Field(default=None, ge=1)
     driver_memory: str | None = None
 
-    @field_validator("conf")
+    @field_validator("conf", mode="before")
     @classmethod
-    def _check_conf(cls, conf: dict[str, ConfValue]) -> dict[str, ConfValue]:
+    def _check_conf(cls, conf: Any) -> Any:
+        if not isinstance(conf, Mapping):
+            return conf  # pydantic says what a dict is
         return dict(check_conf(conf, "Spark conf"))
 
     @field_validator("executor_memory")

@@ -84,6 +84,7 @@ class SparkLocalBackend(LocalBackend):
                     raise RuntimeError(java.message)
                 conf = {
                     **base_conf(self.spark_settings.driver_host),
+                    "spark.sql.warehouse.dir": str(self.context.work_root / "spark-warehouse"),
                     **self.spark_settings.spark_conf(),
                 }
                 # The JVM starts with this process's environment.

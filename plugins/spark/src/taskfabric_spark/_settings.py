@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -29,9 +30,11 @@ class SparkBackendSettings(BackendSettings):
     #: its `executor_instances`, default 1).
     pool_unit: Literal["application", "executor"] = "application"
 
-    @field_validator("conf")
+    @field_validator("conf", mode="before")
     @classmethod
-    def _check_conf(cls, conf: dict[str, Any]) -> dict[str, Any]:
+    def _check_conf(cls, conf: Any) -> Any:
+        if not isinstance(conf, Mapping):
+            return conf  # pydantic says what a table is
         return dict(check_conf(conf, "conf"))
 
     def spark_conf(self) -> dict[str, str]:

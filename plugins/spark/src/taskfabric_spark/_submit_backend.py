@@ -157,6 +157,8 @@ class SparkSubmitBackend(Backend[SparkSubmitSettings]):
             **base_conf(settings.driver_host),
             "spark.pyspark.python": self.python,
             "spark.pyspark.driver.python": self.python,
+            # Tables a task saves without a path go to its own work folder, not the cwd.
+            "spark.sql.warehouse.dir": str(work_dir / "spark-warehouse"),
             **merged_conf(settings.spark_conf(), task_config(self.context, attempt.task)),
         }
         name = f"taskfabric-{attempt.task.id.name}-{attempt.execution_id}-{attempt.node_id}"

@@ -1,0 +1,43 @@
+"""Spark tasks that fail or run long, for the integration tests."""
+
+from __future__ import annotations
+
+import time
+
+from pyspark.sql import functions as F
+
+from taskfabric import task, workflow
+from taskfabric_spark import Spark, spark_session
+
+
+def _ratio(x: int) -> float:
+    return x / (x - x)
+
+
+@task(config=Spark())
+def ratios(n: int) -> int:
+    ratio = F.udf(_ratio, "double")
+    return len(spark_session().range(n).select(ratio("id")).collect())
+
+
+@workflow
+def failing_job(n: int = 4) -> int:
+    return ratios(n=n)
+
+
+def _sleepy(x: int) -> int:
+    time.sleep(600)
+    return x
+
+
+@task(config=Spark())
+def long_job(marker: str) -> int:
+    from pathlib import Path
+
+    Path(marker).write_text(spark_session().sparkContext.applicationId)
+    return spark_session().sparkContext.parallelize(range(2), 2).map(_sleepy).count()
+
+
+@workflow
+def long_running(marker: str) -> int:
+    return long_job(marker=marker)
