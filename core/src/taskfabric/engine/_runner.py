@@ -35,7 +35,7 @@ from taskfabric.engine._state import (
 )
 from taskfabric.logs import get_logger
 from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
-from taskfabric.plugin_api import AttemptPhase, AttemptStatus, Backend, LogLink, TaskAttempt
+from taskfabric.plugin_api import AttemptStatus, Backend, LogLink
 from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore
 
@@ -44,7 +44,7 @@ log = get_logger("taskfabric.engine")
 _SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 
 
-from taskfabric.engine import _caching, _composite  # noqa: E402
+from taskfabric.engine import _attempts, _caching, _composite  # noqa: E402
 from taskfabric.engine._util import (  # noqa: E402
     CancelRequested,
     EngineShutdown,
@@ -406,37 +406,10 @@ class Runner:
         return len(self.running) + waiting
 
     def _acquire_pools(self, ns: NodeState) -> bool:
-        """Take the attempt's pools, or queue it in them (its node says where)."""
-        assert self.pools is not None and ns.task is not None
-        weights = self.pools.weights(ns, self.backend_for(ns.task))
-        if not weights:
-            return True
-        try:
-            if self.pools.acquire(ns, ns.attempt + 1, weights):
-                return True
-        except Exception as exc:  # PoolError: a request that can never be granted
-            self._fail(ns, _system_error(type(exc).__name__, str(exc)))
-            return False
-        ns.phase = QUEUED
-        self._record(ns, "waiting for " + self.pools.position_text(ns, ns.attempt + 1))
-        return False
+        return _attempts.acquire_pools(self, ns)
 
     def _lose_lease(self, ns: NodeState) -> None:
-        """The attempt's pool lease expired under it: stop it rather than overrun the pool."""
-        if ns.attempt_id not in self.running:
-            return
-        if ns.backend is not None:
-            ns.backend.cancel(ns.attempt_id)
-        self._attempt_over(ns)
-        self._attempt_failed(
-            ns,
-            _system_error(
-                "PoolLeaseLost",
-                "the attempt's resource pool lease expired (the engine was "
-                "stalled past the lease TTL); it was stopped so the pool is not overrun",
-                retryable=True,
-            ),
-        )
+        return _attempts.lose_lease(self, ns)
 
     def _start_granted(self, nodes: list[NodeState]) -> None:
         for ns in nodes:
@@ -444,96 +417,13 @@ class Runner:
                 self._start_attempt(ns)
 
     def _start_attempt(self, ns: NodeState) -> None:
-        assert ns.task is not None and ns.inputs is not None
-        ns.attempt += 1
-        ns.attempt_started_at = time.time()
-        ns.phase = RUNNING
-        ns.outputs_uri = self._uri(ns.full_id, "outputs.pb")
-        backend = self.backend_for(ns.task)
-        ns.backend = backend
-        spec = TaskAttempt(
-            attempt_id=ns.attempt_id,
-            execution_id=self.execution_id,
-            node_id=ns.full_id,
-            attempt=ns.attempt,
-            task=ns.task,
-            inputs=ns.inputs,
-            inputs_uri=ns.inputs_uri,
-            outputs_uri=ns.outputs_uri,
-            raw_prefix=self._uri(ns.full_id, f"raw/{ns.attempt}"),
-            notify=self.wakeups.put,
-            task_definition=ns.task_def,
-            project=self.project,
-            domain=self.domain,
-        )
-        self.running[spec.attempt_id] = ns
-        self._record(ns)
-        self._record_attempt(ns, RUNNING)
-        if backend.poll_interval is not None:
-            self._polled.setdefault(backend, 0.0)
-        timeout = (
-            ns.task.timeout.ToTimedelta().total_seconds() if ns.task.HasField("timeout") else 0
-        )
-        if timeout > 0:
-            self._timer(time.monotonic() + timeout, "timeout", ns)
-        try:
-            backend.submit(spec)
-        except Exception as exc:
-            log.exception("backend submit failed", node_id=ns.full_id, backend=backend.name)
-            self._attempt_over(ns)
-            self._attempt_failed(
-                ns,
-                _system_error(
-                    type(exc).__name__,
-                    f"backend '{backend.name}' could not submit: {exc}",
-                    retryable=True,
-                ),
-            )
+        return _attempts.start_attempt(self, ns)
 
     def _attempt_over(self, ns: NodeState) -> None:
-        """Bookkeeping when an attempt stops occupying a slot (its pools included)."""
-        self.running.pop(ns.attempt_id, None)
-        if ns.backend is not None:
-            ns.backend.release(ns.attempt_id)
-        if self.pools is not None:
-            self.pool_granted.extend(self.pools.release(ns, ns.attempt))
-        parent = ns.parent
-        if parent is not None and parent.kind == "map":
-            parent.map_running -= 1
-            if parent.map_waiting:
-                self.runnable.appendleft(parent.map_waiting.popleft())
+        return _attempts.attempt_over(self, ns)
 
     def _attempt_ended(self, ns: NodeState, status: AttemptStatus) -> None:
-        if self.pools is not None:
-            for pool, seconds in status.pushback.items():
-                self.pools.manager.pushback(pool, seconds)
-        self._attempt_over(ns)
-        if status.phase is AttemptPhase.SUCCEEDED:
-            self._record_attempt(ns, SUCCEEDED, log_links=status.log_links)
-            outputs = status.outputs
-            if outputs is None:
-                try:
-                    outputs = self._load_outputs(status.outputs_uri or ns.outputs_uri)
-                except Exception as exc:
-                    self._attempt_failed(
-                        ns,
-                        _system_error(
-                            "OutputsMissing",
-                            f"the backend reported success but the outputs cannot be read: {exc}",
-                            retryable=True,
-                        ),
-                    )
-                    return
-            if status.outputs_uri:
-                ns.outputs_uri = status.outputs_uri
-            self._succeeded(ns, outputs)
-        else:
-            err = (
-                status.error.to_proto()
-                if status.error is not None
-                else _system_error("Unknown", status.message or "attempt failed")
-            )
-            self._attempt_failed(ns, err, log_links=status.log_links)
+        return _attempts.attempt_ended(self, ns, status)
 
     def _attempt_failed(
         self,
@@ -543,33 +433,7 @@ class Runner:
         phase: str = FAILED,
         log_links: list[LogLink] | None = None,
     ) -> None:
-        assert ns.task is not None
-        edict = error_dict(err)
-        self._record_attempt(ns, phase, edict, log_links)
-        retry = ns.task.retry
-        if err.retryable and ns.failures < retry.retries and self.failing is None:
-            ns.failures += 1
-            base = retry.initial_backoff.ToTimedelta().total_seconds()
-            mult = retry.backoff_multiplier or 2.0
-            cap = retry.max_backoff.ToTimedelta().total_seconds() or float("inf")
-            delay = min(base * mult ** (ns.failures - 1), cap)
-            ns.phase = RETRYING
-            ns.error = edict
-            self._record(
-                ns,
-                f"retry {ns.failures}/{retry.retries} in {delay:.1f}s after "
-                f"{err.code}: {err.message}"[:500],
-            )
-            log.info(
-                "attempt failed, will retry",
-                node_id=ns.full_id,
-                attempt=ns.attempt,
-                code=err.code,
-                delay_s=delay,
-            )
-            self._timer(time.monotonic() + delay, "retry", ns)
-            return
-        self._fail(ns, err, phase=phase)
+        return _attempts.attempt_failed(self, ns, err, phase=phase, log_links=log_links)
 
     def _fail(
         self, ns: NodeState, err: execution_pb2.ExecutionError, *, phase: str = FAILED
@@ -708,28 +572,10 @@ class Runner:
                 )
 
     def _handle_wakeup(self, attempt_id: str) -> None:
-        ns = self.running.get(attempt_id)
-        if ns is None or ns.backend is None:
-            return
-        status = ns.backend.poll(attempt_id)
-        if status.phase is not AttemptPhase.RUNNING:
-            self._attempt_ended(ns, status)
-        elif status.pushback and self.pools is not None:
-            # Throttled while running (the backend waits and tries again itself): the pool
-            # grants nothing new for that long.
-            for pool, seconds in status.pushback.items():
-                self.pools.manager.pushback(pool, seconds)
+        return _attempts.handle_wakeup(self, attempt_id)
 
     def _poll_backends(self) -> None:
-        now = time.monotonic()
-        for backend, last in list(self._polled.items()):
-            assert backend.poll_interval is not None
-            if now - last < backend.poll_interval:
-                continue
-            self._polled[backend] = now
-            for attempt_id, ns in list(self.running.items()):
-                if ns.backend is backend:
-                    self._handle_wakeup(attempt_id)
+        return _attempts.poll_backends(self)
 
     def _wait_timeout(self) -> float:
         timeout = self.heartbeat_seconds
