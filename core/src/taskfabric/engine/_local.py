@@ -70,7 +70,13 @@ class LocalBackend(Backend[LocalSettings]):
                 t.start()
         self._queue.put(attempt)
 
-    def _run(self, attempt: TaskAttempt) -> AttemptStatus:
+    def run_attempt(self, attempt: TaskAttempt) -> AttemptStatus:
+        """Run one attempt in the calling worker thread and return how it ended.
+
+        The extension point of backends built on this one: override it to prepare the
+        thread around the task (a session, a context variable) and call
+        `super().run_attempt(attempt)`, which converts the inputs, runs the task through its
+        task type and stores the outputs."""
         if attempt.task_definition is None:
             return AttemptStatus(
                 AttemptPhase.FAILED,
@@ -113,7 +119,7 @@ class LocalBackend(Backend[LocalSettings]):
             if attempt.attempt_id in self._cancelled:
                 continue
             try:
-                status = self._run(attempt)
+                status = self.run_attempt(attempt)
             except Exception as exc:  # a bug in the core: report it, keep the worker alive
                 log.exception(
                     "local backend failed to run an attempt", attempt_id=attempt.attempt_id

@@ -96,7 +96,7 @@ class SparkLocalBackend(LocalBackend):
                 log.info("spark-local context started", backend=self.name, master=self.master)
             return self._base
 
-    def _run(self, attempt: TaskAttempt) -> AttemptStatus:
+    def run_attempt(self, attempt: TaskAttempt) -> AttemptStatus:
         try:
             base = self._base_session()
         except Exception as exc:
@@ -124,7 +124,7 @@ class SparkLocalBackend(LocalBackend):
             )
         set_current_session(session)
         try:
-            return super()._run(attempt)
+            return super().run_attempt(attempt)
         finally:
             set_current_session(None)
 
