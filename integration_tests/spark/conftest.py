@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from spark_light_conf import LIGHT_CONF
 
 import taskfabric_spark.hooks
 from taskfabric.config import Config, load_config
@@ -18,14 +19,6 @@ from taskfabric.plugins import Plugins, use_plugins
 from taskfabric_spark._local_backend import SparkLocalBackend
 from taskfabric_spark._submit_backend import SparkSubmitBackend
 from taskfabric_spark.testing import StandaloneCluster, standalone_cluster
-
-#: Properties that keep applications small on a 2-core test machine.
-LIGHT_CONF = {
-    "spark.executor.memory": "512m",
-    "spark.cores.max": 1,
-    "spark.task.maxFailures": 1,
-    "spark.sql.shuffle.partitions": 2,
-}
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ a real standalone master."""
 from __future__ import annotations
 
 import pytest
-from conftest import LIGHT_CONF
+from spark_light_conf import LIGHT_CONF
 
 from taskfabric.testing import BackendConformance
 from taskfabric_spark.testing import StandaloneCluster

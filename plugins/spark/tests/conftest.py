@@ -10,8 +10,6 @@ from pathlib import Path
 import pytest
 
 import taskfabric_spark.hooks
-from taskfabric.config import Config, StorageConfig
-from taskfabric.engine import Engine
 from taskfabric.plugin_api import BACKENDS_GROUP
 from taskfabric.plugins import Plugins, use_plugins
 from taskfabric_spark._local_backend import SparkLocalBackend
@@ -52,10 +50,3 @@ def plugins() -> Iterator[Plugins]:
     plugins.add_driver(BACKENDS_GROUP, "spark-submit", SparkSubmitBackend)
     with use_plugins(plugins):
         yield plugins
-
-
-def make_engine(plugins: Plugins, data_root: Path, **config: object) -> Engine:
-    return Engine(
-        Config.model_validate({"storage": StorageConfig(data_root=data_root), **config}),
-        plugins=plugins,
-    )

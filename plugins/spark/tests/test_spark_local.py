@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import spark_tasks as st
-from conftest import make_engine
+from spark_engines import make_engine
 
 from taskfabric.engine import Engine
 from taskfabric.plugins import Plugins
