@@ -72,6 +72,32 @@ def test_abort_cancels_the_remote_job(make_engine: MakeEngine) -> None:
         assert getattr(results[0], "phase", None) == "ABORTED"
 
 
+def test_abort_while_the_submit_is_retried_still_cancels_the_job(make_engine: MakeEngine) -> None:
+    # The service makes the job but answers after 5 s; the client gives up after 0.5 s and
+    # waits 30 s before sending again. Aborted in that wait, the attempt never heard the job's
+    # id: it sends the submit again with the same key to learn it, then cancels the job.
+    with QuotaServer(job_seconds=60, submit_delay=5) as server:
+        toml = jobs_toml(server.url) + "timeout = 0.5\nbackoff = 30\nretries = 2\n"
+        engine = make_engine(toml)
+        results: list[object] = []
+        thread = threading.Thread(
+            target=lambda: results.append(engine.launch(export_rows, {"rows": [1]}))
+        )
+        thread.start()
+        wait_for(lambda: len(server.jobs) == 1)
+        time.sleep(1.0)  # the first submit has timed out: the attempt waits to retry
+        (execution,) = engine.metadata.list_executions()
+        engine.request_cancel(execution.id)
+        thread.join(30)
+        engine.close()
+        assert getattr(results[0], "phase", None) == "ABORTED"
+        (job,) = server.jobs.values()  # one job: the second submit was a replay
+        assert job.state == "cancelled"
+        posts = [h for m, p, h in server.stats.seen if (m, p) == ("POST", "/jobs")]
+        assert len(posts) == 2 and posts[0]["idempotency-key"] == posts[1]["idempotency-key"]
+        assert ("DELETE", f"/jobs/{job.id}") in [(m, p) for m, p, _ in server.stats.seen]
+
+
 def _taskfabric(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     exe = shutil.which("taskfabric", path=str(Path(sys.executable).parent))
     assert exe is not None

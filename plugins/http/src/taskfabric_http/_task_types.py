@@ -213,14 +213,36 @@ class _Job:
             f"{state!r}{detail}"
         )
 
+    def _learn_job_id(self, caller: Caller) -> str | None:
+        """Cancelled while the submit was being sent or retried: the service may have made
+        the job without this attempt hearing its id. Where the service takes idempotency
+        keys, the submit is sent again with the same key, which answers with that job (or
+        makes it, to be cancelled at once) rather than a second one."""
+        record = self.record
+        if record.state != "sending" or not caller.service.idempotency_header:
+            return None
+        request = _request(self.config.submit, self.inputs)
+        request.idempotency_key = record.key
+        try:
+            response = caller.send(request, what="submit (to cancel it)")
+            job_id = read_path(response, self.config.job_id, self.who, "the job id", caller.redact)
+        except Exception as exc:
+            self.log.warning(
+                "cancelled during submit; the job id could not be learnt",
+                error=caller.redact(str(exc)),
+            )
+            return None
+        if job_id is None or isinstance(job_id, dict | list) or job_id == "":
+            return None
+        record.job_id = str(job_id)
+        self.book.save(record)
+        return record.job_id
+
     def _cancel_remote(self) -> None:
         """Stop the remote job (abort, timeout); the attempt's own cancel flag is set, so
         the request is sent by a caller of its own."""
         job_id = self.record.job_id
         cancel = self.config.cancel
-        if job_id is None or cancel is None:
-            self._finish("cancelled")
-            return
         caller = Caller(
             self.caller.name,
             self.caller.service,
@@ -229,6 +251,11 @@ class _Job:
             on_pushback=self.caller.on_pushback,
             cancelled=threading.Event(),
         )
+        if job_id is None and cancel is not None:
+            job_id = self._learn_job_id(caller)
+        if job_id is None or cancel is None:
+            self._finish("cancelled")
+            return
         try:
             caller.send(_request(cancel, self.inputs, job_id), what="cancel")
             self.log.info("job cancelled", job_id=job_id)

@@ -173,13 +173,16 @@ class QuotaServer:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         with self.lock:
             self.stats.answered.append((time.monotonic(), status))
-        h.send_response(status)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        for k, v in headers.items():
-            h.send_header(k, v)
-        h.end_headers()
-        h.wfile.write(data)
+        try:
+            h.send_response(status)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", str(len(data)))
+            for k, v in headers.items():
+                h.send_header(k, v)
+            h.end_headers()
+            h.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up waiting (its timeout): what a real service sees too
 
     def _route(
         self,
