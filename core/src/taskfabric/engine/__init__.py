@@ -10,6 +10,7 @@ from taskfabric.engine._engine import (
 )
 from taskfabric.engine._loader import LoadError, load_code, load_object
 from taskfabric.engine._local import LocalBackend
+from taskfabric.engine._process import ProcessBackend, ProcessRun
 from taskfabric.engine._util import EngineShutdown, NodeEvent
 from taskfabric.engine._workers import WorkerPool
 
@@ -23,6 +24,8 @@ __all__ = [
     "LoadError",
     "LocalBackend",
     "NodeEvent",
+    "ProcessBackend",
+    "ProcessRun",
     "WorkerPool",
     "load_code",
     "load_object",

@@ -9,11 +9,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
-import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -23,14 +20,14 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 
-from taskfabric.core.v1 import execution_pb2, tasks_pb2
+from taskfabric.core.v1 import tasks_pb2
+from taskfabric.engine import ProcessBackend, ProcessRun
+from taskfabric.engine._process import describe_exit, tail
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
-    RUNNING,
     AttemptError,
     AttemptPhase,
     AttemptStatus,
-    Backend,
     BackendContext,
     BackendSettings,
     CheckResult,
@@ -91,25 +88,6 @@ class SparkSubmitSettings(SparkBackendSettings):
         return url.rstrip("/")
 
 
-class _Run:
-    def __init__(self, attempt: TaskAttempt, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-        self.attempt = attempt
-        self.proc = proc
-        self.log_path = log_path
-        self.cancelled = False
-
-
-def _tail(path: Path, lines: int = _TAIL_LINES) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 32768))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def application_id(log_path: Path) -> str:
     """The application id that the driver wrote to its log, or ''."""
     try:
@@ -121,7 +99,7 @@ def application_id(log_path: Path) -> str:
     return match.group(1) if match else ""
 
 
-class SparkSubmitBackend(Backend[SparkSubmitSettings]):
+class SparkSubmitBackend(ProcessBackend[SparkSubmitSettings]):
     """Runs each attempt as a Spark application: `spark-submit --master M --deploy-mode client
     taskfabric_spark/_driver.py ...` in its own process group.
 
@@ -135,16 +113,11 @@ class SparkSubmitBackend(Backend[SparkSubmitSettings]):
 
     driver: ClassVar[str] = "spark-submit"
     settings_model: ClassVar[type[BackendSettings]] = SparkSubmitSettings
-    poll_interval: ClassVar[float | None] = None
+    log_name: ClassVar[str] = "driver.log"
 
     def __init__(self, name: str, settings: SparkSubmitSettings, context: BackendContext) -> None:
         super().__init__(name, settings, context)
         self.python = settings.python or sys.executable
-        self._runs: dict[str, _Run] = {}
-        self._results: dict[str, AttemptStatus] = {}
-        self._starting: set[str] = set()
-        self._cancel_requested: set[str] = set()
-        self._lock = threading.Lock()
 
     # -- submitting --------------------------------------------------------------------
 
@@ -181,7 +154,7 @@ class SparkSubmitBackend(Backend[SparkSubmitSettings]):
         ]  # fmt: skip
         return command
 
-    def _env(self) -> dict[str, str]:
+    def environment(self) -> dict[str, str]:
         env = java_env(self.settings.java_home, self.settings.env)
         env["SPARK_LOCAL_IP"] = self.settings.driver_host
         env["PYSPARK_PYTHON"] = self.python
@@ -192,82 +165,21 @@ class SparkSubmitBackend(Backend[SparkSubmitSettings]):
         )
         return env
 
-    def submit(self, attempt: TaskAttempt) -> None:
-        ctx = self.context
-        with self._lock:
-            if attempt.attempt_id in self._runs or attempt.attempt_id in self._results:
-                return
-            if attempt.attempt_id in self._starting:
-                return
-            self._starting.add(attempt.attempt_id)
-        try:
-            prefix = ctx.store.uri("executions", attempt.execution_id)
-            key = attempt.node_id.replace("[", "/").replace("]", "")
-            template_uri = ctx.literals.put(
-                prefix, f"nodes/{key}/task.pb", attempt.task.SerializeToString(deterministic=True)
-            )
-            work_dir = ctx.work_root / attempt.execution_id / key / str(attempt.attempt)
-            work_dir.mkdir(parents=True, exist_ok=True)
-            log_path = work_dir / "driver.log"
-            command = self.command(attempt, template_uri, work_dir)
-            with log_path.open("wb") as out:
-                proc = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=self._env(),
-                    cwd=os.getcwd(),
-                    start_new_session=True,
-                )
-        except Exception as exc:
-            with self._lock:
-                self._starting.discard(attempt.attempt_id)
-                self._results[attempt.attempt_id] = AttemptStatus(
-                    AttemptPhase.FAILED,
-                    error=AttemptError(
-                        "SparkSubmitError",
-                        f"backend '{self.name}' cannot run {self.spark_submit()}: {exc}",
-                        kind="system",
-                        retryable=False,
-                    ),
-                )
-            attempt.notify(attempt.attempt_id)
-            return
-        log.info(
-            "spark application submitted",
-            backend=self.name,
-            master=self.settings.master,
-            attempt_id=attempt.attempt_id,
-            pid=proc.pid,
+    def launch_error(self, attempt: TaskAttempt, exc: Exception) -> AttemptStatus | None:
+        return AttemptStatus(
+            AttemptPhase.FAILED,
+            error=AttemptError(
+                "SparkSubmitError",
+                f"backend '{self.name}' cannot run {self.spark_submit()}: {exc}",
+                kind="system",
+                retryable=False,
+            ),
         )
-        run = _Run(attempt, proc, log_path)
-        with self._lock:
-            self._starting.discard(attempt.attempt_id)
-            self._runs[attempt.attempt_id] = run
-            cancel_now = attempt.attempt_id in self._cancel_requested
-            self._cancel_requested.discard(attempt.attempt_id)
-        if cancel_now:
-            run.cancelled = True
-            self._kill(run)
-        threading.Thread(
-            target=self._wait, args=(run,), name=f"spark-submit-{proc.pid}", daemon=True
-        ).start()
 
     # -- ending ------------------------------------------------------------------------
 
-    def _wait(self, run: _Run) -> None:
-        code = run.proc.wait()
-        # A cancelled attempt is never reported (nor its log saved: the engine has moved on).
-        status = None if run.cancelled else self._status(run, code)
-        with self._lock:
-            self._runs.pop(run.attempt.attempt_id, None)
-            if run.cancelled or status is None:
-                return
-            self._results[run.attempt.attempt_id] = status
-        run.attempt.notify(run.attempt.attempt_id)
-
-    def _log_links(self, run: _Run) -> list[LogLink]:
+    def log_links(self, run: ProcessRun) -> list[LogLink]:
+        """The driver log, saved to the blob store, and the application's page."""
         attempt = run.attempt
         key = attempt.node_id.replace("[", "/").replace("]", "")
         uri = self.context.store.uri(
@@ -285,78 +197,31 @@ class SparkSubmitBackend(Backend[SparkSubmitSettings]):
             links.append(LogLink("spark-app", f"{self.settings.master_webui}/app/?appId={app_id}"))
         return links
 
-    def _status(self, run: _Run, code: int) -> AttemptStatus:
-        attempt = run.attempt
-        links = self._log_links(run)
-        if code == 0 and self.context.store.exists(attempt.outputs_uri):
-            return AttemptStatus(
-                AttemptPhase.SUCCEEDED, outputs_uri=attempt.outputs_uri, log_links=links
-            )
-        store = self.context.store
-        if code in (1, 2) and store.exists(attempt.error_uri):
-            err = execution_pb2.ExecutionError()
-            try:
-                err.ParseFromString(store.get_bytes(attempt.error_uri))
-                return AttemptStatus(
-                    AttemptPhase.FAILED, error=AttemptError.from_proto(err), log_links=links
-                )
-            except Exception:
-                log.warning("unreadable error document", uri=attempt.error_uri)
+    def crash_error(self, run: ProcessRun, code: int) -> AttemptError:
+        """Spark's own exception line from the driver log, not the whole stack."""
         text = ""
         with contextlib.suppress(OSError):
             text = run.log_path.read_text("utf-8", "replace")
         summary = summarize_log(text)
-        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        how = describe_exit(code) if code else "exited with code 0 without writing its outputs"
         message = f"the Spark application (spark-submit to {self.settings.master}) {how}"
         if summary:
             message += f": {summary}"
-        return AttemptStatus(
-            AttemptPhase.FAILED,
-            error=AttemptError(
-                "SparkApplicationFailed",
-                message,
-                kind="system",
-                retryable=True,
-                traceback=f"last lines of the driver log:\n{_tail(run.log_path)}",
-            ),
-            log_links=links,
+        return AttemptError(
+            "SparkApplicationFailed",
+            message,
+            kind="system",
+            retryable=True,
+            traceback=f"last lines of the driver log:\n{tail(run.log_path, _TAIL_LINES)}",
         )
 
-    def poll(self, attempt_id: str) -> AttemptStatus:
-        with self._lock:
-            return self._results.get(attempt_id, RUNNING)
-
-    def cancel(self, attempt_id: str) -> None:
-        with self._lock:
-            run = self._runs.get(attempt_id)
-            self._results.pop(attempt_id, None)
-            if run is None:
-                if attempt_id in self._starting:
-                    self._cancel_requested.add(attempt_id)
-                return
-            run.cancelled = True
-        self._kill(run)
-
-    def _kill(self, run: _Run) -> None:
-        """SIGTERM the driver's process group (the JVM's shutdown hook stops the
-        SparkContext, which unregisters the application), SIGKILL after the grace; with a
-        web UI, also ask the master to kill the application. Never blocks."""
-        pid = run.proc.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-
-        def escalate() -> None:
-            try:
-                run.proc.wait(timeout=self.settings.kill_grace_seconds)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-                run.proc.wait()
-            app_id = application_id(run.log_path)
-            if app_id and self.settings.master_webui:
-                self._kill_on_master(app_id)
-
-        threading.Thread(target=escalate, name=f"spark-kill-{pid}", daemon=True).start()
+    def after_kill(self, run: ProcessRun) -> None:
+        """The driver is gone (SIGTERM ran the JVM's shutdown hook, which stops the
+        SparkContext and unregisters the application); with a web UI the master is also told
+        to kill the application, in case the driver died before it could."""
+        app_id = application_id(run.log_path)
+        if app_id and self.settings.master_webui:
+            self._kill_on_master(app_id)
 
     def _kill_on_master(self, app_id: str) -> None:
         url = f"{self.settings.master_webui}/app/kill/"
@@ -366,10 +231,6 @@ class SparkSubmitBackend(Backend[SparkSubmitSettings]):
                 pass
         except (urllib.error.URLError, OSError) as exc:
             log.debug("master did not take the kill", app_id=app_id, error=str(exc))
-
-    def release(self, attempt_id: str) -> None:
-        with self._lock:
-            self._results.pop(attempt_id, None)
 
     def pool_requests(self, task: tasks_pb2.TaskTemplate) -> Sequence[PoolRequest]:
         return pool_requests(self.settings, self.context, task)
