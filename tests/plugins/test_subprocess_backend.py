@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,34 @@ def test_timeout_kills_the_process(engine: Engine, wfs: Any, tmp_path: Path) -> 
     assert time.monotonic() - started < 2.5
     time.sleep(3)
     assert not marker.exists()  # the process was killed, not abandoned
+
+
+def test_log_links_are_recorded_while_the_attempt_runs_and_kept_when_it_is_stopped(
+    engine: Engine, wfs: Any, tmp_path: Path
+) -> None:
+    results: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: results.append(engine.launch(wfs.slow, {"marker": str(tmp_path / "m")}))
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    running: list[Any] = []
+    while not running and time.monotonic() < deadline:
+        running = [
+            a
+            for e in engine.metadata.list_executions()
+            for a in engine.metadata.attempts(e.id)
+            if a.phase == "RUNNING" and a.log_links
+        ]
+        time.sleep(0.02)
+    thread.join(10)
+    assert running, "no RUNNING attempt was recorded with its log link"
+    (link,) = running[0].log_links
+    assert link["name"] == "output" and link["uri"].endswith("/output.log")
+    # the timeout stopped it: the TIMED_OUT attempt keeps the link it had while running
+    (result,) = results
+    (ended,) = engine.metadata.attempts(result.execution_id)
+    assert ended.phase == "TIMED_OUT" and ended.log_links == [link]
 
 
 def test_files_cross_process_boundaries(engine: Engine, wfs: Any) -> None:

@@ -129,6 +129,9 @@ class AttemptStatus:
     outputs_uri: str = ""
     error: AttemptError | None = None
     message: str = ""
+    #: Where to read the attempt's logs. Given with RUNNING (after `attempt.notify`), they are
+    #: recorded at once, so people can follow the attempt while it runs, and kept when it is
+    #: stopped (timeout, abort); given at the end, they replace those.
     log_links: list[LogLink] = field(default_factory=list)
     #: Pools whose service pushed back (HTTP 429 with Retry-After, a throttling error):
     #: pool -> seconds during which the pool grants nothing new. Applied with any phase: a

@@ -58,6 +58,7 @@ def start_attempt(r: Runner, ns: NodeState) -> None:
     assert ns.task is not None and ns.inputs is not None
     ns.attempt += 1
     ns.attempt_started_at = time.time()
+    ns.log_links = []
     ns.phase = RUNNING
     ns.outputs_uri = r._uri(ns.full_id, "outputs.pb")
     backend = r.backend_for(ns.task)
@@ -192,7 +193,12 @@ def handle_wakeup(r: Runner, attempt_id: str) -> None:
     status = ns.backend.poll(attempt_id)
     if status.phase is not AttemptPhase.RUNNING:
         r._attempt_ended(ns, status)
-    elif status.pushback and r.pools is not None:
+        return
+    if status.log_links and status.log_links != ns.log_links:
+        # Links to follow the attempt while it runs (a live log, a job's page).
+        ns.log_links = list(status.log_links)
+        r._record_attempt(ns, RUNNING)
+    if status.pushback and r.pools is not None:
         # Throttled while running (the backend waits and tries again itself): the pool
         # grants nothing new for that long.
         for pool, seconds in status.pushback.items():

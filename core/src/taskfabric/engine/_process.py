@@ -113,6 +113,11 @@ class ProcessBackend(Backend[SettingsT]):
         """Links of an ended attempt (its log file by default)."""
         return [LogLink("output", run.log_path.as_uri())]
 
+    def running_links(self, run: ProcessRun) -> list[LogLink]:
+        """Links to follow a running attempt, reported as soon as its process starts (its
+        log file, as it is written, by default)."""
+        return [LogLink("output", run.log_path.as_uri())]
+
     def crash_error(self, run: ProcessRun, code: int) -> AttemptError:
         """The error of a process that ended without outputs or an error document."""
         how = "exited with code 0 without writing its outputs" if code == 0 else describe_exit(code)
@@ -176,14 +181,18 @@ class ProcessBackend(Backend[SettingsT]):
             pid=proc.pid,
         )
         run = ProcessRun(attempt, proc, log_path)
+        running = AttemptStatus(AttemptPhase.RUNNING, log_links=self.running_links(run))
         with self._lock:
             self._starting.discard(attempt.attempt_id)
             self._runs[attempt.attempt_id] = run
+            self._results[attempt.attempt_id] = running
             cancel_now = attempt.attempt_id in self._cancel_requested
             self._cancel_requested.discard(attempt.attempt_id)
         if cancel_now:
             run.cancelled = True
             self._kill(run)
+        else:
+            attempt.notify(attempt.attempt_id)  # the engine records the links
         threading.Thread(
             target=self._wait, args=(run,), name=f"taskfabric-wait-{proc.pid}", daemon=True
         ).start()
@@ -195,6 +204,7 @@ class ProcessBackend(Backend[SettingsT]):
         with self._lock:
             self._runs.pop(run.attempt.attempt_id, None)
             if run.cancelled or status is None:
+                self._results.pop(run.attempt.attempt_id, None)
                 return
             self._results[run.attempt.attempt_id] = status
         run.attempt.notify(run.attempt.attempt_id)

@@ -197,7 +197,9 @@ class Runner:
                 finished_at=None if phase == RUNNING else time.time(),
                 error=err,
                 backend=getattr(ns.backend, "name", ""),
-                log_links=[{"name": x.name, "uri": x.uri} for x in log_links or ()],
+                # Links given at the end replace those given while it ran; an attempt that
+                # is stopped (timeout, abort) keeps those.
+                log_links=[{"name": x.name, "uri": x.uri} for x in log_links or ns.log_links],
             )
         )
 

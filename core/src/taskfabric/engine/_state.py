@@ -65,8 +65,9 @@ class NodeState:
     item_index: int = 0
     map_running: int = 0
     map_waiting: deque[NodeState] = field(default_factory=deque)
-    # the backend running the current attempt
+    # the backend running the current attempt, and the log links it gave for it so far
     backend: Any = None
+    log_links: list[Any] = field(default_factory=list)
     # caching: key of this node's result, hit/miss/written/disabled, reservation held
     cache_key: str = ""
     cache_status: str = ""

@@ -178,6 +178,10 @@ class SparkSubmitBackend(ProcessBackend[SparkSubmitSettings]):
 
     # -- ending ------------------------------------------------------------------------
 
+    def running_links(self, run: ProcessRun) -> list[LogLink]:
+        """The driver log as it is written, while the application runs."""
+        return [LogLink("spark-driver", run.log_path.as_uri())]
+
     def log_links(self, run: ProcessRun) -> list[LogLink]:
         """The driver log, saved to the blob store, and the application's page."""
         attempt = run.attempt
