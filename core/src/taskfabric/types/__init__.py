@@ -34,7 +34,7 @@ from taskfabric.types._blobs import Directory, File, Format
 from taskfabric.types._castable import is_castable
 from taskfabric.types._cli import parse_cli_value
 from taskfabric.types._context import TransformContext
-from taskfabric.types._dataframes import Columns
+from taskfabric.types._dataframes import Columns, dataframe_literal_type
 from taskfabric.types._display import literal_to_display, literal_to_json
 from taskfabric.types._engine import TypeEngine, default_engine
 from taskfabric.types._errors import (
@@ -44,7 +44,7 @@ from taskfabric.types._errors import (
 )
 from taskfabric.types._hashing import canonical_bytes, literal_hash, literal_map_hash
 from taskfabric.types._literal_types import type_str
-from taskfabric.types._pytypes import py_type_str, strip_annotated
+from taskfabric.types._pytypes import find_metadata, py_type_str, strip_annotated
 from taskfabric.types._transformer import TypeTransformer
 
 __all__ = [
@@ -59,7 +59,9 @@ __all__ = [
     "TypeTransformer",
     "UnsupportedTypeError",
     "canonical_bytes",
+    "dataframe_literal_type",
     "default_engine",
+    "find_metadata",
     "is_castable",
     "literal_hash",
     "literal_map_hash",

@@ -87,6 +87,30 @@ def _dtype_fits(series: Any, py_type: Any) -> bool:
 _COLUMN_TYPES = (int, float, str, bool, bytes, datetime, timedelta)
 
 
+def dataframe_literal_type(py_type: TypeHint, engine: TypeEngine, what: str) -> pb.LiteralType:
+    """The dataframe literal type (parquet, with the `Columns(...)` declared on `py_type`) of
+    a dataframe type: the core's pandas one, or a plugin's (`what`, e.g. "Spark DataFrames",
+    names it in errors). So every dataframe type of any library fits every other by columns."""
+    fmt = find_metadata(py_type, Format)
+    if fmt is not None and fmt.name != PARQUET:
+        raise UnsupportedTypeError(
+            py_type, f"{what} are stored as parquet, not {fmt.name!r}: drop Format"
+        )
+    declared = find_metadata(py_type, Columns)
+    columns = []
+    for name, column_type in declared.columns if declared is not None else ():
+        if column_type not in _COLUMN_TYPES:
+            raise UnsupportedTypeError(
+                py_type,
+                f"column {name!r} has type `{py_type_str(column_type)}`: column types "
+                "must be int, float, str, bool, bytes, datetime or timedelta",
+            )
+        columns.append(
+            pb.DataFrameColumn(name=name, type=engine.nested_literal_type(py_type, column_type))
+        )
+    return pb.LiteralType(dataframe=pb.DataFrameType(columns=columns, format=PARQUET))
+
+
 def _dataframe_path(frame: pb.DataFrameValue, ctx: TransformContext) -> Path:
     """A local copy of a stored frame: one parquet file, or a folder of part files (as
     engines such as Spark write them, in parallel)."""
@@ -122,23 +146,7 @@ class PandasDataFrameTransformer(TypeTransformer[Any]):
         return declared.columns if declared is not None else ()
 
     def get_literal_type(self, py_type: TypeHint, engine: TypeEngine) -> pb.LiteralType:
-        fmt = find_metadata(py_type, Format)
-        if fmt is not None and fmt.name != PARQUET:
-            raise UnsupportedTypeError(
-                py_type, f"pandas DataFrames are stored as parquet, not {fmt.name!r}: drop Format"
-            )
-        columns = []
-        for name, column_type in self._columns(py_type):
-            if column_type not in _COLUMN_TYPES:
-                raise UnsupportedTypeError(
-                    py_type,
-                    f"column {name!r} has type `{py_type_str(column_type)}`: column types "
-                    "must be int, float, str, bool, bytes, datetime or timedelta",
-                )
-            columns.append(
-                pb.DataFrameColumn(name=name, type=engine.nested_literal_type(py_type, column_type))
-            )
-        return pb.LiteralType(dataframe=pb.DataFrameType(columns=columns, format=PARQUET))
+        return dataframe_literal_type(py_type, engine, "pandas DataFrames")
 
     def to_literal(
         self, value: Any, py_type: TypeHint, ctx: TransformContext | None, engine: TypeEngine

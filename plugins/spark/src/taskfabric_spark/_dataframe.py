@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING, Any
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.types import (
     Columns,
-    Format,
     LiteralConversionError,
     TransformContext,
     TypeTransformer,
-    UnsupportedTypeError,
+    dataframe_literal_type,
+    find_metadata,
     py_type_str,
 )
 from taskfabric_spark._session import session_for_values
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["SparkDataFrameTransformer", "spark_column_type"]
 
 PARQUET = "parquet"
-_COLUMN_TYPES = (int, float, str, bool, bytes, datetime, timedelta)
 
 #: Spark SQL type names (`DataType.typeName()`) that hold each column type.
 _SPARK_TYPES: dict[Any, tuple[str, ...]] = {
@@ -54,13 +53,6 @@ _SPARK_TYPES: dict[Any, tuple[str, ...]] = {
     datetime: ("timestamp", "timestamp_ntz"),
     timedelta: ("interval day to second", "daytimeinterval"),
 }
-
-
-def _find(py_type: Any, kind: type[Any]) -> Any | None:
-    for meta in getattr(py_type, "__metadata__", ()):
-        if isinstance(meta, kind):
-            return meta
-    return None
 
 
 def spark_column_type(type_name: str) -> Any | None:
@@ -125,27 +117,11 @@ class SparkDataFrameTransformer(TypeTransformer[Any]):
         return base is not None and isinstance(py_type, type) and issubclass(py_type, base)
 
     def _columns(self, py_type: Any) -> tuple[tuple[str, Any], ...]:
-        declared = _find(py_type, Columns)
+        declared = find_metadata(py_type, Columns)
         return tuple(declared.columns) if declared is not None else ()
 
     def get_literal_type(self, py_type: Any, engine: TypeEngine) -> pb.LiteralType:
-        fmt = _find(py_type, Format)
-        if fmt is not None and fmt.name != PARQUET:
-            raise UnsupportedTypeError(
-                py_type, f"Spark DataFrames are stored as parquet, not {fmt.name!r}: drop Format"
-            )
-        columns = []
-        for name, column_type in self._columns(py_type):
-            if column_type not in _COLUMN_TYPES:
-                raise UnsupportedTypeError(
-                    py_type,
-                    f"column {name!r} has type `{py_type_str(column_type)}`: column types "
-                    "must be int, float, str, bool, bytes, datetime or timedelta",
-                )
-            columns.append(
-                pb.DataFrameColumn(name=name, type=engine.nested_literal_type(py_type, column_type))
-            )
-        return pb.LiteralType(dataframe=pb.DataFrameType(columns=columns, format=PARQUET))
+        return dataframe_literal_type(py_type, engine, "Spark DataFrames")
 
     def _check_schema(self, frame: DataFrame, py_type: Any) -> None:
         fields = {f.name: f for f in frame.schema.fields}
