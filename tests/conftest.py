@@ -14,19 +14,10 @@ POSTGRES_URL_ENV_VAR = "TASKFABRIC_TEST_POSTGRES_URL"
 
 
 @pytest.fixture(autouse=True)
-def taskfabric_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """A fresh folder per test holding the config (empty: defaults) and the data root, so no test
-    reads the user's config or writes to the user's data folder."""
-    home = tmp_path_factory.mktemp("taskfabric-home")
-    config = home / "config.toml"
-    config.write_text("# empty: the embedded defaults\n", encoding="utf-8")
-    monkeypatch.setenv("TASKFABRIC_CONFIG", str(config))
-    monkeypatch.setenv("TASKFABRIC_DATA_ROOT", str(home / "data"))
-    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
-        monkeypatch.setenv(name, str(home / name.lower()))
-    return home
+def _isolated(taskfabric_home: Path) -> Path:
+    """No test reads the user's config or writes to the user's data folder (the core's
+    `taskfabric_home` fixture, from its pytest plugin)."""
+    return taskfabric_home
 
 
 @pytest.fixture(scope="session")

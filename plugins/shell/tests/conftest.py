@@ -15,16 +15,10 @@ from taskfabric.plugins import Plugins, use_plugins
 
 
 @pytest.fixture(autouse=True)
-def taskfabric_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """No test reads the user's config or writes to the user's data folder."""
-    home = tmp_path_factory.mktemp("taskfabric-home")
-    config = home / "config.toml"
-    config.write_text("# empty: the embedded defaults\n", encoding="utf-8")
-    monkeypatch.setenv("TASKFABRIC_CONFIG", str(config))
-    monkeypatch.setenv("TASKFABRIC_DATA_ROOT", str(home / "data"))
-    return home
+def _isolated(taskfabric_home: Path) -> Path:
+    """No test reads the user's config or writes to the user's data folder (the core's
+    `taskfabric_home` fixture, from its pytest plugin)."""
+    return taskfabric_home
 
 
 @pytest.fixture

@@ -59,3 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     # Plain asserts of the suite report their operands, like those of test modules.
     pytest.register_assert_rewrite("taskfabric.testing._conformance")
+    # The fixtures (`taskfabric_home`): a module of their own, imported only now.
+    import importlib
+
+    fixtures = importlib.import_module("taskfabric.testing._fixtures")
+    if not config.pluginmanager.is_registered(fixtures):
+        config.pluginmanager.register(fixtures, "taskfabric-fixtures")
