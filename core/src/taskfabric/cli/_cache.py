@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
-from taskfabric.catalog import Catalog
 from taskfabric.cli._common import err, fmt_age, fmt_time, out, state, user_errors
 from taskfabric.errors import TaskfabricError
+
+if TYPE_CHECKING:
+    from taskfabric.catalog import Catalog
 
 
 @click.group()
@@ -19,6 +22,7 @@ def cache() -> None:
 
 
 def _catalog() -> Catalog:
+    from taskfabric.catalog import Catalog
     from taskfabric.metadata import MetadataStore
 
     return Catalog(MetadataStore(state().config.metadata_url).engine)

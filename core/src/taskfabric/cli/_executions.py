@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -25,7 +25,9 @@ from taskfabric.cli._common import (
 from taskfabric.cli._remote import as_record, print_detail, print_json, remote_client
 from taskfabric.cli._show import print_events, print_nodes
 from taskfabric.core.v1 import types_pb2
-from taskfabric.metadata import NodeRecord
+
+if TYPE_CHECKING:
+    from taskfabric.metadata import NodeRecord
 
 
 @click.group()
@@ -146,6 +148,8 @@ def show(execution: str, show_all: bool, events: bool, no_values: bool, output_f
         else:
             print_detail(detail, show_all=show_all, no_values=no_values)
         return
+    from taskfabric.metadata import NodeRecord
+
     with user_errors(), _engine() as engine:
         rec = engine.find_execution(execution)
         nodes = sorted(engine.metadata.nodes(rec.id), key=lambda n: _node_sort_key(n.node_id))

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from taskfabric.engine import NodeEvent
+if TYPE_CHECKING:
+    from taskfabric.engine import NodeEvent
 
 _ORDER = ["SUCCEEDED", "RUNNING", "QUEUED", "RETRYING", "FAILED", "TIMED_OUT", "SKIPPED", "ABORTED"]
 _STYLE = {

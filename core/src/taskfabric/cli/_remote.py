@@ -22,9 +22,9 @@ from taskfabric.cli._common import (
 )
 from taskfabric.cli._show import print_events, print_nodes
 from taskfabric.errors import TaskfabricError
-from taskfabric.metadata import ExecutionRecord
 
 if TYPE_CHECKING:
+    from taskfabric.metadata import ExecutionRecord
     from taskfabric.server import Client, ControlPlane
     from taskfabric.server import _models as m
 
@@ -106,6 +106,8 @@ def control() -> Iterator[Control]:
 
 def as_record(e: m.Execution) -> ExecutionRecord:
     """An API execution as the record `executions list` prints."""
+    from taskfabric.metadata import ExecutionRecord
+
     return ExecutionRecord(
         id=e.id,
         project=e.project,

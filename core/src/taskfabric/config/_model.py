@@ -24,8 +24,6 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["console", "json"]
@@ -92,6 +90,11 @@ class MetadataConfig(_Section):
     def _check_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None:
             return None
+        # Imported here: loading a config (every command, `--help` too) needs no SQLAlchemy
+        # unless a database URL is written in it.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             url = make_url(value)
         except (ArgumentError, ValueError) as error:
