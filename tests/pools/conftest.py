@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from pool_helpers import POOL_TABLES, Clock, postgres_schema_url
+from pool_helpers import POOL_TABLES, Clock
 
 from taskfabric.metadata import MetadataStore
 from taskfabric.pools import PoolManager, PoolSpec
@@ -24,19 +22,11 @@ def sqlite_pools_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def postgres_pools_url(postgres_url: str) -> Iterator[str]:
-    """A schema of its own in the test database, so that the pool tests neither see nor
-    disturb the tables of other tests; dropped at the end."""
-    schema = f"tf_pools_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = postgres_schema_url(postgres_url, schema)
+def postgres_pools_url(postgres_schema: Callable[[str], str]) -> str:
+    """A migrated schema of its own in the test database."""
+    url = postgres_schema("tf_pools")
     MetadataStore(url).close()
-    yield url
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

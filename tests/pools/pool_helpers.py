@@ -3,8 +3,6 @@ can import them)."""
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from taskfabric.pools import Holder
 
 POOL_TABLES = ("pool_grants", "pool_leases", "pool_waits", "pool_waiters", "pools")
@@ -25,15 +23,6 @@ class Clock:
 
 def holder(name: str, project: str = "p", domain: str = "d", attempt: int = 1) -> Holder:
     return Holder(f"ex-{name}", "n0", attempt, project, domain)
-
-
-def postgres_schema_url(base_url: str, schema: str) -> str:
-    """``base_url`` with every connection's search_path set to ``schema``, and without waiting
-    for the WAL flush at each commit (which only trades durability against a server crash:
-    locks and visibility are the same, and the tests run many times faster)."""
-    options = f"-csearch_path={schema} -csynchronous_commit=off"
-    url = sa.make_url(base_url).update_query_dict({"options": options})
-    return url.render_as_string(hide_password=False)
 
 
 #: The pools the worker processes of the over-commit test fight over.

@@ -3,14 +3,12 @@ on it with a fake clock, a recording launcher."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from registry_helpers import Clock, RecordingLauncher, postgres_schema_url
+from registry_helpers import Clock, RecordingLauncher
 
 from taskfabric.metadata import MetadataStore
 from taskfabric.registry import Registry
@@ -20,18 +18,11 @@ _TABLES = ("launch_plan_states", "registry_entities", "code_bundles", "events", 
 
 
 @pytest.fixture(scope="session")
-def postgres_registry_url(postgres_url: str) -> Iterator[str]:
-    """A schema of its own in the test database: other tests neither see nor disturb it."""
-    schema = f"tf_registry_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_url)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    url = postgres_schema_url(postgres_url, schema)
+def postgres_registry_url(postgres_schema: Callable[[str], str]) -> str:
+    """A migrated schema of its own in the test database."""
+    url = postgres_schema("tf_registry")
     MetadataStore(url).close()
-    yield url
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    return url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -179,11 +179,3 @@ class RecordingLauncher:
         t = executions
         with self.metadata.engine.begin() as conn:
             conn.execute(t.update().where(t.c.name == name).values(phase=phase))
-
-
-def postgres_schema_url(url: str, schema: str) -> str:
-    """`url` with every connection's search_path set to `schema`."""
-    sa_url = sa.make_url(url)
-    return sa_url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False
-    )

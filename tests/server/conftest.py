@@ -3,32 +3,21 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from server_helpers import Site, postgres_schema_url
+from server_helpers import Site
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """None: the default SQLite database under the data root; else a PostgreSQL URL whose
-    schema is this test's own (dropped at the end)."""
+def database(request: pytest.FixtureRequest) -> str | None:
+    """None: the default SQLite database under the data root; else the URL of a PostgreSQL
+    schema of this test's own."""
     if request.param == "sqlite":
-        yield None
-        return
-    base: str = request.getfixturevalue("postgres_url")
-    schema = f"tf_server_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    yield postgres_schema_url(base, schema)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+        return None
+    make: Callable[[str], str] = request.getfixturevalue("postgres_schema")
+    return make("tf_server")
 
 
 @pytest.fixture

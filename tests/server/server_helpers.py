@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 
 from taskfabric.config import Config, load_config
 from taskfabric.metadata import MetadataStore
@@ -100,11 +99,6 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
         time.sleep(0.1)
-
-
-def postgres_schema_url(base_url: str, schema: str) -> str:
-    url = sa.make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
 
 
 class ServerProcess:
