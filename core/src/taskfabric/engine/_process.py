@@ -95,14 +95,31 @@ class ProcessBackend(Backend[SettingsT]):
         with these URIs (`--task-template template_uri --inputs attempt.inputs_uri ...`)."""
         raise NotImplementedError
 
-    def environment(self) -> dict[str, str]:
-        """The process's environment: this process's, with the working folder on PYTHONPATH
-        (the task's module is found the way the engine found it)."""
-        env = dict(os.environ)
+    @staticmethod
+    def execute_args(attempt: TaskAttempt, template_uri: str, work_dir: Path) -> list[str]:
+        """The arguments of `taskfabric-execute` (`python -m taskfabric.execute`) for the
+        attempt: what a `command` ends with."""
+        return [
+            "--task-template", template_uri,
+            "--inputs", attempt.inputs_uri,
+            "--outputs", attempt.outputs_uri,
+            "--error", attempt.error_uri,
+            "--raw-prefix", attempt.raw_prefix,
+            "--work-dir", str(work_dir),
+        ]  # fmt: skip
+
+    @staticmethod
+    def with_task_path(env: dict[str, str]) -> dict[str, str]:
+        """`env` with the working folder first on PYTHONPATH: the task's module is found the
+        way the engine found it."""
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
         )
         return env
+
+    def environment(self) -> dict[str, str]:
+        """The process's environment: this process's, with `with_task_path`."""
+        return self.with_task_path(dict(os.environ))
 
     @property
     def kill_grace_seconds(self) -> float:

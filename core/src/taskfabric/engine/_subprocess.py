@@ -38,14 +38,11 @@ class SubprocessBackend(ProcessBackend[SubprocessSettings]):
 
     def command(self, attempt: TaskAttempt, template_uri: str, work_dir: Path) -> list[str]:
         return [
-            self.python, "-m", "taskfabric.execute",
-            "--task-template", template_uri,
-            "--inputs", attempt.inputs_uri,
-            "--outputs", attempt.outputs_uri,
-            "--error", attempt.error_uri,
-            "--raw-prefix", attempt.raw_prefix,
-            "--work-dir", str(work_dir),
-        ]  # fmt: skip
+            self.python,
+            "-m",
+            "taskfabric.execute",
+            *self.execute_args(attempt, template_uri, work_dir),
+        ]
 
     def environment(self) -> dict[str, str]:
         env = super().environment()

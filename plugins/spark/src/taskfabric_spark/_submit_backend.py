@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import socket
@@ -144,26 +143,14 @@ class SparkSubmitBackend(ProcessBackend[SparkSubmitSettings]):
         for key, value in sorted(conf.items()):
             command += ["--conf", f"{key}={value}"]
         command += [*settings.submit_args, str(Path(_driver.__file__).resolve())]
-        command += [
-            "--task-template", template_uri,
-            "--inputs", attempt.inputs_uri,
-            "--outputs", attempt.outputs_uri,
-            "--error", attempt.error_uri,
-            "--raw-prefix", attempt.raw_prefix,
-            "--work-dir", str(work_dir),
-        ]  # fmt: skip
-        return command
+        return command + self.execute_args(attempt, template_uri, work_dir)
 
     def environment(self) -> dict[str, str]:
         env = java_env(self.settings.java_home, self.settings.env)
         env["SPARK_LOCAL_IP"] = self.settings.driver_host
         env["PYSPARK_PYTHON"] = self.python
         env["PYSPARK_DRIVER_PYTHON"] = self.python
-        # The task's module is found the way the engine found it: from the working folder.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (os.getcwd(), env.get("PYTHONPATH", "")) if p
-        )
-        return env
+        return self.with_task_path(env)
 
     def launch_error(self, attempt: TaskAttempt, exc: Exception) -> AttemptStatus | None:
         return AttemptStatus(
