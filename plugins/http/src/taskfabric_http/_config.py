@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from google.protobuf import message
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from taskfabric.plugin_api import TaskConfig
 from taskfabric_http import http_pb2
@@ -38,6 +46,11 @@ def _check_sources(outputs: dict[str, str]) -> dict[str, str]:
         except ValueError as exc:
             raise ValueError(f"output '{name}': {exc}") from None
     return outputs
+
+
+#: Output name -> source, as both task configs take it: a str alone is the source of `o0`;
+#: every source is checked when the config is made.
+Outputs = Annotated[dict[str, str], BeforeValidator(_outputs), AfterValidator(_check_sources)]
 
 
 def _check_json_path(path: str, what: str) -> str:
@@ -168,22 +181,12 @@ class HttpRequest(TaskConfig):
     params: dict[str, str] = Field(default_factory=dict)
     body: Any = None
     #: Output name -> source ("$.a.b", "status", "text", "header:NAME"); a str: of `o0`.
-    outputs: dict[str, str] = Field(default_factory=dict)
+    outputs: Outputs = Field(default_factory=dict)
 
     @field_validator("method")
     @classmethod
     def _check_method(cls, method: str) -> str:
         return _method(method)
-
-    @field_validator("outputs", mode="before")
-    @classmethod
-    def _single_output(cls, outputs: Any) -> Any:
-        return _outputs(outputs)
-
-    @field_validator("outputs")
-    @classmethod
-    def _check_outputs(cls, outputs: dict[str, str]) -> dict[str, str]:
-        return _check_sources(outputs)
 
     @model_validator(mode="after")
     def _parse_templates(self) -> HttpRequest:
@@ -234,19 +237,9 @@ class HttpJob(TaskConfig):
     result: Call | None = None
     cancel: Call | None = None
     poll_seconds: float = Field(default=5.0, gt=0)
-    outputs: dict[str, str] = Field(default_factory=dict)
+    outputs: Outputs = Field(default_factory=dict)
     #: JSON path of the failure message in the status response of a failed job.
     error: str | None = None
-
-    @field_validator("outputs", mode="before")
-    @classmethod
-    def _single_output(cls, outputs: Any) -> Any:
-        return _outputs(outputs)
-
-    @field_validator("outputs")
-    @classmethod
-    def _check_outputs(cls, outputs: dict[str, str]) -> dict[str, str]:
-        return _check_sources(outputs)
 
     @field_validator("job_id", "state", "error")
     @classmethod
