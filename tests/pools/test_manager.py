@@ -352,6 +352,28 @@ def test_rate_is_a_token_bucket(make_manager: Make, clock: Clock) -> None:
     assert sum(pm.request(holder(f"r{i}"), {"p": 1}) is not None for i in range(5)) == 3
 
 
+def test_a_clock_reading_behind_the_last_grant_refills_nothing_twice(
+    make_manager: Make, clock: Clock
+) -> None:
+    """Engines on other hosts read clocks a little apart, and a reading taken before waiting
+    for the pool lock is older than the grant made meanwhile. Such a reading must not move the
+    bucket's refill time back, or the next refill would count that time twice and the service
+    would see more than burst + rate x time (found by the three-engine proof on PostgreSQL)."""
+    spec = PoolSpec("p", 100, rate=10.0, burst=2)
+    a = make_manager(spec, owner="a")
+    behind = Clock(clock.now - 1.0)
+    b = make_manager(spec, owner="b", clock=behind)
+    granted(a.request(holder("1"), {"p": 1}))
+    granted(b.request(holder("2"), {"p": 1}))  # the last token, taken one second "earlier"
+    assert a.request(holder("3"), {"p": 1}) is None  # no time passed: the bucket is empty
+    clock.advance(0.15)
+    behind.advance(0.15)
+    (late,) = a.poll()  # 0.15 s x 10/s = 1.5 tokens
+    assert (late.holder, late.acquired_at) == (holder("3"), clock.now)
+    assert b.request(holder("4"), {"p": 1}) is None
+    assert a.status(["p"])[0].tokens == pytest.approx(0.5)
+
+
 def test_a_request_takes_as_many_tokens_as_it_weighs(make_manager: Make, clock: Clock) -> None:
     pm = make_manager(PoolSpec("p", 10, rate=1.0, burst=4))
     granted(pm.request(holder("1"), {"p": 3}))

@@ -46,6 +46,7 @@ class PoolGate:
         self.domain = domain
         self.renew_seconds = renew_seconds
         self.waiting: dict[tuple[str, str, int], NodeState] = {}
+        self._asked_at: dict[tuple[str, str, int], float] = {}
         self.held: dict[tuple[str, str, int], tuple[NodeState, Lease]] = {}
         self._last_renew = time.monotonic()
         self._last_poll = 0.0
@@ -68,12 +69,33 @@ class PoolGate:
     def acquire(self, ns: NodeState, attempt: int, weights: Mapping[str, int]) -> bool:
         """True when the attempt may start now; False: it waits (see `granted`)."""
         holder = self.holder(ns, attempt)
+        asked_at = time.time()
         lease = self.manager.request(holder, weights)
         if lease is not None:
             self.held[holder.key] = (ns, lease)
+            self._log_grant(lease, asked_at)
             return True
         self.waiting[holder.key] = ns
+        self._asked_at[holder.key] = asked_at
         return False
+
+    @staticmethod
+    def _log_grant(lease: Lease, asked_at: float) -> None:
+        # granted_at: when the pool granted it (a pass in any process); got_at - granted_at is
+        # how long the grant took to reach this engine (its poll cadence when another
+        # process's pass made the grant).
+        got_at = time.time()
+        log.debug(
+            "pool lease granted",
+            node_id=lease.holder.node_id,
+            attempt=lease.holder.attempt,
+            pools=dict(lease.weights),
+            token=lease.token,
+            asked_at=asked_at,
+            granted_at=lease.acquired_at,
+            got_at=got_at,
+            waited=round(got_at - asked_at, 6),
+        )
 
     def position_text(self, ns: NodeState, attempt: int) -> str:
         positions = self.manager.waiting_position(self.holder(ns, attempt))
@@ -90,6 +112,7 @@ class PoolGate:
             if ns is None:
                 continue
             self.held[key] = (ns, lease)
+            self._log_grant(lease, self._asked_at.pop(key, lease.acquired_at))
             started.append(ns)
         return started
 
@@ -108,6 +131,7 @@ class PoolGate:
         key = (self.execution_id, ns.full_id, attempt)
         if key in self.waiting:
             del self.waiting[key]
+            self._asked_at.pop(key, None)
             return self.granted(self.manager.cancel(self.holder(ns, attempt)))
         held = self.held.pop(key, None)
         if held is None:
@@ -139,6 +163,7 @@ class PoolGate:
         return 0.05
 
     def release_everything(self) -> None:
+        self._asked_at.clear()
         for key in list(self.waiting):
             ns = self.waiting.pop(key)
             self.manager.cancel(self.holder(ns, key[2]))

@@ -46,7 +46,10 @@ Semantics:
   An expired lease is reclaimed by the next pass that needs its capacity, or by
   ``reap_expired``; once reclaimed, its renew returns ``None`` and its release does nothing.
 - **Rates**: a grant of weight w takes w tokens from the pool's bucket, which refills at
-  ``rate`` per second up to ``burst``. ``pushback`` empties it and pauses the pool.
+  ``rate`` per second up to ``burst``. ``pushback`` empties it and pauses the pool. Every call
+  reads its clock after taking the pool locks, and a bucket's ``refilled_at`` never moves back,
+  so clocks a little apart on several hosts cannot refill the same time twice. A lease's
+  ``acquired_at`` is its grant time.
 
 The fairness rule (``_fair.py``), applied by every pass:
 

@@ -86,7 +86,10 @@ class HotSql:
             self._in(
                 "bucket",
                 0,
-                "UPDATE pools SET tokens = :tokens, refilled_at = :now WHERE name = :name",
+                # refilled_at never moves back: a caller whose clock reading is older than
+                # the last save would otherwise have the next refill count that time twice.
+                "UPDATE pools SET tokens = :tokens, refilled_at = CASE WHEN refilled_at > :now "
+                "THEN refilled_at ELSE :now END WHERE name = :name",
             ),
             {"tokens": tokens, "now": now, "name": name},
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -137,9 +138,9 @@ class PoolManager(PoolStore):
     ) -> Lease | Slow:
         """Grant at once when nobody waits in these pools and the request fits as things are
         (expired leases still count: reclaiming them is the queue path's job)."""
-        now = self.clock()
         cur = self._hot.cursor(conn)
         rows = [r for r in self._lock(conn, weights, external=external) if r.name in weights]
+        now = self.clock()  # read after the lock: a bucket is never refilled to a past time
         if len(rows) < len(weights):
             return SLOW  # a pool row is missing: the queue path creates it
         states, waiting = self._states(cur, rows, now)
@@ -165,8 +166,8 @@ class PoolManager(PoolStore):
         *,
         external: bool = False,
     ) -> Lease | None:
-        now = self.clock()
         rows = self._lock(conn, None, external=external)
+        now = self.clock()
         missing = set(weights) - {row.name for row in rows}
         if missing:
             self._insert_pool_rows(conn, missing, now)
@@ -253,12 +254,13 @@ class PoolManager(PoolStore):
             handed: list[Lease] = []
             if self._hot.waiting(cur, None):
                 self._lock(c, None, external=external)
+                at = self.clock()  # after the lock: another process may have granted meanwhile
                 if keepalive:
                     c.execute(
-                        W.update().where(W.c.owner == self.owner).values(expires_at=now + W.c.ttl)
+                        W.update().where(W.c.owner == self.owner).values(expires_at=at + W.c.ttl)
                     )
                 handed = self._pass(
-                    c, now, executions=None if execution_id is None else {execution_id}
+                    c, at, executions=None if execution_id is None else {execution_id}
                 )
             mine = (L.c.owner == self.owner) & (L.c.delivered == sa.false())
             if execution_id is not None:
@@ -315,7 +317,7 @@ class PoolManager(PoolStore):
 
         renewed = self._tx(conn, work)
         return [
-            Lease(lease.holder, lease.weights, lease.token, renewed[lease.token])
+            dataclasses.replace(lease, expires_at=renewed[lease.token])
             if lease.token in renewed
             else None
             for lease in leases
@@ -425,8 +427,8 @@ class PoolManager(PoolStore):
             raise PoolError(f"pool '{pool}': pushback seconds must be >= 0, got {seconds!r}")
 
         def work(c: Connection, external: bool) -> float:
-            now = self.clock()
             rows = [r for r in self._lock(c, [pool], external=external) if r.name == pool]
+            now = self.clock()
             if not rows:
                 self._insert_pool_rows(c, [pool], now)
                 rows = [r for r in self._lock(c, [pool], external=external) if r.name == pool]

@@ -118,12 +118,15 @@ class Lease:
 
     ``token`` is the fencing token: unique, never reused, increasing in the order of grants in
     each pool. ``expires_at`` is an epoch time of the manager's clock; renew before it.
+    ``acquired_at`` is when the pool granted it (the granting manager's clock), which is
+    earlier than when its holder got it when another process's pass made the grant.
     """
 
     holder: Holder
     weights: Mapping[str, int]
     token: int
     expires_at: float
+    acquired_at: float
 
     def __hash__(self) -> int:
         return hash(self.token)  # the token identifies a lease; weights is a dict

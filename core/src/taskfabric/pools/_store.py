@@ -383,7 +383,7 @@ class PoolStore:
                 for name, weight in weights.items()
             ),
         )
-        return Lease(holder, dict(weights), token, now + ttl)
+        return Lease(holder, dict(weights), token, now + ttl, now)
 
     def _leases(self, conn: Connection, where: sa.ColumnElement[bool]) -> list[Lease]:
         rows = conn.execute(
@@ -398,7 +398,7 @@ class PoolStore:
             weights.setdefault(row.token, {})[row.pool] = row.weight
             first.setdefault(row.token, row)
         return [
-            Lease(holder_of(row), weights[token], token, row.expires_at)
+            Lease(holder_of(row), weights[token], token, row.expires_at, row.acquired_at)
             for token, row in first.items()
         ]
 
