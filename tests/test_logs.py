@@ -8,7 +8,6 @@ import datetime as dt
 import io
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,12 +99,7 @@ def test_filtered_calls_do_no_work() -> None:
     log = get_logger("t")
     log.debug("never", value=Exploding())
     assert out.getvalue() == ""
-    calls = 100_000
-    started = time.perf_counter()
-    for _ in range(calls):
-        log.debug("never", value=1)
-    per_call = (time.perf_counter() - started) / calls
-    assert per_call < 5e-6, f"a filtered debug call took {per_call * 1e9:.0f} ns"
+    # what such a call costs is measured by bench/bench_logs.py, not here
 
 
 def test_file_sink_is_always_json_and_appends(tmp_path: Path) -> None:

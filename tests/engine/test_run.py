@@ -143,7 +143,7 @@ def test_output_of_wrong_type_is_a_clear_non_retried_error(engine: Engine) -> No
 def test_timeout_fails_the_attempt(engine: Engine) -> None:
     @task(timeout=0.2)
     def slow(x: int) -> int:
-        time.sleep(1.0)
+        time.sleep(10.0)
         return x
 
     @workflow
@@ -152,7 +152,7 @@ def test_timeout_fails_the_attempt(engine: Engine) -> None:
 
     started = time.monotonic()
     result = engine.launch(wf, {"x": 1})
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 5  # not waited for: the task would take 10 s
     assert result.phase == "FAILED"
     assert result.error and result.error["code"] == "Timeout"
     node = engine.metadata.nodes(result.execution_id)[0]

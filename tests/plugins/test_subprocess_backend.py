@@ -34,10 +34,10 @@ def hard_exit(x: int) -> int:
 def pid_of(x: int) -> int:
     return os.getpid()
 
-@task(timeout=0.5)
+@task(timeout=3)  # long enough for the process to start and write its pid on a busy machine
 def sleepy(marker: str) -> int:
-    time.sleep(3)
-    Path(marker).write_text("finished")
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(60)
     return 1
 
 @task
@@ -124,9 +124,20 @@ def test_timeout_kills_the_process(engine: Engine, wfs: Any, tmp_path: Path) -> 
     result = engine.launch(wfs.slow, {"marker": str(marker)})
     assert result.phase == "FAILED"
     assert result.error is not None and result.error["code"] == "Timeout"
-    assert time.monotonic() - started < 2.5
-    time.sleep(3)
-    assert not marker.exists()  # the process was killed, not abandoned
+    assert time.monotonic() - started < 30  # far less than the task's 60 s: not waited for
+    pid = int(marker.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(pid):  # the process was killed, not abandoned
+        assert time.monotonic() < deadline, f"task process {pid} still runs after its timeout"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, only not reaped yet
 
 
 def test_log_links_are_recorded_while_the_attempt_runs_and_kept_when_it_is_stopped(
