@@ -11,6 +11,10 @@
   as separate transactions of their own (the P1 figure).
 - P3: a fan-out: K requests and K releases folded into one transaction per tick.
 - P4: a contended pool: a queued request and the release that hands the slot on (no target).
+- P5 (PostgreSQL only): the hand-off between two engine processes: one releases the only
+  slot, whose pass grants it to the other's waiter; how long until that other engine, polling
+  every 50 ms like the engine loop, has the lease; with grant notices (LISTEN/NOTIFY waking
+  it) and without (the poll finds it). Two managers of two owners, in two threads.
 - raw: two write transactions per cycle (insert, then delete, two small tables) through bare
   sqlite3: the floor for any design that commits each acquire and each release on this disk.
 
@@ -21,12 +25,16 @@ ratio to ``raw`` too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
+import queue
+import random
 import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -105,6 +113,50 @@ def p4_handoff(pm: PoolManager, n: int) -> float:
     elapsed = time.perf_counter() - started
     pm.release(held)
     return elapsed / n
+
+
+def p5_cross_process(url: str, n: int, *, notices: bool) -> list[float]:
+    """Seconds from the release in one process to the lease in the other's hands, ``n`` times."""
+    spec = {"one": PoolSpec("one", 1)}
+    store_a, store_b = MetadataStore(url, migrate=False), MetadataStore(url, migrate=False)
+    a = PoolManager(store_a.engine, spec, owner=f"bench-a:{uuid.uuid4().hex[:6]}")
+    b = PoolManager(store_b.engine, spec, owner=f"bench-b:{uuid.uuid4().hex[:6]}")
+    wakeups: queue.SimpleQueue[str] = queue.SimpleQueue()
+    if notices:
+        b.on_grant(lambda: wakeups.put("grant"))
+        wakeups.get(timeout=10)  # the listener wakes once when its LISTEN is in place
+    got: queue.SimpleQueue[tuple[float, Lease]] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def engine_loop() -> None:  # b's side: sleep until a wake-up or the next 50 ms tick
+        while not stop.is_set():
+            with contextlib.suppress(queue.Empty):
+                wakeups.get(timeout=0.05)
+            for lease in b.poll():
+                got.put((time.perf_counter(), lease))
+
+    loop = threading.Thread(target=engine_loop, daemon=True)
+    loop.start()
+    latencies = []
+    try:
+        for _ in range(n):
+            held = a.request(_holder(), {"one": 1})
+            assert held is not None
+            assert b.request(_holder(), {"one": 1}) is None
+            time.sleep(random.uniform(0, 0.05))  # release at any point of b's tick
+            released = time.perf_counter()
+            assert a.release(held) == []
+            at, lease = got.get(timeout=10)
+            latencies.append(at - released)
+            b.release(lease)
+    finally:
+        stop.set()
+        loop.join()
+        a.close()
+        b.close()
+        store_a.close()
+        store_b.close()
+    return latencies
 
 
 def raw_cycles(folder: Path, n: int) -> float:
@@ -197,6 +249,14 @@ def run_suite(url: str, label: str, repeat: int, folder: Path | None) -> bool:
         print(
             f"P4 contended: queued request + release handing the slot on: {handoff * 1000:.2f} ms"
         )
+        if url.startswith("postgresql"):
+            for notices in (False, True):
+                times = sorted(p5_cross_process(url, 40 * repeat, notices=notices))
+                print(
+                    f"P5 hand-off to another process, {'with' if notices else 'without'} grant "
+                    f"notices: median {statistics.median(times) * 1000:5.1f} ms, "
+                    f"p90 {times[int(len(times) * 0.9)] * 1000:5.1f} ms"
+                )
     finally:
         pm.close()
         store.close()

@@ -149,6 +149,10 @@ def setup(tmp_path: Path, pg_url: str) -> Iterator[tuple[Service, dict[str, str]
     server.shutdown()
 
 
+# The engines log each pool grant at debug level, as JSON lines on stderr (see _grants).
+_CLI = [sys.executable, "-m", "taskfabric.cli", "--log-level", "debug", "--log-format", "json"]
+
+
 def _launch(env: dict[str, str], folder: Path, project: str) -> subprocess.Popen[str]:
     offset, n = PROJECTS[project]
     # Output to files, not pipes: a pipe nobody reads while we wait for another engine fills
@@ -157,13 +161,7 @@ def _launch(env: dict[str, str], folder: Path, project: str) -> subprocess.Popen
     err = (folder / f"{project}.err").open("w")
     return subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "taskfabric.cli",
-            "--log-level",
-            "debug",
-            "--log-format",
-            "json",
+            *_CLI,
             "run",
             "--project",
             project,
@@ -300,18 +298,7 @@ def test_a_killed_engine_loses_nothing_and_leaks_no_slot(
             sa.text("SELECT id FROM executions WHERE project = 'borealis'")
         ).one()
     resumed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "taskfabric.cli",
-            "--log-level",
-            "debug",
-            "--log-format",
-            "json",
-            "executions",
-            "resume",
-            execution_id,
-        ],
+        [*_CLI, "executions", "resume", execution_id],
         capture_output=True,
         text=True,
         env=env,

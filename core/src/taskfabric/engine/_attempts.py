@@ -4,11 +4,20 @@ retry, a timeout, a lost pool lease)."""
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import TYPE_CHECKING
 
 from taskfabric.core.v1 import execution_pb2
-from taskfabric.engine._state import FAILED, QUEUED, RETRYING, RUNNING, SUCCEEDED, NodeState
+from taskfabric.engine._state import (
+    FAILED,
+    QUEUED,
+    RETRYING,
+    RUNNING,
+    SUCCEEDED,
+    TIMED_OUT,
+    NodeState,
+)
 from taskfabric.engine._util import _system_error, error_dict
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import AttemptPhase, AttemptStatus, LogLink, TaskAttempt
@@ -215,3 +224,34 @@ def poll_backends(r: Runner) -> None:
         for attempt_id, ns in list(r.running.items()):
             if ns.backend is backend:
                 r._handle_wakeup(attempt_id)
+
+
+def handle_timers(r: Runner) -> None:
+    """Fire the due timers: retries after their backoff, cache waits, attempt timeouts."""
+    now = time.monotonic()
+    while r.timers and r.timers[0][0] <= now:
+        _, _, kind, ns, attempt = heapq.heappop(r.timers)
+        if attempt != ns.attempt:
+            continue
+        if kind == "retry" and ns.phase == RETRYING:
+            if r.failing is None:
+                ns.phase = QUEUED
+                r.runnable.append(ns)
+        elif kind == "cache_wait" and ns.phase == QUEUED and ns.attempt == attempt:
+            if r.failing is None and not r._cache_lookup(ns):
+                r._enqueue(ns)
+        elif kind == "timeout" and ns.phase == RUNNING and ns.attempt_id in r.running:
+            assert ns.task is not None
+            if ns.backend is not None:
+                ns.backend.cancel(ns.attempt_id)
+            r._attempt_over(ns)
+            secs = ns.task.timeout.ToTimedelta().total_seconds()
+            r._attempt_failed(
+                ns,
+                _system_error(
+                    "Timeout",
+                    f"attempt {ns.attempt} ran longer than its timeout of {secs:g}s",
+                    retryable=True,
+                ),
+                phase=TIMED_OUT,
+            )

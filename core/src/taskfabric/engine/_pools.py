@@ -12,7 +12,7 @@ retried rather than run on over the pool's limit.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from taskfabric.logs import get_logger
@@ -50,6 +50,18 @@ class PoolGate:
         self.held: dict[tuple[str, str, int], tuple[NodeState, Lease]] = {}
         self._last_renew = time.monotonic()
         self._last_poll = 0.0
+        self._notified = False
+
+    def subscribe(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake()`` when another engine process grants one of our waiters a lease
+        (PostgreSQL), so the next `poll` runs at once; returns the unsubscribe."""
+
+        def notified() -> None:
+            self._notified = True
+            wake()
+
+        unsubscribe: Callable[[], None] = self.manager.on_grant(notified)
+        return unsubscribe
 
     def holder(self, ns: NodeState, attempt: int) -> Any:
         from taskfabric.pools import Holder
@@ -121,8 +133,9 @@ class PoolGate:
         if not self.waiting:
             return []
         now = time.monotonic()
-        if now - self._last_poll < every:
+        if now - self._last_poll < every and not self._notified:
             return []
+        self._notified = False
         self._last_poll = now
         return self.granted(self.manager.poll())
 

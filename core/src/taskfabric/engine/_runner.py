@@ -29,7 +29,6 @@ from taskfabric.engine._state import (
     SKIPPED,
     SUCCEEDED,
     TERMINAL,
-    TIMED_OUT,
     NodeState,
     Scope,
 )
@@ -545,33 +544,7 @@ class Runner:
     # -- the loop ----------------------------------------------------------------------
 
     def _handle_timers(self) -> None:
-        now = time.monotonic()
-        while self.timers and self.timers[0][0] <= now:
-            _, _, kind, ns, attempt = heapq.heappop(self.timers)
-            if attempt != ns.attempt:
-                continue
-            if kind == "retry" and ns.phase == RETRYING:
-                if self.failing is None:
-                    ns.phase = QUEUED
-                    self.runnable.append(ns)
-            elif kind == "cache_wait" and ns.phase == QUEUED and ns.attempt == attempt:
-                if self.failing is None and not self._cache_lookup(ns):
-                    self._enqueue(ns)
-            elif kind == "timeout" and ns.phase == RUNNING and ns.attempt_id in self.running:
-                assert ns.task is not None
-                if ns.backend is not None:
-                    ns.backend.cancel(ns.attempt_id)
-                self._attempt_over(ns)
-                secs = ns.task.timeout.ToTimedelta().total_seconds()
-                self._attempt_failed(
-                    ns,
-                    _system_error(
-                        "Timeout",
-                        f"attempt {ns.attempt} ran longer than its timeout of {secs:g}s",
-                        retryable=True,
-                    ),
-                    phase=TIMED_OUT,
-                )
+        return _attempts.handle_timers(self)
 
     def _handle_wakeup(self, attempt_id: str) -> None:
         return _attempts.handle_wakeup(self, attempt_id)
@@ -595,6 +568,15 @@ class Runner:
 
     def run(self) -> RunOutcome:
         """Drive the execution to its end. KeyboardInterrupt aborts it (and re-raises)."""
+        # another engine's pool grant to one of our waiters wakes the loop at once
+        unsubscribe = self.pools.subscribe(lambda: self.wakeups.put("")) if self.pools else None
+        try:
+            return self._run()
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+
+    def _run(self) -> RunOutcome:
         try:
             self._start_scope(self.root_scope)
             while not self._finished():

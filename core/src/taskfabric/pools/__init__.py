@@ -21,6 +21,7 @@ The API (``PoolManager(engine, specs, owner="host:pid", clock=time.time)``)::
     next_grant_time() -> float | None  # when a rate-limited / paused pool can grant again
     status(names=None) -> list[PoolStatus]; leases() -> list[Lease]
     validate_request(weights, project=, domain=) -> dict[str, int]  # PoolError if never grantable
+    on_grant(wake) -> unsubscribe   # PostgreSQL: wake() when another process grants ours
     begin() -> context manager of a Connection; close()
 
 Every call that frees capacity runs a pass over the queues at once. A grant is handed out

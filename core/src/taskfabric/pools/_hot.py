@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Connection
 
+from taskfabric.pools._notify import CHANNEL
+
 _PARAM = re.compile(r":(\w+)")
 
 
@@ -93,6 +95,16 @@ class HotSql:
             ),
             {"tokens": tokens, "now": now, "name": name},
         )
+
+    def notify(self, cur: Any, owners: Iterable[str]) -> None:
+        """PostgreSQL: tell ``owners`` that a lease waits for them (sent at commit)."""
+        if not self.postgres:
+            return
+        for owner in sorted(set(owners)):
+            cur.execute(
+                self._sql("SELECT pg_notify(:channel, :owner)"),
+                {"channel": CHANNEL, "owner": owner},
+            )
 
     # -- grants ---------------------------------------------------------------------------
 

@@ -62,6 +62,7 @@ class PoolManager(PoolStore):
         owners = {q.waiter.seq: q.owner for q in queued}
         decided = fair.plan(states, [q.waiter for q in queued], max_skips=self.max_skips)
         mine: list[Lease] = []
+        elsewhere: set[str] = set()
         if decided.granted:
             seqs = [waiter.seq for waiter in decided.granted]
             conn.execute(WS.delete().where(WS.c.seq.in_(seqs)))
@@ -85,6 +86,9 @@ class PoolManager(PoolStore):
             )
             if lease is not None and ours:
                 mine.append(lease)
+            elif lease is not None:
+                elsewhere.add(owner)
+        self._hot.notify(cur, elsewhere)
         if decided.bypassed:
             conn.execute(
                 W.update().where(W.c.seq.in_(sorted(decided.bypassed))).values(skips=W.c.skips + 1)

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from taskfabric.pools import _fair as fair
 from taskfabric.pools._hot import HotSql, PoolRow
+from taskfabric.pools._notify import GrantListener
 from taskfabric.pools._schema import pool_grants, pool_leases, pool_waiters, pool_waits, pools
 from taskfabric.pools._spec import Holder, Lease, PoolError, PoolSpec
 
@@ -101,6 +102,7 @@ class PoolStore:
         else:
             from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
         self._pool_insert = dialect_insert(P).on_conflict_do_nothing(index_elements=["name"])
+        self._listener: GrantListener | None = None
         self.sync()
 
     # -- transactions ---------------------------------------------------------------------
@@ -147,8 +149,21 @@ class PoolStore:
             conn.close()
             self._conn = None
 
+    def on_grant(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake()`` soon after another process's pass grants a lease to one of this
+        owner's waiters (PostgreSQL: ``LISTEN``/``NOTIFY``, called from a listener thread), so
+        the caller can ``poll`` at once instead of at its next tick. A hint only: polling
+        stays necessary. Returns the unsubscribe. SQLite: never called."""
+        if self._sqlite:
+            return lambda: None
+        if self._listener is None:
+            self._listener = GrantListener(self.engine, self.owner)
+        return self._listener.subscribe(wake)
+
     def close(self) -> None:
-        """Close the manager's connection (the engine and its pool stay the caller's)."""
+        """Close the manager's connections (the engine and its pool stay the caller's)."""
+        if self._listener is not None:
+            self._listener.close()
         with self._conn_lock:
             if self._conn is not None:
                 self._conn.close()
