@@ -53,6 +53,33 @@ def test_job_is_submitted_polled_and_fetched(make_engine: MakeEngine) -> None:
         assert methods.count(("GET", f"/jobs/{job.id}")) >= 2
 
 
+def test_every_call_of_a_job_counts_against_the_pool_rate(make_engine: MakeEngine) -> None:
+    """The grant pays for the submit; each status poll and the result fetch take a token of
+    their own, so a job polled every 0.1 s through a pool of 4 per second is polled at the
+    pool's rate, not at 10 per second."""
+    with QuotaServer(job_seconds=3.0) as server:
+        engine = make_engine(
+            jobs_toml(server.url)
+            + """pools = ["jobs-api"]
+
+[pools.jobs-api]
+slots = 2
+rate = 4
+burst = 1
+"""
+        )
+        result = engine.launch(export_rows, {"rows": [7]})
+        assert result.phase == "SUCCEEDED", result.error
+        stats = server.stats
+        polls = [p for m, p, _ in stats.seen if m == "GET" and not p.endswith("/result")]
+        busiest = stats.max_started_within(1.0)
+        print(f"\n{len(stats.seen)} calls, {len(polls)} polls, at most {busiest} in one second")
+        # rate 4 + burst 1; the token bucket is exact here (one process, one clock), and a
+        # call leaves a little after its tokens were taken
+        assert busiest <= 6, busiest
+        assert len(polls) >= 8  # it kept polling at the pool's pace for the 3 s the job ran
+
+
 def test_abort_cancels_the_remote_job(make_engine: MakeEngine) -> None:
     with QuotaServer(job_seconds=60) as server:
         engine = make_engine(jobs_toml(server.url))

@@ -383,6 +383,32 @@ def test_a_request_takes_as_many_tokens_as_it_weighs(make_manager: Make, clock: 
     assert pm.request(holder("2"), {"p": 2}) is not None
 
 
+def test_further_calls_under_a_lease_take_tokens_and_may_go_into_debt(
+    make_manager: Make, clock: Clock
+) -> None:
+    pm = make_manager(PoolSpec("r", 10, rate=2.0, burst=2), PoolSpec("s", 10))
+    lease = granted(pm.request(holder("1"), {"r": 1, "s": 1}))  # the grant pays for one call
+    assert pm.take_tokens({"r": 1, "s": 1}) == 0.0  # the bucket's last token
+    assert pm.take_tokens({"r": 1}) == pytest.approx(0.5)  # 1 token short at 2/s
+    assert pm.take_tokens({"r": 1}) == pytest.approx(1.0)  # 2 short
+    assert pm.status(["r"])[0].tokens == pytest.approx(-2.0)
+    # a new grant waits until the debt is paid back and one token is there again
+    assert pm.request(holder("2"), {"r": 1}) is None
+    assert pm.next_grant_time() == pytest.approx(clock.now + 1.5)
+    clock.advance(1.4)
+    assert pm.poll() == []
+    clock.advance(0.1)
+    assert [x.holder for x in pm.poll()] == [holder("2")]
+    # during a pushback the call waits for the pause, then for its token
+    pm.pushback("r", 10)
+    assert pm.take_tokens({"r": 2}) == pytest.approx(10 + 1.0)
+    # a pool without a rate is not touched; an unknown pool is an error
+    assert pm.take_tokens({"s": 5}) == 0.0
+    with pytest.raises(PoolError, match="unknown pool 'nope'"):
+        pm.take_tokens({"nope": 1})
+    pm.release(lease)
+
+
 def test_pushback_pauses_the_pool_and_empties_the_bucket(make_manager: Make, clock: Clock) -> None:
     pm = make_manager(PoolSpec("p", 5), PoolSpec("r", 5, rate=1.0, burst=5))
     held = granted(pm.request(holder("1"), {"p": 1}))

@@ -187,6 +187,10 @@ def _no_task_types(name: str) -> TaskType:
     raise LookupError(f"no task types in this context (asked for '{name}')")
 
 
+def _no_tokens(weights: Mapping[str, int]) -> float:
+    return 0.0
+
+
 @dataclass(frozen=True)
 class BackendContext:
     """What the core gives every backend it creates."""
@@ -199,6 +203,11 @@ class BackendContext:
     core_version: str
     #: Looks up a task type by name in the engine's plugins.
     task_type: Callable[[str], TaskType] = field(default=_no_task_types)
+    #: For a call an attempt makes beyond the one its pool grant paid for (a retry, a status
+    #: poll): takes pool -> weight tokens from the rate-limited pools and returns the seconds
+    #: to wait before the call so their rates hold (`PoolManager.take_tokens`). Thread-safe.
+    #: Without pools configured it takes nothing and returns 0.
+    take_tokens: Callable[[Mapping[str, int]], float] = field(default=_no_tokens)
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,23 @@ def test_5xx_is_retried_with_backoff(make_engine: MakeEngine, server: QuotaServe
     assert [n.attempts for n in nodes] == [1]  # retried inside the attempt
 
 
+def test_a_retry_takes_a_rate_token_of_its_own(
+    make_engine: MakeEngine, server: QuotaServer
+) -> None:
+    engine = make_engine(
+        service_toml("geo", server.url, 'retries = 2\nbackoff = 0.01\npools = ["geo-api"]')
+        + "[pools.geo-api]\nslots = 1\nrate = 2\nburst = 1\n"
+    )
+    for _ in range(2):
+        server.script.append((502, {}, {"error": "bad gateway"}))
+    result = engine.launch(locate, {"address": "Oak"})
+    assert result.phase == "SUCCEEDED", result.error
+    first, second, third = server.stats.arrived
+    # the grant paid for the first request and emptied the bucket; each retry waits for a
+    # token at 2 per second, not only for its 0.01 s backoff
+    assert second - first >= 0.45 and third - second >= 0.45, server.stats.arrived
+
+
 def test_5xx_every_time_fails_naming_the_service(
     make_engine: MakeEngine, server: QuotaServer
 ) -> None:

@@ -264,6 +264,7 @@ class Engine:
             parallelism=self.config.engine.parallelism,
             core_version=__version__,
             task_type=self.plugins.task_type,
+            take_tokens=self._take_tokens,
         )
         log.debug("backend created", backend=instance or name, driver=driver)
         return cls(instance or name, settings, context)
@@ -278,6 +279,10 @@ class Engine:
                 self.metadata.engine, specs_from_config(self.config), owner=_owner()
             )
         return self._pool_manager
+
+    def _take_tokens(self, weights: Mapping[str, int]) -> float:
+        manager = self.pool_manager
+        return 0.0 if manager is None or not weights else float(manager.take_tokens(weights))
 
     def _pool_gate(self, rec: ExecutionRecord) -> PoolGate | None:
         manager = self.pool_manager

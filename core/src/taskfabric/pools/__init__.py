@@ -18,6 +18,7 @@ The API (``PoolManager(engine, specs, owner="host:pid", clock=time.time)``)::
     release_execution(execution_id) / release_all() -> None
     reap_expired() -> int
     pushback(pool, seconds) -> float   # no new grants until then; the bucket empties
+    take_tokens(weights) -> float      # one more call under a held lease: seconds to wait first
     next_grant_time() -> float | None  # when a rate-limited / paused pool can grant again
     status(names=None) -> list[PoolStatus]; leases() -> list[Lease]
     validate_request(weights, project=, domain=) -> dict[str, int]  # PoolError if never grantable
@@ -50,7 +51,9 @@ Semantics:
   ``rate`` per second up to ``burst``. ``pushback`` empties it and pauses the pool. Every call
   reads its clock after taking the pool locks, and a bucket's ``refilled_at`` never moves back,
   so clocks a little apart on several hosts cannot refill the same time twice. A lease's
-  ``acquired_at`` is its grant time.
+  ``acquired_at`` is its grant time. A grant pays for one call; each further call under the
+  lease (a retry, a status poll) pays with ``take_tokens``, which may leave the bucket in debt
+  and says how long to wait, so the rate counts calls, not attempts.
 
 The fairness rule (``_fair.py``), applied by every pass:
 

@@ -446,6 +446,37 @@ class PoolManager(PoolStore):
 
         return self._tx(conn, work)
 
+    def take_tokens(self, weights: Mapping[str, int], *, conn: Connection | None = None) -> float:
+        """Tokens for one more call made under a lease already held (a retry, a job's status
+        poll): each rate-limited pool of ``weights`` gives its weight now, going into debt
+        when its bucket is short (so grants wait until the debt is refilled). Returns the
+        seconds the caller must wait before making the call for the rates to hold, pauses
+        included; 0 when the tokens were there. Pools without a rate are not touched."""
+        for name in weights:
+            self._spec(name)
+        limited = {n: w for n, w in weights.items() if self.specs[n].rate is not None}
+        if not limited:
+            return 0.0
+
+        def work(c: Connection, external: bool) -> float:
+            rows = [r for r in self._lock(c, limited, external=external) if r.name in limited]
+            now = self.clock()
+            if len(rows) < len(limited):
+                self._insert_pool_rows(c, set(limited) - {r.name for r in rows}, now)
+                rows = [r for r in self._lock(c, limited, external=external) if r.name in limited]
+            cur = self._hot.cursor(c)
+            wait = 0.0
+            for row in rows:
+                spec = self.specs[row.name]
+                assert spec.rate is not None
+                tokens = refill(spec, row, now) - limited[row.name]
+                self._hot.save_bucket(cur, row.name, tokens, now)
+                ready_at = max(now, row.refilled_at) + max(0.0, -tokens) / spec.rate
+                wait = max(wait, ready_at - now)
+            return wait
+
+        return self._tx(conn, work)
+
     def next_grant_time(self) -> float | None:
         """When a pool that has waiters but too few tokens, or a pushback, can grant again (a
         hint for when to ``poll``); ``None`` when no waiter waits on time."""

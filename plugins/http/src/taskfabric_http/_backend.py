@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import httpx
@@ -77,7 +77,15 @@ class Session:
                 self.attempt, dict.fromkeys(service.pools, seconds)
             ),
             cancelled=cancelled,
+            take_tokens=self.tokens_taker(service),
         )
+
+    def tokens_taker(self, service: ServiceConfig) -> Callable[[], float]:
+        """Takes the rate tokens of one request beyond the one the attempt's grant paid for
+        (the weights the backend asks the pools for: see `HttpBackend.pool_requests`)."""
+        weights = dict.fromkeys(service.pools, 1)
+        take = self.backend.context.take_tokens
+        return lambda: take(weights)
 
     def keybook(self, kind: str) -> KeyBook:
         return KeyBook(self.backend.context.store, self.attempt, kind)

@@ -62,7 +62,12 @@ class ServiceClient:
             return Caller(self.name, self.settings, self._client, who=who).send(request)
         with pool(*self.settings.pools, timeout=pool_timeout, config=self.config) as lease:
             caller = Caller(
-                self.name, self.settings, self._client, who=who, on_pushback=lease.pushback
+                self.name,
+                self.settings,
+                self._client,
+                who=who,
+                on_pushback=lease.pushback,
+                take_tokens=lease.take_tokens,
             )
             return caller.send(request)
 

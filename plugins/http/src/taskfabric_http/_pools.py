@@ -44,11 +44,18 @@ class PoolLease:
     pools: tuple[str, ...]
     holder: Holder
     _hub: _Hub
+    weight: int = 1
 
     def pushback(self, seconds: float) -> None:
         """The service throttled: its pools grant nothing new for `seconds`."""
         for name in self.pools:
             self._hub.call(lambda m, name=name: m.pushback(name, seconds))
+
+    def take_tokens(self) -> float:
+        """Rate tokens for one more call in this block (its grant paid for the first): the
+        seconds to wait before making it so that the pools' rates hold."""
+        weights = dict.fromkeys(self.pools, self.weight)
+        return float(self._hub.call(lambda m: m.take_tokens(weights)))
 
 
 class _Hub:
@@ -180,6 +187,6 @@ def pool(
     )
     hub.acquire(holder, weights, timeout)
     try:
-        yield PoolLease(tuple(sorted(names)), holder, hub)
+        yield PoolLease(tuple(sorted(names)), holder, hub, weight)
     finally:
         hub.release(holder)

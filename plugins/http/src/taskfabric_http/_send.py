@@ -105,6 +105,8 @@ class Caller:
         who: str,
         on_pushback: Callable[[float], None] | None = None,
         cancelled: threading.Event | None = None,
+        take_tokens: Callable[[], float] | None = None,
+        prepaid: int = 1,
     ) -> None:
         self.name = name
         self.service = service
@@ -112,12 +114,18 @@ class Caller:
         self.who = who  # "task 'geocode'": the start of every error message
         self.on_pushback = on_pushback
         self.cancelled = cancelled or threading.Event()
+        # The rate of the service's pools counts requests: the grant of the lease this caller
+        # runs under paid for `prepaid` of them; every other one (a retry, a job's status
+        # poll) takes its tokens first and waits as long as the pools say.
+        self.take_tokens = take_tokens
+        self._prepaid = prepaid
         self.redact = Redactor()
         self._throttle_match = (
             re.compile(service.throttle_match) if service.throttle_match else None
         )
         #: What this caller saw, for logs and tests.
         self.throttled_seconds = 0.0
+        self.rate_waited_seconds = 0.0
         self.tries = 0
 
     # -- building ---------------------------------------------------------------------------
@@ -151,6 +159,24 @@ class Caller:
         if self.cancelled.wait(seconds):
             raise Cancelled(f"{self.who}: cancelled")
 
+    def _pay(self, shown: str) -> None:
+        """Take this request's rate tokens (unless the grant paid) and wait until they hold."""
+        if self.take_tokens is None:
+            return
+        if self._prepaid > 0:
+            self._prepaid -= 1
+            return
+        wait = self.take_tokens()
+        if wait > 0:
+            log.debug(
+                "http request waits for its pool rate",
+                service=self.name,
+                request=shown,
+                wait_s=wait,
+            )
+            self.rate_waited_seconds += wait
+            self._wait(wait)
+
     def _throttle_seconds(self, response: httpx.Response) -> float | None:
         """Seconds to pause when the answer is throttling, else None."""
         status = response.status_code
@@ -177,6 +203,7 @@ class Caller:
         while True:
             if self.cancelled.is_set():
                 raise Cancelled(f"{self.who}: cancelled before {what} {shown}")
+            self._pay(shown)
             headers = self.headers(request.headers, request.idempotency_key)
             self.tries += 1
             try:

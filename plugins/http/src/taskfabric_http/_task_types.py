@@ -250,6 +250,8 @@ class _Job:
             who=self.who,
             on_pushback=self.caller.on_pushback,
             cancelled=threading.Event(),
+            take_tokens=self.caller.take_tokens,
+            prepaid=0,  # the attempt's grant paid for its submit
         )
         if job_id is None and cancel is not None:
             job_id = self._learn_job_id(caller)
