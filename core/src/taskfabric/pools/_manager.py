@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from taskfabric.pools import _fair as fair
+from taskfabric.pools._hot import PoolRow
 from taskfabric.pools._spec import Holder, HolderStatus, Lease, PoolError, PoolStatus, WaiterStatus
 from taskfabric.pools._store import (
     SLOW,
@@ -422,6 +423,18 @@ class PoolManager(PoolStore):
 
         return self._tx(conn, work)
 
+    def _own_rows(
+        self, conn: Connection, names: Collection[str], external: bool
+    ) -> tuple[list[PoolRow], float]:
+        """The rows of ``names`` locked (created first when missing), and the time read
+        after the lock."""
+        rows = [r for r in self._lock(conn, names, external=external) if r.name in names]
+        now = self.clock()
+        if len(rows) < len(names):
+            self._insert_pool_rows(conn, set(names) - {r.name for r in rows}, now)
+            rows = [r for r in self._lock(conn, names, external=external) if r.name in names]
+        return rows, now
+
     def pushback(self, pool: str, seconds: float, *, conn: Connection | None = None) -> float:
         """The service behind ``pool`` pushed back (HTTP 429 with Retry-After, a throttling
         error): grant nothing new in it for ``seconds`` and empty its bucket, which refills
@@ -431,11 +444,7 @@ class PoolManager(PoolStore):
             raise PoolError(f"pool '{pool}': pushback seconds must be >= 0, got {seconds!r}")
 
         def work(c: Connection, external: bool) -> float:
-            rows = [r for r in self._lock(c, [pool], external=external) if r.name == pool]
-            now = self.clock()
-            if not rows:
-                self._insert_pool_rows(c, [pool], now)
-                rows = [r for r in self._lock(c, [pool], external=external) if r.name == pool]
+            rows, now = self._own_rows(c, [pool], external)
             until = max(rows[0].paused_until, now + seconds)
             c.execute(
                 P.update()
@@ -459,11 +468,7 @@ class PoolManager(PoolStore):
             return 0.0
 
         def work(c: Connection, external: bool) -> float:
-            rows = [r for r in self._lock(c, limited, external=external) if r.name in limited]
-            now = self.clock()
-            if len(rows) < len(limited):
-                self._insert_pool_rows(c, set(limited) - {r.name for r in rows}, now)
-                rows = [r for r in self._lock(c, limited, external=external) if r.name in limited]
+            rows, now = self._own_rows(c, limited, external)
             cur = self._hot.cursor(c)
             wait = 0.0
             for row in rows:
