@@ -12,7 +12,7 @@ import socket
 import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from google.protobuf import text_format
 
 from taskfabric.console import _models as cm
@@ -22,8 +22,18 @@ from taskfabric.errors import TaskfabricError
 from taskfabric.registry import EntityNotFoundError, normalize_kind
 from taskfabric.server import _models as m
 from taskfabric.server import _views as views
-from taskfabric.server._app import API_PREFIX, Plane, Scope, Who
+from taskfabric.server._app import (
+    API_PREFIX,
+    DomainPath,
+    NamePath,
+    Plane,
+    ProjectPath,
+    RefPath,
+    Scope,
+    Who,
+)
 from taskfabric.server._inputs import text_to_literal, values_json
+from taskfabric.server._names import SCOPE_PATTERN
 from taskfabric.server._service import ControlPlane, Invalid, NotFound
 from taskfabric.types import type_str
 
@@ -72,7 +82,7 @@ def _node_model(n: Any, attempts: list[Any] | None = None) -> m.Node:
 def graph(
     plane: Plane,
     who: Who,
-    ref: str,
+    ref: RefPath,
     values: Annotated[bool, Query(description="The execution's inputs and outputs too.")] = True,
 ) -> cm.Graph:
     rec = plane._execution(who, ref)
@@ -149,8 +159,8 @@ def _parameters(types: dict[str, str], values: dict[str, Any] | None) -> list[cm
 def node_detail(
     plane: Plane,
     who: Who,
-    ref: str,
-    node_id: str,
+    ref: RefPath,
+    node_id: Annotated[str, Path(max_length=1024)],
     items: Annotated[int, Query(ge=0, le=MAX_CHILDREN)] = 50,
 ) -> cm.NodeDetail:
     rec = plane._execution(who, ref)
@@ -193,12 +203,12 @@ def node_detail(
 def diff(
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
+    project: ProjectPath,
+    domain: DomainPath,
     kind: str,
-    name: str,
-    old: Annotated[str, Query(description="The older version.")],
-    new: Annotated[str, Query(description="The newer version.")],
+    name: NamePath,
+    old: Annotated[str, Query(pattern=SCOPE_PATTERN, description="The older version.")],
+    new: Annotated[str, Query(pattern=SCOPE_PATTERN, description="The newer version.")],
 ) -> cm.Diff:
     plane._see(who, project)
     try:
@@ -255,8 +265,8 @@ def _text_inputs(
 def launch_text(
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
+    project: ProjectPath,
+    domain: DomainPath,
     body: cm.TextLaunchRequest,
     response: Response,
 ) -> m.Launched:

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskfabric.server import _models as m
+from taskfabric.server._names import NAME_PATTERN
 
 
 class _Model(BaseModel):
@@ -75,7 +76,7 @@ class TextLaunchRequest(_Model):
     launch_plan: str | None = None
     version: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
-    name: str | None = Field(default=None, pattern=m.NAME_PATTERN)
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
 
 
 class PoolHolder(_Model):
