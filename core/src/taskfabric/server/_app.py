@@ -439,4 +439,7 @@ def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
         return m.Health(status="ok", version=__version__)
 
     app.include_router(api)
+    from taskfabric.console import mount
+
+    mount(app)  # the web console: /console/ and the API routes its views use
     return app
