@@ -1,8 +1,11 @@
-"""Same-name launches sent at once to a real server, on SQLite and PostgreSQL: one execution is
-made, identical launches are replays of it (200), launches with other inputs are refused (409)."""
+"""A real server, on SQLite and PostgreSQL, under concurrent and hostile requests: same-name
+launches sent at once make one execution, identical launches replay it (200) and launches with
+other inputs are refused (409); paths that climb out are refused before they reach the disk."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -76,3 +79,21 @@ def _inputs(client: Client, execution_id: str) -> int:
     value = found["x"]
     assert isinstance(value, int)
     return value
+
+
+def test_upload_paths_that_climb_out_are_refused(site: Site) -> None:
+    """Raw paths, sent as written (no client resolves the dots), to uvicorn."""
+    server = site.server(workers=0)
+    headers = {"Authorization": f"Bearer {site.token(['shop'], 'launcher')}"}
+    root = site.config.data_root
+    for domain in ("..", ".", "d" * 300):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request(
+            "POST", f"/api/v1/projects/shop/domains/{domain}/uploads?name=x", b"x", headers
+        )
+        answer = conn.getresponse()
+        body = json.loads(answer.read())
+        conn.close()
+        assert answer.status == 422, body
+        assert f"domain {domain[:70]!r}"[:20] in body["detail"] and "is not valid" in body["detail"]
+    assert not any(p.name == "x" for p in root.rglob("x")), sorted(root.rglob("*"))
