@@ -81,10 +81,12 @@ def _inputs(client: Client, execution_id: str) -> int:
     return value
 
 
-def test_upload_paths_that_climb_out_are_refused(site: Site) -> None:
-    """Raw paths, sent as written (no client resolves the dots), to uvicorn."""
+def test_hostile_paths_and_huge_inputs_are_refused(site: Site, tmp_path: Path) -> None:
     server = site.server(workers=0)
-    headers = {"Authorization": f"Bearer {site.token(['shop'], 'launcher')}"}
+    token = site.token(["shop"], "admin")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    # Upload paths that climb out, sent raw (no client resolves the dots) to uvicorn.
     root = site.config.data_root
     for domain in ("..", ".", "d" * 300):
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
@@ -97,3 +99,22 @@ def test_upload_paths_that_climb_out_are_refused(site: Site) -> None:
         assert answer.status == 422, body
         assert f"domain {domain[:70]!r}"[:20] in body["detail"] and "is not valid" in body["detail"]
     assert not any(p.name == "x" for p in root.rglob("x")), sorted(root.rglob("*"))
+
+    # A huge string, list or body, with the default limits.
+    Client(server.url, token).register(
+        build_package(write_flows(tmp_path / "src", 2), project="shop", domain="prod", version="v1")
+    )
+    launch = f"{server.url}/api/v1/projects/shop/domains/prod/executions"
+    huge_string = {"workflow": "srvflows.price", "inputs": {"x": 1, "label": "y" * 1_000_001}}
+    answer = httpx.post(launch, json=huge_string, headers=headers, timeout=60)
+    assert answer.status_code == 413, answer.text
+    assert "[server] max_input_string_length" in answer.json()["detail"]
+    huge_list = {"workflow": "srvflows.fanout", "inputs": {"n": [0] * 100_001}}
+    answer = httpx.post(launch, json=huge_list, headers=headers, timeout=60)
+    assert answer.status_code == 413, answer.text
+    assert "[server] max_input_items" in answer.json()["detail"]
+    huge_body = b'{"workflow": "srvflows.price", "inputs": {"x": 1, "label": "' + b"y" * (17 << 20)
+    answer = httpx.post(launch, content=huge_body, headers=headers, timeout=60)
+    assert answer.status_code == 413, answer.text
+    assert "[server] max_request_bytes" in answer.json()["detail"]
+    assert Client(server.url, token).executions() == []

@@ -21,13 +21,11 @@ from taskfabric.config import Config
 from taskfabric.errors import TaskfabricError
 from taskfabric.server import _models as m
 from taskfabric.server._auth import Principal
+from taskfabric.server._limits import BodyLimit
 from taskfabric.server._names import NAME_PATTERN, SCOPE_PATTERN, rule_message
-from taskfabric.server._service import ApiError, ControlPlane, Invalid, NotFound
-from taskfabric.server._uploads import MAX_UPLOAD_BYTES
+from taskfabric.server._service import ApiError, ControlPlane, NotFound
 
 API_PREFIX = "/api/v1"
-#: The largest registration package accepted (code bundle and templates), in bytes.
-MAX_PACKAGE_BYTES = 256 * 1024 * 1024
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -62,6 +60,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": m.Problem, "description": "The token's role does not allow this."},
     404: {"model": m.Problem, "description": "Not found, or in a project the token cannot see."},
     409: {"model": m.Problem, "description": "Conflicts with the current state."},
+    413: {"model": m.Problem, "description": "Over a [server] limit: the detail names it."},
     422: {"model": m.Problem, "description": "Invalid request: the detail names what."},
 }
 
@@ -110,10 +109,7 @@ def domains(plane: Plane, who: Who, project: ProjectPath) -> list[str]:
 async def register(
     request: Request, plane: Plane, who: Who, project: ProjectPath, domain: DomainPath
 ) -> m.Registration:
-    size = int(request.headers.get("content-length") or 0)
-    if size > MAX_PACKAGE_BYTES:
-        raise Invalid(f"the package is {size} bytes; the largest accepted is {MAX_PACKAGE_BYTES}")
-    data = await request.body()
+    data = await request.body()  # at most [server] max_package_bytes (`BodyLimit`)
     return await run_in_threadpool(plane.register, who, project, domain, data)
 
 
@@ -196,9 +192,7 @@ async def upload(
     ],
     kind: Annotated[str, Query(description="file or directory")] = "file",
 ) -> m.Upload:
-    size = int(request.headers.get("content-length") or 0)
-    if size > MAX_UPLOAD_BYTES:
-        raise Invalid(f"the upload is {size} bytes; the largest accepted is {MAX_UPLOAD_BYTES}")
+    # At most [server] max_upload_bytes are read (`BodyLimit`).
     with tempfile.SpooledTemporaryFile(max_size=8 << 20) as body:
         async for chunk in request.stream():
             body.write(chunk)
@@ -457,6 +451,7 @@ def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
         ),
     )
     app.state.plane = plane if plane is not None else ControlPlane(config)
+    app.add_middleware(BodyLimit, config=config)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(TaskfabricError, _taskfabric_error)
