@@ -273,6 +273,28 @@ def node_data(
     return plane.node_data(who, ref, node_id)
 
 
+@api.get(
+    "/executions/{ref}/logs/{node_id:path}",
+    tags=["executions"],
+    summary="A task's log (stdout and stderr), one attempt",
+    description="The log of one attempt of a task node (the latest unless `attempt` is "
+    "given), from byte `offset` on, at most 256 KiB per call. While the attempt runs it is "
+    "read from the live file on the engine's machine; once it ended, from the copy kept in "
+    "the blob store (its last 1 MiB). To follow it, ask again with `offset=next_offset` "
+    "until `complete` is true (polling about once a second). 404 when the node has no such "
+    "attempt.",
+)
+def task_log(
+    plane: Plane,
+    who: Who,
+    ref: str,
+    node_id: str,
+    attempt: Annotated[int | None, Query(ge=1, description="Attempt number (1 = first).")] = None,
+    offset: Annotated[int, Query(ge=0, description="Byte offset to read from.")] = 0,
+) -> m.TaskLog:
+    return plane.task_log(who, ref, node_id, attempt, offset)
+
+
 @api.post("/executions/{ref}/cancel", tags=["executions"], summary="Cancel (launcher)")
 def cancel(
     plane: Plane, who: Who, ref: RefPath, body: m.CancelRequest | None = None

@@ -46,6 +46,7 @@ from taskfabric.server._auth import (
 from taskfabric.server._inputs import InputError, interface_inputs, values_json
 from taskfabric.server._limits import LimitError, check_input_size, check_input_values
 from taskfabric.server._uploads import Resolver, UploadError, UploadTooLarge, stage
+from taskfabric.tasklogs import LogNotFoundError
 
 
 class ApiError(TaskfabricError):
@@ -467,6 +468,15 @@ class ControlPlane:
             inputs=values_json(self.engine.read_literals(node.inputs_uri)) or None,
             outputs=values_json(self.engine.read_literals(node.outputs_uri)) or None,
         )
+
+    def task_log(
+        self, who: Principal, ref: str, node_id: str, attempt: int | None, offset: int
+    ) -> m.TaskLog:
+        rec = self._execution(who, ref)
+        try:
+            return views.task_log(self.engine, rec, node_id, attempt, offset)
+        except LogNotFoundError as exc:
+            raise NotFound(str(exc)) from None
 
     def cancel(self, who: Principal, ref: str, reason: str) -> m.PhaseResult:
         rec = self._execution(who, ref)
