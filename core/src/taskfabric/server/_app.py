@@ -287,8 +287,8 @@ def node_data(
 def task_log(
     plane: Plane,
     who: Who,
-    ref: str,
-    node_id: str,
+    ref: RefPath,
+    node_id: Annotated[str, Path(max_length=1024)],
     attempt: Annotated[int | None, Query(ge=1, description="Attempt number (1 = first).")] = None,
     offset: Annotated[int, Query(ge=0, description="Byte offset to read from.")] = 0,
 ) -> m.TaskLog:
