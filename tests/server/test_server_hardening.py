@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 from server_helpers import Site, write_flows
 
 from taskfabric.registry import build_package
@@ -81,7 +83,7 @@ def _inputs(client: Client, execution_id: str) -> int:
     return value
 
 
-def test_hostile_paths_and_huge_inputs_are_refused(site: Site, tmp_path: Path) -> None:
+def test_hostile_paths_huge_inputs_and_a_failing_route(site: Site, tmp_path: Path) -> None:
     server = site.server(workers=0)
     token = site.token(["shop"], "admin")
     headers = {"Authorization": f"Bearer {token}"}
@@ -118,3 +120,40 @@ def test_hostile_paths_and_huge_inputs_are_refused(site: Site, tmp_path: Path) -
     assert answer.status_code == 413, answer.text
     assert "[server] max_request_bytes" in answer.json()["detail"]
     assert Client(server.url, token).executions() == []
+
+    # A route that fails (its table is gone): a JSON 500, and a log line with the request,
+    # the exception's type and its traceback, once.
+    with site._metadata.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE executions RENAME TO executions_gone"))
+    answer = httpx.get(f"{server.url}/api/v1/executions", headers=headers, timeout=60)
+    assert answer.status_code == 500
+    kind = answer.json()["detail"].split("(")[1].split(")")[0]
+    assert kind.startswith("sqlalchemy.exc."), answer.text
+    log = server.log.read_text()
+    line = next(ln for ln in log.splitlines() if "request failed" in ln)
+    assert "path=/api/v1/executions" in line and f"error_type={kind}" in line, line
+    after = log[log.index(line) :]
+    assert "Traceback (most recent call last)" in after and "executions" in after
+    assert "Exception in ASGI application" not in log
+
+
+def test_docs_pages_load_only_local_assets(tmp_path: Path) -> None:
+    """/docs and /redoc of a real server reference no other host, and what they reference is
+    served: they work without internet."""
+    site = Site(tmp_path, None)
+    try:
+        server = site.server(workers=0)
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for page in ("/docs", "/redoc"):
+                html = http.get(page)
+                assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+                assert "://" not in html.text.replace("window.location.origin", ""), html.text
+                urls = re.findall(r"""(?:src|href|spec-url)="([^"]+)"|url: '([^']+)'""", html.text)
+                found = {a or b for a, b in urls}
+                assert len(found) >= (4 if page == "/docs" else 3), found
+                for url in found:
+                    assert url.startswith("/") and not url.startswith("//"), url
+                    answer = http.get(url)
+                    assert answer.status_code == 200 and len(answer.content) > 1000, url
+    finally:
+        site.close()
