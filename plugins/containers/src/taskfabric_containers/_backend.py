@@ -10,7 +10,6 @@ attempt's log, kept in the blob store beside the node's outputs.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from taskfabric.plugin_api import (
     LogLink,
     TaskAttempt,
 )
+from taskfabric.tasklogs import LOG_LINK_NAME, keep_log, live_log_path
 from taskfabric_containers._client import ApiError, ContainerApi, default_url
 from taskfabric_containers._limits import LimitError, Limits, describe_bytes, limits_of
 from taskfabric_containers._mounts import (
@@ -93,8 +93,8 @@ class ContainerRun:
     name: str
     #: The attempt's folder on this machine (task, inputs, outputs, error, log).
     folder: Path
+    #: The live log file (the container's output as it comes), kept in the blob store at the end.
     log_path: Path
-    log_uri: str
     limits: Limits = field(default_factory=Limits)
     container_id: str = ""
     cancelled: bool = False
@@ -163,15 +163,13 @@ class ContainerBackend(Backend[ContainerSettings]):
     def _new_run(self, attempt: TaskAttempt) -> ContainerRun:
         key = attempt.node_id.replace("[", "/").replace("]", "")
         folder = self.context.work_root / attempt.execution_id / key / str(attempt.attempt)
-        node_uri = attempt.outputs_uri.rsplit("/", 1)[0]
-        log_uri = f"{node_uri}/logs/container-{attempt.attempt}.log"
-        log_path = self.context.store.local_path(log_uri) if self._local_store else None
         return ContainerRun(
             attempt=attempt,
             name=container_name(attempt.attempt_id),
             folder=folder,
-            log_path=log_path or folder / "container.log",
-            log_uri=log_uri,
+            log_path=live_log_path(
+                self.context.work_root, attempt.execution_id, attempt.node_id, attempt.attempt
+            ),
             staged=self._local_store,
         )
 
@@ -203,7 +201,7 @@ class ContainerBackend(Backend[ContainerSettings]):
             )
             self._finish_start(run, AttemptStatus(AttemptPhase.FAILED, error=error))
             return
-        links = [LogLink("container", run.log_uri)]
+        links = [LogLink("output", run.log_path.as_uri())]
         with self._lock:
             self._starting.discard(attempt.attempt_id)
             self._runs[attempt.attempt_id] = run
@@ -250,6 +248,7 @@ class ContainerBackend(Backend[ContainerSettings]):
         outputs_uri = attempt.outputs_uri
         error_uri = attempt.error_uri
         run.folder.mkdir(parents=True, exist_ok=True)
+        run.log_path.parent.mkdir(parents=True, exist_ok=True)
         if run.staged:
             # The container gets its own copies of the template and inputs, and writes its
             # outputs or error document next to them; the backend moves them into place.
@@ -266,7 +265,6 @@ class ContainerBackend(Backend[ContainerSettings]):
                 raw.mkdir(parents=True, exist_ok=True)
                 mounts.append(Mount(raw, str(raw), read_only=False))
             mounts.extend(input_mounts(self.context.store, blob_uris(attempt.inputs)))
-            run.log_path.parent.mkdir(parents=True, exist_ok=True)
         else:
             self.context.store.put_bytes(
                 template_uri, attempt.task.SerializeToString(deterministic=True)
@@ -351,10 +349,10 @@ class ContainerBackend(Backend[ContainerSettings]):
     def _status(self, run: ContainerRun, code: int, oom_killed: bool) -> AttemptStatus:
         attempt = run.attempt
         store = self.context.store
-        if not self._local_store:
-            with contextlib.suppress(OSError):
-                store.put_file(run.log_path, run.log_uri)
-        links = [LogLink("container", run.log_uri)]
+        links = [LogLink("output", run.log_path.as_uri())]
+        kept = keep_log(store, attempt.execution_id, attempt.node_id, attempt.attempt, run.log_path)
+        if kept is not None:
+            links = [LogLink(LOG_LINK_NAME, kept), *links]
         outputs = run.folder / "outputs.pb"
         error = run.folder / "error.pb"
         if code == 0 and run.staged and outputs.is_file():
