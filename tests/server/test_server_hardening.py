@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
 from server_helpers import Site, write_flows
 
 from taskfabric.registry import build_package
@@ -81,7 +82,7 @@ def _inputs(client: Client, execution_id: str) -> int:
     return value
 
 
-def test_hostile_paths_and_huge_inputs_are_refused(site: Site, tmp_path: Path) -> None:
+def test_hostile_paths_huge_inputs_and_a_failing_route(site: Site, tmp_path: Path) -> None:
     server = site.server(workers=0)
     token = site.token(["shop"], "admin")
     headers = {"Authorization": f"Bearer {token}"}
@@ -118,3 +119,18 @@ def test_hostile_paths_and_huge_inputs_are_refused(site: Site, tmp_path: Path) -
     assert answer.status_code == 413, answer.text
     assert "[server] max_request_bytes" in answer.json()["detail"]
     assert Client(server.url, token).executions() == []
+
+    # A route that fails (its table is gone): a JSON 500, and a log line with the request,
+    # the exception's type and its traceback, once.
+    with site._metadata.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE executions RENAME TO executions_gone"))
+    answer = httpx.get(f"{server.url}/api/v1/executions", headers=headers, timeout=60)
+    assert answer.status_code == 500
+    kind = answer.json()["detail"].split("(")[1].split(")")[0]
+    assert kind.startswith("sqlalchemy.exc."), answer.text
+    log = server.log.read_text()
+    line = next(ln for ln in log.splitlines() if "request failed" in ln)
+    assert "path=/api/v1/executions" in line and f"error_type={kind}" in line, line
+    after = log[log.index(line) :]
+    assert "Traceback (most recent call last)" in after and "executions" in after
+    assert "Exception in ASGI application" not in log

@@ -19,6 +19,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from taskfabric import __version__
 from taskfabric.config import Config
 from taskfabric.errors import TaskfabricError
+from taskfabric.logs import get_logger
 from taskfabric.server import _models as m
 from taskfabric.server._auth import Principal
 from taskfabric.server._limits import BodyLimit
@@ -26,6 +27,7 @@ from taskfabric.server._names import NAME_PATTERN, SCOPE_PATTERN, rule_message
 from taskfabric.server._service import ApiError, ControlPlane, NotFound
 
 API_PREFIX = "/api/v1"
+log = get_logger("taskfabric.server")
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -285,8 +287,8 @@ def node_data(
 def task_log(
     plane: Plane,
     who: Who,
-    ref: str,
-    node_id: str,
+    ref: RefPath,
+    node_id: Annotated[str, Path(max_length=1024)],
     attempt: Annotated[int | None, Query(ge=1, description="Attempt number (1 = first).")] = None,
     offset: Annotated[int, Query(ge=0, description="Byte offset to read from.")] = 0,
 ) -> m.TaskLog:
@@ -430,6 +432,24 @@ async def _taskfabric_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(m.Problem(detail=str(exc)).model_dump(exclude_none=True), 400)
 
 
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug or an outage behind a request: the log line carries the exception and its
+    traceback, the client a JSON 500 that says where to look."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    log.error(
+        "request failed",
+        method=request.method,
+        path=request.url.path,
+        error_type=kind,
+        error=str(exc)[:500],
+        exc_info=exc,
+    )
+    # uvicorn logs the exception again when it reaches it: its line is dropped (`_serve`).
+    exc.__dict__["taskfabric_logged"] = True
+    body = m.Problem(detail=f"internal server error ({kind}); the server's log has the traceback")
+    return JSONResponse(body.model_dump(exclude_none=True), 500)
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = jsonable_encoder(exc.errors())
@@ -455,6 +475,7 @@ def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(TaskfabricError, _taskfabric_error)
+    app.add_exception_handler(Exception, _internal_error)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and version")
     def healthz() -> m.Health:
