@@ -164,6 +164,6 @@ def test_a_timeout_stops_the_container(
     finally:
         engine.close()
     assert result.phase == "FAILED"
-    assert result.error is not None and "timed out" in result.error["message"].lower()
+    assert result.error is not None and result.error["code"] == "Timeout", result.error
     (container,) = containers_of(api, result.execution_id)
     assert container["State"]["Running"] is False  # type: ignore[index]

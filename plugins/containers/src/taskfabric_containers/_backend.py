@@ -122,6 +122,8 @@ class ContainerBackend(Backend[ContainerSettings]):
         self._cancel_requested: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
+        #: Threads stopping cancelled containers: `close` waits for them.
+        self._stoppers: list[threading.Thread] = []
         local_root = context.store.local_path(context.store.uri("probe"))
         self._local_store = local_root is not None
         self._snapshots = CodeSnapshots(
@@ -425,7 +427,10 @@ class ContainerBackend(Backend[ContainerSettings]):
                     self._cancel_requested.add(attempt_id)
                 return
             run.cancelled = True
-        threading.Thread(target=self._stop, args=(run,), daemon=True).start()
+            stopper = threading.Thread(target=self._stop, args=(run,), daemon=True)
+            self._stoppers = [t for t in self._stoppers if t.is_alive()]
+            self._stoppers.append(stopper)
+        stopper.start()
 
     def _stop(self, run: ContainerRun) -> None:
         """Stop the container (SIGTERM, SIGKILL after the grace) and remove it."""
@@ -481,10 +486,11 @@ class ContainerBackend(Backend[ContainerSettings]):
             runs = [r for r in self._runs.values() if not r.cancelled]
             for run in runs:
                 run.cancelled = True
+            stopping = list(self._stoppers)
         threads = [threading.Thread(target=self._stop, args=(r,), daemon=True) for r in runs]
         for thread in threads:
             thread.start()
-        for thread in threads:
+        for thread in [*threads, *stopping]:
             thread.join(timeout=self.settings.kill_grace_seconds + 10)
         self.api.close()
 

@@ -109,8 +109,9 @@ class ImageSpec:
       project's own code, built into a wheel;
     - `apt_packages`: Debian packages installed in the image (its build then uses the host's
       network);
-    - `code`: folders (relative to `root`) copied to /opt/taskfabric/code, which is on
-      PYTHONPATH: code the tasks import without installing it;
+    - `code`: folders (relative to `root`) whose contents are copied to /opt/taskfabric/code,
+      which is on PYTHONPATH: code the tasks import without installing it (`code=["src"]`
+      makes `src/etl/` importable as `etl`);
     - `env`: environment variables of the image;
     - `registry`: when set, the image is also pushed as `<registry>/<name>:<hash>`.
 
@@ -202,7 +203,7 @@ class ImageSpec:
 
 
 #: Bump when the way images are built changes, so old tags are not reused.
-_BUILD_RECIPE_VERSION = 2
+_BUILD_RECIPE_VERSION = 3
 #: Bump when the base image's recipe changes (debootstrap-rootfs.sh, its packages).
 _BASE_RECIPE_VERSION = 2
 _BASE_PACKAGES = ("python3", "python3-venv")
@@ -408,10 +409,11 @@ def build_image(
         root = spec.root_path
         for folder_name in spec.code:
             source = (root / folder_name).resolve()
-            target = context / "code" / source.name
+            # A folder is a PYTHONPATH entry: its contents go to /opt/taskfabric/code.
+            target = context / "code"
             if source.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target)
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target / source.name)
                 continue
             for path in _tree_files(source):
                 dest = target / path.relative_to(source)
