@@ -33,6 +33,7 @@ from taskfabric.sdk import (
     task,
     workflow,
 )
+from taskfabric.sdk._hold import HoldError, HoldTimeout, PoolHold, TaskPools, hold, task_pools
 from taskfabric.types import Directory, File
 
 __version__ = "0.1.0"
@@ -45,16 +46,22 @@ __all__ = [
     "ExecutionFailedError",
     "File",
     "FixedRate",
+    "HoldError",
+    "HoldTimeout",
     "LaunchPlan",
+    "PoolHold",
     "Resources",
     "Retry",
     "TaskDefinition",
     "TaskDefinitionError",
+    "TaskPools",
     "TaskfabricError",
     "WorkflowDefinition",
     "__version__",
     "conditional",
+    "hold",
     "map_task",
     "task",
+    "task_pools",
     "workflow",
 ]
