@@ -514,6 +514,9 @@ class PoolManager(PoolStore):
         self._spec(pool)
         if not (seconds >= 0 and math.isfinite(seconds)):
             raise PoolError(f"pool '{pool}': pushback seconds must be >= 0, got {seconds!r}")
+        # Seen at once by this process's other threads (``pause_left``), before the write
+        # below waits for the manager's connection and the database's lock.
+        self._note_pause(pool, self.clock() + seconds)
 
         def work(c: Connection, external: bool) -> float:
             rows, now = self._own_rows(c, [pool], external)
@@ -563,6 +566,9 @@ class PoolManager(PoolStore):
         wanted = sorted({self._spec(name).name for name in names})
         if not wanted:
             return 0.0
+        local = self._local_pause(wanted)
+        if local > 0:
+            return local
 
         def work(conn: Connection) -> float:
             until = conn.execute(
