@@ -55,7 +55,7 @@ def join(a: str, b: float) -> str:
     return f"{a}, cost {b:g}"
 
 
-@task
+@task(pools={"ledger": 1})
 def wait(seconds: float) -> float:
     print(f"waiting {seconds} s", flush=True)
     time.sleep(seconds)

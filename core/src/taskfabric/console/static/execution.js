@@ -100,6 +100,7 @@ function drawDag() {
         "data-node-id": n.node_id,
         "data-phase": n.phase,
         "data-kind": n.kind,
+        "data-name": n.name,
         "data-counts": summary,
         tabindex: 0,
         role: "button",
