@@ -11,6 +11,7 @@ from taskfabric.cli._cache import cache
 from taskfabric.cli._common import CliState
 from taskfabric.cli._executions import executions
 from taskfabric.cli._launch import launch
+from taskfabric.cli._logs import logs
 from taskfabric.cli._plugins import plugins
 from taskfabric.cli._pools import pools
 from taskfabric.cli._registry import entities, launchplans, register
@@ -49,6 +50,7 @@ def cli(
 
 cli.add_command(run)
 cli.add_command(executions)
+executions.add_command(logs)
 cli.add_command(cache)
 cli.add_command(plugins)
 cli.add_command(register)

@@ -214,6 +214,18 @@ class ServerConfig(_Section):
     command line uses this config's own database and blob store."""
     token_file: Path | None = Field(default=None, strict=False)
     """A file holding the API token for ``url`` (``$TASKFABRIC_TOKEN`` wins over it)."""
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """The largest request body the server reads, but for uploads and registrations (413)."""
+    max_upload_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+    """The largest upload of a file or directory for a launch's inputs (413)."""
+    max_package_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    """The largest registration package (code bundle and templates) (413)."""
+    max_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    """The largest total size of a launch's inputs, as stored (413)."""
+    max_input_string_length: int = Field(default=1_000_000, ge=1)
+    """The most characters of one string inside a launch's inputs (413)."""
+    max_input_items: int = Field(default=100_000, ge=1)
+    """The most items of one list or map inside a launch's inputs (413)."""
 
     @field_validator("url")
     @classmethod

@@ -218,6 +218,16 @@ class Client:
         path = f"{API}/executions/{_segment(ref)}/nodes/{node_id}/data"
         return m.NodeData.model_validate(self._request("GET", path))
 
+    def task_log(
+        self, ref: str, node_id: str, *, attempt: int | None = None, offset: int = 0
+    ) -> m.TaskLog:
+        """A piece of a task's attempt log from `offset` (see `m.TaskLog`)."""
+        params: dict[str, Any] = {"offset": offset}
+        if attempt is not None:
+            params["attempt"] = attempt
+        path = f"{API}/executions/{_segment(ref)}/logs/{_segment(node_id)}"
+        return m.TaskLog.model_validate(self._request("GET", path, params=params))
+
     def cancel(self, ref: str, reason: str | None = None) -> m.PhaseResult:
         body = m.CancelRequest(reason=reason) if reason else m.CancelRequest()
         path = f"{API}/executions/{_segment(ref)}/cancel"

@@ -243,6 +243,25 @@ class NodeData(_Model):
     outputs: dict[str, Any] | None = None
 
 
+class TaskLog(_Model):
+    """A piece of one attempt's log (its stdout and stderr), from `offset` on. To follow a
+    running attempt, ask again with `offset=next_offset` until `complete`."""
+
+    execution_id: str
+    node_id: str
+    attempt: int = Field(description="The attempt read (the latest unless one was asked).")
+    attempts: int = Field(description="How many attempts the node has had.")
+    phase: str = Field(description="The attempt's phase; RUNNING while it may still write.")
+    source: str = Field(
+        description="live (the file being written, on the engine's machine), stored (the "
+        "copy kept in the blob store when the attempt ended, its last 1 MiB) or none."
+    )
+    offset: int = Field(description="The byte offset `text` starts at.")
+    next_offset: int = Field(description="The byte offset to ask for next.")
+    text: str = Field(description="The bytes read, as UTF-8 (invalid bytes replaced).")
+    complete: bool = Field(description="The attempt has ended and `text` reaches its end.")
+
+
 class CancelRequest(_Model):
     reason: str = Field(default="cancelled through the API", max_length=1000)
 

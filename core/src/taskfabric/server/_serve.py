@@ -32,7 +32,19 @@ class _ToTaskfabricLogs(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._log.log(record.levelno, record.getMessage())
+            error = record.exc_info[1] if record.exc_info else None
+            if error is not None and error.__dict__.get("taskfabric_logged"):
+                return  # the app logged it already, with the request (`_app._internal_error`)
+            if error is not None:
+                kind = f"{type(error).__module__}.{type(error).__qualname__}"
+                self._log.log(
+                    record.levelno,
+                    record.getMessage(),
+                    error_type=kind.removeprefix("builtins."),
+                    exc_info=record.exc_info,
+                )
+            else:
+                self._log.log(record.levelno, record.getMessage())
         except Exception:  # a log line must never take the server down
             self.handleError(record)
 
