@@ -60,8 +60,6 @@ class Console:
             f'[storage]\ndata_root = "{data}"\n\n'
             f'[metadata]\nurl = "{self.database}"\n\n'
             "[server]\nworkers = 2\n\n"
-            # project "ops" runs its attempts in processes, each with a log file
-            '[projects.ops.task_types]\npython = "subprocess"\n\n'
             "[pools.ledger]\nslots = 2\nrate = 5\nproject_caps = { shop = 2, bank = 1 }\n"
         )
         self.port = _free_port()
@@ -72,7 +70,6 @@ class Console:
         self.tokens = TokenStore(self._metadata)
         self.shop_admin = ""
         self.bank_admin = ""
-        self.ops_admin = ""
 
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKFABRIC_")}
@@ -116,7 +113,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     try:
         site.shop_admin = site.token(["shop"], "admin", "shop-admin")
         site.bank_admin = site.token(["bank"], "admin", "bank-admin")
-        site.ops_admin = site.token(["ops"], "admin", "ops-admin")
         with site.client(site.shop_admin) as c:
             c.register(
                 build_package(HERE / "flows_shop", project="shop", domain="prod", version="v1")
@@ -124,10 +120,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         with site.client(site.bank_admin) as c:
             c.register(
                 build_package(HERE / "flows_bank", project="bank", domain="prod", version="v1")
-            )
-        with site.client(site.ops_admin) as c:
-            c.register(
-                build_package(HERE / "flows_ops", project="ops", domain="prod", version="v1")
             )
         yield site
     finally:

@@ -7,9 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import expect
-
 from conftest import Console, sign_in
+from playwright.sync_api import expect
 
 CHECKOUT = "shopflows.checkout"
 ORDER = {"item": "tea", "quantity": 3}
@@ -146,18 +145,40 @@ def test_launch_a_typed_workflow_from_the_form_and_watch_it_finish(
 
 
 def test_open_a_nodes_log(page: Any, console: Console, shots: Path) -> None:
-    with console.client(console.ops_admin) as c:
-        ran = c.launch("ops", "prod", workflow="opsflows.hello", inputs={"who": "console"})
-    sign_in(page, console.ops_admin)
-    page.goto(f"/console/executions/{ran.execution.id}")
+    ran = _launch(console, console.shop_admin, CHECKOUT, {"order": ORDER, "size": "LARGE", "n": 1})
+    sign_in(page, console.shop_admin)
+    page.goto(f"/console/executions/{ran}")
     expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
-    page.click("#dag g.node[data-name=greet]")
-    link = page.locator("#panel #attempts tr[data-attempt='1'] ul.logs li").first
-    expect(link).to_contain_text("output.log")
-    uri = page.locator("#panel #attempts tr[data-attempt='1'] code").inner_text()
-    assert uri.startswith("file://") and uri.endswith("output.log")
-    assert "hello, console" in Path(uri.removeprefix("file://")).read_text()
+    page.click("#dag g.node[data-name=price]")
+    # The attempt's log, read through the API into the panel, and its links.
+    log = page.locator("#panel #log")
+    expect(log).to_contain_text("pricing 3 x tea (LARGE)")
+    expect(log).to_have_attribute("data-complete", "true")
+    expect(page.locator("#panel #attempts tr[data-attempt='1'] ul.logs li").first).to_be_visible()
     page.screenshot(path=str(shots / "node-log.png"))
+
+
+def test_a_failed_node_shows_its_error_and_can_be_resumed(page: Any, console: Console) -> None:
+    bad = {"order": {"item": "tea", "quantity": -1}, "size": "SMALL", "n": 1}
+    failed = _launch(console, console.shop_admin, CHECKOUT, bad)
+    sign_in(page, console.shop_admin)
+    page.goto(f"/console/executions/{failed}")
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "FAILED")
+    expect(page.locator("#execution-error")).to_contain_text("quantity must not be negative")
+    price = page.locator("#dag g.node[data-name=price]")
+    expect(price).to_have_attribute("data-phase", "FAILED")
+    price.click()
+    error = page.locator("#panel #node-error")
+    expect(error).to_contain_text("ValueError")
+    expect(error).to_contain_text("shopflows.py")  # the user's frame in the traceback
+    expect(page.locator("#resume")).to_be_visible()
+    page.click("#resume")
+    expect(page.locator("#message")).to_contain_text("resume: done")
+    with console.client(console.shop_admin) as c:
+        events = c.execution(failed, events=True).events
+    assert any("recover requested by shop-admin" in e.message for e in events)
+    # Queued again, it fails again the same way (the input is still wrong).
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "FAILED")
 
 
 def test_cancel_a_running_execution(page: Any, console: Console) -> None:
@@ -166,6 +187,10 @@ def test_cancel_a_running_execution(page: Any, console: Console) -> None:
     page.goto(f"/console/executions/{slow}")
     node = page.locator("#dag g.node").first
     expect(node).to_have_attribute("data-phase", "RUNNING")
+    # The running attempt's log, streamed into the panel while it runs.
+    node.click()
+    expect(page.locator("#panel #log")).to_contain_text("waiting 600.0 s")
+    expect(page.locator("#log-state")).to_contain_text("following")
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("#cancel")
     expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "ABORTED")
@@ -173,6 +198,7 @@ def test_cancel_a_running_execution(page: Any, console: Console) -> None:
     expect(page.locator("#cancel")).to_have_count(0)
     expect(page.locator("#resume")).to_be_visible()
     expect(page.locator("#relaunch")).to_be_visible()
+    expect(page.locator("#panel #log")).to_have_attribute("data-complete", "true")
 
 
 def test_registry_diff_and_activate_a_schedule(page: Any, console: Console, shots: Path) -> None:

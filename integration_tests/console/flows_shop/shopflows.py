@@ -22,6 +22,8 @@ class Order:
 @task
 def price(order: Order, size: Size, discount: float) -> float:
     print(f"pricing {order.quantity} x {order.item} ({size.name})", flush=True)
+    if order.quantity < 0:
+        raise ValueError(f"quantity must not be negative, got {order.quantity}")
     unit = 3.0 if size is Size.LARGE else 2.0
     return order.quantity * unit * (1 - discount)
 
