@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,25 @@ def test_hostile_paths_huge_inputs_and_a_failing_route(site: Site, tmp_path: Pat
     after = log[log.index(line) :]
     assert "Traceback (most recent call last)" in after and "executions" in after
     assert "Exception in ASGI application" not in log
+
+
+def test_docs_pages_load_only_local_assets(tmp_path: Path) -> None:
+    """/docs and /redoc of a real server reference no other host, and what they reference is
+    served: they work without internet."""
+    site = Site(tmp_path, None)
+    try:
+        server = site.server(workers=0)
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for page in ("/docs", "/redoc"):
+                html = http.get(page)
+                assert html.status_code == 200 and "text/html" in html.headers["content-type"]
+                assert "://" not in html.text.replace("window.location.origin", ""), html.text
+                urls = re.findall(r"""(?:src|href|spec-url)="([^"]+)"|url: '([^']+)'""", html.text)
+                found = {a or b for a, b in urls}
+                assert len(found) >= (4 if page == "/docs" else 3), found
+                for url in found:
+                    assert url.startswith("/") and not url.startswith("//"), url
+                    answer = http.get(url)
+                    assert answer.status_code == 200 and len(answer.content) > 1000, url
+    finally:
+        site.close()

@@ -13,6 +13,8 @@ def squares(n: int) -> list[int]:
 ```
 """
 
+from taskfabric._version import __version__
+from taskfabric._wiring import connect as _connect
 from taskfabric.errors import (
     CompilationError,
     ExecutionFailedError,
@@ -36,7 +38,7 @@ from taskfabric.sdk import (
 from taskfabric.sdk._hold import HoldError, HoldTimeout, PoolHold, TaskPools, hold, task_pools
 from taskfabric.types import Directory, File
 
-__version__ = "0.1.0"
+_connect()
 
 __all__ = [
     "Cache",

@@ -16,12 +16,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from taskfabric import __version__
+from taskfabric._version import __version__
 from taskfabric.config import Config
 from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.server import _models as m
 from taskfabric.server._auth import Principal
+from taskfabric.server._docs import add_docs
 from taskfabric.server._limits import BodyLimit
 from taskfabric.server._names import NAME_PATTERN, SCOPE_PATTERN, rule_message
 from taskfabric.server._service import ApiError, ControlPlane, NotFound
@@ -461,6 +462,8 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
     """The API application on `config`'s database and blob store (or on `plane`)."""
     app = FastAPI(
+        docs_url=None,  # served by `add_docs`, without a CDN
+        redoc_url=None,
         title="taskfabric",
         version=__version__,
         summary="Typed, durable workflows: the control plane API.",
@@ -482,6 +485,7 @@ def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
         return m.Health(status="ok", version=__version__)
 
     app.include_router(api)
+    add_docs(app)
     from taskfabric.console import mount
 
     mount(app)  # the web console: /console/ and the API routes its views use
