@@ -31,7 +31,7 @@ from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
 from taskfabric.plugin_api import BACKENDS_GROUP, Backend, BackendContext
 from taskfabric.plugins import PluginError, Plugins, get_plugins
-from taskfabric.sdk import WorkflowDefinition
+from taskfabric.sdk import TaskDefinition, WorkflowDefinition
 from taskfabric.storage import BlobStore, LocalBlobStore, PackStore
 from taskfabric.types import TransformContext, default_engine, type_str
 
@@ -414,6 +414,8 @@ class Engine:
 
         With `overwrite_cache`, cached tasks run again and replace their catalog entries.
         """
+        if not isinstance(wf, WorkflowDefinition):
+            raise TypeError(_not_a_workflow(wf, "Engine.launch"))
         compiled = wf.compile()
         project = project or self.config.project.name
         domain = domain or self.config.project.domain
@@ -782,6 +784,16 @@ class Engine:
             succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
         )
         return self._run(rec, compiled, inputs, wf.tasks, prior, on_event)
+
+
+def _not_a_workflow(obj: object, what: str) -> str:
+    """Why `obj` cannot be launched, and what to launch instead."""
+    if isinstance(obj, TaskDefinition):
+        return (
+            f"{what} runs a workflow, and {obj.name} is a task: call it from a @workflow "
+            f"function (`return {obj.short_name}(...)`) and launch that workflow"
+        )
+    return f"{what} runs a @workflow, not {type(obj).__name__} {obj!r:.80}"
 
 
 def _code_of(wf: WorkflowDefinition[Any, Any]) -> dict[str, str]:
