@@ -41,17 +41,30 @@ def project(folder: Path) -> dict[str, object]:
     return found
 
 
+def version_of(folder: Path) -> str:
+    """A distribution's version: static in its pyproject.toml, or (the core's) in the file
+    its [tool.hatch.version] names."""
+    meta = project(folder)
+    if "version" in meta:
+        return str(meta["version"])
+    with (folder / "pyproject.toml").open("rb") as fh:
+        path = tomllib.load(fh)["tool"]["hatch"]["version"]["path"]
+    found = re.search(r'^__version__ = "([^"]+)"', (folder / path).read_text(), re.MULTILINE)
+    if found is None:
+        raise ReleaseError(f'{folder / path}: no __version__ = "..." line')
+    return found.group(1)
+
+
 def check_tree() -> str:
     """The one version of every distribution; raises `ReleaseError` on any mismatch."""
-    core = project(REPO / "core")
-    version = str(core["version"])
+    version = version_of(REPO / "core")
     license_text = (REPO / "LICENSE").read_bytes()
     problems = []
     for folder in distributions():
         meta = project(folder)
         where = folder.relative_to(REPO) / "pyproject.toml"
-        if meta["version"] != version:
-            problems.append(f"{where}: version {meta['version']}, the core's is {version}")
+        if version_of(folder) != version:
+            problems.append(f"{where}: version {version_of(folder)}, the core's is {version}")
         if folder.name != "core":
             core_reqs = [
                 Requirement(r)
@@ -93,8 +106,7 @@ def build(out: Path) -> list[Path]:
         for old in out.glob(f"{name.replace('-', '_')}-*.whl"):
             old.unlink()
         subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
-            + ["--wheel-dir", str(out), str(folder)],
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(folder)],
             check=True,
         )
         (wheel,) = out.glob(f"{name.replace('-', '_')}-{version}-*.whl")

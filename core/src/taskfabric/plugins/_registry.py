@@ -16,7 +16,8 @@ import pluggy
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from taskfabric import __version__, hookspecs
+from taskfabric import hookspecs
+from taskfabric._version import __version__
 from taskfabric.errors import TaskfabricError
 from taskfabric.plugin_api import BACKENDS_GROUP, HOOKS_GROUP, STORAGE_GROUP, TaskType
 

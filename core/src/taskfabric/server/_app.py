@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from taskfabric import __version__
+from taskfabric._version import __version__
 from taskfabric.config import Config
 from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger

@@ -308,6 +308,9 @@ class TokenCreate(_Model):
     projects: list[str] = Field(min_length=1, description="Projects; ['*'] for every one.")
     role: Role
     name: str = Field(default="", max_length=255)
+    expires_in: float | None = Field(
+        default=None, gt=0, description="Seconds until it stops working; unset: never."
+    )
 
 
 class Token(_Model):
@@ -317,8 +320,12 @@ class Token(_Model):
     projects: list[str]
     created_at: float
     created_by: str = ""
-    last_used_at: float | None = None
+    last_used_at: float | None = Field(
+        default=None, description="Its last use (recorded at most once a minute)."
+    )
     revoked_at: float | None = None
+    expires_at: float | None = Field(default=None, description="Unset: it does not expire.")
+    state: str = Field(default="active", description="active, expired or revoked.")
 
 
 class TokenCreated(_Model):

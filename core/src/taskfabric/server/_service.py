@@ -118,9 +118,9 @@ class ControlPlane:
                 "command line reads $TASKFABRIC_TOKEN or [server] token_file); an admin "
                 "creates one with `taskfabric tokens create`"
             )
-        who = self.tokens.authenticate(token)
-        if who is None:
-            raise Unauthorized("the API token is unknown or revoked; ask an admin for a new one")
+        who = self.tokens.check(token)
+        if isinstance(who, str):
+            raise Unauthorized(f"{who}; ask an admin for a new one")
         return who
 
     @staticmethod
@@ -615,6 +615,7 @@ class ControlPlane:
                 role=body.role,
                 name=body.name,
                 created_by=who.name or who.token_id,
+                expires_in=body.expires_in,
             )
         except TokenError as exc:
             raise Invalid(str(exc)) from None
@@ -641,6 +642,8 @@ def _token(info: Any) -> m.Token:
         created_by=info.created_by,
         last_used_at=info.last_used_at,
         revoked_at=info.revoked_at,
+        expires_at=info.expires_at,
+        state=info.state,
     )
 
 
