@@ -65,6 +65,13 @@ def check_tree() -> str:
         where = folder.relative_to(REPO) / "pyproject.toml"
         if version_of(folder) != version:
             problems.append(f"{where}: version {version_of(folder)}, the core's is {version}")
+        for init in (folder / "src").glob("*/__init__.py"):
+            said = re.search(r'^__version__ = "([^"]+)"', init.read_text(), re.MULTILINE)
+            if said is not None and said.group(1) != version:
+                problems.append(
+                    f"{init.relative_to(REPO)}: __version__ {said.group(1)}, the core's is "
+                    f"{version}"
+                )
         if folder.name != "core":
             core_reqs = [
                 Requirement(r)
