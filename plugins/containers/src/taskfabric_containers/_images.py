@@ -391,14 +391,19 @@ class BuildResult:
 
 
 def build_image(
-    spec: ImageSpec, api: ContainerApi, progress: Progress = lambda _: None
+    spec: ImageSpec,
+    api: ContainerApi,
+    progress: Progress = lambda _: None,
+    *,
+    no_cache: bool = False,
 ) -> BuildResult:
     """Build the spec's image unless an image of its content hash exists; push it when the
-    spec names a registry."""
+    spec names a registry. `no_cache` builds it again, layer caches included (the base image
+    and its root file system tarball are still reused)."""
     started = time.monotonic()
     content_hash = spec.content_hash()
     ref = f"localhost/{spec.name}:{content_hash}"
-    if api.image_exists(ref):
+    if not no_cache and api.image_exists(ref):
         progress(f"{ref}: up to date (spec unchanged)")
         _push(spec, api, ref, content_hash, progress)
         return BuildResult(ref, False, time.monotonic() - started)
@@ -423,7 +428,8 @@ def build_image(
             dockerfile(spec, base, content_hash, context / "wheels")
         )
         progress(f"{ref}: building")
-        api.build(context, ref, network="host" if spec.apt_packages else "none")
+        network = "host" if spec.apt_packages else "none"
+        api.build(context, ref, network=network, no_cache=no_cache)
     _push(spec, api, ref, content_hash, progress)
     seconds = time.monotonic() - started
     progress(f"{ref}: built in {seconds:.0f} s")
