@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -86,11 +88,12 @@ def refusals() -> tuple[str, str]:
     return asks_too_much(), waits_in_vain()
 
 
-def _engine(tmp_path: Path, backend: str, ttl: float = 30.0) -> Engine:
+def _engine(tmp_path: Path, backend: str, ttl: float = 30.0, db_url: str = "") -> Engine:
     config = tmp_path / "taskfabric.toml"
     task_types = '[task_types]\npython = "subprocess"\n' if backend == "subprocess" else ""
+    metadata = f'[metadata]\nurl = "{db_url}"\n' if db_url else ""
     config.write_text(
-        f'[storage]\ndata_root = "{tmp_path / "data"}"\n'
+        f'[storage]\ndata_root = "{tmp_path / "data"}"\n{metadata}'
         f"[engine]\nparallelism = 6\n{task_types}"
         f"[pools.api]\nslots = 2\nlease_ttl = {ttl}\n"
     )
@@ -109,11 +112,17 @@ def _most_at_once(log: Path) -> int:
     return most
 
 
-@pytest.mark.parametrize("backend", ["local", "subprocess"])
-def test_hold_bounds_blocks_of_task_code(tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize("backend", ["local", "subprocess", "subprocess-postgres"])
+def test_hold_bounds_blocks_of_task_code(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     STATE.update(now=0, max=0)
     log = tmp_path / "held.jsonl"
-    with _engine(tmp_path, backend) as engine:
+    db_url = ""
+    if backend.endswith("-postgres"):
+        backend = backend.removesuffix("-postgres")
+        db_url = request.getfixturevalue("postgres_schema")("holds")
+    with _engine(tmp_path, backend, db_url=db_url) as engine:
         result = engine.launch(fan, {"n": 8, "log": str(log)})
         assert result.phase == "SUCCEEDED", result.error
         outputs = result.python_outputs(fan, engine.store, engine.work_root)
@@ -171,3 +180,36 @@ def test_a_killed_task_process_leaks_no_slot(tmp_path: Path) -> None:
     finally:
         runner.join(timeout=60)
         engine.close()
+
+
+@task(timeout=timedelta(seconds=1))
+def holds_past_its_timeout() -> int:
+    with taskfabric.hold("api"):
+        time.sleep(20)  # a worker thread cannot be stopped: it runs on after the timeout
+    return 0
+
+
+@workflow
+def overrun() -> int:
+    return holds_past_its_timeout()
+
+
+def test_the_attempts_end_releases_what_its_code_holds(tmp_path: Path) -> None:
+    with _engine(tmp_path, "local") as engine:
+        result = engine.launch(overrun, {})
+        assert result.phase == "FAILED" and "longer than its timeout" in str(result.error)
+        # the thread still sleeps inside its block, but the attempt is over: its slot is back
+        assert engine.pool_manager.status()[0].in_use == 0
+
+
+def test_the_channel_refuses_a_wrong_secret(tmp_path: Path) -> None:
+    with _engine(tmp_path, "subprocess") as engine:
+        assert engine.launch(refusals, {}).phase == "SUCCEEDED"
+        path = engine._holds._serve()  # type: ignore[union-attr]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(path))
+            sock.sendall(b'{"op": "hold", "token": "guessed", "pools": {"api": 1}}\n')
+            answer = json.loads(sock.makefile().readline())
+        assert answer["ok"] is False and answer["kind"] == "refused"
+        assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+        assert engine.pool_manager.status()[0].in_use == 0
