@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from taskfabric_containers import ImageSpec, build_image
@@ -31,15 +32,16 @@ def test_an_image_is_built_once_per_spec_content(
 ) -> None:
     (tmp_path / "helpers").mkdir()
     (tmp_path / "helpers" / "greet.py").write_text("WORD = 'hello'\n")
+    # A spec of this run's own: the image cannot exist before.
+    env = {"GREETING": "hi", "RUN": uuid.uuid4().hex}
     (tmp_path / "specs.py").write_text(
         "from taskfabric_containers import ImageSpec\n"
-        f"spec = ImageSpec(name='taskfabric-it-spec', code=['helpers'], env={{'GREETING': 'hi'}},"
+        f"spec = ImageSpec(name='taskfabric-it-spec', code=['helpers'], env={env!r},"
         f" root={str(tmp_path)!r})\n"
     )
-    spec = ImageSpec(
-        name="taskfabric-it-spec", code=["helpers"], env={"GREETING": "hi"}, root=str(tmp_path)
-    )
+    spec = ImageSpec(name="taskfabric-it-spec", code=["helpers"], env=env, root=str(tmp_path))
     first = build_image(spec, api)
+    assert first.built
     assert first.ref == spec.image_ref()
     assert first.ref.startswith("localhost/taskfabric-it-spec:")
     out = run_in(
