@@ -88,11 +88,12 @@ def refusals() -> tuple[str, str]:
     return asks_too_much(), waits_in_vain()
 
 
-def _engine(tmp_path: Path, backend: str, ttl: float = 30.0) -> Engine:
+def _engine(tmp_path: Path, backend: str, ttl: float = 30.0, db_url: str = "") -> Engine:
     config = tmp_path / "taskfabric.toml"
     task_types = '[task_types]\npython = "subprocess"\n' if backend == "subprocess" else ""
+    metadata = f'[metadata]\nurl = "{db_url}"\n' if db_url else ""
     config.write_text(
-        f'[storage]\ndata_root = "{tmp_path / "data"}"\n'
+        f'[storage]\ndata_root = "{tmp_path / "data"}"\n{metadata}'
         f"[engine]\nparallelism = 6\n{task_types}"
         f"[pools.api]\nslots = 2\nlease_ttl = {ttl}\n"
     )
@@ -111,11 +112,17 @@ def _most_at_once(log: Path) -> int:
     return most
 
 
-@pytest.mark.parametrize("backend", ["local", "subprocess"])
-def test_hold_bounds_blocks_of_task_code(tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize("backend", ["local", "subprocess", "subprocess-postgres"])
+def test_hold_bounds_blocks_of_task_code(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     STATE.update(now=0, max=0)
     log = tmp_path / "held.jsonl"
-    with _engine(tmp_path, backend) as engine:
+    db_url = ""
+    if backend.endswith("-postgres"):
+        backend = backend.removesuffix("-postgres")
+        db_url = request.getfixturevalue("postgres_schema")("holds")
+    with _engine(tmp_path, backend, db_url=db_url) as engine:
         result = engine.launch(fan, {"n": 8, "log": str(log)})
         assert result.phase == "SUCCEEDED", result.error
         outputs = result.python_outputs(fan, engine.store, engine.work_root)
