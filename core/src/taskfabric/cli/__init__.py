@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from taskfabric import __version__
+from taskfabric._version import __version__
 from taskfabric.cli._cache import cache
 from taskfabric.cli._common import CliState
 from taskfabric.cli._executions import executions

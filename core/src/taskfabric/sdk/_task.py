@@ -26,6 +26,7 @@ from taskfabric.sdk._settings import (
     image_ref,
     to_timedelta,
 )
+from taskfabric.sdk._source_version import source_version
 
 P = ParamSpec("P")
 
@@ -120,8 +121,6 @@ class TaskDefinition(Generic[P, R]):
             if s.cache is not None:
                 t.cache.CopyFrom(s.cache.to_proto())
                 if not t.cache.version:
-                    from taskfabric.catalog import source_version
-
                     t.cache.version = source_version(self.function)
             if s.requests is not None:
                 t.resources.requests.CopyFrom(s.requests.to_proto())
