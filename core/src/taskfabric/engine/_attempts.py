@@ -26,7 +26,7 @@ from taskfabric.engine._state import (
     NodeState,
 )
 from taskfabric.engine._timers import Timers
-from taskfabric.engine._util import _system_error, error_dict
+from taskfabric.engine._util import error_dict, system_error
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import AttemptPhase, AttemptStatus, Backend, LogLink, TaskAttempt
 
@@ -165,7 +165,7 @@ class Attempts:
             self._over(ns)
             self._failed(
                 ns,
-                _system_error(
+                system_error(
                     "PoolLeaseLost",
                     "the attempt's resource pool lease expired (the engine was "
                     "stalled past the lease TTL); it was stopped so the pool is not overrun",
@@ -255,7 +255,7 @@ class Attempts:
             if pools.acquire(ns, ns.attempt + 1, weights):
                 return True
         except Exception as exc:  # PoolError: a request that can never be granted
-            self._nodes.fail(ns, _system_error(type(exc).__name__, str(exc)))
+            self._nodes.fail(ns, system_error(type(exc).__name__, str(exc)))
             return False
         ns.phase = QUEUED
         self._recorder.node(ns, "waiting for " + pools.position_text(ns, ns.attempt + 1))
@@ -306,7 +306,7 @@ class Attempts:
             self._over(ns)
             self._failed(
                 ns,
-                _system_error(
+                system_error(
                     type(exc).__name__,
                     f"backend '{backend.name}' could not submit: {exc}",
                     retryable=True,
@@ -344,7 +344,7 @@ class Attempts:
             err = (
                 status.error.to_proto()
                 if status.error is not None
-                else _system_error("Unknown", status.message or "attempt failed")
+                else system_error("Unknown", status.message or "attempt failed")
             )
             self._failed(ns, err, log_links=status.log_links)
             return
@@ -356,7 +356,7 @@ class Attempts:
             except Exception as exc:
                 self._failed(
                     ns,
-                    _system_error(
+                    system_error(
                         "OutputsMissing",
                         f"the backend reported success but the outputs cannot be read: {exc}",
                         retryable=True,
@@ -435,7 +435,7 @@ class Attempts:
         secs = ns.task.timeout.ToTimedelta().total_seconds()
         self._failed(
             ns,
-            _system_error(
+            system_error(
                 "Timeout",
                 f"attempt {ns.attempt} ran longer than its timeout of {secs:g}s",
                 retryable=True,

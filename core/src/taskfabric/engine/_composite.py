@@ -12,7 +12,7 @@ from taskfabric.engine._bindings import evaluate
 from taskfabric.engine._documents import Documents
 from taskfabric.engine._recording import Recorder
 from taskfabric.engine._state import RUNNING, NodeState, Scope
-from taskfabric.engine._util import _system_error
+from taskfabric.engine._util import system_error
 
 
 class Graph(Protocol):
@@ -94,7 +94,7 @@ class Composites:
             detail = ", ".join(f"{k}: {v}" for k, v in lengths.items())
             graph.fail(
                 ns,
-                _system_error(
+                system_error(
                     "MapLengthMismatch", f"mapped inputs have different lengths ({detail})"
                 ),
             )

@@ -4,7 +4,7 @@ execution's own outputs, packed into the execution's segment on local stores."""
 from __future__ import annotations
 
 from taskfabric.core.v1 import types_pb2
-from taskfabric.engine._util import _blob_uris, node_key
+from taskfabric.engine._util import blob_uris, node_key
 from taskfabric.storage import BlobStore, PackStore
 
 
@@ -36,7 +36,7 @@ class Documents:
 
     def require_blobs(self, outputs: types_pb2.LiteralMap) -> None:
         """Raise FileNotFoundError when a file, directory or dataframe in `outputs` is gone."""
-        for uri in _blob_uris(outputs):
+        for uri in blob_uris(outputs):
             if not self._store.exists(uri):
                 raise FileNotFoundError(f"output blob {uri} is gone")
 

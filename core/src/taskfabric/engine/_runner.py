@@ -48,8 +48,8 @@ from taskfabric.engine._util import (
     EngineShutdown,
     NodeEvent,
     RunOutcome,
-    _system_error,
     error_dict,
+    system_error,
 )
 from taskfabric.logs import get_logger
 from taskfabric.metadata import MetadataStore, NodeRecord
@@ -248,7 +248,7 @@ class Runner:
             else:  # pragma: no cover - the compiler rejects other kinds
                 raise BindingError(f"unknown node kind {ns.kind}")
         except BindingError as exc:
-            self.fail(ns, _system_error("BindingError", str(exc)))
+            self.fail(ns, system_error("BindingError", str(exc)))
 
     def _run_task(self, ns: NodeState) -> None:
         """A task node or map item with its inputs: serve it from the cache, make it wait
@@ -352,7 +352,7 @@ class Runner:
                     lit = coerce(lit, target)
                 out.literals[b.var].CopyFrom(lit)
         except BindingError as exc:
-            err = _system_error("BindingError", str(exc))
+            err = system_error("BindingError", str(exc))
             if scope.owner is not None:
                 self.fail(scope.owner, err)
             else:
@@ -396,7 +396,7 @@ class Runner:
                 if attempts.idle() and not timers and not self._ready:
                     # Nothing can make progress: a bug; fail loudly rather than hang.
                     self._failing = error_dict(
-                        _system_error(
+                        system_error(
                             "Stalled", "no node is running or ready but the workflow is not done"
                         )
                     )
