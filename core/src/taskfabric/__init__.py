@@ -13,6 +13,8 @@ def squares(n: int) -> list[int]:
 ```
 """
 
+from taskfabric._version import __version__
+from taskfabric._wiring import connect as _connect
 from taskfabric.errors import (
     CompilationError,
     ExecutionFailedError,
@@ -33,9 +35,10 @@ from taskfabric.sdk import (
     task,
     workflow,
 )
+from taskfabric.sdk._hold import HoldError, HoldTimeout, PoolHold, TaskPools, hold, task_pools
 from taskfabric.types import Directory, File
 
-__version__ = "0.1.0"
+_connect()
 
 __all__ = [
     "Cache",
@@ -45,16 +48,22 @@ __all__ = [
     "ExecutionFailedError",
     "File",
     "FixedRate",
+    "HoldError",
+    "HoldTimeout",
     "LaunchPlan",
+    "PoolHold",
     "Resources",
     "Retry",
     "TaskDefinition",
     "TaskDefinitionError",
+    "TaskPools",
     "TaskfabricError",
     "WorkflowDefinition",
     "__version__",
     "conditional",
+    "hold",
     "map_task",
     "task",
+    "task_pools",
     "workflow",
 ]

@@ -290,6 +290,8 @@ class Attempts:
             project=self._project,
             domain=self._domain,
         )
+        if self._pools is not None:
+            self._pools.attach(spec)
         self._running[spec.attempt_id] = ns
         self._recorder.node(ns)
         self._recorder.attempt(ns, RUNNING)
@@ -373,6 +375,7 @@ class Attempts:
         if ns.backend is not None:
             ns.backend.release(ns.attempt_id)
         if self._pools is not None:
+            self._pools.detach(ns.attempt_id)
             self._granted.extend(self._pools.release(ns, ns.attempt))
         parent = ns.parent
         if parent is not None and parent in self._map_running:

@@ -10,11 +10,12 @@ from typing import Any
 import structlog
 from sqlalchemy import exc as sa_exc
 
-from taskfabric import __version__
+from taskfabric._version import __version__
 from taskfabric.catalog import Catalog
 from taskfabric.config import Config, load_config
 from taskfabric.core.v1 import types_pb2, workflow_pb2
 from taskfabric.engine._backends import BackendNotConfiguredError, Backends
+from taskfabric.engine._holds import HoldService
 from taskfabric.engine._launching import code_of, convert_inputs, same_dag
 from taskfabric.engine._loader import load_code
 from taskfabric.engine._owners import new_execution_id, owner_is_dead, this_owner
@@ -70,6 +71,7 @@ class Engine:
         self.work_root = root / "work"
         self.plugins = plugins or get_plugins()
         self._pool_manager: Any = None
+        self._holds: HoldService | None = None
         self.backends = Backends(
             self.config,
             self.plugins,
@@ -82,11 +84,14 @@ class Engine:
                 core_version=__version__,
                 task_type=self.plugins.task_type,
                 take_tokens=self._take_tokens,
+                pushback=self._pushback,
             ),
         )
 
     def close(self) -> None:
         self.backends.close()
+        if self._holds is not None:
+            self._holds.close()
         if self._pool_manager is not None:
             self._pool_manager.close()
         self.literals.close()
@@ -116,10 +121,23 @@ class Engine:
         manager = self.pool_manager
         return 0.0 if manager is None or not weights else float(manager.take_tokens(weights))
 
+    def _pushback(self, pools: Mapping[str, float]) -> None:
+        manager = self.pool_manager
+        if manager is not None:
+            for pool, seconds in sorted(pools.items()):
+                manager.pushback(pool, seconds)
+
+    def _make_hold_manager(self, owner: str) -> Any:
+        from taskfabric.pools import PoolManager, specs_from_config
+
+        return PoolManager(self.metadata.engine, specs_from_config(self.config), owner=owner)
+
     def _pool_gate(self, rec: ExecutionRecord) -> PoolGate | None:
         manager = self.pool_manager
         if manager is None:
             return None
+        if self._holds is None:
+            self._holds = HoldService(self._make_hold_manager, self.work_root)
         ttl = min(spec.lease_ttl for spec in manager.specs.values())
         return PoolGate(
             manager,
@@ -127,6 +145,7 @@ class Engine:
             project=rec.project,
             domain=rec.domain,
             renew_seconds=max(0.5, ttl / 3),
+            holds=self._holds,
         )
 
     def _cluster_of(self, rec: ExecutionRecord) -> str:
@@ -245,6 +264,26 @@ class Engine:
                     f"of {existing.workflow_name}: choose another name"
                 )
             return existing
+        rec, _ = self.enqueue_or_fetch(
+            compiled, inputs, project=project, domain=domain, name=name, code=code, **extra
+        )
+        return rec
+
+    def enqueue_or_fetch(
+        self,
+        compiled: workflow_pb2.CompiledWorkflow,
+        inputs: types_pb2.LiteralMap,
+        *,
+        project: str,
+        domain: str,
+        name: str,
+        code: dict[str, str],
+        **extra: Any,
+    ) -> tuple[ExecutionRecord, bool]:
+        """Insert a QUEUED execution under `name`, or fetch the one that holds the name:
+        `(record, True)` when this call made it, `(existing, False)` otherwise, whatever it
+        asked for (the caller compares). One atomic step: the database's unique
+        (project, domain, name) decides between concurrent callers."""
         self.check_backends(compiled, project)
         try:
             rec = self._create_execution(
@@ -259,13 +298,13 @@ class Engine:
                 **extra,
             )
         except ExecutionNameTakenError:
-            # Another process enqueued the same name first.
+            # Another caller took the name first: its execution is the one.
             found = self.metadata.find_by_name(project, domain, name)
             if found is None:
                 raise
-            return found
+            return found, False
         self.literals.close_segment(self.store.uri("executions", rec.id))
-        return rec
+        return rec, True
 
     def _create_execution(
         self,
@@ -282,7 +321,8 @@ class Engine:
     ) -> ExecutionRecord:
         """Store a new execution's inputs and workflow and insert its row: RUNNING and owned
         by this process when it runs here, else QUEUED for a worker. `columns` sets further
-        execution columns. Raises ExecutionNameTakenError when the name is taken."""
+        execution columns. Raises ExecutionNameTakenError when the name is taken (and
+        deletes the documents it stored)."""
         root = self.store.uri("executions", execution_id)
         # Small documents go to the execution's pack segment (one file for all of them).
         inputs_uri = self.literals.put(
@@ -315,6 +355,9 @@ class Engine:
         try:
             self.metadata.create_execution(rec)
         except sa_exc.IntegrityError:
+            self.literals.close_segment(root)
+            for uri in list(self.store.list(root)):  # the documents nobody will read
+                self.store.delete(uri)
             raise ExecutionNameTakenError(
                 f"execution name '{name}' is already taken in {project}/{domain}"
             ) from None

@@ -32,6 +32,7 @@ from taskfabric.plugin_api import (
     LogLink,
     TaskAttempt,
 )
+from taskfabric.tasklogs import LOG_LINK_NAME, keep_log
 
 log = get_logger("taskfabric.engine")
 
@@ -178,7 +179,7 @@ class ProcessBackend(Backend[SettingsT]):
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env=self.environment(),
+                    env={**self.environment(), **attempt.env},
                     start_new_session=True,
                 )
         except Exception as exc:
@@ -220,16 +221,26 @@ class ProcessBackend(Backend[SettingsT]):
         status = None if run.cancelled else self._status(run, code)
         with self._lock:
             self._runs.pop(run.attempt.attempt_id, None)
+            stopped = True
             if run.cancelled or status is None:
                 self._results.pop(run.attempt.attempt_id, None)
-                return
-            self._results[run.attempt.attempt_id] = status
+            else:
+                self._results[run.attempt.attempt_id] = status
+                stopped = False
+        if stopped:
+            # a stopped attempt's output is kept too: why it hung is often in there
+            a = run.attempt
+            keep_log(self.context.store, a.execution_id, a.node_id, a.attempt, run.log_path)
+            return
         run.attempt.notify(run.attempt.attempt_id)
 
     def _status(self, run: ProcessRun, code: int) -> AttemptStatus:
         attempt = run.attempt
         store = self.context.store
         links = self.log_links(run)
+        kept = keep_log(store, attempt.execution_id, attempt.node_id, attempt.attempt, run.log_path)
+        if kept is not None:
+            links = [LogLink(LOG_LINK_NAME, kept), *links]
         if code == 0 and store.exists(attempt.outputs_uri):
             return AttemptStatus(
                 AttemptPhase.SUCCEEDED, outputs_uri=attempt.outputs_uri, log_links=links

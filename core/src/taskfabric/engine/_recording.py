@@ -79,7 +79,14 @@ class Recorder:
             self._active[ns.full_id] = ns
         if self._on_event is not None or self._hooks is not None:
             event = NodeEvent(
-                execution_id, ns.full_id, ns.name, ns.kind, ns.phase, ns.attempt, message
+                execution_id,
+                ns.full_id,
+                ns.name,
+                ns.kind,
+                ns.phase,
+                ns.attempt,
+                message,
+                ns.cache_status,
             )
             if self._on_event is not None:
                 self._on_event(event)

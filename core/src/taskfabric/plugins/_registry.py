@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata as md
+import sys
+import sysconfig
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -16,7 +19,8 @@ import pluggy
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from taskfabric import __version__, hookspecs
+from taskfabric import hookspecs
+from taskfabric._version import __version__
 from taskfabric.errors import TaskfabricError
 from taskfabric.plugin_api import BACKENDS_GROUP, HOOKS_GROUP, STORAGE_GROUP, TaskType
 
@@ -30,21 +34,19 @@ BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
     (STORAGE_GROUP, "file", "taskfabric.storage._local:LocalBlobStore"),
 )
 
-#: Which distribution provides a driver or task type that is not installed.
+#: Which distribution provides a driver or task type that is not installed: exactly what the
+#: plugins in this repository provide (tests/plugins/test_providers.py derives it from their
+#: entry points and task types and fails on any difference), so a hint never names a
+#: distribution that does not exist.
 KNOWN_PROVIDERS: dict[str, str] = {
+    "docker": "taskfabric-containers",
+    "http": "taskfabric-http",
+    "http-job": "taskfabric-http",
+    "podman": "taskfabric-containers",
     "shell": "taskfabric-shell",
     "spark": "taskfabric-spark",
     "spark-local": "taskfabric-spark",
     "spark-submit": "taskfabric-spark",
-    "flink": "taskfabric-flink",
-    "aws-batch": "taskfabric-aws-batch",
-    "batch": "taskfabric-aws-batch",
-    "kubernetes": "taskfabric-kubernetes",
-    "k8s": "taskfabric-kubernetes",
-    "container": "taskfabric-kubernetes",
-    "http": "taskfabric-http",
-    "http-job": "taskfabric-http",
-    "s3": "taskfabric-aws",
 }
 
 
@@ -66,11 +68,36 @@ class PluginInfo:
     requires_core: str = ""
 
 
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
+_THIS_FILE = Path(__file__).resolve()
+
+
+def _is_loader_frame(filename: str) -> bool:
+    """A frame of the import machinery (importlib, this module), not of the plugin's code."""
+    if filename.startswith("<"):
+        return True  # <frozen importlib._bootstrap> and the like
+    path = Path(filename).resolve()
+    if path == _THIS_FILE:
+        return True
+    in_packages = any(p in ("site-packages", "dist-packages") for p in path.parts)
+    return path.is_relative_to(_STDLIB) and not in_packages
+
+
+def _import_name(filename: str) -> str:
+    """`pkg/module.py` for a file under an import root, else the path as it is."""
+    path = Path(filename).resolve()
+    roots = [Path(p or ".").resolve() for p in sys.path]
+    under = [r for r in roots if path.is_relative_to(r)]
+    return str(path.relative_to(max(under, key=lambda r: len(r.parts)))) if under else filename
+
+
 def _summary(exc: BaseException) -> str:
+    """The error and where in the plugin's own code it was raised (innermost first): the
+    import machinery's frames say nothing about which plugin line is wrong."""
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")
+        f for f in traceback.extract_tb(exc.__traceback__) if not _is_loader_frame(f.filename)
     ][-3:]
-    where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))
+    where = " <- ".join(f"{_import_name(f.filename)}:{f.lineno}" for f in reversed(frames))
     return f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
 
 
@@ -173,7 +200,11 @@ class Plugins:
                 self.pm.unregister(name=name)
                 raise
         except Exception as exc:
-            info.error = _summary(exc) if not isinstance(exc, PluginError) else str(exc)
+            info.error = (
+                str(exc)
+                if isinstance(exc, PluginError)
+                else f"entry point {ep.name} = {ep.value} failed to import: {_summary(exc)}"
+            )
 
     def register(self, plugin: ModuleType | object, name: str | None = None) -> str:
         """Register a hook module or object (tests, embedding applications)."""
@@ -245,6 +276,32 @@ class Plugins:
         raise PluginError(
             f"unknown task type '{name}': installed task types are {', '.join(sorted(types))}{hint}"
         )
+
+    def cli_commands(self, taken: Iterable[str] = ()) -> dict[str, Any]:
+        """Name -> click command of every plugin's `taskfabric_cli_commands`; a name in
+        `taken` (the built-in commands) or added by two plugins is a PluginError naming them."""
+        reserved = set(taken)
+        found: dict[str, tuple[Any, str]] = {}
+        for impl in self.hook.taskfabric_cli_commands.get_hookimpls():
+            for command in impl.function():
+                name = getattr(command, "name", None)
+                if not name or not callable(getattr(command, "main", None)):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name} returned {command!r} from "
+                        "taskfabric_cli_commands: return click commands"
+                    )
+                if name in reserved:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name} adds the command '{name}', which is a "
+                        "built-in command: rename the plugin's command"
+                    )
+                if name in found:
+                    raise PluginError(
+                        f"the command '{name}' is added by both {found[name][1]} and "
+                        f"{impl.plugin_name}: uninstall one"
+                    )
+                found[name] = (command, impl.plugin_name)
+        return {name: command for name, (command, _) in found.items()}
 
     def load_type_transformers(self, engine: Any) -> None:
         """Register every plugin's type transformers in `engine` (see TypeEngine.set_fallback)."""
@@ -345,8 +402,8 @@ class Plugins:
             info.error = _summary(exc)
             self._driver_errors[(group, name)] = info
             raise PluginError(
-                f"the '{name}' driver of {info.distribution} {info.version} failed to load: "
-                f"{info.error}"
+                f"the '{name}' driver of {info.distribution} {info.version} (entry point "
+                f"{info.value}) failed to load: {info.error}"
             ) from exc
         return cls
 

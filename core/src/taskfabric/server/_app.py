@@ -9,24 +9,26 @@ from __future__ import annotations
 import tempfile
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from taskfabric import __version__
+from taskfabric._version import __version__
 from taskfabric.config import Config
 from taskfabric.errors import TaskfabricError
+from taskfabric.logs import get_logger
 from taskfabric.server import _models as m
 from taskfabric.server._auth import Principal
-from taskfabric.server._service import ApiError, ControlPlane, Invalid, NotFound
-from taskfabric.server._uploads import MAX_UPLOAD_BYTES
+from taskfabric.server._docs import add_docs
+from taskfabric.server._limits import BodyLimit
+from taskfabric.server._names import NAME_PATTERN, SCOPE_PATTERN, rule_message
+from taskfabric.server._service import ApiError, ControlPlane, NotFound
 
 API_PREFIX = "/api/v1"
-#: The largest registration package accepted (code bundle and templates), in bytes.
-MAX_PACKAGE_BYTES = 256 * 1024 * 1024
+log = get_logger("taskfabric.server")
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -48,12 +50,20 @@ def _principal(
 
 Plane = Annotated[ControlPlane, Depends(_plane)]
 Who = Annotated[Principal, Depends(_principal)]
+# Every project, domain, version and name a route takes follows one rule (`_names`).
+ProjectPath = Annotated[str, Path(pattern=SCOPE_PATTERN, description="A project.")]
+DomainPath = Annotated[str, Path(pattern=SCOPE_PATTERN, description="A domain of the project.")]
+NamePath = Annotated[str, Path(pattern=NAME_PATTERN, description="A registered name.")]
+RefPath = Annotated[
+    str, Path(pattern=NAME_PATTERN, description="An execution id, name or unambiguous prefix.")
+]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": m.Problem, "description": "No token, or an unknown or revoked one."},
     403: {"model": m.Problem, "description": "The token's role does not allow this."},
     404: {"model": m.Problem, "description": "Not found, or in a project the token cannot see."},
     409: {"model": m.Problem, "description": "Conflicts with the current state."},
+    413: {"model": m.Problem, "description": "Over a [server] limit: the detail names it."},
     422: {"model": m.Problem, "description": "Invalid request: the detail names what."},
 }
 
@@ -75,7 +85,7 @@ def projects(plane: Plane, who: Who) -> list[m.ProjectInfo]:
 
 
 @api.get("/projects/{project}/domains", tags=["projects"], summary="Domains of a project")
-def domains(plane: Plane, who: Who, project: str) -> list[str]:
+def domains(plane: Plane, who: Who, project: ProjectPath) -> list[str]:
     return plane.domains(who, project)
 
 
@@ -100,12 +110,9 @@ def domains(plane: Plane, who: Who, project: str) -> list[str]:
     },
 )
 async def register(
-    request: Request, plane: Plane, who: Who, project: str, domain: str
+    request: Request, plane: Plane, who: Who, project: ProjectPath, domain: DomainPath
 ) -> m.Registration:
-    size = int(request.headers.get("content-length") or 0)
-    if size > MAX_PACKAGE_BYTES:
-        raise Invalid(f"the package is {size} bytes; the largest accepted is {MAX_PACKAGE_BYTES}")
-    data = await request.body()
+    data = await request.body()  # at most [server] max_package_bytes (`BodyLimit`)
     return await run_in_threadpool(plane.register, who, project, domain, data)
 
 
@@ -113,10 +120,12 @@ async def register(
 def entities(
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
+    project: ProjectPath,
+    domain: DomainPath,
     kind: Annotated[str, Query(description="task, workflow or launch_plan")] = "workflow",
-    name: Annotated[str | None, Query(description="Only versions of this name.")] = None,
+    name: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="Only versions of this name.")
+    ] = None,
 ) -> list[m.Entity]:
     """Every registered version, grouped by name, newest version first."""
     return plane.entities(who, project, domain, kind, name)
@@ -128,7 +137,7 @@ def entities(
     summary="Versions of one entity",
 )
 def versions(
-    plane: Plane, who: Who, project: str, domain: str, kind: str, name: str
+    plane: Plane, who: Who, project: ProjectPath, domain: DomainPath, kind: str, name: NamePath
 ) -> list[m.Entity]:
     found = plane.entities(who, project, domain, kind, name)
     if not found:
@@ -144,10 +153,12 @@ def versions(
 def workflow(
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
-    name: str,
-    version: Annotated[str | None, Query(description="Default: the latest.")] = None,
+    project: ProjectPath,
+    domain: DomainPath,
+    name: NamePath,
+    version: Annotated[
+        str | None, Query(pattern=SCOPE_PATTERN, description="Default: the latest.")
+    ] = None,
 ) -> m.WorkflowDetail:
     return plane.workflow(who, project, domain, name, version)
 
@@ -177,14 +188,14 @@ async def upload(
     request: Request,
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
-    name: Annotated[str, Query(description="The file's name, e.g. orders.csv.")],
+    project: ProjectPath,
+    domain: DomainPath,
+    name: Annotated[
+        str, Query(pattern=NAME_PATTERN, description="The file's name, e.g. orders.csv.")
+    ],
     kind: Annotated[str, Query(description="file or directory")] = "file",
 ) -> m.Upload:
-    size = int(request.headers.get("content-length") or 0)
-    if size > MAX_UPLOAD_BYTES:
-        raise Invalid(f"the upload is {size} bytes; the largest accepted is {MAX_UPLOAD_BYTES}")
+    # At most [server] max_upload_bytes are read (`BodyLimit`).
     with tempfile.SpooledTemporaryFile(max_size=8 << 20) as body:
         async for chunk in request.stream():
             body.write(chunk)
@@ -200,7 +211,12 @@ async def upload(
     responses={200: {"model": m.Launched, "description": "An execution of that name existed."}},
 )
 def launch(
-    plane: Plane, who: Who, project: str, domain: str, body: m.LaunchRequest, response: Response
+    plane: Plane,
+    who: Who,
+    project: ProjectPath,
+    domain: DomainPath,
+    body: m.LaunchRequest,
+    response: Response,
 ) -> m.Launched:
     launched = plane.launch(who, project, domain, body)
     if not launched.created:
@@ -212,10 +228,12 @@ def launch(
 def list_executions(
     plane: Plane,
     who: Who,
-    project: str | None = None,
-    domain: str | None = None,
+    project: Annotated[str | None, Query(pattern=SCOPE_PATTERN)] = None,
+    domain: Annotated[str | None, Query(pattern=SCOPE_PATTERN)] = None,
     phase: Annotated[list[str] | None, Query(description="Only these phases.")] = None,
-    workflow: Annotated[str | None, Query(description="Workflow name contains this.")] = None,
+    workflow: Annotated[
+        str | None, Query(max_length=255, description="Workflow name contains this.")
+    ] = None,
     launch_plan: Annotated[str | None, Query(description="Launched by this plan.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -236,7 +254,7 @@ def list_executions(
 def show_execution(
     plane: Plane,
     who: Who,
-    ref: str,
+    ref: RefPath,
     values: Annotated[bool, Query(description="Outputs of succeeded nodes.")] = True,
     events: Annotated[bool, Query(description="Every phase transition.")] = False,
     display: Annotated[bool, Query(description="Values rendered for people.")] = False,
@@ -250,12 +268,38 @@ def show_execution(
     tags=["executions"],
     summary="A node's inputs and outputs",
 )
-def node_data(plane: Plane, who: Who, ref: str, node_id: str) -> m.NodeData:
+def node_data(
+    plane: Plane, who: Who, ref: RefPath, node_id: Annotated[str, Path(max_length=1024)]
+) -> m.NodeData:
     return plane.node_data(who, ref, node_id)
 
 
+@api.get(
+    "/executions/{ref}/logs/{node_id:path}",
+    tags=["executions"],
+    summary="A task's log (stdout and stderr), one attempt",
+    description="The log of one attempt of a task node (the latest unless `attempt` is "
+    "given), from byte `offset` on, at most 256 KiB per call. While the attempt runs it is "
+    "read from the live file on the engine's machine; once it ended, from the copy kept in "
+    "the blob store (its last 1 MiB). To follow it, ask again with `offset=next_offset` "
+    "until `complete` is true (polling about once a second). 404 when the node has no such "
+    "attempt.",
+)
+def task_log(
+    plane: Plane,
+    who: Who,
+    ref: RefPath,
+    node_id: Annotated[str, Path(max_length=1024)],
+    attempt: Annotated[int | None, Query(ge=1, description="Attempt number (1 = first).")] = None,
+    offset: Annotated[int, Query(ge=0, description="Byte offset to read from.")] = 0,
+) -> m.TaskLog:
+    return plane.task_log(who, ref, node_id, attempt, offset)
+
+
 @api.post("/executions/{ref}/cancel", tags=["executions"], summary="Cancel (launcher)")
-def cancel(plane: Plane, who: Who, ref: str, body: m.CancelRequest | None = None) -> m.PhaseResult:
+def cancel(
+    plane: Plane, who: Who, ref: RefPath, body: m.CancelRequest | None = None
+) -> m.PhaseResult:
     """A queued execution is aborted at once; a running one by its engine within a second."""
     return plane.cancel(who, ref, (body or m.CancelRequest()).reason)
 
@@ -267,7 +311,7 @@ def cancel(plane: Plane, who: Who, ref: str, body: m.CancelRequest | None = None
     summary="Launch again with the same inputs (launcher)",
 )
 def relaunch(
-    plane: Plane, who: Who, ref: str, response: Response, body: m.RelaunchRequest | None = None
+    plane: Plane, who: Who, ref: RefPath, response: Response, body: m.RelaunchRequest | None = None
 ) -> m.Launched:
     launched = plane.relaunch(who, ref, (body or m.RelaunchRequest()).name)
     if not launched.created:
@@ -280,7 +324,7 @@ def relaunch(
     tags=["executions"],
     summary="Resume a failed or aborted execution (launcher)",
 )
-def recover(plane: Plane, who: Who, ref: str) -> m.Execution:
+def recover(plane: Plane, who: Who, ref: RefPath) -> m.Execution:
     """The execution goes back to QUEUED; a worker resumes it, re-using the outputs of its
     succeeded nodes (they do not run again)."""
     return plane.recover(who, ref)
@@ -290,7 +334,9 @@ def recover(plane: Plane, who: Who, ref: str) -> m.Execution:
 
 
 @api.get(Scope + "/launch_plans", tags=["launch plans"], summary="Launch plans")
-def launch_plans(plane: Plane, who: Who, project: str, domain: str) -> list[m.LaunchPlan]:
+def launch_plans(
+    plane: Plane, who: Who, project: ProjectPath, domain: DomainPath
+) -> list[m.LaunchPlan]:
     return plane.launch_plans(who, project, domain)
 
 
@@ -298,11 +344,12 @@ def launch_plans(plane: Plane, who: Who, project: str, domain: str) -> list[m.La
 def launch_plan(
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
-    name: str,
+    project: ProjectPath,
+    domain: DomainPath,
+    name: NamePath,
     version: Annotated[
-        str | None, Query(description="Default: the active version, else the latest.")
+        str | None,
+        Query(pattern=SCOPE_PATTERN, description="Default: the active version, else the latest."),
     ] = None,
 ) -> m.LaunchPlan:
     return plane.launch_plan(who, project, domain, name, version)
@@ -314,7 +361,12 @@ def launch_plan(
     summary="Activate a version (admin)",
 )
 def activate(
-    plane: Plane, who: Who, project: str, domain: str, name: str, body: m.ActivateRequest
+    plane: Plane,
+    who: Who,
+    project: ProjectPath,
+    domain: DomainPath,
+    name: NamePath,
+    body: m.ActivateRequest,
 ) -> m.Activation:
     """One version of a plan is active at a time; its schedule replaces the previous one's."""
     return plane.activate(who, project, domain, name, body.version)
@@ -325,7 +377,9 @@ def activate(
     tags=["launch plans"],
     summary="Deactivate (admin)",
 )
-def deactivate(plane: Plane, who: Who, project: str, domain: str, name: str) -> m.Activation:
+def deactivate(
+    plane: Plane, who: Who, project: ProjectPath, domain: DomainPath, name: NamePath
+) -> m.Activation:
     return plane.deactivate(who, project, domain, name)
 
 
@@ -344,7 +398,9 @@ def create_token(plane: Plane, who: Who, body: m.TokenCreate) -> m.TokenCreated:
 
 
 @api.delete("/tokens/{token_id}", tags=["auth"], summary="Revoke a token (admin)")
-def revoke_token(plane: Plane, who: Who, token_id: str) -> m.Token:
+def revoke_token(
+    plane: Plane, who: Who, token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
+) -> m.Token:
     return plane.revoke_token(who, token_id)
 
 
@@ -354,6 +410,16 @@ def revoke_token(plane: Plane, who: Who, token_id: str) -> m.Token:
 def _location(loc: Any) -> str:
     parts = [str(p) for p in loc if p not in ("body",)]
     return ".".join(parts) or "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    """A refused project, domain or name says the rule it breaks; other errors as pydantic says."""
+    loc = error.get("loc") or ("",)
+    if error.get("type") in ("string_pattern_mismatch", "string_too_long"):
+        found = rule_message(str(loc[-1]), error.get("input"))
+        if found is not None:
+            return found
+    return str(error.get("msg", ""))
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -367,10 +433,28 @@ async def _taskfabric_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(m.Problem(detail=str(exc)).model_dump(exclude_none=True), 400)
 
 
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug or an outage behind a request: the log line carries the exception and its
+    traceback, the client a JSON 500 that says where to look."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    log.error(
+        "request failed",
+        method=request.method,
+        path=request.url.path,
+        error_type=kind,
+        error=str(exc)[:500],
+        exc_info=exc,
+    )
+    # uvicorn logs the exception again when it reaches it: its line is dropped (`_serve`).
+    exc.__dict__["taskfabric_logged"] = True
+    body = m.Problem(detail=f"internal server error ({kind}); the server's log has the traceback")
+    return JSONResponse(body.model_dump(exclude_none=True), 500)
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = jsonable_encoder(exc.errors())
-    detail = "; ".join(f"{_location(e.get('loc', ()))}: {e.get('msg', '')}" for e in errors)
+    detail = "; ".join(f"{_location(e.get('loc', ()))}: {_message(e)}" for e in errors)
     body = m.Problem(detail=f"invalid request: {detail}", errors=errors)
     return JSONResponse(body.model_dump(exclude_none=True), 422)
 
@@ -378,6 +462,8 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
     """The API application on `config`'s database and blob store (or on `plane`)."""
     app = FastAPI(
+        docs_url=None,  # served by `add_docs`, without a CDN
+        redoc_url=None,
         title="taskfabric",
         version=__version__,
         summary="Typed, durable workflows: the control plane API.",
@@ -388,13 +474,19 @@ def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
         ),
     )
     app.state.plane = plane if plane is not None else ControlPlane(config)
+    app.add_middleware(BodyLimit, config=config)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(TaskfabricError, _taskfabric_error)
+    app.add_exception_handler(Exception, _internal_error)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and version")
     def healthz() -> m.Health:
         return m.Health(status="ok", version=__version__)
 
     app.include_router(api)
+    add_docs(app)
+    from taskfabric.console import mount
+
+    mount(app)  # the web console: /console/ and the API routes its views use
     return app
