@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -171,3 +173,36 @@ def test_a_killed_task_process_leaks_no_slot(tmp_path: Path) -> None:
     finally:
         runner.join(timeout=60)
         engine.close()
+
+
+@task(timeout=timedelta(seconds=1))
+def holds_past_its_timeout() -> int:
+    with taskfabric.hold("api"):
+        time.sleep(20)  # a worker thread cannot be stopped: it runs on after the timeout
+    return 0
+
+
+@workflow
+def overrun() -> int:
+    return holds_past_its_timeout()
+
+
+def test_the_attempts_end_releases_what_its_code_holds(tmp_path: Path) -> None:
+    with _engine(tmp_path, "local") as engine:
+        result = engine.launch(overrun, {})
+        assert result.phase == "FAILED" and "longer than its timeout" in str(result.error)
+        # the thread still sleeps inside its block, but the attempt is over: its slot is back
+        assert engine.pool_manager.status()[0].in_use == 0
+
+
+def test_the_channel_refuses_a_wrong_secret(tmp_path: Path) -> None:
+    with _engine(tmp_path, "subprocess") as engine:
+        assert engine.launch(refusals, {}).phase == "SUCCEEDED"
+        path = engine._holds._serve()  # type: ignore[union-attr]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(path))
+            sock.sendall(b'{"op": "hold", "token": "guessed", "pools": {"api": 1}}\n')
+            answer = json.loads(sock.makefile().readline())
+        assert answer["ok"] is False and answer["kind"] == "refused"
+        assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+        assert engine.pool_manager.status()[0].in_use == 0

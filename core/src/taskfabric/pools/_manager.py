@@ -576,7 +576,9 @@ class PoolManager(PoolStore):
             ).scalar()
             return max(0.0, float(until or 0.0) - self.clock())
 
-        return self._read(work)
+        # again after the read, which may have waited for the connection while this process
+        # noted a pushback
+        return max(self._read(work), self._local_pause(wanted))
 
     def next_grant_time(self) -> float | None:
         """When a pool that has waiters but too few tokens, or a pushback, can grant again (a
