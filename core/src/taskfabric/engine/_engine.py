@@ -16,7 +16,7 @@ from taskfabric.config import Config, load_config
 from taskfabric.core.v1 import types_pb2, workflow_pb2
 from taskfabric.engine._backends import BackendNotConfiguredError, Backends
 from taskfabric.engine._holds import HoldService
-from taskfabric.engine._launching import code_of, convert_inputs, same_dag
+from taskfabric.engine._launching import code_of, convert_inputs, not_a_workflow, same_dag
 from taskfabric.engine._loader import load_code
 from taskfabric.engine._owners import new_execution_id, owner_is_dead, this_owner
 from taskfabric.engine._pools import PoolGate
@@ -208,6 +208,8 @@ class Engine:
 
         With `overwrite_cache`, cached tasks run again and replace their catalog entries.
         """
+        if not isinstance(wf, WorkflowDefinition):
+            raise TypeError(not_a_workflow(wf, "Engine.launch"))
         compiled = wf.compile()
         project = project or self.config.project.name
         domain = domain or self.config.project.domain

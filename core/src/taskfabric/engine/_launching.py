@@ -10,7 +10,7 @@ from typing import Any
 
 from taskfabric.core.v1 import types_pb2, workflow_pb2
 from taskfabric.errors import TaskfabricError
-from taskfabric.sdk import WorkflowDefinition
+from taskfabric.sdk import TaskDefinition, WorkflowDefinition
 from taskfabric.types import TransformContext, default_engine, type_str
 
 
@@ -80,3 +80,13 @@ def _dag(template: workflow_pb2.WorkflowTemplate) -> bytes:
     for node in copy.nodes:
         strip(node)
     return copy.SerializeToString(deterministic=True)
+
+
+def not_a_workflow(obj: object, what: str) -> str:
+    """Why `obj` cannot be launched, and what to launch instead."""
+    if isinstance(obj, TaskDefinition):
+        return (
+            f"{what} runs a workflow, and {obj.name} is a task: call it from a @workflow "
+            f"function (`return {obj.short_name}(...)`) and launch that workflow"
+        )
+    return f"{what} runs a @workflow, not {type(obj).__name__} {obj!r:.80}"
