@@ -26,10 +26,10 @@ def _private(name: str) -> bool:
 
 def _is_forwarder(fn: ast.FunctionDef) -> bool:
     """A method whose body is one call passing its own parameters on, in order, either
-    with `self` (`return _caching.cache_lookup(self, ns)`: a helper module working on the
-    object's insides) or, for a private method, to another object (`self._x.start(ns)`: an
-    alias that hides where the work is done). A public method that is one call is an
-    interface kept by delegating, and allowed."""
+    with `self` to a function (`return _caching.cache_lookup(self, ns)`: a helper module
+    working on the object's insides) or, for a private method, to another object
+    (`self._x.start(ns)`: an alias that hides where the work is done). A public method that
+    is one call is an interface kept by delegating, and allowed."""
     body = list(fn.body)
     if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
         body = body[1:]  # the docstring
@@ -43,9 +43,12 @@ def _is_forwarder(fn: ast.FunctionDef) -> bool:
     passed += [k.value.id for k in call.keywords if isinstance(k.value, ast.Name)]
     if len(passed) != len(call.args) + len(call.keywords):
         return False  # something is computed on the way: not a plain forward
+    func = call.func
     if passed == ["self", *params]:
-        return True
-    return _private(fn.name) and passed == params and isinstance(call.func, ast.Attribute)
+        # a module's function (or a bare one) handed the object itself, not a service the
+        # object owns called back with its client (`self.service.acquire(self, ...)`)
+        return not (isinstance(func, ast.Attribute) and ast.unparse(func).startswith("self."))
+    return _private(fn.name) and passed == params and isinstance(func, ast.Attribute)
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: p.name)

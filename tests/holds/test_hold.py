@@ -198,7 +198,7 @@ def test_the_attempts_end_releases_what_its_code_holds(tmp_path: Path) -> None:
 def test_the_channel_refuses_a_wrong_secret(tmp_path: Path) -> None:
     with _engine(tmp_path, "subprocess") as engine:
         assert engine.launch(refusals, {}).phase == "SUCCEEDED"
-        path = engine._holds._serve()  # type: ignore[union-attr]
+        path = engine.pools.holds._serve()  # type: ignore[union-attr]
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(str(path))
             sock.sendall(b'{"op": "hold", "token": "guessed", "pools": {"api": 1}}\n')

@@ -15,11 +15,10 @@ from taskfabric.catalog import Catalog
 from taskfabric.config import Config, load_config
 from taskfabric.core.v1 import types_pb2, workflow_pb2
 from taskfabric.engine._backends import BackendNotConfiguredError, Backends
-from taskfabric.engine._holds import HoldService
 from taskfabric.engine._launching import code_of, convert_inputs, not_a_workflow, same_dag
 from taskfabric.engine._loader import load_code
 from taskfabric.engine._owners import new_execution_id, owner_is_dead, this_owner
-from taskfabric.engine._pools import PoolGate
+from taskfabric.engine._pooling import EnginePools
 from taskfabric.engine._results import ExecutionResult, error_text
 from taskfabric.engine._runner import Runner
 from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED
@@ -70,8 +69,7 @@ class Engine:
         self.catalog = Catalog(self.metadata.engine)
         self.work_root = root / "work"
         self.plugins = plugins or get_plugins()
-        self._pool_manager: Any = None
-        self._holds: HoldService | None = None
+        self.pools = EnginePools(self.config, self.metadata, self.work_root)
         self.backends = Backends(
             self.config,
             self.plugins,
@@ -83,17 +81,14 @@ class Engine:
                 parallelism=self.config.engine.parallelism,
                 core_version=__version__,
                 task_type=self.plugins.task_type,
-                take_tokens=self._take_tokens,
-                pushback=self._pushback,
+                take_tokens=self.pools.take_tokens,
+                pushback=self.pools.pushback,
             ),
         )
 
     def close(self) -> None:
         self.backends.close()
-        if self._holds is not None:
-            self._holds.close()
-        if self._pool_manager is not None:
-            self._pool_manager.close()
+        self.pools.close()
         self.literals.close()
         self.catalog.close()
         self.metadata.close()
@@ -109,44 +104,7 @@ class Engine:
     @property
     def pool_manager(self) -> Any:
         """The resource pools of the config (`[pools.*]`), or None when there are none."""
-        if self._pool_manager is None and getattr(self.config, "pools", None):
-            from taskfabric.pools import PoolManager, specs_from_config
-
-            self._pool_manager = PoolManager(
-                self.metadata.engine, specs_from_config(self.config), owner=this_owner()
-            )
-        return self._pool_manager
-
-    def _take_tokens(self, weights: Mapping[str, int]) -> float:
-        manager = self.pool_manager
-        return 0.0 if manager is None or not weights else float(manager.take_tokens(weights))
-
-    def _pushback(self, pools: Mapping[str, float]) -> None:
-        manager = self.pool_manager
-        if manager is not None:
-            for pool, seconds in sorted(pools.items()):
-                manager.pushback(pool, seconds)
-
-    def _make_hold_manager(self, owner: str) -> Any:
-        from taskfabric.pools import PoolManager, specs_from_config
-
-        return PoolManager(self.metadata.engine, specs_from_config(self.config), owner=owner)
-
-    def _pool_gate(self, rec: ExecutionRecord) -> PoolGate | None:
-        manager = self.pool_manager
-        if manager is None:
-            return None
-        if self._holds is None:
-            self._holds = HoldService(self._make_hold_manager, self.work_root)
-        ttl = min(spec.lease_ttl for spec in manager.specs.values())
-        return PoolGate(
-            manager,
-            execution_id=rec.id,
-            project=rec.project,
-            domain=rec.domain,
-            renew_seconds=max(0.5, ttl / 3),
-            holds=self._holds,
-        )
+        return self.pools.manager
 
     def _cluster_of(self, rec: ExecutionRecord) -> str:
         """The execution's cluster label: from its launch, else its project's settings."""
@@ -170,23 +128,7 @@ class Engine:
                 weights[req.pool] = weights.get(req.pool, 0) + max(1, req.weight)
             if not weights:
                 continue
-            manager = self.pool_manager
-            if manager is None:
-                names = ", ".join(sorted(weights))
-                raise TaskfabricError(
-                    f"task '{t.id.name}' asks for resource pool(s) {names}, but the config "
-                    f"declares no pools: add a [pools.{sorted(weights)[0]}] table with its "
-                    "slots (see docs/configuration.md)"
-                )
-            try:
-                manager.validate_request(
-                    weights,
-                    project=project or self.config.project.name,
-                    domain=self.config.project.domain,
-                    who=f"task '{t.id.name}'",
-                )
-            except Exception as exc:
-                raise TaskfabricError(str(exc)) from exc
+            self.pools.validate(t.id.name, weights, project)
 
     # -- launching -------------------------------------------------------------------
 
@@ -406,7 +348,7 @@ class Engine:
             on_event=on_event,
             literals=self.literals,
             catalog=self.catalog,
-            pools=self._pool_gate(rec),
+            pools=self.pools.gate(rec),
             overwrite_cache=overwrite_cache,
             hooks=hooks,
             project=rec.project,
@@ -568,9 +510,8 @@ class Engine:
         inputs = types_pb2.LiteralMap()
         inputs.ParseFromString(self.literals.get(rec.inputs_uri))
         prior = {n.node_id: n for n in self.metadata.nodes(rec.id)}
-        if self.pool_manager is not None:
-            # Leases and queue places of the engine that ran it before are void now.
-            self.pool_manager.release_execution(rec.id)
+        # Leases and queue places of the engine that ran it before are void now.
+        self.pools.release_execution(rec.id)
         batch = Batch()
         for a in self.metadata.attempts(rec.id):
             if a.phase == RUNNING:
