@@ -88,11 +88,12 @@ def refusals() -> tuple[str, str]:
     return asks_too_much(), waits_in_vain()
 
 
-def _engine(tmp_path: Path, backend: str, ttl: float = 30.0) -> Engine:
+def _engine(tmp_path: Path, backend: str, ttl: float = 30.0, db_url: str = "") -> Engine:
     config = tmp_path / "taskfabric.toml"
     task_types = '[task_types]\npython = "subprocess"\n' if backend == "subprocess" else ""
+    metadata = f'[metadata]\nurl = "{db_url}"\n' if db_url else ""
     config.write_text(
-        f'[storage]\ndata_root = "{tmp_path / "data"}"\n'
+        f'[storage]\ndata_root = "{tmp_path / "data"}"\n{metadata}'
         f"[engine]\nparallelism = 6\n{task_types}"
         f"[pools.api]\nslots = 2\nlease_ttl = {ttl}\n"
     )
@@ -111,11 +112,17 @@ def _most_at_once(log: Path) -> int:
     return most
 
 
-@pytest.mark.parametrize("backend", ["local", "subprocess"])
-def test_hold_bounds_blocks_of_task_code(tmp_path: Path, backend: str) -> None:
+@pytest.mark.parametrize("backend", ["local", "subprocess", "subprocess-postgres"])
+def test_hold_bounds_blocks_of_task_code(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     STATE.update(now=0, max=0)
     log = tmp_path / "held.jsonl"
-    with _engine(tmp_path, backend) as engine:
+    db_url = ""
+    if backend.endswith("-postgres"):
+        backend = backend.removesuffix("-postgres")
+        db_url = request.getfixturevalue("postgres_schema")("holds")
+    with _engine(tmp_path, backend, db_url=db_url) as engine:
         result = engine.launch(fan, {"n": 8, "log": str(log)})
         assert result.phase == "SUCCEEDED", result.error
         outputs = result.python_outputs(fan, engine.store, engine.work_root)
@@ -206,3 +213,19 @@ def test_the_channel_refuses_a_wrong_secret(tmp_path: Path) -> None:
         assert answer["ok"] is False and answer["kind"] == "refused"
         assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
         assert engine.pool_manager.status()[0].in_use == 0
+
+
+def test_two_engines_of_one_process_have_channels_of_their_own(tmp_path: Path) -> None:
+    with _engine(tmp_path, "subprocess") as first, _engine(tmp_path, "subprocess") as second:
+        assert first.work_root == second.work_root
+        left_behind = first.work_root / "pools" / "999999999-dead.sock"
+        left_behind.parent.mkdir(parents=True, exist_ok=True)
+        left_behind.write_text("")  # an engine killed with -9 left its socket behind
+        for engine in (first, second):
+            result = engine.launch(fan, {"n": 2, "log": str(tmp_path / "log")})
+            assert result.phase == "SUCCEEDED", result.error
+        paths = [engine._holds._serve() for engine in (first, second)]  # type: ignore[union-attr]
+        assert paths[0] != paths[1] and all(p.exists() for p in paths)
+        if len(str(left_behind)) < 90:  # else the sockets went to a short folder of /tmp
+            assert all(p.parent == left_behind.parent for p in paths)
+            assert not left_behind.exists()
