@@ -309,14 +309,14 @@ class HoldService:
             if self._server is not None:
                 return Path(self._server.server_address)  # type: ignore[arg-type]
             folder = self._work_root / "pools"
-            path = folder / f"{os.getpid()}.sock"
+            # pid and a random part: engines of one process (or a reused pid) never share one
+            path = folder / f"{os.getpid()}-{secrets.token_hex(4)}.sock"
             if len(str(path).encode()) > _AF_UNIX_MAX:
                 folder = Path(tempfile.mkdtemp(prefix="tf-pools-"))
                 path = folder / "engine.sock"
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o700)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            _remove_dead_sockets(folder)
             self._server = _Server(str(path), self)
             self._socket_dir = folder
             threading.Thread(
@@ -346,6 +346,18 @@ class HoldService:
             self._unsubscribe()
         if self._manager is not None:
             self._manager.close()
+
+
+def _remove_dead_sockets(folder: Path) -> None:
+    """Remove the sockets that engines killed before they could close them left behind."""
+    from taskfabric.pools._owners import owner_is_dead, process_owner
+
+    host = process_owner().rpartition(":")[0]
+    for path in folder.glob("*-*.sock"):
+        pid = path.name.split("-", 1)[0]
+        if pid.isdigit() and owner_is_dead(f"{host}:{pid}"):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
