@@ -101,6 +101,13 @@ def test_sign_in_sets_an_httponly_strict_cookie_and_pages_need_it(site: Site) ->
 
     page = http.get("/console/registry")
     assert page.status_code == 200
+    # Assets: under a path that changes with them, cached for good, never from another site.
+    module = re.search(r'src="(/console/static/\w+/registry\.js)"', page.text)
+    assert module is not None
+    asset = http.get(module.group(1))
+    assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
+    assert asset.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    assert 'from "./lib.js"' in asset.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert f'<meta name="csrf" content="{csrf_for(site.shop)}">' in page.text
     assert 'data-role="admin"' in page.text and "shop-admin" in page.text

@@ -183,14 +183,16 @@ def node_detail(
             inputs=_parameters(input_types, None),
             outputs=_parameters(output_types, None),
         )
-    data = plane.node_data(who, rec.id, node_id)
+    # Its own row, not `plane.node_data`, which reads every node of the execution.
+    inputs = values_json(plane.engine.read_literals(found.inputs_uri)) or None
+    outputs = values_json(plane.engine.read_literals(found.outputs_uri)) or None
     kids = cq.children(engine, rec.id, node_id, limit=items)
     kids.sort(key=lambda n: views.node_sort_key(n.node_id))
-    total = sum(cq.child_counts(engine, rec.id).get(node_id, {}).values()) if kids else 0
+    total = cq.count_children(engine, rec.id, node_id) if kids else 0
     return cm.NodeDetail(
         node=_node_model(found, cq.attempts(engine, rec.id, node_id)),
-        inputs=_parameters(input_types, data.inputs),
-        outputs=_parameters(output_types, data.outputs),
+        inputs=_parameters(input_types, inputs),
+        outputs=_parameters(output_types, outputs),
         children=[_node_model(k) for k in kids],
         children_total=total,
     )

@@ -15,6 +15,7 @@ import logging
 import signal
 import ssl
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,10 @@ def serve(
     config_path: Path | None = None,
     scheduler_interval: float = 1.0,
     poll_seconds: float = 0.5,
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the server until SIGTERM or SIGINT. Arguments left None come from `[server]`."""
+    """Run the server until SIGTERM or SIGINT. Arguments left None come from `[server]`.
+    `on_listening(url)` is called once the port is bound (`taskfabric ui` prints its link)."""
     import uvicorn
 
     from taskfabric.engine import WorkerPool
@@ -122,14 +125,17 @@ def serve(
 
     # Bound before anything starts: a port in use ends the command (exit code 1) at once.
     sock = uv_config.bind_socket()
+    url = f"{'https' if tls else 'http'}://{host}:{sock.getsockname()[1]}"
     log.info(
         "server starting",
-        url=f"{'https' if tls else 'http'}://{host}:{sock.getsockname()[1]}",
+        url=url,
         workers=workers,
         scheduler=scheduler,
         auth=plane.auth,
         database=plane.metadata.engine.url.render_as_string(hide_password=True),
     )
+    if on_listening is not None:
+        on_listening(url)
     stop = threading.Event()
     threads = []
     if scheduler:
