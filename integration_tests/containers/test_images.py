@@ -89,6 +89,11 @@ def test_plugins_check_sees_the_runtime_and_the_default_image(
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"default image {task_image} is there" in result.stdout
     assert "podman 4." in result.stdout
+    # The docker driver is the same backend: it speaks the same API (here, podman's).
+    config.write_text(table.replace('driver = "podman"', 'driver = "docker"') + "\n")
+    result = taskfabric("--config", str(config), "plugins", "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "backend podman (driver docker)" in result.stdout and "podman 4." in result.stdout
     config.write_text(table + 'image = "localhost/not-built:1"\n')
     result = taskfabric("--config", str(config), "plugins", "check")
     assert result.returncode == 1

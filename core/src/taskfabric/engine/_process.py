@@ -179,7 +179,7 @@ class ProcessBackend(Backend[SettingsT]):
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env=self.environment(),
+                    env={**self.environment(), **attempt.env},
                     start_new_session=True,
                 )
         except Exception as exc:
