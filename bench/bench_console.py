@@ -19,6 +19,8 @@ Needs playwright (`pip install playwright`) and Debian's chromium.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import random
 import statistics
 import sys
@@ -140,6 +142,8 @@ def main() -> None:
             ("registry", "/console/registry", "#schedules"),
             ("pools", "/console/pools", "section.pool"),
         ]
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"machine: {platform.platform()}, {os.cpu_count()} cores, load average {load}")
         print(
             f"{args.executions} executions + a map of {args.items + 3} items, "
             f"{'SQLite' if args.database is None else 'PostgreSQL'}; {args.repeat} loads each"
