@@ -14,6 +14,7 @@ checkout has no build/ or *.egg-info left. Install from the folder with
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import subprocess
 import sys
@@ -107,15 +108,15 @@ def build(out: Path) -> list[Path]:
     version = check_tree()
     out.mkdir(parents=True, exist_ok=True)
     before = set(leftovers())
+    # With the build backend here already (tox's envs), no isolated environment per build.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("hatchling") else []
     wheels = []
     for folder in distributions():
         name = str(project(folder)["name"])
         for old in out.glob(f"{name.replace('-', '_')}-*.whl"):
             old.unlink()
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(folder)],
-            check=True,
-        )
+        command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation]
+        subprocess.run([*command, "-w", str(out), str(folder)], check=True)
         (wheel,) = out.glob(f"{name.replace('-', '_')}-{version}-*.whl")
         check_wheel(wheel, version)
         wheels.append(wheel)

@@ -205,7 +205,7 @@ def test_the_attempts_end_releases_what_its_code_holds(tmp_path: Path) -> None:
 def test_the_channel_refuses_a_wrong_secret(tmp_path: Path) -> None:
     with _engine(tmp_path, "subprocess") as engine:
         assert engine.launch(refusals, {}).phase == "SUCCEEDED"
-        path = engine._holds._serve()  # type: ignore[union-attr]
+        path = engine.pools.holds._serve()  # type: ignore[union-attr]
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(str(path))
             sock.sendall(b'{"op": "hold", "token": "guessed", "pools": {"api": 1}}\n')
@@ -213,3 +213,19 @@ def test_the_channel_refuses_a_wrong_secret(tmp_path: Path) -> None:
         assert answer["ok"] is False and answer["kind"] == "refused"
         assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
         assert engine.pool_manager.status()[0].in_use == 0
+
+
+def test_two_engines_of_one_process_have_channels_of_their_own(tmp_path: Path) -> None:
+    with _engine(tmp_path, "subprocess") as first, _engine(tmp_path, "subprocess") as second:
+        assert first.work_root == second.work_root
+        left_behind = first.work_root / "pools" / "999999999-dead.sock"
+        left_behind.parent.mkdir(parents=True, exist_ok=True)
+        left_behind.write_text("")  # an engine killed with -9 left its socket behind
+        for engine in (first, second):
+            result = engine.launch(fan, {"n": 2, "log": str(tmp_path / "log")})
+            assert result.phase == "SUCCEEDED", result.error
+        paths = [engine.pools.holds._serve() for engine in (first, second)]  # type: ignore[union-attr]
+        assert paths[0] != paths[1] and all(p.exists() for p in paths)
+        if len(str(left_behind)) < 90:  # else the sockets went to a short folder of /tmp
+            assert all(p.parent == left_behind.parent for p in paths)
+            assert not left_behind.exists()

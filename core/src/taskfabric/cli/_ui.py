@@ -43,6 +43,7 @@ def ui(port: int, workers: int | None, scheduler: bool, open_browser: bool) -> N
     A sign-in link with a fresh admin token is printed (the token follows '#', so it never
     reaches a server log); the token is revoked when the console stops.
     """
+    from taskfabric.console import mount
     from taskfabric.server import TokenStore, serve
 
     cfg = state().config
@@ -80,6 +81,7 @@ def ui(port: int, workers: int | None, scheduler: bool, open_browser: bool) -> N
                 port=port,
                 workers=workers,
                 scheduler=scheduler,
+                extend=(mount,),
                 on_listening=listening,
             )
     finally:

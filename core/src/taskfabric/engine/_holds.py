@@ -309,14 +309,14 @@ class HoldService:
             if self._server is not None:
                 return Path(self._server.server_address)  # type: ignore[arg-type]
             folder = self._work_root / "pools"
-            path = folder / f"{os.getpid()}.sock"
+            # pid and a random part: engines of one process (or a reused pid) never share one
+            path = folder / f"{os.getpid()}-{secrets.token_hex(4)}.sock"
             if len(str(path).encode()) > _AF_UNIX_MAX:
                 folder = Path(tempfile.mkdtemp(prefix="tf-pools-"))
                 path = folder / "engine.sock"
             folder.mkdir(parents=True, exist_ok=True)
             os.chmod(folder, 0o700)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            _remove_dead_sockets(folder)
             self._server = _Server(str(path), self)
             self._socket_dir = folder
             threading.Thread(
@@ -325,6 +325,15 @@ class HoldService:
                 daemon=True,
             ).start()
             return path
+
+    def connected(self, holds: AttemptHolds, conn: socket.socket) -> None:
+        """A task process's connection serves `holds` (closed when the attempt ends)."""
+        with self._lock:
+            holds.connections.add(conn)
+
+    def disconnected(self, holds: AttemptHolds, conn: socket.socket) -> None:
+        with self._lock:
+            holds.connections.discard(conn)
 
     def holds_of_secret(self, secret: str) -> AttemptHolds | None:
         with self._lock:
@@ -346,6 +355,18 @@ class HoldService:
             self._unsubscribe()
         if self._manager is not None:
             self._manager.close()
+
+
+def _remove_dead_sockets(folder: Path) -> None:
+    """Remove the sockets that engines killed before they could close them left behind."""
+    from taskfabric.pools._owners import owner_is_dead, process_owner
+
+    host = process_owner().rpartition(":")[0]
+    for path in folder.glob("*-*.sock"):
+        pid = path.name.split("-", 1)[0]
+        if pid.isdigit() and owner_is_dead(f"{host}:{pid}"):
+            with contextlib.suppress(OSError):
+                path.unlink()
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
@@ -393,8 +414,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 },
             )
             return
-        with service._lock:
-            holds.connections.add(self.connection)
+        service.connected(holds, self.connection)
         lease = None
         try:
             try:
@@ -416,8 +436,7 @@ class _Handler(socketserver.StreamRequestHandler):
         except OSError:
             pass  # the connection broke: the lease goes below
         finally:
-            with service._lock:
-                holds.connections.discard(self.connection)
+            service.disconnected(holds, self.connection)
             if lease is not None:
                 service.release(holds, lease)
 

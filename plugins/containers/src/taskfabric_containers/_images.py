@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -407,10 +408,13 @@ def build_image(
         progress(f"{ref}: up to date (spec unchanged)")
         _push(spec, api, ref, content_hash, progress)
         return BuildResult(ref, False, time.monotonic() - started)
-    base = build_base(spec, api, progress)
     with tempfile.TemporaryDirectory(prefix="taskfabric-image-") as tmp:
         context = Path(tmp)
-        _wheels(spec, context / "wheels", progress)
+        # The wheels are built while the base image is made (debootstrap, a minute or more).
+        with ThreadPoolExecutor(1, thread_name_prefix="taskfabric-wheels") as pool:
+            wheels = pool.submit(_wheels, spec, context / "wheels", progress)
+            base = build_base(spec, api, progress)
+            wheels.result()
         root = spec.root_path
         for folder_name in spec.code:
             source = (root / folder_name).resolve()
