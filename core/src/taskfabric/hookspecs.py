@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from taskfabric.engine import NodeEvent
-    from taskfabric.plugin_api import TaskType
+    from taskfabric.plugin_api import NodeEvent, TaskType
     from taskfabric.types import TypeTransformer
 
 hookspec = pluggy.HookspecMarker("taskfabric")

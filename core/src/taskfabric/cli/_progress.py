@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from taskfabric.engine import NodeEvent
+    from taskfabric.plugin_api import NodeEvent
 
 _ORDER = ["SUCCEEDED", "RUNNING", "QUEUED", "RETRYING", "FAILED", "TIMED_OUT", "SKIPPED", "ABORTED"]
 _STYLE = {

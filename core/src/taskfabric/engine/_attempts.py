@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from taskfabric.core.v1 import execution_pb2
+from taskfabric.engine._handles import INTERRUPTED, handle_recorder
 from taskfabric.engine._state import (
     FAILED,
     QUEUED,
@@ -72,6 +73,10 @@ def start_attempt(r: Runner, ns: NodeState) -> None:
     ns.outputs_uri = r._uri(ns.full_id, "outputs.pb")
     backend = r.backend_for(ns.task)
     ns.backend = backend
+    handle, ns.handle = ns.handle, ""
+    ns.reattached = bool(handle)
+    if handle:
+        r.reattach.pop(ns.full_id, None)
     spec = TaskAttempt(
         attempt_id=ns.attempt_id,
         execution_id=r.execution_id,
@@ -86,6 +91,8 @@ def start_attempt(r: Runner, ns: NodeState) -> None:
         task_definition=ns.task_def,
         project=r.project,
         domain=r.domain,
+        handle=handle,
+        record_handle=handle_recorder(r.metadata, r.execution_id, ns, backend.name),
     )
     r.running[spec.attempt_id] = ns
     r._record(ns)
@@ -169,20 +176,22 @@ def attempt_failed(
     edict = error_dict(err)
     r._record_attempt(ns, phase, edict, log_links)
     retry = ns.task.retry
-    if err.retryable and ns.failures < retry.retries and r.failing is None:
-        ns.failures += 1
-        base = retry.initial_backoff.ToTimedelta().total_seconds()
-        mult = retry.backoff_multiplier or 2.0
-        cap = retry.max_backoff.ToTimedelta().total_seconds() or float("inf")
-        delay = min(base * mult ** (ns.failures - 1), cap)
+    # A re-attached attempt whose work ended with the engine that watched it runs again, as
+    # an interrupted attempt always did on resume: the task's retries are not spent on it.
+    interrupted = ns.reattached and err.code == INTERRUPTED
+    if err.retryable and (interrupted or ns.failures < retry.retries) and r.failing is None:
+        if interrupted:
+            delay = 0.0
+        else:
+            ns.failures += 1
+            base = retry.initial_backoff.ToTimedelta().total_seconds()
+            mult = retry.backoff_multiplier or 2.0
+            cap = retry.max_backoff.ToTimedelta().total_seconds() or float("inf")
+            delay = min(base * mult ** (ns.failures - 1), cap)
         ns.phase = RETRYING
         ns.error = edict
-        r._record(
-            ns,
-            f"retry {ns.failures}/{retry.retries} in {delay:.1f}s after {err.code}: {err.message}"[
-                :500
-            ],
-        )
+        what = "running again" if interrupted else f"retry {ns.failures}/{retry.retries}"
+        r._record(ns, f"{what} in {delay:.1f}s after {err.code}: {err.message}"[:500])
         log.info(
             "attempt failed, will retry",
             node_id=ns.full_id,

@@ -19,6 +19,7 @@ from typing import Any
 from taskfabric.catalog import Catalog
 from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._bindings import BindingError, coerce, needs_coercion, resolve
+from taskfabric.engine._handles import Reattach
 from taskfabric.engine._pools import PoolGate
 from taskfabric.engine._state import (
     ABORTED,
@@ -34,7 +35,7 @@ from taskfabric.engine._state import (
 )
 from taskfabric.logs import get_logger
 from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
-from taskfabric.plugin_api import AttemptStatus, Backend, LogLink
+from taskfabric.plugin_api import AttemptStatus, Backend, LogLink, NodeEvent
 from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore
 
@@ -47,7 +48,6 @@ from taskfabric.engine import _attempts, _caching, _composite  # noqa: E402
 from taskfabric.engine._util import (  # noqa: E402
     CancelRequested,
     EngineShutdown,
-    NodeEvent,
     RunOutcome,
     _system_error,
     error_dict,
@@ -79,8 +79,12 @@ class Runner:
         pools: PoolGate | None = None,
         project: str = "",
         domain: str = "",
+        reattach: Mapping[str, Reattach] | None = None,
     ) -> None:
         self.execution_id = execution_id
+        # Attempts a stopped engine process left running with a handle, by node id: submitted
+        # again (same number) with it. What is left here at the end was never re-submitted.
+        self.reattach = dict(reattach or {})
         self.compiled = compiled
         self.inputs = inputs
         self.task_defs = task_defs
@@ -266,6 +270,9 @@ class Runner:
         prior = self.prior.get(full_id)
         if prior is not None:
             ns.attempt = prior.attempts
+        again = self.reattach.get(full_id)
+        if again is not None:
+            ns.attempt, ns.handle = again.attempt - 1, again.handle  # the next start is it
         return ns
 
     def _resolve_inputs(
