@@ -61,3 +61,39 @@ def test_postgres_tests_run_with_a_url(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout
     assert "1 passed" in result.stdout
+
+
+ROOT_CONFTEST = Path(__file__).parents[2] / "conftest.py"
+
+
+def run_skipping_test(tmp_path: Path, ci: str) -> subprocess.CompletedProcess[str]:
+    shutil.copy(ROOT_CONFTEST, tmp_path / "conftest.py")
+    (tmp_path / "test_skips.py").write_text(
+        "import pytest\n\n"
+        "def test_needs_an_engine():\n    pytest.skip('no engine here')\n\n"
+        "@pytest.mark.xfail(reason='known')\ndef test_known_bug():\n    assert False\n",
+        encoding="utf-8",
+    )
+    clean = {k: v for k, v in os.environ.items() if k != "CI"}
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider"],
+        cwd=tmp_path,
+        env={**clean, "CI": ci},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_skip_fails_under_ci(tmp_path: Path) -> None:
+    result = run_skipping_test(tmp_path, "true")
+    assert result.returncode == 1, result.stdout
+    assert "1 failed, 1 xfailed" in result.stdout
+    assert "skipped under CI=true, where every suite must run: no engine here" in result.stdout
+
+
+def test_a_skip_stays_a_skip_outside_ci(tmp_path: Path) -> None:
+    result = run_skipping_test(tmp_path, "false")
+    assert result.returncode == 0, result.stdout
+    assert "1 skipped, 1 xfailed" in result.stdout

@@ -121,7 +121,7 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
             )
-        wait_until(self._ready, 30, f"the server on {self.url} (log: {self.log})")
+        wait_until(self._ready, 120, f"the server on {self.url} (log: {self.log})")
         return self
 
     def _ready(self) -> bool:

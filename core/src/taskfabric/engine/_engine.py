@@ -464,6 +464,26 @@ class Engine:
                     f"of {existing.workflow_name}: choose another name"
                 )
             return existing
+        rec, _ = self.enqueue_or_fetch(
+            compiled, inputs, project=project, domain=domain, name=name, code=code, **extra
+        )
+        return rec
+
+    def enqueue_or_fetch(
+        self,
+        compiled: workflow_pb2.CompiledWorkflow,
+        inputs: types_pb2.LiteralMap,
+        *,
+        project: str,
+        domain: str,
+        name: str,
+        code: dict[str, str],
+        **extra: Any,
+    ) -> tuple[ExecutionRecord, bool]:
+        """Insert a QUEUED execution under `name`, or fetch the one that holds the name:
+        `(record, True)` when this call made it, `(existing, False)` otherwise, whatever it
+        asked for (the caller compares). One atomic step: the database's unique
+        (project, domain, name) decides between concurrent callers."""
         self.check_backends(compiled, project)
         execution_id = new_execution_id()
         root = self.store.uri("executions", execution_id)
@@ -493,13 +513,16 @@ class Engine:
         try:
             self.metadata.create_execution(rec)
         except sa_exc.IntegrityError:
-            # Another process enqueued the same name first.
+            # Another caller took the name first: its execution is the one.
             found = self.metadata.find_by_name(project, domain, name)
             if found is None:
                 raise
-            return found
+            self.literals.close_segment(root)
+            for uri in list(self.store.list(root)):  # the documents nobody will read
+                self.store.delete(uri)
+            return found, False
         self.literals.close_segment(root)
-        return rec
+        return rec, True
 
     def _run(
         self,

@@ -50,7 +50,7 @@ _MESSAGES: dict[str, Callable[[], message.Message]] = {
 }
 
 #: Projects, domains and versions: they appear in blob prefixes and execution names.
-SCOPE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}$")
+SCOPE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}\Z")
 _PACKAGE_FORMAT = 1
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, Security
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +21,7 @@ from taskfabric.config import Config
 from taskfabric.errors import TaskfabricError
 from taskfabric.server import _models as m
 from taskfabric.server._auth import Principal
+from taskfabric.server._names import NAME_PATTERN, SCOPE_PATTERN, rule_message
 from taskfabric.server._service import ApiError, ControlPlane, Invalid, NotFound
 from taskfabric.server._uploads import MAX_UPLOAD_BYTES
 
@@ -48,6 +49,13 @@ def _principal(
 
 Plane = Annotated[ControlPlane, Depends(_plane)]
 Who = Annotated[Principal, Depends(_principal)]
+# Every project, domain, version and name a route takes follows one rule (`_names`).
+ProjectPath = Annotated[str, Path(pattern=SCOPE_PATTERN, description="A project.")]
+DomainPath = Annotated[str, Path(pattern=SCOPE_PATTERN, description="A domain of the project.")]
+NamePath = Annotated[str, Path(pattern=NAME_PATTERN, description="A registered name.")]
+RefPath = Annotated[
+    str, Path(pattern=NAME_PATTERN, description="An execution id, name or unambiguous prefix.")
+]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": m.Problem, "description": "No token, or an unknown or revoked one."},
@@ -75,7 +83,7 @@ def projects(plane: Plane, who: Who) -> list[m.ProjectInfo]:
 
 
 @api.get("/projects/{project}/domains", tags=["projects"], summary="Domains of a project")
-def domains(plane: Plane, who: Who, project: str) -> list[str]:
+def domains(plane: Plane, who: Who, project: ProjectPath) -> list[str]:
     return plane.domains(who, project)
 
 
@@ -100,7 +108,7 @@ def domains(plane: Plane, who: Who, project: str) -> list[str]:
     },
 )
 async def register(
-    request: Request, plane: Plane, who: Who, project: str, domain: str
+    request: Request, plane: Plane, who: Who, project: ProjectPath, domain: DomainPath
 ) -> m.Registration:
     size = int(request.headers.get("content-length") or 0)
     if size > MAX_PACKAGE_BYTES:
@@ -113,10 +121,12 @@ async def register(
 def entities(
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
+    project: ProjectPath,
+    domain: DomainPath,
     kind: Annotated[str, Query(description="task, workflow or launch_plan")] = "workflow",
-    name: Annotated[str | None, Query(description="Only versions of this name.")] = None,
+    name: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="Only versions of this name.")
+    ] = None,
 ) -> list[m.Entity]:
     """Every registered version, grouped by name, newest version first."""
     return plane.entities(who, project, domain, kind, name)
@@ -128,7 +138,7 @@ def entities(
     summary="Versions of one entity",
 )
 def versions(
-    plane: Plane, who: Who, project: str, domain: str, kind: str, name: str
+    plane: Plane, who: Who, project: ProjectPath, domain: DomainPath, kind: str, name: NamePath
 ) -> list[m.Entity]:
     found = plane.entities(who, project, domain, kind, name)
     if not found:
@@ -144,10 +154,12 @@ def versions(
 def workflow(
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
-    name: str,
-    version: Annotated[str | None, Query(description="Default: the latest.")] = None,
+    project: ProjectPath,
+    domain: DomainPath,
+    name: NamePath,
+    version: Annotated[
+        str | None, Query(pattern=SCOPE_PATTERN, description="Default: the latest.")
+    ] = None,
 ) -> m.WorkflowDetail:
     return plane.workflow(who, project, domain, name, version)
 
@@ -177,9 +189,11 @@ async def upload(
     request: Request,
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
-    name: Annotated[str, Query(description="The file's name, e.g. orders.csv.")],
+    project: ProjectPath,
+    domain: DomainPath,
+    name: Annotated[
+        str, Query(pattern=NAME_PATTERN, description="The file's name, e.g. orders.csv.")
+    ],
     kind: Annotated[str, Query(description="file or directory")] = "file",
 ) -> m.Upload:
     size = int(request.headers.get("content-length") or 0)
@@ -200,7 +214,12 @@ async def upload(
     responses={200: {"model": m.Launched, "description": "An execution of that name existed."}},
 )
 def launch(
-    plane: Plane, who: Who, project: str, domain: str, body: m.LaunchRequest, response: Response
+    plane: Plane,
+    who: Who,
+    project: ProjectPath,
+    domain: DomainPath,
+    body: m.LaunchRequest,
+    response: Response,
 ) -> m.Launched:
     launched = plane.launch(who, project, domain, body)
     if not launched.created:
@@ -212,10 +231,12 @@ def launch(
 def list_executions(
     plane: Plane,
     who: Who,
-    project: str | None = None,
-    domain: str | None = None,
+    project: Annotated[str | None, Query(pattern=SCOPE_PATTERN)] = None,
+    domain: Annotated[str | None, Query(pattern=SCOPE_PATTERN)] = None,
     phase: Annotated[list[str] | None, Query(description="Only these phases.")] = None,
-    workflow: Annotated[str | None, Query(description="Workflow name contains this.")] = None,
+    workflow: Annotated[
+        str | None, Query(max_length=255, description="Workflow name contains this.")
+    ] = None,
     launch_plan: Annotated[str | None, Query(description="Launched by this plan.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -236,7 +257,7 @@ def list_executions(
 def show_execution(
     plane: Plane,
     who: Who,
-    ref: str,
+    ref: RefPath,
     values: Annotated[bool, Query(description="Outputs of succeeded nodes.")] = True,
     events: Annotated[bool, Query(description="Every phase transition.")] = False,
     display: Annotated[bool, Query(description="Values rendered for people.")] = False,
@@ -250,12 +271,16 @@ def show_execution(
     tags=["executions"],
     summary="A node's inputs and outputs",
 )
-def node_data(plane: Plane, who: Who, ref: str, node_id: str) -> m.NodeData:
+def node_data(
+    plane: Plane, who: Who, ref: RefPath, node_id: Annotated[str, Path(max_length=1024)]
+) -> m.NodeData:
     return plane.node_data(who, ref, node_id)
 
 
 @api.post("/executions/{ref}/cancel", tags=["executions"], summary="Cancel (launcher)")
-def cancel(plane: Plane, who: Who, ref: str, body: m.CancelRequest | None = None) -> m.PhaseResult:
+def cancel(
+    plane: Plane, who: Who, ref: RefPath, body: m.CancelRequest | None = None
+) -> m.PhaseResult:
     """A queued execution is aborted at once; a running one by its engine within a second."""
     return plane.cancel(who, ref, (body or m.CancelRequest()).reason)
 
@@ -267,7 +292,7 @@ def cancel(plane: Plane, who: Who, ref: str, body: m.CancelRequest | None = None
     summary="Launch again with the same inputs (launcher)",
 )
 def relaunch(
-    plane: Plane, who: Who, ref: str, response: Response, body: m.RelaunchRequest | None = None
+    plane: Plane, who: Who, ref: RefPath, response: Response, body: m.RelaunchRequest | None = None
 ) -> m.Launched:
     launched = plane.relaunch(who, ref, (body or m.RelaunchRequest()).name)
     if not launched.created:
@@ -280,7 +305,7 @@ def relaunch(
     tags=["executions"],
     summary="Resume a failed or aborted execution (launcher)",
 )
-def recover(plane: Plane, who: Who, ref: str) -> m.Execution:
+def recover(plane: Plane, who: Who, ref: RefPath) -> m.Execution:
     """The execution goes back to QUEUED; a worker resumes it, re-using the outputs of its
     succeeded nodes (they do not run again)."""
     return plane.recover(who, ref)
@@ -290,7 +315,9 @@ def recover(plane: Plane, who: Who, ref: str) -> m.Execution:
 
 
 @api.get(Scope + "/launch_plans", tags=["launch plans"], summary="Launch plans")
-def launch_plans(plane: Plane, who: Who, project: str, domain: str) -> list[m.LaunchPlan]:
+def launch_plans(
+    plane: Plane, who: Who, project: ProjectPath, domain: DomainPath
+) -> list[m.LaunchPlan]:
     return plane.launch_plans(who, project, domain)
 
 
@@ -298,11 +325,12 @@ def launch_plans(plane: Plane, who: Who, project: str, domain: str) -> list[m.La
 def launch_plan(
     plane: Plane,
     who: Who,
-    project: str,
-    domain: str,
-    name: str,
+    project: ProjectPath,
+    domain: DomainPath,
+    name: NamePath,
     version: Annotated[
-        str | None, Query(description="Default: the active version, else the latest.")
+        str | None,
+        Query(pattern=SCOPE_PATTERN, description="Default: the active version, else the latest."),
     ] = None,
 ) -> m.LaunchPlan:
     return plane.launch_plan(who, project, domain, name, version)
@@ -314,7 +342,12 @@ def launch_plan(
     summary="Activate a version (admin)",
 )
 def activate(
-    plane: Plane, who: Who, project: str, domain: str, name: str, body: m.ActivateRequest
+    plane: Plane,
+    who: Who,
+    project: ProjectPath,
+    domain: DomainPath,
+    name: NamePath,
+    body: m.ActivateRequest,
 ) -> m.Activation:
     """One version of a plan is active at a time; its schedule replaces the previous one's."""
     return plane.activate(who, project, domain, name, body.version)
@@ -325,7 +358,9 @@ def activate(
     tags=["launch plans"],
     summary="Deactivate (admin)",
 )
-def deactivate(plane: Plane, who: Who, project: str, domain: str, name: str) -> m.Activation:
+def deactivate(
+    plane: Plane, who: Who, project: ProjectPath, domain: DomainPath, name: NamePath
+) -> m.Activation:
     return plane.deactivate(who, project, domain, name)
 
 
@@ -344,7 +379,9 @@ def create_token(plane: Plane, who: Who, body: m.TokenCreate) -> m.TokenCreated:
 
 
 @api.delete("/tokens/{token_id}", tags=["auth"], summary="Revoke a token (admin)")
-def revoke_token(plane: Plane, who: Who, token_id: str) -> m.Token:
+def revoke_token(
+    plane: Plane, who: Who, token_id: Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")]
+) -> m.Token:
     return plane.revoke_token(who, token_id)
 
 
@@ -354,6 +391,16 @@ def revoke_token(plane: Plane, who: Who, token_id: str) -> m.Token:
 def _location(loc: Any) -> str:
     parts = [str(p) for p in loc if p not in ("body",)]
     return ".".join(parts) or "body"
+
+
+def _message(error: dict[str, Any]) -> str:
+    """A refused project, domain or name says the rule it breaks; other errors as pydantic says."""
+    loc = error.get("loc") or ("",)
+    if error.get("type") in ("string_pattern_mismatch", "string_too_long"):
+        found = rule_message(str(loc[-1]), error.get("input"))
+        if found is not None:
+            return found
+    return str(error.get("msg", ""))
 
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
@@ -370,7 +417,7 @@ async def _taskfabric_error(request: Request, exc: Exception) -> JSONResponse:
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = jsonable_encoder(exc.errors())
-    detail = "; ".join(f"{_location(e.get('loc', ()))}: {e.get('msg', '')}" for e in errors)
+    detail = "; ".join(f"{_location(e.get('loc', ()))}: {_message(e)}" for e in errors)
     body = m.Problem(detail=f"invalid request: {detail}", errors=errors)
     return JSONResponse(body.model_dump(exclude_none=True), 422)
 
@@ -397,4 +444,7 @@ def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
         return m.Health(status="ok", version=__version__)
 
     app.include_router(api)
+    from taskfabric.console import mount
+
+    mount(app)  # the web console: /console/ and the API routes its views use
     return app

@@ -13,9 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskfabric.server._auth import Role
-
-#: Execution names: unique per project and domain; they make launches idempotent.
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}$"
+from taskfabric.server._names import NAME_PATTERN, SCOPE_PATTERN
 
 
 class _Model(BaseModel):
@@ -122,12 +120,17 @@ class LaunchRequest(_Model):
     returns the execution made the first time (status 200 instead of 201).
     """
 
-    workflow: str | None = Field(default=None, description="A registered workflow's name.")
+    workflow: str | None = Field(
+        default=None, pattern=NAME_PATTERN, description="A registered workflow's name."
+    )
     launch_plan: str | None = Field(
-        default=None, description="A launch plan's name (instead of `workflow`)."
+        default=None,
+        pattern=NAME_PATTERN,
+        description="A launch plan's name (instead of `workflow`).",
     )
     version: str | None = Field(
         default=None,
+        pattern=SCOPE_PATTERN,
         description="The version to launch; default: the latest registered workflow, or the "
         "active launch plan version.",
     )
@@ -273,7 +276,7 @@ class LaunchPlan(_Model):
 
 
 class ActivateRequest(_Model):
-    version: str
+    version: str = Field(pattern=SCOPE_PATTERN)
 
 
 class Activation(_Model):

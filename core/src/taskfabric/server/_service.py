@@ -355,12 +355,15 @@ class ControlPlane:
         return self._enqueue(request)
 
     def _enqueue(self, request: LaunchRequest) -> m.Launched:
+        """Insert-or-fetch by name in one step: of concurrent launches under one name exactly
+        one makes the execution (201); the others replay it (200) when they asked for the
+        same workflow version and inputs, and are refused (409) otherwise."""
         existing = self.metadata.find_by_name(request.project, request.domain, request.name)
         if existing is not None:
             self._check_same(existing, request)
             return m.Launched(execution=views.execution(existing), created=False)
         try:
-            rec = self.engine.enqueue(
+            rec, created = self.engine.enqueue_or_fetch(
                 request.workflow,
                 request.inputs,
                 project=request.project,
@@ -372,7 +375,9 @@ class ControlPlane:
             )
         except TaskfabricError as exc:
             raise Conflict(str(exc)) from None
-        return m.Launched(execution=views.execution(rec), created=True)
+        if not created:
+            self._check_same(rec, request)
+        return m.Launched(execution=views.execution(rec), created=created)
 
     def _check_same(self, existing: ExecutionRecord, request: LaunchRequest) -> None:
         """A launch under a taken name is a retry only if it asks for the same thing."""

@@ -22,18 +22,18 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO
 
 from taskfabric.errors import TaskfabricError
+from taskfabric.server._names import NAME_PATTERN, NAME_RULE, is_name, is_scope
 from taskfabric.storage import BlobStore
 from taskfabric.types import TransformContext
 
 #: The largest upload accepted, in bytes.
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024
 KINDS = ("file", "directory")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_REF = re.compile(r"^(file|directory)/([0-9a-f]{64})/([A-Za-z0-9][A-Za-z0-9._-]{0,199})$")
+_REF = re.compile(r"(file|directory)/([0-9a-f]{64})/(" + NAME_PATTERN[1:-1] + r")\Z")
 
 
 class UploadError(TaskfabricError, ValueError):
@@ -41,12 +41,18 @@ class UploadError(TaskfabricError, ValueError):
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name) or name in (".", ".."):
+    if not is_name(name):
         raise UploadError(
-            f"upload name {name!r}: use 1-200 letters, digits, '.', '_' or '-', starting with a "
-            "letter or digit (the file's own name, e.g. 'orders.csv')"
+            f"upload name {name!r}: use {NAME_RULE} (the file's own name, e.g. 'orders.csv')"
         )
     return name
+
+
+def _check_scope(project: str, domain: str) -> None:
+    # The routes check these already; the staged path must never depend on it.
+    for what, value in (("project", project), ("domain", domain)):
+        if not is_scope(value):
+            raise UploadError(f"{what} {value!r} is not a valid {what} name")
 
 
 def _staged(store: BlobStore, project: str, domain: str, kind: str, digest: str, name: str) -> str:
@@ -66,6 +72,7 @@ def stage(
     """Store an uploaded body; returns (ref, sha256 hex, size). A directory is a tar (plain
     or gzip) and is checked here, so a bad archive is refused at upload, not at launch."""
     check_name(name)
+    _check_scope(project, domain)
     if kind not in KINDS:
         raise UploadError(f"upload kind {kind!r}: use one of {', '.join(KINDS)}")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +104,14 @@ def _check_archive(path: Path, name: str) -> None:
     try:
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
+                # The data filter would quietly strip a leading '/': refuse it instead.
+                parts = PurePosixPath(member.name).parts
+                if member.name.startswith(("/", "\\")) or ".." in parts:
+                    raise UploadError(
+                        f"directory upload {name!r}: unsafe archive member {member.name!r}, "
+                        "absolute or climbing out with '..'; archive the directory with paths "
+                        "relative to it (tar -C DIR -czf out.tar.gz .)"
+                    )
                 tarfile.data_filter(member, "/nonexistent")
     except tarfile.FilterError as exc:
         raise UploadError(f"directory upload {name!r}: unsafe archive member ({exc})") from None

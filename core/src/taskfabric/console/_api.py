@@ -1,0 +1,376 @@
+"""API routes the console's views need beyond the CLI's: an execution's graph, one node with
+its attempts and typed values, the pools, a diff between two registered versions, and a
+launch with the command line's text inputs. Same tokens, same rules: a token sees only its
+projects (404 elsewhere), and its role decides what it may change (403).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import socket
+import threading
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from google.protobuf import text_format
+
+from taskfabric.console import _models as cm
+from taskfabric.console import _queries as cq
+from taskfabric.core.v1 import interface_pb2, types_pb2, workflow_pb2
+from taskfabric.errors import TaskfabricError
+from taskfabric.registry import EntityNotFoundError, normalize_kind
+from taskfabric.server import _models as m
+from taskfabric.server import _views as views
+from taskfabric.server._app import (
+    API_PREFIX,
+    DomainPath,
+    NamePath,
+    Plane,
+    ProjectPath,
+    RefPath,
+    Scope,
+    Who,
+)
+from taskfabric.server._inputs import text_to_literal, values_json
+from taskfabric.server._names import SCOPE_PATTERN
+from taskfabric.server._service import ControlPlane, Invalid, NotFound
+from taskfabric.types import type_str
+
+#: Children listed with a node (map items); the graph counts them all by phase.
+MAX_CHILDREN = 200
+
+router = APIRouter(prefix=API_PREFIX, tags=["console"])
+
+
+def _node_model(n: Any, attempts: list[Any] | None = None) -> m.Node:
+    return m.Node(
+        node_id=n.node_id,
+        name=n.name,
+        kind=n.kind,
+        parent_id=n.parent_id,
+        task_name=n.task_name,
+        phase=n.phase,
+        attempts=n.attempts,
+        cache_status=n.cache_status,
+        started_at=n.started_at,
+        finished_at=n.finished_at,
+        error=n.error,
+        message=n.message,
+        attempt_details=[
+            m.Attempt(
+                attempt=a.attempt,
+                phase=a.phase,
+                started_at=a.started_at,
+                finished_at=a.finished_at,
+                error=a.error,
+                backend=a.backend,
+                log_links=a.log_links,
+            )
+            for a in attempts or []
+        ],
+    )
+
+
+@router.get(
+    "/executions/{ref}/graph",
+    summary="An execution's workflow as a graph, nodes with phases",
+    description="The workflow's nodes in declared order with the nodes each waits for, their "
+    "phases, and for maps and sub-workflows their items counted by phase (never listed, so a "
+    "map of 10,000 items is as fast as one of 10).",
+)
+def graph(
+    plane: Plane,
+    who: Who,
+    ref: RefPath,
+    values: Annotated[bool, Query(description="The execution's inputs and outputs too.")] = True,
+) -> cm.Graph:
+    rec = plane._execution(who, ref)
+    engine = plane.metadata.engine
+    compiled = plane.engine.load_compiled(rec)
+    recorded = {n.node_id: n for n in cq.top_nodes(engine, rec.id)}
+    counts = cq.child_counts(engine, rec.id)
+    nodes = []
+    for node in compiled.primary.nodes:
+        found = recorded.get(node.id)
+        nodes.append(
+            cm.GraphNode(
+                node_id=node.id,
+                name=node.name or node.id,
+                kind=node.WhichOneof("target") or "task",
+                task_name=found.task_name if found else "",
+                phase=found.phase if found else "NOT STARTED",
+                upstream=list(node.upstream_node_ids),
+                attempts=found.attempts if found else 0,
+                cache_status=found.cache_status if found else "",
+                started_at=found.started_at if found else None,
+                finished_at=found.finished_at if found else None,
+                message=found.message if found else "",
+                children=counts.get(node.id, {}),
+            )
+        )
+    drawn = cm.Graph(execution=views.execution(rec), nodes=nodes)
+    if values:
+        interface = compiled.primary.interface
+        order = [p.name for p in interface.inputs]
+        inputs = values_json(plane.engine.read_literals(rec.inputs_uri), order)
+        outputs = values_json(plane.engine.read_literals(rec.outputs_uri))
+        drawn.inputs = _parameters({p.name: type_str(p.type) for p in interface.inputs}, inputs)
+        drawn.outputs = _parameters({p.name: type_str(p.type) for p in interface.outputs}, outputs)
+    return drawn
+
+
+def _types(
+    compiled: workflow_pb2.CompiledWorkflow, node_id: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Input and output types (as people read them) of a node, a map item or a sub-node."""
+    top = cq.top_id(node_id)
+    node = next((n for n in compiled.primary.nodes if n.id == top), None)
+    if node is None:
+        return {}, {}
+    target = node.WhichOneof("target")
+    task_id = node.task.task_id if target == "task" else node.map.task_id
+    task = next((t for t in compiled.tasks if target in ("task", "map") and t.id == task_id), None)
+    interface = task.interface if task is not None else interface_pb2.TypedInterface()
+    inputs = {p.name: type_str(p.type) for p in interface.inputs}
+    outputs = {p.name: type_str(p.type) for p in node.interface.outputs}
+    if target == "map" and node_id == top:
+        for name in node.map.mapped_inputs:
+            if name in inputs:
+                inputs[name] = f"list[{inputs[name]}]"
+    elif target == "map":
+        outputs = {p.name: type_str(p.type) for p in interface.outputs}
+    return inputs, outputs
+
+
+def _parameters(types: dict[str, str], values: dict[str, Any] | None) -> list[cm.Parameter]:
+    values = values or {}
+    names = list(types) + [n for n in values if n not in types]
+    return [
+        cm.Parameter(name=n, type=types.get(n, ""), value=values.get(n), set=n in values)
+        for n in names
+    ]
+
+
+@router.get(
+    "/executions/{ref}/nodes/{node_id:path}/detail",
+    summary="One node: attempts, typed inputs and outputs, first items",
+)
+def node_detail(
+    plane: Plane,
+    who: Who,
+    ref: RefPath,
+    node_id: Annotated[str, Path(max_length=1024)],
+    items: Annotated[int, Query(ge=0, le=MAX_CHILDREN)] = 50,
+) -> cm.NodeDetail:
+    rec = plane._execution(who, ref)
+    engine = plane.metadata.engine
+    compiled = plane.engine.load_compiled(rec)
+    input_types, output_types = _types(compiled, node_id)
+    found = cq.node(engine, rec.id, node_id)
+    if found is None:
+        declared = next((n for n in compiled.primary.nodes if n.id == node_id), None)
+        if declared is None:
+            raise NotFound(f"execution {rec.id} has no node '{node_id}'")
+        node = m.Node(
+            node_id=node_id,
+            name=declared.name,
+            kind=declared.WhichOneof("target") or "task",
+            phase="NOT STARTED",
+        )
+        return cm.NodeDetail(
+            node=node,
+            inputs=_parameters(input_types, None),
+            outputs=_parameters(output_types, None),
+        )
+    data = plane.node_data(who, rec.id, node_id)
+    kids = cq.children(engine, rec.id, node_id, limit=items)
+    kids.sort(key=lambda n: views.node_sort_key(n.node_id))
+    total = sum(cq.child_counts(engine, rec.id).get(node_id, {}).values()) if kids else 0
+    return cm.NodeDetail(
+        node=_node_model(found, cq.attempts(engine, rec.id, node_id)),
+        inputs=_parameters(input_types, data.inputs),
+        outputs=_parameters(output_types, data.outputs),
+        children=[_node_model(k) for k in kids],
+        children_total=total,
+    )
+
+
+@router.get(
+    Scope + "/entities/{kind}/{name}/diff",
+    summary="The difference between two registered versions",
+)
+def diff(
+    plane: Plane,
+    who: Who,
+    project: ProjectPath,
+    domain: DomainPath,
+    kind: str,
+    name: NamePath,
+    old: Annotated[str, Query(pattern=SCOPE_PATTERN, description="The older version.")],
+    new: Annotated[str, Query(pattern=SCOPE_PATTERN, description="The newer version.")],
+) -> cm.Diff:
+    plane._see(who, project)
+    try:
+        kind = normalize_kind(kind)
+    except TaskfabricError as exc:
+        raise Invalid(str(exc)) from None
+    reg = plane.registry
+
+    def template(version: str) -> Any:
+        if kind == "task":
+            return reg.get_task(project, domain, name, version)
+        if kind == "workflow":
+            return reg.get_workflow(project, domain, name, version)[0]
+        return reg.get_launch_plan(project, domain, name, version)
+
+    try:
+        a, b = template(old), template(new)
+    except EntityNotFoundError as exc:
+        raise NotFound(str(exc)) from None
+    lines = difflib.unified_diff(
+        text_format.MessageToString(a).splitlines(keepends=True),
+        text_format.MessageToString(b).splitlines(keepends=True),
+        fromfile=f"{name} {old}",
+        tofile=f"{name} {new}",
+    )
+    return cm.Diff(kind=kind, name=name, old=old, new=new, diff="".join(lines))
+
+
+def _text_inputs(
+    interface: interface_pb2.TypedInterface, raw: dict[str, str], what: str
+) -> dict[str, types_pb2.Literal]:
+    from taskfabric.server import InputError
+
+    declared = {p.name: p for p in interface.inputs}
+    found = {}
+    for name, text in raw.items():
+        param = declared.get(name)
+        if param is None:
+            expected = ", ".join(f"{p.name}: {type_str(p.type)}" for p in interface.inputs)
+            raise InputError(name, f"{what} has no such input; its inputs are: {expected}")
+        found[name] = text_to_literal(text, param.type, name=name)
+    return found
+
+
+@router.post(
+    Scope + "/executions/from_text",
+    status_code=201,
+    summary="Launch with inputs as command-line texts (launcher)",
+    description="Like POST .../executions, but each input is the text `taskfabric launch "
+    "--input NAME=TEXT` takes, parsed by the same rules and answered with the same messages "
+    "(a 422 names the input). Files, directories and dataframes are not taken here.",
+    responses={200: {"model": m.Launched, "description": "An execution of that name existed."}},
+)
+def launch_text(
+    plane: Plane,
+    who: Who,
+    project: ProjectPath,
+    domain: DomainPath,
+    body: cm.TextLaunchRequest,
+    response: Response,
+) -> m.Launched:
+    launched = plane.launch_literals(
+        who,
+        project,
+        domain,
+        workflow=body.workflow,
+        launch_plan=body.launch_plan,
+        version=body.version,
+        inputs=lambda interface, what: _text_inputs(interface, body.inputs, what),
+        name=body.name,
+    )
+    if not launched.created:
+        response.status_code = 200
+    return launched
+
+
+class _Pools:
+    """One PoolManager per app, called from one thread at a time."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        from taskfabric.pools import PoolManager, specs_from_config
+
+        self.specs = specs_from_config(plane.config)
+        self.lock = threading.Lock()
+        self.manager = (
+            PoolManager(
+                plane.metadata.engine,
+                self.specs,
+                owner=f"{socket.gethostname()}:{os.getpid()}:console",
+            )
+            if self.specs
+            else None
+        )
+
+    def status(self) -> list[Any]:
+        if self.manager is None:
+            return []
+        with self.lock:
+            return self.manager.status()
+
+
+def _pools(request: Request, plane: ControlPlane) -> _Pools:
+    found = getattr(request.app.state, "console_pools", None)
+    if found is None:
+        found = request.app.state.console_pools = _Pools(plane)
+    assert isinstance(found, _Pools)
+    return found
+
+
+@router.get(
+    "/pools",
+    summary="Resource pools: slots in use, rates, shares, queues",
+    description="Every configured pool. Holders and waiters of projects the token cannot see "
+    "are counted but not named; caps and weights of such projects are left out.",
+)
+def pools(request: Request, plane: Plane, who: Who) -> list[cm.Pool]:
+    found = []
+    for status in _pools(request, plane).status():
+        spec = status.spec
+        holders = [h for h in status.holders if who.sees(h.holder.project)]
+        waiters = [w for w in status.waiters if who.sees(w.holder.project)]
+        found.append(
+            cm.Pool(
+                name=spec.name,
+                slots=spec.slots,
+                in_use=status.in_use,
+                rate_per_second=spec.rate,
+                burst=spec.bucket if spec.rate is not None else None,
+                tokens=status.tokens,
+                paused_until=status.paused_until,
+                lease_ttl=spec.lease_ttl,
+                project_caps={k: v for k, v in spec.project_caps.items() if who.sees(k)},
+                project_weights={k: v for k, v in spec.project_weights.items() if who.sees(k)},
+                domain_caps=dict(spec.domain_caps),
+                holders=[
+                    cm.PoolHolder(
+                        execution_id=h.holder.execution_id,
+                        node_id=h.holder.node_id,
+                        attempt=h.holder.attempt,
+                        project=h.holder.project,
+                        domain=h.holder.domain,
+                        weight=h.weight,
+                        acquired_at=h.acquired_at,
+                        expires_at=h.expires_at,
+                    )
+                    for h in holders
+                ],
+                waiters=[
+                    cm.PoolWaiter(
+                        position=w.position,
+                        execution_id=w.holder.execution_id,
+                        node_id=w.holder.node_id,
+                        project=w.holder.project,
+                        domain=w.holder.domain,
+                        weight=w.weight,
+                        priority=w.priority,
+                        enqueued_at=w.enqueued_at,
+                    )
+                    for w in waiters
+                ],
+                hidden_holders=len(status.holders) - len(holders),
+                hidden_waiters=len(status.waiters) - len(waiters),
+            )
+        )
+    return found

@@ -1,0 +1,122 @@
+"""Bodies of the API routes the console added (they are in the OpenAPI document too)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskfabric.server import _models as m
+from taskfabric.server._names import NAME_PATTERN
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GraphNode(_Model):
+    """One node of a workflow, as drawn: its phase and, for a map or sub-workflow, its
+    children counted by phase."""
+
+    node_id: str
+    name: str
+    kind: str = Field(description="task, map, workflow or branch.")
+    task_name: str = ""
+    phase: str = Field(description="A node phase, or NOT STARTED.")
+    upstream: list[str] = Field(description="Ids of the nodes this one waits for.")
+    attempts: int = 0
+    cache_status: str = ""
+    started_at: float | None = None
+    finished_at: float | None = None
+    message: str = ""
+    children: dict[str, int] = Field(
+        default_factory=dict, description="Phase -> how many of its items or nodes are in it."
+    )
+
+
+class Parameter(_Model):
+    name: str
+    type: str
+    value: Any = None
+    set: bool = Field(description="False when there is no such value (yet).")
+
+
+class Graph(_Model):
+    execution: m.Execution
+    nodes: list[GraphNode] = Field(description="The workflow's nodes in declared order.")
+    inputs: list[Parameter] = Field(default_factory=list, description="With values=true.")
+    outputs: list[Parameter] = Field(default_factory=list, description="With values=true.")
+
+
+class NodeDetail(_Model):
+    """One node: its record, attempts, typed inputs and outputs, and its first children."""
+
+    node: m.Node
+    inputs: list[Parameter]
+    outputs: list[Parameter]
+    children: list[m.Node] = Field(
+        default_factory=list, description="Up to `items` of its map items or nodes."
+    )
+    children_total: int = 0
+
+
+class Diff(_Model):
+    kind: str
+    name: str
+    old: str
+    new: str
+    diff: str = Field(description="A unified diff of the two templates (protobuf text format).")
+
+
+class TextLaunchRequest(_Model):
+    """A launch whose inputs are texts as given on the command line (`--input name=text`),
+    parsed by the interface's types exactly as `taskfabric launch` parses them."""
+
+    workflow: str | None = None
+    launch_plan: str | None = None
+    version: str | None = None
+    inputs: dict[str, str] = Field(default_factory=dict)
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+
+
+class PoolHolder(_Model):
+    execution_id: str
+    node_id: str
+    attempt: int
+    project: str
+    domain: str
+    weight: int
+    acquired_at: float
+    expires_at: float
+
+
+class PoolWaiter(_Model):
+    position: int
+    execution_id: str
+    node_id: str
+    project: str
+    domain: str
+    weight: int
+    priority: int
+    enqueued_at: float
+
+
+class Pool(_Model):
+    """A pool as a token sees it: holders and waiters of other projects are counted, not
+    named."""
+
+    name: str
+    slots: int
+    in_use: int
+    rate_per_second: float | None = None
+    burst: int | None = None
+    tokens: float | None = None
+    paused_until: float | None = Field(default=None, description="Set by a recent pushback.")
+    lease_ttl: float
+    project_caps: dict[str, int]
+    project_weights: dict[str, float]
+    domain_caps: dict[str, int]
+    holders: list[PoolHolder]
+    waiters: list[PoolWaiter]
+    hidden_holders: int = Field(0, description="Holders in projects this token cannot see.")
+    hidden_waiters: int = 0

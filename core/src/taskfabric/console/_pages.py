@@ -1,0 +1,263 @@
+"""The console's pages: small HTML shells, each loading one ES module that draws the page
+from the HTTP API. Signing in and out are the only forms the server itself handles."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from taskfabric import __version__
+from taskfabric.console._session import COOKIE, csrf_for, csrf_ok, session_token
+from taskfabric.server._auth import Principal
+from taskfabric.server._service import ApiError, ControlPlane
+
+STATIC = Path(__file__).parent / "static"
+PREFIX = "/console"
+#: Longest sign-in form body read (a token is ~60 characters).
+_MAX_FORM = 4096
+_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_HEADERS = {
+    "Content-Security-Policy": _CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def _asset_version() -> str:
+    """Changes whenever a static file does: browsers fetch new assets after an upgrade."""
+    digest = hashlib.sha256(__version__.encode())
+    for path in sorted(STATIC.iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+ASSETS = _asset_version()
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+
+_NAV = (
+    ("executions", "Executions", "/"),
+    ("registry", "Registry", "/registry"),
+    ("pools", "Pools", "/pools"),
+)
+
+
+def _plane(request: Request) -> ControlPlane:
+    plane: ControlPlane = request.app.state.plane
+    return plane
+
+
+def _who(request: Request) -> tuple[Principal, str] | None:
+    """The signed-in principal and its session token ('' with auth off), or None."""
+    plane = _plane(request)
+    if not plane.auth:
+        return plane.authenticate(None), ""
+    token = session_token(list(request.scope["headers"]))
+    if not token:
+        return None
+    try:
+        return plane.authenticate(token), token
+    except ApiError:
+        return None
+
+
+def _signin_redirect(request: Request) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"{PREFIX}/signin?next={quote(target, safe='')}", status_code=303)
+
+
+def _shell(
+    page: str, title: str, who: Principal, token: str, args: dict[str, Any], auth: bool
+) -> HTMLResponse:
+    e = html.escape
+    nav = "".join(
+        f'<a href="{PREFIX}{href}"{" class=current" if key == page else ""}>{label}</a>'
+        for key, label, href in _NAV
+    )
+    signout = (
+        f'<form method="post" action="{PREFIX}/signout" class="signout">'
+        f'<input type="hidden" name="csrf" value="{e(csrf_for(token))}">'
+        '<button type="submit">Sign out</button></form>'
+        if auth
+        else '<span class="muted">auth off</span>'
+    )
+    who_text = f"{who.name or who.token_id or 'local'} · {who.role.value}"
+    projects = ", ".join(sorted(who.projects)).replace("*", "every project")
+    body = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="csrf" content="{e(csrf_for(token) if token else "")}">
+<title>{e(title)} · taskfabric</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{PREFIX}/static/console.css?v={ASSETS}">
+</head>
+<body data-role="{e(who.role.value)}" data-page="{e(page)}">
+<header class="top">
+<a class="brand" href="{PREFIX}/">taskfabric</a>
+<nav>{nav}</nav>
+<span class="who" title="{e(projects)}">{e(who_text)}</span>
+{signout}
+</header>
+<main id="main" data-args="{e(json.dumps(args))}"><p class="muted">Loading…</p></main>
+<script type="module" src="{PREFIX}/static/{page}.js?v={ASSETS}"></script>
+</body>
+</html>
+"""
+    return HTMLResponse(body, headers=_HEADERS)
+
+
+def _page(request: Request, page: str, title: str, **args: Any) -> Response:
+    found = _who(request)
+    if found is None:
+        return _signin_redirect(request)
+    who, token = found
+    return _shell(page, title, who, token, args, _plane(request).auth)
+
+
+@router.get("/")
+def executions_page(request: Request) -> Response:
+    return _page(request, "executions", "Executions")
+
+
+@router.get("/executions/{ref}")
+def execution_page(request: Request, ref: str) -> Response:
+    return _page(request, "execution", f"Execution {ref}", ref=ref)
+
+
+@router.get("/launch")
+def launch_pick_page(request: Request) -> Response:
+    return _page(request, "launch", "Launch")
+
+
+@router.get("/launch/{project}/{domain}/{workflow:path}")
+def launch_page(request: Request, project: str, domain: str, workflow: str) -> Response:
+    return _page(
+        request,
+        "launch",
+        f"Launch {workflow}",
+        project=project,
+        domain=domain,
+        workflow=workflow,
+        version=request.query_params.get("version"),
+    )
+
+
+@router.get("/registry")
+def registry_page(request: Request) -> Response:
+    return _page(request, "registry", "Registry")
+
+
+@router.get("/pools")
+def pools_page(request: Request) -> Response:
+    return _page(request, "pools", "Pools")
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path of this console: never another site (an open redirect)."""
+    if not target or not target.startswith(PREFIX + "/") or target.startswith("//"):
+        return PREFIX + "/"
+    parts = urlsplit(target)
+    return PREFIX + "/" if parts.scheme or parts.netloc else target
+
+
+def _signin_form(error: str = "", target: str = "", status: int = 200) -> HTMLResponse:
+    e = html.escape
+    problem = f'<p class="error" role="alert">{e(error)}</p>' if error else ""
+    body = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in · taskfabric</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{PREFIX}/static/console.css?v={ASSETS}">
+</head>
+<body class="signin">
+<form method="post" action="{PREFIX}/signin" id="signin">
+<h1>taskfabric</h1>
+<label for="token">API token</label>
+<input id="token" name="token" type="password" autocomplete="off" required
+ placeholder="tf_…" autofocus>
+<input type="hidden" name="next" value="{e(target)}">
+{problem}
+<button type="submit">Sign in</button>
+<p class="muted">An admin creates tokens with <code>taskfabric tokens create</code>.</p>
+</form>
+<script type="module" src="{PREFIX}/static/signin.js?v={ASSETS}"></script>
+</body>
+</html>
+"""
+    return HTMLResponse(body, status_code=status, headers=_HEADERS)
+
+
+@router.get("/signin")
+def signin_page(request: Request) -> Response:
+    if not _plane(request).auth:
+        return RedirectResponse(PREFIX + "/", status_code=303)
+    return _signin_form(target=_safe_next(request.query_params.get("next")))
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+async def _form(request: Request) -> dict[str, str]:
+    data = await request.body()
+    if len(data) > _MAX_FORM:
+        return {}
+    parsed = parse_qs(data.decode("utf-8", "replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in parsed.items() if v}
+
+
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    plane = _plane(request)
+    if not plane.auth:
+        return RedirectResponse(PREFIX + "/", status_code=303)
+    if not _same_origin(request):
+        return _signin_form("sign in from this console's own page", status=403)
+    form = await _form(request)
+    token = form.get("token", "").strip()
+    target = _safe_next(form.get("next"))
+    from fastapi.concurrency import run_in_threadpool
+
+    try:
+        await run_in_threadpool(plane.authenticate, token)
+    except ApiError as exc:
+        return _signin_form(str(exc), target, status=401)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+    return response
+
+
+@router.post("/signout")
+async def signout(request: Request) -> Response:
+    token = session_token(list(request.scope["headers"]))
+    form = await _form(request)
+    if token and not csrf_ok(token, form.get("csrf")):
+        return HTMLResponse("sign out from the console's own page", status_code=403)
+    response = RedirectResponse(PREFIX + "/signin", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response

@@ -1,0 +1,293 @@
+// One execution: facts, actions, the DAG (laid out here: columns by longest path from the
+// inputs) with nodes coloured by phase and refreshed every second while it runs, and a
+// panel with the selected node's attempts, typed inputs and outputs, items and logs.
+import {
+  ENDED, api, args, badge, canLaunch, errorBox, fmtDuration, fmtTime, h, parametersTable,
+  phaseClass, poll, replace, seg, span,
+} from "./lib.js";
+
+const main = document.getElementById("main");
+const W = 176;
+const H = 62;
+const GAP_X = 48;
+const GAP_Y = 22;
+const PAD = 12;
+const ORDER = ["SUCCEEDED", "RUNNING", "WAITING", "QUEUED", "FAILED", "TIMED_OUT", "ABORTED", "SKIPPED"];
+
+let graph = null;
+let selected = null;
+let lastGraph = "";
+let lastDetail = "";
+const facts = h("div", { id: "facts" });
+const actions = h("div", { class: "actions", id: "actions" });
+const message = h("div", { id: "message" });
+const dag = h("div", { class: "card dag", id: "dag" });
+const values = h("div", { id: "values" });
+const panel = h("div", { class: "card", id: "panel" }, h("p", { class: "muted" }, "Select a node to see its attempts, inputs, outputs and logs."));
+
+function layout(nodes) {
+  const byId = new Map(nodes.map((n) => [n.node_id, n]));
+  const rank = new Map();
+  const rankOf = (n, seen = new Set()) => {
+    if (rank.has(n.node_id)) return rank.get(n.node_id);
+    if (seen.has(n.node_id)) return 0;
+    seen.add(n.node_id);
+    const ups = n.upstream.map((u) => byId.get(u)).filter(Boolean);
+    const r = ups.length ? 1 + Math.max(...ups.map((u) => rankOf(u, seen))) : 0;
+    rank.set(n.node_id, r);
+    return r;
+  };
+  const columns = [];
+  for (const n of nodes) {
+    const r = rankOf(n);
+    (columns[r] = columns[r] || []).push(n);
+  }
+  const at = new Map();
+  columns.forEach((col, c) => col.forEach((n, i) => at.set(n.node_id, { x: PAD + c * (W + GAP_X), y: PAD + i * (H + GAP_Y) })));
+  const width = PAD * 2 + columns.length * W + Math.max(0, columns.length - 1) * GAP_X;
+  const height = PAD * 2 + Math.max(1, ...columns.map((c) => c.length)) * (H + GAP_Y) - GAP_Y;
+  return { at, width, height };
+}
+
+function clip(text, n) {
+  return text.length > n ? `${text.slice(0, n - 1)}…` : text;
+}
+
+function counts(children) {
+  return ORDER.filter((p) => children[p]).map((p) => [p, children[p]]);
+}
+
+function nodeText(n) {
+  const parts = [n.phase === "NOT STARTED" ? "not started" : n.phase.toLowerCase()];
+  if (n.attempts > 1) parts.push(`${n.attempts} attempts`);
+  if (["hit", "miss"].includes(n.cache_status)) parts.push(`cache ${n.cache_status}`);
+  if (n.started_at) parts.push(span(n.started_at, n.finished_at));
+  return parts.join(" · ");
+}
+
+function drawDag() {
+  const { at, width, height } = layout(graph.nodes);
+  const edges = [];
+  for (const n of graph.nodes) {
+    const b = at.get(n.node_id);
+    for (const u of n.upstream) {
+      const a = at.get(u);
+      if (!a) continue;
+      const x1 = a.x + W;
+      const y1 = a.y + H / 2;
+      const x2 = b.x;
+      const y2 = b.y + H / 2;
+      edges.push(h("path", { class: "edge", d: `M${x1},${y1} C${x1 + GAP_X / 2},${y1} ${x2 - GAP_X / 2},${y2} ${x2 - 4},${y2}`, "marker-end": "url(#arrow)" }));
+    }
+  }
+  const boxes = graph.nodes.map((n) => {
+    const { x, y } = at.get(n.node_id);
+    const kids = counts(n.children);
+    const total = kids.reduce((s, [, c]) => s + c, 0);
+    let offset = 0;
+    const bar = kids.map(([p, c]) => {
+      const w = ((W - 16) * c) / total;
+      const r = h("rect", { class: `bar ${phaseClass(p)}`, x: 8 + offset, y: H - 12, width: w, height: 6 });
+      offset += w;
+      return r;
+    });
+    const summary = kids.map(([p, c]) => `${c} ${p.toLowerCase()}`).join(" · ");
+    return h(
+      "g",
+      {
+        class: `node ${phaseClass(n.phase)}${selected === n.node_id ? " selected" : ""}`,
+        transform: `translate(${x},${y})`,
+        "data-node-id": n.node_id,
+        "data-phase": n.phase,
+        "data-kind": n.kind,
+        "data-counts": summary,
+        tabindex: 0,
+        role: "button",
+        onclick: () => select(n.node_id),
+        onkeydown: (ev) => (ev.key === "Enter" ? select(n.node_id) : null),
+      },
+      h("title", {}, `${n.name} (${n.kind}) ${n.phase}${summary ? `: ${summary}` : ""}`),
+      h("rect", { class: "box", width: W, height: H }),
+      h("text", { x: 10, y: 19 }, clip(`${n.name.split(".").pop()}${n.kind === "task" ? "" : ` (${n.kind})`}`, 26)),
+      h("text", { class: "sub", x: 10, y: 36 }, clip(kids.length ? `${total} items: ${summary}` : nodeText(n), 30)),
+      bar,
+    );
+  });
+  const svg = h(
+    "svg",
+    { class: "dag-svg", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "workflow graph" },
+    h("defs", {}, h("marker", { id: "arrow", viewBox: "0 0 8 8", refX: 7, refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto" }, h("path", { d: "M0,0 L8,4 L0,8 z", class: "arrowhead" }))),
+    edges,
+    boxes,
+  );
+  replace(dag, svg);
+}
+
+async function act(label, call) {
+  replace(message);
+  try {
+    const result = await call();
+    if (result && result.execution && result.execution.id && result.execution.id !== graph.execution.id) {
+      location.href = `/console/executions/${result.execution.id}`;
+      return;
+    }
+    replace(message, h("p", { class: "muted" }, `${label}: done`));
+    lastGraph = "";
+    poller.now();
+  } catch (err) {
+    replace(message, errorBox(err));
+  }
+}
+
+function drawFacts() {
+  const e = graph.execution;
+  const ref = seg(e.id);
+  replace(
+    facts,
+    h("div", { class: "title" }, h("h1", {}, e.name, " ", badge(e.phase))),
+    h(
+      "dl",
+      { class: "facts" },
+      h("dt", {}, "Id"), h("dd", {}, h("code", {}, e.id)),
+      h("dt", {}, "Workflow"), h("dd", {}, `${e.workflow} `, h("span", { class: "muted" }, e.workflow_version)),
+      h("dt", {}, "Project/domain"), h("dd", {}, `${e.project}/${e.domain}`),
+      e.launch_plan ? [h("dt", {}, "Launch plan"), h("dd", {}, e.launch_plan)] : null,
+      h("dt", {}, "Created"), h("dd", {}, fmtTime(e.created_at)),
+      h("dt", {}, "Duration"), h("dd", { id: "duration" }, span(e.started_at, e.finished_at) || "not started"),
+      e.error ? [h("dt", {}, "Error"), h("dd", {}, h("span", { class: "error", id: "execution-error" }, `${e.error.code}: ${e.error.message}`))] : null,
+    ),
+  );
+  const buttons = [];
+  if (canLaunch && !ENDED.includes(e.phase)) {
+    buttons.push(h("button", { type: "button", class: "danger", id: "cancel", onclick: () => {
+      if (confirm(`Cancel execution ${e.name}?`)) act("cancel", () => api(`/executions/${ref}/cancel`, { method: "POST", body: { reason: "cancelled in the console" } }));
+    } }, "Cancel"));
+  }
+  if (canLaunch && ENDED.includes(e.phase)) {
+    buttons.push(h("button", { type: "button", id: "relaunch", onclick: () => act("relaunch", () => api(`/executions/${ref}/relaunch`, { method: "POST", body: {} })) }, "Relaunch"));
+  }
+  if (canLaunch && ["FAILED", "ABORTED", "TIMED_OUT"].includes(e.phase)) {
+    buttons.push(h("button", { type: "button", id: "resume", onclick: () => act("resume", () => api(`/executions/${ref}/recover`, { method: "POST" })) }, "Resume"));
+  }
+  replace(actions, buttons);
+}
+
+function drawValues() {
+  replace(
+    values,
+    h("h2", {}, "Inputs"), parametersTable(graph.inputs, "inputs"),
+    h("h2", {}, "Outputs"), parametersTable(graph.outputs, "outputs"),
+  );
+}
+
+function logLinks(links) {
+  if (!links || links.length === 0) return h("span", { class: "muted" }, "no logs");
+  return h("ul", { class: "logs" }, links.map((l) => {
+    const web = /^https?:/.test(l.uri);
+    return h("li", {}, web ? h("a", { href: l.uri, target: "_blank", rel: "noopener", class: "log-link" }, l.name || l.uri) : [h("span", { class: "log-link" }, `${l.name || "log"}: `), h("code", {}, l.uri)]);
+  }));
+}
+
+function attemptsTable(node) {
+  if (!node.attempt_details.length) return h("p", { class: "muted" }, "no attempts yet");
+  return h(
+    "table",
+    { class: "list", id: "attempts" },
+    h("thead", {}, h("tr", {}, ["#", "Phase", "Backend", "Started", "Duration", "Logs"].map((c) => h("th", {}, c)))),
+    h("tbody", {}, node.attempt_details.map((a) => [
+      h("tr", { "data-attempt": a.attempt },
+        h("td", {}, a.attempt), h("td", {}, badge(a.phase)), h("td", {}, a.backend),
+        h("td", {}, fmtTime(a.started_at)), h("td", {}, span(a.started_at, a.finished_at)),
+        h("td", {}, logLinks(a.log_links))),
+      a.error ? h("tr", {}, h("td", { colspan: 6 }, h("pre", { class: "error" }, `${a.error.code || a.error.kind || "error"}: ${a.error.message || ""}${a.error.traceback ? `\n\n${a.error.traceback}` : ""}`))) : null,
+    ])),
+  );
+}
+
+async function drawPanel() {
+  if (!selected) return;
+  const id = graph.execution.id;
+  const detail = await api(`/executions/${seg(id)}/nodes/${selected.split("/").map(seg).join("/")}/detail`);
+  const text = JSON.stringify(detail);
+  if (text === lastDetail) return;
+  lastDetail = text;
+  const n = detail.node;
+  const up = n.parent_id ? h("button", { type: "button", onclick: () => select(n.parent_id) }, `↑ ${n.parent_id}`) : null;
+  replace(
+    panel,
+    h("div", { class: "title" }, h("h2", { id: "node-title" }, n.name || n.node_id), badge(n.phase), up),
+    h(
+      "dl",
+      { class: "facts" },
+      h("dt", {}, "Node"), h("dd", {}, h("code", {}, n.node_id), ` ${n.kind}`),
+      n.task_name ? [h("dt", {}, "Task"), h("dd", {}, n.task_name)] : null,
+      h("dt", {}, "Cache"), h("dd", { id: "cache-status" }, n.cache_status || "not cached"),
+      h("dt", {}, "Duration"), h("dd", {}, span(n.started_at, n.finished_at)),
+      n.message ? [h("dt", {}, "Message"), h("dd", {}, n.message)] : null,
+    ),
+    n.error ? h("pre", { class: "error", id: "node-error" }, `${n.error.code || n.error.kind || "error"}: ${n.error.message || ""}${n.error.traceback ? `\n\n${n.error.traceback}` : ""}`) : null,
+    h("h3", {}, "Attempts"), attemptsTable(n),
+    h("h3", {}, "Inputs"), parametersTable(detail.inputs, "inputs"),
+    h("h3", {}, "Outputs"), parametersTable(detail.outputs, "outputs"),
+    detail.children.length
+      ? [
+          h("h3", {}, `Items (${detail.children.length} of ${detail.children_total})`),
+          h("table", { class: "list", id: "items" }, h("tbody", {}, detail.children.map((c) =>
+            h("tr", {}, h("td", {}, h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); select(c.node_id); } }, c.name || c.node_id)),
+              h("td", {}, badge(c.phase)), h("td", {}, span(c.started_at, c.finished_at)))))),
+        ]
+      : null,
+  );
+}
+
+function select(nodeId) {
+  selected = nodeId;
+  lastDetail = "";
+  for (const g of dag.querySelectorAll("g.node")) g.classList.toggle("selected", g.dataset.nodeId === nodeId);
+  drawPanel().catch((err) => replace(panel, errorBox(err)));
+}
+
+async function refresh() {
+  const first = !graph;
+  const path = `/executions/${seg(args.ref)}/graph`;
+  const found = await api(path, { params: { values: first ? "true" : "false" } });
+  const ended = ENDED.includes(found.execution.phase);
+  if (!first) {
+    if (ended) {
+      // one last look, with the outputs
+      const last = await api(path);
+      found.inputs = last.inputs;
+      found.outputs = last.outputs;
+    } else {
+      found.inputs = graph.inputs;
+      found.outputs = graph.outputs;
+    }
+  }
+  graph = found;
+  const text = JSON.stringify([found.execution, found.nodes]);
+  if (text !== lastGraph) {
+    lastGraph = text;
+    drawFacts();
+    drawDag();
+    drawValues();
+  }
+  if (selected) await drawPanel();
+  return !ended;
+}
+
+let poller = null;
+replace(
+  main,
+  facts,
+  actions,
+  message,
+  h("div", { class: "split" }, h("div", {}, dag, values), panel),
+);
+poller = poll(async () => {
+  try {
+    return await refresh();
+  } catch (err) {
+    replace(message, errorBox(err));
+    return err.status !== 404;
+  }
+}, 1000);

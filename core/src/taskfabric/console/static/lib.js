@@ -1,0 +1,215 @@
+// Shared by every page: API calls with the session's CSRF token, element building,
+// formatting, typed value rendering, and polling that pauses while the tab is hidden.
+
+const main = document.getElementById("main");
+export const args = JSON.parse((main && main.dataset.args) || "{}");
+export const role = document.body.dataset.role || "viewer";
+export const canLaunch = role === "launcher" || role === "admin";
+export const isAdmin = role === "admin";
+const csrf = (document.querySelector('meta[name="csrf"]') || {}).content || "";
+export const ENDED = ["SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"];
+export const seg = encodeURIComponent;
+
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body.detail || `HTTP ${status}`);
+    this.status = status;
+    this.input = body.input || null;
+  }
+}
+
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v === null || v === undefined || v === "") continue;
+    if (Array.isArray(v)) v.forEach((x) => q.append(k, x));
+    else q.append(k, String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+export async function api(path, { method = "GET", body, params } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(`/api/v1${path}${query(params)}`, {
+    method,
+    headers,
+    credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 401) {
+    const next = location.pathname + location.search;
+    location.href = `/console/signin?next=${seg(next)}`;
+    throw new ApiError(401, { detail: "signed out" });
+  }
+  const data = await response.json().catch(() => ({ detail: response.statusText }));
+  if (!response.ok) throw new ApiError(response.status, data || {});
+  return data;
+}
+
+// h("a", {href: "/", class: "x", onclick: f}, "text", child, [more])
+export function h(tag, attrs, ...children) {
+  const svg = ["svg", "g", "rect", "path", "text", "title", "tspan", "defs", "marker"];
+  const el = svg.includes(tag)
+    ? document.createElementNS("http://www.w3.org/2000/svg", tag)
+    : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  const add = (c) => {
+    if (c === null || c === undefined || c === false) return;
+    if (Array.isArray(c)) c.forEach(add);
+    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  };
+  children.forEach(add);
+  return el;
+}
+
+export function replace(el, ...children) {
+  el.replaceChildren();
+  for (const c of children.flat()) if (c) el.append(c);
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+
+export function fmtTime(epoch) {
+  if (epoch === null || epoch === undefined) return "";
+  const d = new Date(epoch * 1000);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+
+export function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) return "";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+export function span(startedAt, finishedAt) {
+  if (!startedAt) return "";
+  return fmtDuration((finishedAt || Date.now() / 1000) - startedAt);
+}
+
+export function phaseClass(phase) {
+  return `phase-${String(phase || "").toLowerCase().replace(/[^a-z]+/g, "-")}`;
+}
+
+export function badge(phase) {
+  return h("span", { class: `badge ${phaseClass(phase)}`, "data-phase": phase }, phase);
+}
+
+export function errorBox(err) {
+  return h("p", { class: "error", role: "alert" }, err instanceof Error ? err.message : String(err));
+}
+
+// Calls `fn` now and then every `ms` after each call ends, not while the tab is hidden.
+// `fn` returning false stops it.
+export function poll(fn, ms) {
+  let timer = null;
+  let stopped = false;
+  const run = async () => {
+    timer = null;
+    if (stopped) return;
+    if (document.hidden) {
+      timer = setTimeout(run, ms);
+      return;
+    }
+    let again = true;
+    try {
+      again = (await fn()) !== false;
+    } catch (err) {
+      console.error(err);
+    }
+    if (again && !stopped) timer = setTimeout(run, ms);
+  };
+  run();
+  return {
+    stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+    now() {
+      if (timer) clearTimeout(timer);
+      run();
+    },
+  };
+}
+
+// Typed values: records and lists of records as tables, files as their URIs.
+export function renderValue(value, depth = 0) {
+  if (value === null || value === undefined) return h("span", { class: "muted" }, "null");
+  if (typeof value !== "object") return h("code", {}, JSON.stringify(value));
+  if (Array.isArray(value)) {
+    const shown = value.slice(0, 50);
+    const more = value.length > shown.length ? h("li", { class: "muted" }, `… ${value.length - shown.length} more`) : null;
+    const records = shown.length > 0 && shown.every((v) => v && typeof v === "object" && !Array.isArray(v));
+    if (records && depth < 2) {
+      const cols = [...new Set(shown.flatMap((v) => Object.keys(v)))];
+      return h(
+        "div",
+        {},
+        h(
+          "table",
+          { class: "value" },
+          h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, c)))),
+          h("tbody", {}, shown.map((v) => h("tr", {}, cols.map((c) => h("td", {}, renderValue(v[c], depth + 1)))))),
+        ),
+        more ? h("p", { class: "muted" }, more.textContent) : null,
+      );
+    }
+    if (shown.every((v) => v === null || typeof v !== "object")) {
+      return h("code", {}, `[${shown.map((v) => JSON.stringify(v)).join(", ")}${more ? ", …" : ""}]` + (more ? ` (${value.length} items)` : ""));
+    }
+    return h("ol", { class: "value" }, shown.map((v) => h("li", {}, renderValue(v, depth + 1))), more);
+  }
+  if (typeof value.uri === "string") {
+    return h("span", { class: "blob" }, h("span", { class: "muted" }, value.type || value.format || "file", " "), h("code", {}, value.uri));
+  }
+  return h(
+    "table",
+    { class: "value record" },
+    h("tbody", {}, Object.entries(value).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, renderValue(v, depth + 1))))),
+  );
+}
+
+export function parametersTable(params, what) {
+  if (!params || params.length === 0) return h("p", { class: "muted" }, `no ${what}`);
+  return h(
+    "table",
+    { class: "params", "data-what": what },
+    h(
+      "tbody",
+      {},
+      params.map((p) =>
+        h(
+          "tr",
+          { "data-name": p.name },
+          h("th", {}, p.name, h("div", { class: "type" }, p.type)),
+          h("td", {}, p.set ? renderValue(p.value) : h("span", { class: "muted" }, "not set")),
+        ),
+      ),
+    ),
+  );
+}
+
+// Projects and domains this token sees, for the selectors.
+let projectsPromise = null;
+export function projects() {
+  projectsPromise = projectsPromise || api("/projects");
+  return projectsPromise;
+}
+
+export function select(attrs, options, selected) {
+  return h(
+    "select",
+    attrs,
+    options.map(([value, label]) => h("option", { value, selected: value === selected }, label)),
+  );
+}

@@ -1,0 +1,76 @@
+"""Workflows of project "shop" that the console tests launch from the browser."""
+
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+
+from taskfabric import FixedRate, LaunchPlan, map_task, task, workflow
+
+
+class Size(Enum):
+    SMALL = "small"
+    LARGE = "large"
+
+
+@dataclass
+class Order:
+    item: str
+    quantity: int
+
+
+@task
+def price(order: Order, size: Size, discount: float) -> float:
+    print(f"pricing {order.quantity} x {order.item} ({size.name})", flush=True)
+    unit = 3.0 if size is Size.LARGE else 2.0
+    return order.quantity * unit * (1 - discount)
+
+
+@task
+def items(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task
+def double(x: int) -> int:
+    print(f"doubling {x}", flush=True)
+    return 2 * x
+
+
+@task
+def total(xs: list[int], label: str) -> str:
+    return f"{label}: {sum(xs)}"
+
+
+@workflow
+def checkout(order: Order, size: Size, n: int, label: str = "total", discount: float = 0.0) -> str:
+    """A typed workflow: a record, an enum, an int, defaults; a map of n items."""
+    cost = price(order=order, size=size, discount=discount)
+    summed = total(xs=map_task(double)(x=items(n=n)), label=label)
+    return join(a=summed, b=cost)
+
+
+@task
+def join(a: str, b: float) -> str:
+    return f"{a}, cost {b:g}"
+
+
+@task
+def wait(seconds: float) -> float:
+    print(f"waiting {seconds} s", flush=True)
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def slow(seconds: float = 600.0) -> float:
+    """Runs until cancelled (the cancel test)."""
+    return wait(seconds=seconds)
+
+
+hourly = LaunchPlan(
+    "hourly",
+    checkout,
+    fixed_inputs={"order": Order(item="tea", quantity=1), "size": Size.SMALL, "n": 2},
+    schedule=FixedRate(timedelta(hours=1)),
+)

@@ -1,0 +1,25 @@
+"""Workflows of the console's API tests."""
+
+from taskfabric import map_task, task, workflow
+
+FACTOR = 2
+
+
+@task
+def items(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task
+def step(x: int) -> int:
+    return x * FACTOR
+
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@workflow
+def fanout(n: int, label: str = "none") -> int:
+    return total(xs=map_task(step)(x=items(n=n)))

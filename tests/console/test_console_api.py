@@ -1,0 +1,256 @@
+"""The console's server side in process (FastAPI's TestClient): sign-in and the cookie
+session with its CSRF check, the pages' headers, and the API routes the views use (graph,
+node detail, text launch, diff, pools) with the same project scoping as the rest of the API.
+The pages themselves are tested in a real browser (integration_tests/console)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskfabric.config import load_config
+from taskfabric.console._session import COOKIE, csrf_for
+from taskfabric.core.v1 import types_pb2
+from taskfabric.pools import Holder, PoolManager, specs_from_config
+from taskfabric.registry import build_package
+from taskfabric.server import InputError, create_app, text_to_literal
+from taskfabric.server._service import ControlPlane
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+FLOWS = Path(__file__).parent / "flows"
+FANOUT = "console_api_flows.fanout"
+
+
+def _client(app: Any, **kwargs: Any) -> Any:
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, follow_redirects=False, **kwargs)
+
+
+class Site:
+    def __init__(self, tmp: Path, database: str | None) -> None:
+        cfg = tmp / "taskfabric.toml"
+        text = "[pools.ledger]\nslots = 3\nproject_caps = { shop = 2, bank = 1 }\n"
+        if database is not None:
+            text += f'\n[metadata]\nurl = "{database}"\n'
+        cfg.write_text(text)
+        self.config_path = cfg
+        self.config = load_config(cfg)
+        self.plane = ControlPlane(self.config)
+        self.app = create_app(self.config, plane=self.plane)
+        self.shop = self.token(["shop"], "admin", "shop-admin")
+        self.bank = self.token(["bank"], "admin", "bank-admin")
+
+    def token(self, projects: list[str], role: str, name: str = "") -> str:
+        return self.plane.tokens.create(projects=projects, role=role, name=name)[1]
+
+    def http(self, token: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return _client(self.app, headers=headers)
+
+    def run(self, execution_id: str) -> None:
+        """Run a queued execution to its end, in a process of its own (as a worker does: a
+        process loads one bundle per module)."""
+        cmd = [sys.executable, "-m", "taskfabric.cli", "--config", str(self.config_path)]
+        subprocess.run([*cmd, "executions", "resume", execution_id], check=True)
+
+    def register(self, project: str, version: str = "v1") -> None:
+        package = build_package(FLOWS, project=project, domain="prod", version=version)
+        self.plane.registry.record(package)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
+    database = None
+    if request.param == "postgres":
+        database = request.getfixturevalue("postgres_schema")("tf_console")
+    found = Site(tmp_path, database)
+    yield found
+    found.plane.close()
+
+
+def _signed_in(site: Site, token: str) -> Any:
+    http = _client(site.app)
+    answer = http.post("/console/signin", data={"token": token, "next": "/console/pools"})
+    assert answer.status_code == 303, answer.text
+    return http
+
+
+def test_sign_in_sets_an_httponly_strict_cookie_and_pages_need_it(site: Site) -> None:
+    http = _client(site.app)
+    answer = http.get("/console/registry")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/signin?next=%2Fconsole%2Fregistry"
+    assert http.get("/").headers["location"] == "/console/"
+
+    wrong = http.post("/console/signin", data={"token": "tf_000000000000_" + "x" * 30})
+    assert wrong.status_code == 401
+    assert "the API token is unknown or revoked" in wrong.text
+    assert COOKIE not in wrong.headers.get("set-cookie", "")
+
+    answer = http.post("/console/signin", data={"token": site.shop, "next": "/console/pools"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/pools"
+    cookie = answer.headers["set-cookie"].lower()
+    assert f"{COOKIE}=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+
+    page = http.get("/console/registry")
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert f'<meta name="csrf" content="{csrf_for(site.shop)}">' in page.text
+    assert 'data-role="admin"' in page.text and "shop-admin" in page.text
+
+
+def test_sign_in_refuses_other_origins_and_foreign_redirects(site: Site) -> None:
+    http = _client(site.app)
+    other = http.post(
+        "/console/signin", data={"token": site.shop}, headers={"Origin": "http://evil.example"}
+    )
+    assert other.status_code == 403 and COOKIE not in other.headers.get("set-cookie", "")
+    for target in ("https://evil.example/", "//evil.example/x", "/api/v1/tokens"):
+        answer = http.post("/console/signin", data={"token": site.shop, "next": target})
+        assert answer.headers["location"] == "/console/", target
+
+
+def test_the_cookie_reads_the_api_and_changes_need_the_csrf_token(site: Site) -> None:
+    site.register("shop")
+    http = _signed_in(site, site.shop)
+    assert http.get("/api/v1/whoami").json()["name"] == "shop-admin"
+    launch = {"workflow": FANOUT, "inputs": {"n": "3"}}
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    refused = http.post(path, json=launch)
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    forged = http.post(path, json=launch, headers={"X-CSRF-Token": csrf_for(site.bank)})
+    assert forged.status_code == 403
+    made = http.post(path, json=launch, headers={"X-CSRF-Token": csrf_for(site.shop)})
+    assert made.status_code == 201, made.text
+    # A bearer token needs no CSRF token (it is not sent by browsers on their own).
+    bearer = site.http(site.shop).post(path, json=launch)
+    assert bearer.status_code == 201
+    # Signing out needs the CSRF token too, and ends the session.
+    assert http.post("/console/signout", data={"csrf": "nope"}).status_code == 403
+    out = http.post("/console/signout", data={"csrf": csrf_for(site.shop)})
+    assert out.status_code == 303 and 'tf_session=""' in out.headers["set-cookie"]
+    assert http.get("/console/").status_code == 303
+    # A revoked token ends its session at the next request.
+    http = _signed_in(site, site.shop)
+    site.plane.tokens.revoke(site.shop.split("_")[1])
+    assert http.get("/console/").status_code == 303
+    assert http.get("/api/v1/whoami").status_code == 401
+
+
+def test_text_launch_answers_the_command_lines_messages(site: Site) -> None:
+    site.register("shop")
+    http = site.http(site.shop)
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    int_type = types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_INTEGER)
+    with pytest.raises(InputError) as cli:
+        text_to_literal("three", int_type, name="n")
+    bad = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "three"}})
+    assert bad.status_code == 422
+    assert bad.json() == {"detail": str(cli.value), "input": "n"}
+    unknown = http.post(path, json={"workflow": FANOUT, "inputs": {"m": "1"}})
+    assert unknown.status_code == 422 and unknown.json()["input"] == "m"
+    assert "its inputs are: n: int, label: str" in unknown.json()["detail"]
+    made = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "4"}, "name": "four"})
+    assert made.status_code == 201 and made.json()["execution"]["name"] == "four"
+    again = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "4"}, "name": "four"})
+    assert again.status_code == 200
+    viewer = site.http(site.token(["shop"], "viewer"))
+    assert viewer.post(path, json={"workflow": FANOUT, "inputs": {"n": "4"}}).status_code == 403
+    assert site.http(site.bank).post(path, json={"workflow": FANOUT}).status_code == 404
+
+
+def test_graph_counts_map_items_by_phase_and_node_detail_is_typed(site: Site) -> None:
+    site.register("shop")
+    http = site.http(site.shop)
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    ran = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "5"}}).json()["execution"]
+    queued = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "2"}}).json()["execution"]
+    site.run(ran["id"])
+
+    graph = http.get(f"/api/v1/executions/{ran['id']}/graph").json()
+    assert graph["execution"]["phase"] == "SUCCEEDED"
+    nodes = {n["name"].split(".")[-1]: n for n in graph["nodes"]}
+    assert [n["kind"] for n in graph["nodes"]] == ["task", "map", "task"]
+    mapped = next(n for n in graph["nodes"] if n["kind"] == "map")
+    assert mapped["children"] == {"SUCCEEDED": 5}
+    assert mapped["upstream"] == [nodes["items"]["node_id"]]
+    assert {p["name"]: (p["type"], p["value"]) for p in graph["inputs"]} == {
+        "n": ("int", 5),
+        "label": ("str", "none"),
+    }
+    assert graph["outputs"] == [{"name": "o0", "type": "int", "value": 20, "set": True}]
+    lean = http.get(f"/api/v1/executions/{ran['id']}/graph", params={"values": "false"}).json()
+    assert lean["inputs"] == [] and lean["nodes"] == graph["nodes"]
+
+    detail = http.get(f"/api/v1/executions/{ran['id']}/nodes/{mapped['node_id']}/detail").json()
+    assert detail["node"]["phase"] == "SUCCEEDED" and detail["children_total"] == 5
+    assert [c["node_id"] for c in detail["children"]][:3] == [
+        f"{mapped['node_id']}[{i}]" for i in range(3)
+    ]
+    assert detail["inputs"] == [
+        {"name": "x", "type": "list[int]", "value": [0, 1, 2, 3, 4], "set": True}
+    ]
+    item = http.get(f"/api/v1/executions/{ran['id']}/nodes/{mapped['node_id']}[3]/detail").json()
+    assert item["inputs"][0]["value"] == 3 and item["outputs"][0] == {
+        "name": "o0",
+        "type": "int",
+        "value": 6,
+        "set": True,
+    }
+    assert item["node"]["attempt_details"][0]["phase"] == "SUCCEEDED"
+
+    waiting = http.get(f"/api/v1/executions/{queued['id']}/graph").json()
+    assert {n["phase"] for n in waiting["nodes"]} == {"NOT STARTED"}
+    first = waiting["nodes"][0]["node_id"]
+    blank = http.get(f"/api/v1/executions/{queued['id']}/nodes/{first}/detail").json()
+    assert blank["node"]["phase"] == "NOT STARTED" and blank["inputs"][0]["set"] is False
+    missing = http.get(f"/api/v1/executions/{queued['id']}/nodes/n99/detail")
+    assert missing.status_code == 404
+
+    other = site.http(site.bank)
+    assert other.get(f"/api/v1/executions/{ran['id']}/graph").status_code == 404
+    detail_path = f"/api/v1/executions/{ran['id']}/nodes/{first}/detail"
+    assert other.get(detail_path).status_code == 404
+
+
+def test_diff_between_two_registered_versions(site: Site) -> None:
+    site.register("shop", "v1")
+    site.register("shop", "v2")
+    http = site.http(site.shop)
+    path = f"/api/v1/projects/shop/domains/prod/entities/workflow/{FANOUT}/diff"
+    found = http.get(path, params={"old": "v1", "new": "v2"}).json()
+    assert found["diff"].startswith(f"--- {FANOUT} v1\n+++ {FANOUT} v2\n")
+    assert re.search(r'^-\s+version: "v1"$', found["diff"], re.M)
+    assert re.search(r'^\+\s+version: "v2"$', found["diff"], re.M)
+    same = http.get(path, params={"old": "v1", "new": "v1"}).json()
+    assert same["diff"] == ""
+    missing = http.get(path, params={"old": "v1", "new": "v9"})
+    assert missing.status_code == 404 and "registered versions: v2, v1" in missing.text
+    assert site.http(site.bank).get(path, params={"old": "v1", "new": "v2"}).status_code == 404
+
+
+def test_pools_name_only_what_the_token_sees(site: Site) -> None:
+    specs = specs_from_config(site.config)
+    manager = PoolManager(site.plane.metadata.engine, specs, owner="test:1")
+    try:
+        assert manager.request(Holder("e-shop", "n0", 1, "shop", "prod"), {"ledger": 1})
+        assert manager.request(Holder("e-bank", "n0", 1, "bank", "prod"), {"ledger": 1})
+        assert manager.request(Holder("e-bank2", "n0", 1, "bank", "prod"), {"ledger": 1}) is None
+        (shop,) = site.http(site.shop).get("/api/v1/pools").json()
+        assert shop["in_use"] == 2 and shop["slots"] == 3
+        assert [h["execution_id"] for h in shop["holders"]] == ["e-shop"]
+        assert shop["hidden_holders"] == 1 and shop["hidden_waiters"] == 1
+        assert shop["waiters"] == [] and shop["project_caps"] == {"shop": 2}
+        (bank,) = site.http(site.bank).get("/api/v1/pools").json()
+        assert [w["execution_id"] for w in bank["waiters"]] == ["e-bank2"]
+        assert bank["waiters"][0]["position"] == 1 and bank["project_caps"] == {"bank": 1}
+        assert "shop" not in str(bank)
+    finally:
+        manager.close()
