@@ -1,3 +1,4 @@
+# docs/plugins/examples/backend_remote.py
 """A remote backend with re-attach: each attempt is a job of a JSON-over-HTTP job service.
 
 The service runs commands where the blob store is reachable and keeps every job until it is

@@ -1,3 +1,4 @@
+# docs/plugins/examples/backend_threads.py
 """An in-process backend on `ThreadBackend`: every attempt's thread holds a connection to the
 backend's SQLite database, which its tasks reach with `connection()`; what a task writes is
 committed only when its attempt succeeds."""
