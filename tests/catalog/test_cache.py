@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from taskfabric import Cache, File, task, workflow
-from taskfabric.catalog import Catalog, source_version
+from taskfabric.catalog import Catalog
 from taskfabric.config import load_config
 from taskfabric.engine import Engine, load_object
+from taskfabric.sdk import source_version
 
 
 @pytest.fixture

@@ -91,14 +91,14 @@ def test_a_handle_recorded_after_the_rows_changes_only_the_handle(store: Metadat
     assert store.attempts("e1")[0].handle == "app-2"
 
 
-def test_migration_0006_adds_an_empty_handle_to_existing_attempts(tmp_path: Path) -> None:
+def test_migration_0007_adds_an_empty_handle_to_existing_attempts(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(Path(store_module.__file__).parent / "migrations"))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0005")
+        command.upgrade(cfg, "0006")
         conn.execute(
             sa.text(
                 "INSERT INTO executions (id, project, domain, name, workflow_name, phase, "

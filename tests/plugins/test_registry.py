@@ -269,8 +269,8 @@ def test_type_transformers_come_from_plugins_only_when_needed(install_dist: Inst
     )
     import tf_money  # type: ignore[import-not-found]
 
+    from taskfabric._wiring import _load_plugin_transformers
     from taskfabric.types import TypeEngine
-    from taskfabric.types._engine import _load_plugin_transformers
 
     plugins = Plugins(autoload=True)
     engine = TypeEngine.with_builtins()

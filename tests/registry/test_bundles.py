@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from registry_helpers import write_tree
 
-from taskfabric.registry import (
+from taskfabric.bundles import (
     BundleError,
     bundle_files,
     create_bundle,
@@ -174,7 +174,7 @@ def test_a_corrupt_blob_is_refused(tmp_path: Path) -> None:
 LOADER = """
 import sys
 from pathlib import Path
-from taskfabric.registry import load_bundled
+from taskfabric.bundles import load_bundled
 from taskfabric.storage import LocalBlobStore
 store = LocalBlobStore(Path(sys.argv[1]))
 code = {"bundle": sys.argv[2], "root": "", "module": "pkg.mod", "object": "answer"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -104,13 +105,24 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") 
 class ServerProcess:
     """`taskfabric --config CONFIG server` in a process of its own."""
 
-    def __init__(self, config: Path, log: Path, *, workers: int = 2, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        *,
+        workers: int = 2,
+        env: dict[str, str],
+        ca_file: Path | None = None,
+    ) -> None:
+        """`ca_file`: the server serves HTTPS (its config names the certificate) and this file
+        verifies it."""
         self.config = config
         self.log = log
         self.workers = workers
         self.env = env
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.ca_file = ca_file
+        self.url = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ServerProcess:
@@ -129,7 +141,8 @@ class ServerProcess:
         if self.proc.poll() is not None:
             raise AssertionError(f"the server exited ({self.proc.returncode}):\n{self.tail()}")
         try:
-            return httpx.get(self.url + "/healthz", timeout=1).status_code == 200
+            verify = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+            return httpx.get(self.url + "/healthz", timeout=1, verify=verify).status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -10,8 +10,13 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from test_api import Api
+from test_api import Api, TestClient
+
+from taskfabric.config import load_config
+from taskfabric.server import create_app
+from taskfabric.server._service import ControlPlane
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -119,3 +124,80 @@ def test_the_documented_rule_message_is_the_real_one(api: Api) -> None:
     headers = {"Authorization": f"Bearer {api.token(['shop'], 'viewer')}"}
     response = api.http.get("/api/v1/projects/shop/domains/%2E%2E/entities", headers=headers)
     assert response.json()["detail"] == documented.group(0)
+
+
+class Limited(Api):
+    """The app with small `[server]` limits."""
+
+    LIMITS = {
+        "max_request_bytes": 4096,
+        "max_upload_bytes": 2000,
+        "max_package_bytes": 1024,
+        "max_input_bytes": 100,
+        "max_input_string_length": 100,
+        "max_input_items": 10,
+    }
+
+    def __init__(self, tmp: Path) -> None:
+        cfg = tmp / "taskfabric.toml"
+        cfg.write_text("[server]\n" + "".join(f"{k} = {v}\n" for k, v in self.LIMITS.items()))
+        self.config = load_config(cfg)
+        self.plane = ControlPlane(self.config)
+        self.app = create_app(self.config, plane=self.plane)
+        self.http = TestClient(self.app)
+        self.tmp = tmp
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[Limited]:
+    found = Limited(tmp_path)
+    yield found
+    found.plane.close()
+
+
+def _refused(response: httpx.Response, setting: str) -> str:
+    assert response.status_code == 413, response.text
+    assert response.headers["content-type"] == "application/json"
+    detail: str = response.json()["detail"]
+    limit = Limited.LIMITS[setting]
+    assert f"[server] {setting}" in detail and f"at most {limit}" in detail, detail
+    return detail
+
+
+def test_bodies_inputs_and_uploads_over_the_limits_answer_413(limited: Limited) -> None:
+    headers = {"Authorization": f"Bearer {limited.token(['shop'], 'admin')}"}
+    scope = "/api/v1/projects/shop/domains/prod"
+    limited.plane.registry.record(limited.package())  # a package over the limit itself
+    launch = f"{scope}/executions"
+
+    def post(inputs: dict[str, object]) -> httpx.Response:
+        body = {"workflow": "srvflows.price", "inputs": inputs}
+        return limited.http.post(launch, json=body, headers=headers)
+
+    # A body over max_request_bytes, with its length told, and sent in chunks without it.
+    _refused(post({"x": 1, "label": "y" * 5000}), "max_request_bytes")
+    chunks = [b'{"workflow": "srvflows.price", "inputs": {"x": 1, "label": "', b"y" * 5000, b'"}}']
+    chunked = limited.http.post(launch, content=iter(chunks), headers=headers)
+    assert "content-length" not in chunked.request.headers
+    _refused(chunked, "max_request_bytes")
+    # Inputs: one string, one list or map at any depth, all of them as stored.
+    detail = _refused(post({"x": 1, "label": "y" * 101}), "max_input_string_length")
+    assert "input 'label': a string of 101 characters" in detail
+    response = post({"x": {"deep": [list(range(11))]}})
+    detail = _refused(response, "max_input_items")
+    assert "input 'x': a list of 11 items at ['deep'][0]" in detail
+    assert response.json()["input"] == "x"
+    _refused(post({"x": 1, "label": "y" * 100}), "max_input_bytes")
+    assert post({"x": 1, "label": "y" * 50}).status_code == 201
+    # Uploads and registration packages have limits of their own.
+    up = f"{scope}/uploads"
+
+    def upload(content: bytes | Iterator[bytes]) -> httpx.Response:
+        return limited.http.post(up, params={"name": "f"}, content=content, headers=headers)
+
+    _refused(upload(b"x" * 2001), "max_upload_bytes")
+    _refused(upload(iter([b"x" * 1500] * 2)), "max_upload_bytes")
+    assert upload(b"x" * 2000).status_code == 201
+    registration = f"{scope}/registrations"
+    response = limited.http.post(registration, content=b"x" * 1025, headers=headers)
+    _refused(response, "max_package_bytes")

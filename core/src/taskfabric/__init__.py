@@ -13,6 +13,8 @@ def squares(n: int) -> list[int]:
 ```
 """
 
+from taskfabric._version import __version__
+from taskfabric._wiring import connect as _connect
 from taskfabric.errors import (
     CompilationError,
     ExecutionFailedError,
@@ -35,7 +37,7 @@ from taskfabric.sdk import (
 )
 from taskfabric.types import Directory, File
 
-__version__ = "0.1.0"
+_connect()
 
 __all__ = [
     "Cache",

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import click
+
     from taskfabric.plugin_api import NodeEvent, TaskType
     from taskfabric.types import TypeTransformer
 
@@ -38,6 +40,18 @@ def taskfabric_type_transformers() -> Sequence[TypeTransformer[Any]]:
 
     Called once, the first time a Python type has no built-in transformer; the transformers
     are registered in the default type engine (a clash with another is an error).
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def taskfabric_cli_commands() -> Sequence[click.Command]:
+    """Commands this plugin adds to the `taskfabric` command line (e.g. `images`).
+
+    Called once, when the command line meets a command name it does not know or lists its
+    commands (`taskfabric --help`), so built-in commands never load plugins. Return click
+    commands or groups; a name already taken by a built-in command or by another plugin is an
+    error naming both. Import heavy modules inside the commands, not at the hook module's top.
     """
     raise NotImplementedError
 

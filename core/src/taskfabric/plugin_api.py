@@ -215,6 +215,8 @@ class NodeEvent:
     phase: str
     attempt: int
     message: str = ""
+    #: "hit" when the node's outputs came from the cache (see NodeRecord.cache_status).
+    cache_status: str = ""
 
 
 # -- backends --------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from taskfabric.plugin_api import (
     LogLink,
     TaskAttempt,
 )
+from taskfabric.tasklogs import LOG_LINK_NAME, keep_log
 
 __all__ = ["ProcessBackend", "ProcessRun", "describe_exit", "tail"]
 
@@ -329,7 +330,8 @@ class ProcessBackend(Backend[SettingsT]):
             )
             return run
         run.ended.set()
-        status = self._documents(run, None)
+        links = self._links(run)
+        status = self._documents(run, None, links)
         if status is not None:
             log.info(
                 "the attempt's process ended while no engine watched it; its outcome is read",
@@ -348,7 +350,7 @@ class ProcessBackend(Backend[SettingsT]):
         return AttemptStatus(
             AttemptPhase.FAILED,
             error=AttemptError("Interrupted", message, kind="system", retryable=True),
-            log_links=self.log_links(run),
+            log_links=links,
         )
 
     def _wait(self, run: ProcessRun) -> None:
@@ -363,41 +365,56 @@ class ProcessBackend(Backend[SettingsT]):
         status = None if run.cancelled else self._status(run, code)
         with self._lock:
             self._runs.pop(run.attempt.attempt_id, None)
+            stopped = True
             if run.cancelled or status is None:
                 self._results.pop(run.attempt.attempt_id, None)
-                return
-            self._results[run.attempt.attempt_id] = status
+            else:
+                self._results[run.attempt.attempt_id] = status
+                stopped = False
+        if stopped:
+            # a stopped attempt's output is kept too: why it hung is often in there
+            a = run.attempt
+            keep_log(self.context.store, a.execution_id, a.node_id, a.attempt, run.log_path)
+            return
         run.attempt.notify(run.attempt.attempt_id)
 
-    def _documents(self, run: ProcessRun, code: int | None) -> AttemptStatus | None:
+    def _links(self, run: ProcessRun) -> list[LogLink]:
+        """The links of an ended attempt: its log kept in the blob store, then `log_links`."""
+        attempt = run.attempt
+        links = self.log_links(run)
+        kept = keep_log(
+            self.context.store, attempt.execution_id, attempt.node_id, attempt.attempt, run.log_path
+        )
+        return [LogLink(LOG_LINK_NAME, kept), *links] if kept is not None else links
+
+    def _documents(
+        self, run: ProcessRun, code: int | None, links: list[LogLink]
+    ) -> AttemptStatus | None:
         """The outcome `taskfabric-execute` wrote (outputs or error document), or None."""
         attempt = run.attempt
         store = self.context.store
         if code in (0, None) and store.exists(attempt.outputs_uri):
             return AttemptStatus(
-                AttemptPhase.SUCCEEDED,
-                outputs_uri=attempt.outputs_uri,
-                log_links=self.log_links(run),
+                AttemptPhase.SUCCEEDED, outputs_uri=attempt.outputs_uri, log_links=links
             )
         if code in (1, 2, None) and store.exists(attempt.error_uri):
             err = execution_pb2.ExecutionError()
             try:
                 err.ParseFromString(store.get_bytes(attempt.error_uri))
                 return AttemptStatus(
-                    AttemptPhase.FAILED,
-                    error=AttemptError.from_proto(err),
-                    log_links=self.log_links(run),
+                    AttemptPhase.FAILED, error=AttemptError.from_proto(err), log_links=links
                 )
             except Exception:
                 log.warning("unreadable error document", uri=attempt.error_uri)
         return None
 
     def _status(self, run: ProcessRun, code: int | None) -> AttemptStatus:
-        status = self._documents(run, code)
+        links = self._links(run)
+        status = self._documents(run, code, links)
         if status is not None:
             return status
         return AttemptStatus(
-            AttemptPhase.FAILED, error=self.crash_error(run, code), log_links=self.log_links(run)
+            AttemptPhase.FAILED, error=self.crash_error(run, code), log_links=links
         )
 
     def poll(self, attempt_id: str) -> AttemptStatus:

@@ -22,8 +22,10 @@ from taskfabric.plugin_api import (
     Backend,
     BackendContext,
     BackendSettings,
+    LogLink,
     TaskAttempt,
 )
+from taskfabric.tasklogs import LIVE_LOG_NAME, LOG_LINK_NAME, capture_output, keep_log
 
 log = get_logger("taskfabric.backends")
 
@@ -97,22 +99,34 @@ class ThreadBackend(Backend[SettingsT]):
         ctx = self.context
         prefix = ctx.store.uri("executions", attempt.execution_id)
         name = attempt.outputs_uri[len(prefix) + 1 :]
-        # Log lines of the task (and of taskfabric on its behalf) carry its ids.
-        with structlog.contextvars.bound_contextvars(
-            execution_id=attempt.execution_id, node_id=attempt.node_id, attempt=attempt.attempt
+        work_dir = self._work_dir(attempt)
+        live_log = work_dir / LIVE_LOG_NAME
+        # Log lines of the task (and of taskfabric on its behalf) carry its ids; what the
+        # task prints goes to its attempt's log (tasklogs), not to this process's stdout.
+        with (
+            structlog.contextvars.bound_contextvars(
+                execution_id=attempt.execution_id,
+                node_id=attempt.node_id,
+                attempt=attempt.attempt,
+            ),
+            capture_output(live_log),
         ):
-            return execute_task(
+            status = execute_task(
                 attempt.task_definition,
                 attempt.task,
                 ctx.task_type(attempt.task.type),
                 attempt.inputs,
                 store=ctx.store,
                 raw_prefix=attempt.raw_prefix,
-                work_dir=self._work_dir(attempt),
+                work_dir=work_dir,
                 write_outputs=functools.partial(ctx.literals.put, prefix, name),
                 attempt_id=attempt.attempt_id,
                 cancelled=self._events.setdefault(attempt.attempt_id, threading.Event()),
             )
+        uri = keep_log(ctx.store, attempt.execution_id, attempt.node_id, attempt.attempt, live_log)
+        if uri is not None:
+            status.log_links.append(LogLink(LOG_LINK_NAME, uri))
+        return status
 
     def _work_dir(self, attempt: TaskAttempt) -> Path:
         return attempt_work_dir(self.context, attempt)

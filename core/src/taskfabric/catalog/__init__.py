@@ -1,7 +1,7 @@
 """Task caching: keys and the data catalog (see `_key` for what a key covers)."""
 
 from taskfabric.catalog._catalog import CacheEntry, Catalog
-from taskfabric.catalog._key import cache_key, inputs_hash, interface_hash, source_version
+from taskfabric.catalog._key import cache_key, inputs_hash, interface_hash
 
 __all__ = [
     "CacheEntry",
@@ -9,5 +9,4 @@ __all__ = [
     "cache_key",
     "inputs_hash",
     "interface_hash",
-    "source_version",
 ]

@@ -108,6 +108,19 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def elapsed(
+    started_at: float | None, finished_at: float | None, phase: str, now: float | None = None
+) -> float | None:
+    """How long an execution or node ran: to its end, or to now while it is RUNNING."""
+    if started_at is None:
+        return None
+    if finished_at is not None:
+        return finished_at - started_at
+    if phase == "RUNNING":
+        return max(0.0, (time.time() if now is None else now) - started_at)
+    return None
+
+
 def fmt_age(at: float | None) -> str:
     if at is None:
         return "-"

@@ -12,6 +12,7 @@ from rich.table import Table
 from taskfabric.cli._common import (
     EXIT_ABORTED,
     EXIT_FAILED,
+    elapsed,
     err,
     fmt_age,
     fmt_duration,
@@ -86,13 +87,12 @@ def list_executions(
     for col in ("ID", "WORKFLOW", "PHASE", "STARTED", "DURATION", "PROJECT/DOMAIN"):
         table.add_column(col)
     for r in rows:
-        end = r.finished_at or r.heartbeat_at
         table.add_row(
             r.id,
             r.workflow_name,
             phase_text(r.phase),
             fmt_age(r.started_at),
-            fmt_duration((end - r.started_at) if end and r.started_at else None),
+            fmt_duration(elapsed(r.started_at, r.finished_at, r.phase)),
             f"{r.project}/{r.domain}",
         )
     out.print(table)
@@ -221,13 +221,12 @@ def _print_show(
 ) -> None:
     rec_inputs = [i.name for i in interface.inputs]
     rec_outputs = [o.name for o in interface.outputs]
-    end = rec.finished_at or rec.heartbeat_at
     out.print(f"[bold]execution {rec.id}[/]  {phase_text(rec.phase)}")
     out.print(f"  workflow  {rec.workflow_name}")
     out.print(f"  project   {rec.project}/{rec.domain}   name {rec.name}")
     out.print(
         f"  started   {fmt_time(rec.started_at)}   duration "
-        f"{fmt_duration((end - rec.started_at) if end and rec.started_at else None)}"
+        f"{fmt_duration(elapsed(rec.started_at, rec.finished_at, rec.phase))}"
     )
     if rec.owner:
         out.print(f"  owner     {rec.owner} (heartbeat {fmt_age(rec.heartbeat_at)})")

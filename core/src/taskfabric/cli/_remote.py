@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from taskfabric.cli._common import (
+    elapsed,
     err,
     fmt_age,
     fmt_duration,
@@ -142,13 +143,12 @@ def print_detail(detail: m.ExecutionDetail, *, show_all: bool, no_values: bool) 
 
     rec = detail.execution
     shown_values = detail.display
-    end = rec.finished_at or rec.heartbeat_at
     out.print(f"[bold]execution {rec.id}[/]  {phase_text(rec.phase)}")
     out.print(f"  workflow  {rec.workflow}")
     out.print(f"  project   {rec.project}/{rec.domain}   name {rec.name}")
     out.print(
         f"  started   {fmt_time(rec.started_at)}   duration "
-        f"{fmt_duration((end - rec.started_at) if end and rec.started_at else None)}"
+        f"{fmt_duration(elapsed(rec.started_at, rec.finished_at, rec.phase))}"
     )
     if rec.owner:
         out.print(f"  owner     {rec.owner} (heartbeat {fmt_age(rec.heartbeat_at)})")

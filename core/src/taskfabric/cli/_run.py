@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+from typing import Any, TextIO
 
 import click
 
@@ -28,6 +33,10 @@ def _option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+class _InputOption(click.Option):
+    """An option that is one of the workflow's inputs."""
+
+
 def _input_options(wf: WorkflowDefinition[Any, Any]) -> list[click.Parameter]:
     opts: list[click.Parameter] = []
     for i, (name, param) in enumerate(wf.interface.inputs.items()):
@@ -41,7 +50,7 @@ def _input_options(wf: WorkflowDefinition[Any, Any]) -> list[click.Parameter]:
         if "_" in name:
             decls.append("--" + name)
         opts.append(
-            click.Option(
+            _InputOption(
                 [*decls, name],
                 type=str,
                 required=False,
@@ -73,92 +82,142 @@ def _parse_inputs(wf: WorkflowDefinition[Any, Any], raw: dict[str, str | None]) 
     return values
 
 
+def _run_options(prefix: str = "") -> list[click.Parameter]:
+    """run's own options; with `prefix`, their parameter names carry it (so that they can sit
+    next to the workflow's inputs in one command)."""
+    return [
+        click.Option(
+            ["--project", prefix + "project"],
+            default=None,
+            help="Project of the execution (config default).",
+        ),
+        click.Option(
+            ["--domain", prefix + "domain"],
+            default=None,
+            help="Domain of the execution (config default).",
+        ),
+        click.Option(
+            ["--cluster", prefix + "cluster"],
+            default=None,
+            help="Cluster label, for backends with several targets (default: the project's).",
+        ),
+        click.Option(
+            ["--name", prefix + "exec_name"],
+            default=None,
+            help="Name of the execution (unique in its project and domain).",
+        ),
+        click.Option(
+            ["-o", "--output", prefix + "output_format"],
+            type=click.Choice(["text", "json"]),
+            default=None,
+            help="How to print the outputs (default text); with json, stdout carries only "
+            "the JSON document.",
+        ),
+        click.Option(
+            ["--overwrite-cache", prefix + "overwrite_cache"],
+            is_flag=True,
+            default=None,
+            help="Run cached tasks again and replace their cache entries.",
+        ),
+    ]
+
+
+_OWN = "run__"
+_HELP = ("-h", "--help")
+
+
+class _WorkflowCommand(click.Command):
+    """A workflow's inputs and run's own options in one command, listed apart in --help."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {"Inputs": [], "Run options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                own = not isinstance(param, _InputOption)
+                sections["Run options" if own else "Inputs"].append(record)
+        for title, records in sections.items():
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+def _workflow_command(wf: WorkflowDefinition[Any, Any], ref: str) -> click.Command:
+    inputs = _input_options(wf)
+    taken = {opt for p in inputs for opt in getattr(p, "opts", [])}
+    # An input may be called --name or --output: then it is the input, and run's own option
+    # of that name goes before the workflow reference.
+    own = [p for p in _run_options(_OWN) if not taken & set(getattr(p, "opts", []))]
+    return _WorkflowCommand(
+        name=f"run {ref}",
+        params=inputs + own,
+        help=(wf.function.__doc__ or f"Run workflow {wf.short_name}.").strip()
+        + "\n\nInputs are parsed by their declared types. Lists, dicts and records are JSON; "
+        "files are local paths. Run options may come before or after FILE.py:WORKFLOW.",
+        context_settings={"help_option_names": list(_HELP)},
+    )
+
+
 @click.command(
+    params=[*_run_options(), click.Argument(["ref"], metavar="FILE.py:WORKFLOW", required=False)],
     context_settings={
         "ignore_unknown_options": True,
         "allow_extra_args": True,
-        # run's own options come before FILE.py:WORKFLOW; everything after it is the
-        # workflow's inputs, so an input may be called --name or --project too.
+        # What follows FILE.py:WORKFLOW is parsed once the workflow, and so its inputs, are
+        # known: its inputs and run's own options, in any order.
         "allow_interspersed_args": False,
         "help_option_names": [],
     },
-)
-@click.argument("ref", metavar="FILE.py:WORKFLOW")
-@click.option("--project", default=None, help="Project of the execution (config default).")
-@click.option("--domain", default=None, help="Domain of the execution (config default).")
-@click.option(
-    "--cluster",
-    default=None,
-    help="Cluster label, for backends with several targets (default: the project's).",
-)
-@click.option("--name", "exec_name", default=None, help="Name of the execution (unique).")
-@click.option(
-    "-o",
-    "--output",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    help="How to print the outputs.",
-)
-@click.option(
-    "--overwrite-cache",
-    is_flag=True,
-    help="Run cached tasks again and replace their cache entries.",
+    epilog="FILE.py:WORKFLOW --help lists the workflow's inputs with their types and defaults.",
 )
 @click.pass_context
 def run(
     ctx: click.Context,
-    ref: str,
+    ref: str | None,
     project: str | None,
     domain: str | None,
     exec_name: str | None,
-    output_format: str,
-    overwrite_cache: bool,
+    output_format: str | None,
+    overwrite_cache: bool | None,
     cluster: str | None,
 ) -> None:
-    """Compile and run a workflow; its inputs are options (see FILE.py:WORKFLOW --help)."""
-    from taskfabric.engine import Engine, load_object
+    """Compile and run a workflow: `taskfabric run [OPTIONS] FILE.py:WORKFLOW [INPUTS]`.
+
+    The workflow's inputs are options (`--n 3`); run's options below may also come after
+    the workflow reference."""
+    from taskfabric.engine import Engine
 
     args = list(ctx.args)
-    want_help = "--help" in args or "-h" in args
+    if ref is None or ref in _HELP:
+        click.echo(ctx.get_help())
+        ctx.exit(0 if ref in _HELP else 2)
+    assert ref is not None
     with user_errors():
-        try:
-            wf, code = load_object(ref)
-        except TaskfabricError:
-            raise
-        except ModuleNotFoundError as exc:
-            missing = (exc.name or "").split(".")[0]
-            if missing.startswith("taskfabric_"):
-                package = "taskfabric-" + missing.removeprefix("taskfabric_").replace("_", "-")
-                raise TaskfabricError(
-                    f"cannot load {ref}: it imports {missing}, which is not installed: "
-                    f"`pip install {package}` provides it"
-                ) from exc
-            raise TaskfabricError(f"cannot load {ref}: {type(exc).__name__}: {exc}") from exc
-        except Exception as exc:
-            raise TaskfabricError(f"cannot load {ref}: {type(exc).__name__}: {exc}") from exc
-        if not isinstance(wf, WorkflowDefinition):
-            raise TaskfabricError(f"{ref} is {type(wf).__name__}, not a @workflow")
-    command = click.Command(
-        name=f"run {ref}",
-        params=_input_options(wf),
-        help=(wf.function.__doc__ or f"Run workflow {wf.short_name}.").strip()
-        + "\n\nInputs are parsed by their declared types. Lists, dicts and records are JSON; "
-        "files are local paths.",
-        add_help_option=True,
-    )
-    if want_help:
-        with click.Context(command, info_name=f"taskfabric run {ref}") as help_ctx:
+        cfg = state().config  # a bad config file is `config error: file:line: ...`, exit 2
+        wf, code = _load_workflow(ref)
+    command = _workflow_command(wf, ref)
+    if any(a in _HELP for a in args):
+        with click.Context(
+            command, info_name=f"taskfabric run {ref}", help_option_names=list(_HELP)
+        ) as help_ctx:
             click.echo(command.get_help(help_ctx))
         ctx.exit(0)
     try:
         with click.Context(command, info_name=f"taskfabric run {ref}") as sub:
             command.parse_args(sub, args)
-            inputs = _parse_inputs(wf, dict(sub.params))
+            given = dict(sub.params)
+            inputs = _parse_inputs(wf, given)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    cfg = state().config
+    # run's options after the reference win over the same ones before it
+    later = {k.removeprefix(_OWN): v for k, v in given.items() if k.startswith(_OWN)}
+    project = later.get("project") or project
+    domain = later.get("domain") or domain
+    cluster = later.get("cluster") or cluster
+    exec_name = later.get("exec_name") or exec_name
+    output_format = later.get("output_format") or output_format or "text"
+    overwrite_cache = bool(later.get("overwrite_cache") or overwrite_cache)
     with user_errors():
         try:
             wf.compile()
@@ -169,7 +228,12 @@ def run(
         engine = Engine(cfg)
     progress = RunProgress(err, wf.short_name)
     try:
-        with user_errors(), sigterm_as_interrupt(), progress:
+        with (
+            user_errors(),
+            sigterm_as_interrupt(),
+            progress,
+            _stdout_to_stderr(output_format == "json") as document_out,
+        ):
             result = engine.launch(
                 wf,
                 inputs,
@@ -182,6 +246,10 @@ def run(
                 overwrite_cache=overwrite_cache,
                 cluster=cluster,
             )
+            progress.finish(result.phase)
+            if output_format == "json":
+                document_out.write(_json_document(result) + "\n")
+                document_out.flush()
     except KeyboardInterrupt:
         err.print(
             f"[magenta]aborted[/]: execution {progress.execution_id} was cancelled; "
@@ -195,23 +263,108 @@ def run(
         engine.close()
 
 
+def _load_workflow(ref: str) -> tuple[WorkflowDefinition[Any, Any], dict[str, str]]:
+    """The workflow `ref` names; an error that says where loading it failed."""
+    from taskfabric.engine import load_object
+
+    try:
+        wf, code = load_object(ref)
+    except TaskfabricError:
+        raise
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing.startswith("taskfabric_"):
+            package = "taskfabric-" + missing.removeprefix("taskfabric_").replace("_", "-")
+            raise TaskfabricError(
+                f"cannot load {ref}: it imports {missing}, which is not installed: "
+                f"`pip install {package}` provides it\n{_where(exc)}"
+            ) from exc
+        raise TaskfabricError(f"cannot load {ref}:\n{_where(exc)}") from exc
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise TaskfabricError(f"cannot load {ref}:\n{_where(exc)}") from exc
+    if not isinstance(wf, WorkflowDefinition):
+        raise TaskfabricError(f"{ref} is {type(wf).__name__}, not a @workflow")
+    return wf, code
+
+
+_IMPORT_MACHINERY = (
+    str(Path(__file__).resolve().parents[1]) + os.sep,  # taskfabric itself
+    "<frozen importlib",
+)
+
+
+def _where(exc: BaseException) -> str:
+    """The exception with the traceback of the user's files that raised it (a SyntaxError
+    with its file, line and the line itself)."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if not f.filename.startswith(_IMPORT_MACHINERY)
+    ]
+    lines = traceback.format_list(frames) + traceback.format_exception_only(exc)
+    if frames:
+        lines.insert(0, "Traceback (most recent call last):\n")
+    return "".join(lines).rstrip()
+
+
+@contextmanager
+def _stdout_to_stderr(enabled: bool) -> Iterator[TextIO]:
+    """With `enabled`, everything written to stdout while the block runs (a task's print, a
+    library, a child process inheriting file descriptor 1) goes to stderr instead; yields
+    the real stdout, for the JSON document."""
+    if not enabled:
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test runner's)
+        fd = -1
+    if fd < 0:
+        real = sys.stdout
+        with redirect_stdout(sys.stderr):
+            yield real
+        return
+    saved = os.dup(fd)
+    try:
+        os.dup2(sys.stderr.fileno(), fd)
+        with os.fdopen(os.dup(saved), "w", encoding="utf-8", closefd=True) as real:
+            yield real
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def _json_document(result: Any) -> str:
+    payload = {
+        "execution_id": result.execution_id,
+        "phase": result.phase,
+        "outputs": {k: literal_to_json(v) for k, v in result.outputs.literals.items()}
+        if result.outputs is not None
+        else None,
+        "error": result.error,
+    }
+    return json.dumps(payload, default=str, indent=2)
+
+
 def _report(result: Any, output_format: str, order: list[str] | None = None) -> None:
     if output_format == "json":
-        payload = {
-            "execution_id": result.execution_id,
-            "phase": result.phase,
-            "outputs": {k: literal_to_json(v) for k, v in result.outputs.literals.items()}
-            if result.outputs is not None
-            else None,
-            "error": result.error,
-        }
-        out.print_json(json.dumps(payload, default=str))
+        pass  # the document is written by `run`, before anything else can reach stdout
     elif result.succeeded:
         err.print(f"[green]succeeded[/]: execution [bold]{result.execution_id}[/]")
         assert result.outputs is not None
         names = [n for n in (order or []) if n in result.outputs.literals]
         for name in names or sorted(result.outputs.literals):
-            out.print(f"{name} = {literal_to_display(result.outputs.literals[name])}", markup=False)
+            lit = result.outputs.literals[name]
+            if out.is_terminal:
+                out.print(f"{name} = {literal_to_display(lit)}", markup=False)
+            else:  # piped: the whole value, on one line, for tools and logs
+                text = literal_to_display(lit, max_items=sys.maxsize, max_chars=sys.maxsize)
+                sys.stdout.write(f"{name} = {text}\n")
+        sys.stdout.flush()
     else:
         e = result.error or {}
         node = f" in node {e['node_id']}" if e.get("node_id") else ""

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from taskfabric.cli._common import err, fmt_age, fmt_time, out, state, user_errors
 from taskfabric.cli._remote import remote_client
+from taskfabric.errors import TaskfabricError
 
 
 @click.command()
@@ -43,9 +46,11 @@ def server(host: str | None, port: int | None, workers: int | None, scheduler: b
     shown_workers = settings.workers if workers is None else workers
     on = settings.scheduler if scheduler is None else scheduler
     err.print(
-        f"taskfabric server on http://{shown_host}:{shown_port}  workers {shown_workers}  "
+        f"taskfabric server on {'https' if settings.ssl_certfile else 'http'}://"
+        f"{shown_host}:{shown_port}  workers {shown_workers}  "
         f"scheduler {'on' if on else 'off'}  auth {'on' if settings.auth else 'OFF'}",
         highlight=False,
+        markup=False,
     )
     with user_errors():
         serve(cfg, host=host, port=port, workers=workers, scheduler=scheduler)
@@ -97,26 +102,54 @@ def _token_store() -> Iterator[Any]:
     "activate launch plans, manage tokens.",
 )
 @click.option("--name", default="", help="Who or what uses it (shown by `tokens list`).")
+@click.option(
+    "--expires-in",
+    "expires_in",
+    default=None,
+    metavar="DURATION",
+    help="It stops working after this long: 90d, 12h, 30m or seconds (default: never).",
+)
 @_local
-def create(projects: tuple[str, ...], role: str, name: str, local: bool) -> None:
+def create(
+    projects: tuple[str, ...], role: str, name: str, expires_in: str | None, local: bool
+) -> None:
     """Create a token and print it (on stdout, once: it cannot be shown again)."""
     with user_errors():
+        lifetime = None if expires_in is None else _seconds(expires_in)
         client = _client(local)
         if client is not None:
             with client:
-                created = client.create_token(projects, role, name)
+                created = client.create_token(projects, role, name, expires_in=lifetime)
             info, text = created.info, created.token
         else:
             with _token_store() as store:
-                info, text = store.create(projects=projects, role=role, name=name)
+                info, text = store.create(
+                    projects=projects, role=role, name=name, expires_in=lifetime
+                )
+    until = f", until {fmt_time(info.expires_at)}" if info.expires_at is not None else ""
     err.print(
         f"created token {info.id}{f' ({info.name})' if info.name else ''}: "
         f"{info.role.value} of "
-        f"{', '.join(info.projects)}. It is shown only now: keep it in $TASKFABRIC_TOKEN or "
-        "the file named by [server] token_file.",
+        f"{', '.join(info.projects)}{until}. It is shown only now: keep it in "
+        "$TASKFABRIC_TOKEN or the file named by [server] token_file.",
         highlight=False,
+        markup=False,  # the text is plain: '[server]' is not a style
     )
     out.print(text, markup=False, highlight=False)
+
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(text: str) -> float:
+    """'90d', '12h', '30m', '45s' or '3600' as seconds."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if found is None or float(found.group(1)) <= 0:
+        raise TaskfabricError(
+            f"--expires-in {text!r}: give a positive duration such as 90d, 12h, 30m or 3600 "
+            "(seconds)"
+        )
+    return float(found.group(1)) * _UNITS[found.group(2)]
 
 
 @tokens.command("list")
@@ -126,7 +159,7 @@ def create(projects: tuple[str, ...], role: str, name: str, local: bool) -> None
 )
 @_local
 def list_tokens(show_all: bool, output_format: str, local: bool) -> None:
-    """Tokens: id, name, role, projects, when created and last used."""
+    """Tokens: id, name, role, projects, when created, last used and expiring, state."""
     with user_errors():
         client = _client(local)
         if client is not None:
@@ -135,7 +168,10 @@ def list_tokens(show_all: bool, output_format: str, local: bool) -> None:
         else:
             with _token_store() as store:
                 found = store.list(include_revoked=show_all)
-            rows = [{**vars(t), "role": t.role.value, "projects": list(t.projects)} for t in found]
+            rows = [
+                {**vars(t), "role": t.role.value, "projects": list(t.projects), "state": t.state}
+                for t in found
+            ]
     if output_format == "json":
         out.print_json(json.dumps(rows, default=str))
         return
@@ -143,17 +179,18 @@ def list_tokens(show_all: bool, output_format: str, local: bool) -> None:
         err.print("no tokens: `taskfabric tokens create --project P --role admin` makes one")
         return
     table = Table(box=None, header_style="bold")
-    for col in ("ID", "NAME", "ROLE", "PROJECTS", "CREATED", "LAST USED", "STATE"):
+    for col in ("ID", "NAME", "ROLE", "PROJECTS", "CREATED", "LAST USED", "EXPIRES", "STATE"):
         table.add_column(col)
     for t in rows:
         table.add_row(
-            t["id"],
-            t["name"],
+            escape(t["id"]),
+            escape(t["name"]),
             str(t["role"]),
-            ", ".join(t["projects"]),
+            escape(", ".join(t["projects"])),
             fmt_time(t["created_at"]),
-            fmt_age(t["last_used_at"]),
-            "revoked" if t["revoked_at"] else "active",
+            fmt_age(t["last_used_at"]) if t["last_used_at"] else "never",
+            fmt_time(t["expires_at"]) if t["expires_at"] else "never",
+            t["state"],
         )
     out.print(table)
 
@@ -163,8 +200,6 @@ def list_tokens(show_all: bool, output_format: str, local: bool) -> None:
 @_local
 def revoke(token_id: str, local: bool) -> None:
     """Revoke a token at once (by its id, as `tokens list` shows it)."""
-    from taskfabric.errors import TaskfabricError
-
     with user_errors():
         client = _client(local)
         if client is not None:
@@ -174,4 +209,4 @@ def revoke(token_id: str, local: bool) -> None:
             with _token_store() as store:
                 if not store.revoke(token_id):
                     raise TaskfabricError(f"no active token '{token_id}': `taskfabric tokens list`")
-    err.print(f"revoked token {token_id}")
+    err.print(f"revoked token {token_id}", markup=False)

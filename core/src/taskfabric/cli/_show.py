@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
-from taskfabric.cli._common import fmt_duration, fmt_time, out, phase_text
+from taskfabric.cli._common import elapsed, fmt_duration, fmt_time, out, phase_text
 
 
 def print_nodes(
@@ -36,7 +36,7 @@ def print_nodes(
         else:
             shown.append(n)
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "CACHE", "DURATION"):
+    for col in ("NODE", "NAME", "KIND", "PHASE", "ATTEMPTS", "CACHE", "WAITED", "DURATION"):
         table.add_column(col, no_wrap=True)
     table.add_column("DETAIL", overflow="fold")
     for n in shown:
@@ -51,7 +51,7 @@ def print_nodes(
         elif not no_values and n.phase == "SUCCEEDED" and n.kind != "map_item":
             vals = values_of(n)
             detail = f"→ {vals}" if vals else detail
-        duration = (n.finished_at - n.started_at) if n.finished_at and n.started_at else None
+        waited, ran = waited_and_ran(n, attempts_of(n) if n.kind in _ATTEMPTED else [])
         table.add_row(
             n.node_id,
             n.name,
@@ -59,7 +59,8 @@ def print_nodes(
             phase_text(n.phase),
             str(n.attempts or ""),
             n.cache_status if n.cache_status != "disabled" else "",
-            fmt_duration(duration),
+            fmt_duration(waited) if waited and waited >= 0.001 else "",
+            fmt_duration(ran),
             detail,
         )
     out.print()
@@ -81,6 +82,22 @@ def print_nodes(
             if last.get("traceback"):
                 out.print(str(last["traceback"]).rstrip(), markup=False, highlight=False)
     _print_logs([n for n in shown if n.phase not in ("FAILED", "TIMED_OUT")], attempts_of)
+
+
+_ATTEMPTED = ("task", "map_item")
+
+
+def waited_and_ran(
+    node: Any, attempts: Sequence[Any], now: float | None = None
+) -> tuple[float | None, float | None]:
+    """A node's time before its first attempt started (a map's concurrency slot, a resource
+    pool, the engine's parallelism) and its time from then on (to its end, or to now while
+    it runs). Nodes without attempts (maps, sub-workflows, cache hits) only ran."""
+    starts = (getattr(a, "started_at", None) for a in attempts)
+    first = next((at for at in starts if at is not None), None)
+    if first is None or node.started_at is None:
+        return None, elapsed(node.started_at, node.finished_at, node.phase, now)
+    return max(0.0, first - node.started_at), elapsed(first, node.finished_at, node.phase, now)
 
 
 def _log_links(attempt: Any) -> list[str]:

@@ -214,6 +214,25 @@ class ServerConfig(_Section):
     command line uses this config's own database and blob store."""
     token_file: Path | None = Field(default=None, strict=False)
     """A file holding the API token for ``url`` (``$TASKFABRIC_TOKEN`` wins over it)."""
+    max_request_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """The largest request body the server reads, but for uploads and registrations (413)."""
+    max_upload_bytes: int = Field(default=2 * 1024 * 1024 * 1024, ge=1)
+    """The largest upload of a file or directory for a launch's inputs (413)."""
+    max_package_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    """The largest registration package (code bundle and templates) (413)."""
+    max_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    """The largest total size of a launch's inputs, as stored (413)."""
+    max_input_string_length: int = Field(default=1_000_000, ge=1)
+    """The most characters of one string inside a launch's inputs (413)."""
+    max_input_items: int = Field(default=100_000, ge=1)
+    """The most items of one list or map inside a launch's inputs (413)."""
+    ssl_certfile: Path | None = Field(default=None, strict=False)
+    """A PEM certificate (chain) file: ``taskfabric server`` then serves HTTPS only."""
+    ssl_keyfile: Path | None = Field(default=None, strict=False)
+    """The PEM private key of ``ssl_certfile`` (unset: the key is in ``ssl_certfile``)."""
+    ca_file: Path | None = Field(default=None, strict=False)
+    """A PEM file of the certificates the command line trusts for an ``https://`` ``url``
+    (e.g. a self-signed server's certificate); unset: the system's."""
 
     @field_validator("url")
     @classmethod
@@ -222,10 +241,16 @@ class ServerConfig(_Section):
             raise ValueError("give an http:// or https:// URL, e.g. http://127.0.0.1:8080")
         return None if value is None else value.rstrip("/")
 
-    @field_validator("token_file")
+    @field_validator("token_file", "ssl_certfile", "ssl_keyfile", "ca_file")
     @classmethod
     def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return _resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> ServerConfig:
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_keyfile is set without ssl_certfile: set both, or neither")
+        return self
 
 
 class ProjectOverrides(_Section):

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from sqlalchemy import exc as sa_exc
 
-from taskfabric import __version__
+from taskfabric._version import __version__
 from taskfabric.catalog import Catalog
 from taskfabric.config import BackendConfig, Config, load_config, validate_backend_options
 from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from taskfabric.bundles import load_bundled
 from taskfabric.errors import TaskfabricError
 
 
@@ -84,8 +85,7 @@ def load_code(code: dict[str, str], *, store: Any = None, cache_root: Any = None
     if "bundle" in code:
         if store is None or cache_root is None:
             raise LoadError("loading a code bundle needs the blob store and a cache folder")
-        registry = importlib.import_module("taskfabric.registry")
-        return registry.load_bundled(code, store, cache_root)
+        return load_bundled(code, store, cache_root)
     if "file" in code:
         return load_object(f"{code['file']}:{code['object']}")[0]
     if "module" in code:

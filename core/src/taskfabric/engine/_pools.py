@@ -47,6 +47,8 @@ class PoolGate:
         self.renew_seconds = renew_seconds
         self.waiting: dict[tuple[str, str, int], NodeState] = {}
         self._asked_at: dict[tuple[str, str, int], float] = {}
+        self._weights: dict[tuple[str, str, int], Mapping[str, int]] = {}
+        self._last_check = time.monotonic()
         self.held: dict[tuple[str, str, int], tuple[NodeState, Lease]] = {}
         self._last_renew = time.monotonic()
         self._last_poll = 0.0
@@ -89,6 +91,7 @@ class PoolGate:
             return True
         self.waiting[holder.key] = ns
         self._asked_at[holder.key] = asked_at
+        self._weights[holder.key] = dict(weights)
         return False
 
     @staticmethod
@@ -123,6 +126,7 @@ class PoolGate:
             ns = self.waiting.pop(key, None)
             if ns is None:
                 continue
+            self._weights.pop(key, None)
             self.held[key] = (ns, lease)
             self._log_grant(lease, self._asked_at.pop(key, lease.acquired_at))
             started.append(ns)
@@ -137,7 +141,28 @@ class PoolGate:
             return []
         self._notified = False
         self._last_poll = now
-        return self.granted(self.manager.poll())
+        started = self.granted(self.manager.poll())
+        if self.waiting and now - self._last_check >= self.renew_seconds:
+            self._last_check = now
+            started += self._ask_again()
+        return started
+
+    def _ask_again(self) -> list[NodeState]:
+        """Queue again the waiters that left the queue without a grant: the pools drop a
+        waiter (and a grant it did not pick up in time) when its engine does not keep it
+        alive for two renew intervals, as after a long stall of this process."""
+        holders = [self.holder(ns, key[2]) for key, ns in self.waiting.items()]
+        started = []
+        for holder in self.manager.missing(holders):
+            log.warning(
+                "pool waiter was dropped (this engine stalled); queueing it again",
+                node_id=holder.node_id,
+                attempt=holder.attempt,
+            )
+            lease = self.manager.request(holder, self._weights[holder.key])
+            if lease is not None:
+                started += self.granted([lease])
+        return started
 
     def release(self, ns: NodeState, attempt: int) -> list[NodeState]:
         """Release the attempt's lease (or leave the queue); returns nodes granted by it."""
@@ -145,6 +170,7 @@ class PoolGate:
         if key in self.waiting:
             del self.waiting[key]
             self._asked_at.pop(key, None)
+            self._weights.pop(key, None)
             return self.granted(self.manager.cancel(self.holder(ns, attempt)))
         held = self.held.pop(key, None)
         if held is None:
@@ -177,6 +203,7 @@ class PoolGate:
 
     def release_everything(self) -> None:
         self._asked_at.clear()
+        self._weights.clear()
         for key in list(self.waiting):
             ns = self.waiting.pop(key)
             self.manager.cancel(self.holder(ns, key[2]))

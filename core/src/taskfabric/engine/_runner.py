@@ -173,7 +173,14 @@ class Runner:
             self.active[ns.full_id] = ns
         if self.on_event is not None or self.hooks is not None:
             event = NodeEvent(
-                self.execution_id, ns.full_id, ns.name, ns.kind, ns.phase, ns.attempt, message
+                self.execution_id,
+                ns.full_id,
+                ns.name,
+                ns.kind,
+                ns.phase,
+                ns.attempt,
+                message,
+                ns.cache_status,
             )
             if self.on_event is not None:
                 self.on_event(event)

@@ -418,14 +418,14 @@ class MetadataStore:
             rows = conn.execute(sa.select(t).where(t.c.execution_id == execution_id)).all()
         return [_decode(NodeRecord, r) for r in rows]
 
-    def attempts(self, execution_id: str) -> list[AttemptRecord]:
+    def attempts(self, execution_id: str, node_id: str | None = None) -> list[AttemptRecord]:
+        """The attempts of an execution (of one of its nodes), by node and attempt."""
         t = s.node_attempts
+        q = sa.select(t).where(t.c.execution_id == execution_id)
+        if node_id is not None:
+            q = q.where(t.c.node_id == node_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(t)
-                .where(t.c.execution_id == execution_id)
-                .order_by(t.c.node_id, t.c.attempt)
-            ).all()
+            rows = conn.execute(q.order_by(t.c.node_id, t.c.attempt)).all()
         return [_decode(AttemptRecord, r) for r in rows]
 
     def events(self, execution_id: str) -> list[EventRecord]:

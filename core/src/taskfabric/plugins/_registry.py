@@ -7,7 +7,7 @@ import importlib
 import importlib.metadata as md
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -16,7 +16,8 @@ import pluggy
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from taskfabric import __version__, hookspecs
+from taskfabric import hookspecs
+from taskfabric._version import __version__
 from taskfabric.errors import TaskfabricError
 from taskfabric.plugin_api import BACKENDS_GROUP, HOOKS_GROUP, STORAGE_GROUP, TaskType
 
@@ -245,6 +246,32 @@ class Plugins:
         raise PluginError(
             f"unknown task type '{name}': installed task types are {', '.join(sorted(types))}{hint}"
         )
+
+    def cli_commands(self, taken: Iterable[str] = ()) -> dict[str, Any]:
+        """Name -> click command of every plugin's `taskfabric_cli_commands`; a name in
+        `taken` (the built-in commands) or added by two plugins is a PluginError naming them."""
+        reserved = set(taken)
+        found: dict[str, tuple[Any, str]] = {}
+        for impl in self.hook.taskfabric_cli_commands.get_hookimpls():
+            for command in impl.function():
+                name = getattr(command, "name", None)
+                if not name or not callable(getattr(command, "main", None)):
+                    raise PluginError(
+                        f"plugin {impl.plugin_name} returned {command!r} from "
+                        "taskfabric_cli_commands: return click commands"
+                    )
+                if name in reserved:
+                    raise PluginError(
+                        f"plugin {impl.plugin_name} adds the command '{name}', which is a "
+                        "built-in command: rename the plugin's command"
+                    )
+                if name in found:
+                    raise PluginError(
+                        f"the command '{name}' is added by both {found[name][1]} and "
+                        f"{impl.plugin_name}: uninstall one"
+                    )
+                found[name] = (command, impl.plugin_name)
+        return {name: command for name, (command, _) in found.items()}
 
     def load_type_transformers(self, engine: Any) -> None:
         """Register every plugin's type transformers in `engine` (see TypeEngine.set_fallback)."""

@@ -11,6 +11,7 @@ The API (``PoolManager(engine, specs, owner="host:pid", clock=time.time)``)::
 
     request(holder, weights, priority=0) -> Lease | None     # all pools or none; else queued
     poll(execution_id=None) -> list[Lease]  # grants to this owner's waiters not handed out yet
+    missing(holders) -> list[Holder]   # neither waiting nor granted: ask again
     waiting_position(holder) -> dict[str, int]   # 1-based place in each pool's queue
     renew(lease) -> Lease | None; renew_many(leases) -> list[Lease | None]  # None: lost it
     release(lease) / release_many(leases) -> list[Lease]     # stale token: no-op
@@ -43,6 +44,14 @@ Semantics:
 - **Atomic**: a request for several pools takes all of them or none, in one transaction that
   checks every pool's slots, tokens, pushback and caps. A lease is never granted beyond a
   pool's slots or a cap, in any interleaving of any number of processes.
+- **Waiters are owned and kept alive**: ``poll`` renews this owner's waiters every
+  ``renew_interval`` (a third of the shortest lease TTL); one not renewed for ``waiter_ttl``
+  (two renew intervals) leaves the queue, and a grant made to another owner's waiter expires
+  when that waiter would have, unless its owner picks it up (then it lives its full TTL).
+  Before granting, a pass drops the waiters and the grants not picked up of owners that
+  ``is_dead`` says are gone (``host:pid`` of this host with no such process): a dead engine's
+  waiters never receive a grant. ``missing(holders)`` tells an owner which of its waiters were
+  dropped (it stalled), to ``request`` them again.
 - **Leases**: a lease has a holder (execution, node, attempt), a fencing ``token`` (unique,
   never reused, increasing in grant order in each pool) and an expiry, renewed by the holder.
   An expired lease is reclaimed by the next pass that needs its capacity, or by
@@ -76,7 +85,8 @@ A pass looks at the first ``lookahead`` (default 64) waiters of each project in 
 How an engine uses it: ``request`` when an attempt is ready to run (a ``None`` means queued:
 show ``waiting_position``); ``poll`` every loop tick while it has waiters (and at the time
 ``next_grant_time`` gives) and start what it returns; ``renew_many`` the running leases every
-``lease_ttl / 3``; ``release`` when the attempt stops for any reason — success, failure,
+``lease_ttl / 3``; every renew interval, ``request`` again the ``missing`` waiters;
+``release`` when the attempt stops for any reason — success, failure,
 cancel, timeout, and before a retry's backoff (the next attempt requests again); ``cancel``
 for a queued attempt that is cancelled; ``pushback`` when a backend reports throttling;
 ``release_execution`` when resuming an execution another engine owned; ``release_all`` on

@@ -10,6 +10,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from taskfabric.logs import get_logger
 from taskfabric.pools import _fair as fair
 from taskfabric.pools._hot import PoolRow
 from taskfabric.pools._spec import Holder, HolderStatus, Lease, PoolError, PoolStatus, WaiterStatus
@@ -27,6 +28,8 @@ from taskfabric.pools._store import (
     holder_of,
     refill,
 )
+
+log = get_logger("taskfabric.pools")
 
 
 class PoolManager(PoolStore):
@@ -55,12 +58,15 @@ class PoolManager(PoolStore):
         """
         self._reap(conn, now)
         queued = self._queued(conn, limited=True)
+        if self._drop_dead_owners(conn, {q.owner for q in queued}):
+            queued = self._queued(conn, limited=True)
         if not queued:
             return []
         cur = self._hot.cursor(conn)
         states, _ = self._states(cur, self._hot.lock(cur, None, write=False), now)
         before = {name: state.tokens for name, state in states.items()}
         owners = {q.waiter.seq: q.owner for q in queued}
+        pickup_by = {q.waiter.seq: q.expires_at for q in queued}
         decided = fair.plan(states, [q.waiter for q in queued], max_skips=self.max_skips)
         mine: list[Lease] = []
         elsewhere: set[str] = set()
@@ -84,11 +90,23 @@ class PoolManager(PoolStore):
                 priority=waiter.priority,
                 now=now,
                 delivered=ours,
+                pickup_by=pickup_by[waiter.seq],
             )
             if lease is not None and ours:
                 mine.append(lease)
             elif lease is not None:
                 elsewhere.add(owner)
+                if owner != self.owner:
+                    log.debug(
+                        "pool lease granted to another process's waiter",
+                        owner=owner,
+                        execution_id=waiter.holder.execution_id,
+                        node_id=waiter.holder.node_id,
+                        attempt=waiter.holder.attempt,
+                        pools=dict(waiter.weights),
+                        token=lease.token,
+                        granted_at=now,
+                    )
         self._hot.notify(cur, elsewhere)
         if decided.bypassed:
             conn.execute(
@@ -96,6 +114,24 @@ class PoolManager(PoolStore):
             )
         self._save_buckets(cur, before, states, now)
         return mine
+
+    def _drop_dead_owners(self, conn: Connection, owners: Collection[str]) -> bool:
+        """Drop the waiters, and the grants not picked up yet, of ``owners`` whose process is
+        known to be gone (same host, pid gone: see ``_owners.py``): a dead engine's waiters
+        never receive a grant. Its leases picked up already stay until their TTL (the work
+        they cover may outlive the engine, a task process of its own). True if any dropped."""
+        dead = sorted(o for o in owners if o != self.owner and self._is_dead(o))
+        if not dead:
+            return False
+        waiters = self._delete_waiters(conn, W.c.owner.in_(dead))
+        leases = self._delete_leases(conn, L.c.owner.in_(dead) & (L.c.delivered == sa.false()))
+        log.info(
+            "pool: dropped the queued requests of dead engine processes",
+            owners=dead,
+            waiters=waiters,
+            undelivered_leases=len(leases),
+        )
+        return True
 
     def _locked_pass(
         self, conn: Connection, external: bool, executions: Collection[str]
@@ -178,9 +214,8 @@ class PoolManager(PoolStore):
             self._insert_pool_rows(conn, missing, now)
         for lease in self._leases(conn, holder_is(L, holder)):
             if lease.expires_at >= now:
-                conn.execute(L.update().where(L.c.token == lease.token).values(delivered=True))
-                return lease
-        ttl = self._ttl(weights)
+                return self._pick_up(conn, lease, now)
+        ttl = self.waiter_ttl
         row = conn.execute(sa.select(W.c.seq, W.c.weights).where(holder_is(W, holder))).first()
         if row is not None and json.loads(row.weights) != dict(weights):
             self._delete_waiters(conn, W.c.seq == row.seq)  # it asks for something else now
@@ -221,7 +256,7 @@ class PoolManager(PoolStore):
             conn.execute(
                 W.update()
                 .where(W.c.seq == row.seq)
-                .values(expires_at=now + ttl, owner=self.owner, priority=priority)
+                .values(expires_at=now + ttl, ttl=ttl, owner=self.owner, priority=priority)
             )
             conn.execute(WS.update().where(WS.c.seq == row.seq).values(priority=priority))
         for lease in self._pass(conn, now, caller=holder):
@@ -237,8 +272,9 @@ class PoolManager(PoolStore):
         leases granted to this owner's waiters that it has not been given yet.
 
         Call it every loop tick while this process has waiters, and at least every
-        ``lease_ttl / 3``: a waiter not seen for a lease TTL leaves the queue, and a lease
-        granted to it expires unless renewed within the TTL. Cheap when there is nothing to
+        ``renew_interval``: a waiter not renewed for ``waiter_ttl`` leaves the queue, and a
+        lease granted to it by another process expires unless picked up by then (it lives
+        its full TTL from the pick-up). Cheap when there is nothing to
         do: it only reads, so polling processes do not take turns at the write lock.
 
         ``execution_id``: return only that execution's leases; the others stay for a poll
@@ -262,7 +298,9 @@ class PoolManager(PoolStore):
                 at = self.clock()  # after the lock: another process may have granted meanwhile
                 if keepalive:
                     c.execute(
-                        W.update().where(W.c.owner == self.owner).values(expires_at=at + W.c.ttl)
+                        W.update()
+                        .where(W.c.owner == self.owner)
+                        .values(expires_at=at + self.waiter_ttl, ttl=self.waiter_ttl)
                     )
                 handed = self._pass(
                     c, at, executions=None if execution_id is None else {execution_id}
@@ -270,9 +308,13 @@ class PoolManager(PoolStore):
             mine = (L.c.owner == self.owner) & (L.c.delivered == sa.false())
             if execution_id is not None:
                 mine = mine & (L.c.execution_id == execution_id)
+            # picked up: the lease now lives its full TTL (it had the waiter's pickup time)
             tokens = list(
                 c.execute(
-                    L.update().where(mine).values(delivered=True).returning(L.c.token)
+                    L.update()
+                    .where(mine)
+                    .values(delivered=True, expires_at=self.clock() + L.c.ttl)
+                    .returning(L.c.token)
                 ).scalars()
             )
             return handed + (self._leases(c, L.c.token.in_(tokens)) if tokens else [])
@@ -301,6 +343,36 @@ class PoolManager(PoolStore):
         states, _ = self._states(cur, self._hot.lock(cur, None, write=False), now)
         decided = fair.plan(states, [q.waiter for q in queued], max_skips=self.max_skips)
         return undelivered, bool(decided.granted), True
+
+    def _pick_up(self, conn: Connection, lease: Lease, now: float) -> Lease:
+        """Mark ``lease`` delivered; it lives its full TTL from now."""
+        expires = conn.execute(
+            L.update()
+            .where(L.c.token == lease.token)
+            .values(delivered=True, expires_at=now + L.c.ttl)
+            .returning(L.c.expires_at)
+        ).scalar_one()
+        return dataclasses.replace(lease, expires_at=float(expires))
+
+    def missing(self, holders: Sequence[Holder]) -> list[Holder]:
+        """Those of ``holders`` that neither wait in a queue nor hold a lease (granted or
+        not picked up yet): their waiter left the queue because this owner did not keep it
+        alive in time (a stalled process). The caller asks for them again (``request``)."""
+        if not holders:
+            return []
+
+        def work(conn: Connection) -> list[Holder]:
+            found: set[tuple[str, str, int]] = set()
+            for table in (W, L):
+                for row in conn.execute(
+                    sa.select(table.c.execution_id, table.c.node_id, table.c.attempt).where(
+                        table.c.execution_id.in_(sorted({h.execution_id for h in holders}))
+                    )
+                ).all():
+                    found.add((row.execution_id, row.node_id, row.attempt))
+            return [h for h in holders if h.key not in found]
+
+        return self._read(work)
 
     # -- leases held ----------------------------------------------------------------------
 

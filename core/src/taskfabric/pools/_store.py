@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from taskfabric.pools import _fair as fair
 from taskfabric.pools._hot import HotSql, PoolRow
 from taskfabric.pools._notify import GrantListener
+from taskfabric.pools._owners import owner_is_dead
 from taskfabric.pools._schema import pool_grants, pool_leases, pool_waiters, pool_waits, pools
 from taskfabric.pools._spec import Holder, Lease, PoolError, PoolSpec
 
@@ -47,6 +48,9 @@ class Queued:
     waiter: fair.Waiter
     owner: str
     enqueued_at: float
+    #: When the waiter leaves the queue unless its owner keeps it alive; a grant made to it
+    #: by another process must be picked up by then (its owner's next poll) or is reclaimed.
+    expires_at: float = math.inf
 
 
 def holder_of(row: Any) -> Holder:
@@ -73,6 +77,7 @@ class PoolStore:
         clock: Callable[[], float] = time.time,
         max_skips: int = 8,
         lookahead: int = 64,
+        is_dead: Callable[[str], bool] = owner_is_dead,
     ) -> None:
         for name, spec in specs.items():
             if name != spec.name:
@@ -90,8 +95,14 @@ class PoolStore:
             raise PoolError(f"pools need SQLite or PostgreSQL, not {self._dialect}")
         self._sqlite = self._dialect == "sqlite"
         self._hot = HotSql(self._dialect)
-        # Waiters live a lease TTL unless polled; poll refreshes them a few times per TTL.
-        self._keepalive_every = min((s.lease_ttl for s in self.specs.values()), default=30) / 3
+        # Waiters are kept alive like leases: poll refreshes this owner's waiters every
+        # renew interval (a third of the shortest lease TTL), and a waiter not refreshed for
+        # two renew intervals leaves the queue (its owner died on another host, or stalled).
+        # A grant made to another owner's waiter must be picked up within that time too.
+        self.renew_interval = min((s.lease_ttl for s in self.specs.values()), default=30) / 3
+        self.waiter_ttl = 2 * self.renew_interval
+        self._keepalive_every = self.renew_interval
+        self._is_dead = is_dead
         self._keepalive_at = -math.inf
         self._conn: Connection | None = None
         self._conn_lock = threading.RLock()
@@ -364,9 +375,14 @@ class PoolStore:
         priority: int,
         now: float,
         delivered: bool,
+        pickup_by: float = math.inf,
     ) -> Lease | None:
-        """Insert a lease; ``None`` when the holder has one already."""
+        """Insert a lease; ``None`` when the holder has one already. An undelivered lease
+        expires at ``pickup_by`` (its waiter's own expiry) unless its owner picks it up
+        (``poll`` gives it the full TTL then): a grant to a waiter whose owner died is
+        reclaimed when that waiter would have left the queue."""
         ttl = self._ttl(weights)
+        lifetime = ttl if delivered else max(0.0, min(ttl, pickup_by - now))
         token = self._hot.insert_lease(
             cur,
             {
@@ -378,7 +394,7 @@ class PoolStore:
                 "owner": owner,
                 "priority": priority,
                 "acquired_at": now,
-                "expires_at": now + ttl,
+                "expires_at": now + lifetime,
                 "ttl": ttl,
                 "delivered": delivered,
             },
@@ -398,7 +414,7 @@ class PoolStore:
                 for name, weight in weights.items()
             ),
         )
-        return Lease(holder, dict(weights), token, now + ttl, now)
+        return Lease(holder, dict(weights), token, now + lifetime, now)
 
     def _leases(self, conn: Connection, where: sa.ColumnElement[bool]) -> list[Lease]:
         rows = conn.execute(
@@ -466,7 +482,7 @@ class PoolStore:
             waiter = fair.Waiter(
                 holder_of(row), json.loads(row.weights), row.priority, row.seq, row.skips
             )
-            queued.append(Queued(waiter, row.owner, row.enqueued_at))
+            queued.append(Queued(waiter, row.owner, row.enqueued_at, row.expires_at))
         return queued
 
 

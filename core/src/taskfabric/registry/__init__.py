@@ -11,21 +11,12 @@ Scheduler(registry, enqueue_launcher(engine)).run_forever(stop)
 
 - Entities are immutable and keyed by project/domain/name/version: registering identical
   content again is a no-op, different content raises `RegistrationConflict` with a diff.
-- Code runs from its bundle (`load_bundled`): a deterministic, content-addressed tar.gz of the
-  source tree at `bundles/<sha256>.tar.gz` in the blob store.
+- Code runs from its bundle (`taskfabric.bundles`): a deterministic, content-addressed tar.gz
+  of the source tree at `bundles/<sha256>.tar.gz` in the blob store.
 - One version of a launch plan name is active at a time; the scheduler launches its slots
   under names derived from the plan and the slot, so a restart never launches one twice.
 """
 
-from taskfabric.registry._bundle import (
-    Bundle,
-    BundleError,
-    bundle_digest,
-    bundle_files,
-    create_bundle,
-    extract_bundle,
-    upload_bundle,
-)
 from taskfabric.registry._discover import DiscoveryError
 from taskfabric.registry._launch import (
     Launcher,
@@ -35,7 +26,6 @@ from taskfabric.registry._launch import (
     enqueue_launcher,
     execution_name,
 )
-from taskfabric.registry._load import load_bundled
 from taskfabric.registry._package import (
     KINDS,
     Entity,
@@ -62,8 +52,6 @@ from taskfabric.registry._stamp import stamp_launch_plan, stamp_task, stamp_work
 __all__ = [
     "KINDS",
     "ActiveLaunchPlan",
-    "Bundle",
-    "BundleError",
     "DiscoveryError",
     "Entity",
     "EntityConflict",
@@ -80,21 +68,15 @@ __all__ = [
     "Registry",
     "Scheduler",
     "build_package",
-    "bundle_digest",
-    "bundle_files",
     "complete_inputs",
-    "create_bundle",
     "describe_schedule",
     "due_slots",
     "enqueue_launcher",
     "execution_name",
-    "extract_bundle",
-    "load_bundled",
     "next_slot",
     "normalize_kind",
     "registry_for",
     "stamp_launch_plan",
     "stamp_task",
     "stamp_workflow",
-    "upload_bundle",
 ]

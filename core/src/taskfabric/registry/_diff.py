@@ -6,7 +6,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any
 
-from taskfabric.registry._bundle import Bundle, bundle_members, read_member
+from taskfabric.bundles import Bundle, bundle_members, read_member
 from taskfabric.registry._stamp import text_diff
 
 #: Most lines of source diff shown for a changed code bundle.

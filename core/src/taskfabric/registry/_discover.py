@@ -19,8 +19,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from taskfabric.bundles import SKIPPED_DIRS
 from taskfabric.errors import TaskfabricError
-from taskfabric.registry._bundle import SKIPPED_DIRS
 
 #: Files never imported when registering a folder: they run tools, not workflows.
 SKIPPED_FILES = frozenset({"setup.py", "conftest.py", "noxfile.py", "fabfile.py"})

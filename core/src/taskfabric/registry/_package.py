@@ -19,9 +19,9 @@ from typing import Any
 
 from google.protobuf import message
 
+from taskfabric.bundles import Bundle, bundle_digest, create_bundle
 from taskfabric.core.v1 import launch_plan_pb2, tasks_pb2, workflow_pb2
 from taskfabric.errors import TaskfabricError
-from taskfabric.registry._bundle import Bundle, bundle_digest, create_bundle
 from taskfabric.registry._discover import (
     DiscoveryError,
     SourceTree,

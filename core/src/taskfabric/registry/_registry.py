@@ -14,12 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from taskfabric.bundles import upload_bundle
 from taskfabric.core.v1 import launch_plan_pb2, tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import MetadataStore
 from taskfabric.metadata._schema import executions
-from taskfabric.registry._bundle import upload_bundle
 from taskfabric.registry._diff import bundle_diff, entity_diff
 from taskfabric.registry._launch import (
     LaunchError,

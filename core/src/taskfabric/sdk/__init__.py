@@ -5,8 +5,9 @@ from taskfabric.sdk._launch_plan import Cron, FixedRate, LaunchPlan, LaunchPlanE
 from taskfabric.sdk._map import MapTask, map_task
 from taskfabric.sdk._promise import Condition, Promise
 from taskfabric.sdk._settings import Cache, Resources, Retry
+from taskfabric.sdk._source_version import source_version
 from taskfabric.sdk._task import TaskDefinition, task
-from taskfabric.sdk._workflow import WorkflowDefinition, workflow
+from taskfabric.sdk._workflow import LocalRunner, WorkflowDefinition, set_local_runner, workflow
 
 __all__ = [
     "Cache",
@@ -16,6 +17,7 @@ __all__ = [
     "FixedRate",
     "LaunchPlan",
     "LaunchPlanError",
+    "LocalRunner",
     "MapTask",
     "Promise",
     "Resources",
@@ -24,6 +26,8 @@ __all__ = [
     "WorkflowDefinition",
     "conditional",
     "map_task",
+    "set_local_runner",
+    "source_version",
     "task",
     "workflow",
 ]

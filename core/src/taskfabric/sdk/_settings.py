@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Protocol, runtime_checkable
 
 from google.protobuf import duration_pb2
 
@@ -104,6 +105,26 @@ _IMAGE = re.compile(
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"  # :tag
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"  # @digest
 )
+
+
+@runtime_checkable
+class SupportsImageRef(Protocol):
+    """An image declared as an object (taskfabric-containers' `ImageSpec`): `image_ref()`
+    returns the reference it is built as."""
+
+    def image_ref(self) -> str: ...
+
+
+def image_ref(image: str | SupportsImageRef) -> str:
+    """The reference of `image`: itself, or the `image_ref()` of an image object."""
+    if isinstance(image, str):
+        return image
+    if isinstance(image, SupportsImageRef):
+        return image.image_ref()
+    raise TypeError(
+        f"container_image must be an image reference (str) or an object with an image_ref() "
+        f"method such as an ImageSpec, not {type(image).__name__}"
+    )
 
 
 def check_image(image: str) -> str:

@@ -19,11 +19,14 @@ from taskfabric.sdk._settings import (
     Cache,
     Resources,
     Retry,
+    SupportsImageRef,
     TaskSettings,
     check_image,
     duration_proto,
+    image_ref,
     to_timedelta,
 )
+from taskfabric.sdk._source_version import source_version
 
 P = ParamSpec("P")
 
@@ -118,8 +121,6 @@ class TaskDefinition(Generic[P, R]):
             if s.cache is not None:
                 t.cache.CopyFrom(s.cache.to_proto())
                 if not t.cache.version:
-                    from taskfabric.catalog import source_version
-
                     t.cache.version = source_version(self.function)
             if s.requests is not None:
                 t.resources.requests.CopyFrom(s.requests.to_proto())
@@ -330,7 +331,7 @@ def task(
     pools: Mapping[str, int] | None = None,
     task_type: str | None = None,
     config: Any = None,
-    container_image: str | None = None,
+    container_image: str | SupportsImageRef | None = None,
 ) -> Callable[[Callable[P, R]], TaskDefinition[P, R]]: ...
 
 
@@ -347,7 +348,7 @@ def task(
     pools: Mapping[str, int] | None = None,
     task_type: str | None = None,
     config: Any = None,
-    container_image: str | None = None,
+    container_image: str | SupportsImageRef | None = None,
 ) -> TaskDefinition[P, R] | Callable[[Callable[P, R]], TaskDefinition[P, R]]:
     """Declare a task: a typed function the engine runs, retries, times out and caches.
 
@@ -359,7 +360,9 @@ def task(
     - `task_type` / `config`: the task type (default "python") and a plugin's config
       object; a config object may carry its own `task_type`.
     - `container_image`: the image container backends run this task in (default: the
-      registration's `--image`, else the backend's own); other backends ignore it.
+      registration's `--image`, else the backend's own); other backends ignore it. A
+      reference (`"ghcr.io/acme/etl:3f9c0a1"`) or an object with an `image_ref()` method,
+      such as taskfabric-containers' `ImageSpec`.
     """
 
     def decorate(f: Callable[P, R]) -> TaskDefinition[P, R]:
@@ -380,7 +383,7 @@ def task(
                 limits=limits,
                 pools=pool_map,
                 task_type=str(ttype),
-                container_image=check_image(container_image) if container_image else "",
+                container_image=check_image(image_ref(container_image)) if container_image else "",
             )
         except (TypeError, ValueError) as exc:
             raise TaskDefinitionError(f"{where}: task '{f.__qualname__}': {exc}") from exc

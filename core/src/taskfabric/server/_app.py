@@ -16,18 +16,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from taskfabric import __version__
+from taskfabric._version import __version__
 from taskfabric.config import Config
 from taskfabric.errors import TaskfabricError
+from taskfabric.logs import get_logger
 from taskfabric.server import _models as m
 from taskfabric.server._auth import Principal
+from taskfabric.server._docs import add_docs
+from taskfabric.server._limits import BodyLimit
 from taskfabric.server._names import NAME_PATTERN, SCOPE_PATTERN, rule_message
-from taskfabric.server._service import ApiError, ControlPlane, Invalid, NotFound
-from taskfabric.server._uploads import MAX_UPLOAD_BYTES
+from taskfabric.server._service import ApiError, ControlPlane, NotFound
 
 API_PREFIX = "/api/v1"
-#: The largest registration package accepted (code bundle and templates), in bytes.
-MAX_PACKAGE_BYTES = 256 * 1024 * 1024
+log = get_logger("taskfabric.server")
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -62,6 +63,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": m.Problem, "description": "The token's role does not allow this."},
     404: {"model": m.Problem, "description": "Not found, or in a project the token cannot see."},
     409: {"model": m.Problem, "description": "Conflicts with the current state."},
+    413: {"model": m.Problem, "description": "Over a [server] limit: the detail names it."},
     422: {"model": m.Problem, "description": "Invalid request: the detail names what."},
 }
 
@@ -110,10 +112,7 @@ def domains(plane: Plane, who: Who, project: ProjectPath) -> list[str]:
 async def register(
     request: Request, plane: Plane, who: Who, project: ProjectPath, domain: DomainPath
 ) -> m.Registration:
-    size = int(request.headers.get("content-length") or 0)
-    if size > MAX_PACKAGE_BYTES:
-        raise Invalid(f"the package is {size} bytes; the largest accepted is {MAX_PACKAGE_BYTES}")
-    data = await request.body()
+    data = await request.body()  # at most [server] max_package_bytes (`BodyLimit`)
     return await run_in_threadpool(plane.register, who, project, domain, data)
 
 
@@ -196,9 +195,7 @@ async def upload(
     ],
     kind: Annotated[str, Query(description="file or directory")] = "file",
 ) -> m.Upload:
-    size = int(request.headers.get("content-length") or 0)
-    if size > MAX_UPLOAD_BYTES:
-        raise Invalid(f"the upload is {size} bytes; the largest accepted is {MAX_UPLOAD_BYTES}")
+    # At most [server] max_upload_bytes are read (`BodyLimit`).
     with tempfile.SpooledTemporaryFile(max_size=8 << 20) as body:
         async for chunk in request.stream():
             body.write(chunk)
@@ -275,6 +272,28 @@ def node_data(
     plane: Plane, who: Who, ref: RefPath, node_id: Annotated[str, Path(max_length=1024)]
 ) -> m.NodeData:
     return plane.node_data(who, ref, node_id)
+
+
+@api.get(
+    "/executions/{ref}/logs/{node_id:path}",
+    tags=["executions"],
+    summary="A task's log (stdout and stderr), one attempt",
+    description="The log of one attempt of a task node (the latest unless `attempt` is "
+    "given), from byte `offset` on, at most 256 KiB per call. While the attempt runs it is "
+    "read from the live file on the engine's machine; once it ended, from the copy kept in "
+    "the blob store (its last 1 MiB). To follow it, ask again with `offset=next_offset` "
+    "until `complete` is true (polling about once a second). 404 when the node has no such "
+    "attempt.",
+)
+def task_log(
+    plane: Plane,
+    who: Who,
+    ref: RefPath,
+    node_id: Annotated[str, Path(max_length=1024)],
+    attempt: Annotated[int | None, Query(ge=1, description="Attempt number (1 = first).")] = None,
+    offset: Annotated[int, Query(ge=0, description="Byte offset to read from.")] = 0,
+) -> m.TaskLog:
+    return plane.task_log(who, ref, node_id, attempt, offset)
 
 
 @api.post("/executions/{ref}/cancel", tags=["executions"], summary="Cancel (launcher)")
@@ -414,6 +433,24 @@ async def _taskfabric_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(m.Problem(detail=str(exc)).model_dump(exclude_none=True), 400)
 
 
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug or an outage behind a request: the log line carries the exception and its
+    traceback, the client a JSON 500 that says where to look."""
+    kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    log.error(
+        "request failed",
+        method=request.method,
+        path=request.url.path,
+        error_type=kind,
+        error=str(exc)[:500],
+        exc_info=exc,
+    )
+    # uvicorn logs the exception again when it reaches it: its line is dropped (`_serve`).
+    exc.__dict__["taskfabric_logged"] = True
+    body = m.Problem(detail=f"internal server error ({kind}); the server's log has the traceback")
+    return JSONResponse(body.model_dump(exclude_none=True), 500)
+
+
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = jsonable_encoder(exc.errors())
@@ -425,6 +462,8 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
     """The API application on `config`'s database and blob store (or on `plane`)."""
     app = FastAPI(
+        docs_url=None,  # served by `add_docs`, without a CDN
+        redoc_url=None,
         title="taskfabric",
         version=__version__,
         summary="Typed, durable workflows: the control plane API.",
@@ -435,15 +474,18 @@ def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
         ),
     )
     app.state.plane = plane if plane is not None else ControlPlane(config)
+    app.add_middleware(BodyLimit, config=config)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(TaskfabricError, _taskfabric_error)
+    app.add_exception_handler(Exception, _internal_error)
 
     @app.get("/healthz", tags=["health"], summary="Liveness and version")
     def healthz() -> m.Health:
         return m.Health(status="ok", version=__version__)
 
     app.include_router(api)
+    add_docs(app)
     from taskfabric.console import mount
 
     mount(app)  # the web console: /console/ and the API routes its views use

@@ -114,10 +114,21 @@ class TokenInfo:
     created_by: str = ""
     last_used_at: float | None = None
     revoked_at: float | None = None
+    expires_at: float | None = None
 
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+    def expired(self, now: float | None = None) -> bool:
+        return (
+            self.expires_at is not None and (time.time() if now is None else now) >= self.expires_at
+        )
+
+    @property
+    def state(self) -> str:
+        """revoked, expired or active."""
+        return "revoked" if not self.active else "expired" if self.expired() else "active"
 
 
 def _digest(token: str) -> str:
@@ -135,11 +146,17 @@ def _info(row: sa.Row[tuple[object, ...]]) -> TokenInfo:
         created_by=str(m["created_by"]),
         last_used_at=m["last_used_at"],
         revoked_at=m["revoked_at"],
+        expires_at=m["expires_at"],
     )
 
 
 class TokenStore:
-    """API tokens in the metadata database. Thread-safe."""
+    """API tokens in the metadata database. Thread-safe.
+
+    Every request reads its token's row: nothing about a token is cached in a process, so a
+    revocation or an expiry holds at once for every process on the database. Only the write
+    of `last_used_at` is spaced (at most once a minute per token and process).
+    """
 
     def __init__(self, metadata: MetadataStore) -> None:
         self.engine = metadata.engine
@@ -147,15 +164,25 @@ class TokenStore:
         self._lock = threading.Lock()
 
     def create(
-        self, *, projects: Iterable[str], role: str | Role, name: str = "", created_by: str = ""
+        self,
+        *,
+        projects: Iterable[str],
+        role: str | Role,
+        name: str = "",
+        created_by: str = "",
+        expires_in: float | None = None,
     ) -> tuple[TokenInfo, str]:
-        """A new token; returns its record and its text, which is not stored and cannot be
-        shown again."""
+        """A new token, valid for `expires_in` seconds (None: until revoked); returns its
+        record and its text, which is not stored and cannot be shown again."""
         role = role if isinstance(role, Role) else parse_role(role)
         scope = check_projects(projects)
+        if expires_in is not None and not expires_in > 0:
+            raise TokenError(f"a token's lifetime must be positive, not {expires_in} seconds")
         token_id = secrets.token_hex(6)
         text = f"tf_{token_id}_{secrets.token_urlsafe(32)}"
-        info = TokenInfo(token_id, name, role, scope, time.time(), created_by)
+        now = time.time()
+        expires_at = None if expires_in is None else now + expires_in
+        info = TokenInfo(token_id, name, role, scope, now, created_by, expires_at=expires_at)
         with self.engine.begin() as conn:
             conn.execute(
                 api_tokens.insert().values(
@@ -166,6 +193,7 @@ class TokenStore:
                     projects=json.dumps(list(scope)),
                     created_at=info.created_at,
                     created_by=created_by,
+                    expires_at=expires_at,
                 )
             )
         return info, text
@@ -194,19 +222,30 @@ class TokenStore:
         return bool(done)
 
     def authenticate(self, token: str) -> Principal | None:
-        """The principal of a token's text, or None for an unknown, wrong or revoked token."""
+        """The principal of a token's text, or None for an unknown, wrong, revoked or expired
+        token."""
+        found = self.check(token)
+        return found if isinstance(found, Principal) else None
+
+    def check(self, token: str) -> Principal | str:
+        """The principal of a token's text, or why it is refused (for the 401's message)."""
+        unknown = "the API token is unknown or revoked"
         match = _TOKEN.match(token.strip())
         if match is None:
-            return None
+            return unknown
         token_id = match.group(1)
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).first()
         stored = str(row._mapping["secret_hash"]) if row is not None else "0" * 64
         if not hmac.compare_digest(stored, _digest(token.strip())) or row is None:
-            return None
+            return unknown
         info = _info(row)
         if not info.active:
-            return None
+            return unknown
+        if info.expired():
+            assert info.expires_at is not None
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(info.expires_at))
+            return f"the API token {info.id} expired at {when}"
         self._touch(token_id)
         return Principal(info.id, info.name, info.role, frozenset(info.projects))
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import tarfile
 import tempfile
 import time
@@ -51,13 +52,17 @@ class Client:
         *,
         timeout: float = 60.0,
         http: httpx.Client | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> None:
         import httpx
 
         self.url = url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if http is None:
-            http = httpx.Client(base_url=self.url, timeout=timeout)
+            verify: ssl.SSLContext | bool = True
+            if ca_file is not None:
+                verify = ssl.create_default_context(cafile=os.fspath(ca_file))
+            http = httpx.Client(base_url=self.url, timeout=timeout, verify=verify)
         http.headers.update(headers)
         self._http = http
 
@@ -218,6 +223,16 @@ class Client:
         path = f"{API}/executions/{_segment(ref)}/nodes/{node_id}/data"
         return m.NodeData.model_validate(self._request("GET", path))
 
+    def task_log(
+        self, ref: str, node_id: str, *, attempt: int | None = None, offset: int = 0
+    ) -> m.TaskLog:
+        """A piece of a task's attempt log from `offset` (see `m.TaskLog`)."""
+        params: dict[str, Any] = {"offset": offset}
+        if attempt is not None:
+            params["attempt"] = attempt
+        path = f"{API}/executions/{_segment(ref)}/logs/{_segment(node_id)}"
+        return m.TaskLog.model_validate(self._request("GET", path, params=params))
+
     def cancel(self, ref: str, reason: str | None = None) -> m.PhaseResult:
         body = m.CancelRequest(reason=reason) if reason else m.CancelRequest()
         path = f"{API}/executions/{_segment(ref)}/cancel"
@@ -272,8 +287,12 @@ class Client:
     def tokens(self) -> list[m.Token]:
         return [m.Token.model_validate(t) for t in self._request("GET", f"{API}/tokens")]
 
-    def create_token(self, projects: Iterable[str], role: str, name: str = "") -> m.TokenCreated:
-        body = {"projects": list(projects), "role": role, "name": name}
+    def create_token(
+        self, projects: Iterable[str], role: str, name: str = "", expires_in: float | None = None
+    ) -> m.TokenCreated:
+        body: dict[str, Any] = {"projects": list(projects), "role": role, "name": name}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
         return m.TokenCreated.model_validate(self._request("POST", f"{API}/tokens", json=body))
 
     def revoke_token(self, token_id: str) -> m.Token:
@@ -302,4 +321,4 @@ def client_for(config: Config) -> Client | None:
     """A client of the server the config names (`[server] url`), or None: use the local store."""
     if not config.server.url:
         return None
-    return Client(config.server.url, token_for(config))
+    return Client(config.server.url, token_for(config), ca_file=config.server.ca_file)

@@ -243,6 +243,25 @@ class NodeData(_Model):
     outputs: dict[str, Any] | None = None
 
 
+class TaskLog(_Model):
+    """A piece of one attempt's log (its stdout and stderr), from `offset` on. To follow a
+    running attempt, ask again with `offset=next_offset` until `complete`."""
+
+    execution_id: str
+    node_id: str
+    attempt: int = Field(description="The attempt read (the latest unless one was asked).")
+    attempts: int = Field(description="How many attempts the node has had.")
+    phase: str = Field(description="The attempt's phase; RUNNING while it may still write.")
+    source: str = Field(
+        description="live (the file being written, on the engine's machine), stored (the "
+        "copy kept in the blob store when the attempt ended, its last 1 MiB) or none."
+    )
+    offset: int = Field(description="The byte offset `text` starts at.")
+    next_offset: int = Field(description="The byte offset to ask for next.")
+    text: str = Field(description="The bytes read, as UTF-8 (invalid bytes replaced).")
+    complete: bool = Field(description="The attempt has ended and `text` reaches its end.")
+
+
 class CancelRequest(_Model):
     reason: str = Field(default="cancelled through the API", max_length=1000)
 
@@ -289,6 +308,9 @@ class TokenCreate(_Model):
     projects: list[str] = Field(min_length=1, description="Projects; ['*'] for every one.")
     role: Role
     name: str = Field(default="", max_length=255)
+    expires_in: float | None = Field(
+        default=None, gt=0, description="Seconds until it stops working; unset: never."
+    )
 
 
 class Token(_Model):
@@ -298,8 +320,12 @@ class Token(_Model):
     projects: list[str]
     created_at: float
     created_by: str = ""
-    last_used_at: float | None = None
+    last_used_at: float | None = Field(
+        default=None, description="Its last use (recorded at most once a minute)."
+    )
     revoked_at: float | None = None
+    expires_at: float | None = Field(default=None, description="Unset: it does not expire.")
+    state: str = Field(default="active", description="active, expired or revoked.")
 
 
 class TokenCreated(_Model):

@@ -3,7 +3,8 @@
 A token is shown once, when it is created, and stored only as the sha256 of its text: a copy
 of the database does not let anyone call the API. ``id`` is the public part of the token (it
 is in the token's text, so a request finds its row without scanning), ``projects`` a JSON list
-of the projects it may use (``["*"]``: every project) and ``role`` what it may do there.
+of the projects it may use (``["*"]``: every project) and ``role`` what it may do there;
+``expires_at`` (migration 0006), if set, when it stops working.
 """
 
 from __future__ import annotations
@@ -24,4 +25,6 @@ api_tokens = sa.Table(
     sa.Column("created_by", sa.String(255), nullable=False, server_default=""),
     sa.Column("last_used_at", sa.Float),
     sa.Column("revoked_at", sa.Float),
+    # Migration 0006: when the token stops working (unset: never).
+    sa.Column("expires_at", sa.Float),
 )

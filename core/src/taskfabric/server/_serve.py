@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
 from pathlib import Path
 from typing import Any
 
 from taskfabric.config import Config
+from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger
 
 log = get_logger("taskfabric.server")
@@ -32,7 +34,19 @@ class _ToTaskfabricLogs(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._log.log(record.levelno, record.getMessage())
+            error = record.exc_info[1] if record.exc_info else None
+            if error is not None and error.__dict__.get("taskfabric_logged"):
+                return  # the app logged it already, with the request (`_app._internal_error`)
+            if error is not None:
+                kind = f"{type(error).__module__}.{type(error).__qualname__}"
+                self._log.log(
+                    record.levelno,
+                    record.getMessage(),
+                    error_type=kind.removeprefix("builtins."),
+                    exc_info=record.exc_info,
+                )
+            else:
+                self._log.log(record.levelno, record.getMessage())
         except Exception:  # a log line must never take the server down
             self.handleError(record)
 
@@ -50,6 +64,17 @@ def _thread(name: str, target: Any, *args: Any) -> threading.Thread:
     thread = threading.Thread(target=target, args=args, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def _check_tls(certfile: Path, keyfile: Path | None) -> None:
+    """Read the certificate and key now: a bad pair ends the command before anything starts."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+    except (OSError, ValueError) as exc:
+        raise TaskfabricError(
+            f"cannot use the TLS certificate {certfile} with the key "
+            f"{keyfile or '(inside it)'} ([server] ssl_certfile, ssl_keyfile): {exc}"
+        ) from None
 
 
 def serve(
@@ -76,11 +101,14 @@ def serve(
     port = settings.port if port is None else port
     workers = settings.workers if workers is None else workers
     scheduler = settings.scheduler if scheduler is None else scheduler
+    if settings.ssl_certfile is not None:
+        _check_tls(settings.ssl_certfile, settings.ssl_keyfile)
     plane = ControlPlane(config)
     app = create_app(config, plane=plane)
     if not plane.auth:
         log.warning("authentication is off ([server] auth = false): whoever connects is admin")
     _route_uvicorn_logs()
+    tls = settings.ssl_certfile is not None
     uv_config = uvicorn.Config(
         app,
         host=host,
@@ -88,12 +116,15 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        ssl_certfile=settings.ssl_certfile,
+        ssl_keyfile=settings.ssl_keyfile,
     )
+
     # Bound before anything starts: a port in use ends the command (exit code 1) at once.
     sock = uv_config.bind_socket()
     log.info(
         "server starting",
-        url=f"http://{host}:{sock.getsockname()[1]}",
+        url=f"{'https' if tls else 'http'}://{host}:{sock.getsockname()[1]}",
         workers=workers,
         scheduler=scheduler,
         auth=plane.auth,

@@ -44,7 +44,9 @@ from taskfabric.server._auth import (
     TokenStore,
 )
 from taskfabric.server._inputs import InputError, interface_inputs, values_json
-from taskfabric.server._uploads import Resolver, UploadError, stage
+from taskfabric.server._limits import LimitError, check_input_size, check_input_values
+from taskfabric.server._uploads import Resolver, UploadError, UploadTooLarge, stage
+from taskfabric.tasklogs import LogNotFoundError
 
 
 class ApiError(TaskfabricError):
@@ -75,6 +77,12 @@ class Conflict(ApiError):
 
 class Invalid(ApiError):
     status = 422
+
+
+class TooLarge(ApiError):
+    """Over a `[server]` limit; the message names the limit and the setting."""
+
+    status = 413
 
 
 def _no_project(project: str) -> NotFound:
@@ -110,9 +118,9 @@ class ControlPlane:
                 "command line reads $TASKFABRIC_TOKEN or [server] token_file); an admin "
                 "creates one with `taskfabric tokens create`"
             )
-        who = self.tokens.authenticate(token)
-        if who is None:
-            raise Unauthorized("the API token is unknown or revoked; ask an admin for a new one")
+        who = self.tokens.check(token)
+        if isinstance(who, str):
+            raise Unauthorized(f"{who}; ask an admin for a new one")
         return who
 
     @staticmethod
@@ -264,8 +272,14 @@ class ControlPlane:
         )
 
         def convert(interface: Any, what: str) -> dict[str, types_pb2.Literal]:
-            return interface_inputs(interface, body.inputs, what=what, uploads=uploads)
+            literals = interface_inputs(interface, body.inputs, what=what, uploads=uploads)
+            check_input_size(self.config, sum(lit.ByteSize() for lit in literals.values()))
+            return literals
 
+        try:
+            check_input_values(self.config, body.inputs)
+        except LimitError as exc:
+            raise TooLarge(str(exc), input=exc.input or None) from None
         try:
             return self.launch_literals(
                 who,
@@ -295,7 +309,10 @@ class ControlPlane:
                 kind=kind,
                 body=body,
                 work_dir=work_dir,
+                max_bytes=self.config.server.max_upload_bytes,
             )
+        except UploadTooLarge as exc:
+            raise TooLarge(str(exc)) from None
         except UploadError as exc:
             raise Invalid(str(exc)) from None
         finally:
@@ -350,6 +367,8 @@ class ControlPlane:
             raise NotFound(str(exc)) from None
         except InputError as exc:
             raise Invalid(str(exc), input=exc.input or None) from None
+        except LimitError as exc:
+            raise TooLarge(str(exc), input=exc.input or None) from None
         except LaunchError as exc:
             raise Invalid(str(exc)) from None
         return self._enqueue(request)
@@ -449,6 +468,15 @@ class ControlPlane:
             inputs=values_json(self.engine.read_literals(node.inputs_uri)) or None,
             outputs=values_json(self.engine.read_literals(node.outputs_uri)) or None,
         )
+
+    def task_log(
+        self, who: Principal, ref: str, node_id: str, attempt: int | None, offset: int
+    ) -> m.TaskLog:
+        rec = self._execution(who, ref)
+        try:
+            return views.task_log(self.engine, rec, node_id, attempt, offset)
+        except LogNotFoundError as exc:
+            raise NotFound(str(exc)) from None
 
     def cancel(self, who: Principal, ref: str, reason: str) -> m.PhaseResult:
         rec = self._execution(who, ref)
@@ -587,6 +615,7 @@ class ControlPlane:
                 role=body.role,
                 name=body.name,
                 created_by=who.name or who.token_id,
+                expires_in=body.expires_in,
             )
         except TokenError as exc:
             raise Invalid(str(exc)) from None
@@ -613,6 +642,8 @@ def _token(info: Any) -> m.Token:
         created_by=info.created_by,
         last_used_at=info.last_used_at,
         revoked_at=info.revoked_at,
+        expires_at=info.expires_at,
+        state=info.state,
     )
 
 
@@ -623,5 +654,6 @@ __all__ = [
     "Forbidden",
     "Invalid",
     "NotFound",
+    "TooLarge",
     "Unauthorized",
 ]

@@ -30,14 +30,16 @@ from taskfabric.server._names import NAME_PATTERN, NAME_RULE, is_name, is_scope
 from taskfabric.storage import BlobStore
 from taskfabric.types import TransformContext
 
-#: The largest upload accepted, in bytes.
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024 * 1024
 KINDS = ("file", "directory")
 _REF = re.compile(r"(file|directory)/([0-9a-f]{64})/(" + NAME_PATTERN[1:-1] + r")\Z")
 
 
 class UploadError(TaskfabricError, ValueError):
     """A bad upload or upload reference; the message says what and how to fix it."""
+
+
+class UploadTooLarge(UploadError):
+    """An upload over `[server] max_upload_bytes`."""
 
 
 def check_name(name: str) -> str:
@@ -68,6 +70,7 @@ def stage(
     kind: str,
     body: IO[bytes],
     work_dir: Path,
+    max_bytes: int,
 ) -> tuple[str, str, int]:
     """Store an uploaded body; returns (ref, sha256 hex, size). A directory is a tar (plain
     or gzip) and is checked here, so a bad archive is refused at upload, not at launch."""
@@ -81,9 +84,10 @@ def stage(
     with tempfile.NamedTemporaryFile(dir=work_dir, delete=False) as tmp:
         for chunk in iter(lambda: body.read(1 << 20), b""):
             size += len(chunk)
-            if size > MAX_UPLOAD_BYTES:
-                raise UploadError(
-                    f"upload {name!r} is larger than {MAX_UPLOAD_BYTES} bytes, the most accepted"
+            if size > max_bytes:
+                raise UploadTooLarge(
+                    f"upload {name!r} is larger than the server takes: at most {max_bytes} "
+                    "bytes ([server] max_upload_bytes)"
                 )
             digest.update(chunk)
             tmp.write(chunk)
@@ -172,4 +176,4 @@ class Resolver:
 
 Fetch = Callable[[object], Path]
 
-__all__ = ["KINDS", "MAX_UPLOAD_BYTES", "Fetch", "Resolver", "UploadError", "check_name", "stage"]
+__all__ = ["KINDS", "Fetch", "Resolver", "UploadError", "UploadTooLarge", "check_name", "stage"]

@@ -10,6 +10,7 @@ from taskfabric.engine import Engine
 from taskfabric.metadata import AttemptRecord, ExecutionRecord, NodeRecord
 from taskfabric.server import _models as m
 from taskfabric.server._inputs import literal_type_json, values_json
+from taskfabric.tasklogs import attempt_log
 from taskfabric.types import literal_to_display, literal_to_json, type_str
 
 
@@ -153,4 +154,25 @@ def execution_detail(
             for e in (meta.events(rec.id) if events else [])
         ],
         display=shown if display else None,
+    )
+
+
+def task_log(
+    engine: Engine, rec: ExecutionRecord, node_id: str, attempt: int | None, offset: int
+) -> m.TaskLog:
+    """A piece of a node's attempt log (raises `LogNotFoundError`)."""
+    found = attempt_log(
+        engine.metadata, engine.store, engine.work_root, rec.id, node_id, attempt, offset
+    )
+    return m.TaskLog(
+        execution_id=rec.id,
+        node_id=node_id,
+        attempt=found.attempt,
+        attempts=found.attempts,
+        phase=found.phase,
+        source=found.chunk.source,
+        offset=found.chunk.offset,
+        next_offset=found.chunk.next_offset,
+        text=found.text,
+        complete=found.complete,
     )

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taskfabric import File, Retry, task, workflow
+from taskfabric.sdk import Retry, task, workflow
+from taskfabric.types import File
 
 #: Written by the suite's teardown: sleeping tasks return early (without their end marker).
 STOP_FILE = "stop"

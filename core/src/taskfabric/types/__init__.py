@@ -36,7 +36,7 @@ from taskfabric.types._cli import parse_cli_value
 from taskfabric.types._context import TransformContext
 from taskfabric.types._dataframes import Columns, dataframe_literal_type
 from taskfabric.types._display import literal_to_display, literal_to_json
-from taskfabric.types._engine import TypeEngine, default_engine
+from taskfabric.types._engine import TypeEngine, default_engine, set_default_fallback
 from taskfabric.types._errors import (
     LiteralConversionError,
     TransformerConflictError,
@@ -69,6 +69,7 @@ __all__ = [
     "literal_to_json",
     "parse_cli_value",
     "py_type_str",
+    "set_default_fallback",
     "strip_annotated",
     "type_str",
 ]

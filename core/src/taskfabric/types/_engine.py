@@ -352,11 +352,13 @@ def _describe(transformer: TypeTransformer[Any]) -> str:
 
 
 _default_engine: TypeEngine | None = None
+_default_fallback: Callable[[TypeEngine], None] | None = None
 _default_lock = threading.Lock()
 
 
 def default_engine() -> TypeEngine:
-    """The process-wide engine with the built-in transformers, built on first use."""
+    """The process-wide engine with the built-in transformers, built on first use; installed
+    plugins' transformers are registered the first time a type is not built in."""
     global _default_engine  # noqa: PLW0603 - built lazily, once
     engine = _default_engine
     if engine is None:
@@ -364,12 +366,18 @@ def default_engine() -> TypeEngine:
             engine = _default_engine
             if engine is None:
                 engine = _default_engine = TypeEngine.with_builtins()
-                engine.set_fallback(_load_plugin_transformers)
+                engine.set_fallback(_default_fallback)
     return engine
 
 
-def _load_plugin_transformers(engine: TypeEngine) -> None:
-    """Register installed plugins' transformers, the first time a type is not built in."""
-    from taskfabric.plugins import get_plugins
+def set_default_fallback(loader: Callable[[TypeEngine], None]) -> None:
+    """Make `loader` the process-wide engine's fallback (see `TypeEngine.set_fallback`).
 
-    get_plugins().load_type_transformers(engine)
+    The plugin system sits above the types, so the types cannot call it: the package face
+    (`taskfabric/__init__.py`, which runs before any of its modules) sets its loader here.
+    """
+    global _default_fallback  # noqa: PLW0603 - set once, by the package face
+    with _default_lock:
+        _default_fallback = loader
+        if _default_engine is not None:
+            _default_engine.set_fallback(loader)

@@ -1,15 +1,15 @@
 """The external handle of an attempt (a pid and start time, an application id, a job id), so
 that an engine resuming an execution re-attaches to the attempt's running work.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

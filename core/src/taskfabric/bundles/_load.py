@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from taskfabric.registry._bundle import BundleError, extract_bundle
+from taskfabric.bundles._bundle import BundleError, extract_bundle
 from taskfabric.storage import BlobStore
 
 _lock = threading.Lock()

@@ -1,0 +1,65 @@
+"""Fixtures of the containers integration tests: one podman API service for the run (started
+here with the settings of `taskfabric_containers.testing`, or $TASKFABRIC_TEST_PODMAN_URL),
+the task image built once from a spec (the core and pandas; cached across runs by its content
+hash), and the plugin registered by hand."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import taskfabric_containers.hooks
+from taskfabric.plugin_api import BACKENDS_GROUP
+from taskfabric.plugins import Plugins, use_plugins
+from taskfabric_containers import DockerBackend, ImageSpec, PodmanBackend, build_image
+from taskfabric_containers._client import ContainerApi
+from taskfabric_containers.testing import PodmanMissing, podman_service
+
+REPO = Path(__file__).resolve().parents[2]
+#: The image the tests' tasks run in: the core from this tree, with pandas for dataframes.
+TASK_IMAGE = ImageSpec(name="taskfabric-it", packages=["./core[pandas]"], root=str(REPO))
+
+
+@pytest.fixture(autouse=True)
+def _isolated(taskfabric_home: Path) -> Path:
+    return taskfabric_home
+
+
+@pytest.fixture(scope="session")
+def podman_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TASKFABRIC_TEST_PODMAN_URL")
+    if url:
+        yield url
+        return
+    try:
+        with podman_service(tmp_path_factory.mktemp("podman")) as started:
+            yield started
+    except PodmanMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"the containers suite needs podman under CI: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def api(podman_url: str) -> Iterator[ContainerApi]:
+    client = ContainerApi(podman_url, timeout=600)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def task_image(api: ContainerApi) -> str:
+    return build_image(TASK_IMAGE, api, print).ref
+
+
+@pytest.fixture
+def plugins() -> Iterator[Plugins]:
+    plugins = Plugins(autoload=False)
+    plugins.register(taskfabric_containers.hooks, name="taskfabric-containers:containers")
+    plugins.add_driver(BACKENDS_GROUP, "podman", PodmanBackend)
+    plugins.add_driver(BACKENDS_GROUP, "docker", DockerBackend)
+    with use_plugins(plugins):
+        yield plugins

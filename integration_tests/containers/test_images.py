@@ -1,0 +1,99 @@
+"""Images from a spec, built through real podman: tagged by content, reused unchanged, rebuilt
+when a file of the spec's code changes; `plugins check` sees the runtime and the image."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from taskfabric_containers import ImageSpec, build_image
+from taskfabric_containers._client import ContainerApi
+
+
+def taskfabric(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskfabric.cli", *args],
+        capture_output=True, text=True, timeout=900, check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+def run_in(api: ContainerApi, image: str, *command: str) -> str:
+    out = api.client.containers.run(image, list(command), remove=True, network_mode="none")
+    return bytes(out).decode()
+
+
+def test_an_image_is_built_once_per_spec_content(
+    tmp_path: Path, api: ContainerApi, podman_url: str
+) -> None:
+    (tmp_path / "helpers").mkdir()
+    (tmp_path / "helpers" / "greet.py").write_text("WORD = 'hello'\n")
+    (tmp_path / "specs.py").write_text(
+        "from taskfabric_containers import ImageSpec\n"
+        f"spec = ImageSpec(name='taskfabric-it-spec', code=['helpers'], env={{'GREETING': 'hi'}},"
+        f" root={str(tmp_path)!r})\n"
+    )
+    spec = ImageSpec(
+        name="taskfabric-it-spec", code=["helpers"], env={"GREETING": "hi"}, root=str(tmp_path)
+    )
+    first = build_image(spec, api)
+    assert first.ref == spec.image_ref()
+    assert first.ref.startswith("localhost/taskfabric-it-spec:")
+    out = run_in(
+        api,
+        first.ref,
+        "python3",
+        "-c",
+        "import os, greet; print(greet.WORD, os.environ['GREETING'])",
+    )
+    assert out == "hello hi\n"
+    # The same spec again, from the command line: nothing is built.
+    again = taskfabric(
+        "images", "build", "--url", podman_url, "-o", "json", f"{tmp_path}/specs.py:spec"
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["image"] == first.ref
+    assert json.loads(again.stdout)["built"] is False
+    assert "up to date (spec unchanged)" in again.stderr
+    # A changed file of the code gives a new tag, and a new build.
+    (tmp_path / "helpers" / "greet.py").write_text("WORD = 'bonjour'\n")
+    second = build_image(spec, api)
+    assert second.built and second.ref != first.ref
+    assert (
+        run_in(api, second.ref, "python3", "-c", "import greet; print(greet.WORD)") == "bonjour\n"
+    )
+
+
+def test_a_bad_spec_says_what_to_write(tmp_path: Path) -> None:
+    (tmp_path / "specs.py").write_text(
+        "from taskfabric_containers import ImageSpec\nspec = ImageSpec(python_version='3.12')\n"
+    )
+    result = taskfabric("images", "build", f"{tmp_path}/specs.py:spec")
+    assert result.returncode == 1
+    assert "python_version '3.12': Debian bookworm's python3 is 3.11" in result.stderr
+
+
+def test_plugins_check_sees_the_runtime_and_the_default_image(
+    tmp_path: Path, podman_url: str, task_image: str
+) -> None:
+    config = tmp_path / "taskfabric.toml"
+    table = (
+        '[task_types]\npython = "podman"\n[backends.podman]\ndriver = "podman"\n'
+        f'url = "{podman_url}"\n'
+    )
+    config.write_text(table + f'image = "{task_image}"\n')
+    result = taskfabric("--config", str(config), "plugins", "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"default image {task_image} is there" in result.stdout
+    assert "podman 4." in result.stdout
+    config.write_text(table + 'image = "localhost/not-built:1"\n')
+    result = taskfabric("--config", str(config), "plugins", "check")
+    assert result.returncode == 1
+    assert "the default image 'localhost/not-built:1' is not there" in result.stdout
+    config.write_text(table.replace(podman_url, "unix:///nonexistent/podman.sock"))
+    result = taskfabric("--config", str(config), "plugins", "check")
+    assert result.returncode == 1
+    assert "no container API answers at unix:///nonexistent/podman.sock" in result.stdout

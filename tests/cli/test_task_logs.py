@@ -1,0 +1,176 @@
+"""Task logs: each attempt's stdout and stderr kept in the blob store, linked from
+`executions show`, printed and followed by `executions logs`, on the in-process `local`
+backend (a capture of the task's own thread) and on the `subprocess` backend (its file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from taskfabric.cli import cli
+from taskfabric.storage import LocalBlobStore
+from taskfabric.tasklogs import bounded_tail, keep_log, log_uri
+
+FLOW = """
+import os
+import sys
+from pathlib import Path
+
+from taskfabric import map_task, task, workflow
+
+
+@task(retries=1)
+def flaky(n: int) -> list[int]:
+    marker = Path(os.environ["FLAKY_MARKER"])
+    first = not marker.exists()
+    marker.touch()
+    print(f"try {'1' if first else '2'} making {n} numbers")
+    print("a warning on stderr", file=sys.stderr)
+    if first:
+        raise RuntimeError("first try fails")
+    return list(range(n))
+
+
+@task
+def square(x: int) -> int:
+    print(f"square of {x}")
+    return x * x
+
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@workflow
+def wf(n: int = 4) -> int:
+    return total(xs=map_task(square)(x=flaky(n=n)))
+
+
+@task
+def slow() -> int:
+    print("started", flush=True)
+    gate = Path(os.environ["GATE"])
+    while not gate.exists():
+        import time
+        time.sleep(0.05)
+    print("finished")
+    return 1
+
+
+@workflow
+def gated() -> int:
+    return slow()
+"""
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    path = tmp_path / f"logflow_{request.node.callspec.id}.py"  # one module name per test
+    path.write_text(textwrap.dedent(FLOW))
+    monkeypatch.setenv("FLAKY_MARKER", str(tmp_path / "flaky.marker"))
+    monkeypatch.chdir(tmp_path)
+    return path
+
+
+def _run(flow: Path, *config: str) -> str:
+    code, out, err = invoke(*config, "run", "-o", "json", f"{flow}:wf")
+    assert code == 0, err
+    doc = json.loads(out)  # stdout is the document only: the tasks' prints are elsewhere
+    assert doc["outputs"] == {"o0": 14}
+    return str(doc["execution_id"])
+
+
+@pytest.mark.parametrize("backend", ["local", "subprocess"])
+def test_each_attempt_keeps_its_output(flow: Path, tmp_path: Path, backend: str) -> None:
+    config = []
+    if backend == "subprocess":
+        cfg = tmp_path / "taskfabric.toml"
+        cfg.write_text('[task_types]\npython = "subprocess"\n')
+        config = ["--config", str(cfg)]
+    execution = _run(flow, *config)
+    code, out, _ = invoke(*config, "executions", "logs", execution, "n0", "--attempt", "1")
+    assert code == 0
+    assert "try 1 making 4 numbers" in out and "a warning on stderr" in out
+    assert "try 2" not in out
+    code, out, _ = invoke(*config, "executions", "logs", execution, "flaky")  # the latest
+    assert code == 0 and "try 2 making 4 numbers" in out and "try 1" not in out
+    for i in range(4):  # map items ran side by side; each log holds its own prints only
+        code, out, _ = invoke(*config, "executions", "logs", execution, f"n1[{i}]")
+        assert out == f"square of {i}\n"
+    code, out, _ = invoke(*config, "executions", "logs", execution)
+    assert "==> n0 (flaky) attempt 2 SUCCEEDED <==\ntry 2" in out
+    assert "==> n1[3] (map_square[3]) attempt 1 SUCCEEDED <==\nsquare of 3\n" in out
+    assert "n2" not in out  # total printed nothing
+    code, out, _ = invoke(*config, "executions", "show", execution)
+    assert "/logs/n0/2.log" in out and "n0 #2 log: file://" in out
+    code, _, err = invoke(*config, "executions", "logs", execution, "n0", "--attempt", "3")
+    assert code == 2 and "has no attempt 3; it has 1, 2" in err
+
+
+def test_a_log_keeps_its_tail_within_bounds(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    path = tmp_path / "output.log"
+    path.write_text("".join(f"line {i}\n" for i in range(1000)))
+    uri = keep_log(store, "e1", "n1[2]", 3, path, max_bytes=100)
+    assert uri == log_uri(store, "e1", "n1[2]", 3)
+    kept = store.get_bytes(uri).decode()
+    first, rest = kept.split("\n", 1)
+    assert first.startswith("[taskfabric: the first ") and "the last 100 are kept]" in first
+    assert len(rest) == 100 and rest.endswith("line 999\n")
+    assert bounded_tail(b"short") == b"short"
+    assert keep_log(store, "e1", "n0", 1, tmp_path / "missing.log") is None
+
+
+def test_logs_follow_a_running_attempt(tmp_path: Path) -> None:
+    path = tmp_path / "logflow.py"
+    path.write_text(textwrap.dedent(FLOW))
+    gate = tmp_path / "gate"
+    env = {**os.environ, "GATE": str(gate), "TASKFABRIC_DATA_ROOT": str(tmp_path / "data")}
+    tf = [sys.executable, "-m", "taskfabric.cli"]
+    run = subprocess.Popen(
+        [*tf, "run", "-o", "json", f"{path}:gated"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        live = list((tmp_path / "data").glob("work/*/n0/1/output.log"))
+        deadline = time.monotonic() + 120  # a hang guard, not a margin
+        while not (live and "started" in live[0].read_text()):
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.05)
+            live = list((tmp_path / "data").glob("work/*/n0/1/output.log"))
+        execution = live[0].parents[2].name
+        follower = subprocess.Popen(
+            [*tf, "executions", "logs", execution, "slow", "--follow"],
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert follower.stdout is not None
+        assert follower.stdout.readline() == "started\n"  # printed while the task runs
+        gate.touch()
+        rest, _ = follower.communicate(timeout=120)
+        assert rest == "finished\n" and follower.returncode == 0
+        out, _ = run.communicate(timeout=120)
+        assert json.loads(out)["outputs"] == {"o0": 1}
+    finally:
+        gate.touch()
+        run.kill()
