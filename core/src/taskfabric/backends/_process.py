@@ -285,17 +285,9 @@ class ProcessBackend(Backend[SettingsT]):
                 env=env,
                 start_new_session=True,
             )
-        identity = ProcessIdentity.of(proc.pid)  # our child: there until we reap it
-        run = ProcessRun(attempt, proc, log_path, identity)
-        if identity is not None:
-            try:
-                attempt.record_handle(identity.handle)
-            except BaseException:
-                # Not recorded: no later engine could find it, so it must not run on.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                raise
+        # Our child: its /proc entry is there until we reap it. Its full handle is recorded by
+        # the thread that waits for it (`_wait`), off the engine's loop thread.
+        run = ProcessRun(attempt, proc, log_path, ProcessIdentity.of(proc.pid))
         log.info(
             "attempt process started",
             backend=self.name,
@@ -356,6 +348,16 @@ class ProcessBackend(Backend[SettingsT]):
     def _wait(self, run: ProcessRun) -> None:
         code: int | None = None
         if run.proc is not None:
+            if run.identity is not None:
+                try:
+                    run.attempt.record_handle(run.identity.handle)
+                except Exception as exc:  # the provisional handle and the pid file still work
+                    log.warning(
+                        "could not record the attempt's process handle",
+                        backend=self.name,
+                        attempt_id=run.attempt.attempt_id,
+                        error=str(exc),
+                    )
             code = run.proc.wait()
         else:
             assert run.identity is not None
