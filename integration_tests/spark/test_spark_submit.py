@@ -156,7 +156,7 @@ def test_kill_9_of_the_engine_then_resume_starts_no_second_application(
     go.touch()
     out, err = resumed.communicate(timeout=150)
     assert resumed.returncode == 0, err
-    assert f"o0 = {app_id}" in out, out
+    assert f'o0 = "{app_id}"' in out, out
     assert runs.read_text().split() == [app_id]  # the task ran once, in one application
     apps = _apps_named(spark_cluster, execution_id)
     assert [a["id"] for a in apps] == [app_id], apps
