@@ -24,6 +24,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import BaseModel
 
+import taskfabric
 from taskfabric import CompilationError, File
 from taskfabric.cli import cli
 from taskfabric.config import (
@@ -229,6 +230,18 @@ def test_fanout(examples: dict[str, ModuleType], engine: Engine) -> None:
     # outside a workflow, map_task is a loop that returns the outputs as lists
     fits = fanout.map_task(fanout.train)(learning_rate=[0.1, 0.01], epochs=10)
     assert fits.learning_rate == [0.1, 0.01] and len(fits.loss) == 2
+
+
+def test_hold(examples: dict[str, ModuleType], engine: Engine) -> None:
+    hold = examples["hold"]
+    result = engine.launch(hold.geocode_all, {"n": 10, "size": 4})
+    found = outputs(engine, hold.geocode_all, result)
+    assert [len(batch) for batch in found] == [4, 4, 2] and found[2] == ["8 MAIN ST", "9 MAIN ST"]
+    assert engine.pool_manager.status(["geo-api"])[0].in_use == 0  # every hold came back
+    # outside a task there is no engine to ask: a clear error, as docs/pools.md says
+    with pytest.raises(taskfabric.HoldError, match="only inside a running task"):
+        hold.geocode_batch(addresses=["1 main st"])
+    assert "only inside a running task" in doc_text("pools.md")
 
 
 def test_branching(examples: dict[str, ModuleType], engine: Engine) -> None:

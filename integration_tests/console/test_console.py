@@ -82,3 +82,174 @@ def test_a_viewer_sees_no_launch_cancel_or_activate(page: Any, console: Console)
     expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "ABORTED")
     expect(page.locator("#relaunch")).to_have_count(0)
     expect(page.locator("#resume")).to_have_count(0)
+
+
+def test_launch_a_typed_workflow_from_the_form_and_watch_it_finish(
+    page: Any, console: Console, shots: Path
+) -> None:
+    from taskfabric.core.v1 import types_pb2
+    from taskfabric.server import InputError, text_to_literal
+
+    launcher = console.token(["shop"], "launcher", "shop-launcher")
+    sign_in(page, launcher)
+    page.click("#launch")
+    page.click(f"#workflows a:text-is('{CHECKOUT}')")
+    expect(page.locator("#launch-form")).to_be_visible()
+    # The form follows the interface: a record as JSON, an enum as a choice, defaults.
+    assert page.locator("#input-size option").all_inner_texts() == ["choose…", "SMALL", "LARGE"]
+    expect(page.locator("[data-field=label] .hint")).to_contain_text('default: "total"')
+    page.fill("#input-order", '{"item": "tea", "quantity": 3}')
+    page.select_option("#input-size", "LARGE")
+    page.fill("#input-n", "three")
+    page.click("#submit")
+    # The command line's own message, under the field at fault.
+    int_type = types_pb2.LiteralType(simple=types_pb2.SIMPLE_TYPE_INTEGER)
+    try:
+        text_to_literal("three", int_type, name="n")
+    except InputError as exc:
+        cli_message = str(exc)
+    error = page.locator("[data-field=n] .field-error")
+    expect(error).to_have_text(cli_message)
+    expect(page.locator("[data-field=n]")).to_have_class(re.compile("invalid"))
+    page.screenshot(path=str(shots / "launch.png"))
+
+    page.fill("#input-n", "4")
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/console/executions/\w+$"))
+    # The DAG: every node ends SUCCEEDED; the map is one node with its 4 items counted.
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    nodes = page.locator("#dag g.node")
+    expect(nodes).to_have_count(5)
+    for i in range(5):
+        expect(nodes.nth(i)).to_have_attribute("data-phase", "SUCCEEDED")
+    mapped = page.locator("#dag g.node[data-kind=map]")
+    expect(mapped).to_have_attribute("data-counts", "4 succeeded")
+    expect(page.locator("#values table[data-what=outputs]")).to_contain_text("total: 12, cost 9")
+    # A node's panel: typed inputs (the record as a table), its output, its attempt.
+    page.click("#dag g.node[data-name=price]")
+    panel = page.locator("#panel")
+    expect(panel.locator("#node-title")).to_have_text("price")
+    record = panel.locator("table[data-what=inputs] tr[data-name=order] table.record")
+    expect(record).to_contain_text("tea")
+    expect(panel.locator("table[data-what=inputs] tr[data-name=order] .type")).to_have_text(
+        "Order{item: str, quantity: int}"
+    )
+    expect(panel.locator("table[data-what=outputs] tr[data-name=o0]")).to_contain_text("9")
+    expect(panel.locator("#attempts tr[data-attempt='1'] .badge")).to_have_text("SUCCEEDED")
+    page.screenshot(path=str(shots / "execution.png"), full_page=True)
+    # The map's items, each opening in the panel.
+    mapped.click()
+    expect(panel.locator("#items tr")).to_have_count(4)
+    panel.locator("#items a").nth(2).click()
+    expect(panel.locator("table[data-what=outputs] tr[data-name=o0]")).to_contain_text("4")
+
+
+def test_open_a_nodes_log(page: Any, console: Console, shots: Path) -> None:
+    ran = _launch(console, console.shop_admin, CHECKOUT, {"order": ORDER, "size": "LARGE", "n": 1})
+    sign_in(page, console.shop_admin)
+    page.goto(f"/console/executions/{ran}")
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    page.click("#dag g.node[data-name=price]")
+    # The attempt's log, read through the API into the panel, and its links.
+    log = page.locator("#panel #log")
+    expect(log).to_contain_text("pricing 3 x tea (LARGE)")
+    expect(log).to_have_attribute("data-complete", "true")
+    expect(page.locator("#panel #attempts tr[data-attempt='1'] ul.logs li").first).to_be_visible()
+    page.screenshot(path=str(shots / "node-log.png"))
+
+
+def test_a_failed_node_shows_its_error_and_can_be_resumed(page: Any, console: Console) -> None:
+    bad = {"order": {"item": "tea", "quantity": -1}, "size": "SMALL", "n": 1}
+    failed = _launch(console, console.shop_admin, CHECKOUT, bad)
+    sign_in(page, console.shop_admin)
+    page.goto(f"/console/executions/{failed}")
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "FAILED")
+    expect(page.locator("#execution-error")).to_contain_text("quantity must not be negative")
+    price = page.locator("#dag g.node[data-name=price]")
+    expect(price).to_have_attribute("data-phase", "FAILED")
+    price.click()
+    error = page.locator("#panel #node-error")
+    expect(error).to_contain_text("ValueError")
+    expect(error).to_contain_text("shopflows.py")  # the user's frame in the traceback
+    expect(page.locator("#resume")).to_be_visible()
+    page.click("#resume")
+    expect(page.locator("#message")).to_contain_text("resume: done")
+    with console.client(console.shop_admin) as c:
+        events = c.execution(failed, events=True).events
+    assert any("recover requested by shop-admin" in e.message for e in events)
+    # Queued again, it fails again the same way (the input is still wrong).
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "FAILED")
+
+
+def test_cancel_a_running_execution(page: Any, console: Console) -> None:
+    slow = _launch(console, console.shop_admin, "shopflows.slow", {"seconds": 600})
+    sign_in(page, console.shop_admin)
+    page.goto(f"/console/executions/{slow}")
+    node = page.locator("#dag g.node").first
+    expect(node).to_have_attribute("data-phase", "RUNNING")
+    # The running attempt's log, streamed into the panel while it runs.
+    node.click()
+    expect(page.locator("#panel #log")).to_contain_text("waiting 600.0 s")
+    expect(page.locator("#log-state")).to_contain_text("following")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#cancel")
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "ABORTED")
+    expect(node).to_have_attribute("data-phase", re.compile("ABORTED|FAILED"))
+    expect(page.locator("#cancel")).to_have_count(0)
+    expect(page.locator("#resume")).to_be_visible()
+    expect(page.locator("#relaunch")).to_be_visible()
+    expect(page.locator("#panel #log")).to_have_attribute("data-complete", "true")
+
+
+def test_registry_diff_and_activate_a_schedule(page: Any, console: Console, shots: Path) -> None:
+    from taskfabric.registry import build_package
+
+    with console.client(console.shop_admin) as c:
+        c.register(
+            build_package(
+                Path(__file__).parent / "flows_shop", project="shop", domain="prod", version="v2"
+            )
+        )
+    sign_in(page, console.shop_admin)
+    page.click("header nav a:text-is('Registry')")
+    plan = page.locator("#schedules tr[data-plan=hourly]")
+    expect(plan.locator(".active-version")).to_have_text("inactive")
+    plan.locator("select.version").select_option("v1")
+    plan.locator("button.activate").click()
+    expect(plan).to_have_attribute("data-active", "v1")
+    expect(plan.locator(".next-run")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$"))
+    with console.client(console.shop_admin) as c:
+        found = c.launch_plan("shop", "prod", "hourly")
+    assert found.active_version == "v1" and found.next_slot is not None
+    # A diff between the two versions of a workflow.
+    checkout = page.locator(f"details.entity[data-kind=workflow][data-name='{CHECKOUT}']")
+    checkout.locator("summary").click()
+    checkout.locator("select.old").select_option("v1")
+    checkout.locator("select.new").select_option("v2")
+    checkout.locator("button.compare").click()
+    expect(checkout.locator(".diff-result .del").first).to_be_visible()
+    expect(checkout.locator(".diff-result")).to_contain_text('+    version: "v2"')
+    page.screenshot(path=str(shots / "registry.png"), full_page=True)
+    plan.locator("button.deactivate").click()
+    expect(plan).to_have_attribute("data-active", "")
+
+
+def test_pools_show_holders_and_hide_other_projects(
+    page: Any, console: Console, shots: Path
+) -> None:
+    slow = _launch(console, console.shop_admin, "shopflows.slow", {"seconds": 600})
+    try:
+        sign_in(page, console.shop_admin)
+        page.goto("/console/pools")
+        ledger = page.locator("section.pool[data-pool=ledger]")
+        expect(ledger.locator(f"table.holders a:text-is('{slow}')")).to_be_visible()
+        expect(ledger).to_contain_text("shop 2")
+        page.screenshot(path=str(shots / "pools.png"))
+        page.context.clear_cookies()
+        sign_in(page, console.bank_admin)
+        page.goto("/console/pools")
+        expect(ledger).to_contain_text("in projects this token cannot see")
+        assert slow not in page.content() and "shop" not in page.content()
+    finally:
+        with console.client(console.shop_admin) as c:
+            c.cancel(slow)

@@ -126,7 +126,7 @@ def test_the_container_sees_neither_the_config_nor_the_database(
 
 
 def test_a_map_of_20_never_runs_more_than_4_containers(engine: Engine, api: ContainerApi) -> None:
-    result = engine.launch(container_tasks.paced_map, {"n": 20, "seconds": 1.0})
+    result = engine.launch(container_tasks.paced_map, {"n": 20, "seconds": 0.5})
     assert result.phase == "SUCCEEDED", result.error
     assert result.python_outputs(container_tasks.paced_map, engine.store) == list(range(20))
     items = [

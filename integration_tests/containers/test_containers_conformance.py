@@ -18,7 +18,7 @@ class TestPodmanConformance(BackendConformance):
     backend: ClassVar[dict[str, Any]] = {"driver": "podman"}
     can_stop_running_work = True
     deadline = 120.0
-    slow_task_seconds = 5.0
+    slow_task_seconds = 3.0
     settle_seconds = 2.0
     kill_grace_seconds = 2
 

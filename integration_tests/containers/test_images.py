@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from taskfabric_containers import ImageSpec, build_image
@@ -31,15 +32,16 @@ def test_an_image_is_built_once_per_spec_content(
 ) -> None:
     (tmp_path / "helpers").mkdir()
     (tmp_path / "helpers" / "greet.py").write_text("WORD = 'hello'\n")
+    # A spec of this run's own: the image cannot exist before.
+    env = {"GREETING": "hi", "RUN": uuid.uuid4().hex}
     (tmp_path / "specs.py").write_text(
         "from taskfabric_containers import ImageSpec\n"
-        f"spec = ImageSpec(name='taskfabric-it-spec', code=['helpers'], env={{'GREETING': 'hi'}},"
+        f"spec = ImageSpec(name='taskfabric-it-spec', code=['helpers'], env={env!r},"
         f" root={str(tmp_path)!r})\n"
     )
-    spec = ImageSpec(
-        name="taskfabric-it-spec", code=["helpers"], env={"GREETING": "hi"}, root=str(tmp_path)
-    )
+    spec = ImageSpec(name="taskfabric-it-spec", code=["helpers"], env=env, root=str(tmp_path))
     first = build_image(spec, api)
+    assert first.built
     assert first.ref == spec.image_ref()
     assert first.ref.startswith("localhost/taskfabric-it-spec:")
     out = run_in(
@@ -87,13 +89,23 @@ def test_plugins_check_sees_the_runtime_and_the_default_image(
     config.write_text(table + f'image = "{task_image}"\n')
     result = taskfabric("--config", str(config), "plugins", "check")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"default image {task_image} is there" in result.stdout
+    assert f"default image {task_image} is there" in " ".join(result.stdout.split())
     assert "podman 4." in result.stdout
+    # The docker driver is the same backend: it speaks the same API (here, podman's).
+    config.write_text(table.replace('driver = "podman"', 'driver = "docker"') + "\n")
+    result = taskfabric("--config", str(config), "plugins", "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = " ".join(result.stdout.split())
+    assert "backend podman (driver docker)" in out and "podman 4." in out
     config.write_text(table + 'image = "localhost/not-built:1"\n')
     result = taskfabric("--config", str(config), "plugins", "check")
     assert result.returncode == 1
-    assert "the default image 'localhost/not-built:1' is not there" in result.stdout
+    assert "the default image 'localhost/not-built:1' is not there" in " ".join(
+        result.stdout.split()
+    )
     config.write_text(table.replace(podman_url, "unix:///nonexistent/podman.sock"))
     result = taskfabric("--config", str(config), "plugins", "check")
     assert result.returncode == 1
-    assert "no container API answers at unix:///nonexistent/podman.sock" in result.stdout
+    assert "no container API answers at unix:///nonexistent/podman.sock" in " ".join(
+        result.stdout.split()
+    )

@@ -60,3 +60,17 @@ def test_check_passes_for_builtins_and_fails_for_a_missing_driver(
     assert code == 1
     assert "FAIL task type spark" in out and "pip install taskfabric-spark" in out
     assert "FAIL backend big (driver spark)" in out
+
+
+def test_check_shows_the_table_a_bad_key_is_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "taskfabric.toml"
+    cfg.write_text(
+        '[task_types]\npython = "procs"\n[backends.procs]\ndriver = "subprocess"\nkill_grace = 3\n'
+    )
+    monkeypatch.setenv("TASKFABRIC_CONFIG", str(cfg))
+    code, out = invoke("plugins", "check")
+    assert code == 1
+    # Printed as text: rich would take `[backends.procs]` for a style tag and drop it.
+    assert "unknown key; allowed keys in [backends.procs]: " in out, out

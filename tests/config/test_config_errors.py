@@ -96,7 +96,17 @@ def test_dotted_keys_are_located(tmp_path: Path) -> None:
         ('[backends.spark]\nmaster = "x"\n', "1: backends.spark.driver: required key is missing"),
         (
             '[backends."a.b"]\ndriver = ["x"]\n',
-            '2: backends."a.b".driver: Input should be a valid string (got an array)',
+            '2: backends."a.b".driver: Input should be a valid string (got the array ["x"])',
+        ),
+        (
+            '[task_types]\nspark = { backend = "sp", "a b" = [1, true] }\n',
+            "2: task_types.spark: Input should be a valid string "
+            '(got the table { backend = "sp", "a b" = [1, true] })',
+        ),
+        (
+            "[engine]\nparallelism = { n = " + "1" * 80 + " }\n",
+            "2: engine.parallelism: Input should be a valid integer "
+            "(got the table { n = " + "1" * 51 + "...)",
         ),
     ],
 )

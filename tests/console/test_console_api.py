@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from taskfabric.config import load_config
+from taskfabric.console import mount
 from taskfabric.console._session import COOKIE, csrf_for
 from taskfabric.core.v1 import types_pb2
 from taskfabric.pools import Holder, PoolManager, specs_from_config
@@ -44,6 +45,7 @@ class Site:
         self.config = load_config(cfg)
         self.plane = ControlPlane(self.config)
         self.app = create_app(self.config, plane=self.plane)
+        mount(self.app)
         self.shop = self.token(["shop"], "admin", "shop-admin")
         self.bank = self.token(["bank"], "admin", "bank-admin")
 

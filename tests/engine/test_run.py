@@ -325,6 +325,14 @@ def test_launch_rejects_bad_inputs_before_running(engine: Engine) -> None:
     assert engine.metadata.list_executions() == []
 
 
+def test_launching_a_task_says_a_workflow_is_expected(engine: Engine) -> None:
+    with pytest.raises(TypeError, match=r"runs a workflow, and .*double is a task: call it from"):
+        engine.launch(double, {"x": 1})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="runs a @workflow, not function"):
+        engine.launch(python_outputs, {})  # type: ignore[arg-type]
+    assert engine.metadata.list_executions() == []
+
+
 def test_unknown_task_type_is_refused_before_running(engine: Engine) -> None:
     @task(task_type="spark")
     def sparky(x: int) -> int:

@@ -27,7 +27,9 @@ class Jobs:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def create(self, name: str, command: list[str]) -> tuple[int, dict[str, Any]]:
+    def create(
+        self, name: str, command: list[str], env: dict[str, str]
+    ) -> tuple[int, dict[str, Any]]:
         with self.lock:
             for job in self.jobs.values():
                 if job["name"] == name:
@@ -38,6 +40,7 @@ class Jobs:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                env={**os.environ, **env},
                 start_new_session=True,
             )
             job = {"id": job_id, "name": name, "state": "RUNNING", "exit_code": None}
@@ -79,7 +82,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self._answer(*JOBS.create(body["name"], body["command"]))
+        self._answer(*JOBS.create(body["name"], body["command"], body.get("env", {})))
 
     def do_GET(self) -> None:
         if self.path == "/jobs":

@@ -103,6 +103,37 @@ def test_hook_plugin_that_fails_to_import_does_not_break_other_tasks(
         plugins.task_type("broken-type")
 
 
+def test_a_plugin_that_fails_to_import_is_shown_by_its_entry_point_and_own_lines(
+    install_dist: Installer,
+) -> None:
+    install_dist(
+        "taskfabric-broken",
+        entry_points={
+            HOOKS_GROUP: {"broken": "tf_broken.hooks"},
+            BACKENDS_GROUP: {"broken": "tf_broken.backend:Backend"},
+        },
+        modules={
+            "tf_broken": "",
+            "tf_broken.hooks": "from tf_broken import helpers\n",
+            "tf_broken.helpers": "import os\nSETTING = os.environ['TF_BROKEN_UNSET']\n",
+            "tf_broken.backend": "raise RuntimeError('no cluster config')\n",
+        },
+    )
+    plugins = Plugins(autoload=True)
+    plugins.load()
+    (hook,) = [i for i in plugins.hook_infos if i.distribution == "taskfabric-broken"]
+    assert hook.error == (
+        "entry point broken = tf_broken.hooks failed to import: KeyError: 'TF_BROKEN_UNSET' "
+        "(at tf_broken/helpers.py:2 <- tf_broken/hooks.py:1)"
+    )
+    with pytest.raises(PluginError) as info:
+        plugins.driver(BACKENDS_GROUP, "broken")
+    assert str(info.value) == (
+        "the 'broken' driver of taskfabric-broken 1.0 (entry point tf_broken.backend:Backend) "
+        "failed to load: RuntimeError: no cluster config (at tf_broken/backend.py:1)"
+    )
+
+
 def test_core_version_mismatch_is_a_clear_error(install_dist: Installer) -> None:
     install_dist(
         "taskfabric-future",
@@ -283,3 +314,27 @@ def test_type_transformers_come_from_plugins_only_when_needed(install_dist: Inst
         assert lt.simple == 1
         lit = engine.to_literal(tf_money.Money(250), tf_money.Money)
         assert engine.to_python(lit, tf_money.Money).cents == 250
+
+
+def test_plugins_check_reports_a_hook_plugin_that_fails_to_import(
+    install_dist: Installer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from taskfabric.cli import cli
+
+    install_dist(
+        "taskfabric-broken",
+        entry_points={HOOKS_GROUP: {"broken": "tf_broken.hooks"}},
+        modules={"tf_broken": "", "tf_broken.hooks": "raise ImportError('needs libfoo')\n"},
+    )
+    config = tmp_path / "taskfabric.toml"
+    config.write_text("[engine]\nparallelism = 2\n")
+    monkeypatch.setenv("TASKFABRIC_CONFIG", str(config))
+    with use_plugins(Plugins(autoload=True)):
+        result = CliRunner().invoke(cli, ["plugins", "check"], catch_exceptions=False)
+    assert result.exit_code == 1, result.output
+    assert (
+        "FAIL plugin taskfabric-broken 1.0: entry point broken = tf_broken.hooks failed to "
+        "import: ImportError: needs libfoo (at tf_broken/hooks.py:1)"
+    ) in result.output

@@ -43,7 +43,8 @@ def test_a_dead_processs_waiters_never_receive_a_grant(make_manager: Make) -> No
     assert not owner_is_dead(dead_owner)
     child.kill()
     child.wait()
-    assert owner_is_dead(dead_owner)
+    assert owner_is_dead(dead_owner) and owner_is_dead(f"{dead_owner}/holds")
+    assert not owner_is_dead(f"{process_owner()}/holds") and not owner_is_dead("b")
     # the next pass (any call that asks or frees) drops b's queue and the grant it did not
     # pick up, so a's request, which would have queued behind b's second waiter, is granted
     # at once, without waiting for any TTL

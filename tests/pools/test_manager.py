@@ -522,3 +522,23 @@ def test_grants_go_to_the_execution_that_asks(make_manager: Make) -> None:
     assert pm.request(holder("z"), {"p": 1}) is None
     assert pm.release_execution("ex-x") is None
     assert [x.holder for x in pm.poll()] == [holder("z")]
+
+
+def test_pause_left_takes_nothing_and_sees_a_pushback_at_once(
+    make_manager: Make, clock: Clock
+) -> None:
+    spec = PoolSpec("p", 2, rate=1.0, burst=2)
+    pm = make_manager(spec, PoolSpec("q", 1), owner="a")
+    other = make_manager(spec, PoolSpec("q", 1), owner="b")  # another engine process
+    assert pm.take_tokens({"p": 0}) == 0.0 == pm.pause_left(["p", "q"])
+    assert status_tokens(pm, "p") == 2.0  # a check takes no token
+    pm.pushback("q", 5)  # a pool without a rate is paused too
+    assert pm.pause_left(["p", "q"]) == 5.0 == other.take_tokens({"q": 0, "p": 0})
+    clock.advance(2)
+    assert other.pause_left(["q"]) == 3.0
+    clock.advance(3)
+    assert pm.pause_left(["p", "q"]) == 0.0 == other.pause_left(["q"])
+
+
+def status_tokens(manager: PoolManager, pool: str) -> float | None:
+    return next(s.tokens for s in manager.status([pool]))

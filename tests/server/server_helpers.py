@@ -32,6 +32,7 @@ FACTOR = {factor}
 
 @task
 def scale(x: int) -> int:
+    print(f"scaling {{x}} by {{FACTOR}}")
     return x * FACTOR
 
 

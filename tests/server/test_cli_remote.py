@@ -78,6 +78,13 @@ def test_the_same_commands_on_a_server_and_locally(
         assert _masked(remote_run[1]) == _masked(local_run[1]), args
     code, out, _ = invoke(remote, "executions", "show", "r1", "-o", "json")
     assert json.loads(out)["outputs"] == {"o0": 6}
+    # What the task printed, kept by the server's worker, read through the API
+    for args in (("executions", "logs", "r1"), ("executions", "logs", "r1", "n0")):
+        remote_run, local_run = invoke(remote, *args), invoke(local, *args)
+        assert remote_run[0] == local_run[0] == 0
+        assert remote_run[1] == local_run[1] and "scaling 3 by 2\n" in remote_run[1], args
+    code, _, err = invoke(remote, "executions", "logs", "r1", "n0", "--attempt", "2")
+    assert code == 2 and "has no attempt 2; it has 1" in err
 
     # cancel, recover, relaunch through the server
     code, out, err = invoke(remote, "launch", "srvflows.fanout", "-i", "n=12", "--name", "long")

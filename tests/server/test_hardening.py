@@ -15,6 +15,7 @@ import pytest
 from test_api import Api, TestClient
 
 from taskfabric.config import load_config
+from taskfabric.console import mount
 from taskfabric.server import create_app
 from taskfabric.server._service import ControlPlane
 
@@ -35,6 +36,7 @@ BAD = {
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[Api]:
     found = Api(tmp_path)
+    mount(found.app)  # every route `taskfabric server` serves, the console's API too
     yield found
     found.plane.close()
 

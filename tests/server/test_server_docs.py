@@ -11,6 +11,7 @@ import pytest
 
 from taskfabric.config import load_config
 from taskfabric.config._model import ServerConfig
+from taskfabric.console import mount
 from taskfabric.server import InputError, create_app, json_to_literal
 from taskfabric.types import default_engine
 
@@ -38,6 +39,7 @@ def test_every_server_key_is_documented_with_its_default() -> None:
 
 def test_the_route_table_lists_every_route() -> None:
     app = create_app(load_config())
+    mount(app)  # as `taskfabric server` serves it: the console's API routes are documented too
     routes = {
         (method.upper(), path)
         for path, operations in app.openapi()["paths"].items()

@@ -35,6 +35,7 @@ from taskfabric.sdk import (
     task,
     workflow,
 )
+from taskfabric.sdk._hold import HoldError, HoldTimeout, PoolHold, TaskPools, hold, task_pools
 from taskfabric.types import Directory, File
 
 _connect()
@@ -47,16 +48,22 @@ __all__ = [
     "ExecutionFailedError",
     "File",
     "FixedRate",
+    "HoldError",
+    "HoldTimeout",
     "LaunchPlan",
+    "PoolHold",
     "Resources",
     "Retry",
     "TaskDefinition",
     "TaskDefinitionError",
+    "TaskPools",
     "TaskfabricError",
     "WorkflowDefinition",
     "__version__",
     "conditional",
+    "hold",
     "map_task",
     "task",
+    "task_pools",
     "workflow",
 ]

@@ -188,6 +188,10 @@ class TaskAttempt:
     #: from any thread, as often as the handle changes. Raises when it cannot be stored:
     #: then the work must not go on, since no later engine could find it.
     record_handle: Callable[[str], None] = field(default=_ignore_handle)
+    #: Environment variables the attempt's process must get (a backend that runs the task in
+    #: a process, a container or a job of its own passes them on): the address and secret of
+    #: the engine's pool channel, which `taskfabric.hold()` in the task's code uses.
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def error_uri(self) -> str:
@@ -236,6 +240,10 @@ def _no_tokens(weights: Mapping[str, int]) -> float:
     return 0.0
 
 
+def _no_pushback(pools: Mapping[str, float]) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class BackendContext:
     """What the core gives every backend it creates."""
@@ -253,6 +261,10 @@ class BackendContext:
     #: to wait before the call so their rates hold (`PoolManager.take_tokens`). Thread-safe.
     #: Without pools configured it takes nothing and returns 0.
     take_tokens: Callable[[Mapping[str, int]], float] = field(default=_no_tokens)
+    #: The service behind pools pushed back while an attempt runs (an HTTP 429 with
+    #: Retry-After): pool -> seconds during which they grant nothing new, applied at once (a
+    #: status's `pushback` waits for the engine's next look at the attempt). Thread-safe.
+    pushback: Callable[[Mapping[str, float]], None] = field(default=_no_pushback)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@
 The service runs commands where the blob store is reachable and keeps every job until it is
 deleted:
 
-    POST   /jobs  {"name": ..., "command": [...]}  201 {"id": ...}; 409 {"id": ...} when a job
-                                                   of that name exists
+    POST   /jobs  {"name": ..., "command": [...],  201 {"id": ...}; 409 {"id": ...} when a job
+                   "env": {...}}                   of that name exists
     GET    /jobs/ID                                200 {"state": "RUNNING" | "SUCCEEDED" |
                                                    "FAILED" | "CANCELLED", ...}; 404
     DELETE /jobs/ID                                204: stopped
@@ -96,7 +96,9 @@ class JobsBackend(Backend[JobsSettings]):
             "--error", attempt.error_uri,
             "--raw-prefix", attempt.raw_prefix,
         ]  # fmt: skip
-        code, job = self._call("POST", "/jobs", {"name": attempt.attempt_id, "command": command})
+        # attempt.env: variables the task's process must get (the engine's pool channel).
+        body = {"name": attempt.attempt_id, "command": command, "env": attempt.env}
+        code, job = self._call("POST", "/jobs", body)
         if code not in (201, 409):  # 409: an earlier engine process created it: it is ours
             raise RuntimeError(f"the job service refused the job ({code}): {job}")
         return str(job["id"])

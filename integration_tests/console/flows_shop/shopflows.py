@@ -22,6 +22,8 @@ class Order:
 @task
 def price(order: Order, size: Size, discount: float) -> float:
     print(f"pricing {order.quantity} x {order.item} ({size.name})", flush=True)
+    if order.quantity < 0:
+        raise ValueError(f"quantity must not be negative, got {order.quantity}")
     unit = 3.0 if size is Size.LARGE else 2.0
     return order.quantity * unit * (1 - discount)
 
@@ -55,7 +57,7 @@ def join(a: str, b: float) -> str:
     return f"{a}, cost {b:g}"
 
 
-@task
+@task(pools={"ledger": 1})
 def wait(seconds: float) -> float:
     print(f"waiting {seconds} s", flush=True)
     time.sleep(seconds)

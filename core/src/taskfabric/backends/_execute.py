@@ -6,6 +6,7 @@ out-of-process backend (subprocess, containers, Spark, AWS Batch) runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import traceback
@@ -21,6 +22,7 @@ from taskfabric.plugin_api import (
     TaskCall,
     TaskType,
 )
+from taskfabric.sdk._hold import bind_attempt
 from taskfabric.storage import BlobStore
 from taskfabric.types import TransformContext, default_engine
 
@@ -98,17 +100,18 @@ def execute_task(
             )
         )
     try:
-        result = task_type.run(
-            TaskCall(
-                task=task_def,
-                template=template,
-                config=config,
-                inputs=kwargs,
-                work_dir=work_dir,
-                attempt_id=attempt_id,
-                cancelled=cancelled if cancelled is not None else threading.Event(),
+        with bind_attempt(attempt_id) if attempt_id else contextlib.nullcontext():
+            result = task_type.run(
+                TaskCall(
+                    task=task_def,
+                    template=template,
+                    config=config,
+                    inputs=kwargs,
+                    work_dir=work_dir,
+                    attempt_id=attempt_id,
+                    cancelled=cancelled if cancelled is not None else threading.Event(),
+                )
             )
-        )
     except Exception as exc:
         # An exception may say its message is the whole story (a task type's error about
         # the user's script, say): then no traceback of the plugin's own code is shown.

@@ -269,7 +269,7 @@ class ProcessBackend(Backend[SettingsT]):
         )
         work_dir.mkdir(parents=True, exist_ok=True)
         command = self.command(attempt, template_uri, work_dir)
-        env = self.environment()
+        env = {**self.environment(), **attempt.env}
         check_executable(command[0], env)
         pid_file = work_dir / PID_FILE
         pid_file.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from taskfabric.cli._common import EXIT_FAILED, out, state, user_errors
@@ -102,6 +103,10 @@ def _collect() -> dict[str, Any]:
     }
 
 
+def _state(state: str) -> str:
+    return "ok" if state == "ok" else f"[red]{escape(state)}[/]"
+
+
 @plugins.command("list")
 @click.option(
     "-o", "--output", "output_format", type=click.Choice(["text", "json"]), default="text"
@@ -113,18 +118,18 @@ def list_plugins(output_format: str) -> None:
     if output_format == "json":
         out.print_json(json.dumps(data))
         return
-    out.print(f"[bold]config[/] {data['config']}")
+    out.print(f"[bold]config[/] {escape(data['config'])}")
     t = Table(title="task types", box=None, header_style="bold", title_justify="left")
     for col in ("TASK TYPE", "INSTALLED", "CONFIG", "BACKEND", "DRIVER", "SELECTED BY"):
         t.add_column(col)
     for row in data["task_types"]:
         t.add_row(
-            row["name"],
+            escape(row["name"]),
             "yes" if row["installed"] else "[red]no[/]",
-            row["config"],
-            row["backend"],
-            row["driver"],
-            row["selected_by"],
+            escape(row["config"]),
+            escape(row["backend"]),
+            escape(row["driver"]),
+            escape(row["selected_by"]),
         )
     out.print(t)
     t = Table(title="drivers", box=None, header_style="bold", title_justify="left")
@@ -132,12 +137,12 @@ def list_plugins(output_format: str) -> None:
         t.add_column(col)
     for row in data["drivers"]:
         t.add_row(
-            row["group"],
-            row["name"],
-            row["distribution"],
-            row["version"],
-            row["requires_core"] or ("built in" if row["builtin"] else "any"),
-            row["state"] if row["state"] == "ok" else f"[red]{row['state']}[/]",
+            escape(row["group"]),
+            escape(row["name"]),
+            escape(row["distribution"]),
+            escape(row["version"]),
+            escape(row["requires_core"] or ("built in" if row["builtin"] else "any")),
+            _state(row["state"]),
         )
     out.print(t)
     t = Table(title="hook modules", box=None, header_style="bold", title_justify="left")
@@ -145,12 +150,12 @@ def list_plugins(output_format: str) -> None:
         t.add_column(col)
     for row in data["hooks"]:
         t.add_row(
-            row["name"],
-            row["distribution"],
-            row["version"],
-            row["requires_core"] or ("built in" if row["builtin"] else "any"),
-            ", ".join(row["hooks"]),
-            row["state"] if row["state"] == "ok" else f"[red]{row['state']}[/]",
+            escape(row["name"]),
+            escape(row["distribution"]),
+            escape(row["version"]),
+            escape(row["requires_core"] or ("built in" if row["builtin"] else "any")),
+            escape(", ".join(row["hooks"])),
+            _state(row["state"]),
         )
     out.print(t)
 
@@ -169,13 +174,18 @@ def check(project: str | None) -> None:
         nonlocal problems
         problems += not ok
         mark = "[green]ok[/]  " if ok else "[red]FAIL[/]"
-        out.print(f"{mark} {what}: {detail}", highlight=False)
+        # What a plugin or the config file says is text, not markup: `[backends.x]` stays.
+        out.print(f"{mark} {escape(what)}: {escape(detail)}", highlight=False, soft_wrap=True)
 
     with user_errors():
         base = state().config
         config = base.for_project(project) if project else base
         registry = get_plugins()
         report(True, "config", str(base.source) if base.source else "(embedded defaults)")
+        registry.load()
+        for info in registry.hook_infos:
+            if info.error:  # its task types and hooks are missing, whatever the config selects
+                report(False, f"plugin {info.distribution} {info.version}", info.error)
         engine = Engine(base)
     try:
         checked: set[str] = set()

@@ -37,6 +37,7 @@ def server(host: str | None, port: int | None, workers: int | None, scheduler: b
 
     SIGTERM or Ctrl-C stops it; running executions are left to be resumed, not aborted.
     """
+    from taskfabric.console import mount
     from taskfabric.server import serve
 
     cfg = state().config
@@ -53,7 +54,8 @@ def server(host: str | None, port: int | None, workers: int | None, scheduler: b
         markup=False,
     )
     with user_errors():
-        serve(cfg, host=host, port=port, workers=workers, scheduler=scheduler)
+        # The web console stands on the server's API: added here, above both.
+        serve(cfg, host=host, port=port, workers=workers, scheduler=scheduler, extend=(mount,))
 
 
 @click.group()

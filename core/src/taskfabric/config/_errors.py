@@ -66,18 +66,35 @@ def format_key(path: KeyPath) -> str:
     return text
 
 
-def _toml_literal(value: object) -> str:
+_SHOWN_CHARS = 60
+
+
+def _toml_value(value: object) -> str:
+    """`value` as TOML would write it inline."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, dict):
-        return "a table"
+        items = ", ".join(f"{format_key((str(k),))} = {_toml_value(v)}" for k, v in value.items())
+        return f"{{ {items} }}" if items else "{}"
     if isinstance(value, list):
-        return "an array"
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dt.date | dt.time):
         return value.isoformat()
     return repr(value)
+
+
+def _toml_literal(value: object) -> str:
+    """What a message says it got: the value as written, a table or array named as such."""
+    text = _toml_value(value)
+    if len(text) > _SHOWN_CHARS:
+        text = text[: _SHOWN_CHARS - 3] + "..."
+    if isinstance(value, dict):
+        return f"the table {text}"
+    if isinstance(value, list):
+        return f"the array {text}"
+    return text
 
 
 def _unwrap(annotation: Any) -> Any:

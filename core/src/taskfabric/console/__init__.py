@@ -1,11 +1,13 @@
 """The web console: executions, their graphs and logs, launching, the registry and the pools,
 in a browser.
 
-`mount(app)` adds it to the API application (`create_app` does): pages under /console/ (HTML
-shells, each drawn by one hand-written ES module from the HTTP API the command line uses, so
-there is no JavaScript build), their assets under /console/static/ (shipped in the wheel),
-the few API routes the views need beyond the command line's (`_api.py`), and the session
-middleware that lets a signed-in browser call the API with its cookie (`_session.py`).
+`mount(app)` adds it to the API application: pages under /console/ (HTML shells, each drawn
+by one hand-written ES module from the HTTP API the command line uses, so there is no
+JavaScript build), their assets under /console/static/ (shipped in the wheel), the few API
+routes the views need beyond the command line's (`_api.py`), and the session middleware that
+lets a signed-in browser call the API with its cookie (`_session.py`). The console stands on
+the server's API, so the server does not import it: `taskfabric server` adds it through
+`serve(..., extend=(mount,))`.
 """
 
 from __future__ import annotations

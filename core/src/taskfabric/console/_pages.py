@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from taskfabric import __version__
+from taskfabric._version import __version__
 from taskfabric.console._session import COOKIE, csrf_for, csrf_ok, session_token
 from taskfabric.server._auth import Principal
 from taskfabric.server._service import ApiError, ControlPlane

@@ -94,6 +94,8 @@ def start_attempt(r: Runner, ns: NodeState) -> None:
         handle=handle,
         record_handle=handle_recorder(r.metadata, r.execution_id, ns, backend.name),
     )
+    if r.pools is not None:
+        r.pools.attach(spec)
     r.running[spec.attempt_id] = ns
     r._record(ns)
     r._record_attempt(ns, RUNNING)
@@ -123,6 +125,7 @@ def attempt_over(r: Runner, ns: NodeState) -> None:
     if ns.backend is not None:
         ns.backend.release(ns.attempt_id)
     if r.pools is not None:
+        r.pools.detach(ns.attempt_id)
         r.pool_granted.extend(r.pools.release(ns, ns.attempt))
     parent = ns.parent
     if parent is not None and parent.kind == "map":

@@ -21,6 +21,7 @@ from taskfabric.catalog import Catalog
 from taskfabric.config import BackendConfig, Config, load_config, validate_backend_options
 from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._handles import INTERRUPTED, Reattach
+from taskfabric.engine._holds import HoldService
 from taskfabric.engine._loader import load_code
 from taskfabric.engine._pools import PoolGate
 from taskfabric.engine._runner import Runner
@@ -31,7 +32,7 @@ from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
 from taskfabric.plugin_api import BACKENDS_GROUP, Backend, BackendContext, NodeEvent
 from taskfabric.plugins import PluginError, Plugins, get_plugins
-from taskfabric.sdk import WorkflowDefinition
+from taskfabric.sdk import TaskDefinition, WorkflowDefinition
 from taskfabric.storage import BlobStore, LocalBlobStore, PackStore
 from taskfabric.types import TransformContext, default_engine, type_str
 
@@ -186,12 +187,15 @@ class Engine:
         self.work_root = root / "work"
         self.plugins = plugins or get_plugins()
         self._pool_manager: Any = None
+        self._holds: HoldService | None = None
         self._backends: dict[tuple[str, str], Backend[Any]] = {}
 
     def close(self) -> None:
         for backend in self._backends.values():
             backend.close()
         self._backends.clear()
+        if self._holds is not None:
+            self._holds.close()
         if self._pool_manager is not None:
             self._pool_manager.close()
         self.literals.close()
@@ -266,6 +270,7 @@ class Engine:
             core_version=__version__,
             task_type=self.plugins.task_type,
             take_tokens=self._take_tokens,
+            pushback=self._pushback,
         )
         log.debug("backend created", backend=instance or name, driver=driver)
         return cls(instance or name, settings, context)
@@ -285,10 +290,23 @@ class Engine:
         manager = self.pool_manager
         return 0.0 if manager is None or not weights else float(manager.take_tokens(weights))
 
+    def _pushback(self, pools: Mapping[str, float]) -> None:
+        manager = self.pool_manager
+        if manager is not None:
+            for pool, seconds in sorted(pools.items()):
+                manager.pushback(pool, seconds)
+
+    def _make_hold_manager(self, owner: str) -> Any:
+        from taskfabric.pools import PoolManager, specs_from_config
+
+        return PoolManager(self.metadata.engine, specs_from_config(self.config), owner=owner)
+
     def _pool_gate(self, rec: ExecutionRecord) -> PoolGate | None:
         manager = self.pool_manager
         if manager is None:
             return None
+        if self._holds is None:
+            self._holds = HoldService(self._make_hold_manager, self.work_root)
         ttl = min(spec.lease_ttl for spec in manager.specs.values())
         return PoolGate(
             manager,
@@ -296,6 +314,7 @@ class Engine:
             project=rec.project,
             domain=rec.domain,
             renew_seconds=max(0.5, ttl / 3),
+            holds=self._holds,
         )
 
     def _cluster_of(self, rec: ExecutionRecord) -> str:
@@ -396,6 +415,8 @@ class Engine:
 
         With `overwrite_cache`, cached tasks run again and replace their catalog entries.
         """
+        if not isinstance(wf, WorkflowDefinition):
+            raise TypeError(_not_a_workflow(wf, "Engine.launch"))
         compiled = wf.compile()
         project = project or self.config.project.name
         domain = domain or self.config.project.domain
@@ -802,6 +823,16 @@ class Engine:
             succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
         )
         return self._run(rec, compiled, inputs, wf.tasks, prior, on_event, reattach=reattach)
+
+
+def _not_a_workflow(obj: object, what: str) -> str:
+    """Why `obj` cannot be launched, and what to launch instead."""
+    if isinstance(obj, TaskDefinition):
+        return (
+            f"{what} runs a workflow, and {obj.name} is a task: call it from a @workflow "
+            f"function (`return {obj.short_name}(...)`) and launch that workflow"
+        )
+    return f"{what} runs a @workflow, not {type(obj).__name__} {obj!r:.80}"
 
 
 def _code_of(wf: WorkflowDefinition[Any, Any]) -> dict[str, str]:

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 from taskfabric.logs import get_logger
 
 if TYPE_CHECKING:
+    from taskfabric.engine._holds import HoldService
     from taskfabric.engine._state import NodeState
+    from taskfabric.plugin_api import TaskAttempt
 
 # taskfabric.pools.Lease and PoolManager; Any here keeps the engine importable and
 # type-checkable on its own (the pools package is loaded only when pools are configured).
@@ -39,8 +41,10 @@ class PoolGate:
         project: str,
         domain: str,
         renew_seconds: float,
+        holds: HoldService | None = None,
     ) -> None:
         self.manager = manager
+        self.holds = holds
         self.execution_id = execution_id
         self.project = project
         self.domain = domain
@@ -64,6 +68,17 @@ class PoolGate:
 
         unsubscribe: Callable[[], None] = self.manager.on_grant(notified)
         return unsubscribe
+
+    def attach(self, attempt: TaskAttempt) -> None:
+        """Let the attempt's code hold pools itself (`taskfabric.hold`): in-process, or
+        through the channel whose address its process gets in `attempt.env`."""
+        if self.holds is not None:
+            attempt.env.update(self.holds.attach(attempt))
+
+    def detach(self, attempt_id: str) -> None:
+        """The attempt stopped: what its code still holds or waits for is released."""
+        if self.holds is not None:
+            self.holds.detach(attempt_id)
 
     def holder(self, ns: NodeState, attempt: int) -> Any:
         from taskfabric.pools import Holder

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata as md
+import sys
+import sysconfig
 import threading
 import traceback
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -31,21 +34,19 @@ BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
     (STORAGE_GROUP, "file", "taskfabric.storage._local:LocalBlobStore"),
 )
 
-#: Which distribution provides a driver or task type that is not installed.
+#: Which distribution provides a driver or task type that is not installed: exactly what the
+#: plugins in this repository provide (tests/plugins/test_providers.py derives it from their
+#: entry points and task types and fails on any difference), so a hint never names a
+#: distribution that does not exist.
 KNOWN_PROVIDERS: dict[str, str] = {
+    "docker": "taskfabric-containers",
+    "http": "taskfabric-http",
+    "http-job": "taskfabric-http",
+    "podman": "taskfabric-containers",
     "shell": "taskfabric-shell",
     "spark": "taskfabric-spark",
     "spark-local": "taskfabric-spark",
     "spark-submit": "taskfabric-spark",
-    "flink": "taskfabric-flink",
-    "aws-batch": "taskfabric-aws-batch",
-    "batch": "taskfabric-aws-batch",
-    "kubernetes": "taskfabric-kubernetes",
-    "k8s": "taskfabric-kubernetes",
-    "container": "taskfabric-kubernetes",
-    "http": "taskfabric-http",
-    "http-job": "taskfabric-http",
-    "s3": "taskfabric-aws",
 }
 
 
@@ -67,11 +68,36 @@ class PluginInfo:
     requires_core: str = ""
 
 
+_STDLIB = Path(sysconfig.get_paths()["stdlib"]).resolve()
+_THIS_FILE = Path(__file__).resolve()
+
+
+def _is_loader_frame(filename: str) -> bool:
+    """A frame of the import machinery (importlib, this module), not of the plugin's code."""
+    if filename.startswith("<"):
+        return True  # <frozen importlib._bootstrap> and the like
+    path = Path(filename).resolve()
+    if path == _THIS_FILE:
+        return True
+    in_packages = any(p in ("site-packages", "dist-packages") for p in path.parts)
+    return path.is_relative_to(_STDLIB) and not in_packages
+
+
+def _import_name(filename: str) -> str:
+    """`pkg/module.py` for a file under an import root, else the path as it is."""
+    path = Path(filename).resolve()
+    roots = [Path(p or ".").resolve() for p in sys.path]
+    under = [r for r in roots if path.is_relative_to(r)]
+    return str(path.relative_to(max(under, key=lambda r: len(r.parts)))) if under else filename
+
+
 def _summary(exc: BaseException) -> str:
+    """The error and where in the plugin's own code it was raised (innermost first): the
+    import machinery's frames say nothing about which plugin line is wrong."""
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")
+        f for f in traceback.extract_tb(exc.__traceback__) if not _is_loader_frame(f.filename)
     ][-3:]
-    where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames))
+    where = " <- ".join(f"{_import_name(f.filename)}:{f.lineno}" for f in reversed(frames))
     return f"{type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
 
 
@@ -174,7 +200,11 @@ class Plugins:
                 self.pm.unregister(name=name)
                 raise
         except Exception as exc:
-            info.error = _summary(exc) if not isinstance(exc, PluginError) else str(exc)
+            info.error = (
+                str(exc)
+                if isinstance(exc, PluginError)
+                else f"entry point {ep.name} = {ep.value} failed to import: {_summary(exc)}"
+            )
 
     def register(self, plugin: ModuleType | object, name: str | None = None) -> str:
         """Register a hook module or object (tests, embedding applications)."""
@@ -372,8 +402,8 @@ class Plugins:
             info.error = _summary(exc)
             self._driver_errors[(group, name)] = info
             raise PluginError(
-                f"the '{name}' driver of {info.distribution} {info.version} failed to load: "
-                f"{info.error}"
+                f"the '{name}' driver of {info.distribution} {info.version} (entry point "
+                f"{info.value}) failed to load: {info.error}"
             ) from exc
         return cls
 

@@ -20,6 +20,8 @@ The API (``PoolManager(engine, specs, owner="host:pid", clock=time.time)``)::
     reap_expired() -> int
     pushback(pool, seconds) -> float   # no new grants until then; the bucket empties
     take_tokens(weights) -> float      # one more call under a held lease: seconds to wait first
+    pause_left(names) -> float         # seconds a pushback in force still lasts (all weights 0
+                                       # in take_tokens ask this)
     next_grant_time() -> float | None  # when a rate-limited / paused pool can grant again
     status(names=None) -> list[PoolStatus]; leases() -> list[Lease]
     validate_request(weights, project=, domain=) -> dict[str, int]  # PoolError if never grantable

@@ -514,6 +514,9 @@ class PoolManager(PoolStore):
         self._spec(pool)
         if not (seconds >= 0 and math.isfinite(seconds)):
             raise PoolError(f"pool '{pool}': pushback seconds must be >= 0, got {seconds!r}")
+        # Seen at once by this process's other threads (``pause_left``), before the write
+        # below waits for the manager's connection and the database's lock.
+        self._note_pause(pool, self.clock() + seconds)
 
         def work(c: Connection, external: bool) -> float:
             rows, now = self._own_rows(c, [pool], external)
@@ -532,9 +535,13 @@ class PoolManager(PoolStore):
         poll): each rate-limited pool of ``weights`` gives its weight now, going into debt
         when its bucket is short (so grants wait until the debt is refilled). Returns the
         seconds the caller must wait before making the call for the rates to hold, pauses
-        included; 0 when the tokens were there. Pools without a rate are not touched."""
+        included; 0 when the tokens were there. Pools without a rate are not touched.
+        All weights 0: takes nothing and returns how long a pushback in force still lasts
+        in those pools (``pause_left``), a check before a call a grant paid for."""
         for name in weights:
             self._spec(name)
+        if all(weight == 0 for weight in weights.values()):
+            return self.pause_left(weights)
         limited = {n: w for n, w in weights.items() if self.specs[n].rate is not None}
         if not limited:
             return 0.0
@@ -553,6 +560,25 @@ class PoolManager(PoolStore):
             return wait
 
         return self._tx(conn, work)
+
+    def pause_left(self, names: Iterable[str]) -> float:
+        """Seconds until every pushback in force in ``names`` ends (0: none). Reads only."""
+        wanted = sorted({self._spec(name).name for name in names})
+        if not wanted:
+            return 0.0
+        local = self._local_pause(wanted)
+        if local > 0:
+            return local
+
+        def work(conn: Connection) -> float:
+            until = conn.execute(
+                sa.select(sa.func.max(P.c.paused_until)).where(P.c.name.in_(wanted))
+            ).scalar()
+            return max(0.0, float(until or 0.0) - self.clock())
+
+        # again after the read, which may have waited for the connection while this process
+        # noted a pushback
+        return max(self._read(work), self._local_pause(wanted))
 
     def next_grant_time(self) -> float | None:
         """When a pool that has waiters but too few tokens, or a pushback, can grant again (a

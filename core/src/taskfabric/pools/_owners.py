@@ -1,6 +1,7 @@
 """Which process an owner name stands for, and whether that process is gone.
 
-Engines name themselves ``host:pid`` (``process_owner``) in the leases and waiters they create.
+Engines name themselves ``host:pid`` (``process_owner``) in the leases and waiters they create
+(``host:pid/holds`` for the holds of their tasks' code).
 An owner on this host whose process no longer exists (or is a zombie nobody reaped) is dead
 for sure: its waiters can never take a grant. An owner on another host, or a name of another
 form, cannot be checked here and counts as alive; its waiters then leave the queue when their
@@ -21,8 +22,10 @@ def process_owner() -> str:
 
 
 def owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` is ``host:pid`` of this host and that process is gone."""
+    """True when ``owner`` is ``host:pid`` (or ``host:pid/role``) of this host and that
+    process is gone."""
     host, _, pid = owner.rpartition(":")
+    pid = pid.split("/", 1)[0]
     if host != socket.gethostname() or not pid.isdigit():
         return False
     try:

@@ -114,7 +114,21 @@ class PoolStore:
             from sqlalchemy.dialects.postgresql import insert as dialect_insert  # type: ignore[assignment]
         self._pool_insert = dialect_insert(P).on_conflict_do_nothing(index_elements=["name"])
         self._listener: GrantListener | None = None
+        self._pauses: dict[str, float] = {}  # pool -> end of a pushback this process made
+        self._pauses_lock = threading.Lock()
         self.sync()
+
+    # -- pushbacks this process made -----------------------------------------------------
+
+    def _note_pause(self, pool: str, until: float) -> None:
+        with self._pauses_lock:
+            self._pauses[pool] = max(until, self._pauses.get(pool, 0.0))
+
+    def _local_pause(self, names: Iterable[str]) -> float:
+        """Seconds left of the pushbacks this process made in ``names`` (0: none)."""
+        now = self.clock()
+        with self._pauses_lock:
+            return max([0.0, *(self._pauses.get(name, 0.0) - now for name in names)])
 
     # -- transactions ---------------------------------------------------------------------
 

@@ -460,7 +460,11 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
-    """The API application on `config`'s database and blob store (or on `plane`)."""
+    """The API application on `config`'s database and blob store (or on `plane`).
+
+    The web console, which stands on this API, is added by `taskfabric.console.mount(app)`
+    (`taskfabric server` runs `serve(..., extend=(mount,))`).
+    """
     app = FastAPI(
         docs_url=None,  # served by `add_docs`, without a CDN
         redoc_url=None,
@@ -486,7 +490,4 @@ def create_app(config: Config, *, plane: ControlPlane | None = None) -> FastAPI:
 
     app.include_router(api)
     add_docs(app)
-    from taskfabric.console import mount
-
-    mount(app)  # the web console: /console/ and the API routes its views use
     return app

@@ -15,6 +15,7 @@ import logging
 import signal
 import ssl
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,13 @@ def serve(
     config_path: Path | None = None,
     scheduler_interval: float = 1.0,
     poll_seconds: float = 0.5,
+    extend: Sequence[Callable[[Any], None]] = (),
 ) -> None:
-    """Run the server until SIGTERM or SIGINT. Arguments left None come from `[server]`."""
+    """Run the server until SIGTERM or SIGINT. Arguments left None come from `[server]`.
+
+    Each of `extend` is called with the application before it serves (the command line passes
+    `taskfabric.console.mount`, which adds the web console).
+    """
     import uvicorn
 
     from taskfabric.engine import WorkerPool
@@ -105,6 +111,8 @@ def serve(
         _check_tls(settings.ssl_certfile, settings.ssl_keyfile)
     plane = ControlPlane(config)
     app = create_app(config, plane=plane)
+    for add in extend:
+        add(app)
     if not plane.auth:
         log.warning("authentication is off ([server] auth = false): whoever connects is admin")
     _route_uvicorn_logs()

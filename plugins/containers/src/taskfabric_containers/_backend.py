@@ -109,6 +109,9 @@ class ContainerBackend(Backend[ContainerSettings]):
 
     settings_model = ContainerSettings
     poll_interval: ClassVar[float | None] = None
+    #: Attempts are re-attached after an engine restart: a container is found by its name
+    #: (the attempt's handle), running or ended.
+    reattaches: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: ContainerSettings, context: BackendContext) -> None:
         super().__init__(name, settings, context)
@@ -178,7 +181,7 @@ class ContainerBackend(Backend[ContainerSettings]):
     def _run(self, attempt: TaskAttempt) -> None:
         run = self._new_run(attempt)
         try:
-            existing = self.api.find(run.name)
+            existing = self.api.find(getattr(attempt, "handle", "") or run.name)
             if existing is not None:
                 run.container_id = existing
                 log.info(
@@ -188,6 +191,11 @@ class ContainerBackend(Backend[ContainerSettings]):
                     container=run.name,
                 )
             else:
+                # The name is the handle, recorded before the container exists: an engine
+                # killed right after creating it finds it again by that name.
+                record_handle = getattr(attempt, "record_handle", None)
+                if record_handle is not None:
+                    record_handle(run.name)
                 run.container_id = self._create(run)
         except _SetUpError as exc:
             self._finish_start(run, AttemptStatus(AttemptPhase.FAILED, error=exc.error()))

@@ -76,8 +76,9 @@ def images() -> None:
 @click.argument("spec")
 @click.option("--backend", default=None, help="Build through this podman/docker backend's API.")
 @click.option("--url", default=None, help="The container API (default: the backend's).")
+@click.option("--no-cache", is_flag=True, help="Build again even if the image exists.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text")
-def build(spec: str, backend: str | None, url: str | None, output: str) -> None:
+def build(spec: str, backend: str | None, url: str | None, no_cache: bool, output: str) -> None:
     """Build SPEC (FILE.py:NAME or MODULE:NAME), unless its image exists already.
 
     The image is tagged localhost/NAME:HASH, HASH being a content hash of the spec and of
@@ -92,7 +93,7 @@ def build(spec: str, backend: str | None, url: str | None, output: str) -> None:
     try:
         image_spec = load_spec(spec)
         api = ContainerApi(api_url(backend, url), timeout=600)
-        result = build_image(image_spec, api, progress)
+        result = build_image(image_spec, api, progress, no_cache=no_cache)
     except (ImageBuildError, ApiError) as exc:
         raise click.ClickException(str(exc)) from exc
     data: dict[str, Any] = {"image": result.ref, "built": result.built, "seconds": result.seconds}

@@ -182,7 +182,7 @@ class ContainerApi:
                 if latest.id == image_id:
                     self.client.api.remove_image(f"{repository}:latest")
 
-    def build(self, context: Path, ref: str, network: str) -> None:
+    def build(self, context: Path, ref: str, network: str, *, no_cache: bool = False) -> None:
         """Build the Dockerfile of folder `context` as image `ref`; raises with the log's end."""
         lines: list[str] = []
         try:
@@ -192,6 +192,7 @@ class ContainerApi:
                 rm=True,
                 forcerm=True,
                 network_mode=network,
+                nocache=no_cache,
                 decode=True,
                 timeout=None,
             ):

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -391,21 +392,29 @@ class BuildResult:
 
 
 def build_image(
-    spec: ImageSpec, api: ContainerApi, progress: Progress = lambda _: None
+    spec: ImageSpec,
+    api: ContainerApi,
+    progress: Progress = lambda _: None,
+    *,
+    no_cache: bool = False,
 ) -> BuildResult:
     """Build the spec's image unless an image of its content hash exists; push it when the
-    spec names a registry."""
+    spec names a registry. `no_cache` builds it again, layer caches included (the base image
+    and its root file system tarball are still reused)."""
     started = time.monotonic()
     content_hash = spec.content_hash()
     ref = f"localhost/{spec.name}:{content_hash}"
-    if api.image_exists(ref):
+    if not no_cache and api.image_exists(ref):
         progress(f"{ref}: up to date (spec unchanged)")
         _push(spec, api, ref, content_hash, progress)
         return BuildResult(ref, False, time.monotonic() - started)
-    base = build_base(spec, api, progress)
     with tempfile.TemporaryDirectory(prefix="taskfabric-image-") as tmp:
         context = Path(tmp)
-        _wheels(spec, context / "wheels", progress)
+        # The wheels are built while the base image is made (debootstrap, a minute or more).
+        with ThreadPoolExecutor(1, thread_name_prefix="taskfabric-wheels") as pool:
+            wheels = pool.submit(_wheels, spec, context / "wheels", progress)
+            base = build_base(spec, api, progress)
+            wheels.result()
         root = spec.root_path
         for folder_name in spec.code:
             source = (root / folder_name).resolve()
@@ -423,7 +432,8 @@ def build_image(
             dockerfile(spec, base, content_hash, context / "wheels")
         )
         progress(f"{ref}: building")
-        api.build(context, ref, network="host" if spec.apt_packages else "none")
+        network = "host" if spec.apt_packages else "none"
+        api.build(context, ref, network=network, no_cache=no_cache)
     _push(spec, api, ref, content_hash, progress)
     seconds = time.monotonic() - started
     progress(f"{ref}: built in {seconds:.0f} s")

@@ -73,7 +73,10 @@ def input_mounts(store: BlobStore, uris: Iterator[str]) -> list[Mount]:
     """Read-only mounts of the local files and folders that `uris` name."""
     mounts: dict[Path, Mount] = {}
     for uri in uris:
-        path = store.local_path(uri.split("#", 1)[0])
+        try:
+            path = store.local_path(uri.split("#", 1)[0])
+        except ValueError:  # another scheme than the store's: reached through the network
+            continue
         if path is None or not path.exists():
             continue  # another scheme, reached through the network, or a missing blob
         mounts.setdefault(path, Mount(path, str(path), read_only=True))

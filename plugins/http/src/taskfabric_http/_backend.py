@@ -11,7 +11,6 @@ HTTP attempt a `Session`.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Sequence
 from typing import ClassVar
@@ -79,6 +78,7 @@ class Session:
             ),
             cancelled=cancelled,
             take_tokens=self.tokens_taker(service),
+            pause_left=self.pause_checker(service),
         )
 
     def tokens_taker(self, service: ServiceConfig) -> Callable[[], float]:
@@ -87,6 +87,13 @@ class Session:
         weights = dict.fromkeys(service.pools, 1)
         take = self.backend.context.take_tokens
         return lambda: take(weights)
+
+    def pause_checker(self, service: ServiceConfig) -> Callable[[], float]:
+        """How long a pushback in force in the service's pools still lasts (weight 0 takes
+        no token): the attempt's first request waits it out although its grant paid."""
+        weights = dict.fromkeys(service.pools, 0)
+        take = self.backend.context.take_tokens
+        return lambda: take(weights) if weights else 0.0
 
     def keybook(self, kind: str) -> KeyBook:
         return KeyBook(self.backend.context.store, self.attempt, kind)
@@ -107,7 +114,6 @@ class HttpBackend(Backend[HttpSettings]):
         # Its `workers` (default: the engine's parallelism) threads run every attempt.
         self._threads = ThreadBackend[HttpSettings](f"{name}-workers", settings, context)
         self._lock = threading.Lock()
-        self._pushback: dict[str, dict[str, float]] = {}
         self._mine: dict[str, Session] = {}
         self._draining: list[Session] = []
         self._clients: dict[str, httpx.Client] = {}
@@ -122,14 +128,10 @@ class HttpBackend(Backend[HttpSettings]):
             return client
 
     def pushback(self, attempt: TaskAttempt, pools: dict[str, float]) -> None:
-        """Report throttling to the engine now (the attempt runs on and tries again)."""
-        if not pools:
-            return
-        with self._lock:
-            pending = self._pushback.setdefault(attempt.attempt_id, {})
-            for pool, seconds in pools.items():
-                pending[pool] = max(seconds, pending.get(pool, 0.0))
-        attempt.notify(attempt.attempt_id)
+        """Report throttling to the pools now, from the attempt's thread (the attempt runs on
+        and tries again): grants stop at once, not at the engine's next look at it."""
+        if pools:
+            self.context.pushback(pools)
 
     def live_attempts(self) -> set[str]:
         with self._lock:
@@ -149,12 +151,7 @@ class HttpBackend(Backend[HttpSettings]):
         self._threads.submit(attempt)
 
     def poll(self, attempt_id: str) -> AttemptStatus:
-        status = self._threads.poll(attempt_id)
-        with self._lock:
-            pending = self._pushback.pop(attempt_id, None)
-        if pending:
-            status = dataclasses.replace(status, pushback={**status.pushback, **pending})
-        return status
+        return self._threads.poll(attempt_id)
 
     def cancel(self, attempt_id: str) -> None:
         with self._lock:
@@ -166,7 +163,6 @@ class HttpBackend(Backend[HttpSettings]):
     def release(self, attempt_id: str) -> None:
         self._threads.release(attempt_id)
         with self._lock:
-            self._pushback.pop(attempt_id, None)
             session = self._mine.pop(attempt_id, None)
             if session is not None and not session.done.is_set():
                 # Still stopping its remote work (a job's cancel request): close() waits.

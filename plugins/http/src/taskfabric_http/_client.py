@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from taskfabric import HoldError, TaskPools, task_pools
 from taskfabric.config import Config, load_config
 from taskfabric_http._pools import pool
 from taskfabric_http._send import Caller, OutgoingRequest, make_client
@@ -35,6 +36,15 @@ class ServiceClient:
             services_of_config(self.config), name, "service()"
         )
         self._client: httpx.Client = make_client(self.settings)
+        # The pools of the task that made this client, caught in its own thread so that
+        # threads it starts can use the client too; None outside a task (a request with
+        # pools then says what to do).
+        self._pools: TaskPools | None = None
+        if self.settings.pools:
+            try:
+                self._pools = task_pools()
+            except HoldError:
+                self._pools = None
 
     def request(
         self,
@@ -60,7 +70,7 @@ class ServiceClient:
         who = f"service '{self.name}'"
         if not self.settings.pools:
             return Caller(self.name, self.settings, self._client, who=who).send(request)
-        with pool(*self.settings.pools, timeout=pool_timeout, config=self.config) as lease:
+        with pool(*self.settings.pools, timeout=pool_timeout, pools=self._pools) as lease:
             caller = Caller(
                 self.name,
                 self.settings,
@@ -68,6 +78,7 @@ class ServiceClient:
                 who=who,
                 on_pushback=lease.pushback,
                 take_tokens=lease.take_tokens,
+                pause_left=lease.pause_left,
             )
             return caller.send(request)
 

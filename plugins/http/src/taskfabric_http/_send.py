@@ -107,6 +107,7 @@ class Caller:
         cancelled: threading.Event | None = None,
         take_tokens: Callable[[], float] | None = None,
         prepaid: int = 1,
+        pause_left: Callable[[], float] | None = None,
     ) -> None:
         self.name = name
         self.service = service
@@ -119,6 +120,9 @@ class Caller:
         # poll) takes its tokens first and waits as long as the pools say.
         self.take_tokens = take_tokens
         self._prepaid = prepaid
+        # A call the grant paid for still waits out a pushback recorded after the grant (a
+        # 429 that another attempt got meanwhile): the service asked everyone to wait.
+        self.pause_left = pause_left
         self.redact = Redactor()
         self._throttle_match = (
             re.compile(service.throttle_match) if service.throttle_match else None
@@ -165,6 +169,16 @@ class Caller:
             return
         if self._prepaid > 0:
             self._prepaid -= 1
+            wait = self.pause_left() if self.pause_left is not None else 0.0
+            if wait > 0:
+                log.debug(
+                    "http request waits out its pool's pushback",
+                    service=self.name,
+                    request=shown,
+                    wait_s=wait,
+                )
+                self.throttled_seconds += wait
+                self._wait(wait)
             return
         wait = self.take_tokens()
         if wait > 0:
@@ -244,6 +258,8 @@ class Caller:
                         f"the rate of its pool(s) {', '.join(self.service.pools) or '(none)'}"
                     )
                 self.throttled_seconds += pause
+                if self.on_pushback is not None:
+                    self.on_pushback(pause)  # first: other calls are about to go out
                 log.info(
                     "http service throttled, pool paused",
                     service=self.name,
@@ -252,8 +268,6 @@ class Caller:
                     pause_s=pause,
                     pools=self.service.pools,
                 )
-                if self.on_pushback is not None:
-                    self.on_pushback(pause)
                 self._wait(pause)
                 continue
             status = response.status_code

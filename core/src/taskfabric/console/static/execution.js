@@ -23,7 +23,49 @@ const actions = h("div", { class: "actions", id: "actions" });
 const message = h("div", { id: "message" });
 const dag = h("div", { class: "card dag", id: "dag" });
 const values = h("div", { id: "values" });
-const panel = h("div", { class: "card", id: "panel" }, h("p", { class: "muted" }, "Select a node to see its attempts, inputs, outputs and logs."));
+const detailArea = h("div", { id: "node-detail" }, h("p", { class: "muted" }, "Select a node to see its attempts, inputs, outputs and logs."));
+const logArea = h("div", { id: "log-area" });
+const valuesArea = h("div", { id: "node-values" });
+const panel = h("div", { class: "card", id: "panel" }, detailArea, logArea, valuesArea);
+// Streams one attempt's log from the API: the next bytes from `offset` every second until
+// the attempt has ended and all of it was read.
+const LOG_LIMIT = 2 * 1024 * 1024;
+let follower = null;
+
+function followLog(nodeId, attempt, auto = false) {
+  if (follower) follower.stop();
+  const key = `${nodeId}#${attempt}`;
+  const pre = h("pre", { class: "log", id: "log", "data-node": nodeId, "data-attempt": attempt });
+  const state = h("span", { class: "muted", id: "log-state" }, "loading…");
+  replace(logArea, h("h3", {}, `Log of attempt ${attempt} `, state), pre);
+  let offset = 0;
+  let shown = 0;
+  const path = `/executions/${seg(graph.execution.id)}/logs/${nodeId.split("/").map(seg).join("/")}`;
+  const self = poll(async () => {
+    let piece;
+    try {
+      piece = await api(path, { params: { attempt, offset } });
+    } catch (err) {
+      if (err.status === 404) {
+        state.textContent = "no log for this attempt";
+        return false;
+      }
+      throw err;
+    }
+    if (piece.text && shown < LOG_LIMIT) {
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.append(piece.text);
+      shown += piece.text.length;
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    }
+    offset = piece.next_offset;
+    state.textContent = piece.complete ? `(${piece.source}, complete)` : `(${piece.source}, following…)`;
+    pre.dataset.complete = piece.complete ? "true" : "false";
+    return !piece.complete;
+  }, 1000);
+  follower = { key, auto, stop: self.stop };
+}
+
 
 function layout(nodes) {
   const byId = new Map(nodes.map((n) => [n.node_id, n]));
@@ -100,6 +142,7 @@ function drawDag() {
         "data-node-id": n.node_id,
         "data-phase": n.phase,
         "data-kind": n.kind,
+        "data-name": n.name,
         "data-counts": summary,
         tabindex: 0,
         role: "button",
@@ -109,7 +152,7 @@ function drawDag() {
       h("title", {}, `${n.name} (${n.kind}) ${n.phase}${summary ? `: ${summary}` : ""}`),
       h("rect", { class: "box", width: W, height: H }),
       h("text", { x: 10, y: 19 }, clip(`${n.name.split(".").pop()}${n.kind === "task" ? "" : ` (${n.kind})`}`, 26)),
-      h("text", { class: "sub", x: 10, y: 36 }, clip(kids.length ? `${total} items: ${summary}` : nodeText(n), 30)),
+      h("text", { class: "sub", x: 10, y: 36 }, clip(kids.length ? `${total} item${total === 1 ? "" : "s"}: ${summary}` : nodeText(n), 30)),
       bar,
     );
   });
@@ -181,7 +224,7 @@ function drawValues() {
 }
 
 function logLinks(links) {
-  if (!links || links.length === 0) return h("span", { class: "muted" }, "no logs");
+  if (!links || links.length === 0) return null;
   return h("ul", { class: "logs" }, links.map((l) => {
     const web = /^https?:/.test(l.uri);
     return h("li", {}, web ? h("a", { href: l.uri, target: "_blank", rel: "noopener", class: "log-link" }, l.name || l.uri) : [h("span", { class: "log-link" }, `${l.name || "log"}: `), h("code", {}, l.uri)]);
@@ -193,12 +236,13 @@ function attemptsTable(node) {
   return h(
     "table",
     { class: "list", id: "attempts" },
-    h("thead", {}, h("tr", {}, ["#", "Phase", "Backend", "Started", "Duration", "Logs"].map((c) => h("th", {}, c)))),
+    h("thead", {}, h("tr", {}, ["#", "Phase", "Backend", "Started", "Duration", ""].map((c) => h("th", {}, c)))),
     h("tbody", {}, node.attempt_details.map((a) => [
       h("tr", { "data-attempt": a.attempt },
         h("td", {}, a.attempt), h("td", {}, badge(a.phase)), h("td", {}, a.backend),
-        h("td", {}, fmtTime(a.started_at)), h("td", {}, span(a.started_at, a.finished_at)),
-        h("td", {}, logLinks(a.log_links))),
+        h("td", { title: fmtTime(a.started_at) }, fmtTime(a.started_at).slice(11)), h("td", {}, span(a.started_at, a.finished_at)),
+        h("td", {}, h("button", { type: "button", class: "show-log", onclick: () => followLog(node.node_id, a.attempt) }, "log"))),
+      a.log_links && a.log_links.length ? h("tr", { "data-attempt": a.attempt, class: "links" }, h("td", { colspan: 6 }, logLinks(a.log_links))) : null,
       a.error ? h("tr", {}, h("td", { colspan: 6 }, h("pre", { class: "error" }, `${a.error.code || a.error.kind || "error"}: ${a.error.message || ""}${a.error.traceback ? `\n\n${a.error.traceback}` : ""}`))) : null,
     ])),
   );
@@ -212,9 +256,20 @@ async function drawPanel() {
   if (text === lastDetail) return;
   lastDetail = text;
   const n = detail.node;
+  const attempts = n.attempt_details.map((a) => a.attempt);
+  const latest = `${n.node_id}#${attempts[attempts.length - 1]}`;
+  const other = !follower || !follower.key.startsWith(`${n.node_id}#`);
+  if (attempts.length && (other || (follower.auto && follower.key !== latest))) {
+    // a new node, or a retry of the node whose latest attempt was followed: follow the latest
+    followLog(n.node_id, attempts[attempts.length - 1], true);
+  } else if (!attempts.length) {
+    if (follower) follower.stop();
+    follower = null;
+    replace(logArea);
+  }
   const up = n.parent_id ? h("button", { type: "button", onclick: () => select(n.parent_id) }, `↑ ${n.parent_id}`) : null;
   replace(
-    panel,
+    detailArea,
     h("div", { class: "title" }, h("h2", { id: "node-title" }, n.name || n.node_id), badge(n.phase), up),
     h(
       "dl",
@@ -227,6 +282,9 @@ async function drawPanel() {
     ),
     n.error ? h("pre", { class: "error", id: "node-error" }, `${n.error.code || n.error.kind || "error"}: ${n.error.message || ""}${n.error.traceback ? `\n\n${n.error.traceback}` : ""}`) : null,
     h("h3", {}, "Attempts"), attemptsTable(n),
+  );
+  replace(
+    valuesArea,
     h("h3", {}, "Inputs"), parametersTable(detail.inputs, "inputs"),
     h("h3", {}, "Outputs"), parametersTable(detail.outputs, "outputs"),
     detail.children.length
@@ -244,7 +302,7 @@ function select(nodeId) {
   selected = nodeId;
   lastDetail = "";
   for (const g of dag.querySelectorAll("g.node")) g.classList.toggle("selected", g.dataset.nodeId === nodeId);
-  drawPanel().catch((err) => replace(panel, errorBox(err)));
+  drawPanel().catch((err) => replace(detailArea, errorBox(err)));
 }
 
 async function refresh() {

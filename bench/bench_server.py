@@ -1,0 +1,260 @@
+"""Load on a real `taskfabric server` on 127.0.0.1: how fast launched executions finish.
+
+    python bench/bench_server.py                          # S1 and S2 on SQLite, 2 workers
+    python bench/bench_server.py --launches 200 --rate 20 --workers 4
+    python bench/bench_server.py --postgres postgresql+psycopg://USER:PW@127.0.0.1:5432/DB
+
+The server runs in a process of its own with `--workers W`, on a fresh data root; a one-task
+workflow (`add_one(x) -> x + 1`) is registered through the API, then:
+
+- S1 (a burst): `--launches` launches sent by 8 client threads as fast as the API takes them.
+  Reports the launch rate the API accepted, the finish rate (executions per second from the
+  first launch to the last finish) and the launch-to-finish latency (p50, p99, max).
+- S2 (a steady rate): launches at `--rate` per second for `--seconds`, open loop (a launch
+  is sent at its time whether or not earlier ones finished). Reports the same figures; the
+  issue's target is p99 < 2 s at 20 launches/s, and >= 50 executions/s finished.
+
+At the end it reports the CPU time that the server and its engine processes used per
+execution, and the finish rate that bounds on this machine's cores when nothing else runs (the
+wall-clock figures depend on what else the machine does).
+
+Every execution is checked to have SUCCEEDED with the right output, and each run exactly once
+(one attempt of its one node). Latencies are the server's own times: `created_at` (the launch
+recorded) to `finished_at` (the end recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from taskfabric.config import load_config
+from taskfabric.metadata import MetadataStore
+from taskfabric.registry import build_package
+from taskfabric.server import Client, TokenStore
+
+FLOWS = """
+from taskfabric import task, workflow
+
+
+@task
+def add_one(x: int) -> int:
+    return x + 1
+
+
+@workflow
+def one(x: int) -> int:
+    return add_one(x=x)
+"""
+THREADS = 8
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Server:
+    def __init__(self, root: Path, workers: int, database: str | None) -> None:
+        self.root = root
+        self.config = root / "taskfabric.toml"
+        text = f'[storage]\ndata_root = "{root / "data"}"\n\n[server]\nscheduler = false\n'
+        if database:
+            text += f'\n[metadata]\nurl = "{database}"\n'
+        self.config.write_text(text)
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.log = root / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "taskfabric.cli", "--config", str(self.config)]
+        cmd += ["--log-level", "warning", "server", "--port", str(self.port)]
+        cmd += ["--workers", str(self.workers)]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the server exited: see {self.log}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise SystemExit(f"the server did not answer in 60 s: see {self.log}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _launch(client: Client, x: int, tag: str) -> tuple[str, float]:
+    sent = time.time()
+    launched = client.launch(
+        "bench", "load", workflow="flows.one", inputs={"x": x}, name=f"{tag}-{x}"
+    )
+    assert launched.created
+    return launched.execution.id, sent
+
+
+def _wait(client: Client, ids: set[str], timeout: float) -> list[Any]:
+    """The executions of `ids` once all have ended (polling the list, 1000 at a time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = []
+        offset = 0
+        while True:
+            page = client.executions(project="bench", limit=1000, offset=offset)
+            found += [e for e in page if e.id in ids]
+            if len(page) < 1000:
+                break
+            offset += 1000
+        if len(found) == len(ids) and all(e.finished_at is not None for e in found):
+            return found
+        if time.monotonic() > deadline:
+            done = sum(e.finished_at is not None for e in found)
+            raise SystemExit(f"{done} of {len(ids)} executions ended in {timeout} s")
+        time.sleep(0.5)
+
+
+def _check_once(database_url: str, ids: set[str]) -> None:
+    """Each execution ran its one node exactly once."""
+    store = MetadataStore(database_url)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT execution_id, COUNT(*) FROM node_attempts GROUP BY execution_id")
+            ).all()
+    finally:
+        store.close()
+    attempts = {r[0]: r[1] for r in rows if r[0] in ids}
+    twice = {k: v for k, v in attempts.items() if v != 1}
+    missing = ids - set(attempts)
+    assert not twice and not missing, f"ran twice: {twice}; never ran: {missing}"
+
+
+def _report(what: str, launches: list[tuple[str, float]], ended: list[Any], seconds: float) -> None:
+    by_id = {e.id: e for e in ended}
+    assert all(e.phase == "SUCCEEDED" for e in ended), [e.error for e in ended if e.error][:3]
+    latency = sorted(by_id[i].finished_at - by_id[i].created_at for i, _ in launches)
+    first = min(sent for _, sent in launches)
+    last_finish = max(e.finished_at for e in ended)
+    n = len(launches)
+    p99 = latency[min(n - 1, int(n * 0.99))]
+    print(
+        f"{what}: {n} launches in {seconds:.1f} s ({n / seconds:.1f}/s accepted); "
+        f"finished at {n / (last_finish - first):.2f} executions/s; launch to finish "
+        f"p50 {statistics.median(latency):.2f} s, p99 {p99:.2f} s, max {latency[-1]:.2f} s"
+    )
+
+
+def burst(client: Client, n: int, timeout: float) -> tuple[list[tuple[str, float]], float]:
+    started = time.monotonic()
+    with ThreadPoolExecutor(THREADS) as pool:
+        launches = list(pool.map(lambda x: _launch(client, x, "s1"), range(n)))
+    return launches, time.monotonic() - started
+
+
+def steady(client: Client, rate: float, seconds: float) -> tuple[list[tuple[str, float]], float]:
+    n = int(rate * seconds)
+    launches: list[tuple[str, float]] = []
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def one(x: int) -> None:
+        delay = started + x / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        found = _launch(client, x, "s2")
+        with lock:
+            launches.append(found)
+
+    with ThreadPoolExecutor(max(THREADS, int(rate))) as pool:
+        list(pool.map(one, range(n)))
+    return launches, time.monotonic() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--launches", type=int, default=100, help="S1's burst (default 100)")
+    parser.add_argument("--rate", type=float, default=20.0, help="S2's launches/s (default 20)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="S2's length (default 5 s)")
+    parser.add_argument("--workers", type=int, default=2, help="the server's workers")
+    parser.add_argument("--postgres", default=None, help="a PostgreSQL URL (default: SQLite)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="wait at most this long")
+    parser.add_argument("--only", choices=["S1", "S2"], default=None)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        root = Path(tmp)
+        server = Server(root, args.workers, args.postgres)
+        config = load_config(server.config)
+        store = MetadataStore(config.metadata_url)
+        token = TokenStore(store).create(projects=["bench"], role="admin")[1]
+        store.close()
+        src = root / "src"
+        src.mkdir()
+        (src / "flows.py").write_text(textwrap.dedent(FLOWS))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server.start()
+        total = 0
+        print(
+            f"server: {args.workers} workers, "
+            f"{'PostgreSQL' if args.postgres else 'SQLite'}, {os.cpu_count()} cores"
+        )
+        try:
+            with Client(server.url, token, timeout=120) as client:
+                client.register(build_package(src, project="bench", domain="load", version="v1"))
+                for what in ("S1", "S2"):
+                    if args.only not in (None, what):
+                        continue
+                    if what == "S1":
+                        launches, seconds = burst(client, args.launches, args.timeout)
+                    else:
+                        launches, seconds = steady(client, args.rate, args.seconds)
+                    ids = {i for i, _ in launches}
+                    total += len(ids)
+                    ended = _wait(client, ids, args.timeout)
+                    _check_once(config.metadata_url, ids)
+                    label = what if what == "S1" else f"S2 at {args.rate:g}/s"
+                    _report(label, launches, ended, seconds)
+        finally:
+            server.stop()
+        # The server and every engine process it started have ended and been waited for.
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if total:
+            print(
+                f"CPU: {cpu:.1f} s for the server and its engine processes, "
+                f"{cpu / total:.2f} s per execution: at most {os.cpu_count() or 1} cores / that "
+                f"= {(os.cpu_count() or 1) * total / cpu:.1f} executions/s on an idle machine"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,132 @@
+// Launch: pick a workflow, then a form generated from its typed interface. Each field is
+// sent as the text `taskfabric launch -i NAME=TEXT` takes; the server parses it the same way
+// and a value that does not fit comes back with the command line's message, shown under it.
+import { api, args, canLaunch, errorBox, fmtTime, h, projects, replace, select, seg } from "./lib.js";
+
+const main = document.getElementById("main");
+
+function simple(t) {
+  return t.simple ? t.simple.replace("SIMPLE_TYPE_", "") : null;
+}
+
+// The widget of one input: a select for booleans and enums, a textarea of JSON for lists,
+// maps, records and unions, a text field otherwise. `optional`: empty means "not given".
+function widget(p) {
+  let t = p.literal_type;
+  const variants = (t.union_type && t.union_type.variants) || [];
+  const nullable = variants.some((v) => simple(v) === "NONE");
+  const others = variants.filter((v) => simple(v) !== "NONE");
+  if (nullable && others.length === 1) t = others[0];
+  const attrs = { id: `input-${p.name}`, name: p.name, "data-input": p.name };
+  const empty = p.required ? "choose…" : "(default)";
+  if (t.blob || t.dataframe) {
+    return h("input", { ...attrs, disabled: true, placeholder: `files are uploaded with: taskfabric launch -i ${p.name}=PATH` });
+  }
+  if (simple(t) === "BOOLEAN") return select(attrs, [["", empty], ["true", "true"], ["false", "false"]], "");
+  if (t.enum_type) return select(attrs, [["", empty], ...t.enum_type.values.map((v) => [v, v])], "");
+  if (t.list_type || t.map_value_type || t.record || t.union_type) {
+    return h("textarea", { ...attrs, placeholder: p.type, rows: t.record ? 3 : 2 });
+  }
+  return h("input", { ...attrs, placeholder: p.type, autocomplete: "off" });
+}
+
+async function form(project, domain, name, version) {
+  const wf = await api(`/projects/${seg(project)}/domains/${seg(domain)}/workflows/${seg(name)}`, { params: { version } });
+  const top = h("div", { id: "form-error" });
+  const fields = wf.inputs.map((p) =>
+    h(
+      "div",
+      { class: "field", "data-field": p.name },
+      h("label", { for: `input-${p.name}` }, p.name, p.required ? " *" : ""),
+      widget(p),
+      h("div", { class: "hint" }, h("code", {}, p.type), p.required ? " required" : ` default: ${JSON.stringify(p.default)}`),
+      h("div", { class: "field-error", role: "alert" }),
+    ),
+  );
+  const versions = select({ name: "version", id: "version" }, wf.versions.map((v) => [v, v]), wf.version);
+  versions.addEventListener("change", () => {
+    location.href = `/console/launch/${seg(project)}/${seg(domain)}/${seg(name)}?version=${seg(versions.value)}`;
+  });
+  const submit = canLaunch
+    ? h("button", { type: "submit", class: "primary", id: "submit" }, "Launch")
+    : h("p", { class: "muted", id: "viewer-note" }, "This token is a viewer: it cannot launch.");
+  const el = h(
+    "form",
+    { class: "launch card", id: "launch-form", novalidate: true },
+    h("div", { class: "field" }, h("label", { for: "version" }, "Version"), versions, h("div", { class: "hint" }, `registered ${fmtTime(wf.created_at)}`)),
+    fields,
+    h("div", { class: "field" }, h("label", { for: "exec-name" }, "Execution name"), h("input", { id: "exec-name", name: "__name", placeholder: "(random)", autocomplete: "off" }), h("div", { class: "hint" }, "launching again with the same name and inputs returns the same execution")),
+    top,
+    submit,
+  );
+  el.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    for (const f of el.querySelectorAll(".field")) {
+      f.classList.remove("invalid");
+      const e = f.querySelector(".field-error");
+      if (e) e.textContent = "";
+    }
+    replace(top);
+    const inputs = {};
+    for (const p of wf.inputs) {
+      const value = el.elements[p.name].value;
+      if (value.trim() !== "") inputs[p.name] = value;
+    }
+    const body = { workflow: name, version: versions.value, inputs };
+    const given = el.elements.__name.value.trim();
+    if (given) body.name = given;
+    const button = el.querySelector("#submit");
+    button.disabled = true;
+    try {
+      const done = await api(`/projects/${seg(project)}/domains/${seg(domain)}/executions/from_text`, { method: "POST", body });
+      location.href = `/console/executions/${seg(done.execution.id)}`;
+    } catch (err) {
+      button.disabled = false;
+      const field = err.input && el.querySelector(`.field[data-field="${CSS.escape(err.input)}"]`);
+      if (field) {
+        field.classList.add("invalid");
+        field.querySelector(".field-error").textContent = err.message;
+        field.querySelector("[data-input]").focus();
+      } else {
+        replace(top, errorBox(err));
+      }
+    }
+  });
+  replace(
+    main,
+    h("h1", {}, "Launch ", h("code", {}, name)),
+    h("p", { class: "muted" }, `${project}/${domain} · `, wf.tasks.length, " tasks"),
+    el,
+  );
+}
+
+async function pick() {
+  const known = await projects();
+  const u = new URL(location.href);
+  const list = h("div", { id: "workflows" });
+  const choices = known.flatMap((p) => p.domains.map((d) => [`${p.name}/${d}`, `${p.name}/${d}`]));
+  const where = select({ id: "scope" }, choices, u.searchParams.get("scope") || (choices[0] || [""])[0]);
+  const show = async () => {
+    if (!where.value) return replace(list, h("p", { class: "muted" }, "no projects"));
+    const [project, domain] = where.value.split("/");
+    const found = await api(`/projects/${seg(project)}/domains/${seg(domain)}/entities`, { params: { kind: "workflow" } });
+    const names = [...new Set(found.map((e) => e.name))];
+    replace(
+      list,
+      names.length === 0 ? h("p", { class: "muted" }, "no workflows registered here") : null,
+      h("table", { class: "list" }, h("tbody", {}, names.map((n) => {
+        const latest = found.find((e) => e.name === n);
+        return h("tr", {}, h("td", {}, h("a", { href: `/console/launch/${seg(project)}/${seg(domain)}/${seg(n)}` }, n)), h("td", { class: "muted" }, latest.version), h("td", { class: "muted" }, fmtTime(latest.created_at)));
+      }))),
+    );
+  };
+  where.addEventListener("change", () => {
+    u.searchParams.set("scope", where.value);
+    history.replaceState(null, "", u);
+    show().catch((err) => replace(list, errorBox(err)));
+  });
+  replace(main, h("h1", {}, "Launch a workflow"), h("label", {}, "Project/domain ", where), list);
+  await show();
+}
+
+(args.workflow ? form(args.project, args.domain, args.workflow, args.version) : pick()).catch((err) => replace(main, errorBox(err)));

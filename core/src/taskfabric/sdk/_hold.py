@@ -1,0 +1,260 @@
+"""`with taskfabric.hold("geo-api") as lease:` — resource pool slots around a block of code
+inside a running task, taken by the attempt's own engine.
+
+The task's code never opens the metadata database: it asks the engine that runs the attempt.
+An attempt that runs in the engine's process (a worker thread) reaches it directly; one that
+runs as a process of its own (the `subprocess` backend, spark-submit, containers) reaches it
+through a Unix socket the engine offers, with a secret of the attempt's own passed in its
+environment (``TASKFABRIC_POOLS_SOCKET``, ``TASKFABRIC_POOLS_TOKEN``), speaking JSON lines:
+
+    -> {"op": "hold", "token": SECRET, "pools": {"geo-api": 1}, "timeout": 30}
+    <- {"ok": true, "pools": {"geo-api": 1}}          (or {"ok": false, "error": ..., "kind": ...})
+    -> {"op": "pushback", "seconds": 2}               <- {"ok": true, "until": EPOCH}
+    -> {"op": "take_tokens", "weight": 1}             <- {"ok": true, "wait": SECONDS}
+    -> {"op": "release"}                              <- {"ok": true}
+
+One connection per block; the engine releases the lease when the block ends, when the
+connection closes (the task process died), or when the attempt ends.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from taskfabric.errors import TaskfabricError
+
+__all__ = [
+    "SOCKET_ENV",
+    "TOKEN_ENV",
+    "HoldError",
+    "HoldTimeout",
+    "PoolHold",
+    "TaskPools",
+    "bind_attempt",
+    "hold",
+    "register_attempt",
+    "task_pools",
+    "unregister_attempt",
+]
+
+SOCKET_ENV = "TASKFABRIC_POOLS_SOCKET"
+TOKEN_ENV = "TASKFABRIC_POOLS_TOKEN"
+
+_NOT_IN_TASK = (
+    "taskfabric.hold() works only inside a running task, whose engine has resource pools "
+    "([pools.NAME] in its config file): it asks that engine for the slots. Here there is "
+    "none: this code is not running as a task (plain Python: run it through `taskfabric run`), "
+    "or the engine that runs it has no pools configured, or it runs in a thread the task "
+    "started (call taskfabric.task_pools() in the task's own thread and use its .hold() from "
+    "the other threads)"
+)
+
+
+class HoldError(TaskfabricError, ValueError):
+    """Pool slots cannot be held here: not inside a task, an unknown pool, a weight the pool
+    can never grant, or the attempt ended."""
+
+
+class HoldTimeout(HoldError):
+    """The pools were not granted within the timeout."""
+
+
+class HoldChannel(Protocol):
+    """How a task reaches its engine's pools (the engine's in-process side, or the socket)."""
+
+    def acquire(self, weights: Mapping[str, int], timeout: float | None) -> Any:
+        """Block until granted; a handle for the other calls. HoldError / HoldTimeout."""
+
+    def release(self, handle: Any) -> None: ...
+
+    def pushback(self, handle: Any, seconds: float) -> float: ...
+
+    def take_tokens(self, handle: Any, weight: int) -> float: ...
+
+
+@dataclass
+class PoolHold:
+    """The slots held by one `hold()` block."""
+
+    pools: Mapping[str, int]
+    _channel: HoldChannel
+    _handle: Any
+
+    def pushback(self, seconds: float) -> None:
+        """The service behind these pools throttled (an HTTP 429 with Retry-After): they grant
+        nothing new for `seconds`, across every engine; the block keeps its slots."""
+        if not (seconds >= 0):
+            raise HoldError(f"pushback seconds must be >= 0, got {seconds!r}")
+        self._channel.pushback(self._handle, float(seconds))
+
+    def take_tokens(self, weight: int | None = None) -> float:
+        """Rate tokens for one more call made in this block (the grant paid for the first):
+        the seconds to wait before making it so that the pools' rates hold. `weight=0` takes
+        nothing and says how long a pause (a pushback) still lasts."""
+        return float(self._channel.take_tokens(self._handle, -1 if weight is None else weight))
+
+
+class TaskPools:
+    """The pools of one running attempt, usable from any thread of the task."""
+
+    def __init__(self, channel: HoldChannel) -> None:
+        self._channel = channel
+
+    @contextmanager
+    def hold(
+        self, *pools: str, weight: int = 1, timeout: float | None = None
+    ) -> Iterator[PoolHold]:
+        """Hold `weight` slots of each of `pools` for the block (see `taskfabric.hold`)."""
+        if not pools:
+            raise HoldError("taskfabric.hold() needs at least one pool name")
+        if isinstance(weight, bool) or not isinstance(weight, int) or weight < 1:
+            raise HoldError(f"taskfabric.hold(): weight must be an integer >= 1, got {weight!r}")
+        if timeout is not None and not timeout >= 0:
+            raise HoldError(f"taskfabric.hold(): timeout must be >= 0 seconds, got {timeout!r}")
+        weights = dict.fromkeys(pools, weight)
+        handle = self._channel.acquire(weights, timeout)
+        try:
+            yield PoolHold(weights, self._channel, handle)
+        finally:
+            self._channel.release(handle)
+
+
+# -- finding the attempt's channel ------------------------------------------------------------
+
+_current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "taskfabric_attempt", default=None
+)
+_in_process: dict[str, HoldChannel] = {}
+_lock = threading.Lock()
+
+
+def register_attempt(attempt_id: str, channel: HoldChannel) -> None:
+    """The engine: attempts `attempt_id` that run in this process reach the pools by
+    `channel`."""
+    with _lock:
+        _in_process[attempt_id] = channel
+
+
+def unregister_attempt(attempt_id: str) -> None:
+    with _lock:
+        _in_process.pop(attempt_id, None)
+
+
+@contextmanager
+def bind_attempt(attempt_id: str) -> Iterator[None]:
+    """The code run in this block (this thread) is attempt `attempt_id`'s."""
+    token = _current.set(attempt_id)
+    try:
+        yield
+    finally:
+        _current.reset(token)
+
+
+def task_pools() -> TaskPools:
+    """The pools of the attempt running this code. Raises HoldError outside a task."""
+    attempt_id = _current.get()
+    if attempt_id is not None:
+        with _lock:
+            channel = _in_process.get(attempt_id)
+        if channel is not None:
+            return TaskPools(channel)
+    path, token = os.environ.get(SOCKET_ENV, ""), os.environ.get(TOKEN_ENV, "")
+    if path and token:
+        return TaskPools(_SocketChannel(path, token))
+    raise HoldError(_NOT_IN_TASK)
+
+
+def hold(*pools: str, weight: int = 1, timeout: float | None = None) -> Any:
+    """Hold `weight` slots of each of `pools` for the duration of a `with` block, inside a
+    running task:
+
+        with taskfabric.hold("geo-api", timeout=60) as lease:
+            answer = call_the_service()     # lease.pushback(seconds) when it throttles;
+                                            # time.sleep(lease.take_tokens()) before each
+                                            # further call in the block
+
+    The request waits in the pools' queues, fairly, with every engine's attempts, until
+    granted (all pools at once), and is taken and renewed by the engine that runs the
+    attempt. Raises HoldTimeout after `timeout` seconds (default: no limit), HoldError
+    outside a running task or for a pool the engine does not have or a weight it could
+    never grant."""
+    return task_pools().hold(*pools, weight=weight, timeout=timeout)
+
+
+# -- the socket channel (attempts that run as processes of their own) --------------------------
+
+
+class _Connection:
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.file = self.sock.makefile("rwb")
+        self.lock = threading.Lock()
+
+    def ask(self, message: Mapping[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self.file.write(json.dumps(message).encode() + b"\n")
+            self.file.flush()
+            line = self.file.readline()
+        if not line:
+            raise HoldError(
+                "the engine closed the pool channel (the attempt ended, or the engine stopped)"
+            )
+        answer: dict[str, Any] = json.loads(line)
+        if not answer.get("ok"):
+            error = str(answer.get("error", "pool request refused"))
+            raise HoldTimeout(error) if answer.get("kind") == "timeout" else HoldError(error)
+        return answer
+
+    def close(self) -> None:
+        try:
+            self.file.close()
+        finally:
+            self.sock.close()
+
+
+class _SocketChannel:
+    """Reaches the engine through its Unix socket: one connection per held block."""
+
+    def __init__(self, path: str, token: str) -> None:
+        self.path = path
+        self.token = token
+
+    def acquire(self, weights: Mapping[str, int], timeout: float | None) -> _Connection:
+        try:
+            conn = _Connection(self.path)
+        except OSError as exc:
+            raise HoldError(
+                f"cannot reach the engine's pool channel at {self.path}: {exc} (is the engine "
+                "that started this task still running?)"
+            ) from None
+        try:
+            conn.ask(
+                {"op": "hold", "token": self.token, "pools": dict(weights), "timeout": timeout}
+            )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def release(self, handle: _Connection) -> None:
+        try:
+            handle.ask({"op": "release"})
+        except (HoldError, OSError):
+            pass  # the engine released it already (the attempt ended) or is gone
+        finally:
+            handle.close()
+
+    def pushback(self, handle: _Connection, seconds: float) -> float:
+        return float(handle.ask({"op": "pushback", "seconds": seconds})["until"])
+
+    def take_tokens(self, handle: _Connection, weight: int) -> float:
+        return float(handle.ask({"op": "take_tokens", "weight": weight})["wait"])
