@@ -121,3 +121,20 @@ def pause_briefly(seconds: float) -> float:
 @workflow
 def slow_with_timeout(seconds: float = 120.0) -> float:
     return pause_briefly(seconds=seconds)
+
+
+@task
+def held_calls(n: int) -> list[int]:
+    """Holds a slot of pool `api` around each call, through the engine's pool channel."""
+    import taskfabric
+
+    done = []
+    for i in range(n):
+        with taskfabric.hold("api", timeout=120):
+            done.append(i)
+    return done
+
+
+@workflow
+def holding(n: int = 3) -> list[int]:
+    return held_calls(n=n)

@@ -167,3 +167,16 @@ def test_a_timeout_stops_the_container(
     assert result.error is not None and result.error["code"] == "Timeout", result.error
     (container,) = containers_of(api, result.execution_id)
     assert container["State"]["Running"] is False  # type: ignore[index]
+
+
+def test_a_task_holds_pool_slots_through_the_engine_from_its_container(
+    tmp_path: Path, podman_url: str, task_image: str, plugins: Plugins
+) -> None:
+    config = write_config(tmp_path / "p", podman_url, task_image, "\n[pools.api]\nslots = 1\n")
+    engine = Engine(load_config(config), plugins=plugins)
+    try:
+        result = engine.launch(container_tasks.holding, {"n": 3})
+    finally:
+        engine.close()
+    assert result.phase == "SUCCEEDED", result.error
+    assert result.python_outputs(container_tasks.holding, engine.store) == [0, 1, 2]

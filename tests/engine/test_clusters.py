@@ -10,7 +10,7 @@ import pytest
 from taskfabric import task, workflow
 from taskfabric.config import BackendConfig, Config, ProjectOverrides, StorageConfig
 from taskfabric.engine import BackendNotConfiguredError, Engine
-from taskfabric.engine._engine import pick_target
+from taskfabric.engine._backends import pick_target
 
 
 @task
@@ -52,7 +52,7 @@ def test_project_cluster_label_routes_to_its_targets(tmp_path: Path) -> None:
         eu_backend = engine.metadata.attempts(eu.execution_id)[0].backend
         assert eu_backend in ("pool@eu", "pool@eu-small")  # both are labelled eu
         # the target's own settings apply: us has 4 workers, eu 2, eu-small 1
-        backends = {b.name: b for b in engine._backends.values()}
+        backends = {b.name: b for b in engine.backends.instances()}
         assert backends["pool@us"].workers == 4  # type: ignore[attr-defined]
         expected = 2 if eu_backend == "pool@eu" else 1
         assert backends[eu_backend].workers == expected  # type: ignore[attr-defined]

@@ -205,7 +205,7 @@ def test_the_attempts_end_releases_what_its_code_holds(tmp_path: Path) -> None:
 def test_the_channel_refuses_a_wrong_secret(tmp_path: Path) -> None:
     with _engine(tmp_path, "subprocess") as engine:
         assert engine.launch(refusals, {}).phase == "SUCCEEDED"
-        path = engine._holds._serve()  # type: ignore[union-attr]
+        path = engine.pools.holds._serve()  # type: ignore[union-attr]
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(str(path))
             sock.sendall(b'{"op": "hold", "token": "guessed", "pools": {"api": 1}}\n')
@@ -224,7 +224,7 @@ def test_two_engines_of_one_process_have_channels_of_their_own(tmp_path: Path) -
         for engine in (first, second):
             result = engine.launch(fan, {"n": 2, "log": str(tmp_path / "log")})
             assert result.phase == "SUCCEEDED", result.error
-        paths = [engine._holds._serve() for engine in (first, second)]  # type: ignore[union-attr]
+        paths = [engine.pools.holds._serve() for engine in (first, second)]  # type: ignore[union-attr]
         assert paths[0] != paths[1] and all(p.exists() for p in paths)
         if len(str(left_behind)) < 90:  # else the sockets went to a short folder of /tmp
             assert all(p.parent == left_behind.parent for p in paths)

@@ -165,12 +165,12 @@ def test_a_provisional_handle_finds_the_job_an_engine_created_before_it_died(
     with use_plugins(plugins), Engine(config, plugins=plugins) as first:
         direct = DirectAttempts(first, task_type="python", deadline=60)
         attempt = direct.make(run_when_told, scratch=str(scratch), name="p")
-        first.backend_for(attempt.task).submit(attempt)
+        first.backends.for_task(attempt.task).submit(attempt)
         pending = direct.handles(attempt)[0]
         assert pending.startswith(backend_remote.PENDING)
         with Engine(config, plugins=plugins) as second:
             again = dataclasses.replace(attempt, handle=pending)
-            backend = second.backend_for(again.task)
+            backend = second.backends.for_task(again.task)
             backend.submit(again)
             (scratch / "p.go").touch()
             status = direct.wait(backend, again)

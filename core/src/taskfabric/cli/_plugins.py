@@ -207,7 +207,7 @@ def check(project: str | None) -> None:
                 report(False, what, str(exc))
                 continue
             try:
-                backend: Backend[Any] = engine._create_backend(backend_name, config)
+                backend: Backend[Any] = engine.backends.create(backend_name, config)
                 result = backend.check()
                 backend.close()
             except Exception as exc:

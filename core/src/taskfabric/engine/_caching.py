@@ -1,123 +1,164 @@
-"""Task caching in the execution loop: look up, wait for, write and release entries."""
+"""The cache step of task nodes: look up, wait for, write and release catalog entries."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from taskfabric.engine._state import QUEUED, NodeState
-from taskfabric.engine._util import _blob_uris
+from taskfabric.catalog import CacheEntry, Catalog, cache_key, inputs_hash, interface_hash
+from taskfabric.core.v1 import types_pb2
+from taskfabric.engine._documents import Documents
+from taskfabric.engine._recording import Recorder
+from taskfabric.engine._state import QUEUED, TERMINAL, NodeState
 from taskfabric.logs import get_logger
-
-if TYPE_CHECKING:
-    from taskfabric.engine._runner import Runner
 
 log = get_logger("taskfabric.engine")
 
 
-def cache_owner(r: Runner, ns: NodeState) -> str:
-    return f"{r.execution_id}/{ns.full_id}"
+@dataclass(frozen=True)
+class Lookup:
+    """What the cache says about a task node about to run."""
+
+    #: a hit: the node's outputs, served from the catalog (the node is done)
+    outputs: types_pb2.LiteralMap | None = None
+    #: another execution is computing the same result: ask again after `poll_seconds`
+    wait: bool = False
 
 
-def cache_lookup(r: Runner, ns: NodeState) -> bool:
-    """Serve `ns` from the catalog, or make it wait for another computation of the same
-    result. True when the node is handled (hit, or waiting); False: run it."""
-    assert ns.task is not None and ns.inputs is not None
-    settings = ns.task.cache
-    if not settings.enabled or r.catalog is None:
-        ns.cache_status = "disabled"
-        return False
-    if not ns.cache_key:
-        try:
-            ns.cache_key = r._key_of(ns)
-        except ValueError as exc:  # e.g. a blob input without a content hash
-            log.warning("not cached: no key for its inputs", node_id=ns.full_id, error=str(exc))
+RUN = Lookup()
+
+
+class CacheStep:
+    """The catalog's side of one execution: entries it reads and writes, and the
+    reservations (serialized caching) it holds, kept alive with the heartbeat."""
+
+    def __init__(
+        self,
+        *,
+        catalog: Catalog | None,
+        execution_id: str,
+        project: str,
+        domain: str,
+        overwrite: bool,
+        documents: Documents,
+        recorder: Recorder,
+        poll_seconds: float = 0.2,
+    ) -> None:
+        self._catalog = catalog
+        self._execution_id = execution_id
+        self._project = project
+        self._domain = domain
+        self._overwrite = overwrite
+        self._documents = documents
+        self._recorder = recorder
+        self.poll_seconds = poll_seconds
+        self._interface_hashes: dict[str, str] = {}
+        self._reserved: dict[str, NodeState] = {}
+        recorder.on_heartbeat(self._heartbeat)
+
+    def lookup(self, ns: NodeState) -> Lookup:
+        """Serve `ns` from the catalog, or make it wait for another computation of the same
+        result (a serialized cache), or say it must run (and reserve its result)."""
+        assert ns.task is not None and ns.inputs is not None
+        settings = ns.task.cache
+        catalog = self._catalog
+        if not settings.enabled or catalog is None:
             ns.cache_status = "disabled"
-            return False
-    if not r.overwrite_cache:
-        entry = r.catalog.get(ns.cache_key)
-        if entry is not None and not entry.expired(time.time()):
+            return RUN
+        if not ns.cache_key:
             try:
-                outputs = r._load_outputs(entry.outputs_uri)
-                for uri in _blob_uris(outputs):
-                    if not r.store.exists(uri):
-                        raise FileNotFoundError(f"output blob {uri} is gone")
-            except Exception as exc:
-                log.warning(
-                    "cache entry's outputs are gone or unreadable; recomputing and "
-                    "repairing the entry",
-                    node_id=ns.full_id,
-                    key=ns.cache_key[:16],
-                    error=str(exc),
-                )
-            else:
-                ns.cache_status = "hit"
-                ns.outputs_uri = entry.outputs_uri
-                ns.inputs_uri = entry.inputs_uri
-                ns.message = f"cache hit: computed by execution {entry.execution_id}"
-                r._succeeded(ns, outputs, message=ns.message)
-                return True
-    if settings.serialize and not ns.cache_reserved:
-        owner = r._cache_owner(ns)
-        holder = r.catalog.reserve(ns.cache_key, owner, ttl=3 * r.heartbeat_seconds)
-        if holder != owner:
-            if ns.phase != QUEUED or not ns.message.startswith("waiting for"):
-                ns.phase = QUEUED
-                r._record(ns, f"waiting for {holder} to compute this cached result")
-            r._timer(time.monotonic() + r.cache_poll_seconds, "cache_wait", ns)
-            return True
-        ns.cache_reserved = True
-    ns.cache_status = "miss"
-    return False
+                ns.cache_key = self._key_of(ns)
+            except ValueError as exc:  # e.g. a blob input without a content hash
+                log.warning("not cached: no key for its inputs", node_id=ns.full_id, error=str(exc))
+                ns.cache_status = "disabled"
+                return RUN
+        if not self._overwrite:
+            entry = catalog.get(ns.cache_key)
+            if entry is not None and not entry.expired(time.time()):
+                try:
+                    outputs = self._documents.load(entry.outputs_uri)
+                    self._documents.require_blobs(outputs)
+                except Exception as exc:
+                    log.warning(
+                        "cache entry's outputs are gone or unreadable; recomputing and "
+                        "repairing the entry",
+                        node_id=ns.full_id,
+                        key=ns.cache_key[:16],
+                        error=str(exc),
+                    )
+                else:
+                    ns.cache_status = "hit"
+                    ns.outputs_uri = entry.outputs_uri
+                    ns.inputs_uri = entry.inputs_uri
+                    ns.message = f"cache hit: computed by execution {entry.execution_id}"
+                    return Lookup(outputs=outputs)
+        if settings.serialize and ns.full_id not in self._reserved:
+            owner = self._owner(ns)
+            holder = catalog.reserve(ns.cache_key, owner, ttl=3 * self._recorder.heartbeat_seconds)
+            if holder != owner:
+                if ns.phase != QUEUED or not ns.message.startswith("waiting for"):
+                    ns.phase = QUEUED
+                    self._recorder.node(ns, f"waiting for {holder} to compute this cached result")
+                return Lookup(wait=True)
+            self._reserved[ns.full_id] = ns
+        ns.cache_status = "miss"
+        return RUN
 
+    def write(self, ns: NodeState) -> None:
+        """Record the entry of a node computed after a miss (with its success)."""
+        assert ns.task is not None and ns.inputs is not None
+        task = ns.task
+        now = time.time()
+        ttl = task.cache.ttl.ToTimedelta().total_seconds() if task.cache.HasField("ttl") else 0
+        self._recorder.cache_entry(
+            CacheEntry(
+                key=ns.cache_key,
+                project=self._project,
+                domain=self._domain,
+                task_name=task.id.name,
+                cache_version=task.cache.version,
+                interface_hash=interface_hash(task.interface),
+                inputs_hash=inputs_hash(ns.inputs, task.cache.ignored_inputs),
+                outputs_uri=ns.outputs_uri,
+                inputs_uri=ns.inputs_uri,
+                execution_id=self._execution_id,
+                node_id=ns.full_id,
+                created_at=now,
+                expires_at=now + ttl if ttl > 0 else None,
+            )
+        )
+        self.release(ns)
+        ns.cache_status = "written"
 
-def key_of(r: Runner, ns: NodeState) -> str:
-    from taskfabric.catalog import cache_key, inputs_hash, interface_hash
+    def release(self, ns: NodeState) -> None:
+        """Give up the node's reservation, if it holds one (it ended or was stopped)."""
+        if self._reserved.pop(ns.full_id, None) is not None:
+            self._recorder.release_reservation(ns.cache_key, self._owner(ns))
 
-    assert ns.task is not None and ns.inputs is not None
-    task = ns.task
-    iface = r._interface_hashes.get(task.id.name)
-    if iface is None:
-        iface = r._interface_hashes[task.id.name] = interface_hash(task.interface)
-    return cache_key(
-        project=r.project,
-        domain=r.domain,
-        task_name=task.id.name,
-        cache_version=task.cache.version,
-        interface_hash=iface,
-        inputs_hash=inputs_hash(ns.inputs, task.cache.ignored_inputs),
-    )
+    def _owner(self, ns: NodeState) -> str:
+        return f"{self._execution_id}/{ns.full_id}"
 
-
-def cache_write(r: Runner, ns: NodeState) -> None:
-    from taskfabric.catalog import CacheEntry, inputs_hash, interface_hash
-
-    assert ns.task is not None and ns.inputs is not None
-    task = ns.task
-    now = time.time()
-    ttl = task.cache.ttl.ToTimedelta().total_seconds() if task.cache.HasField("ttl") else 0
-    r.batch.cache_entry(
-        CacheEntry(
-            key=ns.cache_key,
-            project=r.project,
-            domain=r.domain,
+    def _key_of(self, ns: NodeState) -> str:
+        assert ns.task is not None and ns.inputs is not None
+        task = ns.task
+        iface = self._interface_hashes.get(task.id.name)
+        if iface is None:
+            iface = self._interface_hashes[task.id.name] = interface_hash(task.interface)
+        return cache_key(
+            project=self._project,
+            domain=self._domain,
             task_name=task.id.name,
             cache_version=task.cache.version,
-            interface_hash=interface_hash(task.interface),
+            interface_hash=iface,
             inputs_hash=inputs_hash(ns.inputs, task.cache.ignored_inputs),
-            outputs_uri=ns.outputs_uri,
-            inputs_uri=ns.inputs_uri,
-            execution_id=r.execution_id,
-            node_id=ns.full_id,
-            created_at=now,
-            expires_at=now + ttl if ttl > 0 else None,
         )
-    )
-    r._cache_release(ns)
-    ns.cache_status = "written"
 
-
-def cache_release(r: Runner, ns: NodeState) -> None:
-    if ns.cache_reserved:
-        r.batch.release_reservation(ns.cache_key, r._cache_owner(ns))
-        ns.cache_reserved = False
+    def _heartbeat(self) -> None:
+        """Keep the reservations of nodes still under way from expiring."""
+        held = [
+            (ns.cache_key, self._owner(ns))
+            for ns in self._reserved.values()
+            if ns.phase not in TERMINAL
+        ]
+        if held and self._catalog is not None:
+            self._catalog.heartbeat(held, ttl=3 * self._recorder.heartbeat_seconds)

@@ -326,6 +326,15 @@ class HoldService:
             ).start()
             return path
 
+    def connected(self, holds: AttemptHolds, conn: socket.socket) -> None:
+        """A task process's connection serves `holds` (closed when the attempt ends)."""
+        with self._lock:
+            holds.connections.add(conn)
+
+    def disconnected(self, holds: AttemptHolds, conn: socket.socket) -> None:
+        with self._lock:
+            holds.connections.discard(conn)
+
     def holds_of_secret(self, secret: str) -> AttemptHolds | None:
         with self._lock:
             return self._by_secret.get(secret)
@@ -405,8 +414,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 },
             )
             return
-        with service._lock:
-            holds.connections.add(self.connection)
+        service.connected(holds, self.connection)
         lease = None
         try:
             try:
@@ -428,8 +436,7 @@ class _Handler(socketserver.StreamRequestHandler):
         except OSError:
             pass  # the connection broke: the lease goes below
         finally:
-            with service._lock:
-                holds.connections.discard(self.connection)
+            service.disconnected(holds, self.connection)
             if lease is not None:
                 service.release(holds, lease)
 

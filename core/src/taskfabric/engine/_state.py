@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,13 +57,10 @@ class NodeState:
     attempt_started_at: float | None = None
     error: dict[str, Any] | None = None
     message: str = ""
-    recorded: bool = False
     # map nodes
     items: list[NodeState] = field(default_factory=list)
     items_done: int = 0
     item_index: int = 0
-    map_running: int = 0
-    map_waiting: deque[NodeState] = field(default_factory=deque)
     # the backend running the current attempt, and the log links it gave for it so far
     backend: Any = None
     log_links: list[Any] = field(default_factory=list)
@@ -72,10 +68,9 @@ class NodeState:
     # running), and whether the current attempt was submitted with one
     handle: str = ""
     reattached: bool = False
-    # caching: key of this node's result, hit/miss/written/disabled, reservation held
+    # caching: key of this node's result, and hit/miss/written/disabled
     cache_key: str = ""
     cache_status: str = ""
-    cache_reserved: bool = False
 
     @property
     def name(self) -> str:

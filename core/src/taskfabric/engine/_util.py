@@ -27,11 +27,11 @@ class RunOutcome:
     error: dict[str, Any] | None
 
 
-def _blob_uris(value: types_pb2.LiteralMap | types_pb2.Literal) -> Iterator[str]:
+def blob_uris(value: types_pb2.LiteralMap | types_pb2.Literal) -> Iterator[str]:
     """URIs of every file, directory and dataframe inside a literal map or literal."""
     if isinstance(value, types_pb2.LiteralMap):
         for lit in value.literals.values():
-            yield from _blob_uris(lit)
+            yield from blob_uris(lit)
         return
     kind = value.WhichOneof("value")
     if kind == "blob":
@@ -40,13 +40,13 @@ def _blob_uris(value: types_pb2.LiteralMap | types_pb2.Literal) -> Iterator[str]
         yield value.dataframe.uri
     elif kind == "list":
         for item in value.list.literals:
-            yield from _blob_uris(item)
+            yield from blob_uris(item)
     elif kind in ("map", "record"):
         items = value.map.literals if kind == "map" else value.record.fields
         for item in items.values():
-            yield from _blob_uris(item)
+            yield from blob_uris(item)
     elif kind == "union":
-        yield from _blob_uris(value.union.value)
+        yield from blob_uris(value.union.value)
 
 
 def node_key(full_id: str, name: str) -> str:
@@ -67,7 +67,7 @@ def error_dict(err: execution_pb2.ExecutionError, node_id: str = "") -> dict[str
     return d
 
 
-def _system_error(
+def system_error(
     code: str, message: str, *, retryable: bool = False
 ) -> execution_pb2.ExecutionError:
     return execution_pb2.ExecutionError(

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from taskfabric.config import Config
+from taskfabric.engine._owners import owner_is_dead
 from taskfabric.logs import get_logger
 from taskfabric.metadata import ExecutionRecord, MetadataStore
 
@@ -75,8 +76,6 @@ class WorkerPool:
 
     def candidates(self) -> list[ExecutionRecord]:
         """Executions a worker should start: queued, or running with a dead owner."""
-        from taskfabric.engine._engine import _owner_is_dead
-
         now = time.time()
         stale_before = now - 3 * self.config.engine.heartbeat_seconds
         found = self.metadata.runnable_executions(stale_before=stale_before)
@@ -85,7 +84,7 @@ class WorkerPool:
             if (
                 rec.id not in seen
                 and rec.owner.startswith(self._host + ":")
-                and _owner_is_dead(rec.owner)
+                and owner_is_dead(rec.owner)
             ):
                 found.append(rec)
         return [r for r in found if r.id not in self.children]

@@ -165,7 +165,7 @@ class BackendConformance:
         the same config and database): what re-attaches to the first one's attempts."""
         engine = Engine(conformance_config, plugins=conformance_plugins)
         try:
-            yield engine.backend_for(template_of(_tasks.add_one, self.task_type))
+            yield engine.backends.for_task(template_of(_tasks.add_one, self.task_type))
         finally:
             engine.close()
 

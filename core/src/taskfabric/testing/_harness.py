@@ -169,7 +169,7 @@ class DirectAttempts:
 
     def backend(self, task: TaskDefinition[Any, Any]) -> Backend[Any]:
         """The backend the engine would run `task` on (the one under test)."""
-        return self.engine.backend_for(template_of(task, self.task_type))
+        return self.engine.backends.for_task(template_of(task, self.task_type))
 
     def make(self, task: TaskDefinition[Any, Any], **values: Any) -> TaskAttempt:
         """A first attempt of `task` on `values`, in a fresh execution of its own."""

@@ -39,6 +39,7 @@ from taskfabric_containers._mounts import (
     blob_uris,
     code_root,
     input_mounts,
+    socket_mounts,
 )
 from taskfabric_containers._names import attempt_labels, container_name
 from taskfabric_containers._settings import ContainerSettings, parse_mount
@@ -281,6 +282,11 @@ class ContainerBackend(Backend[ContainerSettings]):
             )
         env = {k: v for k in self.settings.pass_env if (v := os.environ.get(k)) is not None}
         env.update(self.settings.env)
+        # What the engine gives the attempt's own process: the address of its pool channel
+        # and the attempt's secret for it (`taskfabric.hold()` in the task's code). A Unix
+        # socket it names is mounted at the same path.
+        env.update(attempt.env)
+        mounts.extend(socket_mounts(attempt.env.values()))
         if self.settings.code == "mount":
             root = code_root(attempt.task.function)
             if root is not None:

@@ -17,13 +17,15 @@ container gets no mounts; it reaches the store with the credentials the settings
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata as md
 import os
 import shutil
+import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,18 @@ def input_mounts(store: BlobStore, uris: Iterator[str]) -> list[Mount]:
     # A path inside another mounted folder needs no mount of its own.
     kept = [m for m in mounts.values() if not any(p in m.source.parents for p in mounts)]
     return sorted(kept, key=lambda m: str(m.source))
+
+
+def socket_mounts(values: Iterable[str]) -> list[Mount]:
+    """Read-write mounts of the Unix sockets that `values` name (absolute paths)."""
+    found: list[Mount] = []
+    for value in values:
+        if not value.startswith("/"):
+            continue
+        with contextlib.suppress(OSError):
+            if stat.S_ISSOCK(os.stat(value).st_mode):
+                found.append(Mount(Path(value), value, read_only=False))
+    return found
 
 
 def _installed_top_levels() -> frozenset[str]:
@@ -173,4 +187,5 @@ __all__ = [
     "code_root",
     "engine_python_version",
     "input_mounts",
+    "socket_mounts",
 ]

@@ -1,0 +1,45 @@
+"""An execution's documents in the blob store: each node's inputs and outputs, and the
+execution's own outputs, packed into the execution's segment on local stores."""
+
+from __future__ import annotations
+
+from taskfabric.core.v1 import types_pb2
+from taskfabric.engine._util import blob_uris, node_key
+from taskfabric.storage import BlobStore, PackStore
+
+
+class Documents:
+    """Reads and writes the literal maps of one execution."""
+
+    def __init__(self, execution_id: str, store: BlobStore, literals: PackStore) -> None:
+        self._store = store
+        self._literals = literals
+        self._root = store.uri("executions", execution_id)
+
+    def uri(self, full_id: str, name: str) -> str:
+        """Where a node's document `name` (outputs.pb, raw/2) lives, unpacked."""
+        return f"{self._root}/{node_key(full_id, name)}"
+
+    def put(self, full_id: str, name: str, m: types_pb2.LiteralMap) -> str:
+        """Store a node's document; returns its URI (packed for local stores)."""
+        return self._literals.put(
+            self._root, node_key(full_id, name), m.SerializeToString(deterministic=True)
+        )
+
+    def put_execution_outputs(self, m: types_pb2.LiteralMap) -> str:
+        return self._literals.put(self._root, "outputs.pb", m.SerializeToString(deterministic=True))
+
+    def load(self, uri: str) -> types_pb2.LiteralMap:
+        out = types_pb2.LiteralMap()
+        out.ParseFromString(self._literals.get(uri))
+        return out
+
+    def require_blobs(self, outputs: types_pb2.LiteralMap) -> None:
+        """Raise FileNotFoundError when a file, directory or dataframe in `outputs` is gone."""
+        for uri in blob_uris(outputs):
+            if not self._store.exists(uri):
+                raise FileNotFoundError(f"output blob {uri} is gone")
+
+    def close(self) -> None:
+        """Seal the execution's pack segment (its documents are all written)."""
+        self._literals.close_segment(self._root)

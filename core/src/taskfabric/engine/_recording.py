@@ -1,0 +1,169 @@
+"""Recording an execution's transitions: node and attempt rows, events, progress callbacks
+and plugin hooks, committed together once per loop turn (one transaction per turn, so a
+chain of tasks costs one transaction per task and a wide fan-out far less than one per
+task), with the execution's heartbeat and the check for a cancel request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from taskfabric.engine._handles import handle_recorder
+from taskfabric.engine._state import RUNNING, TERMINAL, NodeState
+from taskfabric.engine._util import CancelRequested
+from taskfabric.logs import get_logger
+from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
+from taskfabric.plugin_api import LogLink, NodeEvent
+
+log = get_logger("taskfabric.engine")
+
+
+class Recorder:
+    """The write side of one execution's metadata, and the nodes that are not done yet."""
+
+    def __init__(
+        self,
+        *,
+        execution_id: str,
+        metadata: MetadataStore,
+        heartbeat_seconds: float,
+        on_event: Callable[[NodeEvent], None] | None = None,
+        hooks: Any = None,
+        cancel_check_seconds: float = 1.0,
+    ) -> None:
+        self._execution_id = execution_id
+        self._metadata = metadata
+        self.heartbeat_seconds = heartbeat_seconds
+        self.cancel_check_seconds = cancel_check_seconds
+        self._on_event = on_event
+        self._hooks = hooks
+        self._batch = Batch()
+        self._active: dict[str, NodeState] = {}
+        self._heartbeat_listeners: list[Callable[[], None]] = []
+        self._last_heartbeat = 0.0
+        self._started = self._last_cancel_check = time.time()
+
+    # -- what is written ---------------------------------------------------------------
+
+    def node(self, ns: NodeState, message: str = "") -> None:
+        """Record the node's current state (and an event; progress callbacks and hooks
+        hear of it at once, the database at the next `flush`)."""
+        now = time.time()
+        ns.message = message
+        execution_id = self._execution_id
+        self._batch.node(
+            NodeRecord(
+                execution_id=execution_id,
+                node_id=ns.full_id,
+                kind=ns.kind,
+                phase=ns.phase,
+                name=ns.name,
+                parent_id=ns.parent.full_id
+                if ns.parent is not None
+                else (ns.scope.owner.full_id if ns.scope.owner is not None else ""),
+                task_name=ns.task.id.name if ns.task is not None else "",
+                attempts=ns.attempt,
+                inputs_uri=ns.inputs_uri,
+                outputs_uri=ns.outputs_uri,
+                started_at=ns.started_at,
+                finished_at=ns.finished_at,
+                error=ns.error,
+                message=message,
+                cache_status=ns.cache_status,
+            )
+        )
+        self._batch.event(EventRecord(execution_id, ns.full_id, ns.attempt, ns.phase, now, message))
+        if ns.phase in TERMINAL:
+            self._active.pop(ns.full_id, None)
+        else:
+            self._active[ns.full_id] = ns
+        if self._on_event is not None or self._hooks is not None:
+            event = NodeEvent(
+                execution_id,
+                ns.full_id,
+                ns.name,
+                ns.kind,
+                ns.phase,
+                ns.attempt,
+                message,
+                ns.cache_status,
+            )
+            if self._on_event is not None:
+                self._on_event(event)
+            if self._hooks is not None:
+                try:
+                    self._hooks.taskfabric_node_event(event=event)
+                except Exception:
+                    log.exception("a plugin's taskfabric_node_event hook failed")
+
+    def attempt(
+        self,
+        ns: NodeState,
+        phase: str,
+        err: dict[str, Any] | None = None,
+        log_links: list[LogLink] | None = None,
+    ) -> None:
+        """Record the node's current attempt in `phase`."""
+        self._batch.attempt(
+            AttemptRecord(
+                execution_id=self._execution_id,
+                node_id=ns.full_id,
+                attempt=ns.attempt,
+                phase=phase,
+                started_at=ns.attempt_started_at,
+                finished_at=None if phase == RUNNING else time.time(),
+                error=err,
+                backend=getattr(ns.backend, "name", ""),
+                # Links given at the end replace those given while it ran; an attempt that
+                # is stopped (timeout, abort) keeps those.
+                log_links=[{"name": x.name, "uri": x.uri} for x in log_links or ns.log_links],
+            )
+        )
+
+    def handle_recorder(self, ns: NodeState) -> Callable[[str], None]:
+        """The `record_handle` of the attempt `ns` is starting: commits at once, from any
+        thread (engine/_handles.py)."""
+        backend = getattr(ns.backend, "name", "")
+        return handle_recorder(self._metadata, self._execution_id, ns, backend)
+
+    def cache_entry(self, entry: Any) -> None:
+        """A catalog entry, written in the same transaction as the node's success."""
+        self._batch.cache_entry(entry)
+
+    def release_reservation(self, key: str, owner: str) -> None:
+        self._batch.release_reservation(key, owner)
+
+    def execution(self, **values: Any) -> None:
+        """Update columns of the execution's row."""
+        self._batch.update_execution(self._execution_id, **values)
+
+    # -- state -------------------------------------------------------------------------
+
+    def active(self) -> list[NodeState]:
+        """The recorded nodes that are not in a terminal phase, oldest first."""
+        return list(self._active.values())
+
+    def on_heartbeat(self, listener: Callable[[], None]) -> None:
+        """Call `listener` with each heartbeat (before its transaction)."""
+        self._heartbeat_listeners.append(listener)
+
+    def flush(self, *, force_heartbeat: bool = False) -> None:
+        """Commit what was recorded (with a heartbeat when one is due) in one transaction.
+
+        Raises CancelRequested when someone asked to cancel the execution (checked at most
+        every `cancel_check_seconds`)."""
+        now = time.time()
+        if force_heartbeat or now - self._last_heartbeat >= self.heartbeat_seconds:
+            self._batch.update_execution(self._execution_id, heartbeat_at=now)
+            self._last_heartbeat = now
+            for listener in self._heartbeat_listeners:
+                listener()
+        if self._batch:
+            self._metadata.apply(self._batch)
+            self._batch = Batch()
+        if now - self._last_cancel_check >= self.cancel_check_seconds:
+            self._last_cancel_check = now
+            reason = self._metadata.cancel_requested(self._execution_id, self._started)
+            if reason is not None:
+                raise CancelRequested(reason)
