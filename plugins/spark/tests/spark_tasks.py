@@ -10,7 +10,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from taskfabric import task, workflow
+from taskfabric import Cache, task, workflow
 from taskfabric.types import Columns
 from taskfabric_spark import Spark, spark_session
 
@@ -118,3 +118,22 @@ def wrong_columns() -> Annotated[DataFrame, Columns(region=str, units=int)]:
 @workflow
 def wrong_output() -> int:
     return count_units(sales=wrong_columns())
+
+
+@task(config=Spark())
+def shuffled_sales(days: int) -> Sales:
+    """The same rows on every run, in another order and other part files (as a shuffle of a
+    real job may give)."""
+    rows = [("north", 3, 9.5), ("south", 5, 10.0), ("north", 2, 9.5), ("east", 7, 8.0)] * days
+    frame = spark_session().createDataFrame(rows, "region string, units long, price double")
+    return frame.orderBy(F.rand())
+
+
+@task(config=Spark(), cache=Cache(version="1"))
+def cached_units(sales: Sales) -> int:
+    return int(sales.agg(F.sum("units")).first()[0])
+
+
+@workflow
+def cached_consumer(days: int = 3) -> int:
+    return cached_units(sales=shuffled_sales(days=days))
