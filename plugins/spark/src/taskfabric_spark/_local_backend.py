@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
@@ -21,6 +22,7 @@ from taskfabric.plugin_api import (
     BackendContext,
     BackendSettings,
     CheckResult,
+    LogLink,
     PoolRequest,
     TaskAttempt,
 )
@@ -30,7 +32,9 @@ from taskfabric_spark._session import (
     base_conf,
     check_java,
     get_or_create,
+    log_to_file,
     set_current_session,
+    set_details_log,
 )
 from taskfabric_spark._settings import SparkBackendSettings, pool_requests, task_config
 
@@ -72,6 +76,11 @@ class SparkLocalBackend(ThreadBackend[SparkLocalSettings]):
         self._base: SparkSession | None = None
 
     @property
+    def spark_log(self) -> Path:
+        """Where Spark's own log (its JVM's, Java stacks included) goes, not the terminal."""
+        return self.context.data_root / "logs" / f"spark-local-{self.name}.log"
+
+    @property
     def master(self) -> str:
         return f"local[{self.spark_settings.cores or '*'}]"
 
@@ -81,17 +90,21 @@ class SparkLocalBackend(ThreadBackend[SparkLocalSettings]):
                 java = check_java(self.spark_settings.java_home)
                 if not java.ok:
                     raise RuntimeError(java.message)
-                conf = {
-                    **base_conf(self.spark_settings.driver_host),
-                    "spark.sql.warehouse.dir": str(self.context.work_root / "spark-warehouse"),
-                    **self.spark_settings.spark_conf(),
-                }
+                conf = log_to_file(
+                    {
+                        **base_conf(self.spark_settings.driver_host),
+                        "spark.sql.warehouse.dir": str(self.context.work_root / "spark-warehouse"),
+                        **self.spark_settings.spark_conf(),
+                    },
+                    self.spark_log,
+                )
                 # The JVM starts with this process's environment.
                 if self.spark_settings.java_home:
                     os.environ["JAVA_HOME"] = self.spark_settings.java_home
                 os.environ.setdefault("SPARK_LOCAL_IP", self.spark_settings.driver_host)
                 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
                 self._base = get_or_create(self.master, conf, f"taskfabric-{self.name}")
+                set_details_log(self.spark_log)
                 log.info("spark-local context started", backend=self.name, master=self.master)
             return self._base
 
@@ -123,9 +136,12 @@ class SparkLocalBackend(ThreadBackend[SparkLocalSettings]):
             )
         set_current_session(session)
         try:
-            return super().run_attempt(attempt)
+            status = super().run_attempt(attempt)
         finally:
             set_current_session(None)
+        if status.phase == AttemptPhase.FAILED and self.spark_log.exists():
+            status.log_links = [*status.log_links, LogLink("spark-log", self.spark_log.as_uri())]
+        return status
 
     def pool_requests(self, task: tasks_pb2.TaskTemplate) -> Sequence[PoolRequest]:
         return pool_requests(self.spark_settings, self.context, task)

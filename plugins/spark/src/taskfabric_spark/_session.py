@@ -121,6 +121,54 @@ def base_conf(driver_host: str) -> dict[str, str]:
     }
 
 
+_LOG4J2 = """\
+# Written by taskfabric-spark: Spark's own log goes to this file, not to the terminal.
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {path}
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+"""
+
+
+def log_to_file(conf: Mapping[str, str], log_path: Path) -> dict[str, str]:
+    """`conf` with the driver JVM's log4j writing Spark's log to `log_path` instead of the
+    terminal (where a failed Spark job prints its Java stack, twice), unless `conf` already
+    names a log4j configuration."""
+    options = conf.get("spark.driver.extraJavaOptions", "")
+    if "log4j" in options:
+        return dict(conf)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    properties = log_path.with_suffix(".log4j2.properties")
+    properties.write_text(_LOG4J2.format(path=log_path), encoding="utf-8")
+    flag = f"-Dlog4j.configurationFile={properties.as_uri()}"
+    return {**conf, "spark.driver.extraJavaOptions": f"{options} {flag}".strip()}
+
+
+_details_log: Path | None = None
+
+
+def set_details_log(path: Path | None) -> None:
+    """Where `write_details` appends (spark-local: the Spark log file); None: stderr, which
+    is the driver log of a spark-submit application."""
+    global _details_log  # noqa: PLW0603 - one per process, set by the spark-local backend
+    _details_log = path
+
+
+def write_details(text: str) -> None:
+    """The whole of a message that the user sees summarized, for the log, not the terminal."""
+    path = _details_log
+    if path is None:
+        print(text, file=sys.stderr, flush=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        out.write(text.rstrip("\n") + "\n")
+
+
 _lock = threading.Lock()
 _current = threading.local()
 

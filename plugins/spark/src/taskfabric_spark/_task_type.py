@@ -18,6 +18,7 @@ from taskfabric_spark._session import (
     base_conf,
     get_or_create,
     set_current_session,
+    write_details,
 )
 
 __all__ = ["SparkTaskType"]
@@ -112,7 +113,7 @@ class SparkTaskType(TaskType):
                 raise
             code, message = summary
             # The whole of Spark's message goes to the driver's log, the summary to the user.
-            print(f"taskfabric-spark: {type(exc).__name__}: {exc}", file=sys.stderr)
+            write_details(f"taskfabric-spark: {type(exc).__name__}: {exc}")
             raise error_class(code)(message).with_traceback(exc.__traceback__) from None
         finally:
             stop_watch.set()
