@@ -3,7 +3,9 @@ error summaries, and the column checks the compiler does with Spark DataFrame ty
 
 from __future__ import annotations
 
+import socket
 import stat
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,9 +15,11 @@ from pydantic import ValidationError
 from pyspark.sql import DataFrame
 
 from taskfabric import task, workflow
+from taskfabric.errors import TaskDefinitionError
 from taskfabric.plugins import Plugins
 from taskfabric.types import Columns, default_engine, type_str
 from taskfabric_spark import Spark, check_java
+from taskfabric_spark._driver import unreachable_master
 from taskfabric_spark._errors import summarize_log
 from taskfabric_spark._submit_backend import SparkSubmitSettings
 
@@ -40,15 +44,38 @@ def test_config_merges_shortcuts_over_conf_and_round_trips_as_proto() -> None:
     [
         ({"conf": {"shuffle.partitions": 8}}, "Spark properties start with 'spark.'"),
         ({"conf": {"spark.master": "local[2]"}}, "cannot be set here: the backend's `master`"),
-        ({"conf": {"spark.jars": ["a.jar"]}}, "conf['spark.jars'] is a list"),
+        (
+            {"conf": {"spark.jars": ["a.jar", "b.jar"]}},
+            "conf['spark.jars'] is a list: Spark properties are strings, numbers or booleans "
+            "(a list property is one string: join its items with commas, e.g. 'a,b')",
+        ),
         ({"executor_memory": "two gigs"}, "executor_memory='two gigs' is not a Spark size"),
-        ({"executor_instances": 0}, "greater than or equal to 1"),
-        ({"executr_memory": "1g"}, "Extra inputs are not permitted"),
+        ({"executor_instances": 0}, "executor_instances: Input should be greater than or equal"),
+        ({"executr_memory": "1g"}, "Spark() has no argument 'executr_memory'; its arguments are"),
     ],
 )
-def test_bad_config_names_the_field_and_the_fix(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("(", r"\(")):
-        Spark(**kwargs)  # type: ignore[arg-type]
+def test_bad_config_names_the_task_its_file_and_line_the_key_and_the_fix(
+    kwargs: dict[str, object], message: str
+) -> None:
+    line = sys._getframe().f_lineno + 3
+    with pytest.raises(TaskDefinitionError) as raised:
+
+        @task(config=Spark(**kwargs))  # type: ignore[arg-type]
+        def daily_totals() -> int:
+            return 0
+
+    text = str(raised.value)
+    assert text.startswith(f"{__file__}:{line}: task '"), text
+    assert "daily_totals': " in text
+    assert message in text
+
+
+def test_an_invalid_config_cannot_be_used_outside_a_task() -> None:
+    bad = Spark(conf={"spark.jars": ["a.jar"]})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match=r"conf\['spark.jars'\] is a list"):
+        bad.to_proto()
+    with pytest.raises(ValueError, match=r"conf\['spark.jars'\] is a list"):
+        bad.spark_conf()
 
 
 def test_submit_settings_reject_a_bad_master_url() -> None:
@@ -132,3 +159,35 @@ def test_spark_dataframe_types_carry_columns_and_are_checked_by_the_compiler(
 
     with pytest.raises(Exception, match="price"):
         misses.compile()
+
+
+def test_driver_log_summary_of_an_unreachable_master_names_the_cause() -> None:
+    log = "\n".join(
+        [
+            "26/12/03 09:00:01 INFO StandaloneAppClient$ClientEndpoint: Connecting to master "
+            "spark://127.0.0.1:1...",
+            "26/12/03 09:00:01 WARN StandaloneAppClient$ClientEndpoint: Failed to connect to "
+            "master 127.0.0.1:1",
+            "org.apache.spark.SparkException: Exception thrown in awaitResult:",
+            "26/12/03 09:01:01 ERROR StandaloneSchedulerBackend: Application has been killed. "
+            "Reason: All masters are unresponsive! Giving up.",
+            "Traceback (most recent call last):",
+            '  File "_driver.py", line 25, in main',
+            "py4j.protocol.Py4JJavaError: An error occurred while calling "
+            "None.org.apache.spark.api.java.JavaSparkContext.",
+        ]
+    )
+    summary = summarize_log(log)
+    assert summary.startswith("py4j.protocol.Py4JJavaError: An error occurred"), summary
+    assert "Failed to connect to master 127.0.0.1:1" in summary
+    assert "All masters are unresponsive! Giving up." in summary
+
+
+def test_the_driver_names_a_master_that_does_not_accept_connections() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    problem = unreachable_master(f"spark://127.0.0.1:{port}", 5)
+    assert problem.startswith(f"master spark://127.0.0.1:{port} does not accept connections")
+    assert "Connection refused" in problem
+    assert unreachable_master("local[2]", 5) == ""

@@ -68,6 +68,18 @@ def test_the_data_hash_depends_on_the_rows_not_their_order(engine: Engine, tmp_p
     assert data_hash(rows + rows[:1], 1) != first  # so does a repeated row
 
 
+def test_pyspark_example_programs_run_unchanged(engine: Engine) -> None:
+    result = engine.launch(st.pyspark_examples, {"partitions": 2})
+    assert result.phase == "SUCCEEDED", result.error
+    pi, words, numbers = result.python_outputs(st.pyspark_examples, engine.store)
+    assert pi.startswith("Pi is roughly 3."), pi
+    assert "to: 3" in words.splitlines() and "be: 2" in words.splitlines(), words
+    assert numbers.split() == ["-2", "4", "30", "100"], numbers
+    # Their spark.stop() left the context the backend shares: the next Spark task runs on it.
+    after = engine.launch(st.sales_report, {"days": 1})
+    assert after.phase == "SUCCEEDED", after.error
+
+
 def test_pandas_output_is_read_as_a_spark_dataframe(engine: Engine) -> None:
     result = engine.launch(st.pandas_to_spark, {"days": 3})
     assert result.phase == "SUCCEEDED", result.error
