@@ -6,12 +6,12 @@ from taskfabric.engine._engine import (
     ExecutionBusyError,
     ExecutionNameTakenError,
     ExecutionNotFoundError,
-    run_workflow,
 )
 from taskfabric.engine._loader import LoadError, load_code, load_object
 from taskfabric.engine._local import LocalBackend
 from taskfabric.engine._process import ProcessBackend, ProcessRun
 from taskfabric.engine._results import ExecutionResult
+from taskfabric.engine._shared import SharedEngine, run_workflow, shared_engine
 from taskfabric.engine._util import EngineShutdown, NodeEvent
 from taskfabric.engine._workers import WorkerPool
 
@@ -29,8 +29,10 @@ __all__ = [
     "NodeEvent",
     "ProcessBackend",
     "ProcessRun",
+    "SharedEngine",
     "WorkerPool",
     "load_code",
     "load_object",
     "run_workflow",
+    "shared_engine",
 ]
