@@ -344,6 +344,7 @@ class Engine:
             metadata=self.metadata,
             parallelism=self.config.engine.parallelism,
             heartbeat_seconds=self.config.engine.heartbeat_seconds,
+            commit_seconds=self.config.engine.commit_seconds,
             prior_nodes=prior,
             on_event=on_event,
             literals=self.literals,
