@@ -50,11 +50,11 @@ def _free_port() -> int:
 class Console:
     """The server under test, its tokens and clients."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, database: str | None = None) -> None:
         self.root = root
         data = root / "data"
         data.mkdir(parents=True, exist_ok=True)
-        self.database = f"sqlite:///{data / 'taskfabric.db'}"
+        self.database = database or f"sqlite:///{data / 'taskfabric.db'}"
         self.config = root / "taskfabric.toml"
         self.config.write_text(
             f'[storage]\ndata_root = "{data}"\n\n'

@@ -144,6 +144,23 @@ def test_launch_a_typed_workflow_from_the_form_and_watch_it_finish(
     expect(panel.locator("table[data-what=outputs] tr[data-name=o0]")).to_contain_text("4")
 
 
+def test_launch_with_a_file_uploaded_from_the_form(
+    page: Any, console: Console, tmp_path: Path
+) -> None:
+    orders = tmp_path / "orders.csv"
+    orders.write_text("id,item\n1,tea\n2,cake\n")
+    sign_in(page, console.shop_admin)
+    page.goto("/console/launch/shop/prod/shopflows.lines")
+    page.set_input_files("#input-data", str(orders))
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/console/executions/\w+$"))
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    expect(page.locator("#values table[data-what=outputs] tr[data-name=o0]")).to_contain_text("3")
+    expect(page.locator("#values table[data-what=inputs] tr[data-name=data]")).to_contain_text(
+        "orders.csv"
+    )
+
+
 def test_open_a_nodes_log(page: Any, console: Console, shots: Path) -> None:
     ran = _launch(console, console.shop_admin, CHECKOUT, {"order": ORDER, "size": "LARGE", "n": 1})
     sign_in(page, console.shop_admin)

@@ -6,6 +6,7 @@ hash), and the plugin registered by hand."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from taskfabric.plugin_api import BACKENDS_GROUP
 from taskfabric.plugins import Plugins, use_plugins
 from taskfabric_containers import DockerBackend, ImageSpec, PodmanBackend, build_image
 from taskfabric_containers._client import ContainerApi
+from taskfabric_containers._names import LABEL_EXECUTION
 from taskfabric_containers.testing import PodmanMissing, podman_service
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,7 +48,12 @@ def podman_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def api(podman_url: str) -> Iterator[ContainerApi]:
     client = ContainerApi(podman_url, timeout=600)
+    started = time.time()
     yield client
+    # Tests keep their containers (remove = false) to inspect them: remove this run's.
+    for found in client.client.api.containers(all=True, filters={"label": LABEL_EXECUTION}):
+        if found.get("Created", 0) >= started - 1:
+            client.remove(found["Id"])
     client.close()
 
 

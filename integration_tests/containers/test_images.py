@@ -52,10 +52,14 @@ def test_an_image_is_built_once_per_spec_content(
         "import os, greet; print(greet.WORD, os.environ['GREETING'])",
     )
     assert out == "hello hi\n"
-    # The same spec again, from the command line: nothing is built.
+    # The same spec again, from the command line, through the config's podman backend:
+    # nothing is built.
+    config = tmp_path / "taskfabric.toml"
+    config.write_text(f'[backends.podman]\ndriver = "podman"\nurl = "{podman_url}"\n')
     again = taskfabric(
-        "images", "build", "--url", podman_url, "-o", "json", f"{tmp_path}/specs.py:spec"
-    )
+        "--config", str(config), "images", "build", "--backend", "podman", "-o", "json",
+        f"{tmp_path}/specs.py:spec",
+    )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["image"] == first.ref
     assert json.loads(again.stdout)["built"] is False

@@ -2,8 +2,9 @@
 
 The guide's walk-throughs (parts 1 and 3) are executable:
 
-- a fenced block whose first line is `# <path>` (a path outside this repository's plugins/,
-  protos/, core/ and docs/) is a file of the walk-through: it is written to that path, in order;
+- a fenced block whose first line is `# <path>` (`// <path>` in a .proto; a path outside this
+  repository's plugins/, protos/, core/ and docs/) is a file of the walk-through: it is written
+  to that path, in order;
 - a ```console block is run, in order: each `$ command` runs in bash in the walk-through's folder
   with the virtual environment first on PATH; the lines after it are expected in its output
   (whitespace-insensitive, `...` skips), and it must exit 0 unless one of them starts with
@@ -30,7 +31,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "plugins" / "writing.md"
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.MULTILINE | re.DOTALL)
-FILE_HEADER = re.compile(r"^# (\S+)$")
+FILE_HEADER = re.compile(r"^(?:#|//) (\S+)$")  # `//` in a .proto
 REPOSITORY_PATHS = ("plugins/", "protos/", "core/", "docs/")
 COMMAND_TIMEOUT = 900.0
 

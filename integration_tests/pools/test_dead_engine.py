@@ -105,7 +105,7 @@ def test_a_killed_engines_queued_requests_get_no_grant(db_url: str, tmp_path: Pa
         # files, not pipes: a pipe nobody reads fills up and blocks its engine
         with (tmp_path / f"{name}.err").open("w") as err:
             procs[name] = subprocess.Popen(
-                [*_CLI, "run", f"{tmp_path / 'fan.py'}:fan", "--n", "40"],
+                [*_CLI, "run", f"{tmp_path / 'fan.py'}:fan", "--n", "100"],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env=env,
@@ -114,24 +114,34 @@ def test_a_killed_engines_queued_requests_get_no_grant(db_url: str, tmp_path: Pa
     victim = procs["e2"]
     owner = f"{socket.gethostname()}:{victim.pid}"
     db = sa.create_engine(db_url)
-    # kill it while it holds a slot and has requests queued behind the others'
-    deadline = time.monotonic() + 120
+    # kill it while it runs one attempt under a slot, the others hold the other two, and its
+    # requests are first in the queue (its lease picked up stays until its TTL: the work it
+    # covers may outlive it; its queue must not take the slots the survivors free)
+    deadline = time.monotonic() + 180
     while True:
         assert victim.poll() is None, "the engine to kill ended first"
-        assert time.monotonic() < deadline, "e2 never held a slot with requests queued"
+        assert time.monotonic() < deadline, "never saw e2 hold one slot, first in the queue"
         with db.connect() as conn:
-            held, queued = (
-                conn.execute(
-                    sa.text(f"SELECT count(*) FROM {table} WHERE owner = :owner"),
-                    {"owner": owner},
-                ).scalar_one()
-                if sa.inspect(conn).has_table(table)
-                else 0
-                for table in ("pool_leases", "pool_waiters")
+            if not sa.inspect(conn).has_table("pool_waiters"):
+                time.sleep(0.05)
+                continue
+            mine, others = conn.execute(
+                sa.text(
+                    "SELECT coalesce(sum(CASE WHEN owner = :owner THEN 1 ELSE 0 END), 0), "
+                    "coalesce(sum(CASE WHEN owner <> :owner THEN 1 ELSE 0 END), 0) "
+                    "FROM pool_leases WHERE delivered"
+                ),
+                {"owner": owner},
+            ).one()
+            first = list(
+                conn.execute(sa.text("SELECT owner FROM pool_waiters ORDER BY seq LIMIT 2"))
+                .scalars()
+                .all()
             )
-        if held >= 1 and queued >= 2:
+        # the two requests first in the queue are e2's: the next slots freed would go to them
+        if mine == 1 and others == 2 and first == [owner, owner]:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_at = time.time()
@@ -165,7 +175,12 @@ def test_a_killed_engines_queued_requests_get_no_grant(db_url: str, tmp_path: Pa
         leases = conn.execute(
             sa.text("SELECT count(*) FROM pool_leases WHERE owner = :owner"), {"owner": owner}
         ).scalar_one()
+        granted_after = conn.execute(
+            sa.text("SELECT count(*) FROM pool_leases WHERE owner = :owner AND acquired_at >= :at"),
+            {"owner": owner, "at": killed_at},
+        ).scalar_one()
     db.dispose()
     assert left == 0
-    assert leases <= 1  # its running lease stays until its TTL (its work may outlive it)
+    assert granted_after == 0  # the pool's own rows: nothing granted to it after its death
+    assert leases <= 2  # its running leases stay until their TTL (their work may outlive it)
     print(f"first survivor grant {after[0] - killed_at:.3f}s after the kill")

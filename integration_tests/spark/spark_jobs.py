@@ -41,3 +41,23 @@ def long_job(marker: str) -> int:
 @workflow
 def long_running(marker: str) -> int:
     return long_job(marker=marker)
+
+
+@task(config=Spark())
+def gated_app(runs: str, go: str) -> str:
+    """Appends its application id to `runs`, waits for the file `go`, runs a job, returns
+    the application id."""
+    from pathlib import Path
+
+    app_id = spark_session().sparkContext.applicationId
+    with Path(runs).open("a") as fh:
+        fh.write(app_id + "\n")
+    while not Path(go).exists():
+        time.sleep(0.1)
+    assert spark_session().range(5).count() == 5
+    return app_id
+
+
+@workflow
+def gated(runs: str, go: str) -> str:
+    return gated_app(runs=runs, go=go)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import spark_jobs
 import spark_sales
 
@@ -119,3 +121,52 @@ def test_cancel_mid_job_leaves_no_application_running(
     assert not left, f"applications still running after the cancel: {left}"
     ended = [a for a in spark_cluster.state()["completedapps"] if a["id"] == app_id]
     assert ended and ended[0]["state"] in ("FINISHED", "KILLED"), ended
+
+
+def test_kill_9_of_the_engine_then_resume_starts_no_second_application(
+    spark_cluster: StandaloneCluster, submit_config: Path, tmp_path: Path
+) -> None:
+    runs, go = tmp_path / "runs.txt", tmp_path / "go"
+
+    def cli(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "taskfabric.cli", "--config", str(submit_config), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    workflow = f"{Path(spark_jobs.__file__).resolve()}:gated"
+    engine = cli("run", workflow, "--runs", str(runs), "--go", str(go))
+    deadline = time.monotonic() + 150
+    while not (runs.exists() and runs.read_text().strip()):
+        assert engine.poll() is None, engine.communicate()
+        assert time.monotonic() < deadline, "the Spark application never started"
+        time.sleep(0.2)
+    engine.kill()  # SIGKILL: the engine records nothing more
+    engine.communicate()
+    (app_id,) = runs.read_text().split()
+    assert any(a["id"] == app_id for a in spark_cluster.running_apps()), "the app died too"
+    (execution_id,) = _running_executions(submit_config)
+    resumed = cli("--log-level", "info", "executions", "resume", execution_id)
+    assert resumed.stderr is not None
+    for line in resumed.stderr:
+        if "re-attached to the attempt's process" in line:
+            break
+    else:
+        pytest.fail(f"the resumed engine did not re-attach: {resumed.communicate()}")
+    go.touch()
+    out, err = resumed.communicate(timeout=150)
+    assert resumed.returncode == 0, err
+    assert f'o0 = "{app_id}"' in out, out
+    assert runs.read_text().split() == [app_id]  # the task ran once, in one application
+    apps = _apps_named(spark_cluster, execution_id)
+    assert [a["id"] for a in apps] == [app_id], apps
+    assert not spark_cluster.wait_for_no_apps(timeout=60)
+
+
+def _running_executions(config: Path) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "taskfabric.cli", "--config", str(config), "executions", "list",
+         "--phase", "RUNNING", "-o", "json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return [row["id"] for row in json.loads(proc.stdout)]

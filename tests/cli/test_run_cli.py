@@ -117,8 +117,8 @@ def test_run_help_lists_runs_own_options(flag: str) -> None:
     for option in ("--name", "--project", "--domain", "-o, --output", "--overwrite-cache"):
         assert option in out_text
     assert "FILE.py:WORKFLOW" in out_text
-    code, _, _ = invoke("run")
-    assert code == 2
+    code, _, err = invoke("run")
+    assert code == 2 and "missing FILE.py:WORKFLOW" in err
 
 
 def test_workflow_help_lists_inputs_and_run_options_apart(flow: Path) -> None:

@@ -103,6 +103,13 @@ def test_sign_in_sets_an_httponly_strict_cookie_and_pages_need_it(site: Site) ->
 
     page = http.get("/console/registry")
     assert page.status_code == 200
+    # Assets: under a path that changes with them, cached for good, never from another site.
+    module = re.search(r'src="(/console/static/\w+/registry\.js)"', page.text)
+    assert module is not None
+    asset = http.get(module.group(1))
+    assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
+    assert asset.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    assert 'from "./lib.js"' in asset.text
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert f'<meta name="csrf" content="{csrf_for(site.shop)}">' in page.text
     assert 'data-role="admin"' in page.text and "shop-admin" in page.text
@@ -166,6 +173,32 @@ def test_text_launch_answers_the_command_lines_messages(site: Site) -> None:
     viewer = site.http(site.token(["shop"], "viewer"))
     assert viewer.post(path, json={"workflow": FANOUT, "inputs": {"n": "4"}}).status_code == 403
     assert site.http(site.bank).post(path, json={"workflow": FANOUT}).status_code == 404
+
+
+def test_text_launch_takes_uploaded_files(site: Site) -> None:
+    site.register("shop")
+    http = site.http(site.shop)
+    scope = "/api/v1/projects/shop/domains/prod"
+    staged = http.post(
+        f"{scope}/uploads", params={"name": "orders.csv"}, content=b"id\n1\n2\n"
+    ).json()
+    body = {"workflow": "console_api_flows.lines", "uploads": {"data": staged["ref"]}}
+    made = http.post(f"{scope}/executions/from_text", json=body)
+    assert made.status_code == 201, made.text
+    site.run(made.json()["execution"]["id"])
+    graph = http.get(f"/api/v1/executions/{made.json()['execution']['id']}/graph").json()
+    assert graph["outputs"][0]["value"] == 3
+    body["uploads"] = {"data": "file/" + "0" * 64 + "/orders.csv"}
+    missing = http.post(f"{scope}/executions/from_text", json=body)
+    assert missing.status_code == 422 and missing.json()["input"] == "data"
+    assert "no upload" in missing.json()["detail"]
+    # Another project's upload cannot be used here.
+    site.register("bank")
+    other = site.http(site.bank).post(
+        "/api/v1/projects/bank/domains/prod/executions/from_text",
+        json={"workflow": "console_api_flows.lines", "uploads": {"data": staged["ref"]}},
+    )
+    assert other.status_code == 422 and "no upload" in other.json()["detail"]
 
 
 def test_graph_counts_map_items_by_phase_and_node_detail_is_typed(site: Site) -> None:

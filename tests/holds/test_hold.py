@@ -36,7 +36,7 @@ def guarded(i: int, log: str) -> int:
         with LOCK:
             STATE["now"] += 1
             STATE["max"] = max(STATE["max"], STATE["now"])
-        time.sleep(0.05)
+        time.sleep(0.3)
         assert lease.take_tokens() == 0.0  # no rate on `api`
         with LOCK:
             STATE["now"] -= 1
@@ -133,7 +133,9 @@ def test_hold_bounds_blocks_of_task_code(
         assert pids == {os.getpid()} and STATE["max"] == 2
     else:
         assert os.getpid() not in pids and len(pids) == 8  # one process per attempt
-    assert _most_at_once(log) == 2
+    # never more than the pool's 2 slots (and, with 8 blocks of 0.3 s on 6 workers, 2 at once
+    # unless the machine runs the task processes one by one)
+    assert 1 <= _most_at_once(log) <= 2
 
 
 @pytest.mark.parametrize("backend", ["local", "subprocess"])

@@ -166,7 +166,7 @@ def test_driver_from_an_entry_point_runs_tasks(install_dist: Installer, tmp_path
         entry_points={BACKENDS_GROUP: {"inline": "tf_inline:InlineBackend"}},
         modules={
             "tf_inline": """
-            from taskfabric.engine import LocalBackend
+            from taskfabric.backends import LocalBackend
 
             class InlineBackend(LocalBackend):
                 driver = "inline"

@@ -88,7 +88,7 @@ def test_another_task_type_leaves_the_kit_workflows_alone() -> None:
 
 
 BROKEN_BACKENDS = """
-from taskfabric.engine import LocalBackend
+from taskfabric.backends import LocalBackend
 from taskfabric.plugin_api import BACKENDS_GROUP, AttemptError, AttemptPhase, AttemptStatus
 from taskfabric.testing import BackendConformance
 
@@ -184,7 +184,7 @@ FAKE_DISTRIBUTIONS = {
     "too_new_backend-1.0": ("too-new = fakebackend:FakeBackend", "taskfabric>=99"),
 }
 FAKE_MODULE = """
-from taskfabric.engine import LocalBackend
+from taskfabric.backends import LocalBackend
 
 
 class FakeBackend(LocalBackend):

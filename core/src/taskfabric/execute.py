@@ -78,7 +78,7 @@ def load_task(function: tasks_pb2.PythonFunction) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from taskfabric.engine._execute import execute_task
+    from taskfabric.backends._execute import execute_task
     from taskfabric.plugins import get_plugins
 
     store = store_for_uri(args.inputs)

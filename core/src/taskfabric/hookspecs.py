@@ -17,8 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from taskfabric.engine import NodeEvent
-    from taskfabric.plugin_api import TaskType
+    from taskfabric.plugin_api import NodeEvent, TaskType
     from taskfabric.types import TypeTransformer
 
 hookspec = pluggy.HookspecMarker("taskfabric")

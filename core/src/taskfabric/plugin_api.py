@@ -49,6 +49,7 @@ __all__ = [
     "BackendSettings",
     "CheckResult",
     "LogLink",
+    "NodeEvent",
     "PoolRequest",
     "TaskAttempt",
     "TaskCall",
@@ -142,6 +143,10 @@ class AttemptStatus:
 RUNNING = AttemptStatus(AttemptPhase.RUNNING)
 
 
+def _ignore_handle(handle: str) -> None:
+    """What `TaskAttempt.record_handle` does where no engine records handles (tests)."""
+
+
 @dataclass
 class TaskAttempt:
     """One attempt of one task node, as handed to a backend.
@@ -150,6 +155,15 @@ class TaskAttempt:
     engine restart, say) must not start the work twice. A backend that runs the task's code
     elsewhere reads the inputs from `inputs_uri` and has it write its outputs document to
     `outputs_uri` (the `taskfabric-execute` entrypoint does both).
+
+    **Re-attach.** A backend whose work outlives the engine process (a process group, a
+    remote job) calls `record_handle` with the work's external handle (application id, pod
+    name, job id, pid and start time) as soon as it knows it; the engine stores it durably
+    before the call returns. When an engine process stops during the attempt (a crash, a
+    `kill -9`) and the execution is resumed, the same attempt (same `attempt_id` and number)
+    is submitted again with `handle` set to what was recorded, and the backend re-attaches
+    to that work, reads its finished result, or stops it and starts clean: it never starts a
+    second job for one attempt. Backends that do this set `Backend.reattaches`.
     """
 
     attempt_id: str
@@ -167,6 +181,13 @@ class TaskAttempt:
     task_definition: Any = None
     project: str = ""
     domain: str = ""
+    #: The external handle an earlier engine process recorded for this same attempt (through
+    #: `record_handle`); "" for an attempt submitted the first time.
+    handle: str = ""
+    #: Records the attempt's external handle durably (committed before it returns); callable
+    #: from any thread, as often as the handle changes. Raises when it cannot be stored:
+    #: then the work must not go on, since no later engine could find it.
+    record_handle: Callable[[str], None] = field(default=_ignore_handle)
     #: Environment variables the attempt's process must get (a backend that runs the task in
     #: a process, a container or a job of its own passes them on): the address and secret of
     #: the engine's pool channel, which `taskfabric.hold()` in the task's code uses.
@@ -176,6 +197,30 @@ class TaskAttempt:
     def error_uri(self) -> str:
         """Where `taskfabric-execute` writes the error document of a failed attempt."""
         return self.outputs_uri.rsplit("/", 1)[0] + f"/error-{self.attempt}.pb"
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeEvent:
+    """A node changed phase: what the `taskfabric_node_event` hook and progress displays get.
+
+    `phase` is the node's new phase (QUEUED, RUNNING, RETRYING, SUCCEEDED, FAILED, TIMED_OUT,
+    ABORTED, SKIPPED); `kind` is task, map, map_item, branch or workflow; `attempt` the
+    node's current attempt number (0 before its first); `message` a short human text (why
+    it waits, what failed), possibly empty.
+    """
+
+    execution_id: str
+    node_id: str
+    name: str
+    kind: str
+    phase: str
+    attempt: int
+    message: str = ""
+    #: "hit" when the node's outputs came from the cache (see NodeRecord.cache_status).
+    cache_status: str = ""
 
 
 # -- backends --------------------------------------------------------------------------------
@@ -254,6 +299,12 @@ class Backend(abc.ABC, Generic[SettingsT]):
     settings_model: ClassVar[type[BackendSettings]] = BackendSettings
     #: Seconds between polls of running attempts; None if the backend calls `notify`.
     poll_interval: ClassVar[float | None] = None
+    #: True when the backend re-attaches: it records each attempt's external handle
+    #: (`TaskAttempt.record_handle`) and, given `TaskAttempt.handle` on `submit`, picks up
+    #: that work (or its result) instead of starting it again. The conformance suite then
+    #: checks it. Attempts of backends that do not are failed as interrupted when their
+    #: engine process stopped, and run again as a new attempt.
+    reattaches: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: SettingsT, context: BackendContext) -> None:
         self.name = name
@@ -262,7 +313,9 @@ class Backend(abc.ABC, Generic[SettingsT]):
 
     @abc.abstractmethod
     def submit(self, attempt: TaskAttempt) -> None:
-        """Start the attempt. Submitting an attempt_id again must not start it twice."""
+        """Start the attempt. Submitting an attempt_id again must not start it twice; with
+        `attempt.handle` set, re-attach to the work an earlier engine process started (see
+        `TaskAttempt`)."""
 
     @abc.abstractmethod
     def poll(self, attempt_id: str) -> AttemptStatus:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
-from taskfabric import FixedRate, LaunchPlan, map_task, task, workflow
+from taskfabric import File, FixedRate, LaunchPlan, map_task, task, workflow
 
 
 class Size(Enum):
@@ -68,6 +68,17 @@ def wait(seconds: float) -> float:
 def slow(seconds: float = 600.0) -> float:
     """Runs until cancelled (the cancel test)."""
     return wait(seconds=seconds)
+
+
+@task
+def count_lines(data: File) -> int:
+    return len(data.read_text().splitlines())
+
+
+@workflow
+def lines(data: File) -> int:
+    """A file input: the launch form uploads it."""
+    return count_lines(data=data)
 
 
 hourly = LaunchPlan(

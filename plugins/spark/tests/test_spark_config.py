@@ -4,6 +4,7 @@ error summaries, and the column checks the compiler does with Spark DataFrame ty
 from __future__ import annotations
 
 import stat
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 from pyspark.sql import DataFrame
 
 from taskfabric import task, workflow
+from taskfabric.errors import TaskDefinitionError
 from taskfabric.plugins import Plugins
 from taskfabric.types import Columns, default_engine, type_str
 from taskfabric_spark import Spark, check_java
@@ -40,15 +42,38 @@ def test_config_merges_shortcuts_over_conf_and_round_trips_as_proto() -> None:
     [
         ({"conf": {"shuffle.partitions": 8}}, "Spark properties start with 'spark.'"),
         ({"conf": {"spark.master": "local[2]"}}, "cannot be set here: the backend's `master`"),
-        ({"conf": {"spark.jars": ["a.jar"]}}, "conf['spark.jars'] is a list"),
+        (
+            {"conf": {"spark.jars": ["a.jar", "b.jar"]}},
+            "conf['spark.jars'] is a list: Spark properties are strings, numbers or booleans "
+            "(a list property is one string: join its items with commas, e.g. 'a,b')",
+        ),
         ({"executor_memory": "two gigs"}, "executor_memory='two gigs' is not a Spark size"),
-        ({"executor_instances": 0}, "greater than or equal to 1"),
-        ({"executr_memory": "1g"}, "Extra inputs are not permitted"),
+        ({"executor_instances": 0}, "executor_instances: Input should be greater than or equal"),
+        ({"executr_memory": "1g"}, "Spark() has no argument 'executr_memory'; its arguments are"),
     ],
 )
-def test_bad_config_names_the_field_and_the_fix(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(ValidationError, match=message.replace("[", r"\[").replace("(", r"\(")):
-        Spark(**kwargs)  # type: ignore[arg-type]
+def test_bad_config_names_the_task_its_file_and_line_the_key_and_the_fix(
+    kwargs: dict[str, object], message: str
+) -> None:
+    line = sys._getframe().f_lineno + 3
+    with pytest.raises(TaskDefinitionError) as raised:
+
+        @task(config=Spark(**kwargs))  # type: ignore[arg-type]
+        def daily_totals() -> int:
+            return 0
+
+    text = str(raised.value)
+    assert text.startswith(f"{__file__}:{line}: task '"), text
+    assert "daily_totals': " in text
+    assert message in text
+
+
+def test_an_invalid_config_cannot_be_used_outside_a_task() -> None:
+    bad = Spark(conf={"spark.jars": ["a.jar"]})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match=r"conf\['spark.jars'\] is a list"):
+        bad.to_proto()
+    with pytest.raises(ValueError, match=r"conf\['spark.jars'\] is a list"):
+        bad.spark_conf()
 
 
 def test_submit_settings_reject_a_bad_master_url() -> None:

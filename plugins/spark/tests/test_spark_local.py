@@ -37,6 +37,49 @@ def test_dataframes_flow_from_spark_to_spark_to_pandas(engine: Engine) -> None:
     ]
 
 
+def test_a_cached_consumer_of_a_spark_dataframe_hits_on_the_second_run(engine: Engine) -> None:
+    runs = [engine.launch(st.cached_consumer, {"days": 40}) for _ in range(2)]
+    for result in runs:
+        assert result.phase == "SUCCEEDED", result.error
+        assert result.python_outputs(st.cached_consumer, engine.store) == 17 * 40
+    status = [
+        {n.node_id: n.cache_status for n in engine.metadata.nodes(r.execution_id)} for r in runs
+    ]
+    assert status == [{"n0": "disabled", "n1": "written"}, {"n0": "disabled", "n1": "hit"}]
+
+
+def test_the_data_hash_depends_on_the_rows_not_their_order(engine: Engine, tmp_path: Path) -> None:
+    from taskfabric_spark._dataframe import _data_hash
+    from taskfabric_spark._session import session_for_values
+
+    spark = session_for_values()
+
+    def data_hash(rows: list[tuple[str | None, str | None]], parts: int) -> str | None:
+        path = str(tmp_path / f"t{len(list(tmp_path.iterdir()))}")
+        spark.createDataFrame(rows, "a string, b string").repartition(parts).write.parquet(path)
+        return _data_hash(spark, path)
+
+    rows = [("x", "1"), ("y", "2"), (None, "3"), ("z", None)]
+    first = data_hash(rows, 1)
+    assert first is not None and first.startswith("sha256:")
+    assert data_hash(list(reversed(rows)), 3) == first
+    assert data_hash([*rows[:3], ("z", "4")], 1) != first
+    assert data_hash([*rows[:3], (None, "z")], 1) != first  # where a null is counts
+    assert data_hash(rows + rows[:1], 1) != first  # so does a repeated row
+
+
+def test_pyspark_example_programs_run_unchanged(engine: Engine) -> None:
+    result = engine.launch(st.pyspark_examples, {"partitions": 2})
+    assert result.phase == "SUCCEEDED", result.error
+    pi, words, numbers = result.python_outputs(st.pyspark_examples, engine.store)
+    assert pi.startswith("Pi is roughly 3."), pi
+    assert "to: 3" in words.splitlines() and "be: 2" in words.splitlines(), words
+    assert numbers.split() == ["-2", "4", "30", "100"], numbers
+    # Their spark.stop() left the context the backend shares: the next Spark task runs on it.
+    after = engine.launch(st.sales_report, {"days": 1})
+    assert after.phase == "SUCCEEDED", after.error
+
+
 def test_pandas_output_is_read_as_a_spark_dataframe(engine: Engine) -> None:
     result = engine.launch(st.pandas_to_spark, {"days": 3})
     assert result.phase == "SUCCEEDED", result.error

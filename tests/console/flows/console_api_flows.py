@@ -1,6 +1,6 @@
 """Workflows of the console's API tests."""
 
-from taskfabric import map_task, task, workflow
+from taskfabric import File, map_task, task, workflow
 
 FACTOR = 2
 
@@ -23,3 +23,13 @@ def total(xs: list[int]) -> int:
 @workflow
 def fanout(n: int, label: str = "none") -> int:
     return total(xs=map_task(step)(x=items(n=n)))
+
+
+@task
+def count_lines(data: File) -> int:
+    return len(data.read_text().splitlines())
+
+
+@workflow
+def lines(data: File) -> int:
+    return count_lines(data=data)

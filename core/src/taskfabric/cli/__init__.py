@@ -17,6 +17,7 @@ from taskfabric.cli._pools import pools
 from taskfabric.cli._registry import entities, launchplans, register
 from taskfabric.cli._run import run
 from taskfabric.cli._server import server, tokens
+from taskfabric.cli._ui import ui
 
 
 class _Commands(click.Group):
@@ -82,6 +83,7 @@ cli.add_command(pools)
 cli.add_command(launch)
 cli.add_command(server)
 cli.add_command(tokens)
+cli.add_command(ui)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from rich.text import Text
 from taskfabric.cli._common import fmt_duration
 
 if TYPE_CHECKING:
-    from taskfabric.engine import NodeEvent
+    from taskfabric.plugin_api import NodeEvent
 
 _ORDER = ["SUCCEEDED", "RUNNING", "QUEUED", "RETRYING", "FAILED", "TIMED_OUT", "SKIPPED", "ABORTED"]
 _STYLE = {

@@ -188,10 +188,11 @@ def run(
     from taskfabric.engine import Engine
 
     args = list(ctx.args)
-    if ref is None or ref in _HELP:
+    if ref is None:
+        raise click.UsageError("missing FILE.py:WORKFLOW (`taskfabric run --help` says more)")
+    if ref in _HELP:
         click.echo(ctx.get_help())
-        ctx.exit(0 if ref in _HELP else 2)
-    assert ref is not None
+        ctx.exit(0)
     with user_errors():
         cfg = state().config  # a bad config file is `config error: file:line: ...`, exit 2
         wf, code = _load_workflow(ref)

@@ -12,29 +12,43 @@ the server's API, so the server does not import it: `taskfabric server` adds it 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
 
+def _assets() -> type:
+    from fastapi.staticfiles import StaticFiles
+
+    class Assets(StaticFiles):
+        """The console's files, cached for a year: their URL changes whenever they do."""
+
+        def file_response(self, *args: Any, **kwargs: Any) -> Any:
+            response = super().file_response(*args, **kwargs)
+            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            return response
+
+    return Assets
+
+
 def mount(app: FastAPI) -> None:
     """Serve the console from `app`: pages, assets, its API routes and the cookie sessions."""
     from fastapi.responses import RedirectResponse
-    from fastapi.staticfiles import StaticFiles
 
     from taskfabric.console._api import router as api_router
-    from taskfabric.console._pages import PREFIX, STATIC
+    from taskfabric.console._pages import ASSETS_URL, STATIC
     from taskfabric.console._pages import router as pages_router
     from taskfabric.console._session import SessionMiddleware
 
     app.include_router(api_router)
     app.include_router(pages_router)
-    app.mount(PREFIX + "/static", StaticFiles(directory=STATIC), name="console-static")
+    app.mount(ASSETS_URL, _assets()(directory=STATIC), name="console-static")
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
-        return RedirectResponse(PREFIX + "/", status_code=307)
+        return RedirectResponse("/console/", status_code=307)
 
     app.add_middleware(SessionMiddleware)
 

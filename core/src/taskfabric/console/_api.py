@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import secrets
 import socket
 import threading
 from typing import Annotated, Any
@@ -32,9 +33,10 @@ from taskfabric.server._app import (
     Scope,
     Who,
 )
-from taskfabric.server._inputs import text_to_literal, values_json
+from taskfabric.server._inputs import json_to_literal, text_to_literal, values_json
 from taskfabric.server._names import SCOPE_PATTERN
 from taskfabric.server._service import ControlPlane, Invalid, NotFound
+from taskfabric.server._uploads import Resolver
 from taskfabric.types import type_str
 
 #: Children listed with a node (map items); the graph counts them all by phase.
@@ -183,14 +185,16 @@ def node_detail(
             inputs=_parameters(input_types, None),
             outputs=_parameters(output_types, None),
         )
-    data = plane.node_data(who, rec.id, node_id)
+    # Its own row, not `plane.node_data`, which reads every node of the execution.
+    inputs = values_json(plane.engine.read_literals(found.inputs_uri)) or None
+    outputs = values_json(plane.engine.read_literals(found.outputs_uri)) or None
     kids = cq.children(engine, rec.id, node_id, limit=items)
     kids.sort(key=lambda n: views.node_sort_key(n.node_id))
-    total = sum(cq.child_counts(engine, rec.id).get(node_id, {}).values()) if kids else 0
+    total = cq.count_children(engine, rec.id, node_id) if kids else 0
     return cm.NodeDetail(
         node=_node_model(found, cq.attempts(engine, rec.id, node_id)),
-        inputs=_parameters(input_types, data.inputs),
-        outputs=_parameters(output_types, data.outputs),
+        inputs=_parameters(input_types, inputs),
+        outputs=_parameters(output_types, outputs),
         children=[_node_model(k) for k in kids],
         children_total=total,
     )
@@ -238,18 +242,24 @@ def diff(
 
 
 def _text_inputs(
-    interface: interface_pb2.TypedInterface, raw: dict[str, str], what: str
+    interface: interface_pb2.TypedInterface,
+    body: cm.TextLaunchRequest,
+    what: str,
+    uploads: Resolver,
 ) -> dict[str, types_pb2.Literal]:
     from taskfabric.server import InputError
 
     declared = {p.name: p for p in interface.inputs}
     found = {}
-    for name, text in raw.items():
+    for name, value in [*body.inputs.items(), *body.uploads.items()]:
         param = declared.get(name)
         if param is None:
             expected = ", ".join(f"{p.name}: {type_str(p.type)}" for p in interface.inputs)
             raise InputError(name, f"{what} has no such input; its inputs are: {expected}")
-        found[name] = text_to_literal(text, param.type, name=name)
+        if name in body.uploads:
+            found[name] = json_to_literal({"upload": value}, param.type, name=name, uploads=uploads)
+        else:
+            found[name] = text_to_literal(value, param.type, name=name)
     return found
 
 
@@ -259,7 +269,8 @@ def _text_inputs(
     summary="Launch with inputs as command-line texts (launcher)",
     description="Like POST .../executions, but each input is the text `taskfabric launch "
     "--input NAME=TEXT` takes, parsed by the same rules and answered with the same messages "
-    "(a 422 names the input). Files, directories and dataframes are not taken here.",
+    "(a 422 names the input). A file or dataframe input is `uploads: {name: ref}` of an "
+    "upload made first (POST .../uploads).",
     responses={200: {"model": m.Launched, "description": "An execution of that name existed."}},
 )
 def launch_text(
@@ -270,16 +281,25 @@ def launch_text(
     body: cm.TextLaunchRequest,
     response: Response,
 ) -> m.Launched:
-    launched = plane.launch_literals(
-        who,
+    uploads = Resolver(
+        plane.engine.store,
         project,
         domain,
-        workflow=body.workflow,
-        launch_plan=body.launch_plan,
-        version=body.version,
-        inputs=lambda interface, what: _text_inputs(interface, body.inputs, what),
-        name=body.name,
+        plane.engine.work_root / "uploads" / secrets.token_hex(8),
     )
+    try:
+        launched = plane.launch_literals(
+            who,
+            project,
+            domain,
+            workflow=body.workflow,
+            launch_plan=body.launch_plan,
+            version=body.version,
+            inputs=lambda interface, what: _text_inputs(interface, body, what, uploads),
+            name=body.name,
+        )
+    finally:
+        uploads.close()
     if not launched.created:
         response.status_code = 200
     return launched

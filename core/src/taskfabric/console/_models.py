@@ -70,12 +70,18 @@ class Diff(_Model):
 
 class TextLaunchRequest(_Model):
     """A launch whose inputs are texts as given on the command line (`--input name=text`),
-    parsed by the interface's types exactly as `taskfabric launch` parses them."""
+    parsed by the interface's types exactly as `taskfabric launch` parses them; files and
+    dataframes are uploads, as `taskfabric launch -i NAME=LOCAL_PATH` makes them."""
 
     workflow: str | None = None
     launch_plan: str | None = None
     version: str | None = None
     inputs: dict[str, str] = Field(default_factory=dict)
+    uploads: dict[str, str] = Field(
+        default_factory=dict,
+        description="File and dataframe inputs: input name -> the ref of an upload made first "
+        "in this project and domain (POST .../uploads).",
+    )
     name: str | None = Field(default=None, pattern=NAME_PATTERN)
 
 

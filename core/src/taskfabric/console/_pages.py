@@ -43,6 +43,9 @@ def _asset_version() -> str:
 
 
 ASSETS = _asset_version()
+#: Where the assets are served: a path that changes with them, so browsers keep them for a
+#: year without asking again (and the modules' relative imports stay on that version).
+ASSETS_URL = f"{PREFIX}/static/{ASSETS}"
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
 _NAV = (
@@ -101,7 +104,9 @@ def _shell(
 <meta name="csrf" content="{e(csrf_for(token) if token else "")}">
 <title>{e(title)} · taskfabric</title>
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="{PREFIX}/static/console.css?v={ASSETS}">
+<link rel="stylesheet" href="{ASSETS_URL}/console.css">
+<link rel="modulepreload" href="{ASSETS_URL}/lib.js">
+<link rel="modulepreload" href="{ASSETS_URL}/{page}.js">
 </head>
 <body data-role="{e(who.role.value)}" data-page="{e(page)}">
 <header class="top">
@@ -111,7 +116,7 @@ def _shell(
 {signout}
 </header>
 <main id="main" data-args="{e(json.dumps(args))}"><p class="muted">Loading…</p></main>
-<script type="module" src="{PREFIX}/static/{page}.js?v={ASSETS}"></script>
+<script type="module" src="{ASSETS_URL}/{page}.js"></script>
 </body>
 </html>
 """
@@ -182,7 +187,7 @@ def _signin_form(error: str = "", target: str = "", status: int = 200) -> HTMLRe
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Sign in · taskfabric</title>
 <link rel="icon" href="data:,">
-<link rel="stylesheet" href="{PREFIX}/static/console.css?v={ASSETS}">
+<link rel="stylesheet" href="{ASSETS_URL}/console.css">
 </head>
 <body class="signin">
 <form method="post" action="{PREFIX}/signin" id="signin">
@@ -195,7 +200,7 @@ def _signin_form(error: str = "", target: str = "", status: int = 200) -> HTMLRe
 <button type="submit">Sign in</button>
 <p class="muted">An admin creates tokens with <code>taskfabric tokens create</code>.</p>
 </form>
-<script type="module" src="{PREFIX}/static/signin.js?v={ASSETS}"></script>
+<script type="module" src="{ASSETS_URL}/signin.js"></script>
 </body>
 </html>
 """

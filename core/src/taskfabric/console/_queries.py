@@ -75,3 +75,12 @@ def attempts(engine: Engine, execution_id: str, node_id: str) -> list[AttemptRec
     )
     with engine.connect() as conn:
         return [_decode(AttemptRecord, r) for r in conn.execute(q).all()]
+
+
+def count_children(engine: Engine, execution_id: str, parent_id: str) -> int:
+    t = node_executions
+    q = sa.select(sa.func.count()).where(
+        t.c.execution_id == execution_id, t.c.parent_id == parent_id
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(q).scalar_one())

@@ -1,5 +1,8 @@
 """The durable engine: runs compiled workflows, records every transition, resumes."""
 
+# Re-exported for code written against earlier versions; new code imports them from their
+# public homes: taskfabric.backends (backend bases), taskfabric.plugin_api (NodeEvent).
+from taskfabric.backends import LocalBackend, ProcessBackend, ProcessRun
 from taskfabric.engine._backends import BackendNotConfiguredError, Backends
 from taskfabric.engine._engine import (
     Engine,
@@ -8,12 +11,11 @@ from taskfabric.engine._engine import (
     ExecutionNotFoundError,
 )
 from taskfabric.engine._loader import LoadError, load_code, load_object
-from taskfabric.engine._local import LocalBackend
-from taskfabric.engine._process import ProcessBackend, ProcessRun
 from taskfabric.engine._results import ExecutionResult
 from taskfabric.engine._shared import SharedEngine, run_workflow, shared_engine
-from taskfabric.engine._util import EngineShutdown, NodeEvent
+from taskfabric.engine._util import EngineShutdown
 from taskfabric.engine._workers import WorkerPool
+from taskfabric.plugin_api import NodeEvent
 
 __all__ = [
     "BackendNotConfiguredError",

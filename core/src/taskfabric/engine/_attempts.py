@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2
 from taskfabric.engine._documents import Documents
+from taskfabric.engine._handles import INTERRUPTED
 from taskfabric.engine._pools import PoolGate
 from taskfabric.engine._recording import Recorder
 from taskfabric.engine._state import (
@@ -275,6 +276,8 @@ class Attempts:
         ns.outputs_uri = self._documents.uri(ns.full_id, "outputs.pb")
         backend = self._backend_for(ns.task)
         ns.backend = backend
+        handle, ns.handle = ns.handle, ""
+        ns.reattached = bool(handle)
         spec = TaskAttempt(
             attempt_id=ns.attempt_id,
             execution_id=self._execution_id,
@@ -289,6 +292,8 @@ class Attempts:
             task_definition=ns.task_def,
             project=self._project,
             domain=self._domain,
+            handle=handle,
+            record_handle=self._recorder.handle_recorder(ns),
         )
         if self._pools is not None:
             self._pools.attach(spec)
@@ -397,21 +402,26 @@ class Attempts:
         edict = error_dict(err)
         self._recorder.attempt(ns, phase, edict, log_links)
         retry = ns.task.retry
-        if err.retryable and ns.failures < retry.retries and not self._nodes.stopping:
-            ns.failures += 1
-            base = retry.initial_backoff.ToTimedelta().total_seconds()
-            mult = retry.backoff_multiplier or 2.0
-            cap = retry.max_backoff.ToTimedelta().total_seconds() or float("inf")
-            delay = min(base * mult ** (ns.failures - 1), cap)
+        # A re-attached attempt whose work ended with the engine that watched it runs again,
+        # as an interrupted attempt always did on resume: the task's retries are not spent.
+        interrupted = ns.reattached and err.code == INTERRUPTED
+        if (
+            err.retryable
+            and (interrupted or ns.failures < retry.retries)
+            and not self._nodes.stopping
+        ):
+            if interrupted:
+                delay = 0.0
+            else:
+                ns.failures += 1
+                base = retry.initial_backoff.ToTimedelta().total_seconds()
+                mult = retry.backoff_multiplier or 2.0
+                cap = retry.max_backoff.ToTimedelta().total_seconds() or float("inf")
+                delay = min(base * mult ** (ns.failures - 1), cap)
             ns.phase = RETRYING
             ns.error = edict
-            self._recorder.node(
-                ns,
-                (
-                    f"retry {ns.failures}/{retry.retries} in {delay:.1f}s after "
-                    f"{err.code}: {err.message}"
-                )[:500],
-            )
+            what = "running again" if interrupted else f"retry {ns.failures}/{retry.retries}"
+            self._recorder.node(ns, f"{what} in {delay:.1f}s after {err.code}: {err.message}"[:500])
             log.info(
                 "attempt failed, will retry",
                 node_id=ns.full_id,

@@ -15,6 +15,7 @@ from taskfabric.catalog import Catalog
 from taskfabric.config import Config, load_config
 from taskfabric.core.v1 import types_pb2, workflow_pb2
 from taskfabric.engine._backends import BackendNotConfiguredError, Backends
+from taskfabric.engine._handles import INTERRUPTED, Reattach
 from taskfabric.engine._launching import code_of, convert_inputs, not_a_workflow, same_dag
 from taskfabric.engine._loader import load_code
 from taskfabric.engine._owners import new_execution_id, owner_is_dead, this_owner
@@ -22,11 +23,11 @@ from taskfabric.engine._pooling import EnginePools
 from taskfabric.engine._results import ExecutionResult, error_text
 from taskfabric.engine._runner import Runner
 from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED
-from taskfabric.engine._util import EngineShutdown, NodeEvent
+from taskfabric.engine._util import EngineShutdown
 from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
-from taskfabric.plugin_api import BackendContext
+from taskfabric.plugin_api import BackendContext, NodeEvent
 from taskfabric.plugins import PluginError, Plugins, get_plugins
 from taskfabric.sdk import WorkflowDefinition
 from taskfabric.storage import BlobStore, LocalBlobStore, PackStore
@@ -317,6 +318,7 @@ class Engine:
         on_event: Callable[[NodeEvent], None] | None,
         *,
         overwrite_cache: bool = False,
+        reattach: Mapping[str, Reattach] | None = None,
     ) -> ExecutionResult:
         structlog.contextvars.bind_contextvars(execution_id=rec.id)
         log.debug("execution running", workflow=rec.workflow_name)
@@ -354,6 +356,7 @@ class Engine:
             hooks=hooks,
             project=rec.project,
             domain=rec.domain,
+            reattach=reattach,
         )
         try:
             outcome = runner.run()
@@ -382,6 +385,8 @@ class Engine:
                 )
             structlog.contextvars.unbind_contextvars("execution_id")
             raise
+        if reattach:
+            self._unattached(rec.id, reattach)
         self._finish(rec.id, outcome.phase, outcome.error)
         if hooks is not None:
             self._call_hook(
@@ -393,6 +398,29 @@ class Engine:
         log.debug("execution ended", phase=outcome.phase)
         structlog.contextvars.unbind_contextvars("execution_id")
         return ExecutionResult(rec.id, outcome.phase, outcome.outputs, outcome.error)
+
+    def _unattached(self, execution_id: str, reattach: Mapping[str, Reattach]) -> None:
+        """Attempts left running by a stopped engine process that the run ended without
+        submitting again (a cache hit, a failure elsewhere first), still RUNNING in the
+        database: recorded as interrupted."""
+        now = time.time()
+        batch = Batch()
+        for rec in self.metadata.attempts(execution_id):
+            again = reattach.get(rec.node_id)
+            if again is None or again.attempt != rec.attempt or rec.phase != RUNNING:
+                continue
+            rec.phase, rec.finished_at = FAILED, now
+            rec.error = {
+                "kind": "system",
+                "code": INTERRUPTED,
+                "message": "the engine process stopped during this attempt, and the resumed "
+                f"execution ended without re-attaching to its work ({rec.handle})",
+            }
+            batch.attempt(rec)
+            batch.event(
+                EventRecord(execution_id, rec.node_id, rec.attempt, FAILED, now, "interrupted")
+            )
+        self.metadata.apply(batch)
 
     @staticmethod
     def _call_hook(hook: Any, **kwargs: Any) -> None:
@@ -514,13 +542,24 @@ class Engine:
         # Leases and queue places of the engine that ran it before are void now.
         self.pools.release_execution(rec.id)
         batch = Batch()
-        for a in self.metadata.attempts(rec.id):
+        attempts = self.metadata.attempts(rec.id)
+        # An attempt left running with a handle is submitted again (re-attach); only the
+        # latest attempt of a node can be (attempts are ordered by node and number).
+        reattach = {
+            a.node_id: Reattach(a.attempt, a.handle)
+            for a in attempts
+            if a.phase == RUNNING and a.handle
+        }
+        for a in attempts:
+            again = reattach.get(a.node_id)
+            if again is not None and again.attempt == a.attempt:
+                continue
             if a.phase == RUNNING:
                 a.phase = FAILED
                 a.finished_at = now
                 a.error = {
                     "kind": "system",
-                    "code": "Interrupted",
+                    "code": INTERRUPTED,
                     "message": "the engine process stopped during this attempt",
                 }
                 batch.attempt(a)
@@ -546,4 +585,4 @@ class Engine:
             execution_id=rec.id,
             succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
         )
-        return self._run(rec, compiled, inputs, wf.tasks, prior, on_event)
+        return self._run(rec, compiled, inputs, wf.tasks, prior, on_event, reattach=reattach)

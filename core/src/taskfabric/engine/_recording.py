@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from taskfabric.engine._handles import handle_recorder
 from taskfabric.engine._state import RUNNING, TERMINAL, NodeState
-from taskfabric.engine._util import CancelRequested, NodeEvent
+from taskfabric.engine._util import CancelRequested
 from taskfabric.logs import get_logger
 from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
-from taskfabric.plugin_api import LogLink
+from taskfabric.plugin_api import LogLink, NodeEvent
 
 log = get_logger("taskfabric.engine")
 
@@ -126,6 +127,12 @@ class Recorder:
                 log_links=[{"name": x.name, "uri": x.uri} for x in log_links or ns.log_links],
             )
         )
+
+    def handle_recorder(self, ns: NodeState) -> Callable[[str], None]:
+        """The `record_handle` of the attempt `ns` is starting: commits at once, from any
+        thread (engine/_handles.py)."""
+        backend = getattr(ns.backend, "name", "")
+        return handle_recorder(self._metadata, self._execution_id, ns, backend)
 
     def cache_entry(self, entry: Any) -> None:
         """A catalog entry, written in the same transaction as the node's success."""

@@ -28,6 +28,7 @@ from taskfabric.engine._bindings import BindingError, coerce, needs_coercion, re
 from taskfabric.engine._caching import CacheStep
 from taskfabric.engine._composite import Composites
 from taskfabric.engine._documents import Documents
+from taskfabric.engine._handles import Reattach
 from taskfabric.engine._pools import PoolGate
 from taskfabric.engine._recording import Recorder
 from taskfabric.engine._state import (
@@ -46,14 +47,13 @@ from taskfabric.engine._timers import Timers
 from taskfabric.engine._util import (
     CancelRequested,
     EngineShutdown,
-    NodeEvent,
     RunOutcome,
     error_dict,
     system_error,
 )
 from taskfabric.logs import get_logger
 from taskfabric.metadata import MetadataStore, NodeRecord
-from taskfabric.plugin_api import Backend
+from taskfabric.plugin_api import Backend, NodeEvent
 from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore
 
@@ -85,8 +85,12 @@ class Runner:
         project: str = "",
         domain: str = "",
         commit_seconds: float = 0.0,
+        reattach: Mapping[str, Reattach] | None = None,
     ) -> None:
         self._execution_id = execution_id
+        # Attempts a stopped engine process left running with a handle, by node id: their
+        # node's next attempt is that one, submitted again with the handle.
+        self._reattach = dict(reattach or {})
         self._task_defs = task_defs
         self._prior = dict(prior_nodes or {})
         self._tasks = {t.id.name: t for t in compiled.tasks}
@@ -175,6 +179,9 @@ class Runner:
         prior = self._prior.get(full_id)
         if prior is not None:
             ns.attempt = prior.attempts
+        again = self._reattach.pop(full_id, None)
+        if again is not None:
+            ns.attempt, ns.handle = again.attempt - 1, again.handle  # the next start is it
         return ns
 
     def resolve_inputs(

@@ -64,6 +64,10 @@ class NodeState:
     # the backend running the current attempt, and the log links it gave for it so far
     backend: Any = None
     log_links: list[Any] = field(default_factory=list)
+    # re-attach: the handle the next submit carries (an attempt a stopped engine process left
+    # running), and whether the current attempt was submitted with one
+    handle: str = ""
+    reattached: bool = False
     # caching: key of this node's result, and hit/miss/written/disabled
     cache_key: str = ""
     cache_status: str = ""

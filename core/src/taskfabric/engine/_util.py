@@ -20,21 +20,6 @@ class EngineShutdown(BaseException):
     resumed instead of aborting it. Raised from a signal handler into the loop thread."""
 
 
-@dataclass(frozen=True)
-class NodeEvent:
-    """A node's phase changed (for progress displays)."""
-
-    execution_id: str
-    node_id: str
-    name: str
-    kind: str
-    phase: str
-    attempt: int
-    message: str = ""
-    #: "hit" when the node's outputs came from the cache (see NodeRecord.cache_status).
-    cache_status: str = ""
-
-
 @dataclass
 class RunOutcome:
     phase: str

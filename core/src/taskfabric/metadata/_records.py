@@ -62,6 +62,9 @@ class AttemptRecord:
     error: dict[str, Any] | None = None
     backend: str = ""
     log_links: list[dict[str, str]] = field(default_factory=list)
+    #: The backend's external handle of the attempt's work ("" if it recorded none). Read
+    #: only: Batch writes leave it as it is; MetadataStore.record_attempt_handle sets it.
+    handle: str = ""
 
 
 @dataclass

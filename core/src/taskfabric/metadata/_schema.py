@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 #: The newest migration; a test checks that it matches migrations/versions.
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 metadata = sa.MetaData()
 
@@ -81,6 +81,9 @@ node_attempts = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("backend", sa.String(255), nullable=False, server_default=""),
     sa.Column("log_links", sa.Text, nullable=False, server_default="[]"),
+    # The backend's external handle of the attempt's work (migration 0007), written only by
+    # MetadataStore.record_attempt_handle: an engine resuming the execution re-attaches by it.
+    sa.Column("handle", sa.Text, nullable=False, server_default=""),
     sa.ForeignKeyConstraint(
         ["execution_id", "node_id"],
         ["node_executions.execution_id", "node_executions.node_id"],

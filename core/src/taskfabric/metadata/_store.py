@@ -18,6 +18,8 @@ from taskfabric.metadata import _schema as s
 from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
 
 _JSON_FIELDS = {"code", "error", "log_links"}
+#: Columns an upsert of the table never overwrites: written by their own method only.
+_KEPT_ON_UPDATE = {"node_attempts": frozenset({"handle"})}
 
 
 def _encode(row: dict[str, Any]) -> dict[str, Any]:
@@ -180,22 +182,30 @@ class MetadataStore:
 
     # -- writes ---------------------------------------------------------------------
 
+    def _insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT for `table` (the one with ON CONFLICT clauses)."""
+        if self._dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        elif self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
+        else:
+            raise NotImplementedError(
+                f"taskfabric supports SQLite and PostgreSQL metadata databases, not {self._dialect}"
+            )
+        return insert(table)
+
     def _upsert_statement(self, table: sa.Table) -> Any:
         """INSERT … ON CONFLICT DO UPDATE for `table`, built once (it is on the hot path)."""
         stmt = self._upserts.get(table.name)
         if stmt is None:
             keys = [c.name for c in table.primary_key.columns]
-            if self._dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert
-            elif self._dialect == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-            else:
-                raise NotImplementedError(
-                    f"taskfabric supports SQLite and PostgreSQL metadata databases, not "
-                    f"{self._dialect}"
-                )
-            base = insert(table)
-            update = {c.name: base.excluded[c.name] for c in table.columns if c.name not in keys}
+            kept = _KEPT_ON_UPDATE.get(table.name, frozenset())
+            base = self._insert(table)
+            update = {
+                c.name: base.excluded[c.name]
+                for c in table.columns
+                if c.name not in keys and c.name not in kept
+            }
             stmt = base.on_conflict_do_update(index_elements=keys, set_=update)
             self._upserts[table.name] = stmt
         return stmt
@@ -234,6 +244,29 @@ class MetadataStore:
             for key, owner in batch.reservation_releases:
                 r = s.cache_reservations
                 conn.execute(r.delete().where(r.c.key == key, r.c.owner == owner))
+
+    def record_attempt_handle(self, node: NodeRecord, attempt: AttemptRecord) -> None:
+        """Store `attempt.handle` on its attempt row, committed before this returns.
+
+        Called from a backend's thread, possibly before the engine's loop committed the node
+        and attempt rows: those are created from `node` and `attempt` when missing (the loop's
+        own writes then complete them), and only the handle is written when they exist."""
+        nodes = self._insert(s.node_executions)
+        attempts = self._insert(s.node_attempts)
+        with self._write_lock, self.engine.begin() as conn:
+            conn.execute(
+                nodes.on_conflict_do_nothing(
+                    index_elements=[c.name for c in s.node_executions.primary_key.columns]
+                ),
+                _encode(dict(vars(node))),
+            )
+            conn.execute(
+                attempts.on_conflict_do_update(
+                    index_elements=[c.name for c in s.node_attempts.primary_key.columns],
+                    set_={"handle": attempts.excluded.handle},
+                ),
+                _encode(dict(vars(attempt))),
+            )
 
     def update_execution(self, execution_id: str, **values: Any) -> None:
         batch = Batch()

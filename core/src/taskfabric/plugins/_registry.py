@@ -29,8 +29,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = ("taskfabric.plugins._python",)
 
 #: The core's own drivers: (group, name, "module:attribute"), loaded like entry points.
 BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
-    (BACKENDS_GROUP, "local", "taskfabric.engine._local:LocalBackend"),
-    (BACKENDS_GROUP, "subprocess", "taskfabric.engine._subprocess:SubprocessBackend"),
+    (BACKENDS_GROUP, "local", "taskfabric.backends._local:LocalBackend"),
+    (BACKENDS_GROUP, "subprocess", "taskfabric.backends._subprocess:SubprocessBackend"),
     (STORAGE_GROUP, "file", "taskfabric.storage._local:LocalBlobStore"),
 )
 

@@ -25,7 +25,7 @@ import os
 import socket
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -172,7 +172,9 @@ def task_pools() -> TaskPools:
     raise HoldError(_NOT_IN_TASK)
 
 
-def hold(*pools: str, weight: int = 1, timeout: float | None = None) -> Any:
+def hold(
+    *pools: str, weight: int = 1, timeout: float | None = None
+) -> AbstractContextManager[PoolHold]:
     """Hold `weight` slots of each of `pools` for the duration of a `with` block, inside a
     running task:
 

@@ -48,9 +48,14 @@ def list_executions(
 ) -> list[ExecutionRecord]:
     """Newest first; `projects` None means every project."""
     t = executions
-    q = _scoped(sa.select(t), t.c.project, projects)
+    # The project is compared as `project || ''` so that the database walks
+    # ix_executions_created newest first and stops after `limit` rows: on the bare column
+    # SQLite picks ix_executions_launch_plan (project, ...) and sorts every execution of the
+    # project first (30 ms instead of 1 ms at 10,000 executions; bench/bench_console.py).
+    listed = t.c.project.op("||")("")
+    q = _scoped(sa.select(t), listed, projects)
     if project:
-        q = q.where(t.c.project == project)
+        q = q.where(listed == project)
     if domain:
         q = q.where(t.c.domain == domain)
     phases = [p.upper() for p in phases]

@@ -89,11 +89,13 @@ def serve(
     scheduler_interval: float = 1.0,
     poll_seconds: float = 0.5,
     extend: Sequence[Callable[[Any], None]] = (),
+    on_listening: Callable[[str], None] | None = None,
 ) -> None:
     """Run the server until SIGTERM or SIGINT. Arguments left None come from `[server]`.
 
     Each of `extend` is called with the application before it serves (the command line passes
-    `taskfabric.console.mount`, which adds the web console).
+    `taskfabric.console.mount`, which adds the web console). `on_listening(url)` is called
+    once the port is bound (`taskfabric ui` prints its sign-in link).
     """
     import uvicorn
 
@@ -130,14 +132,17 @@ def serve(
 
     # Bound before anything starts: a port in use ends the command (exit code 1) at once.
     sock = uv_config.bind_socket()
+    url = f"{'https' if tls else 'http'}://{host}:{sock.getsockname()[1]}"
     log.info(
         "server starting",
-        url=f"{'https' if tls else 'http'}://{host}:{sock.getsockname()[1]}",
+        url=url,
         workers=workers,
         scheduler=scheduler,
         auth=plane.auth,
         database=plane.metadata.engine.url.render_as_string(hide_password=True),
     )
+    if on_listening is not None:
+        on_listening(url)
     stop = threading.Event()
     threads = []
     if scheduler:

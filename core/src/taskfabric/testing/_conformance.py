@@ -29,6 +29,7 @@ from taskfabric.testing._harness import (
     config_text,
     launch,
     python_outputs,
+    template_of,
 )
 
 
@@ -156,10 +157,32 @@ class BackendConformance:
         """The backend instance under test, as the engine builds it."""
         return conformance_attempts.backend(_tasks.add_one)
 
+    @pytest.fixture
+    def conformance_next_backend(
+        self, conformance_config: Config, conformance_plugins: Plugins
+    ) -> Iterator[Backend[Any]]:
+        """The backend under test as the next engine process builds it (another Engine on
+        the same config and database): what re-attaches to the first one's attempts."""
+        engine = Engine(conformance_config, plugins=conformance_plugins)
+        try:
+            yield engine.backends.for_task(template_of(_tasks.add_one, self.task_type))
+        finally:
+            engine.close()
+
     # -- helpers ---------------------------------------------------------------------------
 
     def _launch(self, engine: Engine, wf: Any, **inputs: Any) -> Any:
         return launch(engine, wf, inputs, task_type=self.task_type, deadline=self.deadline)
+
+    @staticmethod
+    def _skip_unless_reattaching(backend: Backend[Any]) -> None:
+        if not type(backend).reattaches:
+            pytest.skip(f"{type(backend).__qualname__} does not re-attach (reattaches = False)")
+
+    @staticmethod
+    def _runs(scratch: Path, name: str) -> int:
+        path = scratch / f"{name}.runs"
+        return len(path.read_text(encoding="utf-8").splitlines()) if path.exists() else 0
 
     def _wait_for(self, path: Path, what: str) -> None:
         end = time.monotonic() + self.deadline
@@ -371,3 +394,109 @@ class BackendConformance:
         )
         assert result.phase == "SUCCEEDED", result.error
         assert python_outputs(conformance_engine, _tasks.side_by_side, result) == ("left", "right")
+
+    # -- re-attach: backends that set `reattaches = True` ----------------------------------
+
+    def test_reattach_adopts_running_work(
+        self,
+        conformance_attempts: DirectAttempts,
+        conformance_backend: Backend[Any],
+        conformance_next_backend: Backend[Any],
+        conformance_scratch: Path,
+    ) -> None:
+        first, scratch = conformance_backend, conformance_scratch
+        self._skip_unless_reattaching(first)
+        attempt = conformance_attempts.make(_tasks.run_when_told, scratch=str(scratch), name="a")
+        first.submit(attempt)
+        self._wait_for(scratch / "a.started", "the task never started")
+        handles = conformance_attempts.handles(attempt)
+        assert handles and handles[-1], (
+            f"{type(first).__qualname__} sets reattaches = True but its running attempt "
+            "recorded no handle (attempt.record_handle)"
+        )
+        # The first engine process is never asked again, as if it had been killed; the next
+        # one submits the same attempt with the recorded handle.
+        nxt = conformance_next_backend
+        again = conformance_attempts.again(attempt)
+        nxt.submit(again)
+        try:
+            assert nxt.poll(again.attempt_id).phase is AttemptPhase.RUNNING, (
+                "re-attached to work that is still running, yet the attempt is not RUNNING"
+            )
+            (scratch / "a.go").touch()
+            status = conformance_attempts.wait(nxt, again)
+            assert status.phase is AttemptPhase.SUCCEEDED, status.error
+            assert conformance_attempts.outputs(again, status) == 1
+            time.sleep(self.settle_seconds)
+            assert self._runs(scratch, "a") == 1, (
+                "the task ran again for an attempt submitted with the handle of its running work"
+            )
+        finally:
+            nxt.release(again.attempt_id)
+            first.release(attempt.attempt_id)
+
+    def test_reattach_reads_the_result_of_ended_work(
+        self,
+        conformance_attempts: DirectAttempts,
+        conformance_backend: Backend[Any],
+        conformance_next_backend: Backend[Any],
+        conformance_scratch: Path,
+    ) -> None:
+        first, scratch = conformance_backend, conformance_scratch
+        self._skip_unless_reattaching(first)
+        (scratch / "b.go").touch()  # the task ends at once
+        attempt = conformance_attempts.make(_tasks.run_when_told, scratch=str(scratch), name="b")
+        first.submit(attempt)
+        try:
+            ended = conformance_attempts.wait(first, attempt)
+            assert ended.phase is AttemptPhase.SUCCEEDED, ended.error
+            # Its end was never recorded (the engine process died first): the next one asks.
+            nxt = conformance_next_backend
+            again = conformance_attempts.again(attempt)
+            assert again.handle, f"{type(first).__qualname__} recorded no handle"
+            nxt.submit(again)
+            status = conformance_attempts.wait(nxt, again)
+            assert status.phase is AttemptPhase.SUCCEEDED, status.error
+            assert conformance_attempts.outputs(again, status) == 1
+            time.sleep(self.settle_seconds)
+            assert self._runs(scratch, "b") == 1, (
+                "the task ran again for an attempt submitted with the handle of its ended work"
+            )
+            nxt.release(again.attempt_id)
+        finally:
+            first.release(attempt.attempt_id)
+
+    def test_reattach_then_cancel_stops_the_work(
+        self,
+        conformance_attempts: DirectAttempts,
+        conformance_backend: Backend[Any],
+        conformance_next_backend: Backend[Any],
+        conformance_scratch: Path,
+    ) -> None:
+        first, scratch = conformance_backend, conformance_scratch
+        self._skip_unless_reattaching(first)
+        seconds = self.slow_task_seconds
+        attempt = conformance_attempts.make(
+            _tasks.sleep_then_mark, scratch=str(scratch), name="c", seconds=seconds
+        )
+        first.submit(attempt)
+        self._wait_for(scratch / "c.started", "the slow task never started")
+        nxt = conformance_next_backend
+        again = conformance_attempts.again(attempt)
+        nxt.submit(again)
+        nxt.cancel(again.attempt_id)
+        try:
+            end = time.monotonic() + seconds + self.settle_seconds
+            while time.monotonic() < end:
+                assert nxt.poll(again.attempt_id).phase is not AttemptPhase.SUCCEEDED, (
+                    "the re-attached attempt was cancelled, yet the backend reports it SUCCEEDED"
+                )
+                time.sleep(conformance_attempts.poll_every(nxt))
+            if self.can_stop_running_work:
+                assert not (scratch / "c.finished").exists(), (
+                    "the re-attached work ran to its end after cancel(), but this backend "
+                    "declares can_stop_running_work = True"
+                )
+        finally:
+            nxt.release(again.attempt_id)
+            first.release(attempt.attempt_id)

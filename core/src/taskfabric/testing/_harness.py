@@ -3,6 +3,7 @@ deadline, and attempts handed to the backend directly."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import secrets
@@ -164,6 +165,7 @@ class DirectAttempts:
         self.task_type = task_type
         self.deadline = deadline
         self._notified: dict[str, threading.Event] = {}
+        self._handles: dict[str, list[str]] = {}
 
     def backend(self, task: TaskDefinition[Any, Any]) -> Backend[Any]:
         """The backend the engine would run `task` on (the one under test)."""
@@ -194,6 +196,7 @@ class DirectAttempts:
         )
         attempt_id = f"{execution_id}/{node_id}/{attempt}"
         self._notified[attempt_id] = threading.Event()
+        handles = self._handles[attempt_id] = []
 
         def notify(notified_id: str) -> None:
             # The contract: called with the attempt's own id when its state changed.
@@ -213,7 +216,18 @@ class DirectAttempts:
             task_definition=task,
             project="conformance",
             domain="test",
+            record_handle=handles.append,
         )
+
+    def handles(self, attempt: TaskAttempt) -> list[str]:
+        """The handles the backend recorded for `attempt` (`record_handle`), in order."""
+        return list(self._handles[attempt.attempt_id])
+
+    def again(self, attempt: TaskAttempt) -> TaskAttempt:
+        """`attempt` as an engine resuming its execution submits it: the same attempt, with
+        the last handle recorded for it."""
+        recorded = self._handles[attempt.attempt_id]
+        return dataclasses.replace(attempt, handle=recorded[-1] if recorded else "")
 
     def notified(self, attempt: TaskAttempt, timeout: float = 0.0) -> bool:
         """Whether the backend called `attempt.notify(attempt.attempt_id)` (waiting up to

@@ -156,6 +156,24 @@ def count_run(scratch: str) -> int:
 
 
 @task
+def run_when_told(scratch: str, name: str) -> int:
+    """Appends a line per run of its body to `<name>.runs`, marks `<name>.started`, waits for
+    `<name>.go`, marks `<name>.finished` and returns the number of runs. Stopped by the suite's
+    stop file, it returns 0 without the end marker."""
+    folder = Path(scratch)
+    runs = folder / f"{name}.runs"
+    with runs.open("a", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()}\n")
+    _touch(folder / f"{name}.started")
+    while not (folder / f"{name}.go").exists():
+        if (folder / STOP_FILE).exists():
+            return 0
+        time.sleep(0.02)
+    _touch(folder / f"{name}.finished")
+    return len(runs.read_text(encoding="utf-8").splitlines())
+
+
+@task
 def rendezvous(scratch: str, me: str, peer: str, wait_seconds: float) -> str:
     """Arrives, then waits for `peer` to arrive: passes only if both run at the same time."""
     _touch(Path(scratch) / f"{me}.arrived")

@@ -182,7 +182,7 @@ class ContainerBackend(Backend[ContainerSettings]):
     def _run(self, attempt: TaskAttempt) -> None:
         run = self._new_run(attempt)
         try:
-            existing = self.api.find(getattr(attempt, "handle", "") or run.name)
+            existing = self.api.find(attempt.handle or run.name)
             if existing is not None:
                 run.container_id = existing
                 log.info(
@@ -194,9 +194,7 @@ class ContainerBackend(Backend[ContainerSettings]):
             else:
                 # The name is the handle, recorded before the container exists: an engine
                 # killed right after creating it finds it again by that name.
-                record_handle = getattr(attempt, "record_handle", None)
-                if record_handle is not None:
-                    record_handle(run.name)
+                attempt.record_handle(run.name)
                 run.container_id = self._create(run)
         except _SetUpError as exc:
             self._finish_start(run, AttemptStatus(AttemptPhase.FAILED, error=exc.error()))

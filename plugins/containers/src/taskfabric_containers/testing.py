@@ -53,6 +53,8 @@ def podman_service(folder: Path, *, start_timeout: float = 60.0) -> Iterator[str
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            # conmon leaves files (an `oom` marker) in the service's folder: not the caller's.
+            cwd=folder,
             start_new_session=True,
         )
     api = ContainerApi(url, timeout=10)

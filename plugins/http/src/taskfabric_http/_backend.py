@@ -4,8 +4,9 @@ worker threads, like the core's `local` backend).
 For an HTTP attempt it knows what a task type cannot: the service's pools (`pool_requests`,
 so the engine grants the attempt its pools before it starts), the blob store (for idempotency
 keys that survive the engine) and the engine's pools (a throttled call reports its pushback
-while the attempt runs on). Attempts run through the core's `LocalBackend`, which converts
-inputs and outputs and records errors; this backend hands each HTTP attempt a `Session`.
+while the attempt runs on). Attempts run on the worker threads of the core's public
+`ThreadBackend`, which converts inputs and outputs and records errors; this backend hands each
+HTTP attempt a `Session`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import ClassVar
 
 import httpx
 
+from taskfabric.backends import ThreadBackend
 from taskfabric.core.v1 import tasks_pb2
-from taskfabric.engine import LocalBackend
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
     AttemptStatus,
@@ -110,9 +111,8 @@ class HttpBackend(Backend[HttpSettings]):
 
     def __init__(self, name: str, settings: HttpSettings, context: BackendContext) -> None:
         super().__init__(name, settings, context)
-        workers = settings.workers or context.parallelism
-        local_settings = LocalBackend.settings_model.model_validate({"workers": workers})
-        self._threads = LocalBackend(f"{name}-workers", local_settings, context)
+        # Its `workers` (default: the engine's parallelism) threads run every attempt.
+        self._threads = ThreadBackend[HttpSettings](f"{name}-workers", settings, context)
         self._lock = threading.Lock()
         self._mine: dict[str, Session] = {}
         self._draining: list[Session] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from taskfabric import templates
+
 __all__ = [
     "HttpClientError",
     "HttpConfigError",
@@ -23,7 +25,7 @@ class HttpConfigError(HttpError, ValueError):
     """A service or task is configured wrongly (unknown service, missing secret, bad URL)."""
 
 
-class TemplateError(HttpConfigError):
+class TemplateError(HttpConfigError, templates.TemplateError):
     """A request template is invalid (unknown placeholder, unbalanced brace)."""
 
 

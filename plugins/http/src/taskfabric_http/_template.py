@@ -10,68 +10,27 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
-import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from taskfabric import templates
+from taskfabric.templates import Part, Placeholder
 from taskfabric_http._errors import TemplateError
 
 __all__ = ["Placeholder", "jsonable", "parse", "placeholders", "render", "render_json"]
 
-_FIELD = re.compile(r"(inputs|job)\.([A-Za-z_][A-Za-z0-9_]*)")
+_KINDS = ("inputs", "job")
 _HINT = "placeholders are {inputs.NAME} and {job.id}; write {{ and }} for a literal brace"
 
 
-@dataclass(frozen=True)
-class Placeholder:
-    kind: str  # "inputs" or "job"
-    name: str
-
-    def __str__(self) -> str:
-        return "{" + f"{self.kind}.{self.name}" + "}"
-
-
-Part = str | Placeholder
-
-
 def parse(template: str) -> list[Part]:
-    """The template as literal text and placeholders, in order."""
-    parts: list[Part] = []
-    text: list[str] = []
-    i, n = 0, len(template)
-    while i < n:
-        ch = template[i]
-        if ch == "{":
-            if template.startswith("{{", i):
-                text.append("{")
-                i += 2
-                continue
-            end = template.find("}", i + 1)
-            if end < 0:
-                raise TemplateError(f"{template!r}: '{{' at {i} is never closed; {_HINT}")
-            inner = template[i + 1 : end]
-            match = _FIELD.fullmatch(inner.strip())
-            if match is None:
-                raise TemplateError(f"{template!r}: {{{inner}}} is not a placeholder; {_HINT}")
-            if text:
-                parts.append("".join(text))
-                text = []
-            parts.append(Placeholder(match.group(1), match.group(2)))
-            i = end + 1
-        elif ch == "}":
-            if template.startswith("}}", i):
-                text.append("}")
-                i += 2
-                continue
-            raise TemplateError(f"{template!r}: '}}' at {i} closes nothing; {_HINT}")
-        else:
-            text.append(ch)
-            i += 1
-    if text:
-        parts.append("".join(text))
-    return parts
+    """The template as literal text and placeholders, in order (spaces inside the braces
+    allowed: `{ inputs.x }`)."""
+    try:
+        return templates.parse(template, _KINDS, hint=_HINT, spaces=True)
+    except templates.TemplateError as exc:
+        raise TemplateError(f"{template!r}: {exc}") from None
 
 
 def placeholders(value: Any) -> Iterator[Placeholder]:

@@ -97,7 +97,8 @@ class ShellTaskType(TaskType):
             )
         interface = call.task.interface
         call.work_dir.mkdir(parents=True, exist_ok=True)
-        # The work folder may be shared by the execution's attempts: each gets its own.
+        # The attempt's own work folder also holds the type engine's downloads: the script
+        # gets a fresh folder inside it.
         attempt_dir = Path(
             tempfile.mkdtemp(prefix=f"shell-{call.task.short_name}-", dir=call.work_dir)
         )

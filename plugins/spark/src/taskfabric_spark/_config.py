@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from google.protobuf import message
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from taskfabric.plugin_api import TaskConfig
 from taskfabric_spark import spark_pb2
@@ -35,9 +35,12 @@ def _conf_value(key: str, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int | float | str):
         return str(value)
+    hint = ""
+    if isinstance(value, list | tuple | set):
+        hint = " (a list property is one string: join its items with commas, e.g. 'a,b')"
     raise TypeError(
         f"conf[{key!r}] is a {type(value).__name__}: Spark properties are strings, numbers "
-        "or booleans"
+        f"or booleans{hint}"
     )
 
 
@@ -96,6 +99,29 @@ class Spark(TaskConfig):
     executor_cores: int | None = Field(default=None, ge=1)
     driver_memory: str | None = None
 
+    _problem: str | None = PrivateAttr(default=None)
+
+    if not TYPE_CHECKING:  # mypy keeps the typed signature that pydantic gives Spark(...)
+
+        def __init__(self, **data: Any) -> None:
+            try:
+                super().__init__(**data)
+            except ValidationError as exc:
+                super().__init__()
+                self._problem = _describe(exc)
+
+    def _check_valid(self) -> None:
+        if self._problem is not None:
+            raise ValueError(self._problem)
+
+    def check_interface(self, interface: Any) -> None:
+        """Raises the problem of invalid arguments, so that `@task` names the task."""
+        self._check_valid()
+
+    def to_proto(self) -> message.Message:
+        self._check_valid()
+        return super().to_proto()
+
     @field_validator("conf", mode="before")
     @classmethod
     def _check_conf(cls, conf: Any) -> Any:
@@ -115,6 +141,7 @@ class Spark(TaskConfig):
 
     def spark_conf(self) -> dict[str, str]:
         """The task's own Spark properties, shortcuts included."""
+        self._check_valid()
         out = {key: str(value) for key, value in self.conf.items()}
         shortcuts = {
             "spark.executor.instances": self.executor_instances,
@@ -124,6 +151,21 @@ class Spark(TaskConfig):
         }
         out.update({key: str(value) for key, value in shortcuts.items() if value is not None})
         return out
+
+
+def _describe(exc: ValidationError) -> str:
+    """The problems of `Spark(...)` arguments, one clause each: the argument and the fix."""
+    problems: list[str] = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "Spark(...)"
+        text = str(error["msg"]).removeprefix("Value error, ").removeprefix("Spark conf: ")
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(Spark.model_fields)
+            text = f"Spark() has no argument {where!r}; its arguments are: {allowed}"
+        elif not text.startswith(("conf[", where)):
+            text = f"{where}: {text}"
+        problems.append(text)
+    return "invalid Spark(...) arguments: " + "; ".join(problems)
 
 
 def merged_conf(backend_conf: Mapping[str, str], config: TaskConfig | None) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 A Spark DataFrame output is written by Spark itself (one part file per partition, in
 parallel) into a folder of the blob store, `<raw prefix>/<content hash>/data.parquet/`; the
-literal carries its URI, a hash of the part files and the frame's column types. Downstream, a
+literal carries its URI, a hash of its rows (not of the part files, whose bytes change with
+the partitioning) and the frame's column types. Downstream, a
 Spark task reads it with `spark.read.parquet`, and a Python task reads it as pandas through the
 core's dataframe type. A Spark task can also read a pandas task's single-file frame.
 
@@ -82,6 +83,32 @@ def _hash_parts(folder: Path) -> tuple[str, int]:
             total += path.stat().st_size
     digest = hashlib.sha256("\n".join(sorted(hashes)).encode())
     return f"sha256:{digest.hexdigest()}", total
+
+
+def _data_hash(session: SparkSession, path: str) -> str | None:
+    """`sha256:<hex>` of the rows at `path` whatever their order and part files: the schema,
+    the row count and three order-free sums over each row's hash (two 64-bit xxhash64 sums
+    and their xor), computed by Spark where the data is. None when a column's type cannot be
+    rendered as JSON (the caller falls back to the bytes)."""
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    frame = session.read.parquet(path)
+    row = F.to_json(F.struct(*[F.col(f"`{name}`") for name in frame.columns]))
+    first = F.xxhash64(row)
+    second = F.xxhash64(F.lit("taskfabric"), row)
+    try:
+        totals = frame.agg(
+            F.count(F.lit(1)),
+            F.sum(first.cast("decimal(38,0)")),
+            F.sum(second.cast("decimal(38,0)")),
+            F.bit_xor(first),
+        ).first()
+    except AnalysisException:
+        return None
+    assert totals is not None
+    text = "\n".join([frame.schema.json(), *(str(v if v is not None else 0) for v in totals)])
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def _tidy(folder: Path) -> None:
@@ -177,7 +204,9 @@ class SparkDataFrameTransformer(TypeTransformer[Any]):
             folder.mkdir(parents=True, exist_ok=True)
             value.write.mode("errorifexists").parquet(_spark_path(target))
             _tidy(target)
-            digest, _ = _hash_parts(target)
+            # The bytes of a write depend on how rows fell into partitions: hash the data, so
+            # that the same frame gets the same hash on every run and caches downstream hit.
+            digest = _data_hash(value.sparkSession, _spark_path(target)) or _hash_parts(target)[0]
             uri = f"{ctx.raw_prefix.rstrip('/')}/{digest.removeprefix('sha256:')[:32]}/data.parquet"
             if not store.exists(uri):
                 final = store.local_path(uri) if direct else None

@@ -7,18 +7,19 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
+from taskfabric.backends import ThreadBackend
 from taskfabric.core.v1 import tasks_pb2
-from taskfabric.engine import LocalBackend
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
     AttemptError,
     AttemptPhase,
     AttemptStatus,
     BackendContext,
+    BackendSettings,
     CheckResult,
     PoolRequest,
     TaskAttempt,
@@ -50,7 +51,7 @@ class SparkLocalSettings(SparkBackendSettings):
     workers: int | None = Field(default=None, ge=1)
 
 
-class SparkLocalBackend(LocalBackend):
+class SparkLocalBackend(ThreadBackend[SparkLocalSettings]):
     """Runs Spark tasks in threads of the engine's process on a shared local-mode context.
 
     Each attempt gets its own `SparkSession` (`newSession()`: its own SQL properties and
@@ -62,12 +63,10 @@ class SparkLocalBackend(LocalBackend):
     """
 
     driver: ClassVar[str] = "spark-local"
-    # LocalBackend narrows the type to its own settings; ours are validated by this model.
-    settings_model = SparkLocalSettings  # type: ignore[assignment]
+    settings_model: ClassVar[type[BackendSettings]] = SparkLocalSettings
 
     def __init__(self, name: str, settings: SparkLocalSettings, context: BackendContext) -> None:
-        local = LocalBackend.settings_model.model_validate({"workers": settings.workers})
-        super().__init__(name, cast(Any, local), context)
+        super().__init__(name, settings, context)  # `workers` threads run the attempts
         self.spark_settings = settings
         self._start_lock = threading.Lock()
         self._base: SparkSession | None = None

@@ -127,7 +127,48 @@ _current = threading.local()
 
 def set_current_session(session: SparkSession | None) -> None:
     """The session `spark_session()` returns in this thread (set by the spark task type)."""
+    if session is not None:
+        _keep_sessions_of_tasks()
     _current.session = session
+
+
+_guarded = False
+
+
+def _keep_sessions_of_tasks() -> None:
+    """Make `spark.stop()` (and `sc.stop()`) inside a Spark task leave the session running.
+
+    Driver programs end with `spark.stop()`, pyspark's own examples too, and must run
+    unchanged as tasks. But the session is not theirs to stop: on spark-local it is the one
+    context every attempt of the backend shares (stopping it would fail the others), and on
+    spark-submit the driver still writes the task's outputs with it; the plugin stops it when
+    the application ends. Outside a task, stop() stops as usual.
+    """
+    global _guarded  # noqa: PLW0603 - installed once per process
+    with _lock:
+        if _guarded:
+            return
+        from pyspark import SparkContext
+        from pyspark.sql import SparkSession
+
+        def guard(stop: Any, what: str) -> Any:
+            def stop_unless_in_a_task(self: Any) -> None:
+                if getattr(_current, "session", None) is not None:
+                    from taskfabric.logs import get_logger
+
+                    get_logger("taskfabric.spark").info(
+                        f"{what} in a Spark task: the session stays up; taskfabric stops it "
+                        "when the attempt's application ends"
+                    )
+                    return
+                stop(self)
+
+            stop_unless_in_a_task.__doc__ = stop.__doc__
+            return stop_unless_in_a_task
+
+        SparkSession.stop = guard(SparkSession.stop, "spark.stop()")  # type: ignore[method-assign]
+        SparkContext.stop = guard(SparkContext.stop, "sc.stop()")  # type: ignore[method-assign]
+        _guarded = True
 
 
 def spark_session() -> SparkSession:

@@ -19,9 +19,8 @@ from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 
+from taskfabric.backends import ProcessBackend, ProcessRun, describe_exit, tail
 from taskfabric.core.v1 import tasks_pb2
-from taskfabric.engine import ProcessBackend, ProcessRun
-from taskfabric.engine._process import describe_exit, tail
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
     AttemptError,
@@ -188,13 +187,19 @@ class SparkSubmitBackend(ProcessBackend[SparkSubmitSettings]):
             links.append(LogLink("spark-app", f"{self.settings.master_webui}/app/?appId={app_id}"))
         return links
 
-    def crash_error(self, run: ProcessRun, code: int) -> AttemptError:
+    def crash_error(self, run: ProcessRun, code: int | None) -> AttemptError:
         """Spark's own exception line from the driver log, not the whole stack."""
         text = ""
         with contextlib.suppress(OSError):
             text = run.log_path.read_text("utf-8", "replace")
         summary = summarize_log(text)
-        how = describe_exit(code) if code else "exited with code 0 without writing its outputs"
+        how = (
+            "exited with code 0 without writing its outputs"
+            if code == 0
+            else describe_exit(code)
+            if code is not None
+            else "ended without writing its outputs or an error document"
+        )
         message = f"the Spark application (spark-submit to {self.settings.master}) {how}"
         if summary:
             message += f": {summary}"

@@ -116,6 +116,7 @@ class SparkTaskType(TaskType):
             raise error_class(code)(message).with_traceback(exc.__traceback__) from None
         finally:
             stop_watch.set()
-            context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+            if context._jsc is not None:  # still running (a task cannot stop it: _session)
+                context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
             if own:
                 set_current_session(None)

@@ -87,7 +87,7 @@ function layout(nodes) {
   const at = new Map();
   columns.forEach((col, c) => col.forEach((n, i) => at.set(n.node_id, { x: PAD + c * (W + GAP_X), y: PAD + i * (H + GAP_Y) })));
   const width = PAD * 2 + columns.length * W + Math.max(0, columns.length - 1) * GAP_X;
-  const height = PAD * 2 + Math.max(1, ...columns.map((c) => c.length)) * (H + GAP_Y) - GAP_Y;
+  const height = PAD * 2 + Math.max(1, ...columns.map((c) => c.length)) * (H + GAP_Y);
   return { at, width, height };
 }
 
@@ -115,11 +115,22 @@ function drawDag() {
     for (const u of n.upstream) {
       const a = at.get(u);
       if (!a) continue;
-      const x1 = a.x + W;
-      const y1 = a.y + H / 2;
-      const x2 = b.x;
-      const y2 = b.y + H / 2;
-      edges.push(h("path", { class: "edge", d: `M${x1},${y1} C${x1 + GAP_X / 2},${y1} ${x2 - GAP_X / 2},${y2} ${x2 - 4},${y2}`, "marker-end": "url(#arrow)" }));
+      let d;
+      if (b.x - a.x > W + GAP_X) {
+        // It skips a column: under the boxes of its row, bottom to bottom, so it is never
+        // hidden behind (or mistaken for an edge of) the nodes in between.
+        const below = Math.max(a.y, b.y) + H + GAP_Y * 0.75;
+        const xa = a.x + W / 2;
+        const xb = b.x + W / 2;
+        d = `M${xa},${a.y + H} C${xa},${below} ${xb},${below} ${xb},${b.y + H + 4}`;
+      } else {
+        const x1 = a.x + W;
+        const y1 = a.y + H / 2;
+        const x2 = b.x;
+        const y2 = b.y + H / 2;
+        d = `M${x1},${y1} C${x1 + GAP_X / 2},${y1} ${x2 - GAP_X / 2},${y2} ${x2 - 4},${y2}`;
+      }
+      edges.push(h("path", { class: "edge", d, "marker-end": "url(#arrow)" }));
     }
   }
   const boxes = graph.nodes.map((n) => {

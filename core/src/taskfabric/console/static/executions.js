@@ -71,6 +71,8 @@ function move(delta) {
 }
 
 async function start() {
+  const first = poll(refresh, 2000); // the list's first page is asked for with the projects
+  poller = first;
   const known = await projects();
   const projectOptions = [["", "all projects"], ...known.map((p) => [p.name, p.name])];
   const domains = [...new Set(known.flatMap((p) => p.domains))].sort();
@@ -119,7 +121,6 @@ async function start() {
     pager,
     status,
   );
-  poller = poll(refresh, 2000);
 }
 
 start().catch((err) => replace(main, errorBox(err)));

@@ -1,7 +1,7 @@
 // Launch: pick a workflow, then a form generated from its typed interface. Each field is
 // sent as the text `taskfabric launch -i NAME=TEXT` takes; the server parses it the same way
 // and a value that does not fit comes back with the command line's message, shown under it.
-import { api, args, canLaunch, errorBox, fmtTime, h, projects, replace, select, seg } from "./lib.js";
+import { ApiError, api, args, canLaunch, errorBox, fmtTime, h, projects, replace, select, seg, upload } from "./lib.js";
 
 const main = document.getElementById("main");
 
@@ -19,8 +19,11 @@ function widget(p) {
   if (nullable && others.length === 1) t = others[0];
   const attrs = { id: `input-${p.name}`, name: p.name, "data-input": p.name };
   const empty = p.required ? "choose…" : "(default)";
+  if (t.blob && t.blob.dimensionality === "BLOB_DIMENSIONALITY_MULTIPART") {
+    return h("input", { ...attrs, disabled: true, placeholder: `a directory: taskfabric launch -i ${p.name}=PATH uploads it` });
+  }
   if (t.blob || t.dataframe) {
-    return h("input", { ...attrs, disabled: true, placeholder: `files are uploaded with: taskfabric launch -i ${p.name}=PATH` });
+    return h("input", { ...attrs, type: "file", "data-upload": "file", accept: t.dataframe ? ".csv,.parquet" : null });
   }
   if (simple(t) === "BOOLEAN") return select(attrs, [["", empty], ["true", "true"], ["false", "false"]], "");
   if (t.enum_type) return select(attrs, [["", empty], ...t.enum_type.values.map((v) => [v, v])], "");
@@ -68,17 +71,31 @@ async function form(project, domain, name, version) {
     }
     replace(top);
     const inputs = {};
+    const files = [];
     for (const p of wf.inputs) {
-      const value = el.elements[p.name].value;
-      if (value.trim() !== "") inputs[p.name] = value;
+      const field = el.elements[p.name];
+      if (field.dataset.upload) {
+        if (field.files.length) files.push([p.name, field.files[0]]);
+      } else if (field.value.trim() !== "") {
+        inputs[p.name] = field.value;
+      }
     }
-    const body = { workflow: name, version: versions.value, inputs };
+    const body = { workflow: name, version: versions.value, inputs, uploads: {} };
     const given = el.elements.__name.value.trim();
     if (given) body.name = given;
     const button = el.querySelector("#submit");
     button.disabled = true;
     try {
-      const done = await api(`/projects/${seg(project)}/domains/${seg(domain)}/executions/from_text`, { method: "POST", body });
+      const scope = `/projects/${seg(project)}/domains/${seg(domain)}`;
+      for (const [input, file] of files) {
+        try {
+          const staged = await upload(`${scope}/uploads`, file, { name: file.name, kind: "file" });
+          body.uploads[input] = staged.ref;
+        } catch (err) {
+          throw new ApiError(err.status, { detail: `uploading ${file.name}: ${err.message}`, input });
+        }
+      }
+      const done = await api(`${scope}/executions/from_text`, { method: "POST", body });
       location.href = `/console/executions/${seg(done.execution.id)}`;
     } catch (err) {
       button.disabled = false;

@@ -49,6 +49,19 @@ export async function api(path, { method = "GET", body, params } = {}) {
   return data;
 }
 
+// Sends a file's bytes as they are (POST .../uploads): the answer's `ref` is then an input.
+export async function upload(path, file, params) {
+  const response = await fetch(`/api/v1${path}${query(params)}`, {
+    method: "POST",
+    headers: { Accept: "application/json", "X-CSRF-Token": csrf, "Content-Type": "application/octet-stream" },
+    credentials: "same-origin",
+    body: file,
+  });
+  const data = await response.json().catch(() => ({ detail: response.statusText }));
+  if (!response.ok) throw new ApiError(response.status, data || {});
+  return data;
+}
+
 // h("a", {href: "/", class: "x", onclick: f}, "text", child, [more])
 export function h(tag, attrs, ...children) {
   const svg = ["svg", "g", "rect", "path", "text", "title", "tspan", "defs", "marker"];

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from taskfabric.engine._process import ProcessBackend
+from taskfabric.backends._process import ProcessBackend
 from taskfabric.plugin_api import BackendContext, BackendSettings, CheckResult, TaskAttempt
 
 

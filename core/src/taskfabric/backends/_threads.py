@@ -1,4 +1,5 @@
-"""The built-in `local` backend: Python tasks in a pool of worker threads."""
+"""`ThreadBackend`: the base of backends that run attempts in the engine's own process, on
+worker threads (the built-in `local` backend, `spark-local`, `http`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import functools
 import queue
 import threading
 from pathlib import Path
+from typing import ClassVar, TypeVar
 
 import structlog
 
-from taskfabric.engine._execute import execute_task
+from taskfabric.backends._execute import execute_task
+from taskfabric.backends._paths import attempt_work_dir
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
     RUNNING,
@@ -24,31 +27,34 @@ from taskfabric.plugin_api import (
 )
 from taskfabric.tasklogs import LIVE_LOG_NAME, LOG_LINK_NAME, capture_output, keep_log
 
-log = get_logger("taskfabric.local")
+log = get_logger("taskfabric.backends")
+
+SettingsT = TypeVar("SettingsT", bound=BackendSettings)
 
 
-class LocalSettings(BackendSettings):
-    """`[backends.<name>]` of driver `local`."""
-
-    #: Worker threads; default: the engine's parallelism.
-    workers: int | None = None
-
-
-class LocalBackend(Backend[LocalSettings]):
+class ThreadBackend(Backend[SettingsT]):
     """Runs each attempt in one of the engine process's daemon worker threads.
 
+    Up to `workers` threads (the settings' `workers` key when they have one, else the
+    engine's parallelism) take attempts from one queue. Each calls `run_attempt`, which
+    converts the inputs, runs the task through its task type and stores the outputs before
+    the attempt is reported SUCCEEDED; the backend then calls `attempt.notify`. Submitting an
+    attempt_id twice runs it once.
+
     A thread cannot be killed: cancelling or timing out an attempt that has started makes
-    the engine stop waiting for it and discard its result, but the function runs on to its
-    end. Use the `subprocess` backend for tasks that must be stopped hard or isolated.
+    the engine stop waiting for it and discard its result, and sets the `cancelled` event the
+    task type receives (`TaskCall.cancelled`), but Python code runs on to its end. Backends
+    whose work must be stopped hard build on `ProcessBackend` instead.
+
+    Subclasses set `driver` and `settings_model`, and usually override `run_attempt` only.
     """
 
-    driver = "local"
-    settings_model = LocalSettings
-    poll_interval = None
+    poll_interval: ClassVar[float | None] = None
 
-    def __init__(self, name: str, settings: LocalSettings, context: BackendContext) -> None:
+    def __init__(self, name: str, settings: SettingsT, context: BackendContext) -> None:
         super().__init__(name, settings, context)
-        self.workers = max(1, settings.workers or context.parallelism)
+        workers = getattr(settings, "workers", None)
+        self.workers = max(1, workers if isinstance(workers, int) else context.parallelism)
         self._queue: queue.SimpleQueue[TaskAttempt | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._results: dict[str, AttemptStatus] = {}
@@ -78,7 +84,8 @@ class LocalBackend(Backend[LocalSettings]):
         The extension point of backends built on this one: override it to prepare the
         thread around the task (a session, a context variable) and call
         `super().run_attempt(attempt)`, which converts the inputs, runs the task through its
-        task type and stores the outputs."""
+        task type and stores the outputs. An exception it raises fails the attempt with a
+        retryable system error."""
         if attempt.task_definition is None:
             return AttemptStatus(
                 AttemptPhase.FAILED,
@@ -122,8 +129,7 @@ class LocalBackend(Backend[LocalSettings]):
         return status
 
     def _work_dir(self, attempt: TaskAttempt) -> Path:
-        key = attempt.node_id.replace("[", "/").replace("]", "")
-        return self.context.work_root / attempt.execution_id / key / str(attempt.attempt)
+        return attempt_work_dir(self.context, attempt)
 
     def _work(self) -> None:
         while True:
@@ -136,7 +142,9 @@ class LocalBackend(Backend[LocalSettings]):
                 status = self.run_attempt(attempt)
             except Exception as exc:  # a bug in the core: report it, keep the worker alive
                 log.exception(
-                    "local backend failed to run an attempt", attempt_id=attempt.attempt_id
+                    "backend failed to run an attempt",
+                    backend=self.name,
+                    attempt_id=attempt.attempt_id,
                 )
                 status = AttemptStatus(
                     AttemptPhase.FAILED,

@@ -1,0 +1,195 @@
+"""Web console benchmark: how long each page takes to load in headless Chromium with 10,000
+executions in the database, against a real `taskfabric server` on 127.0.0.1.
+
+    python bench/bench_console.py                        # SQLite, 10,000 executions
+    python bench/bench_console.py --executions 50000 --repeat 20
+    python bench/bench_console.py --database postgresql+psycopg://u:p@127.0.0.1:5432/db
+
+The database gets `--executions` finished executions (rows written directly: two projects,
+six workflows, every phase) and one real execution of a typed workflow with a map, whose map
+node then gets `--items` more item rows, so the graph and node panel are measured with a map
+of that size. A page's time is from `page.goto` to its content being drawn (the rows of the
+list, the nodes of the graph...): the HTML, the module and the API calls it makes, as a user
+sees it. Medians, minima and maxima of `--repeat` loads, each after about:blank, with a warm
+server. The baseline row is a bare JSON response in the same browser: what any page costs on
+this machine at that moment.
+Needs playwright (`pip install playwright`) and Debian's chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration_tests" / "console"))
+
+from conftest import CHROMIUM, CHROMIUM_ARGS, Console  # noqa: E402
+
+from taskfabric.metadata._schema import executions, node_executions  # noqa: E402
+from taskfabric.registry import build_package  # noqa: E402
+
+PHASES = ["SUCCEEDED"] * 6 + ["FAILED", "ABORTED", "RUNNING", "QUEUED"]
+WORKFLOWS = [f"shopflows.flow_{i}" for i in range(6)]
+
+
+def seed(database: str, count: int) -> None:
+    engine = sa.create_engine(database)
+    now = time.time()
+    rows = []
+    rng = random.Random(7)
+    for i in range(count):
+        created = now - (count - i) * 30.0
+        phase = rng.choice(PHASES)
+        ended = phase in ("SUCCEEDED", "FAILED", "ABORTED")
+        rows.append(
+            {
+                "id": uuid.uuid4().hex[:12],
+                "project": "shop" if i % 10 < 7 else "bank",
+                "domain": "prod",
+                "name": f"seeded-{i}",
+                "workflow_name": rng.choice(WORKFLOWS),
+                "workflow_version": "v1",
+                "phase": phase,
+                "created_at": created,
+                "started_at": created + 1 if phase != "QUEUED" else None,
+                "finished_at": created + 20 if ended else None,
+            }
+        )
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 2000):
+            conn.execute(executions.insert(), rows[start : start + 2000])
+    engine.dispose()
+
+
+def add_items(database: str, execution_id: str, map_node: str, first: int, count: int) -> None:
+    engine = sa.create_engine(database)
+    now = time.time()
+    rows = [
+        {
+            "execution_id": execution_id,
+            "node_id": f"{map_node}[{i}]",
+            "name": f"double[{i}]",
+            "kind": "map_item",
+            "parent_id": map_node,
+            "task_name": "shopflows.double",
+            "phase": "SUCCEEDED" if i % 50 else "FAILED",
+            "attempts": 1,
+            "started_at": now,
+            "finished_at": now + 0.01,
+        }
+        for i in range(first, first + count)
+    ]
+    with engine.begin() as conn:
+        for start in range(0, len(rows), 2000):
+            conn.execute(node_executions.insert(), rows[start : start + 2000])
+    engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--executions", type=int, default=10_000)
+    parser.add_argument("--items", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--database", default=None, help="default: SQLite in a temp folder")
+    args = parser.parse_args()
+
+    from playwright.sync_api import sync_playwright
+
+    root = Path(tempfile.mkdtemp(prefix="bench-console-"))
+    site = Console(root, database=args.database)
+    site.start()
+    try:
+        token = site.token(["shop"], "admin", "bench")
+        with site.client(token) as c:
+            c.register(
+                build_package(
+                    HERE.parent / "integration_tests" / "console" / "flows_shop",
+                    project="shop",
+                    domain="prod",
+                    version="v1",
+                )
+            )
+            inputs = {"order": {"item": "tea", "quantity": 2}, "size": "SMALL", "n": 3}
+            ran = c.launch("shop", "prod", workflow="shopflows.checkout", inputs=inputs)
+            run_id = ran.execution.id
+            while c.execution(run_id, values=False).execution.phase not in ("SUCCEEDED", "FAILED"):
+                time.sleep(0.2)
+            mapped = next(n for n in c.execution(run_id).nodes if n.kind == "map")
+        seed(site.database, args.executions)
+        add_items(site.database, run_id, mapped.node_id, 3, args.items)
+        pages = [
+            ("baseline: GET /healthz (JSON)", "/healthz", "body"),
+            ("executions list", "/console/", "#executions tr[data-id]"),
+            ("executions, failed only", "/console/?phase=FAILED", "#executions tr[data-id]"),
+            ("executions, page 50", "/console/?offset=2450", "#executions tr[data-id]"),
+            (
+                f"one execution, map of {args.items + 3} items",
+                f"/console/executions/{run_id}",
+                "#dag g.node[data-kind=map]",
+            ),
+            ("launch form", "/console/launch/shop/prod/shopflows.checkout", "#launch-form"),
+            ("registry", "/console/registry", "#schedules"),
+            ("pools", "/console/pools", "section.pool"),
+        ]
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"machine: {platform.platform()}, {os.cpu_count()} cores, load average {load}")
+        print(
+            f"{args.executions} executions + a map of {args.items + 3} items, "
+            f"{'SQLite' if args.database is None else 'PostgreSQL'}; {args.repeat} loads each"
+        )
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            context = browser.new_context(base_url=site.url)
+            page = context.new_page()
+            page.goto("/console/")
+            page.fill("#token", token)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/console/")
+            for label, path, ready in pages:
+                page.goto(path)
+                page.wait_for_selector(ready)  # warm: the server's caches, the module
+                took = []
+                for _ in range(args.repeat):
+                    page.goto("about:blank")
+                    started = time.perf_counter()
+                    page.goto(path)
+                    page.wait_for_selector(ready)
+                    took.append((time.perf_counter() - started) * 1000)
+                print(
+                    f"  {label:<36} median {statistics.median(took):6.0f} ms   "
+                    f"min {min(took):6.0f} ms   max {max(took):6.0f} ms"
+                )
+            # the node panel of the big map: its attempts, values and first 50 items
+            page.goto(f"/console/executions/{run_id}")
+            node = page.locator("#dag g.node[data-kind=map]")
+            took = []
+            for _ in range(args.repeat):
+                page.click("#dag g.node[data-kind=task] >> nth=0")
+                page.wait_for_selector("#attempts")
+                started = time.perf_counter()
+                node.click()
+                page.wait_for_selector("#items tr")
+                took.append((time.perf_counter() - started) * 1000)
+            label = "node panel of the map"
+            print(
+                f"  {label:<36} median {statistics.median(took):6.0f} ms   "
+                f"min {min(took):6.0f} ms   max {max(took):6.0f} ms"
+            )
+            browser.close()
+    finally:
+        site.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Bases and helpers for backend plugins, and the core's own `local` and `subprocess` backends.
+
+The contract itself (`Backend`, `TaskAttempt`, `AttemptStatus`, ...) is in
+`taskfabric.plugin_api`; this package holds implementations a backend can stand on:
+
+- `ThreadBackend`: attempts in the engine's process, on worker threads; override
+  `run_attempt` to prepare the thread around the task (the `local`, `spark-local` and `http`
+  backends);
+- `ProcessBackend` / `ProcessRun`: each attempt a local process running `taskfabric-execute`
+  (possibly through a launcher such as `spark-submit`), with a log file, its exit read back,
+  cancel by process group (SIGTERM, then SIGKILL), kill on close, and re-attach after an
+  engine restart (the `subprocess` and `spark-submit` backends);
+- `tail`, `describe_exit`: what error messages about processes quote;
+- `attempt_work_dir`, `node_key`: where an attempt's files go, the same in every engine process;
+- `execute_task`: one attempt in this process, literals in and out (what `taskfabric-execute`
+  and `ThreadBackend.run_attempt` call).
+
+Nothing here imports the engine, the metadata store or the pool manager.
+"""
+
+from taskfabric.backends._execute import execute_task, user_traceback
+from taskfabric.backends._local import LocalBackend, LocalSettings
+from taskfabric.backends._paths import attempt_work_dir, node_key
+from taskfabric.backends._pids import ProcessIdentity
+from taskfabric.backends._process import ProcessBackend, ProcessRun, describe_exit, tail
+from taskfabric.backends._subprocess import SubprocessBackend, SubprocessSettings
+from taskfabric.backends._threads import ThreadBackend
+
+__all__ = [
+    "LocalBackend",
+    "LocalSettings",
+    "ProcessBackend",
+    "ProcessIdentity",
+    "ProcessRun",
+    "SubprocessBackend",
+    "SubprocessSettings",
+    "ThreadBackend",
+    "attempt_work_dir",
+    "describe_exit",
+    "execute_task",
+    "node_key",
+    "tail",
+    "user_traceback",
+]
