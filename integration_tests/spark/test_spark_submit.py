@@ -15,6 +15,7 @@ import spark_jobs
 import spark_sales
 
 from taskfabric.engine import Engine
+from taskfabric.plugins import Plugins
 from taskfabric_spark.testing import StandaloneCluster
 
 
@@ -170,3 +171,35 @@ def _running_executions(config: Path) -> list[str]:
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     return [row["id"] for row in json.loads(proc.stdout)]
+
+
+def test_an_unreachable_master_fails_fast_naming_the_master_and_the_cause(
+    tmp_path: Path, plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    from taskfabric.config import load_config
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed once the socket is: nothing listens there
+    master = f"spark://127.0.0.1:{port}"
+    config = tmp_path / "taskfabric.toml"
+    config.write_text(
+        f'[storage]\ndata_root = "{tmp_path / "data"}"\n\n[task_types]\nspark = "cluster"\n\n'
+        f'[backends.cluster]\ndriver = "spark-submit"\nmaster = "{master}"\n'
+        "connect_timeout_seconds = 5\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("TASKFABRIC_CONFIG", str(config))
+    engine = Engine(load_config(config), plugins=plugins)
+    try:
+        result = engine.launch(spark_jobs.failing_job, {"n": 3})
+    finally:
+        engine.close()
+    assert result.phase == "FAILED"
+    assert result.error is not None
+    message = str(result.error)
+    assert master in message, message
+    assert "Connection refused" in message, message
+    assert "Py4JJavaError" not in message, message

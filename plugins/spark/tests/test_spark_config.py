@@ -3,6 +3,7 @@ error summaries, and the column checks the compiler does with Spark DataFrame ty
 
 from __future__ import annotations
 
+import socket
 import stat
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from taskfabric.errors import TaskDefinitionError
 from taskfabric.plugins import Plugins
 from taskfabric.types import Columns, default_engine, type_str
 from taskfabric_spark import Spark, check_java
+from taskfabric_spark._driver import unreachable_master
 from taskfabric_spark._errors import summarize_log
 from taskfabric_spark._submit_backend import SparkSubmitSettings
 
@@ -157,3 +159,35 @@ def test_spark_dataframe_types_carry_columns_and_are_checked_by_the_compiler(
 
     with pytest.raises(Exception, match="price"):
         misses.compile()
+
+
+def test_driver_log_summary_of_an_unreachable_master_names_the_cause() -> None:
+    log = "\n".join(
+        [
+            "26/12/03 09:00:01 INFO StandaloneAppClient$ClientEndpoint: Connecting to master "
+            "spark://127.0.0.1:1...",
+            "26/12/03 09:00:01 WARN StandaloneAppClient$ClientEndpoint: Failed to connect to "
+            "master 127.0.0.1:1",
+            "org.apache.spark.SparkException: Exception thrown in awaitResult:",
+            "26/12/03 09:01:01 ERROR StandaloneSchedulerBackend: Application has been killed. "
+            "Reason: All masters are unresponsive! Giving up.",
+            "Traceback (most recent call last):",
+            '  File "_driver.py", line 25, in main',
+            "py4j.protocol.Py4JJavaError: An error occurred while calling "
+            "None.org.apache.spark.api.java.JavaSparkContext.",
+        ]
+    )
+    summary = summarize_log(log)
+    assert summary.startswith("py4j.protocol.Py4JJavaError: An error occurred"), summary
+    assert "Failed to connect to master 127.0.0.1:1" in summary
+    assert "All masters are unresponsive! Giving up." in summary
+
+
+def test_the_driver_names_a_master_that_does_not_accept_connections() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    problem = unreachable_master(f"spark://127.0.0.1:{port}", 5)
+    assert problem.startswith(f"master spark://127.0.0.1:{port} does not accept connections")
+    assert "Connection refused" in problem
+    assert unreachable_master("local[2]", 5) == ""

@@ -101,7 +101,8 @@ def summarize_log(text: str) -> str:
     loaded, a crashed driver) or the first JVM exception, else ''."""
     python = _python_traceback_error(text)
     if python is not None:
-        return _clip(python)
+        cause = _jvm_log_cause(text) if "Py4JJavaError" in python else ""
+        return _clip(f"{python} Cause in the driver log: {cause}" if cause else python)
     for line in text.splitlines():
         stripped = line.strip()
         match = _JVM_EXC_LINE.match(stripped)
@@ -111,3 +112,18 @@ def summarize_log(text: str) -> str:
         if " ERROR " in line:
             return _clip(line.split(" ERROR ", 1)[1])
     return ""
+
+
+def _jvm_log_cause(text: str) -> str:
+    """What Spark's own log says went wrong, when Python only saw a Py4JJavaError: the first
+    failed connection and the first ERROR line (e.g. "Failed to connect to master
+    127.0.0.1:7077", "All masters are unresponsive! Giving up.")."""
+    found: list[str] = []
+    connect = error = ""
+    for line in text.splitlines():
+        if not connect and " WARN " in line and "Failed to connect to" in line:
+            connect = line.split(" WARN ", 1)[1].split(": ", 1)[-1].strip()
+        if not error and " ERROR " in line:
+            error = line.split(" ERROR ", 1)[1].split(": ", 1)[-1].strip()
+    found = [part for part in (connect, error) if part]
+    return "; ".join(found)

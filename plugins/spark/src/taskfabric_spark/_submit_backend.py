@@ -67,6 +67,9 @@ class SparkSubmitSettings(SparkBackendSettings):
     submit_args: list[str] = Field(default_factory=list)
     #: Seconds between SIGTERM and SIGKILL when an attempt is cancelled or times out.
     kill_grace_seconds: float = Field(default=10.0, ge=0)
+    #: Seconds the driver waits for a standalone master (`spark://`) to accept a connection
+    #: before it fails the attempt, instead of Spark's own minute of registration retries.
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
 
     @field_validator("master")
     @classmethod
@@ -149,6 +152,8 @@ class SparkSubmitBackend(ProcessBackend[SparkSubmitSettings]):
         env["SPARK_LOCAL_IP"] = self.settings.driver_host
         env["PYSPARK_PYTHON"] = self.python
         env["PYSPARK_DRIVER_PYTHON"] = self.python
+        env[_driver.MASTER_ENV] = self.settings.master
+        env[_driver.TIMEOUT_ENV] = str(self.settings.connect_timeout_seconds)
         return self.with_task_path(env)
 
     def launch_error(self, attempt: TaskAttempt, exc: Exception) -> AttemptStatus | None:
@@ -193,6 +198,14 @@ class SparkSubmitBackend(ProcessBackend[SparkSubmitSettings]):
         with contextlib.suppress(OSError):
             text = run.log_path.read_text("utf-8", "replace")
         summary = summarize_log(text)
+        for line in text.splitlines():
+            if line.startswith(_driver.NOT_STARTED_LINE):
+                return AttemptError(
+                    "SparkMasterUnreachable",
+                    line.removeprefix(_driver.NOT_STARTED_LINE),
+                    kind="system",
+                    retryable=True,
+                )
         how = (
             "exited with code 0 without writing its outputs"
             if code == 0
