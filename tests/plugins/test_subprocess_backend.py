@@ -8,13 +8,15 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from taskfabric.config import BackendConfig, Config, StorageConfig
-from taskfabric.engine import Engine, load_object
+from taskfabric.engine import Engine, _timers, load_object
 
 TASKS = """
 import os, signal, time
@@ -34,10 +36,10 @@ def hard_exit(x: int) -> int:
 def pid_of(x: int) -> int:
     return os.getpid()
 
-@task(timeout=3)  # long enough for the process to start and write its pid on a busy machine
+@task(timeout=1)  # counted from the marker in the tests (held_timeouts), however slow the start
 def sleepy(marker: str) -> int:
     Path(marker).write_text(str(os.getpid()))
-    time.sleep(60)
+    time.sleep(600)
     return 1
 
 @task
@@ -118,15 +120,51 @@ def test_os_exit_is_an_attempt_failure(engine: Engine, wfs: Any) -> None:
     assert result.error is not None and "exited with code 7" in result.error["message"]
 
 
-def test_timeout_kills_the_process(engine: Engine, wfs: Any, tmp_path: Path) -> None:
+class HeldClock:
+    """The clock of the engine's deadlines, held still until `ready()` holds: an attempt's
+    timeout then counts from the moment its task is known to run, however long its process
+    took to start on a busy machine. Released after `guard` real seconds anyway, so that a
+    task that never gets ready fails the test instead of hanging it."""
+
+    def __init__(self, ready: Callable[[], bool], guard: float = 120.0) -> None:
+        self._ready = ready
+        self._guard = guard
+        self._start = time.monotonic()
+        self._offset: float | None = None
+        self._lock = threading.Lock()
+
+    def monotonic(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            if self._offset is None:
+                if not self._ready() and now - self._start < self._guard:
+                    return self._start
+                self._offset = now - self._start
+            return now - self._offset
+
+
+def held_timeouts(
+    monkeypatch: pytest.MonkeyPatch, marker: Path, also: Callable[[], bool] = lambda: True
+) -> None:
+    """Timeouts count from when the task has written its pid to `marker` (and `also()`)."""
+    clock = HeldClock(lambda: marker.exists() and marker.read_text() != "" and also())
+    monkeypatch.setattr(_timers, "time", SimpleNamespace(monotonic=clock.monotonic))
+
+
+def test_timeout_kills_the_process(
+    engine: Engine, wfs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     marker = tmp_path / "marker"
+    held_timeouts(monkeypatch, marker)
     started = time.monotonic()
     result = engine.launch(wfs.slow, {"marker": str(marker)})
     assert result.phase == "FAILED"
     assert result.error is not None and result.error["code"] == "Timeout"
-    assert time.monotonic() - started < 30  # far less than the task's 60 s: not waited for
+    # a hang guard, not a margin: the task sleeps 600 s after writing its marker
+    assert time.monotonic() - started < 300, "the engine waited for the task's sleep"
+    assert marker.read_text() != "", "the timeout fired before the task ran (clock not held)"
     pid = int(marker.read_text())
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120  # a hang guard too: far less than the 600 s sleep
     while _alive(pid):  # the process was killed, not abandoned
         assert time.monotonic() < deadline, f"task process {pid} still runs after its timeout"
         time.sleep(0.05)
@@ -141,14 +179,17 @@ def _alive(pid: int) -> bool:
 
 
 def test_log_links_are_recorded_while_the_attempt_runs_and_kept_when_it_is_stopped(
-    engine: Engine, wfs: Any, tmp_path: Path
+    engine: Engine, wfs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    marker = tmp_path / "m"
+    seen = threading.Event()  # the timeout waits for this test to have seen the attempt run
+    held_timeouts(monkeypatch, marker, seen.is_set)
     results: list[Any] = []
     thread = threading.Thread(
-        target=lambda: results.append(engine.launch(wfs.slow, {"marker": str(tmp_path / "m")}))
+        target=lambda: results.append(engine.launch(wfs.slow, {"marker": str(marker)}))
     )
     thread.start()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 120  # a hang guard: the attempt runs until `seen` is set
     running: list[Any] = []
     while not running and time.monotonic() < deadline:
         running = [
@@ -158,7 +199,8 @@ def test_log_links_are_recorded_while_the_attempt_runs_and_kept_when_it_is_stopp
             if a.phase == "RUNNING" and a.log_links
         ]
         time.sleep(0.02)
-    thread.join(10)
+    seen.set()
+    thread.join(120)
     assert running, "no RUNNING attempt was recorded with its log link"
     (link,) = running[0].log_links
     assert link["name"] == "output" and link["uri"].endswith("/output.log")

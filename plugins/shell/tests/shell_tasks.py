@@ -122,8 +122,9 @@ def forgetful(x: int) -> File:
     return forgets(x=x)
 
 
-# Long enough for the subprocess backend to start Python and the script first.
-@task(timeout=3, config=Shell(script="sleep 60 & echo $! > {inputs.pid_file}; wait"))
+# The engine's timeout fires once the pid file is written (the test holds its clock); the
+# script's own timer (real time, from the script's start) must leave it time to write it.
+@task(timeout=5, config=Shell(script="sleep 600 & echo $! > {inputs.pid_file}; wait"))
 def slow(pid_file: str) -> None: ...
 
 

@@ -270,6 +270,9 @@ class ProcessBackend(Backend[SettingsT]):
         work_dir.mkdir(parents=True, exist_ok=True)
         command = self.command(attempt, template_uri, work_dir)
         env = {**self.environment(), **attempt.env}
+        # The log is followed live (`executions logs --follow`) and keeps stdout and stderr
+        # in the order they were written: Python must not buffer stdout in blocks.
+        env.setdefault("PYTHONUNBUFFERED", "1")
         check_executable(command[0], env)
         pid_file = work_dir / PID_FILE
         pid_file.unlink(missing_ok=True)

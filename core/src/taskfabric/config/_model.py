@@ -114,6 +114,9 @@ class EngineConfig(_Section):
     """Most nodes of one execution running at once."""
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     """How often a running execution records that it is alive."""
+    commit_seconds: float = Field(default=0.05, ge=0)
+    """The longest a recorded transition waits for its transaction: the transitions of
+    several loop turns are committed together (group commit). 0: a commit every turn."""
 
 
 class LoggingConfig(_Section):

@@ -9,10 +9,10 @@ from taskfabric.engine._engine import (
     ExecutionBusyError,
     ExecutionNameTakenError,
     ExecutionNotFoundError,
-    run_workflow,
 )
 from taskfabric.engine._loader import LoadError, load_code, load_object
 from taskfabric.engine._results import ExecutionResult
+from taskfabric.engine._shared import SharedEngine, run_workflow, shared_engine
 from taskfabric.engine._util import EngineShutdown
 from taskfabric.engine._workers import WorkerPool
 from taskfabric.plugin_api import NodeEvent
@@ -31,8 +31,10 @@ __all__ = [
     "NodeEvent",
     "ProcessBackend",
     "ProcessRun",
+    "SharedEngine",
     "WorkerPool",
     "load_code",
     "load_object",
     "run_workflow",
+    "shared_engine",
 ]

@@ -24,7 +24,7 @@ from taskfabric.engine._results import ExecutionResult, error_text
 from taskfabric.engine._runner import Runner
 from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from taskfabric.engine._util import EngineShutdown
-from taskfabric.errors import ExecutionFailedError, TaskfabricError
+from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
 from taskfabric.plugin_api import BackendContext, NodeEvent
@@ -346,6 +346,7 @@ class Engine:
             metadata=self.metadata,
             parallelism=self.config.engine.parallelism,
             heartbeat_seconds=self.config.engine.heartbeat_seconds,
+            commit_seconds=self.config.engine.commit_seconds,
             prior_nodes=prior,
             on_event=on_event,
             literals=self.literals,
@@ -585,14 +586,3 @@ class Engine:
             succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
         )
         return self._run(rec, compiled, inputs, wf.tasks, prior, on_event, reattach=reattach)
-
-
-def run_workflow(
-    wf: WorkflowDefinition[Any, Any], inputs: Mapping[str, Any], config: Config | None = None
-) -> Any:
-    """Run `wf` on the configured engine and return its outputs as Python values."""
-    with Engine(config) as engine:
-        result = engine.launch(wf, inputs)
-        if not result.succeeded:
-            raise ExecutionFailedError(result.execution_id, result.phase, error_text(result.error))
-        return result.python_outputs(wf, engine.store, engine.work_root / result.execution_id)

@@ -1,7 +1,11 @@
 """Recording an execution's transitions: node and attempt rows, events, progress callbacks
-and plugin hooks, committed together once per loop turn (one transaction per turn, so a
-chain of tasks costs one transaction per task and a wide fan-out far less than one per
-task), with the execution's heartbeat and the check for a cancel request."""
+and plugin hooks, committed in groups (one transaction for the transitions of every loop
+turn in a `commit_seconds` window, so a chain of tasks costs far less than a transaction per
+task), with the execution's heartbeat and the check for a cancel request.
+
+A commit holds everything recorded before it, in order: the database always shows the
+execution as it was at one moment (a node's start is never committed without the end of the
+node it depends on)."""
 
 from __future__ import annotations
 
@@ -31,11 +35,14 @@ class Recorder:
         on_event: Callable[[NodeEvent], None] | None = None,
         hooks: Any = None,
         cancel_check_seconds: float = 1.0,
+        commit_seconds: float = 0.0,
     ) -> None:
         self._execution_id = execution_id
         self._metadata = metadata
         self.heartbeat_seconds = heartbeat_seconds
         self.cancel_check_seconds = cancel_check_seconds
+        self._commit_seconds = commit_seconds
+        self._last_commit = float("-inf")  # time.monotonic() of the last commit
         self._on_event = on_event
         self._hooks = hooks
         self._batch = Batch()
@@ -148,20 +155,29 @@ class Recorder:
         """Call `listener` with each heartbeat (before its transaction)."""
         self._heartbeat_listeners.append(listener)
 
-    def flush(self, *, force_heartbeat: bool = False) -> None:
-        """Commit what was recorded (with a heartbeat when one is due) in one transaction.
+    def commit_due_in(self) -> float | None:
+        """Seconds until what is recorded must be committed; None when nothing waits."""
+        if not self._batch:
+            return None
+        return max(0.0, self._last_commit + self._commit_seconds - time.monotonic())
+
+    def flush(self, *, force: bool = False) -> None:
+        """Commit what was recorded in one transaction, when `force` or when the oldest
+        write has waited `commit_seconds` (a heartbeat, when one is due, goes with it).
 
         Raises CancelRequested when someone asked to cancel the execution (checked at most
         every `cancel_check_seconds`)."""
         now = time.time()
-        if force_heartbeat or now - self._last_heartbeat >= self.heartbeat_seconds:
+        if force or now - self._last_heartbeat >= self.heartbeat_seconds:
             self._batch.update_execution(self._execution_id, heartbeat_at=now)
             self._last_heartbeat = now
+            force = True
             for listener in self._heartbeat_listeners:
                 listener()
-        if self._batch:
+        if self._batch and (force or self.commit_due_in() == 0.0):
             self._metadata.apply(self._batch)
             self._batch = Batch()
+            self._last_commit = time.monotonic()
         if now - self._last_cancel_check >= self.cancel_check_seconds:
             self._last_cancel_check = now
             reason = self._metadata.cancel_requested(self._execution_id, self._started)

@@ -7,7 +7,7 @@ ready, how the execution ends) and turns the loop; its parts each own one job:
   polls, the end of an attempt, retries and timeouts;
 - `CacheStep` (_caching.py): catalog look-ups, reservations and entries;
 - `Composites` (_composite.py): maps, sub-workflows and branches;
-- `Recorder` (_recording.py): every transition, committed once per loop turn;
+- `Recorder` (_recording.py): every transition, committed in groups (`commit_seconds`);
 - `Documents` (_documents.py) and `Timers` (_timers.py).
 
 Backends report attempt ends through `TaskAttempt.notify`, which wakes the loop; timers
@@ -84,6 +84,7 @@ class Runner:
         pools: PoolGate | None = None,
         project: str = "",
         domain: str = "",
+        commit_seconds: float = 0.0,
         reattach: Mapping[str, Reattach] | None = None,
     ) -> None:
         self._execution_id = execution_id
@@ -107,6 +108,7 @@ class Runner:
             heartbeat_seconds=heartbeat_seconds,
             on_event=on_event,
             hooks=hooks,
+            commit_seconds=commit_seconds,
         )
         self._cache = CacheStep(
             catalog=catalog,
@@ -410,9 +412,9 @@ class Runner:
                     break
                 attempts.renew_leases()
                 wait = min(self._heartbeat_seconds, recorder.cancel_check_seconds)
-                next_timer = timers.next_in()
-                if next_timer is not None:
-                    wait = min(wait, next_timer)
+                for due in (timers.next_in(), recorder.commit_due_in()):
+                    if due is not None:
+                        wait = min(wait, due)
                 attempts.wait(wait)
                 timers.fire_due()
                 attempts.poll_backends()
@@ -424,7 +426,7 @@ class Runner:
             return self.outcome  # type: ignore[return-value]
         except EngineShutdown:
             attempts.stop()
-            recorder.flush(force_heartbeat=True)
+            recorder.flush(force=True)
             raise
         except BaseException as exc:
             self.abort(f"engine error: {type(exc).__name__}: {exc}")
@@ -432,7 +434,7 @@ class Runner:
         if self.outcome is None:
             self.outcome = RunOutcome(FAILED, None, self._failing)
         attempts.release_pools()
-        recorder.flush(force_heartbeat=True)
+        recorder.flush(force=True)
         self._documents.close()
         return self.outcome
 
@@ -448,6 +450,6 @@ class Runner:
             ABORTED, None, {"kind": "system", "code": "Aborted", "message": reason}
         )
         try:
-            self._recorder.flush(force_heartbeat=True)
+            self._recorder.flush(force=True)
         except Exception:
             log.exception("could not record the abort")

@@ -6,6 +6,8 @@ waits until pytest has started.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ import pytest
 @pytest.fixture
 def taskfabric_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
+) -> Iterator[Path]:
     """A fresh folder per test holding the config (empty: the embedded defaults) and the data
     root, so the test neither reads the user's config nor writes to the user's data folder.
 
@@ -33,4 +35,8 @@ def taskfabric_home(
     monkeypatch.setenv("TASKFABRIC_DATA_ROOT", str(home / "data"))
     for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
         monkeypatch.setenv(name, str(home / name.lower()))
-    return home
+    yield home
+    # The engine that `wf(...)` calls opened for this test's config is not the next test's.
+    shared = sys.modules.get("taskfabric.engine._shared")
+    if shared is not None:
+        shared.shared_engine.close()

@@ -18,9 +18,11 @@ container gets no mounts; it reaches the store with the credentials the settings
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata as md
 import os
+import re
 import shutil
 import stat
 import sys
@@ -99,8 +101,17 @@ def socket_mounts(values: Iterable[str]) -> list[Mount]:
     return found
 
 
+@functools.cache
 def _installed_top_levels() -> frozenset[str]:
-    return frozenset(md.packages_distributions())
+    """Top-level import names of installed distributions. An editable install made by a
+    PEP 660 backend (hatchling) lists no packages of its own, only a `.pth` file, so its
+    name is counted too, as an import name (`taskfabric-http` -> `taskfabric_http`)."""
+    names = set(md.packages_distributions())
+    for dist in md.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            names.add(re.sub(r"[-.]+", "_", name).lower())
+    return frozenset(names)
 
 
 def code_root(function: tasks_pb2.PythonFunction) -> Path | None:
