@@ -193,3 +193,43 @@ def test_logs_follow_a_running_attempt(tmp_path: Path) -> None:
     finally:
         gate.touch()
         run.kill()
+
+
+def test_a_task_that_redirects_stdout_keeps_its_prints_while_another_task_starts(
+    tmp_path: Path,
+) -> None:
+    """A task on the local backend that uses contextlib.redirect_stdout (as pyspark's example
+    programs are run) gets its prints where it redirected them, even when another attempt
+    starts its capture meanwhile (that start once wrapped the redirect target and sent the
+    prints to the first task's log)."""
+    import contextlib
+    import io
+    import threading
+
+    from taskfabric.tasklogs import capture_output
+
+    redirected, b_started, a_done = threading.Event(), threading.Event(), threading.Event()
+    printed = io.StringIO()
+
+    def task_a() -> None:
+        with capture_output(tmp_path / "a.log", echo=False), contextlib.redirect_stdout(printed):
+            redirected.set()
+            assert b_started.wait(60)
+            print("from a")
+        a_done.set()
+
+    def task_b() -> None:
+        assert redirected.wait(60)
+        with capture_output(tmp_path / "b.log", echo=False):
+            b_started.set()
+            assert a_done.wait(60)
+            print("from b")
+
+    threads = [threading.Thread(target=task_a), threading.Thread(target=task_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert printed.getvalue() == "from a\n"
+    assert not (tmp_path / "a.log").exists()
+    assert (tmp_path / "b.log").read_text() == "from b\n"

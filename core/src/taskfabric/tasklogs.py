@@ -101,6 +101,8 @@ _current: contextvars.ContextVar[_Capture | None] = contextvars.ContextVar(
     "taskfabric_task_output", default=None
 )
 _install_lock = threading.Lock()
+#: Captures running now, in any thread (guarded by _install_lock): a one-item list.
+_active = [0]
 
 
 class _Capture:
@@ -162,14 +164,24 @@ class _Router(io.TextIOBase):
         return getattr(self.stream, name)
 
 
-def _install() -> None:
-    """Put routers in front of `sys.stdout` and `sys.stderr` (again when something, a test
-    runner or `contextlib.redirect_stdout`, replaced them since)."""
+def _enter() -> None:
+    """Count a capture in; put routers in front of `sys.stdout` and `sys.stderr` when it is
+    the only one (again when something, a test runner say, replaced them since). While
+    other captures run, a stream that is not a router was put there by one of their tasks
+    (`contextlib.redirect_stdout` in a task): wrapping it would send that task's prints to
+    its log instead of where it redirected them, so it is left alone until they end."""
     with _install_lock:
-        if not isinstance(sys.stdout, _Router):
-            sys.stdout = _Router(sys.stdout)
-        if not isinstance(sys.stderr, _Router):
-            sys.stderr = _Router(sys.stderr)
+        if _active[0] == 0:
+            if not isinstance(sys.stdout, _Router):
+                sys.stdout = _Router(sys.stdout)
+            if not isinstance(sys.stderr, _Router):
+                sys.stderr = _Router(sys.stderr)
+        _active[0] += 1
+
+
+def _leave() -> None:
+    with _install_lock:
+        _active[0] -= 1
 
 
 @contextlib.contextmanager
@@ -178,16 +190,19 @@ def capture_output(path: Path, *, echo: bool = True) -> Iterator[None]:
     to the live log `path` (created at the first write), and, with `echo`, to this process's
     stderr too, never to its stdout. Other threads are not affected; threads the task starts
     itself are not captured."""
-    _install()
-    stderr = sys.stderr
-    echo_to = stderr.stream if isinstance(stderr, _Router) else stderr
-    capture = _Capture(path, echo_to if echo else None)
-    token = _current.set(capture)
+    _enter()
     try:
-        yield
+        stderr = sys.stderr
+        echo_to = stderr.stream if isinstance(stderr, _Router) else stderr
+        capture = _Capture(path, echo_to if echo else None)
+        token = _current.set(capture)
+        try:
+            yield
+        finally:
+            _current.reset(token)
+            capture.close()
     finally:
-        _current.reset(token)
-        capture.close()
+        _leave()
 
 
 # -- reading -----------------------------------------------------------------------------
