@@ -27,6 +27,7 @@ import sqlalchemy as sa
 LEASE_TTL = 30.0
 RENEW_INTERVAL = LEASE_TTL / 3  # PoolManager.renew_interval
 ENGINES = ("e1", "e2", "e3")
+WORK = {False: "100", True: "1000"}  # items per engine: {is the engine to kill: n}
 
 WORKFLOW = """
 import time
@@ -105,7 +106,9 @@ def test_a_killed_engines_queued_requests_get_no_grant(db_url: str, tmp_path: Pa
         # files, not pipes: a pipe nobody reads fills up and blocks its engine
         with (tmp_path / f"{name}.err").open("w") as err:
             procs[name] = subprocess.Popen(
-                [*_CLI, "run", f"{tmp_path / 'fan.py'}:fan", "--n", "100"],
+                # the engine to kill gets far more work than the others, so that on a fast
+                # machine it cannot end before the moment it is to be killed is seen
+                [*_CLI, "run", f"{tmp_path / 'fan.py'}:fan", "--n", WORK[name == "e2"]],
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env=env,
