@@ -319,6 +319,7 @@ class Engine:
         *,
         overwrite_cache: bool = False,
         reattach: Mapping[str, Reattach] | None = None,
+        claimed_at: float | None = None,
     ) -> ExecutionResult:
         structlog.contextvars.bind_contextvars(execution_id=rec.id)
         log.debug("execution running", workflow=rec.workflow_name)
@@ -332,6 +333,7 @@ class Engine:
                 domain=rec.domain,
             )
         runner = Runner(
+            claimed_at=claimed_at,
             execution_id=rec.id,
             compiled=compiled,
             inputs=inputs,
@@ -585,4 +587,7 @@ class Engine:
             execution_id=rec.id,
             succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
         )
-        return self._run(rec, compiled, inputs, wf.tasks, prior, on_event, reattach=reattach)
+        # a cancel requested since the claim (while this process loaded the code) counts
+        return self._run(
+            rec, compiled, inputs, wf.tasks, prior, on_event, reattach=reattach, claimed_at=now
+        )

@@ -36,6 +36,7 @@ class Recorder:
         hooks: Any = None,
         cancel_check_seconds: float = 1.0,
         commit_seconds: float = 0.0,
+        cancels_since: float | None = None,
     ) -> None:
         self._execution_id = execution_id
         self._metadata = metadata
@@ -50,6 +51,8 @@ class Recorder:
         self._heartbeat_listeners: list[Callable[[], None]] = []
         self._last_heartbeat = 0.0
         self._started = self._last_cancel_check = time.time()
+        if cancels_since is not None:  # cancel requests count from the claim, not from now
+            self._started = min(self._started, cancels_since)
 
     # -- what is written ---------------------------------------------------------------
 

@@ -85,6 +85,7 @@ class Runner:
         project: str = "",
         domain: str = "",
         commit_seconds: float = 0.0,
+        claimed_at: float | None = None,
         reattach: Mapping[str, Reattach] | None = None,
     ) -> None:
         self._execution_id = execution_id
@@ -109,6 +110,7 @@ class Runner:
             on_event=on_event,
             hooks=hooks,
             commit_seconds=commit_seconds,
+            cancels_since=claimed_at,
         )
         self._cache = CacheStep(
             catalog=catalog,
