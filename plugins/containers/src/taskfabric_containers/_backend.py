@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from taskfabric.backends import tail
 from taskfabric.core.v1 import execution_pb2
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
@@ -73,17 +74,6 @@ exit "$rc"
 OOM_MARK = "taskfabric-containers: killed by the out-of-memory killer"
 #: Where `taskfabric-execute` works inside the container.
 CONTAINER_WORK_DIR = "/tmp/taskfabric-work"
-
-
-def _tail(path: Path, lines: int = 20, max_bytes: int = 32768) -> str:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - max_bytes))
-            text = fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
 
 
 @dataclass
@@ -394,7 +384,7 @@ class ContainerBackend(Backend[ContainerSettings]):
                     )
                 except Exception:
                     log.warning("unreadable error document", container=run.name)
-        last = _tail(run.log_path)
+        last = tail(run.log_path)
         if code == 137 and (oom_killed or OOM_MARK in last):
             limit = self.api.memory_limit(run.container_id) or run.limits.memory
             described = f"limit {describe_bytes(limit)}" if limit else "no memory limit set"
