@@ -10,13 +10,14 @@ attempt_id) is submitted again with its handle, after taking its pools like any 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from taskfabric.engine._state import RUNNING, NodeState
-from taskfabric.metadata import AttemptRecord, MetadataStore, NodeRecord
+from taskfabric.engine._state import FAILED, RUNNING, NodeState
+from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
 
-__all__ = ["INTERRUPTED", "Reattach", "handle_recorder"]
+__all__ = ["INTERRUPTED", "Reattach", "handle_recorder", "record_unattached"]
 
 #: The error code of an attempt whose engine process stopped under it.
 INTERRUPTED = "Interrupted"
@@ -64,3 +65,27 @@ def handle_recorder(
         metadata.record_attempt_handle(node, dataclasses.replace(attempt, handle=handle))
 
     return record_handle
+
+
+def record_unattached(
+    metadata: MetadataStore, execution_id: str, reattach: Mapping[str, Reattach]
+) -> None:
+    """Attempts left running by a stopped engine process that the run ended without
+    submitting again (a cache hit, a failure elsewhere first), still RUNNING in the database:
+    recorded as interrupted."""
+    now = time.time()
+    batch = Batch()
+    for rec in metadata.attempts(execution_id):
+        again = reattach.get(rec.node_id)
+        if again is None or again.attempt != rec.attempt or rec.phase != RUNNING:
+            continue
+        rec.phase, rec.finished_at = FAILED, now
+        rec.error = {
+            "kind": "system",
+            "code": INTERRUPTED,
+            "message": "the engine process stopped during this attempt, and the resumed "
+            f"execution ended without re-attaching to its work ({rec.handle})",
+        }
+        batch.attempt(rec)
+        batch.event(EventRecord(execution_id, rec.node_id, rec.attempt, FAILED, now, "interrupted"))
+    metadata.apply(batch)
