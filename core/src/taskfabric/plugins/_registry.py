@@ -40,6 +40,9 @@ BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
 #: distribution that does not exist.
 KNOWN_PROVIDERS: dict[str, str] = {
     "docker": "taskfabric-containers",
+    "flink": "taskfabric-flink",
+    "flink-cluster": "taskfabric-flink",
+    "flink-local": "taskfabric-flink",
     "http": "taskfabric-http",
     "http-job": "taskfabric-http",
     "podman": "taskfabric-containers",
