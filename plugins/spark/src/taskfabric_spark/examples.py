@@ -36,9 +36,16 @@ _one_program = threading.Lock()
 
 
 def _examples_dir() -> Path:
-    import pyspark
+    """Where the Spark installation keeps them: $SPARK_HOME (what spark-submit sets for its
+    driver, which imports pyspark from a zip), else the installed pyspark package."""
+    import os
 
-    return Path(pyspark.__file__).parent / "examples" / "src" / "main" / "python"
+    home = os.environ.get("SPARK_HOME")
+    if not home:
+        import pyspark
+
+        home = str(Path(pyspark.__file__).parent)
+    return Path(home) / "examples" / "src" / "main" / "python"
 
 
 def run_pyspark_example(name: str, *args: str) -> str:
