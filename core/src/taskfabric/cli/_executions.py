@@ -276,7 +276,7 @@ def run_queued(execution: str) -> None:
     try:
         with user_errors():
             try:
-                result = engine.resume(execution)
+                result = engine.resume(execution, runnable_only=True)
             except ExecutionBusyError as exc:
                 err.print(f"skipped: {exc}")
                 sys.exit(3)
