@@ -45,7 +45,7 @@ def typed_pipeline(n: int = 5) -> tuple[File, Directory, int]:
     return numbers, parts, total(frame=to_frame(parts=parts))
 
 
-@task(limits=Resources(memory="64Mi"))
+@task(resources=Resources(memory="64Mi"))
 def eat_memory(mib: int) -> int:
     hog = bytearray(mib * 1024 * 1024)
     for i in range(0, len(hog), 4096):  # touch every page

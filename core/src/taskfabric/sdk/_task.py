@@ -326,6 +326,7 @@ def task(
     retries: int | Retry = 0,
     timeout: timedelta | float | None = None,
     cache: bool | Cache = False,
+    resources: Resources | None = None,
     requests: Resources | None = None,
     limits: Resources | None = None,
     pools: Mapping[str, int] | None = None,
@@ -343,6 +344,7 @@ def task(
     retries: int | Retry = 0,
     timeout: timedelta | float | None = None,
     cache: bool | Cache = False,
+    resources: Resources | None = None,
     requests: Resources | None = None,
     limits: Resources | None = None,
     pools: Mapping[str, int] | None = None,
@@ -355,7 +357,10 @@ def task(
     - `retries`: a number of retries (1 s backoff, doubling) or a `Retry(...)`.
     - `timeout`: per attempt, a timedelta or seconds.
     - `cache`: `True` or `Cache(version=..., ignored_inputs=..., ttl=...)`.
-    - `requests` / `limits`: `Resources(cpu=..., memory=..., gpu=...)`.
+    - `resources`: `Resources(cpu=..., memory=..., gpu=...)`, what the task needs and may
+      use at most (its requests and its limits); `requests` / `limits` set one side apart
+      and win over `resources`. Container backends make the limits the container's (an
+      out-of-memory kill is a clear task error); Kubernetes and AWS Batch use both.
     - `pools`: resource pools to hold while running, e.g. `{"geo-api": 1}`.
     - `task_type` / `config`: the task type (default "python") and a plugin's config
       object; a config object may carry its own `task_type`.
@@ -379,8 +384,8 @@ def task(
                 retry=retry,
                 timeout=to_timedelta(timeout, "timeout"),
                 cache=cache_cfg if isinstance(cache_cfg, Cache) else None,
-                requests=requests,
-                limits=limits,
+                requests=requests if requests is not None else resources,
+                limits=limits if limits is not None else resources,
                 pools=pool_map,
                 task_type=str(ttype),
                 container_image=check_image(image_ref(container_image)) if container_image else "",

@@ -393,7 +393,7 @@ class ContainerBackend(Backend[ContainerSettings]):
                 error=AttemptError(
                     "OutOfMemory",
                     f"killed: out of memory, {described} (container {run.name}); give the "
-                    "task more with @task(limits=Resources(memory=...)) or use less",
+                    "task more with @task(resources=Resources(memory=...)) or use less",
                     kind="user",
                     retryable=True,
                 ),
