@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import flink_jobs
+import flink_orders
 import pytest
 
 from taskfabric.engine import Engine
@@ -41,9 +42,11 @@ def _wait_for_running_job(
 def test_a_dataframe_workflow_runs_as_jobs_named_after_their_attempts(
     cluster_engine: Engine, flink_cluster: SessionCluster
 ) -> None:
-    result = cluster_engine.launch(flink_jobs.orders_report, {"n": 9})
+    result = cluster_engine.launch(flink_orders.orders_report, {"n": 9})
     assert result.phase == "SUCCEEDED", result.error
-    assert result.python_outputs(flink_jobs.orders_report, cluster_engine.store) == "north:18.75:3"
+    assert (
+        result.python_outputs(flink_orders.orders_report, cluster_engine.store) == "north:18.75:3"
+    )
     (attempt,) = [
         a for a in cluster_engine.metadata.attempts(result.execution_id) if a.node_id == "n1"
     ]

@@ -4,15 +4,16 @@ client process (one gateway JVM per Flink attempt, so this module runs few)."""
 from __future__ import annotations
 
 import flink_jobs
+import flink_orders
 
 from taskfabric.engine import Engine
 
 
 def test_a_dataframe_goes_from_python_through_flink_and_back(local_engine: Engine) -> None:
-    result = local_engine.launch(flink_jobs.orders_report, {"n": 9})
+    result = local_engine.launch(flink_orders.orders_report, {"n": 9})
     assert result.phase == "SUCCEEDED", result.error
     # amounts 0..8, regions by i % 3: north gets 2 + 5 + 8 = 15, taxed by the UDF: 18.75.
-    assert result.python_outputs(flink_jobs.orders_report, local_engine.store) == "north:18.75:3"
+    assert result.python_outputs(flink_orders.orders_report, local_engine.store) == "north:18.75:3"
     # The Flink task's Table output is a dataframe literal with the Table's column types.
     from taskfabric.core.v1 import types_pb2
 
