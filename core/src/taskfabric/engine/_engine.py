@@ -28,9 +28,9 @@ from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
 from taskfabric.plugin_api import BackendContext, NodeEvent
-from taskfabric.plugins import PluginError, Plugins, get_plugins
+from taskfabric.plugins import PluginError, Plugins, get_plugins, open_blob_store
 from taskfabric.sdk import WorkflowDefinition
-from taskfabric.storage import BlobStore, LocalBlobStore, PackStore
+from taskfabric.storage import BlobStore, PackStore
 from taskfabric.types import TransformContext
 
 log = get_logger("taskfabric.engine")
@@ -64,12 +64,12 @@ class Engine:
     ) -> None:
         self.config = config or load_config()
         root = self.config.data_root
-        self.store = store or LocalBlobStore(root / "blobs", durable=self.config.storage.durable)
+        self.plugins = plugins or get_plugins()
+        self.store = store or open_blob_store(self.config, self.plugins)
         self.metadata = metadata or MetadataStore(self.config.metadata_url)
         self.literals = PackStore(self.store)
         self.catalog = Catalog(self.metadata.engine)
         self.work_root = root / "work"
-        self.plugins = plugins or get_plugins()
         self.pools = EnginePools(self.config, self.metadata, self.work_root)
         self.backends = Backends(
             self.config,

@@ -31,10 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskfabric.errors import TaskfabricError
-from taskfabric_containers._client import ContainerApi
+
+if TYPE_CHECKING:  # the Docker client is imported by those who build, not by ImageSpec users
+    from taskfabric_containers._client import ContainerApi
 
 #: The Python each Debian suite's python3 is.
 SUITE_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
