@@ -138,3 +138,14 @@ def held_calls(n: int) -> list[int]:
 @workflow
 def holding(n: int = 3) -> list[int]:
     return held_calls(n=n)
+
+
+@task(backend_options={"podman": {"env": {"GREETING": "hello from the task"}, "network": "host"}})
+def own_settings() -> list[str]:
+    """Its own variable, and the network interfaces its container has."""
+    return [os.environ.get("GREETING", "unset"), *sorted(os.listdir("/sys/class/net"))]
+
+
+@workflow
+def task_settings() -> list[str]:
+    return own_settings()

@@ -21,6 +21,7 @@ from taskfabric.sdk._settings import (
     Retry,
     SupportsImageRef,
     TaskSettings,
+    check_backend_options,
     check_image,
     duration_proto,
     image_ref,
@@ -128,6 +129,8 @@ class TaskDefinition(Generic[P, R]):
                 t.resources.limits.CopyFrom(s.limits.to_proto())
             for pool, weight in sorted(s.pools.items()):
                 t.pools.add(pool=pool, weight=weight)
+            if s.backend_options:
+                t.backend_options.update(s.backend_options)
             if self._config_msg is not None:
                 packed = any_pb2.Any()
                 packed.Pack(self._config_msg)
@@ -333,6 +336,7 @@ def task(
     task_type: str | None = None,
     config: Any = None,
     container_image: str | SupportsImageRef | None = None,
+    backend_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable[[Callable[P, R]], TaskDefinition[P, R]]: ...
 
 
@@ -351,6 +355,7 @@ def task(
     task_type: str | None = None,
     config: Any = None,
     container_image: str | SupportsImageRef | None = None,
+    backend_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TaskDefinition[P, R] | Callable[[Callable[P, R]], TaskDefinition[P, R]]:
     """Declare a task: a typed function the engine runs, retries, times out and caches.
 
@@ -368,6 +373,10 @@ def task(
       registration's `--image`, else the backend's own); other backends ignore it. A
       reference (`"ghcr.io/acme/etl:3f9c0a1"`) or an object with an `image_ref()` method,
       such as taskfabric-containers' `ImageSpec`.
+    - `backend_options`: settings of backends for this task, by driver name, e.g.
+      `{"podman": {"network": "bridge", "env": {"MODE": "fast"}}}`: each backend reads its
+      own driver's entry and lets a task set only what its operator allows (see the
+      plugin's guide); backends of other drivers ignore it.
     """
 
     def decorate(f: Callable[P, R]) -> TaskDefinition[P, R]:
@@ -389,6 +398,7 @@ def task(
                 pools=pool_map,
                 task_type=str(ttype),
                 container_image=check_image(image_ref(container_image)) if container_image else "",
+                backend_options=check_backend_options(backend_options or {}),
             )
         except (TypeError, ValueError) as exc:
             raise TaskDefinitionError(f"{where}: task '{f.__qualname__}': {exc}") from exc
