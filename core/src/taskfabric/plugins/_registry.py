@@ -39,6 +39,7 @@ BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
 #: entry points and task types and fails on any difference), so a hint never names a
 #: distribution that does not exist.
 KNOWN_PROVIDERS: dict[str, str] = {
+    "aws-batch": "taskfabric-aws",
     "docker": "taskfabric-containers",
     "flink": "taskfabric-flink",
     "flink-cluster": "taskfabric-flink",

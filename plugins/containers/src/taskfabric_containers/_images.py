@@ -449,7 +449,15 @@ def _push(
         return
     remote = f"{spec.registry.rstrip('/')}/{spec.name}:{content_hash}"
     progress(f"pushing {remote}")
-    api.push(ref, remote)
+    try:
+        api.push(ref, remote)
+    except Exception as exc:  # the Docker client's errors, the registry's answer
+        raise ImageBuildError(
+            f"{ref} was built, but the push to {remote} failed: {exc}. Check that the "
+            "registry is reachable from the container engine, that you are logged in to it "
+            "(`podman login`), and, for a registry without TLS, that the engine's "
+            "registries.conf marks it `insecure = true`"
+        ) from exc
 
 
 __all__ = [
