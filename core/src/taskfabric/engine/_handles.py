@@ -10,14 +10,19 @@ attempt_id) is submitted again with its handle, after taking its pools like any 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from taskfabric.engine._state import FAILED, RUNNING, NodeState
 from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
 
-__all__ = ["INTERRUPTED", "Reattach", "handle_recorder", "record_unattached"]
+__all__ = [
+    "INTERRUPTED",
+    "Reattach",
+    "handle_recorder",
+    "interrupt_unattached",
+    "left_running",
+]
 
 #: The error code of an attempt whose engine process stopped under it.
 INTERRUPTED = "Interrupted"
@@ -67,25 +72,55 @@ def handle_recorder(
     return record_handle
 
 
-def record_unattached(
-    metadata: MetadataStore, execution_id: str, reattach: Mapping[str, Reattach]
-) -> None:
-    """Attempts left running by a stopped engine process that the run ended without
-    submitting again (a cache hit, a failure elsewhere first), still RUNNING in the database:
-    recorded as interrupted."""
-    now = time.time()
-    batch = Batch()
-    for rec in metadata.attempts(execution_id):
-        again = reattach.get(rec.node_id)
-        if again is None or again.attempt != rec.attempt or rec.phase != RUNNING:
+def left_running(attempts: list[AttemptRecord], batch: Batch, now: float) -> dict[str, Reattach]:
+    """What `Engine.resume` does with the attempts a stopped engine process left RUNNING:
+    one with a recorded handle is submitted again (returned, by node id; only the latest
+    attempt of a node can be: attempts come ordered by node and number); any other is
+    recorded in `batch` as interrupted."""
+    reattach = {
+        a.node_id: Reattach(a.attempt, a.handle)
+        for a in attempts
+        if a.phase == RUNNING and a.handle
+    }
+    for a in attempts:
+        again = reattach.get(a.node_id)
+        if a.phase != RUNNING or (again is not None and again.attempt == a.attempt):
             continue
-        rec.phase, rec.finished_at = FAILED, now
-        rec.error = {
+        a.phase, a.finished_at = FAILED, now
+        a.error = {
+            "kind": "system",
+            "code": INTERRUPTED,
+            "message": "the engine process stopped during this attempt",
+        }
+        batch.attempt(a)
+        batch.event(
+            EventRecord(
+                a.execution_id,
+                a.node_id,
+                a.attempt,
+                FAILED,
+                now,
+                "interrupted: the engine process stopped",
+            )
+        )
+    return reattach
+
+
+def interrupt_unattached(
+    attempts: list[AttemptRecord], reattach: Mapping[str, Reattach], batch: Batch, now: float
+) -> None:
+    """Attempts to re-attach that the resumed run ended without submitting again (a cache
+    hit, a failure elsewhere first), still RUNNING: recorded in `batch` as interrupted."""
+    for a in attempts:
+        again = reattach.get(a.node_id)
+        if again is None or again.attempt != a.attempt or a.phase != RUNNING:
+            continue
+        a.phase, a.finished_at = FAILED, now
+        a.error = {
             "kind": "system",
             "code": INTERRUPTED,
             "message": "the engine process stopped during this attempt, and the resumed "
-            f"execution ended without re-attaching to its work ({rec.handle})",
+            f"execution ended without re-attaching to its work ({a.handle})",
         }
-        batch.attempt(rec)
-        batch.event(EventRecord(execution_id, rec.node_id, rec.attempt, FAILED, now, "interrupted"))
-    metadata.apply(batch)
+        batch.attempt(a)
+        batch.event(EventRecord(a.execution_id, a.node_id, a.attempt, FAILED, now, "interrupted"))

@@ -40,10 +40,15 @@ BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
 #: entry points and task types and fails on any difference), so a hint never names a
 #: distribution that does not exist.
 KNOWN_PROVIDERS: dict[str, str] = {
+    "aws-batch": "taskfabric-aws",
     "docker": "taskfabric-containers",
+    "flink": "taskfabric-flink",
+    "flink-cluster": "taskfabric-flink",
+    "flink-local": "taskfabric-flink",
     "http": "taskfabric-http",
     "http-job": "taskfabric-http",
     "podman": "taskfabric-containers",
+    "s3": "taskfabric-aws",
     "shell": "taskfabric-shell",
     "spark": "taskfabric-spark",
     "spark-local": "taskfabric-spark",
@@ -378,9 +383,9 @@ class Plugins:
                 if name in KNOWN_PROVIDERS
                 else ""
             )
+            role = "blob store" if group == STORAGE_GROUP else group.rsplit(".", 1)[-1][:-1]
             raise PluginError(
-                f"unknown {group.rsplit('.', 1)[-1][:-1]} driver '{name}': installed drivers "
-                f"are {known}{hint}"
+                f"unknown {role} driver '{name}': installed drivers are {known}{hint}"
             )
         if len(candidates) > 1:
             owners = " and ".join(sorted(c.distribution for c in candidates))
