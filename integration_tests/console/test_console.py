@@ -207,6 +207,40 @@ def test_launch_with_a_file_uploaded_from_the_form(
     expect(uploaded.locator("table.preview-rows tbody tr").nth(1)).to_have_text("2cake")
 
 
+def test_launch_with_a_folder_or_several_files_for_a_directory_input(
+    page: Any, console: Console, tmp_path: Path
+) -> None:
+    stock = tmp_path / "stock room"
+    (stock / "shelf").mkdir(parents=True)
+    (stock / "tea.txt").write_text("12\n")
+    (stock / "shelf" / "cake.txt").write_text("3\n")
+    sign_in(page, console.shop_admin)
+    page.goto("/console/launch/shop/prod/shopflows.inventory")
+    # Nothing chosen: the server's message, as the command line gets it.
+    page.click("#submit")
+    expect(page.locator("#form-error")).to_contain_text("missing input folder (Directory)")
+    page.set_input_files("#input-folder-folder", str(stock))
+    expect(page.locator("[data-field=folder] .chosen")).to_have_text("2 files chosen")
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/console/executions/\w+$"))
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    outputs = page.locator("#values table[data-what=outputs] tr[data-name=o0]")
+    expect(outputs).to_contain_text("shelf/cake.txt=3, tea.txt=12")
+    folder = page.locator("#values table[data-what=inputs] tr[data-name=folder]")
+    expect(folder.locator(".blob code")).to_have_text("stock-room")
+    folder.locator("details.preview summary").click()
+    expect(folder.locator("ul.preview-files li")).to_have_text(["shelf/cake.txt", "tea.txt"])
+    # Several files side by side make the directory too.
+    page.goto("/console/launch/shop/prod/shopflows.inventory")
+    page.set_input_files(
+        "#input-folder-files", [str(stock / "tea.txt"), str(stock / "shelf" / "cake.txt")]
+    )
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/console/executions/\w+$"))
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    expect(outputs).to_contain_text("cake.txt=3, tea.txt=12")
+
+
 def test_files_and_dataframes_preview_and_download_and_the_cache_shows(
     page: Any, console: Console, shots: Path
 ) -> None:

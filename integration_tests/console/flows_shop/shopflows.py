@@ -8,6 +8,7 @@ from enum import Enum
 import pandas as pd
 
 from taskfabric import (
+    Directory,
     File,
     FixedRate,
     LaunchPlan,
@@ -168,6 +169,19 @@ def throttled(seconds: float) -> str:
 @workflow
 def throttle(seconds: float = 1.0) -> str:
     return throttled(seconds=seconds)
+
+
+@task
+def tally(folder: Directory) -> str:
+    return ", ".join(
+        f"{p.relative_to(folder.path).as_posix()}={p.read_text().strip()}" for p in folder.files()
+    )
+
+
+@workflow
+def inventory(folder: Directory) -> str:
+    """A directory input: the launch form uploads a folder, or several files."""
+    return tally(folder=folder)
 
 
 hourly = LaunchPlan(

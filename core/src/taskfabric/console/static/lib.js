@@ -178,7 +178,7 @@ function previewBody(p) {
       h("thead", {}, h("tr", {}, p.columns.map((c) => h("th", {}, c)))),
       h("tbody", {}, p.rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c === null ? "null" : String(c)))))),
     ));
-    const total = p.total_rows === null ? "" : ` of ${p.total_rows}`;
+    const total = p.total_rows === null ? (p.truncated ? " (there is more)" : "") : ` of ${p.total_rows}`;
     parts.push(h("p", { class: "muted small" }, `first ${p.rows.length} rows${total}`));
   }
   if (p.kind === "file" && !p.columns.length) {
