@@ -12,15 +12,13 @@ from pathlib import Path
 
 import aws_tasks
 import pytest
-from conftest import client
+from conftest import TASKS_DIR, client
 
 from taskfabric.config import load_config
 from taskfabric.engine import Engine
 from taskfabric.plugin_api import STORAGE_GROUP
 from taskfabric.plugins import Plugins, use_plugins
 from taskfabric_aws import S3BlobStore
-
-HERE = Path(__file__).resolve().parent
 
 
 def write_config(folder: Path, s3_root: str, endpoint: str, backend: str) -> Path:
@@ -55,7 +53,7 @@ def test_typed_data_caching_and_logs_live_in_s3(
     # The subprocess backend's taskfabric-execute finds the store by its URIs' scheme, through
     # the installed entry point, and the endpoint through boto3's own variable.
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
-    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    monkeypatch.setenv("PYTHONPATH", str(TASKS_DIR))
     monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
     config_path = write_config(tmp_path / "home", s3_root, moto_endpoint, backend)
     with Engine(load_config(config_path), plugins=plugins) as engine:
