@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 from kubernetes import client, config
-from taskfabric_kubernetes import KubernetesBackend
 
 from taskfabric.plugin_api import BACKENDS_GROUP
 from taskfabric.plugins import Plugins, use_plugins
 from taskfabric_containers import ImageSpec, build_image
 from taskfabric_containers._client import ContainerApi
 from taskfabric_containers.testing import PodmanMissing, podman_service
+from taskfabric_kubernetes import KubernetesBackend
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]

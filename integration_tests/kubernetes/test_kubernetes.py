@@ -20,11 +20,11 @@ import kube_tasks
 import pytest
 from conftest import NAMESPACE, NAMESPACE_A, NAMESPACE_B, Cluster
 from kubernetes import client, watch
-from taskfabric_kubernetes._names import LABEL_BACKEND, LABEL_EXECUTION, LABEL_NODE
 
 from taskfabric.config import load_config
 from taskfabric.engine import Engine
 from taskfabric.plugins import Plugins
+from taskfabric_kubernetes._names import LABEL_BACKEND, LABEL_EXECUTION, LABEL_NODE
 
 #: Pods run with the node's network (the test cluster has no pod network) and keep for
 #: inspection; the cluster's `down` deletes them.
@@ -191,7 +191,10 @@ def test_an_image_that_cannot_be_pulled_fails_after_the_grace(
 def test_a_pod_spec_the_api_server_refuses_is_a_user_error(
     tmp_path: Path, cluster: Cluster, plugins: Plugins
 ) -> None:
-    extra = '[backends.k8s.task_pod_templates]\n"*.rejected" = { spec = { activeDeadlineSeconds = -5 } }\n'
+    extra = (
+        "[backends.k8s.task_pod_templates]\n"
+        '"*.rejected" = { spec = { activeDeadlineSeconds = -5 } }\n'
+    )
     with Engine(load_config(write_config(tmp_path / "h", cluster, extra)), plugins=plugins) as e:
         result = e.launch(kube_tasks.invalid_pod, {})
     assert result.phase == "FAILED"

@@ -120,7 +120,10 @@ def pod_manifest(
     run_as: tuple[int, int] | None,
 ) -> dict[str, Any]:
     """The Pod to create for one attempt (a plain dict, as the API takes it)."""
-    pod: dict[str, Any] = {}
+    # The pod's sandbox process is PID 1, so the task's process gets the SIGTERM of a
+    # deletion (a PID 1 without a handler, as Python is, ignores it and waits for SIGKILL
+    # at the end of the grace period). A template may turn it off.
+    pod: dict[str, Any] = {"spec": {"shareProcessNamespace": True}}
     for partial in task_templates(settings, template.id.name):
         pod = merge(pod, partial)
     env_list: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
