@@ -334,6 +334,9 @@ do_up() {
     start kube-scheduler "$BIN/kube-scheduler" \
         --kubeconfig "$STATE/kubeconfig" --bind-address 127.0.0.1 --port 0 \
         --leader-elect=false --cert-dir "$STATE/pki/scheduler" --profiling=false
+    # --sync-frequency: kubelet 1.20 can miss the graceful deletion of a pod whose container
+    # started a moment before (its pod worker drops the update); its periodic sync of every
+    # pod then stops it, so the period bounds how long a cancelled task runs on (default 1m).
     start kubelet "$BIN/kubelet" \
         --kubeconfig "$STATE/kubelet.kubeconfig" \
         --container-runtime remote --container-runtime-endpoint "unix://$CTR_SOCK" \
@@ -346,7 +349,8 @@ do_up() {
         --cgroup-driver cgroupfs --fail-swap-on=false --max-pods 250 \
         --image-gc-high-threshold 100 --image-gc-low-threshold 99 \
         --eviction-hard 'memory.available<100Mi,nodefs.available<1%,imagefs.available<1%' \
-        --serialize-image-pulls=false --pod-infra-container-image localhost/pause:local
+        --serialize-image-pulls=false --pod-infra-container-image localhost/pause:local \
+        --sync-frequency 3s
     wait_for "the node" 120 node_ready
     wait_for "the default service account" 60 api GET /api/v1/namespaces/default/serviceaccounts/default
     log "up: KUBECONFIG=$STATE/kubeconfig (API https://127.0.0.1:$API_PORT)"

@@ -16,6 +16,7 @@ import heapq
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,7 +142,7 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             )
             self._attempts[attempt.attempt_id] = run
             self._runs[key] = run
-        self._pool.submit(self._start, run)
+        self._spawn(self._start, run)
 
     def _where(self, attempt: TaskAttempt) -> tuple[str, str]:
         """The namespace and name of the attempt's pod: from its handle when an earlier
@@ -399,9 +400,9 @@ class KubernetesBackend(Backend[KubernetesSettings]):
                     return
                 run.finishing = True
         if kind == "DELETED":
-            self._pool.submit(self._finish_deleted, run)
+            self._spawn(self._finish_deleted, run)
         else:
-            self._pool.submit(self._finish, run, pod, state)
+            self._spawn(self._finish, run, pod, state)
 
     def _assess(self, run: PodRun, pod: dict[str, Any]) -> PodState:
         return assess(
@@ -429,7 +430,7 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             for run in gone:
                 run.finishing = True
         for run in gone:
-            self._pool.submit(self._finish_deleted, run)
+            self._spawn(self._finish_deleted, run)
 
     def _tick(self) -> None:
         """Once a second: assess pending pods that may fail by waiting alone (scheduling,
@@ -448,7 +449,7 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             for run in waiting:
                 self._on_pod("RESYNC", run.last)
             for _, namespace, name in due:
-                self._pool.submit(self._delete, namespace, name, 0)
+                self._spawn(self._delete, namespace, name, 0)
 
     # -- an attempt's end ------------------------------------------------------------------
 
@@ -581,6 +582,17 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             log_links=links,
         )
 
+    def _spawn(self, fn: Callable[..., object], *args: object) -> None:
+        """Run `fn(*args)` on the backend's threads; an exception is logged, never lost."""
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("kubernetes backend task failed", task=getattr(fn, "__name__", fn))
+
+        self._pool.submit(run)
+
     # -- the engine's other calls ------------------------------------------------------------
 
     def poll(self, attempt_id: str) -> AttemptStatus:
@@ -595,11 +607,13 @@ class KubernetesBackend(Backend[KubernetesSettings]):
                 return
             run.cancelled = True
         log.info("deleting the pod of a cancelled attempt", pod=f"{run.namespace}/{run.name}")
-        self._pool.submit(self._delete, run.namespace, run.name, self.settings.kill_grace_seconds)
+        self._spawn(self._delete, run.namespace, run.name, self.settings.kill_grace_seconds)
 
     def _delete(self, namespace: str, name: str, grace: int) -> None:
         try:
-            self.api.delete_pod(namespace, name, grace)
+            found = self.api.delete_pod(namespace, name, grace)
+            if grace:  # a cancel: worth a line (a finished pod's deletion is not)
+                log.info("pod deleted", pod=f"{namespace}/{name}", found=found, grace=grace)
         except KubeApiError as exc:
             log.warning("could not delete pod", pod=f"{namespace}/{name}", error=str(exc))
 
@@ -617,7 +631,7 @@ class KubernetesBackend(Backend[KubernetesSettings]):
                 heapq.heappush(self._deletions, (time.time() + keep, run.namespace, run.name))
                 return
         if not self._closed.is_set():
-            self._pool.submit(self._delete, run.namespace, run.name, 0)
+            self._spawn(self._delete, run.namespace, run.name, 0)
         else:
             self._delete(run.namespace, run.name, 0)
 
@@ -644,9 +658,7 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         # The engine gives up on what still runs: its pods go too.
         for run in running:
             if run.uid:
-                self._pool.submit(
-                    self._delete, run.namespace, run.name, self.settings.kill_grace_seconds
-                )
+                self._spawn(self._delete, run.namespace, run.name, self.settings.kill_grace_seconds)
         self._pool.shutdown(wait=True, cancel_futures=False)
         self.api.close()
 

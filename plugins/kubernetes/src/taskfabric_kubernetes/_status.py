@@ -97,7 +97,7 @@ def assess(
                 retryable=reason != "DeadlineExceeded",
             )
         )
-    if state.get("running"):
+    if "running" in state or (phase == "Running" and "waiting" not in state):
         return PodState(running=True)
     waiting = state.get("waiting") or {}
     reason = str(waiting.get("reason", ""))
