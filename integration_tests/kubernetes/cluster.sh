@@ -59,6 +59,7 @@ do_build() {
     fi
     if built; then
         log "binaries present in $BIN"
+        exec 9>&-
         return 0
     fi
     install_packages
@@ -125,6 +126,7 @@ GO
     # Keep only the binaries: the build tree and Go's cache are ~2.5 GB.
     rm -rf "$work"
     log "built into $BIN"
+    exec 9>&-
 }
 
 
@@ -144,7 +146,8 @@ start() { # name, command...
         log "$name already runs (pid $(pid_of "$name"))"
         return 0
     fi
-    setsid "$@" </dev/null >"$STATE/logs/$name.log" 2>&1 &
+    # (fd 9, the build lock, is not passed on: a daemon holding it would block later builds)
+    setsid "$@" </dev/null >"$STATE/logs/$name.log" 2>&1 9>&- &
     echo $! >"$STATE/pids/$name"
     log "started $name (pid $!)"
 }

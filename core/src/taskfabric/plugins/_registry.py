@@ -42,6 +42,7 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "docker": "taskfabric-containers",
     "http": "taskfabric-http",
     "http-job": "taskfabric-http",
+    "kubernetes": "taskfabric-kubernetes",
     "podman": "taskfabric-containers",
     "shell": "taskfabric-shell",
     "spark": "taskfabric-spark",
