@@ -49,14 +49,23 @@ def load_configuration(settings: KubernetesSettings) -> tuple[client.Configurati
     path = settings.kubeconfig or os.environ.get("KUBECONFIG", "")
     if not path and Path("~/.kube/config").expanduser().is_file():
         path = str(Path("~/.kube/config").expanduser())
-    if path:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=path, context=settings.context or None, client_configuration=cfg
-        )
-        where = f"kubeconfig {path}" + (f", context {settings.context}" if settings.context else "")
-    else:
-        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
-        where = "the in-cluster service account"
+    try:
+        if path:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, context=settings.context or None, client_configuration=cfg
+            )
+            where = f"kubeconfig {path}"
+            where += f", context {settings.context}" if settings.context else ""
+        else:
+            config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+            where = "the in-cluster service account"
+    except Exception as exc:
+        tried = f"kubeconfig {path!r}" if path else "$KUBECONFIG, ~/.kube/config and in-cluster"
+        raise ValueError(
+            f"cannot load the Kubernetes client configuration ({tried}"
+            + (f", context {settings.context!r}" if settings.context else "")
+            + f"): {exc}. Set kubeconfig and context in the backend's settings"
+        ) from exc
     return cfg, where
 
 
