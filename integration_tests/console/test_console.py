@@ -144,6 +144,51 @@ def test_launch_a_typed_workflow_from_the_form_and_watch_it_finish(
     expect(panel.locator("table[data-what=outputs] tr[data-name=o0]")).to_contain_text("4")
 
 
+def test_sub_workflows_and_branches_expand_in_the_dag(
+    page: Any, console: Console, shots: Path
+) -> None:
+    ran = _launch(console, console.shop_admin, "shopflows.ship", {"order": ORDER, "n": 3})
+    sign_in(page, console.shop_admin)
+    page.goto(f"/console/executions/{ran}")
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    pack = page.locator("#dag g.node[data-kind=workflow]")
+    carrier = page.locator("#dag g.node[data-kind=branch]")
+    # Collapsed at first: their nodes only counted by phase.
+    expect(pack).to_have_attribute("data-counts", "4 succeeded")
+    expect(carrier).to_have_attribute("data-counts", "1 succeeded · 1 not taken")
+    expect(page.locator("#dag g.node g.node")).to_have_count(0)
+    expect(pack.locator("text.sub")).to_have_text("4 nodes: 4 succeeded")
+
+    pack.locator(":scope > g.toggle").click()
+    inner = pack.locator("g.inner > g.node")
+    expect(inner).to_have_count(4)
+    for i in range(4):
+        expect(inner.nth(i)).to_have_attribute("data-phase", "SUCCEEDED")
+    # coloured by phase: a succeeded node's own box, whatever the box around it
+    expect(inner.first.locator(":scope > rect.box")).to_have_css("stroke", "rgb(46, 157, 91)")
+    mapped = pack.locator("g.node[data-kind=map]")
+    expect(mapped).to_have_attribute("data-counts", "3 succeeded")
+    carrier.locator(":scope > g.toggle").click()
+    taken = carrier.locator("g.node[data-case=else]")
+    expect(taken).to_have_attribute("data-phase", "SUCCEEDED")
+    expect(taken).to_contain_text("else: post")
+    skipped = carrier.locator("g.node[data-case='case 1']")
+    expect(skipped).to_have_attribute("data-phase", "NOT TAKEN")
+    expect(skipped.locator(":scope > rect.box")).to_have_css("stroke-dasharray", "4px, 3px")
+    # A node inside opens its own panel, with the way up to the node around it.
+    taken.click()
+    panel = page.locator("#panel")
+    expect(panel.locator("#node-title")).to_have_text("post")
+    expect(panel.locator("table[data-what=outputs] tr[data-name=o0]")).to_contain_text(
+        "post, 754 g"
+    )
+    expect(panel.locator("#node-up")).to_be_visible()
+    page.screenshot(path=str(shots / "execution-nested.png"), full_page=True)
+    # Collapsed again on a second click.
+    pack.locator(":scope > g.toggle").click()
+    expect(pack.locator("g.inner")).to_have_count(0)
+
+
 def test_launch_with_a_file_uploaded_from_the_form(
     page: Any, console: Console, tmp_path: Path
 ) -> None:

@@ -18,7 +18,7 @@ from taskfabric.plugins import Plugins, use_plugins
 from taskfabric_containers import DockerBackend, ImageSpec, PodmanBackend, build_image
 from taskfabric_containers._client import ContainerApi
 from taskfabric_containers._names import LABEL_EXECUTION
-from taskfabric_containers.testing import PodmanMissing, podman_service
+from taskfabric_containers.testing import PodmanMissing, free_port, image_registry, podman_service
 
 REPO = Path(__file__).resolve().parents[2]
 #: The image the tests' tasks run in: the core from this tree, with pandas for dataframes.
@@ -30,6 +30,22 @@ def _isolated(taskfabric_home: Path) -> Path:
     return taskfabric_home
 
 
+#: Where the session's image registry listens (the podman service knows it as insecure).
+REGISTRY_PORT = free_port()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real image registry (Debian's docker-registry) on 127.0.0.1, for the session."""
+    try:
+        with image_registry(tmp_path_factory.mktemp("registry"), REGISTRY_PORT) as where:
+            yield where
+    except PodmanMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"the containers suite needs an image registry under CI: {exc}")
+        pytest.skip(str(exc))
+
+
 @pytest.fixture(scope="session")
 def podman_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("TASKFABRIC_TEST_PODMAN_URL")
@@ -37,7 +53,9 @@ def podman_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
         return
     try:
-        with podman_service(tmp_path_factory.mktemp("podman")) as started:
+        folder = tmp_path_factory.mktemp("podman")
+        insecure = [f"127.0.0.1:{REGISTRY_PORT}"]
+        with podman_service(folder, insecure_registries=insecure) as started:
             yield started
     except PodmanMissing as exc:
         if os.environ.get("CI"):

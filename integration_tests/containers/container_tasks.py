@@ -45,7 +45,7 @@ def typed_pipeline(n: int = 5) -> tuple[File, Directory, int]:
     return numbers, parts, total(frame=to_frame(parts=parts))
 
 
-@task(limits=Resources(memory="64Mi"))
+@task(resources=Resources(memory="64Mi"))
 def eat_memory(mib: int) -> int:
     hog = bytearray(mib * 1024 * 1024)
     for i in range(0, len(hog), 4096):  # touch every page
@@ -138,3 +138,14 @@ def held_calls(n: int) -> list[int]:
 @workflow
 def holding(n: int = 3) -> list[int]:
     return held_calls(n=n)
+
+
+@task(backend_options={"podman": {"env": {"GREETING": "hello from the task"}, "network": "host"}})
+def own_settings() -> list[str]:
+    """Its own variable, and the network interfaces its container has."""
+    return [os.environ.get("GREETING", "unset"), *sorted(os.listdir("/sys/class/net"))]
+
+
+@workflow
+def task_settings() -> list[str]:
+    return own_settings()

@@ -154,6 +154,35 @@ def _time(text: str) -> datetime:
     return datetime.fromisoformat(f"{head}.{digits.ljust(6, '0')}{zone}")
 
 
+def test_a_task_sets_its_own_env_and_network_when_the_backend_allows_it(
+    tmp_path: Path, podman_url: str, task_image: str, plugins: Plugins
+) -> None:
+    allowed = write_config(
+        tmp_path / "a", podman_url, task_image, 'task_overrides = ["env", "network"]\n'
+    )
+    engine = Engine(load_config(allowed), plugins=plugins)
+    try:
+        result = engine.launch(container_tasks.task_settings, {})
+    finally:
+        engine.close()
+    assert result.phase == "SUCCEEDED", result.error
+    greeting, *interfaces = result.python_outputs(container_tasks.task_settings, engine.store)
+    assert greeting == "hello from the task"
+    assert set(interfaces) - {"lo"}, interfaces  # the host's network, not "none"
+    # By default a task may set its env only: asking for a network is a clear task error.
+    engine = Engine(
+        load_config(write_config(tmp_path / "d", podman_url, task_image)), plugins=plugins
+    )
+    try:
+        refused = engine.launch(container_tasks.task_settings, {})
+    finally:
+        engine.close()
+    assert refused.phase == "FAILED" and refused.error is not None
+    assert refused.error["code"] == "InvalidBackendOptions", refused.error
+    assert "sets network, which backend 'podman' does not let tasks set" in refused.error["message"]
+    assert "task_overrides` in [backends.podman]" in refused.error["message"]
+
+
 def test_a_timeout_stops_the_container(
     tmp_path: Path, podman_url: str, task_image: str, plugins: Plugins, api: ContainerApi
 ) -> None:

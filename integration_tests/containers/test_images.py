@@ -10,7 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from taskfabric_containers import ImageSpec, build_image
+from taskfabric_containers import ImageBuildError, ImageSpec, build_image
 from taskfabric_containers._client import ContainerApi
 
 
@@ -113,3 +113,39 @@ def test_plugins_check_sees_the_runtime_and_the_default_image(
     assert "no container API answers at unix:///nonexistent/podman.sock" in " ".join(
         result.stdout.split()
     )
+
+
+def test_an_image_with_a_registry_is_pushed_there(
+    api: ContainerApi, task_image: str, registry: str
+) -> None:
+    """The tests' task image, its spec naming a real registry (Debian's docker-registry on
+    127.0.0.1): the build finds it up to date and pushes it; the registry serves it."""
+    import dataclasses
+
+    import httpx
+    from conftest import TASK_IMAGE
+
+    spec = dataclasses.replace(TASK_IMAGE, registry=registry)
+    first = build_image(spec, api)
+    assert not first.built and first.ref == task_image
+    tag = first.ref.rpartition(":")[2]
+    name = TASK_IMAGE.name
+    tags = httpx.get(f"http://{registry}/v2/{name}/tags/list", timeout=30).json()
+    assert tag in tags["tags"], tags
+    manifest = httpx.get(
+        f"http://{registry}/v2/{name}/manifests/{tag}",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                 "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=30,
+    )  # fmt: skip
+    assert manifest.status_code == 200, manifest.text
+    assert manifest.json()["layers"], manifest.json()
+    # A registry nobody listens on: a clear build error that names it, not a library's error.
+    nowhere = dataclasses.replace(TASK_IMAGE, registry="127.0.0.1:9")
+    try:
+        build_image(nowhere, api)
+    except ImageBuildError as exc:
+        message = str(exc)
+    else:
+        raise AssertionError("a push to a registry nobody listens on succeeded")
+    assert f"the push to 127.0.0.1:9/{name}:{tag} failed" in message, message

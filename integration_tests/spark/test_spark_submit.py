@@ -16,6 +16,7 @@ import spark_sales
 
 from taskfabric.engine import Engine
 from taskfabric.plugins import Plugins
+from taskfabric_spark.examples import pyspark_examples
 from taskfabric_spark.testing import StandaloneCluster
 
 
@@ -71,6 +72,21 @@ def test_dataframe_workflow_runs_as_spark_applications(
     shown = _show(submit_config, result.execution_id)
     assert "spark-driver: file://" in shown, shown
     assert "spark-app: http://127.0.0.1" in shown, shown
+
+
+def test_pyspark_example_programs_run_unchanged_as_applications(
+    submit_engine: Engine, spark_cluster: StandaloneCluster
+) -> None:
+    """pi.py, wordcount.py and sort.py from the installed pyspark, each ending with its own
+    spark.stop(), each an application of the standalone master."""
+    result = submit_engine.launch(pyspark_examples, {"partitions": 2})
+    assert result.phase == "SUCCEEDED", result.error
+    pi, words, numbers = result.python_outputs(pyspark_examples, submit_engine.store)
+    assert pi.startswith("Pi is roughly 3."), pi
+    assert "to: 3" in words.splitlines() and "be: 2" in words.splitlines(), words
+    assert numbers.split() == ["-2", "4", "30", "100"], numbers
+    apps = _apps_named(spark_cluster, result.execution_id)
+    assert len(apps) == 3 and all(a["state"] == "FINISHED" for a in apps), apps
 
 
 def test_failing_spark_job_reports_the_python_error(

@@ -18,7 +18,7 @@ def test_tests_never_see_the_users_config_or_data(taskfabric_home: Path) -> None
     assert config.source == taskfabric_home / "config.toml"
     assert config.data_root == taskfabric_home / "data"
     assert config.model_dump() == Config().model_dump() | {
-        "storage": {"data_root": taskfabric_home / "data", "durable": False}
+        "storage": Config().storage.model_dump() | {"data_root": taskfabric_home / "data"}
     }
     assert os.environ["XDG_CONFIG_HOME"].startswith(str(taskfabric_home))
 

@@ -255,6 +255,50 @@ def test_graph_counts_map_items_by_phase_and_node_detail_is_typed(site: Site) ->
     assert other.get(detail_path).status_code == 404
 
 
+def test_graph_holds_sub_workflows_and_branch_cases(site: Site) -> None:
+    site.register("shop")
+    http = site.http(site.shop)
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    body = {"workflow": "console_api_flows.nested", "inputs": {"n": "3"}}
+    queued = http.post(path, json=body).json()["execution"]
+    before = http.get(f"/api/v1/executions/{queued['id']}/graph").json()["nodes"]
+    sub, branch = before
+    assert (sub["kind"], sub["children"]) == ("workflow", {"NOT STARTED": 3})
+    assert [n["node_id"] for n in sub["nodes"]] == [f"{sub['node_id']}/n{i}" for i in range(3)]
+    assert sub["nodes"][1]["upstream"] == [sub["nodes"][0]["node_id"]]
+    assert [(c["case"], c["phase"]) for c in branch["nodes"]] == [
+        ("case 1", "NOT STARTED"),
+        ("else", "NOT STARTED"),
+    ]
+    # A declared node that has not started has a panel already, nested or not.
+    first = sub["nodes"][0]["node_id"]
+    blank = http.get(f"/api/v1/executions/{queued['id']}/nodes/{first}/detail").json()
+    assert blank["node"]["phase"] == "NOT STARTED" and blank["node"]["parent_id"] == sub["node_id"]
+    assert blank["inputs"] == [{"name": "n", "type": "int", "value": None, "set": False}]
+
+    site.run(queued["id"])
+    sub, branch = http.get(f"/api/v1/executions/{queued['id']}/graph").json()["nodes"]
+    assert sub["phase"] == "SUCCEEDED" and sub["children"] == {"SUCCEEDED": 3}
+    mapped = sub["nodes"][1]
+    assert (mapped["kind"], mapped["children"]) == ("map", {"SUCCEEDED": 3})
+    assert branch["children"] == {"NOT TAKEN": 1, "SUCCEEDED": 1}
+    assert [(c["name"].split(".")[-1], c["case"], c["phase"]) for c in branch["nodes"]] == [
+        ("big", "case 1", "NOT TAKEN"),
+        ("small", "else", "SUCCEEDED"),
+    ]
+    # Nested nodes and map items have typed panels.
+    item = http.get(f"/api/v1/executions/{queued['id']}/nodes/{mapped['node_id']}[2]/detail")
+    assert item.json()["inputs"] == [{"name": "x", "type": "int", "value": 2, "set": True}]
+    chosen = branch["nodes"][1]["node_id"]
+    detail = http.get(f"/api/v1/executions/{queued['id']}/nodes/{chosen}/detail").json()
+    assert detail["outputs"] == [{"name": "o0", "type": "str", "value": "small 6", "set": True}]
+    inner = http.get(f"/api/v1/executions/{queued['id']}/nodes/{sub['node_id']}/detail").json()
+    assert inner["inputs"][0]["value"] == 3 and inner["outputs"][0]["value"] == 6
+    for bad in (f"{sub['node_id']}/n9", f"{mapped['node_id']}[0]/n0", "n0[1]"):
+        found = http.get(f"/api/v1/executions/{queued['id']}/nodes/{bad}/detail")
+        assert found.status_code == 404, bad
+
+
 def test_diff_between_two_registered_versions(site: Site) -> None:
     site.register("shop", "v1")
     site.register("shop", "v2")

@@ -14,7 +14,7 @@ import pytest
 
 from taskfabric.config import load_config
 from taskfabric.core.v1 import types_pb2
-from taskfabric.engine import Engine, WorkerPool, load_object
+from taskfabric.engine import Engine, ExecutionBusyError, WorkerPool, load_object
 
 WF = """
 import os, time
@@ -176,3 +176,52 @@ def test_cancel_a_queued_and_a_running_execution(
     assert done is not None and "enough" in (done.error or {}).get("message", "")
     phases = {n.phase for n in engine.metadata.nodes(rec.id)}
     assert "RUNNING" not in phases and "ABORTED" in phases
+
+
+def test_a_queued_execution_cancelled_while_a_worker_prepares_it_is_not_run(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console's viewer test saw it: a worker read the execution QUEUED, the user
+    cancelled it (QUEUED -> ABORTED) while the worker loaded its code, and the worker then
+    ran it anyway, overwriting ABORTED with RUNNING."""
+    engine, wf, code, log = setup
+    rec = engine.enqueue(wf.compile(), _inputs(3), project="p", domain="d", name="c", code=code)
+    real = engine.load_compiled
+
+    def load_then_cancel(r: Any) -> Any:
+        loaded = real(r)
+        assert engine.request_cancel(r.id, "changed my mind") == "ABORTED"
+        return loaded
+
+    monkeypatch.setattr(engine, "load_compiled", load_then_cancel)
+    with pytest.raises(ExecutionBusyError, match="turned ABORTED while this process prepared"):
+        engine.resume(rec.id, runnable_only=True)
+    monkeypatch.setattr(engine, "load_compiled", real)
+    after = engine.metadata.get_execution(rec.id)
+    assert after is not None and after.phase == "ABORTED" and after.owner == ""
+    # A worker that finds it ABORTED already leaves it alone too.
+    with pytest.raises(ExecutionBusyError, match="is ABORTED: nothing to run"):
+        engine.resume(rec.id, runnable_only=True)
+    assert not log.exists()  # no task ran
+
+
+def test_a_cancel_dated_before_the_claim_but_written_after_it_still_aborts(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server read its clock, then a worker claimed the execution (QUEUED -> RUNNING in
+    the claim), then the server wrote its request: the engine must still see it."""
+    engine, wf, code, log = setup
+    rec = engine.enqueue(wf.compile(), _inputs(3), project="p", domain="d", name="c", code=code)
+    real = engine.pools.release_execution  # called by resume right after its claim
+    phases: list[str] = []
+
+    def claimed_then_cancel(execution_id: str) -> None:
+        real(execution_id)
+        early = time.time() - 30  # the server's clock reading, taken before the claim
+        phases.append(engine.metadata.request_cancel(execution_id, "too late?", now=early))
+
+    monkeypatch.setattr(engine.pools, "release_execution", claimed_then_cancel)
+    result = engine.resume(rec.id, runnable_only=True)
+    assert phases == ["RUNNING"]  # the claim made it RUNNING: the request went to the engine
+    assert result.phase == "ABORTED"
+    assert "too late?" in (engine.metadata.get_execution(rec.id).error or {}).get("message", "")  # type: ignore[union-attr]

@@ -291,3 +291,22 @@ def test_errors_in_a_subworkflow_name_both_workflows() -> None:
 
     with pytest.raises(CompilationError, match="workflow 'outer > inner'"):
         outer.compile()
+
+
+def test_resources_are_the_requests_and_the_limits_unless_one_side_is_given() -> None:
+    from taskfabric import Resources
+
+    @task(resources=Resources(cpu="500m", memory="256Mi"))
+    def both() -> int:
+        return 1
+
+    @task(resources=Resources(cpu="1", memory="1Gi"), limits=Resources(memory="2Gi"))
+    def wider() -> int:
+        return 1
+
+    t = both.template()
+    assert (t.resources.requests.cpu, t.resources.requests.memory) == ("500m", "256Mi")
+    assert (t.resources.limits.cpu, t.resources.limits.memory) == ("500m", "256Mi")
+    t = wider.template()
+    assert (t.resources.requests.cpu, t.resources.requests.memory) == ("1", "1Gi")
+    assert (t.resources.limits.cpu, t.resources.limits.memory) == ("", "2Gi")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
-from taskfabric import File, FixedRate, LaunchPlan, map_task, task, workflow
+from taskfabric import File, FixedRate, LaunchPlan, conditional, map_task, task, workflow
 
 
 class Size(Enum):
@@ -79,6 +79,45 @@ def count_lines(data: File) -> int:
 def lines(data: File) -> int:
     """A file input: the launch form uploads it."""
     return count_lines(data=data)
+
+
+@task
+def weigh(order: Order) -> int:
+    return order.quantity * 250
+
+
+@task
+def heaviest(xs: list[int], base: int) -> int:
+    return base + max(xs, default=0)
+
+
+@workflow
+def pack(order: Order, n: int) -> int:
+    """A sub-workflow: the order's weight and its n boxes (a map)."""
+    return heaviest(xs=map_task(double)(x=items(n=n)), base=weigh(order=order))
+
+
+@task
+def courier(weight: int) -> str:
+    return f"courier, {weight} g"
+
+
+@task
+def post(weight: int) -> str:
+    return f"post, {weight} g"
+
+
+@workflow
+def ship(order: Order, n: int = 2) -> str:
+    """A sub-workflow, then a branch on its result: the DAG's expandable nodes."""
+    weight = pack(order=order, n=n)
+    return (
+        conditional("carrier")
+        .if_(weight > 1000)
+        .then(courier(weight=weight))
+        .else_()
+        .then(post(weight=weight))
+    )
 
 
 hourly = LaunchPlan(

@@ -178,3 +178,48 @@ def test_the_debian_mirror_is_read_from_apt_sources(tmp_path: Path) -> None:
     assert debian_mirror(tmp_path) == "http://old.example/debian"
     with pytest.raises(ImageBuildError, match="no Debian mirror found"):
         debian_mirror(tmp_path / "nothing")
+
+
+def test_a_task_sets_only_the_backend_options_its_operator_allows() -> None:
+    from taskfabric.backends import TaskOptionsError, task_options
+    from taskfabric_containers._settings import check_task_overrides
+
+    @task(backend_options={"podman": {"env": {"MODE": "fast"}, "network": "bridge"}})
+    def wants_network() -> None: ...
+
+    template = wants_network.template()
+    with pytest.raises(TaskOptionsError) as refused:
+        task_options(template, ("podman",), ["env"], backend="pods", where="task w")
+    assert str(refused.value) == (
+        "task w: backend_options['podman'] sets network, which backend 'pods' does not let "
+        "tasks set (tasks may set: env); remove it from the task, or let tasks set it with "
+        "`task_overrides` in [backends.pods]"
+    )
+    allowed = task_options(template, ("podman",), ["env", "network"], backend="pods")
+    own = check_task_overrides(allowed, "task w")
+    assert (own.env, own.network, own.mounts) == ({"MODE": "fast"}, "bridge", [])
+    # Another driver's entry is not this backend's business.
+    assert task_options(template, ("docker",), [], backend="d") == {}
+
+    @task(backend_options={"docker": {"mounts": ["relative:/data"]}})
+    def bad_mount() -> None: ...
+
+    options = task_options(bad_mount.template(), ("docker",), ["mounts"], backend="d")
+    with pytest.raises(
+        ValueError, match=r"task b: backend_options: mounts: mount 'relative:/data'"
+    ):
+        check_task_overrides(options, "task b")
+
+
+def test_backend_options_must_be_json_settings_by_driver() -> None:
+    from taskfabric import TaskDefinitionError
+
+    with pytest.raises(TaskDefinitionError, match=r"backend_options\['podman'\] must be a dict"):
+
+        @task(backend_options={"podman": "bridge"})  # type: ignore[dict-item]
+        def wrong() -> None: ...
+
+    with pytest.raises(TaskDefinitionError, match="must hold JSON values"):
+
+        @task(backend_options={"podman": {"env": {"A": object()}}})
+        def opaque() -> None: ...

@@ -3,21 +3,14 @@ module name)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import runpy
-import sys
-import threading
 import time
-from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-import pyspark
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from taskfabric import Cache, File, task, workflow
+from taskfabric import Cache, task, workflow
 from taskfabric.types import Columns
 from taskfabric_spark import Spark, spark_session
 
@@ -144,66 +137,3 @@ def cached_units(sales: Sales) -> int:
 @workflow
 def cached_consumer(days: int = 3) -> int:
     return cached_units(sales=shuffled_sales(days=days))
-
-
-#: The example programs that ship with pyspark (`spark-submit examples/.../pi.py 4`).
-EXAMPLES = Path(pyspark.__file__).parent / "examples" / "src" / "main" / "python"
-
-
-#: sys.argv and sys.stdout belong to the process: one example at a time (spark-local runs
-#: attempts in threads of one process).
-_one_program = threading.Lock()
-
-
-def run_example(name: str, *args: str) -> str:
-    """Run pyspark's example program `name` unchanged, as spark-submit would (as `__main__`,
-    with `args` in sys.argv; it ends with `spark.stop()`), and return what it printed."""
-    path = EXAMPLES / name
-    printed = io.StringIO()
-    with _one_program:
-        argv = sys.argv
-        sys.argv = [str(path), *args]
-        try:
-            with contextlib.redirect_stdout(printed):
-                runpy.run_path(str(path), run_name="__main__")
-        finally:
-            sys.argv = argv
-    return printed.getvalue()
-
-
-@task(config=Spark())
-def pi_example(partitions: int) -> str:
-    return run_example("pi.py", str(partitions))
-
-
-@task(config=Spark())
-def wordcount_example(text: File) -> str:
-    return run_example("wordcount.py", str(text.path))
-
-
-@task(config=Spark())
-def sort_example(numbers: File) -> str:
-    return run_example("sort.py", str(numbers.path))
-
-
-@task
-def words() -> File:
-    f = File.new("words.txt")
-    Path(f.path).write_text("to be or not to be\nto see\n")
-    return f
-
-
-@task
-def numbers() -> File:
-    f = File.new("numbers.txt")
-    Path(f.path).write_text("30 4\n100 -2\n")
-    return f
-
-
-@workflow
-def pyspark_examples(partitions: int = 2) -> tuple[str, str, str]:
-    return (
-        pi_example(partitions=partitions),
-        wordcount_example(text=words()),
-        sort_example(numbers=numbers()),
-    )

@@ -16,6 +16,7 @@ from spark_engines import make_engine
 
 from taskfabric.engine import Engine
 from taskfabric.plugins import Plugins
+from taskfabric_spark.examples import pyspark_examples
 
 BACKENDS = {"spark-local": {"driver": "spark-local", "options": {"cores": 2}}}
 
@@ -69,9 +70,9 @@ def test_the_data_hash_depends_on_the_rows_not_their_order(engine: Engine, tmp_p
 
 
 def test_pyspark_example_programs_run_unchanged(engine: Engine) -> None:
-    result = engine.launch(st.pyspark_examples, {"partitions": 2})
+    result = engine.launch(pyspark_examples, {"partitions": 2})
     assert result.phase == "SUCCEEDED", result.error
-    pi, words, numbers = result.python_outputs(st.pyspark_examples, engine.store)
+    pi, words, numbers = result.python_outputs(pyspark_examples, engine.store)
     assert pi.startswith("Pi is roughly 3."), pi
     assert "to: 3" in words.splitlines() and "be: 2" in words.splitlines(), words
     assert numbers.split() == ["-2", "4", "30", "100"], numbers

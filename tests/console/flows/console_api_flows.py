@@ -1,6 +1,6 @@
 """Workflows of the console's API tests."""
 
-from taskfabric import File, map_task, task, workflow
+from taskfabric import File, conditional, map_task, task, workflow
 
 FACTOR = 2
 
@@ -33,3 +33,26 @@ def count_lines(data: File) -> int:
 @workflow
 def lines(data: File) -> int:
     return count_lines(data=data)
+
+
+@workflow
+def inner(n: int) -> int:
+    """A sub-workflow holding a map."""
+    return total(xs=map_task(step)(x=items(n=n)))
+
+
+@task
+def big(x: int) -> str:
+    return f"big {x}"
+
+
+@task
+def small(x: int) -> str:
+    return f"small {x}"
+
+
+@workflow
+def nested(n: int) -> str:
+    """A sub-workflow, then a branch on its result."""
+    s = inner(n=n)
+    return conditional("size").if_(s > 10).then(big(x=s)).else_().then(small(x=s))

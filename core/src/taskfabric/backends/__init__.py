@@ -12,6 +12,8 @@ The contract itself (`Backend`, `TaskAttempt`, `AttemptStatus`, ...) is in
   engine restart (the `subprocess` and `spark-submit` backends);
 - `tail`, `describe_exit`: what error messages about processes quote;
 - `attempt_work_dir`, `node_key`: where an attempt's files go, the same in every engine process;
+- `task_options`: the settings a task gives its backend (`@task(backend_options=...)`),
+  limited to the keys the backend's operator lets tasks set;
 - `execute_task`: one attempt in this process, literals in and out (what `taskfabric-execute`
   and `ThreadBackend.run_attempt` call).
 
@@ -20,6 +22,7 @@ Nothing here imports the engine, the metadata store or the pool manager.
 
 from taskfabric.backends._execute import execute_task, user_traceback
 from taskfabric.backends._local import LocalBackend, LocalSettings
+from taskfabric.backends._options import TaskOptionsError, task_options
 from taskfabric.backends._paths import attempt_work_dir, node_key
 from taskfabric.backends._pids import ProcessIdentity
 from taskfabric.backends._process import ProcessBackend, ProcessRun, describe_exit, tail
@@ -34,11 +37,13 @@ __all__ = [
     "ProcessRun",
     "SubprocessBackend",
     "SubprocessSettings",
+    "TaskOptionsError",
     "ThreadBackend",
     "attempt_work_dir",
     "describe_exit",
     "execute_task",
     "node_key",
     "tail",
+    "task_options",
     "user_traceback",
 ]

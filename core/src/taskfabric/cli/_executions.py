@@ -24,7 +24,7 @@ from taskfabric.cli._common import (
     user_errors,
 )
 from taskfabric.cli._remote import as_record, print_detail, print_json, remote_client
-from taskfabric.cli._show import print_events, print_nodes
+from taskfabric.cli._show import node_sort_key, print_events, print_nodes
 from taskfabric.core.v1 import types_pb2
 
 if TYPE_CHECKING:
@@ -120,12 +120,6 @@ def _values(m: types_pb2.LiteralMap | None, limit: int = 70, order: list[str] | 
     )
 
 
-def _node_sort_key(node_id: str) -> list[Any]:
-    import re
-
-    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", node_id)]
-
-
 @executions.command("show")
 @click.argument("execution")
 @click.option("--all", "show_all", is_flag=True, help="List every map item too.")
@@ -152,7 +146,7 @@ def show(execution: str, show_all: bool, events: bool, no_values: bool, output_f
 
     with user_errors(), _engine() as engine:
         rec = engine.find_execution(execution)
-        nodes = sorted(engine.metadata.nodes(rec.id), key=lambda n: _node_sort_key(n.node_id))
+        nodes = sorted(engine.metadata.nodes(rec.id), key=lambda n: node_sort_key(n.node_id))
         attempts = engine.metadata.attempts(rec.id)
         compiled = engine.load_compiled(rec)
         inputs = _load_map(engine, rec.inputs_uri)
@@ -173,7 +167,7 @@ def show(execution: str, show_all: bool, events: bool, no_values: bool, output_f
                         name=node.name,
                     )
                 )
-        nodes.sort(key=lambda n: _node_sort_key(n.node_id))
+        nodes.sort(key=lambda n: node_sort_key(n.node_id))
         if output_format == "json":
             from taskfabric.types import literal_to_json
 
@@ -276,7 +270,7 @@ def run_queued(execution: str) -> None:
     try:
         with user_errors():
             try:
-                result = engine.resume(execution)
+                result = engine.resume(execution, runnable_only=True)
             except ExecutionBusyError as exc:
                 err.print(f"skipped: {exc}")
                 sys.exit(3)
@@ -377,3 +371,9 @@ def recover(execution: str, output_format: str) -> None:
     )
     if plane.local:
         err.print(f"  or resume it here: `taskfabric executions resume {result.id}`")
+
+
+# `executions logs` lives in its own module.
+from taskfabric.cli._logs import logs  # noqa: E402
+
+executions.add_command(logs)

@@ -7,19 +7,22 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from taskfabric.cli._common import err, fail, state, user_errors
 from taskfabric.cli._remote import remote_client
+from taskfabric.cli._show import node_sort_key
 from taskfabric.errors import TaskfabricError
-from taskfabric.server import _models as m
+
+if TYPE_CHECKING:  # the server's models are imported by the fetches, not to start the CLI
+    from taskfabric.server import _models as m
 
 #: Seconds between two reads of a log that is being followed.
 FOLLOW_EVERY = 0.5
 
-Fetch = Callable[[str, int | None, int], m.TaskLog]
+Fetch = Callable[[str, int | None, int], "m.TaskLog"]
 
 
 @dataclass
@@ -33,7 +36,6 @@ class _Source:
 
 @contextmanager
 def _source(ref: str) -> Iterator[_Source]:
-    from taskfabric.cli._executions import _node_sort_key
 
     with user_errors():
         client = remote_client()
@@ -56,7 +58,7 @@ def _source(ref: str) -> Iterator[_Source]:
             def remote(node: str, attempt: int | None, offset: int) -> m.TaskLog:
                 return client.task_log(execution_id, node, attempt=attempt, offset=offset)
 
-            yield _Source(remote, sorted(found, key=lambda t: _node_sort_key(t[0])))
+            yield _Source(remote, sorted(found, key=lambda t: node_sort_key(t[0])))
         return
     from taskfabric.engine import Engine
     from taskfabric.server._views import task_log
@@ -81,7 +83,7 @@ def _source(ref: str) -> Iterator[_Source]:
         def local(node: str, attempt: int | None, offset: int) -> m.TaskLog:
             return task_log(engine, rec, node, attempt, offset)
 
-        yield _Source(local, sorted(found, key=lambda t: _node_sort_key(t[0])))
+        yield _Source(local, sorted(found, key=lambda t: node_sort_key(t[0])))
 
 
 def _has_log(phase: str, links: list[dict[str, str]]) -> bool:

@@ -7,6 +7,7 @@ finished_at, error, message, parent_id; attempt, phase, error).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -14,6 +15,11 @@ from typing import Any
 from rich.table import Table
 
 from taskfabric.cli._common import elapsed, fmt_duration, fmt_time, out, phase_text
+
+
+def node_sort_key(node_id: str) -> list[Any]:
+    """Node ids in their natural order: n2 before n10."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", node_id)]
 
 
 def print_nodes(

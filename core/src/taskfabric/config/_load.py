@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from taskfabric.config._errors import ConfigError, ConfigIssue, issues_from_validation_error
 from taskfabric.config._locate import key_lines
-from taskfabric.config._model import APP_NAME, Config
+from taskfabric.config._model import APP_NAME, Config, uri_scheme
 
 CONFIG_ENV_VAR = "TASKFABRIC_CONFIG"
 DATA_ROOT_ENV_VAR = "TASKFABRIC_DATA_ROOT"
@@ -130,7 +130,15 @@ def load_config(
     config = Config() if source is None else _read_config(source, cwd)
     data_root = env.get(DATA_ROOT_ENV_VAR, "")
     if data_root:
-        storage = config.storage.model_copy(update={"data_root": _absolute(Path(data_root), cwd)})
+        scheme = uri_scheme(data_root)
+        if scheme is not None and scheme != "file":
+            # A blob store's URI: the blobs go there, the local folder stays the file's.
+            update: dict[str, object] = {"blob_root": data_root}
+        else:
+            # A folder: everything goes there, the blobs too (whatever the file says).
+            path = Path(data_root[len("file://") :] if scheme == "file" else data_root)
+            update = {"data_root": _absolute(path, cwd), "blob_root": None}
+        storage = config.storage.model_copy(update=update)
         config = config.model_copy(update={"storage": storage})
     return config
 

@@ -63,19 +63,74 @@ class ProjectConfig(_Section):
     domain: str = Field(default="development", min_length=1)
 
 
+#: A URI's scheme: ``s3://bucket/prefix`` names a blob store, not a folder.
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def uri_scheme(text: str) -> str | None:
+    """The scheme of a URI (``s3`` of ``s3://bucket/prefix``), lower-cased; None for a path."""
+    match = _URI_SCHEME.match(text)
+    return match.group(1).lower() if match else None
+
+
 class StorageConfig(_Section):
     """``[storage]``: where blobs live."""
 
     data_root: Path | None = Field(default=None, strict=False)
     """Folder of the local blob store and the default SQLite database; ``~`` is expanded and a
-    relative path is taken from the config file's folder. Unset: the user data folder."""
+    relative path is taken from the config file's folder. Unset: the user data folder. A URI
+    (``data_root = "s3://bucket/prefix"``) is short for ``blob_root`` with this unset."""
+    blob_root: str | None = None
+    """URI of the blob store (``s3://bucket/prefix``): every input, output, file, dataframe, log
+    and code bundle lives there, found by the ``taskfabric.storage`` driver of its scheme.
+    Unset: ``<data_root>/blobs``, a local folder."""
+    options: dict[str, str | int | float | bool] = {}
+    """Settings of the blob store's driver (the ``s3`` driver's ``endpoint_url``, ...)."""
     durable: bool = False
     """fsync every blob before it is renamed into place (slower; survives power loss)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _uri_data_root(cls, data: Any) -> Any:
+        """``data_root = "s3://..."`` sets ``blob_root``; ``file://`` URIs are folders."""
+        if not isinstance(data, dict):
+            return data
+        root = data.get("data_root")
+        if not isinstance(root, str):
+            return data
+        scheme = uri_scheme(root)
+        if scheme == "file":
+            return {**data, "data_root": root[len("file://") :]}
+        if scheme is None:
+            return data
+        blob_root = data.get("blob_root")
+        if blob_root is not None and blob_root != root:
+            raise ValueError(
+                f"data_root is the URI {root!r} and blob_root is {blob_root!r}: set one of them "
+                "(blob_root for the blob store, data_root for the local folder)"
+            )
+        rest = {key: value for key, value in data.items() if key != "data_root"}
+        return {**rest, "blob_root": root}
 
     @field_validator("data_root")
     @classmethod
     def _resolve(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return _resolve_path(value, info)
+
+    @field_validator("blob_root")
+    @classmethod
+    def _check_blob_root(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = uri_scheme(value)
+        if scheme is None:
+            raise ValueError(
+                f"{value!r} is not a URI: write scheme://..., e.g. 's3://bucket/prefix' (for a "
+                "local folder set data_root instead)"
+            )
+        if scheme != "file" and not value[len(scheme) + 3 :].strip("/"):
+            raise ValueError(f"{value!r} names no bucket or host: e.g. 's3://bucket/prefix'")
+        return value
 
 
 class MetadataConfig(_Section):
@@ -343,6 +398,13 @@ class Config(_Section):
         if self.storage.data_root is None:
             return Path(platformdirs.user_data_dir(APP_NAME))
         return self.storage.data_root.expanduser().absolute()
+
+    @property
+    def blob_root(self) -> str:
+        """The URI of the blob store: ``[storage] blob_root``, else ``<data_root>/blobs``."""
+        if self.storage.blob_root is not None:
+            return self.storage.blob_root
+        return (self.data_root / "blobs").as_uri()
 
     @property
     def metadata_url(self) -> str:

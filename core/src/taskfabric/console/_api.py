@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from google.protobuf import text_format
 
+from taskfabric.console import _graph as cg
 from taskfabric.console import _models as cm
 from taskfabric.console import _queries as cq
 from taskfabric.core.v1 import interface_pb2, types_pb2, workflow_pb2
@@ -77,9 +78,10 @@ def _node_model(n: Any, attempts: list[Any] | None = None) -> m.Node:
 @router.get(
     "/executions/{ref}/graph",
     summary="An execution's workflow as a graph, nodes with phases",
-    description="The workflow's nodes in declared order with the nodes each waits for, their "
-    "phases, and for maps and sub-workflows their items counted by phase (never listed, so a "
-    "map of 10,000 items is as fast as one of 10).",
+    description="The workflow's nodes in declared order with the nodes each waits for and "
+    "their phases; a map's items counted by phase (never listed, so a map of 10,000 items is "
+    "as fast as one of 10); a sub-workflow's nodes and a branch's cases inside their node "
+    "(`nodes`), counted by phase too.",
 )
 def graph(
     plane: Plane,
@@ -90,27 +92,7 @@ def graph(
     rec = plane._execution(who, ref)
     engine = plane.metadata.engine
     compiled = plane.engine.load_compiled(rec)
-    recorded = {n.node_id: n for n in cq.top_nodes(engine, rec.id)}
-    counts = cq.child_counts(engine, rec.id)
-    nodes = []
-    for node in compiled.primary.nodes:
-        found = recorded.get(node.id)
-        nodes.append(
-            cm.GraphNode(
-                node_id=node.id,
-                name=node.name or node.id,
-                kind=node.WhichOneof("target") or "task",
-                task_name=found.task_name if found else "",
-                phase=found.phase if found else "NOT STARTED",
-                upstream=list(node.upstream_node_ids),
-                attempts=found.attempts if found else 0,
-                cache_status=found.cache_status if found else "",
-                started_at=found.started_at if found else None,
-                finished_at=found.finished_at if found else None,
-                message=found.message if found else "",
-                children=counts.get(node.id, {}),
-            )
-        )
+    nodes = cg.graph_nodes(compiled, cq.graph_nodes(engine, rec.id), cq.item_counts(engine, rec.id))
     drawn = cm.Graph(execution=views.execution(rec), nodes=nodes)
     if values:
         interface = compiled.primary.interface
@@ -123,20 +105,28 @@ def graph(
 
 
 def _types(
-    compiled: workflow_pb2.CompiledWorkflow, node_id: str
+    compiled: workflow_pb2.CompiledWorkflow, node: workflow_pb2.Node | None, item: bool
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """Input and output types (as people read them) of a node, a map item or a sub-node."""
-    top = cq.top_id(node_id)
-    node = next((n for n in compiled.primary.nodes if n.id == top), None)
+    """Input and output types (as people read them) of a declared node or a map's item."""
     if node is None:
         return {}, {}
     target = node.WhichOneof("target")
-    task_id = node.task.task_id if target == "task" else node.map.task_id
-    task = next((t for t in compiled.tasks if target in ("task", "map") and t.id == task_id), None)
-    interface = task.interface if task is not None else interface_pb2.TypedInterface()
+    interface = interface_pb2.TypedInterface()
+    if target in ("task", "map"):
+        task_id = node.task.task_id if target == "task" else node.map.task_id
+        task = next((t for t in compiled.tasks if t.id == task_id), None)
+        if task is not None:
+            interface = task.interface
+    elif target == "workflow":
+        sub = next(
+            (t for t in compiled.subworkflows if t.id.name == node.workflow.workflow_id.name),
+            None,
+        )
+        if sub is not None:
+            interface = sub.interface
     inputs = {p.name: type_str(p.type) for p in interface.inputs}
     outputs = {p.name: type_str(p.type) for p in node.interface.outputs}
-    if target == "map" and node_id == top:
+    if target == "map" and not item:
         for name in node.map.mapped_inputs:
             if name in inputs:
                 inputs[name] = f"list[{inputs[name]}]"
@@ -168,17 +158,18 @@ def node_detail(
     rec = plane._execution(who, ref)
     engine = plane.metadata.engine
     compiled = plane.engine.load_compiled(rec)
-    input_types, output_types = _types(compiled, node_id)
+    declared, item = cg.declared(compiled, node_id)
+    input_types, output_types = _types(compiled, declared, item)
     found = cq.node(engine, rec.id, node_id)
     if found is None:
-        declared = next((n for n in compiled.primary.nodes if n.id == node_id), None)
-        if declared is None:
+        if declared is None or item:
             raise NotFound(f"execution {rec.id} has no node '{node_id}'")
         node = m.Node(
             node_id=node_id,
-            name=declared.name,
+            name=declared.name or declared.id,
             kind=declared.WhichOneof("target") or "task",
-            phase="NOT STARTED",
+            parent_id=node_id.rpartition("/")[0],
+            phase=cg.NOT_STARTED,
         )
         return cm.NodeDetail(
             node=node,

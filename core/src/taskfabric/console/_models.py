@@ -15,14 +15,20 @@ class _Model(BaseModel):
 
 
 class GraphNode(_Model):
-    """One node of a workflow, as drawn: its phase and, for a map or sub-workflow, its
-    children counted by phase."""
+    """One node of a workflow, as drawn: its phase and, for a map, its items counted by
+    phase; a sub-workflow or a branch has its own nodes (counted by phase too)."""
 
     node_id: str
     name: str
     kind: str = Field(description="task, map, workflow or branch.")
+    case: str = Field(
+        "", description="A case of a branch: 'case 1', 'case 2'... or 'else' (its nodes only)."
+    )
     task_name: str = ""
-    phase: str = Field(description="A node phase, or NOT STARTED.")
+    phase: str = Field(
+        description="A node phase; NOT STARTED, or NOT TAKEN for a case of a branch that "
+        "chose another."
+    )
     upstream: list[str] = Field(description="Ids of the nodes this one waits for.")
     attempts: int = 0
     cache_status: str = ""
@@ -30,7 +36,13 @@ class GraphNode(_Model):
     finished_at: float | None = None
     message: str = ""
     children: dict[str, int] = Field(
-        default_factory=dict, description="Phase -> how many of its items or nodes are in it."
+        default_factory=dict,
+        description="Phase -> how many of its map items, or of its own nodes, are in it.",
+    )
+    nodes: list[GraphNode] = Field(
+        default_factory=list,
+        description="A sub-workflow's nodes, or a branch's cases (one node each), drawn "
+        "inside it; their ids are under this node's ('n2/n0').",
     )
 
 

@@ -1,6 +1,7 @@
-"""Reads the console's views need beyond `MetadataStore`: the top-level nodes of an execution
-with their children counted by phase (a 10,000-item map is one row per phase, not 10,000
-records), and one node with its attempts."""
+"""Reads the console's views need beyond `MetadataStore`: the nodes of an execution but map
+items (its workflow's nodes, and those of its sub-workflows and branches), map items counted
+by phase (a 10,000-item map is one row per phase, not 10,000 records), and one node with its
+attempts."""
 
 from __future__ import annotations
 
@@ -12,38 +13,28 @@ from taskfabric.metadata._schema import node_attempts, node_executions
 from taskfabric.metadata._store import _decode
 
 
-def top_nodes(engine: Engine, execution_id: str) -> list[NodeRecord]:
-    """The nodes of an execution that have no parent (the workflow's own nodes)."""
+def graph_nodes(engine: Engine, execution_id: str) -> list[NodeRecord]:
+    """Every node of an execution but map items: the workflow's own nodes and those of its
+    sub-workflows and branches (as many as its templates declare, whatever the data)."""
     t = node_executions
-    q = sa.select(t).where(t.c.execution_id == execution_id, t.c.parent_id == "")
+    q = sa.select(t).where(t.c.execution_id == execution_id, t.c.kind != "map_item")
     with engine.connect() as conn:
         return [_decode(NodeRecord, r) for r in conn.execute(q).all()]
 
 
-def child_counts(engine: Engine, execution_id: str) -> dict[str, dict[str, int]]:
-    """parent node id -> {phase: number of its children (map items, sub-workflow nodes)},
-    for the top-level parents. Nested children count under their top-level ancestor."""
+def item_counts(engine: Engine, execution_id: str) -> dict[str, dict[str, int]]:
+    """map node id -> {phase: number of its items in it}, counted in the database."""
     t = node_executions
     q = (
         sa.select(t.c.parent_id, t.c.phase, sa.func.count())
-        .where(t.c.execution_id == execution_id, t.c.parent_id != "")
+        .where(t.c.execution_id == execution_id, t.c.kind == "map_item")
         .group_by(t.c.parent_id, t.c.phase)
     )
     found: dict[str, dict[str, int]] = {}
     with engine.connect() as conn:
         for parent, phase, count in conn.execute(q).all():
-            top = top_id(str(parent))
-            phases = found.setdefault(top, {})
-            phases[str(phase)] = phases.get(str(phase), 0) + int(count)
+            found.setdefault(str(parent), {})[str(phase)] = int(count)
     return found
-
-
-def top_id(node_id: str) -> str:
-    """The top-level ancestor of a node id: `n1` of `n1[3]` and of `n1/n0`."""
-    for i, ch in enumerate(node_id):
-        if ch in "[/":
-            return node_id[:i]
-    return node_id
 
 
 def node(engine: Engine, execution_id: str, node_id: str) -> NodeRecord | None:

@@ -15,7 +15,7 @@ from taskfabric.catalog import Catalog
 from taskfabric.config import Config, load_config
 from taskfabric.core.v1 import types_pb2, workflow_pb2
 from taskfabric.engine._backends import BackendNotConfiguredError, Backends
-from taskfabric.engine._handles import INTERRUPTED, Reattach
+from taskfabric.engine._handles import Reattach, interrupt_unattached, left_running
 from taskfabric.engine._launching import code_of, convert_inputs, not_a_workflow, same_dag
 from taskfabric.engine._loader import load_code
 from taskfabric.engine._owners import new_execution_id, owner_is_dead, this_owner
@@ -28,9 +28,9 @@ from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
 from taskfabric.plugin_api import BackendContext, NodeEvent
-from taskfabric.plugins import PluginError, Plugins, get_plugins
+from taskfabric.plugins import PluginError, Plugins, get_plugins, open_blob_store
 from taskfabric.sdk import WorkflowDefinition
-from taskfabric.storage import BlobStore, LocalBlobStore, PackStore
+from taskfabric.storage import BlobStore, PackStore
 from taskfabric.types import TransformContext
 
 log = get_logger("taskfabric.engine")
@@ -64,12 +64,12 @@ class Engine:
     ) -> None:
         self.config = config or load_config()
         root = self.config.data_root
-        self.store = store or LocalBlobStore(root / "blobs", durable=self.config.storage.durable)
+        self.plugins = plugins or get_plugins()
+        self.store = store or open_blob_store(self.config, self.plugins)
         self.metadata = metadata or MetadataStore(self.config.metadata_url)
         self.literals = PackStore(self.store)
         self.catalog = Catalog(self.metadata.engine)
         self.work_root = root / "work"
-        self.plugins = plugins or get_plugins()
         self.pools = EnginePools(self.config, self.metadata, self.work_root)
         self.backends = Backends(
             self.config,
@@ -405,23 +405,8 @@ class Engine:
         """Attempts left running by a stopped engine process that the run ended without
         submitting again (a cache hit, a failure elsewhere first), still RUNNING in the
         database: recorded as interrupted."""
-        now = time.time()
         batch = Batch()
-        for rec in self.metadata.attempts(execution_id):
-            again = reattach.get(rec.node_id)
-            if again is None or again.attempt != rec.attempt or rec.phase != RUNNING:
-                continue
-            rec.phase, rec.finished_at = FAILED, now
-            rec.error = {
-                "kind": "system",
-                "code": INTERRUPTED,
-                "message": "the engine process stopped during this attempt, and the resumed "
-                f"execution ended without re-attaching to its work ({rec.handle})",
-            }
-            batch.attempt(rec)
-            batch.event(
-                EventRecord(execution_id, rec.node_id, rec.attempt, FAILED, now, "interrupted")
-            )
+        interrupt_unattached(self.metadata.attempts(execution_id), reattach, batch, time.time())
         self.metadata.apply(batch)
 
     @staticmethod
@@ -493,6 +478,7 @@ class Engine:
         force: bool = False,
         on_event: Callable[[NodeEvent], None] | None = None,
         workflow: WorkflowDefinition[Any, Any] | None = None,
+        runnable_only: bool = False,
     ) -> ExecutionResult:
         """Continue an execution whose engine stopped (crash, kill, failure, abort).
 
@@ -500,10 +486,16 @@ class Engine:
         runs (again). Refused while another live process owns the execution. The workflow
         is loaded again from the code location recorded at launch, unless `workflow` is
         given (e.g. one defined inside a function).
+
+        `runnable_only` (a worker taking an execution from the queue): only a QUEUED or a
+        RUNNING execution is taken; one that ended meanwhile (a queued execution cancelled
+        before the worker claimed it) raises ExecutionBusyError and is left as it is.
         """
         rec = self.find_execution(ref)
         if rec.phase == SUCCEEDED:
             raise TaskfabricError(f"execution {rec.id} already succeeded; nothing to resume")
+        if runnable_only and rec.phase not in (QUEUED, RUNNING):
+            raise ExecutionBusyError(f"execution {rec.id} is {rec.phase}: nothing to run")
         queued = rec.phase == QUEUED
         compiled = self.load_compiled(rec)
         if workflow is None and "<locals>" in rec.code.get("object", ""):
@@ -531,8 +523,20 @@ class Engine:
         stale_before = now - 3 * self.config.engine.heartbeat_seconds
         dead = bool(rec.owner) and owner_is_dead(rec.owner)
         if not self.metadata.claim_execution(
-            rec.id, this_owner(), now=now, stale_before=stale_before, force=force or dead
+            rec.id,
+            this_owner(),
+            now=now,
+            stale_before=stale_before,
+            force=force or dead,
+            phase=rec.phase,
         ):
+            current = self.metadata.get_execution(rec.id)
+            if current is not None and current.phase != rec.phase:
+                # e.g. a queued execution cancelled while this process loaded its code
+                raise ExecutionBusyError(
+                    f"execution {rec.id} turned {current.phase} while this process prepared "
+                    f"to run it (it was {rec.phase}); it is left as it is"
+                )
             age = now - (rec.heartbeat_at or now)
             raise ExecutionBusyError(
                 f"execution {rec.id} is being run by {rec.owner} (last heartbeat {age:.0f}s "
@@ -544,37 +548,7 @@ class Engine:
         # Leases and queue places of the engine that ran it before are void now.
         self.pools.release_execution(rec.id)
         batch = Batch()
-        attempts = self.metadata.attempts(rec.id)
-        # An attempt left running with a handle is submitted again (re-attach); only the
-        # latest attempt of a node can be (attempts are ordered by node and number).
-        reattach = {
-            a.node_id: Reattach(a.attempt, a.handle)
-            for a in attempts
-            if a.phase == RUNNING and a.handle
-        }
-        for a in attempts:
-            again = reattach.get(a.node_id)
-            if again is not None and again.attempt == a.attempt:
-                continue
-            if a.phase == RUNNING:
-                a.phase = FAILED
-                a.finished_at = now
-                a.error = {
-                    "kind": "system",
-                    "code": INTERRUPTED,
-                    "message": "the engine process stopped during this attempt",
-                }
-                batch.attempt(a)
-                batch.event(
-                    EventRecord(
-                        rec.id,
-                        a.node_id,
-                        a.attempt,
-                        FAILED,
-                        now,
-                        "interrupted: the engine process stopped",
-                    )
-                )
+        reattach = left_running(self.metadata.attempts(rec.id), batch, now)
         if queued:
             batch.update_execution(rec.id, phase=RUNNING, started_at=now)
             batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"started by {this_owner()}"))

@@ -10,13 +10,19 @@ attempt_id) is submitted again with its handle, after taking its pools like any 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from taskfabric.engine._state import RUNNING, NodeState
-from taskfabric.metadata import AttemptRecord, MetadataStore, NodeRecord
+from taskfabric.engine._state import FAILED, RUNNING, NodeState
+from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
 
-__all__ = ["INTERRUPTED", "Reattach", "handle_recorder"]
+__all__ = [
+    "INTERRUPTED",
+    "Reattach",
+    "handle_recorder",
+    "interrupt_unattached",
+    "left_running",
+]
 
 #: The error code of an attempt whose engine process stopped under it.
 INTERRUPTED = "Interrupted"
@@ -64,3 +70,57 @@ def handle_recorder(
         metadata.record_attempt_handle(node, dataclasses.replace(attempt, handle=handle))
 
     return record_handle
+
+
+def left_running(attempts: list[AttemptRecord], batch: Batch, now: float) -> dict[str, Reattach]:
+    """What `Engine.resume` does with the attempts a stopped engine process left RUNNING:
+    one with a recorded handle is submitted again (returned, by node id; only the latest
+    attempt of a node can be: attempts come ordered by node and number); any other is
+    recorded in `batch` as interrupted."""
+    reattach = {
+        a.node_id: Reattach(a.attempt, a.handle)
+        for a in attempts
+        if a.phase == RUNNING and a.handle
+    }
+    for a in attempts:
+        again = reattach.get(a.node_id)
+        if a.phase != RUNNING or (again is not None and again.attempt == a.attempt):
+            continue
+        a.phase, a.finished_at = FAILED, now
+        a.error = {
+            "kind": "system",
+            "code": INTERRUPTED,
+            "message": "the engine process stopped during this attempt",
+        }
+        batch.attempt(a)
+        batch.event(
+            EventRecord(
+                a.execution_id,
+                a.node_id,
+                a.attempt,
+                FAILED,
+                now,
+                "interrupted: the engine process stopped",
+            )
+        )
+    return reattach
+
+
+def interrupt_unattached(
+    attempts: list[AttemptRecord], reattach: Mapping[str, Reattach], batch: Batch, now: float
+) -> None:
+    """Attempts to re-attach that the resumed run ended without submitting again (a cache
+    hit, a failure elsewhere first), still RUNNING: recorded in `batch` as interrupted."""
+    for a in attempts:
+        again = reattach.get(a.node_id)
+        if again is None or again.attempt != a.attempt or a.phase != RUNNING:
+            continue
+        a.phase, a.finished_at = FAILED, now
+        a.error = {
+            "kind": "system",
+            "code": INTERRUPTED,
+            "message": "the engine process stopped during this attempt, and the resumed "
+            f"execution ended without re-attaching to its work ({a.handle})",
+        }
+        batch.attempt(a)
+        batch.event(EventRecord(a.execution_id, a.node_id, a.attempt, FAILED, now, "interrupted"))

@@ -50,7 +50,10 @@ class Recorder:
         self._active: dict[str, NodeState] = {}
         self._heartbeat_listeners: list[Callable[[], None]] = []
         self._last_heartbeat = 0.0
-        self._started = self._last_cancel_check = time.time()
+        self._started = time.time()
+        # The first flush looks for a cancel request at once: one made since the claim,
+        # while this process loaded the code, must not wait for the first interval.
+        self._last_cancel_check = 0.0
         if cancels_since is not None:  # cancel requests count from the claim, not from now
             self._started = min(self._started, cancels_since)
 

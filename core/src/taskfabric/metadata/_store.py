@@ -274,10 +274,22 @@ class MetadataStore:
         self.apply(batch)
 
     def claim_execution(
-        self, execution_id: str, owner: str, *, now: float, stale_before: float | None, force: bool
+        self,
+        execution_id: str,
+        owner: str,
+        *,
+        now: float,
+        stale_before: float | None,
+        force: bool,
+        phase: str | None = None,
     ) -> bool:
         """Take ownership of an execution if its owner is gone (heartbeat older than
-        `stale_before`), it has no owner, or `force`. Atomic across processes."""
+        `stale_before`), it has no owner, or `force`. Atomic across processes.
+
+        With `phase`, the claim holds only while the execution is still in that phase (the
+        one its claimant read): a queued execution cancelled meanwhile (now ABORTED) is not
+        taken. A QUEUED execution claimed turns RUNNING in the same statement, so a cancel
+        request from then on goes to its engine instead of aborting it as queued."""
         t = s.executions
         cond = t.c.id == execution_id
         if not force:
@@ -285,8 +297,13 @@ class MetadataStore:
             if stale_before is not None:
                 free = free | (t.c.heartbeat_at < stale_before)
             cond = cond & free
+        values: dict[str, Any] = {"owner": owner, "heartbeat_at": now}
+        if phase is not None:
+            cond = cond & (t.c.phase == phase)
+            if phase == "QUEUED":
+                values.update(phase="RUNNING", started_at=now)
         with self._write_lock, self.engine.begin() as conn:
-            result = conn.execute(t.update().where(cond).values(owner=owner, heartbeat_at=now))
+            result = conn.execute(t.update().where(cond).values(**values))
             return bool(result.rowcount)
 
     # -- reads ----------------------------------------------------------------------
@@ -317,6 +334,13 @@ class MetadataStore:
                     ),
                 )
             ).rowcount
+            row = conn.execute(
+                sa.select(t.c.phase, t.c.heartbeat_at).where(t.c.id == execution_id)
+            ).first()
+            # An engine counts cancel requests from its claim (its heartbeat_at then): one
+            # that claimed the execution between this process's clock reading and this
+            # transaction must still see the request, so it is dated no earlier than that.
+            at = max(now, (row.heartbeat_at or 0.0) if row is not None else 0.0)
             conn.execute(
                 s.events.insert(),
                 {
@@ -324,12 +348,11 @@ class MetadataStore:
                     "node_id": "",
                     "attempt": 0,
                     "phase": "CANCEL_REQUESTED",
-                    "at": now,
+                    "at": at,
                     "message": reason,
                 },
             )
-            phase = conn.execute(sa.select(t.c.phase).where(t.c.id == execution_id)).scalar()
-        return "ABORTED" if done else str(phase)
+        return "ABORTED" if done else str(row.phase if row is not None else None)
 
     def cancel_requested(self, execution_id: str, since: float) -> str | None:
         """The reason of a cancel request made at or after `since`, if any."""

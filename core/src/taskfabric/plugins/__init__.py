@@ -10,6 +10,7 @@ from taskfabric.plugins._registry import (
     get_plugins,
     use_plugins,
 )
+from taskfabric.plugins._stores import open_blob_store
 
 __all__ = [
     "BUILTIN_DRIVERS",
@@ -19,5 +20,6 @@ __all__ = [
     "PluginInfo",
     "Plugins",
     "get_plugins",
+    "open_blob_store",
     "use_plugins",
 ]

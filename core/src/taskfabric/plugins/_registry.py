@@ -44,6 +44,7 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "http-job": "taskfabric-http",
     "kubernetes": "taskfabric-kubernetes",
     "podman": "taskfabric-containers",
+    "s3": "taskfabric-aws",
     "shell": "taskfabric-shell",
     "spark": "taskfabric-spark",
     "spark-local": "taskfabric-spark",
@@ -378,9 +379,9 @@ class Plugins:
                 if name in KNOWN_PROVIDERS
                 else ""
             )
+            role = "blob store" if group == STORAGE_GROUP else group.rsplit(".", 1)[-1][:-1]
             raise PluginError(
-                f"unknown {group.rsplit('.', 1)[-1][:-1]} driver '{name}': installed drivers "
-                f"are {known}{hint}"
+                f"unknown {role} driver '{name}': installed drivers are {known}{hint}"
             )
         if len(candidates) > 1:
             owners = " and ".join(sorted(c.distribution for c in candidates))

@@ -690,7 +690,6 @@ class Registry:
 
 def registry_for(config: Any) -> Registry:
     """A Registry on a config's metadata database and blob store (as the engine opens them)."""
-    from taskfabric.storage import LocalBlobStore
+    from taskfabric.plugins import open_blob_store
 
-    store = LocalBlobStore(config.data_root / "blobs", durable=config.storage.durable)
-    return Registry(MetadataStore(config.metadata_url), store)
+    return Registry(MetadataStore(config.metadata_url), open_blob_store(config))

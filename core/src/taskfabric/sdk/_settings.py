@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from google.protobuf import duration_pb2
 
@@ -151,3 +151,30 @@ class TaskSettings:
     pools: dict[str, int] = field(default_factory=dict)
     task_type: str = "python"
     container_image: str = ""
+    #: Per-task settings of backends, by driver name (see `task(backend_options=...)`).
+    backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def check_backend_options(options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """`options` as {driver: {key: JSON value}}, else ValueError saying what is wrong."""
+    import json
+
+    checked: dict[str, dict[str, Any]] = {}
+    for driver, values in options.items():
+        if not isinstance(driver, str) or not driver:
+            raise ValueError(
+                f"backend_options keys are driver names such as 'podman', not {driver!r}"
+            )
+        if not isinstance(values, Mapping):
+            raise ValueError(
+                f"backend_options[{driver!r}] must be a dict of that driver's settings, "
+                f"e.g. {{'network': 'bridge'}}, not {type(values).__name__}"
+            )
+        try:
+            checked[driver] = json.loads(json.dumps(dict(values)))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"backend_options[{driver!r}] must hold JSON values (str, numbers, bools, "
+                f"lists, dicts): {exc}"
+            ) from exc
+    return checked

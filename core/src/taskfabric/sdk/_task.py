@@ -21,6 +21,7 @@ from taskfabric.sdk._settings import (
     Retry,
     SupportsImageRef,
     TaskSettings,
+    check_backend_options,
     check_image,
     duration_proto,
     image_ref,
@@ -128,6 +129,8 @@ class TaskDefinition(Generic[P, R]):
                 t.resources.limits.CopyFrom(s.limits.to_proto())
             for pool, weight in sorted(s.pools.items()):
                 t.pools.add(pool=pool, weight=weight)
+            if s.backend_options:
+                t.backend_options.update(s.backend_options)
             if self._config_msg is not None:
                 packed = any_pb2.Any()
                 packed.Pack(self._config_msg)
@@ -326,12 +329,14 @@ def task(
     retries: int | Retry = 0,
     timeout: timedelta | float | None = None,
     cache: bool | Cache = False,
+    resources: Resources | None = None,
     requests: Resources | None = None,
     limits: Resources | None = None,
     pools: Mapping[str, int] | None = None,
     task_type: str | None = None,
     config: Any = None,
     container_image: str | SupportsImageRef | None = None,
+    backend_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Callable[[Callable[P, R]], TaskDefinition[P, R]]: ...
 
 
@@ -343,19 +348,24 @@ def task(
     retries: int | Retry = 0,
     timeout: timedelta | float | None = None,
     cache: bool | Cache = False,
+    resources: Resources | None = None,
     requests: Resources | None = None,
     limits: Resources | None = None,
     pools: Mapping[str, int] | None = None,
     task_type: str | None = None,
     config: Any = None,
     container_image: str | SupportsImageRef | None = None,
+    backend_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> TaskDefinition[P, R] | Callable[[Callable[P, R]], TaskDefinition[P, R]]:
     """Declare a task: a typed function the engine runs, retries, times out and caches.
 
     - `retries`: a number of retries (1 s backoff, doubling) or a `Retry(...)`.
     - `timeout`: per attempt, a timedelta or seconds.
     - `cache`: `True` or `Cache(version=..., ignored_inputs=..., ttl=...)`.
-    - `requests` / `limits`: `Resources(cpu=..., memory=..., gpu=...)`.
+    - `resources`: `Resources(cpu=..., memory=..., gpu=...)`, what the task needs and may
+      use at most (its requests and its limits); `requests` / `limits` set one side apart
+      and win over `resources`. Container backends make the limits the container's (an
+      out-of-memory kill is a clear task error); Kubernetes and AWS Batch use both.
     - `pools`: resource pools to hold while running, e.g. `{"geo-api": 1}`.
     - `task_type` / `config`: the task type (default "python") and a plugin's config
       object; a config object may carry its own `task_type`.
@@ -363,6 +373,10 @@ def task(
       registration's `--image`, else the backend's own); other backends ignore it. A
       reference (`"ghcr.io/acme/etl:3f9c0a1"`) or an object with an `image_ref()` method,
       such as taskfabric-containers' `ImageSpec`.
+    - `backend_options`: settings of backends for this task, by driver name, e.g.
+      `{"podman": {"network": "bridge", "env": {"MODE": "fast"}}}`: each backend reads its
+      own driver's entry and lets a task set only what its operator allows (see the
+      plugin's guide); backends of other drivers ignore it.
     """
 
     def decorate(f: Callable[P, R]) -> TaskDefinition[P, R]:
@@ -379,11 +393,12 @@ def task(
                 retry=retry,
                 timeout=to_timedelta(timeout, "timeout"),
                 cache=cache_cfg if isinstance(cache_cfg, Cache) else None,
-                requests=requests,
-                limits=limits,
+                requests=requests if requests is not None else resources,
+                limits=limits if limits is not None else resources,
                 pools=pool_map,
                 task_type=str(ttype),
                 container_image=check_image(image_ref(container_image)) if container_image else "",
+                backend_options=check_backend_options(backend_options or {}),
             )
         except (TypeError, ValueError) as exc:
             raise TaskDefinitionError(f"{where}: task '{f.__qualname__}': {exc}") from exc

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 
 class BlobNotFoundError(FileNotFoundError):
@@ -27,8 +28,19 @@ class BlobStore(abc.ABC):
 
     @classmethod
     def from_uri(cls, uri: str) -> BlobStore:
-        """A store able to read and write `uri` (used by `taskfabric-execute`)."""
+        """A store able to read and write `uri` (used by `taskfabric-execute`, in processes
+        that have no config file: settings come from the environment)."""
         raise NotImplementedError(f"{cls.__name__} cannot be built from a URI")
+
+    @classmethod
+    def from_root(cls, root_uri: str, options: Mapping[str, Any]) -> BlobStore:
+        """The store of an engine whose `[storage] blob_root` (or `data_root`) is `root_uri`:
+        `uri(...)` names keys under it. `options` is `[storage] options`, the driver's own
+        settings (plus `durable` from `[storage]`): raise ValueError naming a bad key and the
+        fix."""
+        raise NotImplementedError(
+            f"{cls.__name__} cannot be a data root: it implements no from_root()"
+        )
 
     @abc.abstractmethod
     def uri(self, *parts: str) -> str:

@@ -6,8 +6,9 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from taskfabric.storage._base import BlobNotFoundError, BlobStore
@@ -43,15 +44,29 @@ class LocalBlobStore(BlobStore):
         # file:// URIs are absolute paths: a store rooted at / serves any of them.
         return cls("/")
 
+    @classmethod
+    def from_root(cls, root_uri: str, options: Mapping[str, Any]) -> LocalBlobStore:
+        unknown = sorted(set(options) - {"durable"})
+        if unknown:
+            raise ValueError(
+                f"the local blob store takes no option {', '.join(map(repr, unknown))} "
+                "([storage] options are for the driver of blob_root's scheme)"
+            )
+        return cls(cls._path_of(root_uri), durable=bool(options.get("durable", False)))
+
     def uri(self, *parts: str) -> str:
         path = self.root.joinpath(*[p.strip("/") for p in parts if p])
         return path.as_uri()
 
-    def _path(self, uri: str) -> Path:
+    @staticmethod
+    def _path_of(uri: str) -> Path:
         parsed = urlparse(uri)
         if parsed.scheme != "file":
             raise ValueError(f"LocalBlobStore cannot handle {uri!r}: only file:// URIs")
         return Path(unquote(parsed.path))
+
+    def _path(self, uri: str) -> Path:
+        return self._path_of(uri)
 
     def local_path(self, uri: str) -> Path | None:
         return self._path(uri)

@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 
     from taskfabric.testing._conformance import BackendConformance
     from taskfabric.testing._harness import DeadlineExceededError, DirectAttempts
+    from taskfabric.testing._stores import BlobStoreConformance
 
-__all__ = ["BackendConformance", "DeadlineExceededError", "DirectAttempts"]
+__all__ = ["BackendConformance", "BlobStoreConformance", "DeadlineExceededError", "DirectAttempts"]
 
 _LAZY = {
     "BackendConformance": "taskfabric.testing._conformance",
+    "BlobStoreConformance": "taskfabric.testing._stores",
     "DeadlineExceededError": "taskfabric.testing._harness",
     "DirectAttempts": "taskfabric.testing._harness",
 }
@@ -58,7 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "taskfabric_conformance: a check of taskfabric's backend conformance suite",
     )
     # Plain asserts of the suite report their operands, like those of test modules.
-    pytest.register_assert_rewrite("taskfabric.testing._conformance")
+    pytest.register_assert_rewrite("taskfabric.testing._conformance", "taskfabric.testing._stores")
     # The fixtures (`taskfabric_home`): a module of their own, imported only now.
     import importlib
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from taskfabric.backends import tail
+from taskfabric.backends import tail, task_options
 from taskfabric.core.v1 import execution_pb2
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
@@ -43,7 +43,7 @@ from taskfabric_containers._mounts import (
     socket_mounts,
 )
 from taskfabric_containers._names import attempt_labels, container_name
-from taskfabric_containers._settings import ContainerSettings, parse_mount
+from taskfabric_containers._settings import ContainerSettings, check_task_overrides, parse_mount
 
 log = get_logger("taskfabric.containers")
 
@@ -268,8 +268,22 @@ class ContainerBackend(Backend[ContainerSettings]):
             self.context.store.put_bytes(
                 template_uri, attempt.task.SerializeToString(deterministic=True)
             )
+        try:
+            own = check_task_overrides(
+                task_options(
+                    attempt.task,
+                    (self.driver,),
+                    self.settings.task_overrides,
+                    backend=self.name,
+                    where=where,
+                ),
+                where,
+            )
+        except ValueError as exc:  # TaskOptionsError too
+            raise _SetUpError("InvalidBackendOptions", str(exc)) from exc
         env = {k: v for k in self.settings.pass_env if (v := os.environ.get(k)) is not None}
         env.update(self.settings.env)
+        env.update(own.env)
         # What the engine gives the attempt's own process: the address of its pool channel
         # and the attempt's secret for it (`taskfabric.hold()` in the task's code). A Unix
         # socket it names is mounted at the same path.
@@ -284,7 +298,7 @@ class ContainerBackend(Backend[ContainerSettings]):
                     raise _SetUpError("CodeTooLarge", f"{where}: {exc}") from exc
                 mounts.append(Mount(snapshot, str(root), read_only=True))
                 env["PYTHONPATH"] = str(root)
-        for entry in self.settings.mounts:
+        for entry in [*self.settings.mounts, *own.mounts]:
             source, target, read_only = parse_mount(entry)
             mounts.append(Mount(Path(source), target, read_only))
         command = [
@@ -306,7 +320,7 @@ class ContainerBackend(Backend[ContainerSettings]):
             env=env,
             mounts=mounts,
             labels=labels,
-            network=self.settings.network,
+            network=own.network or self.settings.network,
             limits=run.limits,
             user=f"{os.getuid()}:{os.getgid()}",
         )
@@ -393,7 +407,7 @@ class ContainerBackend(Backend[ContainerSettings]):
                 error=AttemptError(
                     "OutOfMemory",
                     f"killed: out of memory, {described} (container {run.name}); give the "
-                    "task more with @task(limits=Resources(memory=...)) or use less",
+                    "task more with @task(resources=Resources(memory=...)) or use less",
                     kind="user",
                     retryable=True,
                 ),

@@ -31,10 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskfabric.errors import TaskfabricError
-from taskfabric_containers._client import ContainerApi
+
+if TYPE_CHECKING:  # the Docker client is imported by those who build, not by ImageSpec users
+    from taskfabric_containers._client import ContainerApi
 
 #: The Python each Debian suite's python3 is.
 SUITE_PYTHON = {"bookworm": "3.11", "trixie": "3.13"}
@@ -447,7 +449,15 @@ def _push(
         return
     remote = f"{spec.registry.rstrip('/')}/{spec.name}:{content_hash}"
     progress(f"pushing {remote}")
-    api.push(ref, remote)
+    try:
+        api.push(ref, remote)
+    except Exception as exc:  # the Docker client's errors, the registry's answer
+        raise ImageBuildError(
+            f"{ref} was built, but the push to {remote} failed: {exc}. Check that the "
+            "registry is reachable from the container engine, that you are logged in to it "
+            "(`podman login`), and, for a registry without TLS, that the engine's "
+            "registries.conf marks it `insecure = true`"
+        ) from exc
 
 
 __all__ = [

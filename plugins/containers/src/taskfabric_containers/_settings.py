@@ -5,12 +5,35 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from taskfabric.plugin_api import BackendSettings
 
 _MOUNT = re.compile(r"^(/[^:]*):(/[^:]*)(?::(ro|rw))?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _valid_mounts(value: list[str]) -> list[str]:
+    for mount in value:
+        if not _MOUNT.match(mount):
+            raise ValueError(
+                f"mount {mount!r} is not HOST_PATH:CONTAINER_PATH[:ro|rw] with absolute "
+                "paths, e.g. '/srv/reference:/reference:ro'"
+            )
+    return value
+
+
+def _valid_env_names(value: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
+    for name in value:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+    return value
+
+
+def _valid_network(value: str | None) -> str | None:
+    if value is not None and not value:
+        raise ValueError('network must not be empty: write "none", "host" or a name')
+    return value
 
 
 class ContainerSettings(BackendSettings):
@@ -52,32 +75,29 @@ class ContainerSettings(BackendSettings):
     api_timeout: float = Field(default=120.0, gt=0)
     #: Extra labels on every container.
     labels: dict[str, str] = {}
+    #: What a task may set for itself with `@task(backend_options={"podman": {...}})` (the
+    #: key is the driver's name, "podman" or "docker"): "env" (variables added over `env`),
+    #: "network" (in place of `network`), "mounts" (added to `mounts`). Only "env" unless
+    #: the operator allows more: a task's own network or mounts weaken its isolation.
+    task_overrides: list[Literal["env", "network", "mounts"]] = ["env"]
 
-    @field_validator("mounts")
-    @classmethod
-    def _check_mounts(cls, value: list[str]) -> list[str]:
-        for mount in value:
-            if not _MOUNT.match(mount):
-                raise ValueError(
-                    f"mount {mount!r} is not HOST_PATH:CONTAINER_PATH[:ro|rw] with absolute "
-                    "paths, e.g. '/srv/reference:/reference:ro'"
-                )
-        return value
+    _mounts = field_validator("mounts")(_valid_mounts)
+    _env_names = field_validator("env", "pass_env")(_valid_env_names)
+    _network = field_validator("network")(_valid_network)
 
-    @field_validator("env", "pass_env")
-    @classmethod
-    def _check_env_names(cls, value: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
-        for name in value:
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-        return value
 
-    @field_validator("network")
-    @classmethod
-    def _check_network(cls, value: str) -> str:
-        if not value:
-            raise ValueError('network must not be empty: write "none", "host" or a name')
-        return value
+class TaskOverrides(BaseModel):
+    """What one task sets for its container (`@task(backend_options={"podman": {...}})`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: dict[str, str] = {}
+    network: str | None = None
+    mounts: list[str] = []
+
+    _mounts = field_validator("mounts")(_valid_mounts)
+    _env_names = field_validator("env")(_valid_env_names)
+    _network = field_validator("network")(_valid_network)
 
 
 def parse_mount(mount: str) -> tuple[str, str, bool]:
@@ -87,4 +107,16 @@ def parse_mount(mount: str) -> tuple[str, str, bool]:
     return match.group(1), match.group(2), match.group(3) != "rw"
 
 
-__all__ = ["ContainerSettings", "parse_mount"]
+__all__ = ["ContainerSettings", "TaskOverrides", "check_task_overrides", "parse_mount"]
+
+
+def check_task_overrides(options: dict[str, object], where: str) -> TaskOverrides:
+    """A task's `backend_options` entry, validated as the backend's own settings are."""
+    try:
+        return TaskOverrides.model_validate(options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"{where}: backend_options: {problems}") from exc

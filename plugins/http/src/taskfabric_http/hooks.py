@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskfabric.plugin_api import TaskType, hookimpl
-from taskfabric_http._task_types import HttpJobTaskType, HttpTaskType
 
 
 @hookimpl
 def taskfabric_task_types() -> Sequence[TaskType]:
+    from taskfabric_http._task_types import HttpJobTaskType, HttpTaskType
+
     return [HttpTaskType(), HttpJobTaskType()]

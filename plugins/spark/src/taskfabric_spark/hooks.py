@@ -7,15 +7,17 @@ from typing import Any
 
 from taskfabric.plugin_api import TaskType, hookimpl
 from taskfabric.types import TypeTransformer
-from taskfabric_spark._dataframe import SparkDataFrameTransformer
-from taskfabric_spark._task_type import SparkTaskType
 
 
 @hookimpl
 def taskfabric_task_types() -> Sequence[TaskType]:
+    from taskfabric_spark._task_type import SparkTaskType
+
     return [SparkTaskType()]
 
 
 @hookimpl
 def taskfabric_type_transformers() -> Sequence[TypeTransformer[Any]]:
+    from taskfabric_spark._dataframe import SparkDataFrameTransformer
+
     return [SparkDataFrameTransformer()]

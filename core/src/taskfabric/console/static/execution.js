@@ -12,7 +12,7 @@ const H = 62;
 const GAP_X = 48;
 const GAP_Y = 22;
 const PAD = 12;
-const ORDER = ["SUCCEEDED", "RUNNING", "WAITING", "QUEUED", "FAILED", "TIMED_OUT", "ABORTED", "SKIPPED"];
+const ORDER = ["SUCCEEDED", "RUNNING", "WAITING", "QUEUED", "FAILED", "TIMED_OUT", "ABORTED", "SKIPPED", "NOT STARTED", "NOT TAKEN"];
 
 let graph = null;
 let selected = null;
@@ -67,6 +67,17 @@ function followLog(nodeId, attempt, auto = false) {
 }
 
 
+// Sub-workflows and branches are drawn collapsed (their nodes counted by phase) until
+// their toggle is clicked; expanded, their own nodes are laid out inside them.
+const HEAD = 30;
+const expanded = new Set();
+
+function composite(n) {
+  return (n.kind === "workflow" || n.kind === "branch") && n.nodes && n.nodes.length > 0;
+}
+
+// Columns by longest path from the inputs; a column is as wide as its widest box and its
+// boxes are stacked, so an expanded node makes room for its nodes.
 function layout(nodes) {
   const byId = new Map(nodes.map((n) => [n.node_id, n]));
   const rank = new Map();
@@ -80,15 +91,35 @@ function layout(nodes) {
     return r;
   };
   const columns = [];
+  const inner = new Map();
+  const size = new Map();
   for (const n of nodes) {
     const r = rankOf(n);
     (columns[r] = columns[r] || []).push(n);
+    if (composite(n) && expanded.has(n.node_id)) {
+      const sub = layout(n.nodes);
+      inner.set(n.node_id, sub);
+      size.set(n.node_id, { w: Math.max(W, sub.width), h: HEAD + sub.height });
+    } else {
+      size.set(n.node_id, { w: W, h: H });
+    }
   }
   const at = new Map();
-  columns.forEach((col, c) => col.forEach((n, i) => at.set(n.node_id, { x: PAD + c * (W + GAP_X), y: PAD + i * (H + GAP_Y) })));
-  const width = PAD * 2 + columns.length * W + Math.max(0, columns.length - 1) * GAP_X;
-  const height = PAD * 2 + Math.max(1, ...columns.map((c) => c.length)) * (H + GAP_Y);
-  return { at, width, height };
+  let x = PAD;
+  let height = 0;
+  columns.forEach((col) => {
+    let y = PAD;
+    let widest = W;
+    for (const n of col) {
+      const { w, h: ht } = size.get(n.node_id);
+      at.set(n.node_id, { x, y, w, h: ht });
+      y += ht + GAP_Y;
+      widest = Math.max(widest, w);
+    }
+    height = Math.max(height, y);
+    x += widest + GAP_X;
+  });
+  return { at, inner, width: Math.max(PAD * 2 + W, x - GAP_X + PAD), height: Math.max(height + PAD, PAD * 2 + H + GAP_Y) };
 }
 
 function clip(text, n) {
@@ -102,77 +133,117 @@ function counts(children) {
 function nodeText(n) {
   const parts = [n.phase === "NOT STARTED" ? "not started" : n.phase.toLowerCase()];
   if (n.attempts > 1) parts.push(`${n.attempts} attempts`);
-  if (["hit", "miss"].includes(n.cache_status)) parts.push(`cache ${n.cache_status}`);
+  if (["hit", "miss", "written"].includes(n.cache_status)) parts.push(`cache ${n.cache_status === "hit" ? "hit" : "miss"}`);
   if (n.started_at) parts.push(span(n.started_at, n.finished_at));
   return parts.join(" · ");
 }
 
-function drawDag() {
-  const { at, width, height } = layout(graph.nodes);
+function edgesOf(nodes, at) {
   const edges = [];
-  for (const n of graph.nodes) {
+  for (const n of nodes) {
     const b = at.get(n.node_id);
     for (const u of n.upstream) {
       const a = at.get(u);
       if (!a) continue;
       let d;
-      if (b.x - a.x > W + GAP_X) {
+      if (b.x - (a.x + a.w) > GAP_X) {
         // It skips a column: under the boxes of its row, bottom to bottom, so it is never
         // hidden behind (or mistaken for an edge of) the nodes in between.
-        const below = Math.max(a.y, b.y) + H + GAP_Y * 0.75;
-        const xa = a.x + W / 2;
-        const xb = b.x + W / 2;
-        d = `M${xa},${a.y + H} C${xa},${below} ${xb},${below} ${xb},${b.y + H + 4}`;
+        const below = Math.max(a.y + a.h, b.y + b.h) + GAP_Y * 0.75;
+        const xa = a.x + a.w / 2;
+        const xb = b.x + b.w / 2;
+        d = `M${xa},${a.y + a.h} C${xa},${below} ${xb},${below} ${xb},${b.y + b.h + 4}`;
       } else {
-        const x1 = a.x + W;
-        const y1 = a.y + H / 2;
+        const x1 = a.x + a.w;
+        const y1 = a.y + Math.min(a.h, H) / 2;
         const x2 = b.x;
-        const y2 = b.y + H / 2;
+        const y2 = b.y + Math.min(b.h, H) / 2;
         d = `M${x1},${y1} C${x1 + GAP_X / 2},${y1} ${x2 - GAP_X / 2},${y2} ${x2 - 4},${y2}`;
       }
       edges.push(h("path", { class: "edge", d, "marker-end": "url(#arrow)" }));
     }
   }
-  const boxes = graph.nodes.map((n) => {
-    const { x, y } = at.get(n.node_id);
+  return edges;
+}
+
+function toggle(n, w) {
+  const open = expanded.has(n.node_id);
+  const flip = (ev) => {
+    ev.stopPropagation();
+    if (open) expanded.delete(n.node_id);
+    else expanded.add(n.node_id);
+    drawDag();
+  };
+  return h(
+    "g",
+    {
+      class: "toggle", transform: `translate(${w - 26},6)`, role: "button", tabindex: 0,
+      "data-toggle": n.node_id, "aria-expanded": open ? "true" : "false",
+      "aria-label": `${open ? "collapse" : "expand"} ${n.name}`,
+      onclick: flip, onkeydown: (ev) => (ev.key === "Enter" ? flip(ev) : null),
+    },
+    h("title", {}, open ? "collapse" : `expand: its ${n.kind === "branch" ? "cases" : "nodes"}`),
+    h("rect", { width: 20, height: 18, rx: 3 }),
+    h("text", { x: 10, y: 13.5, "text-anchor": "middle" }, open ? "−" : "+"),
+  );
+}
+
+function drawNodes(nodes, l) {
+  const boxes = nodes.map((n) => {
+    const { x, y, w, h: ht } = l.at.get(n.node_id);
     const kids = counts(n.children);
     const total = kids.reduce((s, [, c]) => s + c, 0);
+    const open = l.inner.has(n.node_id);
     let offset = 0;
-    const bar = kids.map(([p, c]) => {
-      const w = ((W - 16) * c) / total;
-      const r = h("rect", { class: `bar ${phaseClass(p)}`, x: 8 + offset, y: H - 12, width: w, height: 6 });
-      offset += w;
+    const bar = open ? [] : kids.map(([p, c]) => {
+      const bw = ((W - 16) * c) / total;
+      const r = h("rect", { class: `bar ${phaseClass(p)}`, x: 8 + offset, y: H - 12, width: bw, height: 6 });
+      offset += bw;
       return r;
     });
     const summary = kids.map(([p, c]) => `${c} ${p.toLowerCase()}`).join(" · ");
+    const unit = n.kind === "map" ? "item" : n.kind === "branch" ? "case" : "node";
+    const label = `${n.case ? `${n.case}: ` : ""}${n.name.split(".").pop()}${n.kind === "task" ? "" : ` (${n.kind})`}`;
+    const pick = (ev) => {
+      ev.stopPropagation();
+      select(n.node_id);
+    };
     return h(
       "g",
       {
-        class: `node ${phaseClass(n.phase)}${selected === n.node_id ? " selected" : ""}`,
+        class: `node ${phaseClass(n.phase)}${selected === n.node_id ? " selected" : ""}${open ? " expanded" : ""}`,
         transform: `translate(${x},${y})`,
         "data-node-id": n.node_id,
         "data-phase": n.phase,
         "data-kind": n.kind,
         "data-name": n.name,
+        "data-case": n.case || null,
         "data-counts": summary,
         tabindex: 0,
         role: "button",
-        onclick: () => select(n.node_id),
-        onkeydown: (ev) => (ev.key === "Enter" ? select(n.node_id) : null),
+        onclick: pick,
+        onkeydown: (ev) => (ev.key === "Enter" && ev.target === ev.currentTarget ? pick(ev) : null),
       },
       h("title", {}, `${n.name} (${n.kind}) ${n.phase}${summary ? `: ${summary}` : ""}`),
-      h("rect", { class: "box", width: W, height: H }),
-      h("text", { x: 10, y: 19 }, clip(`${n.name.split(".").pop()}${n.kind === "task" ? "" : ` (${n.kind})`}`, 26)),
-      h("text", { class: "sub", x: 10, y: 36 }, clip(kids.length ? `${total} item${total === 1 ? "" : "s"}: ${summary}` : nodeText(n), 30)),
+      h("rect", { class: "box", width: w, height: ht }),
+      h("text", { x: 10, y: 19 }, clip(label, composite(n) ? 22 : 26)),
+      open
+        ? h("g", { class: "inner", transform: `translate(0,${HEAD})` }, drawNodes(n.nodes, l.inner.get(n.node_id)))
+        : h("text", { class: "sub", x: 10, y: 36 }, clip(kids.length ? `${total} ${unit}${total === 1 ? "" : "s"}: ${summary}` : nodeText(n), 30)),
       bar,
+      composite(n) ? toggle(n, w) : null,
     );
   });
+  return [edgesOf(nodes, l.at), boxes];
+}
+
+function drawDag() {
+  const l = layout(graph.nodes);
   const svg = h(
     "svg",
-    { class: "dag-svg", width, height, viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "workflow graph" },
+    { class: "dag-svg", width: l.width, height: l.height, viewBox: `0 0 ${l.width} ${l.height}`, role: "img", "aria-label": "workflow graph" },
     h("defs", {}, h("marker", { id: "arrow", viewBox: "0 0 8 8", refX: 7, refY: 4, markerWidth: 7, markerHeight: 7, orient: "auto" }, h("path", { d: "M0,0 L8,4 L0,8 z", class: "arrowhead" }))),
-    edges,
-    boxes,
+    drawNodes(graph.nodes, l),
   );
   replace(dag, svg);
 }
@@ -278,7 +349,7 @@ async function drawPanel() {
     follower = null;
     replace(logArea);
   }
-  const up = n.parent_id ? h("button", { type: "button", onclick: () => select(n.parent_id) }, `↑ ${n.parent_id}`) : null;
+  const up = n.parent_id ? h("button", { type: "button", id: "node-up", onclick: () => select(n.parent_id) }, `↑ ${n.parent_id}`) : null;
   replace(
     detailArea,
     h("div", { class: "title" }, h("h2", { id: "node-title" }, n.name || n.node_id), badge(n.phase), up),

@@ -24,29 +24,30 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from taskfabric.core.v1 import identifier_pb2 as taskfabric_dot_core_dot_v1_dot_identifier__pb2
 from taskfabric.core.v1 import interface_pb2 as taskfabric_dot_core_dot_v1_dot_interface__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etaskfabric/core/v1/tasks.proto\x12\x12taskfabric.core.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a#taskfabric/core/v1/identifier.proto\x1a\"taskfabric/core/v1/interface.proto\"\xa0\x01\n\rRetryStrategy\x12\x0f\n\x07retries\x18\x01 \x01(\r\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12\x62\x61\x63koff_multiplier\x18\x03 \x01(\x01\x12.\n\x0bmax_backoff\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x84\x01\n\rCacheSettings\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0eignored_inputs\x18\x03 \x03(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tserialize\x18\x05 \x01(\x08\"S\n\x0cResourceSpec\x12\x0b\n\x03\x63pu\x18\x01 \x01(\t\x12\x0e\n\x06memory\x18\x02 \x01(\t\x12\x0b\n\x03gpu\x18\x03 \x01(\t\x12\x19\n\x11\x65phemeral_storage\x18\x04 \x01(\t\"q\n\tResources\x12\x32\n\x08requests\x18\x01 \x01(\x0b\x32 .taskfabric.core.v1.ResourceSpec\x12\x30\n\x06limits\x18\x02 \x01(\x0b\x32 .taskfabric.core.v1.ResourceSpec\"+\n\x0bPoolRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\"U\n\x0ePythonFunction\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x10\n\x08qualname\x18\x02 \x01(\t\x12\x13\n\x0bsource_file\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\r\"\xfb\x03\n\x0cTaskTemplate\x12*\n\x02id\x18\x01 \x01(\x0b\x32\x1e.taskfabric.core.v1.Identifier\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x35\n\tinterface\x18\x03 \x01(\x0b\x32\".taskfabric.core.v1.TypedInterface\x12\x30\n\x05retry\x18\x04 \x01(\x0b\x32!.taskfabric.core.v1.RetryStrategy\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x05\x63\x61\x63he\x18\x06 \x01(\x0b\x32!.taskfabric.core.v1.CacheSettings\x12\x30\n\tresources\x18\x07 \x01(\x0b\x32\x1d.taskfabric.core.v1.Resources\x12.\n\x05pools\x18\x08 \x03(\x0b\x32\x1f.taskfabric.core.v1.PoolRequest\x12$\n\x06\x63onfig\x18\t \x01(\x0b\x32\x14.google.protobuf.Any\x12\x34\n\x08\x66unction\x18\n \x01(\x0b\x32\".taskfabric.core.v1.PythonFunction\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x17\n\x0f\x63ontainer_image\x18\x0c \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etaskfabric/core/v1/tasks.proto\x12\x12taskfabric.core.v1\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a#taskfabric/core/v1/identifier.proto\x1a\"taskfabric/core/v1/interface.proto\"\xa0\x01\n\rRetryStrategy\x12\x0f\n\x07retries\x18\x01 \x01(\r\x12\x32\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1a\n\x12\x62\x61\x63koff_multiplier\x18\x03 \x01(\x01\x12.\n\x0bmax_backoff\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x84\x01\n\rCacheSettings\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x16\n\x0eignored_inputs\x18\x03 \x03(\t\x12&\n\x03ttl\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x11\n\tserialize\x18\x05 \x01(\x08\"S\n\x0cResourceSpec\x12\x0b\n\x03\x63pu\x18\x01 \x01(\t\x12\x0e\n\x06memory\x18\x02 \x01(\t\x12\x0b\n\x03gpu\x18\x03 \x01(\t\x12\x19\n\x11\x65phemeral_storage\x18\x04 \x01(\t\"q\n\tResources\x12\x32\n\x08requests\x18\x01 \x01(\x0b\x32 .taskfabric.core.v1.ResourceSpec\x12\x30\n\x06limits\x18\x02 \x01(\x0b\x32 .taskfabric.core.v1.ResourceSpec\"+\n\x0bPoolRequest\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\r\"U\n\x0ePythonFunction\x12\x0e\n\x06module\x18\x01 \x01(\t\x12\x10\n\x08qualname\x18\x02 \x01(\t\x12\x13\n\x0bsource_file\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\r\"\xad\x04\n\x0cTaskTemplate\x12*\n\x02id\x18\x01 \x01(\x0b\x32\x1e.taskfabric.core.v1.Identifier\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x35\n\tinterface\x18\x03 \x01(\x0b\x32\".taskfabric.core.v1.TypedInterface\x12\x30\n\x05retry\x18\x04 \x01(\x0b\x32!.taskfabric.core.v1.RetryStrategy\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\x05\x63\x61\x63he\x18\x06 \x01(\x0b\x32!.taskfabric.core.v1.CacheSettings\x12\x30\n\tresources\x18\x07 \x01(\x0b\x32\x1d.taskfabric.core.v1.Resources\x12.\n\x05pools\x18\x08 \x03(\x0b\x32\x1f.taskfabric.core.v1.PoolRequest\x12$\n\x06\x63onfig\x18\t \x01(\x0b\x32\x14.google.protobuf.Any\x12\x34\n\x08\x66unction\x18\n \x01(\x0b\x32\".taskfabric.core.v1.PythonFunction\x12\x13\n\x0b\x64\x65scription\x18\x0b \x01(\t\x12\x17\n\x0f\x63ontainer_image\x18\x0c \x01(\t\x12\x30\n\x0f\x62\x61\x63kend_options\x18\r \x01(\x0b\x32\x17.google.protobuf.Structb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'taskfabric.core.v1.tasks_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RETRYSTRATEGY']._serialized_start=187
-  _globals['_RETRYSTRATEGY']._serialized_end=347
-  _globals['_CACHESETTINGS']._serialized_start=350
-  _globals['_CACHESETTINGS']._serialized_end=482
-  _globals['_RESOURCESPEC']._serialized_start=484
-  _globals['_RESOURCESPEC']._serialized_end=567
-  _globals['_RESOURCES']._serialized_start=569
-  _globals['_RESOURCES']._serialized_end=682
-  _globals['_POOLREQUEST']._serialized_start=684
-  _globals['_POOLREQUEST']._serialized_end=727
-  _globals['_PYTHONFUNCTION']._serialized_start=729
-  _globals['_PYTHONFUNCTION']._serialized_end=814
-  _globals['_TASKTEMPLATE']._serialized_start=817
-  _globals['_TASKTEMPLATE']._serialized_end=1324
+  _globals['_RETRYSTRATEGY']._serialized_start=217
+  _globals['_RETRYSTRATEGY']._serialized_end=377
+  _globals['_CACHESETTINGS']._serialized_start=380
+  _globals['_CACHESETTINGS']._serialized_end=512
+  _globals['_RESOURCESPEC']._serialized_start=514
+  _globals['_RESOURCESPEC']._serialized_end=597
+  _globals['_RESOURCES']._serialized_start=599
+  _globals['_RESOURCES']._serialized_end=712
+  _globals['_POOLREQUEST']._serialized_start=714
+  _globals['_POOLREQUEST']._serialized_end=757
+  _globals['_PYTHONFUNCTION']._serialized_start=759
+  _globals['_PYTHONFUNCTION']._serialized_end=844
+  _globals['_TASKTEMPLATE']._serialized_start=847
+  _globals['_TASKTEMPLATE']._serialized_end=1404
 # @@protoc_insertion_point(module_scope)

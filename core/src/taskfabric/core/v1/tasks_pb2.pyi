@@ -8,6 +8,7 @@ from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from taskfabric.core.v1 import identifier_pb2 as _identifier_pb2
 from taskfabric.core.v1 import interface_pb2 as _interface_pb2
@@ -215,6 +216,7 @@ class TaskTemplate(_message.Message):
     FUNCTION_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     CONTAINER_IMAGE_FIELD_NUMBER: _builtins.int
+    BACKEND_OPTIONS_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Task type, e.g. "python", "shell", "spark"; the config maps it to a backend."""
     description: _builtins.str
@@ -246,6 +248,13 @@ class TaskTemplate(_message.Message):
 
     @_builtins.property
     def function(self) -> Global___PythonFunction: ...
+    @_builtins.property
+    def backend_options(self) -> _struct_pb2.Struct:
+        """Per-task settings of backends, by driver name: {"podman": {"network": "bridge"}}
+        (`@task(backend_options=...)`). A backend reads the entry of its own driver, lets a task
+        set only the keys its operator allows, and ignores the other drivers' entries.
+        """
+
     def __init__(
         self,
         *,
@@ -261,10 +270,11 @@ class TaskTemplate(_message.Message):
         function: Global___PythonFunction | None = ...,
         description: _builtins.str = ...,
         container_image: _builtins.str = ...,
+        backend_options: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "config", b"config", "function", b"function", "id", b"id", "interface", b"interface", "resources", b"resources", "retry", b"retry", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backend_options", b"backend_options", "cache", b"cache", "config", b"config", "function", b"function", "id", b"id", "interface", b"interface", "resources", b"resources", "retry", b"retry", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cache", b"cache", "config", b"config", "container_image", b"container_image", "description", b"description", "function", b"function", "id", b"id", "interface", b"interface", "pools", b"pools", "resources", b"resources", "retry", b"retry", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend_options", b"backend_options", "cache", b"cache", "config", b"config", "container_image", b"container_image", "description", b"description", "function", b"function", "id", b"id", "interface", b"interface", "pools", b"pools", "resources", b"resources", "retry", b"retry", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

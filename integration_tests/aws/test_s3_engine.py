@@ -1,0 +1,94 @@
+"""The engine on an S3 data root (moto): typed data, caching, task logs and the registry's
+bundles live in S3; attempts in other processes (`subprocess`, `taskfabric-execute`) read and
+write S3 themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aws_tasks
+import pytest
+from conftest import client
+
+from taskfabric.config import load_config
+from taskfabric.engine import Engine
+from taskfabric.plugin_api import STORAGE_GROUP
+from taskfabric.plugins import Plugins, use_plugins
+from taskfabric_aws import S3BlobStore
+
+HERE = Path(__file__).resolve().parent
+
+
+def write_config(folder: Path, s3_root: str, endpoint: str, backend: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "taskfabric.toml"
+    path.write_text(
+        f'[storage]\ndata_root = "{s3_root}"\noptions = {{ endpoint_url = "{endpoint}" }}\n\n'
+        f'[metadata]\nurl = "sqlite:///{folder / "meta.db"}"\n\n'
+        f'[task_types]\npython = "{backend}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def plugins() -> Iterator[Plugins]:
+    plugins = Plugins(autoload=False)
+    plugins.add_driver(STORAGE_GROUP, "s3", S3BlobStore)
+    with use_plugins(plugins):
+        yield plugins
+
+
+@pytest.mark.parametrize("backend", ["local", "subprocess"])
+def test_typed_data_caching_and_logs_live_in_s3(
+    backend: str,
+    tmp_path: Path,
+    s3_root: str,
+    moto_endpoint: str,
+    plugins: Plugins,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The subprocess backend's taskfabric-execute finds the store by its URIs' scheme, through
+    # the installed entry point, and the endpoint through boto3's own variable.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    config_path = write_config(tmp_path / "home", s3_root, moto_endpoint, backend)
+    with Engine(load_config(config_path), plugins=plugins) as engine:
+        assert isinstance(engine.store, S3BlobStore)
+        first = engine.launch(aws_tasks.typed_pipeline, {"n": 6})
+        assert first.phase == "SUCCEEDED", first.error
+        numbers, parts, total = first.python_outputs(
+            aws_tasks.typed_pipeline, engine.store, tmp_path / "read"
+        )
+        assert total == sum(i * i for i in range(6))
+        assert numbers.uri.startswith(s3_root + "/")
+        assert numbers.read_text().splitlines() == [str(i) for i in range(6)]
+        assert sorted(p.name for p in parts) == [f"part-{i}.txt" for i in range(6)]
+        again = engine.launch(aws_tasks.typed_pipeline, {"n": 6})
+        assert again.phase == "SUCCEEDED", again.error
+        statuses = {n.node_id: n.cache_status for n in engine.metadata.nodes(again.execution_id)}
+        assert "hit" in statuses.values()
+    # Nothing of the blobs is on the local disk: the data root holds scratch space only.
+    bucket, prefix = s3_root[len("s3://") :].split("/", 1)
+    keys = [
+        o["Key"]
+        for o in client("s3", moto_endpoint)
+        .list_objects_v2(Bucket=bucket, Prefix=prefix + "/")
+        .get("Contents", [])
+    ]
+    assert any("/raw/" in k or "numbers.txt" in k for k in keys), keys
+    assert any(k.endswith(".log") or "/logs/" in k for k in keys), keys
+    assert not (tmp_path / "home" / "blobs").exists()
+    # `executions logs` reads the task's log from S3.
+    env = {**os.environ, "TASKFABRIC_CONFIG": str(config_path), "COLUMNS": "200"}
+    shown = subprocess.run(
+        [sys.executable, "-m", "taskfabric.cli", "executions", "logs", first.execution_id,
+         "n0"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert "writing 6 numbers" in shown.stdout + shown.stderr, shown

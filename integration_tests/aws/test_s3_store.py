@@ -1,0 +1,193 @@
+"""The `s3` blob store against moto's S3: the core's blob store conformance suite, streaming
+with bounded memory, retries on throttling, clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import client
+
+from taskfabric.storage import BlobStore
+from taskfabric.testing import BlobStoreConformance
+from taskfabric_aws import S3BlobStore, S3StoreError
+
+#: Files of the streaming checks span 3 parts of the smallest size S3 takes (5 MiB).
+PART_MIB = 5
+
+
+class TestS3StoreConformance(BlobStoreConformance):
+    large_file_bytes = 2 * PART_MIB * (1 << 20) + 12345
+
+    @pytest.fixture
+    def blob_store(self, moto_endpoint: str, s3_root: str) -> Iterator[BlobStore]:
+        yield S3BlobStore.from_root(
+            s3_root, {"endpoint_url": moto_endpoint, "part_size_mib": PART_MIB}
+        )
+
+    @pytest.fixture(autouse=True)
+    def _endpoint_for_from_uri(self, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        # from_uri is what taskfabric-execute uses elsewhere: it reads the endpoint from the
+        # environment, as boto3 does.
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
+
+
+def test_large_files_stream_in_parts_with_bounded_memory(
+    moto_endpoint: str, s3_root: str, tmp_path: Path
+) -> None:
+    store = S3BlobStore.from_root(
+        s3_root, {"endpoint_url": moto_endpoint, "part_size_mib": PART_MIB, "concurrency": 2}
+    )
+    size = 48 << 20
+    source = tmp_path / "big.bin"
+    digest = hashlib.sha256()
+    with source.open("wb") as fh:
+        for i in range(size >> 20):
+            block = hashlib.sha256(str(i).encode()).digest() * (1 << 15)  # 1 MiB
+            fh.write(block)
+            digest.update(block)
+    uri = store.uri("big.bin")
+    tracemalloc.start()
+    try:
+        store.put_file(source, uri)
+        _, upload_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        store.get_file(uri, tmp_path / "copy.bin")
+        _, download_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert hashlib.sha256((tmp_path / "copy.bin").read_bytes()).hexdigest() == digest.hexdigest()
+    bucket, key = uri[len("s3://") :].split("/", 1)
+    s3 = client("s3", moto_endpoint)
+    part = s3.head_object(Bucket=bucket, Key=key, PartNumber=1)
+    assert part["PartsCount"] == -(-size // (PART_MIB << 20))  # a multipart object
+    head = s3.head_object(Bucket=bucket, Key=key)
+    assert head["Metadata"]["sha256"] == digest.hexdigest()  # the data's hash, not the ETag
+    # Parts in flight (2 x 5 MiB) and the download's queue of chunks, never the whole file.
+    print(f"peak traced memory: upload {upload_peak >> 20} MiB, download {download_peak >> 20} MiB")
+    assert upload_peak < size // 2, upload_peak
+    assert download_peak < size // 2, download_peak
+
+
+class _Throttling(http.server.BaseHTTPRequestHandler):
+    """Answers the first `throttle` requests 503 SlowDown, then forwards to moto."""
+
+    upstream = ""
+    throttle = 0
+    seen: list[str] = []  # noqa: RUF012
+    lock = threading.Lock()
+
+    def _handle(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        with self.lock:
+            type(self).seen.append(self.command)
+            throttled = len(type(self).seen) <= self.throttle
+        body = self._body()
+        if throttled:
+            payload = b"<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
+            self.send_response(503)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in ("host", "transfer-encoding", "content-length", "expect")
+        }
+        # urllib would call the body a form (and moto would read it as one): say what it is.
+        headers.setdefault("Content-Type", "application/octet-stream")
+        request = urllib.request.Request(
+            self.upstream + self.path, data=body, headers=headers, method=self.command
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                status, data, out = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as error:
+            status, data, out = error.code, error.read(), error.headers
+        self.send_response(status)
+        for name, value in out.items():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                chunk = self.rfile.read(size + 2)[:size]
+                if size == 0:
+                    return data
+                data += chunk
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_throttling_is_retried_with_backoff(moto_endpoint: str, s3_root: str) -> None:
+    _Throttling.upstream = moto_endpoint
+    _Throttling.throttle = 3
+    _Throttling.seen = []
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
+        store = S3BlobStore.from_root(
+            s3_root, {"endpoint_url": endpoint, "addressing_style": "path"}
+        )
+        uri = store.uri("after-throttling")
+        store.put_bytes(uri, b"made it")  # three 503 SlowDown answers, then moto's
+        assert _Throttling.seen == ["PUT"] * 4
+        assert store.get_bytes(uri) == b"made it"
+        # With fewer tries than throttled answers, the error says what happened.
+        _Throttling.seen = []
+        _Throttling.throttle = 10
+        impatient = S3BlobStore.from_root(
+            s3_root, {"endpoint_url": endpoint, "addressing_style": "path", "max_attempts": 2}
+        )
+        with pytest.raises(S3StoreError, match="SlowDown"):
+            impatient.put_bytes(uri, b"never")
+        assert len(_Throttling.seen) == 2
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def test_a_missing_bucket_says_so(moto_endpoint: str) -> None:
+    store = S3BlobStore.from_root("s3://no-such-bucket-here/p", {"endpoint_url": moto_endpoint})
+    with pytest.raises(S3StoreError, match=r"the bucket does not exist at http://127\.0\.0\.1"):
+        store.put_bytes(store.uri("x"), b"x")
+
+
+def test_missing_credentials_say_where_boto3_looks(
+    moto_endpoint: str, s3_root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    # No instance metadata service here: do not wait for one.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = S3BlobStore.from_root(s3_root, {"endpoint_url": moto_endpoint})
+    with pytest.raises(S3StoreError, match=r"no AWS credentials found.*AWS_ACCESS_KEY_ID"):
+        store.get_bytes(store.uri("x"))
+
+
+def test_credentials_in_the_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="never read from the config file"):
+        S3BlobStore.from_root("s3://b/p", {"aws_secret_access_key": "shh"})
+    with pytest.raises(ValueError, match=r"part_size_mib.*the s3 store's options are"):
+        S3BlobStore.from_root("s3://b/p", {"part_size_mib": 1})

@@ -1,0 +1,102 @@
+"""Test kit: moto's server (the S3, Batch, IAM and CloudWatch Logs APIs) in a process of its
+own on 127.0.0.1, on a port the system picks, and the settings that talk to it.
+
+`python -m taskfabric_aws.testing PORT_FILE` is that process: it serves until SIGTERM, having
+written its port to PORT_FILE once it accepts connections. moto comes with the `testing` extra
+(`pip install 'taskfabric-aws[testing]'`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+#: Credentials and region for moto (it accepts any): never real ones.
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class MotoMissing(RuntimeError):
+    """moto's server could not be started."""
+
+
+@contextlib.contextmanager
+def moto_server(
+    folder: Path, *, env: Mapping[str, str] | None = None, start_timeout: float = 60.0
+) -> Iterator[str]:
+    """Run moto's server in a process of its own with `env` added to this one's; yield its
+    endpoint (`http://127.0.0.1:PORT`); stop it at the end. Its log is `folder/moto.log`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port_file = folder / "moto.port"
+    port_file.unlink(missing_ok=True)
+    with (folder / "moto.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "taskfabric_aws.testing", str(port_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **FAKE_CREDENTIALS, **(env or {})},
+            cwd=folder,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not port_file.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise MotoMissing(
+                    f"moto's server did not start (exit {proc.returncode}); see "
+                    f"{folder / 'moto.log'}; install it with `pip install 'moto[server]'`"
+                )
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{int(port_file.read_text())}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def configure_moto(endpoint: str, settings: Mapping[str, object]) -> None:
+    """Change a running moto server's settings (`{"batch": {"use_docker": False}}`)."""
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/config", data=json.dumps(settings).encode(), method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+
+
+def _serve(port_file: Path) -> None:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    # moto tells the Batch containers it starts where it listens through MOTO_PORT.
+    os.environ["MOTO_PORT"] = str(port)
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(port))
+    tmp.replace(port_file)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop()
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    _serve(Path(sys.argv[1]))
+
+__all__ = ["FAKE_CREDENTIALS", "MotoMissing", "configure_moto", "moto_server"]
