@@ -140,3 +140,20 @@ def where_am_i() -> str:
 @workflow
 def which_cluster() -> str:
     return where_am_i()
+
+
+@task(
+    backend_options={
+        "kubernetes": {
+            "pod_template": {"metadata": {"labels": {"taskfabric-it/own": "yes"}}},
+            "env": {"TF_IT_CLUSTER": "own"},
+        }
+    }
+)
+def with_own_settings() -> str:
+    return os.environ.get("TF_IT_CLUSTER", "<unset>")
+
+
+@workflow
+def own_settings() -> str:
+    return with_own_settings()

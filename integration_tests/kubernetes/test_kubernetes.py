@@ -383,3 +383,26 @@ def test_two_targets_are_chosen_by_the_execution_cluster_label(
     (pod,) = pods_of(cluster, result.execution_id, NAMESPACE_B)
     assert pod.metadata.labels["taskfabric.io/project"] == "shop"
     assert pod.metadata.labels[LABEL_NODE] == "n0"
+
+
+def test_a_task_sets_its_own_pod_template_and_env_where_allowed(
+    tmp_path: Path, cluster: Cluster, plugins: Plugins
+) -> None:
+    config = write_config(tmp_path / "h", cluster)
+    with Engine(load_config(config), plugins=plugins) as engine:
+        result = engine.launch(kube_tasks.own_settings, {})
+        assert result.phase == "SUCCEEDED", result.error
+        assert result.python_outputs(kube_tasks.own_settings, engine.store) == "own"
+    (pod,) = pods_of(cluster, result.execution_id)
+    assert pod.metadata.labels["taskfabric-it/own"] == "yes"
+    narrow = write_config(tmp_path / "n", cluster, 'task_overrides = ["env"]\n')
+    with Engine(load_config(narrow), plugins=plugins) as engine:
+        refused = engine.launch(kube_tasks.own_settings, {})
+    assert refused.phase == "FAILED"
+    assert refused.error is not None
+    assert refused.error["code"] == "InvalidBackendOptions", refused.error
+    assert (
+        "sets pod_template, which backend 'k8s' does not let tasks set"
+        in (refused.error["message"])
+    )
+    assert pods_of(cluster, refused.execution_id) == []

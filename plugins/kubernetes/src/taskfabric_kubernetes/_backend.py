@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from taskfabric.backends import node_key, tail
+from taskfabric.backends import node_key, tail, task_options
 from taskfabric.core.v1 import execution_pb2, tasks_pb2
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
@@ -47,7 +47,7 @@ from taskfabric_kubernetes._names import (
     pod_name,
 )
 from taskfabric_kubernetes._pods import POD_WORK_DIR, TASK_CONTAINER, HostMount, pod_manifest
-from taskfabric_kubernetes._settings import KubernetesSettings
+from taskfabric_kubernetes._settings import KubernetesSettings, check_task_overrides
 from taskfabric_kubernetes._staging import blob_uris, code_root, input_mounts, socket_mounts
 from taskfabric_kubernetes._status import PodState, assess, has_deadline
 from taskfabric_kubernetes._watch import NamespaceWatch
@@ -334,8 +334,22 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             mounts.extend(socket_mounts(attempt.env.values()))
         else:
             store.put_bytes(template_uri, template_bytes)
+        try:
+            own = check_task_overrides(
+                task_options(
+                    attempt.task,
+                    (self.driver,),
+                    self.settings.task_overrides,
+                    backend=self.name,
+                    where=where,
+                ),
+                where,
+            )
+        except ValueError as exc:  # TaskOptionsError too
+            raise _SetUpError("InvalidBackendOptions", str(exc)) from exc
         env = {k: v for k in self.settings.pass_env if (v := os.environ.get(k)) is not None}
         env.update(self.settings.env)
+        env.update(own.env)
         # The engine's pool channel for `taskfabric.hold()` in the task's code.
         env.update(attempt.env)
         if self.settings.code == "host-path":
@@ -365,6 +379,7 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             mounts=mounts,
             # Files the pod writes into the engine's folders belong to the engine's user.
             run_as=(os.getuid(), os.getgid()) if run.staged else None,
+            own=own,
         )
 
     # -- following pods --------------------------------------------------------------------

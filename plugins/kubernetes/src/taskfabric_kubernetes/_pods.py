@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskfabric.core.v1 import tasks_pb2
-from taskfabric_kubernetes._settings import KubernetesSettings
+from taskfabric_kubernetes._settings import KubernetesSettings, TaskOverrides
 
 #: The name of the container that runs the task (a pod template's container of that name is
 #: merged into it).
@@ -118,16 +118,22 @@ def pod_manifest(
     env: Mapping[str, str],
     mounts: Sequence[HostMount],
     run_as: tuple[int, int] | None,
+    own: TaskOverrides | None = None,
 ) -> dict[str, Any]:
-    """The Pod to create for one attempt (a plain dict, as the API takes it)."""
+    """The Pod to create for one attempt (a plain dict, as the API takes it): the settings'
+    pod template, the matching task pod templates, the task's own (`own`), then what the
+    backend sets."""
+    own = own or TaskOverrides()
     # The pod's sandbox process is PID 1, so the task's process gets the SIGTERM of a
     # deletion (a PID 1 without a handler, as Python is, ignores it and waits for SIGKILL
     # at the end of the grace period). A template may turn it off.
     pod: dict[str, Any] = {"spec": {"shareProcessNamespace": True}}
     for partial in task_templates(settings, template.id.name):
         pod = merge(pod, partial)
+    if own.pod_template:
+        pod = merge(pod, own.pod_template)
     env_list: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
-    for var, ref in settings.secret_env.items():
+    for var, ref in {**settings.secret_env, **own.secret_env}.items():
         secret, key = ref.split("/", 1)
         env_list.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     volumes: list[dict[str, Any]] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from taskfabric.plugin_api import BackendSettings
 from taskfabric.templates import Placeholder, TemplateError, parse
@@ -18,6 +18,28 @@ _POD_KEYS = frozenset({"apiVersion", "kind", "metadata", "spec"})
 #: The placeholders of the `namespace` template.
 NAMESPACE_KINDS = ("execution",)
 NAMESPACE_NAMES = ("project", "domain")
+
+
+def _valid_env_names(value: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
+    for name in value:
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"{name!r} is not an environment variable name")
+    return value
+
+
+def _valid_secret_refs(value: dict[str, str]) -> dict[str, str]:
+    for name, ref in value.items():
+        if not _SECRET_KEY.match(ref):
+            raise ValueError(
+                f"secret_env {name} = {ref!r} is not 'SECRET/KEY' (a Secret of the pod's "
+                "namespace and one of its keys), e.g. 'api-credentials/token'"
+            )
+    return value
+
+
+def _valid_pod_template(value: dict[str, Any]) -> dict[str, Any]:
+    check_pod_template(value, "pod_template")
+    return value
 
 
 class KubernetesSettings(BackendSettings):
@@ -92,6 +114,15 @@ class KubernetesSettings(BackendSettings):
     #: `[pools.<name>]`: its slots are the pod quota; `project_caps`/`domain_caps` cap one
     #: project's or domain's namespaces). Empty: none.
     pod_pool: str = ""
+    #: What a task may set for itself with `@task(backend_options={"kubernetes": {...}})`:
+    #: "pod_template" (merged over `pod_template` and `task_pod_templates`), "env" (variables
+    #: added over `env`), "secret_env" (added over `secret_env`). Narrow it to keep tasks from
+    #: choosing their own node selectors, service account or volumes.
+    task_overrides: list[Literal["pod_template", "env", "secret_env"]] = [
+        "pod_template",
+        "env",
+        "secret_env",
+    ]
 
     @field_validator("namespace")
     @classmethod
@@ -111,24 +142,8 @@ class KubernetesSettings(BackendSettings):
                 )
         return value
 
-    @field_validator("env", "pass_env", "secret_env")
-    @classmethod
-    def _check_env_names(cls, value: dict[str, str] | list[str]) -> dict[str, str] | list[str]:
-        for name in value:
-            if not _ENV_NAME.match(name):
-                raise ValueError(f"{name!r} is not an environment variable name")
-        return value
-
-    @field_validator("secret_env")
-    @classmethod
-    def _check_secret_refs(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, ref in value.items():
-            if not _SECRET_KEY.match(ref):
-                raise ValueError(
-                    f"secret_env {name} = {ref!r} is not 'SECRET/KEY' (a Secret of the pod's "
-                    "namespace and one of its keys), e.g. 'api-credentials/token'"
-                )
-        return value
+    _env_names = field_validator("env", "pass_env", "secret_env")(_valid_env_names)
+    _secret_refs = field_validator("secret_env")(_valid_secret_refs)
 
     @field_validator("secret_volumes")
     @classmethod
@@ -140,11 +155,7 @@ class KubernetesSettings(BackendSettings):
                 raise ValueError(f"secret_volumes {path} = {secret!r} is not a Secret's name")
         return value
 
-    @field_validator("pod_template")
-    @classmethod
-    def _check_pod_template(cls, value: dict[str, Any]) -> dict[str, Any]:
-        check_pod_template(value, "pod_template")
-        return value
+    _pod_template = field_validator("pod_template")(_valid_pod_template)
 
     @field_validator("task_pod_templates")
     @classmethod
@@ -172,4 +183,30 @@ def check_pod_template(template: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: spec.containers must be a list of tables, each with a name")
 
 
-__all__ = ["KubernetesSettings", "check_pod_template"]
+class TaskOverrides(BaseModel):
+    """What one task sets for its pod (`@task(backend_options={"kubernetes": {...}})`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pod_template: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    secret_env: dict[str, str] = {}
+
+    _env_names = field_validator("env", "secret_env")(_valid_env_names)
+    _secret_refs = field_validator("secret_env")(_valid_secret_refs)
+    _pod_template = field_validator("pod_template")(_valid_pod_template)
+
+
+def check_task_overrides(options: dict[str, object], where: str) -> TaskOverrides:
+    """A task's `backend_options` entry, validated as the backend's own settings are."""
+    try:
+        return TaskOverrides.model_validate(options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"{where}: backend_options: {problems}") from exc
+
+
+__all__ = ["KubernetesSettings", "TaskOverrides", "check_pod_template", "check_task_overrides"]
