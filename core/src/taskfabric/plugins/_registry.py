@@ -39,7 +39,11 @@ BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
 #: entry points and task types and fails on any difference), so a hint never names a
 #: distribution that does not exist.
 KNOWN_PROVIDERS: dict[str, str] = {
+    "aws-batch": "taskfabric-aws",
     "docker": "taskfabric-containers",
+    "flink": "taskfabric-flink",
+    "flink-cluster": "taskfabric-flink",
+    "flink-local": "taskfabric-flink",
     "http": "taskfabric-http",
     "http-job": "taskfabric-http",
     "kubernetes": "taskfabric-kubernetes",
