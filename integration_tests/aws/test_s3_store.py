@@ -4,14 +4,13 @@ with bounded memory, retries on throttling, clear errors."""
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import client
+from throttling import throttling_proxy
 
 from taskfabric.storage import BlobStore
 from taskfabric.testing import BlobStoreConformance
@@ -74,98 +73,20 @@ def test_large_files_stream_in_parts_with_bounded_memory(
     assert download_peak < size // 2, download_peak
 
 
-class _Throttling(http.server.BaseHTTPRequestHandler):
-    """Answers the first `throttle` requests 503 SlowDown, then forwards to moto."""
-
-    upstream = ""
-    throttle = 0
-    seen: list[str] = []  # noqa: RUF012
-    lock = threading.Lock()
-
-    def _handle(self) -> None:
-        import urllib.error
-        import urllib.request
-
-        with self.lock:
-            type(self).seen.append(self.command)
-            throttled = len(type(self).seen) <= self.throttle
-        body = self._body()
-        if throttled:
-            payload = b"<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
-            self.send_response(503)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-            return
-        headers = {
-            k: v
-            for k, v in self.headers.items()
-            if k.lower() not in ("host", "transfer-encoding", "content-length", "expect")
-        }
-        # urllib would call the body a form (and moto would read it as one): say what it is.
-        headers.setdefault("Content-Type", "application/octet-stream")
-        request = urllib.request.Request(
-            self.upstream + self.path, data=body, headers=headers, method=self.command
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                status, data, out = response.status, response.read(), response.headers
-        except urllib.error.HTTPError as error:
-            status, data, out = error.code, error.read(), error.headers
-        self.send_response(status)
-        for name, value in out.items():
-            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> bytes | None:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                chunk = self.rfile.read(size + 2)[:size]
-                if size == 0:
-                    return data
-                data += chunk
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else None
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _handle
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 def test_throttling_is_retried_with_backoff(moto_endpoint: str, s3_root: str) -> None:
-    _Throttling.upstream = moto_endpoint
-    _Throttling.throttle = 3
-    _Throttling.seen = []
-    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Throttling)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    try:
-        endpoint = f"http://127.0.0.1:{proxy.server_address[1]}"
-        store = S3BlobStore.from_root(
-            s3_root, {"endpoint_url": endpoint, "addressing_style": "path"}
-        )
+    with throttling_proxy(moto_endpoint, throttle=3) as proxy:
+        options = {"endpoint_url": proxy.endpoint, "addressing_style": "path"}
+        store = S3BlobStore.from_root(s3_root, options)
         uri = store.uri("after-throttling")
         store.put_bytes(uri, b"made it")  # three 503 SlowDown answers, then moto's
-        assert _Throttling.seen == ["PUT"] * 4
+        assert proxy.seen == ["PUT"] * 4
         assert store.get_bytes(uri) == b"made it"
         # With fewer tries than throttled answers, the error says what happened.
-        _Throttling.seen = []
-        _Throttling.throttle = 10
-        impatient = S3BlobStore.from_root(
-            s3_root, {"endpoint_url": endpoint, "addressing_style": "path", "max_attempts": 2}
-        )
+        proxy.restart(throttle=10)
+        impatient = S3BlobStore.from_root(s3_root, {**options, "max_attempts": 2})
         with pytest.raises(S3StoreError, match="SlowDown"):
             impatient.put_bytes(uri, b"never")
-        assert len(_Throttling.seen) == 2
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
+        assert proxy.seen == ["PUT"] * 2
 
 
 def test_a_missing_bucket_says_so(moto_endpoint: str) -> None:

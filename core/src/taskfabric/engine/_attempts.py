@@ -70,8 +70,10 @@ class Attempts:
         recorder: Recorder,
         timers: Timers,
         nodes: NodeOutcomes,
+        code_path: tuple[str, ...] = (),
     ) -> None:
         self._execution_id = execution_id
+        self._code_path = code_path
         self._project = project
         self._domain = domain
         self._backend_for = backend_for
@@ -294,6 +296,7 @@ class Attempts:
             domain=self._domain,
             handle=handle,
             record_handle=self._recorder.handle_recorder(ns),
+            code_path=self._code_path,
         )
         if self._pools is not None:
             self._pools.attach(spec)

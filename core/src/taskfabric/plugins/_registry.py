@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = ("taskfabric.plugins._python",)
 BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
     (BACKENDS_GROUP, "local", "taskfabric.backends._local:LocalBackend"),
     (BACKENDS_GROUP, "subprocess", "taskfabric.backends._subprocess:SubprocessBackend"),
+    (BACKENDS_GROUP, "sandbox", "taskfabric.backends._sandbox:SandboxBackend"),
     (STORAGE_GROUP, "file", "taskfabric.storage._local:LocalBlobStore"),
 )
 
@@ -39,9 +40,14 @@ BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
 #: entry points and task types and fails on any difference), so a hint never names a
 #: distribution that does not exist.
 KNOWN_PROVIDERS: dict[str, str] = {
+    "aws-batch": "taskfabric-aws",
     "docker": "taskfabric-containers",
+    "flink": "taskfabric-flink",
+    "flink-cluster": "taskfabric-flink",
+    "flink-local": "taskfabric-flink",
     "http": "taskfabric-http",
     "http-job": "taskfabric-http",
+    "kubernetes": "taskfabric-kubernetes",
     "podman": "taskfabric-containers",
     "s3": "taskfabric-aws",
     "shell": "taskfabric-shell",

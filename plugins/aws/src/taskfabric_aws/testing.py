@@ -95,8 +95,37 @@ def _serve(port_file: Path) -> None:
     server.stop()
 
 
+def create_batch_queue(endpoint: str, name: str) -> str:
+    """An enabled job queue `name` on an UNMANAGED compute environment of its own (moto runs
+    its jobs itself), with the IAM role such an environment needs; returns the queue's ARN."""
+    import boto3
+
+    kwargs = {
+        "endpoint_url": endpoint,
+        "region_name": FAKE_CREDENTIALS["AWS_DEFAULT_REGION"],
+        "aws_access_key_id": FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    }
+    iam = boto3.client("iam", **kwargs)
+    role = iam.create_role(RoleName=f"{name}-batch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    batch = boto3.client("batch", **kwargs)
+    environment = batch.create_compute_environment(
+        computeEnvironmentName=f"{name}-ce", type="UNMANAGED", state="ENABLED", serviceRole=role
+    )
+    queue = batch.create_job_queue(
+        jobQueueName=name,
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[
+            {"order": 1, "computeEnvironment": environment["computeEnvironmentArn"]}
+        ],
+    )
+    return str(queue["jobQueueArn"])
+
+
+__all__ = ["FAKE_CREDENTIALS", "MotoMissing", "configure_moto", "create_batch_queue", "moto_server"]
+
+
 if __name__ == "__main__":
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     _serve(Path(sys.argv[1]))
-
-__all__ = ["FAKE_CREDENTIALS", "MotoMissing", "configure_moto", "moto_server"]

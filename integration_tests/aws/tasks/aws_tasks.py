@@ -7,7 +7,7 @@ import time
 
 import pandas as pd
 
-from taskfabric import Directory, File, map_task, task, workflow
+from taskfabric import Directory, File, Resources, map_task, task, workflow
 
 
 @task(cache=True)
@@ -79,3 +79,19 @@ def pause(seconds: float) -> float:
 @workflow
 def slow(seconds: float = 600.0) -> float:
     return pause(seconds=seconds)
+
+
+@task(requests=Resources(cpu="1500m", memory="3Gi"))
+def sized(i: int) -> int:
+    return i + 1
+
+
+@task(timeout=5)
+def pause_briefly(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def slow_with_timeout(seconds: float = 600.0) -> float:
+    return pause_briefly(seconds=seconds)

@@ -1,0 +1,116 @@
+"""Workflows mixing Python and Flink tasks, for the integration tests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pyflink.table import DataTypes
+from pyflink.table.expressions import col, lit
+from pyflink.table.udf import udf
+
+from taskfabric import task, workflow
+from taskfabric_flink import Flink, stream_env, table_env
+
+
+@udf(result_type=DataTypes.DOUBLE())
+def ratio(x: int) -> float:
+    return x / (x - x)
+
+
+@task(config=Flink(runtime_mode="BATCH"))
+def ratios(n: int) -> list[float]:
+    table = table_env().from_elements([(i,) for i in range(n)], ["x"])
+    with table.select(ratio(col("x"))).execute().collect() as rows:
+        return [row[0] for row in rows]
+
+
+@workflow
+def failing_udf(n: int = 3) -> list[float]:
+    return ratios(n=n)
+
+
+@task(config=Flink(runtime_mode="STREAMING"))
+def doubled(values: list[int]) -> list[int]:
+    """A list in by collection, a DataStream out: collected into the list output."""
+    return stream_env().from_collection(values).map(lambda v: v * 2)  # type: ignore[no-any-return]
+
+
+@workflow
+def doubling(values: list[int]) -> list[int]:
+    return doubled(values=values)
+
+
+def _word_counts(lines: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for line in lines:
+        for word in line.split():
+            counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+@task(config=Flink())
+def datastream_example(output: str) -> bool:
+    """PyFlink's own DataStream word count, unchanged: its counts must be the true ones."""
+    from pyflink.examples.datastream import word_count as example
+
+    example.word_count(None, output)
+    counts: dict[str, int] = {}
+    for part in Path(output).rglob("prefix*"):
+        for line in part.read_text().splitlines():  # "(word,count)"
+            word, _, count = line.strip("()").rpartition(",")
+            counts[word] = int(count)
+    return counts == _word_counts(example.word_count_data)
+
+
+@task(config=Flink())
+def table_example(output: str) -> bool:
+    """PyFlink's own Table API word count, unchanged (a streaming job whose canal-json
+    changelog is replayed here): its counts must be the true ones."""
+    import json
+
+    from pyflink.examples.table import word_count as example
+
+    example.word_count(None, output)
+    counts: dict[str, int] = {}
+    for part in sorted(Path(output).rglob("*")):
+        if not part.is_file() or part.name.startswith("."):
+            continue
+        for line in part.read_text().splitlines():
+            change = json.loads(line)
+            for row in change["data"]:
+                if change["type"] == "INSERT":
+                    counts[row["word"]] = row["count"]
+                elif change["type"] == "DELETE" and counts.get(row["word"]) == row["count"]:
+                    del counts[row["word"]]
+    return counts == _word_counts(example.word_count_data)
+
+
+@workflow
+def examples(datastream_out: str, table_out: str) -> tuple[bool, bool]:
+    return datastream_example(output=datastream_out), table_example(output=table_out)
+
+
+@udf(result_type=DataTypes.BIGINT())
+def wait_for_file(x: int, path: str) -> int:
+    """Holds the job (in Flink's Python worker) until `path` exists."""
+    while not Path(path).exists():
+        time.sleep(0.1)
+    return x
+
+
+@task(config=Flink(runtime_mode="BATCH"))
+def gated_job(runs: str, go: str) -> int:
+    """Appends a line to `runs` each time the task's body runs, then runs a job that waits
+    for the file `go`."""
+    with Path(runs).open("a") as fh:
+        fh.write("run\n")
+    table = table_env().from_elements([(7,)], ["x"])
+    held = table.select(wait_for_file(col("x"), lit(go)).alias("x"))
+    with held.execute().collect() as rows:
+        return sum(row[0] for row in rows)
+
+
+@workflow
+def gated(runs: str, go: str) -> int:
+    return gated_job(runs=runs, go=go)

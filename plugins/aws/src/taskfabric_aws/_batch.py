@@ -1,0 +1,566 @@
+"""The `aws-batch` backend: each attempt a job of an AWS Batch queue.
+
+One thread per backend talks to Batch: it submits new attempts, terminates cancelled ones and
+asks `describe_jobs` about every live job, 100 per call, each `poll_seconds`; the engine's
+`poll` reads what it last learnt. A throttling answer (after `api_attempts` tries) pushes the
+backend's pool back and slows the thread down; it never fails an attempt.
+
+Exactly one job per attempt: the job's name is derived from the attempt id, and a tag carries a
+hash of it. Before submitting, the backend records the provisional handle `pending:<name>`;
+after, the job id. Re-submitted after an engine's `kill -9`, an attempt with a job id adopts
+that job; one with the provisional handle looks the job up by name and tag (it may have been
+submitted just before the engine died) and submits only if there is none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from taskfabric.backends import node_key, tail
+from taskfabric.core.v1 import execution_pb2
+from taskfabric.logs import get_logger
+from taskfabric.plugin_api import (
+    RUNNING,
+    AttemptError,
+    AttemptPhase,
+    AttemptStatus,
+    Backend,
+    BackendContext,
+    BackendSettings,
+    CheckResult,
+    LogLink,
+    PoolRequest,
+    TaskAttempt,
+)
+from taskfabric.tasklogs import LOG_LINK_NAME, keep_log, live_log_path
+from taskfabric_aws._batch_settings import BatchSettings, resources_of
+from taskfabric_aws._s3 import S3BlobStore
+
+__all__ = ["BatchBackend", "job_name_of"]
+
+log = get_logger("taskfabric.aws")
+
+#: The provisional handle, recorded before the job is submitted: the job's name.
+PENDING = "pending:"
+TAG_ATTEMPT = "taskfabric.attempt"
+TAG_EXECUTION = "taskfabric.execution_id"
+_THROTTLING = frozenset(
+    {"TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded"}
+)
+_ACTIVE = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"})
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
+#: Most ids one describe_jobs call takes.
+DESCRIBE_BATCH = 100
+
+
+def attempt_key(attempt_id: str) -> str:
+    """The attempt's tag value: a hash (tag values cannot hold every character of an id)."""
+    return hashlib.sha256(attempt_id.encode()).hexdigest()[:32]
+
+
+def job_name_of(attempt_id: str) -> str:
+    """A Batch job name of the attempt: readable, unique, at most 128 of [A-Za-z0-9_-]."""
+    readable = _NAME_CHARS.sub("-", attempt_id).strip("-")[:100]
+    return f"tf-{readable}-{attempt_key(attempt_id)[:12]}"
+
+
+class _Throttled(Exception):
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+
+
+@dataclass
+class _Job:
+    attempt: TaskAttempt
+    name: str
+    job_id: str = ""
+    #: "submit" (not yet submitted), "active" (a job id, not ended), "done".
+    state: str = "submit"
+    #: Look for a job of this name before submitting (the handle was provisional).
+    look_up: bool = False
+    cancelled: bool = False
+    terminated: bool = False
+    released: bool = False
+    status: AttemptStatus = field(default_factory=lambda: RUNNING)
+    log_stream: str = ""
+
+
+class BatchBackend(Backend[BatchSettings]):
+    driver: ClassVar[str] = "aws-batch"
+    settings_model: ClassVar[type[BackendSettings]] = BatchSettings
+    poll_interval: ClassVar[float | None] = None  # the Batch thread notifies
+    reattaches: ClassVar[bool] = True
+
+    def __init__(self, name: str, settings: BatchSettings, context: BackendContext) -> None:
+        super().__init__(name, settings, context)
+        if context.store.local_path(context.store.uri("probe")) is not None:
+            raise ValueError(
+                f"backend '{name}' (aws-batch) runs tasks on other machines, which cannot read "
+                "a local blob store: put the data root in S3 ([storage] data_root = "
+                '"s3://bucket/prefix", with taskfabric-aws installed)'
+            )
+        config = botocore.config.Config(
+            retries={"mode": "standard", "total_max_attempts": settings.api_attempts}
+        )
+        session = boto3.session.Session()
+        kwargs: dict[str, Any] = {"region_name": settings.region, "config": config}
+        if settings.endpoint_url:
+            kwargs["endpoint_url"] = settings.endpoint_url
+        self.batch: Any = session.client("batch", **kwargs)
+        self.logs: Any = session.client("logs", **kwargs)
+        self._jobs: dict[str, _Job] = {}
+        self._definitions: dict[str, str] = {}  # job definition name -> ARN
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._backoff = 0.0
+        self._thread = threading.Thread(target=self._loop, name=f"aws-batch-{name}", daemon=True)
+        self._thread.start()
+
+    # -- the engine's calls ------------------------------------------------------------------
+
+    def pool_requests(self, task: Any) -> list[PoolRequest]:
+        return [PoolRequest(self.settings.pool)] if self.settings.pool else []
+
+    def submit(self, attempt: TaskAttempt) -> None:
+        with self._lock:
+            if attempt.attempt_id in self._jobs:
+                return  # submitted before: an attempt never runs twice
+            job = _Job(attempt, job_name_of(attempt.attempt_id))
+            if attempt.handle and not attempt.handle.startswith(PENDING):
+                job.job_id, job.state = attempt.handle, "active"
+            else:
+                job.look_up = bool(attempt.handle)
+            self._jobs[attempt.attempt_id] = job
+        self._wake.set()
+
+    def poll(self, attempt_id: str) -> AttemptStatus:
+        with self._lock:
+            job = self._jobs.get(attempt_id)
+            if job is None:
+                return RUNNING
+            if job.cancelled:
+                return AttemptStatus(
+                    AttemptPhase.FAILED,
+                    error=AttemptError(
+                        "Cancelled", f"job {job.name} was terminated", "system", False
+                    ),
+                )
+            return job.status
+
+    def cancel(self, attempt_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(attempt_id)
+            if job is None or job.state == "done":
+                return
+            job.cancelled = True
+        self._wake.set()  # the thread terminates the job (or never submits it)
+
+    def release(self, attempt_id: str) -> None:
+        with self._lock:
+            job = self._jobs.get(attempt_id)
+            if job is None:
+                return
+            job.released = True
+            if not (job.cancelled and not job.terminated):
+                del self._jobs[attempt_id]  # else the thread terminates the job first
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def check(self) -> CheckResult:
+        queue = self.settings.job_queue
+        try:
+            found = self.batch.describe_job_queues(jobQueues=[queue])["jobQueues"]
+        except botocore.exceptions.NoCredentialsError:
+            return CheckResult(False, "no AWS credentials found (boto3's chain)")
+        except Exception as exc:
+            return CheckResult(False, f"cannot reach AWS Batch: {exc}")
+        if not found:
+            return CheckResult(False, f"no job queue '{queue}' in this account and region")
+        q = found[0]
+        if q.get("state") != "ENABLED" or q.get("status") not in ("VALID", None):
+            return CheckResult(False, f"job queue '{queue}' is {q.get('state')}/{q.get('status')}")
+        envs = [c["computeEnvironment"] for c in q.get("computeEnvironmentOrder", [])]
+        if not envs:
+            return CheckResult(False, f"job queue '{queue}' has no compute environment")
+        described = self.batch.describe_compute_environments(computeEnvironments=envs)
+        bad = [
+            f"{c['computeEnvironmentName']} ({c.get('state')}/{c.get('status')})"
+            for c in described["computeEnvironments"]
+            if c.get("state") != "ENABLED" or c.get("status") not in ("VALID", None)
+        ]
+        if bad:
+            return CheckResult(False, f"job queue '{queue}': compute environments {bad}")
+        names = ", ".join(c["computeEnvironmentName"] for c in described["computeEnvironments"])
+        return CheckResult(True, f"job queue '{queue}' is enabled, compute environments: {names}")
+
+    # -- the Batch thread --------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self.settings.poll_seconds + self._backoff)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self._round()
+                self._backoff = 0.0
+            except _Throttled as throttled:
+                self._backoff = min(60.0, max(1.0, self._backoff * 2))
+                log.warning(
+                    "AWS Batch throttles: pushing back",
+                    backend=self.name,
+                    call=throttled.what,
+                    seconds=self._backoff,
+                )
+                if self.settings.pool:
+                    self.context.pushback({self.settings.pool: self._backoff})
+            except Exception:
+                log.exception("AWS Batch round failed", backend=self.name)
+
+    def _round(self) -> None:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            if job.cancelled and not job.terminated:
+                self._terminate(job)
+        for job in jobs:
+            if job.state == "submit" and not job.cancelled:
+                self._submit(job)
+        active = [j for j in jobs if j.state == "active" and not j.cancelled]
+        for start in range(0, len(active), DESCRIBE_BATCH):
+            self._describe(active[start : start + DESCRIBE_BATCH])
+
+    def _call(self, what: str, function: Any, **kwargs: Any) -> Any:
+        try:
+            return function(**kwargs)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in _THROTTLING or status == 429:
+                raise _Throttled(what) from exc
+            raise
+
+    def _take_token(self) -> None:
+        if self.settings.pool:
+            wait = self.context.take_tokens({self.settings.pool: 1})
+            if wait > 0:
+                self._closed.wait(wait)
+
+    def _finish(self, job: _Job, status: AttemptStatus) -> None:
+        with self._lock:
+            job.state = "done"
+            job.status = status
+        job.attempt.notify(job.attempt.attempt_id)
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def _submit(self, job: _Job) -> None:
+        attempt = job.attempt
+        try:
+            if job.look_up:
+                found = self._find(job)
+                if found:
+                    self._adopted(job, found)
+                    return
+            definition = self._definition(attempt)
+            command = self._command(attempt)
+            attempt.record_handle(PENDING + job.name)
+            self._take_token()
+            response = self._call(
+                "SubmitJob",
+                self.batch.submit_job,
+                jobName=job.name,
+                jobQueue=self.settings.job_queue,
+                jobDefinition=definition,
+                containerOverrides={
+                    "command": command,
+                    "environment": [
+                        {"name": k, "value": v} for k, v in sorted(self._job_env(attempt).items())
+                    ],
+                },
+                tags={
+                    TAG_ATTEMPT: attempt_key(attempt.attempt_id),
+                    TAG_EXECUTION: attempt.execution_id,
+                },
+            )
+        except _Throttled:
+            raise
+        except Exception as exc:
+            self._finish(job, self._refused(job, exc))
+            return
+        self._adopted(job, str(response["jobId"]))
+        log.info("submitted", backend=self.name, job=job.name, job_id=job.job_id)
+
+    def _adopted(self, job: _Job, job_id: str) -> None:
+        job.attempt.record_handle(job_id)
+        with self._lock:
+            job.job_id, job.state = job_id, "active"
+
+    def _refused(self, job: _Job, exc: Exception) -> AttemptStatus:
+        if isinstance(exc, ValueError):  # a bad resource quantity, no image: the user's
+            return AttemptStatus(
+                AttemptPhase.FAILED, error=AttemptError("BadTask", str(exc), "user", False)
+            )
+        message = f"AWS Batch refused job {job.name} on queue '{self.settings.job_queue}': {exc}"
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            message += " (give the engine AWS credentials the way boto3 reads them)"
+        return AttemptStatus(
+            AttemptPhase.FAILED, error=AttemptError("SubmitFailed", message, "system", True)
+        )
+
+    def _find(self, job: _Job) -> str:
+        """The id of this attempt's job if one was submitted: by name, then by tag."""
+        self._take_token()
+        listed = self._call(
+            "ListJobs",
+            self.batch.list_jobs,
+            jobQueue=self.settings.job_queue,
+            filters=[{"name": "JOB_NAME", "values": [job.name]}],
+        )
+        ids = [s["jobId"] for s in listed.get("jobSummaryList", [])]
+        if not ids:
+            return ""
+        self._take_token()
+        described = self._call("DescribeJobs", self.batch.describe_jobs, jobs=ids[:100])
+        key = attempt_key(job.attempt.attempt_id)
+        ours = [d for d in described["jobs"] if d.get("tags", {}).get(TAG_ATTEMPT) == key]
+        ours.sort(key=lambda d: d.get("createdAt", 0))
+        return str(ours[0]["jobId"]) if ours else ""
+
+    def _image(self, attempt: TaskAttempt) -> str:
+        image = attempt.task.container_image or self.settings.image
+        if not image:
+            raise ValueError(
+                f"task '{attempt.task.id.name}' names no container image: set `image` in "
+                f"[backends.{self.name}] or @task(container_image=...)"
+            )
+        return image
+
+    def _definition(self, attempt: TaskAttempt) -> str:
+        """The ARN of the job definition of the attempt's task version: registered once per
+        image, resources, role and environment (a name holding their hash)."""
+        spec = {
+            "image": self._image(attempt),
+            "resourceRequirements": resources_of(attempt.task, self.settings),
+            "environment": [{"name": k, "value": v} for k, v in sorted(self.settings.env.items())],
+            "command": [self.settings.python, "-m", "taskfabric.execute"],
+        }
+        if self.settings.job_role_arn:
+            spec["jobRoleArn"] = self.settings.job_role_arn
+        digest = hashlib.sha256(
+            json.dumps([spec, attempt.task.id.version], sort_keys=True).encode()
+        ).hexdigest()[:16]
+        readable = _NAME_CHARS.sub("-", attempt.task.id.name).strip("-")[:80]
+        name = f"tf-{readable}-{digest}"
+        with self._lock:
+            known = self._definitions.get(name)
+        if known:
+            return known
+        self._take_token()
+        found = self._call(
+            "DescribeJobDefinitions",
+            self.batch.describe_job_definitions,
+            jobDefinitionName=name,
+            status="ACTIVE",
+        )["jobDefinitions"]
+        if found:
+            arn = str(max(found, key=lambda d: d["revision"])["jobDefinitionArn"])
+        else:
+            # No retry strategy: the core owns retries. No timeout: the core owns timeouts.
+            self._take_token()
+            arn = str(
+                self._call(
+                    "RegisterJobDefinition",
+                    self.batch.register_job_definition,
+                    jobDefinitionName=name,
+                    type="container",
+                    containerProperties=spec,
+                    tags={"taskfabric.task": readable},
+                )["jobDefinitionArn"]
+            )
+            log.info("job definition registered", backend=self.name, name=name, arn=arn)
+        with self._lock:
+            self._definitions[name] = arn
+        return arn
+
+    def _command(self, attempt: TaskAttempt) -> list[str]:
+        store = self.context.store
+        prefix = store.uri("executions", attempt.execution_id)
+        template_uri = f"{prefix}/nodes/{node_key(attempt.node_id)}/task-{attempt.attempt}.pb"
+        store.put_bytes(template_uri, attempt.task.SerializeToString())
+        return [
+            self.settings.python, "-m", "taskfabric.execute",
+            "--task-template", template_uri,
+            "--inputs", attempt.inputs_uri,
+            "--outputs", attempt.outputs_uri,
+            "--error", attempt.error_uri,
+            "--raw-prefix", attempt.raw_prefix,
+        ]  # fmt: skip
+
+    def _job_env(self, attempt: TaskAttempt) -> dict[str, str]:
+        env = {k: os.environ[k] for k in self.settings.pass_env if k in os.environ}
+        store = self.context.store
+        if isinstance(store, S3BlobStore) and store.settings.endpoint_url:
+            # taskfabric-execute in the job finds the same S3 through boto3's variable.
+            env.setdefault("AWS_ENDPOINT_URL_S3", store.settings.endpoint_url)
+        env.update(attempt.env)
+        return env
+
+    # -- following jobs ----------------------------------------------------------------------
+
+    def _describe(self, jobs: list[_Job]) -> None:
+        self._take_token()
+        described = self._call(
+            "DescribeJobs", self.batch.describe_jobs, jobs=[j.job_id for j in jobs]
+        )
+        by_id = {d["jobId"]: d for d in described.get("jobs", [])}
+        for job in jobs:
+            found = by_id.get(job.job_id)
+            if found is None:
+                self._finish(
+                    job,
+                    AttemptStatus(
+                        AttemptPhase.FAILED,
+                        error=AttemptError(
+                            "Interrupted", f"AWS Batch knows no job {job.job_id} any more", "system"
+                        ),
+                    ),
+                )
+                continue
+            self._update(job, found)
+
+    def _update(self, job: _Job, found: dict[str, Any]) -> None:
+        stream = (found.get("container") or {}).get("logStreamName") or ""
+        state = str(found.get("status", ""))
+        if state in _ACTIVE:
+            links = [self._console_link(stream)] if stream else []
+            changed = stream != job.log_stream
+            with self._lock:
+                job.log_stream = stream
+                job.status = AttemptStatus(AttemptPhase.RUNNING, log_links=links)
+            if changed:
+                job.attempt.notify(job.attempt.attempt_id)
+            return
+        job.log_stream = stream
+        self._finish(job, self._ended(job, found))
+
+    def _console_link(self, stream: str) -> LogLink:
+        region = self.batch.meta.region_name
+        group = quote(quote(self.settings.log_group, safe=""), safe="")
+        url = (
+            f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
+            f"#logsV2:log-groups/log-group/{group}/log-events/{quote(quote(stream, safe=''))}"
+        )
+        return LogLink("cloudwatch", url)
+
+    def _ended(self, job: _Job, found: dict[str, Any]) -> AttemptStatus:
+        attempt = job.attempt
+        links: list[LogLink] = []
+        log_path = live_log_path(
+            self.context.work_root, attempt.execution_id, attempt.node_id, attempt.attempt
+        )
+        if job.log_stream:
+            links.append(self._console_link(job.log_stream))
+            self._fetch_log(job.log_stream, log_path)
+            kept = keep_log(
+                self.context.store, attempt.execution_id, attempt.node_id, attempt.attempt, log_path
+            )
+            if kept is not None:
+                links.insert(0, LogLink(LOG_LINK_NAME, kept))
+        store = self.context.store
+        try:
+            if store.exists(attempt.error_uri):
+                error = execution_pb2.ExecutionError()
+                error.ParseFromString(store.get_bytes(attempt.error_uri))
+                return AttemptStatus(
+                    AttemptPhase.FAILED, error=AttemptError.from_proto(error), log_links=links
+                )
+            if found["status"] == "SUCCEEDED" and store.exists(attempt.outputs_uri):
+                return AttemptStatus(
+                    AttemptPhase.SUCCEEDED, outputs_uri=attempt.outputs_uri, log_links=links
+                )
+        except Exception as exc:
+            log.warning("could not read the job's documents", job=job.name, error=str(exc))
+        container = found.get("container") or {}
+        why = found.get("statusReason") or container.get("reason") or ""
+        code = container.get("exitCode")
+        if found["status"] == "SUCCEEDED":
+            how = "succeeded without writing its outputs"
+        else:
+            how = "failed" + (f" with exit code {code}" if code is not None else "")
+        message = f"AWS Batch job {job.name} ({job.job_id}) {how}"
+        if why:
+            message += f": {why}"
+        last = tail(log_path)
+        if last:
+            message += f"; last lines of its log:\n{last}"
+        return AttemptStatus(
+            AttemptPhase.FAILED,
+            error=AttemptError("BatchJobFailed", message, "system", True),
+            log_links=links,
+        )
+
+    def _fetch_log(self, stream: str, path: Path) -> None:
+        """The job's CloudWatch Logs stream, written to the attempt's live log file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = None
+        try:
+            with path.open("w", encoding="utf-8") as out:
+                for _ in range(1000):
+                    kwargs: dict[str, Any] = {
+                        "logGroupName": self.settings.log_group,
+                        "logStreamName": stream,
+                        "startFromHead": True,
+                    }
+                    if token:
+                        kwargs["nextToken"] = token
+                    self._take_token()
+                    page = self.logs.get_log_events(**kwargs)
+                    for event in page.get("events", []):
+                        out.write(str(event.get("message", "")).rstrip("\n") + "\n")
+                    if not page.get("events") or page.get("nextForwardToken") == token:
+                        break
+                    token = page.get("nextForwardToken")
+        except Exception as exc:
+            log.warning("could not read the job's log", stream=stream, error=str(exc))
+
+    def _terminate(self, job: _Job) -> None:
+        if job.job_id:
+            self._take_token()
+            try:
+                self._call(
+                    "TerminateJob",
+                    self.batch.terminate_job,
+                    jobId=job.job_id,
+                    reason="cancelled by taskfabric (abort or timeout)",
+                )
+            except _Throttled:
+                raise
+            except Exception as exc:
+                log.warning("could not terminate", job=job.name, error=str(exc))
+                return
+            log.info("terminated", backend=self.name, job=job.name, job_id=job.job_id)
+        with self._lock:
+            job.terminated = True
+            job.state = "done"
+            if job.released and self._jobs.get(job.attempt.attempt_id) is job:
+                del self._jobs[job.attempt.attempt_id]
+                return
+        job.attempt.notify(job.attempt.attempt_id)

@@ -1,0 +1,129 @@
+"""The parts of taskfabric-flink that need no JVM: the task config and its errors, the
+client's arguments, the root cause of failures, the backends' settings."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from taskfabric import task
+from taskfabric.errors import TaskfabricError
+from taskfabric_flink import Flink
+from taskfabric_flink._backends import FlinkClusterSettings, job_ids_in_log
+from taskfabric_flink._config import merged_conf
+from taskfabric_flink._environment import client_environment, job_name, submit_args
+from taskfabric_flink._errors import root_cause, user_frames
+
+
+def test_the_task_config_merges_over_the_backend_and_shortcuts_win() -> None:
+    config = Flink(
+        conf={
+            "parallelism.default": 8,
+            "state.backend.type": "rocksdb",
+            "pipeline.object-reuse": True,
+        },
+        parallelism=2,
+        runtime_mode="batch",
+        checkpoint_interval_ms=5000,
+    )
+    merged = merged_conf(
+        {"parallelism.default": "4", "taskmanager.memory.process.size": "1g"}, config
+    )
+    assert merged == {
+        "parallelism.default": "2",
+        "state.backend.type": "rocksdb",
+        "pipeline.object-reuse": "true",
+        "execution.runtime-mode": "BATCH",
+        "execution.checkpointing.interval": "5000 ms",
+        "taskmanager.memory.process.size": "1g",
+    }
+    restored = Flink.from_proto(config.to_proto())
+    assert restored == config
+
+
+def test_a_bad_config_is_reported_by_task_with_every_problem_and_the_fix() -> None:
+    with pytest.raises(TaskfabricError) as caught:
+
+        @task(
+            config=Flink(
+                conf={"pipeline.name": "mine", "parallelism": 3, "x.y": [1, 2]},
+                runtime_mode="MICRO",
+            )
+        )
+        def bad() -> None: ...
+
+    message = str(caught.value)
+    assert "bad" in message
+    assert "conf['pipeline.name'] cannot be set here: taskfabric names every job" in message
+    assert "Flink conf['parallelism']: a Flink option is a dotted key" in message
+    assert "conf['x.y'] is a list: Flink options are strings, numbers or booleans" in message
+    assert "runtime_mode='MICRO': write 'BATCH' or 'STREAMING'" in message
+
+
+def test_an_unknown_argument_names_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"Flink\(\) has no argument 'paralellism'; its arguments"):
+        Flink(paralellism=2).flink_conf()  # type: ignore[call-arg]
+
+
+def test_the_client_environment_points_the_gateway_at_the_target(tmp_path: Path) -> None:
+    python = str(tmp_path / "venv" / "bin" / "python")
+    env = client_environment(
+        {"PATH": "/usr/bin"}, ["-m", "127.0.0.1:8081"], {"a.b": "x y"}, "e1/n0/1", python
+    )
+    args = shlex.split(env["SUBMIT_ARGS"])
+    assert args[:3] == ["remote", "-m", "127.0.0.1:8081"]
+    assert "-Da.b=x y" in args
+    assert f"-Dpipeline.name={job_name('e1/n0/1')}" in args
+    assert f"-Dpython.executable={python}" in args
+    assert env["PATH"].split(":")[0] == str(tmp_path / "venv" / "bin")
+    assert submit_args(["-t", "local"], {}) == "remote -t local"
+
+
+def test_job_ids_are_read_from_the_client_log(tmp_path: Path) -> None:
+    log = tmp_path / "client.log"
+    a, b = "0" * 31 + "a", "f" * 32
+    log.write_text(
+        f"x\nJob has been submitted with JobID {a}\nJob has been submitted with JobID {b}\n"
+    )
+    assert job_ids_in_log(log) == [a, b]
+    assert job_ids_in_log(tmp_path / "none.log") == []
+
+
+def test_the_cluster_settings_check_the_rest_url() -> None:
+    with pytest.raises(
+        ValidationError, match="is not the http\\(s\\) URL of a Flink REST endpoint"
+    ):
+        FlinkClusterSettings(rest_url="127.0.0.1:8081")
+    assert FlinkClusterSettings(rest_url="http://h:8081/").rest_url == "http://h:8081"
+
+
+JAVA_ONLY = """\
+py4j.protocol.Py4JJavaError: An error occurred while calling o12.executeSql.
+: org.apache.flink.table.api.TableException: Failed to execute sql
+\tat org.apache.flink.table.api.internal.TableEnvironmentImpl.executeInternal(T.java:1)
+Caused by: org.apache.flink.runtime.client.JobExecutionException: Job execution failed.
+\tat org.apache.flink.runtime.jobmaster.JobResult.toJobExecutionResult(JobResult.java:144)
+Caused by: java.io.FileNotFoundException: /no/such/file (No such file or directory)
+\tat java.base/java.io.FileInputStream.open0(Native Method)
+"""
+
+
+def test_the_root_cause_of_a_java_failure_is_its_deepest_real_cause() -> None:
+    found = root_cause(JAVA_ONLY)
+    assert found is not None
+    assert found[0] == "FileNotFoundException"
+    assert found[1] == "java.io.FileNotFoundException: /no/such/file (No such file or directory)"
+
+
+def test_a_udf_workers_traceback_keeps_the_users_frames() -> None:
+    frames = (
+        '  File "apache_beam/runners/worker/operations.py", line 567, in output\n'
+        '  File "/venv/lib/python3.11/site-packages/pyflink/fn_execution/x.py", line 3, in f\n'
+        '  File "<string>", line 1, in <lambda>\n'
+        '  File "/home/me/jobs.py", line 9, in ratio\n'
+        "    return x / 0\n"
+    )
+    assert user_frames(frames) == '  File "/home/me/jobs.py", line 9, in ratio\n    return x / 0'
