@@ -47,6 +47,7 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "flink-local": "taskfabric-flink",
     "http": "taskfabric-http",
     "http-job": "taskfabric-http",
+    "kubernetes": "taskfabric-kubernetes",
     "podman": "taskfabric-containers",
     "s3": "taskfabric-aws",
     "shell": "taskfabric-shell",
