@@ -213,7 +213,9 @@ def test_bad_uploads_and_refs_are_refused_with_what_to_do(
 def test_launch_from_the_command_line_uploads_local_paths(tmp_path: Path) -> None:
     """`taskfabric launch --input f=PATH` against a real server: the file is uploaded."""
     local = tmp_path / "local.toml"
-    local.write_text('[project]\nname = "shop"\ndomain = "prod"\n')
+    local.write_text(
+        '[project]\nname = "shop"\ndomain = "prod"\n\n[server]\nsingle_tenant = true\n'
+    )
 
     def invoke(config: Path, *args: str) -> tuple[int, str, str]:
         result = CliRunner().invoke(cli, ["--config", str(config), *args], catch_exceptions=False)
