@@ -4,6 +4,7 @@ IAM and CloudWatch Logs APIs on 127.0.0.1), fake credentials for it, and a bucke
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,10 @@ import pytest
 from taskfabric_aws.testing import FAKE_CREDENTIALS, MotoMissing, moto_server
 
 BUCKET = "taskfabric-it"
+#: The tasks the tests run: a folder of their own, which the Batch jobs' image holds too.
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+if str(TASKS_DIR) not in sys.path:
+    sys.path.insert(0, str(TASKS_DIR))
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,4 @@
-"""The engine on an S3 data root (moto): typed data, caching, task logs and the registry's
-bundles live in S3; attempts in other processes (`subprocess`, `taskfabric-execute`) read and
-write S3 themselves."""
+"""The engine on an S3 data root (moto): typed data, caching and task logs live in S3."""
 
 from __future__ import annotations
 
@@ -19,8 +17,6 @@ from taskfabric.engine import Engine
 from taskfabric.plugin_api import STORAGE_GROUP
 from taskfabric.plugins import Plugins, use_plugins
 from taskfabric_aws import S3BlobStore
-
-HERE = Path(__file__).resolve().parent
 
 
 def write_config(folder: Path, s3_root: str, endpoint: str, backend: str) -> Path:
@@ -43,21 +39,17 @@ def plugins() -> Iterator[Plugins]:
         yield plugins
 
 
-@pytest.mark.parametrize("backend", ["local", "subprocess"])
 def test_typed_data_caching_and_logs_live_in_s3(
-    backend: str,
     tmp_path: Path,
     s3_root: str,
     moto_endpoint: str,
     plugins: Plugins,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The subprocess backend's taskfabric-execute finds the store by its URIs' scheme, through
-    # the installed entry point, and the endpoint through boto3's own variable.
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_endpoint)
-    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    # (Attempts in other processes, which find the store by their URIs' scheme and the
+    # endpoint in boto3's variable, are the Batch jobs of test_batch_jobs.py.)
     monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
-    config_path = write_config(tmp_path / "home", s3_root, moto_endpoint, backend)
+    config_path = write_config(tmp_path / "home", s3_root, moto_endpoint, "local")
     with Engine(load_config(config_path), plugins=plugins) as engine:
         assert isinstance(engine.store, S3BlobStore)
         first = engine.launch(aws_tasks.typed_pipeline, {"n": 6})

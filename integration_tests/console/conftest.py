@@ -59,7 +59,7 @@ class Console:
         self.config.write_text(
             f'[storage]\ndata_root = "{data}"\n\n'
             f'[metadata]\nurl = "{self.database}"\n\n'
-            "[server]\nworkers = 2\n\n"
+            "[server]\nworkers = 2\nsingle_tenant = true\n\n"
             "[pools.ledger]\nslots = 2\nrate = 5\nproject_caps = { shop = 2, bank = 1 }\n"
         )
         self.port = _free_port()

@@ -201,9 +201,106 @@ def test_launch_with_a_file_uploaded_from_the_form(
     page.wait_for_url(re.compile(r"/console/executions/\w+$"))
     expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
     expect(page.locator("#values table[data-what=outputs] tr[data-name=o0]")).to_contain_text("3")
-    expect(page.locator("#values table[data-what=inputs] tr[data-name=data]")).to_contain_text(
-        "orders.csv"
+    uploaded = page.locator("#values table[data-what=inputs] tr[data-name=data]")
+    expect(uploaded).to_contain_text("orders.csv")
+    uploaded.locator("details.preview summary").click()
+    expect(uploaded.locator("table.preview-rows tbody tr").nth(1)).to_have_text("2cake")
+
+
+def test_launch_with_a_folder_or_several_files_for_a_directory_input(
+    page: Any, console: Console, tmp_path: Path
+) -> None:
+    stock = tmp_path / "stock room"
+    (stock / "shelf").mkdir(parents=True)
+    (stock / "tea.txt").write_text("12\n")
+    (stock / "shelf" / "cake.txt").write_text("3\n")
+    sign_in(page, console.shop_admin)
+    page.goto("/console/launch/shop/prod/shopflows.inventory")
+    # Nothing chosen: the server's message, as the command line gets it.
+    page.click("#submit")
+    expect(page.locator("#form-error")).to_contain_text("missing input folder (Directory)")
+    page.set_input_files("#input-folder-folder", str(stock))
+    expect(page.locator("[data-field=folder] .chosen")).to_have_text("2 files chosen")
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/console/executions/\w+$"))
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    outputs = page.locator("#values table[data-what=outputs] tr[data-name=o0]")
+    expect(outputs).to_contain_text("shelf/cake.txt=3, tea.txt=12")
+    folder = page.locator("#values table[data-what=inputs] tr[data-name=folder]")
+    expect(folder.locator(".blob code")).to_have_text("stock-room")
+    folder.locator("details.preview summary").click()
+    expect(folder.locator("ul.preview-files li")).to_have_text(["shelf/cake.txt", "tea.txt"])
+    # Several files side by side make the directory too.
+    page.goto("/console/launch/shop/prod/shopflows.inventory")
+    page.set_input_files(
+        "#input-folder-files", [str(stock / "tea.txt"), str(stock / "shelf" / "cake.txt")]
     )
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/console/executions/\w+$"))
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    expect(outputs).to_contain_text("cake.txt=3, tea.txt=12")
+
+
+def test_files_and_dataframes_preview_and_download_and_the_cache_shows(
+    page: Any, console: Console, shots: Path
+) -> None:
+    first = _launch(console, console.shop_admin, "shopflows.reports", {"n": 40})
+    sign_in(page, console.shop_admin)
+    page.goto(f"/console/executions/{first}")
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    report = page.locator("#dag g.node[data-name=report]")
+    report.click()
+    panel = page.locator("#panel")
+    expect(panel.locator("#cache-status")).to_have_text("miss: computed, then stored in the cache")
+    # The same inputs again: served from the cache, which says by whom.
+    second = _launch(console, console.shop_admin, "shopflows.reports", {"n": 40})
+    page.goto(f"/console/executions/{second}")
+    expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "SUCCEEDED")
+    expect(report.locator("text.sub")).to_contain_text("cache hit")
+    report.click()
+    expect(panel.locator("#cache-status")).to_have_text(f"hit: computed by execution {first}")
+    expect(panel.locator("#cache-source")).to_have_attribute("href", f"/console/executions/{first}")
+    # A file: its first lines on demand, and its bytes.
+    text_file = panel.locator("table[data-what=outputs] tr[data-name=o0]")
+    expect(text_file.locator(".blob code")).to_have_text("squares.csv")
+    text_file.locator("details.preview summary").click()
+    expect(text_file.locator("table.preview-rows tbody tr")).to_have_count(10)
+    expect(text_file.locator("table.preview-rows tbody tr").nth(3)).to_have_text("39")
+    with page.expect_download() as info:
+        text_file.locator("a.download").click()
+    saved = Path(info.value.path()).read_text()
+    assert saved.splitlines()[:3] == ["i,square", "0,0", "1,1"] and len(saved.splitlines()) == 41
+    assert info.value.suggested_filename == "squares.csv"
+    # A dataframe: its first rows as a table.
+    frame = panel.locator("table[data-what=outputs] tr[data-name=o1]")
+    frame.locator("details.preview summary").click()
+    rows = frame.locator("table.preview-rows tbody tr")
+    expect(rows).to_have_count(10)
+    expect(rows.nth(9)).to_have_text("981")
+    expect(frame.locator(".preview-body")).to_contain_text("first 10 rows of 40")
+    page.screenshot(path=str(shots / "node-data.png"), full_page=True)
+
+
+def test_a_node_waiting_for_a_pool_shows_its_place_in_the_queue(
+    page: Any, console: Console
+) -> None:
+    busy = _launch(console, console.shop_admin, "shopflows.busy", {"n": 3})
+    try:
+        sign_in(page, console.shop_admin)
+        page.goto(f"/console/executions/{busy}")
+        mapped = page.locator("#dag g.node[data-kind=map]")
+        # The ledger pool has 2 slots: two items run, the third waits in its queue.
+        expect(mapped).to_have_attribute("data-counts", "2 running · 1 queued")
+        mapped.click()
+        queued = page.locator("#panel #items tr", has=page.locator(".badge[data-phase=QUEUED]"))
+        expect(queued).to_have_count(1)
+        queued.locator("a").click()
+        wait = page.locator("#panel #pool-waits tr[data-pool=ledger]")
+        expect(wait.locator(".position")).to_have_text("position 1 of 1")
+        expect(wait.locator("a")).to_have_attribute("href", "/console/pools")
+    finally:
+        with console.client(console.shop_admin) as c:
+            c.cancel(busy)
 
 
 def test_open_a_nodes_log(page: Any, console: Console, shots: Path) -> None:
@@ -306,12 +403,20 @@ def test_pools_show_holders_and_hide_other_projects(
         ledger = page.locator("section.pool[data-pool=ledger]")
         expect(ledger.locator(f"table.holders a:text-is('{slow}')")).to_be_visible()
         expect(ledger).to_contain_text("shop 2")
+        # A pushback from a task (a 429 with Retry-After) is kept in the pool's history.
+        pushed = _launch(console, console.shop_admin, "shopflows.throttle", {"seconds": 1.0})
+        pushback = ledger.locator("table.pushbacks tr", has=page.locator(f"a:text-is('{pushed}')"))
+        expect(pushback).to_have_count(1)
+        expect(pushback.locator(".pause")).to_have_text("paused 1.0 s")
+        expect(pushback).to_contain_text("shop/prod")
         page.screenshot(path=str(shots / "pools.png"))
         page.context.clear_cookies()
         sign_in(page, console.bank_admin)
         page.goto("/console/pools")
         expect(ledger).to_contain_text("in projects this token cannot see")
+        expect(ledger.locator("table.pushbacks")).to_contain_text("a project this token cannot see")
         assert slow not in page.content() and "shop" not in page.content()
+        assert pushed not in page.content()
     finally:
         with console.client(console.shop_admin) as c:
             c.cancel(slow)

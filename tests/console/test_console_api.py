@@ -299,6 +299,70 @@ def test_graph_holds_sub_workflows_and_branch_cases(site: Site) -> None:
         assert found.status_code == 404, bad
 
 
+def test_files_and_dataframes_are_previewed_and_downloaded_by_name(site: Site) -> None:
+    site.register("shop")
+    http = site.http(site.shop)
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    ran = http.post(path, json={"workflow": "console_api_flows.tables", "inputs": {"n": "30"}})
+    ran_id = ran.json()["execution"]["id"]
+    site.run(ran_id)
+    base = f"/api/v1/executions/{ran_id}/values"
+    csv_file = http.get(f"{base}/preview", params={"side": "outputs", "name": "o0"}).json()
+    assert (csv_file["kind"], csv_file["name"], csv_file["lines"]) == ("file", "rows.csv", 20)
+    assert csv_file["text"].startswith("i,square\n0,0\n1,1\n") and csv_file["truncated"]
+    assert csv_file["columns"] == ["i", "square"] and csv_file["rows"][3] == ["3", "9"]
+    assert len(csv_file["rows"]) == 10
+    frame = http.get(f"{base}/preview", params={"side": "outputs", "name": "o1", "rows": 5}).json()
+    assert frame["kind"] == "dataframe" and frame["columns"] == ["i", "square"]
+    assert frame["rows"] == [[i, i * i] for i in range(5)] and frame["total_rows"] == 30
+    # The same file read from a node's values, inside a list.
+    graph = http.get(f"/api/v1/executions/{ran_id}/graph").json()
+    sizes = next(n["node_id"] for n in graph["nodes"] if n["name"].endswith("sizes"))
+    inside = http.get(
+        f"{base}/preview",
+        params={"node": sizes, "side": "inputs", "name": "files", "at": "0", "lines": 2},
+    ).json()
+    assert inside["text"] == "i,square\n0,0\n" and inside["uri"] == csv_file["uri"]
+    # The bytes, as an attachment that a browser never renders as a page.
+    got = http.get(csv_file["download"])
+    assert got.status_code == 200 and got.content.startswith(b"i,square\n0,0\n")
+    assert len(got.content.splitlines()) == 31
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.headers["content-disposition"] == "attachment; filename*=UTF-8''rows.csv"
+    assert got.headers["x-content-type-options"] == "nosniff"
+    parquet = http.get(frame["download"])
+    assert parquet.status_code == 200 and parquet.content.startswith(b"PAR1")
+    # Named, never by URI: what is not there, or not data, or elsewhere, is refused.
+    for params, status in (
+        ({"side": "outputs", "name": "o9"}, 404),
+        ({"side": "outputs", "name": "o2"}, 422),
+        ({"node": sizes, "side": "inputs", "name": "files", "at": "7"}, 404),
+        ({"side": "elsewhere", "name": "o0"}, 422),
+    ):
+        assert http.get(f"{base}/preview", params=params).status_code == status, params
+    other = site.http(site.bank)
+    assert other.get(f"{base}/preview", params={"side": "outputs", "name": "o0"}).status_code == 404
+    assert other.get(csv_file["download"]).status_code == 404
+
+
+def test_node_detail_says_cache_hit_or_miss(site: Site) -> None:
+    site.register("shop")
+    http = site.http(site.shop)
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    body = {"workflow": "console_api_flows.tables", "inputs": {"n": "3"}}
+    first = http.post(path, json=body).json()["execution"]["id"]
+    site.run(first)
+    second = http.post(path, json=body).json()["execution"]["id"]
+    site.run(second)
+    found = {}
+    for ran in (first, second):
+        graph = http.get(f"/api/v1/executions/{ran}/graph").json()
+        node = next(n for n in graph["nodes"] if n["name"].split(".")[-1] == "table")
+        detail = http.get(f"/api/v1/executions/{ran}/nodes/{node['node_id']}/detail").json()
+        found[ran] = (node["cache_status"], detail["node"]["cache_status"], detail["cache_source"])
+    assert found == {first: ("written", "written", ""), second: ("hit", "hit", first)}
+
+
 def test_diff_between_two_registered_versions(site: Site) -> None:
     site.register("shop", "v1")
     site.register("shop", "v2")
@@ -331,5 +395,18 @@ def test_pools_name_only_what_the_token_sees(site: Site) -> None:
         assert [w["execution_id"] for w in bank["waiters"]] == ["e-bank2"]
         assert bank["waiters"][0]["position"] == 1 and bank["project_caps"] == {"bank": 1}
         assert "shop" not in str(bank)
+        # Pushbacks, newest first; one of another project only counted as such.
+        assert shop["pushbacks"] == []
+        manager.pushback("ledger", 30, holder=Holder("e-shop", "n0", 1, "shop", "prod"))
+        manager.pushback("ledger", 5)
+        (shop,) = site.http(site.shop).get("/api/v1/pools").json()
+        newest, older = shop["pushbacks"]
+        assert (newest["seconds"], newest["execution_id"], newest["hidden"]) == (5, "", False)
+        assert (older["seconds"], older["execution_id"], older["node_id"]) == (30, "e-shop", "n0")
+        assert newest["paused_until"] == older["paused_until"] >= older["at"] + 30
+        (bank,) = site.http(site.bank).get("/api/v1/pools", params={"pushbacks": 1}).json()
+        assert len(bank["pushbacks"]) == 1
+        (bank,) = site.http(site.bank).get("/api/v1/pools").json()
+        assert bank["pushbacks"][1]["hidden"] is True and "shop" not in str(bank)
     finally:
         manager.close()

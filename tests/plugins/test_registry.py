@@ -42,7 +42,7 @@ def test_unknown_driver_lists_installed_ones_and_names_the_package(tmp_path: Pat
         engine.launch(one, {"x": 1})
     msg = str(info.value)
     assert "unknown backend driver 'spark'" in msg
-    assert "installed drivers are local, subprocess" in msg
+    assert "installed drivers are local, sandbox, subprocess" in msg
     assert "pip install taskfabric-spark" in msg
     assert engine.metadata.list_executions() == []  # refused before anything ran
 

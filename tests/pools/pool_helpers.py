@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from taskfabric.pools import Holder
 
-POOL_TABLES = ("pool_grants", "pool_leases", "pool_waits", "pool_waiters", "pools")
+POOL_TABLES = (
+    "pool_grants",
+    "pool_leases",
+    "pool_pushbacks",
+    "pool_waits",
+    "pool_waiters",
+    "pools",
+)
 
 
 class Clock:

@@ -176,7 +176,9 @@ class Site:
     def __init__(self, root: Path, database: str | None) -> None:
         self.root = root
         self.config_path = root / "taskfabric.toml"
-        text = "[server]\nworkers = 2\n"
+        # These tests run their tasks on the in-process backend: they declare the site
+        # single-tenant (test_isolation.py runs a multi-tenant one).
+        text = "[server]\nworkers = 2\nsingle_tenant = true\n"
         if database is not None:
             text += f'\n[metadata]\nurl = "{database}"\n'
         self.config_path.write_text(text)

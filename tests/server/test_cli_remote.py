@@ -27,7 +27,9 @@ def invoke(config: Path, *args: str) -> tuple[int, str, str]:
 def configs(tmp_path: Path) -> Iterator[tuple[Path, Path, ServerProcess]]:
     """A local config, a server on it, and a client config that names the server."""
     local = tmp_path / "local.toml"
-    local.write_text('[project]\nname = "shop"\ndomain = "prod"\n')
+    local.write_text(
+        '[project]\nname = "shop"\ndomain = "prod"\n\n[server]\nsingle_tenant = true\n'
+    )
     code, token, err = invoke(
         local, "tokens", "create", "--project", "shop", "--role", "admin", "--name", "cli"
     )

@@ -192,6 +192,10 @@ class TaskAttempt:
     #: a process, a container or a job of its own passes them on): the address and secret of
     #: the engine's pool channel, which `taskfabric.hold()` in the task's code uses.
     env: dict[str, str] = field(default_factory=dict)
+    #: Folders the task's code is imported from, first on the attempt process's PYTHONPATH
+    #: (a registered workflow's extracted code bundle): a backend that runs the task in a
+    #: process of its own puts them there; a sandbox also makes them visible, read-only.
+    code_path: tuple[str, ...] = ()
 
     @property
     def error_uri(self) -> str:
@@ -305,6 +309,12 @@ class Backend(abc.ABC, Generic[SettingsT]):
     #: checks it. Attempts of backends that do not are failed as interrupted when their
     #: engine process stopped, and run again as a new attempt.
     reattaches: ClassVar[bool] = False
+    #: True when a task's own code, run by this backend, can reach neither the engine's
+    #: credentials and config nor any data but its own attempt's: a sandbox, a container, a
+    #: remote job. A multi-tenant server (`[server] single_tenant = false`, the default) runs
+    #: registered code only on such backends; the in-process `local` and the `subprocess`
+    #: backends are not (see docs/server.md, "Isolation").
+    isolated: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: SettingsT, context: BackendContext) -> None:
         self.name = name

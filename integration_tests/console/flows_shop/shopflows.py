@@ -5,7 +5,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
-from taskfabric import File, FixedRate, LaunchPlan, conditional, map_task, task, workflow
+import pandas as pd
+
+from taskfabric import (
+    Directory,
+    File,
+    FixedRate,
+    LaunchPlan,
+    conditional,
+    hold,
+    map_task,
+    task,
+    workflow,
+)
 
 
 class Size(Enum):
@@ -118,6 +130,58 @@ def ship(order: Order, n: int = 2) -> str:
         .else_()
         .then(post(weight=weight))
     )
+
+
+@task
+def durations(n: int, seconds: float) -> list[float]:
+    return [seconds] * n
+
+
+@workflow
+def busy(n: int = 3, seconds: float = 600.0) -> list[float]:
+    """More waits on the ledger pool than it has slots: the last waits in its queue."""
+    return map_task(wait)(seconds=durations(n=n, seconds=seconds))
+
+
+@task(cache=True)
+def report(n: int) -> tuple[File, pd.DataFrame]:
+    """A CSV file and a dataframe of n rows (cached: a second run is a hit)."""
+    out = File.new("squares.csv")
+    with open(out.path, "w") as fh:
+        fh.write("i,square\n")
+        fh.writelines(f"{i},{i * i}\n" for i in range(n))
+    return out, pd.DataFrame({"i": range(n), "square": [i * i for i in range(n)]})
+
+
+@workflow
+def reports(n: int = 40) -> tuple[File, pd.DataFrame]:
+    return report(n=n)
+
+
+@task
+def throttled(seconds: float) -> str:
+    """Calls a service behind the ledger pool that answers 429 with Retry-After."""
+    with hold("ledger") as lease:
+        lease.pushback(seconds)
+    return f"pushed back for {seconds} s"
+
+
+@workflow
+def throttle(seconds: float = 1.0) -> str:
+    return throttled(seconds=seconds)
+
+
+@task
+def tally(folder: Directory) -> str:
+    return ", ".join(
+        f"{p.relative_to(folder.path).as_posix()}={p.read_text().strip()}" for p in folder.files()
+    )
+
+
+@workflow
+def inventory(folder: Directory) -> str:
+    """A directory input: the launch form uploads a folder, or several files."""
+    return tally(folder=folder)
 
 
 hourly = LaunchPlan(

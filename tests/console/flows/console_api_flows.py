@@ -1,5 +1,7 @@
 """Workflows of the console's API tests."""
 
+import pandas as pd
+
 from taskfabric import File, conditional, map_task, task, workflow
 
 FACTOR = 2
@@ -56,3 +58,24 @@ def nested(n: int) -> str:
     """A sub-workflow, then a branch on its result."""
     s = inner(n=n)
     return conditional("size").if_(s > 10).then(big(x=s)).else_().then(small(x=s))
+
+
+@task(cache=True)
+def table(n: int) -> tuple[File, pd.DataFrame]:
+    """A CSV file and a dataframe of n rows (cached: a second run is a hit)."""
+    out = File.new("rows.csv")
+    with open(out.path, "w") as fh:
+        fh.write("i,square\n")
+        fh.writelines(f"{i},{i * i}\n" for i in range(n))
+    return out, pd.DataFrame({"i": range(n), "square": [i * i for i in range(n)]})
+
+
+@task
+def sizes(files: list[File]) -> int:
+    return len(files)
+
+
+@workflow
+def tables(n: int) -> tuple[File, pd.DataFrame, int]:
+    csv_file, frame = table(n=n)
+    return csv_file, frame, sizes(files=[csv_file])

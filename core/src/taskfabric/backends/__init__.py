@@ -1,4 +1,5 @@
-"""Bases and helpers for backend plugins, and the core's own `local` and `subprocess` backends.
+"""Bases and helpers for backend plugins, and the core's own `local`, `subprocess` and
+`sandbox` backends.
 
 The contract itself (`Backend`, `TaskAttempt`, `AttemptStatus`, ...) is in
 `taskfabric.plugin_api`; this package holds implementations a backend can stand on:
@@ -9,7 +10,7 @@ The contract itself (`Backend`, `TaskAttempt`, `AttemptStatus`, ...) is in
 - `ProcessBackend` / `ProcessRun`: each attempt a local process running `taskfabric-execute`
   (possibly through a launcher such as `spark-submit`), with a log file, its exit read back,
   cancel by process group (SIGTERM, then SIGKILL), kill on close, and re-attach after an
-  engine restart (the `subprocess` and `spark-submit` backends);
+  engine restart (the `subprocess`, `sandbox` and `spark-submit` backends);
 - `tail`, `describe_exit`: what error messages about processes quote;
 - `attempt_work_dir`, `node_key`: where an attempt's files go, the same in every engine process;
 - `task_options`: the settings a task gives its backend (`@task(backend_options=...)`),
@@ -26,6 +27,7 @@ from taskfabric.backends._options import TaskOptionsError, task_options
 from taskfabric.backends._paths import attempt_work_dir, node_key
 from taskfabric.backends._pids import ProcessIdentity
 from taskfabric.backends._process import ProcessBackend, ProcessRun, describe_exit, tail
+from taskfabric.backends._sandbox import SandboxBackend, SandboxSettings
 from taskfabric.backends._subprocess import SubprocessBackend, SubprocessSettings
 from taskfabric.backends._threads import ThreadBackend
 
@@ -35,6 +37,8 @@ __all__ = [
     "ProcessBackend",
     "ProcessIdentity",
     "ProcessRun",
+    "SandboxBackend",
+    "SandboxSettings",
     "SubprocessBackend",
     "SubprocessSettings",
     "TaskOptionsError",

@@ -126,7 +126,8 @@ class ProcessRun:
 class ProcessBackend(Backend[SettingsT]):
     """Runs each attempt as `command(...)` in a process group of its own; see the module
     docstring. Subclasses implement `command` and may override `environment`, `log_links`,
-    `running_links`, `crash_error`, `launch_error`, `after_kill` and `kill_grace_seconds`."""
+    `running_links`, `crash_error`, `launch_error`, `after_kill`, `gather` and
+    `kill_grace_seconds`."""
 
     poll_interval: ClassVar[float | None] = None
     reattaches: ClassVar[bool] = True
@@ -212,6 +213,13 @@ class ProcessBackend(Backend[SettingsT]):
     def after_kill(self, run: ProcessRun) -> None:
         """Called on a background thread once a cancelled process has ended."""
 
+    def gather(self, run: ProcessRun) -> AttemptError | None:
+        """Called once the attempt's process has ended, before its outputs or error document
+        are read at `attempt.outputs_uri` / `attempt.error_uri`: a backend whose process wrote
+        them elsewhere (a sandbox's own folder) checks them and moves them there. An error
+        returned fails the attempt with it, whatever the process wrote."""
+        return None
+
     # -- the backend ---------------------------------------------------------------------
 
     def submit(self, attempt: TaskAttempt) -> None:
@@ -270,6 +278,11 @@ class ProcessBackend(Backend[SettingsT]):
         work_dir.mkdir(parents=True, exist_ok=True)
         command = self.command(attempt, template_uri, work_dir)
         env = {**self.environment(), **attempt.env}
+        if attempt.code_path:
+            # The task's code (a registered bundle) is found first, as the engine found it.
+            env["PYTHONPATH"] = os.pathsep.join(
+                [*attempt.code_path, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
+            )
         # The log is followed live (`executions logs --follow`) and keeps stdout and stderr
         # in the order they were written: Python must not buffer stdout in blocks.
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -396,6 +409,9 @@ class ProcessBackend(Backend[SettingsT]):
         self, run: ProcessRun, code: int | None, links: list[LogLink]
     ) -> AttemptStatus | None:
         """The outcome `taskfabric-execute` wrote (outputs or error document), or None."""
+        refused = self.gather(run)
+        if refused is not None:
+            return AttemptStatus(AttemptPhase.FAILED, error=refused, log_links=links)
         attempt = run.attempt
         store = self.context.store
         if code in (0, None) and store.exists(attempt.outputs_uri):

@@ -24,7 +24,7 @@ from taskfabric.bundles._bundle import (
     read_member,
     upload_bundle,
 )
-from taskfabric.bundles._load import load_bundled
+from taskfabric.bundles._load import bundle_root, load_bundled
 
 __all__ = [
     "SKIPPED_DIRS",
@@ -33,6 +33,7 @@ __all__ = [
     "bundle_digest",
     "bundle_files",
     "bundle_members",
+    "bundle_root",
     "create_bundle",
     "extract_bundle",
     "load_bundled",

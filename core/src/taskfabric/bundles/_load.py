@@ -26,6 +26,19 @@ def _origin(module: Any) -> Path | None:
     return Path(paths[0]).resolve() if paths else None
 
 
+def bundle_root(code: Mapping[str, str], store: BlobStore, cache_root: Path) -> Path:
+    """The folder to import a code location's modules from: its bundle extracted (once per
+    digest) under `cache_root`, and the location's `root` inside it. Runs none of its code."""
+    missing = [k for k in ("bundle", "module", "object") if not code.get(k)]
+    if missing:
+        raise BundleError(f"code location {dict(code)!r} lacks {', '.join(missing)}")
+    folder = extract_bundle(store, code["bundle"], cache_root).resolve()
+    root = (folder / code.get("root", "")).resolve()
+    if not root.is_relative_to(folder) or not root.is_dir():
+        raise BundleError(f"code root '{code.get('root')}' is not a folder of {code['bundle']}")
+    return root
+
+
 def load_bundled(code: Mapping[str, str], store: BlobStore, cache_root: Path) -> Any:
     """The object a code location names, imported from its bundle.
 
@@ -36,13 +49,7 @@ def load_bundled(code: Mapping[str, str], store: BlobStore, cache_root: Path) ->
     module: loading the same module from a different bundle raises `BundleError` (each
     execution runs in its own worker process, where this never happens).
     """
-    missing = [k for k in ("bundle", "module", "object") if not code.get(k)]
-    if missing:
-        raise BundleError(f"code location {dict(code)!r} lacks {', '.join(missing)}")
-    folder = extract_bundle(store, code["bundle"], cache_root).resolve()
-    root = (folder / code.get("root", "")).resolve()
-    if not root.is_relative_to(folder) or not root.is_dir():
-        raise BundleError(f"code root '{code.get('root')}' is not a folder of {code['bundle']}")
+    root = bundle_root(code, store, cache_root)
     module_name = code["module"]
     top = module_name.split(".")[0]
     with _lock:

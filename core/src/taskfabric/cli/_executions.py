@@ -252,7 +252,13 @@ def _print_show(
 
 @executions.command("run")
 @click.argument("execution")
-def run_queued(execution: str) -> None:
+@click.option(
+    "--isolate-code",
+    is_flag=True,
+    help="Import none of the execution's code here, and run its tasks only on backends that "
+    "isolate them (a multi-tenant server's workers).",
+)
+def run_queued(execution: str, isolate_code: bool) -> None:
     """Run a queued execution (or resume one whose engine died); used by worker pools.
 
     SIGTERM stops the engine without aborting the execution: it is left for the next
@@ -266,7 +272,7 @@ def run_queued(execution: str) -> None:
         raise EngineShutdown
 
     signal.signal(signal.SIGTERM, stop)
-    engine = Engine(state().config)
+    engine = Engine(state().config, isolate_code=isolate_code)
     try:
         with user_errors():
             try:

@@ -53,8 +53,9 @@ def ui(port: int, workers: int | None, scheduler: bool, open_browser: bool) -> N
             f"{cfg.server.url}/console/ instead (`taskfabric ui` serves the embedded store)"
         )
     # Signing in is always on: a page on any site could otherwise drive a console on
-    # 127.0.0.1 that lets everyone in.
-    local = cfg.model_copy(update={"server": cfg.server.model_copy(update={"auth": True})})
+    # 127.0.0.1 that lets everyone in. One person's own store and code: single-tenant.
+    server = cfg.server.model_copy(update={"auth": True, "single_tenant": True})
+    local = cfg.model_copy(update={"server": server})
     from taskfabric.metadata import MetadataStore
 
     metadata = MetadataStore(cfg.metadata_url)

@@ -265,6 +265,11 @@ class ServerConfig(_Section):
     or ``WorkerPool``s on the same database do)."""
     auth: bool = True
     """Require an API token on every request. Turn off only for a single user on one host."""
+    single_tenant: bool = False
+    """Every project's code is trusted: the server may run registered code on backends that do
+    not isolate it (``local``, ``subprocess``), inside or beside its workers, with the server's
+    credentials and every project's data within reach. Unset, it runs registered code only on
+    isolating backends (``sandbox``, containers) and never imports it itself."""
     scheduler: bool = True
     """Launch the active launch plans' schedules (one or more servers may run it at once)."""
     url: str | None = None

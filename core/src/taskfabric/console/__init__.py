@@ -38,11 +38,13 @@ def mount(app: FastAPI) -> None:
     from fastapi.responses import RedirectResponse
 
     from taskfabric.console._api import router as api_router
+    from taskfabric.console._data import router as data_router
     from taskfabric.console._pages import ASSETS_URL, STATIC
     from taskfabric.console._pages import router as pages_router
     from taskfabric.console._session import SessionMiddleware
 
     app.include_router(api_router)
+    app.include_router(data_router)
     app.include_router(pages_router)
     app.mount(ASSETS_URL, _assets()(directory=STATIC), name="console-static")
 

@@ -149,6 +149,7 @@ def _parameters(types: dict[str, str], values: dict[str, Any] | None) -> list[cm
     summary="One node: attempts, typed inputs and outputs, first items",
 )
 def node_detail(
+    request: Request,
     plane: Plane,
     who: Who,
     ref: RefPath,
@@ -182,12 +183,32 @@ def node_detail(
     kids = cq.children(engine, rec.id, node_id, limit=items)
     kids.sort(key=lambda n: views.node_sort_key(n.node_id))
     total = cq.count_children(engine, rec.id, node_id) if kids else 0
+    waits = []
+    if found.phase == "QUEUED" and found.kind in ("task", "map_item"):
+        # Read now, not the message written when it queued: the place moves as others go.
+        for status in _pools(request, plane).status():
+            for w in status.waiters:
+                if w.holder.execution_id == rec.id and w.holder.node_id == node_id:
+                    waits.append(
+                        cm.PoolWait(
+                            pool=status.spec.name,
+                            position=w.position,
+                            queue=len(status.waiters),
+                            weight=w.weight,
+                            enqueued_at=w.enqueued_at,
+                        )
+                    )
+    source = ""
+    if found.cache_status == "hit" and found.outputs_uri:
+        source = cq.cache_source(engine, found.outputs_uri)
     return cm.NodeDetail(
         node=_node_model(found, cq.attempts(engine, rec.id, node_id)),
         inputs=_parameters(input_types, inputs),
         outputs=_parameters(output_types, outputs),
         children=[_node_model(k) for k in kids],
         children_total=total,
+        pool_waits=waits,
+        cache_source=source,
     )
 
 
@@ -320,6 +341,12 @@ class _Pools:
         with self.lock:
             return self.manager.status()
 
+    def pushbacks(self, limit: int) -> dict[str, list[Any]]:
+        if self.manager is None:
+            return {}
+        with self.lock:
+            return dict(self.manager.pushbacks(limit=limit))
+
 
 def _pools(request: Request, plane: ControlPlane) -> _Pools:
     found = getattr(request.app.state, "console_pools", None)
@@ -332,12 +359,20 @@ def _pools(request: Request, plane: ControlPlane) -> _Pools:
 @router.get(
     "/pools",
     summary="Resource pools: slots in use, rates, shares, queues",
-    description="Every configured pool. Holders and waiters of projects the token cannot see "
-    "are counted but not named; caps and weights of such projects are left out.",
+    description="Every configured pool, with its most recent pushbacks. Holders, waiters "
+    "and pushbacks of projects the token cannot see are counted but not named; caps and "
+    "weights of such projects are left out.",
 )
-def pools(request: Request, plane: Plane, who: Who) -> list[cm.Pool]:
+def pools(
+    request: Request,
+    plane: Plane,
+    who: Who,
+    pushbacks: Annotated[int, Query(ge=0, le=50, description="Recent pushbacks per pool.")] = 10,
+) -> list[cm.Pool]:
     found = []
-    for status in _pools(request, plane).status():
+    known = _pools(request, plane)
+    recent = known.pushbacks(pushbacks) if pushbacks else {}
+    for status in known.status():
         spec = status.spec
         holders = [h for h in status.holders if who.sees(h.holder.project)]
         waiters = [w for w in status.waiters if who.sees(w.holder.project)]
@@ -382,6 +417,21 @@ def pools(request: Request, plane: Plane, who: Who) -> list[cm.Pool]:
                 ],
                 hidden_holders=len(status.holders) - len(holders),
                 hidden_waiters=len(status.waiters) - len(waiters),
+                pushbacks=[_pushback(who, b) for b in recent.get(spec.name, [])],
             )
         )
+    return found
+
+
+def _pushback(who: Any, b: Any) -> cm.PoolPushback:
+    found = cm.PoolPushback(at=b.at, seconds=b.seconds, paused_until=b.paused_until)
+    if b.holder is None:
+        return found
+    if not who.sees(b.holder.project):
+        found.hidden = True
+        return found
+    found.execution_id = b.holder.execution_id
+    found.node_id = b.holder.node_id
+    found.project = b.holder.project
+    found.domain = b.holder.domain
     return found

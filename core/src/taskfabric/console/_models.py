@@ -22,7 +22,8 @@ class GraphNode(_Model):
     name: str
     kind: str = Field(description="task, map, workflow or branch.")
     case: str = Field(
-        "", description="A case of a branch: 'case 1', 'case 2'... or 'else' (its nodes only)."
+        default="",
+        description="A case of a branch: 'case 1', 'case 2'... or 'else' (its nodes only).",
     )
     task_name: str = ""
     phase: str = Field(
@@ -60,6 +61,16 @@ class Graph(_Model):
     outputs: list[Parameter] = Field(default_factory=list, description="With values=true.")
 
 
+class PoolWait(_Model):
+    """A pool a node's attempt waits for, and its place in that pool's queue now."""
+
+    pool: str
+    position: int = Field(description="1: served next.")
+    queue: int = Field(description="How many wait in that pool.")
+    weight: int
+    enqueued_at: float
+
+
 class NodeDetail(_Model):
     """One node: its record, attempts, typed inputs and outputs, and its first children."""
 
@@ -70,6 +81,12 @@ class NodeDetail(_Model):
         default_factory=list, description="Up to `items` of its map items or nodes."
     )
     children_total: int = 0
+    pool_waits: list[PoolWait] = Field(
+        default_factory=list, description="Pools its attempt waits for, read now."
+    )
+    cache_source: str = Field(
+        default="", description="A cache hit: the execution that computed the result."
+    )
 
 
 class Diff(_Model):
@@ -119,6 +136,19 @@ class PoolWaiter(_Model):
     enqueued_at: float
 
 
+class PoolPushback(_Model):
+    """A pushback (a 429, a throttling error): the pool granted nothing new for `seconds`."""
+
+    at: float
+    seconds: float
+    paused_until: float
+    execution_id: str = Field(default="", description="The attempt pushed back, when known.")
+    node_id: str = ""
+    project: str = ""
+    domain: str = ""
+    hidden: bool = Field(default=False, description="Of a project this token cannot see.")
+
+
 class Pool(_Model):
     """A pool as a token sees it: holders and waiters of other projects are counted, not
     named."""
@@ -136,5 +166,27 @@ class Pool(_Model):
     domain_caps: dict[str, int]
     holders: list[PoolHolder]
     waiters: list[PoolWaiter]
-    hidden_holders: int = Field(0, description="Holders in projects this token cannot see.")
+    hidden_holders: int = Field(default=0, description="Holders in projects this token cannot see.")
     hidden_waiters: int = 0
+    pushbacks: list[PoolPushback] = Field(
+        default_factory=list, description="The most recent pushbacks, newest first."
+    )
+
+
+class Preview(_Model):
+    """The first of a file, directory or dataframe among an execution's values."""
+
+    kind: str = Field(description="file, directory or dataframe.")
+    name: str
+    uri: str
+    format: str = ""
+    size_bytes: int | None = None
+    download: str = Field(default="", description="Where its bytes are (empty: not one file).")
+    text: str = Field(default="", description="A text file's first lines.")
+    lines: int = 0
+    binary: bool = Field(default=False, description="A file that is not text: no lines shown.")
+    columns: list[str] = Field(default_factory=list, description="A dataframe's or CSV's.")
+    rows: list[list[Any]] = Field(default_factory=list)
+    total_rows: int | None = Field(default=None, description="A dataframe's number of rows.")
+    files: list[str] = Field(default_factory=list, description="A directory's, by path.")
+    truncated: bool = Field(default=False, description="There is more than shown.")

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from taskfabric.metadata import AttemptRecord, NodeRecord
-from taskfabric.metadata._schema import node_attempts, node_executions
+from taskfabric.metadata._schema import cache_entries, node_attempts, node_executions
 from taskfabric.metadata._store import _decode
 
 
@@ -75,3 +75,13 @@ def count_children(engine: Engine, execution_id: str, parent_id: str) -> int:
     )
     with engine.connect() as conn:
         return int(conn.execute(q).scalar_one())
+
+
+def cache_source(engine: Engine, outputs_uri: str) -> str:
+    """The execution whose result a cache hit served (its entry points at the same
+    outputs), or '' when the entry is gone."""
+    t = cache_entries
+    q = sa.select(t.c.execution_id).where(t.c.outputs_uri == outputs_uri).limit(1)
+    with engine.connect() as conn:
+        found = conn.execute(q).scalar()
+    return str(found or "")

@@ -10,6 +10,7 @@ from taskfabric.engine._engine import (
     ExecutionNameTakenError,
     ExecutionNotFoundError,
 )
+from taskfabric.engine._launching import CodeNotIsolatedError
 from taskfabric.engine._loader import LoadError, load_code, load_object
 from taskfabric.engine._results import ExecutionResult
 from taskfabric.engine._shared import SharedEngine, run_workflow, shared_engine
@@ -20,6 +21,7 @@ from taskfabric.plugin_api import NodeEvent
 __all__ = [
     "BackendNotConfiguredError",
     "Backends",
+    "CodeNotIsolatedError",
     "Engine",
     "EngineShutdown",
     "ExecutionBusyError",

@@ -70,8 +70,10 @@ class Attempts:
         recorder: Recorder,
         timers: Timers,
         nodes: NodeOutcomes,
+        code_path: tuple[str, ...] = (),
     ) -> None:
         self._execution_id = execution_id
+        self._code_path = code_path
         self._project = project
         self._domain = domain
         self._backend_for = backend_for
@@ -294,6 +296,7 @@ class Attempts:
             domain=self._domain,
             handle=handle,
             record_handle=self._recorder.handle_recorder(ns),
+            code_path=self._code_path,
         )
         if self._pools is not None:
             self._pools.attach(spec)
@@ -337,15 +340,16 @@ class Attempts:
         if status.pushback:
             # Throttled while running (the backend waits and tries again itself): the pool
             # grants nothing new for that long.
-            self._pushback(status.pushback)
+            self._pushback(ns, status.pushback)
 
-    def _pushback(self, seconds_by_pool: Mapping[str, float]) -> None:
+    def _pushback(self, ns: NodeState, seconds_by_pool: Mapping[str, float]) -> None:
         if self._pools is not None:
+            holder = self._pools.holder(ns, ns.attempt)
             for pool, seconds in seconds_by_pool.items():
-                self._pools.manager.pushback(pool, seconds)
+                self._pools.manager.pushback(pool, seconds, holder=holder)
 
     def _ended(self, ns: NodeState, status: AttemptStatus) -> None:
-        self._pushback(status.pushback)
+        self._pushback(ns, status.pushback)
         self._over(ns)
         if status.phase is not AttemptPhase.SUCCEEDED:
             err = (

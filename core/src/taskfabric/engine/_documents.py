@@ -4,8 +4,9 @@ execution's own outputs, packed into the execution's segment on local stores."""
 from __future__ import annotations
 
 from taskfabric.core.v1 import types_pb2
-from taskfabric.engine._util import blob_uris, node_key
+from taskfabric.engine._util import node_key
 from taskfabric.storage import BlobStore, PackStore
+from taskfabric.types import blob_uris
 
 
 class Documents:

@@ -16,8 +16,15 @@ from taskfabric.config import Config, load_config
 from taskfabric.core.v1 import types_pb2, workflow_pb2
 from taskfabric.engine._backends import BackendNotConfiguredError, Backends
 from taskfabric.engine._handles import Reattach, interrupt_unattached, left_running
-from taskfabric.engine._launching import code_of, convert_inputs, not_a_workflow, same_dag
-from taskfabric.engine._loader import load_code
+from taskfabric.engine._launching import (
+    CodeNotIsolatedError,
+    code_of,
+    code_path_of,
+    convert_inputs,
+    load_tasks,
+    not_a_workflow,
+    not_isolated,
+)
 from taskfabric.engine._owners import new_execution_id, owner_is_dead, this_owner
 from taskfabric.engine._pooling import EnginePools
 from taskfabric.engine._results import ExecutionResult, error_text
@@ -52,6 +59,11 @@ class Engine:
     """Runs workflows durably on a blob store and a metadata database.
 
     `Engine()` uses the config file found by `load_config()` (or the embedded defaults).
+
+    With `isolate_code` (what a multi-tenant server's workers and API use) the engine never
+    imports an execution's code: it runs the stored compiled workflow, and refuses any task
+    whose backend does not isolate it (`Backend.isolated`) from this process's credentials
+    and from other projects' data.
     """
 
     def __init__(
@@ -61,8 +73,10 @@ class Engine:
         store: BlobStore | None = None,
         metadata: MetadataStore | None = None,
         plugins: Plugins | None = None,
+        isolate_code: bool = False,
     ) -> None:
         self.config = config or load_config()
+        self.isolate_code = isolate_code
         root = self.config.data_root
         self.plugins = plugins or get_plugins()
         self.store = store or open_blob_store(self.config, self.plugins)
@@ -123,6 +137,8 @@ class Engine:
                 backend = self.backends.for_task(t, project)
             except PluginError as exc:
                 raise BackendNotConfiguredError(f"task '{t.id.name}': {exc}") from exc
+            if self.isolate_code and not backend.isolated:
+                raise not_isolated(t, backend)
             weights: dict[str, int] = {}
             requests: list[Any] = [*t.pools, *backend.pool_requests(t)]
             for req in requests:
@@ -320,6 +336,7 @@ class Engine:
         overwrite_cache: bool = False,
         reattach: Mapping[str, Reattach] | None = None,
         claimed_at: float | None = None,
+        code_path: tuple[str, ...] = (),
     ) -> ExecutionResult:
         structlog.contextvars.bind_contextvars(execution_id=rec.id)
         log.debug("execution running", workflow=rec.workflow_name)
@@ -359,6 +376,7 @@ class Engine:
             project=rec.project,
             domain=rec.domain,
             reattach=reattach,
+            code_path=code_path,
         )
         try:
             outcome = runner.run()
@@ -498,27 +516,16 @@ class Engine:
             raise ExecutionBusyError(f"execution {rec.id} is {rec.phase}: nothing to run")
         queued = rec.phase == QUEUED
         compiled = self.load_compiled(rec)
-        if workflow is None and "<locals>" in rec.code.get("object", ""):
-            raise TaskfabricError(
-                f"workflow {rec.code['object']} was defined inside a function, so it cannot "
-                "be loaded again; define it at module level, or pass it to Engine.resume()"
-            )
-        wf = (
-            workflow
-            if workflow is not None
-            else load_code(rec.code, store=self.store, cache_root=self.work_root / "bundles")
+        bundles = self.work_root / "bundles"
+        task_defs = (
+            {} if self.isolate_code else load_tasks(rec, compiled, workflow, self.store, bundles)
         )
-        if not isinstance(wf, WorkflowDefinition):
-            raise TaskfabricError(f"{rec.code} is no longer a @workflow")
-        # A registered workflow runs from its immutable code bundle: its DAG cannot differ.
-        # Otherwise tasks' code may have changed (fixing a task and resuming is the point),
-        # but not the DAG: its nodes, bindings and types (source lines do not count).
-        if "bundle" not in rec.code and not same_dag(wf.compile().primary, compiled.primary):
-            raise TaskfabricError(
-                f"the code of workflow '{wf.short_name}' changed since execution {rec.id} "
-                "started (its DAG differs), so it cannot be resumed; launch a new execution"
-            )
-        self.check_backends(compiled, rec.project)
+        code_path = code_path_of(rec.code, self.store, bundles)
+        refused: CodeNotIsolatedError | None = None
+        try:
+            self.check_backends(compiled, rec.project)
+        except CodeNotIsolatedError as exc:
+            refused = exc  # recorded as the execution's failure once claimed
         now = time.time()
         stale_before = now - 3 * self.config.engine.heartbeat_seconds
         dead = bool(rec.owner) and owner_is_dead(rec.owner)
@@ -542,6 +549,10 @@ class Engine:
                 f"execution {rec.id} is being run by {rec.owner} (last heartbeat {age:.0f}s "
                 "ago); wait for it, or pass --force if that process is gone"
             )
+        if refused is not None:
+            error = {"kind": "system", "code": "CodeNotIsolated", "message": str(refused)}
+            self._finish(rec.id, FAILED, error)
+            raise refused
         inputs = types_pb2.LiteralMap()
         inputs.ParseFromString(self.literals.get(rec.inputs_uri))
         prior = {n.node_id: n for n in self.metadata.nodes(rec.id)}
@@ -563,5 +574,13 @@ class Engine:
         )
         # a cancel requested since the claim (while this process loaded the code) counts
         return self._run(
-            rec, compiled, inputs, wf.tasks, prior, on_event, reattach=reattach, claimed_at=now
+            rec,
+            compiled,
+            inputs,
+            task_defs,
+            prior,
+            on_event,
+            reattach=reattach,
+            claimed_at=now,
+            code_path=code_path,
         )

@@ -257,7 +257,7 @@ class HoldService:
     def pushback(self, lease: Lease, seconds: float) -> float:
         until = 0.0
         for pool in sorted(lease.weights):
-            until = max(until, float(self.manager.pushback(pool, seconds)))
+            until = max(until, float(self.manager.pushback(pool, seconds, holder=lease.holder)))
         log.info("pool pushback from a task", pools=sorted(lease.weights), seconds=seconds)
         return until
 

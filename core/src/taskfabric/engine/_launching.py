@@ -1,16 +1,23 @@
 """What a launch and a resume check about a workflow: its inputs as literals, where its
-code lives (so a resume can load it again), and whether its DAG is still the recorded one."""
+code lives (so a resume can load it again, or hand it to the attempts' processes), whether
+its DAG is still the recorded one, and whether a backend isolates its code."""
 
 from __future__ import annotations
 
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from taskfabric.core.v1 import types_pb2, workflow_pb2
+from taskfabric.bundles import bundle_root
+from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
+from taskfabric.engine._loader import load_code
 from taskfabric.errors import TaskfabricError
+from taskfabric.metadata import ExecutionRecord
+from taskfabric.plugin_api import Backend
 from taskfabric.sdk import TaskDefinition, WorkflowDefinition
+from taskfabric.storage import BlobStore
 from taskfabric.types import TransformContext, default_engine, type_str
 
 
@@ -90,3 +97,56 @@ def not_a_workflow(obj: object, what: str) -> str:
             f"function (`return {obj.short_name}(...)`) and launch that workflow"
         )
     return f"{what} runs a @workflow, not {type(obj).__name__} {obj!r:.80}"
+
+
+class CodeNotIsolatedError(TaskfabricError):
+    """A multi-tenant engine was asked to run a task on a backend that does not isolate it."""
+
+
+def not_isolated(task: tasks_pb2.TaskTemplate, backend: Backend[Any]) -> CodeNotIsolatedError:
+    """The refusal of a task that would run on a backend that does not isolate it."""
+    return CodeNotIsolatedError(
+        f"task '{task.id.name}' (task type {task.type}) would run on backend "
+        f"'{backend.name}' (driver {backend.driver or '?'}), which does not isolate a "
+        "project's code: it would run with the server's credentials and every project's data "
+        f'within reach. Run it on an isolating backend, e.g. [task_types] {task.type} = "sandbox" '
+        'with [backends.sandbox] driver = "sandbox" (docs/server.md, "Isolation"); or, if '
+        "every project's code is trusted, declare the deployment single-tenant: "
+        "[server] single_tenant = true"
+    )
+
+
+def load_tasks(
+    rec: ExecutionRecord,
+    compiled: workflow_pb2.CompiledWorkflow,
+    workflow: WorkflowDefinition[Any, Any] | None,
+    store: BlobStore,
+    bundles: Path,
+) -> Mapping[str, Any]:
+    """The execution's task objects, by name: its workflow imported again from the recorded
+    code location (which runs the code's module top level in this process)."""
+    if workflow is None and "<locals>" in rec.code.get("object", ""):
+        raise TaskfabricError(
+            f"workflow {rec.code['object']} was defined inside a function, so it cannot "
+            "be loaded again; define it at module level, or pass it to Engine.resume()"
+        )
+    wf = workflow if workflow is not None else load_code(rec.code, store=store, cache_root=bundles)
+    if not isinstance(wf, WorkflowDefinition):
+        raise TaskfabricError(f"{rec.code} is no longer a @workflow")
+    # A registered workflow runs from its immutable code bundle: its DAG cannot differ.
+    # Otherwise tasks' code may have changed (fixing a task and resuming is the point),
+    # but not the DAG: its nodes, bindings and types (source lines do not count).
+    if "bundle" not in rec.code and not same_dag(wf.compile().primary, compiled.primary):
+        raise TaskfabricError(
+            f"the code of workflow '{wf.short_name}' changed since execution {rec.id} "
+            "started (its DAG differs), so it cannot be resumed; launch a new execution"
+        )
+    return wf.tasks
+
+
+def code_path_of(code: Mapping[str, str], store: BlobStore, bundles: Path) -> tuple[str, ...]:
+    """Where the attempts' processes import a registered execution's code from: its bundle,
+    extracted under `bundles` (nothing of it runs here)."""
+    if "bundle" not in code:
+        return ()
+    return (str(bundle_root(code, store, bundles)),)

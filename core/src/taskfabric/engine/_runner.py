@@ -87,6 +87,7 @@ class Runner:
         commit_seconds: float = 0.0,
         claimed_at: float | None = None,
         reattach: Mapping[str, Reattach] | None = None,
+        code_path: tuple[str, ...] = (),
     ) -> None:
         self._execution_id = execution_id
         # Attempts a stopped engine process left running with a handle, by node id: their
@@ -132,6 +133,7 @@ class Runner:
             recorder=self._recorder,
             timers=self._timers,
             nodes=self,
+            code_path=code_path,
         )
         self._composites = Composites(
             subworkflows={w.id.name: w for w in compiled.subworkflows},

@@ -56,8 +56,12 @@ class WorkerPool:
         poll_seconds: float = 0.5,
         python: str = sys.executable,
         log_dir: Path | None = None,
+        isolate_code: bool = False,
     ) -> None:
+        """With `isolate_code` (a multi-tenant server's pool) each child runs its execution
+        without importing its code, and only on backends that isolate it (`Engine`)."""
         self.config = config
+        self.isolate_code = isolate_code
         self.workers = max(1, workers)
         self.config_path = config_path
         self.poll_seconds = poll_seconds
@@ -72,7 +76,8 @@ class WorkerPool:
         cmd = [self.python, "-m", "taskfabric.cli"]
         if self.config_path is not None:
             cmd += ["--config", str(self.config_path)]
-        return [*cmd, "executions", "run", execution_id]
+        cmd += ["executions", "run", execution_id]
+        return [*cmd, "--isolate-code"] if self.isolate_code else cmd
 
     def candidates(self) -> list[ExecutionRecord]:
         """Executions a worker should start: queued, or running with a dead owner."""

@@ -31,6 +31,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = ("taskfabric.plugins._python",)
 BUILTIN_DRIVERS: tuple[tuple[str, str, str], ...] = (
     (BACKENDS_GROUP, "local", "taskfabric.backends._local:LocalBackend"),
     (BACKENDS_GROUP, "subprocess", "taskfabric.backends._subprocess:SubprocessBackend"),
+    (BACKENDS_GROUP, "sandbox", "taskfabric.backends._sandbox:SandboxBackend"),
     (STORAGE_GROUP, "file", "taskfabric.storage._local:LocalBlobStore"),
 )
 
@@ -46,6 +47,7 @@ KNOWN_PROVIDERS: dict[str, str] = {
     "flink-local": "taskfabric-flink",
     "http": "taskfabric-http",
     "http-job": "taskfabric-http",
+    "kubernetes": "taskfabric-kubernetes",
     "podman": "taskfabric-containers",
     "s3": "taskfabric-aws",
     "shell": "taskfabric-shell",

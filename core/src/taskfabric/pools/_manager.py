@@ -12,6 +12,7 @@ from sqlalchemy.engine import Connection
 
 from taskfabric.logs import get_logger
 from taskfabric.pools import _fair as fair
+from taskfabric.pools import _pushbacks as pb
 from taskfabric.pools._hot import PoolRow
 from taskfabric.pools._spec import Holder, HolderStatus, Lease, PoolError, PoolStatus, WaiterStatus
 from taskfabric.pools._store import (
@@ -507,10 +508,19 @@ class PoolManager(PoolStore):
             rows = [r for r in self._lock(conn, names, external=external) if r.name in names]
         return rows, now
 
-    def pushback(self, pool: str, seconds: float, *, conn: Connection | None = None) -> float:
+    def pushback(
+        self,
+        pool: str,
+        seconds: float,
+        *,
+        conn: Connection | None = None,
+        holder: Holder | None = None,
+    ) -> float:
         """The service behind ``pool`` pushed back (HTTP 429 with Retry-After, a throttling
         error): grant nothing new in it for ``seconds`` and empty its bucket, which refills
-        from then on. Leases held are not touched. Returns when the pause ends."""
+        from then on. Leases held are not touched. Returns when the pause ends. It is kept
+        in the pool's recent pushbacks (``pushbacks``), with ``holder``, the attempt whose
+        call was pushed back, when known."""
         self._spec(pool)
         if not (seconds >= 0 and math.isfinite(seconds)):
             raise PoolError(f"pool '{pool}': pushback seconds must be >= 0, got {seconds!r}")
@@ -526,6 +536,7 @@ class PoolManager(PoolStore):
                 .where(P.c.name == pool)
                 .values(paused_until=until, tokens=0.0, refilled_at=until)
             )
+            pb.record(c, pool, now, seconds, until, holder)
             return float(until)
 
         return self._tx(conn, work)
@@ -637,6 +648,13 @@ class PoolManager(PoolStore):
             return {}
 
         return self._read(work)
+
+    def pushbacks(
+        self, names: Iterable[str] | None = None, limit: int = pb.KEEP
+    ) -> dict[str, list[pb.Pushback]]:
+        """Each pool's (or those of ``names``) last ``limit`` pushbacks, newest first."""
+        wanted = sorted(self.specs) if names is None else [self._spec(n).name for n in names]
+        return self._read(lambda conn: pb.recent(conn, wanted, limit))
 
     def leases(self) -> list[Lease]:
         """Every lease of this owner (delivered or not)."""

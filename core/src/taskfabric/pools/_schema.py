@@ -96,3 +96,21 @@ pool_waits = sa.Table(
     sa.Column("priority", sa.Integer, nullable=False),
 )
 sa.Index("ix_pool_waits_seq", pool_waits.c.seq)
+
+# Recent pushbacks (a 429 and its Retry-After, a throttling error), newest last, kept per
+# pool up to `_pushbacks.KEEP`: who was pushed back, when, and for how long.
+pool_pushbacks = sa.Table(
+    "pool_pushbacks",
+    metadata,
+    sa.Column("id", _Token, primary_key=True, autoincrement=True),
+    sa.Column("pool", sa.String(255), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("paused_until", sa.Float, nullable=False),
+    sa.Column("execution_id", sa.String(64), nullable=False, server_default=""),
+    sa.Column("node_id", sa.String(512), nullable=False, server_default=""),
+    sa.Column("project", sa.String(255), nullable=False, server_default=""),
+    sa.Column("domain", sa.String(255), nullable=False, server_default=""),
+    sqlite_autoincrement=True,
+)
+sa.Index("ix_pool_pushbacks_pool", pool_pushbacks.c.pool, pool_pushbacks.c.id)

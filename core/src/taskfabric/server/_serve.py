@@ -99,7 +99,7 @@ def serve(
     """
     import uvicorn
 
-    from taskfabric.engine import WorkerPool
+    from taskfabric.engine import Engine, WorkerPool
     from taskfabric.registry import Scheduler
     from taskfabric.server._app import create_app
     from taskfabric.server._service import ControlPlane
@@ -111,7 +111,10 @@ def serve(
     scheduler = settings.scheduler if scheduler is None else scheduler
     if settings.ssl_certfile is not None:
         _check_tls(settings.ssl_certfile, settings.ssl_keyfile)
-    plane = ControlPlane(config)
+    # A multi-tenant server never imports registered code and runs it only on backends
+    # that isolate it from the server's credentials and other projects' data.
+    isolate = not settings.single_tenant
+    plane = ControlPlane(config, engine=Engine(config, isolate_code=isolate))
     app = create_app(config, plane=plane)
     for add in extend:
         add(app)
@@ -139,6 +142,7 @@ def serve(
         workers=workers,
         scheduler=scheduler,
         auth=plane.auth,
+        single_tenant=not isolate,
         database=plane.metadata.engine.url.render_as_string(hide_password=True),
     )
     if on_listening is not None:
@@ -154,6 +158,7 @@ def serve(
             workers=workers,
             config_path=config_path or config.source,
             poll_seconds=poll_seconds,
+            isolate_code=isolate,
         )
         threads.append(_thread("workers", pool.run_forever, stop))
     server = uvicorn.Server(uv_config)

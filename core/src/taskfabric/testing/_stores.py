@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar
 
@@ -166,8 +167,12 @@ class BlobStoreConformance:
     def test_many_objects_list_and_delete(self, blob_store: BlobStore) -> None:
         """More keys than one page of a listing (S3 pages by 1,000)."""
         count = 1100
-        for i in range(count):
-            blob_store.put_bytes(blob_store.uri("many", f"{i:05d}"), b"")
+        with ThreadPoolExecutor(8) as pool:
+            for _ in pool.map(
+                lambda i: blob_store.put_bytes(blob_store.uri("many", f"{i:05d}"), b""),
+                range(count),
+            ):
+                pass
         listed = list(blob_store.list(blob_store.uri("many")))
         assert len(listed) == count
         assert listed == sorted(listed)

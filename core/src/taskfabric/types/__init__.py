@@ -46,6 +46,7 @@ from taskfabric.types._hashing import canonical_bytes, literal_hash, literal_map
 from taskfabric.types._literal_types import type_str
 from taskfabric.types._pytypes import find_metadata, py_type_str, strip_annotated
 from taskfabric.types._transformer import TypeTransformer
+from taskfabric.types._uris import blob_uris
 
 __all__ = [
     "Columns",
@@ -58,6 +59,7 @@ __all__ = [
     "TypeEngine",
     "TypeTransformer",
     "UnsupportedTypeError",
+    "blob_uris",
     "canonical_bytes",
     "dataframe_literal_type",
     "default_engine",

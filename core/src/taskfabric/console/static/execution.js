@@ -300,8 +300,8 @@ function drawFacts() {
 function drawValues() {
   replace(
     values,
-    h("h2", {}, "Inputs"), parametersTable(graph.inputs, "inputs"),
-    h("h2", {}, "Outputs"), parametersTable(graph.outputs, "outputs"),
+    h("h2", {}, "Inputs"), parametersTable(graph.inputs, "inputs", { ref: graph.execution.id, node: "" }),
+    h("h2", {}, "Outputs"), parametersTable(graph.outputs, "outputs", { ref: graph.execution.id, node: "" }),
   );
 }
 
@@ -358,17 +358,18 @@ async function drawPanel() {
       { class: "facts" },
       h("dt", {}, "Node"), h("dd", {}, h("code", {}, n.node_id), ` ${n.kind}`),
       n.task_name ? [h("dt", {}, "Task"), h("dd", {}, n.task_name)] : null,
-      h("dt", {}, "Cache"), h("dd", { id: "cache-status" }, n.cache_status || "not cached"),
+      h("dt", {}, "Cache"), h("dd", { id: "cache-status", "data-cache": n.cache_status }, cacheText(n.cache_status, detail.cache_source)),
       h("dt", {}, "Duration"), h("dd", {}, span(n.started_at, n.finished_at)),
       n.message ? [h("dt", {}, "Message"), h("dd", {}, n.message)] : null,
     ),
     n.error ? h("pre", { class: "error", id: "node-error" }, `${n.error.code || n.error.kind || "error"}: ${n.error.message || ""}${n.error.traceback ? `\n\n${n.error.traceback}` : ""}`) : null,
+    poolWaits(detail.pool_waits),
     h("h3", {}, "Attempts"), attemptsTable(n),
   );
   replace(
     valuesArea,
-    h("h3", {}, "Inputs"), parametersTable(detail.inputs, "inputs"),
-    h("h3", {}, "Outputs"), parametersTable(detail.outputs, "outputs"),
+    h("h3", {}, "Inputs"), parametersTable(detail.inputs, "inputs", { ref: id, node: n.node_id }),
+    h("h3", {}, "Outputs"), parametersTable(detail.outputs, "outputs", { ref: id, node: n.node_id }),
     detail.children.length
       ? [
           h("h3", {}, `Items (${detail.children.length} of ${detail.children_total})`),
@@ -378,6 +379,32 @@ async function drawPanel() {
         ]
       : null,
   );
+}
+
+function cacheText(status, source) {
+  if (status === "hit") {
+    return ["hit", source ? [": computed by execution ", h("a", { href: `/console/executions/${seg(source)}`, id: "cache-source" }, source)] : ""];
+  }
+  if (status === "written") return "miss: computed, then stored in the cache";
+  if (status === "miss") return "miss";
+  return "not cached";
+}
+
+// The pools its attempt waits for, with its place in each queue (read when the panel is).
+function poolWaits(waits) {
+  if (!waits || !waits.length) return null;
+  const now = Date.now() / 1000;
+  return [
+    h("h3", {}, "Waiting for pools"),
+    h("table", { class: "list", id: "pool-waits" }, h("tbody", {}, waits.map((w) => h(
+      "tr",
+      { "data-pool": w.pool },
+      h("td", {}, h("a", { href: "/console/pools" }, w.pool)),
+      h("td", { class: "position" }, `position ${w.position} of ${w.queue}`),
+      h("td", {}, `${w.weight} slot${w.weight > 1 ? "s" : ""}`),
+      h("td", { class: "muted" }, `waiting ${fmtDuration(now - w.enqueued_at)}`),
+    )))),
+  ];
 }
 
 function select(nodeId) {

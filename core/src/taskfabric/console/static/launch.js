@@ -20,7 +20,26 @@ function widget(p) {
   const attrs = { id: `input-${p.name}`, name: p.name, "data-input": p.name };
   const empty = p.required ? "choose…" : "(default)";
   if (t.blob && t.blob.dimensionality === "BLOB_DIMENSIONALITY_MULTIPART") {
-    return h("input", { ...attrs, disabled: true, placeholder: `a directory: taskfabric launch -i ${p.name}=PATH uploads it` });
+    // A folder (its files keep their paths inside it), or several files side by side: sent
+    // as one tar, as `taskfabric launch -i NAME=DIR` sends a directory.
+    const folder = h("input", { type: "file", id: `input-${p.name}-folder`, webkitdirectory: true, multiple: true, "data-part": "folder" });
+    const files = h("input", { type: "file", id: `input-${p.name}-files`, multiple: true, "data-part": "files" });
+    const chosen = h("span", { class: "muted chosen" }, "nothing chosen");
+    const box = h(
+      "div",
+      { ...attrs, id: `input-${p.name}`, class: "directory-input", "data-upload": "directory", tabindex: -1 },
+      h("label", { class: "part" }, "a folder ", folder),
+      h("label", { class: "part" }, "or files ", files),
+      chosen,
+    );
+    const pick = (from, other) => () => {
+      other.value = "";
+      const n = from.files.length;
+      chosen.textContent = n ? `${n} file${n === 1 ? "" : "s"} chosen` : "nothing chosen";
+    };
+    folder.addEventListener("change", pick(folder, files));
+    files.addEventListener("change", pick(files, folder));
+    return box;
   }
   if (t.blob || t.dataframe) {
     return h("input", { ...attrs, type: "file", "data-upload": "file", accept: t.dataframe ? ".csv,.parquet" : null });
@@ -31,6 +50,61 @@ function widget(p) {
     return h("textarea", { ...attrs, placeholder: p.type, rows: t.record ? 3 : 2 });
   }
   return h("input", { ...attrs, placeholder: p.type, autocomplete: "off" });
+}
+
+// An upload's name follows the server's name rule: other characters become '-'.
+function uploadName(text) {
+  const name = text.replace(/[^A-Za-z0-9_.:+-]/g, "-").replace(/^[^A-Za-z0-9_]+/, "").slice(0, 255);
+  return name || "upload";
+}
+
+// A POSIX (ustar) tar of [path, File] pairs: the format `taskfabric launch` uploads a
+// directory in (the server checks and unpacks it with Python's tarfile).
+const enc = new TextEncoder();
+
+function tarHeader(path, size) {
+  const head = new Uint8Array(512);
+  const put = (text, at, len) => head.set(enc.encode(text).slice(0, len), at);
+  const octal = (n, len) => `${n.toString(8).padStart(len - 1, "0")}\0`;
+  let name = path;
+  let prefix = "";
+  if (enc.encode(name).length > 100) {
+    const cut = path.lastIndexOf("/", path.length - 1);
+    prefix = path.slice(0, cut);
+    name = path.slice(cut + 1);
+    if (cut < 0 || enc.encode(name).length > 100 || enc.encode(prefix).length > 155) {
+      throw new Error(`the path ${path} is too long to upload from the browser: use taskfabric launch`);
+    }
+  }
+  put(name, 0, 100);
+  put(octal(0o644, 8), 100, 8);
+  put(octal(0, 8), 108, 8);
+  put(octal(0, 8), 116, 8);
+  put(octal(size, 12), 124, 12);
+  put(octal(Math.floor(Date.now() / 1000), 12), 136, 12);
+  put("        ", 148, 8);
+  put("0", 156, 1);
+  put("ustar\0", 257, 6);
+  put("00", 263, 2);
+  put(prefix, 345, 155);
+  const sum = head.reduce((a, b) => a + b, 0);
+  put(`${sum.toString(8).padStart(6, "0")}\0 `, 148, 8);
+  return head;
+}
+
+async function tarOf(entries) {
+  if (!entries.length) throw new Error("the folder is empty: choose a folder with files");
+  const parts = [];
+  for (const [path, file] of entries) {
+    if (!path || path.split("/").some((p) => p === "" || p === "." || p === "..")) {
+      throw new Error(`cannot upload the path ${JSON.stringify(path)}`);
+    }
+    parts.push(tarHeader(path, file.size), new Uint8Array(await file.arrayBuffer()));
+    const pad = (512 - (file.size % 512)) % 512;
+    if (pad) parts.push(new Uint8Array(pad));
+  }
+  parts.push(new Uint8Array(1024));
+  return new Blob(parts, { type: "application/x-tar" });
 }
 
 async function form(project, domain, name, version) {
@@ -72,7 +146,14 @@ async function form(project, domain, name, version) {
     replace(top);
     const inputs = {};
     const files = [];
+    const folders = [];
     for (const p of wf.inputs) {
+      const box = el.querySelector(`[data-input="${CSS.escape(p.name)}"][data-upload=directory]`);
+      if (box) {
+        const picked = [...box.querySelectorAll("input[type=file]")].find((i) => i.files.length);
+        if (picked) folders.push([p.name, picked]);
+        continue;
+      }
       const field = el.elements[p.name];
       if (field.dataset.upload) {
         if (field.files.length) files.push([p.name, field.files[0]]);
@@ -93,6 +174,18 @@ async function form(project, domain, name, version) {
           body.uploads[input] = staged.ref;
         } catch (err) {
           throw new ApiError(err.status, { detail: `uploading ${file.name}: ${err.message}`, input });
+        }
+      }
+      for (const [input, picker] of folders) {
+        const folder = picker.dataset.part === "folder";
+        const entries = [...picker.files].map((f) => [folder ? f.webkitRelativePath.split("/").slice(1).join("/") : f.name, f]);
+        const top = folder && picker.files[0].webkitRelativePath.split("/")[0];
+        const name = uploadName(top || input);
+        try {
+          const staged = await upload(`${scope}/uploads`, await tarOf(entries), { name, kind: "directory" });
+          body.uploads[input] = staged.ref;
+        } catch (err) {
+          throw new ApiError(err.status, { detail: `uploading ${top ? `folder ${top}` : `${entries.length} files`}: ${err.message}`, input });
         }
       }
       const done = await api(`${scope}/executions/from_text`, { method: "POST", body });

@@ -155,14 +155,88 @@ export function poll(fn, ms) {
   };
 }
 
-// Typed values: records and lists of records as tables, files as their URIs.
-export function renderValue(value, depth = 0) {
+// Files, directories and dataframes among an execution's values: named by execution, node,
+// side, name and place inside the value (never by URI), previewed on demand and downloaded
+// through the API.
+function valueQuery(where) {
+  return query({ node: where.node || "", side: where.side, name: where.name, at: where.at.join("/") });
+}
+
+function fmtBytes(n) {
+  if (n === null || n === undefined) return "";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+function previewBody(p) {
+  const parts = [];
+  if (p.columns.length) {
+    parts.push(h(
+      "table",
+      { class: "value preview-rows" },
+      h("thead", {}, h("tr", {}, p.columns.map((c) => h("th", {}, c)))),
+      h("tbody", {}, p.rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, c === null ? "null" : String(c)))))),
+    ));
+    const total = p.total_rows === null ? (p.truncated ? " (there is more)" : "") : ` of ${p.total_rows}`;
+    parts.push(h("p", { class: "muted small" }, `first ${p.rows.length} rows${total}`));
+  }
+  if (p.kind === "file" && !p.columns.length) {
+    parts.push(p.binary
+      ? h("p", { class: "muted" }, "not text: download it")
+      : h("pre", { class: "preview-text" }, p.text));
+    if (!p.binary) parts.push(h("p", { class: "muted small" }, `first ${p.lines} lines${p.truncated ? " (there is more)" : ""}`));
+  }
+  if (p.kind === "directory") {
+    parts.push(p.files.length ? h("ul", { class: "preview-files" }, p.files.map((f) => h("li", {}, h("code", {}, f)))) : h("p", { class: "muted" }, "empty"));
+    if (p.truncated) parts.push(h("p", { class: "muted small" }, "and more files"));
+  }
+  return parts;
+}
+
+function blobValue(value, where) {
+  const name = value.uri.replace(/\/+$/, "").split("/").pop();
+  const label = value.kind === "dataframe" ? `dataframe (${value.format || "parquet"})` : value.kind || "file";
+  const size = value.size_bytes ? `, ${fmtBytes(value.size_bytes)}` : "";
+  if (!where) {
+    return h("span", { class: "blob" }, h("span", { class: "muted" }, `${label} `), h("code", {}, value.uri));
+  }
+  const base = `/api/v1/executions/${seg(where.ref)}/values`;
+  const body = h("div", { class: "preview-body" }, h("p", { class: "muted" }, "loading…"));
+  const details = h("details", { class: "preview", "data-kind": value.kind }, h("summary", {}, "preview"), body);
+  let loaded = false;
+  details.addEventListener("toggle", () => {
+    if (!details.open || loaded) return;
+    loaded = true;
+    api(`/executions/${seg(where.ref)}/values/preview`, { params: { node: where.node || "", side: where.side, name: where.name, at: where.at.join("/") } })
+      .then((p) => replace(body, previewBody(p)))
+      .catch((err) => {
+        loaded = false;
+        replace(body, errorBox(err));
+      });
+  });
+  return h(
+    "div",
+    { class: "blob", "data-kind": value.kind, title: value.uri },
+    h("span", { class: "muted" }, `${label} `),
+    h("code", {}, name),
+    h("span", { class: "muted" }, size),
+    value.kind === "directory" ? null : [" ", h("a", { class: "download", href: `${base}/download${valueQuery(where)}`, download: name }, "download")],
+    details,
+  );
+}
+
+// Typed values: records and lists of records as tables, files, directories and dataframes
+// as links with a preview (`where`: which value it is, for the API; null: URIs only).
+export function renderValue(value, depth = 0, where = null) {
+  const inside = (key) => (where ? { ...where, at: [...where.at, String(key)] } : null);
   if (value === null || value === undefined) return h("span", { class: "muted" }, "null");
   if (typeof value !== "object") return h("code", {}, JSON.stringify(value));
   if (Array.isArray(value)) {
     const shown = value.slice(0, 50);
     const more = value.length > shown.length ? h("li", { class: "muted" }, `… ${value.length - shown.length} more`) : null;
-    const records = shown.length > 0 && shown.every((v) => v && typeof v === "object" && !Array.isArray(v));
+    const blobs = shown.every((v) => v && typeof v === "object" && typeof v.uri === "string");
+    const records = !blobs && shown.length > 0 && shown.every((v) => v && typeof v === "object" && !Array.isArray(v));
     if (records && depth < 2) {
       const cols = [...new Set(shown.flatMap((v) => Object.keys(v)))];
       return h(
@@ -172,7 +246,7 @@ export function renderValue(value, depth = 0) {
           "table",
           { class: "value" },
           h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, c)))),
-          h("tbody", {}, shown.map((v) => h("tr", {}, cols.map((c) => h("td", {}, renderValue(v[c], depth + 1)))))),
+          h("tbody", {}, shown.map((v, i) => h("tr", {}, cols.map((c) => h("td", {}, renderValue(v[c], depth + 1, inside(i) && { ...inside(i), at: [...inside(i).at, c] })))))),
         ),
         more ? h("p", { class: "muted" }, more.textContent) : null,
       );
@@ -180,19 +254,18 @@ export function renderValue(value, depth = 0) {
     if (shown.every((v) => v === null || typeof v !== "object")) {
       return h("code", {}, `[${shown.map((v) => JSON.stringify(v)).join(", ")}${more ? ", …" : ""}]` + (more ? ` (${value.length} items)` : ""));
     }
-    return h("ol", { class: "value" }, shown.map((v) => h("li", {}, renderValue(v, depth + 1))), more);
+    return h("ol", { class: "value" }, shown.map((v, i) => h("li", {}, renderValue(v, depth + 1, inside(i)))), more);
   }
-  if (typeof value.uri === "string") {
-    return h("span", { class: "blob" }, h("span", { class: "muted" }, value.type || value.format || "file", " "), h("code", {}, value.uri));
-  }
+  if (typeof value.uri === "string") return blobValue(value, where);
   return h(
     "table",
     { class: "value record" },
-    h("tbody", {}, Object.entries(value).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, renderValue(v, depth + 1))))),
+    h("tbody", {}, Object.entries(value).map(([k, v]) => h("tr", {}, h("th", {}, k), h("td", {}, renderValue(v, depth + 1, inside(k)))))),
   );
 }
 
-export function parametersTable(params, what) {
+// `source`: {ref, node} of the values (node "": the execution's own), for file links.
+export function parametersTable(params, what, source = null) {
   if (!params || params.length === 0) return h("p", { class: "muted" }, `no ${what}`);
   return h(
     "table",
@@ -205,7 +278,7 @@ export function parametersTable(params, what) {
           "tr",
           { "data-name": p.name },
           h("th", {}, p.name, h("div", { class: "type" }, p.type)),
-          h("td", {}, p.set ? renderValue(p.value) : h("span", { class: "muted" }, "not set")),
+          h("td", {}, p.set ? renderValue(p.value, 0, source ? { ...source, side: what, name: p.name, at: [] } : null) : h("span", { class: "muted" }, "not set")),
         ),
       ),
     ),

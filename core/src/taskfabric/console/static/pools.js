@@ -1,5 +1,5 @@
 // Pools: slots in use, rate and tokens, pause after a pushback, per-project caps and
-// weights, holders and the queue in order. Refreshed every 2 s.
+// weights, holders and the queue in order, recent pushbacks. Refreshed every 2 s.
 import { api, errorBox, fmtDuration, fmtTime, h, poll, replace } from "./lib.js";
 
 const main = document.getElementById("main");
@@ -49,6 +49,17 @@ function pool(p, now) {
           h("td", {}, `${w.project}/${w.domain}`), h("td", {}, `priority ${w.priority}`), h("td", {}, `waiting ${fmtDuration(now - w.enqueued_at)}`)))))
       : null,
     p.hidden_waiters ? h("p", { class: "muted" }, `${p.hidden_waiters} in projects this token cannot see`) : null,
+    h("h3", {}, "Recent pushbacks"),
+    p.pushbacks.length
+      ? h("table", { class: "list pushbacks" }, h("tbody", {}, p.pushbacks.map((b) => h("tr", {},
+          h("td", { title: fmtTime(b.at) }, fmtTime(b.at)),
+          h("td", { class: "pause" }, `paused ${fmtDuration(b.seconds)}`),
+          h("td", {}, b.execution_id
+            ? [h("a", { href: `/console/executions/${b.execution_id}` }, b.execution_id), ` ${b.node_id}`]
+            : h("span", { class: "muted" }, b.hidden ? "a project this token cannot see" : "a backend's call")),
+          h("td", { class: "muted" }, b.project ? `${b.project}/${b.domain}` : ""),
+          h("td", { class: "muted" }, `until ${fmtTime(b.paused_until).slice(11)}`)))))
+      : h("p", { class: "muted no-pushbacks" }, "none"),
   );
 }
 

@@ -84,3 +84,14 @@ def slow(seconds: float = 600.0) -> float:
 @task(requests=Resources(cpu="1500m", memory="3Gi"))
 def sized(i: int) -> int:
     return i + 1
+
+
+@task(timeout=5)
+def pause_briefly(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@workflow
+def slow_with_timeout(seconds: float = 600.0) -> float:
+    return pause_briefly(seconds=seconds)

@@ -1,0 +1,465 @@
+"""The built-in `sandbox` backend: each attempt in a fresh Python process inside a bubblewrap
+(`bwrap`) sandbox that sees only its own attempt.
+
+What the attempt's process sees of the machine, at the same paths as on the host so every URI
+stays valid:
+
+- read-only: the system's programs and libraries (`/usr` and its links, a short list of
+  `/etc` files), the Python that runs the task (its prefix and the folders on its `sys.path`),
+  the task's code (`TaskAttempt.code_path`: a registered workflow's extracted bundle), each
+  file, folder and dataframe its inputs name (only inside the blob store's `executions/` and
+  `uploads/` folders), and the folders of the settings' `read_only`;
+- read-write: its own folder `<attempt work folder>/sandbox/` (the task template and inputs the
+  backend copies there, the outputs or error document the task writes, its scratch space) and
+  its raw-data folder in the blob store (the files, folders and dataframes it returns);
+- read-write too: the folders of the settings' `read_write` (a shared scratch volume);
+- the socket of the engine's pool channel (`taskfabric.hold()`), when the attempt has one;
+- its own `/proc` (new pid namespace: no other process, so no `/proc/PID/cmdline` naming the
+  server's config), a minimal `/dev` and an empty `/tmp`; no network unless `network = true`;
+  a user namespace in which it runs as uid 65534 with no capabilities.
+
+Never the data root, the metadata database, the config file, the engine's log, another
+attempt's folder or another execution's data. Its environment is built from nothing: `PATH`,
+`HOME=/tmp`, `LANG`, `PYTHONPATH` (the code path), the pool channel's address and secret, and
+the settings' `env`; no variable of the engine's own (no database URL, no token) is passed.
+
+What the process leaves is checked on the host before the engine reads it: the outputs and
+error documents must be regular files (read without following links), every blob an output
+names must lie in the attempt's raw-data folder or be one of its inputs, and the raw-data
+folder may hold only regular files and folders (no links, which a later reader on the host
+would follow). Anything else fails the attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from taskfabric.backends._process import ProcessBackend, ProcessRun
+from taskfabric.core.v1 import types_pb2
+from taskfabric.plugin_api import (
+    AttemptError,
+    AttemptPhase,
+    AttemptStatus,
+    BackendContext,
+    BackendSettings,
+    CheckResult,
+    TaskAttempt,
+)
+from taskfabric.types import blob_uris
+
+__all__ = ["SandboxBackend", "SandboxError", "SandboxSettings"]
+
+#: The folder of the attempt's work folder that the sandbox sees (read-write).
+BOX = "sandbox"
+#: The uid and gid the task runs as inside the sandbox's user namespace ("nobody").
+SANDBOX_ID = "65534"
+#: The system folders that are links on a merged-/usr system, or folders of their own.
+_SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+#: The only files of /etc the sandbox sees: the dynamic loader's cache, time zones, names of
+#: users and hosts, TLS authorities, Debian's alternatives (links to programs).
+_ETC = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/timezone",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/hosts",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+    "/etc/ca-certificates.conf",
+    "/etc/alternatives",
+)
+#: The most bytes of an outputs or error document read back from a sandbox.
+MAX_DOCUMENT_BYTES = 1 << 30
+
+
+class SandboxError(Exception):
+    """The sandbox cannot be set up as asked (its message says what to change)."""
+
+
+class SandboxSettings(BackendSettings):
+    """`[backends.<name>]` of driver `sandbox`."""
+
+    #: Interpreter that runs the attempts; default: the engine's own. Its prefix and the
+    #: folders on its `sys.path` are visible read-only.
+    python: str = ""
+    #: The bubblewrap program (Debian's package `bubblewrap`).
+    bwrap: str = "bwrap"
+    #: Environment variables of the task processes (nothing else of the engine's is passed).
+    env: dict[str, str] = {}
+    #: Give the tasks the host's network (they then reach what the host reaches, e.g. the
+    #: database's port, though without its password); default: none at all.
+    network: bool = False
+    #: More host folders visible read-only at the same path (a JDK, reference data).
+    read_only: list[str] = []
+    #: Host folders the tasks may read and write, at the same path (a shared scratch
+    #: volume): every attempt of every project run by this backend sees them.
+    read_write: list[str] = []
+    #: Seconds between SIGTERM and SIGKILL when an attempt is cancelled or times out.
+    kill_grace_seconds: float = 5.0
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or path.is_relative_to(folder)
+
+
+@functools.cache
+def _python_paths(python: str) -> tuple[str, ...]:
+    """The folders `python` runs from: its prefixes and `sys.path` (without the current
+    folder), asked of the interpreter itself with an empty environment."""
+    probe = "import json, sys; print(json.dumps([sys.prefix, sys.base_prefix, *sys.path[1:]]))"
+    out = subprocess.run(
+        [python, "-E", "-s", "-c", probe],
+        capture_output=True,
+        text=True,
+        env={"PATH": os.defpath},
+        cwd="/",
+        timeout=60,
+        check=False,
+    )
+    if out.returncode != 0:
+        raise SandboxError(f"cannot run {python}: {out.stderr.strip()[-500:]}")
+    found: list[str] = []
+    for entry in json.loads(out.stdout):
+        if entry and os.path.isabs(entry) and os.path.exists(entry):
+            found.append(os.path.realpath(entry))
+    # The interpreter's own file may be a link out of its prefix (a venv's bin/python).
+    found.append(os.path.dirname(os.path.realpath(shutil.which(python) or python)))
+    return tuple(dict.fromkeys(found))
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
+    """`paths` without those inside another of them, sorted."""
+    unique = sorted(set(paths))
+    return [p for p in unique if not any(q != p and Path(p).is_relative_to(q) for q in unique)]
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The processes of process group `pgid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
+
+
+def _is_socket(path: str) -> bool:
+    return stat.S_ISSOCK(os.stat(path).st_mode)
+
+
+def _read_regular(path: Path) -> bytes | None:
+    """The bytes of `path` when it is a regular file (a link is not followed), else None."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_DOCUMENT_BYTES:
+            return None
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+class SandboxBackend(ProcessBackend[SandboxSettings]):
+    """Runs each attempt as `python -m taskfabric.execute` inside a bubblewrap sandbox that
+    sees only its attempt; see the module docstring."""
+
+    driver = "sandbox"
+    settings_model = SandboxSettings
+    isolated = True
+
+    def __init__(self, name: str, settings: SandboxSettings, context: BackendContext) -> None:
+        super().__init__(name, settings, context)
+        self.python = settings.python or sys.executable
+        self._blob_root = self._store_root()
+
+    # -- what the sandbox sees ---------------------------------------------------------
+
+    def _store_root(self) -> Path | None:
+        """The blob store's folder on this machine, or None (not a store on local files)."""
+        try:
+            path = self.context.store.local_path(self.context.store.uri())
+        except ValueError:
+            return None
+        return Path(os.path.realpath(path)) if path is not None else None
+
+    def _forbidden(self) -> list[Path]:
+        """Folders the sandbox must never see whole: the data root and the blob store."""
+        found = [Path(os.path.realpath(self.context.data_root))]
+        if self._blob_root is not None:
+            found.append(self._blob_root)
+        return found
+
+    def _read_only_folder(self, path: str, what: str) -> str:
+        real = os.path.realpath(path)
+        for secret in self._forbidden():
+            if _inside(secret, Path(real)):
+                raise SandboxError(
+                    f"backend '{self.name}': {what} {path} holds {secret}, the data root or "
+                    "blob store of every execution; a sandbox may not see it: install the "
+                    "task's Python and its packages outside the data root"
+                )
+        return real
+
+    def _input_paths(self, attempt: TaskAttempt) -> list[str]:
+        """The local files and folders that the attempt's inputs name: only inside the blob
+        store's `executions/` and `uploads/` folders (resolved, links followed)."""
+        if self._blob_root is None:
+            return []
+        allowed = (self._blob_root / "executions", self._blob_root / "uploads")
+        paths: list[str] = []
+        for uri in blob_uris(attempt.inputs):
+            try:
+                local = self.context.store.local_path(uri.split("#", 1)[0])
+            except ValueError:
+                local = None
+            if local is None:
+                raise SandboxError(f"an input names {uri}, which is not in this blob store")
+            real = Path(os.path.realpath(local))
+            if not any(_inside(real, a) and real != a for a in allowed):
+                raise SandboxError(
+                    f"an input names {uri}, outside the blob store's executions and uploads"
+                )
+            if real.exists():
+                paths.append(str(real))
+        return paths
+
+    def _raw_folder(self, attempt: TaskAttempt) -> Path:
+        try:
+            raw = self.context.store.local_path(attempt.raw_prefix)
+        except ValueError:
+            raw = None
+        if raw is None or self._blob_root is None:
+            raise SandboxError(
+                f"backend '{self.name}' (driver sandbox) needs a blob store on local files "
+                "(file://); with an object store run tasks in containers or remote jobs"
+            )
+        return Path(raw)
+
+    def box(self, attempt: TaskAttempt) -> Path:
+        """The attempt's folder that its sandbox sees (read-write)."""
+        return self.work_dir(attempt) / BOX
+
+    def _system_args(self, read_only: Iterable[str]) -> list[str]:
+        """The namespaces, the system's folders and the Python's, read-only."""
+        args = ["--die-with-parent", "--unshare-all", "--unshare-user"]
+        args += ["--uid", SANDBOX_ID, "--gid", SANDBOX_ID, "--cap-drop", "ALL"]
+        if self.settings.network:
+            args.append("--share-net")
+        args += ["--ro-bind", "/usr", "/usr"]
+        for folder in _SYSTEM_DIRS:
+            if os.path.islink(folder):
+                args += ["--symlink", os.readlink(folder), folder]
+            elif os.path.isdir(folder):
+                args += ["--ro-bind", folder, folder]
+        for path in _ETC:
+            if os.path.exists(path):
+                args += ["--ro-bind", path, path]
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        folders = [
+            self._read_only_folder(p, "the Python folder") for p in _python_paths(self.python)
+        ]
+        folders += [
+            self._read_only_folder(p, "the read_only folder") for p in self.settings.read_only
+        ]
+        folders += [self._read_only_folder(p, "the code folder") for p in read_only]
+        for path in _outermost(p for p in folders if not _inside(Path(p), Path("/usr"))):
+            args += ["--ro-bind", path, path]
+        return args
+
+    def code_folders(self, attempt: TaskAttempt) -> tuple[str, ...]:
+        """Where the task's code is imported from: the attempt's `code_path` (a registered
+        bundle), else the folder its module is imported from (a local run of a file or a
+        module that no installed distribution holds)."""
+        if attempt.code_path:
+            return attempt.code_path
+        function = attempt.task.function
+        if not function.source_file or not os.path.isabs(function.source_file):
+            return ()
+        source = Path(os.path.realpath(function.source_file))
+        if any(_inside(source, Path(p)) for p in _python_paths(self.python)):
+            return ()  # installed: visible with the Python's own folders
+        depth = function.module.count(".") + (source.name == "__init__.py")
+        return (str(source.parents[depth]),) if depth < len(source.parents) else ()
+
+    def sandbox_args(self, attempt: TaskAttempt, box: Path, raw: Path) -> list[str]:
+        """bubblewrap's arguments for the attempt: the namespaces and what is mounted."""
+        args = self._system_args(self.code_folders(attempt))
+        for path in _outermost(self._input_paths(attempt)):
+            args += ["--ro-bind", path, path]
+        for path in self.settings.read_write:
+            real = self._read_only_folder(path, "the read_write folder")
+            args += ["--bind", real, real]
+        args += ["--bind", str(box), str(box), "--bind", str(raw), str(raw)]
+        for value in attempt.env.values():  # the pool channel's socket
+            if value.startswith("/") and os.path.exists(value) and _is_socket(value):
+                args += ["--bind", value, value]
+        args += ["--chdir", str(box / "scratch")]
+        return args
+
+    # -- the process ---------------------------------------------------------------------
+
+    def environment(self) -> dict[str, str]:
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "HOME": "/tmp",
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONNOUSERSITE": "1",
+        }
+        env.update(self.settings.env)
+        return env
+
+    def command(self, attempt: TaskAttempt, template_uri: str, work_dir: Path) -> list[str]:
+        raw = self._raw_folder(attempt)
+        box = self.box(attempt)
+        shutil.rmtree(box, ignore_errors=True)  # an earlier start's leftovers
+        (box / "scratch").mkdir(parents=True)
+        raw.mkdir(parents=True, exist_ok=True)
+        # The sandbox gets its own copies of the template and inputs, and writes its outputs
+        # or error document next to them; `gather` checks them and moves them into place.
+        (box / "task.pb").write_bytes(attempt.task.SerializeToString(deterministic=True))
+        (box / "inputs.pb").write_bytes(attempt.inputs.SerializeToString(deterministic=True))
+        return [
+            self.settings.bwrap,
+            *self.sandbox_args(attempt, box, raw),
+            "--",
+            self.python, "-m", "taskfabric.execute",
+            "--task-template", (box / "task.pb").as_uri(),
+            "--inputs", (box / "inputs.pb").as_uri(),
+            "--outputs", (box / "outputs.pb").as_uri(),
+            "--error", (box / "error.pb").as_uri(),
+            "--raw-prefix", attempt.raw_prefix,
+            "--work-dir", str(box / "scratch"),
+        ]  # fmt: skip
+
+    def launch_error(self, attempt: TaskAttempt, exc: Exception) -> AttemptStatus | None:
+        if isinstance(exc, SandboxError):  # running it again would not help
+            error = AttemptError("SandboxRefused", str(exc), kind="system", retryable=False)
+            return AttemptStatus(AttemptPhase.FAILED, error=error)
+        return None
+
+    def after_kill(self, run: ProcessRun) -> None:
+        """A cancel that lands while bubblewrap sets the sandbox up can end bubblewrap before
+        its child took `--die-with-parent`: the child, still in the attempt's process group,
+        would run on. Whatever of the group is left is killed."""
+        for pid in _group_members(run.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+    # -- what it leaves ------------------------------------------------------------------
+
+    def gather(self, run: ProcessRun) -> AttemptError | None:
+        attempt = run.attempt
+        box = self.box(attempt)
+        store = self.context.store
+        try:
+            raw = self._raw_folder(attempt)
+        except SandboxError as exc:
+            return AttemptError("SandboxRefused", str(exc), kind="system", retryable=False)
+        for folder, dirs, files in os.walk(raw):
+            for name in [*dirs, *files]:
+                path = Path(folder) / name
+                mode = path.lstat().st_mode
+                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                    kind = "link" if stat.S_ISLNK(mode) else "special file"
+                    path.unlink()
+                    return AttemptError(
+                        "SandboxRefused",
+                        f"the task left a {kind} in its output folder ({path.relative_to(raw)}): "
+                        "a sandboxed task may output regular files and folders only",
+                        kind="user",
+                        retryable=False,
+                    )
+        outputs = _read_regular(box / "outputs.pb")
+        if outputs is not None:
+            refused = self._check_outputs(attempt, outputs)
+            if refused is not None:
+                return refused
+            store.put_bytes(attempt.outputs_uri, outputs)
+        error = _read_regular(box / "error.pb")
+        if error is not None:
+            store.put_bytes(attempt.error_uri, error)
+        return None
+
+    @staticmethod
+    def _check_outputs(attempt: TaskAttempt, data: bytes) -> AttemptError | None:
+        """Every blob the outputs name is the attempt's own (under its raw prefix) or one of
+        its inputs: a task cannot hand a later reader a path it was not given."""
+        outputs = types_pb2.LiteralMap()
+        try:
+            outputs.ParseFromString(data)
+        except Exception:
+            return AttemptError(
+                "SandboxRefused", "the task's outputs document is unreadable", kind="system"
+            )
+        given = set(blob_uris(attempt.inputs))
+        own = attempt.raw_prefix.rstrip("/") + "/"
+        for uri in blob_uris(outputs):
+            if uri in given or (uri.startswith(own) and "/../" not in uri):
+                continue
+            return AttemptError(
+                "SandboxRefused",
+                f"an output names {uri}, which is neither one of the attempt's inputs nor in "
+                "its own output folder",
+                kind="user",
+                retryable=False,
+            )
+        return None
+
+    def check(self) -> CheckResult:
+        program = shutil.which(self.settings.bwrap)
+        if program is None:
+            return CheckResult(
+                False,
+                f"no '{self.settings.bwrap}' program: install bubblewrap "
+                "(apt-get install bubblewrap)",
+            )
+        probe = "import taskfabric.execute, sys; print(sys.version.split()[0])"
+        try:
+            command = [program, *self._system_args(()), "--", self.python, "-c", probe]
+            out = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env=self.environment(),
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired, SandboxError) as exc:
+            return CheckResult(False, f"cannot run {program}: {exc}")
+        if out.returncode != 0:
+            return CheckResult(
+                False,
+                f"{program} cannot run {self.python} in a sandbox: "
+                f"{out.stderr.strip()[-500:]} (user namespaces must be allowed: "
+                "sysctl kernel.unprivileged_userns_clone=1, or run as root)",
+            )
+        return CheckResult(
+            True, f"{program} runs {self.python} (Python {out.stdout.strip()}) in a sandbox"
+        )

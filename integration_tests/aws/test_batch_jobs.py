@@ -1,0 +1,261 @@
+"""The aws-batch backend with jobs that really run: moto's Batch starts each job as a container
+through podman's Docker-compatible API (host network, so the job reaches moto's S3 on
+127.0.0.1), in an image built from a spec by taskfabric-containers: the core, pandas,
+taskfabric-aws and this folder's tasks. The typed data, the outputs, the error documents and
+the logs all travel through S3 and CloudWatch Logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aws_tasks
+import pytest
+from conftest import TASKS_DIR, client
+
+from taskfabric.config import load_config
+from taskfabric.engine import Engine
+from taskfabric.plugin_api import BACKENDS_GROUP, STORAGE_GROUP
+from taskfabric.plugins import Plugins, use_plugins
+from taskfabric_aws import BatchBackend, S3BlobStore
+from taskfabric_aws._batch import TAG_EXECUTION
+from taskfabric_aws.testing import FAKE_CREDENTIALS, MotoMissing, create_batch_queue, moto_server
+from taskfabric_containers import ImageSpec, build_image
+from taskfabric_containers._client import ContainerApi
+from taskfabric_containers.testing import PodmanMissing, podman_service
+
+REPO = Path(__file__).resolve().parents[2]
+#: The jobs' image: the core with pandas, this plugin, and this folder's tasks on PYTHONPATH.
+TASK_IMAGE = ImageSpec(
+    name="taskfabric-aws-it",
+    packages=["./core[pandas]", "./plugins/aws"],
+    code=["integration_tests/aws/tasks"],
+    root=str(REPO),
+)
+QUEUE = "tf-jobs"
+BUCKET = "taskfabric-jobs"
+
+
+def _required(what: str, exc: Exception) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"the Batch jobs suite needs {what} under CI: {exc}")
+    pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def podman_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TASKFABRIC_TEST_PODMAN_URL")
+    if url:
+        yield url
+        return
+    try:
+        with podman_service(tmp_path_factory.mktemp("podman")) as started:
+            yield started
+    except PodmanMissing as exc:
+        _required("podman", exc)
+
+
+@pytest.fixture(scope="session")
+def task_image(podman_url: str) -> str:
+    api = ContainerApi(podman_url, timeout=1800)
+    try:
+        return build_image(TASK_IMAGE, api, print).ref
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def jobs_endpoint(
+    tmp_path_factory: pytest.TempPathFactory, podman_url: str, task_image: str
+) -> Iterator[str]:
+    """A moto server of its own whose Batch runs containers through podman."""
+    env = {"DOCKER_HOST": podman_url, "MOTO_DOCKER_NETWORK_MODE": "host"}
+    try:
+        with moto_server(tmp_path_factory.mktemp("moto-jobs"), env=env) as endpoint:
+            create_batch_queue(endpoint, QUEUE)
+            client("s3", endpoint).create_bucket(Bucket=BUCKET)
+            yield endpoint
+    except MotoMissing as exc:
+        _required("moto's server", exc)
+
+
+def write_config(folder: Path, endpoint: str, image: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "taskfabric.toml"
+    path.write_text(
+        textwrap.dedent(f"""\
+            [storage]
+            data_root = "s3://{BUCKET}/{folder.name}-{os.getpid()}-{time.monotonic_ns()}"
+            options = {{ endpoint_url = "{endpoint}" }}
+
+            [metadata]
+            url = "sqlite:///{folder / "meta.db"}"
+
+            [task_types]
+            python = "batch"
+
+            [backends.batch]
+            driver = "aws-batch"
+            job_queue = "{QUEUE}"
+            image = "{image}"
+            endpoint_url = "{endpoint}"
+            pass_env = {json.dumps(sorted(FAKE_CREDENTIALS))}
+            poll_seconds = 0.5
+            """),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def config_path(tmp_path: Path, jobs_endpoint: str, task_image: str) -> Path:
+    return write_config(tmp_path / "home", jobs_endpoint, task_image)
+
+
+@pytest.fixture
+def plugins() -> Iterator[Plugins]:
+    plugins = Plugins(autoload=False)
+    plugins.add_driver(STORAGE_GROUP, "s3", S3BlobStore)
+    plugins.add_driver(BACKENDS_GROUP, "aws-batch", BatchBackend)
+    with use_plugins(plugins):
+        yield plugins
+
+
+@pytest.fixture
+def engine(
+    config_path: Path, plugins: Plugins, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Engine]:
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    with Engine(load_config(config_path), plugins=plugins) as engine:
+        yield engine
+
+
+def jobs_of(endpoint: str, execution_id: str) -> list[dict[str, Any]]:
+    batch = client("batch", endpoint)
+    ids = [
+        s["jobId"]
+        for status in (
+            "SUBMITTED",
+            "PENDING",
+            "RUNNABLE",
+            "STARTING",
+            "RUNNING",
+            "SUCCEEDED",
+            "FAILED",
+        )
+        for s in batch.list_jobs(jobQueue=QUEUE, jobStatus=status)["jobSummaryList"]
+    ]
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 100):
+        found += batch.describe_jobs(jobs=ids[start : start + 100])["jobs"]
+    return [j for j in found if j.get("tags", {}).get(TAG_EXECUTION) == execution_id]
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("TASKFABRIC_DATA_ROOT", None)
+    return subprocess.run(
+        [sys.executable, "-m", "taskfabric.cli", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=600, env=env, check=False,
+    )  # fmt: skip
+
+
+def test_a_typed_workflow_with_files_and_a_dataframe_runs_as_batch_jobs(
+    engine: Engine, jobs_endpoint: str, tmp_path: Path
+) -> None:
+    result = engine.launch(aws_tasks.typed_pipeline, {"n": 5})
+    assert result.phase == "SUCCEEDED", result.error
+    numbers, parts, total = result.python_outputs(
+        aws_tasks.typed_pipeline, engine.store, tmp_path / "read"
+    )
+    assert total == sum(i * i for i in range(5))
+    assert numbers.read_text().splitlines() == [str(i) for i in range(5)]
+    assert sorted(p.name for p in parts) == [f"part-{i}.txt" for i in range(5)]
+    jobs = jobs_of(jobs_endpoint, result.execution_id)
+    assert len(jobs) == 4  # one job per task attempt
+    assert {j["status"] for j in jobs} == {"SUCCEEDED"}
+    attempts = engine.metadata.attempts(result.execution_id)
+    assert {a.backend for a in attempts} == {"batch"}
+
+
+def test_a_failing_job_fails_the_attempt_with_its_error_and_its_cloudwatch_log(
+    engine: Engine, config_path: Path, jobs_endpoint: str
+) -> None:
+    result = engine.launch(aws_tasks.failing, {"reason": "no such input"})
+    assert result.phase == "FAILED"
+    assert result.error is not None
+    assert result.error["code"] == "ValueError", result.error
+    assert "the task gave up: no such input" in result.error["message"]
+    (job,) = jobs_of(jobs_endpoint, result.execution_id)
+    assert job["status"] == "FAILED"
+    # The job's CloudWatch Logs stream is the attempt's log.
+    shown = cli(config_path, "executions", "logs", result.execution_id, "n0")
+    assert "about to fail: no such input" in shown.stdout, shown.stdout + shown.stderr
+    (attempt,) = engine.metadata.attempts(result.execution_id)
+    names = [link["name"] for link in attempt.log_links]
+    assert names[:2] == ["log", "cloudwatch"], attempt.log_links
+
+
+def test_a_timeout_terminates_the_job(engine: Engine, jobs_endpoint: str) -> None:
+    result = engine.launch(aws_tasks.slow_with_timeout, {"seconds": 600.0})
+    assert result.phase in ("FAILED", "TIMED_OUT"), result
+    assert result.error is not None and result.error["code"] == "Timeout", result.error
+    (job,) = jobs_of(jobs_endpoint, result.execution_id)
+    deadline = time.monotonic() + 120
+    while job["status"] != "FAILED" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        (job,) = jobs_of(jobs_endpoint, result.execution_id)
+    assert job["status"] == "FAILED", job  # terminated, not left running for 600 s
+    assert job["statusReason"] == "cancelled by taskfabric (abort or timeout)"
+
+
+def test_kill_9_then_resume_reattaches_to_the_job(
+    config_path: Path, jobs_endpoint: str, plugins: Plugins
+) -> None:
+    tasks = TASKS_DIR / "aws_tasks.py"
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("TASKFABRIC_DATA_ROOT", None)
+    base = [sys.executable, "-m", "taskfabric.cli", "--config", str(config_path)]
+    engine = subprocess.Popen(
+        [*base, "run", f"{tasks}:slow", "--seconds", "15"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        job = _wait_for_a_job(jobs_endpoint, config_path, deadline=time.monotonic() + 240)
+    finally:
+        os.killpg(engine.pid, signal.SIGKILL)
+        engine.wait()
+    execution_id = job["tags"][TAG_EXECUTION]
+    resumed = cli(config_path, "executions", "resume", execution_id)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    shown = cli(config_path, "executions", "show", execution_id, "-o", "json")
+    data = json.loads(shown.stdout)
+    assert data["execution"]["phase"] == "SUCCEEDED", data
+    # One job for the attempt: the one the killed engine submitted.
+    assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [job["jobId"]]
+
+
+def _wait_for_a_job(endpoint: str, config_path: Path, deadline: float) -> dict[str, Any]:
+    batch = client("batch", endpoint)
+    seen = {
+        s["jobId"]
+        for status in ("SUCCEEDED", "FAILED")
+        for s in batch.list_jobs(jobQueue=QUEUE, jobStatus=status)["jobSummaryList"]
+    }
+    while time.monotonic() < deadline:
+        for status in ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"):
+            for summary in batch.list_jobs(jobQueue=QUEUE, jobStatus=status)["jobSummaryList"]:
+                if summary["jobId"] not in seen and summary["jobName"].startswith("tf-"):
+                    (job,) = batch.describe_jobs(jobs=[summary["jobId"]])["jobs"]
+                    if "-pause-" in job["jobDefinition"]:
+                        return dict(job)
+        time.sleep(0.2)
+    raise AssertionError("the engine submitted no job in 240 s")

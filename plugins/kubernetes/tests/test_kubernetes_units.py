@@ -1,0 +1,259 @@
+"""The parts of the `kubernetes` backend that need no cluster: names, namespaces, the pod
+manifest (templates merged, resources, secrets by reference), settings errors, and what a
+pod's state means for its attempt (pods as the API server returns them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from taskfabric.core.v1 import identifier_pb2, tasks_pb2
+from taskfabric_kubernetes import KubernetesSettings
+from taskfabric_kubernetes._names import label_value, namespace_of, pod_name
+from taskfabric_kubernetes._pods import merge, pod_manifest, resources_of
+from taskfabric_kubernetes._status import assess, has_deadline
+
+NOW = 1_800_000_000.0
+
+
+def _created(seconds_ago: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(NOW - seconds_ago, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _pod(
+    phase: str = "Pending",
+    *,
+    state: dict[str, Any] | None = None,
+    conditions: list[dict[str, Any]] | None = None,
+    reason: str = "",
+    message: str = "",
+    age: float = 0.0,
+) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase, "conditions": conditions or []}
+    if state is not None:
+        status["containerStatuses"] = [{"name": "task", "image": "img:1", "state": state}]
+    if reason:
+        status["reason"] = reason
+        status["message"] = message
+    return {
+        "metadata": {"name": "tf-x", "namespace": "ns", "creationTimestamp": _created(age)},
+        "status": status,
+    }
+
+
+def _assess(pod: dict[str, Any], unschedulable: float = 300, pull: float = 120) -> Any:
+    return assess(pod, NOW, unschedulable_seconds=unschedulable, image_pull_seconds=pull)
+
+
+# -- names -----------------------------------------------------------------------------------
+
+
+def test_pod_names_are_stable_valid_dns_labels_unique_per_attempt() -> None:
+    name = pod_name("6c0821a38093/n1[12]/2")
+    assert name == pod_name("6c0821a38093/n1[12]/2")
+    assert name != pod_name("6c0821a38093/n1[12]/3")
+    assert name.startswith("tf-6c0821a38093-n1-12-2-")
+    assert len(name) <= 63 and name == name.lower()
+    long = pod_name("x" * 300 + "/n0/1")
+    assert len(long) <= 63 and not long.endswith("-")
+
+
+def test_label_values_are_valid_and_long_ones_keep_a_hash() -> None:
+    assert label_value("n1[3]") == "n1.3"
+    assert label_value("k8s@eu") == "k8s.eu"
+    long = label_value("a" * 100)
+    assert len(long) <= 63 and long != label_value("a" * 101)
+
+
+def test_namespace_template_is_filled_and_made_valid() -> None:
+    template = "taskfabric-{execution.project}-{execution.domain}"
+    assert namespace_of(template, "Shop_Data", "production") == "taskfabric-shop-data-production"
+    assert namespace_of(template, "", "") == "taskfabric-default-development"
+    assert namespace_of("fixed", "a", "b") == "fixed"
+    assert len(namespace_of(template, "p" * 80, "d")) <= 63
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"namespace": "tf-{execution.name}"}, "unknown placeholder {execution.name}"),
+        ({"namespace": "tf-{project}"}, "{execution.project}"),
+        ({"secret_env": {"TOKEN": "no-key"}}, "is not 'SECRET/KEY'"),
+        ({"secret_env": {"1BAD": "s/k"}}, "is not an environment variable name"),
+        ({"secret_volumes": {"relative": "s"}}, "is not an absolute path"),
+        ({"pod_template": {"speck": {}}}, "unknown keys speck"),
+        ({"pod_template": {"spec": {"containers": [{"image": "x"}]}}}, "each with a name"),
+        ({"task_pod_templates": {"t.*": {"spec": []}}}, "spec must be a table"),
+        ({"data": "nfs"}, "data"),
+    ],
+)
+def test_bad_settings_are_clear_errors(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        KubernetesSettings.model_validate(settings)
+    assert message in str(info.value)
+
+
+# -- the pod manifest ------------------------------------------------------------------------
+
+
+def test_merge_keeps_both_sides_and_merges_containers_by_name() -> None:
+    base = {"spec": {"tolerations": [{"key": "a"}], "containers": [{"name": "task", "env": [1]}]}}
+    over = {
+        "spec": {
+            "tolerations": [{"key": "b"}],
+            "containers": [{"name": "task", "env": [2]}, {"name": "sidecar"}],
+        }
+    }
+    merged = merge(base, over)
+    assert merged["spec"]["tolerations"] == [{"key": "a"}, {"key": "b"}]
+    assert merged["spec"]["containers"] == [{"name": "task", "env": [1, 2]}, {"name": "sidecar"}]
+    assert base["spec"]["tolerations"] == [{"key": "a"}]  # unchanged
+
+
+def _template(name: str = "flows.train", **resources: tasks_pb2.ResourceSpec) -> Any:
+    t = tasks_pb2.TaskTemplate(id=identifier_pb2.Identifier(name=name))
+    if "requests" in resources:
+        t.resources.requests.CopyFrom(resources["requests"])
+    if "limits" in resources:
+        t.resources.limits.CopyFrom(resources["limits"])
+    return t
+
+
+def test_resources_come_from_the_task_else_the_settings() -> None:
+    settings = KubernetesSettings(cpu="250m", memory="128Mi")
+    assert resources_of(_template(), settings) == {
+        "requests": {"cpu": "250m", "memory": "128Mi"},
+        "limits": {"cpu": "250m", "memory": "128Mi"},
+    }
+    task = _template(
+        requests=tasks_pb2.ResourceSpec(cpu="1", memory="1Gi", gpu="1"),
+        limits=tasks_pb2.ResourceSpec(memory="2Gi", ephemeral_storage="10Gi"),
+    )
+    assert resources_of(task, settings) == {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"memory": "2Gi", "ephemeral-storage": "10Gi", "nvidia.com/gpu": "1"},
+    }
+
+
+def test_the_manifest_merges_templates_and_refers_to_secrets_by_name() -> None:
+    settings = KubernetesSettings(
+        pod_template={
+            "metadata": {"labels": {"team": "data"}},
+            "spec": {"serviceAccountName": "runner", "nodeSelector": {"pool": "batch"}},
+        },
+        task_pod_templates={
+            "flows.train*": {"spec": {"tolerations": [{"key": "gpu", "operator": "Exists"}]}},
+            "other.*": {"spec": {"nodeSelector": {"pool": "other"}}},
+        },
+        secret_env={"API_TOKEN": "api-credentials/token"},
+        secret_volumes={"/etc/creds": "db-credentials"},
+        labels={"cost-center": "42"},
+    )
+    pod = pod_manifest(
+        settings=settings,
+        name="tf-a",
+        namespace="ns",
+        labels={"taskfabric.io/execution": "e1"},
+        annotations={"taskfabric.io/attempt-id": "e1/n0/1"},
+        template=_template("flows.train_model"),
+        image="img:1",
+        command=["python3", "-m", "taskfabric.execute"],
+        env={"A": "1"},
+        mounts=[],
+        run_as=None,
+    )
+    assert pod["metadata"]["labels"] == {
+        "team": "data",
+        "cost-center": "42",
+        "taskfabric.io/execution": "e1",
+    }
+    spec = pod["spec"]
+    assert spec["serviceAccountName"] == "runner"
+    assert spec["nodeSelector"] == {"pool": "batch"}
+    assert spec["tolerations"] == [{"key": "gpu", "operator": "Exists"}]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["shareProcessNamespace"] is True
+    (container,) = spec["containers"]
+    assert container["name"] == "task" and container["image"] == "img:1"
+    assert {"name": "A", "value": "1"} in container["env"]
+    assert {
+        "name": "API_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "api-credentials", "key": "token"}},
+    } in container["env"]
+    assert {"name": "tf-secret-0", "secret": {"secretName": "db-credentials"}} in spec["volumes"]
+    assert {"name": "tf-secret-0", "mountPath": "/etc/creds", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+
+
+# -- what a pod's state means ----------------------------------------------------------------
+
+
+def test_running_and_pending_pods() -> None:
+    assert _assess(_pod("Running", state={"running": {}})).running
+    assert _assess(_pod("Pending", state={"waiting": {"reason": "ContainerCreating"}})).pending
+    assert _assess(_pod("Pending")).pending
+
+
+def test_an_ended_container_gives_its_exit_code_and_reason() -> None:
+    state = _assess(_pod("Failed", state={"terminated": {"exitCode": 137, "reason": "OOMKilled"}}))
+    assert state.ended and state.exit_code == 137 and state.reason == "OOMKilled"
+    done = _assess(_pod("Succeeded", state={"terminated": {"exitCode": 0}}))
+    assert done.ended and done.exit_code == 0
+
+
+def test_an_evicted_pod_is_a_retryable_system_error() -> None:
+    pod = _pod("Failed", reason="Evicted", message="The node was low on resource: memory.", age=60)
+    error = _assess(pod).error
+    assert error is not None
+    assert (error.code, error.kind, error.retryable) == ("PodEvicted", "system", True)
+    assert "low on resource: memory" in error.message
+
+
+def test_an_image_that_never_pulls_fails_at_once_and_a_pull_error_after_the_grace() -> None:
+    never = _pod(state={"waiting": {"reason": "ErrImageNeverPull", "message": "not present"}})
+    error = _assess(never).error
+    assert error is not None and error.code == "ImagePullFailed" and error.kind == "user"
+    assert not error.retryable
+    backoff = {"waiting": {"reason": "ImagePullBackOff", "message": "back-off"}}
+    assert _assess(_pod(state=backoff, age=119)).pending
+    assert has_deadline(_pod(state=backoff, age=119))
+    late = _assess(_pod(state=backoff, age=121)).error
+    assert late is not None and "for 121s" in late.message
+
+
+def test_a_missing_secret_fails_the_attempt_with_the_kubelet_message() -> None:
+    waiting = {
+        "reason": "CreateContainerConfigError",
+        "message": 'secret "api-credentials" not found',
+    }
+    error = _assess(_pod(state={"waiting": waiting})).error
+    assert error is not None and error.code == "CreateContainerConfigError"
+    assert 'secret "api-credentials" not found' in error.message
+
+
+def test_an_unschedulable_pod_fails_after_the_deadline() -> None:
+    condition = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/3 nodes are available: 3 Insufficient cpu.",
+    }
+    assert _assess(_pod(conditions=[condition], age=299)).pending
+    error = _assess(_pod(conditions=[condition], age=301)).error
+    assert error is not None and error.code == "Unschedulable" and error.retryable
+    assert "3 Insufficient cpu. Ask for fewer resources" in error.message
+
+
+def test_a_pod_past_its_deadline_before_running_is_not_retried() -> None:
+    error = _assess(
+        _pod("Failed", reason="DeadlineExceeded", message="Pod was active too long")
+    ).error
+    assert error is not None and error.code == "PodDeadlineExceeded" and not error.retryable
