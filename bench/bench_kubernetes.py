@@ -2,7 +2,7 @@
 pod of the same image, and what following many pods costs in API calls.
 
     bash integration_tests/kubernetes/cluster.sh up        # the test cluster (or any cluster)
-    python bench/bench_kubernetes.py --image localhost/taskfabric-it:TAG --repeat 5 --pods 200
+    python bench/bench_kubernetes.py --image localhost/taskfabric-it:TAG --repeat 5 --pods 20
 
 - bare: a pod created with the `kubernetes` client running
   `python3 -c "import taskfabric.execute"` (what `taskfabric-execute` imports), followed by a
@@ -10,7 +10,7 @@ pod of the same image, and what following many pods costs in API calls.
 - K1: a one-task workflow on the kubernetes backend: the engine records the execution, the
   backend stages the attempt's files, creates the pod, follows it with its watch, reads the
   log and the outputs back, and deletes the pod.
-- W: a map of `--pods` no-op items at concurrency `--pods` (all pods at once), counting the
+- W: a map of `--pods` no-op items with `[engine] parallelism = --pods` (all at once), counting the
   backend's API calls (creates, reads, logs, deletes, lists, watches started): calls per pod.
 
 Figures are medians of `--repeat` runs of K1 and bare; the ratio to read is K1 / bare. Needs a
@@ -79,7 +79,7 @@ def bare_pod(core: client.CoreV1Api, image: str) -> float:
     return elapsed
 
 
-def config_file(folder: Path, kubeconfig: str, context: str, image: str) -> Path:
+def config_file(folder: Path, kubeconfig: str, context: str, image: str, pods: int) -> Path:
     path = folder / "taskfabric.toml"
     path.write_text(
         textwrap.dedent(f"""\
@@ -87,7 +87,7 @@ def config_file(folder: Path, kubeconfig: str, context: str, image: str) -> Path
             data_root = "{folder / "data"}"
 
             [engine]
-            parallelism = 8
+            parallelism = {pods}
 
             [task_types]
             python = "k8s"
@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--context", default="taskfabric-test")
     parser.add_argument("--image", required=True)
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--pods", type=int, default=200)
+    parser.add_argument("--pods", type=int, default=20)
     args = parser.parse_args()
     core = client.CoreV1Api(
         config.new_client_from_config(config_file=args.kubeconfig, context=args.context)
@@ -139,7 +139,7 @@ def main() -> None:
             raise
     counter = CountingCalls()
     with tempfile.TemporaryDirectory(prefix="bench-kubernetes-") as tmp:
-        path = config_file(Path(tmp), args.kubeconfig, args.context, args.image)
+        path = config_file(Path(tmp), args.kubeconfig, args.context, args.image, args.pods)
         bare, k1 = [], []
         with Engine(load_config(path)) as engine:
             engine.launch(kubernetes_noop.one_noop, {})  # warm: the watch, the node's cache

@@ -3,6 +3,7 @@
     python bench/bench_server.py                          # S1 and S2 on SQLite, 2 workers
     python bench/bench_server.py --launches 200 --rate 20 --workers 4
     python bench/bench_server.py --postgres postgresql+psycopg://USER:PW@127.0.0.1:5432/DB
+    python bench/bench_server.py --setups sandbox-1,sandbox-8 --only S1   # before/after ratios
 
 The server runs in a process of its own with `--workers W`, on a fresh data root; a one-task
 workflow (`add_one(x) -> x + 1`) is registered through the API, then:
@@ -13,6 +14,11 @@ workflow (`add_one(x) -> x + 1`) is registered through the API, then:
 - S2 (a steady rate): launches at `--rate` per second for `--seconds`, open loop (a launch
   is sent at its time whether or not earlier ones finished). Reports the same figures; the
   issue's target is p99 < 2 s at 20 launches/s, and >= 50 executions/s finished.
+
+`--setups` runs them on several server set-ups in turn (`trusted`: single-tenant, tasks in
+the engine process, one engine process per execution; `sandbox-1`: multi-tenant, every task
+in a bubblewrap sandbox, one engine process per execution; `sandbox-8`: the same with up to 8
+executions per engine process) and prints each one's figures as ratios to the first's.
 
 At the end it reports the CPU time that the server and its engine processes used per
 execution, and the finish rate that bounds on this machine's cores when nothing else runs (the
@@ -72,11 +78,25 @@ def _free_port() -> int:
         return port
 
 
+#: The server set-ups compared (`--setups`): what each adds to the server's config.
+SETUPS = {
+    # one team's own code: tasks in the worker's engine process, one process per execution
+    "trusted": "single_tenant = true\n",
+    # several projects: every task in a bubblewrap sandbox; one engine process per execution
+    "sandbox-1": 'executions_per_worker = 1\n\n[task_types]\npython = "box"\n\n'
+    '[backends.box]\ndriver = "sandbox"\n',
+    # the same, each engine process running up to 8 executions at once
+    "sandbox-8": 'executions_per_worker = 8\n\n[task_types]\npython = "box"\n\n'
+    '[backends.box]\ndriver = "sandbox"\n',
+}
+
+
 class Server:
-    def __init__(self, root: Path, workers: int, database: str | None) -> None:
+    def __init__(self, root: Path, workers: int, database: str | None, setup: str) -> None:
         self.root = root
         self.config = root / "taskfabric.toml"
         text = f'[storage]\ndata_root = "{root / "data"}"\n\n[server]\nscheduler = false\n'
+        text += SETUPS[setup]
         if database:
             text += f'\n[metadata]\nurl = "{database}"\n'
         self.config.write_text(text)
@@ -157,7 +177,10 @@ def _check_once(database_url: str, ids: set[str]) -> None:
     assert not twice and not missing, f"ran twice: {twice}; never ran: {missing}"
 
 
-def _report(what: str, launches: list[tuple[str, float]], ended: list[Any], seconds: float) -> None:
+def _report(
+    what: str, launches: list[tuple[str, float]], ended: list[Any], seconds: float
+) -> float:
+    """Print a scenario's figures; returns its finish rate (executions/s)."""
     by_id = {e.id: e for e in ended}
     assert all(e.phase == "SUCCEEDED" for e in ended), [e.error for e in ended if e.error][:3]
     latency = sorted(by_id[i].finished_at - by_id[i].created_at for i, _ in launches)
@@ -170,6 +193,7 @@ def _report(what: str, launches: list[tuple[str, float]], ended: list[Any], seco
         f"finished at {n / (last_finish - first):.2f} executions/s; launch to finish "
         f"p50 {statistics.median(latency):.2f} s, p99 {p99:.2f} s, max {latency[-1]:.2f} s"
     )
+    return n / (last_finish - first)
 
 
 def burst(client: Client, n: int, timeout: float) -> tuple[list[tuple[str, float]], float]:
@@ -207,11 +231,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", default=None, help="a PostgreSQL URL (default: SQLite)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="wait at most this long")
     parser.add_argument("--only", choices=["S1", "S2"], default=None)
+    parser.add_argument(
+        "--setups",
+        default="trusted",
+        help=f"comma-separated server set-ups to run one after the other: {', '.join(SETUPS)} "
+        "(default: trusted); with several, their figures are compared as ratios to the first",
+    )
     args = parser.parse_args(argv)
+    setups = [s.strip() for s in args.setups.split(",") if s.strip()]
+    unknown = [s for s in setups if s not in SETUPS]
+    if unknown:
+        parser.error(f"unknown set-up {', '.join(unknown)}: choose among {', '.join(SETUPS)}")
+    figures = {setup: run_setup(args, setup) for setup in setups}
+    if len(figures) > 1:
+        first, (rate0, cpu0) = setups[0], figures[setups[0]]
+        for setup in setups[1:]:
+            rate, cpu = figures[setup]
+            print(
+                f"{setup} / {first}: finish rate x{rate / rate0:.2f}, "
+                f"CPU per execution x{cpu / cpu0:.2f}"
+            )
+    return 0
 
+
+def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
+    """Run the scenarios on a fresh server of `setup`: (S1's finish rate, CPU s/execution)."""
+    rate = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         root = Path(tmp)
-        server = Server(root, args.workers, args.postgres)
+        server = Server(root, args.workers, args.postgres, setup)
         config = load_config(server.config)
         store = MetadataStore(config.metadata_url)
         token = TokenStore(store).create(projects=["bench"], role="admin")[1]
@@ -223,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         total = 0
         print(
-            f"server: {args.workers} workers, "
+            f"[{setup}] server: {args.workers} workers, "
             f"{'PostgreSQL' if args.postgres else 'SQLite'}, {os.cpu_count()} cores"
         )
         try:
@@ -241,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                     ended = _wait(client, ids, args.timeout)
                     _check_once(config.metadata_url, ids)
                     label = what if what == "S1" else f"S2 at {args.rate:g}/s"
-                    _report(label, launches, ended, seconds)
+                    finished = _report(f"[{setup}] {label}", launches, ended, seconds)
+                    rate = rate or finished
         finally:
             server.stop()
         # The server and every engine process it started have ended and been waited for.
@@ -249,11 +298,11 @@ def main(argv: list[str] | None = None) -> int:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if total:
             print(
-                f"CPU: {cpu:.1f} s for the server and its engine processes, "
+                f"[{setup}] CPU: {cpu:.1f} s for the server and its engine processes, "
                 f"{cpu / total:.2f} s per execution: at most {os.cpu_count() or 1} cores / that "
                 f"= {(os.cpu_count() or 1) * total / cpu:.1f} executions/s on an idle machine"
             )
-    return 0
+    return rate, cpu / max(1, total)
 
 
 if __name__ == "__main__":

@@ -23,4 +23,4 @@ def one_noop(x: int = 1) -> int:
 
 @workflow
 def many_noops(n: int = 200) -> list[int]:
-    return map_task(noop, concurrency=n)(x=numbers(n=n))
+    return map_task(noop)(x=numbers(n=n))  # no concurrency limit: [engine] parallelism

@@ -302,6 +302,9 @@ do_up() {
     write_kubeconfig "$STATE/kubeconfig" "$TOKEN" admin
     write_kubeconfig "$STATE/kubelet.kubeconfig" "$KUBELET_TOKEN" kubelet
     write_containerd_config
+    # A test cluster keeps no state between runs: etcd starts empty (no pod of an earlier run
+    # comes back).
+    pid_of etcd >/dev/null || rm -rf "$STATE/etcd"
 
     start etcd etcd --name taskfabric --data-dir "$STATE/etcd" \
         --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \

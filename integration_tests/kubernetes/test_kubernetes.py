@@ -406,3 +406,68 @@ def test_a_task_sets_its_own_pod_template_and_env_where_allowed(
         in (refused.error["message"])
     )
     assert pods_of(cluster, refused.execution_id) == []
+
+
+def test_finished_pods_are_deleted_once_their_end_is_recorded(
+    tmp_path: Path, cluster: Cluster, plugins: Plugins
+) -> None:
+    config = write_config(tmp_path / "h", cluster)
+    text = config.read_text().replace("keep_finished_pods_seconds = 3600", "")
+    config.write_text(text)
+    seen: list[str] = []
+    with Engine(load_config(config), plugins=plugins) as engine:
+        result = engine.launch(kube_tasks.typed_pipeline, {"n": 3})
+        assert result.phase == "SUCCEEDED", result.error
+    # Each pod existed (its log is the attempt's log) and is deleted after its end.
+    shown = cli(config, "executions", "logs", result.execution_id, "n0")
+    assert "writing 3 numbers" in shown.stdout, shown.stdout + shown.stderr
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        seen = [p.metadata.name for p in pods_of(cluster, result.execution_id)]
+        if not seen:
+            break
+        time.sleep(0.5)
+    assert seen == []
+
+
+def test_a_pod_pool_bounds_the_pods_of_every_execution(
+    tmp_path: Path, cluster: Cluster, plugins: Plugins
+) -> None:
+    extra = 'pod_pool = "k8s-pods"\n'
+    top = "\n[pools.k8s-pods]\nslots = 2\n"
+    config = write_config(tmp_path / "h", cluster, extra, backend="k8spool", top=top)
+    selector = f"{LABEL_BACKEND}=k8spool"
+    listed = cluster.core.list_namespaced_pod(NAMESPACE, label_selector=selector)
+    live: set[str] = set()
+    ended: set[str] = set()
+    most = 0
+    follower = watch.Watch()
+
+    def follow() -> None:
+        nonlocal most
+        for event in follower.stream(
+            cluster.core.list_namespaced_pod,
+            NAMESPACE,
+            label_selector=selector,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=600,
+        ):
+            pod = event["object"]
+            if event["type"] == "DELETED" or pod.status.phase in ("Succeeded", "Failed"):
+                live.discard(pod.metadata.name)
+                ended.add(pod.metadata.name)
+            else:
+                live.add(pod.metadata.name)
+            most = max(most, len(live))
+            if len(ended) == 7 and not live:  # the list task and 6 items
+                follower.stop()
+                return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    with Engine(load_config(config), plugins=plugins) as engine:
+        result = engine.launch(kube_tasks.paced_map, {"n": 6, "seconds": 0.5})
+    assert result.phase == "SUCCEEDED", result.error
+    thread.join(timeout=300)
+    assert not thread.is_alive() and len(ended) == 7, (ended, live)
+    assert 1 <= most <= 2, most

@@ -95,3 +95,8 @@ def pause_briefly(seconds: float) -> float:
 @workflow
 def slow_with_timeout(seconds: float = 600.0) -> float:
     return pause_briefly(seconds=seconds)
+
+
+@workflow
+def square_one(i: int = 1) -> int:
+    return square(i=i)

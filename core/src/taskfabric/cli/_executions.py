@@ -290,6 +290,38 @@ def run_queued(execution: str, isolate_code: bool) -> None:
         sys.exit(EXIT_FAILED)
 
 
+@executions.command("work")
+@click.option(
+    "--slots",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Executions this process runs at once.",
+)
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(min=0.05),
+    default=0.5,
+    show_default=True,
+    help="Seconds between looks at the queue while it has a free slot.",
+)
+def work(slots: int, poll_seconds: float) -> None:
+    """Run queued executions, many at once, until SIGTERM (a multi-tenant server's workers).
+
+    Imports none of the executions' code (each attempt runs in a process of its own, on a
+    backend that isolates it), so executions of every project and version share this
+    process. SIGTERM leaves the running executions to be resumed by the next engine.
+    """
+    import signal
+
+    from taskfabric.engine import ExecutionWorker
+
+    worker = ExecutionWorker(state().config, slots=slots, poll_seconds=poll_seconds)
+    signal.signal(signal.SIGTERM, lambda signum, frame: worker.stop.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: worker.stop.set())
+    worker.run_forever()
+
+
 @executions.command("resume")
 @click.argument("execution")
 @click.option(

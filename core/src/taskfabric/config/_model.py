@@ -263,6 +263,11 @@ class ServerConfig(_Section):
     workers: int = Field(default=2, ge=0)
     """Engine processes running executions at once (0: the server runs none; other servers
     or ``WorkerPool``s on the same database do)."""
+    executions_per_worker: int = Field(default=8, ge=1)
+    """Executions one engine process runs at once, when the server isolates code (not
+    ``single_tenant``): ``workers`` long-lived processes then share their connections and
+    threads. A single-tenant server runs each execution in a process of its own (a process
+    that imports registered code holds one version of it), as does ``1``."""
     auth: bool = True
     """Require an API token on every request. Turn off only for a single user on one host."""
     single_tenant: bool = False

@@ -13,6 +13,7 @@ from taskfabric.engine._engine import (
 from taskfabric.engine._launching import CodeNotIsolatedError
 from taskfabric.engine._loader import LoadError, load_code, load_object
 from taskfabric.engine._results import ExecutionResult
+from taskfabric.engine._serving import ExecutionWorker
 from taskfabric.engine._shared import SharedEngine, run_workflow, shared_engine
 from taskfabric.engine._util import EngineShutdown
 from taskfabric.engine._workers import WorkerPool
@@ -28,6 +29,7 @@ __all__ = [
     "ExecutionNameTakenError",
     "ExecutionNotFoundError",
     "ExecutionResult",
+    "ExecutionWorker",
     "LoadError",
     "LocalBackend",
     "NodeEvent",

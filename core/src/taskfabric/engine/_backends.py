@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from typing import Any
 
 from taskfabric.config import BackendConfig, Config, validate_backend_options
@@ -61,6 +62,8 @@ class Backends:
         self._plugins = plugins
         self._context = context
         self._instances: dict[tuple[str, str], Backend[Any]] = {}
+        # Executions on several threads of one engine ask at once (`ExecutionWorker`).
+        self._lock = threading.Lock()
 
     def for_task(
         self,
@@ -91,10 +94,11 @@ class Backends:
             backend_cfg = BackendConfig(driver=backend_cfg.driver, options=options)
             config = config.model_copy(update={"backends": {**config.backends, name: backend_cfg}})
         key = (instance, json.dumps(backend_cfg.model_dump(mode="json"), sort_keys=True))
-        backend = self._instances.get(key)
-        if backend is None:
-            backend = self.create(name, config, instance=instance)
-            self._instances[key] = backend
+        with self._lock:
+            backend = self._instances.get(key)
+            if backend is None:
+                backend = self.create(name, config, instance=instance)
+                self._instances[key] = backend
         return backend
 
     def create(self, name: str, config: Config, *, instance: str = "") -> Backend[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -337,6 +338,7 @@ class Engine:
         reattach: Mapping[str, Reattach] | None = None,
         claimed_at: float | None = None,
         code_path: tuple[str, ...] = (),
+        stop: threading.Event | None = None,
     ) -> ExecutionResult:
         structlog.contextvars.bind_contextvars(execution_id=rec.id)
         log.debug("execution running", workflow=rec.workflow_name)
@@ -377,6 +379,7 @@ class Engine:
             domain=rec.domain,
             reattach=reattach,
             code_path=code_path,
+            stop=stop,
         )
         try:
             outcome = runner.run()
@@ -497,13 +500,15 @@ class Engine:
         on_event: Callable[[NodeEvent], None] | None = None,
         workflow: WorkflowDefinition[Any, Any] | None = None,
         runnable_only: bool = False,
+        stop: threading.Event | None = None,
     ) -> ExecutionResult:
         """Continue an execution whose engine stopped (crash, kill, failure, abort).
 
         Nodes that succeeded keep their outputs and are not run again; every other node
         runs (again). Refused while another live process owns the execution. The workflow
         is loaded again from the code location recorded at launch, unless `workflow` is
-        given (e.g. one defined inside a function).
+        given (e.g. one defined inside a function). Setting `stop` (from another thread)
+        leaves the execution to be resumed, as SIGTERM does: EngineShutdown is raised.
 
         `runnable_only` (a worker taking an execution from the queue): only a QUEUED or a
         RUNNING execution is taken; one that ended meanwhile (a queued execution cancelled
@@ -583,4 +588,5 @@ class Engine:
             reattach=reattach,
             claimed_at=now,
             code_path=code_path,
+            stop=stop,
         )

@@ -16,6 +16,7 @@ drive retries, cache waits and timeouts.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -88,8 +89,11 @@ class Runner:
         claimed_at: float | None = None,
         reattach: Mapping[str, Reattach] | None = None,
         code_path: tuple[str, ...] = (),
+        stop: threading.Event | None = None,
     ) -> None:
         self._execution_id = execution_id
+        # Set when the engine process stops: the loop leaves (EngineShutdown) within a turn.
+        self._stop = stop
         # Attempts a stopped engine process left running with a handle, by node id: their
         # node's next attempt is that one, submitted again with the handle.
         self._reattach = dict(reattach or {})
@@ -420,6 +424,8 @@ class Runner:
                     if due is not None:
                         wait = min(wait, due)
                 attempts.wait(wait)
+                if self._stop is not None and self._stop.is_set():
+                    raise EngineShutdown
                 timers.fire_due()
                 attempts.poll_backends()
         except KeyboardInterrupt:

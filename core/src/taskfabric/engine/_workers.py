@@ -1,4 +1,5 @@
-"""The worker pool: runs queued executions, each in a child engine process.
+"""The worker pool: runs queued executions, each in a child engine process (or, for a
+multi-tenant server, keeps long-lived engine processes that run many at once: `_serving`).
 
 Each execution runs in its own `taskfabric executions run ID` process, so code from many
 registered versions and repositories never meets in one interpreter, and a crash (or a
@@ -57,11 +58,21 @@ class WorkerPool:
         python: str = sys.executable,
         log_dir: Path | None = None,
         isolate_code: bool = False,
+        slots: int = 1,
     ) -> None:
         """With `isolate_code` (a multi-tenant server's pool) each child runs its execution
-        without importing its code, and only on backends that isolate it (`Engine`)."""
+        without importing its code, and only on backends that isolate it (`Engine`). With
+        `slots` > 1 (and `isolate_code`) the children are `workers` long-lived engine
+        processes (`taskfabric executions work`), each running up to `slots` executions at
+        once and claiming them itself; the pool only keeps them running."""
+        if slots > 1 and not isolate_code:
+            raise ValueError(
+                "several executions per engine process need isolate_code: a process that "
+                "imports registered code holds one version of it"
+            )
         self.config = config
         self.isolate_code = isolate_code
+        self.slots = slots
         self.workers = max(1, workers)
         self.config_path = config_path
         self.poll_seconds = poll_seconds
@@ -78,6 +89,13 @@ class WorkerPool:
             cmd += ["--config", str(self.config_path)]
         cmd += ["executions", "run", execution_id]
         return [*cmd, "--isolate-code"] if self.isolate_code else cmd
+
+    def _work_command(self) -> list[str]:
+        cmd = [self.python, "-m", "taskfabric.cli"]
+        if self.config_path is not None:
+            cmd += ["--config", str(self.config_path)]
+        cmd += ["executions", "work", "--slots", str(self.slots)]
+        return [*cmd, "--poll-seconds", str(self.poll_seconds)]
 
     def candidates(self) -> list[ExecutionRecord]:
         """Executions a worker should start: queued, or running with a dead owner."""
@@ -111,26 +129,36 @@ class WorkerPool:
     def step(self) -> int:
         """Reap ended children and start new ones; returns how many were started."""
         self.reap()
+        if self.slots > 1:  # long-lived engine processes: keep `workers` of them running
+            missing = [f"worker-{i}" for i in range(self.workers)]
+            for key in [k for k in missing if k not in self.children]:
+                proc = self._start(key, self._work_command())
+                log.info("engine worker started", worker=key, pid=proc.pid, slots=self.slots)
+            return 0
         free = self.workers - len(self.children)
         if free <= 0:
             return 0
         started = 0
         for rec in self.candidates()[:free]:
-            out = (self.log_dir / f"{rec.id}.log").open("ab")
-            proc = subprocess.Popen(
-                self._command(rec.id),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
-            )
-            out.close()
-            self.children[rec.id] = _Child(rec.id, proc, time.time())
+            proc = self._start(rec.id, self._command(rec.id))
             log.info(
                 "execution process started", execution_id=rec.id, pid=proc.pid, phase=rec.phase
             )
             started += 1
         return started
+
+    def _start(self, key: str, command: list[str]) -> subprocess.Popen[bytes]:
+        out = (self.log_dir / f"{key}.log").open("ab")
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
+        )
+        out.close()
+        self.children[key] = _Child(key, proc, time.time())
+        return proc
 
     def run_forever(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -143,6 +143,7 @@ def serve(
         scheduler=scheduler,
         auth=plane.auth,
         single_tenant=not isolate,
+        executions_per_worker=settings.executions_per_worker if isolate else 1,
         database=plane.metadata.engine.url.render_as_string(hide_password=True),
     )
     if on_listening is not None:
@@ -159,6 +160,7 @@ def serve(
             config_path=config_path or config.source,
             poll_seconds=poll_seconds,
             isolate_code=isolate,
+            slots=settings.executions_per_worker if isolate else 1,
         )
         threads.append(_thread("workers", pool.run_forever, stop))
     server = uvicorn.Server(uv_config)

@@ -1,0 +1,117 @@
+"""A long-lived engine process that runs many executions at once (`taskfabric executions work`).
+
+A multi-tenant server's workers import no registered code (`Engine(isolate_code=True)`): an
+execution is its stored compiled workflow, and every attempt runs in a process of its own
+(a sandbox). So executions of any project and version can share one engine process, its
+database connections, backends and pool channel, instead of each paying for a process of its
+own. Each runs on a thread of the process and is claimed in the database like any other
+(`Engine.resume`), so several such processes, on several servers, share one database; one
+whose owner stopped heartbeating (or died on this host) is taken over by the next scan.
+
+Stopping (SIGTERM) sets the stop event: every execution's loop leaves within about a second,
+its execution left RUNNING without an owner, to be resumed by the next engine.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+from taskfabric.config import Config
+from taskfabric.engine._engine import Engine, ExecutionBusyError
+from taskfabric.engine._launching import CodeNotIsolatedError
+from taskfabric.engine._owners import owner_is_dead
+from taskfabric.engine._util import EngineShutdown
+from taskfabric.logs import get_logger
+from taskfabric.metadata import ExecutionRecord
+
+log = get_logger("taskfabric.workers")
+
+
+class ExecutionWorker:
+    """Runs up to `slots` executions at once on one engine, until `stop` is set."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        slots: int,
+        isolate_code: bool = True,
+        poll_seconds: float = 0.5,
+    ) -> None:
+        self.engine = Engine(config, isolate_code=isolate_code)
+        self.slots = max(1, slots)
+        self.poll_seconds = poll_seconds
+        self.stop = threading.Event()
+        self.running: dict[str, threading.Thread] = {}
+        self._host = socket.gethostname()
+
+    def candidates(self) -> list[ExecutionRecord]:
+        """Executions to take: queued, or running with a lapsed lease or a dead owner."""
+        metadata = self.engine.metadata
+        stale_before = time.time() - 3 * self.engine.config.engine.heartbeat_seconds
+        found = metadata.runnable_executions(stale_before=stale_before, limit=2 * self.slots)
+        seen = {r.id for r in found}
+        for rec in metadata.list_executions(phases=["RUNNING"], limit=200):
+            if (
+                rec.id not in seen
+                and rec.owner.startswith(self._host + ":")
+                and owner_is_dead(rec.owner)
+            ):
+                found.append(rec)
+        return [r for r in found if r.id not in self.running]
+
+    def step(self) -> int:
+        """Forget ended executions and start new ones; returns how many were started."""
+        for execution_id, thread in list(self.running.items()):
+            if not thread.is_alive():
+                del self.running[execution_id]
+        free = self.slots - len(self.running)
+        started = 0
+        for rec in self.candidates()[: max(0, free)]:
+            thread = threading.Thread(
+                target=self._run, args=(rec.id,), name=f"execution-{rec.id}", daemon=True
+            )
+            self.running[rec.id] = thread
+            thread.start()
+            started += 1
+        return started
+
+    def _run(self, execution_id: str) -> None:
+        began = time.monotonic()
+        try:
+            result = self.engine.resume(execution_id, runnable_only=True, stop=self.stop)
+        except ExecutionBusyError:
+            return  # another engine claimed it first, or it ended meanwhile
+        except EngineShutdown:
+            log.info("execution left to be resumed", execution_id=execution_id)
+            return
+        except CodeNotIsolatedError as exc:
+            log.warning("execution refused", execution_id=execution_id, error=str(exc))
+            return
+        except Exception:
+            log.exception("execution could not run", execution_id=execution_id)
+            return
+        log.info(
+            "execution ended",
+            execution_id=execution_id,
+            phase=result.phase,
+            seconds=round(time.monotonic() - began, 2),
+        )
+
+    def run_forever(self) -> None:
+        """Scan and run until `stop` is set, then wait for the executions to leave."""
+        try:
+            while not self.stop.is_set():
+                try:
+                    started = self.step()
+                except Exception:
+                    log.exception("worker scan failed")
+                    started = 0
+                if not started:
+                    self.stop.wait(self.poll_seconds)
+        finally:
+            for thread in list(self.running.values()):
+                thread.join(timeout=60)
+            self.engine.close()
