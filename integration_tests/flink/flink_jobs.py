@@ -10,7 +10,7 @@ from pyflink.table.expressions import col, lit
 from pyflink.table.udf import udf
 
 from taskfabric import task, workflow
-from taskfabric_flink import Flink, stream_env, table_env
+from taskfabric_flink import Flink, run_until_stopped, stream_env, table_env
 
 
 @udf(result_type=DataTypes.DOUBLE())
@@ -114,3 +114,34 @@ def gated_job(runs: str, go: str) -> int:
 @workflow
 def gated(runs: str, go: str) -> int:
     return gated_job(runs=runs, go=go)
+
+
+def _slowly(n: int) -> int:
+    time.sleep(0.002)  # a few hundred records a second: small files, many checkpoints
+    return n
+
+
+@task(config=Flink(runtime_mode="STREAMING", parallelism=1, checkpoint_interval_ms=1000))
+def numbers_to_files(out: str) -> str:
+    """An unbounded job (0, 1, 2, ... from a checkpointed source) into files committed
+    exactly once on checkpoints, run until a stop request; returns its savepoint."""
+    from pyflink.common import Encoder, Types, WatermarkStrategy
+    from pyflink.datastream.connectors.file_system import FileSink, RollingPolicy
+    from pyflink.datastream.connectors.number_seq import NumberSequenceSource
+
+    env = stream_env()
+    source = NumberSequenceSource(0, 10**12)
+    numbers = env.from_source(source, WatermarkStrategy.no_watermarks(), "numbers").uid("numbers")
+    lines = numbers.map(_slowly, Types.LONG()).uid("slowly").map(str, Types.STRING()).uid("str")
+    sink = (
+        FileSink.for_row_format(out, Encoder.simple_string_encoder())
+        .with_rolling_policy(RollingPolicy.on_checkpoint_rolling_policy())
+        .build()
+    )
+    lines.sink_to(sink).uid("files")
+    return run_until_stopped(env)
+
+
+@workflow
+def numbers_stream(out: str) -> str:
+    return numbers_to_files(out=out)

@@ -16,7 +16,7 @@ import flink_orders
 import pytest
 
 from taskfabric.engine import Engine
-from taskfabric_flink import job_name
+from taskfabric_flink import job_name, request_stop
 from taskfabric_flink.cluster import SessionCluster
 
 
@@ -171,3 +171,70 @@ def test_plugins_check_reaches_the_rest_api(
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"Flink 2.3.0 at {flink_cluster.rest_url}: 1 task managers" in check.stdout, check.stdout
+
+
+def _numbers(folder: Path) -> list[int]:
+    """The numbers in the sink's committed part files (in-progress ones start with a dot)."""
+    out: list[int] = []
+    for part in folder.rglob("*"):
+        if part.is_file() and not part.name.startswith("."):
+            out += [int(word) for word in part.read_text().split()]
+    return out
+
+
+def test_a_streaming_job_stops_with_a_savepoint_and_the_next_run_resumes_from_it(
+    cluster_engine: Engine, flink_cluster: SessionCluster, tmp_path: Path
+) -> None:
+    out = tmp_path / "numbers"
+    data_root = tmp_path / "data"
+
+    def run_until_more_than(count: int, stop: Any) -> str:
+        outcome: dict[str, Any] = {}
+
+        def launch() -> None:
+            outcome["result"] = cluster_engine.launch(
+                flink_jobs.numbers_stream,
+                {"out": str(out)},
+                on_start=lambda execution_id: outcome.setdefault("id", execution_id),
+            )
+
+        thread = threading.Thread(target=launch)
+        thread.start()
+        deadline = time.monotonic() + 240
+        while len(_numbers(out)) <= count:
+            assert thread.is_alive(), outcome
+            assert time.monotonic() < deadline, "the streaming job committed nothing"
+            time.sleep(0.3)
+        stop(str(outcome["id"]))
+        thread.join(timeout=240)
+        assert not thread.is_alive()
+        result = outcome["result"]
+        assert result.phase == "SUCCEEDED", result.error
+        savepoint = result.python_outputs(flink_jobs.numbers_stream, cluster_engine.store)
+        assert isinstance(savepoint, str) and savepoint, savepoint
+        assert not flink_cluster.wait_for_no_jobs(timeout=60)
+        return savepoint
+
+    # The first run is stopped through the API ...
+    first_savepoint = run_until_more_than(0, lambda eid: request_stop(data_root, eid))
+    first = _numbers(out)
+    assert sorted(first) == list(range(len(first)))  # every record once, none lost
+
+    # ... the second through the command line; it starts from the first one's savepoint.
+    def stop_with_the_cli(execution_id: str) -> None:
+        config = str(tmp_path / "taskfabric.toml")
+        stopped = subprocess.run(
+            [sys.executable, "-m", "taskfabric.cli", "--config", config, "flink", "stop",
+             execution_id],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert f"stop requested for execution {execution_id}" in stopped.stdout
+
+    second_savepoint = run_until_more_than(len(first), stop_with_the_cli)
+    both = _numbers(out)
+    assert len(both) > len(first)
+    # Resumed from the savepoint: the sequence goes on where it stopped, with no number
+    # written twice (a run from scratch would repeat 0, 1, 2, ...) and none skipped.
+    assert sorted(both) == list(range(len(both)))
+    assert second_savepoint != first_savepoint

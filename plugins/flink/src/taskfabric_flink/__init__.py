@@ -22,6 +22,7 @@ from taskfabric_flink._environment import (
     table_env,
 )
 from taskfabric_flink._errors import FlinkJobError
+from taskfabric_flink._streaming import request_stop, run_until_stopped
 from taskfabric_flink._task_type import FlinkTaskType
 
 __version__ = "0.1.0"
@@ -33,6 +34,8 @@ __all__ = [
     "FlinkTaskType",
     "__version__",
     "job_name",
+    "request_stop",
+    "run_until_stopped",
     "stream_env",
     "table_env",
 ]

@@ -11,6 +11,7 @@ is gone, cancels the jobs it left before the attempt is run again.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -42,6 +43,14 @@ from taskfabric_flink._config import ConfValue, Flink, check_conf, merged_conf
 from taskfabric_flink._environment import job_name
 from taskfabric_flink._errors import root_cause
 from taskfabric_flink._rest import TERMINAL_STATES, FlinkRest, FlinkRestError
+from taskfabric_flink._streaming import (
+    RESTORE_KEY,
+    StreamingSettings,
+    read_savepoint,
+    state_file,
+    stop_file,
+    streaming_env_value,
+)
 
 __all__ = [
     "FlinkBackendSettings",
@@ -68,6 +77,29 @@ def job_ids_in_log(log_path: Path) -> list[str]:
     except OSError:
         return []
     return list(dict.fromkeys(_SUBMITTED.findall(text)))
+
+
+def task_code_path(module_name: str) -> str:
+    """The file or top-level package folder of a task's module, for Flink's Python workers
+    (`python.files`): they unpickle the task's functions by module name. '' for a module of an
+    installed distribution, which the workers' Python has too, or one that is not found."""
+    module = sys.modules.get(module_name)
+    source = getattr(module, "__file__", None)
+    if not source:
+        try:
+            spec = importlib.util.find_spec(module_name)
+        except (ImportError, ValueError):
+            return ""
+        source = spec.origin if spec is not None else None
+    if not source or not Path(source).is_file():
+        return ""
+    path = Path(source).resolve()
+    if any(part in ("site-packages", "dist-packages") for part in path.parts):
+        return ""
+    depth = module_name.count(".")
+    if path.name == "__init__.py":
+        depth += 1
+    return str(path.parents[depth - 1]) if depth else str(path)
 
 
 def check_java(java_home: str = "") -> CheckResult:
@@ -121,6 +153,9 @@ class FlinkBackendSettings(BackendSettings):
     env: dict[str, str] = Field(default_factory=dict)
     #: Seconds between SIGTERM and SIGKILL when an attempt is cancelled or times out.
     kill_grace_seconds: float = Field(default=5.0, ge=0)
+    #: Where streaming tasks' savepoints go (a path or URI the JobManager and TaskManagers
+    #: reach); default: <data_root>/flink-savepoints.
+    savepoint_dir: str = ""
     #: A resource pool ([pools.<name>]) of task slots: every attempt holds as many slots as
     #: its parallelism while it runs, so that workflows sharing a cluster do not overrun it.
     pool: str = ""
@@ -181,13 +216,41 @@ class _FlinkBackend(ProcessBackend[S]):
     def attempt_conf(self, attempt: TaskAttempt) -> dict[str, str]:
         return merged_conf(self.settings.flink_conf(), self.task_config(attempt.task))
 
+    def streaming(self, attempt: TaskAttempt) -> tuple[StreamingSettings, str]:
+        """Where the attempt records its savepoint and looks for a stop request, and the
+        savepoint it starts from ('' for none)."""
+        root = self.context.data_root
+        config = self.task_config(attempt.task)
+        state = state_file(root, attempt.project, attempt.domain, attempt.task.id.name)
+        settings = StreamingSettings(
+            state_file=str(state),
+            stop_file=str(stop_file(root, attempt.execution_id)),
+            savepoint_dir=self.settings.savepoint_dir or str(root / "flink-savepoints"),
+            stop_after_seconds=config.stop_after_seconds if config is not None else None,
+        )
+        return settings, read_savepoint(state)
+
     def command(self, attempt: TaskAttempt, template_uri: str, work_dir: Path) -> list[str]:
+        streaming, savepoint = self.streaming(attempt)
+        conf = self.attempt_conf(attempt)
+        code = task_code_path(attempt.task.function.module)
+        if code:
+            conf["python.files"] = ",".join(p for p in (code, conf.get("python.files")) if p)
+        if savepoint and RESTORE_KEY not in conf:
+            conf[RESTORE_KEY] = savepoint
+            log.info(
+                "the attempt starts from the task's last savepoint",
+                backend=self.name,
+                attempt_id=attempt.attempt_id,
+                savepoint=savepoint,
+            )
         return [
             self.python, "-m", "taskfabric_flink._driver",
             "--attempt", attempt.attempt_id,
             "--target", json.dumps(self.target()),
-            "--conf", json.dumps(self.attempt_conf(attempt), sort_keys=True),
+            "--conf", json.dumps(conf, sort_keys=True),
             "--python", self.python,
+            "--streaming", streaming_env_value(streaming),
             "--", *self.execute_args(attempt, template_uri, work_dir),
         ]  # fmt: skip
 
@@ -353,8 +416,12 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
         ]
 
     def log_links(self, run: ProcessRun) -> list[LogLink]:
+        """The client log and the attempt's jobs. Called once the client has ended: a job of
+        the attempt still running then has no owner left (a task that submitted a job and
+        did not wait for it, a client that failed), so it is cancelled first."""
         links = [LogLink("flink-client", run.log_path.as_uri())]
         try:
+            self.cancel_jobs(run.attempt.attempt_id, run.log_path)
             jobs = self.attempt_jobs(run.attempt.attempt_id, run.log_path)
         except FlinkRestError as exc:
             log.debug("no job links", backend=self.name, error=str(exc))

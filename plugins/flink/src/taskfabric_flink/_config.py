@@ -89,6 +89,9 @@ class Flink(TaskConfig):
     parallelism: int | None = Field(default=None, ge=1)
     runtime_mode: Literal["BATCH", "STREAMING"] | None = None
     checkpoint_interval_ms: int | None = Field(default=None, ge=10)
+    #: `run_until_stopped()` stops the streaming job with a savepoint after this many seconds
+    #: (unless a stop request comes first).
+    stop_after_seconds: float | None = Field(default=None, gt=0)
 
     _problem: str | None = PrivateAttr(default=None)
 

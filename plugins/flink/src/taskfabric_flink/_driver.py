@@ -17,6 +17,7 @@ import os
 import sys
 
 from taskfabric_flink._environment import ATTEMPT_ENV, client_environment
+from taskfabric_flink._streaming import STREAMING_ENV
 
 #: The line the driver writes first: the backend reads the attempt's job name from it.
 STARTED_LINE = "taskfabric-flink: client of attempt "
@@ -28,12 +29,15 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--target", required=True, help="JSON list: the flink run target")
     parser.add_argument("--conf", required=True, help="JSON object: the Flink options")
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--streaming", default="", help="JSON: where savepoints go, when to stop")
     args, rest = parser.parse_known_args(argv)
     rest = rest[1:] if rest[:1] == ["--"] else rest
     env = client_environment(
         dict(os.environ), json.loads(args.target), json.loads(args.conf), args.attempt, args.python
     )
     os.environ.update(env)
+    if args.streaming:
+        os.environ[STREAMING_ENV] = args.streaming
     print(f"{STARTED_LINE}{os.environ[ATTEMPT_ENV]}", file=sys.stderr, flush=True)
 
     from taskfabric.execute import main as execute

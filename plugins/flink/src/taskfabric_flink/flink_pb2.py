@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etaskfabric/plugins/flink.proto\x12\x18taskfabric.plugins.flink\"\x8f\x02\n\x0b\x46linkConfig\x12=\n\x04\x63onf\x18\x01 \x03(\x0b\x32/.taskfabric.plugins.flink.FlinkConfig.ConfEntry\x12\x18\n\x0bparallelism\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cruntime_mode\x18\x03 \x01(\tH\x01\x88\x01\x01\x12#\n\x16\x63heckpoint_interval_ms\x18\x04 \x01(\x03H\x02\x88\x01\x01\x1a+\n\tConfEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_parallelismB\x0f\n\r_runtime_modeB\x19\n\x17_checkpoint_interval_msb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etaskfabric/plugins/flink.proto\x12\x18taskfabric.plugins.flink\"\xc7\x02\n\x0b\x46linkConfig\x12=\n\x04\x63onf\x18\x01 \x03(\x0b\x32/.taskfabric.plugins.flink.FlinkConfig.ConfEntry\x12\x18\n\x0bparallelism\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cruntime_mode\x18\x03 \x01(\tH\x01\x88\x01\x01\x12#\n\x16\x63heckpoint_interval_ms\x18\x04 \x01(\x03H\x02\x88\x01\x01\x12\x1f\n\x12stop_after_seconds\x18\x05 \x01(\x01H\x03\x88\x01\x01\x1a+\n\tConfEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_parallelismB\x0f\n\r_runtime_modeB\x19\n\x17_checkpoint_interval_msB\x15\n\x13_stop_after_secondsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,7 +34,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FLINKCONFIG_CONFENTRY']._loaded_options = None
   _globals['_FLINKCONFIG_CONFENTRY']._serialized_options = b'8\001'
   _globals['_FLINKCONFIG']._serialized_start=61
-  _globals['_FLINKCONFIG']._serialized_end=332
-  _globals['_FLINKCONFIG_CONFENTRY']._serialized_start=229
-  _globals['_FLINKCONFIG_CONFENTRY']._serialized_end=272
+  _globals['_FLINKCONFIG']._serialized_end=388
+  _globals['_FLINKCONFIG_CONFENTRY']._serialized_start=262
+  _globals['_FLINKCONFIG_CONFENTRY']._serialized_end=305
 # @@protoc_insertion_point(module_scope)

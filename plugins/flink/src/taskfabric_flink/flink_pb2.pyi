@@ -48,12 +48,15 @@ class FlinkConfig(_message.Message):
     PARALLELISM_FIELD_NUMBER: _builtins.int
     RUNTIME_MODE_FIELD_NUMBER: _builtins.int
     CHECKPOINT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    STOP_AFTER_SECONDS_FIELD_NUMBER: _builtins.int
     parallelism: _builtins.int
     """parallelism.default"""
     runtime_mode: _builtins.str
     """execution.runtime-mode: "BATCH" or "STREAMING" """
     checkpoint_interval_ms: _builtins.int
     """execution.checkpointing.interval, in milliseconds"""
+    stop_after_seconds: _builtins.float
+    """A streaming job run with run_until_stopped() is stopped with a savepoint after this long."""
     @_builtins.property
     def conf(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Flink options (`parallelism.default`, `state.backend.type`, ...), merged over the
@@ -67,10 +70,11 @@ class FlinkConfig(_message.Message):
         parallelism: _builtins.int | None = ...,
         runtime_mode: _builtins.str | None = ...,
         checkpoint_interval_ms: _builtins.int | None = ...,
+        stop_after_seconds: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_checkpoint_interval_ms", b"_checkpoint_interval_ms", "_parallelism", b"_parallelism", "_runtime_mode", b"_runtime_mode", "checkpoint_interval_ms", b"checkpoint_interval_ms", "parallelism", b"parallelism", "runtime_mode", b"runtime_mode"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_checkpoint_interval_ms", b"_checkpoint_interval_ms", "_parallelism", b"_parallelism", "_runtime_mode", b"_runtime_mode", "_stop_after_seconds", b"_stop_after_seconds", "checkpoint_interval_ms", b"checkpoint_interval_ms", "parallelism", b"parallelism", "runtime_mode", b"runtime_mode", "stop_after_seconds", b"stop_after_seconds"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_checkpoint_interval_ms", b"_checkpoint_interval_ms", "_parallelism", b"_parallelism", "_runtime_mode", b"_runtime_mode", "checkpoint_interval_ms", b"checkpoint_interval_ms", "conf", b"conf", "parallelism", b"parallelism", "runtime_mode", b"runtime_mode"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_checkpoint_interval_ms", b"_checkpoint_interval_ms", "_parallelism", b"_parallelism", "_runtime_mode", b"_runtime_mode", "_stop_after_seconds", b"_stop_after_seconds", "checkpoint_interval_ms", b"checkpoint_interval_ms", "conf", b"conf", "parallelism", b"parallelism", "runtime_mode", b"runtime_mode", "stop_after_seconds", b"stop_after_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__checkpoint_interval_ms: _TypeAlias = _typing.Literal["checkpoint_interval_ms"]  # noqa: Y015
     _WhichOneofArgType__checkpoint_interval_ms: _TypeAlias = _typing.Literal["_checkpoint_interval_ms", b"_checkpoint_interval_ms"]  # noqa: Y015
@@ -78,11 +82,15 @@ class FlinkConfig(_message.Message):
     _WhichOneofArgType__parallelism: _TypeAlias = _typing.Literal["_parallelism", b"_parallelism"]  # noqa: Y015
     _WhichOneofReturnType__runtime_mode: _TypeAlias = _typing.Literal["runtime_mode"]  # noqa: Y015
     _WhichOneofArgType__runtime_mode: _TypeAlias = _typing.Literal["_runtime_mode", b"_runtime_mode"]  # noqa: Y015
+    _WhichOneofReturnType__stop_after_seconds: _TypeAlias = _typing.Literal["stop_after_seconds"]  # noqa: Y015
+    _WhichOneofArgType__stop_after_seconds: _TypeAlias = _typing.Literal["_stop_after_seconds", b"_stop_after_seconds"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__checkpoint_interval_ms) -> _WhichOneofReturnType__checkpoint_interval_ms | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__parallelism) -> _WhichOneofReturnType__parallelism | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__runtime_mode) -> _WhichOneofReturnType__runtime_mode | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stop_after_seconds) -> _WhichOneofReturnType__stop_after_seconds | None: ...
 
 Global___FlinkConfig: _TypeAlias = FlinkConfig  # noqa: Y015
