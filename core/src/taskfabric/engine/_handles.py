@@ -72,6 +72,14 @@ def handle_recorder(
     return record_handle
 
 
+def _interrupt(a: AttemptRecord, batch: Batch, now: float, message: str, event: str) -> None:
+    """Record in `batch` that attempt `a`, left RUNNING, ended as interrupted."""
+    a.phase, a.finished_at = FAILED, now
+    a.error = {"kind": "system", "code": INTERRUPTED, "message": message}
+    batch.attempt(a)
+    batch.event(EventRecord(a.execution_id, a.node_id, a.attempt, FAILED, now, event))
+
+
 def left_running(attempts: list[AttemptRecord], batch: Batch, now: float) -> dict[str, Reattach]:
     """What `Engine.resume` does with the attempts a stopped engine process left RUNNING:
     one with a recorded handle is submitted again (returned, by node id; only the latest
@@ -86,22 +94,12 @@ def left_running(attempts: list[AttemptRecord], batch: Batch, now: float) -> dic
         again = reattach.get(a.node_id)
         if a.phase != RUNNING or (again is not None and again.attempt == a.attempt):
             continue
-        a.phase, a.finished_at = FAILED, now
-        a.error = {
-            "kind": "system",
-            "code": INTERRUPTED,
-            "message": "the engine process stopped during this attempt",
-        }
-        batch.attempt(a)
-        batch.event(
-            EventRecord(
-                a.execution_id,
-                a.node_id,
-                a.attempt,
-                FAILED,
-                now,
-                "interrupted: the engine process stopped",
-            )
+        _interrupt(
+            a,
+            batch,
+            now,
+            "the engine process stopped during this attempt",
+            "interrupted: the engine process stopped",
         )
     return reattach
 
@@ -115,12 +113,11 @@ def interrupt_unattached(
         again = reattach.get(a.node_id)
         if again is None or again.attempt != a.attempt or a.phase != RUNNING:
             continue
-        a.phase, a.finished_at = FAILED, now
-        a.error = {
-            "kind": "system",
-            "code": INTERRUPTED,
-            "message": "the engine process stopped during this attempt, and the resumed "
-            f"execution ended without re-attaching to its work ({a.handle})",
-        }
-        batch.attempt(a)
-        batch.event(EventRecord(a.execution_id, a.node_id, a.attempt, FAILED, now, "interrupted"))
+        _interrupt(
+            a,
+            batch,
+            now,
+            "the engine process stopped during this attempt, and the resumed execution "
+            f"ended without re-attaching to its work ({a.handle})",
+            "interrupted",
+        )
