@@ -47,7 +47,8 @@ def look(item: int, secret: str) -> str:
 
 @workflow
 def look_around(items: list[int], secret: str) -> list[str]:
-    return map_task(look)(item=items, secret=secret)
+    found: list[str] = map_task(look)(item=items, secret=secret)
+    return found
 
 
 def _run(tmp_path: Path, fork_server: bool) -> list[dict[str, Any]]:
