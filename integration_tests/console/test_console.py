@@ -216,9 +216,14 @@ def test_launch_with_a_folder_or_several_files_for_a_directory_input(
     (stock / "shelf" / "cake.txt").write_text("3\n")
     sign_in(page, console.shop_admin)
     page.goto("/console/launch/shop/prod/shopflows.inventory")
-    # Nothing chosen: the server's message, as the command line gets it.
+    # Nothing chosen: the command line's message, under the field of the missing input.
     page.click("#submit")
-    expect(page.locator("#form-error")).to_contain_text("missing input folder (Directory)")
+    missing = page.locator("[data-field=folder] .field-error")
+    expect(missing).to_have_text(
+        "workflow 'shopflows.inventory' version v1: missing input folder (Directory)"
+    )
+    expect(page.locator("[data-field=folder]")).to_have_class(re.compile("invalid"))
+    expect(page.locator("#form-error")).to_be_empty()
     page.set_input_files("#input-folder-folder", str(stock))
     expect(page.locator("[data-field=folder] .chosen")).to_have_text("2 files chosen")
     page.click("#submit")

@@ -19,7 +19,7 @@ from taskfabric.console import mount
 from taskfabric.console._session import COOKIE, csrf_for
 from taskfabric.core.v1 import types_pb2
 from taskfabric.pools import Holder, PoolManager, specs_from_config
-from taskfabric.registry import build_package
+from taskfabric.registry import LaunchError, build_package
 from taskfabric.server import InputError, create_app, text_to_literal
 from taskfabric.server._service import ControlPlane
 
@@ -166,6 +166,14 @@ def test_text_launch_answers_the_command_lines_messages(site: Site) -> None:
     unknown = http.post(path, json={"workflow": FANOUT, "inputs": {"m": "1"}})
     assert unknown.status_code == 422 and unknown.json()["input"] == "m"
     assert "its inputs are: n: int, label: str" in unknown.json()["detail"]
+    # A missing input: the message a launch from the command line gets, naming the input
+    # (the console shows it under that input's field).
+    with pytest.raises(LaunchError) as local:
+        site.plane.registry.prepare_workflow_launch("shop", "prod", FANOUT, inputs={})
+    missing = http.post(path, json={"workflow": FANOUT, "inputs": {"label": "x"}})
+    assert missing.status_code == 422
+    assert missing.json() == {"detail": str(local.value), "input": "n", "inputs": ["n"]}
+    assert str(local.value) == f"workflow '{FANOUT}' version v1: missing input n (int)"
     made = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "4"}, "name": "four"})
     assert made.status_code == 201 and made.json()["execution"]["name"] == "four"
     again = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "4"}, "name": "four"})

@@ -15,6 +15,8 @@ export class ApiError extends Error {
     super(body.detail || `HTTP ${status}`);
     this.status = status;
     this.input = body.input || null;
+    // every input at fault (a launch missing several), the first being `input`
+    this.inputs = body.inputs || (body.input ? [body.input] : []);
   }
 }
 
