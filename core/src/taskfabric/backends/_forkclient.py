@@ -75,7 +75,7 @@ class ForkedProcess:
 
 
 class ForkServer:
-    """One `python -m taskfabric.backends._forkserver` process, started on first use (and
+    """One `python -m taskfabric.execute --fork-server FD` process, started on first use (and
     again when it has died), with the sandbox's scrubbed environment."""
 
     def __init__(self, python: str, env: dict[str, str]) -> None:
@@ -92,7 +92,14 @@ class ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                [self.python, "-s", "-m", "taskfabric.backends._forkserver", str(theirs.fileno())],
+                [
+                    self.python,
+                    "-s",
+                    "-m",
+                    "taskfabric.execute",
+                    "--fork-server",
+                    str(theirs.fileno()),
+                ],
                 pass_fds=(theirs.fileno(),),
                 env=self.env,
                 cwd="/",

@@ -5,11 +5,11 @@ mounts that bubblewrap would make, from the same `bwrap` arguments) and runs the
 Starting a fresh Python for every attempt costs about a second of CPU (mostly imports); a
 fork costs milliseconds. What keeps it safe:
 
-- The server process (`python -m taskfabric.backends._forkserver`) is started by the engine
-  with the sandbox's scrubbed environment and no argument: it never holds a credential, a
-  config or any tenant's data, and it never reads an attempt's request. It only receives, on
-  its control socket, a one-byte message carrying two file descriptors (the attempt's own
-  socket and its log file), forks, and forgets them.
+- The server process (`python -m taskfabric.execute --fork-server FD`) is started by the
+  engine with the sandbox's scrubbed environment and no argument but its socket: it never
+  holds a credential, a config or any tenant's data, and it never reads an attempt's
+  request. It only receives, on its control socket, a one-byte message carrying two file
+  descriptors (the attempt's own socket and its log file), forks, and forgets them.
 - The child reads the attempt's request (the `bwrap` arguments and the `taskfabric-execute`
   command line) from the attempt's socket, enters new user, mount, pid, IPC, UTS and network
   (unless `--share-net`) namespaces, and forks the attempt's process: pid 1 of its own pid
@@ -308,7 +308,13 @@ def _write(path: str, text: str) -> None:
 # -- the processes ---------------------------------------------------------------------
 
 
-def _run_attempt(request: dict[str, Any], plan: _Plan, log_fd: int, base: str) -> int:
+def _run_attempt(
+    request: dict[str, Any],
+    plan: _Plan,
+    log_fd: int,
+    base: str,
+    execute: Callable[[list[str]], int],
+) -> int:
     """In the attempt's process (pid 1 of its pid namespace): sandbox, then run."""
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     os.dup2(log_fd, 1)
@@ -336,12 +342,12 @@ def _run_attempt(request: dict[str, Any], plan: _Plan, log_fd: int, base: str) -
         sys.path[0] = plan.chdir
     sys.path[1:1] = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.argv = ["taskfabric-execute", *request["argv"]]
-    from taskfabric.execute import main as execute
-
     return execute(request["argv"])
 
 
-def _supervise(sock: socket.socket, log_fd: int, base: str) -> int:
+def _supervise(
+    sock: socket.socket, log_fd: int, base: str, execute: Callable[[list[str]], int]
+) -> int:
     """In the forked child (outside the attempt's namespaces' pid 1): set the namespaces up,
     start the attempt, relay signals, report its exit."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -361,7 +367,7 @@ def _supervise(sock: socket.socket, log_fd: int, base: str) -> int:
         code = 1
         try:
             sock.close()
-            code = _run_attempt(request, plan, log_fd, base)
+            code = _run_attempt(request, plan, log_fd, base, execute)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:
@@ -396,7 +402,13 @@ def _supervise(sock: socket.socket, log_fd: int, base: str) -> int:
             return 0
 
 
-def _child(control: socket.socket, sock: socket.socket, log_fd: int, base: str) -> None:
+def _child(
+    control: socket.socket,
+    sock: socket.socket,
+    log_fd: int,
+    base: str,
+    execute: Callable[[list[str]], int],
+) -> None:
     code = 0
     try:
         control.close()
@@ -406,7 +418,7 @@ def _child(control: socket.socket, sock: socket.socket, log_fd: int, base: str) 
             if fd not in keep:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        code = _supervise(sock, log_fd, base)
+        code = _supervise(sock, log_fd, base, execute)
     except BaseException as exc:
         with contextlib.suppress(Exception):
             os.write(log_fd, f"taskfabric sandbox: {type(exc).__name__}: {exc}\n".encode())
@@ -414,7 +426,9 @@ def _child(control: socket.socket, sock: socket.socket, log_fd: int, base: str) 
     os._exit(code)
 
 
-def serve(control: socket.socket, preload: Callable[[], None]) -> None:
+def serve(
+    control: socket.socket, preload: Callable[[], None], execute: Callable[[list[str]], int]
+) -> None:
     """Fork one child per message on `control` until it closes."""
     preload()
     base = tempfile.mkdtemp(prefix="taskfabric-sandbox-")
@@ -440,7 +454,7 @@ def serve(control: socket.socket, preload: Callable[[], None]) -> None:
                 continue
             sock = socket.socket(fileno=fds[0])
             if os.fork() == 0:
-                _child(control, sock, fds[1], base)
+                _child(control, sock, fds[1], base, execute)
             sock.close()
             os.close(fds[1])
     finally:
@@ -448,34 +462,11 @@ def serve(control: socket.socket, preload: Callable[[], None]) -> None:
             os.rmdir(base)
 
 
-def _preload() -> None:
-    """Import what every attempt needs, once, before the first fork."""
-    import taskfabric.backends._execute
-    import taskfabric.engine._loader
-    import taskfabric.execute
-    import taskfabric.sdk
-    import taskfabric.types  # noqa: F401
-    from taskfabric.plugin_api import STORAGE_GROUP
-    from taskfabric.plugins import get_plugins
-    from taskfabric.types import default_engine
-
-    default_engine()
-    plugins = get_plugins()
-    # What an attempt loads on first use: a plugin that fails here fails its attempts with
-    # its own error, as in a fresh process.
-    with contextlib.suppress(Exception):
-        plugins.task_types()
-    with contextlib.suppress(Exception):
-        plugins.driver(STORAGE_GROUP, "file")
-
-
-def main() -> int:
-    """`python -m taskfabric.backends._forkserver FD`: serve the control socket FD."""
-    control = socket.socket(fileno=int(sys.argv[1]))
+def main(fd: int, preload: Callable[[], None], execute: Callable[[list[str]], int]) -> int:
+    """Serve the control socket `fd` (`taskfabric-execute --fork-server FD`): `preload`
+    imports what every attempt needs; `execute` runs one attempt's `taskfabric-execute`
+    arguments in its process."""
+    control = socket.socket(fileno=fd)
     os.chdir("/")
-    serve(control, _preload)
+    serve(control, preload, execute)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
