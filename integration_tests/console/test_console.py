@@ -4,6 +4,7 @@ does, page by page. Each test waits for states (Playwright's `expect`), never fo
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -216,9 +217,14 @@ def test_launch_with_a_folder_or_several_files_for_a_directory_input(
     (stock / "shelf" / "cake.txt").write_text("3\n")
     sign_in(page, console.shop_admin)
     page.goto("/console/launch/shop/prod/shopflows.inventory")
-    # Nothing chosen: the server's message, as the command line gets it.
+    # Nothing chosen: the command line's message, under the field of the missing input.
     page.click("#submit")
-    expect(page.locator("#form-error")).to_contain_text("missing input folder (Directory)")
+    missing = page.locator("[data-field=folder] .field-error")
+    expect(missing).to_have_text(
+        "workflow 'shopflows.inventory' version v1: missing input folder (Directory)"
+    )
+    expect(page.locator("[data-field=folder]")).to_have_class(re.compile("invalid"))
+    expect(page.locator("#form-error")).to_be_empty()
     page.set_input_files("#input-folder-folder", str(stock))
     expect(page.locator("[data-field=folder] .chosen")).to_have_text("2 files chosen")
     page.click("#submit")
@@ -230,6 +236,13 @@ def test_launch_with_a_folder_or_several_files_for_a_directory_input(
     expect(folder.locator(".blob code")).to_have_text("stock-room")
     folder.locator("details.preview summary").click()
     expect(folder.locator("ul.preview-files li")).to_have_text(["shelf/cake.txt", "tea.txt"])
+    # Its download: one zip (or tar) of its files, under a folder of its name.
+    with page.expect_download() as info:
+        folder.locator("a.download[data-archive=zip]").click()
+    assert info.value.suggested_filename == "stock-room.zip"
+    with zipfile.ZipFile(info.value.path()) as packed:
+        assert sorted(packed.namelist()) == ["stock-room/shelf/cake.txt", "stock-room/tea.txt"]
+        assert packed.read("stock-room/shelf/cake.txt") == b"3\n"
     # Several files side by side make the directory too.
     page.goto("/console/launch/shop/prod/shopflows.inventory")
     page.set_input_files(

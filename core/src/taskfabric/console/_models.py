@@ -181,12 +181,17 @@ class Preview(_Model):
     uri: str
     format: str = ""
     size_bytes: int | None = None
-    download: str = Field(default="", description="Where its bytes are (empty: not one file).")
+    download: str = Field(
+        description="Where its bytes are: a directory or a multi-part dataframe as a tar "
+        "(`&archive=zip`: a zip)."
+    )
     text: str = Field(default="", description="A text file's first lines.")
     lines: int = 0
     binary: bool = Field(default=False, description="A file that is not text: no lines shown.")
     columns: list[str] = Field(default_factory=list, description="A dataframe's or CSV's.")
     rows: list[list[Any]] = Field(default_factory=list)
     total_rows: int | None = Field(default=None, description="A dataframe's number of rows.")
-    files: list[str] = Field(default_factory=list, description="A directory's, by path.")
+    files: list[str] = Field(
+        default_factory=list, description="A directory's (a multi-part dataframe's parts), by path."
+    )
     truncated: bool = Field(default=False, description="There is more than shown.")
