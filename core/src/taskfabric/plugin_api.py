@@ -31,13 +31,16 @@ import pluggy
 from google.protobuf import any_pb2, message
 from pydantic import BaseModel, ConfigDict
 
+from taskfabric._entrypoints import BACKENDS_GROUP, COMMANDS_GROUP, HOOKS_GROUP, STORAGE_GROUP
 from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2
+from taskfabric.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from taskfabric.storage import BlobStore, PackStore
 
 __all__ = [
     "BACKENDS_GROUP",
+    "COMMANDS_GROUP",
     "HOOKS_GROUP",
     "RUNNING",
     "STORAGE_GROUP",
@@ -56,14 +59,9 @@ __all__ = [
     "TaskConfig",
     "TaskType",
     "hookimpl",
+    "lazy_exports",
 ]
 
-#: Entry-point group of backend drivers (Backend subclasses), named as in `driver = "..."`.
-BACKENDS_GROUP = "taskfabric.backends"
-#: Entry-point group of blob store drivers (BlobStore subclasses), named by URI scheme.
-STORAGE_GROUP = "taskfabric.storage"
-#: Entry-point group of hook modules (see taskfabric.hookspecs).
-HOOKS_GROUP = "taskfabric.hooks"
 
 #: Marks a function of a hook module as an implementation of a taskfabric hook.
 hookimpl = pluggy.HookimplMarker("taskfabric")
