@@ -1,25 +1,30 @@
-"""Resource pool benchmark: what a lease costs when the pool is free, on SQLite in one process.
+"""Resource pool benchmark: what a lease costs, on SQLite and on PostgreSQL.
 
     python bench/bench_pools.py                 # P1-P4 on a temporary SQLite database
     python bench/bench_pools.py --repeat 7
     python bench/bench_pools.py --postgres postgresql+psycopg://u:p@127.0.0.1:5432/db
 
-- P1: acquire-and-release cycles per second, each call its own transaction (target >= 5,000/s).
-- P2: the latency pools add per task (target < 0.2 ms): a task costs the engine two loop ticks
-  (dispatch, completion), each one transaction with the tick's own writes (here: an event row).
-  Measured twice: with request/release folded into those tick transactions (``conn=``), and
-  as separate transactions of their own (the P1 figure).
+- P1: acquire-and-release cycles per second, each call its own transaction (targets: SQLite
+  >= 5,000/s and >= 60% of the bare sqlite3 floor; PostgreSQL >= 1,000/s).
+- P2: the latency pools add per task (target on SQLite < 0.2 ms): a task costs the engine two
+  loop ticks (dispatch, completion), each one transaction with the tick's own writes (here: an
+  event row). Measured twice: with request/release folded into those tick transactions
+  (``conn=``), and as separate transactions of their own (the P1 figure).
 - P3: a fan-out: K requests and K releases folded into one transaction per tick.
 - P4: a contended pool: a queued request and the release that hands the slot on (no target).
 - P5 (PostgreSQL only): the hand-off between two engine processes: one releases the only
   slot, whose pass grants it to the other's waiter; how long until that other engine, polling
   every 50 ms like the engine loop, has the lease; with grant notices (LISTEN/NOTIFY waking
-  it) and without (the poll finds it). Two managers of two owners, in two threads.
+  it; target: median <= 10 ms) and without (the poll finds it). Two managers of two owners,
+  in two threads.
 - raw: two write transactions per cycle (insert, then delete, two small tables) through bare
   sqlite3: the floor for any design that commits each acquire and each release on this disk.
+  On PostgreSQL the same through bare psycopg, each commit waiting for the disk (the
+  default); the pools' release commits without waiting (docs/pools.md says why that is
+  safe), so they may pass it.
 
-Every figure is the median of ``--repeat`` runs; the machine's load moves them, so compare the
-ratio to ``raw`` too.
+Exits 1 when a target is missed. Every figure is the median of ``--repeat`` runs; the machine's
+load moves them, so compare the ratio to ``raw`` too.
 """
 
 from __future__ import annotations
@@ -46,8 +51,11 @@ from taskfabric.metadata import ExecutionRecord, MetadataStore
 from taskfabric.metadata._schema import events
 from taskfabric.pools import Holder, Lease, PoolManager, PoolSpec
 
-CYCLES_TARGET = 5_000.0
-ADDED_MS_TARGET = 0.2
+CYCLES_TARGET = 5_000.0  # SQLite
+FLOOR_SHARE_TARGET = 0.6  # SQLite: of the bare sqlite3 floor measured in the same run
+POSTGRES_CYCLES_TARGET = 1_000.0
+ADDED_MS_TARGET = 0.2  # SQLite
+HANDOFF_MS_TARGET = 10.0  # PostgreSQL, with grant notices (median)
 _serial = itertools.count()
 
 
@@ -183,6 +191,39 @@ def raw_cycles(folder: Path, n: int) -> float:
     return rate
 
 
+def raw_postgres_cycles(url: str, n: int) -> float:
+    """The same two write transactions per cycle through bare psycopg (each commit waits
+    for the disk, PostgreSQL's default), in a schema of the benchmark's own."""
+    import psycopg
+
+    sa_url = sa.make_url(url)
+    options = sa_url.query.get("options")
+    conninfo = sa_url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    suffix = uuid.uuid4().hex[:8]
+    with psycopg.connect(conninfo, options=options if isinstance(options, str) else None) as db:
+        db.autocommit = True
+        db.execute(f"CREATE TABLE raw_l_{suffix} (token BIGSERIAL PRIMARY KEY, holder TEXT UNIQUE)")
+        db.execute(
+            f"CREATE TABLE raw_g_{suffix} (pool TEXT, token BIGINT, PRIMARY KEY (pool, token))"
+        )
+        db.autocommit = False
+        started = time.perf_counter()
+        for i in range(n):
+            with db.transaction():
+                row = db.execute(
+                    f"INSERT INTO raw_l_{suffix} (holder) VALUES (%s) RETURNING token", (str(i),)
+                ).fetchone()
+                assert row is not None
+                db.execute(f"INSERT INTO raw_g_{suffix} VALUES ('a', %s)", (row[0],))
+            with db.transaction():
+                db.execute(f"DELETE FROM raw_l_{suffix} WHERE token = %s", (row[0],))
+                db.execute(f"DELETE FROM raw_g_{suffix} WHERE pool = 'a' AND token = %s", (row[0],))
+        rate = n / (time.perf_counter() - started)
+        db.autocommit = True
+        db.execute(f"DROP TABLE raw_l_{suffix}, raw_g_{suffix}")
+    return rate
+
+
 def _manager(url: str) -> tuple[MetadataStore, PoolManager]:
     store = MetadataStore(url)
     store.create_execution(
@@ -213,32 +254,51 @@ def run_suite(url: str, label: str, repeat: int, folder: Path | None) -> bool:
     ok = True
     try:
         print(f"-- {label}")
-        rate = _median_rate(lambda: p1_cycles(pm, 2_000), repeat)
-        met = rate >= CYCLES_TARGET
+        postgres = folder is None
+        rate = _median_rate(lambda: p1_cycles(pm, 500 if postgres else 2_000), repeat)
+        if folder is not None:
+            sqlite_folder = folder
+            raw = _median_rate(lambda: raw_cycles(sqlite_folder, 2_000), repeat)
+            met = rate >= CYCLES_TARGET and rate / raw >= FLOOR_SHARE_TARGET
+            floor = (
+                f"bare sqlite3 floor {raw:,.0f}/s, we reach {rate / raw:.0%} of it "
+                f"(target >= {FLOOR_SHARE_TARGET:.0%})"
+            )
+            target = CYCLES_TARGET
+        else:
+            raw = _median_rate(lambda: raw_postgres_cycles(url, 500), repeat)
+            met = rate >= POSTGRES_CYCLES_TARGET
+            floor = f"bare psycopg floor {raw:,.0f}/s (two full commits), we reach {rate / raw:.0%}"
+            target = POSTGRES_CYCLES_TARGET
         ok &= met
-        raw = _median_rate(lambda: raw_cycles(folder, 2_000), repeat) if folder else None
-        floor = f"; bare sqlite3 floor {raw:,.0f}/s, we reach {rate / raw:.0%} of it" if raw else ""
         print(
             f"P1 acquire+release, own transactions: {rate:8,.0f} cycles/s, "
-            f"{1e6 / rate:5.0f} us/cycle  (target >= {CYCLES_TARGET:,.0f}/s: {_verdict(met)}; "
-            f"{rate / CYCLES_TARGET:.2f}x of target{floor})"
+            f"{1e6 / rate:5.0f} us/cycle  (target >= {target:,.0f}/s: {_verdict(met)}; "
+            f"{rate / target:.2f}x of target; {floor})"
         )
         base = statistics.median(p2_ticks(pm, 1_000, pools=False) for _ in range(repeat))
         folded = statistics.median(p2_ticks(pm, 1_000, pools=True) for _ in range(repeat))
         added = (folded - base) * 1000
         met = added < ADDED_MS_TARGET
-        ok &= met
-        print(
-            f"P2 added per task, folded into the engine's tick transactions: {added:6.3f} ms "
-            f"(ticks alone {base * 1000:.3f} ms/task)  (target < {ADDED_MS_TARGET} ms: "
-            f"{_verdict(met)}; {added / ADDED_MS_TARGET:.2f}x of target)"
-        )
         own = 1000 / rate
-        print(
-            f"P2 added per task, as transactions of their own:               {own:6.3f} ms "
-            f"(target < {ADDED_MS_TARGET} ms: {_verdict(own < ADDED_MS_TARGET)}; "
-            f"{own / ADDED_MS_TARGET:.2f}x of target)"
-        )
+        if postgres:  # the target is SQLite's; for information
+            print(
+                f"P2 added per task, folded into the engine's tick transactions: {added:6.3f} ms "
+                f"(ticks alone {base * 1000:.3f} ms/task)"
+            )
+            print(f"P2 added per task, as transactions of their own:               {own:6.3f} ms")
+        else:
+            ok &= met
+            print(
+                f"P2 added per task, folded into the engine's tick transactions: {added:6.3f} ms "
+                f"(ticks alone {base * 1000:.3f} ms/task)  (target < {ADDED_MS_TARGET} ms: "
+                f"{_verdict(met)}; {added / ADDED_MS_TARGET:.2f}x of target)"
+            )
+            print(
+                f"P2 added per task, as transactions of their own:               {own:6.3f} ms "
+                f"(target < {ADDED_MS_TARGET} ms: {_verdict(own < ADDED_MS_TARGET)}; "
+                f"{own / ADDED_MS_TARGET:.2f}x of target)"
+            )
         for width in (10, 100):
             fan = _median_rate(lambda w=width: p3_fan_out(pm, 2_000 // w, w), repeat)
             print(
@@ -252,10 +312,16 @@ def run_suite(url: str, label: str, repeat: int, folder: Path | None) -> bool:
         if url.startswith("postgresql"):
             for notices in (False, True):
                 times = sorted(p5_cross_process(url, 40 * repeat, notices=notices))
+                median = statistics.median(times) * 1000
+                verdict = ""
+                if notices:
+                    met = median <= HANDOFF_MS_TARGET
+                    ok &= met
+                    verdict = f"  (target median <= {HANDOFF_MS_TARGET:.0f} ms: {_verdict(met)})"
                 print(
                     f"P5 hand-off to another process, {'with' if notices else 'without'} grant "
-                    f"notices: median {statistics.median(times) * 1000:5.1f} ms, "
-                    f"p90 {times[int(len(times) * 0.9)] * 1000:5.1f} ms"
+                    f"notices: median {median:5.1f} ms, "
+                    f"p90 {times[int(len(times) * 0.9)] * 1000:5.1f} ms{verdict}"
                 )
     finally:
         pm.close()
@@ -291,9 +357,7 @@ def main() -> int:
     if opts.postgres:
         url, drop = _postgres_schema(opts.postgres)
         try:
-            run_suite(
-                url, "PostgreSQL (for information; targets are for SQLite)", opts.repeat, None
-            )
+            ok &= run_suite(url, "PostgreSQL", opts.repeat, None)
         finally:
             drop()
     return 0 if ok else 1

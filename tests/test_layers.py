@@ -49,6 +49,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "foundation",
         (
             "taskfabric._version",
+            "taskfabric._entrypoints",
+            "taskfabric._upcalls",
+            "taskfabric.lazy",
             "taskfabric.errors",
             "taskfabric.logs",
             "taskfabric.core",

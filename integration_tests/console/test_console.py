@@ -4,6 +4,7 @@ does, page by page. Each test waits for states (Playwright's `expect`), never fo
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,36 @@ def _launch(console: Console, token: str, workflow: str, inputs: dict[str, Any])
     with console.client(token) as c:
         launched = c.launch("shop", "prod", workflow=workflow, inputs=inputs)
     return launched.execution.id
+
+
+def _add_items(console: Console, execution_id: str, map_id: str | None, total: int) -> None:
+    import sqlalchemy as sa
+
+    from taskfabric.metadata._schema import node_executions
+
+    assert map_id
+    engine = sa.create_engine(console.database)
+    with engine.connect() as conn:
+        known = conn.execute(
+            sa.select(sa.func.count()).where(
+                node_executions.c.execution_id == execution_id,
+                node_executions.c.parent_id == map_id,
+            )
+        ).scalar_one()
+    rows = [
+        {
+            "execution_id": execution_id,
+            "node_id": f"{map_id}[{i}]",
+            "name": f"item[{i}]",
+            "kind": "map_item",
+            "parent_id": map_id,
+            "phase": "FAILED" if i % 10 == 0 else "SUCCEEDED",
+        }
+        for i in range(known, total)
+    ]
+    with engine.begin() as conn:
+        conn.execute(node_executions.insert(), rows)
+    engine.dispose()
 
 
 def test_sign_in_and_the_executions_list(page: Any, console: Console, shots: Path) -> None:
@@ -142,6 +173,23 @@ def test_launch_a_typed_workflow_from_the_form_and_watch_it_finish(
     expect(panel.locator("#items tr")).to_have_count(4)
     panel.locator("#items a").nth(2).click()
     expect(panel.locator("table[data-what=outputs] tr[data-name=o0]")).to_contain_text("4")
+    # A map of 120 items (116 more recorded as a bigger map would have them, every tenth
+    # failed): paged 50 at a time in order, and filtered by phase.
+    _add_items(console, page.url.rsplit("/", 1)[1], mapped.get_attribute("data-node-id"), 120)
+    mapped.click()
+    expect(panel.locator("#items-range")).to_have_text("1–50 of 120")
+    expect(panel.locator("#items tr").last).to_have_attribute(
+        "data-node-id", re.compile(r"\[49\]$")
+    )
+    panel.locator("#items-next").click()
+    expect(panel.locator("#items-range")).to_have_text("51–100 of 120")
+    expect(panel.locator("#items tr").first).to_have_attribute(
+        "data-node-id", re.compile(r"\[50\]$")
+    )
+    panel.locator("#item-phases button[data-phase=FAILED]").click()
+    expect(panel.locator("#items-range")).to_have_text("1–11 of 11")
+    expect(panel.locator("#items .badge[data-phase=FAILED]")).to_have_count(11)
+    expect(panel.locator("#items-next")).to_be_disabled()
 
 
 def test_sub_workflows_and_branches_expand_in_the_dag(
@@ -216,9 +264,14 @@ def test_launch_with_a_folder_or_several_files_for_a_directory_input(
     (stock / "shelf" / "cake.txt").write_text("3\n")
     sign_in(page, console.shop_admin)
     page.goto("/console/launch/shop/prod/shopflows.inventory")
-    # Nothing chosen: the server's message, as the command line gets it.
+    # Nothing chosen: the command line's message, under the field of the missing input.
     page.click("#submit")
-    expect(page.locator("#form-error")).to_contain_text("missing input folder (Directory)")
+    missing = page.locator("[data-field=folder] .field-error")
+    expect(missing).to_have_text(
+        "workflow 'shopflows.inventory' version v1: missing input folder (Directory)"
+    )
+    expect(page.locator("[data-field=folder]")).to_have_class(re.compile("invalid"))
+    expect(page.locator("#form-error")).to_be_empty()
     page.set_input_files("#input-folder-folder", str(stock))
     expect(page.locator("[data-field=folder] .chosen")).to_have_text("2 files chosen")
     page.click("#submit")
@@ -230,6 +283,13 @@ def test_launch_with_a_folder_or_several_files_for_a_directory_input(
     expect(folder.locator(".blob code")).to_have_text("stock-room")
     folder.locator("details.preview summary").click()
     expect(folder.locator("ul.preview-files li")).to_have_text(["shelf/cake.txt", "tea.txt"])
+    # Its download: one zip (or tar) of its files, under a folder of its name.
+    with page.expect_download() as info:
+        folder.locator("a.download[data-archive=zip]").click()
+    assert info.value.suggested_filename == "stock-room.zip"
+    with zipfile.ZipFile(info.value.path()) as packed:
+        assert sorted(packed.namelist()) == ["stock-room/shelf/cake.txt", "stock-room/tea.txt"]
+        assert packed.read("stock-room/shelf/cake.txt") == b"3\n"
     # Several files side by side make the directory too.
     page.goto("/console/launch/shop/prod/shopflows.inventory")
     page.set_input_files(

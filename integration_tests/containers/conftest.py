@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import taskfabric_containers.hooks
 from taskfabric.plugin_api import BACKENDS_GROUP
 from taskfabric.plugins import Plugins, use_plugins
 from taskfabric_containers import DockerBackend, ImageSpec, PodmanBackend, build_image
@@ -83,7 +82,6 @@ def task_image(api: ContainerApi) -> str:
 @pytest.fixture
 def plugins() -> Iterator[Plugins]:
     plugins = Plugins(autoload=False)
-    plugins.register(taskfabric_containers.hooks, name="taskfabric-containers:containers")
     plugins.add_driver(BACKENDS_GROUP, "podman", PodmanBackend)
     plugins.add_driver(BACKENDS_GROUP, "docker", DockerBackend)
     with use_plugins(plugins):

@@ -19,7 +19,7 @@ from taskfabric.console import mount
 from taskfabric.console._session import COOKIE, csrf_for
 from taskfabric.core.v1 import types_pb2
 from taskfabric.pools import Holder, PoolManager, specs_from_config
-from taskfabric.registry import build_package
+from taskfabric.registry import LaunchError, build_package
 from taskfabric.server import InputError, create_app, text_to_literal
 from taskfabric.server._service import ControlPlane
 
@@ -166,6 +166,14 @@ def test_text_launch_answers_the_command_lines_messages(site: Site) -> None:
     unknown = http.post(path, json={"workflow": FANOUT, "inputs": {"m": "1"}})
     assert unknown.status_code == 422 and unknown.json()["input"] == "m"
     assert "its inputs are: n: int, label: str" in unknown.json()["detail"]
+    # A missing input: the message a launch from the command line gets, naming the input
+    # (the console shows it under that input's field).
+    with pytest.raises(LaunchError) as local:
+        site.plane.registry.prepare_workflow_launch("shop", "prod", FANOUT, inputs={})
+    missing = http.post(path, json={"workflow": FANOUT, "inputs": {"label": "x"}})
+    assert missing.status_code == 422
+    assert missing.json() == {"detail": str(local.value), "input": "n", "inputs": ["n"]}
+    assert str(local.value) == f"workflow '{FANOUT}' version v1: missing input n (int)"
     made = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "4"}, "name": "four"})
     assert made.status_code == 201 and made.json()["execution"]["name"] == "four"
     again = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "4"}, "name": "four"})
@@ -253,6 +261,61 @@ def test_graph_counts_map_items_by_phase_and_node_detail_is_typed(site: Site) ->
     assert other.get(f"/api/v1/executions/{ran['id']}/graph").status_code == 404
     detail_path = f"/api/v1/executions/{ran['id']}/nodes/{first}/detail"
     assert other.get(detail_path).status_code == 404
+
+
+def test_a_maps_items_are_paged_in_order_and_filtered_by_phase(site: Site) -> None:
+
+    from taskfabric.metadata._schema import node_executions
+
+    site.register("shop")
+    http = site.http(site.shop)
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    ran = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "3"}}).json()["execution"]
+    site.run(ran["id"])
+    graph = http.get(f"/api/v1/executions/{ran['id']}/graph").json()
+    mapped = next(n["node_id"] for n in graph["nodes"] if n["kind"] == "map")
+    # 117 more items, as a map of 120 would have recorded them; every tenth of them failed.
+    rows = [
+        {
+            "execution_id": ran["id"],
+            "node_id": f"{mapped}[{i}]",
+            "name": f"step[{i}]",
+            "kind": "map_item",
+            "parent_id": mapped,
+            "phase": "FAILED" if i % 10 == 0 else "SUCCEEDED",
+        }
+        for i in range(3, 120)
+    ]
+    with site.plane.metadata.engine.begin() as conn:
+        conn.execute(node_executions.insert(), rows)
+    items = f"/api/v1/executions/{ran['id']}/nodes/{mapped}/items"
+    index = re.compile(r"\[(\d+)\]$")
+
+    def indices(page: dict[str, Any]) -> list[int]:
+        return [int(index.search(n["node_id"]).group(1)) for n in page["items"]]  # type: ignore[union-attr]
+
+    first = http.get(items).json()
+    assert indices(first) == list(range(50)) and first["next_after"] == f"{mapped}[49]"
+    assert first["counts"] == {"SUCCEEDED": 109, "FAILED": 11} and first["total"] == 120
+    second = http.get(items, params={"after": first["next_after"]}).json()
+    assert indices(second) == list(range(50, 100))
+    last = http.get(items, params={"after": second["next_after"]}).json()
+    assert indices(last) == list(range(100, 120)) and last["next_after"] == ""
+    failed = http.get(items, params={"phase": "FAILED", "limit": 5}).json()
+    assert indices(failed) == [10, 20, 30, 40, 50] and failed["total"] == 11
+    rest = http.get(items, params={"phase": "FAILED", "after": failed["next_after"]}).json()
+    assert indices(rest) == [60, 70, 80, 90, 100, 110] and rest["next_after"] == ""
+    both = http.get(items, params={"phase": ["FAILED", "SUCCEEDED"], "limit": 3}).json()
+    assert indices(both) == [0, 1, 2] and both["total"] == 120
+    # The panel's first page says what follows.
+    detail = http.get(f"/api/v1/executions/{ran['id']}/nodes/{mapped}/detail").json()
+    assert [c["node_id"] for c in detail["children"]] == [n["node_id"] for n in first["items"]]
+    assert detail["children_total"] == 120 and detail["children_next"] == f"{mapped}[49]"
+    assert detail["children_counts"] == first["counts"]
+    bad = http.get(items, params={"after": "n0[3]"})
+    assert bad.status_code == 422 and "not an item of node" in bad.json()["detail"]
+    assert http.get(f"/api/v1/executions/{ran['id']}/nodes/n77/items").status_code == 404
+    assert site.http(site.bank).get(items).status_code == 404
 
 
 def test_graph_holds_sub_workflows_and_branch_cases(site: Site) -> None:
@@ -343,6 +406,82 @@ def test_files_and_dataframes_are_previewed_and_downloaded_by_name(site: Site) -
     other = site.http(site.bank)
     assert other.get(f"{base}/preview", params={"side": "outputs", "name": "o0"}).status_code == 404
     assert other.get(csv_file["download"]).status_code == 404
+
+
+def test_directories_and_multi_part_dataframes_download_as_one_archive(site: Site) -> None:
+    import io
+    import tarfile
+    import zipfile
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    site.register("shop")
+    http = site.http(site.shop)
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    ran = http.post(path, json={"workflow": "console_api_flows.stock", "inputs": {"n": "3"}})
+    ran_id = ran.json()["execution"]["id"]
+    site.run(ran_id)
+    base = f"/api/v1/executions/{ran_id}/values"
+    folder = http.get(f"{base}/preview", params={"side": "outputs", "name": "o0"}).json()
+    assert folder["kind"] == "directory"
+    assert folder["files"] == ["item 1.txt", "item 2.txt", "shelf/item 0.txt"]
+    top = folder["name"]
+    expected = {
+        f"{top}/item 1.txt": b"1\n1\n",
+        f"{top}/item 2.txt": b"2\n2\n2\n",
+        f"{top}/shelf/item 0.txt": b"0\n",
+    }
+    tar = http.get(folder["download"])
+    assert tar.status_code == 200, tar.text
+    assert tar.headers["content-disposition"] == (
+        f"attachment; filename*=UTF-8''{top.replace(' ', '%20')}.tar"
+    )
+    with tarfile.open(fileobj=io.BytesIO(tar.content)) as archive:
+        got = {m.name: archive.extractfile(m).read() for m in archive if m.isfile()}  # type: ignore[union-attr]
+    assert got == expected
+    packed = http.get(folder["download"] + "&archive=zip")
+    assert packed.status_code == 200, packed.text
+    assert packed.headers["content-disposition"].endswith(".zip")
+    with zipfile.ZipFile(io.BytesIO(packed.content)) as archive:
+        assert archive.testzip() is None
+        assert {n: archive.read(n) for n in archive.namelist()} == expected
+    assert http.get(folder["download"] + "&archive=rar").status_code == 422
+
+    # A dataframe stored as part files (as Spark writes one): previewed from its first part
+    # with every part's rows counted, downloaded as one archive of its parts.
+    ran = http.post(path, json={"workflow": "console_api_flows.tables", "inputs": {"n": "30"}})
+    ran_id = ran.json()["execution"]["id"]
+    site.run(ran_id)
+    base = f"/api/v1/executions/{ran_id}/values"
+    frame = http.get(f"{base}/preview", params={"side": "outputs", "name": "o1"}).json()
+    stored = site.plane.engine.store.local_path(frame["uri"])
+    assert stored is not None and stored.is_file()
+    whole = pd.read_parquet(stored)
+    stored.unlink()
+    stored.mkdir()
+    whole.iloc[:12].to_parquet(stored / "part-00000.parquet")
+    whole.iloc[12:].to_parquet(stored / "part-00001.parquet")
+    (stored / "_SUCCESS").write_bytes(b"")
+    parts = http.get(f"{base}/preview", params={"side": "outputs", "name": "o1", "rows": 20})
+    assert parts.status_code == 200, parts.text
+    found = parts.json()
+    assert found["total_rows"] == 30 and found["rows"] == [[i, i * i] for i in range(12)]
+    assert found["files"] == ["_SUCCESS", "part-00000.parquet", "part-00001.parquet"]
+    tar = http.get(found["download"])
+    assert tar.status_code == 200, tar.text
+    name = frame["name"].removesuffix(".parquet")
+    assert tar.headers["content-disposition"] == f"attachment; filename*=UTF-8''{name}.tar"
+    with tarfile.open(fileobj=io.BytesIO(tar.content)) as archive:
+        names = sorted(m.name for m in archive)
+        assert names == [
+            f"{name}/_SUCCESS",
+            f"{name}/part-00000.parquet",
+            f"{name}/part-00001.parquet",
+        ]
+        archive.extractall(stored.parent / "unpacked", filter="data")
+    back = pq.read_table(stored.parent / "unpacked" / name).to_pandas()
+    assert back["square"].tolist() == [i * i for i in range(30)]
 
 
 def test_node_detail_says_cache_hit_or_miss(site: Site) -> None:

@@ -2,9 +2,10 @@
 face, before any user code.
 
 The SDK and the types sit below the engine and the plugin system (docs/architecture.md), so
-they take what they need from above as a function set here: calling a workflow outside a
-workflow runs it on the engine, and a type with no built-in transformer asks the installed
-plugins. Both import their module on first use, so `import taskfabric` loads neither.
+they call what they need from above through `taskfabric._upcalls`, set here: calling a
+workflow outside a workflow runs it on the engine, and a type with no built-in transformer
+asks the installed plugins. Neither the SDK nor the engine nor the plugins are imported here:
+each is imported on first use, so `import taskfabric.cli` stays cheap.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from taskfabric.sdk import WorkflowDefinition, set_local_runner
-from taskfabric.types import TypeEngine, set_default_fallback
+from taskfabric import _upcalls
 
 
-def _run_on_engine(wf: WorkflowDefinition[Any, Any], inputs: Mapping[str, Any]) -> Any:
+def _run_on_engine(wf: Any, inputs: Mapping[str, Any]) -> Any:
     from taskfabric.engine import run_workflow
 
     return run_workflow(wf, inputs)
 
 
-def _load_plugin_transformers(engine: TypeEngine) -> None:
+def _load_plugin_transformers(engine: Any) -> None:
     from taskfabric.plugins import get_plugins
 
     get_plugins().load_type_transformers(engine)
@@ -30,5 +30,5 @@ def _load_plugin_transformers(engine: TypeEngine) -> None:
 
 def connect() -> None:
     """Give the SDK its engine and the type engine its plugins."""
-    set_local_runner(_run_on_engine)
-    set_default_fallback(_load_plugin_transformers)
+    _upcalls.local_runner = _run_on_engine
+    _upcalls.type_fallback = _load_plugin_transformers

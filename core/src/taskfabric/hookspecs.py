@@ -5,6 +5,10 @@ A hook module (an entry point in the `taskfabric.hooks` group, or a module liste
 `taskfabric.plugin_api.hookimpl`. Hook modules are imported when the plugin system loads,
 which happens the first time the engine runs a workflow, a type has no built-in transformer,
 or a `taskfabric plugins` command runs; never at `import taskfabric`.
+
+Commands of the command line are not hooks but entry points of the `taskfabric.commands`
+group (name = "module:command"), so that `taskfabric --help` can list them without loading
+any plugin.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    import click
-
     from taskfabric.plugin_api import NodeEvent, TaskType
     from taskfabric.types import TypeTransformer
 
@@ -40,18 +42,6 @@ def taskfabric_type_transformers() -> Sequence[TypeTransformer[Any]]:
 
     Called once, the first time a Python type has no built-in transformer; the transformers
     are registered in the default type engine (a clash with another is an error).
-    """
-    raise NotImplementedError
-
-
-@hookspec
-def taskfabric_cli_commands() -> Sequence[click.Command]:
-    """Commands this plugin adds to the `taskfabric` command line (e.g. `images`).
-
-    Called once, when the command line meets a command name it does not know or lists its
-    commands (`taskfabric --help`), so built-in commands never load plugins. Return click
-    commands or groups; a name already taken by a built-in command or by another plugin is an
-    error naming both. Import heavy modules inside the commands, not at the hook module's top.
     """
     raise NotImplementedError
 

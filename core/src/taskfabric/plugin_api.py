@@ -31,13 +31,16 @@ import pluggy
 from google.protobuf import any_pb2, message
 from pydantic import BaseModel, ConfigDict
 
+from taskfabric._entrypoints import BACKENDS_GROUP, COMMANDS_GROUP, HOOKS_GROUP, STORAGE_GROUP
 from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2
+from taskfabric.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from taskfabric.storage import BlobStore, PackStore
 
 __all__ = [
     "BACKENDS_GROUP",
+    "COMMANDS_GROUP",
     "HOOKS_GROUP",
     "RUNNING",
     "STORAGE_GROUP",
@@ -56,14 +59,9 @@ __all__ = [
     "TaskConfig",
     "TaskType",
     "hookimpl",
+    "lazy_exports",
 ]
 
-#: Entry-point group of backend drivers (Backend subclasses), named as in `driver = "..."`.
-BACKENDS_GROUP = "taskfabric.backends"
-#: Entry-point group of blob store drivers (BlobStore subclasses), named by URI scheme.
-STORAGE_GROUP = "taskfabric.storage"
-#: Entry-point group of hook modules (see taskfabric.hookspecs).
-HOOKS_GROUP = "taskfabric.hooks"
 
 #: Marks a function of a hook module as an implementation of a taskfabric hook.
 hookimpl = pluggy.HookimplMarker("taskfabric")
@@ -291,7 +289,8 @@ SettingsT = TypeVar("SettingsT", bound=BackendSettings)
 class Backend(abc.ABC, Generic[SettingsT]):
     """Runs task attempts somewhere and reports how they end.
 
-    The engine calls `submit` once per attempt, then `poll` whenever the backend calls the
+    The engine calls `submit` once per attempt (`submit_map_items` for items of a map that
+    start together, when the backend overrides it), then `poll` whenever the backend calls the
     attempt's `notify` (backends that can tell when work ends) or every `poll_interval`
     seconds (backends that must ask a remote engine). When a timeout fires or the execution is
     aborted it calls `cancel`. After recording an attempt's end it calls `release`.
@@ -326,6 +325,24 @@ class Backend(abc.ABC, Generic[SettingsT]):
         """Start the attempt. Submitting an attempt_id again must not start it twice; with
         `attempt.handle` set, re-attach to the work an earlier engine process started (see
         `TaskAttempt`)."""
+
+    def submit_map_items(self, attempts: Sequence[TaskAttempt]) -> None:
+        """Start several items of one map node as one unit (optional).
+
+        The engine calls it, instead of `submit`, with the attempts of one map node's items
+        that start in the same turn of its loop: as many as `[engine] parallelism`, the
+        map's `concurrency` and the pools let start at once (a retried item usually comes
+        alone). They share the execution and the task template; each has its own
+        `attempt_id`, inputs, outputs and `handle`. A backend that can start them together
+        (an AWS Batch array job) overrides this; from then on each attempt is polled,
+        cancelled, released and retried on its own, exactly as if `submit` had started it,
+        and the rules of `submit` hold for each (never twice for one `attempt_id`; given a
+        `handle`, re-attach). An exception fails every attempt given (retryable).
+
+        Backends that do not override it get `submit` once per item, each failing alone.
+        """
+        for attempt in attempts:
+            self.submit(attempt)
 
     @abc.abstractmethod
     def poll(self, attempt_id: str) -> AttemptStatus:

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from taskfabric import File, conditional, map_task, task, workflow
+from taskfabric import Directory, File, conditional, map_task, task, workflow
 
 FACTOR = 2
 
@@ -79,3 +79,19 @@ def sizes(files: list[File]) -> int:
 def tables(n: int) -> tuple[File, pd.DataFrame, int]:
     csv_file, frame = table(n=n)
     return csv_file, frame, sizes(files=[csv_file])
+
+
+@task
+def shelves(n: int) -> Directory:
+    """A folder of n files, one of them in a sub-folder."""
+    out = Directory.new("stock room")
+    (out.path / "shelf").mkdir()
+    for i in range(n):
+        where = out.path / ("shelf" if i == 0 else "") / f"item {i}.txt"
+        where.write_text(f"{i}\n" * (i + 1))
+    return out
+
+
+@workflow
+def stock(n: int) -> Directory:
+    return shelves(n=n)

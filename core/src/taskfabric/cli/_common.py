@@ -7,15 +7,14 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.text import Text
 
-from taskfabric.config import Config, ConfigError, load_config
+from taskfabric.cli._state import CliState
+from taskfabric.config import ConfigError
 from taskfabric.errors import TaskfabricError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -23,28 +22,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ABORTED = 130
-
-
-@dataclass
-class CliState:
-    config_path: Path | None
-    log_level: str | None
-    log_format: str | None
-    _config: Config | None = None
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(self.config_path)
-            from taskfabric.logs import configure_logging
-
-            cfg = self._config.logging
-            configure_logging(
-                level=self.log_level or cfg.level,
-                fmt=self.log_format or cfg.format,  # type: ignore[arg-type]
-                file=self._config.log_file,
-            )
-        return self._config
 
 
 # Piped output is not cut at 80 columns: it is read by people with wide windows and tools.

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from taskfabric.cli._common import EXIT_FAILED, out, state, user_errors
-from taskfabric.plugin_api import BACKENDS_GROUP, STORAGE_GROUP, Backend
+from taskfabric.plugin_api import BACKENDS_GROUP, COMMANDS_GROUP, STORAGE_GROUP, Backend
 
 
 @click.group()
@@ -30,7 +30,7 @@ def _collect() -> dict[str, Any]:
     registry = get_plugins()
     registry.load()
     drivers = []
-    for group in (BACKENDS_GROUP, STORAGE_GROUP):
+    for group in (BACKENDS_GROUP, STORAGE_GROUP, COMMANDS_GROUP):
         for info in registry.drivers(group):
             error = info.error
             if not error:
@@ -163,7 +163,8 @@ def list_plugins(output_format: str) -> None:
 @plugins.command("check")
 @click.option("--project", default=None, help="Check with this project's overrides applied.")
 def check(project: str | None) -> None:
-    """Validate the config and every selected backend's settings; reach each backend."""
+    """Validate the config and every selected backend's settings; reach the blob store and
+    each backend."""
     from taskfabric.config import validate_backend_options
     from taskfabric.engine import Engine
     from taskfabric.plugins import get_plugins
@@ -186,8 +187,14 @@ def check(project: str | None) -> None:
         for info in registry.hook_infos:
             if info.error:  # its task types and hooks are missing, whatever the config selects
                 report(False, f"plugin {info.distribution} {info.version}", info.error)
+        _check_commands(registry, report)
         engine = Engine(base)
     try:
+        what = f"storage {base.blob_root} (driver {engine.store.scheme})"
+        try:
+            report(True, what, engine.store.check())
+        except Exception as exc:
+            report(False, what, str(exc))
         checked: set[str] = set()
         for task_type, backend_name in sorted(config.task_types.items()):
             try:
@@ -220,3 +227,31 @@ def check(project: str | None) -> None:
         out.print(f"[red]{problems} problem(s)[/]")
         sys.exit(EXIT_FAILED)
     out.print("[green]all selected backends are ready[/]")
+
+
+def _check_commands(registry: Any, report: Any) -> None:
+    """Each command a plugin adds: it loads, is a click command, takes no built-in name and
+    no other plugin's."""
+    from taskfabric.cli import BUILTIN
+
+    infos = registry.drivers(COMMANDS_GROUP)
+    for info in infos:
+        what = f"command {info.name} of {info.distribution} {info.version}"
+        owners = [i.distribution for i in infos if i.name == info.name]
+        if info.name in BUILTIN:
+            report(False, what, "a built-in command has this name: the plugin must rename it")
+        elif len(owners) > 1:
+            report(
+                False,
+                what,
+                f"also added by {' and '.join(sorted(set(owners) - {info.distribution}))}: "
+                "uninstall one",
+            )
+        else:
+            try:
+                loaded = registry.driver(COMMANDS_GROUP, info.name)
+            except Exception as exc:
+                report(False, what, str(exc))
+                continue
+            ok = isinstance(loaded, click.Command)
+            report(ok, what, "loads" if ok else f"{info.value} is {loaded!r}, not a click command")

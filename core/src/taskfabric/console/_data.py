@@ -2,6 +2,10 @@
 preview (a text file's first lines, a CSV file's or a dataframe's first rows as a table, a
 directory's files) and the bytes themselves.
 
+A directory, or a dataframe stored as several part files (as Spark writes one), downloads
+as one archive (`archive=tar`, the default, or `zip`) streamed as it is read: nothing is
+packed in memory or on disk first.
+
 A value is named, never its URI: the execution (which the token must see), the node (none:
 the execution's own inputs or outputs), the side, the input or output name and the place
 inside the value (`at`: list indices and record or map keys joined by '/'). The server reads
@@ -12,13 +16,17 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import posixpath
 import shutil
+import tarfile
 import tempfile
-from collections.abc import Iterator
+import time
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
@@ -106,6 +114,8 @@ class _Blob:
             self.format = lit.blob.type.format
             self.size = lit.blob.size_bytes or None
         self.name = posixpath.basename(self.uri.rstrip("/")) or "data"
+        if self.uri.startswith("file:"):
+            self.name = unquote(self.name)  # a local store's URIs are percent-encoded
         self.files: list[str] | None = None
 
     def parts(self) -> list[str]:
@@ -119,6 +129,30 @@ class _Blob:
                     break
             self.files = found
         return self.files
+
+    def multipart(self) -> bool:
+        """A directory, or a dataframe stored as a folder of part files."""
+        if self.kind != "dataframe":
+            return self.kind == "directory"
+        local = self.store.local_path(self.uri)
+        if local is not None:
+            return local.is_dir()
+        return bool(self.parts())
+
+    def members(self) -> Iterator[tuple[str, str]]:
+        """(path inside the value, URI) of every file of a directory or multi-part frame,
+        sorted, however many."""
+        local = self.store.local_path(self.uri)
+        if local is not None:
+            if not local.is_dir():
+                raise NotFound(f"no data at {self.uri} (was it deleted?)")
+            for path in sorted(p for p in local.rglob("*") if p.is_file()):
+                if not (path.name.startswith(".") and path.name.endswith(".tmp")):
+                    yield path.relative_to(local).as_posix(), path.as_uri()
+            return
+        prefix = self.uri.rstrip("/") + "/"
+        for uri in self.store.list(prefix):
+            yield uri[len(prefix) :], uri
 
     def single(self) -> str:
         """The URI of the one file to read: the file, or a dataframe's first part."""
@@ -187,10 +221,90 @@ def _parquet_rows(path: Path, rows: int) -> tuple[list[str], list[list[Any]], in
     return columns, found, int(parquet.metadata.num_rows)
 
 
+def _parquet_count(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
 def _cell(value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     return str(value)
+
+
+def _archive(blob: _Blob, kind: str) -> Iterator[bytes]:
+    """The files of a directory or multi-part frame as one tar or zip, in pieces as they are
+    read (a remote store's files are fetched one at a time into a temp folder)."""
+    top = blob.name.removesuffix(".parquet") if blob.kind == "dataframe" else blob.name
+    with tempfile.TemporaryDirectory(prefix="tf-archive-") as folder:
+        fetched = Path(folder) / "part"
+
+        def local(uri: str) -> Path:
+            found = blob.store.local_path(uri)
+            if found is not None:
+                return found
+            blob.store.get_file(uri, fetched)
+            return fetched
+
+        members = ((f"{top}/{inside}", local, uri) for inside, uri in blob.members())
+        yield from (_tar(members) if kind == "tar" else _zip(members))
+
+
+Member = tuple[str, Callable[[str], Path], str]
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        yield from iter(lambda: fh.read(1 << 20), b"")
+
+
+def _tar(members: Iterator[Member]) -> Iterator[bytes]:
+    for name, local, uri in members:
+        path = local(uri)
+        info = tarfile.TarInfo(name)
+        info.size = path.stat().st_size
+        info.mtime = int(path.stat().st_mtime)
+        info.mode = 0o644
+        yield info.tobuf(format=tarfile.PAX_FORMAT)
+        yield from _chunks(path)
+        if info.size % tarfile.BLOCKSIZE:
+            yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
+    yield b"\0" * (tarfile.BLOCKSIZE * 2)
+
+
+class _Sink(io.RawIOBase):
+    """What zipfile writes, handed out as it comes (a stream it cannot seek)."""
+
+    def __init__(self) -> None:
+        self.pieces: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.pieces.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        found, self.pieces = b"".join(self.pieces), []
+        return found
+
+
+def _zip(members: Iterator[Member]) -> Iterator[bytes]:
+    sink = _Sink()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, local, uri in members:
+            path = local(uri)
+            info = zipfile.ZipInfo(name, time.localtime(path.stat().st_mtime)[:6])
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.file_size = path.stat().st_size
+            with archive.open(info, "w") as out:
+                for chunk in _chunks(path):
+                    out.write(chunk)
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()
 
 
 def _download_url(ref: str, node: str, side: str, name: str, at: str) -> str:
@@ -232,15 +346,21 @@ def preview(
     )
     with contextlib.ExitStack() as stack:
         if blob.kind == "directory":
-            prefix = blob.uri.rstrip("/") + "/"
-            parts = blob.parts()
-            found.files = [u[len(prefix) :] for u in parts[:MAX_FILES]]
-            found.truncated = len(parts) > MAX_FILES
-            found.download = ""
+            files = [inside for inside, _ in itertools.islice(blob.members(), MAX_FILES + 1)]
+            found.files = files[:MAX_FILES]
+            found.truncated = len(files) > MAX_FILES
         elif blob.kind == "dataframe":
-            columns, table, total = _parquet_rows(blob.open(blob.single(), stack), rows)
+            columns, table, first = _parquet_rows(blob.open(blob.single(), stack), rows)
+            total: int | None = first
+            if blob.multipart():
+                # the first part's rows; the total is every part's, when they are at hand
+                data = [u for u in blob.parts() if u.endswith(".parquet")]
+                found.files = [i for i, _ in itertools.islice(blob.members(), MAX_FILES)]
+                local = [blob.store.local_path(u) for u in data]
+                counts = [_parquet_count(p) for p in local if p is not None]
+                total = sum(counts) if len(counts) == len(data) <= MAX_FILES else None
             found.columns, found.rows, found.total_rows = columns, table, total
-            found.truncated = total > len(table)
+            found.truncated = total is None or total > len(table)
         else:
             text, shown, cut, binary = _text(blob.open(blob.uri, stack), lines)
             found.text, found.lines, found.truncated, found.binary = text, shown, cut, binary
@@ -249,12 +369,23 @@ def preview(
     return found
 
 
+_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "no-store",
+}
+
+
+def _attachment(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}"}
+
+
 @router.get(
     "/executions/{ref}/values/download",
-    summary="The bytes of a file or dataframe among an execution's values",
+    summary="The bytes of a file, directory or dataframe among an execution's values",
     description="Sent as an attachment (application/octet-stream), never shown as a page. "
-    "A dataframe stored as several part files, or a directory, is not one file: download "
-    "its parts with `taskfabric` or from the store.",
+    "A directory, or a dataframe stored as several part files, comes as one archive of its "
+    "files under a folder of its name (`archive`: tar or zip), streamed as it is read.",
     response_class=StreamingResponse,
 )
 def download(
@@ -265,9 +396,20 @@ def download(
     name: NameQuery,
     node: NodeQuery = "",
     at: AtQuery = "",
+    archive: Annotated[
+        Literal["tar", "zip"],
+        Query(description="The archive of a directory or a multi-part dataframe."),
+    ] = "tar",
 ) -> StreamingResponse:
     rec = plane._execution(who, ref)
     blob = _Blob(plane.engine.store, _literal(plane, rec, node, side, name, at))
+    if blob.multipart():
+        top = blob.name.removesuffix(".parquet") if blob.kind == "dataframe" else blob.name
+        return StreamingResponse(
+            _archive(blob, archive),
+            media_type="application/octet-stream",
+            headers={**_attachment(f"{top}.{archive}"), **_HEADERS},
+        )
     uri = blob.single()
     local = blob.store.local_path(uri)
     folder = None
@@ -287,10 +429,5 @@ def download(
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
 
-    headers = {
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename, safe='')}",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-        "Cache-Control": "no-store",
-    }
+    headers = {**_attachment(filename), **_HEADERS}
     return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)

@@ -9,7 +9,7 @@ import sys
 import sysconfig
 import threading
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -201,11 +201,7 @@ class Plugins:
             module = ep.load()
             name = f"{info.distribution}:{ep.name}"
             self.pm.register(module, name=name)
-            try:
-                self.pm.check_pending()  # a misspelt hook name fails loudly, naming it
-            except pluggy.PluginValidationError:
-                self.pm.unregister(name=name)
-                raise
+            self._check_pending(name)
         except Exception as exc:
             info.error = (
                 str(exc)
@@ -216,15 +212,26 @@ class Plugins:
     def register(self, plugin: ModuleType | object, name: str | None = None) -> str:
         """Register a hook module or object (tests, embedding applications)."""
         self.load()
-        registered = self.pm.register(plugin, name=name)
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError:
-            self.pm.unregister(plugin)
-            raise
+        registered = str(self.pm.register(plugin, name=name))
+        self._check_pending(registered)
         self._task_types = None
         self._events_wanted = None
-        return str(registered)
+        return registered
+
+    def _check_pending(self, name: str) -> None:
+        """A misspelt or retired hook name fails loudly, naming it; the plugin is dropped."""
+        try:
+            self.pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.pm.unregister(name=name)
+            if "taskfabric_cli_commands" in str(exc):
+                raise PluginError(
+                    f"plugin {name} implements taskfabric_cli_commands, which taskfabric no "
+                    "longer calls: declare each command as an entry point of the "
+                    '`taskfabric.commands` group instead (name = "module:command", see '
+                    "docs/plugins/writing.md)"
+                ) from exc
+            raise
 
     def unregister(self, name: str) -> None:
         self.pm.unregister(name=name)
@@ -283,32 +290,6 @@ class Plugins:
         raise PluginError(
             f"unknown task type '{name}': installed task types are {', '.join(sorted(types))}{hint}"
         )
-
-    def cli_commands(self, taken: Iterable[str] = ()) -> dict[str, Any]:
-        """Name -> click command of every plugin's `taskfabric_cli_commands`; a name in
-        `taken` (the built-in commands) or added by two plugins is a PluginError naming them."""
-        reserved = set(taken)
-        found: dict[str, tuple[Any, str]] = {}
-        for impl in self.hook.taskfabric_cli_commands.get_hookimpls():
-            for command in impl.function():
-                name = getattr(command, "name", None)
-                if not name or not callable(getattr(command, "main", None)):
-                    raise PluginError(
-                        f"plugin {impl.plugin_name} returned {command!r} from "
-                        "taskfabric_cli_commands: return click commands"
-                    )
-                if name in reserved:
-                    raise PluginError(
-                        f"plugin {impl.plugin_name} adds the command '{name}', which is a "
-                        "built-in command: rename the plugin's command"
-                    )
-                if name in found:
-                    raise PluginError(
-                        f"the command '{name}' is added by both {found[name][1]} and "
-                        f"{impl.plugin_name}: uninstall one"
-                    )
-                found[name] = (command, impl.plugin_name)
-        return {name: command for name, (command, _) in found.items()}
 
     def load_type_transformers(self, engine: Any) -> None:
         """Register every plugin's type transformers in `engine` (see TypeEngine.set_fallback)."""

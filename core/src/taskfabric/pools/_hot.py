@@ -141,37 +141,120 @@ class HotSql:
             )
         return cur.fetchone() is not None
 
-    def insert_lease(self, cur: Any, values: Mapping[str, Any]) -> int | None:
-        """The new lease's token, or ``None`` when the holder has a lease already."""
+    def poll_check(self, cur: Any, owner: str, execution_id: str | None) -> tuple[bool, bool]:
+        """Whether ``owner`` has leases not picked up yet (of ``execution_id`` when given),
+        and whether anybody waits in any pool (one round trip)."""
+        mine = "owner = :owner AND delivered = :no"
+        params: dict[str, Any] = {"owner": owner, "no": False}
+        if execution_id is not None:
+            mine += " AND execution_id = :execution_id"
+            params["execution_id"] = execution_id
         cur.execute(
             self._in(
-                "lease",
+                f"poll-{execution_id is not None}",
                 0,
-                "INSERT INTO pool_leases (execution_id, node_id, attempt, project, domain, "
-                "owner, priority, acquired_at, expires_at, ttl, delivered) VALUES "
-                "(:execution_id, :node_id, :attempt, :project, :domain, :owner, :priority, "
-                ":acquired_at, :expires_at, :ttl, :delivered) "
-                "ON CONFLICT (execution_id, node_id, attempt) DO NOTHING RETURNING token",
+                f"SELECT EXISTS (SELECT 1 FROM pool_leases WHERE {mine}), "
+                "EXISTS (SELECT 1 FROM pool_waits)",
             ),
-            values,
+            params,
         )
-        row = cur.fetchone()
-        return None if row is None else int(row[0])
+        undelivered, waiting = cur.fetchone()
+        return bool(undelivered), bool(waiting)
 
-    def insert_grants(self, cur: Any, rows: Iterable[Mapping[str, Any]]) -> None:
-        sql = self._in(
+    def insert_lease(
+        self, cur: Any, values: Mapping[str, Any], weights: Mapping[str, int]
+    ) -> int | None:
+        """Insert a lease and its grants (``weights``: pool -> slots, in the lease's project
+        and domain); the new lease's token, or ``None`` when the holder has a lease already.
+        PostgreSQL: one statement (a round trip each costs more than the insert)."""
+        lease_sql = (
+            "INSERT INTO pool_leases (execution_id, node_id, attempt, project, domain, "
+            "owner, priority, acquired_at, expires_at, ttl, delivered) VALUES "
+            "(:execution_id, :node_id, :attempt, :project, :domain, :owner, :priority, "
+            ":acquired_at, :expires_at, :ttl, :delivered) "
+            "ON CONFLICT (execution_id, node_id, attempt) DO NOTHING RETURNING token"
+        )
+        names = list(weights)
+        if self.postgres:
+            pairs = ", ".join(f"(:n{i}, :w{i})" for i in range(len(names)))
+            params = self._params(names, **values)
+            params.update({f"w{i}": weights[name] for i, name in enumerate(names)})
+            cur.execute(
+                self._in(
+                    "lease-grants",
+                    len(names),
+                    f"WITH lease AS ({lease_sql}), grants AS (INSERT INTO pool_grants "
+                    "(token, pool, weight, project, domain) SELECT lease.token, asked.pool, "
+                    "asked.weight, :project, :domain FROM lease, (VALUES "
+                    f"{pairs}) AS asked (pool, weight)) SELECT token FROM lease",
+                ),
+                params,
+            )
+            row = cur.fetchone()
+            return None if row is None else int(row[0])
+        cur.execute(self._in("lease", 0, lease_sql), values)
+        row = cur.fetchone()
+        if row is None:
+            return None
+        token = int(row[0])
+        grant_sql = self._in(
             "grant",
             0,
             "INSERT INTO pool_grants (token, pool, weight, project, domain) "
             "VALUES (:token, :pool, :weight, :project, :domain)",
         )
-        for row in rows:
-            cur.execute(sql, row)
+        for name in names:
+            cur.execute(
+                grant_sql,
+                {
+                    "token": token,
+                    "pool": name,
+                    "weight": weights[name],
+                    "project": values["project"],
+                    "domain": values["domain"],
+                },
+            )
+        return token
 
-    def delete_leases(self, cur: Any, tokens: Sequence[int], pools: Sequence[str]) -> list[int]:
+    def delete_leases(
+        self, cur: Any, tokens: Sequence[int], pools: Sequence[str], *, relaxed: bool = False
+    ) -> tuple[list[int], bool]:
         """Delete leases by token: the lease rows first (a concurrent renew then finds
         nothing), then their grants in ``pools`` (the pools of those leases; the queue path
-        also sweeps grants left without a lease). Returns the tokens that existed."""
+        also sweeps grants left without a lease). Returns the tokens that existed, and
+        whether anybody waits in one of ``pools``.
+
+        ``relaxed`` (PostgreSQL): when nobody waits, the transaction commits without waiting
+        for its WAL to reach the disk (``synchronous_commit`` off for it alone): it only gives
+        slots back, and if the database server crashed in the next instant and lost it, the
+        leases would come back and be reclaimed at their expiry, like a dead holder's. When
+        somebody waits, a pass follows in the transaction and may grant: that commits in full.
+        PostgreSQL: one statement; SQLite: three, run in process."""
+        if self.postgres:
+            relax = (
+                "set_config('synchronous_commit', CASE WHEN EXISTS (SELECT 1 FROM pool_waits "
+                "WHERE pool IN ({names})) THEN 'on' ELSE 'off' END, true)"
+                if relaxed
+                else "''"
+            )
+            key = (f"release-{len(tokens)}-{relaxed}", len(pools))
+            sql = self._cache.get(key)
+            if sql is None:
+                tokens_sql = ", ".join(f":t{i}" for i in range(len(tokens)))
+                sql = self._in(
+                    key[0],
+                    len(pools),
+                    "WITH gone AS (DELETE FROM pool_leases WHERE token IN ("
+                    f"{tokens_sql}) RETURNING token), grants AS (DELETE FROM pool_grants "
+                    "WHERE pool IN ({names}) AND token IN (SELECT token FROM gone)) "
+                    "SELECT ARRAY(SELECT token FROM gone), EXISTS (SELECT 1 FROM pool_waits "
+                    "WHERE pool IN ({names})), " + relax,
+                )
+            params: dict[str, Any] = {f"t{i}": token for i, token in enumerate(tokens)}
+            params.update({f"n{i}": pool for i, pool in enumerate(pools)})
+            cur.execute(sql, params)
+            found, waiting, _ = cur.fetchone()
+            return [int(token) for token in found], bool(waiting)
         cur.execute(
             self._in(
                 "del-lease",
@@ -181,17 +264,18 @@ class HotSql:
             self._params(tokens),
         )
         found = [int(row[0]) for row in cur.fetchall()]
-        if found:
-            params: dict[str, Any] = {f"t{i}": token for i, token in enumerate(found)}
-            params.update({f"n{i}": pool for i, pool in enumerate(pools)})
-            template = "DELETE FROM pool_grants WHERE pool IN ({names}) AND token IN ({tokens})"
-            key = (f"del-grant-{len(found)}", len(pools))
-            sql = self._cache.get(key)
-            if sql is None:
-                tokens_sql = ", ".join(f":t{i}" for i in range(len(found)))
-                sql = self._in(key[0], len(pools), template.replace("{tokens}", tokens_sql))
-            cur.execute(sql, params)
-        return found
+        if not found:
+            return found, False
+        params = {f"t{i}": token for i, token in enumerate(found)}
+        params.update({f"n{i}": pool for i, pool in enumerate(pools)})
+        template = "DELETE FROM pool_grants WHERE pool IN ({names}) AND token IN ({tokens})"
+        key = (f"del-grant-{len(found)}", len(pools))
+        sql = self._cache.get(key)
+        if sql is None:
+            tokens_sql = ", ".join(f":t{i}" for i in range(len(found)))
+            sql = self._in(key[0], len(pools), template.replace("{tokens}", tokens_sql))
+        cur.execute(sql, params)
+        return found, self.waiting(cur, pools)
 
     def renew(self, cur: Any, tokens: Sequence[int], now: float) -> dict[int, float]:
         """Extend the unexpired leases of ``tokens`` by their TTL; token -> new expiry."""

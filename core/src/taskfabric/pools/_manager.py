@@ -134,12 +134,6 @@ class PoolManager(PoolStore):
         )
         return True
 
-    def _locked_pass(
-        self, conn: Connection, external: bool, executions: Collection[str]
-    ) -> list[Lease]:
-        self._lock(conn, None, external=external)
-        return self._pass(conn, self.clock(), executions=executions)
-
     # -- requests -------------------------------------------------------------------------
 
     def request(
@@ -284,17 +278,21 @@ class PoolManager(PoolStore):
         """
         now = self.clock()
         keepalive = now >= self._keepalive_at
+        run_pass = True
         if conn is None:
             undelivered, would_grant, waiters = self._read(
                 lambda c: self._poll_check(c, now, execution_id)
             )
             if not (undelivered or would_grant or (keepalive and waiters)):
                 return []
+            # only leases to pick up (another process's pass granted them, and its NOTIFY
+            # brought us here): no pool lock, no pass
+            run_pass = would_grant or (keepalive and waiters)
 
         def work(c: Connection, external: bool) -> list[Lease]:
             cur = self._hot.cursor(c)
             handed: list[Lease] = []
-            if self._hot.waiting(cur, None):
+            if run_pass and self._hot.waiting(cur, None):
                 self._lock(c, None, external=external)
                 at = self.clock()  # after the lock: another process may have granted meanwhile
                 if keepalive:
@@ -306,7 +304,12 @@ class PoolManager(PoolStore):
                 handed = self._pass(
                     c, at, executions=None if execution_id is None else {execution_id}
                 )
-            mine = (L.c.owner == self.owner) & (L.c.delivered == sa.false())
+            at = self.clock()
+            # an expired grant is not picked up: a pass reclaims it (its waiter's owner did
+            # not come in time, or so the other holders must assume)
+            mine = (
+                (L.c.owner == self.owner) & (L.c.delivered == sa.false()) & (L.c.expires_at >= at)
+            )
             if execution_id is not None:
                 mine = mine & (L.c.execution_id == execution_id)
             # picked up: the lease now lives its full TTL (it had the waiter's pickup time)
@@ -314,7 +317,7 @@ class PoolManager(PoolStore):
                 c.execute(
                     L.update()
                     .where(mine)
-                    .values(delivered=True, expires_at=self.clock() + L.c.ttl)
+                    .values(delivered=True, expires_at=at + L.c.ttl)
                     .returning(L.c.token)
                 ).scalars()
             )
@@ -330,12 +333,9 @@ class PoolManager(PoolStore):
     ) -> tuple[bool, bool, bool]:
         """Read only: are there leases to deliver to this owner, would a pass grant anything
         (or reclaim an expired lease), does anybody wait?"""
-        mine = (L.c.owner == self.owner) & (L.c.delivered == sa.false())
-        if execution_id is not None:
-            mine = mine & (L.c.execution_id == execution_id)
-        undelivered = conn.execute(sa.select(L.c.token).where(mine).limit(1)).first() is not None
         cur = self._hot.cursor(conn)
-        if not self._hot.waiting(cur, None):
+        undelivered, waiting = self._hot.poll_check(cur, self.owner, execution_id)
+        if not waiting:
             return undelivered, False, False
         expired = conn.execute(sa.select(L.c.token).where(L.c.expires_at < now).limit(1)).first()
         if expired is not None:
@@ -430,22 +430,24 @@ class PoolManager(PoolStore):
             else {lease.holder.execution_id for lease in leases}
         )
 
-        def work(c: Connection, external: bool) -> bool:
+        def work(c: Connection, external: bool) -> list[Lease]:
             cur = self._hot.cursor(c)
-            if not self._sqlite or (external and c not in self._write_locked):
-                # PostgreSQL: so that a pass running now sees this release or waits for it;
-                # SQLite: to take the write lock (a BEGIN IMMEDIATE has it already)
-                self._lock(c, names, external=external)
-            deleted = self._hot.delete_leases(cur, tokens, names)
-            return bool(deleted) and self._hot.waiting(cur, names)
+            if not self._sqlite:
+                # PostgreSQL: every pool (in name order, like every call that locks more than
+                # its own pools), so that a pass running now sees this release or waits for
+                # it, and the pass it may call for follows in this transaction
+                self._lock(c, None, external=external)
+            elif external and c not in self._write_locked:
+                self._lock(c, names, external=external)  # SQLite: takes the write lock
+            # Nobody waits: the transaction only gives slots back, and need not wait for the
+            # disk on PostgreSQL (see ``delete_leases``); a pass that follows may grant, and
+            # then it does.
+            deleted, waiting = self._hot.delete_leases(cur, tokens, names, relaxed=not external)
+            if not (deleted and waiting):
+                return []
+            return self._pass(c, self.clock(), executions=executions)
 
-        if conn is not None:
-            # PostgreSQL: an external transaction holds every pool's lock, so the pass can
-            # follow in it; SQLite holds the write lock.
-            return self._locked_pass(conn, True, executions) if work(conn, True) else []
-        if not self._run(lambda c: work(c, False)):
-            return []
-        return self._run(lambda c: self._locked_pass(c, False, executions))
+        return self._tx(conn, work)
 
     def cancel(
         self, holder: Holder, *, execution_id: str | None = None, conn: Connection | None = None

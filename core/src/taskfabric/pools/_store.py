@@ -412,22 +412,10 @@ class PoolStore:
                 "ttl": ttl,
                 "delivered": delivered,
             },
+            weights,
         )
         if token is None:
             return None
-        self._hot.insert_grants(
-            cur,
-            (
-                {
-                    "token": token,
-                    "pool": name,
-                    "weight": weight,
-                    "project": holder.project,
-                    "domain": holder.domain,
-                }
-                for name, weight in weights.items()
-            ),
-        )
         return Lease(holder, dict(weights), token, now + lifetime, now)
 
     def _leases(self, conn: Connection, where: sa.ColumnElement[bool]) -> list[Lease]:

@@ -13,7 +13,12 @@ from taskfabric.errors import TaskfabricError
 
 
 class LaunchError(TaskfabricError, ValueError):
-    """A launch's inputs do not fit the workflow or the launch plan."""
+    """A launch's inputs do not fit the workflow or the launch plan; `inputs` names the
+    inputs at fault (missing or unknown), when the problem is theirs."""
+
+    def __init__(self, message: str, *, inputs: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.inputs = tuple(inputs)
 
 
 @dataclass(frozen=True)
@@ -103,20 +108,23 @@ def complete_inputs(
             if key not in declared:
                 raise LaunchError(
                     f"{what}: {source} '{key}' is not an input of workflow "
-                    f"'{compiled.primary.id.name}'; its inputs are: {expected}"
+                    f"'{compiled.primary.id.name}'; its inputs are: {expected}",
+                    inputs=[key],
                 )
             merged[key] = value
     out = types_pb2.LiteralMap()
-    missing = []
+    missing: dict[str, str] = {}
     for name, decl in declared.items():
         if name in merged:
             out.literals[name].CopyFrom(merged[name])
         elif decl.HasField("default"):
             out.literals[name].CopyFrom(decl.default)
         else:
-            missing.append(f"{name} ({type_str(decl.type)})")
+            missing[name] = f"{name} ({type_str(decl.type)})"
     if missing:
-        raise LaunchError(f"{what}: missing input {', '.join(missing)}")
+        raise LaunchError(
+            f"{what}: missing input {', '.join(missing.values())}", inputs=list(missing)
+        )
     return out
 
 

@@ -636,7 +636,8 @@ class Registry:
         if fixed:
             raise LaunchError(
                 f"{what}: input {', '.join(fixed)} is fixed by the launch plan and cannot be "
-                "set at launch; use another launch plan or launch the workflow itself"
+                "set at launch; use another launch plan or launch the workflow itself",
+                inputs=fixed,
             )
         merged = complete_inputs(
             compiled,

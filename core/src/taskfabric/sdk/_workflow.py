@@ -6,6 +6,7 @@ import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
+from taskfabric import _upcalls
 from taskfabric.core.v1 import identifier_pb2, workflow_pb2
 from taskfabric.errors import CompilationError, CompileIssue, TaskfabricError
 from taskfabric.sdk._compiler import validate_compiled
@@ -31,17 +32,15 @@ R = TypeVar("R")
 #: Runs a workflow called outside a workflow and returns its outputs: `(workflow, inputs)`.
 LocalRunner = Callable[["WorkflowDefinition[Any, Any]", Mapping[str, Any]], Any]
 
-_local_runner: LocalRunner | None = None
-
 
 def set_local_runner(runner: LocalRunner) -> None:
     """Set what runs a workflow that is called outside a workflow.
 
     The engine sits above the SDK, so the SDK cannot call it: the package face
-    (`taskfabric/__init__.py`, which runs before any of its modules) sets the engine here.
+    (`taskfabric/__init__.py`, which runs before any of its modules) sets the engine in
+    `taskfabric._upcalls`; this sets it there too (tests, embedding applications).
     """
-    global _local_runner  # noqa: PLW0603 - set once, by the package face
-    _local_runner = runner
+    _upcalls.local_runner = runner
 
 
 class WorkflowDefinition(Generic[P, R]):
@@ -172,14 +171,15 @@ class WorkflowDefinition(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         ctx = current_context()
         if ctx is None:
-            if _local_runner is None:
+            run = _upcalls.local_runner
+            if run is None:
                 raise TaskfabricError(
                     f"cannot run workflow {self.name}: no engine is set to run it "
                     "(taskfabric.sdk.set_local_runner); import taskfabric, which sets it"
                 )
             inputs = dict(zip(self.interface.inputs, args, strict=False))
             inputs.update(kwargs)
-            return _local_runner(self, inputs)  # type: ignore[no-any-return]
+            return run(self, inputs)  # type: ignore[no-any-return]
         return self._add_node(ctx, args, dict(kwargs))  # type: ignore[no-any-return]
 
     def _add_node(self, ctx: CompileContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -424,7 +424,7 @@ def _message(error: dict[str, Any]) -> str:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    body = m.Problem(detail=str(exc), input=exc.input)
+    body = m.Problem(detail=str(exc), input=exc.input, inputs=exc.inputs or None)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return JSONResponse(body.model_dump(exclude_none=True), exc.status, headers=headers)
 

@@ -25,6 +25,11 @@ class Problem(_Model):
 
     detail: str = Field(description="What was wrong and what to do.")
     input: str | None = Field(default=None, description="The workflow input at fault, if any.")
+    inputs: list[str] | None = Field(
+        default=None,
+        description="The workflow inputs at fault when a launch names them (missing, "
+        "unknown or fixed by the launch plan), the first being `input`.",
+    )
     errors: list[dict[str, Any]] | None = Field(
         default=None, description="Each problem of an invalid request body or query."
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
 from taskfabric.config import Config
@@ -54,9 +54,13 @@ class ApiError(TaskfabricError):
 
     status = 400
 
-    def __init__(self, message: str, *, input: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, input: str | None = None, inputs: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
-        self.input = input
+        #: The input at fault (the first of `inputs`, when several are).
+        self.input = input or (inputs[0] if inputs else None)
+        self.inputs = list(inputs)
 
 
 class Unauthorized(ApiError):
@@ -370,7 +374,7 @@ class ControlPlane:
         except LimitError as exc:
             raise TooLarge(str(exc), input=exc.input or None) from None
         except LaunchError as exc:
-            raise Invalid(str(exc)) from None
+            raise Invalid(str(exc), inputs=exc.inputs) from None
         return self._enqueue(request)
 
     def _enqueue(self, request: LaunchRequest) -> m.Launched:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from taskfabric import _upcalls
 from taskfabric.core.v1 import types_pb2 as pb
 from taskfabric.types._context import TransformContext
 from taskfabric.types._errors import TransformerConflictError, UnsupportedTypeError
@@ -352,7 +353,6 @@ def _describe(transformer: TypeTransformer[Any]) -> str:
 
 
 _default_engine: TypeEngine | None = None
-_default_fallback: Callable[[TypeEngine], None] | None = None
 _default_lock = threading.Lock()
 
 
@@ -366,7 +366,7 @@ def default_engine() -> TypeEngine:
             engine = _default_engine
             if engine is None:
                 engine = _default_engine = TypeEngine.with_builtins()
-                engine.set_fallback(_default_fallback)
+                engine.set_fallback(_upcalls.type_fallback)
     return engine
 
 
@@ -374,10 +374,10 @@ def set_default_fallback(loader: Callable[[TypeEngine], None]) -> None:
     """Make `loader` the process-wide engine's fallback (see `TypeEngine.set_fallback`).
 
     The plugin system sits above the types, so the types cannot call it: the package face
-    (`taskfabric/__init__.py`, which runs before any of its modules) sets its loader here.
+    (`taskfabric/__init__.py`, which runs before any of its modules) sets its loader in
+    `taskfabric._upcalls`; this sets it there too (tests, embedding applications).
     """
-    global _default_fallback  # noqa: PLW0603 - set once, by the package face
     with _default_lock:
-        _default_fallback = loader
+        _upcalls.type_fallback = loader
         if _default_engine is not None:
             _default_engine.set_fallback(loader)

@@ -15,13 +15,14 @@ the container's limits. `taskfabric images build SPEC` builds an image from an `
 See docs/plugins/containers.md.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from taskfabric.lazy import lazy_exports
 from taskfabric_containers._images import BuildResult, ImageBuildError, ImageSpec, build_image
-from taskfabric_containers._settings import ContainerSettings
 
 if TYPE_CHECKING:
     from taskfabric_containers._backend import ContainerBackend, DockerBackend, PodmanBackend
+    from taskfabric_containers._settings import ContainerSettings
 
 __version__ = "0.1.0"
 
@@ -36,14 +37,15 @@ __all__ = [
     "build_image",
 ]
 
-_BACKENDS = ("ContainerBackend", "DockerBackend", "PodmanBackend")
-
-
-def __getattr__(name: str) -> Any:
-    """The backends, imported on first use: they load the Docker client, which neither a task
-    module that declares an ImageSpec nor `taskfabric --help` needs."""
-    if name in _BACKENDS:
-        from taskfabric_containers import _backend
-
-        return getattr(_backend, name)
-    raise AttributeError(f"module 'taskfabric_containers' has no attribute {name!r}")
+#: The backends and their settings, imported on first use: they load the Docker client and
+#: pydantic, which neither a task module that declares an ImageSpec nor `taskfabric --help`
+#: (which imports the `images` command) needs.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        **dict.fromkeys(
+            ("ContainerBackend", "DockerBackend", "PodmanBackend"), "taskfabric_containers._backend"
+        ),
+        "ContainerSettings": "taskfabric_containers._settings",
+    },
+)

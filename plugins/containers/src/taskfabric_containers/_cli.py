@@ -1,5 +1,5 @@
 """`taskfabric images build | ref SPEC`: images from an `ImageSpec` (the plugin's command,
-added through the `taskfabric_cli_commands` hook)."""
+entry point `images` of the `taskfabric.commands` group)."""
 
 from __future__ import annotations
 

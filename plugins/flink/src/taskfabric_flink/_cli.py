@@ -1,5 +1,5 @@
 """`taskfabric flink stop EXECUTION_ID`: ask an execution's streaming Flink jobs to stop with a
-savepoint (the plugin's command, added through the `taskfabric_cli_commands` hook)."""
+savepoint (the plugin's command: entry point `flink` of the `taskfabric.commands` group)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import click
-
 from taskfabric.plugin_api import TaskType, hookimpl
 from taskfabric.types import TypeTransformer
 from taskfabric_flink._table import FlinkTableTransformer
@@ -21,10 +19,3 @@ def taskfabric_task_types() -> Sequence[TaskType]:
 @hookimpl
 def taskfabric_type_transformers() -> Sequence[TypeTransformer[Any]]:
     return [FlinkTableTransformer()]
-
-
-@hookimpl
-def taskfabric_cli_commands() -> Sequence[click.Command]:
-    from taskfabric_flink._cli import flink
-
-    return [flink]

@@ -14,8 +14,9 @@ def geocode(address: str) -> Location: ...
 config file (`[backends.http.services.NAME]`). See docs/plugins/http.md.
 """
 
-from taskfabric_http._backend import HttpBackend
-from taskfabric_http._client import ServiceClient, service
+from typing import TYPE_CHECKING
+
+from taskfabric.lazy import lazy_exports
 from taskfabric_http._config import Call, HttpJob, HttpRequest
 from taskfabric_http._errors import (
     HttpClientError,
@@ -30,7 +31,24 @@ from taskfabric_http._errors import (
 )
 from taskfabric_http._pools import PoolLease, PoolTimeout, pool
 from taskfabric_http._settings import AuthConfig, HttpSettings, ServiceConfig
-from taskfabric_http._task_types import HttpJobTaskType, HttpTaskType
+
+if TYPE_CHECKING:
+    from taskfabric_http._backend import HttpBackend
+    from taskfabric_http._client import ServiceClient, service
+    from taskfabric_http._task_types import HttpJobTaskType, HttpTaskType
+
+#: What imports httpx, on first use: every run loads this package (for its hook module),
+#: and a run that calls no HTTP service needs none of it.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "HttpBackend": "taskfabric_http._backend",
+        "ServiceClient": "taskfabric_http._client",
+        "service": "taskfabric_http._client",
+        "HttpJobTaskType": "taskfabric_http._task_types",
+        "HttpTaskType": "taskfabric_http._task_types",
+    },
+)
 
 __version__ = "0.1.0"
 

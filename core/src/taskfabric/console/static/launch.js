@@ -192,14 +192,15 @@ async function form(project, domain, name, version) {
       location.href = `/console/executions/${seg(done.execution.id)}`;
     } catch (err) {
       button.disabled = false;
-      const field = err.input && el.querySelector(`.field[data-field="${CSS.escape(err.input)}"]`);
-      if (field) {
+      // The message under each field at fault (every missing input), as the command line
+      // says it; on top only when it is about no input of the form.
+      const at = (err.inputs || []).map((i) => el.querySelector(`.field[data-field="${CSS.escape(i)}"]`)).filter(Boolean);
+      for (const field of at) {
         field.classList.add("invalid");
         field.querySelector(".field-error").textContent = err.message;
-        field.querySelector("[data-input]").focus();
-      } else {
-        replace(top, errorBox(err));
       }
+      if (at.length) at[0].querySelector("[data-input]").focus();
+      else replace(top, errorBox(err));
     }
   });
   replace(

@@ -15,6 +15,8 @@ export class ApiError extends Error {
     super(body.detail || `HTTP ${status}`);
     this.status = status;
     this.input = body.input || null;
+    // every input at fault (a launch missing several), the first being `input`
+    this.inputs = body.inputs || (body.input ? [body.input] : []);
   }
 }
 
@@ -187,6 +189,9 @@ function previewBody(p) {
       : h("pre", { class: "preview-text" }, p.text));
     if (!p.binary) parts.push(h("p", { class: "muted small" }, `first ${p.lines} lines${p.truncated ? " (there is more)" : ""}`));
   }
+  if (p.kind === "dataframe" && p.files.length) {
+    parts.push(h("p", { class: "muted small preview-parts" }, `stored as ${p.files.length} part files: the download is a tar of them`));
+  }
   if (p.kind === "directory") {
     parts.push(p.files.length ? h("ul", { class: "preview-files" }, p.files.map((f) => h("li", {}, h("code", {}, f)))) : h("p", { class: "muted" }, "empty"));
     if (p.truncated) parts.push(h("p", { class: "muted small" }, "and more files"));
@@ -221,7 +226,11 @@ function blobValue(value, where) {
     h("span", { class: "muted" }, `${label} `),
     h("code", {}, name),
     h("span", { class: "muted" }, size),
-    value.kind === "directory" ? null : [" ", h("a", { class: "download", href: `${base}/download${valueQuery(where)}`, download: name }, "download")],
+    // A directory (and a dataframe stored as part files) comes as one archive of its files.
+    value.kind === "directory"
+      ? [" ", h("a", { class: "download", "data-archive": "tar", href: `${base}/download${valueQuery(where)}&archive=tar`, download: true }, "download .tar"),
+         " ", h("a", { class: "download", "data-archive": "zip", href: `${base}/download${valueQuery(where)}&archive=zip`, download: true }, ".zip")]
+      : [" ", h("a", { class: "download", href: `${base}/download${valueQuery(where)}`, download: true }, "download")],
     details,
   );
 }
