@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,8 +17,10 @@ import flink_jobs
 import flink_orders
 import pytest
 
+from taskfabric.config import load_config
 from taskfabric.engine import Engine
-from taskfabric_flink import job_name, request_stop
+from taskfabric.plugins import Plugins
+from taskfabric_flink import job_name
 from taskfabric_flink.cluster import SessionCluster
 
 
@@ -157,6 +161,98 @@ def test_kill_9_of_the_engine_then_resume_re_attaches_and_starts_no_second_job(
     assert [(j["jid"], j["state"]) for j in jobs] == [(job["jid"], "FINISHED")], jobs
 
 
+def _kill_clients(execution_id: str) -> int:
+    """SIGKILL the process group of every Flink client of the execution (its gateway JVM
+    included), as if their machine were lost; how many."""
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"taskfabric_flink._driver" in args and any(
+            a.startswith(f"{execution_id}/".encode()) for a in args
+        ):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(os.getpgid(int(proc.name)), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+def test_kill_9_of_the_engine_and_the_clients_then_resume_adopts_the_jobs(
+    flink_cluster: SessionCluster, tmp_path: Path, cluster_config_text: str, plugins: Plugins
+) -> None:
+    from conftest import config_text
+
+    config = tmp_path / "taskfabric.toml"
+    config.write_text(config_text(tmp_path / "data", cluster_config_text), encoding="utf-8")
+    runs, go, out = tmp_path / "runs.txt", tmp_path / "go", tmp_path / "out"
+    workflow = f"{Path(flink_jobs.__file__).resolve()}:gated_pair"
+    base = [sys.executable, "-m", "taskfabric.cli", "--config", str(config)]
+    engine = subprocess.Popen(
+        [*base, "run", workflow, "--runs", str(runs), "--go", str(go), "--out", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while True:
+        running = [j for j in flink_cluster.rest.jobs() if j.get("state") == "RUNNING"]
+        lines = runs.read_text().splitlines() if runs.exists() else []
+        if len(running) == 2 and len(lines) == 2:
+            break
+        assert time.monotonic() < deadline, (running, lines)
+        time.sleep(0.3)
+    engine.kill()  # SIGKILL: the engine records nothing more
+    engine.wait()
+    listed = subprocess.run(
+        [*base, "executions", "list", "--phase", "RUNNING", "-o", "json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    (execution_id,) = [row["id"] for row in json.loads(listed.stdout)]
+    assert _kill_clients(execution_id) == 2
+    before = {j["jid"] for j in _jobs_of(flink_cluster, execution_id)}
+    assert len(before) == 2
+
+    resumed = subprocess.Popen(
+        [*base, "--log-level", "info", "executions", "resume", execution_id],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert resumed.stderr is not None
+    adopted = 0
+    for line in resumed.stderr:
+        adopted += "adopted the jobs of an attempt" in line
+        if adopted == 2:
+            break
+    else:
+        pytest.fail(f"the resumed engine did not adopt both jobs: {resumed.communicate()}")
+    go.touch()
+    resumed.communicate(timeout=240)
+    assert resumed.returncode != 0  # gated_job's value was lost with its client
+
+    # The task bodies ran once, and the cluster ran the same two jobs, no other.
+    assert sorted(runs.read_text().splitlines()) == ["run", "sink"]
+    jobs = _jobs_of(flink_cluster, execution_id)
+    assert {j["jid"] for j in jobs} == before
+    assert [j["state"] for j in jobs] == ["FINISHED", "FINISHED"], jobs
+    # The adopted sink job's files hold its row once.
+    assert _numbers(out) == [7]
+    engine_in_process = Engine(load_config(config), plugins=plugins)
+    try:
+        nodes = {n.node_id: n for n in engine_in_process.metadata.nodes(execution_id)}
+        sink_node, value_node = nodes["n0"], nodes["n1"]
+        assert sink_node.phase == "SUCCEEDED", sink_node
+        assert value_node.phase == "FAILED", value_node
+        attempts = engine_in_process.metadata.attempts(execution_id)
+        assert sorted((a.node_id, a.attempt) for a in attempts) == [("n0", 1), ("n1", 1)]
+        (value_attempt,) = [a for a in attempts if a.node_id == "n1"]
+        assert value_attempt.error is not None
+        assert value_attempt.error["code"] == "FlinkClientLost", value_attempt.error
+        assert "FINISHED" in value_attempt.error["message"]
+    finally:
+        engine_in_process.close()
+
+
 def test_plugins_check_reaches_the_rest_api(
     flink_cluster: SessionCluster, tmp_path: Path, cluster_config_text: str
 ) -> None:
@@ -188,7 +284,7 @@ def test_a_streaming_job_stops_with_a_savepoint_and_the_next_run_resumes_from_it
     out = tmp_path / "numbers"
     data_root = tmp_path / "data"
 
-    def run_until_more_than(count: int, stop: Any) -> str:
+    def run_until_more_than(count: int, stop: Any) -> Any:
         outcome: dict[str, Any] = {}
 
         def launch() -> None:
@@ -208,19 +304,34 @@ def test_a_streaming_job_stops_with_a_savepoint_and_the_next_run_resumes_from_it
         stop(str(outcome["id"]))
         thread.join(timeout=240)
         assert not thread.is_alive()
-        result = outcome["result"]
-        assert result.phase == "SUCCEEDED", result.error
-        savepoint = result.python_outputs(flink_jobs.numbers_stream, cluster_engine.store)
-        assert isinstance(savepoint, str) and savepoint, savepoint
         assert not flink_cluster.wait_for_no_jobs(timeout=60)
-        return savepoint
+        return outcome["result"]
 
-    # The first run is stopped through the API ...
-    first_savepoint = run_until_more_than(0, lambda eid: request_stop(data_root, eid))
+    def recorded_savepoint(other_than: str = "") -> str:
+        """The task's recorded savepoint once it is not `other_than` (the backend records a
+        cancelled attempt's once its job has stopped, on a thread of its own)."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for state in (data_root / "flink-state").rglob("*.json"):
+                savepoint = str(json.loads(state.read_text())["savepoint"])
+                if savepoint != other_than:
+                    return savepoint
+            time.sleep(0.3)
+        pytest.fail(f"no savepoint recorded but {other_than!r}")
+
+    # The first run is cancelled: its streaming job stops with a savepoint (through the REST
+    # API), recorded as the task's state ...
+    cancelled = run_until_more_than(0, cluster_engine.request_cancel)
+    assert cancelled.phase == "ABORTED", cancelled.error
+    first_savepoint = recorded_savepoint()
+    assert Path(first_savepoint.removeprefix("file:")).exists(), first_savepoint
     first = _numbers(out)
     assert sorted(first) == list(range(len(first)))  # every record once, none lost
+    (job,) = _jobs_of(flink_cluster, cancelled.execution_id)
+    assert job["state"] == "FINISHED", job  # stopped, not cancelled
 
-    # ... the second through the command line; it starts from the first one's savepoint.
+    # ... the second starts from it and is stopped through the command line (the API's
+    # request_stop), returning its own savepoint.
     def stop_with_the_cli(execution_id: str) -> None:
         config = str(tmp_path / "taskfabric.toml")
         stopped = subprocess.run(
@@ -231,10 +342,13 @@ def test_a_streaming_job_stops_with_a_savepoint_and_the_next_run_resumes_from_it
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert f"stop requested for execution {execution_id}" in stopped.stdout
 
-    second_savepoint = run_until_more_than(len(first), stop_with_the_cli)
+    stopped = run_until_more_than(len(first), stop_with_the_cli)
+    assert stopped.phase == "SUCCEEDED", stopped.error
+    second_savepoint = stopped.python_outputs(flink_jobs.numbers_stream, cluster_engine.store)
+    assert isinstance(second_savepoint, str) and second_savepoint, second_savepoint
+    assert recorded_savepoint(other_than=first_savepoint) == second_savepoint
     both = _numbers(out)
     assert len(both) > len(first)
     # Resumed from the savepoint: the sequence goes on where it stopped, with no number
     # written twice (a run from scratch would repeat 0, 1, 2, ...) and none skipped.
     assert sorted(both) == list(range(len(both)))
-    assert second_savepoint != first_savepoint

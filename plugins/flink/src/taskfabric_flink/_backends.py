@@ -4,8 +4,9 @@
 `flink-local` runs the attempt's jobs on a mini-cluster inside that process's gateway JVM;
 `flink-cluster` submits them to a session cluster, names them after the attempt, links their
 pages, cancels them through the REST API when the attempt is cancelled, and after an engine
-restart re-attaches to the client (never a second job for one attempt) or, when the client
-is gone, cancels the jobs it left before the attempt is run again.
+restart re-attaches to the client, or, when the client is gone too, adopts the attempt's jobs
+on the cluster and follows them through the REST API (`_adopt`): never a second job for one
+attempt.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from taskfabric.plugin_api import (
     PoolRequest,
     TaskAttempt,
 )
+from taskfabric_flink._adopt import AdoptedJobs
 from taskfabric_flink._config import ConfValue, Flink, check_conf, merged_conf
 from taskfabric_flink._environment import job_name
 from taskfabric_flink._errors import root_cause
@@ -47,6 +49,7 @@ from taskfabric_flink._streaming import (
     RESTORE_KEY,
     StreamingSettings,
     read_savepoint,
+    record_savepoint,
     state_file,
     stop_file,
     streaming_env_value,
@@ -192,6 +195,13 @@ class FlinkClusterSettings(FlinkBackendSettings):
                 "e.g. http://127.0.0.1:8081"
             )
         return url.rstrip("/")
+
+    #: Seconds between two reads of the state of a job followed through the REST API (one
+    #: whose client was lost, adopted on resume).
+    job_poll_seconds: float = Field(default=2.0, gt=0)
+    #: Seconds a cancelled (or timed out) attempt's streaming job has to stop with a
+    #: savepoint before it is cancelled without one.
+    savepoint_timeout_seconds: float = Field(default=120.0, gt=0)
 
 
 class _FlinkBackend(ProcessBackend[S]):
@@ -353,6 +363,7 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
     def __init__(self, name: str, settings: FlinkClusterSettings, context: BackendContext) -> None:
         super().__init__(name, settings, context)
         self.rest = FlinkRest(settings.rest_url)
+        self.adopted = AdoptedJobs(name, self.rest, settings.job_poll_seconds)
 
     def target(self) -> list[str]:
         parsed = urlparse(self.settings.rest_url)
@@ -386,19 +397,51 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
     # -- the backend ---------------------------------------------------------------------
 
     def submit(self, attempt: TaskAttempt) -> None:
-        if attempt.handle and not self._client_runs(attempt):
-            # The client an earlier engine process started is gone: its jobs have nobody to
-            # collect them. Stop them before the attempt's outcome is read (or it runs again).
-            try:
-                self.cancel_jobs(attempt.attempt_id, self.work_dir(attempt) / self.log_name)
-            except FlinkRestError as exc:
-                log.warning(
-                    "cannot look for the jobs of an interrupted attempt",
-                    backend=self.name,
-                    attempt_id=attempt.attempt_id,
-                    error=str(exc),
-                )
+        if attempt.handle and not self._client_runs(attempt) and self._adopt(attempt):
+            return
         super().submit(attempt)
+
+    def _adopt(self, attempt: TaskAttempt) -> bool:
+        """The client an earlier engine process started is gone. When it wrote no outcome
+        and the attempt's jobs are on the cluster, follow them through the REST API (`_adopt`
+        module): True. False leaves the attempt to the base class, which reads the outcome
+        the client wrote, or reports the attempt interrupted when no job of it exists."""
+        store = self.context.store
+        if store.exists(attempt.outputs_uri) or store.exists(attempt.error_uri):
+            return False  # read back as usual (log_links cancels a job left running)
+        log_path = self.work_dir(attempt) / self.log_name
+        try:
+            jobs = self.attempt_jobs(attempt.attempt_id, log_path)
+        except FlinkRestError as exc:
+            log.warning(
+                "cannot look for the jobs of an attempt whose client is gone",
+                backend=self.name,
+                attempt_id=attempt.attempt_id,
+                error=str(exc),
+            )
+            return False
+        if not jobs:
+            return False
+        if self.adopted.status(attempt.attempt_id) is not None:
+            return True  # submitted again while followed: nothing to do
+        self.adopted.adopt(attempt, jobs, [LogLink("flink-client", log_path.as_uri())])
+        return True
+
+    def poll(self, attempt_id: str) -> AttemptStatus:
+        status = self.adopted.status(attempt_id)
+        return status if status is not None else super().poll(attempt_id)
+
+    def cancel(self, attempt_id: str) -> None:
+        if not self.adopted.cancel(attempt_id, self.rest.cancel):
+            super().cancel(attempt_id)
+
+    def release(self, attempt_id: str) -> None:
+        self.adopted.release(attempt_id)
+        super().release(attempt_id)
+
+    def close(self) -> None:
+        self.adopted.close()
+        super().close()
 
     def _client_runs(self, attempt: TaskAttempt) -> bool:
         identity = ProcessIdentity.parse(attempt.handle)
@@ -456,16 +499,49 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
         return error
 
     def after_kill(self, run: ProcessRun) -> None:
-        """The client is gone; its jobs run on in the cluster until cancelled here."""
+        """The client is gone (a cancel, a timeout); its jobs run on in the cluster until
+        stopped here. A running streaming job stops with a savepoint, recorded as the task's
+        state (its next attempt starts from it); the others, or one whose savepoint fails,
+        are cancelled."""
+        attempt = run.attempt
         try:
-            self.cancel_jobs(run.attempt.attempt_id, run.log_path)
+            for job in self.attempt_jobs(attempt.attempt_id, run.log_path):
+                if job.get("jobType") == "STREAMING" and job.get("state") == "RUNNING":
+                    self._stop_with_savepoint(attempt, str(job["jid"]))
+            self.cancel_jobs(attempt.attempt_id, run.log_path)
         except FlinkRestError as exc:
             log.warning(
-                "cannot cancel the jobs of a cancelled attempt",
+                "cannot stop the jobs of a cancelled attempt",
                 backend=self.name,
-                attempt_id=run.attempt.attempt_id,
+                attempt_id=attempt.attempt_id,
                 error=str(exc),
             )
+
+    def _stop_with_savepoint(self, attempt: TaskAttempt, jid: str) -> None:
+        streaming, _ = self.streaming(attempt)
+        try:
+            savepoint = self.rest.stop_with_savepoint(
+                jid, streaming.savepoint_dir, timeout=self.settings.savepoint_timeout_seconds
+            )
+        except FlinkRestError as exc:
+            log.warning(
+                "a streaming job of a cancelled attempt did not stop with a savepoint; it is "
+                "cancelled",
+                backend=self.name,
+                attempt_id=attempt.attempt_id,
+                jid=jid,
+                error=str(exc),
+            )
+            return
+        record_savepoint(Path(streaming.state_file), savepoint, attempt.attempt_id)
+        log.info(
+            "a streaming job of a cancelled attempt stopped with a savepoint, recorded as the "
+            "task's state",
+            backend=self.name,
+            attempt_id=attempt.attempt_id,
+            jid=jid,
+            savepoint=savepoint,
+        )
 
     def check(self) -> CheckResult:
         found = super().check()

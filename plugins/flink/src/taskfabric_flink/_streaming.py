@@ -28,6 +28,7 @@ __all__ = [
     "STREAMING_ENV",
     "StreamingSettings",
     "read_savepoint",
+    "record_savepoint",
     "request_stop",
     "run_until_stopped",
     "state_file",
@@ -132,14 +133,14 @@ def run_until_stopped(env: StreamExecutionEnvironment | None = None, poll: float
         raise
     if not savepoint:
         return ""
-    state = Path(settings.state_file)
+    record_savepoint(Path(settings.state_file), savepoint, os.environ.get(ATTEMPT_ENV, ""))
+    return savepoint
+
+
+def record_savepoint(state: Path, savepoint: str, attempt_id: str) -> None:
+    """Record `savepoint` as the task's state: its next attempts start from it."""
     state.parent.mkdir(parents=True, exist_ok=True)
-    record: dict[str, Any] = {
-        "savepoint": savepoint,
-        "attempt": os.environ.get(ATTEMPT_ENV, ""),
-        "at": time.time(),
-    }
-    tmp = state.with_suffix(".tmp")
+    record: dict[str, Any] = {"savepoint": savepoint, "attempt": attempt_id, "at": time.time()}
+    tmp = state.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record), encoding="utf-8")
     tmp.replace(state)  # a reader sees the old record or the new one, never half of one
-    return savepoint
