@@ -114,7 +114,6 @@ def write_config(folder: Path, endpoint: str, image: str, extra: str = "") -> Pa
             endpoint_url = "{endpoint}"
             pass_env = {json.dumps(sorted(FAKE_CREDENTIALS))}
             poll_seconds = 0.5
-            follow_logs_seconds = 0.5
             """)
         + extra,
         encoding="utf-8",
@@ -251,54 +250,64 @@ def test_kill_9_then_resume_reattaches_to_the_job(
 
 
 def test_logs_follow_prints_cloudwatch_lines_while_the_job_runs(
-    engine: Engine, config_path: Path, jobs_endpoint: str
+    tmp_path: Path,
+    jobs_endpoint: str,
+    task_image: str,
+    plugins: Plugins,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    outcome: list[Any] = []
-    launch = threading.Thread(
-        target=lambda: outcome.append(engine.launch(aws_tasks.slow, {"seconds": 600.0})),
-        daemon=True,
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    # (Only here: twenty jobs read every half second would slow the other tests down.)
+    config_path = write_config(
+        tmp_path / "follow", jobs_endpoint, task_image, "follow_logs_seconds = 0.5\n"
     )
-    launch.start()
-    batch, logs = client("batch", jobs_endpoint), client("logs", jobs_endpoint)
-    job = _wait_for_a_job(jobs_endpoint, config_path, deadline=time.monotonic() + 240)
-    execution_id = job["tags"][TAG_EXECUTION]
+    with Engine(load_config(config_path), plugins=plugins) as engine:
+        outcome: list[Any] = []
+        launch = threading.Thread(
+            target=lambda: outcome.append(engine.launch(aws_tasks.slow, {"seconds": 600.0})),
+            daemon=True,
+        )
+        launch.start()
+        batch, logs = client("batch", jobs_endpoint), client("logs", jobs_endpoint)
+        job = _wait_for_a_job(jobs_endpoint, config_path, deadline=time.monotonic() + 240)
+        execution_id = job["tags"][TAG_EXECUTION]
 
-    def running_stream() -> str:
-        (found,) = batch.describe_jobs(jobs=[job["jobId"]])["jobs"]
-        stream = (found.get("container") or {}).get("logStreamName")
-        return str(stream) if found["status"] == "RUNNING" and stream else ""
+        def running_stream() -> str:
+            (found,) = batch.describe_jobs(jobs=[job["jobId"]])["jobs"]
+            stream = (found.get("container") or {}).get("logStreamName")
+            return str(stream) if found["status"] == "RUNNING" and stream else ""
 
-    stream = _wait_for(running_stream, 240, "the job to run")
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("TASKFABRIC_DATA_ROOT", None)
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "taskfabric.cli", "--config", str(config_path),
-         "executions", "logs", execution_id, "n0", "--follow"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
-    printed: queue.SimpleQueue[str] = queue.SimpleQueue()
-    threading.Thread(
-        target=lambda: [printed.put(line) for line in follower.stdout or ()], daemon=True
-    ).start()
-    try:
-        # Lines reach the job's stream while it runs (the awslogs driver's part); the
-        # follower prints each, and the job still runs when it has.
-        for text in ("first live line", "second live line"):
-            logs.put_log_events(
-                logGroupName="/aws/batch/job",
-                logStreamName=stream,
-                logEvents=[{"timestamp": int(time.time() * 1000), "message": text}],
-            )
-            deadline = time.monotonic() + 120
-            while True:
-                line = printed.get(timeout=max(0.1, deadline - time.monotonic()))
-                if line.rstrip("\n") == text:
-                    break
-            assert running_stream() == stream
-    finally:
-        engine.request_cancel(execution_id, "the test has seen the lines")
-        launch.join(120)
-        follower.wait(120)
+        stream = _wait_for(running_stream, 240, "the job to run")
+        env = {**os.environ, "COLUMNS": "200"}
+        env.pop("TASKFABRIC_DATA_ROOT", None)
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "taskfabric.cli", "--config", str(config_path),
+             "executions", "logs", execution_id, "n0", "--follow"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )  # fmt: skip
+        printed: queue.SimpleQueue[str] = queue.SimpleQueue()
+        threading.Thread(
+            target=lambda: [printed.put(line) for line in follower.stdout or ()], daemon=True
+        ).start()
+        try:
+            # Lines reach the job's stream while it runs (the awslogs driver's part); the
+            # follower prints each, and the job still runs when it has.
+            for text in ("first live line", "second live line"):
+                logs.put_log_events(
+                    logGroupName="/aws/batch/job",
+                    logStreamName=stream,
+                    logEvents=[{"timestamp": int(time.time() * 1000), "message": text}],
+                )
+                deadline = time.monotonic() + 120
+                while True:
+                    line = printed.get(timeout=max(0.1, deadline - time.monotonic()))
+                    if line.rstrip("\n") == text:
+                        break
+                assert running_stream() == stream
+        finally:
+            engine.request_cancel(execution_id, "the test has seen the lines")
+            launch.join(120)
+            follower.wait(120)
     # The follower stopped when the attempt did; the execution was aborted, its job stopped.
     assert follower.returncode == 0
     assert outcome and outcome[0].phase == "ABORTED", outcome
