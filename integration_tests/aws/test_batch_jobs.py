@@ -249,6 +249,45 @@ def test_kill_9_then_resume_reattaches_to_the_job(
     assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [job["jobId"]]
 
 
+def test_kill_9_then_resume_reattaches_a_map_to_its_array_job(
+    tmp_path: Path, jobs_endpoint: str, task_image: str
+) -> None:
+    config = write_config(
+        tmp_path / "killed", jobs_endpoint, task_image, "\n[engine]\nparallelism = 32\n"
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("TASKFABRIC_DATA_ROOT", None)
+    engine = subprocess.Popen(
+        [sys.executable, "-m", "taskfabric.cli", "--config", str(config), "run",
+         f"{TASKS_DIR / 'aws_map_tasks.py'}:slow_items", "--numbers", "[0, 1, 2]"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    batch = client("batch", jobs_endpoint)
+
+    def an_array_job() -> dict[str, Any] | None:
+        listed = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["tf-*"]}])
+        ids = [s["jobId"] for s in listed["jobSummaryList"] if "-x3-" in s["jobName"]]
+        parents = [i for i in ids if ":" not in i]
+        for job in batch.describe_jobs(jobs=parents)["jobs"] if parents else []:
+            if "-hold_item-" in job["jobDefinition"]:
+                return dict(job)
+        return None
+
+    try:
+        array = _wait_for(an_array_job, 240, "the engine's array job")
+    finally:
+        os.killpg(engine.pid, signal.SIGKILL)  # right after SubmitJob: the children run on
+        engine.wait()
+    execution_id = array["tags"][TAG_EXECUTION]
+    resumed = cli(config, "executions", "resume", execution_id)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    data = json.loads(cli(config, "executions", "show", execution_id, "-o", "json").stdout)
+    assert data["execution"]["phase"] == "SUCCEEDED", data
+    assert data["outputs"] == {"o0": [0, 1, 2]}
+    # The resumed engine re-attached each item to its child: no second array job, no job.
+    assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [array["jobId"]]
+
+
 def test_logs_follow_prints_cloudwatch_lines_while_the_job_runs(
     tmp_path: Path,
     jobs_endpoint: str,
