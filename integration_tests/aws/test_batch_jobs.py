@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aws_map_tasks
 import aws_tasks
 import pytest
 from conftest import TASKS_DIR, client
@@ -249,45 +248,6 @@ def test_kill_9_then_resume_reattaches_to_the_job(
     assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [job["jobId"]]
 
 
-def test_kill_9_then_resume_reattaches_a_map_to_its_array_job(
-    tmp_path: Path, jobs_endpoint: str, task_image: str
-) -> None:
-    config = write_config(
-        tmp_path / "killed", jobs_endpoint, task_image, "\n[engine]\nparallelism = 32\n"
-    )
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("TASKFABRIC_DATA_ROOT", None)
-    engine = subprocess.Popen(
-        [sys.executable, "-m", "taskfabric.cli", "--config", str(config), "run",
-         f"{TASKS_DIR / 'aws_map_tasks.py'}:slow_items", "--numbers", "[0, 1, 2]"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
-    )  # fmt: skip
-    batch = client("batch", jobs_endpoint)
-
-    def an_array_job() -> dict[str, Any] | None:
-        listed = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["tf-*"]}])
-        ids = [s["jobId"] for s in listed["jobSummaryList"] if "-x3-" in s["jobName"]]
-        parents = [i for i in ids if ":" not in i]
-        for job in batch.describe_jobs(jobs=parents)["jobs"] if parents else []:
-            if "-hold_item-" in job["jobDefinition"]:
-                return dict(job)
-        return None
-
-    try:
-        array = _wait_for(an_array_job, 240, "the engine's array job")
-    finally:
-        os.killpg(engine.pid, signal.SIGKILL)  # right after SubmitJob: the children run on
-        engine.wait()
-    execution_id = array["tags"][TAG_EXECUTION]
-    resumed = cli(config, "executions", "resume", execution_id)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    data = json.loads(cli(config, "executions", "show", execution_id, "-o", "json").stdout)
-    assert data["execution"]["phase"] == "SUCCEEDED", data
-    assert data["outputs"] == {"o0": [0, 1, 2]}
-    # The resumed engine re-attached each item to its child: no second array job, no job.
-    assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [array["jobId"]]
-
-
 def test_logs_follow_prints_cloudwatch_lines_while_the_job_runs(
     tmp_path: Path,
     jobs_endpoint: str,
@@ -380,7 +340,7 @@ def _wait_for_a_job(endpoint: str, config_path: Path, deadline: float) -> dict[s
     raise AssertionError("the engine submitted no job in 240 s")
 
 
-def test_a_map_of_20_items_is_one_array_job_each_child_an_item(
+def test_a_map_of_20_items_is_one_array_job_and_survives_a_kill_9(
     tmp_path: Path,
     jobs_endpoint: str,
     task_image: str,
@@ -392,17 +352,49 @@ def test_a_map_of_20_items_is_one_array_job_each_child_an_item(
     config = write_config(
         tmp_path / "array", jobs_endpoint, task_image, "\n[engine]\nparallelism = 32\n"
     )
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("TASKFABRIC_DATA_ROOT", None)
+    engine_process = subprocess.Popen(
+        [sys.executable, "-m", "taskfabric.cli", "--config", str(config), "run",
+         f"{TASKS_DIR / 'aws_map_tasks.py'}:squares_but_one",
+         "--numbers", json.dumps(list(range(20)))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    batch = client("batch", jobs_endpoint)
+
+    def the_array_job() -> dict[str, Any] | None:
+        listed = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["tf-*"]}])
+        parents = [
+            s["jobId"]
+            for s in listed["jobSummaryList"]
+            if "-x20-" in s["jobName"] and ":" not in s["jobId"]
+        ]
+        for job in batch.describe_jobs(jobs=parents)["jobs"] if parents else []:
+            if "-square_unless_bad-" in job["jobDefinition"]:
+                return dict(job)
+        return None
+
+    try:
+        array = _wait_for(the_array_job, 240, "the engine's array job")
+    finally:
+        # Killed right after SubmitJob (before or after it recorded the children's ids): the
+        # children run on, and the resumed engine finds them.
+        os.killpg(engine_process.pid, signal.SIGKILL)
+        engine_process.wait()
+    execution_id = array["tags"][TAG_EXECUTION]
+    resumed = cli(config, "executions", "resume", execution_id)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # the bad item failed it
     with Engine(load_config(config), plugins=plugins) as engine:
-        result = engine.launch(aws_map_tasks.squares_but_one, {"numbers": list(range(20))})
-        nodes = {n.node_id: n for n in engine.metadata.nodes(result.execution_id)}
-        attempts = engine.metadata.attempts(result.execution_id)
+        result = engine.metadata.get_execution(execution_id)
+        nodes = {n.node_id: n for n in engine.metadata.nodes(execution_id)}
+        attempts = engine.metadata.attempts(execution_id)
         outputs = {
             i: engine.literals.get(nodes[f"n0[{i}]"].outputs_uri)
             for i in range(20)
             if nodes[f"n0[{i}]"].phase == "SUCCEEDED"
         }
     # The bad item fails the map, alone, with its own error.
-    assert result.phase == "FAILED"
+    assert result is not None and result.phase == "FAILED"
     assert result.error is not None and result.error["code"] == "ValueError", result.error
     assert "item 7 is bad" in result.error["message"]
     assert nodes["n0[7]"].phase == "FAILED"
@@ -412,9 +404,9 @@ def test_a_map_of_20_items_is_one_array_job_each_child_an_item(
         literals = types_pb2.LiteralMap()
         literals.ParseFromString(data)
         assert literals.literals["o0"].integer == i * i
-    # In Batch: one array job of 20 children, child i being item i; no other job.
-    batch = client("batch", jobs_endpoint)
-    (array,) = jobs_of(jobs_endpoint, result.execution_id)
+    # In Batch: one array job of 20 children, child i being item i (each item's one attempt
+    # re-attached to it); no second array job, no other job.
+    assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [array["jobId"]]
     assert array["arrayProperties"]["size"] == 20
     children = batch.list_jobs(arrayJobId=array["jobId"])["jobSummaryList"]
     assert sorted(c["jobId"] for c in children) == sorted(
@@ -427,5 +419,5 @@ def test_a_map_of_20_items_is_one_array_job_each_child_an_item(
     assert statuses.pop(child_id(array["jobId"], 7)) == "FAILED"
     assert set(statuses.values()) == {"SUCCEEDED"}
     # Each item's log is its child's CloudWatch stream.
-    shown = cli(config, "executions", "logs", result.execution_id, "n0[7]")
+    shown = cli(config, "executions", "logs", execution_id, "n0[7]")
     assert "item 7 starts" in shown.stdout and "item 3 starts" not in shown.stdout, shown

@@ -1,9 +1,7 @@
-"""The maps of the array-job tests: light tasks (no pandas to import), since many Batch
-containers start them at once."""
+"""The map of the array-job tests: a light task (no pandas to import), since twenty Batch
+containers start it at once."""
 
 from __future__ import annotations
-
-import time
 
 from taskfabric import map_task, task, workflow
 
@@ -19,14 +17,3 @@ def square_unless_bad(i: int, bad: int) -> int:
 @workflow
 def squares_but_one(numbers: list[int], bad: int = 7) -> list[int]:
     return map_task(square_unless_bad)(i=numbers, bad=bad)
-
-
-@task
-def hold_item(i: int, seconds: float) -> int:
-    time.sleep(seconds)
-    return i
-
-
-@workflow
-def slow_items(numbers: list[int], seconds: float = 10.0) -> list[int]:
-    return map_task(hold_item)(i=numbers, seconds=seconds)
