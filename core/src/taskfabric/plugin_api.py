@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import enum
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -387,6 +387,15 @@ class TaskConfig(BaseModel):
         """Called at `@task` decoration with the task's typed interface (its `inputs` and
         `outputs`, dicts of name -> Param/Output): raise ValueError or TypeError when the
         config does not fit it (e.g. a shell script naming an input the task lacks)."""
+
+    def context_parameters(self, hints: Mapping[str, Any]) -> Collection[str]:
+        """The parameters of the task's function that its task type passes itself when it
+        calls the function (an engine's context object: a Flink environment, a session),
+        chosen from `hints` (parameter name -> type hint, as `typing.get_type_hints` gives
+        them). They are not inputs: they stay out of the typed interface (a workflow does not
+        bind them, their types need no transformer) and are listed in the interface's
+        `context` (name -> type hint). Called at `@task` decoration; none by default."""
+        return ()
 
     def to_proto(self) -> message.Message:
         from google.protobuf import json_format
