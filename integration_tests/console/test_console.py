@@ -21,6 +21,36 @@ def _launch(console: Console, token: str, workflow: str, inputs: dict[str, Any])
     return launched.execution.id
 
 
+def _add_items(console: Console, execution_id: str, map_id: str | None, total: int) -> None:
+    import sqlalchemy as sa
+
+    from taskfabric.metadata._schema import node_executions
+
+    assert map_id
+    engine = sa.create_engine(console.database)
+    with engine.connect() as conn:
+        known = conn.execute(
+            sa.select(sa.func.count()).where(
+                node_executions.c.execution_id == execution_id,
+                node_executions.c.parent_id == map_id,
+            )
+        ).scalar_one()
+    rows = [
+        {
+            "execution_id": execution_id,
+            "node_id": f"{map_id}[{i}]",
+            "name": f"item[{i}]",
+            "kind": "map_item",
+            "parent_id": map_id,
+            "phase": "FAILED" if i % 10 == 0 else "SUCCEEDED",
+        }
+        for i in range(known, total)
+    ]
+    with engine.begin() as conn:
+        conn.execute(node_executions.insert(), rows)
+    engine.dispose()
+
+
 def test_sign_in_and_the_executions_list(page: Any, console: Console, shots: Path) -> None:
     done = _launch(console, console.shop_admin, CHECKOUT, {"order": ORDER, "size": "SMALL", "n": 2})
     page.goto("/console/")
@@ -143,6 +173,23 @@ def test_launch_a_typed_workflow_from_the_form_and_watch_it_finish(
     expect(panel.locator("#items tr")).to_have_count(4)
     panel.locator("#items a").nth(2).click()
     expect(panel.locator("table[data-what=outputs] tr[data-name=o0]")).to_contain_text("4")
+    # A map of 120 items (116 more recorded as a bigger map would have them, every tenth
+    # failed): paged 50 at a time in order, and filtered by phase.
+    _add_items(console, page.url.rsplit("/", 1)[1], mapped.get_attribute("data-node-id"), 120)
+    mapped.click()
+    expect(panel.locator("#items-range")).to_have_text("1–50 of 120")
+    expect(panel.locator("#items tr").last).to_have_attribute(
+        "data-node-id", re.compile(r"\[49\]$")
+    )
+    panel.locator("#items-next").click()
+    expect(panel.locator("#items-range")).to_have_text("51–100 of 120")
+    expect(panel.locator("#items tr").first).to_have_attribute(
+        "data-node-id", re.compile(r"\[50\]$")
+    )
+    panel.locator("#item-phases button[data-phase=FAILED]").click()
+    expect(panel.locator("#items-range")).to_have_text("1–11 of 11")
+    expect(panel.locator("#items .badge[data-phase=FAILED]")).to_have_count(11)
+    expect(panel.locator("#items-next")).to_be_disabled()
 
 
 def test_sub_workflows_and_branches_expand_in_the_dag(

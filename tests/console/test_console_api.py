@@ -263,6 +263,61 @@ def test_graph_counts_map_items_by_phase_and_node_detail_is_typed(site: Site) ->
     assert other.get(detail_path).status_code == 404
 
 
+def test_a_maps_items_are_paged_in_order_and_filtered_by_phase(site: Site) -> None:
+
+    from taskfabric.metadata._schema import node_executions
+
+    site.register("shop")
+    http = site.http(site.shop)
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    ran = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "3"}}).json()["execution"]
+    site.run(ran["id"])
+    graph = http.get(f"/api/v1/executions/{ran['id']}/graph").json()
+    mapped = next(n["node_id"] for n in graph["nodes"] if n["kind"] == "map")
+    # 117 more items, as a map of 120 would have recorded them; every tenth of them failed.
+    rows = [
+        {
+            "execution_id": ran["id"],
+            "node_id": f"{mapped}[{i}]",
+            "name": f"step[{i}]",
+            "kind": "map_item",
+            "parent_id": mapped,
+            "phase": "FAILED" if i % 10 == 0 else "SUCCEEDED",
+        }
+        for i in range(3, 120)
+    ]
+    with site.plane.metadata.engine.begin() as conn:
+        conn.execute(node_executions.insert(), rows)
+    items = f"/api/v1/executions/{ran['id']}/nodes/{mapped}/items"
+    index = re.compile(r"\[(\d+)\]$")
+
+    def indices(page: dict[str, Any]) -> list[int]:
+        return [int(index.search(n["node_id"]).group(1)) for n in page["items"]]  # type: ignore[union-attr]
+
+    first = http.get(items).json()
+    assert indices(first) == list(range(50)) and first["next_after"] == f"{mapped}[49]"
+    assert first["counts"] == {"SUCCEEDED": 109, "FAILED": 11} and first["total"] == 120
+    second = http.get(items, params={"after": first["next_after"]}).json()
+    assert indices(second) == list(range(50, 100))
+    last = http.get(items, params={"after": second["next_after"]}).json()
+    assert indices(last) == list(range(100, 120)) and last["next_after"] == ""
+    failed = http.get(items, params={"phase": "FAILED", "limit": 5}).json()
+    assert indices(failed) == [10, 20, 30, 40, 50] and failed["total"] == 11
+    rest = http.get(items, params={"phase": "FAILED", "after": failed["next_after"]}).json()
+    assert indices(rest) == [60, 70, 80, 90, 100, 110] and rest["next_after"] == ""
+    both = http.get(items, params={"phase": ["FAILED", "SUCCEEDED"], "limit": 3}).json()
+    assert indices(both) == [0, 1, 2] and both["total"] == 120
+    # The panel's first page says what follows.
+    detail = http.get(f"/api/v1/executions/{ran['id']}/nodes/{mapped}/detail").json()
+    assert [c["node_id"] for c in detail["children"]] == [n["node_id"] for n in first["items"]]
+    assert detail["children_total"] == 120 and detail["children_next"] == f"{mapped}[49]"
+    assert detail["children_counts"] == first["counts"]
+    bad = http.get(items, params={"after": "n0[3]"})
+    assert bad.status_code == 422 and "not an item of node" in bad.json()["detail"]
+    assert http.get(f"/api/v1/executions/{ran['id']}/nodes/n77/items").status_code == 404
+    assert site.http(site.bank).get(items).status_code == 404
+
+
 def test_graph_holds_sub_workflows_and_branch_cases(site: Site) -> None:
     site.register("shop")
     http = site.http(site.shop)

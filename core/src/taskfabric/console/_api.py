@@ -180,9 +180,9 @@ def node_detail(
     # Its own row, not `plane.node_data`, which reads every node of the execution.
     inputs = values_json(plane.engine.read_literals(found.inputs_uri)) or None
     outputs = values_json(plane.engine.read_literals(found.outputs_uri)) or None
-    kids = cq.children(engine, rec.id, node_id, limit=items)
-    kids.sort(key=lambda n: views.node_sort_key(n.node_id))
-    total = cq.count_children(engine, rec.id, node_id) if kids else 0
+    mapped = found.kind == "map"
+    kids = cq.children(engine, rec.id, node_id, items=mapped, limit=items)
+    counts = cq.child_counts(engine, rec.id, node_id, items=mapped) if kids else {}
     waits = []
     if found.phase == "QUEUED" and found.kind in ("task", "map_item"):
         # Read now, not the message written when it queued: the place moves as others go.
@@ -206,9 +206,57 @@ def node_detail(
         inputs=_parameters(input_types, inputs),
         outputs=_parameters(output_types, outputs),
         children=[_node_model(k) for k in kids],
-        children_total=total,
+        children_total=sum(counts.values()),
+        children_counts=counts,
+        children_next=kids[-1].node_id if len(kids) == items and items else "",
         pool_waits=waits,
         cache_source=source,
+    )
+
+
+@router.get(
+    "/executions/{ref}/nodes/{node_id:path}/items",
+    summary="A page of a node's map items (or nodes), by index, filtered by phase",
+    description="A map's items in index order (a sub-workflow's or branch's nodes for "
+    "those), `limit` at a time after the item `after` (the `next_after` of the previous "
+    "page: a keyset, so the 200th page costs what the first does), only those in `phase` "
+    "if given. `counts` holds every item counted by phase; `total` those the filter keeps.",
+)
+def node_items(
+    plane: Plane,
+    who: Who,
+    ref: RefPath,
+    node_id: Annotated[str, Path(max_length=1024)],
+    phase: Annotated[list[str] | None, Query(description="Only items in these phases.")] = None,
+    after: Annotated[
+        str, Query(max_length=1024, description="The last item of the previous page.")
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_CHILDREN)] = 50,
+) -> cm.Children:
+    rec = plane._execution(who, ref)
+    engine = plane.metadata.engine
+    found = cq.node(engine, rec.id, node_id)
+    if found is None:
+        compiled = plane.engine.load_compiled(rec)
+        if cg.declared(compiled, node_id)[0] is None:
+            raise NotFound(f"execution {rec.id} has no node '{node_id}'")
+        return cm.Children(node_id=node_id)
+    if after and not after.startswith(node_id):
+        raise Invalid(f"after={after!r} is not an item of node '{node_id}'")
+    mapped = found.kind == "map"
+    phases = sorted({p.upper() for p in phase or ()})
+    page = cq.children(
+        engine, rec.id, node_id, items=mapped, phases=phases, after=after, limit=limit + 1
+    )
+    counts = cq.child_counts(engine, rec.id, node_id, items=mapped)
+    more = len(page) > limit
+    page = page[:limit]
+    return cm.Children(
+        node_id=node_id,
+        items=[_node_model(k) for k in page],
+        counts=counts,
+        total=sum(c for p, c in counts.items() if not phases or p in phases),
+        next_after=page[-1].node_id if more else "",
     )
 
 

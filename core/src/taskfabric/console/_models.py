@@ -81,11 +81,31 @@ class NodeDetail(_Model):
         default_factory=list, description="Up to `items` of its map items or nodes."
     )
     children_total: int = 0
+    children_counts: dict[str, int] = Field(
+        default_factory=dict, description="Its map items (or nodes) counted by phase."
+    )
+    children_next: str = Field(
+        default="", description="More children follow: `after` of GET .../items for them."
+    )
     pool_waits: list[PoolWait] = Field(
         default_factory=list, description="Pools its attempt waits for, read now."
     )
     cache_source: str = Field(
         default="", description="A cache hit: the execution that computed the result."
+    )
+
+
+class Children(_Model):
+    """A page of a node's map items (or a sub-workflow's or branch's nodes), in order."""
+
+    node_id: str
+    items: list[m.Node] = Field(default_factory=list)
+    counts: dict[str, int] = Field(
+        default_factory=dict, description="Every child counted by phase."
+    )
+    total: int = Field(default=0, description="Children in the phases asked for (all: all).")
+    next_after: str = Field(
+        default="", description="The `after` of the next page; empty: this is the last."
     )
 
 

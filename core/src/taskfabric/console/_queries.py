@@ -5,6 +5,8 @@ attempts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -12,12 +14,17 @@ from taskfabric.metadata import AttemptRecord, NodeRecord
 from taskfabric.metadata._schema import cache_entries, node_attempts, node_executions
 from taskfabric.metadata._store import _decode
 
+#: The kinds of node that are not a map's items (engine/_state.py): listed, so that the
+#: database seeks them in ix_node_executions_kind instead of reading every item's row.
+NODE_KINDS = ("task", "map", "branch", "workflow")
+ITEM = "map_item"
+
 
 def graph_nodes(engine: Engine, execution_id: str) -> list[NodeRecord]:
     """Every node of an execution but map items: the workflow's own nodes and those of its
     sub-workflows and branches (as many as its templates declare, whatever the data)."""
     t = node_executions
-    q = sa.select(t).where(t.c.execution_id == execution_id, t.c.kind != "map_item")
+    q = sa.select(t).where(t.c.execution_id == execution_id, t.c.kind.in_(NODE_KINDS))
     with engine.connect() as conn:
         return [_decode(NodeRecord, r) for r in conn.execute(q).all()]
 
@@ -27,7 +34,7 @@ def item_counts(engine: Engine, execution_id: str) -> dict[str, dict[str, int]]:
     t = node_executions
     q = (
         sa.select(t.c.parent_id, t.c.phase, sa.func.count())
-        .where(t.c.execution_id == execution_id, t.c.kind == "map_item")
+        .where(t.c.execution_id == execution_id, t.c.kind == ITEM)
         .group_by(t.c.parent_id, t.c.phase)
     )
     found: dict[str, dict[str, int]] = {}
@@ -45,16 +52,50 @@ def node(engine: Engine, execution_id: str, node_id: str) -> NodeRecord | None:
     return None if row is None else _decode(NodeRecord, row)
 
 
-def children(engine: Engine, execution_id: str, parent_id: str, *, limit: int) -> list[NodeRecord]:
-    """The first `limit` children of a node (map items in no particular order)."""
+def children(
+    engine: Engine,
+    execution_id: str,
+    parent_id: str,
+    *,
+    items: bool,
+    phases: Sequence[str] = (),
+    after: str = "",
+    limit: int,
+) -> list[NodeRecord]:
+    """A page of a node's children in order (a map's items by index: `n1[2]` before
+    `n1[10]`), those in `phases` only if given, after the child `after` (keyset: the page
+    costs the same wherever it is). `items`: a map's items, else the nodes of a
+    sub-workflow or branch."""
     t = node_executions
-    q = (
-        sa.select(t)
-        .where(t.c.execution_id == execution_id, t.c.parent_id == parent_id)
-        .limit(limit)
+    kinds = [ITEM] if items else list(NODE_KINDS)
+    # Ids of one parent's children share their prefix: shorter first, then by text, is
+    # by index (n1[9] < n1[10]), and both are in the row the index points at.
+    size = sa.func.length(t.c.node_id)
+    q = sa.select(t).where(
+        t.c.execution_id == execution_id, t.c.kind.in_(kinds), t.c.parent_id == parent_id
     )
+    if phases:
+        q = q.where(t.c.phase.in_(list(phases)))
+    if after:
+        q = q.where(sa.or_(size > len(after), sa.and_(size == len(after), t.c.node_id > after)))
+    q = q.order_by(size, t.c.node_id).limit(limit)
     with engine.connect() as conn:
         return [_decode(NodeRecord, r) for r in conn.execute(q).all()]
+
+
+def child_counts(
+    engine: Engine, execution_id: str, parent_id: str, *, items: bool
+) -> dict[str, int]:
+    """{phase: number of the node's children in it}, from the index alone."""
+    t = node_executions
+    kinds = [ITEM] if items else list(NODE_KINDS)
+    q = (
+        sa.select(t.c.phase, sa.func.count())
+        .where(t.c.execution_id == execution_id, t.c.kind.in_(kinds), t.c.parent_id == parent_id)
+        .group_by(t.c.phase)
+    )
+    with engine.connect() as conn:
+        return {str(phase): int(count) for phase, count in conn.execute(q).all()}
 
 
 def attempts(engine: Engine, execution_id: str, node_id: str) -> list[AttemptRecord]:
@@ -66,15 +107,6 @@ def attempts(engine: Engine, execution_id: str, node_id: str) -> list[AttemptRec
     )
     with engine.connect() as conn:
         return [_decode(AttemptRecord, r) for r in conn.execute(q).all()]
-
-
-def count_children(engine: Engine, execution_id: str, parent_id: str) -> int:
-    t = node_executions
-    q = sa.select(sa.func.count()).where(
-        t.c.execution_id == execution_id, t.c.parent_id == parent_id
-    )
-    with engine.connect() as conn:
-        return int(conn.execute(q).scalar_one())
 
 
 def cache_source(engine: Engine, outputs_uri: str) -> str:

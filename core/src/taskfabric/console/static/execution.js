@@ -370,14 +370,65 @@ async function drawPanel() {
     valuesArea,
     h("h3", {}, "Inputs"), parametersTable(detail.inputs, "inputs", { ref: id, node: n.node_id }),
     h("h3", {}, "Outputs"), parametersTable(detail.outputs, "outputs", { ref: id, node: n.node_id }),
-    detail.children.length
-      ? [
-          h("h3", {}, `Items (${detail.children.length} of ${detail.children_total})`),
-          h("table", { class: "list", id: "items" }, h("tbody", {}, detail.children.map((c) =>
-            h("tr", {}, h("td", {}, h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); select(c.node_id); } }, c.name || c.node_id)),
-              h("td", {}, badge(c.phase)), h("td", {}, span(c.started_at, c.finished_at)))))),
-        ]
-      : null,
+    itemsArea,
+  );
+  await drawItems(n, detail);
+}
+
+// A node's map items (or nodes), a page at a time, filtered by phase: the first page comes
+// with the panel; other pages and filters from GET .../items (a keyset: `after` the last
+// item of the page before; the cursors of the pages before are kept for "← Previous").
+const ITEMS_PAGE = 50;
+const itemsArea = h("div", { id: "items-area" });
+let items = { node: null, phases: [], cursors: [""] };
+
+async function drawItems(n, detail) {
+  if (items.node !== n.node_id) items = { node: n.node_id, phases: [], cursors: [""] };
+  const counts = detail.children_counts || {};
+  const all = Object.values(counts).reduce((a, b) => a + b, 0);
+  if (!all) return replace(itemsArea);
+  const after = items.cursors[items.cursors.length - 1];
+  let page;
+  if (!items.phases.length && !after) {
+    page = { items: detail.children, total: all, next_after: detail.children_next };
+  } else {
+    const path = `/executions/${seg(graph.execution.id)}/nodes/${n.node_id.split("/").map(seg).join("/")}/items`;
+    page = await api(path, { params: { phase: items.phases, after, limit: ITEMS_PAGE } });
+  }
+  const first = (items.cursors.length - 1) * ITEMS_PAGE;
+  const again = () => drawItems(n, detail).catch((err) => replace(itemsArea, errorBox(err)));
+  const filter = (phase) => {
+    const on = items.phases.includes(phase);
+    items.phases = phase === null ? [] : on ? items.phases.filter((p) => p !== phase) : [...items.phases, phase];
+    items.cursors = [""];
+    again();
+  };
+  const unit = n.kind === "map" ? "Items" : "Nodes";
+  replace(
+    itemsArea,
+    h("h3", {}, unit),
+    h(
+      "div",
+      { class: "item-phases", id: "item-phases" },
+      h("button", { type: "button", class: items.phases.length ? "chip" : "chip on", "data-phase": "", onclick: () => filter(null) }, `all ${all}`),
+      counts ? ORDER.filter((p) => counts[p]).map((p) => h(
+        "button",
+        { type: "button", class: `chip ${phaseClass(p)}${items.phases.includes(p) ? " on" : ""}`, "data-phase": p, "aria-pressed": items.phases.includes(p) ? "true" : "false", onclick: () => filter(p) },
+        `${p.toLowerCase()} ${counts[p]}`,
+      )) : null,
+    ),
+    page.items.length
+      ? h("table", { class: "list", id: "items" }, h("tbody", {}, page.items.map((c) =>
+          h("tr", { "data-node-id": c.node_id }, h("td", {}, h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); select(c.node_id); } }, c.name || c.node_id)),
+            h("td", {}, badge(c.phase)), h("td", {}, span(c.started_at, c.finished_at))))))
+      : h("p", { class: "muted" }, "none in these phases"),
+    h(
+      "div",
+      { class: "pager", id: "items-pager" },
+      h("button", { type: "button", id: "items-previous", disabled: items.cursors.length === 1, onclick: () => { items.cursors.pop(); again(); } }, "← Previous"),
+      h("span", { class: "page", id: "items-range" }, page.items.length ? `${first + 1}–${first + page.items.length} of ${page.total}` : `0 of ${page.total}`),
+      h("button", { type: "button", id: "items-next", disabled: !page.next_after, onclick: () => { items.cursors.push(page.next_after); again(); } }, "Next →"),
+    ),
   );
 }
 
