@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aws_map_tasks
 import aws_tasks
 import pytest
 from conftest import TASKS_DIR, client
@@ -114,7 +113,6 @@ def write_config(folder: Path, endpoint: str, image: str, extra: str = "") -> Pa
             endpoint_url = "{endpoint}"
             pass_env = {json.dumps(sorted(FAKE_CREDENTIALS))}
             poll_seconds = 0.5
-            follow_logs_seconds = 0.5
             """)
         + extra,
         encoding="utf-8",
@@ -251,54 +249,64 @@ def test_kill_9_then_resume_reattaches_to_the_job(
 
 
 def test_logs_follow_prints_cloudwatch_lines_while_the_job_runs(
-    engine: Engine, config_path: Path, jobs_endpoint: str
+    tmp_path: Path,
+    jobs_endpoint: str,
+    task_image: str,
+    plugins: Plugins,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    outcome: list[Any] = []
-    launch = threading.Thread(
-        target=lambda: outcome.append(engine.launch(aws_tasks.slow, {"seconds": 600.0})),
-        daemon=True,
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    # (Only here: twenty jobs read every half second would slow the other tests down.)
+    config_path = write_config(
+        tmp_path / "follow", jobs_endpoint, task_image, "follow_logs_seconds = 0.5\n"
     )
-    launch.start()
-    batch, logs = client("batch", jobs_endpoint), client("logs", jobs_endpoint)
-    job = _wait_for_a_job(jobs_endpoint, config_path, deadline=time.monotonic() + 240)
-    execution_id = job["tags"][TAG_EXECUTION]
+    with Engine(load_config(config_path), plugins=plugins) as engine:
+        outcome: list[Any] = []
+        launch = threading.Thread(
+            target=lambda: outcome.append(engine.launch(aws_tasks.slow, {"seconds": 600.0})),
+            daemon=True,
+        )
+        launch.start()
+        batch, logs = client("batch", jobs_endpoint), client("logs", jobs_endpoint)
+        job = _wait_for_a_job(jobs_endpoint, config_path, deadline=time.monotonic() + 240)
+        execution_id = job["tags"][TAG_EXECUTION]
 
-    def running_stream() -> str:
-        (found,) = batch.describe_jobs(jobs=[job["jobId"]])["jobs"]
-        stream = (found.get("container") or {}).get("logStreamName")
-        return str(stream) if found["status"] == "RUNNING" and stream else ""
+        def running_stream() -> str:
+            (found,) = batch.describe_jobs(jobs=[job["jobId"]])["jobs"]
+            stream = (found.get("container") or {}).get("logStreamName")
+            return str(stream) if found["status"] == "RUNNING" and stream else ""
 
-    stream = _wait_for(running_stream, 240, "the job to run")
-    env = {**os.environ, "COLUMNS": "200"}
-    env.pop("TASKFABRIC_DATA_ROOT", None)
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "taskfabric.cli", "--config", str(config_path),
-         "executions", "logs", execution_id, "n0", "--follow"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
-    printed: queue.SimpleQueue[str] = queue.SimpleQueue()
-    threading.Thread(
-        target=lambda: [printed.put(line) for line in follower.stdout or ()], daemon=True
-    ).start()
-    try:
-        # Lines reach the job's stream while it runs (the awslogs driver's part); the
-        # follower prints each, and the job still runs when it has.
-        for text in ("first live line", "second live line"):
-            logs.put_log_events(
-                logGroupName="/aws/batch/job",
-                logStreamName=stream,
-                logEvents=[{"timestamp": int(time.time() * 1000), "message": text}],
-            )
-            deadline = time.monotonic() + 120
-            while True:
-                line = printed.get(timeout=max(0.1, deadline - time.monotonic()))
-                if line.rstrip("\n") == text:
-                    break
-            assert running_stream() == stream
-    finally:
-        engine.request_cancel(execution_id, "the test has seen the lines")
-        launch.join(120)
-        follower.wait(120)
+        stream = _wait_for(running_stream, 240, "the job to run")
+        env = {**os.environ, "COLUMNS": "200"}
+        env.pop("TASKFABRIC_DATA_ROOT", None)
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "taskfabric.cli", "--config", str(config_path),
+             "executions", "logs", execution_id, "n0", "--follow"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )  # fmt: skip
+        printed: queue.SimpleQueue[str] = queue.SimpleQueue()
+        threading.Thread(
+            target=lambda: [printed.put(line) for line in follower.stdout or ()], daemon=True
+        ).start()
+        try:
+            # Lines reach the job's stream while it runs (the awslogs driver's part); the
+            # follower prints each, and the job still runs when it has.
+            for text in ("first live line", "second live line"):
+                logs.put_log_events(
+                    logGroupName="/aws/batch/job",
+                    logStreamName=stream,
+                    logEvents=[{"timestamp": int(time.time() * 1000), "message": text}],
+                )
+                deadline = time.monotonic() + 120
+                while True:
+                    line = printed.get(timeout=max(0.1, deadline - time.monotonic()))
+                    if line.rstrip("\n") == text:
+                        break
+                assert running_stream() == stream
+        finally:
+            engine.request_cancel(execution_id, "the test has seen the lines")
+            launch.join(120)
+            follower.wait(120)
     # The follower stopped when the attempt did; the execution was aborted, its job stopped.
     assert follower.returncode == 0
     assert outcome and outcome[0].phase == "ABORTED", outcome
@@ -332,7 +340,7 @@ def _wait_for_a_job(endpoint: str, config_path: Path, deadline: float) -> dict[s
     raise AssertionError("the engine submitted no job in 240 s")
 
 
-def test_a_map_of_20_items_is_one_array_job_each_child_an_item(
+def test_a_map_of_20_items_is_one_array_job_and_survives_a_kill_9(
     tmp_path: Path,
     jobs_endpoint: str,
     task_image: str,
@@ -344,17 +352,49 @@ def test_a_map_of_20_items_is_one_array_job_each_child_an_item(
     config = write_config(
         tmp_path / "array", jobs_endpoint, task_image, "\n[engine]\nparallelism = 32\n"
     )
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("TASKFABRIC_DATA_ROOT", None)
+    engine_process = subprocess.Popen(
+        [sys.executable, "-m", "taskfabric.cli", "--config", str(config), "run",
+         f"{TASKS_DIR / 'aws_map_tasks.py'}:squares_but_one",
+         "--numbers", json.dumps(list(range(20)))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    batch = client("batch", jobs_endpoint)
+
+    def the_array_job() -> dict[str, Any] | None:
+        listed = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["tf-*"]}])
+        parents = [
+            s["jobId"]
+            for s in listed["jobSummaryList"]
+            if "-x20-" in s["jobName"] and ":" not in s["jobId"]
+        ]
+        for job in batch.describe_jobs(jobs=parents)["jobs"] if parents else []:
+            if "-square_unless_bad-" in job["jobDefinition"]:
+                return dict(job)
+        return None
+
+    try:
+        array = _wait_for(the_array_job, 240, "the engine's array job")
+    finally:
+        # Killed right after SubmitJob (before or after it recorded the children's ids): the
+        # children run on, and the resumed engine finds them.
+        os.killpg(engine_process.pid, signal.SIGKILL)
+        engine_process.wait()
+    execution_id = array["tags"][TAG_EXECUTION]
+    resumed = cli(config, "executions", "resume", execution_id)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # the bad item failed it
     with Engine(load_config(config), plugins=plugins) as engine:
-        result = engine.launch(aws_map_tasks.squares_but_one, {"numbers": list(range(20))})
-        nodes = {n.node_id: n for n in engine.metadata.nodes(result.execution_id)}
-        attempts = engine.metadata.attempts(result.execution_id)
+        result = engine.metadata.get_execution(execution_id)
+        nodes = {n.node_id: n for n in engine.metadata.nodes(execution_id)}
+        attempts = engine.metadata.attempts(execution_id)
         outputs = {
             i: engine.literals.get(nodes[f"n0[{i}]"].outputs_uri)
             for i in range(20)
             if nodes[f"n0[{i}]"].phase == "SUCCEEDED"
         }
     # The bad item fails the map, alone, with its own error.
-    assert result.phase == "FAILED"
+    assert result is not None and result.phase == "FAILED"
     assert result.error is not None and result.error["code"] == "ValueError", result.error
     assert "item 7 is bad" in result.error["message"]
     assert nodes["n0[7]"].phase == "FAILED"
@@ -364,9 +404,9 @@ def test_a_map_of_20_items_is_one_array_job_each_child_an_item(
         literals = types_pb2.LiteralMap()
         literals.ParseFromString(data)
         assert literals.literals["o0"].integer == i * i
-    # In Batch: one array job of 20 children, child i being item i; no other job.
-    batch = client("batch", jobs_endpoint)
-    (array,) = jobs_of(jobs_endpoint, result.execution_id)
+    # In Batch: one array job of 20 children, child i being item i (each item's one attempt
+    # re-attached to it); no second array job, no other job.
+    assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [array["jobId"]]
     assert array["arrayProperties"]["size"] == 20
     children = batch.list_jobs(arrayJobId=array["jobId"])["jobSummaryList"]
     assert sorted(c["jobId"] for c in children) == sorted(
@@ -379,5 +419,5 @@ def test_a_map_of_20_items_is_one_array_job_each_child_an_item(
     assert statuses.pop(child_id(array["jobId"], 7)) == "FAILED"
     assert set(statuses.values()) == {"SUCCEEDED"}
     # Each item's log is its child's CloudWatch stream.
-    shown = cli(config, "executions", "logs", result.execution_id, "n0[7]")
+    shown = cli(config, "executions", "logs", execution_id, "n0[7]")
     assert "item 7 starts" in shown.stdout and "item 3 starts" not in shown.stdout, shown

@@ -52,18 +52,8 @@ def total(df: pd.DataFrame) -> float:
 
 
 @workflow
-def lines(f: File) -> int:
-    return count_lines(f=f)
-
-
-@workflow
-def tree(d: Directory) -> list[str]:
-    return listing(d=d)
-
-
-@workflow
-def revenue(df: pd.DataFrame) -> float:
-    return total(df=df)
+def inventory(f: File, d: Directory, df: pd.DataFrame) -> tuple[int, list[str], float]:
+    return count_lines(f=f), listing(d=d), total(df=df)
 """
 
 
@@ -189,26 +179,28 @@ def test_uploads_and_executions_through_the_server_and_its_worker_live_in_s3(
     up = shop.upload("shop", "prod", notes)
     assert up.kind == "file" and up.size == 6
     assert shop.upload("shop", "prod", notes).ref == up.ref  # content-addressed
-    lines = shop.launch("shop", "prod", workflow="s3flows.lines", inputs={"f": {"upload": up.ref}})
     folder = tmp_path / "reports"
     (folder / "2026").mkdir(parents=True)
     (folder / "a.csv").write_text("x\n")
     (folder / "2026" / "b.csv").write_text("y\n")
     up_dir = shop.upload("shop", "prod", folder)
-    tree = shop.launch(
-        "shop", "prod", workflow="s3flows.tree", inputs={"d": {"upload": up_dir.ref}}
-    )
+    assert up_dir.kind == "directory"
     sales = tmp_path / "sales.csv"
     sales.write_text("region,amount\nnorth,2.5\nsouth,4.0\n")
     up_df = shop.upload("shop", "prod", sales)
-    revenue = shop.launch(
-        "shop", "prod", workflow="s3flows.revenue", inputs={"df": {"upload": up_df.ref}}
+    launched = shop.launch(
+        "shop",
+        "prod",
+        workflow="s3flows.inventory",
+        inputs={"f": {"upload": up.ref}, "d": {"upload": up_dir.ref}, "df": {"upload": up_df.ref}},
     )
-    assert finished(lines.execution.id).outputs == {"o0": 3}
-    assert finished(tree.execution.id).outputs == {"o0": ["2026/b.csv", "a.csv"]}
-    assert finished(revenue.execution.id).outputs == {"o0": 6.5}
+    assert finished(launched.execution.id).outputs == {
+        "o0": 3,
+        "o1": ["2026/b.csv", "a.csv"],
+        "o2": 6.5,
+    }
     # The task's log, kept in S3, read through the API.
-    task_log = shop.task_log(lines.execution.id, "n0")
+    task_log = shop.task_log(launched.execution.id, "n0")
     assert task_log.phase == "SUCCEEDED"
     assert "counting the lines of notes.txt" in task_log.text
     # Everything is in the bucket, nothing in a local blob folder.
@@ -222,5 +214,5 @@ def test_uploads_and_executions_through_the_server_and_its_worker_live_in_s3(
     ]
     assert any("notes.txt" in k for k in keys), keys
     assert any(k.endswith(".log") for k in keys), keys
-    assert any(lines.execution.id in k for k in keys), keys
+    assert any(launched.execution.id in k for k in keys), keys
     assert not (tmp_path / "blobs").exists()

@@ -59,6 +59,7 @@ from taskfabric_aws._arrays import (
     parse_pending_child,
 )
 from taskfabric_aws._batch_settings import BatchSettings, resources_of
+from taskfabric_aws._checks import check_queue
 from taskfabric_aws._joblogs import LogCursor, LogReader
 from taskfabric_aws._s3 import S3BlobStore
 
@@ -244,31 +245,7 @@ class BatchBackend(Backend[BatchSettings]):
         self._thread.join(timeout=30)
 
     def check(self) -> CheckResult:
-        queue = self.settings.job_queue
-        try:
-            found = self.batch.describe_job_queues(jobQueues=[queue])["jobQueues"]
-        except botocore.exceptions.NoCredentialsError:
-            return CheckResult(False, "no AWS credentials found (boto3's chain)")
-        except Exception as exc:
-            return CheckResult(False, f"cannot reach AWS Batch: {exc}")
-        if not found:
-            return CheckResult(False, f"no job queue '{queue}' in this account and region")
-        q = found[0]
-        if q.get("state") != "ENABLED" or q.get("status") not in ("VALID", None):
-            return CheckResult(False, f"job queue '{queue}' is {q.get('state')}/{q.get('status')}")
-        envs = [c["computeEnvironment"] for c in q.get("computeEnvironmentOrder", [])]
-        if not envs:
-            return CheckResult(False, f"job queue '{queue}' has no compute environment")
-        described = self.batch.describe_compute_environments(computeEnvironments=envs)
-        bad = [
-            f"{c['computeEnvironmentName']} ({c.get('state')}/{c.get('status')})"
-            for c in described["computeEnvironments"]
-            if c.get("state") != "ENABLED" or c.get("status") not in ("VALID", None)
-        ]
-        if bad:
-            return CheckResult(False, f"job queue '{queue}': compute environments {bad}")
-        names = ", ".join(c["computeEnvironmentName"] for c in described["computeEnvironments"])
-        return CheckResult(True, f"job queue '{queue}' is enabled, compute environments: {names}")
+        return check_queue(self.batch, self.settings.job_queue)
 
     # -- the Batch thread --------------------------------------------------------------------
 
