@@ -160,6 +160,13 @@ def test_a_viewer_sees_no_launch_cancel_or_activate(page: Any, console: Console)
     expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "ABORTED")
     expect(page.locator("#relaunch")).to_have_count(0)
     expect(page.locator("#resume")).to_have_count(0)
+    # Nor the registry's Activate and Deactivate, and no launch form's button.
+    page.goto("/console/registry")
+    expect(page.locator("#schedules tr[data-plan=hourly]")).to_be_visible()
+    expect(page.locator("#schedules button")).to_have_count(0)
+    page.goto(f"/console/launch/shop/prod/{CHECKOUT}")
+    expect(page.locator("#viewer-note")).to_be_visible()
+    expect(page.locator("#submit")).to_have_count(0)
 
 
 def test_launch_a_typed_workflow_from_the_form_and_watch_it_finish(
@@ -465,6 +472,19 @@ def test_cancel_a_running_execution(page: Any, console: Console) -> None:
     expect(page.locator("#resume")).to_be_visible()
     expect(page.locator("#relaunch")).to_be_visible()
     expect(page.locator("#panel #log")).to_have_attribute("data-complete", "true")
+    # Relaunch: a new execution of the same inputs, opened in its place.
+    page.click("#relaunch")
+    page.wait_for_url(re.compile(r"/console/executions/(?!" + slow + r"$)\w+$"))
+    again = page.url.rsplit("/", 1)[1]
+    try:
+        expect(page.locator("#dag g.node").first).to_have_attribute("data-phase", "RUNNING")
+        with console.client(console.shop_admin) as c:
+            ran = c.execution(again)
+        assert ran.execution.workflow == "shopflows.slow"
+        assert ran.inputs == {"seconds": 600.0}
+    finally:
+        with console.client(console.shop_admin) as c:
+            c.cancel(again)
 
 
 def test_registry_diff_and_activate_a_schedule(page: Any, console: Console, shots: Path) -> None:

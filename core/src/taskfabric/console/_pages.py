@@ -91,7 +91,7 @@ def _shell(
     token: str,
     args: dict[str, Any],
     auth: bool,
-    projects: list[dict[str, Any]] | None = None,
+    listed: list[dict[str, Any]] | None = None,
 ) -> HTMLResponse:
     e = html.escape
     nav = "".join(
@@ -105,7 +105,7 @@ def _shell(
         if auth
         else '<span class="muted">auth off</span>'
     )
-    known = "" if projects is None else f' data-projects="{e(json.dumps(projects))}"'
+    known = "" if listed is None else f' data-projects="{e(json.dumps(listed))}"'
     who_text = f"{who.name or who.token_id or 'local'} · {who.role.value}"
     projects = ", ".join(sorted(who.projects)).replace("*", "every project")
     body = f"""<!doctype html>
