@@ -6,6 +6,7 @@ that really run are in test_batch_jobs.py."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import textwrap
 import threading
 from collections.abc import Iterator, Mapping
@@ -29,7 +30,8 @@ from taskfabric.plugins import Plugins, use_plugins
 from taskfabric.storage import PackStore
 from taskfabric.testing import DirectAttempts
 from taskfabric_aws import BatchBackend, BatchSettings, S3BlobStore
-from taskfabric_aws._batch import PENDING, TAG_ATTEMPT, attempt_key, job_name_of
+from taskfabric_aws._arrays import array_key, array_name_of, child_id
+from taskfabric_aws._batch import PENDING, TAG_ARRAY, TAG_ATTEMPT, attempt_key, job_name_of
 from taskfabric_aws.testing import configure_moto, create_batch_queue
 
 QUEUE = "tf-api"
@@ -315,3 +317,168 @@ def test_check_reports_the_queue_and_its_compute_environment(
     assert check.ok, check.message
     assert f"job queue '{QUEUE}' is enabled" in check.message
     assert f"{QUEUE}-ce" in check.message
+
+
+def _count_submits(backend: Any) -> list[dict[str, Any]]:
+    """The parameters of every SubmitJob call `backend` makes from now on."""
+    calls: list[dict[str, Any]] = []
+    backend.batch.meta.events.register(
+        "provide-client-params.batch.SubmitJob", lambda params, **_: calls.append(dict(params))
+    )
+    return calls
+
+
+def test_map_items_go_as_one_array_job_each_child_an_item(
+    engine: Engine, moto_endpoint: str
+) -> None:
+    direct = DirectAttempts(engine, task_type="python", deadline=60)
+    backend = direct.backend(aws_tasks.square)
+    submits = _count_submits(backend)
+    items = [direct.make(aws_tasks.square, i=i) for i in range(5)]
+    backend.submit_map_items(items)
+    backend.submit_map_items(items)  # again: nothing new
+    statuses = [direct.wait(backend, a) for a in items]
+    (call,) = submits
+    assert call["arrayProperties"] == {"size": 5}
+    name = call["jobName"]
+    assert name == array_name_of(items) and name.endswith(
+        array_key([a.attempt_id for a in items])[:12]
+    )
+    # In moto's Batch the array job and its children share the name: one array, 5 children.
+    jobs = jobs_named(moto_endpoint, name)
+    (array,) = [j for j in jobs if ":" not in j["jobId"]]
+    assert array["tags"][TAG_ARRAY] == array_key([a.attempt_id for a in items])
+    assert array["arrayProperties"]["size"] == 5
+    assert sorted(j["jobId"] for j in jobs if ":" in j["jobId"]) == sorted(
+        child_id(array["jobId"], i) for i in range(5)
+    )
+    # Each child is its item: its own handle, its own end (moto ran nothing: no outputs).
+    for index, (attempt, status) in enumerate(zip(items, statuses, strict=True)):
+        child = child_id(array["jobId"], index)
+        assert direct.handles(attempt) == [f"{PENDING}{name}#{index}", child]
+        assert status.error is not None and status.error.code == "BatchJobFailed"
+        assert f"({child}) succeeded without writing its outputs" in status.error.message
+    # Every child runs the item runner on one manifest, which lists the items by index.
+    command = array["container"]["command"]
+    assert command[:3] == ["python3", "-m", "taskfabric_aws.array_item"]
+    manifest = json.loads(engine.store.get_bytes(command[3]))
+    assert [item["node_id"] for item in manifest["items"]] == ["n0"] * 5
+    for item, attempt in zip(manifest["items"], items, strict=True):
+        args = item["args"]
+        assert args[args.index("--inputs") + 1] == attempt.inputs_uri
+        assert args[args.index("--outputs") + 1] == attempt.outputs_uri
+        assert args[args.index("--error") + 1] == attempt.error_uri
+    # One item alone (a retry, say) is a job of its own, not an array.
+    retry = direct.make(aws_tasks.square, i=9)
+    backend.submit_map_items([retry])
+    direct.wait(backend, retry)
+    assert "arrayProperties" not in submits[1] and submits[1]["jobName"] == job_name_of(
+        retry.attempt_id
+    )
+
+
+def test_map_items_reattach_to_their_array_job_never_a_second_one(
+    engine: Engine, moto_endpoint: str, s3_root: str, tmp_path: Path, plugins: Plugins, queue: str
+) -> None:
+    direct = DirectAttempts(engine, task_type="python", deadline=60)
+    backend = direct.backend(aws_tasks.square)
+    items = [direct.make(aws_tasks.square, i=i) for i in range(4)]
+    backend.submit_map_items(items)
+    for attempt in items:
+        direct.wait(backend, attempt)
+    name = array_name_of(items)
+    (array,) = [j for j in jobs_named(moto_endpoint, name) if ":" not in j["jobId"]]
+    config = load_config(batch_config(tmp_path / "second", s3_root, moto_endpoint, queue))
+    with Engine(config, plugins=plugins) as second:
+        again = DirectAttempts(second, task_type="python", deadline=60)
+        # The engine killed after the submit: the children's ids, or only the provisional
+        # handles (killed between SubmitJob and recording the ids): the items adopt their
+        # children, found by the array's name and tag, in either order.
+        for handles, recorded_after in (
+            ([child_id(array["jobId"], i) for i in range(4)], [[]] * 4),
+            (
+                [f"{PENDING}{name}#{i}" for i in (2, 0, 3, 1)],
+                [[child_id(array["jobId"], i)] for i in (2, 0, 3, 1)],
+            ),
+        ):
+            other = again.backend(aws_tasks.square)
+            submits = _count_submits(other)
+            recorded: list[list[str]] = [[] for _ in items]
+            order = [2, 0, 3, 1] if handles[0].startswith(PENDING) else [0, 1, 2, 3]
+            resubmitted = [
+                dataclasses.replace(items[i], handle=h, record_handle=recorded[n].append)
+                for n, (i, h) in enumerate(zip(order, handles, strict=True))
+            ]
+            other.submit_map_items(resubmitted)
+            for n, attempt in enumerate(resubmitted):
+                status = again.wait(other, attempt)
+                assert status.error is not None
+                assert child_id(array["jobId"], order[n]) in status.error.message
+            assert recorded == recorded_after
+            assert submits == []
+            for attempt in resubmitted:
+                other.release(attempt.attempt_id)
+        # Killed after recording the provisional handles, before SubmitJob: one array now,
+        # of the items that came back (two of three: the third went alone, as a retry does).
+        fresh = [direct.make(aws_tasks.square, i=i) for i in range(3)]
+        lost = array_name_of(fresh)
+        other = again.backend(aws_tasks.square)
+        submits = _count_submits(other)
+        recorded = [[] for _ in fresh]
+        pending = [
+            dataclasses.replace(a, handle=f"{PENDING}{lost}#{i}", record_handle=recorded[i].append)
+            for i, a in enumerate(fresh)
+        ]
+        other.submit_map_items(pending[:2])
+        other.submit_map_items(pending[2:])
+        for attempt in pending:
+            again.wait(other, attempt)
+        assert jobs_named(moto_endpoint, lost) == []
+        assert [s.get("arrayProperties") for s in submits] in (
+            [{"size": 2}, None],
+            [None, {"size": 2}],
+        )
+        (submitted,) = [s for s in submits if s.get("arrayProperties")]
+        (new,) = [
+            j for j in jobs_named(moto_endpoint, submitted["jobName"]) if ":" not in j["jobId"]
+        ]
+        assert recorded[:2] == [
+            [f"{PENDING}{submitted['jobName']}#{i}", child_id(new["jobId"], i)] for i in range(2)
+        ]
+        (alone,) = jobs_named(moto_endpoint, job_name_of(fresh[2].attempt_id))
+        assert recorded[2] == [PENDING + alone["jobName"], alone["jobId"]]
+
+
+@pytest.mark.parametrize(
+    ("items", "code"), [(1, "TooManyRequestsException"), (3, "ThrottlingException")]
+)
+def test_a_throttled_submit_pushes_the_pool_back_and_fails_nothing(
+    engine: Engine, moto_endpoint: str, items: int, code: str
+) -> None:
+    direct = DirectAttempts(engine, task_type="python", deadline=120)
+    pushbacks: list[Mapping[str, float]] = []
+    with throttling_proxy(moto_endpoint, throttle=2, path="/v1/submitjob", code=code) as proxy:
+        settings = BatchSettings(
+            job_queue=QUEUE,
+            image="localhost/x:1",
+            endpoint_url=proxy.endpoint,
+            poll_seconds=0.1,
+            pool="batch-api",
+            api_attempts=1,
+        )
+        backend = BatchBackend("batch", settings, _context(engine, pushbacks))
+        submits = _count_submits(backend)
+        try:
+            attempts = [direct.make(aws_tasks.square, i=i) for i in range(items)]
+            backend.submit_map_items(attempts)
+            statuses = [direct.wait(backend, a) for a in attempts]
+        finally:
+            backend.close()
+    # Two throttled SubmitJob calls, each a pushback of the pool, then the one that went
+    # through: the items ended as their job did (moto ran nothing), none on the throttling.
+    assert proxy.seen == ["POST"] * 3
+    assert len(submits) == 3 and all(s == submits[0] for s in submits)
+    assert ("arrayProperties" in submits[0]) == (items > 1)
+    assert [dict(p) for p in pushbacks] == [{"batch-api": 1.0}, {"batch-api": 2.0}]
+    for status in statuses:
+        assert status.error is not None and status.error.code == "BatchJobFailed", status.error

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +24,12 @@ import pytest
 from conftest import TASKS_DIR, client
 
 from taskfabric.config import load_config
+from taskfabric.core.v1 import types_pb2
 from taskfabric.engine import Engine
 from taskfabric.plugin_api import BACKENDS_GROUP, STORAGE_GROUP
 from taskfabric.plugins import Plugins, use_plugins
 from taskfabric_aws import BatchBackend, S3BlobStore
+from taskfabric_aws._arrays import child_id
 from taskfabric_aws._batch import TAG_EXECUTION
 from taskfabric_aws.testing import FAKE_CREDENTIALS, MotoMissing, create_batch_queue, moto_server
 from taskfabric_containers import ImageSpec, build_image
@@ -87,7 +91,7 @@ def jobs_endpoint(
         _required("moto's server", exc)
 
 
-def write_config(folder: Path, endpoint: str, image: str) -> Path:
+def write_config(folder: Path, endpoint: str, image: str, extra: str = "") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "taskfabric.toml"
     path.write_text(
@@ -109,7 +113,8 @@ def write_config(folder: Path, endpoint: str, image: str) -> Path:
             endpoint_url = "{endpoint}"
             pass_env = {json.dumps(sorted(FAKE_CREDENTIALS))}
             poll_seconds = 0.5
-            """),
+            """)
+        + extra,
         encoding="utf-8",
     )
     return path
@@ -243,6 +248,80 @@ def test_kill_9_then_resume_reattaches_to_the_job(
     assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [job["jobId"]]
 
 
+def test_logs_follow_prints_cloudwatch_lines_while_the_job_runs(
+    tmp_path: Path,
+    jobs_endpoint: str,
+    task_image: str,
+    plugins: Plugins,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    # (Only here: twenty jobs read every half second would slow the other tests down.)
+    config_path = write_config(
+        tmp_path / "follow", jobs_endpoint, task_image, "follow_logs_seconds = 0.5\n"
+    )
+    with Engine(load_config(config_path), plugins=plugins) as engine:
+        outcome: list[Any] = []
+        launch = threading.Thread(
+            target=lambda: outcome.append(engine.launch(aws_tasks.slow, {"seconds": 600.0})),
+            daemon=True,
+        )
+        launch.start()
+        batch, logs = client("batch", jobs_endpoint), client("logs", jobs_endpoint)
+        job = _wait_for_a_job(jobs_endpoint, config_path, deadline=time.monotonic() + 240)
+        execution_id = job["tags"][TAG_EXECUTION]
+
+        def running_stream() -> str:
+            (found,) = batch.describe_jobs(jobs=[job["jobId"]])["jobs"]
+            stream = (found.get("container") or {}).get("logStreamName")
+            return str(stream) if found["status"] == "RUNNING" and stream else ""
+
+        stream = _wait_for(running_stream, 240, "the job to run")
+        env = {**os.environ, "COLUMNS": "200"}
+        env.pop("TASKFABRIC_DATA_ROOT", None)
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "taskfabric.cli", "--config", str(config_path),
+             "executions", "logs", execution_id, "n0", "--follow"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )  # fmt: skip
+        printed: queue.SimpleQueue[str] = queue.SimpleQueue()
+        threading.Thread(
+            target=lambda: [printed.put(line) for line in follower.stdout or ()], daemon=True
+        ).start()
+        try:
+            # Lines reach the job's stream while it runs (the awslogs driver's part); the
+            # follower prints each, and the job still runs when it has.
+            for text in ("first live line", "second live line"):
+                logs.put_log_events(
+                    logGroupName="/aws/batch/job",
+                    logStreamName=stream,
+                    logEvents=[{"timestamp": int(time.time() * 1000), "message": text}],
+                )
+                deadline = time.monotonic() + 120
+                while True:
+                    line = printed.get(timeout=max(0.1, deadline - time.monotonic()))
+                    if line.rstrip("\n") == text:
+                        break
+                assert running_stream() == stream
+        finally:
+            engine.request_cancel(execution_id, "the test has seen the lines")
+            launch.join(120)
+            follower.wait(120)
+    # The follower stopped when the attempt did; the execution was aborted, its job stopped.
+    assert follower.returncode == 0
+    assert outcome and outcome[0].phase == "ABORTED", outcome
+
+
+def _wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def _wait_for_a_job(endpoint: str, config_path: Path, deadline: float) -> dict[str, Any]:
     batch = client("batch", endpoint)
     seen = {
@@ -259,3 +338,86 @@ def _wait_for_a_job(endpoint: str, config_path: Path, deadline: float) -> dict[s
                         return dict(job)
         time.sleep(0.2)
     raise AssertionError("the engine submitted no job in 240 s")
+
+
+def test_a_map_of_20_items_is_one_array_job_and_survives_a_kill_9(
+    tmp_path: Path,
+    jobs_endpoint: str,
+    task_image: str,
+    plugins: Plugins,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    # Parallelism above the map's size: all twenty items start in one turn of the loop.
+    config = write_config(
+        tmp_path / "array", jobs_endpoint, task_image, "\n[engine]\nparallelism = 32\n"
+    )
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("TASKFABRIC_DATA_ROOT", None)
+    engine_process = subprocess.Popen(
+        [sys.executable, "-m", "taskfabric.cli", "--config", str(config), "run",
+         f"{TASKS_DIR / 'aws_map_tasks.py'}:squares_but_one",
+         "--numbers", json.dumps(list(range(20)))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
+    )  # fmt: skip
+    batch = client("batch", jobs_endpoint)
+
+    def the_array_job() -> dict[str, Any] | None:
+        listed = batch.list_jobs(jobQueue=QUEUE, filters=[{"name": "JOB_NAME", "values": ["tf-*"]}])
+        parents = [
+            s["jobId"]
+            for s in listed["jobSummaryList"]
+            if "-x20-" in s["jobName"] and ":" not in s["jobId"]
+        ]
+        for job in batch.describe_jobs(jobs=parents)["jobs"] if parents else []:
+            if "-square_unless_bad-" in job["jobDefinition"]:
+                return dict(job)
+        return None
+
+    try:
+        array = _wait_for(the_array_job, 240, "the engine's array job")
+    finally:
+        # Killed right after SubmitJob (before or after it recorded the children's ids): the
+        # children run on, and the resumed engine finds them.
+        os.killpg(engine_process.pid, signal.SIGKILL)
+        engine_process.wait()
+    execution_id = array["tags"][TAG_EXECUTION]
+    resumed = cli(config, "executions", "resume", execution_id)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr  # the bad item failed it
+    with Engine(load_config(config), plugins=plugins) as engine:
+        result = engine.metadata.get_execution(execution_id)
+        nodes = {n.node_id: n for n in engine.metadata.nodes(execution_id)}
+        attempts = engine.metadata.attempts(execution_id)
+        outputs = {
+            i: engine.literals.get(nodes[f"n0[{i}]"].outputs_uri)
+            for i in range(20)
+            if nodes[f"n0[{i}]"].phase == "SUCCEEDED"
+        }
+    # The bad item fails the map, alone, with its own error.
+    assert result is not None and result.phase == "FAILED"
+    assert result.error is not None and result.error["code"] == "ValueError", result.error
+    assert "item 7 is bad" in result.error["message"]
+    assert nodes["n0[7]"].phase == "FAILED"
+    # Every other item succeeded, with its own outputs.
+    assert sorted(outputs) == [i for i in range(20) if i != 7]
+    for i, data in outputs.items():
+        literals = types_pb2.LiteralMap()
+        literals.ParseFromString(data)
+        assert literals.literals["o0"].integer == i * i
+    # In Batch: one array job of 20 children, child i being item i (each item's one attempt
+    # re-attached to it); no second array job, no other job.
+    assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [array["jobId"]]
+    assert array["arrayProperties"]["size"] == 20
+    children = batch.list_jobs(arrayJobId=array["jobId"])["jobSummaryList"]
+    assert sorted(c["jobId"] for c in children) == sorted(
+        child_id(array["jobId"], i) for i in range(20)
+    )
+    assert sorted((a.node_id, a.attempt, a.handle) for a in attempts) == sorted(
+        (f"n0[{i}]", 1, child_id(array["jobId"], i)) for i in range(20)
+    )
+    statuses = {c["jobId"]: c["status"] for c in children}
+    assert statuses.pop(child_id(array["jobId"], 7)) == "FAILED"
+    assert set(statuses.values()) == {"SUCCEEDED"}
+    # Each item's log is its child's CloudWatch stream.
+    shown = cli(config, "executions", "logs", execution_id, "n0[7]")
+    assert "item 7 starts" in shown.stdout and "item 3 starts" not in shown.stdout, shown

@@ -84,3 +84,36 @@ def test_typed_data_caching_and_logs_live_in_s3(
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert "writing 6 numbers" in shown.stdout + shown.stderr, shown
+
+
+def _check(config_path: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TASKFABRIC_CONFIG": str(config_path), "COLUMNS": "300"}
+    return subprocess.run(
+        [sys.executable, "-m", "taskfabric.cli", "plugins", "check"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_plugins_check_reaches_the_bucket_of_the_data_root(
+    tmp_path: Path, s3_root: str, moto_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    bucket, prefix = s3_root[len("s3://") :].split("/", 1)
+    shown = _check(write_config(tmp_path / "good", s3_root, moto_endpoint, "local"))
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert (
+        f"ok   storage {s3_root} (driver s3): bucket s3://{bucket} at {moto_endpoint}: "
+        f"{s3_root} is writable"
+    ) in shown.stdout, shown.stdout
+    # The probe blob is gone.
+    listed = client("s3", moto_endpoint).list_objects_v2(Bucket=bucket, Prefix=prefix + "/")
+    assert listed.get("KeyCount", 0) == 0, listed.get("Contents")
+    # A bucket that does not exist: said so, with the fix.
+    shown = _check(
+        write_config(tmp_path / "missing", "s3://tf-no-such-bucket/x", moto_endpoint, "local")
+    )
+    assert shown.returncode == 1
+    assert (
+        "FAIL storage s3://tf-no-such-bucket/x (driver s3): the bucket of [storage] data_root, "
+        f"s3://tf-no-such-bucket, does not exist at {moto_endpoint}: create it"
+    ) in shown.stdout, shown.stdout

@@ -1,6 +1,6 @@
 """A thin HTTP proxy on 127.0.0.1 in front of moto that answers the first N matching requests
-as a throttled AWS service does (S3's `503 SlowDown`, Batch's `429 TooManyRequestsException`),
-then forwards every request."""
+as a throttled AWS service does (S3's `503 SlowDown`, Batch's `429 TooManyRequestsException` or
+`400 ThrottlingException`), then forwards every request."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ import urllib.request
 from collections.abc import Iterator
 
 _S3_SLOWDOWN = b"<Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>"
-_TOO_MANY = b'{"__type": "TooManyRequestsException", "message": "Too Many Requests"}'
+#: The JSON error a throttled JSON API answers: code -> HTTP status.
+JSON_THROTTLING = {"TooManyRequestsException": 429, "ThrottlingException": 400}
 
 
 class Proxy:
-    def __init__(self, upstream: str, throttle: int, path: str) -> None:
+    def __init__(self, upstream: str, throttle: int, path: str, code: str) -> None:
         self.upstream = upstream
         self.path = path
+        self.code = code
         self.lock = threading.Lock()
         self.throttle = throttle
         self.seen: list[str] = []  # the methods of the matching requests, throttled or not
@@ -53,10 +55,11 @@ def _handler(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
                     throttled = len(proxy.seen) <= proxy.throttle
             if throttled:
                 s3 = self.headers.get("Content-Type", "") != "application/json"
-                payload = _S3_SLOWDOWN if s3 else _TOO_MANY
-                self.send_response(503 if s3 else 429)
+                message = f'{{"__type": "{proxy.code}", "message": "Rate exceeded"}}'
+                payload = _S3_SLOWDOWN if s3 else message.encode()
+                self.send_response(503 if s3 else JSON_THROTTLING[proxy.code])
                 if not s3:
-                    self.send_header("x-amzn-ErrorType", "TooManyRequestsException")
+                    self.send_header("x-amzn-ErrorType", proxy.code)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -90,10 +93,13 @@ def _handler(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def throttling_proxy(upstream: str, *, throttle: int, path: str = "") -> Iterator[Proxy]:
+def throttling_proxy(
+    upstream: str, *, throttle: int, path: str = "", code: str = "TooManyRequestsException"
+) -> Iterator[Proxy]:
     """A proxy to `upstream` throttling the first `throttle` requests whose path contains
-    `path` (every request when empty); `.endpoint` is its URL."""
-    proxy = Proxy(upstream, throttle, path)
+    `path` (every request when empty), JSON APIs with the error `code` (a key of
+    `JSON_THROTTLING`); `.endpoint` is its URL."""
+    proxy = Proxy(upstream, throttle, path, code)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -84,3 +84,15 @@ def local_engine(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugins: Plugins
 ) -> Iterator[Engine]:
     yield from _engine(tmp_path, monkeypatch, plugins, 'driver = "flink-local"\n')
+
+
+@pytest.fixture
+def engine_with_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, plugins: Plugins
+) -> Iterator[Engine]:
+    """flink-local with Flink options of its own, which tasks' options go over."""
+    backend = (
+        'driver = "flink-local"\n'
+        'conf = { "parallelism.default" = 2, "pipeline.auto-watermark-interval" = "300 ms" }\n'
+    )
+    yield from _engine(tmp_path, monkeypatch, plugins, backend)

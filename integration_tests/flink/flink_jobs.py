@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pyflink.table import DataTypes
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table import DataTypes, TableEnvironment
 from pyflink.table.expressions import col, lit
 from pyflink.table.udf import udf
 
@@ -19,8 +20,8 @@ def ratio(x: int) -> float:
 
 
 @task(config=Flink(runtime_mode="BATCH"))
-def ratios(n: int) -> list[float]:
-    table = table_env().from_elements([(i,) for i in range(n)], ["x"])
+def ratios(t_env: TableEnvironment, n: int) -> list[float]:
+    table = t_env.from_elements([(i,) for i in range(n)], ["x"])
     with table.select(ratio(col("x"))).execute().collect() as rows:
         return [row[0] for row in rows]
 
@@ -31,9 +32,9 @@ def failing_udf(n: int = 3) -> list[float]:
 
 
 @task(config=Flink(runtime_mode="STREAMING"))
-def doubled(values: list[int]) -> list[int]:
+def doubled(env: StreamExecutionEnvironment, values: list[int]) -> list[int]:
     """A list in by collection, a DataStream out: collected into the list output."""
-    return stream_env().from_collection(values).map(lambda v: v * 2)  # type: ignore[no-any-return]
+    return env.from_collection(values).map(lambda v: v * 2)  # type: ignore[no-any-return]
 
 
 @workflow
@@ -116,20 +117,38 @@ def gated(runs: str, go: str) -> int:
     return gated_job(runs=runs, go=go)
 
 
+@task(config=Flink(runtime_mode="BATCH"))
+def gated_sink(t_env: TableEnvironment, runs: str, go: str, out: str) -> None:
+    """Like gated_job, but its job writes into files and the task returns nothing."""
+    with Path(runs).open("a") as fh:
+        fh.write("sink\n")
+    t_env.execute_sql(
+        "CREATE TABLE numbers_out (x BIGINT) WITH "
+        f"('connector' = 'filesystem', 'path' = '{out}', 'format' = 'csv')"
+    )
+    table = t_env.from_elements([(7,)], ["x"])
+    table.select(wait_for_file(col("x"), lit(go)).alias("x")).execute_insert("numbers_out").wait()
+
+
+@workflow
+def gated_pair(runs: str, go: str, out: str) -> int:
+    gated_sink(runs=runs, go=go, out=out)
+    return gated_job(runs=runs, go=go)
+
+
 def _slowly(n: int) -> int:
     time.sleep(0.002)  # a few hundred records a second: small files, many checkpoints
     return n
 
 
 @task(config=Flink(runtime_mode="STREAMING", parallelism=1, checkpoint_interval_ms=1000))
-def numbers_to_files(out: str) -> str:
+def numbers_to_files(env: StreamExecutionEnvironment, out: str) -> str:
     """An unbounded job (0, 1, 2, ... from a checkpointed source) into files committed
     exactly once on checkpoints, run until a stop request; returns its savepoint."""
     from pyflink.common import Encoder, Types, WatermarkStrategy
     from pyflink.datastream.connectors.file_system import FileSink, RollingPolicy
     from pyflink.datastream.connectors.number_seq import NumberSequenceSource
 
-    env = stream_env()
     source = NumberSequenceSource(0, 10**12)
     numbers = env.from_source(source, WatermarkStrategy.no_watermarks(), "numbers").uid("numbers")
     lines = numbers.map(_slowly, Types.LONG()).uid("slowly").map(str, Types.STRING()).uid("str")
@@ -145,3 +164,29 @@ def numbers_to_files(out: str) -> str:
 @workflow
 def numbers_stream(out: str) -> str:
     return numbers_to_files(out=out)
+
+
+@task(
+    config=Flink(parallelism=3, checkpoint_interval_ms=2000, conf={"pipeline.max-parallelism": 64})
+)
+def environments(env: StreamExecutionEnvironment, n: int, t_env: TableEnvironment) -> list[str]:
+    """The environments the task receives: the task's options over its backend's, and one
+    table environment over the stream one (a stream becomes a table)."""
+    config = t_env.get_config()  # the table options, over the environment's
+    table = t_env.from_data_stream(env.from_collection(list(range(n))))
+    with table.execute().collect() as rows:
+        count = len(list(rows))
+    return [
+        str(env.get_parallelism()),
+        str(env.get_checkpoint_interval()),
+        str(env.get_max_parallelism()),
+        config.get("pipeline.auto-watermark-interval", ""),
+        config.get("execution.runtime-mode", ""),
+        str(count),
+        str(env is stream_env()),
+    ]
+
+
+@workflow
+def received_environments(n: int = 5) -> list[str]:
+    return environments(n=n)

@@ -30,3 +30,17 @@ def test_a_list_goes_in_by_collection_and_a_data_stream_comes_back(local_engine:
     result = local_engine.launch(flink_jobs.doubling, {"values": [3, 1, 2]})
     assert result.phase == "SUCCEEDED", result.error
     assert sorted(result.python_outputs(flink_jobs.doubling, local_engine.store)) == [2, 4, 6]
+
+
+def test_the_function_receives_its_environments_configured_by_task_over_backend(
+    engine_with_defaults: Engine,
+) -> None:
+    result = engine_with_defaults.launch(flink_jobs.received_environments, {"n": 5})
+    assert result.phase == "SUCCEEDED", result.error
+    got = result.python_outputs(flink_jobs.received_environments, engine_with_defaults.store)
+    # parallelism: the task's 3 over the backend's 2; the checkpoint interval and the max
+    # parallelism from the task; the watermark interval from the backend; Flink's default mode;
+    # 5 rows of a stream read as a table; the same environment as stream_env().
+    assert got == ["3", "2000", "64", "300 ms", "STREAMING", "5", "True"]
+    # The environments are not inputs: the workflow passed only n.
+    assert list(flink_jobs.environments.interface.inputs) == ["n"]

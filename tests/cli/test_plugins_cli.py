@@ -52,6 +52,8 @@ def test_check_passes_for_builtins_and_fails_for_a_missing_driver(
     code, out = invoke("plugins", "check")
     assert code == 0, out
     assert "ok   backend procs (driver subprocess)" in out and "runs taskfabric" in out
+    # The blob store is reached: a probe blob written, read back and deleted.
+    assert "ok   storage file://" in out and "is writable (a probe blob written" in out
     cfg.write_text(
         '[task_types]\npython = "big"\nspark = "big"\n[backends.big]\n'
         'driver = "spark"\nmaster = "local[2]"\n'

@@ -132,7 +132,33 @@ def run(args: argparse.Namespace) -> int:
     return fail(status.error, EXIT_TASK_FAILED)
 
 
+def _preload() -> None:
+    """What every attempt needs, imported once by the sandbox's fork server before it forks
+    the first: a plugin that fails here fails its attempts with its own error, as in a
+    fresh process."""
+    import contextlib
+
+    import taskfabric.backends._execute
+    import taskfabric.engine._loader
+    import taskfabric.sdk  # noqa: F401
+    from taskfabric.plugins import get_plugins
+    from taskfabric.types import default_engine
+
+    default_engine()
+    plugins = get_plugins()
+    with contextlib.suppress(Exception):
+        plugins.task_types()
+    with contextlib.suppress(Exception):
+        plugins.driver(STORAGE_GROUP, "file")
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--fork-server"] and len(args) == 2:
+        # The sandbox backend's fork server (taskfabric.backends._forkserver).
+        from taskfabric.backends._forkserver import main as fork_server
+
+        return fork_server(int(args[1]), _preload, main)
     parser = argparse.ArgumentParser(
         prog="taskfabric-execute", description="Run one taskfabric task attempt."
     )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import abc
 import enum
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
@@ -289,7 +289,8 @@ SettingsT = TypeVar("SettingsT", bound=BackendSettings)
 class Backend(abc.ABC, Generic[SettingsT]):
     """Runs task attempts somewhere and reports how they end.
 
-    The engine calls `submit` once per attempt, then `poll` whenever the backend calls the
+    The engine calls `submit` once per attempt (`submit_map_items` for items of a map that
+    start together, when the backend overrides it), then `poll` whenever the backend calls the
     attempt's `notify` (backends that can tell when work ends) or every `poll_interval`
     seconds (backends that must ask a remote engine). When a timeout fires or the execution is
     aborted it calls `cancel`. After recording an attempt's end it calls `release`.
@@ -324,6 +325,24 @@ class Backend(abc.ABC, Generic[SettingsT]):
         """Start the attempt. Submitting an attempt_id again must not start it twice; with
         `attempt.handle` set, re-attach to the work an earlier engine process started (see
         `TaskAttempt`)."""
+
+    def submit_map_items(self, attempts: Sequence[TaskAttempt]) -> None:
+        """Start several items of one map node as one unit (optional).
+
+        The engine calls it, instead of `submit`, with the attempts of one map node's items
+        that start in the same turn of its loop: as many as `[engine] parallelism`, the
+        map's `concurrency` and the pools let start at once (a retried item usually comes
+        alone). They share the execution and the task template; each has its own
+        `attempt_id`, inputs, outputs and `handle`. A backend that can start them together
+        (an AWS Batch array job) overrides this; from then on each attempt is polled,
+        cancelled, released and retried on its own, exactly as if `submit` had started it,
+        and the rules of `submit` hold for each (never twice for one `attempt_id`; given a
+        `handle`, re-attach). An exception fails every attempt given (retryable).
+
+        Backends that do not override it get `submit` once per item, each failing alone.
+        """
+        for attempt in attempts:
+            self.submit(attempt)
 
     @abc.abstractmethod
     def poll(self, attempt_id: str) -> AttemptStatus:
@@ -368,6 +387,15 @@ class TaskConfig(BaseModel):
         """Called at `@task` decoration with the task's typed interface (its `inputs` and
         `outputs`, dicts of name -> Param/Output): raise ValueError or TypeError when the
         config does not fit it (e.g. a shell script naming an input the task lacks)."""
+
+    def context_parameters(self, hints: Mapping[str, Any]) -> Collection[str]:
+        """The parameters of the task's function that its task type passes itself when it
+        calls the function (an engine's context object: a Flink environment, a session),
+        chosen from `hints` (parameter name -> type hint, as `typing.get_type_hints` gives
+        them). They are not inputs: they stay out of the typed interface (a workflow does not
+        bind them, their types need no transformer) and are listed in the interface's
+        `context` (name -> type hint). Called at `@task` decoration; none by default."""
+        return ()
 
     def to_proto(self) -> message.Message:
         from google.protobuf import json_format

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.table import StreamTableEnvironment, TableEnvironment
 
 from taskfabric import task
 from taskfabric.errors import TaskfabricError
@@ -127,3 +129,26 @@ def test_a_udf_workers_traceback_keeps_the_users_frames() -> None:
         "    return x / 0\n"
     )
     assert user_frames(frames) == '  File "/home/me/jobs.py", line 9, in ratio\n    return x / 0'
+
+
+def test_the_environments_a_function_takes_are_not_inputs() -> None:
+    @task(config=Flink(parallelism=2))
+    def build(
+        env: StreamExecutionEnvironment,
+        n: int,
+        t_env: TableEnvironment,
+        st_env: StreamTableEnvironment,
+    ) -> int:
+        return n
+
+    assert list(build.interface.inputs) == ["n"]
+    assert build.interface.context == {
+        "env": StreamExecutionEnvironment,
+        "t_env": TableEnvironment,
+        "st_env": StreamTableEnvironment,
+    }
+    # Without Flink(...) the task type passes nothing: the parameter is an unsupported input.
+    with pytest.raises(TaskfabricError, match="parameter 'env'"):
+
+        @task
+        def plain(env: StreamExecutionEnvironment) -> None: ...

@@ -25,7 +25,7 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Protocol, TypeVar
 
 from taskfabric.backends._paths import attempt_work_dir, node_key
 from taskfabric.backends._pids import (
@@ -51,7 +51,7 @@ from taskfabric.plugin_api import (
 )
 from taskfabric.tasklogs import LOG_LINK_NAME, keep_log
 
-__all__ = ["ProcessBackend", "ProcessRun", "describe_exit", "tail"]
+__all__ = ["ProcessBackend", "ProcessRun", "StartedProcess", "describe_exit", "tail"]
 
 log = get_logger("taskfabric.backends")
 
@@ -87,6 +87,15 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
+class StartedProcess(Protocol):
+    """What `ProcessRun` needs of a process it started (a `Popen`, or a sandbox fork
+    server's `ForkedProcess`)."""
+
+    pid: int
+
+    def wait(self) -> int: ...
+
+
 class ProcessRun:
     """One attempt's process: started by this backend (`proc` is its `Popen`), or adopted
     from an earlier engine process (`proc` is None; `adopted` is true)."""
@@ -94,7 +103,7 @@ class ProcessRun:
     def __init__(
         self,
         attempt: TaskAttempt,
-        proc: subprocess.Popen[bytes] | None,
+        proc: StartedProcess | None,
         log_path: Path,
         identity: ProcessIdentity | None = None,
     ) -> None:

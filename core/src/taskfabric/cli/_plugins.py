@@ -163,7 +163,8 @@ def list_plugins(output_format: str) -> None:
 @plugins.command("check")
 @click.option("--project", default=None, help="Check with this project's overrides applied.")
 def check(project: str | None) -> None:
-    """Validate the config and every selected backend's settings; reach each backend."""
+    """Validate the config and every selected backend's settings; reach the blob store and
+    each backend."""
     from taskfabric.config import validate_backend_options
     from taskfabric.engine import Engine
     from taskfabric.plugins import get_plugins
@@ -189,6 +190,11 @@ def check(project: str | None) -> None:
         _check_commands(registry, report)
         engine = Engine(base)
     try:
+        what = f"storage {base.blob_root} (driver {engine.store.scheme})"
+        try:
+            report(True, what, engine.store.check())
+        except Exception as exc:
+            report(False, what, str(exc))
         checked: set[str] = set()
         for task_type, backend_name in sorted(config.task_types.items()):
             try:

@@ -128,14 +128,16 @@ class Attempts:
         return self._pools.subscribe(lambda: wakeups.put(""))
 
     def dispatch(self) -> None:
-        """Start what may start: attempts granted their pools, then queued attempts."""
+        """Start what may start: attempts granted their pools, then queued attempts; then
+        hand them to their backends."""
+        started: list[tuple[NodeState, TaskAttempt]] = []
         if self._granted:
             granted = list(self._granted)
             self._granted.clear()
-            self._start_granted(granted)
+            self._start_granted(granted, started)
         pools = self._pools
         if pools is not None:
-            self._start_granted(pools.poll())
+            self._start_granted(pools.poll(), started)
         runnable = self._runnable
         while runnable and self._in_flight() < self._parallelism and not self._nodes.stopping:
             ns = runnable.popleft()
@@ -154,7 +156,8 @@ class Attempts:
                     self._map_running[parent] = running + 1
             if pools is not None and not self._acquire_pools(pools, ns):
                 continue
-            self._start(ns)
+            started.append(self._start(ns))
+        self._submit(started)
 
     def renew_leases(self) -> None:
         """Renew the pool leases of running attempts when due; stop those that lost theirs."""
@@ -264,12 +267,15 @@ class Attempts:
         self._recorder.node(ns, "waiting for " + pools.position_text(ns, ns.attempt + 1))
         return False
 
-    def _start_granted(self, nodes: list[NodeState]) -> None:
+    def _start_granted(
+        self, nodes: list[NodeState], started: list[tuple[NodeState, TaskAttempt]]
+    ) -> None:
         for ns in nodes:
             if ns.phase == QUEUED and not self._nodes.stopping:
-                self._start(ns)
+                started.append(self._start(ns))
 
-    def _start(self, ns: NodeState) -> None:
+    def _start(self, ns: NodeState) -> tuple[NodeState, TaskAttempt]:
+        """Record the node's next attempt as running; `_submit` hands it to its backend."""
         assert ns.task is not None and ns.inputs is not None
         ns.attempt += 1
         ns.attempt_started_at = time.time()
@@ -309,10 +315,37 @@ class Attempts:
         timeout = task.timeout.ToTimedelta().total_seconds() if task.HasField("timeout") else 0
         if timeout > 0:
             self._timers.after(timeout, ns, self._timeout_due)
-        try:
-            backend.submit(spec)
-        except Exception as exc:
-            log.exception("backend submit failed", node_id=ns.full_id, backend=backend.name)
+        return ns, spec
+
+    def _submit(self, started: list[tuple[NodeState, TaskAttempt]]) -> None:
+        """Hand the attempts this turn started to their backends: the items of one map node
+        together to a backend that takes them so (`Backend.submit_map_items`), any other
+        attempt alone (`Backend.submit`)."""
+        together: dict[tuple[NodeState, Backend[Any]], list[tuple[NodeState, TaskAttempt]]] = {}
+        for ns, spec in started:
+            backend, parent = ns.backend, ns.parent
+            assert backend is not None
+            if parent is not None and parent.kind == "map" and _takes_map_items(backend):
+                together.setdefault((parent, backend), []).append((ns, spec))
+                continue
+            try:
+                backend.submit(spec)
+            except Exception as exc:
+                log.exception("backend submit failed", node_id=ns.full_id, backend=backend.name)
+                self._submit_failed([ns], backend, exc)
+        for (_, backend), items in together.items():
+            try:
+                backend.submit_map_items([spec for _, spec in items])
+            except Exception as exc:
+                log.exception(
+                    "backend submit of map items failed",
+                    node_ids=[ns.full_id for ns, _ in items],
+                    backend=backend.name,
+                )
+                self._submit_failed([ns for ns, _ in items], backend, exc)
+
+    def _submit_failed(self, nodes: list[NodeState], backend: Backend[Any], exc: Exception) -> None:
+        for ns in nodes:
             self._over(ns)
             self._failed(
                 ns,
@@ -459,3 +492,8 @@ class Attempts:
             ),
             phase=TIMED_OUT,
         )
+
+
+def _takes_map_items(backend: Backend[Any]) -> bool:
+    """The backend starts a map's items together (it overrides `submit_map_items`)."""
+    return type(backend).submit_map_items is not Backend.submit_map_items

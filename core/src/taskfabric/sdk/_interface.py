@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,9 @@ class PyInterface:
     output_kind: str
     namedtuple_cls: Any = None
     proto: interface_pb2.TypedInterface = field(default_factory=interface_pb2.TypedInterface)
+    #: Parameters the task type passes itself (name -> type hint), not inputs: see
+    #: `TaskConfig.context_parameters`.
+    context: dict[str, Any] = field(default_factory=dict)
 
     def pack_outputs(self, value: Any) -> dict[str, Any]:
         """Split a function's return value into its named outputs."""
@@ -131,9 +134,16 @@ def _is_namedtuple(tp: Any) -> bool:
 
 
 def extract_interface(
-    fn: Callable[..., Any], *, kind: str, engine: TypeEngine | None = None
+    fn: Callable[..., Any],
+    *,
+    kind: str,
+    engine: TypeEngine | None = None,
+    context: Callable[[Mapping[str, Any]], Collection[str]] | None = None,
 ) -> PyInterface:
     """Read the typed interface of a task or workflow function.
+
+    `context` picks, from the parameters' type hints, the parameters a task type passes
+    itself (`TaskConfig.context_parameters`): they are left out of the inputs.
 
     Raises TaskDefinitionError naming the function, the parameter and the type when a
     hint is missing or unsupported.
@@ -150,6 +160,17 @@ def extract_interface(
     except Exception as exc:  # NameError for unresolvable forward references, etc.
         raise fail("type hints", f"cannot be resolved ({exc})") from exc
     sig = inspect.signature(fn)
+    given: dict[str, Any] = {}
+    if context is not None:
+        param_hints = {p: hints[p] for p in sig.parameters if p in hints}
+        try:
+            chosen = set(context(param_hints))
+        except Exception as exc:
+            raise fail("context parameters", str(exc)) from exc
+        unknown = chosen - set(param_hints)
+        if unknown:
+            raise fail("context parameters", f"no annotated parameter named {sorted(unknown)}")
+        given = {p: param_hints[p] for p in sig.parameters if p in chosen}
     inputs: dict[str, Param] = {}
     proto = interface_pb2.TypedInterface()
     ctx = default_context()
@@ -159,6 +180,8 @@ def extract_interface(
                 f"parameter '{pname}'",
                 "*args and **kwargs are not supported: declare each input with a type",
             )
+        if pname in given:
+            continue
         if pname not in hints:
             raise fail(
                 f"parameter '{pname}'",
@@ -218,4 +241,4 @@ def extract_interface(
             raise fail(f"output '{oname}'", str(exc)) from exc
         outputs[oname] = Output(oname, otype, lt)
         proto.outputs.add(name=oname, type=lt)
-    return PyInterface(inputs, outputs, output_kind, namedtuple_cls, proto)
+    return PyInterface(inputs, outputs, output_kind, namedtuple_cls, proto, context=given)

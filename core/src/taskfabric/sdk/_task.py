@@ -74,7 +74,10 @@ class TaskDefinition(Generic[P, R]):
         self.config = config
         self.short_name: str = fn.__name__
         self.name: str = name or f"{fn.__module__}.{fn.__qualname__}"
-        self.interface: PyInterface = extract_interface(fn, kind="task")
+        context = getattr(config, "context_parameters", None)
+        self.interface: PyInterface = extract_interface(
+            fn, kind="task", context=context if callable(context) else None
+        )
         check = getattr(config, "check_interface", None)
         if callable(check):
             try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,21 @@ class BlobStore(abc.ABC):
     def local_path(self, uri: str) -> Path | None:
         """A local path at which the blob can be read directly, if the store has one."""
         return None
+
+    def check(self) -> str:
+        """Whether the store can be used, for `taskfabric plugins check`: write a small probe
+        blob under the root, read it back and delete it. Returns what was checked; raises an
+        error that says what is wrong and what to do (a missing bucket, refused credentials).
+        Drivers may override it to say more (see taskfabric-aws's `s3`)."""
+        probe = self.uri(".taskfabric-check", uuid.uuid4().hex)
+        data = b"written by taskfabric plugins check\n"
+        self.put_bytes(probe, data)
+        try:
+            if self.get_bytes(probe) != data:
+                raise OSError(f"the probe blob {probe} does not read back as it was written")
+        finally:
+            self.delete(probe)
+        return f"{self.uri()} is writable (a probe blob written, read back and deleted)"
 
     def put_dir(self, local_dir: Path, uri: str) -> None:
         """Upload every file under `local_dir` to the prefix `uri`."""

@@ -10,6 +10,10 @@ hash of it. Before submitting, the backend records the provisional handle `pendi
 after, the job id. Re-submitted after an engine's `kill -9`, an attempt with a job id adopts
 that job; one with the provisional handle looks the job up by name and tag (it may have been
 submitted just before the engine died) and submits only if there is none.
+
+A map's items that start together (`submit_map_items`) go as one array job: one `SubmitJob`
+for N items, its child `<array job id>:<i>` being item i (see _arrays.py). The handles work
+the same way: `pending:<array name>#<i>` before the submit, the child's id after.
 """
 
 from __future__ import annotations
@@ -19,10 +23,10 @@ import json
 import os
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 import boto3
 import botocore.config
@@ -45,7 +49,18 @@ from taskfabric.plugin_api import (
     TaskAttempt,
 )
 from taskfabric.tasklogs import LOG_LINK_NAME, keep_log, live_log_path
+from taskfabric_aws._arrays import (
+    ARRAY_SEPARATOR,
+    MAX_ARRAY,
+    array_key,
+    array_name_of,
+    child_id,
+    manifest_bytes,
+    parse_pending_child,
+)
 from taskfabric_aws._batch_settings import BatchSettings, resources_of
+from taskfabric_aws._checks import check_queue
+from taskfabric_aws._joblogs import LogCursor, LogReader
 from taskfabric_aws._s3 import S3BlobStore
 
 __all__ = ["BatchBackend", "job_name_of"]
@@ -56,6 +71,8 @@ log = get_logger("taskfabric.aws")
 PENDING = "pending:"
 TAG_ATTEMPT = "taskfabric.attempt"
 TAG_EXECUTION = "taskfabric.execution_id"
+#: The tag of an array job: `array_key` of its items.
+TAG_ARRAY = "taskfabric.array"
 _THROTTLING = frozenset(
     {"TooManyRequestsException", "ThrottlingException", "Throttling", "RequestLimitExceeded"}
 )
@@ -96,6 +113,21 @@ class _Job:
     released: bool = False
     status: AttemptStatus = field(default_factory=lambda: RUNNING)
     log_stream: str = ""
+    log_cursor: LogCursor = field(default_factory=LogCursor)
+    #: The array job this attempt is a child of, once grouped (its index in `array.jobs`).
+    array: _Array | None = None
+
+
+@dataclass
+class _Array:
+    """Items of one map submitted as one array job; `jobs[i]` is child i."""
+
+    name: str
+    jobs: list[_Job]
+    #: Look for an array job of this name before submitting (the handles were provisional);
+    #: `indexes[i]` is then the child index `jobs[i]` had in it.
+    look_up: bool = False
+    indexes: list[int] = field(default_factory=list)
 
 
 class BatchBackend(Backend[BatchSettings]):
@@ -121,6 +153,9 @@ class BatchBackend(Backend[BatchSettings]):
             kwargs["endpoint_url"] = settings.endpoint_url
         self.batch: Any = session.client("batch", **kwargs)
         self.logs: Any = session.client("logs", **kwargs)
+        self._logs = LogReader(
+            self.logs, settings.log_group, self.batch.meta.region_name, self._take_token
+        )
         self._jobs: dict[str, _Job] = {}
         self._definitions: dict[str, str] = {}  # job definition name -> ARN
         self._lock = threading.Lock()
@@ -136,16 +171,42 @@ class BatchBackend(Backend[BatchSettings]):
         return [PoolRequest(self.settings.pool)] if self.settings.pool else []
 
     def submit(self, attempt: TaskAttempt) -> None:
+        self.submit_map_items([attempt])
+
+    def submit_map_items(self, attempts: Sequence[TaskAttempt]) -> None:
+        """Items of one map: the new ones as one array job (a job alone when only one is
+        new); those re-submitted with a handle re-attach to their job or array job."""
+        fresh: list[_Job] = []
+        pending: dict[str, list[tuple[_Job, int]]] = {}
         with self._lock:
-            if attempt.attempt_id in self._jobs:
-                return  # submitted before: an attempt never runs twice
-            job = _Job(attempt, job_name_of(attempt.attempt_id))
-            if attempt.handle and not attempt.handle.startswith(PENDING):
-                job.job_id, job.state = attempt.handle, "active"
-            else:
-                job.look_up = bool(attempt.handle)
-            self._jobs[attempt.attempt_id] = job
+            for attempt in attempts:
+                if attempt.attempt_id in self._jobs:
+                    continue  # submitted before: an attempt never runs twice
+                job = _Job(attempt, job_name_of(attempt.attempt_id))
+                self._jobs[attempt.attempt_id] = job
+                handle = attempt.handle
+                if handle and not handle.startswith(PENDING):
+                    job.job_id, job.state = handle, "active"
+                elif handle:
+                    child = parse_pending_child(handle[len(PENDING) :])
+                    if child is None:
+                        job.look_up = True
+                    else:
+                        pending.setdefault(child.array_name, []).append((job, child.index))
+                else:
+                    fresh.append(job)
+            for name, children in pending.items():
+                jobs = [job for job, _ in children]
+                self._group(_Array(name, jobs, True, [index for _, index in children]))
+            for start in range(0, len(fresh), MAX_ARRAY):
+                chunk = fresh[start : start + MAX_ARRAY]
+                if len(chunk) > 1:
+                    self._group(_Array(array_name_of([j.attempt for j in chunk]), chunk))
         self._wake.set()
+
+    def _group(self, array: _Array) -> None:
+        for job in array.jobs:
+            job.array = array
 
     def poll(self, attempt_id: str) -> AttemptStatus:
         with self._lock:
@@ -184,31 +245,7 @@ class BatchBackend(Backend[BatchSettings]):
         self._thread.join(timeout=30)
 
     def check(self) -> CheckResult:
-        queue = self.settings.job_queue
-        try:
-            found = self.batch.describe_job_queues(jobQueues=[queue])["jobQueues"]
-        except botocore.exceptions.NoCredentialsError:
-            return CheckResult(False, "no AWS credentials found (boto3's chain)")
-        except Exception as exc:
-            return CheckResult(False, f"cannot reach AWS Batch: {exc}")
-        if not found:
-            return CheckResult(False, f"no job queue '{queue}' in this account and region")
-        q = found[0]
-        if q.get("state") != "ENABLED" or q.get("status") not in ("VALID", None):
-            return CheckResult(False, f"job queue '{queue}' is {q.get('state')}/{q.get('status')}")
-        envs = [c["computeEnvironment"] for c in q.get("computeEnvironmentOrder", [])]
-        if not envs:
-            return CheckResult(False, f"job queue '{queue}' has no compute environment")
-        described = self.batch.describe_compute_environments(computeEnvironments=envs)
-        bad = [
-            f"{c['computeEnvironmentName']} ({c.get('state')}/{c.get('status')})"
-            for c in described["computeEnvironments"]
-            if c.get("state") != "ENABLED" or c.get("status") not in ("VALID", None)
-        ]
-        if bad:
-            return CheckResult(False, f"job queue '{queue}': compute environments {bad}")
-        names = ", ".join(c["computeEnvironmentName"] for c in described["computeEnvironments"])
-        return CheckResult(True, f"job queue '{queue}' is enabled, compute environments: {names}")
+        return check_queue(self.batch, self.settings.job_queue)
 
     # -- the Batch thread --------------------------------------------------------------------
 
@@ -240,9 +277,16 @@ class BatchBackend(Backend[BatchSettings]):
         for job in jobs:
             if job.cancelled and not job.terminated:
                 self._terminate(job)
+        arrays: dict[int, _Array] = {}
         for job in jobs:
-            if job.state == "submit" and not job.cancelled:
+            if job.state != "submit" or job.cancelled:
+                continue
+            if job.array is None:
                 self._submit(job)
+            else:
+                arrays.setdefault(id(job.array), job.array)
+        for array in arrays.values():
+            self._submit_array(array)
         active = [j for j in jobs if j.state == "active" and not j.cancelled]
         for start in range(0, len(active), DESCRIBE_BATCH):
             self._describe(active[start : start + DESCRIBE_BATCH])
@@ -291,9 +335,7 @@ class BatchBackend(Backend[BatchSettings]):
                 jobDefinition=definition,
                 containerOverrides={
                     "command": command,
-                    "environment": [
-                        {"name": k, "value": v} for k, v in sorted(self._job_env(attempt).items())
-                    ],
+                    "environment": self._environment(attempt.env),
                 },
                 tags={
                     TAG_ATTEMPT: attempt_key(attempt.attempt_id),
@@ -308,6 +350,89 @@ class BatchBackend(Backend[BatchSettings]):
         self._adopted(job, str(response["jobId"]))
         log.info("submitted", backend=self.name, job=job.name, job_id=job.job_id)
 
+    def _submit_array(self, array: _Array) -> None:
+        """Submit the array's items still to submit as one array job, or adopt the array job
+        an earlier engine process submitted for them (found by name and tag)."""
+        indexes = array.indexes or list(range(len(array.jobs)))
+        with self._lock:
+            children = [
+                (job, index)
+                for job, index in zip(array.jobs, indexes, strict=True)
+                if job.state == "submit" and not job.cancelled
+            ]
+        jobs = [job for job, _ in children]
+        if not jobs:
+            return
+        try:
+            if array.look_up:
+                found = self._find_array(array.name)
+                if found:
+                    for job, index in children:
+                        self._adopted(job, child_id(found, index))
+                    return
+                array.look_up = False  # never submitted: these items go anew
+            if len(jobs) == 1:
+                jobs[0].array = None
+                self._submit(jobs[0])
+                return
+            attempts = [job.attempt for job in jobs]
+            name = array_name_of(attempts)
+            definition = self._definition(attempts[0])
+            command = self._array_command(name, attempts)
+            for index, job in enumerate(jobs):
+                job.attempt.record_handle(f"{PENDING}{name}{ARRAY_SEPARATOR}{index}")
+            self._take_token()
+            response = self._call(
+                "SubmitJob",
+                self.batch.submit_job,
+                jobName=name,
+                jobQueue=self.settings.job_queue,
+                jobDefinition=definition,
+                arrayProperties={"size": len(jobs)},
+                containerOverrides={"command": command, "environment": self._environment({})},
+                tags={
+                    TAG_ARRAY: array_key([a.attempt_id for a in attempts]),
+                    TAG_EXECUTION: attempts[0].execution_id,
+                },
+            )
+        except _Throttled:
+            raise
+        except Exception as exc:
+            for job in jobs:
+                self._finish(job, self._refused(job, exc))
+            return
+        array_id = str(response["jobId"])
+        for index, job in enumerate(jobs):
+            self._adopted(job, child_id(array_id, index))
+        log.info(
+            "submitted an array job", backend=self.name, job=name, job_id=array_id, size=len(jobs)
+        )
+
+    def _find_array(self, name: str) -> str:
+        """The id of the array job of this name that carries our tag, if one was submitted."""
+        self._take_token()
+        listed = self._call(
+            "ListJobs",
+            self.batch.list_jobs,
+            jobQueue=self.settings.job_queue,
+            filters=[{"name": "JOB_NAME", "values": [name]}],
+        )
+        # Children (`<id>:<i>`) share their array job's name: only array jobs are asked about.
+        ids = [s["jobId"] for s in listed.get("jobSummaryList", []) if ":" not in s["jobId"]]
+        ours: list[dict[str, Any]] = []
+        for start in range(0, len(ids), DESCRIBE_BATCH):
+            self._take_token()
+            described = self._call(
+                "DescribeJobs", self.batch.describe_jobs, jobs=ids[start : start + DESCRIBE_BATCH]
+            )
+            ours += [
+                d
+                for d in described["jobs"]
+                if d.get("tags", {}).get(TAG_ARRAY, "")[:12] == name[-12:]
+            ]
+        ours.sort(key=lambda d: d.get("createdAt", 0))
+        return str(ours[0]["jobId"]) if ours else ""
+
     def _adopted(self, job: _Job, job_id: str) -> None:
         job.attempt.record_handle(job_id)
         with self._lock:
@@ -318,7 +443,8 @@ class BatchBackend(Backend[BatchSettings]):
             return AttemptStatus(
                 AttemptPhase.FAILED, error=AttemptError("BadTask", str(exc), "user", False)
             )
-        message = f"AWS Batch refused job {job.name} on queue '{self.settings.job_queue}': {exc}"
+        what = f"job {job.name}" if job.array is None else f"the array job of {job.name}"
+        message = f"AWS Batch refused {what} on queue '{self.settings.job_queue}': {exc}"
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             message += " (give the engine AWS credentials the way boto3 reads them)"
         return AttemptStatus(
@@ -414,14 +540,27 @@ class BatchBackend(Backend[BatchSettings]):
             "--raw-prefix", attempt.raw_prefix,
         ]  # fmt: skip
 
-    def _job_env(self, attempt: TaskAttempt) -> dict[str, str]:
+    def _array_command(self, name: str, attempts: list[TaskAttempt]) -> list[str]:
+        """The command of every child of the array job: its item runner, given the manifest
+        (written with the items' one task template)."""
+        store = self.context.store
+        folder = store.uri("executions", attempts[0].execution_id, "arrays", name)
+        template_uri, manifest_uri = f"{folder}/task.pb", f"{folder}/items.json"
+        store.put_bytes(template_uri, attempts[0].task.SerializeToString())
+        store.put_bytes(
+            manifest_uri, manifest_bytes(template_uri, attempts, [a.env for a in attempts])
+        )
+        return [self.settings.python, "-m", "taskfabric_aws.array_item", manifest_uri]
+
+    def _environment(self, extra: dict[str, str]) -> list[dict[str, str]]:
+        """The job's environment: `pass_env`, the S3 endpoint, then `extra` (an attempt's)."""
         env = {k: os.environ[k] for k in self.settings.pass_env if k in os.environ}
         store = self.context.store
         if isinstance(store, S3BlobStore) and store.settings.endpoint_url:
             # taskfabric-execute in the job finds the same S3 through boto3's variable.
             env.setdefault("AWS_ENDPOINT_URL_S3", store.settings.endpoint_url)
-        env.update(attempt.env)
-        return env
+        env.update(extra)
+        return [{"name": k, "value": v} for k, v in sorted(env.items())]
 
     # -- following jobs ----------------------------------------------------------------------
 
@@ -450,35 +589,31 @@ class BatchBackend(Backend[BatchSettings]):
         stream = (found.get("container") or {}).get("logStreamName") or ""
         state = str(found.get("status", ""))
         if state in _ACTIVE:
-            links = [self._console_link(stream)] if stream else []
+            links = [self._logs.console_link(stream)] if stream else []
             changed = stream != job.log_stream
             with self._lock:
                 job.log_stream = stream
                 job.status = AttemptStatus(AttemptPhase.RUNNING, log_links=links)
             if changed:
                 job.attempt.notify(job.attempt.attempt_id)
+            if stream and self._logs.due(job.log_cursor, self.settings.follow_logs_seconds):
+                self._logs.read(job.log_cursor, stream, self._log_path(job.attempt))
             return
         job.log_stream = stream
         self._finish(job, self._ended(job, found))
 
-    def _console_link(self, stream: str) -> LogLink:
-        region = self.batch.meta.region_name
-        group = quote(quote(self.settings.log_group, safe=""), safe="")
-        url = (
-            f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}"
-            f"#logsV2:log-groups/log-group/{group}/log-events/{quote(quote(stream, safe=''))}"
+    def _log_path(self, attempt: TaskAttempt) -> Path:
+        return live_log_path(
+            self.context.work_root, attempt.execution_id, attempt.node_id, attempt.attempt
         )
-        return LogLink("cloudwatch", url)
 
     def _ended(self, job: _Job, found: dict[str, Any]) -> AttemptStatus:
         attempt = job.attempt
         links: list[LogLink] = []
-        log_path = live_log_path(
-            self.context.work_root, attempt.execution_id, attempt.node_id, attempt.attempt
-        )
+        log_path = self._log_path(attempt)
         if job.log_stream:
-            links.append(self._console_link(job.log_stream))
-            self._fetch_log(job.log_stream, log_path)
+            links.append(self._logs.console_link(job.log_stream))
+            self._logs.read(job.log_cursor, job.log_stream, log_path)
             kept = keep_log(
                 self.context.store, attempt.execution_id, attempt.node_id, attempt.attempt, log_path
             )
@@ -516,30 +651,6 @@ class BatchBackend(Backend[BatchSettings]):
             error=AttemptError("BatchJobFailed", message, "system", True),
             log_links=links,
         )
-
-    def _fetch_log(self, stream: str, path: Path) -> None:
-        """The job's CloudWatch Logs stream, written to the attempt's live log file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        token = None
-        try:
-            with path.open("w", encoding="utf-8") as out:
-                for _ in range(1000):
-                    kwargs: dict[str, Any] = {
-                        "logGroupName": self.settings.log_group,
-                        "logStreamName": stream,
-                        "startFromHead": True,
-                    }
-                    if token:
-                        kwargs["nextToken"] = token
-                    self._take_token()
-                    page = self.logs.get_log_events(**kwargs)
-                    for event in page.get("events", []):
-                        out.write(str(event.get("message", "")).rstrip("\n") + "\n")
-                    if not page.get("events") or page.get("nextForwardToken") == token:
-                        break
-                    token = page.get("nextForwardToken")
-        except Exception as exc:
-            log.warning("could not read the job's log", stream=stream, error=str(exc))
 
     def _terminate(self, job: _Job) -> None:
         if job.job_id:

@@ -47,6 +47,11 @@ class BatchSettings(BackendSettings):
     pool: str = ""
     #: Seconds between two rounds of `describe_jobs` (one call per 100 jobs).
     poll_seconds: float = Field(default=2.0, gt=0)
+    #: Seconds between two reads of a running job's CloudWatch Logs stream into the attempt's
+    #: log (what `executions logs --follow` prints); 0: read it only when the job ends. Each
+    #: read is a GetLogEvents call per running job, and CloudWatch Logs answers about 25 a
+    #: second per account and region: raise it when many jobs run at once.
+    follow_logs_seconds: float = Field(default=10.0, ge=0)
     #: Tries of one API call, the first included, before a throttling error becomes pushback.
     api_attempts: int = Field(default=3, ge=1, le=20)
 

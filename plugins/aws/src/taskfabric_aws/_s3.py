@@ -204,6 +204,34 @@ class S3BlobStore(BlobStore):
             return S3StoreError(f"cannot {action} {uri}: {exc}")
         return exc
 
+    # -- checking --------------------------------------------------------------------------
+
+    def check(self) -> str:
+        """For `taskfabric plugins check`: the bucket exists and these credentials may use
+        it (HeadBucket), and a probe blob under the prefix is written, read back and
+        deleted. Raises S3StoreError saying which failed and what to do."""
+        where = f"s3://{self.bucket}"
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket", "NotFound"):
+                raise S3StoreError(
+                    f"the bucket of [storage] data_root, {where}, does not exist at "
+                    f"{self.endpoint_url}: create it (aws s3 mb {where}) or fix data_root"
+                ) from exc
+            raise self._failure(exc, "reach the bucket", where) from exc
+        except Exception as exc:
+            raise self._failure(exc, "reach the bucket", where) from exc
+        try:
+            checked = super().check()
+        except S3StoreError as exc:
+            raise S3StoreError(
+                f"the bucket {where} exists but cannot be used: {exc} (the credentials need "
+                "s3:PutObject, s3:GetObject, s3:DeleteObject and s3:ListBucket on it)"
+            ) from exc
+        return f"bucket {where} at {self.endpoint_url}: {checked}"
+
     # -- bytes -----------------------------------------------------------------------------
 
     def put_bytes(self, uri: str, data: bytes) -> None:

@@ -80,8 +80,29 @@ def configure_moto(endpoint: str, settings: Mapping[str, object]) -> None:
         response.read()
 
 
+def _name_log_streams_while_jobs_run() -> None:
+    """AWS Batch names a job's CloudWatch Logs stream (`container.logStreamName`) once its
+    container runs, and the awslogs driver fills it as the job writes; moto names it, and
+    writes the container's output to it, only when the job has ended. Have moto name (and
+    create) it when the container starts, as AWS does, so that a test can follow a running
+    job's stream: lines put to it meanwhile come first, the container's own at the end."""
+    from moto.batch import models
+
+    start_attempt = models.Job._start_attempt
+
+    def _start_attempt(self: models.Job) -> None:
+        self.log_stream_name = self._stream_name
+        self._log_backend.ensure_log_group(self._log_group)
+        self._log_backend.ensure_log_stream(self._log_group, self.log_stream_name)
+        start_attempt(self)
+
+    models.Job._start_attempt = _start_attempt  # type: ignore[method-assign]
+
+
 def _serve(port_file: Path) -> None:
     from moto.server import ThreadedMotoServer
+
+    _name_log_streams_while_jobs_run()
 
     server = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
     server.start()

@@ -2,13 +2,13 @@
 `flink-cluster` backends.
 
 ```python
-from pyflink.table import Table
+from pyflink.table import Table, TableEnvironment
 from taskfabric import task
-from taskfabric_flink import Flink, table_env
+from taskfabric_flink import Flink
 
 @task(config=Flink(parallelism=2, runtime_mode="BATCH"))
-def numbers(n: int) -> Table:
-    return table_env().from_elements([(i,) for i in range(n)], ["n"])
+def numbers(t_env: TableEnvironment, n: int) -> Table:
+    return t_env.from_elements([(i,) for i in range(n)], ["n"])
 ```
 
 See docs/plugins/flink.md.

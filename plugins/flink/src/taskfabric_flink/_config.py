@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from taskfabric.plugin_api import TaskConfig
 from taskfabric_flink import flink_pb2
+from taskfabric_flink._environment import environment_kind
 
 __all__ = ["RESERVED_KEYS", "Flink", "check_conf", "merged_conf"]
 
@@ -75,11 +76,12 @@ class Flink(TaskConfig):
         return orders.group_by(col("region")).select(col("region"), col("amount").sum)
     ```
 
-    The function runs in a PyFlink client; `taskfabric_flink.stream_env()` and
-    `taskfabric_flink.table_env()` return the attempt's environments (and any environment the
-    function creates itself gets the same options). `conf` (Flink options) and the typed
-    shortcuts are merged over the backend's own `conf`; the shortcuts win over the same keys
-    in `conf`.
+    The function runs in a PyFlink client and receives the attempt's environments in its
+    parameters annotated `StreamExecutionEnvironment` / `TableEnvironment` (which are not
+    inputs); `taskfabric_flink.stream_env()` and `taskfabric_flink.table_env()` return the
+    same ones, and any environment the function creates itself gets the same options.
+    `conf` (Flink options) and the typed shortcuts are merged over the backend's own `conf`;
+    the shortcuts win over the same keys in `conf`.
     """
 
     task_type: ClassVar[str] = "flink"
@@ -111,6 +113,12 @@ class Flink(TaskConfig):
     def check_interface(self, interface: Any) -> None:
         """Raises the problem of invalid arguments, so that `@task` names the task."""
         self._check_valid()
+
+    def context_parameters(self, hints: Mapping[str, Any]) -> list[str]:
+        """The function's parameters annotated `StreamExecutionEnvironment`,
+        `StreamTableEnvironment` or `TableEnvironment`: the task type passes the attempt's
+        environments there; they are not inputs."""
+        return [name for name, hint in hints.items() if environment_kind(hint) is not None]
 
     def to_proto(self) -> message.Message:
         self._check_valid()

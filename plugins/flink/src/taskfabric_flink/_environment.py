@@ -34,6 +34,8 @@ __all__ = [
     "FlinkEnvironmentError",
     "client_environment",
     "current_conf",
+    "environment_for",
+    "environment_kind",
     "gateway_started",
     "job_name",
     "reset_environments",
@@ -170,6 +172,34 @@ def table_env() -> StreamTableEnvironment:
             )
             envs.table = StreamTableEnvironment.create(envs.stream, environment_settings=settings)
         return envs.table
+
+
+#: The classes a task's function may take as parameters, by the qualified name of a class in
+#: their MRO: a StreamTableEnvironment is a TableEnvironment.
+_CONTEXT_CLASSES: dict[str, str] = {
+    "pyflink.datastream.stream_execution_environment.StreamExecutionEnvironment": "stream",
+    "pyflink.table.table_environment.StreamTableEnvironment": "table",
+    "pyflink.table.table_environment.TableEnvironment": "table",
+}
+
+
+def environment_kind(hint: Any) -> str | None:
+    """'stream' for a parameter annotated `StreamExecutionEnvironment`, 'table' for
+    `StreamTableEnvironment` or `TableEnvironment`, else None. Read from the class's name, so
+    that deciding needs no PyFlink import."""
+    if not isinstance(hint, type):
+        return None
+    return _CONTEXT_CLASSES.get(f"{hint.__module__}.{hint.__qualname__}")
+
+
+def environment_for(hint: Any) -> Any:
+    """The attempt's environment a parameter annotated `hint` receives."""
+    kind = environment_kind(hint)
+    if kind == "stream":
+        return stream_env()
+    if kind == "table":
+        return table_env()
+    raise TypeError(f"{hint!r} is not a Flink environment a task can receive")
 
 
 def reset_environments() -> None:

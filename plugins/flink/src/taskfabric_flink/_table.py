@@ -108,9 +108,12 @@ class FlinkTableTransformer(TypeTransformer[Any]):
             got = f"{type(value).__module__}.{type(value).__qualname__}"
             hint = ""
             if type(value).__name__ == "DataFrame" and type(value).__module__.startswith("pandas"):
-                hint = ": convert it with table_env().from_pandas(frame), or declare pd.DataFrame"
+                hint = (
+                    ": convert it with t_env.from_pandas(frame) (t_env: the task's "
+                    "TableEnvironment), or declare pd.DataFrame"
+                )
             elif type(value).__name__ == "DataStream":
-                hint = ": convert it with table_env().from_data_stream(stream)"
+                hint = ": convert it with t_env.from_data_stream(stream)"
             raise LiteralConversionError(py_type_str(py_type), f"a {got}{hint}")
         if ctx is None:
             raise ValueError("writing a Flink Table needs a TransformContext (a blob store)")

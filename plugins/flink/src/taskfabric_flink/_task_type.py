@@ -13,6 +13,7 @@ from taskfabric_flink._config import Flink, merged_conf
 from taskfabric_flink._environment import (
     SUBMIT_ARGS_ENV,
     client_environment,
+    environment_for,
     gateway_started,
     reset_environments,
 )
@@ -41,7 +42,9 @@ def _collect_streams(result: Any) -> Any:
 
 
 class FlinkTaskType(TaskType):
-    """Calls the decorated function as a PyFlink client.
+    """Calls the decorated function as a PyFlink client, with the attempt's environments in
+    its parameters annotated `StreamExecutionEnvironment` / `TableEnvironment`
+    (`Flink.context_parameters`).
 
     On the `flink-local` and `flink-cluster` backends the attempt's process is set up before
     the task runs (the gateway goes through `flink run`, so every environment the code
@@ -75,7 +78,10 @@ class FlinkTaskType(TaskType):
                 task=call.task.short_name,
             )
         try:
-            return _collect_streams(call.task.function(**call.inputs))
+            arguments = dict(call.inputs)
+            for name, hint in call.task.interface.context.items():
+                arguments[name] = environment_for(hint)
+            return _collect_streams(call.task.function(**arguments))
         except Exception as exc:
             summary = summarize_exception(exc)
             if summary is None:

@@ -1,0 +1,472 @@
+"""The sandbox backend's fork server: one pre-started Python, with taskfabric imported, that
+forks one child per attempt; the child builds the attempt's sandbox itself (the namespaces and
+mounts that bubblewrap would make, from the same `bwrap` arguments) and runs the attempt.
+
+Starting a fresh Python for every attempt costs about a second of CPU (mostly imports); a
+fork costs milliseconds. What keeps it safe:
+
+- The server process (`python -m taskfabric.execute --fork-server FD`) is started by the
+  engine with the sandbox's scrubbed environment and no argument but its socket: it never
+  holds a credential, a config or any tenant's data, and it never reads an attempt's
+  request. It only receives, on its control socket, a one-byte message carrying two file
+  descriptors (the attempt's own socket and its log file), forks, and forgets them.
+- The child reads the attempt's request (the `bwrap` arguments and the `taskfabric-execute`
+  command line) from the attempt's socket, enters new user, mount, pid, IPC, UTS and network
+  (unless `--share-net`) namespaces, and forks the attempt's process: pid 1 of its own pid
+  namespace, with its own `/proc`, root (a fresh tmpfs with only the folders of the
+  arguments), `/dev`, `/tmp` and `/dev/shm`, running as uid 65534 with no capabilities and
+  `no_new_privs`. No attempt is run twice in one process; no process outlives its attempt.
+- The child watches the attempt's socket: a `T` sends SIGTERM to the attempt, a `K` SIGKILL,
+  and an end of file (the engine closed it, or died) SIGKILL; it writes the attempt's exit
+  status to the socket and exits.
+
+The server exits when its control socket closes (the engine stopped or died).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import fcntl
+import io
+import json
+import os
+import platform
+import select
+import signal
+import socket
+import struct
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ["ATTEMPT_SETUP_FAILED", "decode_status", "main", "read_request", "write_request"]
+
+#: The exit code of an attempt whose sandbox could not be built (its log says why).
+ATTEMPT_SETUP_FAILED = 125
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYSCALLS = {
+    "x86_64": {"pivot_root": 155, "capset": 126},
+    "aarch64": {"pivot_root": 41, "capset": 91},
+}
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+#: statvfs flags that a read-only remount must keep (the kernel refuses to clear locked ones).
+_KEPT_FLAGS = (
+    (os.ST_NOSUID, MS_NOSUID),
+    (os.ST_NODEV, MS_NODEV),
+    (os.ST_NOEXEC, MS_NOEXEC),
+    (os.ST_NOATIME, MS_NOATIME),
+    (os.ST_NODIRATIME, MS_NODIRATIME),
+    (os.ST_RELATIME, MS_RELATIME),
+)
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+
+def _call(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str = "") -> None:
+    _call(
+        _libc.mount(
+            source.encode() if source is not None else None,
+            target.encode(),
+            fstype.encode() if fstype is not None else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {source or fstype or ''} on {target}",
+    )
+
+
+def _syscall(name: str, *args: Any) -> int:
+    numbers = _SYSCALLS.get(platform.machine())
+    if numbers is None:
+        raise OSError(f"the fork server does not know the system calls of {platform.machine()}")
+    result: int = _libc.syscall(ctypes.c_long(numbers[name]), *args)
+    return result
+
+
+def _prctl(option: int, arg: int = 0) -> int:
+    result: int = _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0)
+    return result
+
+
+# -- the protocol between the engine and a child -------------------------------------------
+
+
+def write_request(sock: socket.socket, request: dict[str, Any]) -> None:
+    """Send an attempt's request (length-prefixed JSON) on its socket."""
+    data = json.dumps(request).encode()
+    sock.sendall(struct.pack("!I", len(data)) + data)
+
+
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = sock.recv(n)
+        if not chunk:
+            raise EOFError("the engine closed the attempt's socket")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_request(sock: socket.socket) -> dict[str, Any]:
+    (size,) = struct.unpack("!I", _read_exact(sock, 4))
+    request: dict[str, Any] = json.loads(_read_exact(sock, size))
+    return request
+
+
+def decode_status(text: str) -> int:
+    """The exit status a child wrote ('exit N' / 'signal N') as Popen's returncode."""
+    kind, _, value = text.strip().partition(" ")
+    return -int(value) if kind == "signal" else int(value)
+
+
+# -- building the attempt's root ---------------------------------------------------------
+
+
+def _kept_flags(path: str) -> int:
+    flags = os.statvfs(path).f_flag
+    return sum(ms for st, ms in _KEPT_FLAGS if flags & st)
+
+
+def _submounts(target: str) -> list[str]:
+    """The mount points at or below `target` in this mount namespace (from mountinfo)."""
+    found = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == target or point.startswith(target.rstrip("/") + "/"):
+                found.append(point)
+    return found
+
+
+def _make_target(target: str, source: str) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+
+
+def _bind(source: str, target: str, *, read_only: bool) -> None:
+    _make_target(target, source)
+    _mount(source, target, None, MS_BIND | MS_REC)
+    points = _submounts(target) if read_only else [target]
+    for point in points:
+        flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | _kept_flags(point)
+        _mount(None, point, None, flags | (MS_RDONLY if read_only else 0))
+
+
+def _dev(target: str) -> None:
+    os.makedirs(target, exist_ok=True)
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755")
+    for name in _DEVICES:
+        if os.path.exists(f"/dev/{name}"):
+            _make_target(f"{target}/{name}", f"/dev/{name}")
+            _mount(f"/dev/{name}", f"{target}/{name}", None, MS_BIND)
+    for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0")):
+        os.symlink(link, f"{target}/{name}")
+    os.symlink("/proc/self/fd/1", f"{target}/stdout")
+    os.symlink("/proc/self/fd/2", f"{target}/stderr")
+    os.makedirs(f"{target}/shm")
+    _mount("tmpfs", f"{target}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+
+
+class _Plan:
+    """What the `bwrap` arguments ask for (the subset `SandboxBackend` writes)."""
+
+    def __init__(self, args: Sequence[str]) -> None:
+        self.ops: list[tuple[str, str, str]] = []
+        self.links: list[tuple[str, str]] = []
+        self.share_net = False
+        self.chdir = "/"
+        self.uid = 65534
+        self.gid = 65534
+        i = 0
+        flags_only = {"--die-with-parent", "--unshare-all", "--unshare-user"}
+        while i < len(args):
+            arg = args[i]
+            if arg in flags_only:
+                i += 1
+            elif arg == "--share-net":
+                self.share_net = True
+                i += 1
+            elif arg in ("--uid", "--gid", "--cap-drop", "--chdir", "--proc", "--dev", "--tmpfs"):
+                value = args[i + 1]
+                if arg == "--uid":
+                    self.uid = int(value)
+                elif arg == "--gid":
+                    self.gid = int(value)
+                elif arg == "--cap-drop" and value != "ALL":
+                    raise ValueError(f"--cap-drop {value}: only ALL is supported")
+                elif arg == "--chdir":
+                    self.chdir = value
+                elif arg != "--cap-drop":
+                    self.ops.append((arg, "", value))
+                i += 2
+            elif arg in ("--ro-bind", "--bind"):
+                self.ops.append((arg, args[i + 1], args[i + 2]))
+                i += 3
+            elif arg == "--symlink":
+                self.links.append((args[i + 1], args[i + 2]))
+                i += 3
+            else:
+                raise ValueError(f"unsupported sandbox argument {arg!r}")
+
+
+def _build_root(plan: _Plan, base: str) -> None:
+    """Mount the attempt's root on `base` (an empty folder of the host) and enter it."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    for op, source, dest in plan.ops:
+        target = base + dest
+        if op == "--ro-bind":
+            _bind(source, target, read_only=True)
+        elif op == "--bind":
+            _bind(source, target, read_only=False)
+        elif op == "--proc":
+            os.makedirs(target, exist_ok=True)
+            _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        elif op == "--dev":
+            _dev(target)
+        elif op == "--tmpfs":
+            os.makedirs(target, exist_ok=True)
+            _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for link, path in plan.links:  # last: no later path goes through a link of the host's
+        os.makedirs(os.path.dirname(base + path), exist_ok=True)
+        os.symlink(link, base + path)
+    old = base + "/.oldroot"
+    os.mkdir(old)
+    _call(_syscall("pivot_root", base.encode(), old.encode()), "pivot_root")
+    os.chdir("/")
+    _call(_libc.umount2(b"/.oldroot", MNT_DETACH), "umount the host's root")
+    os.rmdir("/.oldroot")
+    _mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _loopback_up() -> None:
+    """Bring up `lo` in the attempt's network namespace (127.0.0.1 works, nothing else)."""
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), siocgifflags, request))[1]
+        fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+
+
+def _drop_privileges() -> None:
+    for cap in range(64):
+        if _prctl(PR_CAPBSET_DROP, cap) != 0:
+            break  # past the last capability the kernel knows
+    _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = ctypes.create_string_buffer(24)  # effective, permitted, inheritable: all empty
+    _call(_syscall("capset", ctypes.c_char_p(header), data), "capset")
+    _call(_prctl(PR_SET_NO_NEW_PRIVS, 1), "no_new_privs")
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+# -- the processes ---------------------------------------------------------------------
+
+
+def _run_attempt(
+    request: dict[str, Any],
+    plan: _Plan,
+    log_fd: int,
+    base: str,
+    execute: Callable[[list[str]], int],
+) -> int:
+    """In the attempt's process (pid 1 of its pid namespace): sandbox, then run."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+    try:
+        _build_root(plan, base)
+        if not plan.share_net:
+            _loopback_up()
+        _drop_privileges()
+        os.chdir(plan.chdir)
+    except Exception as exc:
+        print(f"taskfabric sandbox: cannot set up the attempt's sandbox: {exc}", file=sys.stderr)
+        return ATTEMPT_SETUP_FAILED
+    # pid 1 of a namespace gets no signal it has no handler for: SIGTERM ends it as it
+    # would end any process (the task may install its own handler).
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    # As `python -m taskfabric.execute` started in the attempt's folder: that folder first
+    # (not the fork server's "/"), then the task's code.
+    if sys.path and sys.path[0] == "/":
+        sys.path[0] = plan.chdir
+    sys.path[1:1] = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.argv = ["taskfabric-execute", *request["argv"]]
+    return execute(request["argv"])
+
+
+def _supervise(
+    sock: socket.socket, log_fd: int, base: str, execute: Callable[[list[str]], int]
+) -> int:
+    """In the forked child (outside the attempt's namespaces' pid 1): set the namespaces up,
+    start the attempt, relay signals, report its exit."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.setsid()
+    sock.sendall(f"pid {os.getpid()}\n".encode())
+    request = read_request(sock)
+    plan = _Plan(request["bwrap"])
+    flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+    flags |= CLONE_NEWCGROUP | (0 if plan.share_net else CLONE_NEWNET)
+    uid, gid = os.getuid(), os.getgid()
+    _call(_libc.unshare(flags), "unshare")
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{plan.uid} {uid} 1\n")
+    _write("/proc/self/gid_map", f"{plan.gid} {gid} 1\n")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            sock.close()
+            code = _run_attempt(request, plan, log_fd, base, execute)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                print(f"taskfabric sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+        os._exit(code)
+    os.close(log_fd)
+    pidfd = os.pidfd_open(pid)
+    while True:
+        ready, _, _ = select.select([sock.fileno(), pidfd], [], [])
+        if pidfd in ready:
+            _, status = os.waitpid(pid, 0)
+            if os.WIFSIGNALED(status):
+                report = f"signal {os.WTERMSIG(status)}"
+            else:
+                report = f"exit {os.WEXITSTATUS(status)}"
+            with contextlib.suppress(OSError):
+                sock.sendall(report.encode() + b"\n")
+            return 0
+        data = b""
+        with contextlib.suppress(OSError):
+            data = sock.recv(16)
+        for letter in data.decode(errors="replace") or "K":
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM if letter == "T" else signal.SIGKILL)
+        if not data:  # the engine closed the socket, or died: nobody waits for the result
+            os.waitpid(pid, 0)
+            return 0
+
+
+def _child(
+    control: socket.socket,
+    sock: socket.socket,
+    log_fd: int,
+    base: str,
+    execute: Callable[[list[str]], int],
+) -> None:
+    code = 0
+    try:
+        control.close()
+        keep = {sock.fileno(), log_fd, 0, 1, 2}
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd not in keep:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        code = _supervise(sock, log_fd, base, execute)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            os.write(log_fd, f"taskfabric sandbox: {type(exc).__name__}: {exc}\n".encode())
+        code = ATTEMPT_SETUP_FAILED
+    os._exit(code)
+
+
+def serve(
+    control: socket.socket, preload: Callable[[], None], execute: Callable[[list[str]], int]
+) -> None:
+    """Fork one child per message on `control` until it closes."""
+    preload()
+    base = tempfile.mkdtemp(prefix="taskfabric-sandbox-")
+    os.chmod(base, 0o755)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    try:
+        while True:
+            try:
+                msg, ancdata, _, _ = control.recvmsg(1, socket.CMSG_SPACE(2 * 4))
+            except InterruptedError:
+                continue
+            fds: list[int] = []
+            for level, kind, data in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds += list(struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4]))
+            if not msg:
+                for fd in fds:
+                    os.close(fd)
+                return
+            if len(fds) != 2:
+                for fd in fds:
+                    os.close(fd)
+                continue
+            sock = socket.socket(fileno=fds[0])
+            if os.fork() == 0:
+                _child(control, sock, fds[1], base, execute)
+            sock.close()
+            os.close(fds[1])
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(base)
+
+
+def main(fd: int, preload: Callable[[], None], execute: Callable[[list[str]], int]) -> int:
+    """Serve the control socket `fd` (`taskfabric-execute --fork-server FD`): `preload`
+    imports what every attempt needs; `execute` runs one attempt's `taskfabric-execute`
+    arguments in its process."""
+    control = socket.socket(fileno=fd)
+    os.chdir("/")
+    serve(control, preload, execute)
+    return 0

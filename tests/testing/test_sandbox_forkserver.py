@@ -1,0 +1,99 @@
+"""The sandbox backend's fork server: each attempt, forked from one pre-started Python, runs in
+namespaces of its own (pid 1 of its own pid namespace, uid 65534, no capabilities,
+`no_new_privs`), sees none of the engine's files, and never sees another attempt's processes;
+`fork_server = false` runs the same attempt through `bwrap` and a fresh Python."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskfabric.config import load_config
+from taskfabric.engine import Engine
+from taskfabric.plugins import Plugins, use_plugins
+from taskfabric.sdk import map_task, task, workflow
+from taskfabric.testing._harness import config_text, launch, python_outputs
+
+
+def _status_field(name: str) -> str:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+@task
+def look(item: int, secret: str) -> str:
+    """What the attempt's process sees of itself and of the machine."""
+    pids = sorted(int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    return json.dumps(
+        {
+            "item": item,
+            "pid": os.getpid(),
+            "pids": pids,
+            "uid": os.getuid(),
+            "capabilities": _status_field("CapEff"),
+            "bounding": _status_field("CapBnd"),
+            "no_new_privs": _status_field("NoNewPrivs"),
+            "secret_visible": os.path.exists(secret),
+            "environment": sorted(os.environ),
+        }
+    )
+
+
+@workflow
+def look_around(items: list[int], secret: str) -> list[str]:
+    found: list[str] = map_task(look)(item=items, secret=secret)
+    return found
+
+
+def _run(tmp_path: Path, fork_server: bool) -> list[dict[str, Any]]:
+    secret = tmp_path / "taskfabric.toml"
+    backend = {"driver": "sandbox", "fork_server": fork_server}
+    secret.write_text(
+        config_text(data_root=tmp_path / "data", backend=backend, task_type="python", parallelism=4)
+    )
+    with use_plugins(Plugins(autoload=False)):
+        engine = Engine(load_config(secret))
+        try:
+            result = launch(
+                engine,
+                look_around,
+                {"items": [0, 1, 2, 3], "secret": str(secret)},
+                task_type="python",
+                deadline=300,
+            )
+            found = python_outputs(engine, look_around, result)
+        finally:
+            engine.close()
+    return [json.loads(text) for text in found]
+
+
+def test_each_attempt_of_the_fork_server_is_alone_in_its_namespaces(tmp_path: Path) -> None:
+    seen = _run(tmp_path, fork_server=True)
+    assert [s["item"] for s in seen] == [0, 1, 2, 3]
+    for one in seen:
+        # pid 1 of its own pid namespace, whose /proc holds no other attempt's process
+        assert one["pid"] == 1, one
+        assert one["pids"] == [1], one
+        assert one["uid"] == 65534, one
+        assert int(one["capabilities"], 16) == 0, one
+        assert int(one["bounding"], 16) == 0, one
+        assert one["no_new_privs"] == "1", one
+        assert not one["secret_visible"], one
+        assert "TASKFABRIC_CONFIG" not in one["environment"], one
+
+
+@pytest.mark.parametrize("fork_server", [False])
+def test_without_the_fork_server_each_attempt_runs_bwrap(tmp_path: Path, fork_server: bool) -> None:
+    seen = _run(tmp_path, fork_server=fork_server)
+    assert [s["item"] for s in seen] == [0, 1, 2, 3]
+    for one in seen:
+        assert one["uid"] == 65534, one
+        assert int(one["capabilities"], 16) == 0, one
+        assert not one["secret_visible"], one
+        assert one["pid"] != 1, one  # bubblewrap's own process is pid 1 of its namespace
