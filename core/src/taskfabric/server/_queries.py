@@ -55,7 +55,9 @@ def list_executions(
     # ix_executions_created newest first and stops after `limit` rows: on the bare column
     # SQLite picks ix_executions_launch_plan (project, ...) and sorts every execution of the
     # project first (30 ms instead of 1 ms at 10,000 executions; bench/bench_console.py).
-    listed = t.c.project.op("||")("")
+    # PostgreSQL walks the index newest first with the bare column (0.14 ms at 10,000
+    # executions), and reads them all with the concatenation (2.2 ms): SQLite only.
+    listed = t.c.project.op("||")("") if engine.dialect.name == "sqlite" else t.c.project
     q = _scoped(sa.select(t), listed, projects)
     if project:
         q = q.where(listed == project)
