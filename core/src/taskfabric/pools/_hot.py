@@ -141,6 +141,124 @@ class HotSql:
             )
         return cur.fetchone() is not None
 
+    def reap(self, cur: Any, now: float) -> int | None:
+        """PostgreSQL: delete the leases expired at ``now`` with their grants, and the waiters
+        not kept alive with their pools, in one statement; how many leases. SQLite: ``None``
+        (the caller's statements run in process)."""
+        if not self.postgres:
+            return None
+        cur.execute(
+            self._in(
+                "reap",
+                0,
+                "WITH leases AS (DELETE FROM pool_leases WHERE expires_at < :now RETURNING "
+                "token), grants AS (DELETE FROM pool_grants WHERE token IN (SELECT token FROM "
+                "leases)), waiters AS (DELETE FROM pool_waiters WHERE expires_at < :now "
+                "RETURNING seq), waits AS (DELETE FROM pool_waits WHERE seq IN (SELECT seq "
+                "FROM waiters)) SELECT count(*) FROM leases",
+            ),
+            {"now": now},
+        )
+        return int(cur.fetchone()[0])
+
+    def queued(self, cur: Any, lookahead: int | None) -> list[tuple[Any, ...]]:
+        """The waiters' rows in arrival order: ``(seq, execution_id, node_id, attempt,
+        project, domain, owner, priority, weights, enqueued_at, expires_at, skips)``; with
+        ``lookahead``, only the first that many of each project in each pool (by priority,
+        then arrival)."""
+        cols = (
+            "seq, execution_id, node_id, attempt, project, domain, owner, priority, weights, "
+            "enqueued_at, expires_at, skips"
+        )
+        if lookahead is None:
+            cur.execute(self._in("queued-all", 0, f"SELECT {cols} FROM pool_waiters ORDER BY seq"))
+        else:
+            cur.execute(
+                self._in(
+                    "queued",
+                    0,
+                    f"SELECT {cols} FROM pool_waiters WHERE seq IN (SELECT seq FROM (SELECT "
+                    "seq, row_number() OVER (PARTITION BY pool, project ORDER BY priority DESC, "
+                    "seq) AS place FROM pool_waits) AS ranked WHERE place <= :lookahead) "
+                    "ORDER BY seq",
+                ),
+                {"lookahead": lookahead},
+            )
+        return list(cur.fetchall())
+
+    def delete_waiters(self, cur: Any, seqs: Sequence[int]) -> None:
+        """Delete the waiters of ``seqs`` and their pools (PostgreSQL: one statement)."""
+        if self.postgres:
+            cur.execute(
+                self._in(
+                    "del-waiters",
+                    len(seqs),
+                    "WITH waits AS (DELETE FROM pool_waits WHERE seq IN ({names})) "
+                    "DELETE FROM pool_waiters WHERE seq IN ({names})",
+                ),
+                self._params(seqs),
+            )
+            return
+        for table in ("pool_waits", "pool_waiters"):
+            cur.execute(
+                self._in(
+                    f"del-{table}", len(seqs), f"DELETE FROM {table} WHERE seq IN ({{names}})"
+                ),
+                self._params(seqs),
+            )
+
+    def pick_up(
+        self, cur: Any, owner: str, execution_id: str | None, now: float
+    ) -> list[tuple[Any, ...]]:
+        """Mark ``owner``'s unexpired leases that were not picked up yet (of ``execution_id``
+        when given) delivered, living their full TTL from ``now``. Returns, per lease by
+        token, ``(token, execution_id, node_id, attempt, project, domain, expires_at,
+        acquired_at, {pool: weight})``. PostgreSQL: one statement."""
+        where = "owner = :owner AND delivered = :no AND expires_at >= :now"
+        params: dict[str, Any] = {"owner": owner, "no": False, "yes": True, "now": now}
+        if execution_id is not None:
+            where += " AND execution_id = :execution_id"
+            params["execution_id"] = execution_id
+        update = (
+            f"UPDATE pool_leases SET delivered = :yes, expires_at = :now + ttl WHERE {where} "
+            "RETURNING token, execution_id, node_id, attempt, project, domain, expires_at, "
+            "acquired_at"
+        )
+        kind = f"pick-up-{execution_id is not None}"
+        if self.postgres:
+            cur.execute(
+                self._in(
+                    kind,
+                    0,
+                    f"WITH picked AS ({update}) SELECT picked.*, pool_grants.pool, "
+                    "pool_grants.weight FROM picked JOIN pool_grants ON pool_grants.token = "
+                    "picked.token",
+                ),
+                params,
+            )
+            rows = cur.fetchall()
+        else:
+            cur.execute(self._in(kind, 0, update), params)
+            picked = {row[0]: row for row in cur.fetchall()}
+            if not picked:
+                return []
+            cur.execute(
+                self._in(
+                    "grants-of",
+                    len(picked),
+                    "SELECT token, pool, weight FROM pool_grants WHERE token IN ({names})",
+                ),
+                self._params(list(picked)),
+            )
+            rows = [(*picked[token], pool, weight) for token, pool, weight in cur.fetchall()]
+        leases: dict[int, tuple[Any, ...]] = {}
+        for *lease, pool, weight in rows:
+            token = int(lease[0])
+            if token not in leases:
+                leases[token] = (*lease, {})
+            leases[token][-1][pool] = int(weight)
+        return [leases[token] for token in sorted(leases)]
+
     def poll_check(self, cur: Any, owner: str, execution_id: str | None) -> tuple[bool, bool]:
         """Whether ``owner`` has leases not picked up yet (of ``execution_id`` when given),
         and whether anybody waits in any pool (one round trip)."""

@@ -72,9 +72,7 @@ class PoolManager(PoolStore):
         mine: list[Lease] = []
         elsewhere: set[str] = set()
         if decided.granted:
-            seqs = [waiter.seq for waiter in decided.granted]
-            conn.execute(WS.delete().where(WS.c.seq.in_(seqs)))
-            conn.execute(W.delete().where(W.c.seq.in_(seqs)))
+            self._hot.delete_waiters(cur, [waiter.seq for waiter in decided.granted])
         for waiter in decided.granted:
             owner = owners[waiter.seq]
             if caller is not None:
@@ -304,24 +302,30 @@ class PoolManager(PoolStore):
                 handed = self._pass(
                     c, at, executions=None if execution_id is None else {execution_id}
                 )
-            at = self.clock()
-            # an expired grant is not picked up: a pass reclaims it (its waiter's owner did
-            # not come in time, or so the other holders must assume)
-            mine = (
-                (L.c.owner == self.owner) & (L.c.delivered == sa.false()) & (L.c.expires_at >= at)
-            )
-            if execution_id is not None:
-                mine = mine & (L.c.execution_id == execution_id)
-            # picked up: the lease now lives its full TTL (it had the waiter's pickup time)
-            tokens = list(
-                c.execute(
-                    L.update()
-                    .where(mine)
-                    .values(delivered=True, expires_at=at + L.c.ttl)
-                    .returning(L.c.token)
-                ).scalars()
-            )
-            return handed + (self._leases(c, L.c.token.in_(tokens)) if tokens else [])
+            # picked up: the lease now lives its full TTL (it had the waiter's pickup time).
+            # An expired grant is not picked up: a pass reclaims it (its waiter's owner did
+            # not come in time, or so the other holders must assume).
+            picked = self._hot.pick_up(cur, self.owner, execution_id, self.clock())
+            return handed + [
+                Lease(
+                    Holder(execution, node, attempt, project, domain),
+                    weights,
+                    token,
+                    float(expires_at),
+                    float(acquired_at),
+                )
+                for (
+                    token,
+                    execution,
+                    node,
+                    attempt,
+                    project,
+                    domain,
+                    expires_at,
+                    acquired_at,
+                    weights,
+                ) in picked
+            ]
 
         got = self._tx(conn, work)
         if keepalive:

@@ -206,6 +206,11 @@ class PoolStore:
             conn = self._conn
             if conn is None or conn.closed or conn.invalidated:
                 conn = self._conn = self.engine.connect()
+            if not conn.in_transaction():
+                # so that the rollback below reaches the database even when ``work`` ran
+                # only raw DBAPI statements (which SQLAlchemy does not see begin a
+                # transaction); PostgreSQL would keep the snapshot and any row lock taken
+                conn.begin()
             try:
                 return work(conn)
             except sa.exc.DBAPIError as exc:
@@ -452,8 +457,10 @@ class PoolStore:
         """Delete expired leases and waiters not seen for a TTL; with ``sweep`` (and every
         64th pass) also rows left without their lease or waiter, which no code path leaves but
         which would hold slots forever if one did."""
-        reaped = len(self._delete_leases(conn, L.c.expires_at < now))
-        self._delete_waiters(conn, W.c.expires_at < now)
+        reaped = self._hot.reap(self._hot.cursor(conn), now)
+        if reaped is None:
+            reaped = len(self._delete_leases(conn, L.c.expires_at < now))
+            self._delete_waiters(conn, W.c.expires_at < now)
         self._passes += 1
         if sweep or self._passes % 64 == 0:
             conn.execute(G.delete().where(G.c.token.not_in(sa.select(L.c.token))))
@@ -465,26 +472,18 @@ class PoolStore:
     def _queued(self, conn: Connection, *, limited: bool) -> list[Queued]:
         """The waiters a pass considers: the first ``lookahead`` of each project in each pool
         (all of them when not ``limited``), in arrival order."""
-        stmt = sa.select(W)
-        if limited:
-            ranked = sa.select(
-                WS.c.seq,
-                sa.func.row_number()
-                .over(
-                    partition_by=(WS.c.pool, WS.c.project),
-                    order_by=(WS.c.priority.desc(), WS.c.seq),
-                )
-                .label("rank"),
-            ).subquery()
-            stmt = stmt.where(
-                W.c.seq.in_(sa.select(ranked.c.seq).where(ranked.c.rank <= self.lookahead))
-            )
         queued = []
-        for row in conn.execute(stmt.order_by(W.c.seq)).all():
+        rows = self._hot.queued(self._hot.cursor(conn), self.lookahead if limited else None)
+        for seq, execution, node, attempt, project, domain, owner, priority, weights, *more in rows:
+            enqueued_at, expires_at, skips = more
             waiter = fair.Waiter(
-                holder_of(row), json.loads(row.weights), row.priority, row.seq, row.skips
+                Holder(execution, node, attempt, project, domain),
+                json.loads(weights),
+                priority,
+                seq,
+                skips,
             )
-            queued.append(Queued(waiter, row.owner, row.enqueued_at, row.expires_at))
+            queued.append(Queued(waiter, owner, enqueued_at, expires_at))
         return queued
 
 
