@@ -167,11 +167,18 @@ def main() -> None:
             mapped = next(n for n in c.execution(run_id).nodes if n.kind == "map")
         seed(site.database, args.executions)
         add_items(site.database, run_id, mapped.node_id, 3, args.items)
+        # Page 50 of a project's list is read after the last execution of page 49 (keyset).
+        with site.client(token) as c:
+            far = c.executions(project="shop", limit=1, offset=2449)[0].id
         pages = [
             ("baseline: GET /healthz (JSON)", "/healthz", "body"),
             ("executions list", "/console/", "#executions tr[data-id]"),
             ("executions, failed only", "/console/?phase=FAILED", "#executions tr[data-id]"),
-            ("executions, page 50", "/console/?offset=2450", "#executions tr[data-id]"),
+            (
+                "executions, page 50",
+                f"/console/?project=shop&before={far}",
+                "#executions tr[data-id]",
+            ),
             (
                 f"one execution, map of {args.items + 3} items",
                 f"/console/executions/{run_id}",
@@ -195,10 +202,20 @@ def main() -> None:
             ("executions, newest 50 (a project)", "/api/v1/executions?project=shop&limit=50"),
             ("executions, every visible project", "/api/v1/executions?limit=50"),
             ("executions, failed only", "/api/v1/executions?project=shop&phase=FAILED"),
-            ("executions, page 50", "/api/v1/executions?project=shop&offset=2450"),
+            ("executions, page 50 (keyset)", f"/api/v1/executions?project=shop&before={far}"),
+            ("executions, page 50 (offset)", "/api/v1/executions?project=shop&offset=2450"),
+            ("projects and domains", "/api/v1/projects"),
             ("graph, map of many items", f"/api/v1/executions/{ref}/graph?values=false"),
             ("graph with values", f"/api/v1/executions/{ref}/graph"),
             ("node detail of the map", f"/api/v1/executions/{ref}/nodes/{map_id}/detail"),
+            (
+                "map items, page 100 of 200 (keyset)",
+                f"/api/v1/executions/{ref}/nodes/{map_id}/items?after={map_id}[4949]",
+            ),
+            (
+                "map items, failed only",
+                f"/api/v1/executions/{ref}/nodes/{map_id}/items?phase=FAILED",
+            ),
             ("workflow interface", f"{scope}/workflows/shopflows.checkout"),
             ("entities", f"{scope}/entities?kind=workflow"),
             ("launch plans", f"{scope}/launch_plans"),

@@ -18,7 +18,9 @@ workflow (`add_one(x) -> x + 1`) is registered through the API, then:
 `--setups` runs them on several server set-ups in turn (`trusted`: single-tenant, tasks in
 the engine process, one engine process per execution; `sandbox-1`: multi-tenant, every task
 in a bubblewrap sandbox, one engine process per execution; `sandbox-8`: the same with up to 8
-executions per engine process) and prints each one's figures as ratios to the first's.
+executions per engine process; `sandbox-8-bwrap`: `sandbox-8` without the sandbox's fork
+server, each attempt starting `bwrap` and a fresh Python) and prints each one's figures as
+ratios to the first's.
 
 At the end it reports the CPU time that the server and its engine processes used per
 execution, and the finish rate that bounds on this machine's cores when nothing else runs (the
@@ -85,9 +87,13 @@ SETUPS = {
     # several projects: every task in a bubblewrap sandbox; one engine process per execution
     "sandbox-1": 'executions_per_worker = 1\n\n[task_types]\npython = "box"\n\n'
     '[backends.box]\ndriver = "sandbox"\n',
-    # the same, each engine process running up to 8 executions at once
+    # the same, each engine process running up to 8 executions at once (every attempt
+    # forked from the sandbox's fork server, the default)
     "sandbox-8": 'executions_per_worker = 8\n\n[task_types]\npython = "box"\n\n'
     '[backends.box]\ndriver = "sandbox"\n',
+    # the same, every attempt starting `bwrap` and a fresh Python (no fork server)
+    "sandbox-8-bwrap": 'executions_per_worker = 8\n\n[task_types]\npython = "box"\n\n'
+    '[backends.box]\ndriver = "sandbox"\nfork_server = false\n',
 }
 
 

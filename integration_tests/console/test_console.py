@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 from conftest import Console, sign_in
 from playwright.sync_api import expect
 
@@ -19,6 +20,31 @@ def _launch(console: Console, token: str, workflow: str, inputs: dict[str, Any])
     with console.client(token) as c:
         launched = c.launch("shop", "prod", workflow=workflow, inputs=inputs)
     return launched.execution.id
+
+
+def _add_executions(console: Console, count: int) -> None:
+    """`count` finished executions of project shop, older than any the tests launch."""
+    import sqlalchemy as sa
+
+    from taskfabric.metadata._schema import executions
+
+    rows = [
+        {
+            "id": f"old{i:09d}",
+            "project": "shop",
+            "domain": "prod",
+            "name": f"old-{i}",
+            "workflow_name": CHECKOUT,
+            "workflow_version": "v1",
+            "phase": "SUCCEEDED",
+            "created_at": 1_000_000_000.0 + i,
+        }
+        for i in range(count)
+    ]
+    engine = sa.create_engine(console.database)
+    with engine.begin() as conn:
+        conn.execute(executions.insert(), rows)
+    engine.dispose()
 
 
 def _add_items(console: Console, execution_id: str, map_id: str | None, total: int) -> None:
@@ -73,6 +99,27 @@ def test_sign_in_and_the_executions_list(page: Any, console: Console, shots: Pat
     expect(row).to_be_visible()
     expect(page).to_have_url(re.compile(r"workflow=checkout"))
     page.screenshot(path=str(shots / "executions.png"))
+    # Pages of 50, each read after the last execution of the one before (a keyset).
+    _add_executions(console, 60)
+    page.goto("/console/")
+    expect(page.locator("#page")).to_have_text("page 1")
+    listed = httpx.get(
+        f"{console.url}/api/v1/executions",
+        params={"limit": 51},
+        headers={"Authorization": f"Bearer {console.shop_admin}"},
+    ).json()
+    expect(page.locator("#executions tr[data-id]").last).to_have_attribute(
+        "data-id", listed[49]["id"]
+    )
+    page.click("#older")
+    expect(page.locator("#page")).to_have_text("page 2")
+    expect(page).to_have_url(re.compile(f"before={listed[49]['id']}"))
+    expect(page.locator("#executions tr[data-id]").first).to_have_attribute(
+        "data-id", listed[50]["id"]
+    )
+    page.click("#newer")
+    expect(page.locator("#page")).to_have_text("page 1")
+    expect(page.locator("#newer")).to_be_disabled()
 
 
 def test_a_token_of_one_project_sees_nothing_of_another(
@@ -113,6 +160,13 @@ def test_a_viewer_sees_no_launch_cancel_or_activate(page: Any, console: Console)
     expect(page.locator("#facts .badge")).to_have_attribute("data-phase", "ABORTED")
     expect(page.locator("#relaunch")).to_have_count(0)
     expect(page.locator("#resume")).to_have_count(0)
+    # Nor the registry's Activate and Deactivate, and no launch form's button.
+    page.goto("/console/registry")
+    expect(page.locator("#schedules tr[data-plan=hourly]")).to_be_visible()
+    expect(page.locator("#schedules button")).to_have_count(0)
+    page.goto(f"/console/launch/shop/prod/{CHECKOUT}")
+    expect(page.locator("#viewer-note")).to_be_visible()
+    expect(page.locator("#submit")).to_have_count(0)
 
 
 def test_launch_a_typed_workflow_from_the_form_and_watch_it_finish(
@@ -418,6 +472,19 @@ def test_cancel_a_running_execution(page: Any, console: Console) -> None:
     expect(page.locator("#resume")).to_be_visible()
     expect(page.locator("#relaunch")).to_be_visible()
     expect(page.locator("#panel #log")).to_have_attribute("data-complete", "true")
+    # Relaunch: a new execution of the same inputs, opened in its place.
+    page.click("#relaunch")
+    page.wait_for_url(re.compile(r"/console/executions/(?!" + slow + r"$)\w+$"))
+    again = page.url.rsplit("/", 1)[1]
+    try:
+        expect(page.locator("#dag g.node").first).to_have_attribute("data-phase", "RUNNING")
+        with console.client(console.shop_admin) as c:
+            ran = c.execution(again)
+        assert ran.execution.workflow == "shopflows.slow"
+        assert ran.inputs == {"seconds": 600.0}
+    finally:
+        with console.client(console.shop_admin) as c:
+            c.cancel(again)
 
 
 def test_registry_diff_and_activate_a_schedule(page: Any, console: Console, shots: Path) -> None:

@@ -5,6 +5,8 @@ The pages themselves are tested in a real browser (integration_tests/console).""
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import subprocess
 import sys
@@ -85,6 +87,7 @@ def _signed_in(site: Site, token: str) -> Any:
 
 
 def test_sign_in_sets_an_httponly_strict_cookie_and_pages_need_it(site: Site) -> None:
+    site.register("bank")
     http = _client(site.app)
     answer = http.get("/console/registry")
     assert answer.status_code == 303
@@ -110,9 +113,23 @@ def test_sign_in_sets_an_httponly_strict_cookie_and_pages_need_it(site: Site) ->
     assert asset.status_code == 200 and "immutable" in asset.headers["cache-control"]
     assert asset.headers["content-type"].startswith(("text/javascript", "application/javascript"))
     assert 'from "./lib.js"' in asset.text
+    # Compressed for a browser that takes gzip, with an ETag that a reload revalidates by.
+    source = (Path(mount.__code__.co_filename).parent / "static" / "registry.js").read_bytes()
+    assert asset.headers["content-encoding"] == "gzip" and asset.content == source
+    assert int(asset.headers["content-length"]) < len(source) / 2
+    plain = http.get(module.group(1), headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers and plain.content == source
+    again = http.get(module.group(1), headers={"If-None-Match": asset.headers["etag"]})
+    assert again.status_code == 304 and again.content == b""
+    assert http.get(module.group(1).replace("registry.js", "nope.js")).status_code == 404
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert f'<meta name="csrf" content="{csrf_for(site.shop)}">' in page.text
     assert 'data-role="admin"' in page.text and "shop-admin" in page.text
+    # The page holds the projects it lists (GET /projects' answer): those of the token only.
+    held = re.search(r'data-projects="([^"]*)"', page.text)
+    assert held is not None
+    assert json.loads(html.unescape(held.group(1))) == http.get("/api/v1/projects").json()
+    assert "bank" not in page.text
 
 
 def test_sign_in_refuses_other_origins_and_foreign_redirects(site: Site) -> None:
@@ -181,6 +198,25 @@ def test_text_launch_answers_the_command_lines_messages(site: Site) -> None:
     viewer = site.http(site.token(["shop"], "viewer"))
     assert viewer.post(path, json={"workflow": FANOUT, "inputs": {"n": "4"}}).status_code == 403
     assert site.http(site.bank).post(path, json={"workflow": FANOUT}).status_code == 404
+
+
+def test_executions_are_paged_by_keyset(site: Site) -> None:
+    site.register("shop")
+    http = site.http(site.shop)
+    path = "/api/v1/projects/shop/domains/prod/executions/from_text"
+    for i in range(5):
+        made = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "1"}, "name": f"k{i}"})
+        assert made.status_code == 201
+    newest = [e["name"] for e in http.get("/api/v1/executions").json()]
+    assert newest == ["k4", "k3", "k2", "k1", "k0"]
+    first = http.get("/api/v1/executions", params={"limit": 2}).json()
+    second = http.get("/api/v1/executions", params={"limit": 2, "before": first[-1]["id"]})
+    assert [e["name"] for e in second.json()] == ["k2", "k1"]
+    last = http.get("/api/v1/executions", params={"limit": 2, "before": second.json()[-1]["id"]})
+    assert [e["name"] for e in last.json()] == ["k0"]
+    # Another project's token learns nothing from an id it cannot see.
+    other = site.http(site.bank).get("/api/v1/executions", params={"before": first[-1]["id"]})
+    assert other.json() == []
 
 
 def test_text_launch_takes_uploaded_files(site: Site) -> None:

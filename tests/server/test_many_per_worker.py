@@ -5,14 +5,16 @@ on one database share the work, and one killed with `kill -9` is taken over by t
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from server_helpers import ServerProcess, wait_until, write_flows
 
 from taskfabric.config import load_config
 from taskfabric.metadata import MetadataStore
-from taskfabric.registry import build_package
+from taskfabric.registry import build_package, execution_name
 from taskfabric.server import Client, TokenStore
 
 
@@ -124,3 +126,59 @@ def _gone(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):
         return True
+
+
+def test_two_schedulers_one_killed_no_slot_doubled_or_lost(
+    tmp_path: Path, postgres_schema: Callable[[str], str]
+) -> None:
+    """Both servers on one PostgreSQL database run the scheduler of the same every-second
+    launch plan; `kill -9` one: the other goes on launching its slots, and every slot from
+    the activation to the last one is launched exactly once (one execution, named after it)."""
+    config_path = tmp_path / "taskfabric.toml"
+    config_path.write_text(
+        "[server]\nworkers = 1\nexecutions_per_worker = 4\nscheduler = true\n\n"
+        '[task_types]\npython = "box"\n\n[backends.box]\ndriver = "sandbox"\n\n'
+        f'[metadata]\nurl = "{postgres_schema("tf_two_schedulers")}"\n'
+    )
+    metadata = MetadataStore(load_config(config_path).metadata_url)
+    token = TokenStore(metadata).create(projects=["shop"], role="admin", name="shop")[1]
+    metadata.close()
+    servers = [
+        ServerProcess(config_path, tmp_path / f"server-{i}.log", workers=1, env={}).start()
+        for i in range(2)
+    ]
+    victim, survivor = servers
+    try:
+        client = Client(survivor.url, token)
+        client.register(
+            build_package(
+                write_flows(tmp_path / "src", 2), project="shop", domain="prod", version="v1"
+            )
+        )
+        client.activate("shop", "prod", "tick", "v1")
+        plan = client.launch_plan("shop", "prod", "tick")
+        anchor = plan.activated_at
+        assert anchor is not None
+
+        def slots() -> list[float]:
+            runs = client.executions(launch_plan="tick", limit=1000)
+            return sorted(e.scheduled_at or 0 for e in runs)
+
+        wait_until(lambda: len(slots()) >= 3, 300, "three scheduled executions")
+        victim.kill9()
+        killed_at = time.time()
+        # the survivor alone launches the slots after the kill
+        wait_until(lambda: any(s > killed_at + 2 for s in slots()), 300, "slots after the kill")
+        client.deactivate("shop", "prod", "tick")
+        runs = client.executions(launch_plan="tick", limit=1000)
+        found = sorted(e.scheduled_at or 0 for e in runs)
+        expected = [anchor + k for k in range(1, len(found) + 1)]
+        assert found == pytest.approx(expected, abs=1e-3), "a missed or repeated slot"
+        names = [e.name for e in runs]
+        assert len(names) == len(set(names)), "a slot launched twice"
+        assert sorted(names) == sorted(execution_name("tick", s) for s in found)
+        assert survivor.stop() == 0
+    finally:
+        for server in servers:
+            if server.proc is not None and server.proc.poll() is None:
+                server.stop()

@@ -3,8 +3,9 @@ in a browser.
 
 `mount(app)` adds it to the API application: pages under /console/ (HTML shells, each drawn
 by one hand-written ES module from the HTTP API the command line uses, so there is no
-JavaScript build), their assets under /console/static/ (shipped in the wheel), the few API
-routes the views need beyond the command line's (`_api.py`), and the session middleware that
+JavaScript build), their assets under /console/static/ (shipped in the wheel, served from
+memory, gzipped, with ETags: `_assets.py`), the few API routes the views need beyond the
+command line's (`_api.py`), and the session middleware that
 lets a signed-in browser call the API with its cookie (`_session.py`). The console stands on
 the server's API, so the server does not import it: `taskfabric server` adds it through
 `serve(..., extend=(mount,))`.
@@ -12,25 +13,10 @@ the server's API, so the server does not import it: `taskfabric server` adds it 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
-
-
-def _assets() -> type:
-    from fastapi.staticfiles import StaticFiles
-
-    class Assets(StaticFiles):
-        """The console's files, cached for a year: their URL changes whenever they do."""
-
-        def file_response(self, *args: Any, **kwargs: Any) -> Any:
-            response = super().file_response(*args, **kwargs)
-            response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            return response
-
-    return Assets
 
 
 def mount(app: FastAPI) -> None:
@@ -38,6 +24,7 @@ def mount(app: FastAPI) -> None:
     from fastapi.responses import RedirectResponse
 
     from taskfabric.console._api import router as api_router
+    from taskfabric.console._assets import Assets
     from taskfabric.console._data import router as data_router
     from taskfabric.console._pages import ASSETS_URL, STATIC
     from taskfabric.console._pages import router as pages_router
@@ -46,7 +33,7 @@ def mount(app: FastAPI) -> None:
     app.include_router(api_router)
     app.include_router(data_router)
     app.include_router(pages_router)
-    app.mount(ASSETS_URL, _assets()(directory=STATIC), name="console-static")
+    app.mount(ASSETS_URL, Assets(STATIC), name="console-static")
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

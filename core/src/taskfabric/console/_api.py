@@ -6,6 +6,7 @@ projects (404 elsewhere), and its role decides what it may change (403).
 
 from __future__ import annotations
 
+import collections
 import difflib
 import os
 import secrets
@@ -44,6 +45,29 @@ from taskfabric.types import type_str
 MAX_CHILDREN = 200
 
 router = APIRouter(prefix=API_PREFIX, tags=["console"])
+
+#: Compiled workflows of recent executions by URI (written once at launch, never changed):
+#: a graph polled every second reads its workflow from the store once, not each time.
+_COMPILED: collections.OrderedDict[tuple[int, str], workflow_pb2.CompiledWorkflow] = (
+    collections.OrderedDict()
+)
+_COMPILED_MAX = 64
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled(plane: ControlPlane, rec: Any) -> workflow_pb2.CompiledWorkflow:
+    key = (id(plane.engine), str(rec.workflow_uri))
+    with _COMPILED_LOCK:
+        found = _COMPILED.get(key)
+        if found is not None:
+            _COMPILED.move_to_end(key)
+            return found
+    found = plane.engine.load_compiled(rec)
+    with _COMPILED_LOCK:
+        _COMPILED[key] = found
+        while len(_COMPILED) > _COMPILED_MAX:
+            _COMPILED.popitem(last=False)
+    return found
 
 
 def _node_model(n: Any, attempts: list[Any] | None = None) -> m.Node:
@@ -91,7 +115,7 @@ def graph(
 ) -> cm.Graph:
     rec = plane._execution(who, ref)
     engine = plane.metadata.engine
-    compiled = plane.engine.load_compiled(rec)
+    compiled = _compiled(plane, rec)
     nodes = cg.graph_nodes(compiled, cq.graph_nodes(engine, rec.id), cq.item_counts(engine, rec.id))
     drawn = cm.Graph(execution=views.execution(rec), nodes=nodes)
     if values:
@@ -158,7 +182,7 @@ def node_detail(
 ) -> cm.NodeDetail:
     rec = plane._execution(who, ref)
     engine = plane.metadata.engine
-    compiled = plane.engine.load_compiled(rec)
+    compiled = _compiled(plane, rec)
     declared, item = cg.declared(compiled, node_id)
     input_types, output_types = _types(compiled, declared, item)
     found = cq.node(engine, rec.id, node_id)
@@ -237,7 +261,7 @@ def node_items(
     engine = plane.metadata.engine
     found = cq.node(engine, rec.id, node_id)
     if found is None:
-        compiled = plane.engine.load_compiled(rec)
+        compiled = _compiled(plane, rec)
         if cg.declared(compiled, node_id)[0] is None:
             raise NotFound(f"execution {rec.id} has no node '{node_id}'")
         return cm.Children(node_id=node_id)

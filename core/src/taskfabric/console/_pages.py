@@ -79,8 +79,19 @@ def _signin_redirect(request: Request) -> Response:
     return RedirectResponse(f"{PREFIX}/signin?next={quote(target, safe='')}", status_code=303)
 
 
+#: Pages that list the projects and domains: the shell carries them (what GET /projects
+#: answers), which saves the page a round trip before its own calls.
+_WITH_PROJECTS = frozenset({"executions", "launch", "registry"})
+
+
 def _shell(
-    page: str, title: str, who: Principal, token: str, args: dict[str, Any], auth: bool
+    page: str,
+    title: str,
+    who: Principal,
+    token: str,
+    args: dict[str, Any],
+    auth: bool,
+    listed: list[dict[str, Any]] | None = None,
 ) -> HTMLResponse:
     e = html.escape
     nav = "".join(
@@ -94,6 +105,7 @@ def _shell(
         if auth
         else '<span class="muted">auth off</span>'
     )
+    known = "" if listed is None else f' data-projects="{e(json.dumps(listed))}"'
     who_text = f"{who.name or who.token_id or 'local'} · {who.role.value}"
     projects = ", ".join(sorted(who.projects)).replace("*", "every project")
     body = f"""<!doctype html>
@@ -115,7 +127,7 @@ def _shell(
 <span class="who" title="{e(projects)}">{e(who_text)}</span>
 {signout}
 </header>
-<main id="main" data-args="{e(json.dumps(args))}"><p class="muted">Loading…</p></main>
+<main id="main" data-args="{e(json.dumps(args))}"{known}><p class="muted">Loading…</p></main>
 <script type="module" src="{ASSETS_URL}/{page}.js"></script>
 </body>
 </html>
@@ -128,7 +140,11 @@ def _page(request: Request, page: str, title: str, **args: Any) -> Response:
     if found is None:
         return _signin_redirect(request)
     who, token = found
-    return _shell(page, title, who, token, args, _plane(request).auth)
+    plane = _plane(request)
+    projects = None
+    if page in _WITH_PROJECTS and not args.get("workflow"):
+        projects = [p.model_dump(mode="json") for p in plane.projects(who)]
+    return _shell(page, title, who, token, args, plane.auth, projects)
 
 
 @router.get("/")

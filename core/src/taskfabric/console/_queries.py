@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from taskfabric.metadata import AttemptRecord, NodeRecord
 from taskfabric.metadata._schema import cache_entries, node_attempts, node_executions
-from taskfabric.metadata._store import _decode
+from taskfabric.metadata._store import _decode, reads
 
 #: The kinds of node that are not a map's items (engine/_state.py): listed, so that the
 #: database seeks them in ix_node_executions_kind instead of reading every item's row.
@@ -25,7 +25,7 @@ def graph_nodes(engine: Engine, execution_id: str) -> list[NodeRecord]:
     sub-workflows and branches (as many as its templates declare, whatever the data)."""
     t = node_executions
     q = sa.select(t).where(t.c.execution_id == execution_id, t.c.kind.in_(NODE_KINDS))
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         return [_decode(NodeRecord, r) for r in conn.execute(q).all()]
 
 
@@ -38,7 +38,7 @@ def item_counts(engine: Engine, execution_id: str) -> dict[str, dict[str, int]]:
         .group_by(t.c.parent_id, t.c.phase)
     )
     found: dict[str, dict[str, int]] = {}
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         for parent, phase, count in conn.execute(q).all():
             found.setdefault(str(parent), {})[str(phase)] = int(count)
     return found
@@ -47,7 +47,7 @@ def item_counts(engine: Engine, execution_id: str) -> dict[str, dict[str, int]]:
 def node(engine: Engine, execution_id: str, node_id: str) -> NodeRecord | None:
     t = node_executions
     q = sa.select(t).where(t.c.execution_id == execution_id, t.c.node_id == node_id)
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         row = conn.execute(q).first()
     return None if row is None else _decode(NodeRecord, row)
 
@@ -79,7 +79,7 @@ def children(
     if after:
         q = q.where(sa.or_(size > len(after), sa.and_(size == len(after), t.c.node_id > after)))
     q = q.order_by(size, t.c.node_id).limit(limit)
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         return [_decode(NodeRecord, r) for r in conn.execute(q).all()]
 
 
@@ -94,7 +94,7 @@ def child_counts(
         .where(t.c.execution_id == execution_id, t.c.kind.in_(kinds), t.c.parent_id == parent_id)
         .group_by(t.c.phase)
     )
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         return {str(phase): int(count) for phase, count in conn.execute(q).all()}
 
 
@@ -105,7 +105,7 @@ def attempts(engine: Engine, execution_id: str, node_id: str) -> list[AttemptRec
         .where(t.c.execution_id == execution_id, t.c.node_id == node_id)
         .order_by(t.c.attempt)
     )
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         return [_decode(AttemptRecord, r) for r in conn.execute(q).all()]
 
 
@@ -114,6 +114,6 @@ def cache_source(engine: Engine, outputs_uri: str) -> str:
     outputs), or '' when the entry is gone."""
     t = cache_entries
     q = sa.select(t.c.execution_id).where(t.c.outputs_uri == outputs_uri).limit(1)
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         found = conn.execute(q).scalar()
     return str(found or "")

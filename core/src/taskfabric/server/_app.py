@@ -237,6 +237,14 @@ def list_executions(
     launch_plan: Annotated[str | None, Query(description="Launched by this plan.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
+    before: Annotated[
+        str | None,
+        Query(
+            max_length=64,
+            description="Only those listed after this execution id (the last of the page "
+            "before): the next page, at the cost of the first however far it is.",
+        ),
+    ] = None,
 ) -> list[m.Execution]:
     return plane.list_executions(
         who,
@@ -247,6 +255,7 @@ def list_executions(
         launch_plan=launch_plan,
         limit=limit,
         offset=offset,
+        before=before,
     )
 
 

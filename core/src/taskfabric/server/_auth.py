@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from taskfabric.errors import TaskfabricError
 from taskfabric.metadata import MetadataStore
+from taskfabric.metadata._store import reads
 from taskfabric.server._schema import api_tokens
 
 ALL_PROJECTS = "*"
@@ -234,7 +235,7 @@ class TokenStore:
         if match is None:
             return unknown
         token_id = match.group(1)
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             row = conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).first()
         stored = str(row._mapping["secret_hash"]) if row is not None else "0" * 64
         if not hmac.compare_digest(stored, _digest(token.strip())) or row is None:

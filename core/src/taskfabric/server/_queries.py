@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 
 from taskfabric.metadata import ExecutionRecord
 from taskfabric.metadata._schema import events, executions
+from taskfabric.metadata._store import reads
 from taskfabric.registry._schema import launch_plan_states, registry_entities
 
 _FIELDS = {f.name for f in fields(ExecutionRecord)}
@@ -45,14 +46,18 @@ def list_executions(
     launch_plan: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    before: str | None = None,
 ) -> list[ExecutionRecord]:
-    """Newest first; `projects` None means every project."""
+    """Newest first; `projects` None means every project. `before`: only those listed after
+    that execution (a keyset: the next page costs what the first does, however far)."""
     t = executions
     # The project is compared as `project || ''` so that the database walks
     # ix_executions_created newest first and stops after `limit` rows: on the bare column
     # SQLite picks ix_executions_launch_plan (project, ...) and sorts every execution of the
     # project first (30 ms instead of 1 ms at 10,000 executions; bench/bench_console.py).
-    listed = t.c.project.op("||")("")
+    # PostgreSQL walks the index newest first with the bare column (0.14 ms at 10,000
+    # executions), and reads them all with the concatenation (2.2 ms): SQLite only.
+    listed = t.c.project.op("||")("") if engine.dialect.name == "sqlite" else t.c.project
     q = _scoped(sa.select(t), listed, projects)
     if project:
         q = q.where(listed == project)
@@ -66,7 +71,13 @@ def list_executions(
     if launch_plan:
         q = q.where(t.c.launch_plan.startswith(f"{launch_plan}:", autoescape=True))
     q = q.order_by(t.c.created_at.desc(), t.c.id).limit(limit).offset(offset)
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
+        if before:
+            seen = _scoped(sa.select(t.c.created_at).where(t.c.id == before), t.c.project, projects)
+            at = conn.execute(seen).scalar()
+            if at is None:
+                return []
+            q = q.where(sa.or_(t.c.created_at < at, sa.and_(t.c.created_at == at, t.c.id > before)))
         return [_record(r) for r in conn.execute(q).all()]
 
 
@@ -75,7 +86,7 @@ def find_executions(
 ) -> list[ExecutionRecord]:
     """Executions whose id is `ref`, or whose id or name starts with it, newest first."""
     t = executions
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         q = _scoped(sa.select(t).where(t.c.id == ref), t.c.project, projects)
         exact = conn.execute(q).all()
         if exact:
@@ -92,12 +103,35 @@ def find_executions(
     return [_record(r) for r in (named or rows)]
 
 
+#: The distinct (project, domain) of the executions on PostgreSQL: a seek per pair in
+#: uq_executions_name (a loose index scan), not a read of every execution (0.3-1 ms instead
+#: of 6-12 ms at 10,000 executions here; SQLite's DISTINCT is faster as it is).
+_EXECUTION_SCOPES = sa.text(
+    """
+WITH RECURSIVE s(project, domain) AS (
+  SELECT project, domain FROM (
+    SELECT project, domain FROM executions ORDER BY project, domain LIMIT 1) AS first
+  UNION ALL
+  SELECT
+    (SELECT e.project FROM executions e WHERE (e.project, e.domain) > (s.project, s.domain)
+     ORDER BY e.project, e.domain LIMIT 1),
+    (SELECT e.domain FROM executions e WHERE (e.project, e.domain) > (s.project, s.domain)
+     ORDER BY e.project, e.domain LIMIT 1)
+  FROM s WHERE s.project IS NOT NULL
+)
+SELECT project, domain FROM s WHERE project IS NOT NULL
+"""
+)
+
+
 def scopes(engine: Engine) -> set[tuple[str, str]]:
     """Every (project, domain) with executions, registered entities or launch plan states."""
     found: set[tuple[str, str]] = set()
-    with engine.connect() as conn:
+    with reads(engine).connect() as conn:
         for table in (executions, registry_entities, launch_plan_states):
-            q = sa.select(table.c.project, table.c.domain).distinct()
+            q: Any = sa.select(table.c.project, table.c.domain).distinct()
+            if table is executions and engine.dialect.name == "postgresql":
+                q = _EXECUTION_SCOPES
             found.update((r[0], r[1]) for r in conn.execute(q).all())
     return found
 

@@ -431,6 +431,7 @@ class ControlPlane:
         launch_plan: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        before: str | None = None,
     ) -> list[m.Execution]:
         if project is not None and not who.sees(project):
             return []
@@ -444,6 +445,7 @@ class ControlPlane:
             launch_plan=launch_plan,
             limit=limit,
             offset=offset,
+            before=before,
         )
         return [views.execution(r) for r in rows]
 

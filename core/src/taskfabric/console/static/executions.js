@@ -1,4 +1,5 @@
-// Executions: filters kept in the URL, pages of PAGE, refreshed every 2 s.
+// Executions: filters kept in the URL, pages of PAGE (a keyset: `before` the last execution
+// of the page before, so a far page costs what the first does), refreshed every 2 s.
 import { api, badge, canLaunch, errorBox, fmtTime, h, poll, projects, replace, select, span } from "./lib.js";
 
 const PAGE = 50;
@@ -11,15 +12,19 @@ const state = {
   workflow: url.searchParams.get("workflow") || "",
   launch_plan: url.searchParams.get("launch_plan") || "",
   phase: url.searchParams.getAll("phase"),
-  offset: Number(url.searchParams.get("offset") || 0),
+  before: url.searchParams.get("before") || "",
 };
+// The `before` of the pages this tab came through, for "← Newer"; the page's number when
+// known (a bookmarked page of older executions does not know it).
+const newer = [];
+let pageNumber = state.before ? null : 1;
 
 function keepInUrl() {
   const u = new URL(location.href);
   u.search = "";
   for (const k of ["project", "domain", "workflow", "launch_plan"]) if (state[k]) u.searchParams.set(k, state[k]);
   for (const p of state.phase) u.searchParams.append("phase", p);
-  if (state.offset) u.searchParams.set("offset", state.offset);
+  if (state.before) u.searchParams.set("before", state.before);
   history.replaceState(null, "", u);
 }
 
@@ -53,18 +58,20 @@ async function refresh() {
       ),
     ),
   );
-  const page = Math.floor(state.offset / PAGE) + 1;
+  const lastId = shown.length ? shown[shown.length - 1].id : "";
   replace(
     pager,
-    h("button", { type: "button", disabled: state.offset === 0, onclick: () => move(-PAGE) }, "← Newer"),
-    h("span", { class: "page" }, `page ${page}`),
-    h("button", { type: "button", disabled: rows.length <= PAGE, onclick: () => move(PAGE), id: "older" }, "Older →"),
+    h("button", { type: "button", disabled: !state.before, onclick: () => move(newer.pop() || ""), id: "newer" }, "← Newer"),
+    h("span", { class: "page", id: "page" }, pageNumber ? `page ${pageNumber}` : "older executions"),
+    h("button", { type: "button", disabled: rows.length <= PAGE, onclick: () => { newer.push(state.before); move(lastId, true); }, id: "older" }, "Older →"),
   );
 }
 
 let poller = null;
-function move(delta) {
-  state.offset = Math.max(0, state.offset + delta);
+function move(before, older = false) {
+  state.before = before;
+  if (!before) pageNumber = 1;
+  else if (pageNumber) pageNumber += older ? 1 : -1;
   keepInUrl();
   last = "";
   poller.now();
@@ -93,7 +100,9 @@ async function start() {
     const data = new FormData(form);
     for (const k of ["project", "domain", "workflow", "launch_plan"]) state[k] = String(data.get(k) || "").trim();
     state.phase = data.getAll("phase").map(String);
-    state.offset = 0;
+    state.before = "";
+    newer.length = 0;
+    pageNumber = 1;
     keepInUrl();
     last = "";
     poller.now();

@@ -294,10 +294,12 @@ export function parametersTable(params, what, source = null) {
   );
 }
 
-// Projects and domains this token sees, for the selectors.
+// Projects and domains this token sees, for the selectors: in the page when it lists them
+// (what GET /projects answers, one round trip fewer), else asked for.
 let projectsPromise = null;
 export function projects() {
-  projectsPromise = projectsPromise || api("/projects");
+  const known = main && main.dataset.projects;
+  projectsPromise = projectsPromise || (known ? Promise.resolve(JSON.parse(known)) : api("/projects"));
   return projectsPromise;
 }
 
