@@ -4,6 +4,8 @@ imports httpx)."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from taskfabric.logs import get_logger
@@ -22,7 +24,10 @@ __all__ = ["run_job", "run_request"]
 log = get_logger("taskfabric.http")
 
 
-def _session(call: TaskCall, type_name: str) -> Session:
+@contextmanager
+def _attempt(call: TaskCall, type_name: str) -> Iterator[Session]:
+    """The attempt's session on its `http` backend, marked done and forgotten at the end; a
+    call on another backend is refused with how to fix the config."""
     session = session_of(call.attempt_id)
     if session is None:
         raise HttpConfigError(
@@ -31,7 +36,11 @@ def _session(call: TaskCall, type_name: str) -> Session:
             f"throttling), but [task_types] maps '{type_name}' to another backend: remove "
             f'that line, or map it to a backend with driver = "http"'
         )
-    return session
+    try:
+        yield session
+    finally:
+        session.done.set()
+        session.backend.forget(session)
 
 
 def _request(c: Call, inputs: dict[str, Any], job_id: str | None = None) -> OutgoingRequest:
@@ -61,8 +70,7 @@ def run_request(call: TaskCall) -> Any:
             f"{who} has task type 'http' but no HttpRequest config: declare it with "
             '@task(config=HttpRequest(service="...", url="..."))'
         )
-    session = _session(call, "http")
-    try:
+    with _attempt(call, "http") as session:
         caller = session.caller(config.service, who, call.cancelled)
         request = _request(config.call(), dict(call.inputs))
         book: KeyBook | None = None
@@ -84,9 +92,6 @@ def run_request(call: TaskCall) -> Any:
             record.state = "succeeded"
             book.save(record)
         return map_outputs(response, call.task, config.outputs, who, caller.redact)
-    finally:
-        session.done.set()
-        session.backend.forget(session)
 
 
 def run_job(call: TaskCall) -> Any:
@@ -98,12 +103,8 @@ def run_job(call: TaskCall) -> Any:
             f"{who} has task type 'http-job' but no HttpJob config: declare it with "
             "@task(config=HttpJob(service=..., submit=Call(...), status=Call(...)))"
         )
-    session = _session(call, "http-job")
-    try:
+    with _attempt(call, "http-job") as session:
         return _Job(config, call, session, who).run()
-    finally:
-        session.done.set()
-        session.backend.forget(session)
 
 
 class _Job:
