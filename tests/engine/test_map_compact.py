@@ -137,3 +137,33 @@ def test_a_failed_item_skips_the_items_not_started_and_resume_runs_only_those_no
             if n.kind == "map_item" and n.node_id.endswith("[400]")
         )
         assert item_400.attempts == 2  # its attempt numbers go on
+
+
+@task(cache=True)
+def cached_square(x: int) -> int:
+    with _lock:
+        RAN.append(x)
+    return x * x
+
+
+@workflow
+def cached_squares(n: int) -> int:
+    return total(xs=map_task(cached_square)(x=numbers(n=n)))
+
+
+def test_items_are_cached_one_by_one(tmp_path: Path) -> None:
+    _reset()
+    with _engine(tmp_path, parallelism=4) as engine:
+        first = engine.launch(cached_squares, {"n": 300})
+        assert first.phase == "SUCCEEDED" and sorted(RAN) == list(range(300))
+        RAN.clear()
+        second = engine.launch(cached_squares, {"n": 310})  # 300 hits, 10 new items
+        assert second.phase == "SUCCEEDED"
+        assert second.outputs is not None
+        assert second.outputs.literals["o0"].integer == sum(i * i for i in range(310))
+        assert sorted(RAN) == list(range(300, 310))
+        items = [n for n in engine.metadata.nodes(second.execution_id) if n.kind == "map_item"]
+        status = {int(n.node_id.rsplit("[", 1)[1][:-1]): n.cache_status for n in items}
+        assert len(status) == 310 and all(n.phase == "SUCCEEDED" for n in items)
+        assert {status[i] for i in range(300)} == {"hit"}
+        assert {status[i] for i in range(300, 310)} == {"written"}

@@ -234,14 +234,20 @@ class Runner:
         self._feeds.append(ns)
         self._item_maps.append(ns)
 
-    def _drain_ready(self) -> None:
+    def _drain_ready(self, budget: int = 10_000) -> bool:
+        """Start the ready nodes, and maps' items while there is room for them. Returns
+        whether items are left that could start now: `budget` of them were made in this
+        turn (items served from the cache or a record take no room), and this turn's
+        transitions are committed before more are made."""
         ready, feeds = self._ready, self._feeds
         blocked = 0  # maps in a row that have no room for another item
         while True:
             while ready:
                 self._start_node(ready.popleft())
             if not feeds or blocked >= len(feeds) or self._failing is not None:
-                return
+                return False
+            if budget <= 0:
+                return True
             ns = feeds[0]
             if ns.phase != RUNNING:
                 feeds.popleft()
@@ -255,6 +261,7 @@ class Runner:
                 feeds.popleft()
                 continue
             blocked = 0
+            budget -= 1
             feeds.rotate(-1)
             self._start_node(item)
 
@@ -445,7 +452,7 @@ class Runner:
         try:
             self.start_scope(self._root_scope)
             while not self._finished():
-                self._drain_ready()
+                more = self._drain_ready()
                 if self._finished():
                     break
                 attempts.dispatch()
@@ -461,7 +468,7 @@ class Runner:
                     )
                     break
                 attempts.renew_leases()
-                wait = min(self._heartbeat_seconds, recorder.cancel_check_seconds)
+                wait = 0.0 if more else min(self._heartbeat_seconds, recorder.cancel_check_seconds)
                 for due in (timers.next_in(), recorder.commit_due_in()):
                     if due is not None:
                         wait = min(wait, due)
