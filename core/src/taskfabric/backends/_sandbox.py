@@ -46,9 +46,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from taskfabric.backends._forkclient import ForkedProcess, ForkServer
+from taskfabric.backends._leftovers import check_output_folder, check_outputs, read_regular
 from taskfabric.backends._pids import starting_handle
 from taskfabric.backends._process import PID_FILE, ProcessBackend, ProcessRun
-from taskfabric.core.v1 import types_pb2
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
     AttemptError,
@@ -88,8 +88,6 @@ _ETC = (
     "/etc/ca-certificates.conf",
     "/etc/alternatives",
 )
-#: The most bytes of an outputs or error document read back from a sandbox.
-MAX_DOCUMENT_BYTES = 1 << 30
 
 
 class SandboxError(Exception):
@@ -175,24 +173,6 @@ def _group_members(pgid: int) -> list[int]:
 
 def _is_socket(path: str) -> bool:
     return stat.S_ISSOCK(os.stat(path).st_mode)
-
-
-def _read_regular(path: Path) -> bytes | None:
-    """The bytes of `path` when it is a regular file (a link is not followed), else None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_DOCUMENT_BYTES:
-            return None
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 class SandboxBackend(ProcessBackend[SandboxSettings]):
@@ -434,54 +414,18 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
             raw = self._raw_folder(attempt)
         except SandboxError as exc:
             return AttemptError("SandboxRefused", str(exc), kind="system", retryable=False)
-        for folder, dirs, files in os.walk(raw):
-            for name in [*dirs, *files]:
-                path = Path(folder) / name
-                mode = path.lstat().st_mode
-                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    kind = "link" if stat.S_ISLNK(mode) else "special file"
-                    path.unlink()
-                    return AttemptError(
-                        "SandboxRefused",
-                        f"the task left a {kind} in its output folder ({path.relative_to(raw)}): "
-                        "a sandboxed task may output regular files and folders only",
-                        kind="user",
-                        retryable=False,
-                    )
-        outputs = _read_regular(box / "outputs.pb")
+        refused = check_output_folder(raw)
+        if refused is not None:
+            return refused
+        outputs = read_regular(box / "outputs.pb")
         if outputs is not None:
-            refused = self._check_outputs(attempt, outputs)
+            refused = check_outputs(attempt, outputs)
             if refused is not None:
                 return refused
             store.put_bytes(attempt.outputs_uri, outputs)
-        error = _read_regular(box / "error.pb")
+        error = read_regular(box / "error.pb")
         if error is not None:
             store.put_bytes(attempt.error_uri, error)
-        return None
-
-    @staticmethod
-    def _check_outputs(attempt: TaskAttempt, data: bytes) -> AttemptError | None:
-        """Every blob the outputs name is the attempt's own (under its raw prefix) or one of
-        its inputs: a task cannot hand a later reader a path it was not given."""
-        outputs = types_pb2.LiteralMap()
-        try:
-            outputs.ParseFromString(data)
-        except Exception:
-            return AttemptError(
-                "SandboxRefused", "the task's outputs document is unreadable", kind="system"
-            )
-        given = set(blob_uris(attempt.inputs))
-        own = attempt.raw_prefix.rstrip("/") + "/"
-        for uri in blob_uris(outputs):
-            if uri in given or (uri.startswith(own) and "/../" not in uri):
-                continue
-            return AttemptError(
-                "SandboxRefused",
-                f"an output names {uri}, which is neither one of the attempt's inputs nor in "
-                "its own output folder",
-                kind="user",
-                retryable=False,
-            )
         return None
 
     def check(self) -> CheckResult:
