@@ -7,13 +7,13 @@ outputs)."""
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from taskfabric.config import load_config
 from taskfabric.engine import Engine
 from taskfabric.plugins import Plugins

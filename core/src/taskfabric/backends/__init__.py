@@ -25,7 +25,12 @@ Nothing here imports the engine, the metadata store or the pool manager.
 """
 
 from taskfabric.backends._execute import execute_task, user_traceback
-from taskfabric.backends._leftovers import check_output_folder, check_outputs, read_regular
+from taskfabric.backends._leftovers import (
+    REFUSED,
+    check_output_folder,
+    check_outputs,
+    read_regular,
+)
 from taskfabric.backends._local import LocalBackend, LocalSettings
 from taskfabric.backends._options import TaskOptionsError, task_options
 from taskfabric.backends._paths import attempt_work_dir, node_key
@@ -36,6 +41,7 @@ from taskfabric.backends._subprocess import SubprocessBackend, SubprocessSetting
 from taskfabric.backends._threads import ThreadBackend
 
 __all__ = [
+    "REFUSED",
     "LocalBackend",
     "LocalSettings",
     "ProcessBackend",

@@ -20,7 +20,7 @@ from taskfabric.core.v1 import types_pb2
 from taskfabric.plugin_api import AttemptError, TaskAttempt
 from taskfabric.types import blob_uris
 
-__all__ = ["MAX_DOCUMENT_BYTES", "check_output_folder", "check_outputs", "read_regular"]
+__all__ = ["MAX_DOCUMENT_BYTES", "REFUSED", "check_output_folder", "check_outputs", "read_regular"]
 
 #: The most bytes of an outputs or error document read back from an attempt's folder.
 MAX_DOCUMENT_BYTES = 1 << 30

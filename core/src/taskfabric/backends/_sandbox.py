@@ -45,8 +45,18 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from pydantic import Field, ValidationInfo, field_validator
+
 from taskfabric.backends._forkclient import ForkedProcess, ForkServer
 from taskfabric.backends._leftovers import check_output_folder, check_outputs, read_regular
+from taskfabric.backends._limits import (
+    MIN_PROCESSES,
+    AttemptLimits,
+    LimitError,
+    limit_error,
+    limits_of,
+    parse_bytes,
+)
 from taskfabric.backends._pids import starting_handle
 from taskfabric.backends._process import PID_FILE, ProcessBackend, ProcessRun
 from taskfabric.logs import get_logger
@@ -119,6 +129,39 @@ class SandboxSettings(BackendSettings):
     #: CPU per attempt instead of about a second. False: each attempt runs `bwrap` and a
     #: fresh Python.
     fork_server: bool = True
+    #: Bounds of each attempt; 0 or "": none. A task's own `limits` win: `memory`,
+    #: `ephemeral_storage` (as `disk`), and `cpu` times its timeout (as `cpu_seconds`).
+    #: CPU seconds of each of its processes (then SIGXCPU ends it).
+    cpu_seconds: float = Field(default=0, ge=0)
+    #: Memory each of its processes may allocate, e.g. "512Mi", "2Gi" (then MemoryError).
+    memory: str = ""
+    #: Processes and threads it may run at once (then a fork fails); at least 4.
+    processes: int = Field(default=0, ge=0)
+    #: The largest file it may write, and the size of its scratch folder, /tmp and /dev/shm
+    #: (then in-memory file systems of that size), e.g. "1Gi".
+    disk: str = ""
+
+    @field_validator("memory", "disk")
+    @classmethod
+    def _bytes(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            parse_bytes(value, str(info.field_name))
+        return value
+
+    @field_validator("processes")
+    @classmethod
+    def _enough_processes(cls, value: int) -> int:
+        if 0 < value < MIN_PROCESSES:
+            raise ValueError(
+                f"processes = {value} is too few: an attempt needs at least {MIN_PROCESSES} "
+                "(its own process and the threads of Python's standard library)"
+            )
+        return value
+
+
+def _sized(size: int) -> list[str]:
+    """bubblewrap's `--size` for the next `--tmpfs` (none: no bound)."""
+    return ["--size", str(size)] if size else []
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -257,7 +300,7 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         """The attempt's folder that its sandbox sees (read-write)."""
         return self.work_dir(attempt) / BOX
 
-    def _system_args(self, read_only: Iterable[str]) -> list[str]:
+    def _system_args(self, read_only: Iterable[str], disk: int = 0) -> list[str]:
         """The namespaces, the system's folders and the Python's, read-only."""
         args = ["--die-with-parent", "--unshare-all", "--unshare-user"]
         args += ["--uid", SANDBOX_ID, "--gid", SANDBOX_ID, "--cap-drop", "ALL"]
@@ -272,7 +315,8 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         for path in _ETC:
             if os.path.exists(path):
                 args += ["--ro-bind", path, path]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += [*_sized(disk), "--tmpfs", "/tmp"]
         folders = [
             self._read_only_folder(p, "the Python folder") for p in _python_paths(self.python)
         ]
@@ -299,15 +343,33 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         depth = function.module.count(".") + (source.name == "__init__.py")
         return (str(source.parents[depth]),) if depth < len(source.parents) else ()
 
+    def limits(self, attempt: TaskAttempt) -> AttemptLimits:
+        """The attempt's bounds: the task's own `limits`, else the settings'."""
+        s = self.settings
+        try:
+            return limits_of(
+                attempt.task,
+                backend=self.name,
+                cpu_seconds=s.cpu_seconds,
+                memory=s.memory,
+                processes=s.processes,
+                disk=s.disk,
+            )
+        except LimitError as exc:
+            raise SandboxError(str(exc)) from exc
+
     def sandbox_args(self, attempt: TaskAttempt, box: Path, raw: Path) -> list[str]:
         """bubblewrap's arguments for the attempt: the namespaces and what is mounted."""
-        args = self._system_args(self.code_folders(attempt))
+        disk = self.limits(attempt).disk
+        args = self._system_args(self.code_folders(attempt), disk)
         for path in _outermost(self._input_paths(attempt)):
             args += ["--ro-bind", path, path]
         for path in self.settings.read_write:
             real = self._read_only_folder(path, "the read_write folder")
             args += ["--bind", real, real]
         args += ["--bind", str(box), str(box), "--bind", str(raw), str(raw)]
+        if disk:  # the scratch folder, in memory and of that size
+            args += [*_sized(disk), "--tmpfs", str(box / "scratch")]
         for value in attempt.env.values():  # the pool channel's socket
             if value.startswith("/") and os.path.exists(value) and _is_socket(value):
                 args += ["--bind", value, value]
@@ -338,7 +400,9 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         # or error document next to them; `gather` checks them and moves them into place.
         (box / "task.pb").write_bytes(attempt.task.SerializeToString(deterministic=True))
         (box / "inputs.pb").write_bytes(attempt.inputs.SerializeToString(deterministic=True))
+        bounds = [] if self.settings.fork_server else self.limits(attempt).prlimit_args()
         return [
+            *(["prlimit", *bounds] if bounds else []),
             self.settings.bwrap,
             *self.sandbox_args(attempt, box, raw),
             "--",
@@ -361,7 +425,15 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         if attempt.code_path:
             env["PYTHONPATH"] = os.pathsep.join(attempt.code_path)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        request = {"bwrap": command[1:split], "argv": command[split + 4 :], "env": env}
+        if os.geteuid() == 0:  # the attempt runs as the host's SANDBOX_ID: its folders are its
+            self._hand_over(attempt, command[1:split])
+        request = {
+            "host_id": int(SANDBOX_ID) if os.geteuid() == 0 else 0,
+            "bwrap": command[1:split],
+            "argv": command[split + 4 :],
+            "env": env,
+            "rlimits": self.limits(attempt).rlimits(),
+        }
         pid_file = work_dir / PID_FILE
         pid_file.unlink(missing_ok=True)
         # As for a process started directly: provisional first, then the pid file (written
@@ -375,6 +447,19 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         log.info("attempt handed to the sandbox fork server", attempt_id=attempt.attempt_id)
         return ProcessRun(attempt, proc, log_path)
 
+    def _hand_over(self, attempt: TaskAttempt, args: list[str]) -> None:
+        """Give the host's SANDBOX_ID user (which a fork-server attempt runs as when the
+        engine is root) what the attempt writes: its own folder, scratch and raw-data folder,
+        and the pool channel's socket (which a connection must be able to write to; it sits
+        in a folder of the engine's own, and its peers prove themselves with a secret)."""
+        box = self.box(attempt)
+        ids = int(SANDBOX_ID)
+        for folder in (box, box / "scratch", self._raw_folder(attempt)):
+            os.chown(folder, ids, ids)
+        for i, arg in enumerate(args[:-2]):
+            if arg == "--bind" and _is_socket(args[i + 1]):
+                os.chmod(args[i + 1], 0o777)
+
     def _signal(self, run: ProcessRun, sig: signal.Signals) -> None:
         if isinstance(run.proc, ForkedProcess):
             run.proc.send_signal(sig)
@@ -387,6 +472,15 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
             server, self._fork_server = self._fork_server, None
         if server is not None:
             server.close()
+
+    def _status(self, run: ProcessRun, code: int | None) -> AttemptStatus:
+        status = super()._status(run, code)
+        if status.phase is AttemptPhase.FAILED:
+            with contextlib.suppress(SandboxError):
+                reached = limit_error(self.limits(run.attempt), code, status.error)
+                if reached is not None:
+                    status.error = reached
+        return status
 
     def launch_error(self, attempt: TaskAttempt, exc: Exception) -> AttemptStatus | None:
         if isinstance(exc, SandboxError):  # running it again would not help
@@ -456,6 +550,31 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
                 f"{out.stderr.strip()[-500:]} (user namespaces must be allowed: "
                 "sysctl kernel.unprivileged_userns_clone=1, or run as root)",
             )
-        return CheckResult(
-            True, f"{program} runs {self.python} (Python {out.stdout.strip()}) in a sandbox"
+        message = f"{program} runs {self.python} (Python {out.stdout.strip()}) in a sandbox"
+        if not self.settings.fork_server:
+            return CheckResult(True, message + " (fork_server = false: bwrap for each attempt)")
+        probe = (
+            "from taskfabric.backends._forkserver import unmet_needs; "
+            "print(*unmet_needs(), sep='\\n')"
         )
+        try:
+            needs = subprocess.run(
+                [self.python, "-c", probe],
+                capture_output=True,
+                text=True,
+                env=self.environment(),
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return CheckResult(False, f"{message}; cannot ask what the fork server needs: {exc}")
+        unmet = [line for line in needs.stdout.splitlines() if line.strip()]
+        if needs.returncode != 0 or unmet:
+            what = "; ".join(unmet) or needs.stderr.strip()[-500:]
+            return CheckResult(
+                False,
+                f"{message}, but its fork server cannot run here: it needs {what}. Set "
+                f"fork_server = false in [backends.{self.name}] to run each attempt through "
+                "bwrap instead (about a second of CPU per attempt)",
+            )
+        return CheckResult(True, message + "; its fork server can run here")

@@ -116,7 +116,7 @@ def not_isolated(
         return CodeNotIsolatedError(
             f"{where}, which as configured does not isolate a project's code: "
             + "; ".join(gaps)
-            + " (docs/server.md, \"Isolation\"); or, if every project's code is trusted, "
+            + ' (docs/server.md, "Isolation"); or, if every project\'s code is trusted, '
             "declare the deployment single-tenant: [server] single_tenant = true"
         )
     return CodeNotIsolatedError(
