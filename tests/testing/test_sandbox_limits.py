@@ -1,6 +1,6 @@
 """The sandbox's bounds on an attempt (issue 21): a fork bomb, a memory hog, a disk filler and a
 CPU spinner each fail with an error that names the limit reached and how to raise it, and the
-engine (with its fork server) runs the next attempt as before. The bounds come from the
+engine (with its fork server) then runs the next attempt as before. The bounds come from the
 backend's settings, or from the task's own `limits`."""
 
 from __future__ import annotations
@@ -111,9 +111,6 @@ def _error(engine: Engine, t: Any) -> dict[str, Any]:
     result = launch(engine, _wf(t), {}, task_type="python", deadline=300)
     assert result.phase == "FAILED", result
     assert result.error is not None
-    # The worker survives each: the next attempt runs as before.
-    after = launch(engine, fine_wf, {"x": 1}, task_type="python", deadline=300)
-    assert after.succeeded, after.error
     error: dict[str, Any] = dict(result.error)
     return error
 
@@ -145,6 +142,7 @@ def test_a_tasks_own_memory_limit_wins(engine: Engine) -> None:
 
 @pytest.mark.parametrize("filler", [disk_filler, tmp_filler])
 def test_a_disk_filler_reaches_the_disk_limit(engine: Engine, filler: Any) -> None:
+    """One file over the limit (in its scratch folder), or many under it (in /tmp)."""
     error = _error(engine, filler)
     assert error["code"] == "DiskLimit", error
     assert error["message"].startswith("the task reached its disk limit, 8 MiB"), error
@@ -158,6 +156,11 @@ def test_a_spinner_reaches_the_cpu_time_limit(engine: Engine) -> None:
         "the task used its 1 s of CPU time (per process); [backends.conformance] "
         "cpu_seconds: raise it there"
     ), error
+
+
+def test_the_engine_and_its_fork_server_go_on_after_them(engine: Engine) -> None:
+    after = launch(engine, fine_wf, {"x": 1}, task_type="python", deadline=300)
+    assert after.succeeded, after.error
 
 
 def test_a_tasks_cpu_limit_times_its_timeout_bounds_its_cpu_time() -> None:

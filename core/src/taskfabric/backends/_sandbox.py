@@ -232,6 +232,7 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         self._blob_root = self._store_root()
         self._fork_server: ForkServer | None = None
         self._fork_lock = threading.Lock()
+        self._system_cache: dict[tuple[tuple[str, ...], int], list[str]] = {}
 
     # -- what the sandbox sees ---------------------------------------------------------
 
@@ -301,7 +302,20 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         return self.work_dir(attempt) / BOX
 
     def _system_args(self, read_only: Iterable[str], disk: int = 0) -> list[str]:
-        """The namespaces, the system's folders and the Python's, read-only."""
+        """The namespaces, the system's folders and the Python's, read-only: the same for
+        every attempt of one code bundle (kept, for the engine's life, per bundle and size)."""
+        key = (tuple(read_only), disk)
+        with self._fork_lock:
+            found = self._system_cache.get(key)
+        if found is None:
+            found = self._make_system_args(key[0], disk)
+            with self._fork_lock:
+                if len(self._system_cache) > 256:
+                    self._system_cache.clear()
+                self._system_cache[key] = found
+        return list(found)
+
+    def _make_system_args(self, read_only: Iterable[str], disk: int) -> list[str]:
         args = ["--die-with-parent", "--unshare-all", "--unshare-user"]
         args += ["--uid", SANDBOX_ID, "--gid", SANDBOX_ID, "--cap-drop", "ALL"]
         if self.settings.network:
