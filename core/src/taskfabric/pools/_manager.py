@@ -33,6 +33,10 @@ from taskfabric.pools._store import (
 log = get_logger("taskfabric.pools")
 
 
+class _PassNeeded(Exception):
+    """A release on PostgreSQL holds only its own pools and found waiters behind it."""
+
+
 class PoolManager(PoolStore):
     """Grants, renews and releases leases on the pools of ``specs``.
 
@@ -173,11 +177,19 @@ class PoolManager(PoolStore):
         """Grant at once when nobody waits in these pools and the request fits as things are
         (expired leases still count: reclaiming them is the queue path's job)."""
         cur = self._hot.cursor(conn)
-        rows = [r for r in self._lock(conn, weights, external=external) if r.name in weights]
+        together = None
+        if not external or conn in self._write_locked:  # SQLite: holds the write lock
+            together = self._hot.lock_with_usage(cur, sorted(weights))
+        if together is None:
+            rows = [r for r in self._lock(conn, weights, external=external) if r.name in weights]
+            usage = None
+        else:
+            rows, held, waiting = together
+            usage = (held, waiting)
         now = self.clock()  # read after the lock: a bucket is never refilled to a past time
         if len(rows) < len(weights):
             return SLOW  # a pool row is missing: the queue path creates it
-        states, waiting = self._states(cur, rows, now)
+        states, waiting = self._states(cur, rows, now, usage=usage)
         if waiting or fair.blocked_by(states, fair.Waiter(holder, weights, priority, 0)):
             return SLOW
         lease = self._grant(
@@ -434,13 +446,14 @@ class PoolManager(PoolStore):
             else {lease.holder.execution_id for lease in leases}
         )
 
-        def work(c: Connection, external: bool) -> list[Lease]:
+        def work(c: Connection, external: bool, everything: bool = False) -> list[Lease]:
             cur = self._hot.cursor(c)
             if not self._sqlite:
-                # PostgreSQL: every pool (in name order, like every call that locks more than
-                # its own pools), so that a pass running now sees this release or waits for
-                # it, and the pass it may call for follows in this transaction
-                self._lock(c, None, external=external)
+                # PostgreSQL: the lease's own pools (in name order), so that a pass running
+                # now sees this release or waits for it; a caller's transaction and a release
+                # that a pass must follow take every pool (the pass locks them all, and the
+                # locks of one transaction are taken in one global order: name order)
+                self._lock(c, None if everything else names, external=external)
             elif external and c not in self._write_locked:
                 self._lock(c, names, external=external)  # SQLite: takes the write lock
             # Nobody waits: the transaction only gives slots back, and need not wait for the
@@ -449,9 +462,19 @@ class PoolManager(PoolStore):
             deleted, waiting = self._hot.delete_leases(cur, tokens, names, relaxed=not external)
             if not (deleted and waiting):
                 return []
+            if not (self._sqlite or external or everything):
+                # waiters are only ever queued under the lock of every pool, so with ours
+                # held this is sure: somebody waits, and the pass needs every pool locked,
+                # some of which sort before ours. Roll back and start over in order.
+                raise _PassNeeded
             return self._pass(c, self.clock(), executions=executions)
 
-        return self._tx(conn, work)
+        if conn is not None or self._sqlite:
+            return self._tx(conn, work)
+        try:
+            return self._run(lambda c: work(c, False))
+        except _PassNeeded:
+            return self._run(lambda c: work(c, False, everything=True))
 
     def cancel(
         self, holder: Holder, *, execution_id: str | None = None, conn: Connection | None = None

@@ -351,10 +351,16 @@ class PoolStore:
     # -- pool state -----------------------------------------------------------------------
 
     def _states(
-        self, cur: Any, rows: Iterable[PoolRow], now: float
+        self,
+        cur: Any,
+        rows: Iterable[PoolRow],
+        now: float,
+        *,
+        usage: tuple[list[tuple[str, str, str, int]], bool] | None = None,
     ) -> tuple[dict[str, fair.PoolState], bool]:
         """The states of the known pools of ``rows`` (in-use counts, buckets refilled to
-        ``now``), and whether anybody waits in one of them."""
+        ``now``), and whether anybody waits in one of them; ``usage``: ``HotSql.usage`` of
+        those pools, read already."""
         states: dict[str, fair.PoolState] = {}
         for row in rows:
             spec = self.specs.get(row.name)
@@ -365,7 +371,7 @@ class PoolStore:
             )
         if not states:
             return states, False
-        held, waiting = self._hot.usage(cur, list(states))
+        held, waiting = self._hot.usage(cur, list(states)) if usage is None else usage
         for pool, project, domain, total in held:
             states[pool].add(project, domain, total)
         return states, waiting
