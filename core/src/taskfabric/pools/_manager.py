@@ -14,6 +14,7 @@ from taskfabric.logs import get_logger
 from taskfabric.pools import _fair as fair
 from taskfabric.pools import _pushbacks as pb
 from taskfabric.pools._hot import PoolRow
+from taskfabric.pools._pgfast import PgOneTrip
 from taskfabric.pools._spec import Holder, HolderStatus, Lease, PoolError, PoolStatus, WaiterStatus
 from taskfabric.pools._store import (
     SLOW,
@@ -27,6 +28,7 @@ from taskfabric.pools._store import (
     W,
     holder_is,
     holder_of,
+    lease_values,
     refill,
 )
 
@@ -156,11 +158,17 @@ class PoolManager(PoolStore):
         """
         checked = self._check_request(holder, weights)
         if conn is not None:
-            got = self._request_fast(conn, holder, checked, priority, external=True)
-            if isinstance(got, Slow):
+            folded = self._request_fast(conn, holder, checked, priority, external=True)
+            if isinstance(folded, Slow):
                 return self._request_queued(conn, holder, checked, priority, external=True)
-            return got
-        got = self._run(lambda c: self._request_fast(c, holder, checked, priority))
+            return folded
+        got: Lease | Slow | None = None
+        if self._one_trip is not None:
+            got = self._one_trip_run(
+                lambda fast: self._request_one_trip(fast, holder, checked, priority)
+            )
+        if got is None:
+            got = self._run(lambda c: self._request_fast(c, holder, checked, priority))
         if isinstance(got, Slow):
             return self._run(lambda c: self._request_queued(c, holder, checked, priority))
         return got
@@ -202,6 +210,32 @@ class PoolManager(PoolStore):
             states[name].tokens -= weight
         self._save_buckets(cur, before, states, now)
         return lease
+
+    def _request_one_trip(
+        self, fast: PgOneTrip, holder: Holder, weights: Mapping[str, int], priority: int
+    ) -> Lease | Slow:
+        """``_request_fast`` on PostgreSQL in two round trips (see ``_pgfast.py``)."""
+        rows, usage = fast.lock_with_usage(sorted(weights))
+        now = self.clock()  # read after the lock: a bucket is never refilled to a past time
+        states, waiting = self._states(None, rows, now, usage=usage)
+        if (
+            len(rows) < len(weights)  # a pool row is missing: the queue path creates it
+            or waiting
+            or fair.blocked_by(states, fair.Waiter(holder, weights, priority, 0))
+        ):
+            fast.rollback()
+            return SLOW
+        buckets = {}
+        for name, weight in weights.items():
+            state = states[name]
+            if state.spec.rate is not None:
+                buckets[name] = state.tokens - weight
+        ttl = self._ttl(weights)
+        values = lease_values(holder, self.owner, priority, now, ttl, ttl, True)
+        token = fast.insert_and_commit(values, weights, buckets, now)
+        if token is None:
+            return SLOW  # the holder has a lease: the queue path returns it
+        return Lease(holder, dict(weights), token, now + ttl, now)
 
     def _request_queued(
         self,
@@ -469,8 +503,14 @@ class PoolManager(PoolStore):
                 raise _PassNeeded
             return self._pass(c, self.clock(), executions=executions)
 
-        if conn is not None or self._sqlite:
+        if conn is not None or self._one_trip is None or not names:
             return self._tx(conn, work)
+        # PostgreSQL: one round trip when nobody waits behind the leases
+        done = self._one_trip_run(lambda fast: fast.release(tokens, names))
+        if done is not None and not done[1]:
+            return []
+        if done is not None:  # somebody waits: nothing was released; now with the pass
+            return self._run(lambda c: work(c, False, everything=True))
         try:
             return self._run(lambda c: work(c, False))
         except _PassNeeded:

@@ -22,6 +22,7 @@ from taskfabric.pools import _fair as fair
 from taskfabric.pools._hot import HotSql, PoolRow
 from taskfabric.pools._notify import GrantListener
 from taskfabric.pools._owners import owner_is_dead
+from taskfabric.pools._pgfast import PgOneTrip
 from taskfabric.pools._schema import pool_grants, pool_leases, pool_waiters, pool_waits, pools
 from taskfabric.pools._spec import Holder, Lease, PoolError, PoolSpec
 
@@ -116,6 +117,8 @@ class PoolStore:
         self._listener: GrantListener | None = None
         self._pauses: dict[str, float] = {}  # pool -> end of a pushback this process made
         self._pauses_lock = threading.Lock()
+        self._checked: dict[tuple[Any, ...], dict[str, int]] = {}
+        self._one_trip = None if self._sqlite else PgOneTrip(engine)
         self.sync()
 
     # -- pushbacks this process made -----------------------------------------------------
@@ -193,6 +196,25 @@ class PoolStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._one_trip is not None:
+                self._one_trip.close()
+
+    def _one_trip_run(self, work: Callable[[PgOneTrip], T]) -> T | None:
+        """PostgreSQL: ``work`` on the hot path's own connection (see ``_pgfast.py``); ``None``
+        when the connection failed or the transaction met a deadlock or serialization
+        failure: the caller then takes the usual path, which retries and reconnects."""
+        assert self._one_trip is not None
+        import psycopg
+
+        with self._conn_lock:
+            try:
+                return work(self._one_trip)
+            except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
+                self._one_trip.abandon()
+                return None
+            except BaseException:
+                self._one_trip.abandon()
+                raise
 
     def _tx(self, conn: Connection | None, work: Callable[[Connection, bool], T]) -> T:
         """``work(conn, external)`` in the caller's transaction, or in one of its own."""
@@ -321,6 +343,22 @@ class PoolStore:
     def _check_request(
         self, holder: Holder, weights: Mapping[str, int], *, who: str | None = None
     ) -> dict[str, int]:
+        # the same request shape comes again and again (every attempt of a task): checked once
+        # per shape and spec (a spec replaced, as a pool resized, is checked anew)
+        specs = self.specs
+        key = (holder.project, holder.domain, *weights.items(), *map(id, map(specs.get, weights)))
+        if all(type(weight) is int for weight in weights.values()):
+            checked = self._checked.get(key)
+            if checked is not None:
+                return dict(checked)
+        checked = self._check_request_once(holder, weights, who=who)
+        if len(self._checked) < 1024:
+            self._checked[key] = dict(checked)
+        return checked
+
+    def _check_request_once(
+        self, holder: Holder, weights: Mapping[str, int], *, who: str | None = None
+    ) -> dict[str, int]:
         holder_text = who if who is not None else str(holder)
         if not weights:
             raise PoolError(f"{holder_text}: a pool request needs at least one pool")
@@ -408,23 +446,8 @@ class PoolStore:
         reclaimed when that waiter would have left the queue."""
         ttl = self._ttl(weights)
         lifetime = ttl if delivered else max(0.0, min(ttl, pickup_by - now))
-        token = self._hot.insert_lease(
-            cur,
-            {
-                "execution_id": holder.execution_id,
-                "node_id": holder.node_id,
-                "attempt": holder.attempt,
-                "project": holder.project,
-                "domain": holder.domain,
-                "owner": owner,
-                "priority": priority,
-                "acquired_at": now,
-                "expires_at": now + lifetime,
-                "ttl": ttl,
-                "delivered": delivered,
-            },
-            weights,
-        )
+        values = lease_values(holder, owner, priority, now, lifetime, ttl, delivered)
+        token = self._hot.insert_lease(cur, values, weights)
         if token is None:
             return None
         return Lease(holder, dict(weights), token, now + lifetime, now)
@@ -491,6 +514,31 @@ class PoolStore:
             )
             queued.append(Queued(waiter, owner, enqueued_at, expires_at))
         return queued
+
+
+def lease_values(
+    holder: Holder,
+    owner: str,
+    priority: int,
+    now: float,
+    lifetime: float,
+    ttl: float,
+    delivered: bool,
+) -> dict[str, Any]:
+    """The columns of a new lease row."""
+    return {
+        "execution_id": holder.execution_id,
+        "node_id": holder.node_id,
+        "attempt": holder.attempt,
+        "project": holder.project,
+        "domain": holder.domain,
+        "owner": owner,
+        "priority": priority,
+        "acquired_at": now,
+        "expires_at": now + lifetime,
+        "ttl": ttl,
+        "delivered": delivered,
+    }
 
 
 def refill(spec: PoolSpec, row: PoolRow, now: float) -> float:
