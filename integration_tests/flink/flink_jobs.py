@@ -190,3 +190,26 @@ def environments(env: StreamExecutionEnvironment, n: int, t_env: TableEnvironmen
 @workflow
 def received_environments(n: int = 5) -> list[str]:
     return environments(n=n)
+
+
+@task(config=Flink(runtime_mode="BATCH", parallelism=1))
+def gated_slot(i: int, runs: str, go: str) -> int:
+    """A one-slot job that waits for the file `go`; appends a line to `runs` first."""
+    with Path(runs).open("a") as fh:
+        fh.write(f"{i}\n")
+    table = table_env().from_elements([(i,)], ["x"])
+    with table.select(wait_for_file(col("x"), lit(go)).alias("x")).execute().collect() as rows:
+        return sum(row[0] for row in rows)
+
+
+@task
+def sum_of(a: int, b: int, c: int) -> int:
+    return a + b + c
+
+
+@workflow
+def three_gated(runs: str, go: str) -> int:
+    a = gated_slot(i=1, runs=runs, go=go)
+    b = gated_slot(i=2, runs=runs, go=go)
+    c = gated_slot(i=3, runs=runs, go=go)
+    return sum_of(a=a, b=b, c=c)

@@ -352,3 +352,69 @@ def test_a_streaming_job_stops_with_a_savepoint_and_the_next_run_resumes_from_it
     # Resumed from the savepoint: the sequence goes on where it stopped, with no number
     # written twice (a run from scratch would repeat 0, 1, 2, ...) and none skipped.
     assert sorted(both) == list(range(len(both)))
+
+
+def test_a_pool_sized_from_the_cluster_never_lets_more_jobs_run_than_it_has_slots(
+    flink_cluster: SessionCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    plugins: Plugins,
+    cluster_config_text: str,
+) -> None:
+    """Three one-slot tasks on a 4-slot cluster whose pool leaves 2 slots free: two jobs run,
+    the third task waits in the pool's queue until one of them ends."""
+    from conftest import _engine
+
+    backend = cluster_config_text + (
+        'pool = "flink-slots"\npool_refresh_seconds = 0.5\npool_margin = 2\n\n'
+        "[pools.flink-slots]\nslots = 4\n\n[engine]\nparallelism = 4\n"
+    )
+    engine = next(_engine(tmp_path, monkeypatch, plugins, backend))
+    runs, go = tmp_path / "runs.txt", tmp_path / "go"
+    outcome: dict[str, Any] = {}
+    seen: list[int] = []  # the execution's jobs not ended, at each look at the cluster
+
+    def launch() -> None:
+        outcome["result"] = engine.launch(
+            flink_jobs.three_gated,
+            {"runs": str(runs), "go": str(go)},
+            on_start=lambda execution_id: outcome.setdefault("id", execution_id),
+        )
+
+    def live_jobs() -> list[dict[str, Any]]:
+        jobs = _jobs_of(flink_cluster, str(outcome["id"])) if "id" in outcome else []
+        live = [j for j in jobs if j.get("state") not in ("FINISHED", "FAILED", "CANCELED")]
+        seen.append(len(live))
+        return live
+
+    thread = threading.Thread(target=launch)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 240
+        while len([j for j in live_jobs() if j.get("state") == "RUNNING"]) < 2:
+            assert thread.is_alive(), outcome
+            assert time.monotonic() < deadline, "two jobs did not start"
+            time.sleep(0.3)
+        # Two jobs hold the pool's two slots and cannot end before `go`: the third task
+        # waits in the queue, with no lease, no client and no job.
+        (pool,) = engine.pool_manager.status(["flink-slots"])
+        assert (pool.capacity, pool.in_use, len(pool.waiters)) == (2, 2, 1), pool
+        assert len(runs.read_text().splitlines()) == 2
+        overview = flink_cluster.rest.overview()
+        assert overview["slots-total"] == 4 and overview["slots-available"] >= 2, overview
+        go.touch()
+        while thread.is_alive():
+            live_jobs()
+            thread.join(timeout=0.3)
+            assert time.monotonic() < deadline + 240, "the workflow did not end"
+        result = outcome["result"]
+        assert result.phase == "SUCCEEDED", result.error
+        assert result.python_outputs(flink_jobs.three_gated, engine.store) == 6
+    finally:
+        go.touch()
+        thread.join(timeout=240)
+        engine.close()
+    assert sorted(runs.read_text().splitlines()) == ["1", "2", "3"]
+    jobs = _jobs_of(flink_cluster, result.execution_id)
+    assert [j["state"] for j in jobs] == ["FINISHED"] * 3, jobs
+    assert max(seen) == 2, seen  # never more jobs at once than the pool's capacity

@@ -246,6 +246,10 @@ def _no_pushback(pools: Mapping[str, float]) -> None:
     return None
 
 
+def _no_capacity(pool: str, slots: int | None) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class BackendContext:
     """What the core gives every backend it creates."""
@@ -267,6 +271,14 @@ class BackendContext:
     #: Retry-After): pool -> seconds during which they grant nothing new, applied at once (a
     #: status's `pushback` waits for the engine's next look at the attempt). Thread-safe.
     pushback: Callable[[Mapping[str, float]], None] = field(default=_no_pushback)
+    #: Sizes a pool from the service it protects (a cluster's free task slots), for a backend
+    #: whose capacity changes: `set_pool_capacity(pool, slots)` makes the engine grant at
+    #: most `slots` of `[pools.<pool>]` from then on (clipped to its configured `slots`,
+    #: which stay the ceiling that tasks' requests are checked against; 0 grants nothing,
+    #: held leases are kept); `None` goes back to the configured slots. Call it again
+    #: whenever the capacity may have changed: it holds for this engine process only.
+    #: Thread-safe. Raises `LookupError` for a pool the config does not declare.
+    set_pool_capacity: Callable[[str, int | None], None] = field(default=_no_capacity)
 
 
 @dataclass(frozen=True)

@@ -99,6 +99,7 @@ class Engine:
                 task_type=self.plugins.task_type,
                 take_tokens=self.pools.take_tokens,
                 pushback=self.pools.pushback,
+                set_pool_capacity=self.pools.set_capacity,
             ),
         )
 

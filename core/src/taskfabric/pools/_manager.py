@@ -788,7 +788,13 @@ class PoolManager(PoolStore):
                 in_use = sum(h.weight for h in holders[name])
                 result.append(
                     PoolStatus(
-                        spec, in_use, tokens, paused, tuple(holders[name]), tuple(waiters[name])
+                        spec,
+                        in_use,
+                        tokens,
+                        paused,
+                        tuple(holders[name]),
+                        tuple(waiters[name]),
+                        self._capacities.get(name),
                     )
                 )
             return result

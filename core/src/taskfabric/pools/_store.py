@@ -119,7 +119,36 @@ class PoolStore:
         self._pauses_lock = threading.Lock()
         self._checked: dict[tuple[Any, ...], dict[str, int]] = {}
         self._one_trip = None if self._sqlite else PgOneTrip(engine)
+        # pool -> the slots its passes grant now, when a backend sizes it (set_capacity);
+        # replaced whole, never mutated, so the loop's thread reads it without a lock
+        self._capacities: Mapping[str, int] = {}
         self.sync()
+
+    # -- capacity sized from outside ------------------------------------------------------
+
+    def set_capacity(self, name: str, slots: int | None) -> int | None:
+        """From now on, grant at most ``slots`` of pool ``name`` (clipped to its spec's
+        ``slots``, which stay the ceiling that requests are checked against); ``None``
+        goes back to the spec's. For a pool whose size follows a service (a cluster's free
+        task slots): 0 grants nothing. Leases held beyond a smaller capacity are kept; new
+        grants wait until the pool's use is below it. A larger one is granted at the next
+        ``poll``. Held by this manager (this process) only: every manager granting from the
+        pool must be told. Callable from any thread. Returns the capacity in force."""
+        spec = self._spec(name)
+        if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int)):
+            raise PoolError(f"pool '{name}': a capacity is an integer of slots, got {slots!r}")
+        capacities = dict(self._capacities)
+        if slots is None:
+            capacities.pop(name, None)
+        else:
+            capacities[name] = max(0, min(slots, spec.slots))
+        self._capacities = capacities
+        return capacities.get(name)
+
+    def capacity(self, name: str) -> int:
+        """The slots pool ``name`` grants now: its spec's, or what ``set_capacity`` set."""
+        spec = self._spec(name)
+        return self._capacities.get(name, spec.slots)
 
     # -- pushbacks this process made -----------------------------------------------------
 
@@ -400,12 +429,17 @@ class PoolStore:
         ``now``), and whether anybody waits in one of them; ``usage``: ``HotSql.usage`` of
         those pools, read already."""
         states: dict[str, fair.PoolState] = {}
+        capacities = self._capacities
         for row in rows:
             spec = self.specs.get(row.name)
             if spec is None:
                 continue
             states[row.name] = fair.PoolState(
-                spec, tokens=refill(spec, row, now), paused=row.paused_until > now
+                spec,
+                tokens=refill(spec, row, now),
+                paused=row.paused_until > now,
+                # a capacity below the spec's slots: the rest is out of reach of every grant
+                reserved_slots=spec.slots - capacities.get(row.name, spec.slots),
             )
         if not states:
             return states, False

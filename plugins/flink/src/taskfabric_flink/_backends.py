@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from taskfabric.backends import ProcessBackend, ProcessIdentity, ProcessRun, describe_exit, tail
 from taskfabric.core.v1 import tasks_pb2
@@ -44,6 +44,7 @@ from taskfabric_flink._adopt import AdoptedJobs
 from taskfabric_flink._config import ConfValue, Flink, check_conf, merged_conf
 from taskfabric_flink._environment import job_name
 from taskfabric_flink._errors import root_cause
+from taskfabric_flink._pool import ClusterPool
 from taskfabric_flink._rest import TERMINAL_STATES, FlinkRest, FlinkRestError
 from taskfabric_flink._streaming import (
     RESTORE_KEY,
@@ -202,6 +203,20 @@ class FlinkClusterSettings(FlinkBackendSettings):
     #: Seconds a cancelled (or timed out) attempt's streaming job has to stop with a
     #: savepoint before it is cancelled without one.
     savepoint_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: Size `pool` from the cluster's task slots, read every so many seconds (`_pool`);
+    #: unset: the pool has its configured slots.
+    pool_refresh_seconds: float | None = Field(default=None, gt=0)
+    #: Task slots the sized pool leaves free (for jobs submitted outside taskfabric).
+    pool_margin: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_pool_sizing(self) -> FlinkClusterSettings:
+        if self.pool_refresh_seconds is not None and not self.pool:
+            raise ValueError(
+                "pool_refresh_seconds sizes the backend's pool from the cluster, but no `pool` "
+                'is set: add pool = "<name>" and a [pools.<name>] table'
+            )
+        return self
 
 
 class _FlinkBackend(ProcessBackend[S]):
@@ -364,6 +379,16 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
         super().__init__(name, settings, context)
         self.rest = FlinkRest(settings.rest_url)
         self.adopted = AdoptedJobs(name, self.rest, settings.job_poll_seconds)
+        self.sized_pool: ClusterPool | None = None
+        if settings.pool and settings.pool_refresh_seconds is not None:
+            self.sized_pool = ClusterPool(
+                name,
+                settings.pool,
+                self.rest,
+                margin=settings.pool_margin,
+                every=settings.pool_refresh_seconds,
+                set_capacity=context.set_pool_capacity,
+            )
 
     def target(self) -> list[str]:
         parsed = urlparse(self.settings.rest_url)
@@ -439,7 +464,15 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
         self.adopted.release(attempt_id)
         super().release(attempt_id)
 
+    def pool_requests(self, task: tasks_pb2.TaskTemplate) -> Sequence[PoolRequest]:
+        requests = super().pool_requests(task)
+        if requests and self.sized_pool is not None:
+            self.sized_pool.start()  # the pool is sized before its first request
+        return requests
+
     def close(self) -> None:
+        if self.sized_pool is not None:
+            self.sized_pool.close()
         self.adopted.close()
         super().close()
 
