@@ -16,6 +16,7 @@ from taskfabric.pools import _pushbacks as pb
 from taskfabric.pools._hot import PoolRow
 from taskfabric.pools._pgfast import PgOneTrip
 from taskfabric.pools._spec import Holder, HolderStatus, Lease, PoolError, PoolStatus, WaiterStatus
+from taskfabric.pools._sqlitefast import SqliteDirect
 from taskfabric.pools._store import (
     SLOW,
     WS,
@@ -212,9 +213,14 @@ class PoolManager(PoolStore):
         return lease
 
     def _request_one_trip(
-        self, fast: PgOneTrip, holder: Holder, weights: Mapping[str, int], priority: int
+        self,
+        fast: PgOneTrip | SqliteDirect,
+        holder: Holder,
+        weights: Mapping[str, int],
+        priority: int,
     ) -> Lease | Slow:
-        """``_request_fast`` on PostgreSQL in two round trips (see ``_pgfast.py``)."""
+        """``_request_fast`` on the hot path's own connection: on PostgreSQL in two round
+        trips (``_pgfast.py``), on SQLite on bare sqlite3 (``_sqlitefast.py``)."""
         rows, usage = fast.lock_with_usage(sorted(weights))
         now = self.clock()  # read after the lock: a bucket is never refilled to a past time
         states, waiting = self._states(None, rows, now, usage=usage)
@@ -505,7 +511,8 @@ class PoolManager(PoolStore):
 
         if conn is not None or self._one_trip is None or not names:
             return self._tx(conn, work)
-        # PostgreSQL: one round trip when nobody waits behind the leases
+        # on the hot path's own connection when nobody waits behind the leases (PostgreSQL:
+        # one round trip)
         done = self._one_trip_run(lambda fast: fast.release(tokens, names))
         if done is not None and not done[1]:
             return []

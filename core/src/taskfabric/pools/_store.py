@@ -25,6 +25,7 @@ from taskfabric.pools._owners import owner_is_dead
 from taskfabric.pools._pgfast import PgOneTrip
 from taskfabric.pools._schema import pool_grants, pool_leases, pool_waiters, pool_waits, pools
 from taskfabric.pools._spec import Holder, Lease, PoolError, PoolSpec
+from taskfabric.pools._sqlitefast import SqliteDirect
 
 T = TypeVar("T")
 
@@ -118,7 +119,13 @@ class PoolStore:
         self._pauses: dict[str, float] = {}  # pool -> end of a pushback this process made
         self._pauses_lock = threading.Lock()
         self._checked: dict[tuple[Any, ...], dict[str, int]] = {}
-        self._one_trip = None if self._sqlite else PgOneTrip(engine)
+        # the hot path's own connection (``_pgfast.py``, ``_sqlitefast.py``); not for an
+        # in-memory SQLite database, whose one connection everybody shares
+        self._one_trip: PgOneTrip | SqliteDirect | None = None
+        if not self._sqlite:
+            self._one_trip = PgOneTrip(engine)
+        elif engine.url.database not in (None, "", ":memory:"):
+            self._one_trip = SqliteDirect(engine)
         # pool -> the slots its passes grant now, when a backend sizes it (set_capacity);
         # replaced whole, never mutated, so the loop's thread reads it without a lock
         self._capacities: Mapping[str, int] = {}
@@ -228,21 +235,24 @@ class PoolStore:
             if self._one_trip is not None:
                 self._one_trip.close()
 
-    def _one_trip_run(self, work: Callable[[PgOneTrip], T]) -> T | None:
-        """PostgreSQL: ``work`` on the hot path's own connection (see ``_pgfast.py``); ``None``
-        when the connection failed or the transaction met a deadlock or serialization
-        failure: the caller then takes the usual path, which retries and reconnects."""
-        assert self._one_trip is not None
-        import psycopg
-
+    def _one_trip_run(self, work: Callable[[Any], T]) -> T | None:
+        """``work`` on the hot path's own connection (``_pgfast.py``, ``_sqlitefast.py``).
+        PostgreSQL: ``None`` when the connection failed or the transaction met a deadlock
+        or serialization failure: the caller then takes the usual path, which retries and
+        reconnects. Any other error rolls back and is raised."""
+        fast = self._one_trip
+        assert fast is not None
         with self._conn_lock:
             try:
-                return work(self._one_trip)
-            except (psycopg.OperationalError, psycopg.errors.TransactionRollback):
-                self._one_trip.abandon()
-                return None
-            except BaseException:
-                self._one_trip.abandon()
+                return work(fast)
+            except BaseException as exc:
+                fast.abandon()
+                if not self._sqlite:
+                    import psycopg
+
+                    retry = (psycopg.OperationalError, psycopg.errors.TransactionRollback)
+                    if isinstance(exc, retry):
+                        return None
                 raise
 
     def _tx(self, conn: Connection | None, work: Callable[[Connection, bool], T]) -> T:
