@@ -284,7 +284,11 @@ def test_plugins_check_reaches_the_rest_api(
     from conftest import config_text
 
     config = tmp_path / "taskfabric.toml"
-    config.write_text(config_text(tmp_path / "data", cluster_config_text), encoding="utf-8")
+    backend = cluster_config_text + (
+        'pool = "flink-slots"\npool_refresh_seconds = 5\npool_margin = 1\n\n'
+        "[pools.flink-slots]\nslots = 4\n"
+    )
+    config.write_text(config_text(tmp_path / "data", backend), encoding="utf-8")
     check = subprocess.run(
         [sys.executable, "-m", "taskfabric.cli", "--config", str(config), "plugins", "check"],
         capture_output=True, text=True, timeout=120, check=False,
@@ -292,6 +296,8 @@ def test_plugins_check_reaches_the_rest_api(
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"Flink 2.3.0 at {flink_cluster.rest_url}: 1 task managers" in check.stdout, check.stdout
+    sized = "pool 'flink-slots' sized from the cluster: 3 slots now, read every 5s"
+    assert sized in " ".join(check.stdout.split()), check.stdout
 
 
 def _numbers(folder: Path) -> list[int]:

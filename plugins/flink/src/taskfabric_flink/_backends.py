@@ -613,9 +613,17 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
                 f"backend '{self.name}': the cluster at {self.settings.rest_url} has {managers} "
                 f"task managers and {slots} task slots: jobs would wait for slots forever",
             )
+        sized = ""
+        if self.sized_pool is not None:
+            with contextlib.suppress(FlinkRestError):
+                sized = (
+                    f"; pool '{self.sized_pool.pool}' sized from the cluster: "
+                    f"{self.sized_pool.read()} slots now, read every "
+                    f"{self.sized_pool.every:g}s"
+                )
         return CheckResult(
             True,
             f"Flink {overview.get('flink-version', '?')} at {self.settings.rest_url}: "
             f"{managers} task managers, {overview.get('slots-available', '?')} of {slots} task "
-            f"slots free; {found.message}",
+            f"slots free{sized}; {found.message}",
         )
