@@ -8,16 +8,26 @@ executions in the database, against a real `taskfabric server` on 127.0.0.1.
 The database gets `--executions` finished executions (rows written directly: two projects,
 six workflows, every phase) and one real execution of a typed workflow with a map, whose map
 node then gets `--items` more item rows, so the graph and node panel are measured with a map
-of that size. A page's time is from `page.goto` to its content being drawn (the rows of the
-list, the nodes of the graph...): the HTML, the module and the API calls it makes, as a user
-sees it. Medians, minima and maxima of `--repeat` loads, each after about:blank, with a warm
-server. The baseline row is a bare JSON response in the same browser: what any page costs on
-this machine at that moment.
-The API section times the calls behind the pages (the HTTP API the command line uses too)
-from a keep-alive client, `--api-repeat` times each. Every time is printed with two ratios:
-to the bare JSON response of the same section (what any request costs here at that moment)
-and to the issue's target of 300 ms for a page (`x0.50`: half of it). No test asserts a
-time: this is a measurement to read, not a gate.
+of that size.
+
+A page is loaded when it has drawn its data: each page's module sets `body[data-loaded]` to
+`performance.now()` then (milliseconds since the navigation started, by the browser's own
+clock). Each page is loaded `--repeat` times, each after about:blank, with a warm server,
+and two times are printed: `page` (navigation start to data drawn, read in the page) and
+`wall` (from Playwright's `page.goto` to the marker seen, which adds the driver's own
+round trips). The baseline row is a bare JSON response (`GET /healthz`) in the same browser,
+timed the same two ways (to its load event): what any navigation costs on this machine at
+that moment. Each page's median is printed with its ratio to the baseline's (`x1.20 of bare
+JSON`) and to the issue's target of 300 ms.
+
+The machine is shared: the 300 ms target is checked only when it is quiet (the 1-minute load
+average at most `--quiet-load`, default 1.0, before and after the pages); then the bench exits
+1 if a page's median `page` time misses it. On a busy machine it says so, prints the same
+figures and ratios, and exits 0: read the ratios then.
+
+The API section times, from a keep-alive client (`--api-repeat` times each), the calls
+behind the pages (the HTTP API the command line uses too) and each page's HTML, which carries
+the answers of the page's first calls (asked by the server in-process).
 Needs playwright (`pip install playwright`) and Debian's chromium (`--no-browser`: the API
 only).
 """
@@ -34,6 +44,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -104,23 +115,23 @@ def add_items(database: str, execution_id: str, map_node: str, first: int, count
     engine.dispose()
 
 
-def _row(label: str, took: list[float], baseline: float | None) -> str:
+def _row(label: str, took: list[float], baseline: float | None, unit: str = "") -> str:
     median = statistics.median(took)
     vs_base = f"x{median / baseline:5.2f} of bare JSON" if baseline else " " * 19
     return (
-        f"  {label:<40} median {median:7.1f} ms  min {min(took):7.1f} ms  "
+        f"  {label:<40} {unit}median {median:7.1f} ms  min {min(took):7.1f} ms  "
         f"max {max(took):7.1f} ms  {vs_base}  x{median / TARGET_MS:4.2f} of {TARGET_MS:.0f} ms"
     )
 
 
 def bench_api(url: str, token: str, calls: list[tuple[str, str]], repeat: int) -> None:
-    """Each API call `repeat` times (after one warm-up), from a keep-alive client."""
+    """Each call `repeat` times (after one warm-up), from a keep-alive client signed in as
+    a browser is (the session cookie), so a page's HTML is timed as the browser gets it."""
     import httpx
 
-    print(f"API calls, {repeat} each (a keep-alive client, as a page's fetches):")
-    headers = {"Authorization": f"Bearer {token}"}
+    print(f"API calls and pages' HTML, {repeat} each (a keep-alive client):")
     baseline = None
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
+    with httpx.Client(base_url=url, cookies={"tf_session": token}, timeout=120) as http:
         for label, path in calls:
             http.get(path).raise_for_status()
             took = []
@@ -133,7 +144,43 @@ def bench_api(url: str, token: str, calls: list[tuple[str, str]], repeat: int) -
                 baseline = statistics.median(took)
 
 
-def main() -> None:
+_LOADED_AT = "Number(document.body.dataset.loaded)"
+_JSON_LOADED = "performance.getEntriesByType('navigation')[0].loadEventEnd"
+
+
+#: Where a page's time goes, from its navigation entry: the HTML's first byte (the server's
+#: work, the in-process API calls included) and its last, and the modules run
+#: (DOMContentLoaded fires after deferred module scripts have run).
+_STEPS = (
+    "(() => { const n = performance.getEntriesByType('navigation')[0];"
+    " return [n.responseStart, n.responseEnd, n.domContentLoadedEventStart]; })()"
+)
+
+
+def load_page(page: Any, path: str, steps: list[list[float]] | None = None) -> tuple[float, float]:
+    """(page, wall) ms of one load of a console page after about:blank; `steps` gets the
+    times of its steps (`_STEPS`)."""
+    page.goto("about:blank")
+    started = time.perf_counter()
+    page.goto(path, wait_until="commit")
+    page.wait_for_selector("body[data-loaded]", state="attached")
+    wall = (time.perf_counter() - started) * 1000
+    if steps is not None:
+        steps.append([float(x) for x in page.evaluate(_STEPS)])
+    return float(page.evaluate(_LOADED_AT)), wall
+
+
+def load_json(page: Any, path: str) -> tuple[float, float]:
+    """(page, wall) ms of one load of a bare JSON response after about:blank."""
+    page.goto("about:blank")
+    started = time.perf_counter()
+    page.goto(path, wait_until="load")
+    page.wait_for_function(f"{_JSON_LOADED} > 0")
+    wall = (time.perf_counter() - started) * 1000
+    return float(page.evaluate(_JSON_LOADED)), wall
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--executions", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=10_000)
@@ -141,6 +188,13 @@ def main() -> None:
     parser.add_argument("--api-repeat", type=int, default=30)
     parser.add_argument("--no-browser", action="store_true", help="time the API calls only")
     parser.add_argument("--database", default=None, help="default: SQLite in a temp folder")
+    parser.add_argument(
+        "--quiet-load",
+        type=float,
+        default=1.0,
+        help="the 1-minute load average up to which the machine counts as quiet and the "
+        "300 ms target is checked (default 1.0)",
+    )
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -171,22 +225,14 @@ def main() -> None:
         with site.client(token) as c:
             far = c.executions(project="shop", limit=1, offset=2449)[0].id
         pages = [
-            ("baseline: GET /healthz (JSON)", "/healthz", "body"),
-            ("executions list", "/console/", "#executions tr[data-id]"),
-            ("executions, failed only", "/console/?phase=FAILED", "#executions tr[data-id]"),
-            (
-                "executions, page 50",
-                f"/console/?project=shop&before={far}",
-                "#executions tr[data-id]",
-            ),
-            (
-                f"one execution, map of {args.items + 3} items",
-                f"/console/executions/{run_id}",
-                "#dag g.node[data-kind=map]",
-            ),
-            ("launch form", "/console/launch/shop/prod/shopflows.checkout", "#launch-form"),
-            ("registry", "/console/registry", "#schedules"),
-            ("pools", "/console/pools", "section.pool"),
+            ("executions list", "/console/"),
+            ("executions, failed only", "/console/?phase=FAILED"),
+            ("executions, page 50", f"/console/?project=shop&before={far}"),
+            (f"one execution, map of {args.items + 3} items", f"/console/executions/{run_id}"),
+            ("launch form", "/console/launch/shop/prod/shopflows.checkout"),
+            ("launch: pick a workflow", "/console/launch"),
+            ("registry", "/console/registry"),
+            ("pools", "/console/pools"),
         ]
         load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"machine: {platform.platform()}, {os.cpu_count()} cores, load average {load}")
@@ -217,14 +263,19 @@ def main() -> None:
                 f"/api/v1/executions/{ref}/nodes/{map_id}/items?phase=FAILED",
             ),
             ("workflow interface", f"{scope}/workflows/shopflows.checkout"),
-            ("entities", f"{scope}/entities?kind=workflow"),
+            ("entities, every kind", f"{scope}/entities?kind=workflow&kind=task&kind=launch_plan"),
             ("launch plans", f"{scope}/launch_plans"),
             ("pools", "/api/v1/pools"),
+            *[(f"HTML: {label}", path) for label, path in pages],
         ]
         bench_api(site.url, token, api_calls, args.api_repeat)
         if args.no_browser:
-            return
-        print(f"pages in Chromium, {args.repeat} loads each (page.goto to content drawn):")
+            return 0
+        print(
+            f"pages in Chromium, {args.repeat} loads each: `page` = navigation start to data "
+            "drawn (the page's clock), `wall` = page.goto to the marker seen (Playwright's)"
+        )
+        missed = []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = browser.new_context(base_url=site.url)
@@ -233,20 +284,28 @@ def main() -> None:
             page.fill("#token", token)
             page.click("button[type=submit]")
             page.wait_for_url("**/console/")
-            baseline = None
-            for label, path, ready in pages:
-                page.goto(path)
-                page.wait_for_selector(ready)  # warm: the server's caches, the module
-                took = []
-                for _ in range(args.repeat):
-                    page.goto("about:blank")
-                    started = time.perf_counter()
-                    page.goto(path)
-                    page.wait_for_selector(ready)
-                    took.append((time.perf_counter() - started) * 1000)
-                print(_row(label, took, baseline))
-                if baseline is None:
-                    baseline = statistics.median(took)
+            quiet_before = os.getloadavg()[0] <= args.quiet_load
+            load_json(page, "/healthz")  # warm
+            json_times = [load_json(page, "/healthz") for _ in range(args.repeat)]
+            base_page = statistics.median(t for t, _ in json_times)
+            base_wall = statistics.median(w for _, w in json_times)
+            label = "baseline: GET /healthz (bare JSON)"
+            print(_row(label, [t for t, _ in json_times], None, "page "))
+            print(_row("", [w for _, w in json_times], None, "wall "))
+            for label, path in pages:
+                load_page(page, path)  # warm: the server's caches, the modules
+                steps: list[list[float]] = []
+                times = [load_page(page, path, steps) for _ in range(args.repeat)]
+                in_page = [t for t, _ in times]
+                print(_row(label, in_page, base_page, "page "))
+                print(_row("", [w for _, w in times], base_wall, "wall "))
+                first, last, ran = (statistics.median(x) for x in zip(*steps, strict=True))
+                print(
+                    f"  {'':<40} (medians: HTML's first byte {first:.0f} ms, last byte "
+                    f"{last:.0f} ms, modules run {ran:.0f} ms)"
+                )
+                if statistics.median(in_page) > TARGET_MS:
+                    missed.append(label)
             # the node panel of the big map: its attempts, values and first 50 items
             page.goto(f"/console/executions/{run_id}")
             node = page.locator("#dag g.node[data-kind=map]")
@@ -258,11 +317,28 @@ def main() -> None:
                 node.click()
                 page.wait_for_selector("#items tr")
                 took.append((time.perf_counter() - started) * 1000)
-            print(_row("node panel of the map", took, baseline))
+            print(_row("node panel of the map (click to drawn)", took, base_wall, "wall "))
+            if statistics.median(took) > TARGET_MS:
+                missed.append("node panel of the map")
             browser.close()
+        after = os.getloadavg()
+        quiet = quiet_before and after[0] <= args.quiet_load
+        load = ", ".join(f"{x:.1f}" for x in after)
+        if not quiet:
+            print(
+                f"load average now {load}: the machine was not quiet (1-minute load above "
+                f"{args.quiet_load}), so the {TARGET_MS:.0f} ms target is not checked; read "
+                "the ratios to the bare JSON response"
+            )
+            return 0
+        if missed:
+            print(f"load average now {load}; over {TARGET_MS:.0f} ms: {', '.join(missed)}")
+            return 1
+        print(f"load average now {load}; every page within {TARGET_MS:.0f} ms")
+        return 0
     finally:
         site.stop()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

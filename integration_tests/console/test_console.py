@@ -122,6 +122,41 @@ def test_sign_in_and_the_executions_list(page: Any, console: Console, shots: Pat
     expect(page.locator("#newer")).to_be_disabled()
 
 
+def test_each_page_draws_from_its_html_before_any_api_call(page: Any, console: Console) -> None:
+    """The shell carries the answers of the page's first API calls (asked in-process through
+    the same API): a page draws its data with no call of its own, and refreshes by calling."""
+    done = _launch(console, console.shop_admin, CHECKOUT, {"order": ORDER, "size": "SMALL", "n": 2})
+    with console.client(console.shop_admin) as c:
+        while c.execution(done, values=False).execution.phase not in ("SUCCEEDED", "FAILED"):
+            page.wait_for_timeout(100)  # polling the API until it ended, not a margin
+    sign_in(page, console.shop_admin)
+    drawn = {
+        "/console/": f"#executions tr[data-id='{done}']",
+        "/console/?phase=SUCCEEDED&project=shop": f"#executions tr[data-id='{done}']",
+        f"/console/executions/{done}": "#dag g.node[data-kind=map][data-phase=SUCCEEDED]",
+        "/console/launch": f"#workflows a:text-is('{CHECKOUT}')",
+        f"/console/launch/shop/prod/{CHECKOUT}": "#input-size",
+        "/console/registry": "#schedules tr[data-plan=hourly]",
+        "/console/registry?scope=shop/prod": f"details.entity[data-name='{CHECKOUT}']",
+        "/console/pools": "section.pool[data-pool=ledger]",
+    }
+    for path, shown in drawn.items():
+        page.goto(path)
+        page.wait_for_selector("body[data-loaded]")
+        assert page.locator(shown).count() >= 1, path
+        before = page.evaluate(
+            """() => performance.getEntriesByType("resource")
+                .filter((e) => new URL(e.name).pathname.startsWith("/api/"))
+                .filter((e) => e.startTime < Number(document.body.dataset.loaded))
+                .map((e) => e.name)"""
+        )
+        assert before == [], (path, before)
+    # Later refreshes are API calls: the list asks again every 2 s.
+    page.goto("/console/")
+    with page.expect_request(re.compile(r"/api/v1/executions\?")):
+        page.wait_for_selector("body[data-loaded]")
+
+
 def test_a_token_of_one_project_sees_nothing_of_another(
     page: Any, console: Console, shots: Path
 ) -> None:

@@ -21,6 +21,7 @@ from taskfabric.config import load_config
 from taskfabric.engine import Engine
 from taskfabric.plugins import Plugins
 from taskfabric_flink import job_name
+from taskfabric_flink._backends import FlinkClusterBackend
 from taskfabric_flink.cluster import SessionCluster
 
 
@@ -110,12 +111,36 @@ def test_cancel_leaves_no_job_running(
     thread = threading.Thread(target=launch)
     thread.start()
     job = _wait_for_running_job(flink_cluster, runs)
-    cluster_engine.request_cancel(str(outcome["id"]))
+    # While its client runs, the attempt's state is the JobManager's: a status read names
+    # the job and its state, and the engine records a link to the job's page.
+    (backend,) = [
+        b for b in cluster_engine.backends.instances() if isinstance(b, FlinkClusterBackend)
+    ]
+    execution_id = str(outcome["id"])
+    page = f"{flink_cluster.rest_url}/#/job/running/{job['jid']}"
+
+    def recorded_links() -> list[str]:
+        return [
+            link["uri"]
+            for a in cluster_engine.metadata.attempts(execution_id)
+            for link in a.log_links
+        ]
+
+    deadline = time.monotonic() + 60
+    while True:
+        status = backend.poll(f"{execution_id}/n0/1")
+        if status.message.endswith(f"{job['jid']} RUNNING") and page in recorded_links():
+            break
+        assert time.monotonic() < deadline, (status, recorded_links())
+        time.sleep(0.3)
+    assert status.phase.value == "RUNNING" and page in [link.uri for link in status.log_links]
+    cluster_engine.request_cancel(execution_id)
     thread.join(timeout=120)
     assert not thread.is_alive()
     assert getattr(outcome["result"], "phase", None) == "ABORTED", outcome
     assert not flink_cluster.wait_for_no_jobs(timeout=60)
     assert flink_cluster.rest.job(job["jid"])["state"] == "CANCELED"
+    assert page in recorded_links()  # the aborted attempt leads to the job it cancelled
 
 
 def test_kill_9_of_the_engine_then_resume_re_attaches_and_starts_no_second_job(
@@ -259,7 +284,11 @@ def test_plugins_check_reaches_the_rest_api(
     from conftest import config_text
 
     config = tmp_path / "taskfabric.toml"
-    config.write_text(config_text(tmp_path / "data", cluster_config_text), encoding="utf-8")
+    backend = cluster_config_text + (
+        'pool = "flink-slots"\npool_refresh_seconds = 5\npool_margin = 1\n\n'
+        "[pools.flink-slots]\nslots = 4\n"
+    )
+    config.write_text(config_text(tmp_path / "data", backend), encoding="utf-8")
     check = subprocess.run(
         [sys.executable, "-m", "taskfabric.cli", "--config", str(config), "plugins", "check"],
         capture_output=True, text=True, timeout=120, check=False,
@@ -267,6 +296,8 @@ def test_plugins_check_reaches_the_rest_api(
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"Flink 2.3.0 at {flink_cluster.rest_url}: 1 task managers" in check.stdout, check.stdout
+    sized = "pool 'flink-slots' sized from the cluster: 3 slots now, read every 5s"
+    assert sized in " ".join(check.stdout.split()), check.stdout
 
 
 def _numbers(folder: Path) -> list[int]:
@@ -352,3 +383,69 @@ def test_a_streaming_job_stops_with_a_savepoint_and_the_next_run_resumes_from_it
     # Resumed from the savepoint: the sequence goes on where it stopped, with no number
     # written twice (a run from scratch would repeat 0, 1, 2, ...) and none skipped.
     assert sorted(both) == list(range(len(both)))
+
+
+def test_a_pool_sized_from_the_cluster_never_lets_more_jobs_run_than_it_has_slots(
+    flink_cluster: SessionCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    plugins: Plugins,
+    cluster_config_text: str,
+) -> None:
+    """Three one-slot tasks on a 4-slot cluster whose pool leaves 2 slots free: two jobs run,
+    the third task waits in the pool's queue until one of them ends."""
+    from conftest import _engine
+
+    backend = cluster_config_text + (
+        'pool = "flink-slots"\npool_refresh_seconds = 0.5\npool_margin = 2\n\n'
+        "[pools.flink-slots]\nslots = 4\n\n[engine]\nparallelism = 4\n"
+    )
+    engine = next(_engine(tmp_path, monkeypatch, plugins, backend))
+    runs, go = tmp_path / "runs.txt", tmp_path / "go"
+    outcome: dict[str, Any] = {}
+    seen: list[int] = []  # the execution's jobs not ended, at each look at the cluster
+
+    def launch() -> None:
+        outcome["result"] = engine.launch(
+            flink_jobs.three_gated,
+            {"runs": str(runs), "go": str(go)},
+            on_start=lambda execution_id: outcome.setdefault("id", execution_id),
+        )
+
+    def live_jobs() -> list[dict[str, Any]]:
+        jobs = _jobs_of(flink_cluster, str(outcome["id"])) if "id" in outcome else []
+        live = [j for j in jobs if j.get("state") not in ("FINISHED", "FAILED", "CANCELED")]
+        seen.append(len(live))
+        return live
+
+    thread = threading.Thread(target=launch)
+    try:
+        thread.start()
+        deadline = time.monotonic() + 240
+        while len([j for j in live_jobs() if j.get("state") == "RUNNING"]) < 2:
+            assert thread.is_alive(), outcome
+            assert time.monotonic() < deadline, "two jobs did not start"
+            time.sleep(0.3)
+        # Two jobs hold the pool's two slots and cannot end before `go`: the third task
+        # waits in the queue, with no lease, no client and no job.
+        (pool,) = engine.pool_manager.status(["flink-slots"])
+        assert (pool.capacity, pool.in_use, len(pool.waiters)) == (2, 2, 1), pool
+        assert len(runs.read_text().splitlines()) == 2
+        overview = flink_cluster.rest.overview()
+        assert overview["slots-total"] == 4 and overview["slots-available"] >= 2, overview
+        go.touch()
+        while thread.is_alive():
+            live_jobs()
+            thread.join(timeout=0.3)
+            assert time.monotonic() < deadline + 240, "the workflow did not end"
+        result = outcome["result"]
+        assert result.phase == "SUCCEEDED", result.error
+        assert result.python_outputs(flink_jobs.three_gated, engine.store) == 6
+    finally:
+        go.touch()
+        thread.join(timeout=240)
+        engine.close()
+    assert sorted(runs.read_text().splitlines()) == ["1", "2", "3"]
+    jobs = _jobs_of(flink_cluster, result.execution_id)
+    assert [j["state"] for j in jobs] == ["FINISHED"] * 3, jobs
+    assert max(seen) == 2, seen  # never more jobs at once than the pool's capacity

@@ -5,7 +5,6 @@ The pages themselves are tested in a real browser (integration_tests/console).""
 
 from __future__ import annotations
 
-import html
 import json
 import re
 import subprocess
@@ -126,10 +125,77 @@ def test_sign_in_sets_an_httponly_strict_cookie_and_pages_need_it(site: Site) ->
     assert f'<meta name="csrf" content="{csrf_for(site.shop)}">' in page.text
     assert 'data-role="admin"' in page.text and "shop-admin" in page.text
     # The page holds the projects it lists (GET /projects' answer): those of the token only.
-    held = re.search(r'data-projects="([^"]*)"', page.text)
-    assert held is not None
-    assert json.loads(html.unescape(held.group(1))) == http.get("/api/v1/projects").json()
+    assert _first_answers(page.text)["/api/v1/projects"] == http.get("/api/v1/projects").json()
     assert "bank" not in page.text
+
+
+def _first_answers(page: str) -> dict[str, Any]:
+    held = re.search(r'<script type="application/json" id="tf-initial">(.*?)</script>', page)
+    assert held is not None, page
+    found: dict[str, Any] = json.loads(held.group(1))
+    return found
+
+
+def test_pages_carry_the_answers_of_their_first_api_calls(site: Site) -> None:
+    """Each page's HTML holds what its module's first GET calls answer, by their URLs, asked
+    through the API in-process: the same answers as the browser's own calls would get."""
+    site.register("shop")
+    site.register("bank")
+    http = _signed_in(site, site.shop)
+    body = {"workflow": FANOUT, "inputs": {"n": "3"}}
+    ref = http.post(
+        "/api/v1/projects/shop/domains/prod/executions/from_text",
+        json=body,
+        headers={"X-CSRF-Token": csrf_for(site.shop)},
+    ).json()["execution"]["id"]
+    scope = "/api/v1/projects/shop/domains/prod"
+    every_kind = f"{scope}/entities?kind=workflow&kind=task&kind=launch_plan"
+    registry = ["/api/v1/projects", every_kind, f"{scope}/launch_plans"]
+    expected = {
+        "/console/": ["/api/v1/projects", "/api/v1/executions?limit=51"],
+        "/console/?project=shop&phase=QUEUED&phase=FAILED&workflow=fan+out": [
+            "/api/v1/projects",
+            "/api/v1/executions?project=shop&workflow=fan+out&phase=QUEUED&phase=FAILED&limit=51",
+        ],
+        f"/console/executions/{ref}": [f"/api/v1/executions/{ref}/graph?values=true"],
+        f"/console/launch/shop/prod/{FANOUT}": [f"{scope}/workflows/{FANOUT}"],
+        f"/console/launch/shop/prod/{FANOUT}?version=v1": [
+            f"{scope}/workflows/{FANOUT}?version=v1"
+        ],
+        "/console/launch": ["/api/v1/projects", f"{scope}/entities?kind=workflow"],
+        "/console/registry": registry,
+        "/console/registry?scope=shop/prod": registry,
+        "/console/pools": ["/api/v1/pools"],
+    }
+    for path, urls in expected.items():
+        page = http.get(path)
+        assert page.status_code == 200, path
+        held = _first_answers(page.text)
+        assert sorted(held) == sorted(urls), path
+        for url in urls:
+            assert held[url] == http.get(url).json(), (path, url)
+        assert "bank" not in page.text, path
+    # One call for every kind the registry lists, each kind's entities in the order asked.
+    kinds = [e["kind"] for e in http.get(every_kind).json()]
+    assert kinds == sorted(kinds, key=["workflow", "task", "launch_plan"].index)
+    assert {"workflow", "task"} <= set(kinds)
+    # An answer that is not a 200 is left to the page, which asks and shows the error.
+    missing = http.get("/console/executions/nope0000")
+    assert missing.status_code == 200 and _first_answers(missing.text) == {}
+    # A token of another project gets the answers of its own projects only.
+    bank = _signed_in(site, site.bank).get("/console/registry")
+    assert "bank" in bank.text and "shop" not in bank.text.replace("shop-", "")
+
+
+def test_an_answer_carried_in_a_page_cannot_close_its_element() -> None:
+    from taskfabric.console import _inline
+
+    text = _inline.script({"/api/v1/x": json.dumps({"a": "</script><script>alert(1)"}).encode()})
+    assert text.count("</script>") == 1 and text.endswith("</script>")
+    inside = text.removeprefix('<script type="application/json" id="tf-initial">')
+    assert json.loads(inside.removesuffix("</script>")) == {
+        "/api/v1/x": {"a": "</script><script>alert(1)"}
+    }
 
 
 def test_sign_in_refuses_other_origins_and_foreign_redirects(site: Site) -> None:

@@ -246,6 +246,10 @@ def _no_pushback(pools: Mapping[str, float]) -> None:
     return None
 
 
+def _no_capacity(pool: str, slots: int | None) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class BackendContext:
     """What the core gives every backend it creates."""
@@ -267,6 +271,14 @@ class BackendContext:
     #: Retry-After): pool -> seconds during which they grant nothing new, applied at once (a
     #: status's `pushback` waits for the engine's next look at the attempt). Thread-safe.
     pushback: Callable[[Mapping[str, float]], None] = field(default=_no_pushback)
+    #: Sizes a pool from the service it protects (a cluster's free task slots), for a backend
+    #: whose capacity changes: `set_pool_capacity(pool, slots)` makes the engine grant at
+    #: most `slots` of `[pools.<pool>]` from then on (clipped to its configured `slots`,
+    #: which stay the ceiling that tasks' requests are checked against; 0 grants nothing,
+    #: held leases are kept); `None` goes back to the configured slots. Call it again
+    #: whenever the capacity may have changed: it holds for this engine process only.
+    #: Thread-safe. Raises `LookupError` for a pool the config does not declare.
+    set_pool_capacity: Callable[[str, int | None], None] = field(default=_no_capacity)
 
 
 @dataclass(frozen=True)
@@ -354,6 +366,14 @@ class Backend(abc.ABC, Generic[SettingsT]):
 
     def release(self, attempt_id: str) -> None:
         """The engine recorded the attempt's end: forget it."""
+
+    def isolation_gaps(self, task: tasks_pb2.TaskTemplate) -> Sequence[str]:
+        """Why an attempt of `task` on this `isolated` backend, as configured, would not be
+        isolated after all: its settings or the task's own options open a way out (a mount of
+        the data root, credentials of the whole blob store, a pod template of the task's own).
+        Each reason says what to change; empty when the attempt is isolated. A multi-tenant
+        server refuses such a task with these reasons, at launch."""
+        return ()
 
     def pool_requests(self, task: tasks_pb2.TaskTemplate) -> Sequence[PoolRequest]:
         """Pools an attempt of `task` needs on this backend (e.g. the cluster's app slots)."""

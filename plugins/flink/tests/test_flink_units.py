@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -18,6 +19,9 @@ from taskfabric_flink._backends import FlinkClusterSettings, job_ids_in_log
 from taskfabric_flink._config import merged_conf
 from taskfabric_flink._environment import client_environment, job_name, submit_args
 from taskfabric_flink._errors import root_cause, user_frames
+from taskfabric_flink._pool import ClusterPool
+from taskfabric_flink._rest import FlinkRest, FlinkRestError
+from taskfabric_flink._watch import ClusterView, LiveJobs, job_links
 
 
 def test_the_task_config_merges_over_the_backend_and_shortcuts_win() -> None:
@@ -152,3 +156,99 @@ def test_the_environments_a_function_takes_are_not_inputs() -> None:
 
         @task
         def plain(env: StreamExecutionEnvironment) -> None: ...
+
+
+class _FakeRest(FlinkRest):
+    """The answers of a cluster's REST API, without a cluster."""
+
+    def __init__(self, total: int, jobs: list[dict[str, Any]], slots: dict[str, int]) -> None:
+        super().__init__("http://127.0.0.1:1")
+        self.total, self.listed, self.slots = total, jobs, slots
+        self.down = False
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        if self.down:
+            raise FlinkRestError(f"{method} {path}: connection refused")
+        if path == "/overview":
+            return {"slots-total": self.total, "slots-available": 0}
+        if path == "/jobs/overview":
+            return {"jobs": self.listed}
+        jid = path.rsplit("/", 1)[1]
+        return {"vertices": [{"parallelism": 1}, {"parallelism": self.slots[jid]}]}
+
+
+def test_a_sized_pool_leaves_out_the_margin_and_the_jobs_taskfabric_did_not_submit() -> None:
+    rest = _FakeRest(
+        8,
+        [
+            {"jid": "a", "name": "taskfabric-ex/n0/1", "state": "RUNNING"},  # the pool's own
+            {"jid": "b", "name": "nightly-etl", "state": "RUNNING"},  # 3 slots
+            {"jid": "c", "name": "adhoc", "state": "FINISHED"},  # ended
+            {"jid": "d", "name": "adhoc", "state": "CREATED"},  # 2 slots, being scheduled
+        ],
+        {"a": 4, "b": 3, "d": 2},
+    )
+    set_to: list[tuple[str, int | None]] = []
+    sized = ClusterPool(
+        "flink", "slots", rest, margin=1, every=60, set_capacity=lambda *a: set_to.append(a)
+    )
+    assert sized.refresh() == 8 - 1 - 3 - 2
+    rest.listed = rest.listed[:1]
+    assert sized.refresh() == 7
+    rest.down = True
+    assert sized.refresh() == 0  # a cluster that does not answer runs nothing
+    assert set_to == [("slots", 2), ("slots", 7), ("slots", 0)]
+    rest.down, rest.total = False, 1
+    assert ClusterPool("f", "slots", rest, margin=3, every=60, set_capacity=print).read() == 0
+
+
+def test_a_pool_sized_from_the_cluster_needs_a_pool() -> None:
+    with pytest.raises(ValidationError, match="no `pool` is set"):
+        FlinkClusterSettings(rest_url="http://127.0.0.1:8081", pool_refresh_seconds=5)
+    settings = FlinkClusterSettings(
+        rest_url="http://127.0.0.1:8081", pool="slots", pool_refresh_seconds=5, pool_margin=1
+    )
+    assert (settings.pool_refresh_seconds, settings.pool_margin) == (5, 1)
+
+
+def test_the_jobs_of_a_running_attempt_come_from_the_rest_api() -> None:
+    from taskfabric.core.v1 import tasks_pb2, types_pb2
+    from taskfabric.plugin_api import TaskAttempt
+
+    notified: list[str] = []
+    attempt = TaskAttempt(
+        "ex/n0/1", "ex", "n0", 1, tasks_pb2.TaskTemplate(), types_pb2.LiteralMap(), "", "", "",
+        notified.append,
+    )  # fmt: skip
+    rest = _FakeRest(4, [], {})
+    live = LiveJobs("flink", rest, every=60)
+    live.watch(attempt)
+    assert live.view("ex/n0/1") == ClusterView()
+    assert "not read yet" in ClusterView().message()
+    live.refresh()
+    view = live.view("ex/n0/1")
+    assert view is not None and view.read and not view.jobs and notified == ["ex/n0/1"]
+    assert view.message().endswith("no job of it on the cluster yet")
+    rest.listed = [
+        {"jid": "j2", "name": "taskfabric-ex/n0/1", "state": "RUNNING", "start-time": 2},
+        {"jid": "j1", "name": "taskfabric-ex/n0/1", "state": "FINISHED", "start-time": 1},
+        {"jid": "x", "name": "taskfabric-ex/n1/1", "state": "RUNNING", "start-time": 1},
+    ]
+    live.refresh()
+    live.refresh()  # nothing changed: notified once
+    view = live.view("ex/n0/1")
+    assert view is not None and view.jobs == (("j1", "FINISHED"), ("j2", "RUNNING"))
+    assert view.message() == "Flink jobs on the cluster: j1 FINISHED, j2 RUNNING"
+    assert notified == ["ex/n0/1"] * 2
+    assert [link.uri for link in job_links("http://jm", list(view.jobs))] == [
+        "http://jm/#/job/completed/j1",
+        "http://jm/#/job/running/j2",
+    ]
+    rest.down = True
+    live.refresh()
+    view = live.view("ex/n0/1")
+    assert view is not None and view.jobs[1] == ("j2", "RUNNING")  # the last seen stay
+    assert view.message().startswith("the Flink REST API does not answer")
+    live.forget("ex/n0/1")
+    assert live.view("ex/n0/1") is None
+    live.close()

@@ -1,5 +1,7 @@
 """The console's pages: small HTML shells, each loading one ES module that draws the page
-from the HTTP API. Signing in and out are the only forms the server itself handles."""
+from the HTTP API. The shell carries the answers of the calls the module makes first, asked
+through the same API in-process (`_inline.py`), so a page draws as soon as its module runs.
+Signing in and out are the only forms the server itself handles."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import QueryParams
 
 from taskfabric._version import __version__
+from taskfabric.console import _inline as inline
 from taskfabric.console._session import COOKIE, csrf_for, csrf_ok, session_token
 from taskfabric.server._auth import Principal
 from taskfabric.server._service import ApiError, ControlPlane
@@ -48,6 +53,11 @@ ASSETS = _asset_version()
 ASSETS_URL = f"{PREFIX}/static/{ASSETS}"
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 
+#: Executions to a page of the list (executions.js's PAGE; it asks for one more).
+EXECUTIONS_PAGE = 50
+#: The kinds the registry page lists, in its order (registry.js's KINDS).
+REGISTRY_KINDS = ("workflow", "task", "launch_plan")
+
 _NAV = (
     ("executions", "Executions", "/"),
     ("registry", "Registry", "/registry"),
@@ -79,11 +89,6 @@ def _signin_redirect(request: Request) -> Response:
     return RedirectResponse(f"{PREFIX}/signin?next={quote(target, safe='')}", status_code=303)
 
 
-#: Pages that list the projects and domains: the shell carries them (what GET /projects
-#: answers), which saves the page a round trip before its own calls.
-_WITH_PROJECTS = frozenset({"executions", "launch", "registry"})
-
-
 def _shell(
     page: str,
     title: str,
@@ -91,7 +96,7 @@ def _shell(
     token: str,
     args: dict[str, Any],
     auth: bool,
-    listed: list[dict[str, Any]] | None = None,
+    first: dict[str, bytes],
 ) -> HTMLResponse:
     e = html.escape
     nav = "".join(
@@ -105,7 +110,6 @@ def _shell(
         if auth
         else '<span class="muted">auth off</span>'
     )
-    known = "" if listed is None else f' data-projects="{e(json.dumps(listed))}"'
     who_text = f"{who.name or who.token_id or 'local'} · {who.role.value}"
     projects = ", ".join(sorted(who.projects)).replace("*", "every project")
     body = f"""<!doctype html>
@@ -119,6 +123,7 @@ def _shell(
 <link rel="stylesheet" href="{ASSETS_URL}/console.css">
 <link rel="modulepreload" href="{ASSETS_URL}/lib.js">
 <link rel="modulepreload" href="{ASSETS_URL}/{page}.js">
+<script type="module" src="{ASSETS_URL}/{page}.js"></script>
 </head>
 <body data-role="{e(who.role.value)}" data-page="{e(page)}">
 <header class="top">
@@ -127,44 +132,98 @@ def _shell(
 <span class="who" title="{e(projects)}">{e(who_text)}</span>
 {signout}
 </header>
-<main id="main" data-args="{e(json.dumps(args))}"{known}><p class="muted">Loading…</p></main>
-<script type="module" src="{ASSETS_URL}/{page}.js"></script>
+<main id="main" data-args="{e(json.dumps(args))}"><p class="muted">Loading…</p></main>
+{inline.script(first)}
 </body>
 </html>
 """
     return HTMLResponse(body, headers=_HEADERS)
 
 
-def _page(request: Request, page: str, title: str, **args: Any) -> Response:
-    found = _who(request)
+def _first_calls(page: str, args: dict[str, Any], query: QueryParams) -> list[str]:
+    """The GET calls a page's module makes before it draws, as it writes their URLs (each
+    module says which in its first lines): those that need no answer of another."""
+    one = {k: (query.getlist(k) or [""])[0] for k in query}
+    if page == "executions":
+        state: list[tuple[str, Any]] = [
+            (k, one.get(k, "")) for k in ("project", "domain", "workflow", "launch_plan")
+        ]
+        state += [("phase", query.getlist("phase")), ("before", one.get("before", ""))]
+        return [
+            inline.url("/projects"),
+            inline.url("/executions", [*state, ("limit", EXECUTIONS_PAGE + 1)]),
+        ]
+    if page == "execution":
+        ref = inline.segment(str(args["ref"]))
+        return [inline.url(f"/executions/{ref}/graph", [("values", "true")])]
+    if page == "launch" and args.get("workflow"):
+        where = _scope_path(str(args["project"]), str(args["domain"]))
+        name = inline.segment(str(args["workflow"]))
+        return [inline.url(f"{where}/workflows/{name}", [("version", args.get("version"))])]
+    if page in ("launch", "registry"):
+        return [inline.url("/projects")]
+    if page == "pools":
+        return [inline.url("/pools")]
+    return []
+
+
+def _scope_path(project: str, domain: str) -> str:
+    return f"/projects/{inline.segment(project)}/domains/{inline.segment(domain)}"
+
+
+def _then_calls(page: str, args: dict[str, Any], query: QueryParams, projects: Any) -> list[str]:
+    """The calls a page makes once it has the projects: those of the project/domain it shows
+    first (`?scope=`, else the first the token sees)."""
+    if page not in ("launch", "registry") or args.get("workflow") or not isinstance(projects, list):
+        return []
+    choices = [f"{p['name']}/{d}" for p in projects for d in p["domains"]]
+    asked = (query.getlist("scope") or [""])[0]
+    scope = asked if asked in choices else (choices[0] if choices else "")
+    if not scope:
+        return []
+    project, domain = scope.split("/", 1)
+    where = _scope_path(project, domain)
+    if page == "launch":
+        return [inline.url(f"{where}/entities", [("kind", "workflow")])]
+    return [
+        inline.url(f"{where}/entities", [("kind", list(REGISTRY_KINDS))]),
+        inline.url(f"{where}/launch_plans"),
+    ]
+
+
+async def _page(request: Request, page: str, title: str, **args: Any) -> Response:
+    found = await run_in_threadpool(_who, request)
     if found is None:
         return _signin_redirect(request)
     who, token = found
-    plane = _plane(request)
-    projects = None
-    if page in _WITH_PROJECTS and not args.get("workflow"):
-        projects = [p.model_dump(mode="json") for p in plane.projects(who)]
-    return _shell(page, title, who, token, args, plane.auth, projects)
+    calls = _first_calls(page, args, request.query_params)
+    first = await inline.answers(request.app, request, calls)
+    projects_url = inline.url("/projects")
+    projects = json.loads(first[projects_url]) if projects_url in first else None
+    then = _then_calls(page, args, request.query_params, projects)
+    if then:
+        first.update(await inline.answers(request.app, request, then))
+    return _shell(page, title, who, token, args, _plane(request).auth, first)
 
 
 @router.get("/")
-def executions_page(request: Request) -> Response:
-    return _page(request, "executions", "Executions")
+async def executions_page(request: Request) -> Response:
+    return await _page(request, "executions", "Executions")
 
 
 @router.get("/executions/{ref}")
-def execution_page(request: Request, ref: str) -> Response:
-    return _page(request, "execution", f"Execution {ref}", ref=ref)
+async def execution_page(request: Request, ref: str) -> Response:
+    return await _page(request, "execution", f"Execution {ref}", ref=ref)
 
 
 @router.get("/launch")
-def launch_pick_page(request: Request) -> Response:
-    return _page(request, "launch", "Launch")
+async def launch_pick_page(request: Request) -> Response:
+    return await _page(request, "launch", "Launch")
 
 
 @router.get("/launch/{project}/{domain}/{workflow:path}")
-def launch_page(request: Request, project: str, domain: str, workflow: str) -> Response:
-    return _page(
+async def launch_page(request: Request, project: str, domain: str, workflow: str) -> Response:
+    return await _page(
         request,
         "launch",
         f"Launch {workflow}",
@@ -176,13 +235,13 @@ def launch_page(request: Request, project: str, domain: str, workflow: str) -> R
 
 
 @router.get("/registry")
-def registry_page(request: Request) -> Response:
-    return _page(request, "registry", "Registry")
+async def registry_page(request: Request) -> Response:
+    return await _page(request, "registry", "Registry")
 
 
 @router.get("/pools")
-def pools_page(request: Request) -> Response:
-    return _page(request, "pools", "Pools")
+async def pools_page(request: Request) -> Response:
+    return await _page(request, "pools", "Pools")
 
 
 def _safe_next(target: str | None) -> str:
@@ -255,8 +314,6 @@ async def signin(request: Request) -> Response:
     form = await _form(request)
     token = form.get("token", "").strip()
     target = _safe_next(form.get("next"))
-    from fastapi.concurrency import run_in_threadpool
-
     try:
         await run_in_threadpool(plane.authenticate, token)
     except ApiError as exc:

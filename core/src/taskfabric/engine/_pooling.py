@@ -4,6 +4,7 @@ a pool gate per execution, and the check that a task's pools can ever be granted
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,11 @@ class EnginePools:
         self._metadata = metadata
         self._work_root = work_root
         self._manager: Any = None
+        #: every manager made (the engine's, the hold service's) and the capacities that
+        #: backends set (`set_capacity`), which each of them gets
+        self._managers: list[Any] = []
+        self._capacities: dict[str, int | None] = {}
+        self._capacity_lock = threading.Lock()
         #: the hold service of `taskfabric.hold` (None until an execution runs with pools)
         self.holds: HoldService | None = None
 
@@ -37,7 +43,12 @@ class EnginePools:
     def _new_manager(self, owner: str) -> Any:
         from taskfabric.pools import PoolManager, specs_from_config
 
-        return PoolManager(self._metadata.engine, specs_from_config(self._config), owner=owner)
+        manager = PoolManager(self._metadata.engine, specs_from_config(self._config), owner=owner)
+        with self._capacity_lock:
+            for pool, slots in self._capacities.items():
+                manager.set_capacity(pool, slots)
+            self._managers.append(manager)
+        return manager
 
     def take_tokens(self, weights: Mapping[str, int]) -> float:
         """`BackendContext.take_tokens`: seconds to wait before a call beyond the grant's."""
@@ -50,6 +61,20 @@ class EnginePools:
         if manager is not None:
             for pool, seconds in sorted(pools.items()):
                 manager.pushback(pool, seconds)
+
+    def set_capacity(self, pool: str, slots: int | None) -> None:
+        """`BackendContext.set_pool_capacity`: every manager of this engine grants at most
+        `slots` of `pool` (None: its configured slots)."""
+        if pool not in getattr(self._config, "pools", {}):
+            raise LookupError(
+                f"no pool '{pool}' to size: declare [pools.{pool}] in the config file, with "
+                "`slots` the most it may ever grant (see docs/pools.md)"
+            )
+        self.manager  # noqa: B018 (made now, so that it gets the capacity)
+        with self._capacity_lock:
+            self._capacities[pool] = slots
+            for manager in self._managers:
+                manager.set_capacity(pool, slots)
 
     def gate(self, rec: ExecutionRecord) -> PoolGate | None:
         """The pool gate of an execution's attempts, None without pools."""

@@ -23,6 +23,8 @@ The API (``PoolManager(engine, specs, owner="host:pid", clock=time.time)``)::
     pause_left(names) -> float         # seconds a pushback in force still lasts (all weights 0
                                        # in take_tokens ask this)
     next_grant_time() -> float | None  # when a rate-limited / paused pool can grant again
+    set_capacity(name, slots) -> int | None  # grant at most slots (0..spec's; None: the
+                                       # spec's), for a pool a backend sizes; capacity(name)
     status(names=None) -> list[PoolStatus]; leases() -> list[Lease]
     validate_request(weights, project=, domain=) -> dict[str, int]  # PoolError if never grantable
     on_grant(wake) -> unsubscribe   # PostgreSQL: wake() when another process grants ours

@@ -171,6 +171,9 @@ class PoolStatus:
     """Set after a pushback, while it lasts."""
     holders: tuple[HolderStatus, ...]
     waiters: tuple[WaiterStatus, ...]
+    capacity: int | None = None
+    """The slots it grants now when ``set_capacity`` sized it (at most ``spec.slots``; in
+    this manager); ``None``: ``spec.slots``."""
 
     @property
     def name(self) -> str:

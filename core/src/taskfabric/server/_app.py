@@ -122,13 +122,19 @@ def entities(
     who: Who,
     project: ProjectPath,
     domain: DomainPath,
-    kind: Annotated[str, Query(description="task, workflow or launch_plan")] = "workflow",
+    kind: Annotated[
+        list[str],
+        Query(
+            description="task, workflow or launch_plan; repeated for several kinds at once "
+            "(each kind's entities in the order asked)."
+        ),
+    ] = ["workflow"],  # noqa: B006 (FastAPI copies a query default)
     name: Annotated[
         str | None, Query(pattern=NAME_PATTERN, description="Only versions of this name.")
     ] = None,
 ) -> list[m.Entity]:
     """Every registered version, grouped by name, newest version first."""
-    return plane.entities(who, project, domain, kind, name)
+    return [e for k in dict.fromkeys(kind) for e in plane.entities(who, project, domain, k, name)]
 
 
 @api.get(

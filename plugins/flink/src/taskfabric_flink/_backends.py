@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlparse
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from taskfabric.backends import ProcessBackend, ProcessIdentity, ProcessRun, describe_exit, tail
 from taskfabric.core.v1 import tasks_pb2
@@ -44,6 +44,7 @@ from taskfabric_flink._adopt import AdoptedJobs
 from taskfabric_flink._config import ConfValue, Flink, check_conf, merged_conf
 from taskfabric_flink._environment import job_name
 from taskfabric_flink._errors import root_cause
+from taskfabric_flink._pool import ClusterPool
 from taskfabric_flink._rest import TERMINAL_STATES, FlinkRest, FlinkRestError
 from taskfabric_flink._streaming import (
     RESTORE_KEY,
@@ -54,6 +55,7 @@ from taskfabric_flink._streaming import (
     stop_file,
     streaming_env_value,
 )
+from taskfabric_flink._watch import LiveJobs, job_links
 
 __all__ = [
     "FlinkBackendSettings",
@@ -202,6 +204,20 @@ class FlinkClusterSettings(FlinkBackendSettings):
     #: Seconds a cancelled (or timed out) attempt's streaming job has to stop with a
     #: savepoint before it is cancelled without one.
     savepoint_timeout_seconds: float = Field(default=120.0, gt=0)
+    #: Size `pool` from the cluster's task slots, read every so many seconds (`_pool`);
+    #: unset: the pool has its configured slots.
+    pool_refresh_seconds: float | None = Field(default=None, gt=0)
+    #: Task slots the sized pool leaves free (for jobs submitted outside taskfabric).
+    pool_margin: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _check_pool_sizing(self) -> FlinkClusterSettings:
+        if self.pool_refresh_seconds is not None and not self.pool:
+            raise ValueError(
+                "pool_refresh_seconds sizes the backend's pool from the cluster, but no `pool` "
+                'is set: add pool = "<name>" and a [pools.<name>] table'
+            )
+        return self
 
 
 class _FlinkBackend(ProcessBackend[S]):
@@ -364,6 +380,17 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
         super().__init__(name, settings, context)
         self.rest = FlinkRest(settings.rest_url)
         self.adopted = AdoptedJobs(name, self.rest, settings.job_poll_seconds)
+        self.live = LiveJobs(name, self.rest, settings.job_poll_seconds)
+        self.sized_pool: ClusterPool | None = None
+        if settings.pool and settings.pool_refresh_seconds is not None:
+            self.sized_pool = ClusterPool(
+                name,
+                settings.pool,
+                self.rest,
+                margin=settings.pool_margin,
+                every=settings.pool_refresh_seconds,
+                set_capacity=context.set_pool_capacity,
+            )
 
     def target(self) -> list[str]:
         parsed = urlparse(self.settings.rest_url)
@@ -400,6 +427,7 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
         if attempt.handle and not self._client_runs(attempt) and self._adopt(attempt):
             return
         super().submit(attempt)
+        self.live.watch(attempt)  # its jobs, from the REST API, while its client runs
 
     def _adopt(self, attempt: TaskAttempt) -> bool:
         """The client an earlier engine process started is gone. When it wrote no outcome
@@ -429,17 +457,39 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
 
     def poll(self, attempt_id: str) -> AttemptStatus:
         status = self.adopted.status(attempt_id)
-        return status if status is not None else super().poll(attempt_id)
+        if status is not None:
+            return status
+        status = super().poll(attempt_id)
+        view = self.live.view(attempt_id)
+        if status.phase is not AttemptPhase.RUNNING or view is None:
+            return status
+        # The client runs: what its jobs do is the JobManager's word (`_watch`).
+        return AttemptStatus(
+            AttemptPhase.RUNNING,
+            message=view.message(),
+            log_links=[*status.log_links, *job_links(self.settings.rest_url, list(view.jobs))],
+        )
 
     def cancel(self, attempt_id: str) -> None:
+        self.live.forget(attempt_id)
         if not self.adopted.cancel(attempt_id, self.rest.cancel):
             super().cancel(attempt_id)
 
     def release(self, attempt_id: str) -> None:
+        self.live.forget(attempt_id)
         self.adopted.release(attempt_id)
         super().release(attempt_id)
 
+    def pool_requests(self, task: tasks_pb2.TaskTemplate) -> Sequence[PoolRequest]:
+        requests = super().pool_requests(task)
+        if requests and self.sized_pool is not None:
+            self.sized_pool.start()  # the pool is sized before its first request
+        return requests
+
     def close(self) -> None:
+        if self.sized_pool is not None:
+            self.sized_pool.close()
+        self.live.close()
         self.adopted.close()
         super().close()
 
@@ -563,9 +613,17 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
                 f"backend '{self.name}': the cluster at {self.settings.rest_url} has {managers} "
                 f"task managers and {slots} task slots: jobs would wait for slots forever",
             )
+        sized = ""
+        if self.sized_pool is not None:
+            with contextlib.suppress(FlinkRestError):
+                sized = (
+                    f"; pool '{self.sized_pool.pool}' sized from the cluster: "
+                    f"{self.sized_pool.read()} slots now, read every "
+                    f"{self.sized_pool.every:g}s"
+                )
         return CheckResult(
             True,
             f"Flink {overview.get('flink-version', '?')} at {self.settings.rest_url}: "
             f"{managers} task managers, {overview.get('slots-available', '?')} of {slots} task "
-            f"slots free; {found.message}",
+            f"slots free{sized}; {found.message}",
         )

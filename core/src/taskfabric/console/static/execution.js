@@ -3,7 +3,7 @@
 // panel with the selected node's attempts, typed inputs and outputs, items and logs.
 import {
   ENDED, api, args, badge, canLaunch, errorBox, fmtDuration, fmtTime, h, parametersTable,
-  phaseClass, poll, replace, seg, span,
+  loaded, phaseClass, poll, replace, seg, span,
 } from "./lib.js";
 
 const main = document.getElementById("main");
@@ -488,6 +488,7 @@ async function refresh() {
     drawFacts();
     drawDag();
     drawValues();
+    loaded();
   }
   if (selected) await drawPanel();
   return !ended;

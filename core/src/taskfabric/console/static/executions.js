@@ -1,6 +1,6 @@
 // Executions: filters kept in the URL, pages of PAGE (a keyset: `before` the last execution
 // of the page before, so a far page costs what the first does), refreshed every 2 s.
-import { api, badge, canLaunch, errorBox, fmtTime, h, poll, projects, replace, select, span } from "./lib.js";
+import { api, badge, canLaunch, errorBox, fmtTime, h, loaded, poll, projects, replace, select, span } from "./lib.js";
 
 const PAGE = 50;
 const PHASES = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"];
@@ -32,6 +32,8 @@ const table = h("tbody", { id: "executions" });
 const pager = h("div", { class: "pager" });
 const status = h("p", { class: "muted", id: "status" });
 let last = "";
+let drawn = null;
+const firstDrawn = new Promise((resolve) => { drawn = resolve; });
 
 async function refresh() {
   const params = { ...state, limit: PAGE + 1 };
@@ -40,6 +42,7 @@ async function refresh() {
   status.textContent = `updated ${fmtTime(Date.now() / 1000)}`;
   if (text === last) return;
   last = text;
+  drawn();
   const shown = rows.slice(0, PAGE);
   replace(
     table,
@@ -130,6 +133,8 @@ async function start() {
     pager,
     status,
   );
+  await firstDrawn;
+  loaded();
 }
 
 start().catch((err) => replace(main, errorBox(err)));

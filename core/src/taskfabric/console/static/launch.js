@@ -1,7 +1,7 @@
 // Launch: pick a workflow, then a form generated from its typed interface. Each field is
 // sent as the text `taskfabric launch -i NAME=TEXT` takes; the server parses it the same way
 // and a value that does not fit comes back with the command line's message, shown under it.
-import { ApiError, api, args, canLaunch, errorBox, fmtTime, h, projects, replace, select, seg, upload } from "./lib.js";
+import { ApiError, api, args, canLaunch, errorBox, fmtTime, h, loaded, projects, replace, select, seg, upload } from "./lib.js";
 
 const main = document.getElementById("main");
 
@@ -209,6 +209,7 @@ async function form(project, domain, name, version) {
     h("p", { class: "muted" }, `${project}/${domain} · `, wf.tasks.length, " tasks"),
     el,
   );
+  loaded();
 }
 
 async function pick() {
@@ -238,6 +239,7 @@ async function pick() {
   });
   replace(main, h("h1", {}, "Launch a workflow"), h("label", {}, "Project/domain ", where), list);
   await show();
+  loaded();
 }
 
 (args.workflow ? form(args.project, args.domain, args.workflow, args.version) : pick()).catch((err) => replace(main, errorBox(err)));

@@ -1,6 +1,6 @@
 // Pools: slots in use, rate and tokens, pause after a pushback, per-project caps and
 // weights, holders and the queue in order, recent pushbacks. Refreshed every 2 s.
-import { api, errorBox, fmtDuration, fmtTime, h, poll, replace } from "./lib.js";
+import { api, errorBox, fmtDuration, fmtTime, h, loaded, poll, replace } from "./lib.js";
 
 const main = document.getElementById("main");
 const body = h("div", { id: "pools" });
@@ -70,6 +70,7 @@ async function refresh() {
   last = text;
   const now = Date.now() / 1000;
   replace(body, found.length ? found.map((p) => pool(p, now)) : h("p", { class: "muted" }, "no pools configured ([pools.<name>] in the server's config)"));
+  loaded();
 }
 
 replace(main, h("h1", {}, "Pools"), body);

@@ -1,6 +1,6 @@
 // Registry: a project/domain's workflows, tasks and launch plans with their versions and a
 // diff between any two, and the schedules with their next runs (activate, deactivate).
-import { api, canLaunch, errorBox, fmtTime, h, isAdmin, projects, replace, select, seg } from "./lib.js";
+import { api, canLaunch, errorBox, fmtTime, h, isAdmin, loaded, projects, replace, select, seg } from "./lib.js";
 
 const main = document.getElementById("main");
 const KINDS = [["workflow", "Workflows"], ["task", "Tasks"], ["launch_plan", "Launch plans"]];
@@ -98,13 +98,14 @@ async function start() {
     const [project, domain] = where.value.split("/");
     const scope = { project, domain };
     const base = `/projects/${seg(project)}/domains/${seg(domain)}`;
-    const [lists, plans] = await Promise.all([
-      Promise.all(KINDS.map(([kind]) => api(`${base}/entities`, { params: { kind } }))),
+    // every kind in one call (?kind= repeated), at the same time as the plans
+    const [found, plans] = await Promise.all([
+      api(`${base}/entities`, { params: { kind: KINDS.map(([kind]) => kind) } }),
       api(`${base}/launch_plans`),
     ]);
-    const sections = KINDS.map(([kind, title], i) => {
+    const sections = KINDS.map(([kind, title]) => {
       const byName = new Map();
-      for (const e of lists[i]) (byName.get(e.name) || byName.set(e.name, []).get(e.name)).push(e);
+      for (const e of found.filter((x) => x.kind === kind)) (byName.get(e.name) || byName.set(e.name, []).get(e.name)).push(e);
       return h("section", { "data-kind": kind }, h("h2", {}, title, " ", h("span", { class: "muted" }, byName.size)),
         byName.size ? [...byName].map(([name, versions]) => entity(scope, kind, name, versions)) : h("p", { class: "muted" }, "none"));
     });
@@ -117,6 +118,7 @@ async function start() {
   });
   replace(main, h("div", { class: "title" }, h("h1", {}, "Registry"), h("label", {}, "Project/domain ", where)), body);
   await show();
+  loaded();
 }
 
 start().catch((err) => replace(main, errorBox(err)));
