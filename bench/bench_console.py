@@ -14,14 +14,15 @@ A page is loaded when it has drawn its data: each page's module sets `body[data-
 `performance.now()` then (milliseconds since the navigation started, by the browser's own
 clock). Each page is loaded `--repeat` times, each after about:blank, with a warm server,
 and two times are printed: `page` (navigation start to data drawn, read in the page) and
-`wall` (from Playwright's `page.goto` to the marker seen, which adds the driver's own
-round trips). The baseline row is a bare JSON response (`GET /healthz`) in the same browser,
-timed the same two ways (to its load event): what any navigation costs on this machine at
-that moment. Each page's median is printed with its ratio to the baseline's (`x1.20 of bare
-JSON`) and to the issue's target of 300 ms.
+`wall` (from Playwright's `page.goto`, which waits for the load event, to the marker seen:
+this adds the driver's own round trips). The baseline row is a bare JSON response
+(`GET /healthz`) in the same browser, timed the same two ways (to its load event): what any
+navigation costs on this machine at that moment. Each page's median is printed with its
+ratio to the baseline's (`x1.20 of bare JSON`) and to the issue's target of 300 ms.
 
-The machine is shared: the 300 ms target is checked only when it is quiet (the 1-minute load
-average at most `--quiet-load`, default 1.0, before and after the pages); then the bench exits
+The machine is shared: the 300 ms target is checked only when it is quiet: the 1-minute load
+average at most `--quiet-load` (default 1.0) when the bench starts, and at most one more when
+the pages are done (the bench itself keeps about one core busy); then the bench exits
 1 if a page's median `page` time misses it. On a busy machine it says so, prints the same
 figures and ratios, and exits 0: read the ratios then.
 
@@ -162,7 +163,7 @@ def load_page(page: Any, path: str, steps: list[list[float]] | None = None) -> t
     times of its steps (`_STEPS`)."""
     page.goto("about:blank")
     started = time.perf_counter()
-    page.goto(path, wait_until="commit")
+    page.goto(path, wait_until="load")  # as the bare JSON's: the same driver round trips
     page.wait_for_selector("body[data-loaded]", state="attached")
     wall = (time.perf_counter() - started) * 1000
     if steps is not None:
@@ -199,6 +200,7 @@ def main() -> int:
 
     from playwright.sync_api import sync_playwright
 
+    quiet_before = os.getloadavg()[0] <= args.quiet_load
     root = Path(tempfile.mkdtemp(prefix="bench-console-"))
     site = Console(root, database=args.database)
     site.start()
@@ -284,7 +286,6 @@ def main() -> int:
             page.fill("#token", token)
             page.click("button[type=submit]")
             page.wait_for_url("**/console/")
-            quiet_before = os.getloadavg()[0] <= args.quiet_load
             load_json(page, "/healthz")  # warm
             json_times = [load_json(page, "/healthz") for _ in range(args.repeat)]
             base_page = statistics.median(t for t, _ in json_times)
@@ -322,12 +323,13 @@ def main() -> int:
                 missed.append("node panel of the map")
             browser.close()
         after = os.getloadavg()
-        quiet = quiet_before and after[0] <= args.quiet_load
+        quiet = quiet_before and after[0] <= args.quiet_load + 1
         load = ", ".join(f"{x:.1f}" for x in after)
         if not quiet:
             print(
                 f"load average now {load}: the machine was not quiet (1-minute load above "
-                f"{args.quiet_load}), so the {TARGET_MS:.0f} ms target is not checked; read "
+                f"{args.quiet_load} at the start or {args.quiet_load + 1} at the end), so the "
+                f"{TARGET_MS:.0f} ms target is not checked; read "
                 "the ratios to the bare JSON response"
             )
             return 0

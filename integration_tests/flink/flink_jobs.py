@@ -11,7 +11,7 @@ from pyflink.table.expressions import col, lit
 from pyflink.table.udf import udf
 
 from taskfabric import task, workflow
-from taskfabric_flink import Flink, run_until_stopped, stream_env, table_env
+from taskfabric_flink import FROM_ATTEMPT, Flink, run_until_stopped, stream_env, table_env
 
 
 @udf(result_type=DataTypes.DOUBLE())
@@ -20,7 +20,7 @@ def ratio(x: int) -> float:
 
 
 @task(config=Flink(runtime_mode="BATCH"))
-def ratios(t_env: TableEnvironment, n: int) -> list[float]:
+def ratios(n: int, t_env: TableEnvironment = FROM_ATTEMPT) -> list[float]:
     table = t_env.from_elements([(i,) for i in range(n)], ["x"])
     with table.select(ratio(col("x"))).execute().collect() as rows:
         return [row[0] for row in rows]
@@ -32,7 +32,7 @@ def failing_udf(n: int = 3) -> list[float]:
 
 
 @task(config=Flink(runtime_mode="STREAMING"))
-def doubled(env: StreamExecutionEnvironment, values: list[int]) -> list[int]:
+def doubled(values: list[int], env: StreamExecutionEnvironment = FROM_ATTEMPT) -> list[int]:
     """A list in by collection, a DataStream out: collected into the list output."""
     return env.from_collection(values).map(lambda v: v * 2)  # type: ignore[no-any-return]
 
@@ -118,7 +118,7 @@ def gated(runs: str, go: str) -> int:
 
 
 @task(config=Flink(runtime_mode="BATCH"))
-def gated_sink(t_env: TableEnvironment, runs: str, go: str, out: str) -> None:
+def gated_sink(runs: str, go: str, out: str, t_env: TableEnvironment = FROM_ATTEMPT) -> None:
     """Like gated_job, but its job writes into files and the task returns nothing."""
     with Path(runs).open("a") as fh:
         fh.write("sink\n")
@@ -142,7 +142,7 @@ def _slowly(n: int) -> int:
 
 
 @task(config=Flink(runtime_mode="STREAMING", parallelism=1, checkpoint_interval_ms=1000))
-def numbers_to_files(env: StreamExecutionEnvironment, out: str) -> str:
+def numbers_to_files(out: str, env: StreamExecutionEnvironment = FROM_ATTEMPT) -> str:
     """An unbounded job (0, 1, 2, ... from a checkpointed source) into files committed
     exactly once on checkpoints, run until a stop request; returns its savepoint."""
     from pyflink.common import Encoder, Types, WatermarkStrategy

@@ -21,6 +21,7 @@ from taskfabric.config import load_config
 from taskfabric.engine import Engine
 from taskfabric.plugins import Plugins
 from taskfabric_flink import job_name
+from taskfabric_flink._backends import FlinkClusterBackend
 from taskfabric_flink.cluster import SessionCluster
 
 
@@ -110,12 +111,36 @@ def test_cancel_leaves_no_job_running(
     thread = threading.Thread(target=launch)
     thread.start()
     job = _wait_for_running_job(flink_cluster, runs)
-    cluster_engine.request_cancel(str(outcome["id"]))
+    # While its client runs, the attempt's state is the JobManager's: a status read names
+    # the job and its state, and the engine records a link to the job's page.
+    (backend,) = [
+        b for b in cluster_engine.backends.instances() if isinstance(b, FlinkClusterBackend)
+    ]
+    execution_id = str(outcome["id"])
+    page = f"{flink_cluster.rest_url}/#/job/running/{job['jid']}"
+
+    def recorded_links() -> list[str]:
+        return [
+            link["uri"]
+            for a in cluster_engine.metadata.attempts(execution_id)
+            for link in a.log_links
+        ]
+
+    deadline = time.monotonic() + 60
+    while True:
+        status = backend.poll(f"{execution_id}/n0/1")
+        if status.message.endswith(f"{job['jid']} RUNNING") and page in recorded_links():
+            break
+        assert time.monotonic() < deadline, (status, recorded_links())
+        time.sleep(0.3)
+    assert status.phase.value == "RUNNING" and page in [link.uri for link in status.log_links]
+    cluster_engine.request_cancel(execution_id)
     thread.join(timeout=120)
     assert not thread.is_alive()
     assert getattr(outcome["result"], "phase", None) == "ABORTED", outcome
     assert not flink_cluster.wait_for_no_jobs(timeout=60)
     assert flink_cluster.rest.job(job["jid"])["state"] == "CANCELED"
+    assert page in recorded_links()  # the aborted attempt leads to the job it cancelled
 
 
 def test_kill_9_of_the_engine_then_resume_re_attaches_and_starts_no_second_job(
@@ -259,7 +284,11 @@ def test_plugins_check_reaches_the_rest_api(
     from conftest import config_text
 
     config = tmp_path / "taskfabric.toml"
-    config.write_text(config_text(tmp_path / "data", cluster_config_text), encoding="utf-8")
+    backend = cluster_config_text + (
+        'pool = "flink-slots"\npool_refresh_seconds = 5\npool_margin = 1\n\n'
+        "[pools.flink-slots]\nslots = 4\n"
+    )
+    config.write_text(config_text(tmp_path / "data", backend), encoding="utf-8")
     check = subprocess.run(
         [sys.executable, "-m", "taskfabric.cli", "--config", str(config), "plugins", "check"],
         capture_output=True, text=True, timeout=120, check=False,
@@ -267,6 +296,8 @@ def test_plugins_check_reaches_the_rest_api(
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     assert f"Flink 2.3.0 at {flink_cluster.rest_url}: 1 task managers" in check.stdout, check.stdout
+    sized = "pool 'flink-slots' sized from the cluster: 3 slots now, read every 5s"
+    assert sized in " ".join(check.stdout.split()), check.stdout
 
 
 def _numbers(folder: Path) -> list[int]:

@@ -130,7 +130,8 @@ def test_a_thousand_launches_none_lost_none_run_twice(
     tmp_path: Path, postgres_schema_url: str
 ) -> None:
     runs = tmp_path / "runs"
-    runs.mkdir(mode=0o777)
+    runs.mkdir()
+    runs.chmod(0o777)  # the sandboxed tasks write there (as user 65534 under root)
     config = tmp_path / "taskfabric.toml"
     config.write_text(
         f'[storage]\ndata_root = "{tmp_path / "data"}"\n\n'

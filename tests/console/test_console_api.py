@@ -187,6 +187,25 @@ def test_pages_carry_the_answers_of_their_first_api_calls(site: Site) -> None:
     assert "bank" in bank.text and "shop" not in bank.text.replace("shop-", "")
 
 
+def test_a_page_whose_first_call_fails_is_served_without_its_answer(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug behind an API call gives the call its 500 (logged), not the page: the page's
+    module asks again and shows the API's answer."""
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug behind GET /projects")
+
+    monkeypatch.setattr(site.plane, "projects", broken)
+    http = _signed_in(site, site.shop)
+    page = http.get("/console/registry")
+    assert page.status_code == 200
+    assert _first_answers(page.text) == {}
+    direct = _client(site.app, raise_server_exceptions=False, headers=http.headers)
+    direct.cookies = http.cookies
+    assert direct.get("/api/v1/projects").status_code == 500
+
+
 def test_an_answer_carried_in_a_page_cannot_close_its_element() -> None:
     from taskfabric.console import _inline
 

@@ -60,6 +60,7 @@ def test_two_servers_share_the_work_and_one_killed_is_taken_over(
     succeeded runs again."""
     steps = tmp_path / "steps"
     steps.mkdir()
+    steps.chmod(0o777)  # the sandboxed tasks write there (as user 65534 under root)
     log = steps / "steps.log"
     config_path = tmp_path / "taskfabric.toml"
     config_path.write_text(

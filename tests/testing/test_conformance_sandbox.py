@@ -25,4 +25,7 @@ class TestSandboxConformance(BackendConformance):
     def conformance_scratch(self) -> Path:
         scratch = SHARED / uuid.uuid4().hex
         scratch.mkdir(parents=True)
+        # A server run as root runs its attempts as the host's user 65534: a shared folder
+        # must be theirs to write in (docs/server.md, "Bounds").
+        scratch.chmod(0o777)
         return scratch

@@ -97,3 +97,32 @@ def test_without_the_fork_server_each_attempt_runs_bwrap(tmp_path: Path, fork_se
         assert int(one["capabilities"], 16) == 0, one
         assert not one["secret_visible"], one
         assert one["pid"] != 1, one  # bubblewrap's own process is pid 1 of its namespace
+
+
+def test_plugins_check_says_whether_the_fork_server_can_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskfabric.backends import _forkserver
+
+    path = tmp_path / "taskfabric.toml"
+    backend = {"driver": "sandbox"}
+    path.write_text(
+        config_text(data_root=tmp_path / "data", backend=backend, task_type="python", parallelism=1)
+    )
+    with use_plugins(Plugins(autoload=False)):
+        engine = Engine(load_config(path))
+        backend = engine.backends.create("conformance", engine.config)
+        try:
+            result = backend.check()
+        finally:
+            backend.close()
+            engine.close()
+    assert result.ok, result.message
+    assert result.message.endswith("in a sandbox; its fork server can run here"), result.message
+    # What it says on a machine whose system calls it does not know.
+    monkeypatch.setattr(_forkserver.platform, "machine", lambda: "riscv64")
+    (unmet,) = _forkserver.unmet_needs()
+    assert unmet == (
+        "the architecture riscv64 (the fork server knows the system calls of aarch64 and "
+        "x86_64 only)"
+    )

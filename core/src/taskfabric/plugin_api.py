@@ -367,6 +367,14 @@ class Backend(abc.ABC, Generic[SettingsT]):
     def release(self, attempt_id: str) -> None:
         """The engine recorded the attempt's end: forget it."""
 
+    def isolation_gaps(self, task: tasks_pb2.TaskTemplate) -> Sequence[str]:
+        """Why an attempt of `task` on this `isolated` backend, as configured, would not be
+        isolated after all: its settings or the task's own options open a way out (a mount of
+        the data root, credentials of the whole blob store, a pod template of the task's own).
+        Each reason says what to change; empty when the attempt is isolated. A multi-tenant
+        server refuses such a task with these reasons, at launch."""
+        return ()
+
     def pool_requests(self, task: tasks_pb2.TaskTemplate) -> Sequence[PoolRequest]:
         """Pools an attempt of `task` needs on this backend (e.g. the cluster's app slots)."""
         return ()

@@ -11,7 +11,13 @@ from pydantic import ValidationError
 from taskfabric import Resources, task
 from taskfabric.core.v1 import types_pb2
 from taskfabric.storage import LocalBlobStore
-from taskfabric_containers import ContainerSettings, ImageBuildError, ImageSpec
+from taskfabric_containers import (
+    ContainerBackend,
+    ContainerSettings,
+    ImageBuildError,
+    ImageSpec,
+    PodmanBackend,
+)
 from taskfabric_containers._images import debian_mirror, dockerfile
 from taskfabric_containers._limits import (
     LimitError,
@@ -223,3 +229,39 @@ def test_backend_options_must_be_json_settings_by_driver() -> None:
 
         @task(backend_options={"podman": {"env": {"A": object()}}})
         def opaque() -> None: ...
+
+
+def _backend(tmp_path: Path, **settings: object) -> ContainerBackend:
+    from taskfabric.plugin_api import BackendContext
+    from taskfabric.storage import PackStore
+
+    data = tmp_path / "data"
+    store = LocalBlobStore(data / "blobs")
+    context = BackendContext(
+        store=store,
+        literals=PackStore(store),
+        data_root=data,
+        work_root=data / "work",
+        parallelism=2,
+        core_version="0",
+    )
+    return PodmanBackend("box", ContainerSettings.model_validate(settings), context)
+
+
+def test_isolation_gaps_name_what_opens_a_way_out(tmp_path: Path) -> None:
+    @task
+    def plain() -> None: ...
+
+    assert PodmanBackend.isolated
+    assert _backend(tmp_path).isolation_gaps(plain.template()) == []
+    gaps = _backend(
+        tmp_path,
+        task_overrides=["env", "mounts"],
+        mounts=[f"{tmp_path}:/host:ro", "/opt/reference:/ref"],
+    ).isolation_gaps(plain.template())
+    assert len(gaps) == 2, gaps
+    assert (
+        'task_overrides lets tasks add their own mounts (any folder of the host): remove "mounts"'
+        in gaps[0]
+    )
+    assert f"mounts '{tmp_path}:/host:ro' shows the containers {tmp_path / 'data'}" in gaps[1]

@@ -21,6 +21,7 @@ from taskfabric_flink._environment import client_environment, job_name, submit_a
 from taskfabric_flink._errors import root_cause, user_frames
 from taskfabric_flink._pool import ClusterPool
 from taskfabric_flink._rest import FlinkRest, FlinkRestError
+from taskfabric_flink._watch import ClusterView, LiveJobs, job_links
 
 
 def test_the_task_config_merges_over_the_backend_and_shortcuts_win() -> None:
@@ -208,3 +209,46 @@ def test_a_pool_sized_from_the_cluster_needs_a_pool() -> None:
         rest_url="http://127.0.0.1:8081", pool="slots", pool_refresh_seconds=5, pool_margin=1
     )
     assert (settings.pool_refresh_seconds, settings.pool_margin) == (5, 1)
+
+
+def test_the_jobs_of_a_running_attempt_come_from_the_rest_api() -> None:
+    from taskfabric.core.v1 import tasks_pb2, types_pb2
+    from taskfabric.plugin_api import TaskAttempt
+
+    notified: list[str] = []
+    attempt = TaskAttempt(
+        "ex/n0/1", "ex", "n0", 1, tasks_pb2.TaskTemplate(), types_pb2.LiteralMap(), "", "", "",
+        notified.append,
+    )  # fmt: skip
+    rest = _FakeRest(4, [], {})
+    live = LiveJobs("flink", rest, every=60)
+    live.watch(attempt)
+    assert live.view("ex/n0/1") == ClusterView()
+    assert "not read yet" in ClusterView().message()
+    live.refresh()
+    view = live.view("ex/n0/1")
+    assert view is not None and view.read and not view.jobs and notified == ["ex/n0/1"]
+    assert view.message().endswith("no job of it on the cluster yet")
+    rest.listed = [
+        {"jid": "j2", "name": "taskfabric-ex/n0/1", "state": "RUNNING", "start-time": 2},
+        {"jid": "j1", "name": "taskfabric-ex/n0/1", "state": "FINISHED", "start-time": 1},
+        {"jid": "x", "name": "taskfabric-ex/n1/1", "state": "RUNNING", "start-time": 1},
+    ]
+    live.refresh()
+    live.refresh()  # nothing changed: notified once
+    view = live.view("ex/n0/1")
+    assert view is not None and view.jobs == (("j1", "FINISHED"), ("j2", "RUNNING"))
+    assert view.message() == "Flink jobs on the cluster: j1 FINISHED, j2 RUNNING"
+    assert notified == ["ex/n0/1"] * 2
+    assert [link.uri for link in job_links("http://jm", list(view.jobs))] == [
+        "http://jm/#/job/completed/j1",
+        "http://jm/#/job/running/j2",
+    ]
+    rest.down = True
+    live.refresh()
+    view = live.view("ex/n0/1")
+    assert view is not None and view.jobs[1] == ("j2", "RUNNING")  # the last seen stay
+    assert view.message().startswith("the Flink REST API does not answer")
+    live.forget("ex/n0/1")
+    assert live.view("ex/n0/1") is None
+    live.close()

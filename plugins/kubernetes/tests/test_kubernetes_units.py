@@ -257,3 +257,65 @@ def test_a_pod_past_its_deadline_before_running_is_not_retried() -> None:
         _pod("Failed", reason="DeadlineExceeded", message="Pod was active too long")
     ).error
     assert error is not None and error.code == "PodDeadlineExceeded" and not error.retryable
+
+
+# -- isolation ---------------------------------------------------------------------------------
+
+
+def _backend(tmp_path: Any, **settings: Any) -> Any:
+    from taskfabric.plugin_api import BackendContext
+    from taskfabric.storage import LocalBlobStore, PackStore
+    from taskfabric_kubernetes import KubernetesBackend
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
+        "clusters: [{name: t, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: t, user: {token: x}}]\n"
+        "contexts: [{name: t, context: {cluster: t, user: t}}]\n"
+    )
+    data = tmp_path / "data"
+    store = LocalBlobStore(data / "blobs")
+    context = BackendContext(
+        store=store,
+        literals=PackStore(store),
+        data_root=data,
+        work_root=data / "work",
+        parallelism=2,
+        core_version="0",
+    )
+    found = {"kubeconfig": str(kubeconfig), "image": "img:1", **settings}
+    return KubernetesBackend("pods", KubernetesSettings.model_validate(found), context)
+
+
+def test_isolation_gaps_name_what_opens_a_way_out(tmp_path: Any) -> None:
+    from taskfabric import task
+
+    @task
+    def plain() -> None: ...
+
+    @task(backend_options={"kubernetes": {"pod_template": {"spec": {"hostPID": True}}}})
+    def own_template() -> None: ...
+
+    @task(backend_options={"kubernetes": {"secret_env": {"T": "other-team/token"}}})
+    def own_secret() -> None: ...
+
+    backend = _backend(tmp_path)
+    try:
+        assert backend.isolated
+        assert backend.isolation_gaps(plain.template()) == []
+        (gap,) = backend.isolation_gaps(own_template.template())
+        assert "the task sets its own pod_template" in gap
+        assert 'remove "pod_template" from [backends.pods] task_overrides' in gap
+        # Secrets of its own choice, in a namespace of its project only: fine.
+        assert backend.isolation_gaps(own_secret.template()) == []
+    finally:
+        backend.close()
+    shared = _backend(tmp_path, namespace="batch", data="store")
+    try:
+        gaps = shared.isolation_gaps(own_secret.template())
+    finally:
+        shared.close()
+    assert len(gaps) == 2, gaps
+    assert gaps[0].startswith('[backends.pods] data = "store": each pod would reach the blob')
+    assert "in namespace 'batch', which projects share" in gaps[1]

@@ -15,6 +15,9 @@ The contract itself (`Backend`, `TaskAttempt`, `AttemptStatus`, ...) is in
 - `attempt_work_dir`, `node_key`: where an attempt's files go, the same in every engine process;
 - `task_options`: the settings a task gives its backend (`@task(backend_options=...)`),
   limited to the keys the backend's operator lets tasks set;
+- `read_regular`, `check_output_folder`, `check_outputs`: what an attempt that ran apart (a
+  sandbox, a container, a pod) left, checked before it is read: no link followed, no output
+  naming a blob that is not the attempt's own or one of its inputs;
 - `execute_task`: one attempt in this process, literals in and out (what `taskfabric-execute`
   and `ThreadBackend.run_attempt` call).
 
@@ -22,6 +25,12 @@ Nothing here imports the engine, the metadata store or the pool manager.
 """
 
 from taskfabric.backends._execute import execute_task, user_traceback
+from taskfabric.backends._leftovers import (
+    REFUSED,
+    check_output_folder,
+    check_outputs,
+    read_regular,
+)
 from taskfabric.backends._local import LocalBackend, LocalSettings
 from taskfabric.backends._options import TaskOptionsError, task_options
 from taskfabric.backends._paths import attempt_work_dir, node_key
@@ -32,6 +41,7 @@ from taskfabric.backends._subprocess import SubprocessBackend, SubprocessSetting
 from taskfabric.backends._threads import ThreadBackend
 
 __all__ = [
+    "REFUSED",
     "LocalBackend",
     "LocalSettings",
     "ProcessBackend",
@@ -44,9 +54,12 @@ __all__ = [
     "TaskOptionsError",
     "ThreadBackend",
     "attempt_work_dir",
+    "check_output_folder",
+    "check_outputs",
     "describe_exit",
     "execute_task",
     "node_key",
+    "read_regular",
     "tail",
     "task_options",
     "user_traceback",

@@ -29,10 +29,12 @@ import contextlib
 import ctypes
 import ctypes.util
 import fcntl
+import gc
 import io
 import json
 import os
 import platform
+import resource
 import select
 import signal
 import socket
@@ -42,7 +44,14 @@ import tempfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["ATTEMPT_SETUP_FAILED", "decode_status", "main", "read_request", "write_request"]
+__all__ = [
+    "ATTEMPT_SETUP_FAILED",
+    "decode_status",
+    "main",
+    "read_request",
+    "unmet_needs",
+    "write_request",
+]
 
 #: The exit code of an attempt whose sandbox could not be built (its log says why).
 ATTEMPT_SETUP_FAILED = 125
@@ -124,6 +133,44 @@ def _prctl(option: int, arg: int = 0) -> int:
     return result
 
 
+# -- what it needs of the machine ----------------------------------------------------------
+
+
+def unmet_needs() -> list[str]:
+    """What this machine lacks for the fork server (empty: nothing): an architecture whose
+    system call numbers it knows, `pidfd_open`, and user namespaces (with the mount, pid,
+    IPC, UTS, cgroup and network namespaces an attempt gets), tried in a child process."""
+    found: list[str] = []
+    if platform.machine() not in _SYSCALLS:
+        found.append(
+            f"the architecture {platform.machine()} (the fork server knows the system calls "
+            f"of {' and '.join(sorted(_SYSCALLS))} only)"
+        )
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError) as exc:
+        found.append(f"pidfd_open (Linux 5.3 or later, Python 3.9 or later): {exc}")
+    try:
+        with open("/proc/sys/user/max_user_namespaces") as fh:
+            most = int(fh.read())
+    except (OSError, ValueError):
+        most = -1
+    if most == 0:
+        found.append("user namespaces: sysctl user.max_user_namespaces is 0")
+    pid = os.fork()
+    if pid == 0:
+        flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
+        os._exit(0 if _libc.unshare(flags | CLONE_NEWCGROUP | CLONE_NEWNET) == 0 else 1)
+    _, status = os.waitpid(pid, 0)
+    if status != 0 and most != 0:
+        found.append(
+            "user namespaces: this user may not create them (Debian: sysctl "
+            "kernel.unprivileged_userns_clone=1; Ubuntu 24.04: sysctl "
+            "kernel.apparmor_restrict_unprivileged_userns=0, or run as root)"
+        )
+    return found
+
+
 # -- the protocol between the engine and a child -------------------------------------------
 
 
@@ -193,9 +240,10 @@ def _bind(source: str, target: str, *, read_only: bool) -> None:
         _mount(None, point, None, flags | (MS_RDONLY if read_only else 0))
 
 
-def _dev(target: str) -> None:
+def _dev(target: str, shm: int) -> None:
     os.makedirs(target, exist_ok=True)
-    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755")
+    # Owned by the attempt's user, like the rest of its namespace: kept tiny.
+    _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=1m")
     for name in _DEVICES:
         if os.path.exists(f"/dev/{name}"):
             _make_target(f"{target}/{name}", f"/dev/{name}")
@@ -205,14 +253,16 @@ def _dev(target: str) -> None:
     os.symlink("/proc/self/fd/1", f"{target}/stdout")
     os.symlink("/proc/self/fd/2", f"{target}/stderr")
     os.makedirs(f"{target}/shm")
-    _mount("tmpfs", f"{target}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    bound = f",size={shm}" if shm else ""
+    _mount("tmpfs", f"{target}/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + bound)
 
 
 class _Plan:
     """What the `bwrap` arguments ask for (the subset `SandboxBackend` writes)."""
 
     def __init__(self, args: Sequence[str]) -> None:
-        self.ops: list[tuple[str, str, str]] = []
+        #: (operation, source, destination, tmpfs size in bytes or 0).
+        self.ops: list[tuple[str, str, str, int]] = []
         self.links: list[tuple[str, str]] = []
         self.share_net = False
         self.chdir = "/"
@@ -220,6 +270,7 @@ class _Plan:
         self.gid = 65534
         i = 0
         flags_only = {"--die-with-parent", "--unshare-all", "--unshare-user"}
+        size = 0  # `--size N` applies to the next `--tmpfs`
         while i < len(args):
             arg = args[i]
             if arg in flags_only:
@@ -227,6 +278,11 @@ class _Plan:
             elif arg == "--share-net":
                 self.share_net = True
                 i += 1
+            elif arg == "--size":
+                size = int(args[i + 1])
+                if size <= 0:
+                    raise ValueError(f"--size {args[i + 1]}: a positive number of bytes")
+                i += 2
             elif arg in ("--uid", "--gid", "--cap-drop", "--chdir", "--proc", "--dev", "--tmpfs"):
                 value = args[i + 1]
                 if arg == "--uid":
@@ -238,10 +294,11 @@ class _Plan:
                 elif arg == "--chdir":
                     self.chdir = value
                 elif arg != "--cap-drop":
-                    self.ops.append((arg, "", value))
+                    self.ops.append((arg, "", value, size if arg == "--tmpfs" else 0))
+                    size = 0 if arg == "--tmpfs" else size
                 i += 2
             elif arg in ("--ro-bind", "--bind"):
-                self.ops.append((arg, args[i + 1], args[i + 2]))
+                self.ops.append((arg, args[i + 1], args[i + 2], 0))
                 i += 3
             elif arg == "--symlink":
                 self.links.append((args[i + 1], args[i + 2]))
@@ -254,7 +311,9 @@ def _build_root(plan: _Plan, base: str) -> None:
     """Mount the attempt's root on `base` (an empty folder of the host) and enter it."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-    for op, source, dest in plan.ops:
+    # /dev/shm is bounded as /tmp is (bubblewrap has no such option: its /dev is unbounded).
+    shm = next((n for op, _, dest, n in plan.ops if op == "--tmpfs" and dest == "/tmp"), 0)
+    for op, source, dest, size in plan.ops:
         target = base + dest
         if op == "--ro-bind":
             _bind(source, target, read_only=True)
@@ -264,10 +323,11 @@ def _build_root(plan: _Plan, base: str) -> None:
             os.makedirs(target, exist_ok=True)
             _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         elif op == "--dev":
-            _dev(target)
+            _dev(target, shm)
         elif op == "--tmpfs":
             os.makedirs(target, exist_ok=True)
-            _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+            bound = f",size={size}" if size else ""
+            _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + bound)
     for link, path in plan.links:  # last: no later path goes through a link of the host's
         os.makedirs(os.path.dirname(base + path), exist_ok=True)
         os.symlink(link, base + path)
@@ -289,11 +349,14 @@ def _loopback_up() -> None:
         fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
 
 
-def _drop_privileges() -> None:
+def _drop_privileges(uid: int, gid: int) -> None:
     for cap in range(64):
         if _prctl(PR_CAPBSET_DROP, cap) != 0:
             break  # past the last capability the kernel knows
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    # Root of the namespace until here (when the engine is root): now the attempt's user.
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
     header = struct.pack("Ii", 0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
     data = ctypes.create_string_buffer(24)  # effective, permitted, inheritable: all empty
     _call(_syscall("capset", ctypes.c_char_p(header), data), "capset")
@@ -326,7 +389,7 @@ def _run_attempt(
         _build_root(plan, base)
         if not plan.share_net:
             _loopback_up()
-        _drop_privileges()
+        _drop_privileges(plan.uid, plan.gid)
         os.chdir(plan.chdir)
     except Exception as exc:
         print(f"taskfabric sandbox: cannot set up the attempt's sandbox: {exc}", file=sys.stderr)
@@ -334,6 +397,12 @@ def _run_attempt(
     # pid 1 of a namespace gets no signal it has no handler for: SIGTERM ends it as it
     # would end any process (the task may install its own handler).
     signal.signal(signal.SIGTERM, lambda *_: os._exit(128 + signal.SIGTERM))
+    # The same for the soft CPU limit's SIGXCPU (the hard one, seconds later, is SIGKILL).
+    signal.signal(signal.SIGXCPU, lambda *_: os._exit(128 + signal.SIGXCPU))
+    # The attempt's bounds (`_limits`), lowered here, where it has no capability to raise
+    # them; RLIMIT_NPROC counts the processes of its own user namespace only.
+    for which, soft, hard in request.get("rlimits", ()):
+        resource.setrlimit(which, (soft, hard))
     os.environ.clear()
     os.environ.update(request["env"])
     # As `python -m taskfabric.execute` started in the attempt's folder: that folder first
@@ -343,6 +412,33 @@ def _run_attempt(
     sys.path[1:1] = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
     sys.argv = ["taskfabric-execute", *request["argv"]]
     return execute(request["argv"])
+
+
+def _unshare_mapped(flags: int, uids: dict[int, int], gids: dict[int, int]) -> None:
+    """unshare(`flags`) with a new user namespace whose ids map as given (inside: host),
+    written by a helper process that stays in this (the parent) namespace."""
+    ready_r, ready_w = os.pipe()
+    helper = os.fork()
+    if helper == 0:
+        code = 1
+        try:
+            os.close(ready_w)
+            if os.read(ready_r, 1) == b"u":
+                target = os.getppid()
+                _write(f"/proc/{target}/uid_map", "".join(f"{a} {b} 1\n" for a, b in uids.items()))
+                _write(f"/proc/{target}/gid_map", "".join(f"{a} {b} 1\n" for a, b in gids.items()))
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(ready_r)
+    try:
+        _call(_libc.unshare(flags), "unshare")
+        os.write(ready_w, b"u")
+    finally:
+        os.close(ready_w)
+        _, status = os.waitpid(helper, 0)
+    if status != 0:
+        raise OSError("could not map the sandbox's user ids")
 
 
 def _supervise(
@@ -357,11 +453,21 @@ def _supervise(
     plan = _Plan(request["bwrap"])
     flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     flags |= CLONE_NEWCGROUP | (0 if plan.share_net else CLONE_NEWNET)
-    uid, gid = os.getuid(), os.getgid()
-    _call(_libc.unshare(flags), "unshare")
-    _write("/proc/self/setgroups", "deny")
-    _write("/proc/self/uid_map", f"{plan.uid} {uid} 1\n")
-    _write("/proc/self/gid_map", f"{plan.gid} {gid} 1\n")
+    host_id = int(request.get("host_id", 0))
+    if host_id and os.geteuid() == 0:
+        # An engine run as root: the attempt runs as the host's `host_id` user, not as root
+        # (the kernel counts no process of root's against RLIMIT_NPROC, and nothing of the
+        # host should be root's to it). This process stays root of the new namespace, to
+        # build the attempt's root from folders that only root may open; a helper left
+        # outside maps both ids (only a process of the parent namespace may).
+        os.setgroups([])
+        _unshare_mapped(flags, {0: 0, plan.uid: host_id}, {0: 0, plan.gid: host_id})
+    else:
+        uid, gid = os.getuid(), os.getgid()
+        _call(_libc.unshare(flags), "unshare")
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"{plan.uid} {uid} 1\n")
+        _write("/proc/self/gid_map", f"{plan.gid} {gid} 1\n")
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -437,6 +543,10 @@ def serve(
 ) -> None:
     """Fork one child per message on `control` until it closes."""
     preload()
+    # What the imports made stays in the permanent generation: no collection, here or in a
+    # child, walks (and so writes to, making the child copy) those objects' pages.
+    gc.collect()
+    gc.freeze()
     base = tempfile.mkdtemp(prefix="taskfabric-sandbox-")
     os.chmod(base, 0o755)
     # Ended children are reaped as they end (waited for, so their CPU time counts in this

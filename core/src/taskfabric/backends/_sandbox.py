@@ -45,10 +45,20 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from pydantic import Field, ValidationInfo, field_validator
+
 from taskfabric.backends._forkclient import ForkedProcess, ForkServer
+from taskfabric.backends._leftovers import check_output_folder, check_outputs, read_regular
+from taskfabric.backends._limits import (
+    MIN_PROCESSES,
+    AttemptLimits,
+    LimitError,
+    limit_error,
+    limits_of,
+    parse_bytes,
+)
 from taskfabric.backends._pids import starting_handle
 from taskfabric.backends._process import PID_FILE, ProcessBackend, ProcessRun
-from taskfabric.core.v1 import types_pb2
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
     AttemptError,
@@ -88,8 +98,6 @@ _ETC = (
     "/etc/ca-certificates.conf",
     "/etc/alternatives",
 )
-#: The most bytes of an outputs or error document read back from a sandbox.
-MAX_DOCUMENT_BYTES = 1 << 30
 
 
 class SandboxError(Exception):
@@ -121,6 +129,39 @@ class SandboxSettings(BackendSettings):
     #: CPU per attempt instead of about a second. False: each attempt runs `bwrap` and a
     #: fresh Python.
     fork_server: bool = True
+    #: Bounds of each attempt; 0 or "": none. A task's own `limits` win: `memory`,
+    #: `ephemeral_storage` (as `disk`), and `cpu` times its timeout (as `cpu_seconds`).
+    #: CPU seconds of each of its processes (then SIGXCPU ends it).
+    cpu_seconds: float = Field(default=0, ge=0)
+    #: Memory each of its processes may allocate, e.g. "512Mi", "2Gi" (then MemoryError).
+    memory: str = ""
+    #: Processes and threads it may run at once (then a fork fails); at least 4.
+    processes: int = Field(default=0, ge=0)
+    #: The largest file it may write, and the size of its scratch folder, /tmp and /dev/shm
+    #: (then in-memory file systems of that size), e.g. "1Gi".
+    disk: str = ""
+
+    @field_validator("memory", "disk")
+    @classmethod
+    def _bytes(cls, value: str, info: ValidationInfo) -> str:
+        if value:
+            parse_bytes(value, str(info.field_name))
+        return value
+
+    @field_validator("processes")
+    @classmethod
+    def _enough_processes(cls, value: int) -> int:
+        if 0 < value < MIN_PROCESSES:
+            raise ValueError(
+                f"processes = {value} is too few: an attempt needs at least {MIN_PROCESSES} "
+                "(its own process and the threads of Python's standard library)"
+            )
+        return value
+
+
+def _sized(size: int) -> list[str]:
+    """bubblewrap's `--size` for the next `--tmpfs` (none: no bound)."""
+    return ["--size", str(size)] if size else []
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -177,24 +218,6 @@ def _is_socket(path: str) -> bool:
     return stat.S_ISSOCK(os.stat(path).st_mode)
 
 
-def _read_regular(path: Path) -> bytes | None:
-    """The bytes of `path` when it is a regular file (a link is not followed), else None."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_DOCUMENT_BYTES:
-            return None
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 class SandboxBackend(ProcessBackend[SandboxSettings]):
     """Runs each attempt as `python -m taskfabric.execute` inside a bubblewrap sandbox that
     sees only its attempt; see the module docstring."""
@@ -209,6 +232,7 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         self._blob_root = self._store_root()
         self._fork_server: ForkServer | None = None
         self._fork_lock = threading.Lock()
+        self._system_cache: dict[tuple[tuple[str, ...], int], list[str]] = {}
 
     # -- what the sandbox sees ---------------------------------------------------------
 
@@ -277,8 +301,21 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         """The attempt's folder that its sandbox sees (read-write)."""
         return self.work_dir(attempt) / BOX
 
-    def _system_args(self, read_only: Iterable[str]) -> list[str]:
-        """The namespaces, the system's folders and the Python's, read-only."""
+    def _system_args(self, read_only: Iterable[str], disk: int = 0) -> list[str]:
+        """The namespaces, the system's folders and the Python's, read-only: the same for
+        every attempt of one code bundle (kept, for the engine's life, per bundle and size)."""
+        key = (tuple(read_only), disk)
+        with self._fork_lock:
+            found = self._system_cache.get(key)
+        if found is None:
+            found = self._make_system_args(key[0], disk)
+            with self._fork_lock:
+                if len(self._system_cache) > 256:
+                    self._system_cache.clear()
+                self._system_cache[key] = found
+        return list(found)
+
+    def _make_system_args(self, read_only: Iterable[str], disk: int) -> list[str]:
         args = ["--die-with-parent", "--unshare-all", "--unshare-user"]
         args += ["--uid", SANDBOX_ID, "--gid", SANDBOX_ID, "--cap-drop", "ALL"]
         if self.settings.network:
@@ -292,7 +329,8 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         for path in _ETC:
             if os.path.exists(path):
                 args += ["--ro-bind", path, path]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += [*_sized(disk), "--tmpfs", "/tmp"]
         folders = [
             self._read_only_folder(p, "the Python folder") for p in _python_paths(self.python)
         ]
@@ -319,15 +357,33 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         depth = function.module.count(".") + (source.name == "__init__.py")
         return (str(source.parents[depth]),) if depth < len(source.parents) else ()
 
+    def limits(self, attempt: TaskAttempt) -> AttemptLimits:
+        """The attempt's bounds: the task's own `limits`, else the settings'."""
+        s = self.settings
+        try:
+            return limits_of(
+                attempt.task,
+                backend=self.name,
+                cpu_seconds=s.cpu_seconds,
+                memory=s.memory,
+                processes=s.processes,
+                disk=s.disk,
+            )
+        except LimitError as exc:
+            raise SandboxError(str(exc)) from exc
+
     def sandbox_args(self, attempt: TaskAttempt, box: Path, raw: Path) -> list[str]:
         """bubblewrap's arguments for the attempt: the namespaces and what is mounted."""
-        args = self._system_args(self.code_folders(attempt))
+        disk = self.limits(attempt).disk
+        args = self._system_args(self.code_folders(attempt), disk)
         for path in _outermost(self._input_paths(attempt)):
             args += ["--ro-bind", path, path]
         for path in self.settings.read_write:
             real = self._read_only_folder(path, "the read_write folder")
             args += ["--bind", real, real]
         args += ["--bind", str(box), str(box), "--bind", str(raw), str(raw)]
+        if disk:  # the scratch folder, in memory and of that size
+            args += [*_sized(disk), "--tmpfs", str(box / "scratch")]
         for value in attempt.env.values():  # the pool channel's socket
             if value.startswith("/") and os.path.exists(value) and _is_socket(value):
                 args += ["--bind", value, value]
@@ -358,7 +414,9 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         # or error document next to them; `gather` checks them and moves them into place.
         (box / "task.pb").write_bytes(attempt.task.SerializeToString(deterministic=True))
         (box / "inputs.pb").write_bytes(attempt.inputs.SerializeToString(deterministic=True))
+        bounds = [] if self.settings.fork_server else self.limits(attempt).prlimit_args()
         return [
+            *(["prlimit", *bounds] if bounds else []),
             self.settings.bwrap,
             *self.sandbox_args(attempt, box, raw),
             "--",
@@ -381,7 +439,15 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         if attempt.code_path:
             env["PYTHONPATH"] = os.pathsep.join(attempt.code_path)
         env.setdefault("PYTHONUNBUFFERED", "1")
-        request = {"bwrap": command[1:split], "argv": command[split + 4 :], "env": env}
+        if os.geteuid() == 0:  # the attempt runs as the host's SANDBOX_ID: its folders are its
+            self._hand_over(attempt, command[1:split])
+        request = {
+            "host_id": int(SANDBOX_ID) if os.geteuid() == 0 else 0,
+            "bwrap": command[1:split],
+            "argv": command[split + 4 :],
+            "env": env,
+            "rlimits": self.limits(attempt).rlimits(),
+        }
         pid_file = work_dir / PID_FILE
         pid_file.unlink(missing_ok=True)
         # As for a process started directly: provisional first, then the pid file (written
@@ -395,6 +461,19 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         log.info("attempt handed to the sandbox fork server", attempt_id=attempt.attempt_id)
         return ProcessRun(attempt, proc, log_path)
 
+    def _hand_over(self, attempt: TaskAttempt, args: list[str]) -> None:
+        """Give the host's SANDBOX_ID user (which a fork-server attempt runs as when the
+        engine is root) what the attempt writes: its own folder, scratch and raw-data folder,
+        and the pool channel's socket (which a connection must be able to write to; it sits
+        in a folder of the engine's own, and its peers prove themselves with a secret)."""
+        box = self.box(attempt)
+        ids = int(SANDBOX_ID)
+        for folder in (box, box / "scratch", self._raw_folder(attempt)):
+            os.chown(folder, ids, ids)
+        for i, arg in enumerate(args[:-2]):
+            if arg == "--bind" and _is_socket(args[i + 1]):
+                os.chmod(args[i + 1], 0o777)
+
     def _signal(self, run: ProcessRun, sig: signal.Signals) -> None:
         if isinstance(run.proc, ForkedProcess):
             run.proc.send_signal(sig)
@@ -407,6 +486,15 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
             server, self._fork_server = self._fork_server, None
         if server is not None:
             server.close()
+
+    def _status(self, run: ProcessRun, code: int | None) -> AttemptStatus:
+        status = super()._status(run, code)
+        if status.phase is AttemptPhase.FAILED:
+            with contextlib.suppress(SandboxError):
+                reached = limit_error(self.limits(run.attempt), code, status.error)
+                if reached is not None:
+                    status.error = reached
+        return status
 
     def launch_error(self, attempt: TaskAttempt, exc: Exception) -> AttemptStatus | None:
         if isinstance(exc, SandboxError):  # running it again would not help
@@ -434,54 +522,18 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
             raw = self._raw_folder(attempt)
         except SandboxError as exc:
             return AttemptError("SandboxRefused", str(exc), kind="system", retryable=False)
-        for folder, dirs, files in os.walk(raw):
-            for name in [*dirs, *files]:
-                path = Path(folder) / name
-                mode = path.lstat().st_mode
-                if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                    kind = "link" if stat.S_ISLNK(mode) else "special file"
-                    path.unlink()
-                    return AttemptError(
-                        "SandboxRefused",
-                        f"the task left a {kind} in its output folder ({path.relative_to(raw)}): "
-                        "a sandboxed task may output regular files and folders only",
-                        kind="user",
-                        retryable=False,
-                    )
-        outputs = _read_regular(box / "outputs.pb")
+        refused = check_output_folder(raw)
+        if refused is not None:
+            return refused
+        outputs = read_regular(box / "outputs.pb")
         if outputs is not None:
-            refused = self._check_outputs(attempt, outputs)
+            refused = check_outputs(attempt, outputs)
             if refused is not None:
                 return refused
             store.put_bytes(attempt.outputs_uri, outputs)
-        error = _read_regular(box / "error.pb")
+        error = read_regular(box / "error.pb")
         if error is not None:
             store.put_bytes(attempt.error_uri, error)
-        return None
-
-    @staticmethod
-    def _check_outputs(attempt: TaskAttempt, data: bytes) -> AttemptError | None:
-        """Every blob the outputs name is the attempt's own (under its raw prefix) or one of
-        its inputs: a task cannot hand a later reader a path it was not given."""
-        outputs = types_pb2.LiteralMap()
-        try:
-            outputs.ParseFromString(data)
-        except Exception:
-            return AttemptError(
-                "SandboxRefused", "the task's outputs document is unreadable", kind="system"
-            )
-        given = set(blob_uris(attempt.inputs))
-        own = attempt.raw_prefix.rstrip("/") + "/"
-        for uri in blob_uris(outputs):
-            if uri in given or (uri.startswith(own) and "/../" not in uri):
-                continue
-            return AttemptError(
-                "SandboxRefused",
-                f"an output names {uri}, which is neither one of the attempt's inputs nor in "
-                "its own output folder",
-                kind="user",
-                retryable=False,
-            )
         return None
 
     def check(self) -> CheckResult:
@@ -512,6 +564,31 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
                 f"{out.stderr.strip()[-500:]} (user namespaces must be allowed: "
                 "sysctl kernel.unprivileged_userns_clone=1, or run as root)",
             )
-        return CheckResult(
-            True, f"{program} runs {self.python} (Python {out.stdout.strip()}) in a sandbox"
+        message = f"{program} runs {self.python} (Python {out.stdout.strip()}) in a sandbox"
+        if not self.settings.fork_server:
+            return CheckResult(True, message + " (fork_server = false: bwrap for each attempt)")
+        probe = (
+            "from taskfabric.backends._forkserver import unmet_needs; "
+            "print(*unmet_needs(), sep='\\n')"
         )
+        try:
+            needs = subprocess.run(
+                [self.python, "-c", probe],
+                capture_output=True,
+                text=True,
+                env=self.environment(),
+                timeout=60,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return CheckResult(False, f"{message}; cannot ask what the fork server needs: {exc}")
+        unmet = [line for line in needs.stdout.splitlines() if line.strip()]
+        if needs.returncode != 0 or unmet:
+            what = "; ".join(unmet) or needs.stderr.strip()[-500:]
+            return CheckResult(
+                False,
+                f"{message}, but its fork server cannot run here: it needs {what}. Set "
+                f"fork_server = false in [backends.{self.name}] to run each attempt through "
+                "bwrap instead (about a second of CPU per attempt)",
+            )
+        return CheckResult(True, message + "; its fork server can run here")

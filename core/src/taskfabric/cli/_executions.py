@@ -69,14 +69,21 @@ def list_executions(
             )
             rows = [as_record(e) for e in found]
     else:
-        with user_errors(), _engine() as engine:
-            rows = engine.metadata.list_executions(
-                project=project,
-                domain=domain,
-                phases=[p.upper() for p in phase] or None,
-                workflow=workflow,
-                limit=limit,
-            )
+        # the metadata store alone: a listing needs neither the engine nor its backends
+        from taskfabric.metadata import MetadataStore
+
+        with user_errors():
+            store = MetadataStore(state().config.metadata_url)
+            try:
+                rows = store.list_executions(
+                    project=project,
+                    domain=domain,
+                    phases=[p.upper() for p in phase] or None,
+                    workflow=workflow,
+                    limit=limit,
+                )
+            finally:
+                store.close()
     if output_format == "json":
         out.print_json(json.dumps([vars(r) for r in rows], default=str))
         return

@@ -31,10 +31,15 @@ if TYPE_CHECKING:
 
 
 def remote_client() -> Client | None:
-    """The client of the configured server, or None when the store is local."""
+    """The client of the configured server, or None when the store is local (then the
+    server's package, httpx and the token store are not imported: a local command starts
+    faster)."""
+    config = state().config
+    if not config.server.url:
+        return None
     from taskfabric.server import client_for
 
-    return client_for(state().config)
+    return client_for(config)
 
 
 @contextmanager

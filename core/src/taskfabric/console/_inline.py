@@ -96,6 +96,10 @@ async def get(app: ASGIApp, request: Request, target: str) -> bytes | None:
 
     try:
         await app(scope, receive, send)
+    except Exception:
+        # The API answered its 500 and logged the failure (then Starlette re-raises it): the
+        # page's module asks again and shows that answer.
+        return None
     finally:
         done.set()
     return b"".join(parts) if status == 200 and json_body else None

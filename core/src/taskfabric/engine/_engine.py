@@ -139,8 +139,10 @@ class Engine:
                 backend = self.backends.for_task(t, project)
             except PluginError as exc:
                 raise BackendNotConfiguredError(f"task '{t.id.name}': {exc}") from exc
-            if self.isolate_code and not backend.isolated:
-                raise not_isolated(t, backend)
+            if self.isolate_code:
+                gaps = backend.isolation_gaps(t) if backend.isolated else ()
+                if not backend.isolated or gaps:
+                    raise not_isolated(t, backend, gaps)
             weights: dict[str, int] = {}
             requests: list[Any] = [*t.pools, *backend.pool_requests(t)]
             for req in requests:

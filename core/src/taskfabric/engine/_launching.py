@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,11 +103,24 @@ class CodeNotIsolatedError(TaskfabricError):
     """A multi-tenant engine was asked to run a task on a backend that does not isolate it."""
 
 
-def not_isolated(task: tasks_pb2.TaskTemplate, backend: Backend[Any]) -> CodeNotIsolatedError:
-    """The refusal of a task that would run on a backend that does not isolate it."""
-    return CodeNotIsolatedError(
+def not_isolated(
+    task: tasks_pb2.TaskTemplate, backend: Backend[Any], gaps: Sequence[str] = ()
+) -> CodeNotIsolatedError:
+    """The refusal of a task that would run on a backend that does not isolate it (`gaps`:
+    why an isolating backend would not, as configured)."""
+    where = (
         f"task '{task.id.name}' (task type {task.type}) would run on backend "
-        f"'{backend.name}' (driver {backend.driver or '?'}), which does not isolate a "
+        f"'{backend.name}' (driver {backend.driver or '?'})"
+    )
+    if gaps:
+        return CodeNotIsolatedError(
+            f"{where}, which as configured does not isolate a project's code: "
+            + "; ".join(gaps)
+            + ' (docs/server.md, "Isolation"); or, if every project\'s code is trusted, '
+            "declare the deployment single-tenant: [server] single_tenant = true"
+        )
+    return CodeNotIsolatedError(
+        f"{where}, which does not isolate a "
         "project's code: it would run with the server's credentials and every project's data "
         f'within reach. Run it on an isolating backend, e.g. [task_types] {task.type} = "sandbox" '
         'with [backends.sandbox] driver = "sandbox" (docs/server.md, "Isolation"); or, if '

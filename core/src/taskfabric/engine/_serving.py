@@ -53,12 +53,13 @@ class ExecutionWorker:
         stale_before = time.time() - 3 * self.engine.config.engine.heartbeat_seconds
         found = metadata.runnable_executions(stale_before=stale_before, limit=2 * self.slots)
         seen = {r.id for r in found}
+        dead: dict[str, bool] = {}  # owner -> whether it died: the same few owners run many
         for rec in metadata.list_executions(phases=["RUNNING"], limit=200):
-            if (
-                rec.id not in seen
-                and rec.owner.startswith(self._host + ":")
-                and owner_is_dead(rec.owner)
-            ):
+            if rec.id in seen or not rec.owner.startswith(self._host + ":"):
+                continue
+            if rec.owner not in dead:
+                dead[rec.owner] = owner_is_dead(rec.owner)
+            if dead[rec.owner]:
                 found.append(rec)
         return [r for r in found if r.id not in self.running]
 

@@ -55,7 +55,15 @@ class HotSql:
 
     @staticmethod
     def cursor(conn: Connection) -> Any:
-        return conn.connection.cursor()
+        """The DBAPI cursor of ``conn``'s connection, made once per connection (a new one
+        each call cost more than some statements; every statement here is read to the end
+        before the next runs, so one cursor serves them all). ``info`` is cleared when the
+        connection is closed or invalidated."""
+        info = conn.info
+        cur = info.get("taskfabric_pools_cursor")
+        if cur is None:
+            cur = info["taskfabric_pools_cursor"] = conn.connection.cursor()
+        return cur
 
     # -- pools ----------------------------------------------------------------------------
 
@@ -82,6 +90,38 @@ class HotSql:
             ordered = sorted(names)
             cur.execute(self._in(kind, len(ordered), template), self._params(ordered))
         return sorted((PoolRow(*row) for row in cur.fetchall()), key=lambda r: r.name)
+
+    def lock_with_usage(
+        self, cur: Any, names: Sequence[str]
+    ) -> tuple[list[PoolRow], list[tuple[str, str, str, int]], bool] | None:
+        """SQLite, in a transaction that holds the write lock already: ``lock`` and ``usage``
+        of ``names`` in one statement. ``None`` on PostgreSQL, where the usage must be read
+        by a statement of its own after the lock (a statement reads as of its start, which
+        may be before the lock was granted)."""
+        if self.postgres:
+            return None
+        cur.execute(
+            self._in(
+                "lock-usage",
+                len(names),
+                "SELECT 0, name, tokens, refilled_at, paused_until, '', '' FROM pools "
+                "WHERE name IN ({names}) UNION ALL SELECT 1, pool, SUM(weight), 0, 0, project, "
+                "domain FROM pool_grants WHERE pool IN ({names}) GROUP BY pool, project, domain "
+                "UNION ALL SELECT * FROM (SELECT 2, pool, 0, 0, 0, '', '' FROM pool_waits "
+                "WHERE pool IN ({names}) LIMIT 1)",
+            ),
+            self._params(names),
+        )
+        rows, held, waiting = [], [], False
+        for kind, name, first, second, third, project, domain in cur.fetchall():
+            if kind == 0:
+                rows.append(PoolRow(name, first, second, third))
+            elif kind == 1:
+                held.append((name, project, domain, int(first)))
+            else:
+                waiting = True
+        rows.sort(key=lambda r: r.name)
+        return rows, held, waiting
 
     def save_bucket(self, cur: Any, name: str, tokens: float, now: float) -> None:
         cur.execute(
@@ -347,7 +387,7 @@ class HotSql:
         slots back, and if the database server crashed in the next instant and lost it, the
         leases would come back and be reclaimed at their expiry, like a dead holder's. When
         somebody waits, a pass follows in the transaction and may grant: that commits in full.
-        PostgreSQL: one statement; SQLite: three, run in process."""
+        PostgreSQL: one statement; SQLite: two, run in process."""
         if self.postgres:
             relax = (
                 "set_config('synchronous_commit', CASE WHEN EXISTS (SELECT 1 FROM pool_waits "
@@ -386,14 +426,19 @@ class HotSql:
             return found, False
         params = {f"t{i}": token for i, token in enumerate(found)}
         params.update({f"n{i}": pool for i, pool in enumerate(pools)})
-        template = "DELETE FROM pool_grants WHERE pool IN ({names}) AND token IN ({tokens})"
+        # whether anybody waits, in the same statement (a row per grant deleted: none when
+        # the leases had no grant in ``pools``, and then nothing was freed there for anyone)
+        template = (
+            "DELETE FROM pool_grants WHERE pool IN ({names}) AND token IN ({tokens}) "
+            "RETURNING EXISTS (SELECT 1 FROM pool_waits WHERE pool IN ({names}))"
+        )
         key = (f"del-grant-{len(found)}", len(pools))
         sql = self._cache.get(key)
         if sql is None:
             tokens_sql = ", ".join(f":t{i}" for i in range(len(found)))
             sql = self._in(key[0], len(pools), template.replace("{tokens}", tokens_sql))
         cur.execute(sql, params)
-        return found, self.waiting(cur, pools)
+        return found, any(waiting for (waiting,) in cur.fetchall())
 
     def renew(self, cur: Any, tokens: Sequence[int], now: float) -> dict[int, float]:
         """Extend the unexpired leases of ``tokens`` by their TTL; token -> new expiry."""

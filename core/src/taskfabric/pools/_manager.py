@@ -14,7 +14,9 @@ from taskfabric.logs import get_logger
 from taskfabric.pools import _fair as fair
 from taskfabric.pools import _pushbacks as pb
 from taskfabric.pools._hot import PoolRow
+from taskfabric.pools._pgfast import PgOneTrip
 from taskfabric.pools._spec import Holder, HolderStatus, Lease, PoolError, PoolStatus, WaiterStatus
+from taskfabric.pools._sqlitefast import SqliteDirect
 from taskfabric.pools._store import (
     SLOW,
     WS,
@@ -27,10 +29,15 @@ from taskfabric.pools._store import (
     W,
     holder_is,
     holder_of,
+    lease_values,
     refill,
 )
 
 log = get_logger("taskfabric.pools")
+
+
+class _PassNeeded(Exception):
+    """A release on PostgreSQL holds only its own pools and found waiters behind it."""
 
 
 class PoolManager(PoolStore):
@@ -152,11 +159,17 @@ class PoolManager(PoolStore):
         """
         checked = self._check_request(holder, weights)
         if conn is not None:
-            got = self._request_fast(conn, holder, checked, priority, external=True)
-            if isinstance(got, Slow):
+            folded = self._request_fast(conn, holder, checked, priority, external=True)
+            if isinstance(folded, Slow):
                 return self._request_queued(conn, holder, checked, priority, external=True)
-            return got
-        got = self._run(lambda c: self._request_fast(c, holder, checked, priority))
+            return folded
+        got: Lease | Slow | None = None
+        if self._one_trip is not None:
+            got = self._one_trip_run(
+                lambda fast: self._request_one_trip(fast, holder, checked, priority)
+            )
+        if got is None:
+            got = self._run(lambda c: self._request_fast(c, holder, checked, priority))
         if isinstance(got, Slow):
             return self._run(lambda c: self._request_queued(c, holder, checked, priority))
         return got
@@ -173,11 +186,19 @@ class PoolManager(PoolStore):
         """Grant at once when nobody waits in these pools and the request fits as things are
         (expired leases still count: reclaiming them is the queue path's job)."""
         cur = self._hot.cursor(conn)
-        rows = [r for r in self._lock(conn, weights, external=external) if r.name in weights]
+        together = None
+        if not external or conn in self._write_locked:  # SQLite: holds the write lock
+            together = self._hot.lock_with_usage(cur, sorted(weights))
+        if together is None:
+            rows = [r for r in self._lock(conn, weights, external=external) if r.name in weights]
+            usage = None
+        else:
+            rows, held, waiting = together
+            usage = (held, waiting)
         now = self.clock()  # read after the lock: a bucket is never refilled to a past time
         if len(rows) < len(weights):
             return SLOW  # a pool row is missing: the queue path creates it
-        states, waiting = self._states(cur, rows, now)
+        states, waiting = self._states(cur, rows, now, usage=usage)
         if waiting or fair.blocked_by(states, fair.Waiter(holder, weights, priority, 0)):
             return SLOW
         lease = self._grant(
@@ -190,6 +211,37 @@ class PoolManager(PoolStore):
             states[name].tokens -= weight
         self._save_buckets(cur, before, states, now)
         return lease
+
+    def _request_one_trip(
+        self,
+        fast: PgOneTrip | SqliteDirect,
+        holder: Holder,
+        weights: Mapping[str, int],
+        priority: int,
+    ) -> Lease | Slow:
+        """``_request_fast`` on the hot path's own connection: on PostgreSQL in two round
+        trips (``_pgfast.py``), on SQLite on bare sqlite3 (``_sqlitefast.py``)."""
+        rows, usage = fast.lock_with_usage(sorted(weights))
+        now = self.clock()  # read after the lock: a bucket is never refilled to a past time
+        states, waiting = self._states(None, rows, now, usage=usage)
+        if (
+            len(rows) < len(weights)  # a pool row is missing: the queue path creates it
+            or waiting
+            or fair.blocked_by(states, fair.Waiter(holder, weights, priority, 0))
+        ):
+            fast.rollback()
+            return SLOW
+        buckets = {}
+        for name, weight in weights.items():
+            state = states[name]
+            if state.spec.rate is not None:
+                buckets[name] = state.tokens - weight
+        ttl = self._ttl(weights)
+        values = lease_values(holder, self.owner, priority, now, ttl, ttl, True)
+        token = fast.insert_and_commit(values, weights, buckets, now)
+        if token is None:
+            return SLOW  # the holder has a lease: the queue path returns it
+        return Lease(holder, dict(weights), token, now + ttl, now)
 
     def _request_queued(
         self,
@@ -434,13 +486,14 @@ class PoolManager(PoolStore):
             else {lease.holder.execution_id for lease in leases}
         )
 
-        def work(c: Connection, external: bool) -> list[Lease]:
+        def work(c: Connection, external: bool, everything: bool = False) -> list[Lease]:
             cur = self._hot.cursor(c)
             if not self._sqlite:
-                # PostgreSQL: every pool (in name order, like every call that locks more than
-                # its own pools), so that a pass running now sees this release or waits for
-                # it, and the pass it may call for follows in this transaction
-                self._lock(c, None, external=external)
+                # PostgreSQL: the lease's own pools (in name order), so that a pass running
+                # now sees this release or waits for it; a caller's transaction and a release
+                # that a pass must follow take every pool (the pass locks them all, and the
+                # locks of one transaction are taken in one global order: name order)
+                self._lock(c, None if everything else names, external=external)
             elif external and c not in self._write_locked:
                 self._lock(c, names, external=external)  # SQLite: takes the write lock
             # Nobody waits: the transaction only gives slots back, and need not wait for the
@@ -449,9 +502,26 @@ class PoolManager(PoolStore):
             deleted, waiting = self._hot.delete_leases(cur, tokens, names, relaxed=not external)
             if not (deleted and waiting):
                 return []
+            if not (self._sqlite or external or everything):
+                # waiters are only ever queued under the lock of every pool, so with ours
+                # held this is sure: somebody waits, and the pass needs every pool locked,
+                # some of which sort before ours. Roll back and start over in order.
+                raise _PassNeeded
             return self._pass(c, self.clock(), executions=executions)
 
-        return self._tx(conn, work)
+        if conn is not None or self._one_trip is None or not names:
+            return self._tx(conn, work)
+        # on the hot path's own connection when nobody waits behind the leases (PostgreSQL:
+        # one round trip)
+        done = self._one_trip_run(lambda fast: fast.release(tokens, names))
+        if done is not None and not done[1]:
+            return []
+        if done is not None:  # somebody waits: nothing was released; now with the pass
+            return self._run(lambda c: work(c, False, everything=True))
+        try:
+            return self._run(lambda c: work(c, False))
+        except _PassNeeded:
+            return self._run(lambda c: work(c, False, everything=True))
 
     def cancel(
         self, holder: Holder, *, execution_id: str | None = None, conn: Connection | None = None

@@ -22,8 +22,10 @@ from taskfabric.pools import _fair as fair
 from taskfabric.pools._hot import HotSql, PoolRow
 from taskfabric.pools._notify import GrantListener
 from taskfabric.pools._owners import owner_is_dead
+from taskfabric.pools._pgfast import PgOneTrip
 from taskfabric.pools._schema import pool_grants, pool_leases, pool_waiters, pool_waits, pools
 from taskfabric.pools._spec import Holder, Lease, PoolError, PoolSpec
+from taskfabric.pools._sqlitefast import SqliteDirect
 
 T = TypeVar("T")
 
@@ -116,6 +118,14 @@ class PoolStore:
         self._listener: GrantListener | None = None
         self._pauses: dict[str, float] = {}  # pool -> end of a pushback this process made
         self._pauses_lock = threading.Lock()
+        self._checked: dict[tuple[Any, ...], dict[str, int]] = {}
+        # the hot path's own connection (``_pgfast.py``, ``_sqlitefast.py``); not for an
+        # in-memory SQLite database, whose one connection everybody shares
+        self._one_trip: PgOneTrip | SqliteDirect | None = None
+        if not self._sqlite:
+            self._one_trip = PgOneTrip(engine)
+        elif engine.url.database not in (None, "", ":memory:"):
+            self._one_trip = SqliteDirect(engine)
         # pool -> the slots its passes grant now, when a backend sizes it (set_capacity);
         # replaced whole, never mutated, so the loop's thread reads it without a lock
         self._capacities: Mapping[str, int] = {}
@@ -222,6 +232,28 @@ class PoolStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+            if self._one_trip is not None:
+                self._one_trip.close()
+
+    def _one_trip_run(self, work: Callable[[Any], T]) -> T | None:
+        """``work`` on the hot path's own connection (``_pgfast.py``, ``_sqlitefast.py``).
+        PostgreSQL: ``None`` when the connection failed or the transaction met a deadlock
+        or serialization failure: the caller then takes the usual path, which retries and
+        reconnects. Any other error rolls back and is raised."""
+        fast = self._one_trip
+        assert fast is not None
+        with self._conn_lock:
+            try:
+                return work(fast)
+            except BaseException as exc:
+                fast.abandon()
+                if not self._sqlite:
+                    import psycopg
+
+                    retry = (psycopg.OperationalError, psycopg.errors.TransactionRollback)
+                    if isinstance(exc, retry):
+                        return None
+                raise
 
     def _tx(self, conn: Connection | None, work: Callable[[Connection, bool], T]) -> T:
         """``work(conn, external)`` in the caller's transaction, or in one of its own."""
@@ -350,6 +382,22 @@ class PoolStore:
     def _check_request(
         self, holder: Holder, weights: Mapping[str, int], *, who: str | None = None
     ) -> dict[str, int]:
+        # the same request shape comes again and again (every attempt of a task): checked once
+        # per shape and spec (a spec replaced, as a pool resized, is checked anew)
+        specs = self.specs
+        key = (holder.project, holder.domain, *weights.items(), *map(id, map(specs.get, weights)))
+        if all(type(weight) is int for weight in weights.values()):
+            checked = self._checked.get(key)
+            if checked is not None:
+                return dict(checked)
+        checked = self._check_request_once(holder, weights, who=who)
+        if len(self._checked) < 1024:
+            self._checked[key] = dict(checked)
+        return checked
+
+    def _check_request_once(
+        self, holder: Holder, weights: Mapping[str, int], *, who: str | None = None
+    ) -> dict[str, int]:
         holder_text = who if who is not None else str(holder)
         if not weights:
             raise PoolError(f"{holder_text}: a pool request needs at least one pool")
@@ -380,10 +428,16 @@ class PoolStore:
     # -- pool state -----------------------------------------------------------------------
 
     def _states(
-        self, cur: Any, rows: Iterable[PoolRow], now: float
+        self,
+        cur: Any,
+        rows: Iterable[PoolRow],
+        now: float,
+        *,
+        usage: tuple[list[tuple[str, str, str, int]], bool] | None = None,
     ) -> tuple[dict[str, fair.PoolState], bool]:
         """The states of the known pools of ``rows`` (in-use counts, buckets refilled to
-        ``now``), and whether anybody waits in one of them."""
+        ``now``), and whether anybody waits in one of them; ``usage``: ``HotSql.usage`` of
+        those pools, read already."""
         states: dict[str, fair.PoolState] = {}
         capacities = self._capacities
         for row in rows:
@@ -399,7 +453,7 @@ class PoolStore:
             )
         if not states:
             return states, False
-        held, waiting = self._hot.usage(cur, list(states))
+        held, waiting = self._hot.usage(cur, list(states)) if usage is None else usage
         for pool, project, domain, total in held:
             states[pool].add(project, domain, total)
         return states, waiting
@@ -436,23 +490,8 @@ class PoolStore:
         reclaimed when that waiter would have left the queue."""
         ttl = self._ttl(weights)
         lifetime = ttl if delivered else max(0.0, min(ttl, pickup_by - now))
-        token = self._hot.insert_lease(
-            cur,
-            {
-                "execution_id": holder.execution_id,
-                "node_id": holder.node_id,
-                "attempt": holder.attempt,
-                "project": holder.project,
-                "domain": holder.domain,
-                "owner": owner,
-                "priority": priority,
-                "acquired_at": now,
-                "expires_at": now + lifetime,
-                "ttl": ttl,
-                "delivered": delivered,
-            },
-            weights,
-        )
+        values = lease_values(holder, owner, priority, now, lifetime, ttl, delivered)
+        token = self._hot.insert_lease(cur, values, weights)
         if token is None:
             return None
         return Lease(holder, dict(weights), token, now + lifetime, now)
@@ -519,6 +558,31 @@ class PoolStore:
             )
             queued.append(Queued(waiter, owner, enqueued_at, expires_at))
         return queued
+
+
+def lease_values(
+    holder: Holder,
+    owner: str,
+    priority: int,
+    now: float,
+    lifetime: float,
+    ttl: float,
+    delivered: bool,
+) -> dict[str, Any]:
+    """The columns of a new lease row."""
+    return {
+        "execution_id": holder.execution_id,
+        "node_id": holder.node_id,
+        "attempt": holder.attempt,
+        "project": holder.project,
+        "domain": holder.domain,
+        "owner": owner,
+        "priority": priority,
+        "acquired_at": now,
+        "expires_at": now + lifetime,
+        "ttl": ttl,
+        "delivered": delivered,
+    }
 
 
 def refill(spec: PoolSpec, row: PoolRow, now: float) -> float:

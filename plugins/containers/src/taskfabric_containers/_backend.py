@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from taskfabric.backends import tail, task_options
-from taskfabric.core.v1 import execution_pb2
+from taskfabric.backends import check_output_folder, check_outputs, read_regular, tail, task_options
+from taskfabric.core.v1 import execution_pb2, tasks_pb2
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
     RUNNING,
@@ -103,6 +103,10 @@ class ContainerBackend(Backend[ContainerSettings]):
     #: Attempts are re-attached after an engine restart: a container is found by its name
     #: (the attempt's handle), running or ended.
     reattaches: ClassVar[bool] = True
+    #: A task's container sees only its attempt (see `_mounts`) and none of the engine's
+    #: environment but what the settings pass; `isolation_gaps` says when the settings open
+    #: more (docs/server.md, "Isolation").
+    isolated: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: ContainerSettings, context: BackendContext) -> None:
         super().__init__(name, settings, context)
@@ -123,6 +127,38 @@ class ContainerBackend(Backend[ContainerSettings]):
         self._snapshots = CodeSnapshots(
             context.work_root / "code-snapshots", skip=(context.data_root, context.work_root)
         )
+
+    # -- isolation ---------------------------------------------------------------------------
+
+    def isolation_gaps(self, task: tasks_pb2.TaskTemplate) -> list[str]:
+        gaps: list[str] = []
+        section = f"[backends.{self.name}]"
+        if not self._local_store:
+            gaps.append(
+                "the blob store is not on local files, so each container would reach it with "
+                "credentials of the whole store (every project's data): give a multi-tenant "
+                "server a file:// blob store (a shared file system for several hosts)"
+            )
+        if "mounts" in self.settings.task_overrides:
+            gaps.append(
+                f"{section} task_overrides lets tasks add their own mounts (any folder of the "
+                'host): remove "mounts" from it'
+            )
+        secrets = [self.context.data_root.resolve(), self.context.work_root.resolve()]
+        for entry in self.settings.mounts:
+            source = Path(os.path.realpath(parse_mount(entry)[0]))
+            for secret in secrets:
+                if (
+                    secret == source
+                    or secret.is_relative_to(source)
+                    or source.is_relative_to(secret)
+                ):
+                    gaps.append(
+                        f"{section} mounts {entry!r} shows the containers {secret} (the data "
+                        "root or work folder of every execution): mount a folder outside it"
+                    )
+                    break
+        return gaps
 
     # -- submit ----------------------------------------------------------------------------
 
@@ -289,7 +325,13 @@ class ContainerBackend(Backend[ContainerSettings]):
         # socket it names is mounted at the same path.
         env.update(attempt.env)
         mounts.extend(socket_mounts(attempt.env.values()))
-        if self.settings.code == "mount":
+        if attempt.code_path:
+            # A registered workflow's code bundle, extracted on this machine (never the
+            # folder its template names: that path was the registering machine's).
+            for folder in attempt.code_path:
+                mounts.append(Mount(Path(folder), folder, read_only=True))
+            env["PYTHONPATH"] = os.pathsep.join(attempt.code_path)
+        elif self.settings.code == "mount":
             root = code_root(attempt.task.function)
             if root is not None:
                 try:
@@ -373,8 +415,18 @@ class ContainerBackend(Backend[ContainerSettings]):
             links = [LogLink(LOG_LINK_NAME, kept), *links]
         outputs = run.folder / "outputs.pb"
         error = run.folder / "error.pb"
-        if code == 0 and run.staged and outputs.is_file():
-            store.put_bytes(attempt.outputs_uri, outputs.read_bytes())
+        if run.staged:
+            # What the container left is checked before it is read: it must not point the
+            # engine or a later reader at a path it was not given.
+            refused = self._refused(run)
+            if refused is not None:
+                return AttemptStatus(AttemptPhase.FAILED, error=refused, log_links=links)
+        documents = read_regular(outputs) if code == 0 and run.staged else None
+        if documents is not None:
+            refused = check_outputs(attempt, documents)
+            if refused is not None:
+                return AttemptStatus(AttemptPhase.FAILED, error=refused, log_links=links)
+            store.put_bytes(attempt.outputs_uri, documents)
             return AttemptStatus(
                 AttemptPhase.SUCCEEDED, outputs_uri=attempt.outputs_uri, log_links=links
             )
@@ -384,8 +436,8 @@ class ContainerBackend(Backend[ContainerSettings]):
             )
         if code in (1, 2):
             data = b""
-            if run.staged and error.is_file():
-                data = error.read_bytes()
+            if run.staged and (found := read_regular(error)) is not None:
+                data = found
                 store.put_bytes(attempt.error_uri, data)
             elif not run.staged and store.exists(attempt.error_uri):
                 data = store.get_bytes(attempt.error_uri)
@@ -427,6 +479,10 @@ class ContainerBackend(Backend[ContainerSettings]):
             error=AttemptError("ContainerDied", message, kind="system", retryable=True),
             log_links=links,
         )
+
+    def _refused(self, run: ContainerRun) -> AttemptError | None:
+        raw = self.context.store.local_path(run.attempt.raw_prefix)
+        return check_output_folder(raw) if raw is not None and raw.is_dir() else None
 
     # -- the engine's other calls ------------------------------------------------------------
 

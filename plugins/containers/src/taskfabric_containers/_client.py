@@ -109,6 +109,9 @@ class ContainerApi:
                 labels=dict(labels),
                 network_mode=network,
                 user=user,
+                # The task needs no capability and gains none (no setuid program works).
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
                 detach=True,
                 **kwargs,
             )

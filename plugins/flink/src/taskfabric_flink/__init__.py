@@ -4,10 +4,10 @@
 ```python
 from pyflink.table import Table, TableEnvironment
 from taskfabric import task
-from taskfabric_flink import Flink
+from taskfabric_flink import FROM_ATTEMPT, Flink
 
 @task(config=Flink(parallelism=2, runtime_mode="BATCH"))
-def numbers(t_env: TableEnvironment, n: int) -> Table:
+def numbers(n: int, t_env: TableEnvironment = FROM_ATTEMPT) -> Table:
     return t_env.from_elements([(i,) for i in range(n)], ["n"])
 ```
 
@@ -16,6 +16,7 @@ See docs/plugins/flink.md.
 
 from taskfabric_flink._config import Flink
 from taskfabric_flink._environment import (
+    FROM_ATTEMPT,
     FlinkEnvironmentError,
     job_name,
     stream_env,
@@ -28,6 +29,7 @@ from taskfabric_flink._task_type import FlinkTaskType
 __version__ = "0.1.0"
 
 __all__ = [
+    "FROM_ATTEMPT",
     "Flink",
     "FlinkEnvironmentError",
     "FlinkJobError",

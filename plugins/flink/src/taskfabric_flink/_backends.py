@@ -55,6 +55,7 @@ from taskfabric_flink._streaming import (
     stop_file,
     streaming_env_value,
 )
+from taskfabric_flink._watch import LiveJobs, job_links
 
 __all__ = [
     "FlinkBackendSettings",
@@ -379,6 +380,7 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
         super().__init__(name, settings, context)
         self.rest = FlinkRest(settings.rest_url)
         self.adopted = AdoptedJobs(name, self.rest, settings.job_poll_seconds)
+        self.live = LiveJobs(name, self.rest, settings.job_poll_seconds)
         self.sized_pool: ClusterPool | None = None
         if settings.pool and settings.pool_refresh_seconds is not None:
             self.sized_pool = ClusterPool(
@@ -425,6 +427,7 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
         if attempt.handle and not self._client_runs(attempt) and self._adopt(attempt):
             return
         super().submit(attempt)
+        self.live.watch(attempt)  # its jobs, from the REST API, while its client runs
 
     def _adopt(self, attempt: TaskAttempt) -> bool:
         """The client an earlier engine process started is gone. When it wrote no outcome
@@ -454,13 +457,26 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
 
     def poll(self, attempt_id: str) -> AttemptStatus:
         status = self.adopted.status(attempt_id)
-        return status if status is not None else super().poll(attempt_id)
+        if status is not None:
+            return status
+        status = super().poll(attempt_id)
+        view = self.live.view(attempt_id)
+        if status.phase is not AttemptPhase.RUNNING or view is None:
+            return status
+        # The client runs: what its jobs do is the JobManager's word (`_watch`).
+        return AttemptStatus(
+            AttemptPhase.RUNNING,
+            message=view.message(),
+            log_links=[*status.log_links, *job_links(self.settings.rest_url, list(view.jobs))],
+        )
 
     def cancel(self, attempt_id: str) -> None:
+        self.live.forget(attempt_id)
         if not self.adopted.cancel(attempt_id, self.rest.cancel):
             super().cancel(attempt_id)
 
     def release(self, attempt_id: str) -> None:
+        self.live.forget(attempt_id)
         self.adopted.release(attempt_id)
         super().release(attempt_id)
 
@@ -473,6 +489,7 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
     def close(self) -> None:
         if self.sized_pool is not None:
             self.sized_pool.close()
+        self.live.close()
         self.adopted.close()
         super().close()
 
@@ -596,9 +613,17 @@ class FlinkClusterBackend(_FlinkBackend[FlinkClusterSettings]):
                 f"backend '{self.name}': the cluster at {self.settings.rest_url} has {managers} "
                 f"task managers and {slots} task slots: jobs would wait for slots forever",
             )
+        sized = ""
+        if self.sized_pool is not None:
+            with contextlib.suppress(FlinkRestError):
+                sized = (
+                    f"; pool '{self.sized_pool.pool}' sized from the cluster: "
+                    f"{self.sized_pool.read()} slots now, read every "
+                    f"{self.sized_pool.every:g}s"
+                )
         return CheckResult(
             True,
             f"Flink {overview.get('flink-version', '?')} at {self.settings.rest_url}: "
             f"{managers} task managers, {overview.get('slots-available', '?')} of {slots} task "
-            f"slots free; {found.message}",
+            f"slots free{sized}; {found.message}",
         )

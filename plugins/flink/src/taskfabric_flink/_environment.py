@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ATTEMPT_ENV",
     "CONF_ENV",
+    "FROM_ATTEMPT",
     "FlinkEnvironmentError",
     "client_environment",
     "current_conf",
@@ -57,6 +58,31 @@ JOB_PREFIX = "taskfabric-"
 
 class FlinkEnvironmentError(RuntimeError):
     """The Flink environment of a task cannot be made (PyFlink missing, Java missing)."""
+
+
+class _FromAttempt:
+    """The default of a task's environment parameter (`FROM_ATTEMPT`): the task type passes
+    the attempt's environment there, so the parameter's value is never this one in a run."""
+
+    def __repr__(self) -> str:
+        return "FROM_ATTEMPT"
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise FlinkEnvironmentError(
+            f"this environment parameter was not given (its default, FROM_ATTEMPT, was used: "
+            f"asked for .{name}): a flink task in a workflow receives the attempt's "
+            "environment there; when calling the function yourself, pass one, e.g. "
+            "env=StreamExecutionEnvironment.get_execution_environment()"
+        )
+
+
+#: The default to give a task's `StreamExecutionEnvironment` / `TableEnvironment` parameters
+#: (`def f(n: int, t_env: TableEnvironment = FROM_ATTEMPT)`): a type checker then accepts a
+#: workflow's call that passes the inputs only, as the engine does, and a run gets the
+#: attempt's environment there. Typed `Any` so that it fits either annotation.
+FROM_ATTEMPT: Any = _FromAttempt()
 
 
 def job_name(attempt_id: str) -> str:

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from taskfabric.backends import node_key, tail, task_options
+from taskfabric.backends import (
+    REFUSED,
+    check_output_folder,
+    check_outputs,
+    node_key,
+    read_regular,
+    tail,
+    task_options,
+)
 from taskfabric.core.v1 import execution_pb2, tasks_pb2
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
@@ -89,6 +97,10 @@ class KubernetesBackend(Backend[KubernetesSettings]):
     settings_model = KubernetesSettings
     poll_interval: ClassVar[float | None] = None
     reattaches: ClassVar[bool] = True
+    #: A pod sees only its attempt's folders (host-path mode) and none of the engine's
+    #: environment but what the settings pass; `isolation_gaps` says when the settings or a
+    #: task's own options open more (docs/server.md, "Isolation").
+    isolated: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: KubernetesSettings, context: BackendContext) -> None:
         super().__init__(name, settings, context)
@@ -118,6 +130,38 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             target=self._tick, name="taskfabric-kubernetes-ticker", daemon=True
         )
         self._ticker.start()
+
+    # -- isolation ---------------------------------------------------------------------------
+
+    def isolation_gaps(self, task: tasks_pb2.TaskTemplate) -> list[str]:
+        gaps: list[str] = []
+        section = f"[backends.{self.name}]"
+        if not self._staged:
+            gaps.append(
+                f'{section} data = "store": each pod would reach the blob store with '
+                "credentials of the whole store (every project's data); give a multi-tenant "
+                'server a file:// blob store that the nodes mount, with data = "host-path"'
+            )
+        try:
+            own = task_options(
+                task, (self.driver,), self.settings.task_overrides, backend=self.name
+            )
+        except ValueError:
+            own = {}  # refused at submit, with the reason
+        if own.get("pod_template"):
+            gaps.append(
+                f"the task sets its own pod_template (backend_options), which can mount the "
+                f'node\'s folders or run privileged: remove "pod_template" from {section} '
+                "task_overrides (or the template from the task)"
+            )
+        if own.get("secret_env") and "{execution.project}" not in self.settings.namespace:
+            gaps.append(
+                f"the task reads Secrets of its own choice (secret_env) in namespace "
+                f"{self.settings.namespace!r}, which projects share: put "
+                '"{execution.project}" in the namespace, or remove "secret_env" from '
+                f"{section} task_overrides"
+            )
+        return gaps
 
     # -- submit ----------------------------------------------------------------------------
 
@@ -352,7 +396,13 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         env.update(own.env)
         # The engine's pool channel for `taskfabric.hold()` in the task's code.
         env.update(attempt.env)
-        if self.settings.code == "host-path":
+        if attempt.code_path and run.staged:
+            # A registered workflow's code bundle, extracted on the engine's machine (never
+            # the folder its template names: that path was the registering machine's).
+            for folder in attempt.code_path:
+                mounts.append(HostMount(folder, folder, read_only=True))
+            env["PYTHONPATH"] = os.pathsep.join(attempt.code_path)
+        elif self.settings.code == "host-path":
             root = code_root(attempt.task.function)
             if root is not None:
                 mounts.append(HostMount(str(root), str(root), read_only=True))
@@ -530,11 +580,19 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         attempt = run.attempt
         store = self.context.store
         if run.staged:
-            outputs, error = run.folder / "outputs.pb", run.folder / "error.pb"
-            if outputs.is_file():
-                store.put_bytes(attempt.outputs_uri, outputs.read_bytes())
+            # What the pod left is checked before it is read: it must not point the engine
+            # or a later reader at a path it was not given (a link, another's blob).
+            raw = store.local_path(attempt.raw_prefix)
+            refused = check_output_folder(raw) if raw is not None and raw.is_dir() else None
+            outputs = read_regular(run.folder / "outputs.pb")
+            if refused is None and outputs is not None:
+                refused = check_outputs(attempt, outputs)
+            if refused is not None:
+                return AttemptStatus(AttemptPhase.FAILED, error=refused)
+            if outputs is not None:
+                store.put_bytes(attempt.outputs_uri, outputs)
                 return AttemptStatus(AttemptPhase.SUCCEEDED, outputs_uri=attempt.outputs_uri)
-            data = error.read_bytes() if error.is_file() else b""
+            data = read_regular(run.folder / "error.pb") or b""
             if data:
                 store.put_bytes(attempt.error_uri, data)
         else:
@@ -559,7 +617,8 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         links = self._keep_log(run)
         documents = self._documents(run)
         if documents is not None and (
-            (documents.phase is AttemptPhase.SUCCEEDED and state.exit_code == 0)
+            (documents.error is not None and documents.error.code == REFUSED)
+            or (documents.phase is AttemptPhase.SUCCEEDED and state.exit_code == 0)
             or (documents.phase is AttemptPhase.FAILED and state.exit_code in (1, 2))
         ):
             documents.log_links = links

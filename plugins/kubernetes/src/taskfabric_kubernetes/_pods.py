@@ -154,6 +154,11 @@ def pod_manifest(
         "env": env_list,
         "volumeMounts": volume_mounts,
         "workingDir": "/",
+        # The task needs no capability and gains none (no setuid program works).
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
     }
     resources = resources_of(template, settings)
     if resources:
