@@ -77,6 +77,8 @@ class Attempts:
         self._project = project
         self._domain = domain
         self._backend_for = backend_for
+        # task name -> its backend: one execution's tasks keep theirs (the config is fixed)
+        self._backends: dict[str, Backend[Any]] = {}
         self._parallelism = max(1, parallelism)
         self._pools = pools
         self._documents = documents
@@ -92,12 +94,21 @@ class Attempts:
         # map nodes with a concurrency limit: items running, items waiting for a slot
         self._map_running: dict[NodeState, int] = {}
         self._map_waiting: dict[NodeState, deque[NodeState]] = {}
+        # how many of a map's items may wait to start, made, before more are made
+        self._item_room = max(4 * self._parallelism, 256)
 
     # -- what the loop asks ------------------------------------------------------------
 
     def queue(self, ns: NodeState) -> None:
         """Queue the node's next attempt (its inputs are stored)."""
         self._runnable.append(ns)
+
+    def wants_items(self, map_node: NodeState) -> bool:
+        """Whether another item of `map_node` may be made to wait for its start (a map's
+        items are made as room frees up, so a million of them never exist at once)."""
+        room = self._item_room
+        waiting = self._map_waiting.get(map_node)
+        return len(self._runnable) < room and (waiting is None or len(waiting) < room)
 
     def clear_queue(self) -> None:
         """Drop the attempts that have not started (the execution is failing or aborted)."""
@@ -254,7 +265,7 @@ class Attempts:
     def _acquire_pools(self, pools: PoolGate, ns: NodeState) -> bool:
         """Take the attempt's pools, or queue it in them (its node says where)."""
         assert ns.task is not None
-        weights = pools.weights(ns, self._backend_for(ns.task))
+        weights = pools.weights(ns, self._backend_of(ns.task))
         if not weights:
             return True
         try:
@@ -266,6 +277,12 @@ class Attempts:
         ns.phase = QUEUED
         self._recorder.node(ns, "waiting for " + pools.position_text(ns, ns.attempt + 1))
         return False
+
+    def _backend_of(self, task: tasks_pb2.TaskTemplate) -> Backend[Any]:
+        backend = self._backends.get(task.id.name)
+        if backend is None:
+            backend = self._backends[task.id.name] = self._backend_for(task)
+        return backend
 
     def _start_granted(
         self, nodes: list[NodeState], started: list[tuple[NodeState, TaskAttempt]]
@@ -282,7 +299,7 @@ class Attempts:
         ns.log_links = []
         ns.phase = RUNNING
         ns.outputs_uri = self._documents.uri(ns.full_id, "outputs.pb")
-        backend = self._backend_for(ns.task)
+        backend = self._backend_of(ns.task)
         ns.backend = backend
         handle, ns.handle = ns.handle, ""
         ns.reattached = bool(handle)

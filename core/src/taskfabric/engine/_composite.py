@@ -4,6 +4,7 @@ the execution's node graph and succeeds when they have."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -11,7 +12,7 @@ from taskfabric.core.v1 import execution_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._bindings import evaluate
 from taskfabric.engine._documents import Documents
 from taskfabric.engine._recording import Recorder
-from taskfabric.engine._state import RUNNING, NodeState, Scope
+from taskfabric.engine._state import RUNNING, MapItems, NodeState, Scope
 from taskfabric.engine._util import system_error
 
 
@@ -31,6 +32,10 @@ class Graph(Protocol):
     ) -> NodeState: ...
 
     def ready(self, ns: NodeState) -> None: ...
+
+    def feed(self, ns: NodeState) -> None:
+        """`ns` is a map whose items start as room for them frees up (`next_item`)."""
+        ...
 
     def start_scope(self, scope: Scope) -> None: ...
 
@@ -66,14 +71,34 @@ class Composites:
         else:
             self._start_branch(ns)
 
-    def child_succeeded(self, parent: NodeState, outputs: types_pb2.LiteralMap) -> None:
+    def child_succeeded(
+        self, parent: NodeState, child: NodeState, outputs: types_pb2.LiteralMap
+    ) -> None:
         """A map's item, or a branch's chosen case, succeeded with `outputs`."""
         if parent.kind == "map":
-            parent.items_done += 1
-            if parent.items_done == len(parent.items):
+            items = parent.map_items
+            assert items is not None
+            items.store(child.item_index, outputs)
+            if items.done == items.count:
                 self._finish_map(parent)
         else:
             self.complete(parent, outputs)
+
+    def next_item(self, ns: NodeState) -> NodeState | None:
+        """The next item of the map `ns` to start, made now; None when all were."""
+        items = ns.map_items
+        if items is None or items.next >= items.count:
+            return None
+        i = items.next
+        items.next += 1
+        assert ns.inputs is not None
+        item = self._graph.make_node(f"{ns.full_id}[{i}]", items.item_node, ns.scope, parent=ns)
+        item.kind = "map_item"
+        item.task = ns.task
+        item.task_def = ns.task_def
+        item.item_index = i
+        item.inputs = items.item_inputs(ns.inputs, i)
+        return item
 
     def complete(self, ns: NodeState, outputs: types_pb2.LiteralMap) -> None:
         """The composite node succeeded with `outputs` (stored as its document)."""
@@ -102,40 +127,32 @@ class Composites:
         count = next(iter(lengths.values()), 0)
         ns.phase = RUNNING
         self._recorder.node(ns, f"{count} items")
+        broadcast = types_pb2.LiteralMap()
+        for k, v in ns.inputs.literals.items():
+            if k not in lengths:
+                broadcast.literals[k].CopyFrom(v)
+        ns.map_items = MapItems(
+            count=count,
+            item_node=workflow_pb2.Node(
+                id=ns.node.id,
+                name=ns.node.name,
+                task=workflow_pb2.TaskNode(task_id=ns.node.map.task_id),
+            ),
+            mapped=tuple(mapped),
+            broadcast=broadcast,
+            queued_at=time.time(),
+            outputs={o.name: [None] * count for o in ns.task.interface.outputs},
+        )
         if count == 0:
             self._finish_map(ns)
             return
-        broadcast = {k: v for k, v in ns.inputs.literals.items() if k not in lengths}
-        item_node = workflow_pb2.Node(
-            id=ns.node.id,
-            name=ns.node.name,
-            task=workflow_pb2.TaskNode(task_id=ns.node.map.task_id),
-        )
-        for i in range(count):
-            item = graph.make_node(f"{ns.full_id}[{i}]", item_node, ns.scope, parent=ns)
-            item.kind = "map_item"
-            item.task = ns.task
-            item.task_def = ns.task_def
-            item.item_index = i
-            inputs = types_pb2.LiteralMap()
-            for k, v in broadcast.items():
-                inputs.literals[k].CopyFrom(v)
-            for k in mapped:
-                inputs.literals[k].CopyFrom(ns.inputs.literals[k].list.literals[i])
-            item.inputs = inputs
-            ns.items.append(item)
-        for item in ns.items:
-            graph.ready(item)
+        self._recorder.queue_items(ns, count, ns.map_items.queued_at)
+        graph.feed(ns)
 
     def _finish_map(self, ns: NodeState) -> None:
-        assert ns.task is not None
-        out = types_pb2.LiteralMap()
-        for o in ns.task.interface.outputs:
-            lit = out.literals[o.name]
-            lit.list.SetInParent()
-            for item in ns.items:
-                assert item.outputs is not None
-                lit.list.literals.append(item.outputs.literals[o.name])
+        assert ns.map_items is not None
+        out = ns.map_items.collected()
+        ns.map_items = None  # the outputs are in `out` now
         self.complete(ns, out)
 
     # -- sub-workflows and branches ----------------------------------------------------

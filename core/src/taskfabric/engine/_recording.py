@@ -17,7 +17,15 @@ from taskfabric.engine._handles import handle_recorder
 from taskfabric.engine._state import RUNNING, TERMINAL, NodeState
 from taskfabric.engine._util import CancelRequested
 from taskfabric.logs import get_logger
-from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
+from taskfabric.metadata import (
+    AttemptRecord,
+    Batch,
+    EventRecord,
+    MapItemsQueued,
+    MapItemsStopped,
+    MetadataStore,
+    NodeRecord,
+)
 from taskfabric.plugin_api import LogLink, NodeEvent
 
 log = get_logger("taskfabric.engine")
@@ -139,6 +147,26 @@ class Recorder:
         thread (engine/_handles.py)."""
         backend = getattr(ns.backend, "name", "")
         return handle_recorder(self._metadata, self._execution_id, ns, backend)
+
+    def queue_items(self, map_node: NodeState, count: int, at: float) -> None:
+        """Record the `count` items of `map_node` QUEUED, in bulk (one row each, written
+        with the next commit; an item already SUCCEEDED, in an execution resumed, stays)."""
+        self._batch.queue_items(
+            MapItemsQueued(
+                execution_id=self._execution_id,
+                parent_id=map_node.full_id,
+                name=map_node.node.name,
+                task_name=map_node.task.id.name if map_node.task is not None else "",
+                count=count,
+                at=at,
+            )
+        )
+
+    def stop_items(self, map_node: NodeState, phase: str, message: str) -> None:
+        """Record every item of `map_node` still QUEUED as `phase` (SKIPPED, ABORTED)."""
+        self._batch.stop_items(
+            MapItemsStopped(self._execution_id, map_node.full_id, phase, time.time(), message)
+        )
 
     def cache_entry(self, entry: Any) -> None:
         """A catalog entry, written in the same transaction as the node's success."""

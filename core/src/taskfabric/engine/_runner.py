@@ -103,6 +103,10 @@ class Runner:
         self._heartbeat_seconds = heartbeat_seconds
         # nodes whose upstream nodes all succeeded, in the order they became ready
         self._ready: deque[NodeState] = deque()
+        # maps whose items are not all started yet: items are made as the attempts have
+        # room for them (MapItems); `_item_maps` keeps every map whose items are queued
+        self._feeds: deque[NodeState] = deque()
+        self._item_maps: list[NodeState] = []
         self._failing: dict[str, Any] | None = None
         self.outcome: RunOutcome | None = None
         self._root_scope = Scope("", compiled.primary, inputs)
@@ -225,10 +229,41 @@ class Runner:
         """
         self._ready.append(ns)
 
-    def _drain_ready(self) -> None:
-        ready = self._ready
-        while ready:
-            self._start_node(ready.popleft())
+    def feed(self, ns: NodeState) -> None:
+        """`ns` is a map whose items were queued: start them as room frees up."""
+        self._feeds.append(ns)
+        self._item_maps.append(ns)
+
+    def _drain_ready(self, budget: int = 10_000) -> bool:
+        """Start the ready nodes, and maps' items while there is room for them. Returns
+        whether items are left that could start now: `budget` of them were made in this
+        turn (items served from the cache or a record take no room), and this turn's
+        transitions are committed before more are made."""
+        ready, feeds = self._ready, self._feeds
+        blocked = 0  # maps in a row that have no room for another item
+        while True:
+            while ready:
+                self._start_node(ready.popleft())
+            if not feeds or blocked >= len(feeds) or self._failing is not None:
+                return False
+            if budget <= 0:
+                return True
+            ns = feeds[0]
+            if ns.phase != RUNNING:
+                feeds.popleft()
+                continue
+            if not self._attempts.wants_items(ns):
+                feeds.rotate(-1)
+                blocked += 1
+                continue
+            item = self._composites.next_item(ns)
+            if item is None:
+                feeds.popleft()
+                continue
+            blocked = 0
+            budget -= 1
+            feeds.rotate(-1)
+            self._start_node(item)
 
     def _start_node(self, ns: NodeState) -> None:
         """Start `ns` (or reuse its recorded or cached outputs)."""
@@ -251,7 +286,9 @@ class Runner:
                 ns.started_at, ns.finished_at = prior.started_at, prior.finished_at
                 self.succeeded(ns, outputs, record=False)
                 return
-        ns.started_at = time.time()
+        items = ns.parent.map_items if ns.parent is not None else None
+        # an item waits from when its map queued it
+        ns.started_at = items.queued_at if items is not None else time.time()
         try:
             if ns.kind == "task":
                 assert ns.task is not None
@@ -278,8 +315,10 @@ class Runner:
         else:
             assert ns.inputs is not None
             ns.inputs_uri = self._documents.put(ns.full_id, "inputs.pb", ns.inputs)
-            ns.phase = QUEUED
-            self._recorder.node(ns)
+            if ns.kind != "map_item" or ns.phase != QUEUED:
+                # (a map's items were recorded QUEUED with their map, in bulk)
+                ns.phase = QUEUED
+                self._recorder.node(ns)
             self._attempts.queue(ns)
 
     def _cache_wait_over(self, ns: NodeState) -> None:
@@ -323,7 +362,17 @@ class Runner:
                 ns.phase = phase if ns.phase == QUEUED else ABORTED
                 ns.finished_at = time.time()
                 self._recorder.node(ns, message)
+        self._stop_items(phase, message)
         self._attempts.clear_queue()
+
+    def _stop_items(self, phase: str, message: str) -> None:
+        """Record the queued items of every map as `phase` (in bulk: those not made yet
+        have no NodeState) and start no more of them."""
+        self._feeds.clear()
+        for ns in self._item_maps:
+            if ns.map_items is not None:
+                self._recorder.stop_items(ns, phase, message)
+        self._item_maps.clear()
 
     def succeeded(
         self,
@@ -345,7 +394,7 @@ class Runner:
         parent = ns.parent
         if parent is not None:
             if parent.phase not in TERMINAL:
-                self._composites.child_succeeded(parent, outputs)
+                self._composites.child_succeeded(parent, ns, outputs)
             return
         scope = ns.scope
         scope.outputs[ns.node.id] = outputs
@@ -403,14 +452,14 @@ class Runner:
         try:
             self.start_scope(self._root_scope)
             while not self._finished():
-                self._drain_ready()
+                more = self._drain_ready()
                 if self._finished():
                     break
                 attempts.dispatch()
                 recorder.flush()
                 if self._finished():
                     break
-                if attempts.idle() and not timers and not self._ready:
+                if attempts.idle() and not timers and not self._ready and not self._feeds:
                     # Nothing can make progress: a bug; fail loudly rather than hang.
                     self._failing = error_dict(
                         system_error(
@@ -419,7 +468,7 @@ class Runner:
                     )
                     break
                 attempts.renew_leases()
-                wait = min(self._heartbeat_seconds, recorder.cancel_check_seconds)
+                wait = 0.0 if more else min(self._heartbeat_seconds, recorder.cancel_check_seconds)
                 for due in (timers.next_in(), recorder.commit_due_in()):
                     if due is not None:
                         wait = min(wait, due)
@@ -456,6 +505,7 @@ class Runner:
             ns.finished_at = time.time()
             self._cache.release(ns)
             self._recorder.node(ns, reason)
+        self._stop_items(ABORTED, reason)
         self.outcome = RunOutcome(
             ABORTED, None, {"kind": "system", "code": "Aborted", "message": reason}
         )

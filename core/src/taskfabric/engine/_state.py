@@ -33,6 +33,63 @@ class Scope:
 
 
 @dataclass(eq=False)
+class MapItems:
+    """A map node's items, kept compactly: an item's `NodeState` exists only from when it
+    is about to start (`take`) until it ends, and what the map keeps of a finished item is
+    its outputs, each as one serialized literal (about 50 bytes for an int, against some
+    3 KB for a NodeState with its input and output maps). Their rows in the metadata
+    database are written in bulk when the map starts (QUEUED) and updated one by one as
+    items run."""
+
+    count: int
+    #: the node an item runs (the map's task), and the inputs that every item gets
+    item_node: workflow_pb2.Node
+    mapped: tuple[str, ...]
+    broadcast: types_pb2.LiteralMap
+    #: when the items were queued: each item's `started_at` (time waited counts from it)
+    queued_at: float
+    #: output name -> each item's output, serialized (None until the item succeeds)
+    outputs: dict[str, list[bytes | None]]
+    #: items 0 .. next-1 have been taken (started, or served from a record or the cache)
+    next: int = 0
+    done: int = 0
+
+    def item_inputs(self, inputs: types_pb2.LiteralMap, index: int) -> types_pb2.LiteralMap:
+        """Item `index`'s inputs: its element of each mapped list, and the other inputs."""
+        out = types_pb2.LiteralMap()
+        out.CopyFrom(self.broadcast)
+        for name in self.mapped:
+            out.literals[name].CopyFrom(inputs.literals[name].list.literals[index])
+        return out
+
+    def store(self, index: int, outputs: types_pb2.LiteralMap) -> None:
+        for name, values in self.outputs.items():
+            values[index] = outputs.literals[name].SerializeToString(deterministic=True)
+        self.done += 1
+
+    def collected(self) -> types_pb2.LiteralMap:
+        """The map's outputs: each output of every item, in item order, as one list."""
+        out = types_pb2.LiteralMap()
+        for name, values in self.outputs.items():
+            lit = out.literals[name]
+            lit.list.SetInParent()
+            # LiteralList is `repeated Literal literals = 1`: its encoding is each item's
+            # encoded literal behind tag 0x0a and its length, parsed in one call.
+            lit.list.MergeFromString(b"".join(_list_entry(v or b"") for v in values))
+        return out
+
+
+def _list_entry(encoded: bytes) -> bytes:
+    n = len(encoded)
+    prefix = bytearray(b"\x0a")
+    while n >= 0x80:
+        prefix.append((n & 0x7F) | 0x80)
+        n >>= 7
+    prefix.append(n)
+    return bytes(prefix) + encoded
+
+
+@dataclass(eq=False, slots=True)
 class NodeState:
     """One node (or map item, or chosen branch case) of an execution."""
 
@@ -57,9 +114,8 @@ class NodeState:
     attempt_started_at: float | None = None
     error: dict[str, Any] | None = None
     message: str = ""
-    # map nodes
-    items: list[NodeState] = field(default_factory=list)
-    items_done: int = 0
+    # map nodes: their items (compact); a map item: its index
+    map_items: MapItems | None = None
     item_index: int = 0
     # the backend running the current attempt, and the log links it gave for it so far
     backend: Any = None

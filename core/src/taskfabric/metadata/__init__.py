@@ -1,6 +1,13 @@
 """The metadata database: executions, node executions, attempts and their transitions."""
 
-from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
+from taskfabric.metadata._records import (
+    AttemptRecord,
+    EventRecord,
+    ExecutionRecord,
+    MapItemsQueued,
+    MapItemsStopped,
+    NodeRecord,
+)
 from taskfabric.metadata._schema import HEAD_REVISION
 from taskfabric.metadata._store import Batch, MetadataStore, create_db_engine
 
@@ -10,6 +17,8 @@ __all__ = [
     "Batch",
     "EventRecord",
     "ExecutionRecord",
+    "MapItemsQueued",
+    "MapItemsStopped",
     "MetadataStore",
     "NodeRecord",
     "create_db_engine",

@@ -75,3 +75,28 @@ class EventRecord:
     phase: str
     at: float
     message: str = ""
+
+
+@dataclass
+class MapItemsQueued:
+    """The `count` items of a map, recorded QUEUED in bulk: rows `<parent_id>[i]`, kind
+    map_item, named `<name>[i]`. An item row that exists already (an execution resumed) is
+    set QUEUED again, unless it SUCCEEDED."""
+
+    execution_id: str
+    parent_id: str
+    name: str
+    task_name: str
+    count: int
+    at: float
+
+
+@dataclass
+class MapItemsStopped:
+    """Every item of a map still QUEUED, recorded as `phase` (SKIPPED, ABORTED) in bulk."""
+
+    execution_id: str
+    parent_id: str
+    phase: str
+    at: float
+    message: str = ""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from taskfabric.metadata import _schema as s
-from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
+from taskfabric.metadata._records import (
+    AttemptRecord,
+    EventRecord,
+    ExecutionRecord,
+    MapItemsQueued,
+    MapItemsStopped,
+    NodeRecord,
+)
 
 _JSON_FIELDS = {"code", "error", "log_links"}
 #: Columns an upsert of the table never overwrites: written by their own method only.
@@ -39,6 +47,38 @@ def _decode(cls: type[Any], row: sa.Row[Any]) -> Any:
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A statement in the driver's own SQL and the names of its parameters, in order."""
+
+    sql: str
+    keys: tuple[str, ...]
+    positional: bool
+
+    def params(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        """Each row's parameters as the driver takes them (JSON columns encoded, as
+        `_encode` does)."""
+        keys = self.keys
+        if not keys:
+            return [() for _ in rows]
+        if not self.positional:
+            return [_encode({k: r[k] for k in keys}) for r in rows]
+        values = operator.itemgetter(*keys)
+        if len(keys) == 1:
+            return [(values(r),) for r in rows]
+        encoded = [(i, k) for i, k in enumerate(keys) if k in _JSON_FIELDS]
+        if not encoded:
+            return [values(r) for r in rows]
+        out = []
+        for r in rows:
+            row = list(values(r))
+            for i, k in encoded:
+                if row[i] is not None or k != "error":
+                    row[i] = json.dumps(row[i], separators=(",", ":"), sort_keys=True)
+            out.append(tuple(row))
+        return out
+
+
 @dataclass
 class Batch:
     """Writes applied together in one transaction (see MetadataStore.apply)."""
@@ -49,6 +89,9 @@ class Batch:
     events: list[EventRecord] = field(default_factory=list)
     cache_entries: list[Any] = field(default_factory=list)
     reservation_releases: list[tuple[str, str]] = field(default_factory=list)
+    #: maps' items queued in bulk (written before `nodes`) and stopped (after them)
+    items_queued: list[MapItemsQueued] = field(default_factory=list)
+    items_stopped: list[MapItemsStopped] = field(default_factory=list)
 
     def update_execution(self, execution_id: str, **values: Any) -> None:
         self.executions.setdefault(execution_id, {}).update(values)
@@ -61,6 +104,12 @@ class Batch:
 
     def event(self, rec: EventRecord) -> None:
         self.events.append(rec)
+
+    def queue_items(self, rec: MapItemsQueued) -> None:
+        self.items_queued.append(rec)
+
+    def stop_items(self, rec: MapItemsStopped) -> None:
+        self.items_stopped.append(rec)
 
     def cache_entry(self, entry: Any) -> None:
         """A catalog entry (taskfabric.catalog.CacheEntry) written with the node's success."""
@@ -77,6 +126,8 @@ class Batch:
             or self.events
             or self.cache_entries
             or self.reservation_releases
+            or self.items_queued
+            or self.items_stopped
         )
 
 
@@ -137,6 +188,7 @@ class MetadataStore:
         self._dialect = self.engine.dialect.name
         self._write_lock = threading.Lock()
         self._upserts: dict[str, Any] = {}
+        self._prepared_sql: dict[str, _Prepared] = {}
         if migrate:
             self.migrate()
 
@@ -224,9 +276,62 @@ class MetadataStore:
             self._upserts[table.name] = stmt
         return stmt
 
-    def _upsert(self, conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
-            conn.execute(self._upsert_statement(table), list(rows))
+    def _prepared(self, name: str, build: Callable[[], Any], columns: Sequence[str]) -> _Prepared:
+        """`build()`'s statement compiled once to the driver's SQL, with the order of its
+        parameters: executed with the driver's `executemany` (`exec_driver_sql`), so rows
+        skip SQLAlchemy's per-row parameter processing (most of a batch's cost)."""
+        found = self._prepared_sql.get(name)
+        if found is None:
+            compiled = build().compile(dialect=self.engine.dialect, column_keys=list(columns))
+            keys = tuple(compiled.positiontup or ()) if compiled.positional else tuple(columns)
+            found = _Prepared(str(compiled), keys, bool(compiled.positional))
+            self._prepared_sql[name] = found
+        return found
+
+    def _write_rows(
+        self, conn: Connection, table: sa.Table, records: Iterable[Any], *, upsert: bool
+    ) -> None:
+        """Insert (or upsert) dataclass `records` whose fields are the table's columns."""
+        rows = [vars(r) for r in records]
+        if not rows:
+            return
+        columns = [c.name for c in table.columns if c.name in rows[0]]
+        build = (lambda: self._upsert_statement(table)) if upsert else table.insert
+        prepared = self._prepared(f"{table.name}:{int(upsert)}", build, columns)
+        conn.exec_driver_sql(prepared.sql, prepared.params(rows))
+
+    def _queue_items(self, conn: Connection, rec: MapItemsQueued, chunk: int = 10_000) -> None:
+        """Write a map's item rows QUEUED, `chunk` rows to a statement (bounded memory)."""
+        t = s.node_executions
+        columns = ["execution_id", "node_id", "name", "kind", "parent_id", "task_name", "phase"]
+        columns.append("started_at")
+
+        def build() -> Any:
+            base = self._insert(t)
+            reset = ("phase", "started_at", "finished_at", "error", "message")
+            return base.on_conflict_do_update(
+                index_elements=[c.name for c in t.primary_key.columns],
+                set_={c: base.excluded[c] for c in reset},
+                where=t.c.phase != sa.literal_column("'SUCCEEDED'"),
+            )
+
+        prepared = self._prepared("node_executions:items", build, columns)
+        e, parent, name, task, at = rec.execution_id, rec.parent_id, rec.name, rec.task_name, rec.at
+        for start in range(0, rec.count, chunk):
+            rows = [
+                {
+                    "execution_id": e,
+                    "node_id": f"{parent}[{i}]",
+                    "name": f"{name}[{i}]",
+                    "kind": "map_item",
+                    "parent_id": parent,
+                    "task_name": task,
+                    "phase": "QUEUED",
+                    "started_at": at,
+                }
+                for i in range(start, min(start + chunk, rec.count))
+            ]
+            conn.exec_driver_sql(prepared.sql, prepared.params(rows))
 
     def create_execution(self, rec: ExecutionRecord) -> None:
         with self._write_lock, self.engine.begin() as conn:
@@ -242,14 +347,23 @@ class MetadataStore:
                     s.executions.update().where(s.executions.c.id == execution_id),
                     _encode(dict(values)),
                 )
-            self._upsert(
-                conn, s.node_executions, [_encode(dict(vars(n))) for n in batch.nodes.values()]
-            )
-            self._upsert(
-                conn, s.node_attempts, [_encode(dict(vars(a))) for a in batch.attempts.values()]
-            )
-            if batch.events:
-                conn.execute(s.events.insert(), [dict(vars(e)) for e in batch.events])
+            for queued in batch.items_queued:
+                self._queue_items(conn, queued)
+            self._write_rows(conn, s.node_executions, batch.nodes.values(), upsert=True)
+            for stopped in batch.items_stopped:
+                t = s.node_executions
+                conn.execute(
+                    t.update()
+                    .where(
+                        t.c.execution_id == stopped.execution_id,
+                        t.c.kind == "map_item",
+                        t.c.parent_id == stopped.parent_id,
+                        t.c.phase == "QUEUED",
+                    )
+                    .values(phase=stopped.phase, finished_at=stopped.at, message=stopped.message)
+                )
+            self._write_rows(conn, s.node_attempts, batch.attempts.values(), upsert=True)
+            self._write_rows(conn, s.events, batch.events, upsert=False)
             if batch.cache_entries:
                 t = s.cache_entries
                 conn.execute(t.delete().where(t.c.key.in_([e.key for e in batch.cache_entries])))
