@@ -3,6 +3,8 @@ can import them)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from taskfabric.pools import Holder
 
 POOL_TABLES = (
@@ -40,10 +42,12 @@ HAMMER_SPECS = {
 HAMMER_REQUESTS = ({"a": 1}, {"a": 2}, {"a": 1, "b": 1}, {"b": 1})
 
 
-def hammer(url: str, worker: int, cycles: int, log_path: str) -> None:
+def hammer(url: str, worker: int, cycles: int, log_path: str, start: Any = None) -> None:
     """One worker process: request, hold a moment, release, ``cycles`` times; every grant is
     logged with the times it was surely held (after the grant returned, before the release
-    was called)."""
+    was called). ``start``, a barrier shared by the workers, makes them begin their cycles
+    together once each is set up (a worker's start-up takes far longer than its cycles: left
+    to start one after another, they may never meet in a pool)."""
     import json
     import random
     import time
@@ -55,6 +59,8 @@ def hammer(url: str, worker: int, cycles: int, log_path: str) -> None:
     specs = {name: PoolSpec(name, **kw) for name, kw in HAMMER_SPECS.items()}  # type: ignore[arg-type]
     pm = PoolManager(store.engine, specs, owner=f"worker-{worker}")
     rng = random.Random(worker)
+    if start is not None:
+        start.wait(timeout=100)
     with open(log_path, "w", encoding="utf-8") as log:
         for i in range(cycles):
             who = Holder(f"w{worker}-{i}", "n0", 1, rng.choice(["p0", "p1"]), "d")

@@ -455,14 +455,13 @@ def test_calls_fold_into_the_callers_transaction(make_manager: Make) -> None:
     assert in_use(pm, "p") == 0
 
 
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # SQLite: one write lock
 def test_postgres_release_locks_only_the_pools_of_its_lease(
     make_manager: Make, db_url: str
 ) -> None:
     """With many pools, a release that nobody waits behind locks its own pools only: it
     does not queue behind transactions busy with other pools (a lock on them fails it here
     at once, through ``lock_timeout``); one that a waiter stands behind still hands on."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL row locks; SQLite has one write lock for the database")
     specs = [PoolSpec(name, 1) for name in ("a", "b", "c")]
     pm = make_manager(*specs)
     url = sa.make_url(db_url)

@@ -32,8 +32,9 @@ def most_held_at_once(grants: list[tuple[dict[str, int], float, float]], pool: s
 def test_no_over_commit_across_processes(db_url: str, tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
     logs = [tmp_path / f"worker-{i}.jsonl" for i in range(WORKERS)]
+    start = context.Barrier(WORKERS)
     workers = [
-        context.Process(target=hammer, args=(db_url, i, CYCLES, str(logs[i])))
+        context.Process(target=hammer, args=(db_url, i, CYCLES, str(logs[i]), start))
         for i in range(WORKERS)
     ]
     for worker in workers:
@@ -62,4 +63,6 @@ def test_no_over_commit_across_processes(db_url: str, tmp_path: Path) -> None:
     store.close()
     assert left == [0, 0, 0, 0]
     assert most_held_at_once(grants, "a") == 2
-    assert waits > WORKERS
+    assert waits > WORKERS, (
+        f"only {waits} of {len(grants)} requests waited: the pools were never contended"
+    )
