@@ -27,6 +27,34 @@ class PoolRow(NamedTuple):
     paused_until: float
 
 
+#: SQLite: the rows of pools ``{names}`` (kind 0), their usage per project and domain (kind
+#: 1) and whether anybody waits in one of them (kind 2), in one statement (read it with
+#: `split_lock_usage`).
+LOCK_USAGE = (
+    "SELECT 0, name, tokens, refilled_at, paused_until, '', '' FROM pools "
+    "WHERE name IN ({names}) UNION ALL SELECT 1, pool, SUM(weight), 0, 0, project, "
+    "domain FROM pool_grants WHERE pool IN ({names}) GROUP BY pool, project, domain "
+    "UNION ALL SELECT * FROM (SELECT 2, pool, 0, 0, 0, '', '' FROM pool_waits "
+    "WHERE pool IN ({names}) LIMIT 1)"
+)
+
+
+def split_lock_usage(
+    fetched: Iterable[Sequence[Any]],
+) -> tuple[list[PoolRow], list[tuple[str, str, str, int]], bool]:
+    """The rows of `LOCK_USAGE`: the pools' rows in name order, their usage, anybody waiting."""
+    rows, held, waiting = [], [], False
+    for kind, name, first, second, third, project, domain in fetched:
+        if kind == 0:
+            rows.append(PoolRow(name, first, second, third))
+        elif kind == 1:
+            held.append((name, project, domain, int(first)))
+        else:
+            waiting = True
+    rows.sort(key=lambda r: r.name)
+    return rows, held, waiting
+
+
 class HotSql:
     """The hot statements for one dialect (``sqlite`` or ``postgresql``)."""
 
@@ -104,24 +132,11 @@ class HotSql:
             self._in(
                 "lock-usage",
                 len(names),
-                "SELECT 0, name, tokens, refilled_at, paused_until, '', '' FROM pools "
-                "WHERE name IN ({names}) UNION ALL SELECT 1, pool, SUM(weight), 0, 0, project, "
-                "domain FROM pool_grants WHERE pool IN ({names}) GROUP BY pool, project, domain "
-                "UNION ALL SELECT * FROM (SELECT 2, pool, 0, 0, 0, '', '' FROM pool_waits "
-                "WHERE pool IN ({names}) LIMIT 1)",
+                LOCK_USAGE,
             ),
             self._params(names),
         )
-        rows, held, waiting = [], [], False
-        for kind, name, first, second, third, project, domain in cur.fetchall():
-            if kind == 0:
-                rows.append(PoolRow(name, first, second, third))
-            elif kind == 1:
-                held.append((name, project, domain, int(first)))
-            else:
-                waiting = True
-        rows.sort(key=lambda r: r.name)
-        return rows, held, waiting
+        return split_lock_usage(cur.fetchall())
 
     def save_bucket(self, cur: Any, name: str, tokens: float, now: float) -> None:
         cur.execute(

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from taskfabric.pools._hot import PoolRow
+from taskfabric.pools._hot import LOCK_USAGE, PoolRow, split_lock_usage
 
 _LEASE_COLUMNS = (
     "execution_id",
@@ -107,23 +107,11 @@ class SqliteDirect:
             "lock-usage",
             count,
             0,
-            "SELECT 0, name, tokens, refilled_at, paused_until, '', '' FROM pools "
-            "WHERE name IN ({first}) UNION ALL SELECT 1, pool, SUM(weight), 0, 0, project, "
-            "domain FROM pool_grants WHERE pool IN ({first}) GROUP BY pool, project, domain "
-            "UNION ALL SELECT * FROM (SELECT 2, pool, 0, 0, 0, '', '' FROM pool_waits "
-            "WHERE pool IN ({first}) LIMIT 1)",
+            LOCK_USAGE.replace("{names}", "{first}"),
         )
         cur.execute("BEGIN IMMEDIATE")
         cur.execute(sql, (*names, *names, *names))
-        rows, held, waiting = [], [], False
-        for kind, name, first, second, third, project, domain in cur.fetchall():
-            if kind == 0:
-                rows.append(PoolRow(name, first, second, third))
-            elif kind == 1:
-                held.append((name, project, domain, int(first)))
-            else:
-                waiting = True
-        rows.sort(key=lambda r: r.name)
+        rows, held, waiting = split_lock_usage(cur.fetchall())
         return rows, (held, waiting)
 
     def rollback(self) -> None:
