@@ -94,6 +94,7 @@ def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
     ("text", "message"),
     [
         ("[storage\nx = 1\n", ":1: invalid TOML"),
+        ("[engine]\nparallelism = [\n", ":2: invalid TOML"),  # open at the end of the file
         ("[storage]\nbogus = 1\n", ":2: storage.bogus: unknown key"),
         ("[engine]\nparallelism = 'many'\n", ":2: engine.parallelism"),
         ("[backends.mine]\nworkers = 2\n", ":1: backends.mine.driver: required key is missing"),
