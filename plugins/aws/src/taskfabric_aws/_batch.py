@@ -652,7 +652,29 @@ class BatchBackend(Backend[BatchSettings]):
             log_links=links,
         )
 
+    def _submitted_id(self, job: _Job) -> str:
+        """The id of the job an earlier engine process may have submitted for `job` (its handle
+        was provisional: killed between SubmitJob and recording the id), else ""."""
+        if job.array is not None and job.array.look_up:
+            found = self._find_array(job.array.name)
+            if not found:
+                return ""
+            indexes = job.array.indexes or list(range(len(job.array.jobs)))
+            return child_id(found, indexes[job.array.jobs.index(job)])
+        return self._find(job) if job.look_up else ""
+
     def _terminate(self, job: _Job) -> None:
+        if not job.job_id and job.state == "submit":
+            # Cancelled before this process submitted it or looked it up: a job may exist.
+            try:
+                job.job_id = self._submitted_id(job)
+            except _Throttled:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "could not look the job up to terminate it", job=job.name, error=str(exc)
+                )
+                return
         if job.job_id:
             self._take_token()
             try:
