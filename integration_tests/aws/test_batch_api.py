@@ -322,7 +322,7 @@ def test_check_reports_the_queue_and_its_compute_environment(
 def _count_submits(backend: Any) -> list[dict[str, Any]]:
     """The parameters of every SubmitJob call `backend` makes from now on."""
     calls: list[dict[str, Any]] = []
-    backend.batch.meta.events.register(
+    backend.submitter.meta.events.register(
         "provide-client-params.batch.SubmitJob", lambda params, **_: calls.append(dict(params))
     )
     return calls
@@ -568,3 +568,33 @@ def test_cancelling_a_resumed_attempt_with_a_provisional_handle_terminates_its_j
         backend.close()
     assert sorted(terminated) == sorted(expected)
     assert [s for s in jobs_named(moto_endpoint, submitted["jobName"]) if ":" not in s["jobId"]]
+
+
+@pytest.mark.parametrize("items", [1, 3], ids=["job", "array-job"])
+def test_a_lost_submit_answer_never_makes_a_second_job(
+    engine: Engine, moto_endpoint: str, items: int
+) -> None:
+    """SubmitJob reached Batch, which made the job, but its answer was lost (the connection
+    closed): the backend looks the job up by name and tag and adopts it instead of submitting
+    it again (a second job for one attempt), as a blind retry would."""
+    direct = DirectAttempts(engine, task_type="python", deadline=120)
+    with throttling_proxy(moto_endpoint, throttle=0, lose=1, path="/v1/submitjob") as proxy:
+        settings = BatchSettings(
+            job_queue=QUEUE, image="localhost/x:1", endpoint_url=proxy.endpoint, poll_seconds=0.1
+        )
+        backend = BatchBackend("batch", settings, _context(engine, []))
+        try:
+            attempts = [direct.make(aws_tasks.square, i=i) for i in range(items)]
+            backend.submit_map_items(attempts)
+            statuses = [direct.wait(backend, a) for a in attempts]
+        finally:
+            backend.close()
+    assert proxy.seen == ["POST"]  # one SubmitJob, never a second
+    name = array_name_of(attempts) if items > 1 else job_name_of(attempts[0].attempt_id)
+    (job,) = [j for j in jobs_named(moto_endpoint, name) if ":" not in j["jobId"]]
+    ids = [child_id(job["jobId"], i) for i in range(items)] if items > 1 else [job["jobId"]]
+    for attempt, status, job_id in zip(attempts, statuses, ids, strict=True):
+        assert direct.handles(attempt)[-1] == job_id
+        # moto ran nothing: the job "succeeded" without outputs; no SubmitFailed.
+        assert status.error is not None and status.error.code == "BatchJobFailed", status.error
+        assert f"({job_id})" in status.error.message
