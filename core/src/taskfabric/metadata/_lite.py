@@ -28,6 +28,8 @@ from typing import Any
 from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
 
 _JSON_FIELDS = frozenset({"code", "error", "log_links"})
+#: json.dumps(value, separators=(",", ":"), sort_keys=True) without making an encoder per call
+_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 def sqlite_file_of(url: str) -> Path | None:
@@ -56,7 +58,7 @@ def encode(row: dict[str, Any]) -> dict[str, Any]:
     for key in _JSON_FIELDS & row.keys():
         value = row[key]
         if value is not None or key != "error":
-            row[key] = json.dumps(value, separators=(",", ":"), sort_keys=True)
+            row[key] = _dumps(value)
     return row
 
 
@@ -298,6 +300,6 @@ def _rows(records: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         row = [values[c] for c in columns]
         for i in encoded:
             if row[i] is not None or columns[i] != "error":
-                row[i] = json.dumps(row[i], separators=(",", ":"), sort_keys=True)
+                row[i] = _dumps(row[i])
         out.append(tuple(row))
     return out
