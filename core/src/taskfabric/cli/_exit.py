@@ -28,11 +28,16 @@ def _status(code: str | int | None) -> int:
     return 1
 
 
+#: the file objects that buffer writes (exact types: a test of the type alone keeps the scan
+#: of every object a few milliseconds; a subclass of them is rare)
+_BUFFERED = frozenset({io.BufferedWriter, io.BufferedRandom, io.TextIOWrapper})
+
+
 def _flush_open_files() -> None:
     """Every open file's Python-side buffer to the OS (the teardown would flush those it
     frees: a file a task left open in a global, for one)."""
     for obj in gc.get_objects():
-        if isinstance(obj, io.BufferedWriter | io.BufferedRandom | io.TextIOWrapper):
+        if type(obj) in _BUFFERED:
             try:
                 if not obj.closed:
                     obj.flush()
