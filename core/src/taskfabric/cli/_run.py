@@ -25,7 +25,7 @@ from taskfabric.cli._common import (
 )
 from taskfabric.cli._progress import RunProgress
 from taskfabric.errors import CompilationError, TaskfabricError
-from taskfabric.sdk import WorkflowDefinition
+from taskfabric.sdk import TaskDefinition, WorkflowDefinition
 from taskfabric.types import literal_to_display, literal_to_json, parse_cli_value, type_str
 
 
@@ -222,9 +222,14 @@ def run(
     with user_errors():
         try:
             wf.compile()
-        except (CompilationError, TypeError) as exc:
-            # TypeError: a promise used as a plain value (e.g. in a Python `if`), explained
+        except CompilationError as exc:
             err.print(labelled("error", str(exc)), highlight=False)
+            sys.exit(2)
+        except Exception as exc:
+            # The workflow's body raised while it was being compiled (a promise used as a
+            # plain value, which says so, or any bug of its own): where, in the user's files.
+            message = f"workflow '{wf.short_name}' cannot be compiled: its body raised\n"
+            err.print(labelled("error", message + _where(exc)), highlight=False)
             sys.exit(2)
         engine = Engine(cfg)
     progress = RunProgress(err, wf.short_name)
@@ -285,6 +290,11 @@ def _load_workflow(ref: str) -> tuple[WorkflowDefinition[Any, Any], dict[str, st
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise TaskfabricError(f"cannot load {ref}:\n{_where(exc)}") from exc
+    if isinstance(wf, TaskDefinition):
+        raise TaskfabricError(
+            f"{ref} is a @task; `taskfabric run` runs a @workflow: call the task from one "
+            f"(`@workflow def main(...) -> ...: return {wf.short_name}(...)`) and run that"
+        )
     if not isinstance(wf, WorkflowDefinition):
         raise TaskfabricError(f"{ref} is {type(wf).__name__}, not a @workflow")
     return wf, code
