@@ -302,6 +302,7 @@ def test_an_unknown_queue_fails_the_attempt_naming_it(engine: Engine, moto_endpo
         backend.close()
     assert status.error is not None and status.error.code == "SubmitFailed"
     assert "queue 'no-such-queue'" in status.error.message
+    assert "fix job_queue in [backends.batch]" in status.error.message, status.error.message
 
 
 def test_check_reports_the_queue_and_its_compute_environment(
@@ -598,3 +599,45 @@ def test_a_lost_submit_answer_never_makes_a_second_job(
         # moto ran nothing: the job "succeeded" without outputs; no SubmitFailed.
         assert status.error is not None and status.error.code == "BatchJobFailed", status.error
         assert f"({job_id})" in status.error.message
+
+
+def test_check_says_what_is_wrong_where_and_what_to_do(
+    engine: Engine,
+    moto_endpoint: str,
+    moto_auth_endpoint: str,
+    closed_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def check(endpoint: str, queue: str = QUEUE) -> str:
+        settings = BatchSettings(job_queue=queue, endpoint_url=endpoint, api_attempts=1)
+        backend = BatchBackend("batch", settings, _context(engine, []))
+        try:
+            result = backend.check()
+        finally:
+            backend.close()
+        assert not result.ok
+        return result.message
+
+    where = "(region us-east-1)"
+    # A queue of another name: the queues there, and the setting to fix.
+    wrong = check(moto_endpoint, "tf-apy")
+    assert wrong.startswith(f"no job queue 'tf-apy' at {moto_endpoint} {where} (the queues")
+    assert f" {QUEUE}" in wrong and "fix job_queue in [backends.batch]" in wrong, wrong
+    # Credentials that Batch refuses (moto checking them against its IAM).
+    refused = check(moto_auth_endpoint)
+    assert refused.startswith(
+        f"AWS Batch at {moto_auth_endpoint} {where} refused the credentials boto3 found"
+    ), refused
+    assert "fix them ($AWS_ACCESS_KEY_ID" in refused
+    assert "batch:DescribeJobQueues" in refused
+    # Nothing listening at the endpoint.
+    unreachable = check(closed_endpoint)
+    assert unreachable.startswith(f"cannot reach AWS Batch at {closed_endpoint} {where}")
+    assert "check endpoint_url and region in [backends.batch]" in unreachable
+    # No credentials at all.
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    missing = check(moto_endpoint)
+    assert missing.startswith("no AWS credentials found: give the engine some"), missing
+    assert "$AWS_PROFILE with ~/.aws/credentials" in missing

@@ -59,7 +59,7 @@ from taskfabric_aws._arrays import (
     parse_pending_child,
 )
 from taskfabric_aws._batch_settings import BatchSettings, resources_of
-from taskfabric_aws._checks import check_queue
+from taskfabric_aws._checks import batch_failure, check_queue
 from taskfabric_aws._joblogs import LogCursor, LogReader
 from taskfabric_aws._s3 import S3BlobStore
 
@@ -266,7 +266,7 @@ class BatchBackend(Backend[BatchSettings]):
         self._thread.join(timeout=30)
 
     def check(self) -> CheckResult:
-        return check_queue(self.batch, self.settings.job_queue)
+        return check_queue(self.batch, self.settings.job_queue, f"[backends.{self.name}]")
 
     # -- the Batch thread --------------------------------------------------------------------
 
@@ -490,9 +490,20 @@ class BatchBackend(Backend[BatchSettings]):
                 AttemptPhase.FAILED, error=AttemptError("BadTask", str(exc), "user", False)
             )
         what = f"job {job.name}" if job.array is None else f"the array job of {job.name}"
-        message = f"AWS Batch refused {what} on queue '{self.settings.job_queue}': {exc}"
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
-            message += " (give the engine AWS credentials the way boto3 reads them)"
+        message = f"cannot submit {what} to queue '{self.settings.job_queue}': "
+        if isinstance(exc, (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)):
+            section = f"[backends.{self.name}]"
+            message += batch_failure(
+                self.batch,
+                section,
+                exc,
+                "batch:SubmitJob, batch:ListJobs, batch:DescribeJobs, "
+                "batch:DescribeJobDefinitions and batch:RegisterJobDefinition",
+            )
+            if isinstance(exc, botocore.exceptions.ClientError) and "queue" in str(exc).lower():
+                message += f" (fix job_queue in {section}; `taskfabric plugins check` checks it)"
+        else:
+            message += str(exc)
         if job.tries:
             message += (
                 f" ({job.tries} calls failed without a clear answer: a job named {job.name} or, "
