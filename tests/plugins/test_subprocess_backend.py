@@ -42,6 +42,16 @@ def sleepy(marker: str) -> int:
     time.sleep(600)
     return 1
 
+@task(timeout=1)  # counted from the marker (held_timeouts)
+def stubborn(marker: str) -> int:
+    # ignores SIGTERM, and starts a child in its process group
+    import subprocess
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = subprocess.Popen(["sleep", "600"])
+    Path(marker).write_text(f"{os.getpid()} {child.pid}")
+    time.sleep(600)
+    return 1
+
 @task
 def write(text: str) -> File:
     f = File.new("t.txt")
@@ -67,6 +77,10 @@ def pids() -> int:
 @workflow
 def slow(marker: str) -> int:
     return sleepy(marker=marker)
+
+@workflow
+def stubborn_wf(marker: str) -> int:
+    return stubborn(marker=marker)
 
 @workflow
 def files(text: str) -> str:
@@ -168,6 +182,34 @@ def test_timeout_kills_the_process(
     while _alive(pid):  # the process was killed, not abandoned
         assert time.monotonic() < deadline, f"task process {pid} still runs after its timeout"
         time.sleep(0.05)
+
+
+def test_close_kills_what_ignores_sigterm_before_it_returns(
+    tmp_path: Path, wfs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout at the end of a run, then the engine closes: the kill (SIGTERM, SIGKILL after
+    the grace) runs on a daemon thread that dies with the engine process, so `close` itself
+    waits for it. A task that ignores SIGTERM, and the child in its group, are dead when
+    `close` returns, not left running after the engine process exits."""
+    marker = tmp_path / "marker"
+    held_timeouts(monkeypatch, marker)
+    config = Config(
+        storage=StorageConfig(data_root=tmp_path / "data"),
+        task_types={"python": "procs"},
+        backends={"procs": BackendConfig(driver="subprocess", options={"kill_grace_seconds": 1})},
+    )
+    with Engine(config) as engine:
+        result = engine.launch(wfs.stubborn_wf, {"marker": str(marker)})
+        assert result.error is not None and result.error["code"] == "Timeout", result.error
+        pid, child = (int(p) for p in marker.read_text().split())
+    # the task process is the engine's child: `close` reaped it
+    assert not _alive(pid), f"task process {pid} ignored SIGTERM and outlived close()"
+    # its child was in the group that got SIGKILL before close returned; the signal is only
+    # delivered when the kernel next schedules it (a hang guard, not a margin)
+    deadline = time.monotonic() + 60
+    while _alive(child):
+        assert time.monotonic() < deadline, f"the task's child {child} outlived close()"
+        time.sleep(0.02)
 
 
 def _alive(pid: int) -> bool:
