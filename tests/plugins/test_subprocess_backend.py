@@ -290,3 +290,22 @@ def test_execute_entrypoint_reports_a_task_it_cannot_load(tmp_path: Path) -> Non
     err.ParseFromString(store.get_bytes(store.uri("err.pb")))
     assert "cannot load task no_such_module_here:t" in err.message
     assert not err.retryable
+
+
+def test_the_exit_helpers_plugins_share(tmp_path: Path) -> None:
+    """`describe_exit` and `tail`, public in taskfabric.backends for every plugin's error
+    messages: a Popen return code, and a shell / container runtime / Kubernetes status."""
+    from taskfabric.backends import describe_exit, tail
+
+    assert describe_exit(3) == "exited with code 3"
+    assert describe_exit(-9) == "was killed by SIGKILL"
+    assert describe_exit(None) == "ended"
+    assert describe_exit(137) == "exited with code 137"
+    assert describe_exit(137, shell_status=True) == "was killed by SIGKILL"
+    assert describe_exit(143, shell_status=True) == "was killed by SIGTERM"
+    assert describe_exit(2, shell_status=True) == "exited with code 2"
+    assert describe_exit(128 + 99, shell_status=True) == "was killed by signal 99"
+    log = tmp_path / "out.log"
+    log.write_text("".join(f"line {i}\n" for i in range(50)))
+    assert tail(log, 3) == "line 47\nline 48\nline 49"
+    assert tail(tmp_path / "missing.log") == ""

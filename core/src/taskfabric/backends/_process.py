@@ -78,11 +78,17 @@ def tail(path: Path, lines: int = 20, max_bytes: int = 32768) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def describe_exit(code: int | None) -> str:
+def describe_exit(code: int | None, *, shell_status: bool = False) -> str:
     """'exited with code 3', 'was killed by SIGKILL'; for None (a process an earlier engine
-    process started, whose exit status nobody can read now) 'ended'."""
+    process started, whose exit status nobody can read now) 'ended'.
+
+    `code` is a `Popen.returncode` (negative: killed by that signal), or, with
+    `shell_status`, an exit status as a shell, a container runtime or Kubernetes reports it
+    (above 128: killed by signal `code - 128`)."""
     if code is None:
         return "ended"
+    if shell_status and code > 128:
+        code = 128 - code
     if code < 0:
         try:
             name = signal.Signals(-code).name
