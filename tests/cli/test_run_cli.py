@@ -218,6 +218,11 @@ def loops_over_an_input(n: int = 3) -> int:
     for i in range(n):
         inc(x=i)
     return inc(x=n)
+
+
+@workflow
+def adds_to_an_output(n: int = 3) -> int:
+    return inc(x=n) + 1
 """
 
 
@@ -230,6 +235,13 @@ def loops_over_an_input(n: int = 3) -> int:
             19,
             "TypeError: workflow input 'n' has no value while the workflow is being compiled, "
             "so it cannot be used as an index or a count",
+        ),
+        (
+            "adds_to_an_output",
+            26,
+            "TypeError: unsupported operand type(s) for +: 'Promise' and 'int' (a workflow "
+            "input or a task's output is a Promise while the workflow is compiled: it has no "
+            "value yet. Compute with it inside a @task that takes it as an input.)",
         ),
     ],
 )
