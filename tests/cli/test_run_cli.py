@@ -150,6 +150,12 @@ def test_an_input_named_like_a_run_option_stays_the_input(flow: Path) -> None:
     assert json.loads(text)["execution"]["name"] == "first"
     code, text, _ = invoke("run", f"{flow}:greeting", "-h")
     assert "--name STR" in text.split("Inputs:")[1].split("Run options:")[0]
+    # where run's own --name went is said, not just left out of the Run options
+    assert "inputs named --name: after FILE.py:WORKFLOW they are the inputs; run's own " in (
+        " ".join(text.split())
+    )
+    code, text, _ = invoke("run", f"{flow}:sum_of_squares", "-h")
+    assert "inputs named" not in text
 
 
 def test_json_output_is_alone_on_stdout_even_from_a_process(flow: Path, tmp_path: Path) -> None:

@@ -148,12 +148,25 @@ def _workflow_command(wf: WorkflowDefinition[Any, Any], ref: str) -> click.Comma
     # An input may be called --name or --output: then it is the input, and run's own option
     # of that name goes before the workflow reference.
     own = [p for p in _run_options(_OWN) if not taken & set(getattr(p, "opts", []))]
+    shadowed = sorted(
+        o
+        for p in _run_options(_OWN)
+        for o in getattr(p, "opts", [])
+        if o.startswith("--")
+        if o in taken
+    )
+    note = (
+        f" This workflow has inputs named {', '.join(shadowed)}: after FILE.py:WORKFLOW they "
+        "are the inputs; run's own options of those names go before it."
+        if shadowed
+        else ""
+    )
     return _WorkflowCommand(
         name=f"run {ref}",
         params=inputs + own,
         help=(wf.function.__doc__ or f"Run workflow {wf.short_name}.").strip()
         + "\n\nInputs are parsed by their declared types. Lists, dicts and records are JSON; "
-        "files are local paths. Run options may come before or after FILE.py:WORKFLOW.",
+        "files are local paths. Run options may come before or after FILE.py:WORKFLOW." + note,
         context_settings={"help_option_names": list(_HELP)},
     )
 
