@@ -5,10 +5,12 @@ wheels, checked for release:
     python scripts/build_wheelhouse.py --out DIR
 
 Checks before building: every distribution has the one version of the core, each plugin's
-`taskfabric` requirement admits it, and a LICENSE identical to the repository's sits next to
-each pyproject.toml. Checks after: each wheel carries that version and its LICENSE, and the
-checkout has no build/ or *.egg-info left. Install from the folder with
-`pip install --find-links DIR taskfabric-http` (the core comes from it too).
+`taskfabric` requirement admits it, a LICENSE identical to the repository's sits next to
+each pyproject.toml, each has classifiers and the project URLs (the core's Homepage, Source,
+Issues and Changelog, and a Documentation page of its own that exists in this tree), and
+CHANGELOG.md names it. Checks after: each wheel carries that version, its LICENSE, its
+classifiers and its URLs, and the checkout has no build/ or *.egg-info left. Install from
+the folder with `pip install --find-links DIR taskfabric-http` (the core comes from it too).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
+#: The project URLs every distribution declares; all but Documentation are the core's.
+URL_LABELS = ("Homepage", "Documentation", "Source", "Issues", "Changelog")
+SHARED_URL_LABELS = ("Homepage", "Source", "Issues", "Changelog")
 
 
 class ReleaseError(Exception):
@@ -90,9 +95,48 @@ def check_tree() -> str:
                 f"{license_file.relative_to(REPO)}: missing or not the repository's LICENSE "
                 "(copy it there: a wheel carries the LICENSE next to its pyproject.toml)"
             )
+        problems += metadata_problems(folder)
     if problems:
         raise ReleaseError("not ready for a release:\n  " + "\n  ".join(problems))
     return version
+
+
+def metadata_problems(folder: Path) -> list[str]:
+    """What a distribution's page on the package index would lack: classifiers, the project
+    URLs (shared with the core's, a Documentation page that exists here), a CHANGELOG entry."""
+    meta = project(folder)
+    where = folder.relative_to(REPO) / "pyproject.toml"
+    problems = []
+    classifiers = [str(c) for c in meta.get("classifiers", [])]  # type: ignore[attr-defined]
+    for needed in ("Development Status :: ", "Programming Language :: Python :: 3"):
+        if not any(c.startswith(needed) for c in classifiers):
+            problems.append(f"{where}: no '{needed}...' classifier in [project] classifiers")
+    urls: dict[str, str] = dict(meta.get("urls", {}))  # type: ignore[call-overload]
+    core_urls: dict[str, str] = dict(project(REPO / "core").get("urls", {}))  # type: ignore[call-overload]
+    missing = [label for label in URL_LABELS if label not in urls]
+    if missing:
+        problems.append(f"{where}: [project.urls] lacks {', '.join(missing)}")
+    for label in SHARED_URL_LABELS:
+        if label in urls and urls[label] != core_urls.get(label):
+            problems.append(
+                f"{where}: [project.urls] {label} = {urls[label]!r}, the core's is "
+                f"{core_urls.get(label)!r} (one repository for every distribution)"
+            )
+    doc = urls.get("Documentation", "")
+    prefix = core_urls.get("Source", "") + "/blob/main/"
+    if doc and (not doc.startswith(prefix) or not (REPO / doc.removeprefix(prefix)).is_file()):
+        problems.append(
+            f"{where}: [project.urls] Documentation = {doc!r} is not a file of this tree "
+            f"under {prefix}"
+        )
+    name = str(meta["name"])
+    preamble = (REPO / "CHANGELOG.md").read_text(encoding="utf-8").split("\n## ", 1)[0]
+    if f"`{name}`" not in preamble:
+        problems.append(
+            f"CHANGELOG.md: its opening list of the distributions released together does not "
+            f"name `{name}`"
+        )
+    return problems
 
 
 def leftovers() -> list[Path]:
@@ -136,6 +180,12 @@ def check_wheel(wheel: Path, version: str) -> None:
         raise ReleaseError(f"{wheel.name}: METADATA does not say Version: {version}")
     if not any(re.search(r"\.dist-info/licenses/LICENSE$", n) for n in names):
         raise ReleaseError(f"{wheel.name}: no LICENSE in its .dist-info/licenses/")
+    labels = re.findall(r"^Project-URL: ([^,]+),", text, re.MULTILINE)
+    missing = [label for label in URL_LABELS if label not in labels]
+    if missing:
+        raise ReleaseError(f"{wheel.name}: METADATA has no Project-URL for {', '.join(missing)}")
+    if not re.search(r"^Classifier: ", text, re.MULTILINE):
+        raise ReleaseError(f"{wheel.name}: METADATA has no Classifier")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,11 @@ Every `.py` file of the core (`core/src/taskfabric`) and of every plugin in the 
 `plugins/*/src/*`, found afresh on every run, so a plugin added later is covered) is parsed, and
 every import is read: at module level, inside functions (deferred imports), under
 `if TYPE_CHECKING:`, `importlib.import_module("...")` / `__import__("...")` with a literal name,
-and the `"module:attribute"` strings that the core loads drivers from. The rules, with the
-layers listed in `LAYERS` (and in docs/architecture.md, which a test keeps equal):
+the `"module:attribute"` strings that the core loads drivers from, and a submodule reached as
+an attribute of an imported package (`import taskfabric` then `taskfabric.engine.Engine`: it
+works whenever something else imported it first, so it is a dependency all the same). The
+rules, with the layers listed in `LAYERS` (and in docs/architecture.md, which a test keeps
+equal):
 
 1. Every package and top-level module of the core belongs to one layer.
 2. A core module imports only its own package and packages of lower layers, by any import
@@ -95,12 +98,14 @@ class Import:
     target: str
     path: Path
     line: int
-    how: str  # "module level", "deferred", "TYPE_CHECKING" or "by name"
+    how: str  # "module level", "deferred", "TYPE_CHECKING", "by name" or "attribute"
     names: tuple[str, ...] = ()  # for `from target import names`
 
     @property
     def runs(self) -> bool:
-        return self.how != "TYPE_CHECKING"
+        """An import statement that runs; an attribute imports nothing (it needs another
+        import to have run), and one under TYPE_CHECKING never runs."""
+        return self.how not in ("TYPE_CHECKING", "attribute")
 
     def where(self) -> str:
         return f"{self.path.relative_to(ROOT)}:{self.line}"
@@ -179,7 +184,35 @@ def read_imports(
         if resolved is not None and resolved != name:
             found.append(Import(name, resolved, path, getattr(node, "lineno", 0), how, names))
 
+    # `import a.b` binds `a`, `import a.b as c` binds `c` to `a.b`: attribute chains on those
+    # names that reach further submodules of the tree are read below.
+    bound: dict[str, str] = {}
+    reached_by_attribute: set[tuple[str, int]] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    bound[alias.asname] = alias.name
+                else:
+                    top = alias.name.split(".")[0]
+                    bound[top] = top
+
     for node, how in _walk(tree, "module level"):
+        if isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Del):
+            chain: list[str] = []
+            part: ast.expr = node
+            while isinstance(part, ast.Attribute):
+                chain.insert(0, part.attr)
+                part = part.value
+            if isinstance(part, ast.Name) and part.id in bound:
+                base = bound[part.id]
+                dotted = ".".join([base, *chain])
+                reached = resolve(dotted)
+                if reached is not None and reached != resolve(base):
+                    seen = (reached, node.lineno)
+                    if seen not in reached_by_attribute:  # `a.b.c` holds `a.b` too
+                        reached_by_attribute.add(seen)
+                        add(reached, node, "attribute")
         if isinstance(node, ast.Import):
             for alias in node.names:
                 add(alias.name, node, how)
@@ -442,6 +475,9 @@ DRIVERS = ("pkg.high._impl:Driver",)
 def later():
     from pkg.high import other
     return importlib.import_module("pkg.high._impl")
+
+import pkg
+VALUE = pkg.high.Thing
 '''
 
 
@@ -459,6 +495,8 @@ def test_the_reader_sees_every_kind_of_import() -> None:
         ("pkg.high._impl", "by name", 11),
         ("pkg.high", "deferred", 14),
         ("pkg.high._impl", "deferred", 15),
+        ("pkg", "module level", 17),
+        ("pkg.high", "attribute", 18),
     }
 
 

@@ -4,6 +4,7 @@ IAM and CloudWatch Logs APIs on 127.0.0.1), fake credentials for it, and a bucke
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -43,6 +44,29 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(f"the AWS suite needs moto's server under CI: {exc}")
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def moto_auth_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server that checks each request's credentials against its IAM, which knows no
+    keys: every request is refused, as AWS refuses wrong or revoked credentials."""
+    folder = tmp_path_factory.mktemp("moto-auth")
+    try:
+        with moto_server(folder, env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"}) as endpoint:
+            yield endpoint
+    except MotoMissing as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"the AWS suite needs moto's server under CI: {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def closed_endpoint() -> Iterator[str]:
+    """An endpoint on 127.0.0.1 where nothing listens (a bound socket that accepts nothing:
+    every connection is refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def client(service: str, endpoint: str) -> Any:

@@ -302,6 +302,7 @@ def test_an_unknown_queue_fails_the_attempt_naming_it(engine: Engine, moto_endpo
         backend.close()
     assert status.error is not None and status.error.code == "SubmitFailed"
     assert "queue 'no-such-queue'" in status.error.message
+    assert "fix job_queue in [backends.batch]" in status.error.message, status.error.message
 
 
 def test_check_reports_the_queue_and_its_compute_environment(
@@ -322,7 +323,7 @@ def test_check_reports_the_queue_and_its_compute_environment(
 def _count_submits(backend: Any) -> list[dict[str, Any]]:
     """The parameters of every SubmitJob call `backend` makes from now on."""
     calls: list[dict[str, Any]] = []
-    backend.batch.meta.events.register(
+    backend.submitter.meta.events.register(
         "provide-client-params.batch.SubmitJob", lambda params, **_: calls.append(dict(params))
     )
     return calls
@@ -482,3 +483,161 @@ def test_a_throttled_submit_pushes_the_pool_back_and_fails_nothing(
     assert [dict(p) for p in pushbacks] == [{"batch-api": 1.0}, {"batch-api": 2.0}]
     for status in statuses:
         assert status.error is not None and status.error.code == "BatchJobFailed", status.error
+
+
+def _gated_backend(
+    engine: Engine, endpoint: str
+) -> tuple[BatchBackend, threading.Event, threading.Event]:
+    """A backend whose Batch thread waits at every pool token until `go` is set; `waiting`
+    is set once it waits there."""
+    go, waiting = threading.Event(), threading.Event()
+
+    def take_tokens(weights: Mapping[str, int]) -> float:
+        waiting.set()
+        go.wait()
+        return 0.0
+
+    settings = BatchSettings(
+        job_queue=QUEUE, image="localhost/x:1", endpoint_url=endpoint, pool="batch-api"
+    )
+    context = dataclasses.replace(_context(engine, []), take_tokens=take_tokens)
+    return BatchBackend("batch", settings, context), go, waiting
+
+
+def _wait_until(check: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = threading.Event()
+    timer = threading.Timer(timeout, deadline.set)
+    timer.start()
+    try:
+        while not check():
+            if deadline.wait(0.05):
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    finally:
+        timer.cancel()
+
+
+@pytest.mark.parametrize("array", [False, True], ids=["job", "array-job"])
+def test_cancelling_a_resumed_attempt_with_a_provisional_handle_terminates_its_job(
+    engine: Engine, moto_endpoint: str, array: bool
+) -> None:
+    """Killed between SubmitJob and recording the job's id, resumed, then cancelled (an abort,
+    a timeout) before the backend looked the job up: the job, found by name and tag, is
+    terminated, not left running."""
+    direct = DirectAttempts(engine, task_type="python", deadline=60)
+    first = direct.backend(aws_tasks.square)
+    items = [direct.make(aws_tasks.square, i=i) for i in range(3 if array else 1)]
+    first.submit_map_items(items)
+    for attempt in items:
+        direct.wait(first, attempt)
+    if array:
+        name = array_name_of(items)
+        (submitted,) = [j for j in jobs_named(moto_endpoint, name) if ":" not in j["jobId"]]
+        handles = [f"{PENDING}{name}#{i}" for i in range(3)]
+        expected = [child_id(submitted["jobId"], i) for i in range(3)]
+    else:
+        (submitted,) = jobs_named(moto_endpoint, job_name_of(items[0].attempt_id))
+        handles, expected = [PENDING + submitted["jobName"]], [submitted["jobId"]]
+    backend, go, waiting = _gated_backend(engine, moto_endpoint)
+    terminated: list[str] = []
+    backend.batch.meta.events.register(
+        "provide-client-params.batch.TerminateJob",
+        lambda params, **_: terminated.append(params["jobId"]),
+    )
+    try:
+        # The thread busy elsewhere (a job of another task, waiting at the pool), the
+        # resumed items come back with their provisional handles and are cancelled at once.
+        busy = direct.make(aws_tasks.sized, i=0)
+        backend.submit(busy)
+        _wait_until(waiting.is_set, "the Batch thread at the pool")
+        resumed = [
+            dataclasses.replace(a, handle=h, record_handle=lambda _: None)
+            for a, h in zip(items, handles, strict=True)
+        ]
+        backend.submit_map_items(resumed)
+        for attempt in resumed:
+            backend.cancel(attempt.attempt_id)
+        go.set()
+        _wait_until(
+            lambda: all(backend._jobs[a.attempt_id].terminated for a in resumed),
+            "the cancelled items to be terminated",
+        )
+        for attempt in resumed:
+            status = backend.poll(attempt.attempt_id)
+            assert status.error is not None and status.error.code == "Cancelled"
+    finally:
+        go.set()
+        backend.close()
+    assert sorted(terminated) == sorted(expected)
+    assert [s for s in jobs_named(moto_endpoint, submitted["jobName"]) if ":" not in s["jobId"]]
+
+
+@pytest.mark.parametrize("items", [1, 3], ids=["job", "array-job"])
+def test_a_lost_submit_answer_never_makes_a_second_job(
+    engine: Engine, moto_endpoint: str, items: int
+) -> None:
+    """SubmitJob reached Batch, which made the job, but its answer was lost (the connection
+    closed): the backend looks the job up by name and tag and adopts it instead of submitting
+    it again (a second job for one attempt), as a blind retry would."""
+    direct = DirectAttempts(engine, task_type="python", deadline=120)
+    with throttling_proxy(moto_endpoint, throttle=0, lose=1, path="/v1/submitjob") as proxy:
+        settings = BatchSettings(
+            job_queue=QUEUE, image="localhost/x:1", endpoint_url=proxy.endpoint, poll_seconds=0.1
+        )
+        backend = BatchBackend("batch", settings, _context(engine, []))
+        try:
+            attempts = [direct.make(aws_tasks.square, i=i) for i in range(items)]
+            backend.submit_map_items(attempts)
+            statuses = [direct.wait(backend, a) for a in attempts]
+        finally:
+            backend.close()
+    assert proxy.seen == ["POST"]  # one SubmitJob, never a second
+    name = array_name_of(attempts) if items > 1 else job_name_of(attempts[0].attempt_id)
+    (job,) = [j for j in jobs_named(moto_endpoint, name) if ":" not in j["jobId"]]
+    ids = [child_id(job["jobId"], i) for i in range(items)] if items > 1 else [job["jobId"]]
+    for attempt, status, job_id in zip(attempts, statuses, ids, strict=True):
+        assert direct.handles(attempt)[-1] == job_id
+        # moto ran nothing: the job "succeeded" without outputs; no SubmitFailed.
+        assert status.error is not None and status.error.code == "BatchJobFailed", status.error
+        assert f"({job_id})" in status.error.message
+
+
+def test_check_says_what_is_wrong_where_and_what_to_do(
+    engine: Engine,
+    moto_endpoint: str,
+    moto_auth_endpoint: str,
+    closed_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def check(endpoint: str, queue: str = QUEUE) -> str:
+        settings = BatchSettings(job_queue=queue, endpoint_url=endpoint, api_attempts=1)
+        backend = BatchBackend("batch", settings, _context(engine, []))
+        try:
+            result = backend.check()
+        finally:
+            backend.close()
+        assert not result.ok
+        return result.message
+
+    where = "(region us-east-1)"
+    # A queue of another name: the queues there, and the setting to fix.
+    wrong = check(moto_endpoint, "tf-apy")
+    assert wrong.startswith(f"no job queue 'tf-apy' at {moto_endpoint} {where} (the queues")
+    assert f" {QUEUE}" in wrong and "fix job_queue in [backends.batch]" in wrong, wrong
+    # Credentials that Batch refuses (moto checking them against its IAM).
+    refused = check(moto_auth_endpoint)
+    assert refused.startswith(
+        f"AWS Batch at {moto_auth_endpoint} {where} refused the credentials boto3 found"
+    ), refused
+    assert "fix them ($AWS_ACCESS_KEY_ID" in refused
+    assert "batch:DescribeJobQueues" in refused
+    # Nothing listening at the endpoint.
+    unreachable = check(closed_endpoint)
+    assert unreachable.startswith(f"cannot reach AWS Batch at {closed_endpoint} {where}")
+    assert "check endpoint_url and region in [backends.batch]" in unreachable
+    # No credentials at all.
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    missing = check(moto_endpoint)
+    assert missing.startswith("no AWS credentials found: give the engine some"), missing
+    assert "$AWS_PROFILE with ~/.aws/credentials" in missing

@@ -112,3 +112,21 @@ def test_credentials_in_the_options_are_refused() -> None:
         S3BlobStore.from_root("s3://b/p", {"aws_secret_access_key": "shh"})
     with pytest.raises(ValueError, match=r"part_size_mib.*the s3 store's options are"):
         S3BlobStore.from_root("s3://b/p", {"part_size_mib": 1})
+
+
+def test_an_unreachable_endpoint_and_refused_credentials_say_what_to_fix(
+    closed_endpoint: str, moto_auth_endpoint: str, s3_root: str
+) -> None:
+    store = S3BlobStore.from_root(s3_root, {"endpoint_url": closed_endpoint, "max_attempts": 1})
+    with pytest.raises(S3StoreError) as unreachable:
+        store.put_bytes(store.uri("x"), b"x")
+    assert f"cannot reach S3 at {closed_endpoint}: Could not connect" in str(unreachable.value)
+    assert "check endpoint_url and region in [storage] options" in str(unreachable.value)
+    # moto checking the credentials against its IAM, which knows none: refused.
+    refused = S3BlobStore.from_root(s3_root, {"endpoint_url": moto_auth_endpoint})
+    with pytest.raises(S3StoreError) as caught:
+        refused.put_bytes(refused.uri("x"), b"x")
+    assert f"S3 at {moto_auth_endpoint} refused it (InvalidAccessKeyId:" in str(caught.value)
+    assert "check the credentials boto3 finds ($AWS_ACCESS_KEY_ID" in str(caught.value)
+    with pytest.raises(S3StoreError, match=r"S3 at .* refused it \(403"):
+        refused.check()

@@ -1,6 +1,8 @@
 """A thin HTTP proxy on 127.0.0.1 in front of moto that answers the first N matching requests
 as a throttled AWS service does (S3's `503 SlowDown`, Batch's `429 TooManyRequestsException` or
-`400 ThrottlingException`), then forwards every request."""
+`400 ThrottlingException`), then forwards every request; the next M matching requests it can
+forward and then lose the answer of (the connection closed without one, as a network failure
+after the service acted does)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ JSON_THROTTLING = {"TooManyRequestsException": 429, "ThrottlingException": 400}
 
 
 class Proxy:
-    def __init__(self, upstream: str, throttle: int, path: str, code: str) -> None:
+    def __init__(self, upstream: str, throttle: int, path: str, code: str, lose: int = 0) -> None:
         self.upstream = upstream
+        self.lose = lose
         self.path = path
         self.code = code
         self.lock = threading.Lock()
@@ -48,11 +51,12 @@ def _handler(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
 
         def _handle(self) -> None:
             body = self._body()
-            throttled = False
+            throttled = lost = False
             if proxy.path in self.path:
                 with proxy.lock:
                     proxy.seen.append(self.command)
                     throttled = len(proxy.seen) <= proxy.throttle
+                    lost = not throttled and len(proxy.seen) <= proxy.throttle + proxy.lose
             if throttled:
                 s3 = self.headers.get("Content-Type", "") != "application/json"
                 message = f'{{"__type": "{proxy.code}", "message": "Rate exceeded"}}'
@@ -76,6 +80,9 @@ def _handler(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
                     status, data, out = response.status, response.read(), response.headers
             except urllib.error.HTTPError as error:
                 status, data, out = error.code, error.read(), error.headers
+            if lost:  # the service acted; its answer never reaches the client
+                self.close_connection = True
+                return
             self.send_response(status)
             for name, value in out.items():
                 if name.lower() not in ("content-length", "transfer-encoding", "connection"):
@@ -94,12 +101,18 @@ def _handler(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
 
 @contextlib.contextmanager
 def throttling_proxy(
-    upstream: str, *, throttle: int, path: str = "", code: str = "TooManyRequestsException"
+    upstream: str,
+    *,
+    throttle: int,
+    path: str = "",
+    code: str = "TooManyRequestsException",
+    lose: int = 0,
 ) -> Iterator[Proxy]:
     """A proxy to `upstream` throttling the first `throttle` requests whose path contains
     `path` (every request when empty), JSON APIs with the error `code` (a key of
-    `JSON_THROTTLING`); `.endpoint` is its URL."""
-    proxy = Proxy(upstream, throttle, path, code)
+    `JSON_THROTTLING`), then forwarding the next `lose` of them and closing the connection
+    without their answers; `.endpoint` is its URL."""
+    proxy = Proxy(upstream, throttle, path, code, lose)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

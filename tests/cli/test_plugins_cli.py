@@ -76,3 +76,30 @@ def test_check_shows_the_table_a_bad_key_is_in(
     assert code == 1
     # Printed as text: rich would take `[backends.procs]` for a style tag and drop it.
     assert "unknown key; allowed keys in [backends.procs]: " in out, out
+
+
+def test_check_validates_a_backend_no_task_type_selects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = tmp_path / "taskfabric.toml"
+    monkeypatch.setenv("TASKFABRIC_CONFIG", str(cfg))
+    # a newcomer's table whose [task_types] line was forgotten: a typo in its driver or a key
+    cfg.write_text('[backends.procs]\ndriver = "subproces"\n')
+    code, out = invoke("plugins", "check")
+    assert code == 1, out
+    assert "FAIL backend procs (driver subproces): unknown backend driver 'subproces'" in out
+    cfg.write_text('[backends.procs]\ndriver = "subprocess"\nkill_grace = 3\n')
+    code, out = invoke("plugins", "check")
+    assert code == 1, out
+    assert "FAIL backend procs (driver subprocess)" in out
+    assert "unknown key; allowed keys in [backends.procs]" in out
+    cfg.write_text(
+        '[backends.procs]\ndriver = "subprocess"\n[projects.ml.task_types]\npython = "procs"\n'
+    )
+    code, out = invoke("plugins", "check")
+    assert code == 0, out
+    assert (
+        "ok   backend procs (driver subprocess): settings valid, not reached: selected by "
+        "project ml (check it with --project)"
+    ) in out
+    assert "ok   backend local (driver local)" in out  # what python runs on without --project

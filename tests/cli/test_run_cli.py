@@ -94,6 +94,7 @@ def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.Fixtur
     ("text", "message"),
     [
         ("[storage\nx = 1\n", ":1: invalid TOML"),
+        ("[engine]\nparallelism = [\n", ":2: invalid TOML"),  # open at the end of the file
         ("[storage]\nbogus = 1\n", ":2: storage.bogus: unknown key"),
         ("[engine]\nparallelism = 'many'\n", ":2: engine.parallelism"),
         ("[backends.mine]\nworkers = 2\n", ":1: backends.mine.driver: required key is missing"),
@@ -149,6 +150,12 @@ def test_an_input_named_like_a_run_option_stays_the_input(flow: Path) -> None:
     assert json.loads(text)["execution"]["name"] == "first"
     code, text, _ = invoke("run", f"{flow}:greeting", "-h")
     assert "--name STR" in text.split("Inputs:")[1].split("Run options:")[0]
+    # where run's own --name went is said, not just left out of the Run options
+    assert "inputs named --name: after FILE.py:WORKFLOW they are the inputs; run's own " in (
+        " ".join(text.split())
+    )
+    code, text, _ = invoke("run", f"{flow}:sum_of_squares", "-h")
+    assert "inputs named" not in text
 
 
 def test_json_output_is_alone_on_stdout_even_from_a_process(flow: Path, tmp_path: Path) -> None:
@@ -188,6 +195,74 @@ def test_a_syntax_error_shows_the_line(tmp_path: Path) -> None:
     assert code == 2
     assert f'File "{wf}", line 5' in err and "    return 1 +" in err
     assert "SyntaxError: invalid syntax" in err
+
+
+BODY_ERRORS = """
+import os
+
+from taskfabric import task, workflow
+
+
+@task
+def inc(x: int) -> int:
+    return x + 1
+
+
+@workflow
+def reads_a_setting() -> int:
+    return inc(x=int(os.environ["TF_TEST_UNSET_SETTING"]))
+
+
+@workflow
+def loops_over_an_input(n: int = 3) -> int:
+    for i in range(n):
+        inc(x=i)
+    return inc(x=n)
+
+
+@workflow
+def adds_to_an_output(n: int = 3) -> int:
+    return inc(x=n) + 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("workflow", "line", "error"),
+    [
+        ("reads_a_setting", 14, "KeyError: 'TF_TEST_UNSET_SETTING'"),
+        (
+            "loops_over_an_input",
+            19,
+            "TypeError: workflow input 'n' has no value while the workflow is being compiled, "
+            "so it cannot be used as an index or a count",
+        ),
+        (
+            "adds_to_an_output",
+            26,
+            "TypeError: unsupported operand type(s) for +: 'Promise' and 'int' (a workflow "
+            "input or a task's output is a Promise while the workflow is compiled: it has no "
+            "value yet. Compute with it inside a @task that takes it as an input.)",
+        ),
+    ],
+)
+def test_an_error_in_a_workflows_body_says_where(
+    tmp_path: Path, workflow: str, line: int, error: str
+) -> None:
+    wf = tmp_path / f"body_errors_{workflow}.py"  # one module name per test
+    wf.write_text(BODY_ERRORS)
+    code, text, err = invoke("run", f"{wf}:{workflow}")
+    assert code == 2 and text == ""
+    assert err.startswith(f"error: workflow '{workflow}' cannot be compiled: its body raised\n")
+    assert f'File "{wf}", line {line}, in {workflow}' in err, err
+    assert error in " ".join(err.split()), err
+    assert "taskfabric/sdk" not in err and "taskfabric/cli" not in err  # the user's frames only
+
+
+def test_running_a_task_says_to_call_it_from_a_workflow(flow: Path) -> None:
+    code, _, err = invoke("run", f"{flow}:square")
+    assert code == 2
+    assert "is a @task; `taskfabric run` runs a @workflow" in " ".join(err.split()), err
+    assert "return square(...)" in err
 
 
 def test_piped_output_is_whole_and_progress_is_one_line_per_node(flow: Path) -> None:

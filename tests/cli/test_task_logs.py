@@ -69,6 +69,25 @@ def slow() -> int:
 @workflow
 def gated() -> int:
     return slow()
+
+
+@task
+def runs_children() -> int:
+    import subprocess
+    child = [sys.executable, "-c", "import sys; print('inherited from a child'); "
+             "print('and its stderr', file=sys.stderr)"]
+    subprocess.run(child, check=True)
+    captured = subprocess.run(
+        [sys.executable, "-c", "print('captured from a child')"],
+        capture_output=True, text=True, check=True,
+    )
+    print(captured.stdout, end="")
+    return 1
+
+
+@workflow
+def children() -> int:
+    return runs_children()
 """
 
 
@@ -233,3 +252,40 @@ def test_a_task_that_redirects_stdout_keeps_its_prints_while_another_task_starts
     assert printed.getvalue() == "from a\n"
     assert not (tmp_path / "a.log").exists()
     assert (tmp_path / "b.log").read_text() == "from b\n"
+
+
+@pytest.mark.parametrize("backend", ["local", "subprocess"])
+def test_what_child_processes_print_is_kept_as_the_docs_say(
+    flow: Path, tmp_path: Path, backend: str
+) -> None:
+    """docs/quickstart.md#task-logs: a process backend keeps what a child process writes to
+    the output it inherits; on `local` a child's captured output that the task prints is
+    kept, and an inherited one goes to the engine's own output."""
+    cfg = tmp_path / "taskfabric.toml"
+    cfg.write_text(f'[task_types]\npython = "{backend}"\n')
+    env = {**os.environ, "TASKFABRIC_DATA_ROOT": str(tmp_path / "data")}
+    env.pop("PYTHONUNBUFFERED", None)
+    base = [sys.executable, "-m", "taskfabric.cli", "--config", str(cfg)]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [*base, *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done
+
+    done = run("run", "-o", "json", f"{flow}:children")
+    execution = json.loads(done.stdout)["execution_id"]  # stdout: the document alone
+    log = run("executions", "logs", execution, "n0").stdout
+    assert "captured from a child" in log
+    if backend == "subprocess":
+        assert "inherited from a child" in log and "and its stderr" in log
+    else:
+        assert "inherited from a child" not in log
+        assert "inherited from a child" in done.stderr  # -o json: fd 1 went to stderr

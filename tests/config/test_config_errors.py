@@ -120,6 +120,22 @@ def test_invalid_toml_keeps_tomllibs_line(tmp_path: Path) -> None:
     assert error.issues[0].line == 3
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("[engine]\nparallelism = 2\nextra = [1,\n  2,\n\n", 4),  # an array left open
+        ('[storage]\ndata_root = "/tmp', 2),  # a string left open, no newline at the end
+        ("parallelism = {", 1),
+    ],
+)
+def test_invalid_toml_at_the_end_of_the_file_names_its_last_line(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    error = error_for(tmp_path, text)
+    assert str(error).startswith(f"taskfabric.toml:{line}: invalid TOML: "), str(error)
+    assert error.issues[0].line == line
+
+
 def test_file_outside_cwd_is_shown_in_full(tmp_path: Path) -> None:
     source = tmp_path / "conf" / "tf.toml"
     source.parent.mkdir()

@@ -155,6 +155,20 @@ def test_hold_outside_a_task_says_what_to_do() -> None:
         pass
 
 
+def test_a_channel_out_of_reach_says_why_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that runs away from the engine's host (a batch job) has the channel's variables
+    but cannot see its socket: a HoldError that says so, not a bare socket error."""
+    monkeypatch.setenv("TASKFABRIC_POOLS_SOCKET", str(tmp_path / "engine-host-only.sock"))
+    monkeypatch.setenv("TASKFABRIC_POOLS_TOKEN", "secret")
+    with pytest.raises(HoldError) as info, taskfabric.hold("api"):
+        pass
+    message = str(info.value)
+    assert "engine-host-only.sock" in message and "away from the engine's host" in message
+    assert "Backend.pool_requests" in message
+
+
 def test_a_killed_task_process_leaks_no_slot(tmp_path: Path) -> None:
     flag = tmp_path / "holding.pid"
     # a TTL far beyond the test: only the closed channel can give the slot back

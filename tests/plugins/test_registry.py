@@ -134,6 +134,31 @@ def test_a_plugin_that_fails_to_import_is_shown_by_its_entry_point_and_own_lines
     )
 
 
+def test_a_misspelt_hook_fails_its_module_loudly(install_dist: Installer) -> None:
+    """docs/plugins/writing.md: a `hookimpl` named after no hook makes its module fail to
+    load (named in `plugins list`), rather than being silently never called."""
+    install_dist(
+        "taskfabric-typo",
+        entry_points={HOOKS_GROUP: {"typo": "tf_typo.hooks"}},
+        modules={
+            "tf_typo": "",
+            "tf_typo.hooks": (
+                "from taskfabric.plugin_api import hookimpl\n\n"
+                "@hookimpl\ndef taskfabric_node_evnt(event):\n    pass\n"
+            ),
+        },
+    )
+    plugins = Plugins(autoload=True)
+    plugins.load()
+    (info,) = [i for i in plugins.hook_infos if i.distribution == "taskfabric-typo"]
+    assert "unknown hook 'taskfabric_node_evnt'" in info.error
+    assert not any("tf_typo" in str(p) for p in plugins.pm.get_plugins())
+    # registered by hand (a test's fixture), the same: an error naming the hook
+    bare = Plugins(autoload=False)
+    with pytest.raises(Exception, match="unknown hook 'taskfabric_node_evnt'"):
+        bare.register(__import__("tf_typo.hooks").hooks, name="typo")
+
+
 def test_core_version_mismatch_is_a_clear_error(install_dist: Installer) -> None:
     install_dist(
         "taskfabric-future",

@@ -42,6 +42,16 @@ def sleepy(marker: str) -> int:
     time.sleep(600)
     return 1
 
+@task(timeout=1)  # counted from the marker (held_timeouts)
+def stubborn(marker: str) -> int:
+    # ignores SIGTERM, and starts a child in its process group
+    import subprocess
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    child = subprocess.Popen(["sleep", "600"])
+    Path(marker).write_text(f"{os.getpid()} {child.pid}")
+    time.sleep(600)
+    return 1
+
 @task
 def write(text: str) -> File:
     f = File.new("t.txt")
@@ -67,6 +77,10 @@ def pids() -> int:
 @workflow
 def slow(marker: str) -> int:
     return sleepy(marker=marker)
+
+@workflow
+def stubborn_wf(marker: str) -> int:
+    return stubborn(marker=marker)
 
 @workflow
 def files(text: str) -> str:
@@ -170,6 +184,34 @@ def test_timeout_kills_the_process(
         time.sleep(0.05)
 
 
+def test_close_kills_what_ignores_sigterm_before_it_returns(
+    tmp_path: Path, wfs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout at the end of a run, then the engine closes: the kill (SIGTERM, SIGKILL after
+    the grace) runs on a daemon thread that dies with the engine process, so `close` itself
+    waits for it. A task that ignores SIGTERM, and the child in its group, are dead when
+    `close` returns, not left running after the engine process exits."""
+    marker = tmp_path / "marker"
+    held_timeouts(monkeypatch, marker)
+    config = Config(
+        storage=StorageConfig(data_root=tmp_path / "data"),
+        task_types={"python": "procs"},
+        backends={"procs": BackendConfig(driver="subprocess", options={"kill_grace_seconds": 1})},
+    )
+    with Engine(config) as engine:
+        result = engine.launch(wfs.stubborn_wf, {"marker": str(marker)})
+        assert result.error is not None and result.error["code"] == "Timeout", result.error
+        pid, child = (int(p) for p in marker.read_text().split())
+    # the task process is the engine's child: `close` reaped it
+    assert not _alive(pid), f"task process {pid} ignored SIGTERM and outlived close()"
+    # its child was in the group that got SIGKILL before close returned; the signal is only
+    # delivered when the kernel next schedules it (a hang guard, not a margin)
+    deadline = time.monotonic() + 60
+    while _alive(child):
+        assert time.monotonic() < deadline, f"the task's child {child} outlived close()"
+        time.sleep(0.02)
+
+
 def _alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -248,3 +290,22 @@ def test_execute_entrypoint_reports_a_task_it_cannot_load(tmp_path: Path) -> Non
     err.ParseFromString(store.get_bytes(store.uri("err.pb")))
     assert "cannot load task no_such_module_here:t" in err.message
     assert not err.retryable
+
+
+def test_the_exit_helpers_plugins_share(tmp_path: Path) -> None:
+    """`describe_exit` and `tail`, public in taskfabric.backends for every plugin's error
+    messages: a Popen return code, and a shell / container runtime / Kubernetes status."""
+    from taskfabric.backends import describe_exit, tail
+
+    assert describe_exit(3) == "exited with code 3"
+    assert describe_exit(-9) == "was killed by SIGKILL"
+    assert describe_exit(None) == "ended"
+    assert describe_exit(137) == "exited with code 137"
+    assert describe_exit(137, shell_status=True) == "was killed by SIGKILL"
+    assert describe_exit(143, shell_status=True) == "was killed by SIGTERM"
+    assert describe_exit(2, shell_status=True) == "exited with code 2"
+    assert describe_exit(128 + 99, shell_status=True) == "was killed by signal 99"
+    log = tmp_path / "out.log"
+    log.write_text("".join(f"line {i}\n" for i in range(50)))
+    assert tail(log, 3) == "line 47\nline 48\nline 49"
+    assert tail(tmp_path / "missing.log") == ""

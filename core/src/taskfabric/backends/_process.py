@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import ClassVar, Protocol, TypeVar
 
@@ -60,6 +61,10 @@ SettingsT = TypeVar("SettingsT", bound=BackendSettings)
 #: The pid file the attempt's process writes in its work folder (see `_pids.wrap`).
 PID_FILE = "process.pid"
 
+#: How long `close` waits, beyond the kill grace, for killed processes to be reaped (a bound,
+#: not a margin: SIGKILL ends a process at once unless it is stuck in the kernel).
+CLOSE_REAP_SECONDS = 10.0
+
 
 def tail(path: Path, lines: int = 20, max_bytes: int = 32768) -> str:
     """The last `lines` lines of a log file (read from its last `max_bytes`), or ''."""
@@ -73,11 +78,17 @@ def tail(path: Path, lines: int = 20, max_bytes: int = 32768) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def describe_exit(code: int | None) -> str:
+def describe_exit(code: int | None, *, shell_status: bool = False) -> str:
     """'exited with code 3', 'was killed by SIGKILL'; for None (a process an earlier engine
-    process started, whose exit status nobody can read now) 'ended'."""
+    process started, whose exit status nobody can read now) 'ended'.
+
+    `code` is a `Popen.returncode` (negative: killed by that signal), or, with
+    `shell_status`, an exit status as a shell, a container runtime or Kubernetes reports it
+    (above 128: killed by signal `code - 128`)."""
     if code is None:
         return "ended"
+    if shell_status and code > 128:
+        code = 128 - code
     if code < 0:
         try:
             name = signal.Signals(-code).name
@@ -149,6 +160,9 @@ class ProcessBackend(Backend[SettingsT]):
         self._results: dict[str, AttemptStatus] = {}
         self._starting: set[str] = set()
         self._cancel_requested: set[str] = set()
+        #: The threads that kill cancelled processes (SIGTERM, then SIGKILL after the
+        #: grace): `close` waits for them, since they are daemons that die with the engine.
+        self._killers: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     # -- what subclasses say -----------------------------------------------------------
@@ -480,15 +494,33 @@ class ProcessBackend(Backend[SettingsT]):
                 run.ended.wait()
             self.after_kill(run)
 
-        threading.Thread(target=escalate, name=f"taskfabric-kill-{run.pid}", daemon=True).start()
+        killer = threading.Thread(target=escalate, name=f"taskfabric-kill-{run.pid}", daemon=True)
+        with self._lock:
+            self._killers = [t for t in self._killers if t.is_alive()]
+            self._killers.append(killer)
+        killer.start()
 
     def release(self, attempt_id: str) -> None:
         with self._lock:
             self._results.pop(attempt_id, None)
 
     def close(self) -> None:
+        """Kill what still runs, and wait until every killed process has ended: SIGTERM,
+        SIGKILL after `kill_grace_seconds` (also for attempts cancelled just before, a
+        timeout at the end of a run). The killing threads are daemons: an engine process that
+        exits right after `close` would otherwise leave a process that ignores SIGTERM (and
+        its process group) running."""
         with self._lock:
-            runs = list(self._runs.values())
+            runs = [run for run in self._runs.values() if not run.cancelled]
+            for run in runs:
+                run.cancelled = True
         for run in runs:
-            run.cancelled = True
             self._kill(run)
+        with self._lock:
+            killers = list(self._killers)
+        deadline = time.monotonic() + self.kill_grace_seconds + CLOSE_REAP_SECONDS
+        for killer in killers:
+            killer.join(max(0.0, deadline - time.monotonic()))
+        left = [k.name for k in killers if k.is_alive()]
+        if left:
+            log.warning("attempt processes not reaped at close", backend=self.name, killers=left)

@@ -221,6 +221,26 @@ def check(project: str | None) -> None:
                 report(False, what, f"{type(exc).__name__}: {exc}")
                 continue
             report(result.ok, what, result.message)
+        # A backend table no task type selects is not reached, but its settings are checked:
+        # a typo in its driver or a key must not pass silently until the day it is used.
+        for backend_name in sorted(set(config.backends) - checked):
+            driver = config.backend(backend_name).driver
+            what = f"backend {backend_name} (driver {driver})"
+            try:
+                cls = registry.driver(BACKENDS_GROUP, driver)
+                validate_backend_options(config, backend_name, cls.settings_model)
+            except Exception as exc:
+                report(False, what, str(exc))
+                continue
+            users = sorted(
+                p for p, o in base.projects.items() if backend_name in o.task_types.values()
+            )
+            where = (
+                f"selected by project {', '.join(users)} (check it with --project)"
+                if users
+                else f'no task type selects it ([task_types] python = "{backend_name}" would)'
+            )
+            report(True, what, f"settings valid, not reached: {where}")
     finally:
         engine.close()
     if problems:

@@ -25,7 +25,7 @@ from taskfabric.cli._common import (
 )
 from taskfabric.cli._progress import RunProgress
 from taskfabric.errors import CompilationError, TaskfabricError
-from taskfabric.sdk import WorkflowDefinition
+from taskfabric.sdk import TaskDefinition, WorkflowDefinition
 from taskfabric.types import literal_to_display, literal_to_json, parse_cli_value, type_str
 
 
@@ -148,12 +148,25 @@ def _workflow_command(wf: WorkflowDefinition[Any, Any], ref: str) -> click.Comma
     # An input may be called --name or --output: then it is the input, and run's own option
     # of that name goes before the workflow reference.
     own = [p for p in _run_options(_OWN) if not taken & set(getattr(p, "opts", []))]
+    shadowed = sorted(
+        o
+        for p in _run_options(_OWN)
+        for o in getattr(p, "opts", [])
+        if o.startswith("--")
+        if o in taken
+    )
+    note = (
+        f" This workflow has inputs named {', '.join(shadowed)}: after FILE.py:WORKFLOW they "
+        "are the inputs; run's own options of those names go before it."
+        if shadowed
+        else ""
+    )
     return _WorkflowCommand(
         name=f"run {ref}",
         params=inputs + own,
         help=(wf.function.__doc__ or f"Run workflow {wf.short_name}.").strip()
         + "\n\nInputs are parsed by their declared types. Lists, dicts and records are JSON; "
-        "files are local paths. Run options may come before or after FILE.py:WORKFLOW.",
+        "files are local paths. Run options may come before or after FILE.py:WORKFLOW." + note,
         context_settings={"help_option_names": list(_HELP)},
     )
 
@@ -222,9 +235,21 @@ def run(
     with user_errors():
         try:
             wf.compile()
-        except (CompilationError, TypeError) as exc:
-            # TypeError: a promise used as a plain value (e.g. in a Python `if`), explained
+        except CompilationError as exc:
             err.print(labelled("error", str(exc)), highlight=False)
+            sys.exit(2)
+        except Exception as exc:
+            # The workflow's body raised while it was being compiled (a promise used as a
+            # plain value, which says so, or any bug of its own): where, in the user's files.
+            message = f"workflow '{wf.short_name}' cannot be compiled: its body raised\n"
+            message += _where(exc)
+            if "'Promise'" in str(exc):  # Python's own message about an operator or a call
+                message += (
+                    "\n(a workflow input or a task's output is a Promise while the workflow "
+                    "is compiled: it has no value yet. Compute with it inside a @task that "
+                    "takes it as an input.)"
+                )
+            err.print(labelled("error", message), highlight=False)
             sys.exit(2)
         engine = Engine(cfg)
     progress = RunProgress(err, wf.short_name)
@@ -285,6 +310,11 @@ def _load_workflow(ref: str) -> tuple[WorkflowDefinition[Any, Any], dict[str, st
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         raise TaskfabricError(f"cannot load {ref}:\n{_where(exc)}") from exc
+    if isinstance(wf, TaskDefinition):
+        raise TaskfabricError(
+            f"{ref} is a @task; `taskfabric run` runs a @workflow: call the task from one "
+            f"(`@workflow def main(...) -> ...: return {wf.short_name}(...)`) and run that"
+        )
     if not isinstance(wf, WorkflowDefinition):
         raise TaskfabricError(f"{ref} is {type(wf).__name__}, not a @workflow")
     return wf, code

@@ -95,6 +95,10 @@ def _parse(text: str, shown: str) -> dict[str, object]:
     except tomllib.TOMLDecodeError as error:
         found = _TOML_LINE.search(str(error))
         line = int(found.group(1)) if found else None
+        if line is None and "end of document" in str(error):
+            # an array, table or string left open: point at the last line that says anything
+            said = [n for n, text_line in enumerate(text.splitlines(), 1) if text_line.strip()]
+            line = said[-1] if said else 1
         issue = ConfigIssue(shown, line, None, f"invalid TOML: {error}")
         raise ConfigError(str(issue), [issue]) from None
 

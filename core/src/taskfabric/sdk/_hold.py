@@ -235,8 +235,11 @@ class _SocketChannel:
             conn = _Connection(self.path)
         except OSError as exc:
             raise HoldError(
-                f"cannot reach the engine's pool channel at {self.path}: {exc} (is the engine "
-                "that started this task still running?)"
+                f"cannot reach the engine's pool channel at {self.path}: {exc}. Either the "
+                "engine that started this task has stopped, or the task runs away from the "
+                "engine's host (a batch job, a pod on another node), where the engine's Unix "
+                "socket cannot be seen: there, let the backend hold the pool for the whole "
+                "attempt instead (a backend setting such as `pool`, through Backend.pool_requests)"
             ) from None
         try:
             conn.ask(

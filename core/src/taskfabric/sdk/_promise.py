@@ -49,6 +49,26 @@ class Promise:
             "`taskfabric.map_task(task)(...)` to run a task over each element of a list"
         )
 
+    def _no_value(self, use: str) -> TypeError:
+        return TypeError(
+            f"{self.origin} has no value while the workflow is being compiled, so it cannot be "
+            f"used as {use} in the workflow's body: pass it to a task as an input and compute "
+            "with it inside the @task (`map_task(task)(...)` runs a task over each element of "
+            "a list)"
+        )
+
+    def __index__(self) -> int:  # range(n), a slice, a list index
+        raise self._no_value("an index or a count (`range(...)`, `[...]`)")
+
+    def __int__(self) -> int:
+        raise self._no_value("a Python number (`int(...)`)")
+
+    def __float__(self) -> float:
+        raise self._no_value("a Python number (`float(...)`)")
+
+    def __len__(self) -> int:
+        raise self._no_value("a Python sequence (`len(...)`)")
+
     def __hash__(self) -> int:
         return id(self)
 

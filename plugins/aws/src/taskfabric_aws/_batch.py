@@ -59,7 +59,7 @@ from taskfabric_aws._arrays import (
     parse_pending_child,
 )
 from taskfabric_aws._batch_settings import BatchSettings, resources_of
-from taskfabric_aws._checks import check_queue
+from taskfabric_aws._checks import batch_failure, check_queue
 from taskfabric_aws._joblogs import LogCursor, LogReader
 from taskfabric_aws._s3 import S3BlobStore
 
@@ -93,6 +93,18 @@ def job_name_of(attempt_id: str) -> str:
     return f"tf-{readable}-{attempt_key(attempt_id)[:12]}"
 
 
+def _maybe_acted(exc: Exception) -> bool:
+    """Whether a failed call may still have been done by Batch: its answer was lost (the
+    connection closed or timed out once the request was sent) or Batch failed on its side
+    (5xx). A SubmitJob that failed so is looked up before it is sent again."""
+    if isinstance(exc, botocore.exceptions.HTTPClientError):
+        return True
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        return int(status) >= 500
+    return False
+
+
 class _Throttled(Exception):
     def __init__(self, what: str) -> None:
         super().__init__(what)
@@ -116,6 +128,8 @@ class _Job:
     log_cursor: LogCursor = field(default_factory=LogCursor)
     #: The array job this attempt is a child of, once grouped (its index in `array.jobs`).
     array: _Array | None = None
+    #: SubmitJob calls (and look-ups after them) that failed without a clear answer.
+    tries: int = 0
 
 
 @dataclass
@@ -128,6 +142,8 @@ class _Array:
     #: `indexes[i]` is then the child index `jobs[i]` had in it.
     look_up: bool = False
     indexes: list[int] = field(default_factory=list)
+    #: SubmitJob calls (and look-ups after them) that failed without a clear answer.
+    tries: int = 0
 
 
 class BatchBackend(Backend[BatchSettings]):
@@ -152,6 +168,11 @@ class BatchBackend(Backend[BatchSettings]):
         if settings.endpoint_url:
             kwargs["endpoint_url"] = settings.endpoint_url
         self.batch: Any = session.client("batch", **kwargs)
+        # SubmitJob is not idempotent: a blind retry after a lost answer would make a second
+        # job for the attempt. It is sent once per round; a failure that may have made the
+        # job is followed by a look-up by name and tag before it is sent again.
+        once = botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1})
+        self.submitter: Any = session.client("batch", **{**kwargs, "config": once})
         self.logs: Any = session.client("logs", **kwargs)
         self._logs = LogReader(
             self.logs, settings.log_group, self.batch.meta.region_name, self._take_token
@@ -245,7 +266,7 @@ class BatchBackend(Backend[BatchSettings]):
         self._thread.join(timeout=30)
 
     def check(self) -> CheckResult:
-        return check_queue(self.batch, self.settings.job_queue)
+        return check_queue(self.batch, self.settings.job_queue, f"[backends.{self.name}]")
 
     # -- the Batch thread --------------------------------------------------------------------
 
@@ -323,13 +344,14 @@ class BatchBackend(Backend[BatchSettings]):
                 if found:
                     self._adopted(job, found)
                     return
+                job.look_up = False
             definition = self._definition(attempt)
             command = self._command(attempt)
             attempt.record_handle(PENDING + job.name)
             self._take_token()
             response = self._call(
                 "SubmitJob",
-                self.batch.submit_job,
+                self.submitter.submit_job,
                 jobName=job.name,
                 jobQueue=self.settings.job_queue,
                 jobDefinition=definition,
@@ -345,6 +367,12 @@ class BatchBackend(Backend[BatchSettings]):
         except _Throttled:
             raise
         except Exception as exc:
+            if _maybe_acted(exc):
+                job.tries += 1
+                if job.tries < self.settings.api_attempts:
+                    job.look_up = True  # the next round looks for it before sending it again
+                    self._unclear(job.name, exc)
+                    return
             self._finish(job, self._refused(job, exc))
             return
         self._adopted(job, str(response["jobId"]))
@@ -363,6 +391,7 @@ class BatchBackend(Backend[BatchSettings]):
         jobs = [job for job, _ in children]
         if not jobs:
             return
+        name = ""
         try:
             if array.look_up:
                 found = self._find_array(array.name)
@@ -384,7 +413,7 @@ class BatchBackend(Backend[BatchSettings]):
             self._take_token()
             response = self._call(
                 "SubmitJob",
-                self.batch.submit_job,
+                self.submitter.submit_job,
                 jobName=name,
                 jobQueue=self.settings.job_queue,
                 jobDefinition=definition,
@@ -398,7 +427,15 @@ class BatchBackend(Backend[BatchSettings]):
         except _Throttled:
             raise
         except Exception as exc:
+            if _maybe_acted(exc) and array.tries + 1 < self.settings.api_attempts:
+                if name:  # SubmitJob was sent: these items, as named, are looked up first
+                    array = _Array(name, jobs, True, list(range(len(jobs))), array.tries)
+                    self._group(array)
+                array.tries += 1
+                self._unclear(name or array.name, exc)
+                return
             for job in jobs:
+                job.tries = array.tries + 1 if _maybe_acted(exc) else 0
                 self._finish(job, self._refused(job, exc))
             return
         array_id = str(response["jobId"])
@@ -438,15 +475,40 @@ class BatchBackend(Backend[BatchSettings]):
         with self._lock:
             job.job_id, job.state = job_id, "active"
 
+    def _unclear(self, name: str, exc: Exception) -> None:
+        log.warning(
+            "SubmitJob failed without a clear answer: the job is looked up by name and tag "
+            "before it is sent again",
+            backend=self.name,
+            job=name,
+            error=str(exc),
+        )
+
     def _refused(self, job: _Job, exc: Exception) -> AttemptStatus:
         if isinstance(exc, ValueError):  # a bad resource quantity, no image: the user's
             return AttemptStatus(
                 AttemptPhase.FAILED, error=AttemptError("BadTask", str(exc), "user", False)
             )
         what = f"job {job.name}" if job.array is None else f"the array job of {job.name}"
-        message = f"AWS Batch refused {what} on queue '{self.settings.job_queue}': {exc}"
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
-            message += " (give the engine AWS credentials the way boto3 reads them)"
+        message = f"cannot submit {what} to queue '{self.settings.job_queue}': "
+        if isinstance(exc, (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)):
+            section = f"[backends.{self.name}]"
+            message += batch_failure(
+                self.batch,
+                section,
+                exc,
+                "batch:SubmitJob, batch:ListJobs, batch:DescribeJobs, "
+                "batch:DescribeJobDefinitions and batch:RegisterJobDefinition",
+            )
+            if isinstance(exc, botocore.exceptions.ClientError) and "queue" in str(exc).lower():
+                message += f" (fix job_queue in {section}; `taskfabric plugins check` checks it)"
+        else:
+            message += str(exc)
+        if job.tries:
+            message += (
+                f" ({job.tries} calls failed without a clear answer: a job named {job.name} or, "
+                "for a map, its array job may be in the queue)"
+            )
         return AttemptStatus(
             AttemptPhase.FAILED, error=AttemptError("SubmitFailed", message, "system", True)
         )
@@ -652,7 +714,29 @@ class BatchBackend(Backend[BatchSettings]):
             log_links=links,
         )
 
+    def _submitted_id(self, job: _Job) -> str:
+        """The id of the job an earlier engine process may have submitted for `job` (its handle
+        was provisional: killed between SubmitJob and recording the id), else ""."""
+        if job.array is not None and job.array.look_up:
+            found = self._find_array(job.array.name)
+            if not found:
+                return ""
+            indexes = job.array.indexes or list(range(len(job.array.jobs)))
+            return child_id(found, indexes[job.array.jobs.index(job)])
+        return self._find(job) if job.look_up else ""
+
     def _terminate(self, job: _Job) -> None:
+        if not job.job_id and job.state == "submit":
+            # Cancelled before this process submitted it or looked it up: a job may exist.
+            try:
+                job.job_id = self._submitted_id(job)
+            except _Throttled:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "could not look the job up to terminate it", job=job.name, error=str(exc)
+                )
+                return
         if job.job_id:
             self._take_token()
             try:

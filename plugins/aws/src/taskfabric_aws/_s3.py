@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskfabric.errors import TaskfabricError
 from taskfabric.storage import BlobNotFoundError, BlobStore
+from taskfabric_aws._checks import CREDENTIAL_PLACES
 
 __all__ = ["S3BlobStore", "S3Settings", "S3StoreError"]
 
@@ -37,6 +38,10 @@ _CREDENTIAL_KEYS = frozenset(
     {"aws_access_key_id", "aws_secret_access_key", "aws_session_token", "access_key", "secret_key"}
 )
 _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
+#: S3's codes for refused credentials or permissions.
+_REFUSED = frozenset(
+    {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+)
 
 
 class S3StoreError(TaskfabricError):
@@ -181,8 +186,7 @@ class S3BlobStore(BlobStore):
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
             return S3StoreError(
                 f"cannot {action} {uri}: no AWS credentials found; give them the way boto3 "
-                "reads them ($AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY, $AWS_PROFILE with "
-                "~/.aws/credentials, or an instance or task role)"
+                f"reads them ({CREDENTIAL_PLACES})"
             )
         if isinstance(exc, botocore.exceptions.ClientError):
             error = exc.response.get("Error", {})
@@ -194,12 +198,21 @@ class S3BlobStore(BlobStore):
                     f"cannot {action} {uri}: the bucket does not exist at {self.endpoint_url}; "
                     "create it or fix [storage] data_root"
                 )
-            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            if code in _REFUSED:
                 return S3StoreError(
-                    f"cannot {action} {uri}: S3 refused it ({code}: {error.get('Message', '')}); "
-                    "check the credentials boto3 finds and the bucket's policy"
+                    f"cannot {action} {uri}: S3 at {self.endpoint_url} refused it ({code}: "
+                    f"{error.get('Message', '')}); check the credentials boto3 finds "
+                    f"({CREDENTIAL_PLACES}) and the bucket's policy"
                 )
             return S3StoreError(f"cannot {action} {uri}: {code}: {error.get('Message', exc)}")
+        if isinstance(
+            exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)
+        ):
+            return S3StoreError(
+                f"cannot {action} {uri}: cannot reach S3 at {self.endpoint_url}: {exc}; check "
+                "endpoint_url and region in [storage] options (unset: $AWS_ENDPOINT_URL_S3, "
+                "$AWS_DEFAULT_REGION) and the network"
+            )
         if isinstance(exc, botocore.exceptions.BotoCoreError):
             return S3StoreError(f"cannot {action} {uri}: {exc}")
         return exc

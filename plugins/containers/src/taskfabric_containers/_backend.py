@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from taskfabric.backends import check_output_folder, check_outputs, read_regular, tail, task_options
+from taskfabric.backends import (
+    check_output_folder,
+    check_outputs,
+    describe_exit,
+    read_regular,
+    tail,
+    task_options,
+)
 from taskfabric.core.v1 import execution_pb2, tasks_pb2
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
@@ -467,10 +474,8 @@ class ContainerBackend(Backend[ContainerSettings]):
             )
         if code == 0:
             how = "exited with code 0 without writing its outputs"
-        elif code > 128:
-            how = f"was killed by signal {code - 128}"
         else:
-            how = f"exited with code {code}"
+            how = describe_exit(code, shell_status=True)
         message = f"the task's container {run.name} {how}"
         if last:
             message += f"; last lines of its output:\n{last}"

@@ -26,6 +26,7 @@ from taskfabric.backends import (
     REFUSED,
     check_output_folder,
     check_outputs,
+    describe_exit,
     node_key,
     read_regular,
     tail,
@@ -641,10 +642,8 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         code = state.exit_code
         if code == 0:
             how = "exited with code 0 without writing its outputs"
-        elif code > 128:
-            how = f"was killed by signal {code - 128}"
         else:
-            how = f"exited with code {code}"
+            how = describe_exit(code, shell_status=True)
         if state.reason and state.reason not in ("Error", "Completed"):
             how += f" ({state.reason}{': ' + state.message if state.message else ''})"
         message = f"the task's {where} {how}"

@@ -6,13 +6,13 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from taskfabric.backends import describe_exit
 from taskfabric.plugin_api import TaskCall, TaskConfig, TaskType
 from taskfabric.types import Format, py_type_str, strip_annotated
 from taskfabric_shell._config import Shell
@@ -158,10 +158,7 @@ class ShellTaskType(TaskType):
 
     @staticmethod
     def _failure(code: int, shell: str, stdout: Path, stderr: Path) -> str:
-        if code < 0:
-            what = f"was killed by signal {signal.Signals(-code).name}"
-        else:
-            what = f"exited with code {code}"
+        what = describe_exit(code)
         lines, stream = _tail(stderr), "stderr"
         if not lines:
             lines, stream = _tail(stdout), "stdout (stderr was empty)"
