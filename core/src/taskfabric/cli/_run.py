@@ -298,9 +298,12 @@ def _load_workflow(ref: str) -> tuple[WorkflowDefinition[Any, Any], dict[str, st
     except TaskfabricError:
         raise
     except ModuleNotFoundError as exc:
+        from taskfabric.plugins import KNOWN_PROVIDERS
+
         missing = (exc.name or "").split(".")[0]
-        if missing.startswith("taskfabric_"):
-            package = "taskfabric-" + missing.removeprefix("taskfabric_").replace("_", "-")
+        package = "taskfabric-" + missing.removeprefix("taskfabric_").replace("_", "-")
+        # a hint only for a distribution that exists (the plugins of this repository)
+        if missing.startswith("taskfabric_") and package in KNOWN_PROVIDERS.values():
             raise TaskfabricError(
                 f"cannot load {ref}: it imports {missing}, which is not installed: "
                 f"`pip install {package}` provides it\n{_where(exc)}"
