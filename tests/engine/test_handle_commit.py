@@ -39,9 +39,14 @@ def test_the_provisional_handle_goes_with_the_attempts_start(tmp_path: Path) -> 
         apply = engine.metadata.apply
         record = engine.metadata.record_attempt_handle
 
+        stored: list[str] = []  # the attempt's handle in the database after that commit
+
         def recording(batch: Batch) -> Any:
             batches.append(batch)
-            return apply(batch)
+            apply(batch)
+            for node, _ in batch.handles:
+                (row,) = engine.metadata.attempts(node.execution_id, node.node_id)
+                stored.append(row.handle)
 
         def recording_handle(node: NodeRecord, attempt: AttemptRecord) -> None:
             alone.append((threading.current_thread().name, attempt.handle))
@@ -58,6 +63,7 @@ def test_the_provisional_handle_goes_with_the_attempts_start(tmp_path: Path) -> 
     (batch,) = with_start
     ((_, handled),) = batch.handles
     assert handled.handle.startswith(STARTING_PREFIX)
+    assert stored == [handled.handle]
     # the same transaction holds the attempt's start, its node and their events
     started = batch.attempts[(result.execution_id, handled.node_id, 1)]
     assert started.phase == "RUNNING"

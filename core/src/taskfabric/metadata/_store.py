@@ -420,6 +420,10 @@ class MetadataStore:
         Called from a backend's thread, possibly before the engine's loop committed the node
         and attempt rows: those are created from `node` and `attempt` when missing (the loop's
         own writes then complete them), and only the handle is written when they exist."""
+        if self._lite is not None:
+            with self._write_lock:
+                self._lite.write_handles([(node, attempt)])
+            return
         with self._write_lock, self.engine.begin() as conn:
             self._write_handles(conn, [(node, attempt)])
 
