@@ -628,6 +628,9 @@ def test_check_says_what_is_wrong_where_and_what_to_do(
     assert refused.startswith(
         f"AWS Batch at {moto_auth_endpoint} {where} refused the credentials boto3 found"
     ), refused
+    assert "(InvalidClientTokenId: The security token included in the request is invalid.)" in (
+        refused
+    )
     assert "fix them ($AWS_ACCESS_KEY_ID" in refused
     assert "batch:DescribeJobQueues" in refused
     # Nothing listening at the endpoint.
