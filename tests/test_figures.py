@@ -74,3 +74,31 @@ def test_missed_targets_print_ratios_and_do_not_fail(
     for line, pattern in zip(printed, LINES[:6], strict=True):
         assert re.fullmatch(pattern, line), line
     assert sum("missed" in line for line in printed) == 3
+
+
+def test_each_ratio_is_to_the_b0_measured_just_before_its_run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk whose speed moves from one run to the next (0.1, 1, 10 ms per record, again and
+    # again), and an engine that costs 3 records per task whatever the speed: every ratio is 3.
+    speeds = iter([0.1, 1.0, 10.0] * 10)
+    last = [0.0]
+
+    def baseline_ms(root: object, n: int = 300) -> float:
+        last[0] = next(speeds)
+        return last[0]
+
+    def timed(wf: object, inputs: dict[str, int], root: object) -> float:
+        tasks = 100 if wf is bench_engine.w1 else 502
+        return 3 * last[0] * tasks / 1000  # seconds
+
+    monkeypatch.setattr(bench_engine, "baseline_ms", baseline_ms)
+    monkeypatch.setattr(bench_engine, "_timed", timed)
+    assert bench_engine.main(["--only", "W1,W2", "--repeat", "3"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(LINES[2], printed[2]), printed[2]
+    assert "0.100 to 10.000 over 6 measures" in printed[2]
+    w1 = re.fullmatch(LINES[3], printed[3])
+    w2 = re.fullmatch(LINES[4], printed[4])
+    assert w1 is not None and w2 is not None, printed
+    assert w1.group(2) == "3.0" and w2.group(2) == "3.0", printed

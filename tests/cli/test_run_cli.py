@@ -188,6 +188,27 @@ def test_an_error_while_importing_a_helper_says_where(tmp_path: Path) -> None:
     assert "importlib" not in err and "_loader.py" not in err
 
 
+@pytest.mark.parametrize(
+    ("module", "hint"),
+    [
+        ("taskfabric_spark", "`pip install taskfabric-spark` provides it"),
+        ("taskfabric_no_such_plugin", None),  # no hint naming a distribution that does not exist
+    ],
+)
+def test_a_missing_plugin_module_is_named_with_a_hint_only_when_it_exists(
+    tmp_path: Path, module: str, hint: str | None
+) -> None:
+    wf = tmp_path / f"needs_{module}.py"
+    wf.write_text(f"from taskfabric import workflow\nimport {module}\n")
+    code, _, err = invoke("run", f"{wf}:wf")
+    assert code == 2
+    assert f"No module named '{module}'" in err and f'File "{wf}", line 2' in err
+    if hint is None:
+        assert "pip install" not in err, err
+    else:
+        assert hint in " ".join(err.split()), err
+
+
 def test_a_syntax_error_shows_the_line(tmp_path: Path) -> None:
     wf = tmp_path / "broken_syntax.py"
     wf.write_text("from taskfabric import task\n\n\ndef f():\n    return 1 +\n")
@@ -218,6 +239,11 @@ def loops_over_an_input(n: int = 3) -> int:
     for i in range(n):
         inc(x=i)
     return inc(x=n)
+
+
+@workflow
+def adds_to_an_output(n: int = 3) -> int:
+    return inc(x=n) + 1
 """
 
 
@@ -230,6 +256,13 @@ def loops_over_an_input(n: int = 3) -> int:
             19,
             "TypeError: workflow input 'n' has no value while the workflow is being compiled, "
             "so it cannot be used as an index or a count",
+        ),
+        (
+            "adds_to_an_output",
+            26,
+            "TypeError: unsupported operand type(s) for +: 'Promise' and 'int' (a workflow "
+            "input or a task's output is a Promise while the workflow is compiled: it has no "
+            "value yet. Compute with it inside a @task that takes it as an input.)",
         ),
     ],
 )

@@ -242,7 +242,14 @@ def run(
             # The workflow's body raised while it was being compiled (a promise used as a
             # plain value, which says so, or any bug of its own): where, in the user's files.
             message = f"workflow '{wf.short_name}' cannot be compiled: its body raised\n"
-            err.print(labelled("error", message + _where(exc)), highlight=False)
+            message += _where(exc)
+            if "'Promise'" in str(exc):  # Python's own message about an operator or a call
+                message += (
+                    "\n(a workflow input or a task's output is a Promise while the workflow "
+                    "is compiled: it has no value yet. Compute with it inside a @task that "
+                    "takes it as an input.)"
+                )
+            err.print(labelled("error", message), highlight=False)
             sys.exit(2)
         engine = Engine(cfg)
     progress = RunProgress(err, wf.short_name)
@@ -291,9 +298,12 @@ def _load_workflow(ref: str) -> tuple[WorkflowDefinition[Any, Any], dict[str, st
     except TaskfabricError:
         raise
     except ModuleNotFoundError as exc:
+        from taskfabric.plugins import KNOWN_PROVIDERS
+
         missing = (exc.name or "").split(".")[0]
-        if missing.startswith("taskfabric_"):
-            package = "taskfabric-" + missing.removeprefix("taskfabric_").replace("_", "-")
+        package = "taskfabric-" + missing.removeprefix("taskfabric_").replace("_", "-")
+        # a hint only for a distribution that exists (the plugins of this repository)
+        if missing.startswith("taskfabric_") and package in KNOWN_PROVIDERS.values():
             raise TaskfabricError(
                 f"cannot load {ref}: it imports {missing}, which is not installed: "
                 f"`pip install {package}` provides it\n{_where(exc)}"
