@@ -246,7 +246,7 @@ def test_throttling_pushes_the_pool_back_and_fails_nothing(
 ) -> None:
     direct = DirectAttempts(engine, task_type="python", deadline=120)
     pushbacks: list[Mapping[str, float]] = []
-    with throttling_proxy(moto_endpoint, throttle=3, path="/v1/describejobs") as proxy:
+    with throttling_proxy(moto_endpoint, throttle=2, path="/v1/describejobs") as proxy:
         settings = BatchSettings(
             job_queue=QUEUE,
             image="localhost/x:1",
@@ -262,11 +262,11 @@ def test_throttling_pushes_the_pool_back_and_fails_nothing(
             status = direct.wait(backend, attempt)
         finally:
             backend.close()
-    # Three throttled describe_jobs calls, each a pushback of the pool; the attempt ended as
-    # the job did (moto ran nothing), not on a throttling error.
-    assert proxy.seen[:4] == ["POST"] * 4
-    assert [list(p) for p in pushbacks] == [["batch-api"]] * 3
-    assert [p["batch-api"] for p in pushbacks] == [1.0, 2.0, 4.0]
+    # Two throttled describe_jobs calls, each a pushback of the pool, twice as long as the
+    # last; the attempt ended as the job did (moto ran nothing), not on a throttling error.
+    assert proxy.seen[:3] == ["POST"] * 3
+    assert [list(p) for p in pushbacks] == [["batch-api"]] * 2
+    assert [p["batch-api"] for p in pushbacks] == [1.0, 2.0]
     assert status.error is not None and status.error.code == "BatchJobFailed"
 
 
@@ -641,3 +641,28 @@ def test_check_says_what_is_wrong_where_and_what_to_do(
     missing = check(moto_endpoint)
     assert missing.startswith("no AWS credentials found: give the engine some"), missing
     assert "$AWS_PROFILE with ~/.aws/credentials" in missing
+
+
+def test_an_unreachable_endpoint_fails_the_attempt_saying_what_to_check(
+    engine: Engine, closed_endpoint: str
+) -> None:
+    direct = DirectAttempts(engine, task_type="python", deadline=120)
+    settings = BatchSettings(
+        job_queue=QUEUE,
+        image="localhost/x:1",
+        endpoint_url=closed_endpoint,
+        poll_seconds=0.1,
+        api_attempts=2,
+    )
+    backend = BatchBackend("batch", settings, _context(engine, []))
+    try:
+        attempt = direct.make(aws_tasks.square, i=1)
+        backend.submit(attempt)
+        status = direct.wait(backend, attempt)
+    finally:
+        backend.close()
+    assert status.error is not None and status.error.code == "SubmitFailed"
+    message = status.error.message
+    assert f"cannot reach AWS Batch at {closed_endpoint} (region us-east-1)" in message, message
+    assert "check endpoint_url and region in [backends.batch]" in message
+    assert "(tried 2 times;" in message  # once, and again a round later, then given up

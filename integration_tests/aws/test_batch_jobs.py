@@ -248,7 +248,7 @@ def test_kill_9_then_resume_reattaches_to_the_job(
     assert [j["jobId"] for j in jobs_of(jobs_endpoint, execution_id)] == [job["jobId"]]
 
 
-def test_logs_follow_prints_cloudwatch_lines_while_the_job_runs(
+def test_logs_follow_prints_cloudwatch_lines_while_the_job_runs_and_cancel_terminates_it(
     tmp_path: Path,
     jobs_endpoint: str,
     task_image: str,
@@ -304,12 +304,22 @@ def test_logs_follow_prints_cloudwatch_lines_while_the_job_runs(
                         break
                 assert running_stream() == stream
         finally:
-            engine.request_cancel(execution_id, "the test has seen the lines")
+            # A user cancels the execution from another process, as from a shell.
+            cancelled = cli(config_path, "executions", "cancel", execution_id)
             launch.join(120)
             follower.wait(120)
-    # The follower stopped when the attempt did; the execution was aborted, its job stopped.
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    # The follower stopped when the attempt did; the execution was aborted, its job terminated
+    # (not left running for its 600 s).
     assert follower.returncode == 0
     assert outcome and outcome[0].phase == "ABORTED", outcome
+    (ended,) = _wait_for(
+        lambda: [j for j in jobs_of(jobs_endpoint, execution_id) if j["status"] == "FAILED"],
+        120,
+        "the cancelled job to be terminated",
+    )
+    assert ended["jobId"] == job["jobId"]
+    assert ended["statusReason"] == "cancelled by taskfabric (abort or timeout)"
 
 
 def _wait_for(check: Any, timeout: float, what: str) -> Any:

@@ -215,4 +215,7 @@ def test_uploads_and_executions_through_the_server_and_its_worker_live_in_s3(
     assert any("notes.txt" in k for k in keys), keys
     assert any(k.endswith(".log") for k in keys), keys
     assert any(launched.execution.id in k for k in keys), keys
+    # The registered code bundle and the registry's entries too.
+    assert any(k.startswith(f"{prefix}/bundles/") and k.endswith(".tar.gz") for k in keys), keys
+    assert any(k.startswith(f"{prefix}/registry/") for k in keys), keys
     assert not (tmp_path / "blobs").exists()

@@ -94,10 +94,11 @@ def job_name_of(attempt_id: str) -> str:
 
 
 def _maybe_acted(exc: Exception) -> bool:
-    """Whether a failed call may still have been done by Batch: its answer was lost (the
-    connection closed or timed out once the request was sent) or Batch failed on its side
-    (5xx). A SubmitJob that failed so is looked up before it is sent again."""
-    if isinstance(exc, botocore.exceptions.HTTPClientError):
+    """Whether a failed call is worth another try, and may have been done by Batch all the
+    same: no connection (never sent), its answer lost (the connection closed or timed out
+    once the request was sent) or Batch failed on its side (5xx). A SubmitJob that failed so
+    is looked up by name and tag before it is sent again."""
+    if isinstance(exc, (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError)):
         return True
     if isinstance(exc, botocore.exceptions.ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -506,8 +507,8 @@ class BatchBackend(Backend[BatchSettings]):
             message += str(exc)
         if job.tries:
             message += (
-                f" ({job.tries} calls failed without a clear answer: a job named {job.name} or, "
-                "for a map, its array job may be in the queue)"
+                f" (tried {job.tries} times; if a SubmitJob reached Batch after all, its job "
+                f"{job.name}, or for a map its array job, may be in the queue)"
             )
         return AttemptStatus(
             AttemptPhase.FAILED, error=AttemptError("SubmitFailed", message, "system", True)
