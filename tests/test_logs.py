@@ -7,6 +7,8 @@ import contextvars
 import datetime as dt
 import io
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,13 @@ from pathlib import Path
 import pytest
 import structlog
 
-from taskfabric.logs import configure_logging, get_logger
+from taskfabric.logs import (
+    bind_contextvars,
+    bound_contextvars,
+    configure_logging,
+    get_logger,
+    unbind_contextvars,
+)
 
 MODULE_LOGGER = get_logger("tests.module")  # made before any configure_logging, like real modules
 
@@ -203,3 +211,64 @@ def test_default_stream_is_stderr_at_call_time(capsys: pytest.CaptureFixture[str
     captured = capsys.readouterr()
     assert "to stderr" in captured.err
     assert captured.out == ""
+
+
+def test_ids_bound_here_and_through_structlog_are_the_same_variables() -> None:
+    out = io.StringIO()
+    configure_logging(fmt="json", stream=out)
+    log = get_logger("t")
+    bind_contextvars(execution_id="ex-6", node_id="a")
+    structlog.contextvars.unbind_contextvars("node_id")
+    log.info("one")
+    with bound_contextvars(node_id="b", attempt=2):
+        structlog.contextvars.bind_contextvars(attempt=3)
+        log.info("two")
+    log.info("three")
+    unbind_contextvars("execution_id")
+    log.info("four")
+    lines = [
+        {k: line.get(k) for k in ("event", "execution_id", "node_id", "attempt")}
+        for line in json_lines(out.getvalue())
+    ]
+    assert lines == [
+        {"event": "one", "execution_id": "ex-6", "node_id": None, "attempt": None},
+        {"event": "two", "execution_id": "ex-6", "node_id": "b", "attempt": 3},
+        {"event": "three", "execution_id": "ex-6", "node_id": None, "attempt": None},
+        {"event": "four", "execution_id": None, "node_id": None, "attempt": None},
+    ]
+
+
+def test_structlog_is_imported_by_the_first_line_logged_only() -> None:
+    # A run logs nothing at its level: it never pays for importing structlog (with asyncio
+    # and rich). Ids bound before structlog is loaded are structlog's context afterwards.
+    program = """
+import io, json, sys
+from taskfabric.logs import bind_contextvars, configure_logging, get_logger
+out = io.StringIO()
+configure_logging(level="info", fmt="json", stream=out)
+log = get_logger("t")
+bind_contextvars(execution_id="ex-7", node_id="n")
+log.debug("filtered")
+print("structlog" in sys.modules)
+log.info("shown")
+print("structlog" in sys.modules)
+import structlog
+structlog.contextvars.unbind_contextvars("node_id")
+log.info("again")
+lines = map(json.loads, out.getvalue().splitlines())
+print([{k: d.get(k) for k in ("event", "execution_id", "node_id")} for d in lines])
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "False",
+        "True",
+        str(
+            [
+                {"event": "shown", "execution_id": "ex-7", "node_id": "n"},
+                {"event": "again", "execution_id": "ex-7", "node_id": None},
+            ]
+        ),
+    ]

@@ -169,3 +169,124 @@ def test_engine_runs_on_postgres(postgres_url: str, tmp_path: Path) -> None:
 def test_in_memory_sqlite() -> None:
     # handy for quick experiments: `[metadata] url = "sqlite://"`
     _roundtrip(_store("sqlite://"), "m")
+
+
+def test_the_sqlite_run_path_sql_names_the_tables_columns() -> None:
+    # `_lite` writes records field by field: each record must be its table's columns.
+    from taskfabric.metadata import _lite
+    from taskfabric.metadata import _schema as s
+
+    def columns(table: sa.Table) -> set[str]:
+        return {c.name for c in table.columns}
+
+    assert set(_lite.EXECUTION_COLUMNS) == columns(s.executions)
+    assert set(_lite.NODE_COLUMNS) == columns(s.node_executions)
+    assert set(_lite.ATTEMPT_COLUMNS) == columns(s.node_attempts)
+    assert set(_lite.EVENT_COLUMNS) == columns(s.events) - {"id"}
+
+
+def _every_row(url: str) -> dict[str, list[tuple[object, ...]]]:
+    engine = sa.create_engine(url)
+    tables = ("executions", "node_executions", "node_attempts", "events", "cache_entries")
+    with engine.connect() as conn:
+        found = {
+            t: sorted(
+                (tuple(r) for r in conn.exec_driver_sql(f"SELECT * FROM {t}")),  # noqa: S608
+                key=repr,
+            )
+            for t in tables
+        }
+        found["cache_reservations"] = sorted(
+            tuple(r) for r in conn.exec_driver_sql("SELECT * FROM cache_reservations")
+        )
+    engine.dispose()
+    return found
+
+
+def test_the_sqlite_run_path_writes_what_sqlalchemy_writes(tmp_path: Path) -> None:
+    # A plain SQLite file goes through `_lite` (sqlite3 alone); the same file with a query
+    # option goes through SQLAlchemy. The same calls must leave the same rows in both.
+    from taskfabric.catalog import CacheEntry
+    from taskfabric.metadata import MapItemsQueued, MapItemsStopped
+
+    lite_url = f"sqlite:///{tmp_path / 'lite.db'}"
+    sa_url = f"sqlite:///{tmp_path / 'sa.db'}?timeout=30"
+    now = 1_700_000_000.0
+    for url in (lite_url, sa_url):
+        store = _store(url)
+        assert (store._lite is not None) == (url == lite_url)
+        rec = ExecutionRecord(
+            id="e1", project="p", domain="d", name="n", workflow_name="wf", phase="RUNNING",
+            created_at=now, code={"file": "/x.py"}, owner="me", heartbeat_at=now,
+        )  # fmt: skip
+        store.create_execution(rec)
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO cache_reservations VALUES "
+                "('k1', 'me', 1.0, 2.0), ('k2', 'x', 1.0, 2.0)"
+            )
+        batch = Batch()
+        batch.queue_items(MapItemsQueued("e1", "n1", "m", "t", 3, now))
+        batch.node(NodeRecord("e1", "n1", "map", "RUNNING", name="m", started_at=now))
+        batch.node(NodeRecord("e1", "n1[1]", "map_item", "SUCCEEDED", parent_id="n1"))
+        batch.attempt(AttemptRecord("e1", "n1[1]", 1, "SUCCEEDED", log_links=[{"a": "b"}]))
+        batch.event(EventRecord("e1", "n1[1]", 1, "SUCCEEDED", now, "done"))
+        batch.cache_entry(
+            CacheEntry("k", "p", "d", "t", "1", "ih", "xh", "file:///o", "e1", "n1[1]", now)
+        )
+        batch.release_reservation("k1", "me")
+        batch.release_reservation("k2", "me")  # not its owner: kept
+        store.apply(batch)
+        batch = Batch()
+        batch.queue_items(MapItemsQueued("e1", "n1", "m", "t", 3, now + 1))  # a resume
+        batch.stop_items(MapItemsStopped("e1", "n1", "SKIPPED", now + 2, "upstream failed"))
+        batch.attempt(AttemptRecord("e1", "n1[1]", 1, "FAILED", error={"code": "E"}))
+        batch.update_execution("e1", phase="FAILED", finished_at=now + 3, error={"code": "E"})
+        store.apply(batch)
+        assert store.claim_execution("e1", "you", now=now + 90, stale_before=now + 60, force=False)
+        assert not store.claim_execution("e1", "me", now=now + 90, stale_before=now, force=False)
+        got = store.get_execution("e1")
+        assert got is not None and got.owner == "you" and got.error == {"code": "E"}
+        assert store.find_by_name("p", "d", "n") == got
+        assert store.cancel_requested("e1", 0.0) is None
+        store.close()
+    assert _every_row(lite_url) == _every_row(sa_url)
+    assert _every_row(lite_url)["cache_reservations"] == [("k2", "x", 1.0, 2.0)]
+
+
+def test_a_run_on_sqlite_does_not_import_sqlalchemy(tmp_path: Path) -> None:
+    # The run path on the default SQLite database goes through sqlite3 alone (start-up time:
+    # importing SQLAlchemy was a third of a `taskfabric run`); only a new database, which
+    # Alembic creates, needs it.
+    import subprocess
+    import sys
+
+    from taskfabric.config import Config, StorageConfig
+    from taskfabric.engine import Engine
+
+    Engine(Config(storage=StorageConfig(data_root=tmp_path))).close()  # a database made before
+    program = f"""
+import sys
+from taskfabric import task, workflow
+from taskfabric.config import Config, StorageConfig
+from taskfabric.engine import Engine
+
+@task
+def inc(x: int) -> int:
+    return x + 1
+
+@workflow
+def wf(x: int) -> int:
+    return inc(x=inc(x=x))
+
+with Engine(Config(storage=StorageConfig(data_root={str(tmp_path)!r}))) as engine:
+    assert engine.launch(wf, {{"x": 1}}).phase == "SUCCEEDED"
+    again = engine.launch(wf, {{"x": 2}})
+    assert engine.metadata.get_execution(again.execution_id).phase == "SUCCEEDED"
+print(sorted(m for m in sys.modules if m.split(".")[0] == "sqlalchemy"))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stderr

@@ -33,3 +33,37 @@ def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], An
         return value
 
     return __getattr__
+
+
+class _LazyModule:
+    """Stands in for a module until its first attribute is read (see `lazy_module`)."""
+
+    def __init__(self, name: str, owner: str, alias: str) -> None:
+        self._name = name
+        self._owner = owner
+        self._alias = alias
+
+    def __getattr__(self, attribute: str) -> Any:
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        module = importlib.import_module(self._name)
+        setattr(sys.modules[self._owner], self._alias, module)  # later reads skip the proxy
+        return getattr(module, attribute)
+
+    def __repr__(self) -> str:
+        return f"<module {self._name!r}, imported on first use>"
+
+
+def lazy_module(name: str, owner: str, alias: str) -> Any:
+    """Module `name`, imported when code of module `owner` first reads one of its attributes
+    through the global `alias` (which then becomes the module itself).
+
+    For a heavy library that a module needs on some paths only (SQLAlchemy on the local
+    SQLite run path, which goes through `sqlite3`)::
+
+        if TYPE_CHECKING:
+            import sqlalchemy as sa
+        else:
+            sa = lazy_module("sqlalchemy", __name__, "sa")
+    """
+    return _LazyModule(name, owner, alias)

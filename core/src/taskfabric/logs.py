@@ -8,23 +8,46 @@ not plain threads: run work in a thread pool with ``contextvars.copy_context().r
 ``configure_logging``, so reconfiguring applies to loggers made before. A call below the configured
 level is a no-op method (``structlog.make_filtering_bound_logger``) and costs about as much as
 calling an empty function.
+
+structlog itself (with asyncio, rich's tracebacks and pygments, a tenth of a `taskfabric run`
+when imported) is imported by the first line at or above the configured level, not before:
+``configure_logging`` records the set-up, a filtered call never needs structlog, and
+``bind_contextvars`` / ``bound_contextvars`` here set the very context variables that
+``structlog.contextvars`` reads and writes (one registry, shared once structlog is loaded).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TextIO, cast
+from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
-import structlog
-from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+from taskfabric.lazy import lazy_module
 
-__all__ = ["LEVELS", "configure_logging", "get_logger"]
+if TYPE_CHECKING:
+    import structlog
+    from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+else:  # imported by the first line logged (see the module's docstring)
+    structlog = lazy_module("structlog", __name__, "structlog")
+    EventDict = dict[str, Any]
+    FilteringBoundLogger = WrappedLogger = Any
+
+__all__ = [
+    "LEVELS",
+    "bind_contextvars",
+    "bound_contextvars",
+    "configure_logging",
+    "get_logger",
+    "unbind_contextvars",
+]
 
 LEVELS: dict[str, int] = {
     "debug": logging.DEBUG,
@@ -77,9 +100,23 @@ def _json_renderer() -> _Render:
     return lambda event_dict: str(renderer(None, "", format_exc_info(None, "", event_dict)))
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """What `configure_logging` asked for, applied to structlog by the first line logged."""
+
+    min_level: int
+    fmt: str
+    out: TextIO
+    file: TextIO | None
+
+
 _generation = 0
 _file: TextIO | None = None
-_configure_lock = threading.Lock()
+_configure_lock = threading.RLock()
+#: the set-up not yet given to structlog (None once it is, or before any configure_logging)
+_pending: _Setup | None = None
+#: the configured minimum level: calls below it return at once, before structlog is loaded
+_min_level = logging.INFO
 
 
 def configure_logging(
@@ -94,7 +131,7 @@ def configure_logging(
     ``NO_COLOR``) or ``json`` (one object per line). With ``file``, every line is also appended
     there as JSON. Calling it again replaces the previous set-up (and closes its file).
     """
-    global _file, _generation  # noqa: PLW0603 -- one process-wide logging set-up
+    global _file, _generation, _pending, _min_level  # noqa: PLW0603 -- one process-wide set-up
     try:
         min_level = LEVELS[level.lower()]
     except KeyError:
@@ -102,9 +139,6 @@ def configure_logging(
     if fmt not in ("console", "json"):
         raise ValueError(f"unknown log format {fmt!r}; use 'console' or 'json'")
     out = sys.stderr if stream is None else stream
-    sinks: list[tuple[_Render, TextIO]] = [
-        (_console_renderer(out) if fmt == "console" else _json_renderer(), out)
-    ]
     with _configure_lock:
         if _file is not None:
             _file.close()
@@ -112,81 +146,113 @@ def configure_logging(
         if file is not None:
             file.parent.mkdir(parents=True, exist_ok=True)
             _file = file.open("a", encoding="utf-8")
-            sinks.append((_json_renderer(), _file))
-        sink_logger = _SinkLogger(sinks)
-        processors: list[Processor] = [
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.StackInfoRenderer(),
-            _hand_to_sinks,
-        ]
-        structlog.configure(
-            processors=processors,
-            wrapper_class=structlog.make_filtering_bound_logger(min_level),
-            context_class=dict,
-            logger_factory=lambda *args: sink_logger,
-            cache_logger_on_first_use=False,
-        )
+        _pending = _Setup(min_level, fmt, out, _file)
+        _min_level = min_level
         _generation += 1
         for logger in list(_loggers):
-            logger._bind()
+            logger._unbind()
+
+
+def _apply(setup: _Setup) -> None:
+    """Give `setup` to structlog (imported here). Called with `_configure_lock` held."""
+    out = setup.out
+    sinks: list[tuple[_Render, TextIO]] = [
+        (_console_renderer(out) if setup.fmt == "console" else _json_renderer(), out)
+    ]
+    if setup.file is not None:
+        sinks.append((_json_renderer(), setup.file))
+    sink_logger = _SinkLogger(sinks)
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        _hand_to_sinks,
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(setup.min_level),
+        context_class=dict,
+        logger_factory=lambda *args: sink_logger,
+        cache_logger_on_first_use=False,
+    )
+    _registry()  # structlog is loaded: the ids bound so far become its variables
 
 
 _METHODS = ("debug", "info", "warning", "warn", "error", "exception", "critical", "log", "bind")
 
 
 class _Logger:
-    """What ``get_logger`` returns: a logger bound on first use and again at each reconfigure.
+    """What ``get_logger`` returns: a logger bound on first use and again after each reconfigure.
 
     Binding copies the bound logger's methods onto the instance, so a call costs what a call on a
-    plain structlog logger costs (a level below the minimum is a no-op method); the methods of the
-    class only serve the first call before ``configure_logging`` has run.
+    plain structlog logger costs (a level below the minimum is a no-op method). The methods of the
+    class serve the calls before that: once ``configure_logging`` has run, one below its level
+    returns at once (no structlog needed); any other binds.
     """
 
     def __init__(self, name: str) -> None:
         self._name = name
         self._bound: FilteringBoundLogger | None = None
         _loggers.add(self)
-        if _generation:
-            self._bind()
+
+    def _unbind(self) -> None:
+        for method in _METHODS:
+            self.__dict__.pop(method, None)
+        self._bound = None
 
     def _bind(self) -> FilteringBoundLogger:
-        if _generation == 0 and not structlog.is_configured():
-            configure_logging()  # binds every logger, this one too
-            if self._bound is not None:
-                return self._bound
-        bound = cast(FilteringBoundLogger, structlog.get_logger().bind(logger=self._name))
-        for method in _METHODS:
-            setattr(self, method, getattr(bound, method))
-        self._bound = bound
+        global _pending  # noqa: PLW0603 -- the process-wide set-up, applied once
+        with _configure_lock:
+            if _generation == 0 and not structlog.is_configured():
+                configure_logging()
+            setup = _pending
+            if setup is not None:
+                _pending = None
+                _apply(setup)
+            bound = cast(FilteringBoundLogger, structlog.get_logger().bind(logger=self._name))
+            for method in _METHODS:
+                setattr(self, method, getattr(bound, method))
+            self._bound = bound
         return bound
 
     def _current(self) -> FilteringBoundLogger:
         return self._bound if self._bound is not None else self._bind()
 
     def debug(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _generation and _min_level > logging.DEBUG:
+            return None
         return self._current().debug(event, *args, **kw)
 
     def info(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _generation and _min_level > logging.INFO:
+            return None
         return self._current().info(event, *args, **kw)
 
     def warning(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _generation and _min_level > logging.WARNING:
+            return None
         return self._current().warning(event, *args, **kw)
 
     def warn(self, event: str, *args: Any, **kw: Any) -> Any:
-        return self._current().warning(event, *args, **kw)
+        return self.warning(event, *args, **kw)
 
     def error(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _generation and _min_level > logging.ERROR:
+            return None
         return self._current().error(event, *args, **kw)
 
     def exception(self, event: str, *args: Any, **kw: Any) -> Any:
+        if _generation and _min_level > logging.ERROR:
+            return None
         return self._current().exception(event, *args, **kw)
 
     def critical(self, event: str, *args: Any, **kw: Any) -> Any:
         return self._current().critical(event, *args, **kw)
 
     def log(self, level: int, event: str, *args: Any, **kw: Any) -> Any:
+        if _generation and _min_level > level:
+            return None
         return self._current().log(level, event, *args, **kw)
 
     def bind(self, **new_values: Any) -> FilteringBoundLogger:
@@ -208,3 +274,63 @@ _loggers: weakref.WeakSet[_Logger] = weakref.WeakSet()
 def get_logger(name: str) -> FilteringBoundLogger:
     """A logger whose lines carry ``logger=name``; use ``get_logger(__name__)``."""
     return cast(FilteringBoundLogger, _Logger(name))
+
+
+# -- the ids bound to every line (structlog.contextvars' variables) ------------------------
+
+_PREFIX = "structlog_"  # structlog.contextvars.STRUCTLOG_KEY_PREFIX
+_context_vars: dict[str, contextvars.ContextVar[Any]] = {}
+
+
+def _registry() -> dict[str, contextvars.ContextVar[Any]]:
+    """The variables by name: structlog's own registry once structlog is loaded (this
+    module's, made before, handed over to it), so that both sides set the same variables.
+
+    The hand-over happens when this module loads structlog (the first line logged) or at
+    the next bind after code elsewhere did: a key bound through structlog's own functions
+    between that import and that bind gets a second variable (structlog then shows one of
+    the two values), which no taskfabric code does."""
+    global _context_vars  # noqa: PLW0603 -- one registry per process, as structlog's
+    module = sys.modules.get("structlog.contextvars")
+    theirs = getattr(module, "_CONTEXT_VARS", None) if module is not None else None
+    if isinstance(theirs, dict) and theirs is not _context_vars:
+        for name, var in _context_vars.items():
+            theirs.setdefault(name, var)
+        _context_vars = theirs
+    return _context_vars
+
+
+def _variable(key: str) -> contextvars.ContextVar[Any]:
+    registry = _registry()
+    name = _PREFIX + key
+    var = registry.get(name)
+    if var is None:
+        var = registry.setdefault(name, contextvars.ContextVar(name, default=Ellipsis))
+    return var
+
+
+def bind_contextvars(**values: Any) -> Mapping[str, contextvars.Token[Any]]:
+    """``structlog.contextvars.bind_contextvars`` without importing structlog."""
+    return {key: _variable(key).set(value) for key, value in values.items()}
+
+
+def unbind_contextvars(*keys: str) -> None:
+    """``structlog.contextvars.unbind_contextvars`` without importing structlog."""
+    registry = _registry()
+    for key in keys:
+        var = registry.get(_PREFIX + key)
+        if var is not None:
+            var.set(Ellipsis)
+
+
+@contextmanager
+def bound_contextvars(**values: Any) -> Iterator[None]:
+    """``structlog.contextvars.bound_contextvars`` without importing structlog: the values
+    bound inside the block, the earlier ones back after it."""
+    variables = [(_variable(key), value) for key, value in values.items()]
+    tokens = [(var, var.set(value)) for var, value in variables]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)

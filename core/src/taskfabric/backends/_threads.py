@@ -9,11 +9,9 @@ import threading
 from pathlib import Path
 from typing import ClassVar, TypeVar
 
-import structlog
-
 from taskfabric.backends._execute import execute_task
 from taskfabric.backends._paths import attempt_work_dir
-from taskfabric.logs import get_logger
+from taskfabric.logs import bound_contextvars, get_logger
 from taskfabric.plugin_api import (
     RUNNING,
     AttemptError,
@@ -104,7 +102,7 @@ class ThreadBackend(Backend[SettingsT]):
         # Log lines of the task (and of taskfabric on its behalf) carry its ids; what the
         # task prints goes to its attempt's log (tasklogs), not to this process's stdout.
         with (
-            structlog.contextvars.bound_contextvars(
+            bound_contextvars(
                 execution_id=attempt.execution_id,
                 node_id=attempt.node_id,
                 attempt=attempt.attempt,

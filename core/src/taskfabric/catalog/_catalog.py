@@ -5,12 +5,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
+from taskfabric.lazy import lazy_module
+from taskfabric.metadata import MetadataStore
 
-from taskfabric.metadata import _schema as s
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from taskfabric.metadata import _schema as s
+else:  # imported on first use: an engine whose tasks cache nothing never needs them
+    sa = lazy_module("sqlalchemy", __name__, "sa")
+    s = lazy_module("taskfabric.metadata._schema", __name__, "s")
 
 
 @dataclass
@@ -40,13 +47,23 @@ def _entry(row: Any) -> CacheEntry:
 class Catalog:
     """Reads and writes cache entries; reservations serialize identical computations."""
 
-    def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        self._get = sa.select(s.cache_entries).where(s.cache_entries.c.key == sa.bindparam("k"))
-        self._columns = [c.name for c in s.cache_entries.columns]
+    def __init__(self, engine: sa.Engine | MetadataStore) -> None:
+        """On `engine`, or on a metadata store's (its engine made when the catalog is first
+        used, so a run without cached tasks never loads SQLAlchemy)."""
+        self._source = engine
+        self._engine: sa.Engine | None = None
+        self._get: Any = None
+        self._columns = [f.name for f in fields(CacheEntry)]
         self._sqlite_sql = f"SELECT {', '.join(self._columns)} FROM cache_entries WHERE key = ?"
         self._sqlite_reader: Any = None
         self._reader_lock = threading.Lock()
+
+    @property
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            source = self._source
+            self._engine = source.engine if isinstance(source, MetadataStore) else source
+        return self._engine
 
     def close(self) -> None:
         with self._reader_lock:
@@ -71,6 +88,8 @@ class Catalog:
                 finally:
                     cur.close()
             return None if row is None else CacheEntry(**dict(zip(self._columns, row, strict=True)))
+        if self._get is None:
+            self._get = sa.select(s.cache_entries).where(s.cache_entries.c.key == sa.bindparam("k"))
         with self.engine.connect() as conn:
             found = conn.execute(self._get, {"k": key}).first()
         return None if found is None else _entry(found)

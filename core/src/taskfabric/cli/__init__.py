@@ -218,7 +218,15 @@ def cli(
 
 
 def main() -> None:
-    cli(prog_name="taskfabric")
+    """The `taskfabric` command. Once a command is done, the process ends without the
+    interpreter's teardown (`_exit.exit_now`: threads, `atexit` handlers and open files
+    first)."""
+    try:
+        cli(prog_name="taskfabric")
+    except SystemExit as done:
+        from taskfabric.cli._exit import exit_now
+
+        exit_now(done.code)
 
 
 __all__ = ["cli", "main"]

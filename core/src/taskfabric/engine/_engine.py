@@ -8,9 +8,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import structlog
-from sqlalchemy import exc as sa_exc
-
 from taskfabric._version import __version__
 from taskfabric.catalog import Catalog
 from taskfabric.config import Config, load_config
@@ -33,8 +30,14 @@ from taskfabric.engine._runner import Runner
 from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from taskfabric.engine._util import EngineShutdown
 from taskfabric.errors import TaskfabricError
-from taskfabric.logs import get_logger
-from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore
+from taskfabric.logs import bind_contextvars, get_logger, unbind_contextvars
+from taskfabric.metadata import (
+    Batch,
+    EventRecord,
+    ExecutionRecord,
+    MetadataStore,
+    integrity_errors,
+)
 from taskfabric.plugin_api import BackendContext, NodeEvent
 from taskfabric.plugins import PluginError, Plugins, get_plugins, open_blob_store
 from taskfabric.sdk import WorkflowDefinition
@@ -83,7 +86,7 @@ class Engine:
         self.store = store or open_blob_store(self.config, self.plugins)
         self.metadata = metadata or MetadataStore(self.config.metadata_url)
         self.literals = PackStore(self.store)
-        self.catalog = Catalog(self.metadata.engine)
+        self.catalog = Catalog(self.metadata)
         self.work_root = root / "work"
         self.pools = EnginePools(self.config, self.metadata, self.work_root)
         self.backends = Backends(
@@ -319,7 +322,7 @@ class Engine:
             setattr(rec, key, value)
         try:
             self.metadata.create_execution(rec)
-        except sa_exc.IntegrityError:
+        except integrity_errors():
             self.literals.close_segment(root)
             for uri in list(self.store.list(root)):  # the documents nobody will read
                 self.store.delete(uri)
@@ -343,7 +346,7 @@ class Engine:
         code_path: tuple[str, ...] = (),
         stop: threading.Event | None = None,
     ) -> ExecutionResult:
-        structlog.contextvars.bind_contextvars(execution_id=rec.id)
+        bind_contextvars(execution_id=rec.id)
         log.debug("execution running", workflow=rec.workflow_name)
         hooks = self.plugins.hook if self.plugins.wants_events else None
         if hooks is not None:
@@ -397,7 +400,7 @@ class Engine:
                 )
             )
             self.metadata.apply(batch)
-            structlog.contextvars.unbind_contextvars("execution_id")
+            unbind_contextvars("execution_id")
             raise
         except BaseException:
             error = runner.outcome.error if runner.outcome else None
@@ -409,7 +412,7 @@ class Engine:
                     phase=ABORTED,
                     error=error,
                 )
-            structlog.contextvars.unbind_contextvars("execution_id")
+            unbind_contextvars("execution_id")
             raise
         if reattach:
             self._unattached(rec.id, reattach)
@@ -422,7 +425,7 @@ class Engine:
                 error=outcome.error,
             )
         log.debug("execution ended", phase=outcome.phase)
-        structlog.contextvars.unbind_contextvars("execution_id")
+        unbind_contextvars("execution_id")
         return ExecutionResult(rec.id, outcome.phase, outcome.outputs, outcome.error)
 
     def _unattached(self, execution_id: str, reattach: Mapping[str, Reattach]) -> None:

@@ -1,5 +1,6 @@
 """The metadata database: executions, node executions, attempts and their transitions."""
 
+from taskfabric.metadata._lite import integrity_errors
 from taskfabric.metadata._records import (
     AttemptRecord,
     EventRecord,
@@ -8,7 +9,7 @@ from taskfabric.metadata._records import (
     MapItemsStopped,
     NodeRecord,
 )
-from taskfabric.metadata._schema import HEAD_REVISION
+from taskfabric.metadata._revision import HEAD_REVISION
 from taskfabric.metadata._store import Batch, MetadataStore, create_db_engine
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "MetadataStore",
     "NodeRecord",
     "create_db_engine",
+    "integrity_errors",
 ]

@@ -2,15 +2,13 @@
 
 Times are UTC epoch seconds (float): portable across SQLite and PostgreSQL and cheap to
 write on the engine's hot path. Error and code-location documents are JSON text.
-Any change here needs an Alembic migration in `migrations/versions/` and a new HEAD.
+Any change here needs an Alembic migration in `migrations/versions/`, a new HEAD in
+`_revision.py`, and the same change in `_lite.py` (the SQLite run path's own SQL).
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
-
-#: The newest migration; a test checks that it matches migrations/versions.
-HEAD_REVISION = "0009"
 
 metadata = sa.MetaData()
 

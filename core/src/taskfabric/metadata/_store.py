@@ -10,12 +10,11 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-
-from taskfabric.metadata import _schema as s
+from taskfabric.lazy import lazy_module
+from taskfabric.metadata._lite import LiteStore, sqlite_file_of
+from taskfabric.metadata._lite import encode as _encode
 from taskfabric.metadata._records import (
     AttemptRecord,
     EventRecord,
@@ -24,18 +23,20 @@ from taskfabric.metadata._records import (
     MapItemsStopped,
     NodeRecord,
 )
+from taskfabric.metadata._revision import HEAD_REVISION
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection, Engine
+
+    from taskfabric.metadata import _schema as s
+else:  # imported on first use: the SQLite run path goes through `_lite` and sqlite3 alone
+    sa = lazy_module("sqlalchemy", __name__, "sa")
+    s = lazy_module("taskfabric.metadata._schema", __name__, "s")
 
 _JSON_FIELDS = {"code", "error", "log_links"}
 #: Columns an upsert of the table never overwrites: written by their own method only.
 _KEPT_ON_UPDATE = {"node_attempts": frozenset({"handle"})}
-
-
-def _encode(row: dict[str, Any]) -> dict[str, Any]:
-    for key in _JSON_FIELDS & row.keys():
-        value = row[key]
-        if value is not None or key != "error":
-            row[key] = json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return row
 
 
 def _decode(cls: type[Any], row: sa.Row[Any]) -> Any:
@@ -184,20 +185,41 @@ class MetadataStore:
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = url
-        self.engine = create_db_engine(url)
-        self._dialect = self.engine.dialect.name
+        self._engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+        #: the run path's calls on a plain SQLite file, without SQLAlchemy (see `_lite`)
+        file = sqlite_file_of(url)
+        self._lite = LiteStore(file) if file is not None else None
+        self._dialect = "sqlite" if self._lite is not None else self.engine.dialect.name
         self._write_lock = threading.Lock()
         self._upserts: dict[str, Any] = {}
         self._prepared_sql: dict[str, _Prepared] = {}
         if migrate:
             self.migrate()
 
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine of the database (made on first use)."""
+        engine = self._engine
+        if engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = create_db_engine(self.url)
+                engine = self._engine
+        return engine
+
     def close(self) -> None:
-        self.engine.dispose()
+        if self._lite is not None:
+            with self._write_lock:
+                self._lite.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
     # -- schema ---------------------------------------------------------------------
 
     def current_revision(self) -> str | None:
+        if self._lite is not None:
+            return self._lite.revision()
         with self.engine.connect() as conn:
             if not sa.inspect(conn).has_table("alembic_version"):
                 return None
@@ -210,7 +232,7 @@ class MetadataStore:
         lock beside an SQLite file, an advisory lock on PostgreSQL), and the ones that wait
         find the schema already current.
         """
-        if self.current_revision() == s.HEAD_REVISION:
+        if self.current_revision() == HEAD_REVISION:
             return
         url = self.engine.url
         if self._dialect == "sqlite" and url.database and url.database != ":memory:":
@@ -220,7 +242,7 @@ class MetadataStore:
             with lock_path.open("w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
-                    if self.current_revision() != s.HEAD_REVISION:
+                    if self.current_revision() != HEAD_REVISION:
                         with self.engine.begin() as conn:
                             self._upgrade(conn)
                 finally:
@@ -232,7 +254,7 @@ class MetadataStore:
                 if (
                     sa.inspect(conn).has_table("alembic_version")
                     and conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-                    == s.HEAD_REVISION
+                    == HEAD_REVISION
                 ):
                     return
             self._upgrade(conn)
@@ -334,12 +356,22 @@ class MetadataStore:
             conn.exec_driver_sql(prepared.sql, prepared.params(rows))
 
     def create_execution(self, rec: ExecutionRecord) -> None:
+        """Insert the execution's row; a name taken in its project and domain raises
+        `sqlalchemy.exc.IntegrityError` (or `sqlite3.IntegrityError` on an SQLite file)."""
+        if self._lite is not None:
+            with self._write_lock:
+                self._lite.create_execution(rec)
+            return
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(s.executions.insert(), _encode(asdict(rec)))
 
     def apply(self, batch: Batch) -> None:
         """Apply every write of `batch` in one transaction."""
         if not batch:
+            return
+        if self._lite is not None:
+            with self._write_lock:
+                self._lite.apply(batch)
             return
         with self._write_lock, self.engine.begin() as conn:
             for execution_id, values in batch.executions.items():
@@ -418,6 +450,22 @@ class MetadataStore:
         one its claimant read): a queued execution cancelled meanwhile (now ABORTED) is not
         taken. A QUEUED execution claimed turns RUNNING in the same statement, so a cancel
         request from then on goes to its engine instead of aborting it as queued."""
+        if self._lite is not None:
+            where, params = ["1 = 1"], list[Any]()
+            if not force:
+                unowned = "owner = '' OR heartbeat_at IS NULL"
+                if stale_before is not None:
+                    unowned += " OR heartbeat_at < ?"
+                    params.append(stale_before)
+                where.append(f"({unowned})")
+            values: dict[str, Any] = {"owner": owner, "heartbeat_at": now}
+            if phase is not None:
+                where.append("phase = ?")
+                params.append(phase)
+                if phase == "QUEUED":
+                    values.update(phase="RUNNING", started_at=now)
+            with self._write_lock:
+                return self._lite.claim_execution(execution_id, " AND ".join(where), params, values)
         t = s.executions
         cond = t.c.id == execution_id
         if not force:
@@ -425,7 +473,7 @@ class MetadataStore:
             if stale_before is not None:
                 free = free | (t.c.heartbeat_at < stale_before)
             cond = cond & free
-        values: dict[str, Any] = {"owner": owner, "heartbeat_at": now}
+        values = {"owner": owner, "heartbeat_at": now}
         if phase is not None:
             cond = cond & (t.c.phase == phase)
             if phase == "QUEUED":
@@ -437,6 +485,8 @@ class MetadataStore:
     # -- reads ----------------------------------------------------------------------
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        if self._lite is not None:
+            return self._lite.get_execution(execution_id)
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(s.executions).where(s.executions.c.id == execution_id)
@@ -484,6 +534,8 @@ class MetadataStore:
 
     def cancel_requested(self, execution_id: str, since: float) -> str | None:
         """The reason of a cancel request made at or after `since`, if any."""
+        if self._lite is not None:
+            return self._lite.cancel_requested(execution_id, since)
         e = s.events
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -498,6 +550,8 @@ class MetadataStore:
         return None if row is None else str(row.message or "requested")
 
     def find_by_name(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
+        if self._lite is not None:
+            return self._lite.find_by_name(project, domain, name)
         t = s.executions
         with self.engine.connect() as conn:
             row = conn.execute(

@@ -1,0 +1,305 @@
+"""The run path's metadata writes and reads on an SQLite file, through `sqlite3` alone.
+
+A `taskfabric run` on the default SQLite database spent a third of its start-up importing
+SQLAlchemy (0.2-0.3 s) for a handful of statements. `MetadataStore` sends the calls of a
+run (its writes in `apply`, the execution's creation, claim and heartbeat, the cancel check)
+here when its URL is a plain SQLite file, and everything else (migrations, listings, the
+catalog, pools) to SQLAlchemy, imported on first use.
+
+Same database, same durability: WAL with `synchronous=NORMAL`, `foreign_keys` on, a 30 s busy
+timeout, and each call one transaction (`BEGIN IMMEDIATE`: it takes the write lock first, so
+it waits for another writer instead of failing on a lock upgrade). The SQL mirrors what
+SQLAlchemy compiles for `_schema`'s tables; a test checks the columns against `_schema`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
+
+_JSON_FIELDS = frozenset({"code", "error", "log_links"})
+#: json.dumps(value, separators=(",", ":"), sort_keys=True) without making an encoder per call
+_dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
+
+
+def sqlite_file_of(url: str) -> Path | None:
+    """The database file of a plain SQLite URL (`sqlite:///path`), else None (another
+    database, an in-memory one, a driver or query options: those go through SQLAlchemy)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or "?" in url:
+        return None
+    database = url[len(prefix) :]
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def integrity_errors() -> tuple[type[Exception], ...]:
+    """The errors of a violated constraint (a name taken, a row already there), for an
+    `except`: sqlite3's (this module) and SQLAlchemy's once it is imported (before, no error
+    can be one of its)."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    found: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+    return found if errors is None else (*found, errors.IntegrityError)
+
+
+def encode(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON columns as text (an `error` of None stays NULL)."""
+    for key in _JSON_FIELDS & row.keys():
+        value = row[key]
+        if value is not None or key != "error":
+            row[key] = _dumps(value)
+    return row
+
+
+def _decode_row(cls: type[Any], columns: Sequence[str], row: Sequence[Any]) -> Any:
+    data = dict(zip(columns, row, strict=True))
+    for key in _JSON_FIELDS & data.keys():
+        if data[key] is not None:
+            data[key] = json.loads(data[key])
+    return cls(**data)
+
+
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def _upsert(table: str, columns: Sequence[str], keys: Sequence[str], kept: Sequence[str]) -> str:
+    updated = [c for c in columns if c not in keys and c not in kept]
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in updated)
+    )
+
+
+EXECUTION_COLUMNS = _names(ExecutionRecord)
+NODE_COLUMNS = _names(NodeRecord)
+ATTEMPT_COLUMNS = _names(AttemptRecord)
+EVENT_COLUMNS = _names(EventRecord)
+_SELECT_EXECUTION = f"SELECT {', '.join(EXECUTION_COLUMNS)} FROM executions"
+_INSERT_EXECUTION = (
+    f"INSERT INTO executions ({', '.join(EXECUTION_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EXECUTION_COLUMNS))})"
+)
+_UPSERT_NODE = _upsert("node_executions", NODE_COLUMNS, ("execution_id", "node_id"), ())
+# The handle is written by MetadataStore.record_attempt_handle alone (through SQLAlchemy).
+_UPSERT_ATTEMPT = _upsert(
+    "node_attempts", ATTEMPT_COLUMNS, ("execution_id", "node_id", "attempt"), ("handle",)
+)
+_INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+)
+_QUEUE_ITEMS = (
+    "INSERT INTO node_executions (execution_id, node_id, name, kind, parent_id, task_name, "
+    "phase, started_at) VALUES (?, ?, ?, 'map_item', ?, ?, 'QUEUED', ?) "
+    "ON CONFLICT (execution_id, node_id) DO UPDATE SET phase = excluded.phase, "
+    "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+    "error = excluded.error, message = excluded.message "
+    "WHERE node_executions.phase != 'SUCCEEDED'"
+)
+_STOP_ITEMS = (
+    "UPDATE node_executions SET phase = ?, finished_at = ?, message = ? "
+    "WHERE execution_id = ? AND kind = 'map_item' AND parent_id = ? AND phase = 'QUEUED'"
+)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection as `_store._sqlite_pragmas` sets SQLAlchemy's up, in autocommit mode (this
+    module opens its transactions itself)."""
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout=30000")
+    for _ in range(100):  # WAL: see _store._sqlite_pragmas
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                break
+            conn.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            time.sleep(0.05)
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class LiteStore:
+    """One SQLite file: a writer connection (callers hold the store's write lock) and a
+    reader connection (reads take no transaction, so they see the latest commit)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._read_lock:
+            for conn in (self._writer, self._reader):
+                if conn is not None:
+                    conn.close()
+            self._writer = self._reader = None
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._read_lock:
+            if self._reader is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._reader = _connect(self.path)
+            yield self._reader
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, committed on exit (rolled back on an error). The caller
+        holds the store's write lock: the writer connection is not shared otherwise."""
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = _connect(self.path)
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- reads --------------------------------------------------------------------------
+
+    def revision(self) -> str | None:
+        with self._reading() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).fetchone()
+            if found is None:
+                return None
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return None if row is None else str(row[0])
+
+    def _execution_where(self, where: str, params: Sequence[Any]) -> ExecutionRecord | None:
+        with self._reading() as conn:
+            row = conn.execute(f"{_SELECT_EXECUTION} WHERE {where}", params).fetchone()
+        return None if row is None else _decode_row(ExecutionRecord, EXECUTION_COLUMNS, row)
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        return self._execution_where("id = ?", (execution_id,))
+
+    def find_by_name(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
+        return self._execution_where(
+            "project = ? AND domain = ? AND name = ?", (project, domain, name)
+        )
+
+    def cancel_requested(self, execution_id: str, since: float) -> str | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT message FROM events WHERE execution_id = ? "
+                "AND phase = 'CANCEL_REQUESTED' AND at >= ? LIMIT 1",
+                (execution_id, since),
+            ).fetchone()
+        return None if row is None else str(row[0] or "requested")
+
+    # -- writes (the caller holds the write lock) ---------------------------------------
+
+    def create_execution(self, rec: ExecutionRecord) -> None:
+        row = encode(asdict(rec))
+        with self.transaction() as conn:
+            conn.execute(_INSERT_EXECUTION, [row[c] for c in EXECUTION_COLUMNS])
+
+    def apply(self, batch: Any) -> None:
+        """`MetadataStore.apply` of a `Batch`, in the same order of statements."""
+        with self.transaction() as conn:
+            for execution_id, values in batch.executions.items():
+                row = encode(dict(values))
+                unknown = set(row) - set(EXECUTION_COLUMNS)
+                if unknown:
+                    raise ValueError(f"executions have no column {sorted(unknown)}")
+                conn.execute(
+                    f"UPDATE executions SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
+                    [*row.values(), execution_id],
+                )
+            for queued in batch.items_queued:
+                self._queue_items(conn, queued)
+            if batch.nodes:
+                conn.executemany(_UPSERT_NODE, _rows(batch.nodes.values(), NODE_COLUMNS))
+            for stopped in batch.items_stopped:
+                conn.execute(
+                    _STOP_ITEMS,
+                    (
+                        stopped.phase,
+                        stopped.at,
+                        stopped.message,
+                        stopped.execution_id,
+                        stopped.parent_id,
+                    ),
+                )
+            if batch.attempts:
+                conn.executemany(_UPSERT_ATTEMPT, _rows(batch.attempts.values(), ATTEMPT_COLUMNS))
+            if batch.events:
+                conn.executemany(_INSERT_EVENT, _rows(batch.events, EVENT_COLUMNS))
+            if batch.cache_entries:
+                keys = [e.key for e in batch.cache_entries]
+                for start in range(0, len(keys), 500):
+                    chunk = keys[start : start + 500]
+                    conn.execute(
+                        f"DELETE FROM cache_entries WHERE key IN ({', '.join('?' * len(chunk))})",
+                        chunk,
+                    )
+                latest = {e.key: dict(vars(e)) for e in batch.cache_entries}
+                for entry in latest.values():
+                    columns = list(entry)
+                    conn.execute(
+                        f"INSERT INTO cache_entries ({', '.join(columns)}) "
+                        f"VALUES ({', '.join('?' * len(columns))})",
+                        list(entry.values()),
+                    )
+            for key, owner in batch.reservation_releases:
+                conn.execute(
+                    "DELETE FROM cache_reservations WHERE key = ? AND owner = ?", (key, owner)
+                )
+
+    @staticmethod
+    def _queue_items(conn: sqlite3.Connection, rec: Any, chunk: int = 10_000) -> None:
+        e, parent, name, task, at = rec.execution_id, rec.parent_id, rec.name, rec.task_name, rec.at
+        for start in range(0, rec.count, chunk):
+            conn.executemany(
+                _QUEUE_ITEMS,
+                [
+                    (e, f"{parent}[{i}]", f"{name}[{i}]", parent, task, at)
+                    for i in range(start, min(start + chunk, rec.count))
+                ],
+            )
+
+    def claim_execution(
+        self, execution_id: str, where: str, params: Sequence[Any], values: dict[str, Any]
+    ) -> bool:
+        sets = ", ".join(f"{k} = ?" for k in values)
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE executions SET {sets} WHERE id = ? AND {where}",
+                [*values.values(), execution_id, *params],
+            )
+            return bool(cursor.rowcount)
+
+
+def _rows(records: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Each record's column values in `columns`' order, JSON columns as text."""
+    encoded = [i for i, c in enumerate(columns) if c in _JSON_FIELDS]
+    out = []
+    for rec in records:
+        values = vars(rec)
+        row = [values[c] for c in columns]
+        for i in encoded:
+            if row[i] is not None or columns[i] != "error":
+                row[i] = _dumps(row[i])
+        out.append(tuple(row))
+    return out
