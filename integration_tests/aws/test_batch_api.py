@@ -628,6 +628,9 @@ def test_check_says_what_is_wrong_where_and_what_to_do(
     assert refused.startswith(
         f"AWS Batch at {moto_auth_endpoint} {where} refused the credentials boto3 found"
     ), refused
+    assert "(InvalidClientTokenId: The security token included in the request is invalid.)" in (
+        refused
+    )
     assert "fix them ($AWS_ACCESS_KEY_ID" in refused
     assert "batch:DescribeJobQueues" in refused
     # Nothing listening at the endpoint.
@@ -666,3 +669,48 @@ def test_an_unreachable_endpoint_fails_the_attempt_saying_what_to_check(
     assert f"cannot reach AWS Batch at {closed_endpoint} (region us-east-1)" in message, message
     assert "check endpoint_url and region in [backends.batch]" in message
     assert "(tried 2 times;" in message  # once, and again a round later, then given up
+
+
+def test_cancelling_one_item_of_an_array_job_terminates_its_child_only(
+    engine: Engine, moto_endpoint: str
+) -> None:
+    direct = DirectAttempts(engine, task_type="python", deadline=60)
+    submitted, go, waiting = threading.Event(), threading.Event(), threading.Event()
+    go.set()
+
+    def take_tokens(weights: Mapping[str, int]) -> float:
+        if submitted.is_set():  # the array job submitted: the thread stops at its next call
+            waiting.set()
+            go.wait()
+        return 0.0
+
+    settings = BatchSettings(
+        job_queue=QUEUE, image="localhost/x:1", endpoint_url=moto_endpoint, pool="batch-api"
+    )
+    context = dataclasses.replace(_context(engine, []), take_tokens=take_tokens)
+    backend = BatchBackend("batch", settings, context)
+    terminated: list[str] = []
+    backend.batch.meta.events.register(
+        "provide-client-params.batch.TerminateJob",
+        lambda params, **_: terminated.append(params["jobId"]),
+    )
+    backend.submitter.meta.events.register(
+        "after-call.batch.SubmitJob", lambda **_: (go.clear(), submitted.set())
+    )
+    try:
+        items = [direct.make(aws_tasks.square, i=i) for i in range(4)]
+        backend.submit_map_items(items)
+        _wait_until(waiting.is_set, "the array job to be submitted")
+        backend.cancel(items[2].attempt_id)
+        go.set()
+        _wait_until(lambda: backend._jobs[items[2].attempt_id].terminated, "the item's end")
+        statuses = [direct.wait(backend, a) for a in items]
+    finally:
+        go.set()
+        backend.close()
+    array_id = direct.handles(items[0])[-1].split(":")[0]
+    assert terminated == [child_id(array_id, 2)]
+    assert statuses[2].error is not None and statuses[2].error.code == "Cancelled"
+    for index in (0, 1, 3):  # the others ended as their children did (moto ran nothing)
+        status = statuses[index]
+        assert status.error is not None and status.error.code == "BatchJobFailed", status.error

@@ -3,6 +3,7 @@ its answers: what is wrong, where (the endpoint, the region, the setting) and wh
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import botocore.exceptions
@@ -33,6 +34,19 @@ CREDENTIAL_PLACES = (
 )
 
 
+def _code_and_message(exc: botocore.exceptions.ClientError) -> tuple[str, str]:
+    """The error's code and message; from an XML body where a JSON API answered with one (as
+    an IAM-checking front does: botocore then gives the HTTP status as the code)."""
+    error = exc.response.get("Error", {})
+    code, message = str(error.get("Code", "")), str(error.get("Message", "") or exc)
+    if message.lstrip().startswith("<"):
+        inner_code = re.search(r"<Code>([^<]*)</Code>", message)
+        inner_message = re.search(r"<Message>([^<]*)</Message>", message)
+        code = inner_code.group(1) if inner_code else code
+        message = inner_message.group(1) if inner_message else message
+    return code, message
+
+
 def _where(batch: Any) -> str:
     return f"{batch.meta.endpoint_url} (region {batch.meta.region_name})"
 
@@ -46,16 +60,14 @@ def batch_failure(batch: Any, section: str, exc: Exception, permissions: str) ->
             f"({CREDENTIAL_PLACES})"
         )
     if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
+        code, message = _code_and_message(exc)
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code in AUTH_CODES or status == 403:
             return (
                 f"AWS Batch at {_where(batch)} refused the credentials boto3 found ({code}: "
-                f"{error.get('Message', '')}): fix them ({CREDENTIAL_PLACES}) or grant them "
-                f"{permissions}"
+                f"{message}): fix them ({CREDENTIAL_PLACES}) or grant them {permissions}"
             )
-        return f"AWS Batch at {_where(batch)} answered {code}: {error.get('Message', exc)}"
+        return f"AWS Batch at {_where(batch)} answered {code}: {message}"
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return (
             f"cannot reach AWS Batch at {_where(batch)}: {exc}; check endpoint_url and region "
