@@ -97,6 +97,47 @@ SETUPS = {
 }
 
 
+def _proc_cpu(pid: int) -> tuple[float, float, int, str]:
+    """(own CPU s, CPU s of its waited-for children, parent pid, command line) from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own = (int(fields[11]) + int(fields[12])) / tick
+    children = (int(fields[13]) + int(fields[14])) / tick
+    cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return own, children, int(fields[1]), cmd
+
+
+def cpu_by_role(server_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the server's process tree, by role: `api` (the server process:
+    the API and its worker pool's thread), `engine` (the engine processes), `fork servers`
+    and `sandboxes` (the attempts they forked and reaped: namespaces, mounts, the task)."""
+    procs = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                procs[int(entry.name)] = _proc_cpu(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    roles = {"api": 0.0, "engine": 0.0, "fork servers": 0.0, "sandboxes": 0.0}
+
+    def under_server(pid: int) -> bool:
+        while pid in procs and pid != server_pid:
+            pid = procs[pid][2]
+        return pid == server_pid
+
+    for pid, (own, children, ppid, cmd) in procs.items():
+        if not under_server(pid):
+            continue
+        if pid == server_pid:
+            roles["api"] += own
+        elif "--fork-server" in cmd:
+            roles["fork servers"] += own
+            roles["sandboxes"] += children
+        elif ppid == server_pid:
+            roles["engine"] += own + children
+    return roles
+
+
 class Server:
     def __init__(self, root: Path, workers: int, database: str | None, setup: str) -> None:
         self.root = root
@@ -244,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         "(default: trusted); with several, their figures are compared as ratios to the first",
     )
     args = parser.parse_args(argv)
+    if sys.flags.dont_write_bytecode or os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        print(
+            "note: PYTHONDONTWRITEBYTECODE is set: without .pyc files every process the server "
+            "starts compiles its imports (unset it, and run once, for a deployment's figures)"
+        )
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     unknown = [s for s in setups if s not in SETUPS]
     if unknown:
@@ -297,6 +343,12 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
                     label = what if what == "S1" else f"S2 at {args.rate:g}/s"
                     finished = _report(f"[{setup}] {label}", launches, ended, seconds)
                     rate = rate or finished
+            if total and server.proc is not None:
+                roles = cpu_by_role(server.proc.pid)
+                print(
+                    f"[{setup}] CPU per execution by role: "
+                    + ", ".join(f"{k} {1000 * v / total:.0f} ms" for k, v in roles.items())
+                )
         finally:
             server.stop()
         # The server and every engine process it started have ended and been waited for.

@@ -225,3 +225,22 @@ def test_a_cancel_dated_before_the_claim_but_written_after_it_still_aborts(
     assert phases == ["RUNNING"]  # the claim made it RUNNING: the request went to the engine
     assert result.phase == "ABORTED"
     assert "too late?" in (engine.metadata.get_execution(rec.id).error or {}).get("message", "")  # type: ignore[union-attr]
+
+
+def test_running_owners_of_a_host_are_read_by_its_exact_name(tmp_path: Path) -> None:
+    """A worker's dead-owner scan reads (id, owner) of the RUNNING executions of its own
+    host: `_` and `%` in a host name match only themselves, a host that merely starts
+    with the name is another host."""
+    from taskfabric.metadata import ExecutionRecord, MetadataStore
+
+    store = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    owners = {"a": "web_1:10", "b": "web_1:11", "c": "webx1:12", "d": "web_10:13", "e": ""}
+    for i, owner in owners.items():
+        phase = "RUNNING" if i != "b" else "SUCCEEDED"
+        rec = ExecutionRecord(i, "p", "d", i, "wf", phase=phase, created_at=1.0, owner=owner)
+        store.create_execution(rec)
+    try:
+        assert store.running_owners("web_1") == [("a", "web_1:10")]
+        assert store.running_owners("web%") == []
+    finally:
+        store.close()

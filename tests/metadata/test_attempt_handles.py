@@ -91,6 +91,33 @@ def test_a_handle_recorded_after_the_rows_changes_only_the_handle(store: Metadat
     assert store.attempts("e1")[0].handle == "app-2"
 
 
+def test_a_handle_in_a_batch_is_written_with_the_attempts_start(store: MetadataStore) -> None:
+    """Batch.attempt_handle (the engine's loop committing a handle with the attempt's start):
+    one transaction makes the rows and stores the handle; the loop's later writes keep it; a
+    handle in a later batch replaces it (a re-attached attempt's row exists already)."""
+    node, attempt = _rows()
+    batch = Batch()
+    batch.node(node)
+    batch.attempt(attempt)
+    batch.attempt_handle(node, AttemptRecord(**{**vars(attempt), "handle": "process-starting:b"}))
+    store.apply(batch)
+    (got,) = store.attempts("e1")
+    assert (got.phase, got.backend, got.handle) == ("RUNNING", "procs", "process-starting:b")
+    ended = Batch()
+    ended.attempt(AttemptRecord("e1", "n0", 1, "SUCCEEDED", started_at=2.0, finished_at=3.0))
+    store.apply(ended)
+    assert store.attempts("e1")[0].handle == "process-starting:b"
+    again = Batch()
+    again.attempt_handle(
+        NodeRecord("e1", "n0", "task", "QUEUED"),
+        AttemptRecord("e1", "n0", 1, "RUNNING", handle="process:b:7:1"),
+    )
+    store.apply(again)
+    (got,) = store.attempts("e1")
+    assert (got.phase, got.finished_at, got.handle) == ("SUCCEEDED", 3.0, "process:b:7:1")
+    assert store.nodes("e1")[0].phase == "RUNNING"  # the node row is left as it was
+
+
 def test_migration_0007_adds_an_empty_handle_to_existing_attempts(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = sa.create_engine(url)

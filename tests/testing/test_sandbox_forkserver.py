@@ -126,3 +126,52 @@ def test_plugins_check_says_whether_the_fork_server_can_run(
         "the architecture riscv64 (the fork server knows the system calls of aarch64 and "
         "x86_64 only)"
     )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts on the host's side need root")
+def test_mounts_below_a_read_only_bind_are_read_only_too(tmp_path: Path) -> None:
+    """A read-only folder with a writable mount below it (the recursive bind brings it
+    along), also when the folder is named through a link: both are read-only in the
+    sandbox, while a read-write bind stays writable. Run in a child with a mount namespace
+    of its own, so the host's mounts are not touched."""
+    import errno
+
+    from taskfabric.backends import _forkserver as fs
+
+    plain, real, box, base = (tmp_path / n for n in ("plain", "real", "box", "base"))
+    for folder in (plain / "sub", real / "sub", box, base):
+        folder.mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read)
+            fs._call(fs._libc.unshare(fs.CLONE_NEWNS), "unshare")
+            fs._mount(None, "/", None, fs.MS_REC | fs.MS_PRIVATE)
+            for folder in (plain / "sub", real / "sub"):
+                fs._mount("tmpfs", str(folder), "tmpfs", 0, "mode=0777")  # writable
+            plan = fs._Plan(
+                ["--ro-bind", str(plain), str(plain), "--ro-bind", str(link), str(link)]
+                + ["--bind", str(box), str(box)]
+            )
+            fs._build_root(plan, str(base))
+            found = []
+            for path in (plain / "x", plain / "sub" / "x", link / "sub" / "x", box / "x"):
+                try:
+                    with open(path, "w"):
+                        found.append("written")
+                except OSError as exc:
+                    found.append(errno.errorcode.get(exc.errno or 0, str(exc)))
+            os.write(write, json.dumps(found).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        found = json.loads(fh.read() or "null")
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert found == ["EROFS", "EROFS", "EROFS", "written"]

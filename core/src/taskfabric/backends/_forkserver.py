@@ -211,15 +211,14 @@ def _kept_flags(path: str) -> int:
     return sum(ms for st, ms in _KEPT_FLAGS if flags & st)
 
 
-def _submounts(target: str) -> list[str]:
-    """The mount points at or below `target` in this mount namespace (from mountinfo)."""
-    found = []
+def _mount_points() -> list[str]:
+    """The mount points of this mount namespace (from mountinfo)."""
     with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            point = line.split()[4].encode().decode("unicode_escape")
-            if point == target or point.startswith(target.rstrip("/") + "/"):
-                found.append(point)
-    return found
+        return [line.split()[4].encode().decode("unicode_escape") for line in fh]
+
+
+def _inside(point: str, folder: str) -> bool:
+    return point == folder or point.startswith(folder.rstrip("/") + "/")
 
 
 def _make_target(target: str, source: str) -> None:
@@ -231,13 +230,32 @@ def _make_target(target: str, source: str) -> None:
             os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
 
 
+def _remount(point: str, *, read_only: bool) -> None:
+    flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | _kept_flags(point)
+    _mount(None, point, None, flags | (MS_RDONLY if read_only else 0))
+
+
 def _bind(source: str, target: str, *, read_only: bool) -> None:
+    """Bind `source` (with the mounts below it) on `target`, and remount `target` itself;
+    the mounts below a read-only one are remounted by `_read_only_below` once all are made."""
     _make_target(target, source)
     _mount(source, target, None, MS_BIND | MS_REC)
-    points = _submounts(target) if read_only else [target]
-    for point in points:
-        flags = MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV | _kept_flags(point)
-        _mount(None, point, None, flags | (MS_RDONLY if read_only else 0))
+    _remount(target, read_only=read_only)
+
+
+def _read_only_below(base: str, targets: dict[str, bool]) -> None:
+    """Remount read-only every mount point below a read-only bind's target (the mounts the
+    recursive bind brought along), unless a later target nearer to it says otherwise:
+    `targets` maps each mount target made (all inside `base`) to whether it is a read-only
+    bind. One read of mountinfo for all, instead of one per bind (a read costs a fraction
+    of a millisecond, and a sandbox has a few dozen binds)."""
+    inside = base.rstrip("/") + "/"
+    for point in _mount_points():
+        if point in targets or not point.startswith(inside):
+            continue  # a target itself (mounted as its operation says), or the host's
+        nearest = max((t for t in targets if _inside(point, t)), key=len, default=None)
+        if nearest is not None and targets[nearest]:
+            _remount(point, read_only=True)
 
 
 def _dev(target: str, shm: int) -> None:
@@ -313,8 +331,10 @@ def _build_root(plan: _Plan, base: str) -> None:
     _mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     # /dev/shm is bounded as /tmp is (bubblewrap has no such option: its /dev is unbounded).
     shm = next((n for op, _, dest, n in plan.ops if op == "--tmpfs" and dest == "/tmp"), 0)
+    targets: dict[str, bool] = {base: False}  # mount target -> a read-only bind
     for op, source, dest, size in plan.ops:
         target = base + dest
+        targets[target] = op == "--ro-bind"
         if op == "--ro-bind":
             _bind(source, target, read_only=True)
         elif op == "--bind":
@@ -328,6 +348,7 @@ def _build_root(plan: _Plan, base: str) -> None:
             os.makedirs(target, exist_ok=True)
             bound = f",size={size}" if size else ""
             _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + bound)
+    _read_only_below(base, targets)
     for link, path in plan.links:  # last: no later path goes through a link of the host's
         os.makedirs(os.path.dirname(base + path), exist_ok=True)
         os.symlink(link, base + path)

@@ -37,10 +37,17 @@ class Reattach:
 
 
 def handle_recorder(
-    metadata: MetadataStore, execution_id: str, ns: NodeState, backend: str
+    metadata: MetadataStore,
+    execution_id: str,
+    ns: NodeState,
+    backend: str,
+    with_loop: Callable[[NodeRecord, AttemptRecord], bool] | None = None,
 ) -> Callable[[str], None]:
     """The `record_handle` of the attempt `ns` is about to start: it only reads values taken
-    now, so any thread may call it at any time."""
+    now, so any thread may call it at any time. `with_loop` (the engine's recorder) commits
+    the handle together with what the loop recorded (the attempt's start) when called on
+    the loop's own thread, and returns False elsewhere: then the handle has its own
+    transaction."""
     parent = ns.parent or ns.scope.owner
     node = NodeRecord(
         execution_id=execution_id,
@@ -67,7 +74,9 @@ def handle_recorder(
     def record_handle(handle: str) -> None:
         if not isinstance(handle, str):
             raise TypeError(f"record_handle takes a str handle, not {type(handle).__name__}")
-        metadata.record_attempt_handle(node, dataclasses.replace(attempt, handle=handle))
+        found = dataclasses.replace(attempt, handle=handle)
+        if with_loop is None or not with_loop(node, found):
+            metadata.record_attempt_handle(node, found)
 
     return record_handle
 

@@ -9,6 +9,7 @@ node it depends on)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,7 @@ class Recorder:
         self._batch = Batch()
         self._active: dict[str, NodeState] = {}
         self._heartbeat_listeners: list[Callable[[], None]] = []
+        self._loop_thread = threading.get_ident()  # the thread that records (the loop's)
         self._last_heartbeat = 0.0
         self._started = time.time()
         # The first flush looks for a cancel request at once: one made since the claim,
@@ -146,7 +148,21 @@ class Recorder:
         """The `record_handle` of the attempt `ns` is starting: commits at once, from any
         thread (engine/_handles.py)."""
         backend = getattr(ns.backend, "name", "")
-        return handle_recorder(self._metadata, self._execution_id, ns, backend)
+        return handle_recorder(
+            self._metadata, self._execution_id, ns, backend, with_loop=self._commit_handle
+        )
+
+    def _commit_handle(self, node: NodeRecord, attempt: AttemptRecord) -> bool:
+        """On the loop's thread (a backend that records the handle as it submits): commit
+        it now in one transaction with everything recorded so far, the attempt's start
+        among it, instead of a transaction of its own. False on any other thread."""
+        if threading.get_ident() != self._loop_thread:
+            return False
+        self._batch.attempt_handle(node, attempt)
+        self._metadata.apply(self._batch)
+        self._batch = Batch()
+        self._last_commit = time.monotonic()
+        return True
 
     def queue_items(self, map_node: NodeState, count: int, at: float) -> None:
         """Record the `count` items of `map_node` QUEUED, in bulk (one row each, written

@@ -24,7 +24,6 @@ from taskfabric.engine._launching import CodeNotIsolatedError
 from taskfabric.engine._owners import owner_is_dead
 from taskfabric.engine._util import EngineShutdown
 from taskfabric.logs import get_logger
-from taskfabric.metadata import ExecutionRecord
 
 log = get_logger("taskfabric.workers")
 
@@ -46,40 +45,72 @@ class ExecutionWorker:
         self.stop = threading.Event()
         self.running: dict[str, threading.Thread] = {}
         self._host = socket.gethostname()
+        # Executions that ended since the last step, and the event that says so: a slot
+        # freed is filled at once, not at the next poll.
+        self._ended: set[str] = set()
+        self._ended_lock = threading.Lock()
+        self._slot_freed = threading.Event()
+        self._owners_checked = float("-inf")  # time.monotonic() of the last dead-owner scan
 
-    def candidates(self) -> list[ExecutionRecord]:
-        """Executions to take: queued, or running with a lapsed lease or a dead owner."""
+    def candidates(self, limit: int) -> list[str]:
+        """Ids of up to `limit` executions to take: queued, or running with a lapsed lease,
+        or (looked for at most once per poll interval) with an owner that died on this
+        host."""
         metadata = self.engine.metadata
         stale_before = time.time() - 3 * self.engine.config.engine.heartbeat_seconds
-        found = metadata.runnable_executions(stale_before=stale_before, limit=2 * self.slots)
-        seen = {r.id for r in found}
-        dead: dict[str, bool] = {}  # owner -> whether it died: the same few owners run many
-        for rec in metadata.list_executions(phases=["RUNNING"], limit=200):
-            if rec.id in seen or not rec.owner.startswith(self._host + ":"):
-                continue
-            if rec.owner not in dead:
-                dead[rec.owner] = owner_is_dead(rec.owner)
-            if dead[rec.owner]:
-                found.append(rec)
-        return [r for r in found if r.id not in self.running]
+        # The running ones are skipped: ask for as many more as run here.
+        found = [
+            r.id
+            for r in metadata.runnable_executions(
+                stale_before=stale_before, limit=limit + len(self.running)
+            )
+            if r.id not in self.running
+        ]
+        now = time.monotonic()
+        if len(found) < limit and now - self._owners_checked >= self.poll_seconds:
+            self._owners_checked = now
+            seen = set(found)
+            dead: dict[str, bool] = {}  # owner -> whether it died: the same few owners run many
+            for execution_id, owner in metadata.running_owners(self._host):
+                if execution_id in seen or execution_id in self.running:
+                    continue
+                if owner not in dead:
+                    dead[owner] = owner_is_dead(owner)
+                if dead[owner]:
+                    found.append(execution_id)
+        return found[:limit]
 
     def step(self) -> int:
         """Forget ended executions and start new ones; returns how many were started."""
-        for execution_id, thread in list(self.running.items()):
-            if not thread.is_alive():
-                del self.running[execution_id]
+        with self._ended_lock:
+            ended, self._ended = self._ended, set()
+        for execution_id in ended:
+            self.running.pop(execution_id, None)
         free = self.slots - len(self.running)
+        if free <= 0:
+            return 0
         started = 0
-        for rec in self.candidates()[: max(0, free)]:
+        for execution_id in self.candidates(free):
             thread = threading.Thread(
-                target=self._run, args=(rec.id,), name=f"execution-{rec.id}", daemon=True
+                target=self._run,
+                args=(execution_id,),
+                name=f"execution-{execution_id}",
+                daemon=True,
             )
-            self.running[rec.id] = thread
+            self.running[execution_id] = thread
             thread.start()
             started += 1
         return started
 
     def _run(self, execution_id: str) -> None:
+        try:
+            self._execute(execution_id)
+        finally:
+            with self._ended_lock:
+                self._ended.add(execution_id)
+            self._slot_freed.set()
+
+    def _execute(self, execution_id: str) -> None:
         began = time.monotonic()
         try:
             result = self.engine.resume(execution_id, runnable_only=True, stop=self.stop)
@@ -105,13 +136,15 @@ class ExecutionWorker:
         """Scan and run until `stop` is set, then wait for the executions to leave."""
         try:
             while not self.stop.is_set():
+                self._slot_freed.clear()  # an execution that ends from here on wakes the wait
                 try:
                     started = self.step()
                 except Exception:
                     log.exception("worker scan failed")
                     started = 0
                 if not started:
-                    self.stop.wait(self.poll_seconds)
+                    # Until the next poll, or an execution of ours ends (its slot is free).
+                    self._slot_freed.wait(self.poll_seconds)
         finally:
             for thread in list(self.running.values()):
                 thread.join(timeout=60)

@@ -103,12 +103,14 @@ class WorkerPool:
         stale_before = now - 3 * self.config.engine.heartbeat_seconds
         found = self.metadata.runnable_executions(stale_before=stale_before)
         seen = {r.id for r in found}
-        for rec in self.metadata.list_executions(phases=["RUNNING"], limit=200):
-            if (
-                rec.id not in seen
-                and rec.owner.startswith(self._host + ":")
-                and owner_is_dead(rec.owner)
-            ):
+        dead = [
+            execution_id
+            for execution_id, owner in self.metadata.running_owners(self._host)
+            if execution_id not in seen and owner_is_dead(owner)
+        ]
+        for execution_id in dead:
+            rec = self.metadata.get_execution(execution_id)
+            if rec is not None:
                 found.append(rec)
         return [r for r in found if r.id not in self.children]
 

@@ -93,9 +93,20 @@ _INSERT_EXECUTION = (
     f"VALUES ({', '.join('?' * len(EXECUTION_COLUMNS))})"
 )
 _UPSERT_NODE = _upsert("node_executions", NODE_COLUMNS, ("execution_id", "node_id"), ())
-# The handle is written by MetadataStore.record_attempt_handle alone (through SQLAlchemy).
+# The handle is written by the handle statements alone (MetadataStore.record_attempt_handle,
+# Batch.attempt_handle).
 _UPSERT_ATTEMPT = _upsert(
     "node_attempts", ATTEMPT_COLUMNS, ("execution_id", "node_id", "attempt"), ("handle",)
+)
+_INSERT_NODE_IF_MISSING = (
+    f"INSERT INTO node_executions ({', '.join(NODE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(NODE_COLUMNS))}) "
+    "ON CONFLICT (execution_id, node_id) DO NOTHING"
+)
+_UPSERT_HANDLE = (
+    f"INSERT INTO node_attempts ({', '.join(ATTEMPT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(ATTEMPT_COLUMNS))}) "
+    "ON CONFLICT (execution_id, node_id, attempt) DO UPDATE SET handle = excluded.handle"
 )
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
@@ -244,6 +255,8 @@ class LiteStore:
                 )
             if batch.attempts:
                 conn.executemany(_UPSERT_ATTEMPT, _rows(batch.attempts.values(), ATTEMPT_COLUMNS))
+            if batch.handles:
+                self._write_handles(conn, batch.handles)
             if batch.events:
                 conn.executemany(_INSERT_EVENT, _rows(batch.events, EVENT_COLUMNS))
             if batch.cache_entries:
@@ -266,6 +279,19 @@ class LiteStore:
                 conn.execute(
                     "DELETE FROM cache_reservations WHERE key = ? AND owner = ?", (key, owner)
                 )
+
+    def write_handles(self, handles: Sequence[tuple[NodeRecord, AttemptRecord]]) -> None:
+        """`MetadataStore.record_attempt_handle`, in a transaction of its own."""
+        with self.transaction() as conn:
+            self._write_handles(conn, handles)
+
+    @staticmethod
+    def _write_handles(
+        conn: sqlite3.Connection, handles: Sequence[tuple[NodeRecord, AttemptRecord]]
+    ) -> None:
+        """The node rows when missing, then the attempts' handles (rows made when missing)."""
+        conn.executemany(_INSERT_NODE_IF_MISSING, _rows([n for n, _ in handles], NODE_COLUMNS))
+        conn.executemany(_UPSERT_HANDLE, _rows([a for _, a in handles], ATTEMPT_COLUMNS))
 
     @staticmethod
     def _queue_items(conn: sqlite3.Connection, rec: Any, chunk: int = 10_000) -> None:

@@ -93,6 +93,8 @@ class Batch:
     #: maps' items queued in bulk (written before `nodes`) and stopped (after them)
     items_queued: list[MapItemsQueued] = field(default_factory=list)
     items_stopped: list[MapItemsStopped] = field(default_factory=list)
+    #: attempts' handles (see MetadataStore.record_attempt_handle), written after `attempts`
+    handles: list[tuple[NodeRecord, AttemptRecord]] = field(default_factory=list)
 
     def update_execution(self, execution_id: str, **values: Any) -> None:
         self.executions.setdefault(execution_id, {}).update(values)
@@ -119,6 +121,10 @@ class Batch:
     def release_reservation(self, key: str, owner: str) -> None:
         self.reservation_releases.append((key, owner))
 
+    def attempt_handle(self, node: NodeRecord, attempt: AttemptRecord) -> None:
+        """`attempt.handle` stored on its attempt row, as `record_attempt_handle` does."""
+        self.handles.append((node, attempt))
+
     def __bool__(self) -> bool:
         return bool(
             self.executions
@@ -129,6 +135,7 @@ class Batch:
             or self.reservation_releases
             or self.items_queued
             or self.items_stopped
+            or self.handles
         )
 
 
@@ -395,6 +402,8 @@ class MetadataStore:
                     .values(phase=stopped.phase, finished_at=stopped.at, message=stopped.message)
                 )
             self._write_rows(conn, s.node_attempts, batch.attempts.values(), upsert=True)
+            if batch.handles:
+                self._write_handles(conn, batch.handles)
             self._write_rows(conn, s.events, batch.events, upsert=False)
             if batch.cache_entries:
                 t = s.cache_entries
@@ -411,22 +420,35 @@ class MetadataStore:
         Called from a backend's thread, possibly before the engine's loop committed the node
         and attempt rows: those are created from `node` and `attempt` when missing (the loop's
         own writes then complete them), and only the handle is written when they exist."""
-        nodes = self._insert(s.node_executions)
-        attempts = self._insert(s.node_attempts)
+        if self._lite is not None:
+            with self._write_lock:
+                self._lite.write_handles([(node, attempt)])
+            return
         with self._write_lock, self.engine.begin() as conn:
-            conn.execute(
-                nodes.on_conflict_do_nothing(
-                    index_elements=[c.name for c in s.node_executions.primary_key.columns]
-                ),
-                _encode(dict(vars(node))),
-            )
-            conn.execute(
-                attempts.on_conflict_do_update(
-                    index_elements=[c.name for c in s.node_attempts.primary_key.columns],
-                    set_={"handle": attempts.excluded.handle},
-                ),
-                _encode(dict(vars(attempt))),
-            )
+            self._write_handles(conn, [(node, attempt)])
+
+    def _write_handles(
+        self, conn: Connection, handles: Sequence[tuple[NodeRecord, AttemptRecord]]
+    ) -> None:
+        """The node rows when missing, then the attempts' handles (rows made when missing),
+        with statements compiled once."""
+        for table, records in (
+            (s.node_executions, [vars(n) for n, _ in handles]),
+            (s.node_attempts, [vars(a) for _, a in handles]),
+        ):
+            keys = [c.name for c in table.primary_key.columns]
+            columns = [c.name for c in table.columns if c.name in records[0]]
+
+            def build(table: sa.Table = table, keys: list[str] = keys) -> Any:
+                base = self._insert(table)
+                if table is s.node_executions:
+                    return base.on_conflict_do_nothing(index_elements=keys)
+                return base.on_conflict_do_update(
+                    index_elements=keys, set_={"handle": base.excluded.handle}
+                )
+
+            prepared = self._prepared(f"{table.name}:handle", build, columns)
+            conn.exec_driver_sql(prepared.sql, prepared.params(records))
 
     def update_execution(self, execution_id: str, **values: Any) -> None:
         batch = Batch()
@@ -580,6 +602,20 @@ class MetadataStore:
         )
         with self.engine.connect() as conn:
             return [_decode(ExecutionRecord, r) for r in conn.execute(q).all()]
+
+    def running_owners(self, host: str, limit: int = 1000) -> list[tuple[str, str]]:
+        """(id, owner) of the RUNNING executions owned by a process of `host` (owners are
+        `host:pid`): what a worker checks for owners that died on its host. Two columns,
+        not whole records: a worker asks this often."""
+        t = s.executions
+        like = host.replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + ":%"
+        q = (
+            sa.select(t.c.id, t.c.owner)
+            .where(t.c.phase == "RUNNING", t.c.owner.like(like, escape="\\"))
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(r[0], r[1]) for r in conn.execute(q).all()]
 
     def find_executions(self, prefix: str, limit: int = 5) -> list[ExecutionRecord]:
         """Executions whose id or name starts with `prefix` (for abbreviated ids)."""

@@ -1,0 +1,75 @@
+"""An attempt's handle recorded as its backend submits it (on the engine's loop thread) is
+committed in one transaction with the attempt's start, not in a transaction of its own; a
+handle recorded from another thread (the process's full identity, by the thread that waits
+for it) still has its own. Counted, not timed."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from taskfabric import task, workflow
+from taskfabric.backends._pids import STARTING_PREFIX
+from taskfabric.config import BackendConfig, Config, EngineConfig, StorageConfig
+from taskfabric.engine import Engine
+from taskfabric.metadata import AttemptRecord, Batch, NodeRecord
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+def twice(x: int) -> int:
+    return double(x=x)
+
+
+def test_the_provisional_handle_goes_with_the_attempts_start(tmp_path: Path) -> None:
+    config = Config(
+        storage=StorageConfig(data_root=tmp_path),
+        engine=EngineConfig(heartbeat_seconds=3600, commit_seconds=3600),
+        task_types={"python": "procs"},
+        backends={"procs": BackendConfig(driver="subprocess")},
+    )
+    with Engine(config) as engine:
+        batches: list[Batch] = []
+        alone: list[tuple[str, str]] = []  # (thread, handle) of handles with a transaction each
+        apply = engine.metadata.apply
+        record = engine.metadata.record_attempt_handle
+
+        stored: list[str] = []  # the attempt's handle in the database after that commit
+
+        def recording(batch: Batch) -> Any:
+            batches.append(batch)
+            apply(batch)
+            for node, _ in batch.handles:
+                (row,) = engine.metadata.attempts(node.execution_id, node.node_id)
+                stored.append(row.handle)
+
+        def recording_handle(node: NodeRecord, attempt: AttemptRecord) -> None:
+            alone.append((threading.current_thread().name, attempt.handle))
+            record(node, attempt)
+
+        engine.metadata.apply = recording  # type: ignore[method-assign]
+        engine.metadata.record_attempt_handle = recording_handle  # type: ignore[method-assign]
+        result = engine.launch(twice, {"x": 21})
+        assert result.succeeded and result.outputs is not None
+        assert result.outputs.literals["o0"].integer == 42
+        (attempt,) = engine.metadata.attempts(result.execution_id)
+    with_start = [b for b in batches if b.handles]
+    assert len(with_start) == 1
+    (batch,) = with_start
+    ((_, handled),) = batch.handles
+    assert handled.handle.startswith(STARTING_PREFIX)
+    assert stored == [handled.handle]
+    # the same transaction holds the attempt's start, its node and their events
+    started = batch.attempts[(result.execution_id, handled.node_id, 1)]
+    assert started.phase == "RUNNING"
+    assert (result.execution_id, handled.node_id) in batch.nodes
+    assert any(e.node_id == handled.node_id and e.phase == "RUNNING" for e in batch.events)
+    # the process's identity, known once it runs, from the thread that waits for it
+    ((thread, handle),) = alone
+    assert thread.startswith("taskfabric-wait") and not handle.startswith(STARTING_PREFIX)
+    assert attempt.handle == handle
