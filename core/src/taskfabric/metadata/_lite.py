@@ -19,7 +19,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -209,6 +209,38 @@ class LiteStore:
         return self._execution_where(
             "project = ? AND domain = ? AND name = ?", (project, domain, name)
         )
+
+    def list_executions(
+        self,
+        *,
+        project: str | None,
+        domain: str | None,
+        phases: Iterable[str] | None,
+        workflow: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[ExecutionRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if project:
+            where.append("project = ?")
+            params.append(project)
+        if domain:
+            where.append("domain = ?")
+            params.append(domain)
+        if phases:
+            chosen = list(phases)
+            where.append(f"phase IN ({', '.join('?' * len(chosen))})")
+            params.extend(chosen)
+        if workflow:
+            where.append("workflow_name LIKE ?")
+            params.append(f"%{workflow}%")
+        sql = _SELECT_EXECUTION + (f" WHERE {' AND '.join(where)}" if where else "")
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"{sql} ORDER BY created_at DESC LIMIT ? OFFSET ?", [*params, limit, offset]
+            ).fetchall()
+        return [_decode_row(ExecutionRecord, EXECUTION_COLUMNS, row) for row in rows]
 
     def cancel_requested(self, execution_id: str, since: float) -> str | None:
         with self._reading() as conn:
