@@ -7,6 +7,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from taskfabric.metadata import (
@@ -184,6 +185,25 @@ def test_the_sqlite_run_path_sql_names_the_tables_columns() -> None:
     assert set(_lite.NODE_COLUMNS) == columns(s.node_executions)
     assert set(_lite.ATTEMPT_COLUMNS) == columns(s.node_attempts)
     assert set(_lite.EVENT_COLUMNS) == columns(s.events) - {"id"}
+
+
+@pytest.mark.parametrize(
+    "path", ["/tmp/x.db", "tmp/a%20b/x.db", "tmp/a b+c/x.db", "~/x.db", "tmp/a#b@c/x.db"]
+)
+def test_the_sqlite_run_path_opens_the_file_sqlalchemy_opens(path: str) -> None:
+    from taskfabric.metadata._lite import sqlite_file_of
+
+    url = f"sqlite:///{path}"
+    dialect = sa.create_engine(url).dialect
+    (filename,), _ = dialect.create_connect_args(sa.make_url(url))
+    assert sqlite_file_of(url) == Path(filename)
+
+
+def test_urls_the_sqlite_run_path_leaves_to_sqlalchemy() -> None:
+    from taskfabric.metadata._lite import sqlite_file_of
+
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///x.db?timeout=3", "postgresql://h/d"):
+        assert sqlite_file_of(url) is None
 
 
 def _every_row(url: str) -> dict[str, list[tuple[object, ...]]]:

@@ -15,6 +15,7 @@ SQLAlchemy compiles for `_schema`'s tables; a test checks the columns against `_
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import threading
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
 
@@ -38,10 +40,11 @@ def sqlite_file_of(url: str) -> Path | None:
     prefix = "sqlite:///"
     if not url.startswith(prefix) or "?" in url:
         return None
-    database = url[len(prefix) :]
+    # the file SQLAlchemy's pysqlite dialect opens for the URL: unquoted, made absolute
+    database = unquote(url[len(prefix) :])
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return Path(database).expanduser()
+    return Path(os.path.abspath(database))
 
 
 def integrity_errors() -> tuple[type[Exception], ...]:
