@@ -714,3 +714,32 @@ def test_cancelling_one_item_of_an_array_job_terminates_its_child_only(
     for index in (0, 1, 3):  # the others ended as their children did (moto ran nothing)
         status = statuses[index]
         assert status.error is not None and status.error.code == "BatchJobFailed", status.error
+
+
+@pytest.mark.parametrize("items", [1, 3], ids=["job", "array-job"])
+def test_a_job_id_that_cannot_be_recorded_never_makes_a_second_job(
+    engine: Engine, moto_endpoint: str, items: int
+) -> None:
+    """The database fails just after SubmitJob (the job's id cannot be recorded; the
+    provisional handle was): the backend follows the job it has, and never submits it again
+    (a later engine would find it by the provisional handle)."""
+    direct = DirectAttempts(engine, task_type="python", deadline=60)
+    backend = direct.backend(aws_tasks.square)
+    submits = _count_submits(backend)
+    recorded: list[str] = []
+
+    def record_handle(handle: str) -> None:
+        if not handle.startswith(PENDING):
+            raise OSError("the metadata database is gone")
+        recorded.append(handle)
+
+    attempts = [
+        dataclasses.replace(direct.make(aws_tasks.square, i=i), record_handle=record_handle)
+        for i in range(items)
+    ]
+    backend.submit_map_items(attempts)
+    statuses = [direct.wait(backend, a) for a in attempts]
+    assert len(submits) == 1, submits
+    assert len(recorded) == items  # the provisional handles
+    for status in statuses:  # the job followed to its end (moto ran nothing: no outputs)
+        assert status.error is not None and status.error.code == "BatchJobFailed", status.error

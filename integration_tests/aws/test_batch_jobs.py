@@ -207,6 +207,14 @@ def test_a_failing_job_fails_the_attempt_with_its_error_and_its_cloudwatch_log(
     (attempt,) = engine.metadata.attempts(result.execution_id)
     names = [link["name"] for link in attempt.log_links]
     assert names[:2] == ["log", "cloudwatch"], attempt.log_links
+    # A job that ends without an error document (its process killed, out of memory, an image
+    # without taskfabric): Batch's reason and the last lines of its log are the error.
+    died = engine.launch(aws_tasks.dying, {"code": 3})
+    assert died.phase == "FAILED"
+    assert died.error is not None and died.error["code"] == "BatchJobFailed", died.error
+    (job,) = jobs_of(jobs_endpoint, died.execution_id)
+    assert f"AWS Batch job {job['jobName']} ({job['jobId']}) failed" in died.error["message"]
+    assert "last lines of its log:\nexiting with 3, no error document" in died.error["message"]
 
 
 def test_a_timeout_terminates_the_job(engine: Engine, jobs_endpoint: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -117,3 +118,79 @@ def test_plugins_check_reaches_the_bucket_of_the_data_root(
         "FAIL storage s3://tf-no-such-bucket/x (driver s3): the bucket of [storage] data_root, "
         f"s3://tf-no-such-bucket, does not exist at {moto_endpoint}: create it"
     ) in shown.stdout, shown.stdout
+
+
+LEAK_FLOWS = """
+from pathlib import Path
+
+from taskfabric import File, task, workflow
+
+
+@task(cache=True)
+def make(n: int) -> File:
+    print(f"making {n} lines", flush=True)
+    out = File.new("lines.txt")
+    out.path.write_text("".join(f"{i}\\n" for i in range(n)))
+    return out
+
+
+@task
+def count(f: File) -> int:
+    return len(Path(f.path).read_text().splitlines())
+
+
+@workflow
+def wf(n: int = 3) -> int:
+    return count(f=make(n=n))
+"""
+
+
+def test_credentials_are_never_written_to_the_database_the_logs_or_the_store(
+    tmp_path: Path,
+    taskfabric_home: Path,
+    s3_root: str,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run at log level debug, then `executions show` and `executions logs`: the credentials
+    boto3 used appear in no output, no local file (the SQLite database, the scratch space)
+    and no object of the bucket."""
+    key_id, secret = "AKIATFNEVERWRITTEN17", "tf-never-written-secret-0123456789abcdef"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    config_path = write_config(tmp_path / "home", s3_root, moto_endpoint, "local")
+    (tmp_path / "leakflows.py").write_text(LEAK_FLOWS, encoding="utf-8")
+    env = {**os.environ, "TASKFABRIC_CONFIG": str(config_path), "COLUMNS": "200"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "taskfabric.cli", "--log-level", "debug", *args],
+            capture_output=True, text=True, env=env, timeout=120, check=False, cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    ran = cli("run", "leakflows.py:wf", "--n", "3", "-o", "json")
+    execution_id = json.loads(ran.stdout)["execution_id"]
+    shown = [
+        ran,
+        cli("executions", "show", execution_id),
+        cli("executions", "logs", execution_id, "n0"),
+    ]
+    printed = "".join(done.stdout + done.stderr for done in shown)
+    assert "making 3 lines" in printed and "debug" in printed, printed
+    files = [p for p in (*taskfabric_home.rglob("*"), *tmp_path.rglob("*")) if p.is_file()]
+    assert any(p.name == "meta.db" for p in files), files
+    s3 = client("s3", moto_endpoint)
+    bucket, prefix = s3_root[len("s3://") :].split("/", 1)
+    objects = [
+        s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    ]
+    assert len(objects) > 5, len(objects)
+    for word in (key_id, secret):
+        assert word not in printed
+        assert [p for p in files if word.encode() in p.read_bytes()] == []
+        assert [o for o in objects if word.encode() in o] == []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from taskfabric.metadata import (
@@ -185,6 +187,25 @@ def test_the_sqlite_run_path_sql_names_the_tables_columns() -> None:
     assert set(_lite.EVENT_COLUMNS) == columns(s.events) - {"id"}
 
 
+@pytest.mark.parametrize(
+    "path", ["/tmp/x.db", "tmp/a%20b/x.db", "tmp/a b+c/x.db", "~/x.db", "tmp/a#b@c/x.db"]
+)
+def test_the_sqlite_run_path_opens_the_file_sqlalchemy_opens(path: str) -> None:
+    from taskfabric.metadata._lite import sqlite_file_of
+
+    url = f"sqlite:///{path}"
+    dialect = sa.create_engine(url).dialect
+    (filename,), _ = dialect.create_connect_args(sa.make_url(url))
+    assert sqlite_file_of(url) == Path(filename)
+
+
+def test_urls_the_sqlite_run_path_leaves_to_sqlalchemy() -> None:
+    from taskfabric.metadata._lite import sqlite_file_of
+
+    for url in ("sqlite://", "sqlite:///:memory:", "sqlite:///x.db?timeout=3", "postgresql://h/d"):
+        assert sqlite_file_of(url) is None
+
+
 def _every_row(url: str) -> dict[str, list[tuple[object, ...]]]:
     engine = sa.create_engine(url)
     tables = ("executions", "node_executions", "node_attempts", "events", "cache_entries")
@@ -212,6 +233,7 @@ def test_the_sqlite_run_path_writes_what_sqlalchemy_writes(tmp_path: Path) -> No
     lite_url = f"sqlite:///{tmp_path / 'lite.db'}"
     sa_url = f"sqlite:///{tmp_path / 'sa.db'}?timeout=30"
     now = 1_700_000_000.0
+    listed: dict[str, list[list[str]]] = {}
     for url in (lite_url, sa_url):
         store = _store(url)
         assert (store._lite is not None) == (url == lite_url)
@@ -249,7 +271,19 @@ def test_the_sqlite_run_path_writes_what_sqlalchemy_writes(tmp_path: Path) -> No
         assert got is not None and got.owner == "you" and got.error == {"code": "E"}
         assert store.find_by_name("p", "d", "n") == got
         assert store.cancel_requested("e1", 0.0) is None
+        second = dataclasses.replace(
+            rec, id="e2", name="n2", workflow_name="other", phase="QUEUED", created_at=now + 10
+        )
+        store.create_execution(second)
+        listed[url] = [
+            [r.id for r in store.list_executions()],
+            [r.id for r in store.list_executions(project="p", domain="d", phases=["FAILED"])],
+            [r.id for r in store.list_executions(workflow="th", limit=1)],
+            [r.id for r in store.list_executions(project="x")],
+            [r.id for r in store.list_executions(limit=1, offset=1)],
+        ]
         store.close()
+    assert listed[lite_url] == listed[sa_url] == [["e2", "e1"], ["e1"], ["e2"], [], ["e1"]]
     assert _every_row(lite_url) == _every_row(sa_url)
     assert _every_row(lite_url)["cache_reservations"] == [("k2", "x", 1.0, 2.0)]
 

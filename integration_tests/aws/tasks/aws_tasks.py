@@ -3,6 +3,7 @@ the processes and Batch containers that run them)."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pandas as pd
@@ -53,6 +54,17 @@ def fail_loudly(reason: str) -> int:
 @workflow
 def failing(reason: str = "bad input") -> int:
     return fail_loudly(reason=reason)
+
+
+@task
+def die_without_a_word(code: int) -> int:
+    print(f"exiting with {code}, no error document", flush=True)
+    os._exit(code)  # as a process killed or out of memory: taskfabric-execute writes nothing
+
+
+@workflow
+def dying(code: int = 3) -> int:
+    return die_without_a_word(code=code)
 
 
 @task

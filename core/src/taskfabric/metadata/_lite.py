@@ -15,15 +15,17 @@ SQLAlchemy compiles for `_schema`'s tables; a test checks the columns against `_
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
 
@@ -38,10 +40,11 @@ def sqlite_file_of(url: str) -> Path | None:
     prefix = "sqlite:///"
     if not url.startswith(prefix) or "?" in url:
         return None
-    database = url[len(prefix) :]
+    # the file SQLAlchemy's pysqlite dialect opens for the URL: unquoted, made absolute
+    database = unquote(url[len(prefix) :])
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return Path(database).expanduser()
+    return Path(os.path.abspath(database))
 
 
 def integrity_errors() -> tuple[type[Exception], ...]:
@@ -209,6 +212,38 @@ class LiteStore:
         return self._execution_where(
             "project = ? AND domain = ? AND name = ?", (project, domain, name)
         )
+
+    def list_executions(
+        self,
+        *,
+        project: str | None,
+        domain: str | None,
+        phases: Iterable[str] | None,
+        workflow: str | None,
+        limit: int,
+        offset: int,
+    ) -> list[ExecutionRecord]:
+        where: list[str] = []
+        params: list[Any] = []
+        if project:
+            where.append("project = ?")
+            params.append(project)
+        if domain:
+            where.append("domain = ?")
+            params.append(domain)
+        if phases:
+            chosen = list(phases)
+            where.append(f"phase IN ({', '.join('?' * len(chosen))})")
+            params.extend(chosen)
+        if workflow:
+            where.append("workflow_name LIKE ?")
+            params.append(f"%{workflow}%")
+        sql = _SELECT_EXECUTION + (f" WHERE {' AND '.join(where)}" if where else "")
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"{sql} ORDER BY created_at DESC LIMIT ? OFFSET ?", [*params, limit, offset]
+            ).fetchall()
+        return [_decode_row(ExecutionRecord, EXECUTION_COLUMNS, row) for row in rows]
 
     def cancel_requested(self, execution_id: str, since: float) -> str | None:
         with self._reading() as conn:

@@ -640,6 +640,15 @@ class MetadataStore:
         limit: int = 50,
         offset: int = 0,
     ) -> list[ExecutionRecord]:
+        if self._lite is not None:
+            return self._lite.list_executions(
+                project=project,
+                domain=domain,
+                phases=phases,
+                workflow=workflow,
+                limit=limit,
+                offset=offset,
+            )
         t = s.executions
         q = sa.select(t).order_by(t.c.created_at.desc()).limit(limit).offset(offset)
         if project:

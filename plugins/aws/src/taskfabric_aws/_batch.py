@@ -472,9 +472,22 @@ class BatchBackend(Backend[BatchSettings]):
         return str(ours[0]["jobId"]) if ours else ""
 
     def _adopted(self, job: _Job, job_id: str) -> None:
-        job.attempt.record_handle(job_id)
+        """Follow the job `job_id` for `job`, and record its id. Followed even when the id
+        cannot be recorded (the database failing): the provisional handle recorded before
+        the submit lets a later engine find the job, and submitting it again would make a
+        second one."""
         with self._lock:
             job.job_id, job.state = job_id, "active"
+        try:
+            job.attempt.record_handle(job_id)
+        except Exception as exc:
+            log.warning(
+                "could not record the job's id: a later engine finds it by name and tag",
+                backend=self.name,
+                job=job.name,
+                job_id=job_id,
+                error=str(exc),
+            )
 
     def _unclear(self, name: str, exc: Exception) -> None:
         log.warning(
