@@ -9,7 +9,10 @@ fork costs milliseconds. What keeps it safe:
   engine with the sandbox's scrubbed environment and no argument but its socket: it never
   holds a credential, a config or any tenant's data, and it never reads an attempt's
   request. It only receives, on its control socket, a one-byte message carrying two file
-  descriptors (the attempt's own socket and its log file), forks, and forgets them.
+  descriptors (the attempt's own socket and its log file), forks, and forgets them. Run as
+  root, it also writes the id maps of the user namespace that child makes (the child asks on
+  a socket pair of their own, before anything of the attempt runs; only a process of the
+  parent namespace may write them).
 - The child reads the attempt's request (the `bwrap` arguments and the `taskfabric-execute`
   command line) from the attempt's socket, enters new user, mount, pid, IPC, UTS and network
   (unless `--share-net`) namespaces, and forks the attempt's process: pid 1 of its own pid
@@ -435,38 +438,54 @@ def _run_attempt(
     return execute(request["argv"])
 
 
-def _unshare_mapped(flags: int, uids: dict[int, int], gids: dict[int, int]) -> None:
+def _unshare_mapped(
+    flags: int, uids: dict[int, int], gids: dict[int, int], maps: socket.socket | None
+) -> None:
     """unshare(`flags`) with a new user namespace whose ids map as given (inside: host),
-    written by a helper process that stays in this (the parent) namespace."""
-    ready_r, ready_w = os.pipe()
-    helper = os.fork()
-    if helper == 0:
-        code = 1
+    written by the fork server, which stays in the parent namespace (only a process there
+    may write them), asked on `maps` (see `_map_ids`)."""
+    if maps is None:
+        raise OSError("the sandbox's user ids are mapped by a fork server run as root")
+    _call(_libc.unshare(flags), "unshare")
+    maps.sendall(json.dumps({"uid": list(uids.items()), "gid": list(gids.items())}).encode())
+    reply = maps.recv(256)
+    if reply != b"ok":
+        raise OSError(f"could not map the sandbox's user ids: {reply.decode() or 'no answer'}")
+
+
+def _map_ids(maps: socket.socket, pid: int, timeout: float = 30.0) -> None:
+    """In the fork server (root, in the parent user namespace), right after forking child
+    `pid`: write the id maps of the user namespace it made, when it asks (`_unshare_mapped`;
+    a child that needs none says `-`). Done before the next fork, with SIGCHLD blocked, so
+    `pid` is still that child (a child that died is a zombie nobody reaped). (A helper
+    process forked per attempt to write them cost more CPU than the fork server's wait.)"""
+    with contextlib.suppress(OSError):
+        if not select.select([maps], [], [], timeout)[0]:
+            return  # the child's recv then ends with nothing: its attempt fails, says why
+        data = maps.recv(4096)
+        if not data or data == b"-":
+            return
         try:
-            os.close(ready_w)
-            if os.read(ready_r, 1) == b"u":
-                target = os.getppid()
-                _write(f"/proc/{target}/uid_map", "".join(f"{a} {b} 1\n" for a, b in uids.items()))
-                _write(f"/proc/{target}/gid_map", "".join(f"{a} {b} 1\n" for a, b in gids.items()))
-                code = 0
-        finally:
-            os._exit(code)
-    os.close(ready_r)
-    try:
-        _call(_libc.unshare(flags), "unshare")
-        os.write(ready_w, b"u")
-    finally:
-        os.close(ready_w)
-        _, status = os.waitpid(helper, 0)
-    if status != 0:
-        raise OSError("could not map the sandbox's user ids")
+            asked = json.loads(data)
+            for kind in ("uid", "gid"):
+                pairs = [(int(a), int(b)) for a, b in asked[kind]]
+                _write(f"/proc/{pid}/{kind}_map", "".join(f"{a} {b} 1\n" for a, b in pairs))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            maps.sendall(str(exc).encode()[:200] or b"failed")
+            return
+        maps.sendall(b"ok")
 
 
 def _supervise(
-    sock: socket.socket, log_fd: int, base: str, execute: Callable[[list[str]], int]
+    sock: socket.socket,
+    log_fd: int,
+    base: str,
+    execute: Callable[[list[str]], int],
+    maps: socket.socket | None = None,
 ) -> int:
     """In the forked child (outside the attempt's namespaces' pid 1): set the namespaces up,
-    start the attempt, relay signals, report its exit."""
+    start the attempt, relay signals, report its exit. `maps`: the socket on which a root
+    fork server writes the id maps of the user namespace made here (see `_map_ids`)."""
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     os.setsid()
     sock.sendall(f"pid {os.getpid()}\n".encode())
@@ -479,16 +498,20 @@ def _supervise(
         # An engine run as root: the attempt runs as the host's `host_id` user, not as root
         # (the kernel counts no process of root's against RLIMIT_NPROC, and nothing of the
         # host should be root's to it). This process stays root of the new namespace, to
-        # build the attempt's root from folders that only root may open; a helper left
-        # outside maps both ids (only a process of the parent namespace may).
+        # build the attempt's root from folders that only root may open; the fork server,
+        # left outside, maps both ids (only a process of the parent namespace may).
         os.setgroups([])
-        _unshare_mapped(flags, {0: 0, plan.uid: host_id}, {0: 0, plan.gid: host_id})
+        _unshare_mapped(flags, {0: 0, plan.uid: host_id}, {0: 0, plan.gid: host_id}, maps)
     else:
+        if maps is not None:
+            maps.sendall(b"-")  # nothing to map: the fork server goes on at once
         uid, gid = os.getuid(), os.getgid()
         _call(_libc.unshare(flags), "unshare")
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"{plan.uid} {uid} 1\n")
         _write("/proc/self/gid_map", f"{plan.gid} {gid} 1\n")
+    if maps is not None:
+        maps.close()  # before the attempt's process exists
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -535,17 +558,21 @@ def _child(
     log_fd: int,
     base: str,
     execute: Callable[[list[str]], int],
+    maps: socket.socket | None = None,
 ) -> None:
     code = 0
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         control.close()
         keep = {sock.fileno(), log_fd, 0, 1, 2}
+        if maps is not None:
+            keep.add(maps.fileno())
         for name in os.listdir("/proc/self/fd"):
             fd = int(name)
             if fd not in keep:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        code = _supervise(sock, log_fd, base, execute)
+        code = _supervise(sock, log_fd, base, execute, maps)
     except BaseException as exc:
         with contextlib.suppress(Exception):
             os.write(log_fd, f"taskfabric sandbox: {type(exc).__name__}: {exc}\n".encode())
@@ -592,8 +619,22 @@ def serve(
                     os.close(fd)
                 continue
             sock = socket.socket(fileno=fds[0])
-            if os.fork() == 0:
-                _child(control, sock, fds[1], base, execute)
+            if os.geteuid() != 0:  # each child maps its own ids
+                if os.fork() == 0:
+                    _child(control, sock, fds[1], base, execute)
+            else:  # root: this process writes the child's id maps (`_map_ids`)
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+                try:
+                    pid = os.fork()
+                    if pid == 0:
+                        ours.close()
+                        _child(control, sock, fds[1], base, execute, theirs)
+                    theirs.close()
+                    _map_ids(ours, pid)
+                finally:
+                    ours.close()
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
             sock.close()
             os.close(fds[1])
     finally:
