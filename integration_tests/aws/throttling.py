@@ -37,6 +37,10 @@ class Proxy:
 
 def _handler(proxy: Proxy) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
+        # HTTP/1.1: a PUT's `Expect: 100-continue` gets its answer at once (with HTTP/1.0,
+        # botocore waits a second for it before sending each body).
+        protocol_version = "HTTP/1.1"
+
         def _body(self) -> bytes | None:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 data = b""

@@ -4,6 +4,7 @@ stdout under -o json, load errors that say where, piped output, progress and its
 
 from __future__ import annotations
 
+import importlib.abc
 import io
 import json
 import os
@@ -188,6 +189,18 @@ def test_an_error_while_importing_a_helper_says_where(tmp_path: Path) -> None:
     assert "importlib" not in err and "_loader.py" not in err
 
 
+class _Missing(importlib.abc.MetaPathFinder):
+    """Makes one module missing, as if its distribution were not installed."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, path: object = None, target: object = None) -> None:
+        if fullname == self.name or fullname.startswith(self.name + "."):
+            raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
+        return
+
+
 @pytest.mark.parametrize(
     ("module", "hint"),
     [
@@ -196,8 +209,11 @@ def test_an_error_while_importing_a_helper_says_where(tmp_path: Path) -> None:
     ],
 )
 def test_a_missing_plugin_module_is_named_with_a_hint_only_when_it_exists(
-    tmp_path: Path, module: str, hint: str | None
+    tmp_path: Path, module: str, hint: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The module is missing even where a developer has the plugin installed.
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.setattr(sys, "meta_path", [_Missing(module), *sys.meta_path])
     wf = tmp_path / f"needs_{module}.py"
     wf.write_text(f"from taskfabric import workflow\nimport {module}\n")
     code, _, err = invoke("run", f"{wf}:wf")

@@ -324,3 +324,37 @@ print(sorted(m for m in sys.modules if m.split(".")[0] == "sqlalchemy"))
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_resume_reads_no_map_item_that_never_had_an_attempt(tmp_path: Path) -> None:
+    from taskfabric.metadata import MapItemsQueued, MapItemsStopped
+
+    store = _store(f"sqlite:///{tmp_path / 'm.db'}")
+    now = time.time()
+    rec = ExecutionRecord(
+        id="e", project="p", domain="d", name="e", workflow_name="w", phase="RUNNING",
+        created_at=now,
+    )  # fmt: skip
+    store.create_execution(rec)
+    batch = Batch()
+    batch.queue_items(MapItemsQueued("e", "n1", "m", "t", 5, now))
+    batch.queue_items(MapItemsQueued("e", "n2", "k", "t", 2, now))
+    batch.node(NodeRecord("e", "n0", "task", "SUCCEEDED", attempts=1))
+    batch.node(NodeRecord("e", "n1", "map", "RUNNING"))
+    batch.node(NodeRecord("e", "n1[0]", "map_item", "SUCCEEDED", parent_id="n1", attempts=1))
+    batch.node(NodeRecord("e", "n1[1]", "map_item", "FAILED", parent_id="n1", attempts=2))
+    batch.node(NodeRecord("e", "n1[2]", "map_item", "SUCCEEDED", parent_id="n1"))  # cached
+    batch.node(NodeRecord("e", "n1[3]", "map_item", "RUNNING", parent_id="n1", attempts=1))
+    batch.stop_items(MapItemsStopped("e", "n2", "SKIPPED", now))
+    batch.attempt(AttemptRecord("e", "n1[1]", 1, "FAILED"))
+    batch.attempt(AttemptRecord("e", "n1[1]", 2, "RUNNING"))
+    batch.attempt(AttemptRecord("e", "n1[3]", 1, "RUNNING"))
+    store.apply(batch)
+    every = {n.node_id for n in store.nodes("e")}
+    assert len(every) == 2 + 5 + 2
+    assert {n.node_id for n in store.prior_nodes("e")} == {
+        "n0", "n1", "n1[0]", "n1[1]", "n1[2]", "n1[3]",
+    }  # fmt: skip
+    running = store.attempts("e", phase="RUNNING")
+    assert [(a.node_id, a.attempt) for a in running] == [("n1[1]", 2), ("n1[3]", 1)]
+    assert len(store.attempts("e")) == 3

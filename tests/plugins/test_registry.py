@@ -47,6 +47,41 @@ def test_unknown_driver_lists_installed_ones_and_names_the_package(tmp_path: Pat
     assert engine.metadata.list_executions() == []  # refused before anything ran
 
 
+def test_a_backend_refusing_its_settings_is_a_clear_error_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """A backend's constructor raising ValueError (settings that cannot work together, a blob
+    store it cannot use) is the user's to fix: a BackendNotConfiguredError naming the backend
+    and its driver, which the CLI prints without a traceback."""
+    from taskfabric.plugin_api import Backend, BackendSettings
+
+    class Picky(Backend[BackendSettings]):
+        driver = "picky"
+
+        def __init__(self, name: str, settings: BackendSettings, context: object) -> None:
+            raise ValueError("the picky backend needs an object store: set [storage] data_root")
+
+        def submit(self, attempt: object) -> None: ...
+
+        def poll(self, attempt_id: str) -> object: ...
+
+        def cancel(self, attempt_id: str) -> None: ...
+
+    plugins = Plugins(autoload=False)
+    plugins.add_driver(BACKENDS_GROUP, "picky", Picky)
+    config = {"task_types": {"python": "p"}, "backends": {"p": BackendConfig(driver="picky")}}
+    with (
+        _engine(tmp_path, plugins, **config) as engine,
+        pytest.raises(BackendNotConfiguredError) as info,
+    ):
+        engine.launch(one, {"x": 1})
+    assert str(info.value) == (
+        "backend 'p' (driver picky): the picky backend needs an object store: set [storage] "
+        "data_root"
+    )
+    assert engine.metadata.list_executions() == []  # refused before anything ran
+
+
 def test_unknown_task_type_names_the_package(tmp_path: Path) -> None:
     @task(task_type="shell")
     def sh(x: int) -> int: ...

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from taskfabric.cli._common import EXIT_FAILED, out, state, user_errors
+from taskfabric.errors import TaskfabricError
 from taskfabric.plugin_api import BACKENDS_GROUP, COMMANDS_GROUP, STORAGE_GROUP, Backend
 
 
@@ -217,6 +218,10 @@ def check(project: str | None) -> None:
                 backend: Backend[Any] = engine.backends.create(backend_name, config)
                 result = backend.check()
                 backend.close()
+            except TaskfabricError as exc:
+                # Our own errors say what, where and how to fix: no class name in front.
+                report(False, what, str(exc))
+                continue
             except Exception as exc:
                 report(False, what, f"{type(exc).__name__}: {exc}")
                 continue

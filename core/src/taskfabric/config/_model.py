@@ -172,6 +172,51 @@ class EngineConfig(_Section):
     commit_seconds: float = Field(default=0.05, ge=0)
     """The longest a recorded transition waits for its transaction: the transitions of
     several loop turns are committed together (group commit). 0: a commit every turn."""
+    hold_listen: str | None = None
+    """``host:port`` where the engine also offers the pool channel of ``taskfabric.hold()``
+    over TCP, for tasks that run away from its host (an ``aws-batch`` job, a pod on another
+    node); port 0 takes a free one. Unset (the default): no port is opened."""
+    hold_advertise: str | None = None
+    """``host`` or ``host:port`` that those tasks dial to reach ``hold_listen`` (the engine
+    host's name or address on their network). Unset: ``hold_listen`` itself."""
+
+    @field_validator("hold_listen", "hold_advertise")
+    @classmethod
+    def _check_address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        if info.field_name == "hold_advertise" and (not host or not port.isdigit()):
+            host, port = value, ""  # a host alone: the listening port is advertised
+        bare = host.removeprefix("[").removesuffix("]")
+        if (
+            not bare
+            or (port and not (port.isdigit() and int(port) <= 65535))
+            or (":" in bare and not host.startswith("["))
+        ):
+            example = "0.0.0.0:7710" if info.field_name == "hold_listen" else "engine-1.internal"
+            raise ValueError(
+                f"not a host:port address: {value!r}; e.g. {example!r} "
+                "(an IPv6 address in brackets: '[::]:7710')"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_hold_address(self) -> EngineConfig:
+        if self.hold_advertise is not None and self.hold_listen is None:
+            raise ValueError(
+                "hold_advertise is set without hold_listen: set hold_listen to the host:port "
+                'the engine listens on, e.g. hold_listen = "0.0.0.0:7710"'
+            )
+        listen_host = (self.hold_listen or "").rpartition(":")[0].strip("[]")
+        wildcard = listen_host in ("", "0.0.0.0", "::")
+        if self.hold_listen is not None and self.hold_advertise is None and wildcard:
+            raise ValueError(
+                f"hold_listen = {self.hold_listen!r} listens on every interface: set "
+                "hold_advertise to the host (or host:port) that tasks dial to reach it, "
+                'e.g. hold_advertise = "engine-1.internal"'
+            )
+        return self
 
 
 class LoggingConfig(_Section):

@@ -114,8 +114,14 @@ class Backends:
                 "taskfabric.plugin_api.Backend: the plugin that provides it is broken"
             )
         settings = validate_backend_options(config, name, cls.settings_model)
+        try:
+            backend = cls(instance or name, settings, self._context)
+        except ValueError as exc:
+            # A backend refusing what it was given (settings that cannot work together, a
+            # blob store it cannot use): the user's to fix, said as such, not a traceback.
+            raise BackendNotConfiguredError(f"backend '{name}' (driver {driver}): {exc}") from exc
         log.debug("backend created", backend=instance or name, driver=driver)
-        return cls(instance or name, settings, self._context)
+        return backend
 
     def instances(self) -> list[Backend[Any]]:
         """The instances created so far."""

@@ -433,7 +433,8 @@ class Engine:
         submitting again (a cache hit, a failure elsewhere first), still RUNNING in the
         database: recorded as interrupted."""
         batch = Batch()
-        interrupt_unattached(self.metadata.attempts(execution_id), reattach, batch, time.time())
+        running = self.metadata.attempts(execution_id, phase=RUNNING)
+        interrupt_unattached(running, reattach, batch, time.time())
         self.metadata.apply(batch)
 
     @staticmethod
@@ -566,11 +567,11 @@ class Engine:
             raise refused
         inputs = types_pb2.LiteralMap()
         inputs.ParseFromString(self.literals.get(rec.inputs_uri))
-        prior = {n.node_id: n for n in self.metadata.nodes(rec.id)}
+        prior = {n.node_id: n for n in self.metadata.prior_nodes(rec.id)}
         # Leases and queue places of the engine that ran it before are void now.
         self.pools.release_execution(rec.id)
         batch = Batch()
-        reattach = left_running(self.metadata.attempts(rec.id), batch, now)
+        reattach = left_running(self.metadata.attempts(rec.id, phase=RUNNING), batch, now)
         if queued:
             batch.update_execution(rec.id, phase=RUNNING, started_at=now)
             batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"started by {this_owner()}"))

@@ -9,12 +9,17 @@ that held them through the socket dies (its connection closes).
 
 Attempts in the engine's process reach it through `AttemptHolds` directly (registered by
 attempt id; the task's thread is bound to its attempt id by `execute_task`). Attempts that run
-as processes get the socket's path and a secret of their own in their environment.
+as processes get the socket's path and a secret of their own in their environment; with
+``[engine] hold_listen`` set, also the TCP address where the engine offers the same channel
+(for tasks away from its host: a batch job, a pod on another node). The secret is the only
+credential on either: compared in constant time, forgotten when the attempt ends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import itertools
 import json
 import os
@@ -33,11 +38,13 @@ from typing import Any
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import TaskAttempt
 from taskfabric.sdk._hold import (
+    ADDRESS_ENV,
     SOCKET_ENV,
     TOKEN_ENV,
     HoldError,
     HoldTimeout,
     register_attempt,
+    split_address,
     unregister_attempt,
 )
 
@@ -48,6 +55,12 @@ PoolManager = Any
 Lease = Any
 
 _AF_UNIX_MAX = 100  # bytes of a Unix socket path that every platform accepts
+_FIRST_LINE_SECONDS = 30.0  # a connection that sends no request in this time is dropped
+_MAX_LINE = 64 * 1024  # bytes of one request line
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
 
 
 class AttemptHolds:
@@ -87,15 +100,27 @@ class AttemptHolds:
 class HoldService:
     """Pool holds of the attempts of one engine process."""
 
-    def __init__(self, make_manager: Callable[[str], PoolManager], work_root: Path) -> None:
+    def __init__(
+        self,
+        make_manager: Callable[[str], PoolManager],
+        work_root: Path,
+        listen: str | None = None,
+        advertise: str | None = None,
+    ) -> None:
+        """`listen` (``host:port``) offers the channel on TCP too, dialled by tasks at
+        `advertise` (``host`` or ``host:port``; default `listen`): ``[engine] hold_listen``
+        and ``hold_advertise``."""
         self._make_manager = make_manager
         self._work_root = work_root
+        self._listen = listen
+        self._advertise = advertise or listen
+        self._tcp: _TcpServer | None = None
         self._manager: PoolManager = None
         self._lock = threading.Lock()
         self._wake = threading.Condition()
         self._granted: dict[tuple[str, str, int], Lease] = {}
         self._attempts: dict[str, AttemptHolds] = {}
-        self._by_secret: dict[str, AttemptHolds] = {}
+        self._by_secret: dict[bytes, AttemptHolds] = {}  # by the secret's digest
         self._server: _Server | None = None
         self._socket_dir: Path | None = None
         self._renewer: threading.Thread | None = None
@@ -122,11 +147,15 @@ class HoldService:
         """Let `attempt` hold pools; the environment its process needs for that."""
         holds = AttemptHolds(self, attempt)
         path = self._serve()
+        address = self._serve_tcp()
         with self._lock:
             self._attempts[attempt.attempt_id] = holds
-            self._by_secret[holds.secret] = holds
+            self._by_secret[_digest(holds.secret)] = holds
         register_attempt(attempt.attempt_id, holds)
-        return {SOCKET_ENV: str(path), TOKEN_ENV: holds.secret}
+        env = {SOCKET_ENV: str(path), TOKEN_ENV: holds.secret}
+        if address is not None:
+            env[ADDRESS_ENV] = address
+        return env
 
     def detach(self, attempt_id: str) -> None:
         """The attempt ended: release everything it still holds or waits for."""
@@ -135,7 +164,7 @@ class HoldService:
             holds = self._attempts.pop(attempt_id, None)
             if holds is None:
                 return
-            self._by_secret.pop(holds.secret, None)
+            self._by_secret.pop(_digest(holds.secret), None)
             holds.ended.set()
             leases = list(holds.held.values())
             holds.held.clear()
@@ -326,6 +355,45 @@ class HoldService:
             ).start()
             return path
 
+    def _serve_tcp(self) -> str | None:
+        """Offer the channel on `listen` too (once); the address tasks dial, None when not
+        configured or when the engine cannot listen there (logged: those tasks' `hold()`
+        then says that it cannot reach the engine)."""
+        if self._listen is None:
+            return None
+        with self._lock:
+            if self._tcp is None:
+                try:
+                    self._tcp = _TcpServer(split_address(self._listen), self)
+                except OSError as exc:
+                    log.error(
+                        "cannot offer the pool channel on [engine] hold_listen: tasks away "
+                        "from this host cannot use taskfabric.hold(); free the port or pick "
+                        "another (port 0 takes any free one)",
+                        hold_listen=self._listen,
+                        error=str(exc),
+                    )
+                    return None
+                threading.Thread(
+                    target=self._tcp.serve_forever,
+                    name="taskfabric-pool-channel-tcp",
+                    daemon=True,
+                ).start()
+                log.info(
+                    "pool channel offered on TCP",
+                    listen=self._listen,
+                    port=self._tcp.server_address[1],
+                    advertise=self._advertise,
+                )
+            port = int(self._tcp.server_address[1])
+        # `hold_advertise` is a host:port, or a host alone that takes the port listened on
+        # (which port 0 in `hold_listen` picked)
+        advertise = str(self._advertise)
+        host, _, given = advertise.rpartition(":")
+        if not (host and given.isdigit() and (not host.startswith("[") or host.endswith("]"))):
+            host, given = advertise, "0"
+        return f"{host}:{int(given) or port}"
+
     def connected(self, holds: AttemptHolds, conn: socket.socket) -> None:
         """A task process's connection serves `holds` (closed when the attempt ends)."""
         with self._lock:
@@ -336,13 +404,21 @@ class HoldService:
             holds.connections.discard(conn)
 
     def holds_of_secret(self, secret: str) -> AttemptHolds | None:
+        """The running attempt whose secret this is (looked up by its digest, then compared
+        in constant time), None for any other string."""
         with self._lock:
-            return self._by_secret.get(secret)
+            holds = self._by_secret.get(_digest(secret))
+        if holds is None or not hmac.compare_digest(holds.secret.encode(), secret.encode()):
+            return None
+        return holds
 
     def close(self) -> None:
         self._closed.set()
         for attempt_id in list(self._attempts):
             self.detach(attempt_id)
+        if self._tcp is not None:
+            self._tcp.shutdown()
+            self._tcp.server_close()
         server = self._server
         if server is not None:
             server.shutdown()
@@ -377,10 +453,31 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         super().__init__(path, _Handler)
 
 
+class _TcpServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], service: HoldService) -> None:
+        self.service = service
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, peer = super().get_request()
+        # a task host that vanishes (no FIN, no RST) is noticed within minutes, its holds
+        # then released, rather than held until the attempt ends
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+            if hasattr(socket, name):
+                conn.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+        return conn, peer
+
+
 class _Handler(socketserver.StreamRequestHandler):
     """One connection: one held block of a task process."""
 
-    server: _Server
+    server: _Server | _TcpServer
 
     def _send(self, message: Mapping[str, Any]) -> None:
         self.wfile.write(json.dumps(message).encode() + b"\n")
@@ -398,11 +495,15 @@ class _Handler(socketserver.StreamRequestHandler):
 
     def handle(self) -> None:
         service = self.server.service
-        line = self.rfile.readline()
+        self.connection.settimeout(_FIRST_LINE_SECONDS)
         try:
+            line = self.rfile.readline(_MAX_LINE)
             first = json.loads(line) if line else {}
-        except ValueError:
+            if not isinstance(first, dict):
+                first = {}
+        except (OSError, ValueError):
             first = {}
+        self.connection.settimeout(None)
         holds = service.holds_of_secret(str(first.get("token", "")))
         if first.get("op") != "hold" or holds is None:
             self._send(

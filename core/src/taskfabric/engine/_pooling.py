@@ -82,7 +82,10 @@ class EnginePools:
         if manager is None:
             return None
         if self.holds is None:
-            self.holds = HoldService(self._new_manager, self._work_root)
+            engine = self._config.engine
+            self.holds = HoldService(
+                self._new_manager, self._work_root, engine.hold_listen, engine.hold_advertise
+            )
         ttl = min(spec.lease_ttl for spec in manager.specs.values())
         return PoolGate(
             manager,

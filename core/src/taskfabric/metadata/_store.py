@@ -668,12 +668,29 @@ class MetadataStore:
             rows = conn.execute(sa.select(t).where(t.c.execution_id == execution_id)).all()
         return [_decode(NodeRecord, r) for r in rows]
 
-    def attempts(self, execution_id: str, node_id: str | None = None) -> list[AttemptRecord]:
-        """The attempts of an execution (of one of its nodes), by node and attempt."""
+    def prior_nodes(self, execution_id: str) -> list[NodeRecord]:
+        """The node rows a resume of the execution reads: all but the map items that never
+        had an attempt and did not succeed (queued, or skipped or aborted in bulk), which
+        hold nothing a resume uses; a big map resumed early loads few of its rows."""
+        t = s.node_executions
+        unused = (t.c.kind == "map_item") & (t.c.attempts == 0) & (t.c.phase != "SUCCEEDED")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(t).where(t.c.execution_id == execution_id, sa.not_(unused))
+            ).all()
+        return [_decode(NodeRecord, r) for r in rows]
+
+    def attempts(
+        self, execution_id: str, node_id: str | None = None, *, phase: str | None = None
+    ) -> list[AttemptRecord]:
+        """The attempts of an execution (of one of its nodes; in one phase), by node and
+        attempt."""
         t = s.node_attempts
         q = sa.select(t).where(t.c.execution_id == execution_id)
         if node_id is not None:
             q = q.where(t.c.node_id == node_id)
+        if phase is not None:
+            q = q.where(t.c.phase == phase)
         with self.engine.connect() as conn:
             rows = conn.execute(q.order_by(t.c.node_id, t.c.attempt)).all()
         return [_decode(AttemptRecord, r) for r in rows]

@@ -5,7 +5,10 @@ The task's code never opens the metadata database: it asks the engine that runs 
 An attempt that runs in the engine's process (a worker thread) reaches it directly; one that
 runs as a process of its own (the `subprocess` backend, spark-submit, containers) reaches it
 through a Unix socket the engine offers, with a secret of the attempt's own passed in its
-environment (``TASKFABRIC_POOLS_SOCKET``, ``TASKFABRIC_POOLS_TOKEN``), speaking JSON lines:
+environment (``TASKFABRIC_POOLS_SOCKET``, ``TASKFABRIC_POOLS_TOKEN``); one that runs away from
+the engine's host (a batch job, a pod on another node), where that socket cannot be seen,
+through the same channel on TCP when the engine offers it (``[engine] hold_listen``: its
+address in ``TASKFABRIC_POOLS_ADDRESS``). Both speak JSON lines:
 
     -> {"op": "hold", "token": SECRET, "pools": {"geo-api": 1}, "timeout": 30}
     <- {"ok": true, "pools": {"geo-api": 1}}          (or {"ok": false, "error": ..., "kind": ...})
@@ -32,6 +35,7 @@ from typing import Any, Protocol
 from taskfabric.errors import TaskfabricError
 
 __all__ = [
+    "ADDRESS_ENV",
     "SOCKET_ENV",
     "TOKEN_ENV",
     "HoldError",
@@ -41,12 +45,14 @@ __all__ = [
     "bind_attempt",
     "hold",
     "register_attempt",
+    "split_address",
     "task_pools",
     "unregister_attempt",
 ]
 
 SOCKET_ENV = "TASKFABRIC_POOLS_SOCKET"
 TOKEN_ENV = "TASKFABRIC_POOLS_TOKEN"
+ADDRESS_ENV = "TASKFABRIC_POOLS_ADDRESS"
 
 _NOT_IN_TASK = (
     "taskfabric.hold() works only inside a running task, whose engine has resource pools "
@@ -167,8 +173,9 @@ def task_pools() -> TaskPools:
         if channel is not None:
             return TaskPools(channel)
     path, token = os.environ.get(SOCKET_ENV, ""), os.environ.get(TOKEN_ENV, "")
-    if path and token:
-        return TaskPools(_SocketChannel(path, token))
+    address = os.environ.get(ADDRESS_ENV, "")
+    if (path or address) and token:
+        return TaskPools(_SocketChannel(path, address, token))
     raise HoldError(_NOT_IN_TASK)
 
 
@@ -194,10 +201,60 @@ def hold(
 # -- the socket channel (attempts that run as processes of their own) --------------------------
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[v6]:port"``) as ``(host, port)``; ValueError when it is not one."""
+    host, _, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"not a host:port address: {address!r}")
+    return host, int(port)
+
+
+#: Seconds to reach the engine over TCP, and to get its first answer line started: beyond
+#: that, the engine is out of reach (a firewall drops the packets).
+_CONNECT_TIMEOUT = 30.0
+
+
+def _connect(path: str, address: str) -> socket.socket:
+    """A connection to the engine's channel: its Unix socket when this host sees it, else its
+    TCP address. HoldError saying what was tried and what to do when neither answers."""
+    unix_error: OSError | None = None
+    if path:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(path)
+            return sock
+        except OSError as exc:
+            sock.close()
+            unix_error = exc
+    if address:
+        try:
+            sock = socket.create_connection(split_address(address), timeout=_CONNECT_TIMEOUT)
+            sock.settimeout(None)  # a hold may wait for its pools as long as it likes
+            return sock
+        except (OSError, ValueError) as exc:
+            tried = f"the Unix socket {path} ({unix_error}), " if path else ""
+            raise HoldError(
+                f"cannot reach the engine's pool channel: {tried}"
+                f"the TCP address {address} ({ADDRESS_ENV}): {exc}. Either the engine that "
+                "started this task has stopped, or this task's network cannot reach that "
+                "address: check the engine's `[engine] hold_advertise` (the address tasks dial) "
+                "and that its firewall lets the task's host reach `hold_listen`"
+            ) from None
+    raise HoldError(
+        f"cannot reach the engine's pool channel at {path}: {unix_error}. "
+        "Either the engine that started this task has stopped, or the task runs away from the "
+        "engine's host (a batch job, a pod on another node), where the engine's Unix "
+        "socket cannot be seen: there, have the engine offer the channel over TCP too "
+        "(`[engine] hold_listen` and `hold_advertise` in its config, see docs/pools.md), or "
+        "let the backend hold the pool for the whole attempt instead (a backend setting "
+        "such as `pool`, through Backend.pool_requests)"
+    )
+
+
 class _Connection:
-    def __init__(self, path: str) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(path)
+    def __init__(self, path: str, address: str) -> None:
+        self.sock = _connect(path, address)
         self.file = self.sock.makefile("rwb")
         self.lock = threading.Lock()
 
@@ -224,23 +281,16 @@ class _Connection:
 
 
 class _SocketChannel:
-    """Reaches the engine through its Unix socket: one connection per held block."""
+    """Reaches the engine through its Unix socket, else its TCP address: one connection per
+    held block."""
 
-    def __init__(self, path: str, token: str) -> None:
+    def __init__(self, path: str, address: str, token: str) -> None:
         self.path = path
+        self.address = address
         self.token = token
 
     def acquire(self, weights: Mapping[str, int], timeout: float | None) -> _Connection:
-        try:
-            conn = _Connection(self.path)
-        except OSError as exc:
-            raise HoldError(
-                f"cannot reach the engine's pool channel at {self.path}: {exc}. Either the "
-                "engine that started this task has stopped, or the task runs away from the "
-                "engine's host (a batch job, a pod on another node), where the engine's Unix "
-                "socket cannot be seen: there, let the backend hold the pool for the whole "
-                "attempt instead (a backend setting such as `pool`, through Backend.pool_requests)"
-            ) from None
+        conn = _Connection(self.path, self.address)
         try:
             conn.ask(
                 {"op": "hold", "token": self.token, "pools": dict(weights), "timeout": timeout}

@@ -157,8 +157,8 @@ class BatchBackend(Backend[BatchSettings]):
         super().__init__(name, settings, context)
         if context.store.local_path(context.store.uri("probe")) is not None:
             raise ValueError(
-                f"backend '{name}' (aws-batch) runs tasks on other machines, which cannot read "
-                "a local blob store: put the data root in S3 ([storage] data_root = "
+                "aws-batch runs tasks on other machines, which cannot read a local blob "
+                "store: put the data root in S3 ([storage] data_root = "
                 '"s3://bucket/prefix", with taskfabric-aws installed)'
             )
         config = botocore.config.Config(
