@@ -178,3 +178,35 @@ def test_a_provisional_handle_finds_the_job_an_engine_created_before_it_died(
             assert direct.outputs(again, status) == 1
     named = [job for job in jobs(jobs_service) if job["name"] == attempt.attempt_id]
     assert len(named) == 1, named
+
+
+def test_abandon_stops_the_job_an_earlier_engine_left_running(
+    jobs_service: str, tmp_path: Path
+) -> None:
+    # An engine started the job and died; the resumed run ended without re-attaching to it:
+    # another engine's instance, which never saw the attempt, is handed its handle.
+    from taskfabric.testing import DirectAttempts
+    from taskfabric.testing._tasks import run_when_told
+
+    plugins = Plugins(autoload=False)
+    plugins.add_driver(BACKENDS_GROUP, "jobs", backend_remote.JobsBackend)
+    config = Config(
+        storage=StorageConfig(data_root=tmp_path / "data"),
+        backends={"remote": BackendConfig(driver="jobs", options={"url": jobs_service})},
+        task_types={"python": "remote"},
+    )
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with use_plugins(plugins), Engine(config, plugins=plugins) as first:
+        direct = DirectAttempts(first, task_type="python", deadline=60)
+        attempt = direct.make(run_when_told, scratch=str(scratch), name="a")
+        first.backends.for_task(attempt.task).submit(attempt)
+        job_id = direct.handles(attempt)[-1]
+        assert not job_id.startswith(backend_remote.PENDING)
+        with Engine(config, plugins=plugins) as second:
+            backend = second.backends.named("remote")
+            backend.abandon(attempt.attempt_id, backend_remote.PENDING + "x")  # left alone
+            assert [j["state"] for j in jobs(jobs_service) if j["id"] == job_id] == ["RUNNING"]
+            backend.abandon(attempt.attempt_id, job_id)
+        (state,) = [j["state"] for j in jobs(jobs_service) if j["id"] == job_id]
+        assert state == "CANCELLED"

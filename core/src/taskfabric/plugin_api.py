@@ -367,6 +367,15 @@ class Backend(abc.ABC, Generic[SettingsT]):
     def release(self, attempt_id: str) -> None:
         """The engine recorded the attempt's end: forget it."""
 
+    def abandon(self, attempt_id: str, handle: str) -> None:
+        """An attempt that an earlier engine process started, and whose external `handle` it
+        recorded (`TaskAttempt.record_handle`), will never be submitted again: the resumed
+        execution ended without reaching it (a failure elsewhere first, a cache hit) and
+        recorded it as `Interrupted`. Stop its work if it still runs, without waiting for it
+        to end; no error when it has ended or is gone. Called once, after the run, on an
+        instance that may never have seen the attempt. The default does nothing: the work
+        runs to its end unwatched, and what it writes is never read."""
+
     def isolation_gaps(self, task: tasks_pb2.TaskTemplate) -> Sequence[str]:
         """Why an attempt of `task` on this `isolated` backend, as configured, would not be
         isolated after all: its settings or the task's own options open a way out (a mount of

@@ -137,6 +137,12 @@ class JobsBackend(Backend[JobsSettings]):
         if job_id:
             self._call("DELETE", f"/jobs/{job_id}")
 
+    def abandon(self, attempt_id: str, handle: str) -> None:
+        # A job an earlier engine process started that no run will re-attach to: stop it.
+        # A provisional handle names no job for sure (it may never have been created).
+        if handle and not handle.startswith(PENDING):
+            self._call("DELETE", f"/jobs/{handle}")
+
     def release(self, attempt_id: str) -> None:
         with self._lock:
             self._attempts.pop(attempt_id, None)

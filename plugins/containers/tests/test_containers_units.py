@@ -265,3 +265,34 @@ def test_isolation_gaps_name_what_opens_a_way_out(tmp_path: Path) -> None:
         in gaps[0]
     )
     assert f"mounts '{tmp_path}:/host:ro' shows the containers {tmp_path / 'data'}" in gaps[1]
+
+
+def test_abandon_stops_and_removes_the_container_its_handle_names(tmp_path: Path) -> None:
+    # an attempt an earlier engine process left running, which the resumed run never reached
+    backend = _backend(tmp_path, kill_grace_seconds=3)
+    calls: list[tuple[str, str]] = []
+
+    class Api:
+        def find(self, name: str) -> str | None:
+            calls.append(("find", name))
+            return "id-1" if name == "tf-e-n0-1" else None
+
+        def stop(self, container_id: str, grace_seconds: float) -> None:
+            calls.append(("stop", f"{container_id} {grace_seconds:g}"))
+
+        def remove(self, container_id: str) -> None:
+            calls.append(("remove", container_id))
+
+        def close(self) -> None:
+            pass
+
+    backend.api = Api()  # type: ignore[assignment]
+    backend.abandon("e/n0/1", "tf-e-n0-1")
+    backend.abandon("e/n1/1", "tf-e-n1-1")  # gone already: nothing to stop
+    backend.close()  # waits for the stopping threads
+    assert sorted(calls) == [
+        ("find", "tf-e-n0-1"),
+        ("find", "tf-e-n1-1"),
+        ("remove", "id-1"),
+        ("stop", "id-1 3"),
+    ]

@@ -319,3 +319,24 @@ def test_isolation_gaps_name_what_opens_a_way_out(tmp_path: Any) -> None:
     assert len(gaps) == 2, gaps
     assert gaps[0].startswith('[backends.pods] data = "store": each pod would reach the blob')
     assert "in namespace 'batch', which projects share" in gaps[1]
+
+
+def test_abandon_deletes_the_pod_its_handle_names(tmp_path: Any) -> None:
+    # an attempt an earlier engine process left running, which the resumed run never reached
+    backend = _backend(tmp_path, kill_grace_seconds=7)
+    deleted: list[tuple[str, str, int]] = []
+
+    class Api:
+        def delete_pod(self, namespace: str, name: str, grace: int) -> bool:
+            deleted.append((namespace, name, grace))
+            return True
+
+        def close(self) -> None:
+            pass
+
+    backend.api = Api()
+    backend.abandon("e/n0/1", "tf-p-d/tf-e-n0-1")
+    backend.abandon("e/n1/1", "pending:tf-p-d/tf-e-n1-1")  # its name is known before it exists
+    backend.abandon("e/n2/1", "not a pod")
+    backend.close()  # waits for the backend's threads
+    assert sorted(deleted) == [("tf-p-d", "tf-e-n0-1", 7), ("tf-p-d", "tf-e-n1-1", 7)]

@@ -504,6 +504,42 @@ class ProcessBackend(Backend[SettingsT]):
         with self._lock:
             self._results.pop(attempt_id, None)
 
+    def abandon(self, attempt_id: str, handle: str) -> None:
+        """Stop the process group that an earlier engine process started for an attempt no
+        run will re-attach to: SIGTERM, SIGKILL after `kill_grace_seconds`, without
+        blocking (`close` waits for it). Only while the process the handle names still runs
+        (its pid may be another's by now); a provisional handle (the engine stopped as the
+        process started) names none, and is left."""
+        identity = ProcessIdentity.parse(handle)
+        if identity is None or not identity.running():
+            return
+        log.info(
+            "stopping the process of an attempt no run re-attached to",
+            backend=self.name,
+            attempt_id=attempt_id,
+            pid=identity.pid,
+        )
+
+        def signal_group(sig: signal.Signals) -> None:
+            if identity.running():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(identity.pid, sig)
+
+        def escalate() -> None:
+            gone = threading.Event()
+            deadline = time.monotonic() + self.kill_grace_seconds
+            while identity.running() and time.monotonic() < deadline:
+                gone.wait(0.05)
+            signal_group(signal.SIGKILL)
+
+        signal_group(signal.SIGTERM)
+        killer = threading.Thread(target=escalate, name=f"taskfabric-kill-{identity.pid}")
+        killer.daemon = True
+        with self._lock:
+            self._killers = [t for t in self._killers if t.is_alive()]
+            self._killers.append(killer)
+        killer.start()
+
     def close(self) -> None:
         """Kill what still runs, and wait until every killed process has ended: SIGTERM,
         SIGKILL after `kill_grace_seconds` (also for attempts cancelled just before, a

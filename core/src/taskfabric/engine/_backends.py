@@ -83,6 +83,14 @@ class Backends:
         config = self._config.for_project(project) if project else self._config
         task_type = self._plugins.task_type(task.type)  # an unknown type fails, mapped or not
         name = config.task_types.get(task.type) or task_type.default_backend
+        return self.named(name, project, cluster=cluster, execution_id=execution_id)
+
+    def named(
+        self, name: str, project: str = "", *, cluster: str = "", execution_id: str = ""
+    ) -> Backend[Any]:
+        """The instance of backend `name` (``[backends.<name>]``) for `project`; with
+        `targets`, the one of them that runs `execution_id` (see `for_task`)."""
+        config = self._config.for_project(project) if project else self._config
         backend_cfg = config.backend(name)
         instance = name
         targets = backend_cfg.options.get("targets")

@@ -13,7 +13,7 @@ from taskfabric.catalog import Catalog
 from taskfabric.config import Config, load_config
 from taskfabric.core.v1 import types_pb2, workflow_pb2
 from taskfabric.engine._backends import BackendNotConfiguredError, Backends
-from taskfabric.engine._handles import Reattach, interrupt_unattached, left_running
+from taskfabric.engine._handles import Reattach, end_unattached, left_running
 from taskfabric.engine._launching import (
     CodeNotIsolatedError,
     code_of,
@@ -415,7 +415,7 @@ class Engine:
             unbind_contextvars("execution_id")
             raise
         if reattach:
-            self._unattached(rec.id, reattach)
+            self._unattached(rec, reattach)
         self._finish(rec.id, outcome.phase, outcome.error)
         if hooks is not None:
             self._call_hook(
@@ -428,14 +428,13 @@ class Engine:
         unbind_contextvars("execution_id")
         return ExecutionResult(rec.id, outcome.phase, outcome.outputs, outcome.error)
 
-    def _unattached(self, execution_id: str, reattach: Mapping[str, Reattach]) -> None:
-        """Attempts left running by a stopped engine process that the run ended without
-        submitting again (a cache hit, a failure elsewhere first), still RUNNING in the
-        database: recorded as interrupted."""
-        batch = Batch()
-        running = self.metadata.attempts(execution_id, phase=RUNNING)
-        interrupt_unattached(running, reattach, batch, time.time())
-        self.metadata.apply(batch)
+    def _unattached(self, rec: ExecutionRecord, reattach: Mapping[str, Reattach]) -> None:
+        """Attempts left running that the run ended without submitting again: interrupted,
+        and handed to their backends to stop (see `end_unattached`)."""
+        named = functools.partial(self.backends.named, project=rec.project, execution_id=rec.id)
+        end_unattached(
+            self.metadata, rec.id, reattach, lambda name: named(name, cluster=self._cluster_of(rec))
+        )
 
     @staticmethod
     def _call_hook(hook: Any, **kwargs: Any) -> None:

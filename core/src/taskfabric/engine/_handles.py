@@ -10,15 +10,22 @@ attempt_id) is submitted again with its handle, after taking its pools like any 
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from taskfabric.engine._state import FAILED, RUNNING, NodeState
+from taskfabric.logs import get_logger
 from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
+from taskfabric.plugin_api import Backend
+
+log = get_logger("taskfabric.engine")
 
 __all__ = [
     "INTERRUPTED",
     "Reattach",
+    "end_unattached",
     "handle_recorder",
     "interrupt_unattached",
     "left_running",
@@ -115,13 +122,16 @@ def left_running(attempts: list[AttemptRecord], batch: Batch, now: float) -> dic
 
 def interrupt_unattached(
     attempts: list[AttemptRecord], reattach: Mapping[str, Reattach], batch: Batch, now: float
-) -> None:
+) -> list[AttemptRecord]:
     """Attempts to re-attach that the resumed run ended without submitting again (a cache
-    hit, a failure elsewhere first), still RUNNING: recorded in `batch` as interrupted."""
+    hit, a failure elsewhere first), still RUNNING: recorded in `batch` as interrupted, and
+    returned (their backends are to stop their work: `abandon`)."""
+    found = []
     for a in attempts:
         again = reattach.get(a.node_id)
         if again is None or again.attempt != a.attempt or a.phase != RUNNING:
             continue
+        found.append(dataclasses.replace(a))
         _interrupt(
             a,
             batch,
@@ -130,3 +140,47 @@ def interrupt_unattached(
             f"ended without re-attaching to its work ({a.handle})",
             "interrupted",
         )
+    return found
+
+
+def abandon_unattached(
+    attempts: list[AttemptRecord], backend_named: Callable[[str], Backend[Any]]
+) -> None:
+    """Hand each of `attempts` (interrupted without being re-attached) to the backend that
+    recorded its handle, to stop its work (`Backend.abandon`). A backend that fails is
+    logged: the execution has ended already."""
+    for a in attempts:
+        attempt_id = f"{a.execution_id}/{a.node_id}/{a.attempt}"
+        try:
+            backend = backend_named(a.backend.partition("@")[0])
+            backend.abandon(attempt_id, a.handle)
+        except Exception:
+            log.exception(
+                "could not stop the work of an attempt the resumed execution did not reach; "
+                "it runs to its end unwatched",
+                backend=a.backend,
+                attempt_id=attempt_id,
+                handle=a.handle,
+            )
+        else:
+            log.info(
+                "handed an attempt the resumed execution did not reach to its backend to stop",
+                backend=a.backend,
+                attempt_id=attempt_id,
+            )
+
+
+def end_unattached(
+    metadata: MetadataStore,
+    execution_id: str,
+    reattach: Mapping[str, Reattach],
+    backend_named: Callable[[str], Backend[Any]],
+) -> None:
+    """Attempts left running by a stopped engine process that the run ended without
+    submitting again (a cache hit, a failure elsewhere first), still RUNNING in the database:
+    recorded as interrupted, then handed to their backends to stop their work."""
+    batch = Batch()
+    running = metadata.attempts(execution_id, phase=RUNNING)
+    abandoned = interrupt_unattached(running, reattach, batch, time.time())
+    metadata.apply(batch)
+    abandon_unattached(abandoned, backend_named)

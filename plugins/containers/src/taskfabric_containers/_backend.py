@@ -509,6 +509,36 @@ class ContainerBackend(Backend[ContainerSettings]):
             self._stoppers.append(stopper)
         stopper.start()
 
+    def abandon(self, attempt_id: str, handle: str) -> None:
+        """An earlier engine process's container that no run will re-attach to (the handle
+        is its name): stopped (SIGTERM, SIGKILL after the grace) and, with `remove`, removed,
+        on a thread of its own (`close` waits for it)."""
+        if not handle:
+            return
+
+        def stop() -> None:
+            try:
+                found = self.api.find(handle)
+                if found is None:
+                    return
+                self.api.stop(found, self.settings.kill_grace_seconds)
+                log.info(
+                    "stopped the container of an attempt no run re-attached to",
+                    backend=self.name,
+                    attempt_id=attempt_id,
+                    container=handle,
+                )
+                if self.settings.remove:
+                    self.api.remove(found)
+            except Exception as exc:
+                log.warning("could not stop container", container=handle, error=str(exc))
+
+        stopper = threading.Thread(target=stop, daemon=True)
+        with self._lock:
+            self._stoppers = [t for t in self._stoppers if t.is_alive()]
+            self._stoppers.append(stopper)
+        stopper.start()
+
     def _stop(self, run: ContainerRun) -> None:
         """Stop the container (SIGTERM, SIGKILL after the grace) and remove it."""
         try:

@@ -682,6 +682,16 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         log.info("deleting the pod of a cancelled attempt", pod=f"{run.namespace}/{run.name}")
         self._spawn(self._delete, run.namespace, run.name, self.settings.kill_grace_seconds)
 
+    def abandon(self, attempt_id: str, handle: str) -> None:
+        """An earlier engine process's pod that no run will re-attach to: deleted (with the
+        grace of a cancel), without waiting. A provisional handle names the pod too (its name
+        is the attempt's own): deleted if it was created."""
+        namespace, _, name = handle.removeprefix(PENDING).partition("/")
+        if not namespace or not name:
+            return
+        log.info("deleting the pod of an attempt no run re-attached to", pod=handle)
+        self._spawn(self._delete, namespace, name, self.settings.kill_grace_seconds)
+
     def _delete(self, namespace: str, name: str, grace: int) -> None:
         try:
             found = self.api.delete_pod(namespace, name, grace)
