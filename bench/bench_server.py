@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import secrets
 import signal
 import socket
 import statistics
@@ -179,33 +180,55 @@ class Server:
                 self.proc.kill()
 
 
+#: In the launches' names and the registered version: a run's own on a database that earlier
+#: runs used (their code bundles and documents went with their data roots).
+RUN = secrets.token_hex(4)
+
+
 def _launch(client: Client, x: int, tag: str) -> tuple[str, float]:
     sent = time.time()
     launched = client.launch(
-        "bench", "load", workflow="flows.one", inputs={"x": x}, name=f"{tag}-{x}"
+        "bench",
+        "load",
+        workflow="flows.one",
+        version=f"v-{RUN}",
+        inputs={"x": x},
+        name=f"{tag}-{RUN}-{x}",
     )
     assert launched.created
     return launched.execution.id, sent
 
 
 def _wait(client: Client, ids: set[str], timeout: float) -> list[Any]:
-    """The executions of `ids` once all have ended (polling the list, 1000 at a time)."""
+    """The executions of `ids` once all have ended: polls the unfinished ones (as a client
+    waiting for its launches would; a poll that listed every execution would make the API's
+    share grow with the number of finished ones), then lists them all once."""
     deadline = time.monotonic() + timeout
     while True:
-        found = []
+        waiting = 0
         offset = 0
         while True:
-            page = client.executions(project="bench", limit=1000, offset=offset)
-            found += [e for e in page if e.id in ids]
+            page = client.executions(
+                project="bench", phases=["QUEUED", "RUNNING"], limit=1000, offset=offset
+            )
+            waiting += sum(e.id in ids for e in page)
             if len(page) < 1000:
                 break
             offset += 1000
-        if len(found) == len(ids) and all(e.finished_at is not None for e in found):
-            return found
+        if not waiting:
+            break
         if time.monotonic() > deadline:
-            done = sum(e.finished_at is not None for e in found)
-            raise SystemExit(f"{done} of {len(ids)} executions ended in {timeout} s")
+            raise SystemExit(f"{len(ids) - waiting} of {len(ids)} executions ended in {timeout} s")
         time.sleep(0.5)
+    found = []
+    offset = 0
+    while True:
+        page = client.executions(project="bench", limit=1000, offset=offset)
+        found += [e for e in page if e.id in ids]
+        if len(page) < 1000:
+            break
+        offset += 1000
+    return found
 
 
 def _check_once(database_url: str, ids: set[str]) -> None:
@@ -328,10 +351,13 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
         )
         try:
             with Client(server.url, token, timeout=120) as client:
-                client.register(build_package(src, project="bench", domain="load", version="v1"))
+                client.register(
+                    build_package(src, project="bench", domain="load", version=f"v-{RUN}")
+                )
                 for what in ("S1", "S2"):
                     if args.only not in (None, what):
                         continue
+                    load = os.getloadavg()[0]  # what else the machine does moves the figures
                     if what == "S1":
                         launches, seconds = burst(client, args.launches, args.timeout)
                     else:
@@ -341,6 +367,7 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
                     ended = _wait(client, ids, args.timeout)
                     _check_once(config.metadata_url, ids)
                     label = what if what == "S1" else f"S2 at {args.rate:g}/s"
+                    label += f" (load average {load:.1f} to {os.getloadavg()[0]:.1f})"
                     finished = _report(f"[{setup}] {label}", launches, ended, seconds)
                     rate = rate or finished
             if total and server.proc is not None:

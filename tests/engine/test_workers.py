@@ -244,3 +244,38 @@ def test_running_owners_of_a_host_are_read_by_its_exact_name(tmp_path: Path) -> 
         assert store.running_owners("web%") == []
     finally:
         store.close()
+
+
+def test_an_execution_that_cannot_start_is_held_back_not_spun_on(tmp_path: Path) -> None:
+    """An execution whose run fails before it starts (its documents unreadable, say) stays
+    queued, and the worker does not take it again at once (each try ends at once, so it
+    would take it again and again); it does once its time has come."""
+    from taskfabric.config import Config, StorageConfig
+    from taskfabric.engine import ExecutionWorker
+    from taskfabric.metadata import ExecutionRecord
+
+    worker = ExecutionWorker(Config(storage=StorageConfig(data_root=tmp_path)), slots=2)
+    try:
+        metadata = worker.engine.metadata
+        metadata.create_execution(
+            ExecutionRecord("bad", "p", "d", "bad", "wf", phase="QUEUED", created_at=1.0)
+        )
+        tried: list[str] = []
+
+        def resume(execution_id: str, **_: Any) -> Any:
+            tried.append(execution_id)
+            raise RuntimeError("the workflow document is gone")
+
+        worker.engine.resume = resume  # type: ignore[method-assign]
+        assert worker.step() == 1
+        worker.running["bad"].join()
+        assert worker.step() == 0  # held back
+        assert tried == ["bad"]
+        found = metadata.get_execution("bad")
+        assert found is not None and found.phase == "QUEUED"
+        worker._not_before["bad"] = time.monotonic() - 1  # its time has come
+        assert worker.step() == 1
+        worker.running["bad"].join()
+        assert tried == ["bad", "bad"]
+    finally:
+        worker.engine.close()

@@ -47,10 +47,15 @@ class ExecutionWorker:
         self._host = socket.gethostname()
         # Executions that ended since the last step, and the event that says so: a slot
         # freed is filled at once, not at the next poll.
-        self._ended: set[str] = set()
+        self._ended: dict[str, bool] = {}  # id -> whether it could not start
         self._ended_lock = threading.Lock()
         self._slot_freed = threading.Event()
         self._owners_checked = float("-inf")  # time.monotonic() of the last dead-owner scan
+        # Executions that could not even start (their documents unreadable, say): left
+        # queued, and not taken again before this time.monotonic(), so a worker does not
+        # spin on one.
+        self._not_before: dict[str, float] = {}
+        self.retry_seconds = max(10.0, 20 * poll_seconds)
 
     def candidates(self, limit: int) -> list[str]:
         """Ids of up to `limit` executions to take: queued, or running with a lapsed lease,
@@ -58,21 +63,25 @@ class ExecutionWorker:
         host."""
         metadata = self.engine.metadata
         stale_before = time.time() - 3 * self.engine.config.engine.heartbeat_seconds
-        # The running ones are skipped: ask for as many more as run here.
+        now = time.monotonic()
+        for execution_id, at in list(self._not_before.items()):
+            if at <= now:
+                del self._not_before[execution_id]
+        skipped = self.running.keys() | self._not_before.keys()
+        # The running ones and those held back are skipped: ask for as many more.
         found = [
             r.id
             for r in metadata.runnable_executions(
-                stale_before=stale_before, limit=limit + len(self.running)
+                stale_before=stale_before, limit=limit + len(skipped)
             )
-            if r.id not in self.running
+            if r.id not in skipped
         ]
-        now = time.monotonic()
         if len(found) < limit and now - self._owners_checked >= self.poll_seconds:
             self._owners_checked = now
             seen = set(found)
             dead: dict[str, bool] = {}  # owner -> whether it died: the same few owners run many
             for execution_id, owner in metadata.running_owners(self._host):
-                if execution_id in seen or execution_id in self.running:
+                if execution_id in seen or execution_id in skipped:
                     continue
                 if owner not in dead:
                     dead[owner] = owner_is_dead(owner)
@@ -83,9 +92,11 @@ class ExecutionWorker:
     def step(self) -> int:
         """Forget ended executions and start new ones; returns how many were started."""
         with self._ended_lock:
-            ended, self._ended = self._ended, set()
-        for execution_id in ended:
+            ended, self._ended = self._ended, {}
+        for execution_id, failed in ended.items():
             self.running.pop(execution_id, None)
+            if failed:
+                self._not_before[execution_id] = time.monotonic() + self.retry_seconds
         free = self.slots - len(self.running)
         if free <= 0:
             return 0
@@ -103,34 +114,41 @@ class ExecutionWorker:
         return started
 
     def _run(self, execution_id: str) -> None:
+        failed = True
         try:
-            self._execute(execution_id)
+            failed = not self._execute(execution_id)
         finally:
             with self._ended_lock:
-                self._ended.add(execution_id)
+                self._ended[execution_id] = failed
             self._slot_freed.set()
 
-    def _execute(self, execution_id: str) -> None:
+    def _execute(self, execution_id: str) -> bool:
+        """Run the execution; False when it could not run (an unexpected error, logged)."""
         began = time.monotonic()
         try:
             result = self.engine.resume(execution_id, runnable_only=True, stop=self.stop)
         except ExecutionBusyError:
-            return  # another engine claimed it first, or it ended meanwhile
+            return True  # another engine claimed it first, or it ended meanwhile
         except EngineShutdown:
             log.info("execution left to be resumed", execution_id=execution_id)
-            return
+            return True
         except CodeNotIsolatedError as exc:
             log.warning("execution refused", execution_id=execution_id, error=str(exc))
-            return
+            return True
         except Exception:
-            log.exception("execution could not run", execution_id=execution_id)
-            return
+            log.exception(
+                "execution could not run; left as it is, taken again later",
+                execution_id=execution_id,
+                retry_seconds=self.retry_seconds,
+            )
+            return False
         log.info(
             "execution ended",
             execution_id=execution_id,
             phase=result.phase,
             seconds=round(time.monotonic() - began, 2),
         )
+        return True
 
     def run_forever(self) -> None:
         """Scan and run until `stop` is set, then wait for the executions to leave."""
