@@ -743,3 +743,33 @@ def test_a_job_id_that_cannot_be_recorded_never_makes_a_second_job(
     assert len(recorded) == items  # the provisional handles
     for status in statuses:  # the job followed to its end (moto ran nothing: no outputs)
         assert status.error is not None and status.error.code == "BatchJobFailed", status.error
+
+
+def test_abandon_terminates_the_job_of_an_attempt_no_run_reattached_to(
+    engine: Engine, moto_endpoint: str
+) -> None:
+    """A resumed execution ended without re-attaching to attempts whose jobs an earlier
+    engine process submitted: another instance, given each handle (the job id, or the
+    provisional name, looked up by name and tag), terminates those jobs; an array child's
+    provisional handle is left."""
+    direct = DirectAttempts(engine, task_type="python", deadline=60)
+    first = direct.backend(aws_tasks.square)
+    attempts = [direct.make(aws_tasks.square, i=i) for i in range(2)]
+    for attempt in attempts:
+        first.submit(attempt)
+    for attempt in attempts:
+        direct.wait(first, attempt)
+    (by_id,) = jobs_named(moto_endpoint, job_name_of(attempts[0].attempt_id))
+    (by_name,) = jobs_named(moto_endpoint, job_name_of(attempts[1].attempt_id))
+    settings = BatchSettings(job_queue=QUEUE, image="localhost/x:1", endpoint_url=moto_endpoint)
+    backend = BatchBackend("batch", settings, _context(engine, []))
+    terminated: list[str] = []
+    backend.batch.meta.events.register(
+        "provide-client-params.batch.TerminateJob",
+        lambda params, **_: terminated.append(params["jobId"]),
+    )
+    backend.abandon(attempts[0].attempt_id, by_id["jobId"])
+    backend.abandon(attempts[1].attempt_id, PENDING + by_name["jobName"])
+    backend.abandon(f"{attempts[1].attempt_id}x", f"{PENDING}{by_name['jobName']}#0")
+    backend.close()  # waits for the terminating threads
+    assert sorted(terminated) == sorted([by_id["jobId"], by_name["jobId"]])

@@ -157,8 +157,10 @@ def test_an_attempt_the_resumed_run_never_reaches_is_handed_to_its_backend_to_st
 
 
 CHILD = """
-import signal, sys
-signal.signal(signal.SIGTERM, lambda *_: print("TERM", flush=True))  # only SIGKILL ends it
+import os, signal, sys
+# only SIGKILL ends it; os.write, as a print in the handler could land inside the loop's own
+# print and stop the child (RuntimeError: reentrant call inside BufferedWriter)
+signal.signal(signal.SIGTERM, lambda *_: os.write(1, b"TERM\\n"))
 print("ready", flush=True)
 for line in sys.stdin:
     print("pong", flush=True)

@@ -70,14 +70,14 @@ class PgOneTrip:
         if self._conn is None or self._conn.closed:
             import psycopg
 
-            proxied = self._engine.raw_connection()
-            proxied.detach()  # ours alone: it stays in autocommit mode, out of the pool
-            conn = proxied.dbapi_connection
-            assert conn is not None
-            conn.rollback()
-            conn.autocommit = True
+            # A connection of our own, not one from SQLAlchemy's pool: psycopg prepares a
+            # statement on the server once it ran 5 times on a connection, and on a ROLLBACK
+            # it drops every prepared statement of the session (DEALLOCATE ALL), ours too.
+            # Here psycopg prepares nothing, so it never deallocates anything.
+            cargs, cparams = self._engine.dialect.create_connect_args(self._engine.url)
+            conn = psycopg.connect(*cargs, **cparams, autocommit=True, prepare_threshold=None)
             self._conn = conn
-            self._cur = psycopg.ClientCursor(conn)  # type: ignore[call-overload]
+            self._cur = psycopg.ClientCursor(conn)
             self._prepared = set()
         return self._cur
 

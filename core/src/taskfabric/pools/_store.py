@@ -253,6 +253,10 @@ class PoolStore:
                     retry = (psycopg.OperationalError, psycopg.errors.TransactionRollback)
                     if isinstance(exc, retry):
                         return None
+                    if isinstance(exc, psycopg.errors.InvalidSqlStatementName):
+                        # the session lost its prepared statements: start a new one
+                        fast.close()
+                        return None
                 raise
 
     def _tx(self, conn: Connection | None, work: Callable[[Connection, bool], T]) -> T:

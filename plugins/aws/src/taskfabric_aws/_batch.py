@@ -184,6 +184,7 @@ class BatchBackend(Backend[BatchSettings]):
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._backoff = 0.0
+        self._abandoning: list[threading.Thread] = []
         self._thread = threading.Thread(target=self._loop, name=f"aws-batch-{name}", daemon=True)
         self._thread.start()
 
@@ -261,10 +262,45 @@ class BatchBackend(Backend[BatchSettings]):
             if not (job.cancelled and not job.terminated):
                 del self._jobs[attempt_id]  # else the thread terminates the job first
 
+    def abandon(self, attempt_id: str, handle: str) -> None:
+        """An earlier engine process's job that no run will re-attach to: terminated, on a
+        thread of its own (`close` waits for it). A provisional handle of a job (its name) is
+        looked up by name and the attempt's tag first; one of an array child is left (its
+        array job is found only with its other items)."""
+        if not handle or (handle.startswith(PENDING) and ARRAY_SEPARATOR in handle):
+            return
+        thread = threading.Thread(target=self._abandon, args=(attempt_id, handle), daemon=True)
+        with self._lock:
+            self._abandoning = [t for t in self._abandoning if t.is_alive()]
+            self._abandoning.append(thread)
+        thread.start()
+
+    def _abandon(self, attempt_id: str, handle: str) -> None:
+        try:
+            job_id = handle
+            if handle.startswith(PENDING):
+                job_id = self._find_named(handle.removeprefix(PENDING), attempt_id)
+                if not job_id:
+                    return  # never submitted
+            self._take_token()
+            self._call(
+                "TerminateJob",
+                self.batch.terminate_job,
+                jobId=job_id,
+                reason="the resumed taskfabric execution ended without re-attaching to it",
+            )
+            log.info("terminated an abandoned job", backend=self.name, job_id=job_id)
+        except Exception as exc:
+            log.warning("could not terminate an abandoned job", handle=handle, error=str(exc))
+
     def close(self) -> None:
         self._closed.set()
         self._wake.set()
         self._thread.join(timeout=30)
+        with self._lock:
+            abandoning = list(self._abandoning)
+        for thread in abandoning:
+            thread.join(timeout=30)
 
     def check(self) -> CheckResult:
         return check_queue(self.batch, self.settings.job_queue, f"[backends.{self.name}]")
@@ -529,19 +565,23 @@ class BatchBackend(Backend[BatchSettings]):
 
     def _find(self, job: _Job) -> str:
         """The id of this attempt's job if one was submitted: by name, then by tag."""
+        return self._find_named(job.name, job.attempt.attempt_id)
+
+    def _find_named(self, name: str, attempt_id: str) -> str:
+        """The id of the job `name` tagged as attempt `attempt_id`'s, "" when none."""
         self._take_token()
         listed = self._call(
             "ListJobs",
             self.batch.list_jobs,
             jobQueue=self.settings.job_queue,
-            filters=[{"name": "JOB_NAME", "values": [job.name]}],
+            filters=[{"name": "JOB_NAME", "values": [name]}],
         )
         ids = [s["jobId"] for s in listed.get("jobSummaryList", [])]
         if not ids:
             return ""
         self._take_token()
         described = self._call("DescribeJobs", self.batch.describe_jobs, jobs=ids[:100])
-        key = attempt_key(job.attempt.attempt_id)
+        key = attempt_key(attempt_id)
         ours = [d for d in described["jobs"] if d.get("tags", {}).get(TAG_ATTEMPT) == key]
         ours.sort(key=lambda d: d.get("createdAt", 0))
         return str(ours[0]["jobId"]) if ours else ""
