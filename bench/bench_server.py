@@ -341,7 +341,8 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
         store.close()
         src = root / "src"
         src.mkdir()
-        (src / "flows.py").write_text(textwrap.dedent(FLOWS))
+        # the run in the code too: bundles are stored once per content, in a data root
+        (src / "flows.py").write_text(textwrap.dedent(FLOWS) + f"\n# bench run {RUN}\n")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         server.start()
         total = 0
