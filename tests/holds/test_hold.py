@@ -11,6 +11,7 @@ import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +19,7 @@ import taskfabric
 from taskfabric import HoldError, HoldTimeout, map_task, task, workflow
 from taskfabric.config import load_config
 from taskfabric.engine import Engine
+from taskfabric.pools import PoolManager
 
 LOCK = threading.Lock()
 STATE = {"now": 0, "max": 0}
@@ -169,10 +171,22 @@ def test_a_channel_out_of_reach_says_why_and_what_to_do(
     assert "Backend.pool_requests" in message and "[engine] hold_listen" in message
 
 
-def test_a_killed_task_process_leaks_no_slot(tmp_path: Path) -> None:
+def test_a_killed_task_process_leaks_no_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     flag = tmp_path / "holding.pid"
     # a TTL far beyond the test: only the closed channel can give the slot back
     engine = _engine(tmp_path, "subprocess", ttl=600)
+    # A slow release: the closed connection's release is still in flight when the attempt
+    # ends, and the slot must be back once the run has ended all the same.
+    slow = PoolManager.release
+
+    def release(self: PoolManager, *args: Any, **kwargs: Any) -> Any:
+        if self.owner.endswith("/holds"):  # the manager that serves the holds
+            time.sleep(0.5)
+        return slow(self, *args, **kwargs)
+
+    monkeypatch.setattr(PoolManager, "release", release)
     outcome: dict[str, object] = {}
     runner = threading.Thread(
         target=lambda: outcome.update(result=engine.launch(holder_wf, {"flag": str(flag)}))

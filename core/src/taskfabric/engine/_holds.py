@@ -73,6 +73,10 @@ class AttemptHolds:
         self.held: dict[tuple[str, str, int], Lease] = {}
         self.connections: set[socket.socket] = set()
         self.ended = threading.Event()
+        # Held while a lease leaves `held` and is released in the pools: the attempt's end
+        # (`HoldService.detach`) waits for a release in flight, so that once the attempt has
+        # ended its slots are back, whoever released them.
+        self.releasing = threading.Lock()
         self._numbers = itertools.count(1)
 
     def holder(self) -> Any:
@@ -166,19 +170,21 @@ class HoldService:
                 return
             self._by_secret.pop(_digest(holds.secret), None)
             holds.ended.set()
-            leases = list(holds.held.values())
-            holds.held.clear()
             connections = list(holds.connections)
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-        if leases:
-            log.info(
-                "attempt ended holding pools: released",
-                attempt_id=attempt_id,
-                leases=len(leases),
-            )
-            self._stash(self.manager.release_many(leases))
+        with holds.releasing:  # after any release in flight (a closed connection's)
+            with self._lock:
+                leases = list(holds.held.values())
+                holds.held.clear()
+            if leases:
+                log.info(
+                    "attempt ended holding pools: released",
+                    attempt_id=attempt_id,
+                    leases=len(leases),
+                )
+                self._stash(self.manager.release_many(leases))
         self._notify()  # its waiting blocks give up
 
     # -- holding --------------------------------------------------------------------------
@@ -278,10 +284,11 @@ class HoldService:
         self._stash(self.manager.release(lease))
 
     def release(self, holds: AttemptHolds, lease: Lease) -> None:
-        with self._lock:
-            mine = holds.held.pop(lease.holder.key, None)
-        if mine is not None:
-            self._release_lease(mine)
+        with holds.releasing:
+            with self._lock:
+                mine = holds.held.pop(lease.holder.key, None)
+            if mine is not None:
+                self._release_lease(mine)
 
     def pushback(self, lease: Lease, seconds: float) -> float:
         until = 0.0
