@@ -228,13 +228,7 @@ class Cgroups:
         folders: dict[str, Path] = {}
         try:
             for controller, parent in self.parents.items():
-                engine = parent / self.engine_dir
-                if self.version == 2 and not engine.is_dir():
-                    engine.mkdir(exist_ok=True)
-                    _write(engine / "cgroup.subtree_control", "+memory +cpu +pids")
-                folder = engine / name
-                folder.mkdir(parents=True, exist_ok=True)
-                folders[controller] = folder
+                folders[controller] = self._make_folder(parent / self.engine_dir, name)
             cgroup = AttemptCgroup(self.version, folders, bounds)
             self._bound(cgroup)
         except OSError:
@@ -242,6 +236,24 @@ class Cgroups:
                 _kill_and_remove(folder, time.monotonic() + REMOVE_SECONDS)
             raise
         return cgroup
+
+    def _make_folder(self, engine: Path, name: str) -> Path:
+        """`engine/name`, made with the folders above it. An engine process that closes
+        removes its empty folders (`release`), which may race with another's making them
+        (the folder of all engines is shared on cgroup v1): tried again, a few times."""
+        for tries in range(1, 6):
+            try:
+                if self.version == 2 and not engine.is_dir():
+                    engine.parent.mkdir(exist_ok=True)
+                    engine.mkdir(exist_ok=True)
+                    _write(engine / "cgroup.subtree_control", "+memory +cpu +pids")
+                folder = engine / name
+                folder.mkdir(parents=True, exist_ok=True)
+                return folder
+            except FileNotFoundError:
+                if tries == 5:
+                    raise
+        raise AssertionError("unreachable")
 
     def _bound(self, cgroup: AttemptCgroup) -> None:
         b = cgroup.bounds
