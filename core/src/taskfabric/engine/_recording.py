@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taskfabric.engine._handles import handle_recorder
-from taskfabric.engine._state import RUNNING, TERMINAL, NodeState
+from taskfabric.engine._state import RUNNING, SUCCEEDED, TERMINAL, NodeState
 from taskfabric.engine._util import CancelRequested
 from taskfabric.logs import get_logger
 from taskfabric.metadata import (
@@ -30,6 +30,9 @@ from taskfabric.metadata import (
 from taskfabric.plugin_api import LogLink, NodeEvent
 
 log = get_logger("taskfabric.engine")
+
+#: the phases of a map item that its row alone records (no event): see `Recorder.node`
+_ITEM_PHASES_WITHOUT_EVENT = frozenset({RUNNING, SUCCEEDED})
 
 
 class Recorder:
@@ -96,7 +99,13 @@ class Recorder:
                 cache_status=ns.cache_status,
             )
         )
-        self._batch.event(EventRecord(execution_id, ns.full_id, ns.attempt, ns.phase, now, message))
+        if message or ns.kind != "map_item" or ns.phase not in _ITEM_PHASES_WITHOUT_EVENT:
+            # A map item's start and success are its row's phase and times: no event row
+            # each (a map of a million items would write two million); its waits, retries,
+            # failures, skips and aborts are events as any node's.
+            self._batch.event(
+                EventRecord(execution_id, ns.full_id, ns.attempt, ns.phase, now, message)
+            )
         if ns.phase in TERMINAL:
             self._active.pop(ns.full_id, None)
         else:
