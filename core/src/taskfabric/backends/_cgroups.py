@@ -101,29 +101,29 @@ def _pids_of(folder: Path) -> list[int]:
 
 
 def _kill_and_remove(folder: Path, deadline: float) -> bool:
-    """SIGKILL what runs in cgroup `folder` (and its children), then remove it."""
-    if not folder.is_dir():
-        return True
-    for child in [p for p in folder.iterdir() if p.is_dir()]:
-        _kill_and_remove(child, deadline)
-    kill_file = folder / "cgroup.kill"  # v2, Linux 5.14: every process at once
-    if kill_file.exists():
-        with contextlib.suppress(OSError):
-            _write(kill_file, "1")
+    """Remove cgroup `folder`: at once when it is empty (an attempt that ended); else SIGKILL
+    what runs in it, remove the cgroups below it, and try again until `deadline`."""
     pause = threading.Event()
     while True:
+        try:
+            folder.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            pass  # EBUSY: processes in it (or just forked, or not yet gone), or cgroups below
         pids = _pids_of(folder)
+        kill_file = folder / "cgroup.kill"  # v2, Linux 5.14: every process at once
+        if pids and kill_file.exists():
+            with contextlib.suppress(OSError):
+                _write(kill_file, "1")
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         if not pids:
-            try:
-                folder.rmdir()
-                return True
-            except FileNotFoundError:
-                return True
-            except OSError:
-                pass  # EBUSY: a process that was just forked, or not yet gone
+            with contextlib.suppress(OSError):
+                for child in [p for p in folder.iterdir() if p.is_dir()]:
+                    _kill_and_remove(child, deadline)
         if time.monotonic() > deadline:
             log.warning("cgroup not removed: its processes did not end", cgroup=str(folder))
             return False
