@@ -296,17 +296,32 @@ def test_the_cgroups_of_a_killed_engine_are_removed_at_the_next_start(
     assert [p / own for p in host.parents.values() if (p / own).exists()] == []
 
 
-def test_plugins_check_says_which_bounds_are_in_force(host: Cgroups, tmp_path: Path) -> None:
+def test_the_backend_says_which_bounds_are_in_force(host: Cgroups, tmp_path: Path) -> None:
+    """What `taskfabric plugins check` ends its line with (test_sandbox_forkserver.py runs
+    the check) and the `sandbox bounds` log line say."""
     with use_plugins(Plugins(autoload=False)):
-        engine = _engine(tmp_path)
+        engine = _engine(tmp_path, cgroups="auto")
         try:
             backend = engine.backends.named("conformance")
             assert isinstance(backend, SandboxBackend)
-            result = backend.check()
+            assert backend.cgroups is host
+            said = host.describe()
         finally:
             engine.close()
-    assert result.ok, result.message
-    assert f"cgroup v{host.version} per attempt under " in result.message
+        off = _engine(tmp_path, cgroups="off")
+        try:
+            backend = off.backends.named("conformance")
+            assert isinstance(backend, SandboxBackend)
+            assert backend.cgroups is None
+            said_off = backend._no_cgroups()
+        finally:
+            off.close()
+    where = ", ".join(sorted(str(p) for p in host.parents.values()))
+    assert said == (
+        f"cgroup v{host.version} per attempt under {where}: memory of all its processes "
+        "together, CPU quota and processes bounded"
+    )
+    assert said_off.startswith("cgroups = off: each attempt is bounded by per-process rlimits")
 
 
 def test_a_server_that_requires_cgroups_refuses_to_start_without(
