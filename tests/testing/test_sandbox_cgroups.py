@@ -21,12 +21,13 @@ from typing import Any
 import pytest
 
 from taskfabric.backends._cgroups import Cgroups, cgroups
+from taskfabric.backends._limits import limits_of
 from taskfabric.backends._pids import ProcessIdentity
 from taskfabric.backends._sandbox import SandboxBackend
 from taskfabric.config import load_config
 from taskfabric.engine import Engine
 from taskfabric.plugins import Plugins, use_plugins
-from taskfabric.sdk import task, workflow
+from taskfabric.sdk import Resources, task, workflow
 from taskfabric.testing._harness import config_text, launch
 
 MiB = 2**20
@@ -139,11 +140,13 @@ def test_the_attempts_processes_together_are_bounded(
     assert _attempt_folders(host) == []
 
 
+@pytest.mark.parametrize("engine", [False], indirect=True, ids=["bwrap"])
 def test_a_fork_bomb_reaches_the_cgroups_process_bound(
     engine: tuple[Engine, bool], host: Cgroups
 ) -> None:
     """With bubblewrap under a root engine, RLIMIT_NPROC does not hold (the kernel does not
-    count root's processes): the cgroup's bound does."""
+    count root's processes): the cgroup's bound does. (Through the fork server the attempt
+    runs as user 65534, where RLIMIT_NPROC holds first: test_sandbox_limits.py.)"""
     result = launch(engine[0], forker_wf, {}, task_type="python", deadline=300)
     assert result.phase == "FAILED", result
     assert result.error is not None
@@ -195,6 +198,16 @@ def fast() -> int:
 """
 
 
+_BOUND_FILES = (
+    "memory.limit_in_bytes",
+    "cpu.cfs_quota_us",
+    "cpu.cfs_period_us",
+    "memory.max",
+    "cpu.max",
+    "pids.max",
+)
+
+
 def _until(what: str, check: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
     end = time.monotonic() + 120
     while not check():
@@ -212,7 +225,7 @@ def test_the_cgroups_of_a_killed_engine_are_removed_at_the_next_start(
     config.write_text(
         config_text(
             data_root=tmp_path / "data",
-            backend={"driver": "sandbox", "cgroups": "required", "memory": "256Mi"},
+            backend={"driver": "sandbox", "cgroups": "required", "memory": "256Mi", "cpus": 0.5},
             task_type="python",
             parallelism=1,
         )
@@ -238,6 +251,7 @@ def test_the_cgroups_of_a_killed_engine_are_removed_at_the_next_start(
     assert identity is not None
     folders = [p / f"{engine.pid}-{identity.start}" for p in host.parents.values()]
     running: list[ProcessIdentity] = []
+    bounds: dict[str, str] = {}
 
     def attempt_runs() -> bool:
         """Every hierarchy has the attempt's cgroup, holding its processes."""
@@ -250,11 +264,23 @@ def test_the_cgroups_of_a_killed_engine_are_removed_at_the_next_start(
             if len(pids) < 2:  # the fork server's child that watches it, and the attempt
                 return False
             found += [int(p) for p in pids]
+            for name in _BOUND_FILES:
+                if (attempts[0] / name).exists():
+                    bounds[name] = (attempts[0] / name).read_text().strip()
         identities = [ProcessIdentity.of(pid) for pid in sorted(set(found))]
         running[:] = [i for i in identities if i is not None]
         return True
 
     _until("the attempt's cgroup never held its processes", attempt_runs, engine)
+    # Its bounds, as the settings say: 256 MiB, half a CPU, 4096 processes (none set).
+    if host.version == 1:
+        assert bounds["memory.limit_in_bytes"] == str(256 * MiB)
+        assert bounds["cpu.cfs_quota_us"] == "50000"
+        assert bounds["cpu.cfs_period_us"] == "100000"
+    else:
+        assert bounds["memory.max"] == str(256 * MiB)
+        assert bounds["cpu.max"] == "50000 100000"
+    assert bounds["pids.max"] == "4096"
     engine.send_signal(signal.SIGKILL)
     engine.communicate()
     assert all(f.is_dir() for f in folders)  # left by the killed engine
@@ -272,17 +298,32 @@ def test_the_cgroups_of_a_killed_engine_are_removed_at_the_next_start(
     assert [p / own for p in host.parents.values() if (p / own).exists()] == []
 
 
-def test_plugins_check_says_which_bounds_are_in_force(host: Cgroups, tmp_path: Path) -> None:
+def test_the_backend_says_which_bounds_are_in_force(host: Cgroups, tmp_path: Path) -> None:
+    """What `taskfabric plugins check` ends its line with (test_sandbox_forkserver.py runs
+    the check) and the `sandbox bounds` log line say."""
     with use_plugins(Plugins(autoload=False)):
-        engine = _engine(tmp_path)
+        engine = _engine(tmp_path, cgroups="auto")
         try:
             backend = engine.backends.named("conformance")
             assert isinstance(backend, SandboxBackend)
-            result = backend.check()
+            assert backend.cgroups is host
+            said = host.describe()
         finally:
             engine.close()
-    assert result.ok, result.message
-    assert f"cgroup v{host.version} per attempt under " in result.message
+        off = _engine(tmp_path, cgroups="off")
+        try:
+            backend = off.backends.named("conformance")
+            assert isinstance(backend, SandboxBackend)
+            assert backend.cgroups is None
+            said_off = backend._no_cgroups()
+        finally:
+            off.close()
+    where = ", ".join(sorted(str(p) for p in host.parents.values()))
+    assert said == (
+        f"cgroup v{host.version} per attempt under {where}: memory of all its processes "
+        "together, CPU quota and processes bounded"
+    )
+    assert said_off.startswith("cgroups = off: each attempt is bounded by per-process rlimits")
 
 
 def test_a_server_that_requires_cgroups_refuses_to_start_without(
@@ -307,4 +348,33 @@ def test_a_server_that_requires_cgroups_refuses_to_start_without(
     assert str(raised.value).startswith(
         "[backends.conformance]: backend 'conformance' (driver sandbox) has cgroups = "
         '"required", but this host gives it none: no cgroup file system. Run the server as root'
+    )
+
+
+def test_a_tasks_cpu_limit_is_its_cpu_quota() -> None:
+    @task(limits=Resources(cpu="250m"))
+    def quarter() -> None: ...
+
+    @task
+    def any_task() -> None: ...
+
+    common: dict[str, Any] = {"cpu_seconds": 0, "memory": "", "processes": 0, "disk": ""}
+    assert limits_of(quarter.template(), backend="box", cpus=2, **common).cpus == 0.25
+    assert limits_of(any_task.template(), backend="box", cpus=2, **common).cpus == 2
+
+
+def test_cgroup_v2_without_its_controllers_is_not_used() -> None:
+    """This host's cgroup v2 hierarchy (hybrid: /sys/fs/cgroup/unified) has none of the
+    controllers the sandbox needs (they are v1's here): detected as such, with the reason (on
+    a pure cgroup v2 host, its root has them)."""
+    unified = Path("/sys/fs/cgroup/unified")
+    controllers = unified / "cgroup.controllers"
+    if not controllers.exists() or {"memory", "cpu", "pids"} & set(controllers.read_text().split()):
+        pytest.skip("no hybrid cgroup v2 hierarchy (without memory, cpu, pids) here")
+    found = cgroups(unified)
+    assert not found.available
+    assert found.reason == "cgroup v2 without the cpu, memory, pids controller(s)"
+    assert found.describe().startswith(
+        "no cgroup (cgroup v2 without the cpu, memory, pids controller(s)): each attempt is "
+        "bounded by per-process rlimits only"
     )

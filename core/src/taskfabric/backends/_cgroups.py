@@ -8,8 +8,9 @@ Detected once per process, in this order:
   `cpu.max`, `pids.max`, in a subtree of this process's own cgroup (a delegated one under
   systemd, `Delegate=yes`, or the root when run as root): `<own>/taskfabric/...`. A cgroup
   with processes may not enable controllers for its children, so when the own cgroup does
-  not have them already this process moves itself into a leaf `<own>/taskfabric-engine`
-  first (only itself: when others share the cgroup it says so and uses none);
+  not have them already its processes (the server's, in its delegated cgroup) move into a
+  leaf `<own>/taskfabric-engine` first; a process started from there (a worker) uses the
+  same `<own>/taskfabric`;
 - cgroup v1 (hierarchies `memory`, `cpu`, `pids` under `/sys/fs/cgroup`):
   `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes`, `cpu.cfs_quota_us`, `pids.max`,
   in each hierarchy below this process's own cgroup there;
@@ -101,29 +102,29 @@ def _pids_of(folder: Path) -> list[int]:
 
 
 def _kill_and_remove(folder: Path, deadline: float) -> bool:
-    """SIGKILL what runs in cgroup `folder` (and its children), then remove it."""
-    if not folder.is_dir():
-        return True
-    for child in [p for p in folder.iterdir() if p.is_dir()]:
-        _kill_and_remove(child, deadline)
-    kill_file = folder / "cgroup.kill"  # v2, Linux 5.14: every process at once
-    if kill_file.exists():
-        with contextlib.suppress(OSError):
-            _write(kill_file, "1")
+    """Remove cgroup `folder`: at once when it is empty (an attempt that ended); else SIGKILL
+    what runs in it, remove the cgroups below it, and try again until `deadline`."""
     pause = threading.Event()
     while True:
+        try:
+            folder.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            pass  # EBUSY: processes in it (or just forked, or not yet gone), or cgroups below
         pids = _pids_of(folder)
+        kill_file = folder / "cgroup.kill"  # v2, Linux 5.14: every process at once
+        if pids and kill_file.exists():
+            with contextlib.suppress(OSError):
+                _write(kill_file, "1")
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         if not pids:
-            try:
-                folder.rmdir()
-                return True
-            except FileNotFoundError:
-                return True
-            except OSError:
-                pass  # EBUSY: a process that was just forked, or not yet gone
+            with contextlib.suppress(OSError):
+                for child in [p for p in folder.iterdir() if p.is_dir()]:
+                    _kill_and_remove(child, deadline)
         if time.monotonic() > deadline:
             log.warning("cgroup not removed: its processes did not end", cgroup=str(folder))
             return False
@@ -306,48 +307,49 @@ def _usable(folder: Path) -> str:
 
 
 def _detect_v2(root: Path) -> Cgroups:
-    own = root / _own_cgroups().get("", "/").lstrip("/")
     needed = {"memory", "cpu", "pids"}
     available = set((root / "cgroup.controllers").read_text().split())
     if not needed <= available:
         missing = ", ".join(sorted(needed - available))
         return Cgroups(0, {}, f"cgroup v2 without the {missing} controller(s)")
-    if not needed <= set((own / "cgroup.controllers").read_text().split()):
+    base = root / _own_cgroups().get("", "/").lstrip("/")
+    if base.name == ENGINE_LEAF:  # moved there by this server (a worker started from it)
+        base = base.parent
+    if not needed <= set((base / "cgroup.controllers").read_text().split()):
         return Cgroups(
             0,
             {},
-            f"cgroup v2: {own} was not delegated the memory, cpu and pids controllers "
+            f"cgroup v2: {base} was not delegated the memory, cpu and pids controllers "
             "(systemd: Delegate=yes in the server's unit)",
         )
-    enabled = set((own / "cgroup.subtree_control").read_text().split())
-    if not needed <= enabled and own != root:
-        # A cgroup with processes may not enable controllers for its children: move this
-        # process (only it) into a leaf of its own first.
-        others = [p for p in _pids_of(own) if p != os.getpid()]
-        if others:
-            return Cgroups(
-                0,
-                {},
-                f"cgroup v2: {own} holds other processes than the engine ({len(others)}); "
-                "give the server a cgroup of its own (systemd: Delegate=yes)",
-            )
+    if not needed <= set((base / "cgroup.subtree_control").read_text().split()):
+        if base != root:
+            # A cgroup with processes may not enable controllers for its children: its
+            # processes (the server's, in its delegated cgroup) move into a leaf first.
+            leaf = base / ENGINE_LEAF
+            try:
+                leaf.mkdir(exist_ok=True)
+                for _ in range(10):
+                    pids = _pids_of(base)
+                    if not pids:
+                        break
+                    for pid in pids:
+                        with contextlib.suppress(ProcessLookupError):
+                            _write(leaf / "cgroup.procs", str(pid))
+            except OSError as exc:
+                return Cgroups(0, {}, f"cgroup v2: cannot move the engine into {leaf}: {exc}")
         try:
-            leaf = own / ENGINE_LEAF
-            leaf.mkdir(exist_ok=True)
-            _write(leaf / "cgroup.procs", str(os.getpid()))
+            _write(base / "cgroup.subtree_control", "+memory +cpu +pids")
         except OSError as exc:
-            return Cgroups(0, {}, f"cgroup v2: cannot move the engine into {leaf}: {exc}")
-    try:
-        if not needed <= enabled:
-            _write(own / "cgroup.subtree_control", "+memory +cpu +pids")
-        parent = own / FOLDER
-        reason = _usable(parent)
-        if not reason:
-            _write(parent / "cgroup.subtree_control", "+memory +cpu +pids")
-    except OSError as exc:
-        return Cgroups(0, {}, f"cgroup v2: cannot enable controllers under {own}: {exc}")
+            return Cgroups(0, {}, f"cgroup v2: cannot enable controllers under {base}: {exc}")
+    parent = base / FOLDER
+    reason = _usable(parent)
     if reason:
         return Cgroups(0, {}, reason)
+    try:
+        _write(parent / "cgroup.subtree_control", "+memory +cpu +pids")
+    except OSError as exc:
+        return Cgroups(0, {}, f"cgroup v2: cannot enable controllers under {parent}: {exc}")
     return Cgroups(2, {"": parent}, "")
 
 
@@ -379,7 +381,7 @@ def cgroups(root: Path = ROOT) -> Cgroups:
             found = _detect_v1(root)
         else:
             found = Cgroups(0, {}, f"no cgroup file system at {root}")
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         found = Cgroups(0, {}, f"cannot read {root}: {exc}")
     log.info("sandbox cgroups", bounds=found.describe())
     return found
