@@ -90,8 +90,14 @@ class Runner:
         reattach: Mapping[str, Reattach] | None = None,
         code_path: tuple[str, ...] = (),
         stop: threading.Event | None = None,
+        record_end: bool = False,
     ) -> None:
+        """With `record_end`, a run that reaches its end commits the execution's end (phase,
+        error, owner released) in one transaction with its last transitions
+        (`end_recorded` then says so); else the caller records it."""
         self._execution_id = execution_id
+        self._record_end = record_end
+        self.end_recorded = False
         # Set when the engine process stops: the loop leaves (EngineShutdown) within a turn.
         self._stop = stop
         # Attempts a stopped engine process left running with a handle, by node id: their
@@ -493,7 +499,10 @@ class Runner:
         if self.outcome is None:
             self.outcome = RunOutcome(FAILED, None, self._failing)
         attempts.release_pools()
+        if self._record_end:
+            recorder.execution_end(self.outcome.phase, self.outcome.error)
         recorder.flush(force=True)
+        self.end_recorded = self._record_end
         self._documents.close()
         return self.outcome
 
