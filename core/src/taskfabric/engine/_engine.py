@@ -27,7 +27,7 @@ from taskfabric.engine._owners import new_execution_id, owner_is_dead, this_owne
 from taskfabric.engine._pooling import EnginePools
 from taskfabric.engine._results import ExecutionResult, error_text
 from taskfabric.engine._runner import Runner
-from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED
+from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED, PriorItems
 from taskfabric.engine._util import EngineShutdown
 from taskfabric.errors import TaskfabricError
 from taskfabric.logs import bind_contextvars, get_logger, unbind_contextvars
@@ -341,6 +341,7 @@ class Engine:
         on_event: Callable[[NodeEvent], None] | None,
         *,
         overwrite_cache: bool = False,
+        prior_items: PriorItems | None = None,
         reattach: Mapping[str, Reattach] | None = None,
         claimed_at: float | None = None,
         code_path: tuple[str, ...] = (),
@@ -375,6 +376,7 @@ class Engine:
             heartbeat_seconds=self.config.engine.heartbeat_seconds,
             commit_seconds=self.config.engine.commit_seconds,
             prior_nodes=prior,
+            prior_items=prior_items,
             on_event=on_event,
             literals=self.literals,
             catalog=self.catalog,
@@ -567,6 +569,7 @@ class Engine:
         inputs = types_pb2.LiteralMap()
         inputs.ParseFromString(self.literals.get(rec.inputs_uri))
         prior = {n.node_id: n for n in self.metadata.prior_nodes(rec.id)}
+        prior_items = PriorItems(self.metadata.prior_items(rec.id))
         # Leases and queue places of the engine that ran it before are void now.
         self.pools.release_execution(rec.id)
         batch = Batch()
@@ -578,11 +581,8 @@ class Engine:
             batch.update_execution(rec.id, phase=RUNNING, finished_at=None, error=None)
             batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"resumed by {this_owner()}"))
         self.metadata.apply(batch)
-        log.info(
-            "resuming execution",
-            execution_id=rec.id,
-            succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
-        )
+        succeeded = sum(n.phase == SUCCEEDED for n in prior.values()) + prior_items.succeeded
+        log.info("resuming execution", execution_id=rec.id, succeeded=succeeded)
         # a cancel requested since the claim (while this process loaded the code) counts
         return self._run(
             rec,
@@ -591,6 +591,7 @@ class Engine:
             task_defs,
             prior,
             on_event,
+            prior_items=prior_items,
             reattach=reattach,
             claimed_at=now,
             code_path=code_path,
