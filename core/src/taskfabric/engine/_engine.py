@@ -27,7 +27,7 @@ from taskfabric.engine._owners import new_execution_id, owner_is_dead, this_owne
 from taskfabric.engine._pooling import EnginePools
 from taskfabric.engine._results import ExecutionResult, error_text
 from taskfabric.engine._runner import Runner
-from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED, PriorItems
+from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from taskfabric.engine._util import EngineShutdown
 from taskfabric.errors import TaskfabricError
 from taskfabric.logs import bind_contextvars, get_logger, unbind_contextvars
@@ -341,7 +341,6 @@ class Engine:
         on_event: Callable[[NodeEvent], None] | None,
         *,
         overwrite_cache: bool = False,
-        prior_items: PriorItems | None = None,
         reattach: Mapping[str, Reattach] | None = None,
         claimed_at: float | None = None,
         code_path: tuple[str, ...] = (),
@@ -376,7 +375,6 @@ class Engine:
             heartbeat_seconds=self.config.engine.heartbeat_seconds,
             commit_seconds=self.config.engine.commit_seconds,
             prior_nodes=prior,
-            prior_items=prior_items,
             on_event=on_event,
             literals=self.literals,
             catalog=self.catalog,
@@ -566,23 +564,83 @@ class Engine:
             error = {"kind": "system", "code": "CodeNotIsolated", "message": str(refused)}
             self._finish(rec.id, FAILED, error)
             raise refused
+        return self._start_claimed(
+            rec,
+            compiled,
+            task_defs,
+            code_path,
+            now,
+            start="started" if queued else "resumed",
+            fresh=False,
+            on_event=on_event,
+            stop=stop,
+        )
+
+    def run_claimed(
+        self, rec: ExecutionRecord, *, fresh: bool, stop: threading.Event | None = None
+    ) -> ExecutionResult:
+        """Run an execution this process took from the queue (`MetadataStore.claim_queued`:
+        RUNNING, owned by this process, its start recorded). A `fresh` one (no node rows:
+        it never ran) skips the reads and the writes of a resume; one put back in the queue
+        by a recover is resumed, its succeeded nodes kept. `stop` as for `resume`.
+
+        Raises before the run begins (its documents unreadable, say) with the execution
+        still claimed: the caller puts it back in the queue (`MetadataStore.unclaim`)."""
+        claimed_at = rec.heartbeat_at if rec.heartbeat_at is not None else time.time()
+        compiled = self.load_compiled(rec)
+        bundles = self.work_root / "bundles"
+        task_defs = (
+            {} if self.isolate_code else load_tasks(rec, compiled, None, self.store, bundles)
+        )
+        code_path = code_path_of(rec.code, self.store, bundles)
+        try:
+            self.check_backends(compiled, rec.project)
+        except CodeNotIsolatedError as exc:
+            error = {"kind": "system", "code": "CodeNotIsolated", "message": str(exc)}
+            self._finish(rec.id, FAILED, error)
+            raise
+        return self._start_claimed(
+            rec, compiled, task_defs, code_path, claimed_at, start="", fresh=fresh, stop=stop
+        )
+
+    def _start_claimed(
+        self,
+        rec: ExecutionRecord,
+        compiled: workflow_pb2.CompiledWorkflow,
+        task_defs: Mapping[str, Any],
+        code_path: tuple[str, ...],
+        now: float,
+        *,
+        start: str,
+        fresh: bool,
+        on_event: Callable[[NodeEvent], None] | None = None,
+        stop: threading.Event | None,
+    ) -> ExecutionResult:
+        """Run an execution this process has claimed (at `now`): unless `fresh` (it never
+        ran), void what its previous engine left (attempts still running, pool leases) and
+        record its `start` ('started', 'resumed'; '' when the claim recorded it)."""
         inputs = types_pb2.LiteralMap()
         inputs.ParseFromString(self.literals.get(rec.inputs_uri))
-        prior = {n.node_id: n for n in self.metadata.prior_nodes(rec.id)}
-        prior_items = PriorItems(self.metadata.prior_items(rec.id))
-        # Leases and queue places of the engine that ran it before are void now.
-        self.pools.release_execution(rec.id)
-        batch = Batch()
-        reattach = left_running(self.metadata.attempts(rec.id, phase=RUNNING), batch, now)
-        if queued:
-            batch.update_execution(rec.id, phase=RUNNING, started_at=now)
-            batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"started by {this_owner()}"))
-        else:
-            batch.update_execution(rec.id, phase=RUNNING, finished_at=None, error=None)
-            batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"resumed by {this_owner()}"))
-        self.metadata.apply(batch)
-        succeeded = sum(n.phase == SUCCEEDED for n in prior.values()) + prior_items.succeeded
-        log.info("resuming execution", execution_id=rec.id, succeeded=succeeded)
+        prior: dict[str, Any] = {}
+        reattach: dict[str, Reattach] = {}
+        if not fresh:
+            prior = {n.node_id: n for n in self.metadata.prior_nodes(rec.id)}
+            # Leases and queue places of the engine that ran it before are void now.
+            self.pools.release_execution(rec.id)
+            batch = Batch()
+            reattach = left_running(self.metadata.attempts(rec.id, phase=RUNNING), batch, now)
+            if start == "started":
+                batch.update_execution(rec.id, phase=RUNNING, started_at=now)
+            elif start:
+                batch.update_execution(rec.id, phase=RUNNING, finished_at=None, error=None)
+            if start:
+                batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"{start} by {this_owner()}"))
+            self.metadata.apply(batch)
+            log.info(
+                "resuming execution",
+                execution_id=rec.id,
+                succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
+            )
         # a cancel requested since the claim (while this process loaded the code) counts
         return self._run(
             rec,
@@ -591,7 +649,6 @@ class Engine:
             task_defs,
             prior,
             on_event,
-            prior_items=prior_items,
             reattach=reattach,
             claimed_at=now,
             code_path=code_path,

@@ -78,7 +78,6 @@ class Runner:
         parallelism: int,
         heartbeat_seconds: float,
         prior_nodes: Mapping[str, NodeRecord] | None = None,
-        prior_items: PriorItems | None = None,
         on_event: Callable[[NodeEvent], None] | None = None,
         literals: PackStore | None = None,
         catalog: Catalog | None = None,
@@ -101,7 +100,13 @@ class Runner:
         self._reattach = dict(reattach or {})
         self._task_defs = task_defs
         self._prior = dict(prior_nodes or {})
-        self._prior_items = prior_items or PriorItems()
+        # A resume of a run that had started a map: what its items recorded, kept compactly
+        # (`MetadataStore.prior_items` reads only what a resume uses of them).
+        self._prior_items = PriorItems(
+            metadata.prior_items(execution_id)
+            if any(n.kind == "map" for n in self._prior.values())
+            else ()
+        )
         self._tasks = {t.id.name: t for t in compiled.tasks}
         self._heartbeat_seconds = heartbeat_seconds
         # nodes whose upstream nodes all succeeded, in the order they became ready
