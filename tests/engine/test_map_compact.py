@@ -14,7 +14,7 @@ import pytest
 from taskfabric import map_task, task, workflow
 from taskfabric.config import Config, EngineConfig, MetadataConfig, StorageConfig
 from taskfabric.engine import Engine
-from taskfabric.engine._state import NodeState
+from taskfabric.engine._state import NodeState, PriorItems
 from taskfabric.metadata import NodeRecord
 
 N = 1_000
@@ -181,3 +181,24 @@ def test_items_are_cached_one_by_one(tmp_path: Path) -> None:
         assert len(status) == 310 and all(n.phase == "SUCCEEDED" for n in items)
         assert {status[i] for i in range(300)} == {"hit"}
         assert {status[i] for i in range(300, 310)} == {"written"}
+
+
+def test_a_resume_keeps_each_recorded_item_as_its_attempts_and_outputs_uri() -> None:
+    pack = "file:///data/executions/e/packs/host-1-abc.pack"
+    prior = PriorItems(
+        [
+            ("n1[0]", "SUCCEEDED", 1, f"{pack}#0+12"),
+            ("n1[7]", "SUCCEEDED", 2, f"{pack}#12+9"),
+            ("n1[3]", "FAILED", 2, f"{pack}#40+9"),  # an outputs URI of a failed attempt
+            ("n2/n0[1]", "SUCCEEDED", 1, "s3://bucket/e/nodes/n2/n0/1/outputs.pb"),
+            ("n2/n0[2]", "SUCCEEDED", 0, ""),  # a succeeded row without outputs
+        ]
+    )
+    assert prior.get("n1", 0) == (1, f"{pack}#0+12")
+    assert prior.get("n1", 7) == (2, f"{pack}#12+9")
+    assert prior.get("n1", 3) == (2, "")  # runs again, its attempt numbers going on
+    assert prior.get("n2/n0", 1) == (1, "s3://bucket/e/nodes/n2/n0/1/outputs.pb")
+    assert prior.get("n2/n0", 2) == (0, "")
+    assert prior.get("n1", 1) is None and prior.get("n9", 0) is None
+    assert prior.succeeded == 3 and prior
+    assert not PriorItems()

@@ -7,7 +7,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from taskfabric.metadata._records import (
     MapItemsQueued,
     MapItemsStopped,
     NodeRecord,
+    PriorItem,
 )
 from taskfabric.metadata._revision import HEAD_REVISION
 
@@ -741,16 +742,31 @@ class MetadataStore:
         return [_decode(NodeRecord, r) for r in rows]
 
     def prior_nodes(self, execution_id: str) -> list[NodeRecord]:
-        """The node rows a resume of the execution reads: all but the map items that never
-        had an attempt and did not succeed (queued, or skipped or aborted in bulk), which
-        hold nothing a resume uses; a big map resumed early loads few of its rows."""
+        """The node rows a resume of the execution reads, map items excepted (`prior_items`
+        reads what a resume uses of theirs)."""
         t = s.node_executions
-        unused = (t.c.kind == "map_item") & (t.c.attempts == 0) & (t.c.phase != "SUCCEEDED")
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t).where(t.c.execution_id == execution_id, sa.not_(unused))
+                sa.select(t).where(t.c.execution_id == execution_id, t.c.kind != "map_item")
             ).all()
         return [_decode(NodeRecord, r) for r in rows]
+
+    def prior_items(self, execution_id: str, chunk: int = 10_000) -> Iterator[PriorItem]:
+        """What a resume uses of the execution's map items: `(node_id, phase, attempts,
+        outputs_uri)` of each item that succeeded or had an attempt (those queued, skipped
+        or aborted in bulk hold nothing it uses), read `chunk` rows at a time, so a map of
+        a million items resumed late never has a million full rows in memory."""
+        t = s.node_executions
+        q = sa.select(t.c.node_id, t.c.phase, t.c.attempts, t.c.outputs_uri).where(
+            t.c.execution_id == execution_id,
+            t.c.kind == "map_item",
+            (t.c.attempts > 0) | (t.c.phase == "SUCCEEDED"),
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=chunk).execute(q)
+            for rows in result.partitions():
+                for node_id, phase, attempts, outputs_uri in rows:
+                    yield PriorItem(node_id, phase, attempts or 0, outputs_uri or "")
 
     def attempts(
         self, execution_id: str, node_id: str | None = None, *, phase: str | None = None
