@@ -490,6 +490,11 @@ def _supervise(
     os.setsid()
     sock.sendall(f"pid {os.getpid()}\n".encode())
     request = read_request(sock)
+    # Into the attempt's cgroup (bounds on the memory of all its processes together, on its
+    # CPU and processes) before anything of the attempt exists: its processes are forked
+    # from this one, and the cgroup namespace made below has this cgroup as its root.
+    for procs in request.get("cgroup", ()):
+        _write(procs, str(os.getpid()))
     plan = _Plan(request["bwrap"])
     flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     flags |= CLONE_NEWCGROUP | (0 if plan.share_net else CLONE_NEWNET)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,3 +140,51 @@ class NodeState:
         return f"{self.scope_execution_id}/{self.full_id}/{self.attempt}"
 
     scope_execution_id: str = ""
+
+
+class PriorItems:
+    """What a resumed execution knows of its maps' items from before: each item that
+    succeeded (its outputs' URI) or had attempts (their count), kept compactly for maps of
+    a million items resumed late: per map, one short string per such item, with the pack
+    segment a URI points into stored once (`file:///.../packs/<segment>.pack`, then
+    `#<offset>+<length>` per item)."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, int, str]] = ()) -> None:
+        """`rows`: each item's (node_id, phase, attempts, outputs_uri), `add`ed."""
+        #: map node id -> item index -> "<attempts> <segment number or -1> <rest of the URI>"
+        self._maps: dict[str, dict[int, str]] = {}
+        self._segments: dict[str, int] = {}
+        self._segment_uris: list[str] = []
+        self.succeeded = 0
+        for row in rows:
+            self.add(*row)
+
+    def __bool__(self) -> bool:
+        return bool(self._maps)
+
+    def add(self, node_id: str, phase: str, attempts: int, outputs_uri: str) -> None:
+        """One item's row (`MetadataStore.prior_items`)."""
+        parent, _, index = node_id.rpartition("[")
+        uri = outputs_uri if phase == SUCCEEDED else ""
+        segment = -1
+        base, sep, frag = uri.partition("#")
+        if sep:
+            found = self._segments.get(base)
+            if found is None:
+                found = self._segments[base] = len(self._segment_uris)
+                self._segment_uris.append(base)
+            segment, uri = found, frag
+        self.succeeded += bool(outputs_uri) and phase == SUCCEEDED
+        self._maps.setdefault(parent, {})[int(index[:-1])] = f"{attempts} {segment} {uri}"
+
+    def get(self, map_id: str, index: int) -> tuple[int, str] | None:
+        """Item `index` of map `map_id`: its attempts and the URI of its outputs ("" unless
+        it succeeded); None when it had neither."""
+        items = self._maps.get(map_id)
+        found = items.get(index) if items is not None else None
+        if found is None:
+            return None
+        attempts, segment, uri = found.split(" ", 2)
+        if segment != "-1":
+            uri = f"{self._segment_uris[int(segment)]}#{uri}"
+        return int(attempts), uri
