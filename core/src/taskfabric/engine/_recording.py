@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from taskfabric.engine._handles import handle_recorder
+from taskfabric.engine._results import error_text
 from taskfabric.engine._state import RUNNING, SUCCEEDED, TERMINAL, NodeState
 from taskfabric.engine._util import CancelRequested
 from taskfabric.logs import get_logger
@@ -69,6 +70,8 @@ class Recorder:
         self._last_cancel_check = 0.0
         if cancels_since is not None:  # cancel requests count from the claim, not from now
             self._started = min(self._started, cancels_since)
+            # the claim wrote a heartbeat: the next is due a heartbeat's interval after it
+            self._last_heartbeat = cancels_since
 
     # -- what is written ---------------------------------------------------------------
 
@@ -203,6 +206,21 @@ class Recorder:
     def execution(self, **values: Any) -> None:
         """Update columns of the execution's row."""
         self._batch.update_execution(self._execution_id, **values)
+
+    def execution_end(self, phase: str, error: dict[str, Any] | None) -> None:
+        """Record the execution's end (committed with the next flush): its phase and error,
+        and its owner released."""
+        now = time.time()
+        self._batch.update_execution(
+            self._execution_id,
+            phase=phase,
+            finished_at=now,
+            error=error,
+            owner="",
+            heartbeat_at=now,
+        )
+        message = error_text(error) if error else ""
+        self._batch.event(EventRecord(self._execution_id, "", 0, phase, now, message))
 
     # -- state -------------------------------------------------------------------------
 

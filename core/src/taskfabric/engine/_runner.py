@@ -50,6 +50,7 @@ from taskfabric.engine._util import (
     CancelRequested,
     EngineShutdown,
     RunOutcome,
+    database_out_of_reach,
     error_dict,
     system_error,
 )
@@ -91,8 +92,14 @@ class Runner:
         reattach: Mapping[str, Reattach] | None = None,
         code_path: tuple[str, ...] = (),
         stop: threading.Event | None = None,
+        record_end: bool = False,
     ) -> None:
+        """With `record_end`, a run that reaches its end commits the execution's end (phase,
+        error, owner released) in one transaction with its last transitions
+        (`end_recorded` then says so); else the caller records it."""
         self._execution_id = execution_id
+        self._record_end = record_end
+        self.end_recorded = False
         # Set when the engine process stops: the loop leaves (EngineShutdown) within a turn.
         self._stop = stop
         # Attempts a stopped engine process left running with a handle, by node id: their
@@ -516,12 +523,26 @@ class Runner:
             recorder.flush(force=True)
             raise
         except BaseException as exc:
+            if database_out_of_reach(exc):
+                # A passing outage of the metadata database (connections exhausted, a
+                # restart) is no reason to lose the execution: stop as on SIGTERM, leaving
+                # it to be resumed (by this process once it reaches the database again, or
+                # by another once the lease lapses).
+                log.warning(
+                    "the metadata database is out of reach: the execution is left to be resumed",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                attempts.stop()
+                raise EngineShutdown from exc
             self.abort(f"engine error: {type(exc).__name__}: {exc}")
             raise
         if self.outcome is None:
             self.outcome = RunOutcome(FAILED, None, self._failing)
         attempts.release_pools()
+        if self._record_end:
+            recorder.execution_end(self.outcome.phase, self.outcome.error)
         recorder.flush(force=True)
+        self.end_recorded = self._record_end
         self._documents.close()
         return self.outcome
 
