@@ -187,6 +187,7 @@ def test_a_resume_keeps_each_recorded_item_as_its_attempts_and_outputs_uri() -> 
     pack = "file:///data/executions/e/packs/host-1-abc.pack"
     prior = PriorItems(
         [
+            ("n1[5000]", "RUNNING", 1, ""),  # rows come in any order
             ("n1[0]", "SUCCEEDED", 1, f"{pack}#0+12"),
             ("n1[7]", "SUCCEEDED", 2, f"{pack}#12+9"),
             ("n1[3]", "FAILED", 2, f"{pack}#40+9"),  # an outputs URI of a failed attempt
@@ -199,6 +200,8 @@ def test_a_resume_keeps_each_recorded_item_as_its_attempts_and_outputs_uri() -> 
     assert prior.get("n1", 3) == (2, "")  # runs again, its attempt numbers going on
     assert prior.get("n2/n0", 1) == (1, "s3://bucket/e/nodes/n2/n0/1/outputs.pb")
     assert prior.get("n2/n0", 2) == (0, "")
-    assert prior.get("n1", 1) is None and prior.get("n9", 0) is None
+    assert prior.get("n1", 5000) == (1, "")
+    assert prior.get("n1", 1) is None and prior.get("n1", 4999) is None
+    assert prior.get("n1", 9000) is None and prior.get("n9", 0) is None
     assert prior.succeeded == 3 and prior
     assert not PriorItems()

@@ -356,3 +356,38 @@ def test_queued_executions_are_claimed_once_oldest_first(
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_database_out_of_reach_mid_run_leaves_the_execution_to_be_resumed(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found with two servers on one PostgreSQL (issue 21): when its connections ran out
+    ("remaining connection slots are reserved"), an engine's read failed mid-run and the
+    execution was ABORTED, a user's work lost to a passing outage. It is left RUNNING with no
+    owner instead, as on SIGTERM, and the next engine resumes it."""
+    import sqlalchemy as sa
+
+    from taskfabric.engine import EngineShutdown
+
+    engine, wf, code, log = setup
+    rec = engine.enqueue(wf.compile(), _inputs(3), project="p", domain="d", name="o", code=code)
+    real = engine.metadata.cancel_requested  # read by the run's loop while it runs
+    calls: list[int] = []
+
+    def out_of_reach(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError(
+                "SELECT ...", {}, Exception("remaining connection slots are reserved")
+            )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.metadata, "cancel_requested", out_of_reach)
+    with pytest.raises(EngineShutdown):
+        engine.resume(rec.id, runnable_only=True)
+    left = engine.metadata.get_execution(rec.id)
+    assert left is not None and (left.phase, left.owner, left.error) == ("RUNNING", "", None)
+    result = engine.resume(rec.id, runnable_only=True)
+    assert result.phase == "SUCCEEDED"
+    out = engine.read_literals(engine.metadata.get_execution(rec.id).outputs_uri)  # type: ignore[union-attr]
+    assert out is not None and out.literals["o0"].integer == 6

@@ -202,6 +202,8 @@ _BOUND_FILES = (
     "memory.limit_in_bytes",
     "cpu.cfs_quota_us",
     "cpu.cfs_period_us",
+    "cpu.shares",
+    "cpu.weight",
     "memory.max",
     "cpu.max",
     "pids.max",
@@ -272,14 +274,17 @@ def test_the_cgroups_of_a_killed_engine_are_removed_at_the_next_start(
         return True
 
     _until("the attempt's cgroup never held its processes", attempt_runs, engine)
-    # Its bounds, as the settings say: 256 MiB, half a CPU, 4096 processes (none set).
+    # Its bounds, as the settings say: 256 MiB, half a CPU (its quota, and its weight: half
+    # the default), 4096 processes (none set).
     if host.version == 1:
         assert bounds["memory.limit_in_bytes"] == str(256 * MiB)
         assert bounds["cpu.cfs_quota_us"] == "50000"
         assert bounds["cpu.cfs_period_us"] == "100000"
+        assert bounds["cpu.shares"] == "512"
     else:
         assert bounds["memory.max"] == str(256 * MiB)
         assert bounds["cpu.max"] == "50000 100000"
+        assert bounds["cpu.weight"] == "50"
     assert bounds["pids.max"] == "4096"
     engine.send_signal(signal.SIGKILL)
     engine.communicate()
@@ -351,16 +356,25 @@ def test_a_server_that_requires_cgroups_refuses_to_start_without(
     )
 
 
-def test_a_tasks_cpu_limit_is_its_cpu_quota() -> None:
+def test_a_tasks_cpu_limit_is_its_cpu_quota_and_its_request_its_weight() -> None:
     @task(limits=Resources(cpu="250m"))
     def quarter() -> None: ...
+
+    @task(requests=Resources(cpu="3"), limits=Resources(cpu="4"))
+    def asks_three() -> None: ...
 
     @task
     def any_task() -> None: ...
 
     common: dict[str, Any] = {"cpu_seconds": 0, "memory": "", "processes": 0, "disk": ""}
-    assert limits_of(quarter.template(), backend="box", cpus=2, **common).cpus == 0.25
-    assert limits_of(any_task.template(), backend="box", cpus=2, **common).cpus == 2
+    limits = limits_of(quarter.template(), backend="box", cpus=2, **common)
+    assert (limits.cpus, limits.cpu_weight) == (0.25, 0.25)
+    limits = limits_of(asks_three.template(), backend="box", cpus=2, **common)
+    assert (limits.cpus, limits.cpu_weight) == (4, 3)
+    limits = limits_of(any_task.template(), backend="box", cpus=2, **common)
+    assert (limits.cpus, limits.cpu_weight) == (2, 2)
+    limits = limits_of(any_task.template(), backend="box", **common)
+    assert (limits.cpus, limits.cpu_weight) == (0, 0)
 
 
 def test_cgroup_v2_without_its_controllers_is_not_used() -> None:
@@ -378,3 +392,31 @@ def test_cgroup_v2_without_its_controllers_is_not_used() -> None:
         "no cgroup (cgroup v2 without the cpu, memory, pids controller(s)): each attempt is "
         "bounded by per-process rlimits only"
     )
+
+
+@task(timeout=1)
+def overstays() -> int:
+    time.sleep(600)
+    return 0
+
+
+@workflow
+def overstays_wf() -> int:
+    return overstays()
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["fork-server", "bwrap"])
+def test_a_stopped_attempts_cgroup_is_removed(
+    host: Cgroups, tmp_path: Path, fork_server: bool
+) -> None:
+    """An attempt stopped at its timeout (SIGTERM, then SIGKILL) leaves no cgroup once the
+    engine has closed (which waits for its killing)."""
+    with use_plugins(Plugins(autoload=False)):
+        engine = _engine(tmp_path, fork_server=fork_server, kill_grace_seconds=0.2)
+        try:
+            result = launch(engine, overstays_wf, {}, task_type="python", deadline=300)
+        finally:
+            engine.close()
+    assert result.phase == "FAILED", result
+    assert result.error is not None and dict(result.error)["code"] == "Timeout", result.error
+    assert _attempt_folders(host) == []

@@ -1,19 +1,20 @@
 """Control groups of sandboxed attempts: one cgroup per attempt, made before any of its code
 runs, that bounds the memory of all its processes together (and their swap), its share of
-the cores (a CPU quota) and how many processes and threads it runs; removed when it ends.
+the cores (a CPU quota and weight) and how many processes and threads it runs; removed when
+it ends.
 
 Detected once per process, in this order:
 
 - cgroup v2 (`/sys/fs/cgroup/cgroup.controllers`): `memory.max`, `memory.swap.max`,
-  `cpu.max`, `pids.max`, in a subtree of this process's own cgroup (a delegated one under
-  systemd, `Delegate=yes`, or the root when run as root): `<own>/taskfabric/...`. A cgroup
-  with processes may not enable controllers for its children, so when the own cgroup does
-  not have them already its processes (the server's, in its delegated cgroup) move into a
-  leaf `<own>/taskfabric-engine` first; a process started from there (a worker) uses the
-  same `<own>/taskfabric`;
+  `cpu.max`, `cpu.weight`, `pids.max`, in a subtree of this process's own cgroup (a
+  delegated one under systemd, `Delegate=yes`, or the root when run as root):
+  `<own>/taskfabric/...`. A cgroup with processes may not enable controllers for its
+  children, so when the own cgroup does not have them already its processes (the server's,
+  in its delegated cgroup) move into a leaf `<own>/taskfabric-engine` first; a process
+  started from there (a worker) uses the same `<own>/taskfabric`;
 - cgroup v1 (hierarchies `memory`, `cpu`, `pids` under `/sys/fs/cgroup`):
-  `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes`, `cpu.cfs_quota_us`, `pids.max`,
-  in each hierarchy below this process's own cgroup there;
+  `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes`, `cpu.cfs_quota_us`, `cpu.shares`,
+  `pids.max`, in each hierarchy below this process's own cgroup there;
 - else none: the sandbox then bounds attempts by per-process rlimits only (`_limits`).
 
 Layout: `<parent>/taskfabric/<pid>-<start>/<attempt>`, one folder per engine process (its
@@ -65,6 +66,8 @@ class CgroupBounds:
     memory: int = 0
     #: CPUs it may use at once (a quota: 0.5 is half a core).
     cpus: float = 0.0
+    #: CPUs its share of contended cores stands for (a weight: 1 is the kernel's default).
+    cpu_weight: float = 0.0
     #: Processes and threads at once.
     pids: int = 0
 
@@ -267,6 +270,9 @@ class Cgroups:
                     _write(folder / "memory.swap.max", "0")
             if quota:
                 _write(folder / "cpu.max", f"{max(quota, 1000)} {CPU_PERIOD}")
+            if b.cpu_weight:
+                weight = min(10_000, max(1, round(b.cpu_weight * 100)))
+                _write(folder / "cpu.weight", str(weight))
             if b.pids:
                 _write(folder / "pids.max", str(b.pids))
             return
@@ -279,6 +285,9 @@ class Cgroups:
             cpu = cgroup.folders["cpu"]
             _write(cpu / "cpu.cfs_period_us", str(CPU_PERIOD))
             _write(cpu / "cpu.cfs_quota_us", str(max(quota, 1000)))
+        if b.cpu_weight:
+            shares = max(2, round(b.cpu_weight * 1024))
+            _write(cgroup.folders["cpu"] / "cpu.shares", str(shares))
         if b.pids:
             _write(cgroup.folders["pids"] / "pids.max", str(b.pids))
 

@@ -86,6 +86,9 @@ class AttemptLimits:
     disk: int = 0
     #: CPUs it may use at once (a cgroup's CPU quota, where cgroups are in force).
     cpus: float = 0.0
+    #: CPUs its share of contended cores stands for (a cgroup's CPU weight: 1 CPU is the
+    #: kernel's default weight); 0: the default.
+    cpu_weight: float = 0.0
     #: bound -> how a user raises it (a setting, or the task's `limits`).
     raise_with: dict[str, str] = field(default_factory=dict)
 
@@ -125,14 +128,16 @@ def limits_of(
     cpus: float = 0.0,
 ) -> AttemptLimits:
     """The bounds of an attempt of `template`: the task's own `limits` (memory, ephemeral
-    storage as disk, CPUs as its CPU quota and, times its timeout, as CPU seconds) win over
-    the backend's settings."""
+    storage as disk, CPUs as its CPU quota and, times its timeout, as CPU seconds; its
+    `requests` cpu, else its quota, as its CPU weight) win over the backend's settings."""
     section = f"[backends.{backend}]"
     spec = template.resources.limits
     where = f"task '{template.id.name}'"
     raise_with: dict[str, str] = {}
     seconds = 0
     quota = _cpus(spec.cpu, f"{where}: limits cpu") if spec.cpu else cpus
+    asked = template.resources.requests.cpu
+    weight = _cpus(asked, f"{where}: requests cpu") if asked else quota
     if spec.cpu and template.timeout.ToSeconds() > 0:
         seconds = int(_cpus(spec.cpu, f"{where}: limits cpu") * template.timeout.ToSeconds())
         seconds = max(1, seconds)
@@ -179,6 +184,7 @@ def limits_of(
         processes=processes,
         disk=size,
         cpus=quota,
+        cpu_weight=weight,
         raise_with=raise_with,
     )
 

@@ -493,7 +493,9 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
             return None
         limits = self.limits(attempt)
         pids = limits.processes + SANDBOX_PROCESSES if limits.processes else DEFAULT_CGROUP_PIDS
-        bounds = CgroupBounds(memory=limits.memory, cpus=limits.cpus, pids=pids)
+        bounds = CgroupBounds(
+            memory=limits.memory, cpus=limits.cpus, cpu_weight=limits.cpu_weight, pids=pids
+        )
         try:
             cgroup = self.cgroups.make(attempt.attempt_id, bounds)
         except OSError as exc:

@@ -50,6 +50,7 @@ from taskfabric.engine._util import (
     CancelRequested,
     EngineShutdown,
     RunOutcome,
+    database_out_of_reach,
     error_dict,
     system_error,
 )
@@ -522,6 +523,17 @@ class Runner:
             recorder.flush(force=True)
             raise
         except BaseException as exc:
+            if database_out_of_reach(exc):
+                # A passing outage of the metadata database (connections exhausted, a
+                # restart) is no reason to lose the execution: stop as on SIGTERM, leaving
+                # it to be resumed (by this process once it reaches the database again, or
+                # by another once the lease lapses).
+                log.warning(
+                    "the metadata database is out of reach: the execution is left to be resumed",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                attempts.stop()
+                raise EngineShutdown from exc
             self.abort(f"engine error: {type(exc).__name__}: {exc}")
             raise
         if self.outcome is None:
