@@ -199,6 +199,7 @@ def test_a_job_of_one_project_reaches_none_of_anothers_data(
     task_image: str,
     plugins: Plugins,
     monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
     access: str,
 ) -> None:
     """Alpha's job, with presigned access (the default): no credentials in its environment;
@@ -207,6 +208,10 @@ def test_a_job_of_one_project_reaches_none_of_anothers_data(
     With `blob_access = "credentials"` (not isolated) the same task reads and writes beta's
     data, which shows what the presigned run's refusals are worth."""
     monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    # The engine's own credentials (moto takes any): never in the job, its grants, the
+    # database, the bucket or the engine's log, only the key id in presigned URLs.
+    secret_key = "tf-engine-secret-never-in-a-job-0123456789ab"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
     extra = ""
     if access == "credentials":
         extra = f'blob_access = "credentials"\npass_env = {json.dumps(sorted(FAKE_CREDENTIALS))}\n'
@@ -226,6 +231,8 @@ def test_a_job_of_one_project_reaches_none_of_anothers_data(
         found = result.python_outputs(aws_tasks.snooping, engine.store, tmp_path / "read")
         planted_exists = engine.store.exists(planted)
         assert engine.store.get_bytes(secret) == b"beta's secret"
+        stored = [engine.store.get_bytes(u) for u in engine.store.list(engine.store.uri())]
+    (job,) = jobs_of(jobs_endpoint, result.execution_id)
     assert found["own"] == "alpha's own data"
     if access == "credentials":
         assert found["credentials"] == "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY", found
@@ -234,6 +241,17 @@ def test_a_job_of_one_project_reaches_none_of_anothers_data(
         assert found["store_write"] == "ok: None" and planted_exists, found
         return
     assert found["credentials"] == "", found
+    printed = capfd.readouterr()
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "meta.db" for p in files) and len(stored) > 3, (files, stored)
+    assert [p for p in files if secret_key.encode() in p.read_bytes()] == []
+    assert [b for b in stored if secret_key.encode() in b] == []
+    assert secret_key not in json.dumps(job, default=str)
+    assert secret_key not in printed.out + printed.err
+    assert not {e["name"] for e in job["container"]["environment"]} & {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
     refused = "refused: S3StoreError: cannot {} s3://"
     assert found["store_read"].startswith(refused.format("read")), found
     assert "access to its own blobs only" in found["store_read"], found
