@@ -11,6 +11,12 @@ database (SQLite, WAL), each item's inputs and outputs in the execution's pack s
 map's list of outputs. The child checks that every item's row ended SUCCEEDED and the sum is
 right, and reports wall time, CPU time and peak RSS.
 
+With `--resume-at F` (0 < F < 1) each size is also killed and resumed: a first process runs the
+map and is killed with SIGKILL once a fraction F of its items are recorded SUCCEEDED, then a
+fresh process resumes the execution (`Engine.resume`); the resume's wall time, CPU time and
+peak RSS are printed on a line of their own (no target: the figure to watch is its memory,
+which must not grow with the items done before).
+
 Targets (issue 20, a 2-core machine): 100,000 items in under 20 s and 300 MB; 1,000,000 in
 under 3 minutes and 1 GB. Exits 1 when a target is missed (or a run fails), unless
 --no-targets. The machine and its load average are printed first: on a shared machine the
@@ -23,6 +29,8 @@ import argparse
 import json
 import os
 import resource
+import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -60,14 +68,17 @@ def fan_out(n: int) -> int:
     return total(xs=map_task(inc)(x=numbers(n=n)))
 
 
-def _child(n: int, root: Path) -> None:
+def _child(n: int, root: Path, resume: str = "") -> None:
     configure_logging(level="warning")
     fan_out.compile()
     import_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with Engine(Config(storage=StorageConfig(data_root=root))) as engine:
         cpu0 = time.process_time()
         started = time.perf_counter()
-        result = engine.launch(fan_out, {"n": n})
+        if resume:
+            result = engine.resume(resume, workflow=fan_out, force=True)
+        else:
+            result = engine.launch(fan_out, {"n": n})
         seconds = time.perf_counter() - started
         cpu = time.process_time() - cpu0
         peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -99,17 +110,56 @@ def _child(n: int, root: Path) -> None:
     )
 
 
-def run_size(n: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="taskfabric-bench-map-") as tmp:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--child", str(n), "--root", tmp],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+def _measured(n: int, args: list[str]) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", str(n), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{n} items: the run failed:\n{proc.stderr}{proc.stdout}")
     return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def run_size(n: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="taskfabric-bench-map-") as tmp:
+        return _measured(n, ["--root", tmp])
+
+
+def _succeeded_items(db: Path) -> tuple[str, int]:
+    try:
+        with sqlite3.connect(db, timeout=30) as conn:
+            row = conn.execute("SELECT id FROM executions").fetchone()
+            done = conn.execute(
+                "SELECT count(*) FROM node_executions "
+                "WHERE kind = 'map_item' AND phase = 'SUCCEEDED'"
+            ).fetchone()
+    except sqlite3.OperationalError:  # not made yet
+        return "", 0
+    return ("", 0) if row is None else (str(row[0]), int(done[0]))
+
+
+def run_killed_and_resumed(n: int, fraction: float) -> tuple[int, dict[str, float]]:
+    """Run a map of `n` items, SIGKILL it once `fraction` of them succeeded, resume it in a
+    fresh process: (items done at the kill, the resume's figures)."""
+    with tempfile.TemporaryDirectory(prefix="taskfabric-bench-map-") as tmp:
+        db = Path(tmp) / "taskfabric.db"
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", str(n), "--root", tmp],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        execution_id, done = "", 0
+        while done < fraction * n:
+            if proc.poll() is not None:
+                raise SystemExit(f"{n} items: the run ended before the kill ({proc.returncode})")
+            time.sleep(0.2)
+            execution_id, done = _succeeded_items(db)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        execution_id, done = _succeeded_items(db)
+        return done, _measured(n, ["--root", tmp, "--resume", execution_id])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,10 +167,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated item counts")
     parser.add_argument("--no-targets", action="store_true", help="never exit 1 on a target")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--resume-at",
+        type=float,
+        default=0.0,
+        help="also kill each run once this fraction of items is done, and resume it",
+    )
     parser.add_argument("--root", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--resume", default="", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
     if opts.child:
-        _child(opts.child, opts.root)
+        _child(opts.child, opts.root, opts.resume)
         return 0
     os.environ.pop("TASKFABRIC_DATA_ROOT", None)
     from bench_engine import machine  # the same machine line as the engine benchmark
@@ -143,6 +200,14 @@ def main(argv: list[str] | None = None) -> int:
             line += "met)" if ok else "missed)"
             missed = missed or not ok
         print(line, flush=True)
+        if opts.resume_at:
+            done, r = run_killed_and_resumed(n, opts.resume_at)
+            print(
+                f"  killed at {done:,} items done ({done / n:.0%}), resumed: "
+                f"{r['seconds']:6.1f} s wall, {r['cpu_seconds']:6.1f} s CPU, "
+                f"peak RSS {r['peak_mb']:5.0f} MB",
+                flush=True,
+            )
     return 1 if missed and not opts.no_targets else 0
 
 

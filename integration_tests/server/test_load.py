@@ -7,7 +7,9 @@ both servers, and 100 of them are sent twice (a client retrying): the second ans
 same execution. The task creates a file named after its input with `O_EXCL` in a folder
 every sandbox may write: a second run of any execution would fail on it, and the folder ends
 with exactly one file per launch. Counts are checked, never timings: a busy machine only
-makes it slower (it waits at most `DEADLINE` seconds for all to end, then says how many did).
+makes it slower (it waits at most `DEADLINE` seconds for all to end, or `STALLED` seconds
+with none ending, then says how many did). Right after the launches the database must hold
+exactly the launched executions: one lost or made twice at launch fails there, at once.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ LAUNCHES = 1000
 RETRIED = 100
 THREADS = 8
 DEADLINE = 1800.0
+#: A lost execution (never run) would hold the wait to DEADLINE: none ending for this long ends it.
+STALLED = 300.0
 
 FLOWS = """
 import os
@@ -171,6 +175,10 @@ def test_a_thousand_launches_none_lost_none_run_twice(
 
         deadline = time.monotonic() + DEADLINE
         with store.engine.connect() as conn:
+            made = [r[0] for r in conn.execute(sa.text("SELECT id FROM executions")).all()]
+            conn.commit()
+            assert sorted(made) == sorted(ids.values()), "an execution lost or made twice"
+            progress, moved_at = -1, time.monotonic()
             while True:
                 phases: dict[str, int] = dict(
                     conn.execute(
@@ -179,11 +187,14 @@ def test_a_thousand_launches_none_lost_none_run_twice(
                 )
                 conn.commit()
                 ended = sum(n for p, n in phases.items() if p not in ("QUEUED", "RUNNING"))
-                if ended == LAUNCHES:
+                if ended >= LAUNCHES:
                     break
-                assert time.monotonic() < deadline, (
-                    f"{ended} of {LAUNCHES} ended in {DEADLINE:g} s: {phases}\n"
-                    + "\n".join(s.tail() for s in servers)
+                if ended != progress:
+                    progress, moved_at = ended, time.monotonic()
+                now = time.monotonic()
+                assert now < deadline and now - moved_at < STALLED, (
+                    f"{ended} of {LAUNCHES} ended ({DEADLINE:g} s at most, none for "
+                    f"{now - moved_at:.0f} s): {phases}\n" + "\n".join(s.tail() for s in servers)
                 )
                 time.sleep(1)
             assert phases == {"SUCCEEDED": LAUNCHES}, phases

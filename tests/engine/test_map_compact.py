@@ -14,7 +14,8 @@ import pytest
 from taskfabric import map_task, task, workflow
 from taskfabric.config import Config, EngineConfig, MetadataConfig, StorageConfig
 from taskfabric.engine import Engine
-from taskfabric.engine._state import NodeState
+from taskfabric.engine._state import NodeState, PriorItems
+from taskfabric.metadata import NodeRecord
 
 N = 1_000
 #: item values whose task fails (not retried), and every value the task ran with
@@ -70,6 +71,10 @@ def _items(engine: Engine, execution_id: str) -> dict[int, str]:
     }
 
 
+def map_node_id(nodes: list[NodeRecord]) -> str:
+    return next(n.node_id for n in nodes if n.kind == "map")
+
+
 def _reset() -> None:
     FAILING.clear()
     RAN.clear()
@@ -89,6 +94,10 @@ def test_a_large_map_runs_every_item_once_holding_few_of_them(tmp_path: Path) ->
         assert all(n.phase == "SUCCEEDED" and n.attempts == 1 and n.outputs_uri for n in items)
         assert {n.name for n in items} == {f"{items[0].name.split('[')[0]}[{i}]" for i in range(N)}
         assert len(engine.metadata.attempts(result.execution_id)) == N + 2
+        # an item's start and success are its row, not events (the map has one, "N items")
+        events = engine.metadata.events(result.execution_id)
+        assert not [e for e in events if "[" in e.node_id]
+        assert f"{N} items" in [e.message for e in events if e.node_id == map_node_id(nodes)]
         # the map's list is in item order
         map_node = next(n for n in nodes if n.kind == "map")
         listed = engine.read_literals(map_node.outputs_uri)
@@ -114,6 +123,11 @@ def test_a_failed_item_skips_the_items_not_started_and_resume_runs_only_those_no
         assert result.error and "item 400" in result.error["message"]
         first = _items(engine, result.execution_id)
         assert len(first) == N and first[400] == "FAILED"
+        # a failed item is an event, as any failed node
+        failed = [
+            e for e in engine.metadata.events(result.execution_id) if e.node_id.endswith("[400]")
+        ]
+        assert [e.phase for e in failed] == ["FAILED"] and "item 400 fails" in failed[0].message
         phases = set(first.values())
         # nothing is left queued: the items never started were skipped, in bulk
         assert phases <= {"SUCCEEDED", "FAILED", "SKIPPED", "ABORTED"}
@@ -167,3 +181,27 @@ def test_items_are_cached_one_by_one(tmp_path: Path) -> None:
         assert len(status) == 310 and all(n.phase == "SUCCEEDED" for n in items)
         assert {status[i] for i in range(300)} == {"hit"}
         assert {status[i] for i in range(300, 310)} == {"written"}
+
+
+def test_a_resume_keeps_each_recorded_item_as_its_attempts_and_outputs_uri() -> None:
+    pack = "file:///data/executions/e/packs/host-1-abc.pack"
+    prior = PriorItems(
+        [
+            ("n1[5000]", "RUNNING", 1, ""),  # rows come in any order
+            ("n1[0]", "SUCCEEDED", 1, f"{pack}#0+12"),
+            ("n1[7]", "SUCCEEDED", 2, f"{pack}#12+9"),
+            ("n1[3]", "FAILED", 2, f"{pack}#40+9"),  # an outputs URI of a failed attempt
+            ("n2/n0[1]", "SUCCEEDED", 1, "s3://bucket/e/nodes/n2/n0/1/outputs.pb"),
+            ("n2/n0[2]", "SUCCEEDED", 0, ""),  # a succeeded row without outputs
+        ]
+    )
+    assert prior.get("n1", 0) == (1, f"{pack}#0+12")
+    assert prior.get("n1", 7) == (2, f"{pack}#12+9")
+    assert prior.get("n1", 3) == (2, "")  # runs again, its attempt numbers going on
+    assert prior.get("n2/n0", 1) == (1, "s3://bucket/e/nodes/n2/n0/1/outputs.pb")
+    assert prior.get("n2/n0", 2) == (0, "")
+    assert prior.get("n1", 5000) == (1, "")
+    assert prior.get("n1", 1) is None and prior.get("n1", 4999) is None
+    assert prior.get("n1", 9000) is None and prior.get("n9", 0) is None
+    assert prior.succeeded == 3 and prior
+    assert not PriorItems()

@@ -262,11 +262,11 @@ def test_an_execution_that_cannot_start_is_held_back_not_spun_on(tmp_path: Path)
         )
         tried: list[str] = []
 
-        def resume(execution_id: str, **_: Any) -> Any:
-            tried.append(execution_id)
+        def run_claimed(rec: ExecutionRecord, **_: Any) -> Any:
+            tried.append(rec.id)
             raise RuntimeError("the workflow document is gone")
 
-        worker.engine.resume = resume  # type: ignore[method-assign]
+        worker.engine.run_claimed = run_claimed  # type: ignore[method-assign]
         assert worker.step() == 1
         worker.running["bad"].join()
         assert worker.step() == 0  # held back
@@ -279,3 +279,115 @@ def test_an_execution_that_cannot_start_is_held_back_not_spun_on(tmp_path: Path)
         assert tried == ["bad", "bad"]
     finally:
         worker.engine.close()
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_queued_executions_are_claimed_once_oldest_first(
+    tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    """`claim_queued`, what each engine process of a server calls to take work: two stores
+    (as two processes) claiming at once never get the same execution, every queued one is
+    taken, oldest first, RUNNING under its claimant with a 'started by' event; one with node
+    rows (a recovered one) is not fresh, and `unclaim` puts one back in the queue."""
+    import threading
+
+    from taskfabric.metadata import Batch, ExecutionRecord, MetadataStore, NodeRecord
+
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'm.db'}"
+    else:
+        url = request.getfixturevalue("postgres_schema")("claims")
+    stores = [MetadataStore(url), MetadataStore(url)]
+    try:
+        first = stores[0]
+        first.create_execution(
+            ExecutionRecord("old", "p", "d", "old", "wf", "QUEUED", created_at=0.5)
+        )
+        first.create_execution(ExecutionRecord("done", "p", "d", "done", "wf", "SUCCEEDED", 0.1))
+        batch = Batch()
+        batch.node(NodeRecord("old", "n0", "task", "SUCCEEDED"))
+        first.apply(batch)
+        ids = [f"e{i:03d}" for i in range(60)]
+        for i, execution_id in enumerate(ids):
+            first.create_execution(
+                ExecutionRecord(
+                    execution_id, "p", "d", execution_id, "wf", "QUEUED", created_at=1.0 + i
+                )
+            )
+        (old, fresh), *_ = first.claim_queued("w:1", now=5.0, limit=1, skip=["none"])
+        assert (old.id, old.phase, old.owner, old.started_at, fresh) == (
+            "old",
+            "RUNNING",
+            "w:1",
+            5.0,
+            False,
+        )
+        assert [e.message for e in first.events("old")] == ["started by w:1"]
+        assert first.unclaim("old", "w:2", now=6.0, message="not mine") is False
+        assert first.unclaim("old", "w:1", now=6.0, message="could not start") is True
+        back = first.get_execution("old")
+        assert back is not None and (back.phase, back.owner) == ("QUEUED", "")
+        assert [r.id for r, _ in first.claim_queued("w:1", now=7.0, limit=2, skip={"old"})] == [
+            "e000",
+            "e001",
+        ]
+        taken: list[list[str]] = [[], []]
+
+        def claim(k: int) -> None:
+            while found := stores[k].claim_queued(f"w:{k}", now=8.0, limit=3, skip={"old"}):
+                assert all(fresh for _, fresh in found)
+                taken[k] += [r.id for r, _ in found]
+
+        threads = [threading.Thread(target=claim, args=(k,)) for k in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not set(taken[0]) & set(taken[1])
+        assert sorted(taken[0] + taken[1]) == ids[2:]
+        for k in (0, 1):
+            assert taken[k] == sorted(taken[k])  # oldest first
+            for execution_id in taken[k][:3]:
+                rec = first.get_execution(execution_id)
+                assert rec is not None and (rec.phase, rec.owner) == ("RUNNING", f"w:{k}")
+        # "old" was back in the queue: taken now; then nothing is left
+        assert [r.id for r, _ in first.claim_queued("w:1", now=9.0, limit=5)] == ["old"]
+        assert first.claim_queued("w:1", now=9.0, limit=5) == []
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_database_out_of_reach_mid_run_leaves_the_execution_to_be_resumed(
+    setup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found with two servers on one PostgreSQL (issue 21): when its connections ran out
+    ("remaining connection slots are reserved"), an engine's read failed mid-run and the
+    execution was ABORTED, a user's work lost to a passing outage. It is left RUNNING with no
+    owner instead, as on SIGTERM, and the next engine resumes it."""
+    import sqlalchemy as sa
+
+    from taskfabric.engine import EngineShutdown
+
+    engine, wf, code, log = setup
+    rec = engine.enqueue(wf.compile(), _inputs(3), project="p", domain="d", name="o", code=code)
+    real = engine.metadata.cancel_requested  # read by the run's loop while it runs
+    calls: list[int] = []
+
+    def out_of_reach(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise sa.exc.OperationalError(
+                "SELECT ...", {}, Exception("remaining connection slots are reserved")
+            )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine.metadata, "cancel_requested", out_of_reach)
+    with pytest.raises(EngineShutdown):
+        engine.resume(rec.id, runnable_only=True)
+    left = engine.metadata.get_execution(rec.id)
+    assert left is not None and (left.phase, left.owner, left.error) == ("RUNNING", "", None)
+    result = engine.resume(rec.id, runnable_only=True)
+    assert result.phase == "SUCCEEDED"
+    out = engine.read_literals(engine.metadata.get_execution(rec.id).outputs_uri)  # type: ignore[union-attr]
+    assert out is not None and out.literals["o0"].integer == 6

@@ -124,3 +124,34 @@ def test_an_engine_that_stalled_queues_its_dropped_waiters_again(
     # b's loop runs again: its poll finds the waiter gone and asks again, and is granted
     assert gate.poll(every=0.0) == [node]
     assert holders(a) == ["ex-b"]
+
+
+def test_each_execution_of_an_engine_process_gets_its_own_grants(
+    make_manager: Make, clock: Clock
+) -> None:
+    """One engine process (one manager, one owner) runs several executions, each with a gate
+    of its own (a multi-tenant server's worker, issue 21). A grant that another process's
+    pass made to one execution's waiter is that execution's to pick up: another execution's
+    poll must leave it. (It took it and dropped it: the lease sat delivered and unused until
+    its TTL ran out, and a pool shared by two servers granted one task per `lease_ttl`.)"""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from taskfabric.engine._pools import PoolGate
+
+    other = make_manager(PoolSpec("p", 1, lease_ttl=30), owner="other")
+    worker = make_manager(PoolSpec("p", 1, lease_ttl=30), owner="worker")
+    first = granted(other.request(holder("o-1"), {"p": 1}))
+    gate_b = PoolGate(worker, execution_id="ex-b", project="p", domain="d", renew_seconds=10)
+    gate_c = PoolGate(worker, execution_id="ex-c", project="p", domain="d", renew_seconds=10)
+    node_b: Any = SimpleNamespace(full_id="n0")
+    node_c: Any = SimpleNamespace(full_id="n0")
+    assert gate_b.acquire(node_b, 1, {"p": 1}) is False
+    assert gate_c.acquire(node_c, 1, {"p": 1}) is False
+    other.release(first)  # the other process's pass grants the slot to ex-b, first in line
+    assert holders(other) == ["ex-b"] and waiters(other) == ["ex-c"]
+    assert gate_c.poll(every=0.0) == []  # ex-c's loop polls first: nothing for ex-c
+    assert gate_b.poll(every=0.0) == [node_b]
+    assert set(gate_b.held) == {("ex-b", "n0", 1)}
+    gate_b.release(node_b, 1)  # and ex-c's turn comes the same way
+    assert gate_c.poll(every=0.0) == [node_c]

@@ -134,7 +134,7 @@ def _multi_tenant_config(path: Path, database: str | None, comment_secret: str) 
 
 
 def test_a_tenants_task_sees_nothing_of_the_server_or_other_projects(
-    tmp_path: Path, database: str | None
+    tmp_path: Path, database: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config_path = tmp_path / "taskfabric.toml"
     comment_secret = f"hunter2-{uuid.uuid4().hex}"
@@ -204,6 +204,9 @@ def test_a_tenants_task_sees_nothing_of_the_server_or_other_projects(
     assert spec is not None and spec.loader is not None
     probe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(probe)
+    # With the server's environment, which held the token (on PostgreSQL this process's own
+    # environment names the database too; the SQLite case must not rely on that).
+    monkeypatch.setenv("TASKFABRIC_TOKEN", env_token)
     control = probe.snoop(walk=False)
     assert f"read {config_path}" in control and f"read {beta_path}" in control, control
     assert any(found.startswith("environment") for found in control), control

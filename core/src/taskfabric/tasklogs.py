@@ -113,12 +113,15 @@ class _Capture:
         self.echo = echo
         self._file: IO[str] | None = None
         self._lock = threading.Lock()
+        #: whether anything was written (the file exists): else there is no log to keep
+        self.wrote = False
 
     def write(self, text: str) -> None:
         with self._lock:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._file = self.path.open("a", encoding="utf-8", errors="replace")
+                self.wrote = True
             self._file.write(text)
             self._file.flush()  # followers read the file as it grows
         if self.echo is not None:
@@ -185,11 +188,12 @@ def _leave() -> None:
 
 
 @contextlib.contextmanager
-def capture_output(path: Path, *, echo: bool = True) -> Iterator[None]:
+def capture_output(path: Path, *, echo: bool = True) -> Iterator[_Capture]:
     """Send what this thread (and the context it runs) writes to `sys.stdout`/`sys.stderr`
     to the live log `path` (created at the first write), and, with `echo`, to this process's
     stderr too, never to its stdout. Other threads are not affected; threads the task starts
-    itself are not captured."""
+    itself are not captured. Yields the capture: its `wrote` says whether the file was
+    made (a task that printed nothing has no log to keep)."""
     _enter()
     try:
         stderr = sys.stderr
@@ -197,7 +201,7 @@ def capture_output(path: Path, *, echo: bool = True) -> Iterator[None]:
         capture = _Capture(path, echo_to if echo else None)
         token = _current.set(capture)
         try:
-            yield
+            yield capture
         finally:
             _current.reset(token)
             capture.close()

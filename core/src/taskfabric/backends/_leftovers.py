@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from urllib.parse import unquote
 
 from taskfabric.core.v1 import types_pb2
 from taskfabric.plugin_api import AttemptError, TaskAttempt
@@ -65,6 +66,18 @@ def check_output_folder(raw: Path) -> AttemptError | None:
     return None
 
 
+def _inside(uri: str, own: str) -> bool:
+    """`uri` names a path under the folder `own` (ending in `/`) whoever reads it: the file
+    store reads a URI's path percent-decoded (`%2E%2E` is `..`, `%2F` a `/`), so the part after
+    `own` may hold no `.` or `..` component, spelled plainly or encoded."""
+    if not uri.startswith(own):
+        return False
+    rest = uri[len(own) :]
+    return not any(
+        part in (".", "..") for spelled in (rest, unquote(rest)) for part in spelled.split("/")
+    )
+
+
 def check_outputs(attempt: TaskAttempt, data: bytes) -> AttemptError | None:
     """Every blob the outputs document `data` names is the attempt's own (under its raw
     prefix) or one of its inputs."""
@@ -76,7 +89,7 @@ def check_outputs(attempt: TaskAttempt, data: bytes) -> AttemptError | None:
     given = set(blob_uris(attempt.inputs))
     own = attempt.raw_prefix.rstrip("/") + "/"
     for uri in blob_uris(outputs):
-        if uri in given or (uri.startswith(own) and "/../" not in uri):
+        if uri in given or _inside(uri, own):
             continue
         return AttemptError(
             REFUSED,

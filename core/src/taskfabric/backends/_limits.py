@@ -9,6 +9,8 @@ raise them: `RLIMIT_CPU` (CPU seconds, per process: SIGXCPU, then SIGKILL), `RLI
 attempt at once, counted in its user namespace: a fork fails), `RLIMIT_FSIZE` (the largest
 file it may write: `File too large`); `disk` also sizes the attempt's scratch folder, `/tmp`
 and `/dev/shm`, which are then in-memory file systems of that size (`No space left`).
+Where the host allows cgroups (`_cgroups`), `memory`, `processes` and `cpus` also bound the
+attempt's cgroup: all its processes together, and its CPU quota.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ class AttemptLimits:
     memory: int = 0
     processes: int = 0
     disk: int = 0
+    #: CPUs it may use at once (a cgroup's CPU quota, where cgroups are in force).
+    cpus: float = 0.0
+    #: CPUs its share of contended cores stands for (a cgroup's CPU weight: 1 CPU is the
+    #: kernel's default weight); 0: the default.
+    cpu_weight: float = 0.0
     #: bound -> how a user raises it (a setting, or the task's `limits`).
     raise_with: dict[str, str] = field(default_factory=dict)
 
@@ -118,14 +125,19 @@ def limits_of(
     memory: str,
     processes: int,
     disk: str,
+    cpus: float = 0.0,
 ) -> AttemptLimits:
     """The bounds of an attempt of `template`: the task's own `limits` (memory, ephemeral
-    storage as disk, CPUs times its timeout as CPU seconds) win over the backend's settings."""
+    storage as disk, CPUs as its CPU quota and, times its timeout, as CPU seconds; its
+    `requests` cpu, else its quota, as its CPU weight) win over the backend's settings."""
     section = f"[backends.{backend}]"
     spec = template.resources.limits
     where = f"task '{template.id.name}'"
     raise_with: dict[str, str] = {}
     seconds = 0
+    quota = _cpus(spec.cpu, f"{where}: limits cpu") if spec.cpu else cpus
+    asked = template.resources.requests.cpu
+    weight = _cpus(asked, f"{where}: requests cpu") if asked else quota
     if spec.cpu and template.timeout.ToSeconds() > 0:
         seconds = int(_cpus(spec.cpu, f"{where}: limits cpu") * template.timeout.ToSeconds())
         seconds = max(1, seconds)
@@ -171,21 +183,37 @@ def limits_of(
         memory=mem,
         processes=processes,
         disk=size,
+        cpus=quota,
+        cpu_weight=weight,
         raise_with=raise_with,
     )
 
 
 def limit_error(
-    limits: AttemptLimits, code: int | None, error: AttemptError | None
+    limits: AttemptLimits,
+    code: int | None,
+    error: AttemptError | None,
+    *,
+    oom_killed: bool = False,
 ) -> AttemptError | None:
     """The error of an attempt that ended (`code`: its exit status, negative for a signal;
-    `error`: what it reported) because it reached one of `limits`; None when it did not."""
+    `error`: what it reported) because it reached one of `limits`; None when it did not.
+    `oom_killed`: the kernel killed one of its processes for the memory of its cgroup (all
+    its processes together)."""
     killed_by = 0
     if code is not None and code < 0:
         killed_by = -code
     elif code is not None and code > 128:  # through a launcher (bwrap) that exits 128 + N
         killed_by = code - 128
     text = f"{error.code}: {error.message}" if error is not None else ""
+    if limits.memory and oom_killed:
+        return _reached(
+            "MemoryLimit",
+            f"the task reached its memory limit, {describe_bytes(limits.memory)} for all its "
+            "processes together (the kernel killed one of them)",
+            limits.raise_with["memory"],
+            text,
+        )
     if limits.cpu_seconds and killed_by == signal.SIGXCPU:
         return _reached(
             "CpuTimeLimit",

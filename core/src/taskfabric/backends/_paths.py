@@ -19,6 +19,8 @@ def attempt_work_dir(context: BackendContext, attempt: TaskAttempt) -> Path:
 
     Deterministic, so an engine process that re-attaches to an attempt an earlier one started
     finds the same folder (its log file, its pid file). Not created here."""
+    # one join of one string: pathlib parses each `/` operand on its own (a map's items
+    # make this path once each)
     return (
-        context.work_root / attempt.execution_id / node_key(attempt.node_id) / str(attempt.attempt)
+        context.work_root / f"{attempt.execution_id}/{node_key(attempt.node_id)}/{attempt.attempt}"
     )

@@ -44,9 +44,11 @@ import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from taskfabric.backends._cgroups import AttemptCgroup, CgroupBounds, Cgroups, cgroups
 from taskfabric.backends._forkclient import ForkedProcess, ForkServer
 from taskfabric.backends._leftovers import check_output_folder, check_outputs, read_regular
 from taskfabric.backends._limits import (
@@ -79,6 +81,17 @@ log = get_logger("taskfabric.backends")
 BOX = "sandbox"
 #: The uid and gid the task runs as inside the sandbox's user namespace ("nobody").
 SANDBOX_ID = "65534"
+#: The processes of an attempt's cgroup that are the sandbox's own, beyond its `processes`
+#: (the fork server's child that watches it; bubblewrap's two processes).
+SANDBOX_PROCESSES = 2
+#: Processes and threads of an attempt's cgroup when `processes` is not set.
+DEFAULT_CGROUP_PIDS = 4096
+#: Places the process (`sh`) in the cgroups whose `cgroup.procs` files come before `--`,
+#: then runs the command after it: nothing of the attempt runs outside its cgroup.
+_JOIN_CGROUP = (
+    'for f do if [ "$f" = -- ]; then break; fi; echo $$ > "$f" || exit 125; shift; done; '
+    'shift; exec "$@"'
+)
 #: The system folders that are links on a merged-/usr system, or folders of their own.
 _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: The only files of /etc the sandbox sees: the dynamic loader's cache, time zones, names of
@@ -140,6 +153,14 @@ class SandboxSettings(BackendSettings):
     #: The largest file it may write, and the size of its scratch folder, /tmp and /dev/shm
     #: (then in-memory file systems of that size), e.g. "1Gi".
     disk: str = ""
+    #: CPUs it may use at once, e.g. 0.5 (a cgroup's CPU quota; needs cgroups); a task's
+    #: own `limits` cpu wins.
+    cpus: float = Field(default=0, ge=0)
+    #: A cgroup per attempt, bounding the memory of all its processes together, its CPU
+    #: quota and its processes: "auto" where the host allows it (else rlimits only, which
+    #: the log and `taskfabric plugins check` say), "required" (the backend, and so the
+    #: server, refuses to start without), "off".
+    cgroups: Literal["auto", "required", "off"] = "auto"
 
     @field_validator("memory", "disk")
     @classmethod
@@ -233,6 +254,34 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         self._fork_server: ForkServer | None = None
         self._fork_lock = threading.Lock()
         self._system_cache: dict[tuple[tuple[str, ...], int], list[str]] = {}
+        self._attempt_cgroups: dict[str, AttemptCgroup] = {}
+        self.cgroups: Cgroups | None = None
+        if settings.cgroups != "off":
+            found = cgroups()
+            if found.available:
+                self.cgroups = found
+                found.sweep()
+            elif settings.cgroups == "required":
+                raise SandboxError(
+                    f"backend '{name}' (driver sandbox) has cgroups = \"required\", but "
+                    f"this host gives it none: {found.reason}. Run the server as root on a "
+                    "host with cgroups, or in a delegated cgroup v2 subtree (systemd: "
+                    'Delegate=yes), or set cgroups = "auto" to bound attempts by '
+                    "per-process rlimits only"
+                )
+        log.info(
+            "sandbox bounds",
+            backend=name,
+            bounds=self.cgroups.describe() if self.cgroups else self._no_cgroups(),
+        )
+
+    def _no_cgroups(self) -> str:
+        if self.settings.cgroups == "off":
+            return (
+                "cgroups = off: each attempt is bounded by per-process rlimits only, not the "
+                "memory of all its processes together nor its share of the cores"
+            )
+        return cgroups().describe()
 
     # -- what the sandbox sees ---------------------------------------------------------
 
@@ -368,6 +417,7 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
                 memory=s.memory,
                 processes=s.processes,
                 disk=s.disk,
+                cpus=s.cpus,
             )
         except LimitError as exc:
             raise SandboxError(str(exc)) from exc
@@ -415,7 +465,15 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         (box / "task.pb").write_bytes(attempt.task.SerializeToString(deterministic=True))
         (box / "inputs.pb").write_bytes(attempt.inputs.SerializeToString(deterministic=True))
         bounds = [] if self.settings.fork_server else self.limits(attempt).prlimit_args()
+        with self._fork_lock:
+            cgroup = self._attempt_cgroups.get(attempt.attempt_id)
+        join = (
+            ["/bin/sh", "-c", _JOIN_CGROUP, "taskfabric-cgroup", *cgroup.procs_files, "--"]
+            if cgroup is not None and not self.settings.fork_server
+            else []
+        )
         return [
+            *join,
             *(["prlimit", *bounds] if bounds else []),
             self.settings.bwrap,
             *self.sandbox_args(attempt, box, raw),
@@ -429,7 +487,45 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
             "--work-dir", str(box / "scratch"),
         ]  # fmt: skip
 
+    def _make_cgroup(self, attempt: TaskAttempt) -> AttemptCgroup | None:
+        """The attempt's own cgroup, its bounds written (None: no cgroups here)."""
+        if self.cgroups is None:
+            return None
+        limits = self.limits(attempt)
+        pids = limits.processes + SANDBOX_PROCESSES if limits.processes else DEFAULT_CGROUP_PIDS
+        bounds = CgroupBounds(
+            memory=limits.memory, cpus=limits.cpus, cpu_weight=limits.cpu_weight, pids=pids
+        )
+        try:
+            cgroup = self.cgroups.make(attempt.attempt_id, bounds)
+        except OSError as exc:
+            raise SandboxError(f"cannot make the attempt's cgroup: {exc}") from exc
+        with self._fork_lock:
+            self._attempt_cgroups[attempt.attempt_id] = cgroup
+        return cgroup
+
+    def _remove_cgroup(self, attempt: TaskAttempt) -> int:
+        """Kill what is left of the attempt in its cgroup and remove it; how many of its
+        processes the kernel had killed for the memory of them all."""
+        with self._fork_lock:
+            cgroup = self._attempt_cgroups.pop(attempt.attempt_id, None)
+        if cgroup is None:
+            return 0
+        oom_kills = cgroup.oom_kills()
+        cgroup.remove()
+        return oom_kills
+
     def _start(self, attempt: TaskAttempt, work_dir: Path, log_path: Path) -> ProcessRun:
+        cgroup = self._make_cgroup(attempt)
+        try:
+            return self._start_in(attempt, work_dir, log_path, cgroup)
+        except BaseException:
+            self._remove_cgroup(attempt)
+            raise
+
+    def _start_in(
+        self, attempt: TaskAttempt, work_dir: Path, log_path: Path, cgroup: AttemptCgroup | None
+    ) -> ProcessRun:
         if not self.settings.fork_server:
             return super()._start(attempt, work_dir, log_path)
         work_dir.mkdir(parents=True, exist_ok=True)
@@ -447,6 +543,7 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
             "argv": command[split + 4 :],
             "env": env,
             "rlimits": self.limits(attempt).rlimits(),
+            "cgroup": cgroup.procs_files if cgroup is not None else [],
         }
         pid_file = work_dir / PID_FILE
         pid_file.unlink(missing_ok=True)
@@ -484,14 +581,24 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         super().close()
         with self._fork_lock:
             server, self._fork_server = self._fork_server, None
+            left = list(self._attempt_cgroups.values())
+            self._attempt_cgroups.clear()
         if server is not None:
             server.close()
+        for cgroup in left:  # attempts whose end nobody waited for
+            cgroup.remove()
+        if self.cgroups is not None:
+            self.cgroups.release()
 
     def _status(self, run: ProcessRun, code: int | None) -> AttemptStatus:
+        # The cgroup goes first: whatever of the attempt is left is killed, and its counters
+        # say whether the kernel killed one of its processes for the memory of them all.
+        oom_killed = self._remove_cgroup(run.attempt) > 0
         status = super()._status(run, code)
         if status.phase is AttemptPhase.FAILED:
             with contextlib.suppress(SandboxError):
-                reached = limit_error(self.limits(run.attempt), code, status.error)
+                limits = self.limits(run.attempt)
+                reached = limit_error(limits, code, status.error, oom_killed=oom_killed)
                 if reached is not None:
                     status.error = reached
         return status
@@ -505,7 +612,9 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
     def after_kill(self, run: ProcessRun) -> None:
         """A cancel that lands while bubblewrap sets the sandbox up can end bubblewrap before
         its child took `--die-with-parent`: the child, still in the attempt's process group,
-        would run on. Whatever of the group is left is killed."""
+        would run on. Whatever of the group is left is killed, and the attempt's cgroup
+        removed."""
+        self._remove_cgroup(run.attempt)
         if isinstance(run.proc, ForkedProcess):
             return  # the fork server's child kills the attempt's whole pid namespace
         for pid in _group_members(run.pid):
@@ -565,8 +674,11 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
                 "sysctl kernel.unprivileged_userns_clone=1, or run as root)",
             )
         message = f"{program} runs {self.python} (Python {out.stdout.strip()}) in a sandbox"
+        bounds = "; bounds: " + (self.cgroups.describe() if self.cgroups else self._no_cgroups())
         if not self.settings.fork_server:
-            return CheckResult(True, message + " (fork_server = false: bwrap for each attempt)")
+            return CheckResult(
+                True, message + " (fork_server = false: bwrap for each attempt)" + bounds
+            )
         probe = (
             "from taskfabric.backends._forkserver import unmet_needs; "
             "print(*unmet_needs(), sep='\\n')"
@@ -591,4 +703,4 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
                 f"fork_server = false in [backends.{self.name}] to run each attempt through "
                 "bwrap instead (about a second of CPU per attempt)",
             )
-        return CheckResult(True, message + "; its fork server can run here")
+        return CheckResult(True, message + "; its fork server can run here" + bounds)

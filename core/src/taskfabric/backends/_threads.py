@@ -60,13 +60,21 @@ class ThreadBackend(Backend[SettingsT]):
         self._cancelled: set[str] = set()
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        # attempts given to the queue and not yet taken by a thread, and threads waiting for
+        # one (both under _lock): a thread is started only when none would take the attempt
+        self._queued = 0
+        self._idle = 0
+        self._execution_uris: dict[str, str] = {}
 
     def submit(self, attempt: TaskAttempt) -> None:
         with self._lock:
             if attempt.attempt_id in self._submitted:
                 return
             self._submitted.add(attempt.attempt_id)
-            if len(self._threads) < self.workers:
+            self._queued += 1
+            # Starting a thread costs more than a task does (a chain of quick tasks never
+            # needs a second one): only when every thread is busy.
+            if self._queued > self._idle and len(self._threads) < self.workers:
                 t = threading.Thread(
                     target=self._work,
                     name=f"taskfabric-{self.name}-{len(self._threads)}",
@@ -95,7 +103,7 @@ class ThreadBackend(Backend[SettingsT]):
                 ),
             )
         ctx = self.context
-        prefix = ctx.store.uri("executions", attempt.execution_id)
+        prefix = self._execution_uri(attempt.execution_id)
         name = attempt.outputs_uri[len(prefix) + 1 :]
         work_dir = self._work_dir(attempt)
         live_log = work_dir / LIVE_LOG_NAME
@@ -107,7 +115,7 @@ class ThreadBackend(Backend[SettingsT]):
                 node_id=attempt.node_id,
                 attempt=attempt.attempt,
             ),
-            capture_output(live_log),
+            capture_output(live_log) as capture,
         ):
             status = execute_task(
                 attempt.task_definition,
@@ -121,17 +129,37 @@ class ThreadBackend(Backend[SettingsT]):
                 attempt_id=attempt.attempt_id,
                 cancelled=self._events.setdefault(attempt.attempt_id, threading.Event()),
             )
-        uri = keep_log(ctx.store, attempt.execution_id, attempt.node_id, attempt.attempt, live_log)
-        if uri is not None:
-            status.log_links.append(LogLink(LOG_LINK_NAME, uri))
+        if capture.wrote:  # a task that printed nothing has no log file to keep
+            uri = keep_log(
+                ctx.store, attempt.execution_id, attempt.node_id, attempt.attempt, live_log
+            )
+            if uri is not None:
+                status.log_links.append(LogLink(LOG_LINK_NAME, uri))
         return status
+
+    def _execution_uri(self, execution_id: str) -> str:
+        """The blob store URI of the execution's documents (kept: a map's items ask for it
+        again and again, and the store builds it through pathlib)."""
+        uris = self._execution_uris
+        uri = uris.get(execution_id)
+        if uri is None:
+            if len(uris) >= 64:  # a long-lived engine runs many executions: keep a few
+                uris.clear()
+            uri = uris[execution_id] = self.context.store.uri("executions", execution_id)
+        return uri
 
     def _work_dir(self, attempt: TaskAttempt) -> Path:
         return attempt_work_dir(self.context, attempt)
 
     def _work(self) -> None:
         while True:
+            with self._lock:
+                self._idle += 1
             attempt = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+                if attempt is not None:
+                    self._queued -= 1
             if attempt is None:
                 return
             if attempt.attempt_id in self._cancelled:

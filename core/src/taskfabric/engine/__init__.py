@@ -4,13 +4,8 @@
 # public homes: taskfabric.backends (backend bases), taskfabric.plugin_api (NodeEvent).
 from taskfabric.backends import LocalBackend, ProcessBackend, ProcessRun
 from taskfabric.engine._backends import BackendNotConfiguredError, Backends
-from taskfabric.engine._engine import (
-    Engine,
-    ExecutionBusyError,
-    ExecutionNameTakenError,
-    ExecutionNotFoundError,
-)
-from taskfabric.engine._launching import CodeNotIsolatedError
+from taskfabric.engine._engine import Engine, ExecutionBusyError, ExecutionNotFoundError
+from taskfabric.engine._launching import CodeNotIsolatedError, ExecutionNameTakenError
 from taskfabric.engine._loader import LoadError, load_code, load_object
 from taskfabric.engine._results import ExecutionResult
 from taskfabric.engine._serving import ExecutionWorker

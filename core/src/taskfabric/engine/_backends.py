@@ -9,7 +9,8 @@ import threading
 from typing import Any
 
 from taskfabric.config import BackendConfig, Config, validate_backend_options
-from taskfabric.core.v1 import tasks_pb2
+from taskfabric.core.v1 import tasks_pb2, workflow_pb2
+from taskfabric.engine._launching import not_isolated
 from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import BACKENDS_GROUP, Backend, BackendContext
@@ -64,6 +65,32 @@ class Backends:
         self._instances: dict[tuple[str, str], Backend[Any]] = {}
         # Executions on several threads of one engine ask at once (`ExecutionWorker`).
         self._lock = threading.Lock()
+
+    def check(
+        self,
+        compiled: workflow_pb2.CompiledWorkflow,
+        project: str,
+        *,
+        isolate_code: bool,
+        pools: Any,
+    ) -> None:
+        """`Engine.check_backends`: every task's backend exists and is configured, isolates
+        its code when `isolate_code`, and `pools` (`EnginePools`) can grant what it asks."""
+        for t in compiled.tasks:
+            try:
+                backend = self.for_task(t, project)
+            except PluginError as exc:
+                raise BackendNotConfiguredError(f"task '{t.id.name}': {exc}") from exc
+            if isolate_code:
+                gaps = backend.isolation_gaps(t) if backend.isolated else ()
+                if not backend.isolated or gaps:
+                    raise not_isolated(t, backend, gaps)
+            weights: dict[str, int] = {}
+            requests: list[Any] = [*t.pools, *backend.pool_requests(t)]
+            for req in requests:
+                weights[req.pool] = weights.get(req.pool, 0) + max(1, req.weight)
+            if weights:
+                pools.validate(t.id.name, weights, project)
 
     def for_task(
         self,

@@ -12,16 +12,17 @@ from taskfabric._version import __version__
 from taskfabric.catalog import Catalog
 from taskfabric.config import Config, load_config
 from taskfabric.core.v1 import types_pb2, workflow_pb2
-from taskfabric.engine._backends import BackendNotConfiguredError, Backends
-from taskfabric.engine._handles import Reattach, end_unattached, left_running
+from taskfabric.engine._backends import Backends
+from taskfabric.engine._handles import Reattach, end_unattached, take_over
 from taskfabric.engine._launching import (
     CodeNotIsolatedError,
+    ExecutionNameTakenError,
     code_of,
     code_path_of,
     convert_inputs,
+    create_execution,
     load_tasks,
     not_a_workflow,
-    not_isolated,
 )
 from taskfabric.engine._owners import new_execution_id, owner_is_dead, this_owner
 from taskfabric.engine._pooling import EnginePools
@@ -36,10 +37,9 @@ from taskfabric.metadata import (
     EventRecord,
     ExecutionRecord,
     MetadataStore,
-    integrity_errors,
 )
 from taskfabric.plugin_api import BackendContext, NodeEvent
-from taskfabric.plugins import PluginError, Plugins, get_plugins, open_blob_store
+from taskfabric.plugins import Plugins, get_plugins, open_blob_store
 from taskfabric.sdk import WorkflowDefinition
 from taskfabric.storage import BlobStore, PackStore
 from taskfabric.types import TransformContext
@@ -53,10 +53,6 @@ class ExecutionNotFoundError(TaskfabricError):
 
 class ExecutionBusyError(TaskfabricError):
     """Another live engine process owns the execution."""
-
-
-class ExecutionNameTakenError(TaskfabricError):
-    """Another execution of the project and domain has the name."""
 
 
 class Engine:
@@ -136,23 +132,9 @@ class Engine:
 
     def check_backends(self, compiled: workflow_pb2.CompiledWorkflow, project: str = "") -> None:
         """Fail before running if a task's type or backend is missing or misconfigured, or it
-        asks for a resource pool that does not exist or could never grant it."""
-        for t in compiled.tasks:
-            try:
-                backend = self.backends.for_task(t, project)
-            except PluginError as exc:
-                raise BackendNotConfiguredError(f"task '{t.id.name}': {exc}") from exc
-            if self.isolate_code:
-                gaps = backend.isolation_gaps(t) if backend.isolated else ()
-                if not backend.isolated or gaps:
-                    raise not_isolated(t, backend, gaps)
-            weights: dict[str, int] = {}
-            requests: list[Any] = [*t.pools, *backend.pool_requests(t)]
-            for req in requests:
-                weights[req.pool] = weights.get(req.pool, 0) + max(1, req.weight)
-            if not weights:
-                continue
-            self.pools.validate(t.id.name, weights, project)
+        does not isolate the task's code when it must, or the task asks for a resource pool
+        that does not exist or could never grant it."""
+        self.backends.check(compiled, project, isolate_code=self.isolate_code, pools=self.pools)
 
     # -- launching -------------------------------------------------------------------
 
@@ -188,7 +170,9 @@ class Engine:
         )
         literal_inputs = convert_inputs(wf, inputs, ctx)
         try:
-            rec = self._create_execution(
+            rec = create_execution(
+                self.metadata,
+                self.literals,
                 compiled,
                 literal_inputs,
                 execution_id=execution_id,
@@ -254,7 +238,9 @@ class Engine:
         (project, domain, name) decides between concurrent callers."""
         self.check_backends(compiled, project)
         try:
-            rec = self._create_execution(
+            rec = create_execution(
+                self.metadata,
+                self.literals,
                 compiled,
                 inputs,
                 execution_id=new_execution_id(),
@@ -273,63 +259,6 @@ class Engine:
             return found, False
         self.literals.close_segment(self.store.uri("executions", rec.id))
         return rec, True
-
-    def _create_execution(
-        self,
-        compiled: workflow_pb2.CompiledWorkflow,
-        inputs: types_pb2.LiteralMap,
-        *,
-        execution_id: str,
-        project: str,
-        domain: str,
-        name: str,
-        code: Mapping[str, str],
-        run_here: bool,
-        **columns: Any,
-    ) -> ExecutionRecord:
-        """Store a new execution's inputs and workflow and insert its row: RUNNING and owned
-        by this process when it runs here, else QUEUED for a worker. `columns` sets further
-        execution columns. Raises ExecutionNameTakenError when the name is taken (and
-        deletes the documents it stored)."""
-        root = self.store.uri("executions", execution_id)
-        # Small documents go to the execution's pack segment (one file for all of them).
-        inputs_uri = self.literals.put(
-            root, "inputs.pb", inputs.SerializeToString(deterministic=True)
-        )
-        workflow_uri = self.literals.put(
-            root, "workflow.pb", compiled.SerializeToString(deterministic=True)
-        )
-        now = time.time()
-        rec = ExecutionRecord(
-            id=execution_id,
-            project=project,
-            domain=domain,
-            name=name,
-            workflow_name=compiled.primary.id.name,
-            workflow_version=compiled.primary.id.version,
-            phase=RUNNING if run_here else QUEUED,
-            created_at=now,
-            inputs_uri=inputs_uri,
-            workflow_uri=workflow_uri,
-            code=dict(code),
-        )
-        if run_here:
-            rec.started_at = rec.heartbeat_at = now
-            rec.owner = this_owner()
-        for key, value in columns.items():
-            if not hasattr(rec, key):
-                raise TypeError(f"executions have no column '{key}'")
-            setattr(rec, key, value)
-        try:
-            self.metadata.create_execution(rec)
-        except integrity_errors():
-            self.literals.close_segment(root)
-            for uri in list(self.store.list(root)):  # the documents nobody will read
-                self.store.delete(uri)
-            raise ExecutionNameTakenError(
-                f"execution name '{name}' is already taken in {project}/{domain}"
-            ) from None
-        return rec
 
     def _run(
         self,
@@ -386,6 +315,9 @@ class Engine:
             reattach=reattach,
             code_path=code_path,
             stop=stop,
+            # attempts left running to re-attach are ended (if not submitted again) before
+            # the execution's end is recorded
+            record_end=not reattach,
         )
         try:
             outcome = runner.run()
@@ -416,7 +348,8 @@ class Engine:
             raise
         if reattach:
             self._unattached(rec, reattach)
-        self._finish(rec.id, outcome.phase, outcome.error)
+        if not runner.end_recorded:
+            self._finish(rec.id, outcome.phase, outcome.error)
         if hooks is not None:
             self._call_hook(
                 hooks.taskfabric_execution_finished,
@@ -526,17 +459,7 @@ class Engine:
         if runnable_only and rec.phase not in (QUEUED, RUNNING):
             raise ExecutionBusyError(f"execution {rec.id} is {rec.phase}: nothing to run")
         queued = rec.phase == QUEUED
-        compiled = self.load_compiled(rec)
-        bundles = self.work_root / "bundles"
-        task_defs = (
-            {} if self.isolate_code else load_tasks(rec, compiled, workflow, self.store, bundles)
-        )
-        code_path = code_path_of(rec.code, self.store, bundles)
-        refused: CodeNotIsolatedError | None = None
-        try:
-            self.check_backends(compiled, rec.project)
-        except CodeNotIsolatedError as exc:
-            refused = exc  # recorded as the execution's failure once claimed
+        compiled, task_defs, code_path, refused = self._prepare(rec, workflow)
         now = time.time()
         stale_before = now - 3 * self.config.engine.heartbeat_seconds
         dead = bool(rec.owner) and owner_is_dead(rec.owner)
@@ -564,25 +487,89 @@ class Engine:
             error = {"kind": "system", "code": "CodeNotIsolated", "message": str(refused)}
             self._finish(rec.id, FAILED, error)
             raise refused
+        return self._start_claimed(
+            rec,
+            compiled,
+            task_defs,
+            code_path,
+            now,
+            start="started" if queued else "resumed",
+            fresh=False,
+            on_event=on_event,
+            stop=stop,
+        )
+
+    def run_claimed(
+        self, rec: ExecutionRecord, *, fresh: bool, stop: threading.Event | None = None
+    ) -> ExecutionResult:
+        """Run an execution this process took from the queue (`MetadataStore.claim_queued`:
+        RUNNING, owned by this process, its start recorded). A `fresh` one (no node rows:
+        it never ran) skips the reads and the writes of a resume; one put back in the queue
+        by a recover is resumed, its succeeded nodes kept. `stop` as for `resume`.
+
+        Raises before the run begins (its documents unreadable, say) with the execution
+        still claimed: the caller puts it back in the queue (`MetadataStore.unclaim`)."""
+        claimed_at = rec.heartbeat_at if rec.heartbeat_at is not None else time.time()
+        compiled, task_defs, code_path, refused = self._prepare(rec, None)
+        if refused is not None:
+            error = {"kind": "system", "code": "CodeNotIsolated", "message": str(refused)}
+            self._finish(rec.id, FAILED, error)
+            raise refused
+        return self._start_claimed(
+            rec, compiled, task_defs, code_path, claimed_at, start="", fresh=fresh, stop=stop
+        )
+
+    def _prepare(
+        self, rec: ExecutionRecord, workflow: WorkflowDefinition[Any, Any] | None
+    ) -> tuple[
+        workflow_pb2.CompiledWorkflow,
+        Mapping[str, Any],
+        tuple[str, ...],
+        CodeNotIsolatedError | None,
+    ]:
+        """An execution's compiled workflow, its tasks' code (none when code is isolated),
+        its code path, and why its tasks may not run here (recorded once it is claimed)."""
+        compiled = self.load_compiled(rec)
+        bundles = self.work_root / "bundles"
+        task_defs = (
+            {} if self.isolate_code else load_tasks(rec, compiled, workflow, self.store, bundles)
+        )
+        code_path = code_path_of(rec.code, self.store, bundles)
+        try:
+            self.check_backends(compiled, rec.project)
+        except CodeNotIsolatedError as exc:
+            return compiled, task_defs, code_path, exc
+        return compiled, task_defs, code_path, None
+
+    def _start_claimed(
+        self,
+        rec: ExecutionRecord,
+        compiled: workflow_pb2.CompiledWorkflow,
+        task_defs: Mapping[str, Any],
+        code_path: tuple[str, ...],
+        now: float,
+        *,
+        start: str,
+        fresh: bool,
+        on_event: Callable[[NodeEvent], None] | None = None,
+        stop: threading.Event | None,
+    ) -> ExecutionResult:
+        """Run an execution this process has claimed (at `now`): unless `fresh` (it never
+        ran), void what its previous engine left (attempts still running, pool leases) and
+        record its `start` ('started', 'resumed'; '' when the claim recorded it)."""
         inputs = types_pb2.LiteralMap()
         inputs.ParseFromString(self.literals.get(rec.inputs_uri))
-        prior = {n.node_id: n for n in self.metadata.prior_nodes(rec.id)}
-        # Leases and queue places of the engine that ran it before are void now.
-        self.pools.release_execution(rec.id)
-        batch = Batch()
-        reattach = left_running(self.metadata.attempts(rec.id, phase=RUNNING), batch, now)
-        if queued:
-            batch.update_execution(rec.id, phase=RUNNING, started_at=now)
-            batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"started by {this_owner()}"))
-        else:
-            batch.update_execution(rec.id, phase=RUNNING, finished_at=None, error=None)
-            batch.event(EventRecord(rec.id, "", 0, RUNNING, now, f"resumed by {this_owner()}"))
-        self.metadata.apply(batch)
-        log.info(
-            "resuming execution",
-            execution_id=rec.id,
-            succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
-        )
+        prior: Mapping[str, Any] = {}
+        reattach: Mapping[str, Reattach] = {}
+        if not fresh:
+            # Leases and queue places of the engine that ran it before are void now.
+            self.pools.release_execution(rec.id)
+            prior, reattach = take_over(self.metadata, rec.id, now, start, this_owner())
+            log.info(
+                "resuming execution",
+                execution_id=rec.id,
+                succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
+            )
         # a cancel requested since the claim (while this process loaded the code) counts
         return self._run(
             rec,

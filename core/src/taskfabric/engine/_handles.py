@@ -29,6 +29,7 @@ __all__ = [
     "handle_recorder",
     "interrupt_unattached",
     "left_running",
+    "take_over",
 ]
 
 #: The error code of an attempt whose engine process stopped under it.
@@ -118,6 +119,26 @@ def left_running(attempts: list[AttemptRecord], batch: Batch, now: float) -> dic
             "interrupted: the engine process stopped",
         )
     return reattach
+
+
+def take_over(
+    metadata: MetadataStore, execution_id: str, now: float, start: str, owner: str
+) -> tuple[dict[str, NodeRecord], dict[str, Reattach]]:
+    """What a resume of an execution claimed at `now` reads and writes, in one transaction:
+    its prior nodes (by id) and the attempts to re-attach (`left_running`; the others are
+    recorded as interrupted), and its `start` ('started', 'resumed'; '' when its claim
+    recorded it)."""
+    prior = {n.node_id: n for n in metadata.prior_nodes(execution_id)}
+    batch = Batch()
+    reattach = left_running(metadata.attempts(execution_id, phase=RUNNING), batch, now)
+    if start == "started":
+        batch.update_execution(execution_id, phase=RUNNING, started_at=now)
+    elif start:
+        batch.update_execution(execution_id, phase=RUNNING, finished_at=None, error=None)
+    if start:
+        batch.event(EventRecord(execution_id, "", 0, RUNNING, now, f"{start} by {owner}"))
+    metadata.apply(batch)
+    return prior, reattach
 
 
 def interrupt_unattached(

@@ -1,11 +1,13 @@
 """What a launch and a resume check about a workflow: its inputs as literals, where its
 code lives (so a resume can load it again, or hand it to the attempts' processes), whether
-its DAG is still the recorded one, and whether a backend isolates its code."""
+its DAG is still the recorded one, and whether a backend isolates its code; and a new
+execution's documents and row (`create_execution`)."""
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -13,11 +15,13 @@ from typing import Any
 from taskfabric.bundles import bundle_root
 from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._loader import load_code
+from taskfabric.engine._owners import this_owner
+from taskfabric.engine._state import QUEUED, RUNNING
 from taskfabric.errors import TaskfabricError
-from taskfabric.metadata import ExecutionRecord
+from taskfabric.metadata import ExecutionRecord, MetadataStore, integrity_errors
 from taskfabric.plugin_api import Backend
 from taskfabric.sdk import TaskDefinition, WorkflowDefinition
-from taskfabric.storage import BlobStore
+from taskfabric.storage import BlobStore, PackStore
 from taskfabric.types import TransformContext, default_engine, type_str
 
 
@@ -97,6 +101,65 @@ def not_a_workflow(obj: object, what: str) -> str:
             f"function (`return {obj.short_name}(...)`) and launch that workflow"
         )
     return f"{what} runs a @workflow, not {type(obj).__name__} {obj!r:.80}"
+
+
+class ExecutionNameTakenError(TaskfabricError):
+    """Another execution of the project and domain has the name."""
+
+
+def create_execution(
+    metadata: MetadataStore,
+    literals: PackStore,
+    compiled: workflow_pb2.CompiledWorkflow,
+    inputs: types_pb2.LiteralMap,
+    *,
+    execution_id: str,
+    project: str,
+    domain: str,
+    name: str,
+    code: Mapping[str, str],
+    run_here: bool,
+    **columns: Any,
+) -> ExecutionRecord:
+    """Store a new execution's inputs and workflow and insert its row: RUNNING and owned
+    by this process when it runs here, else QUEUED for a worker. `columns` sets further
+    execution columns. Raises ExecutionNameTakenError when the name is taken (and
+    deletes the documents it stored)."""
+    root = literals.store.uri("executions", execution_id)
+    # Small documents go to the execution's pack segment (one file for all of them).
+    inputs_uri = literals.put(root, "inputs.pb", inputs.SerializeToString(deterministic=True))
+    workflow_uri = literals.put(root, "workflow.pb", compiled.SerializeToString(deterministic=True))
+    now = time.time()
+    rec = ExecutionRecord(
+        id=execution_id,
+        project=project,
+        domain=domain,
+        name=name,
+        workflow_name=compiled.primary.id.name,
+        workflow_version=compiled.primary.id.version,
+        phase=RUNNING if run_here else QUEUED,
+        created_at=now,
+        inputs_uri=inputs_uri,
+        workflow_uri=workflow_uri,
+        code=dict(code),
+    )
+    if run_here:
+        rec.started_at = rec.heartbeat_at = now
+        rec.owner = this_owner()
+    for key, value in columns.items():
+        if not hasattr(rec, key):
+            raise TypeError(f"executions have no column '{key}'")
+        setattr(rec, key, value)
+    try:
+        metadata.create_execution(rec)
+    except integrity_errors():
+        literals.close_segment(root)
+        for uri in list(literals.store.list(root)):  # the documents nobody will read
+            literals.store.delete(uri)
+        raise ExecutionNameTakenError(
+            f"execution name '{name}' is already taken in {project}/{domain}"
+        ) from None
+    return rec
 
 
 class CodeNotIsolatedError(TaskfabricError):

@@ -156,7 +156,9 @@ class PoolGate:
             return []
         self._notified = False
         self._last_poll = now
-        started = self.granted(self.manager.poll())
+        # only this execution's grants: the manager may serve other executions of this
+        # process, whose grants are theirs to pick up (taken here, they would be dropped)
+        started = self.granted(self.manager.poll(execution_id=self.execution_id))
         if self.waiting and now - self._last_check >= self.renew_seconds:
             self._last_check = now
             started += self._ask_again()

@@ -1,7 +1,9 @@
 """Recording an execution's transitions: node and attempt rows, events, progress callbacks
-and plugin hooks, committed in groups (one transaction for the transitions of every loop
-turn in a `commit_seconds` window, so a chain of tasks costs far less than a transaction per
-task), with the execution's heartbeat and the check for a cancel request.
+and plugin hooks, committed in groups (one transaction for the transitions of the loop turns
+in a `commit_seconds` window), with the execution's heartbeat and the check for a cancel
+request. The group is committed at once, whatever the window, before an attempt is handed
+to its backend (`commit`): an attempt never runs before its start, and the end of every
+attempt that ended before it, are in the database.
 
 A commit holds everything recorded before it, in order: the database always shows the
 execution as it was at one moment (a node's start is never committed without the end of the
@@ -15,7 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from taskfabric.engine._handles import handle_recorder
-from taskfabric.engine._state import RUNNING, TERMINAL, NodeState
+from taskfabric.engine._results import error_text
+from taskfabric.engine._state import RUNNING, SUCCEEDED, TERMINAL, NodeState
 from taskfabric.engine._util import CancelRequested
 from taskfabric.logs import get_logger
 from taskfabric.metadata import (
@@ -30,6 +33,9 @@ from taskfabric.metadata import (
 from taskfabric.plugin_api import LogLink, NodeEvent
 
 log = get_logger("taskfabric.engine")
+
+#: the phases of a map item that its row alone records (no event): see `Recorder.node`
+_ITEM_PHASES_WITHOUT_EVENT = frozenset({RUNNING, SUCCEEDED})
 
 
 class Recorder:
@@ -66,6 +72,8 @@ class Recorder:
         self._last_cancel_check = 0.0
         if cancels_since is not None:  # cancel requests count from the claim, not from now
             self._started = min(self._started, cancels_since)
+            # the claim wrote a heartbeat: the next is due a heartbeat's interval after it
+            self._last_heartbeat = cancels_since
 
     # -- what is written ---------------------------------------------------------------
 
@@ -96,7 +104,13 @@ class Recorder:
                 cache_status=ns.cache_status,
             )
         )
-        self._batch.event(EventRecord(execution_id, ns.full_id, ns.attempt, ns.phase, now, message))
+        if message or ns.kind != "map_item" or ns.phase not in _ITEM_PHASES_WITHOUT_EVENT:
+            # A map item's start and success are its row's phase and times: no event row
+            # each (a map of a million items would write two million); its waits, retries,
+            # failures, skips and aborts are events as any node's.
+            self._batch.event(
+                EventRecord(execution_id, ns.full_id, ns.attempt, ns.phase, now, message)
+            )
         if ns.phase in TERMINAL:
             self._active.pop(ns.full_id, None)
         else:
@@ -195,6 +209,21 @@ class Recorder:
         """Update columns of the execution's row."""
         self._batch.update_execution(self._execution_id, **values)
 
+    def execution_end(self, phase: str, error: dict[str, Any] | None) -> None:
+        """Record the execution's end (committed with the next flush): its phase and error,
+        and its owner released."""
+        now = time.time()
+        self._batch.update_execution(
+            self._execution_id,
+            phase=phase,
+            finished_at=now,
+            error=error,
+            owner="",
+            heartbeat_at=now,
+        )
+        message = error_text(error) if error else ""
+        self._batch.event(EventRecord(self._execution_id, "", 0, phase, now, message))
+
     # -- state -------------------------------------------------------------------------
 
     def active(self) -> list[NodeState]:
@@ -210,6 +239,16 @@ class Recorder:
         if not self._batch:
             return None
         return max(0.0, self._last_commit + self._commit_seconds - time.monotonic())
+
+    def commit(self) -> None:
+        """Commit what was recorded, now (no heartbeat, no cancel check). The attempts
+        call it before they hand an attempt to its backend, so that no attempt runs before
+        its start, and the end of every attempt before it, are in the database: a `kill -9`
+        then costs only the attempts the database shows running."""
+        if self._batch:
+            self._metadata.apply(self._batch)
+            self._batch = Batch()
+            self._last_commit = time.monotonic()
 
     def flush(self, *, force: bool = False) -> None:
         """Commit what was recorded in one transaction, when `force` or when the oldest

@@ -42,6 +42,7 @@ from taskfabric.engine._state import (
     SUCCEEDED,
     TERMINAL,
     NodeState,
+    PriorItems,
     Scope,
 )
 from taskfabric.engine._timers import Timers
@@ -49,6 +50,7 @@ from taskfabric.engine._util import (
     CancelRequested,
     EngineShutdown,
     RunOutcome,
+    database_out_of_reach,
     error_dict,
     system_error,
 )
@@ -90,8 +92,14 @@ class Runner:
         reattach: Mapping[str, Reattach] | None = None,
         code_path: tuple[str, ...] = (),
         stop: threading.Event | None = None,
+        record_end: bool = False,
     ) -> None:
+        """With `record_end`, a run that reaches its end commits the execution's end (phase,
+        error, owner released) in one transaction with its last transitions
+        (`end_recorded` then says so); else the caller records it."""
         self._execution_id = execution_id
+        self._record_end = record_end
+        self.end_recorded = False
         # Set when the engine process stops: the loop leaves (EngineShutdown) within a turn.
         self._stop = stop
         # Attempts a stopped engine process left running with a handle, by node id: their
@@ -99,6 +107,13 @@ class Runner:
         self._reattach = dict(reattach or {})
         self._task_defs = task_defs
         self._prior = dict(prior_nodes or {})
+        # A resume of a run that had started a map: what its items recorded, kept compactly
+        # (`MetadataStore.prior_items` reads only what a resume uses of them).
+        self._prior_items = PriorItems(
+            metadata.prior_items(execution_id)
+            if any(n.kind == "map" for n in self._prior.values())
+            else ()
+        )
         self._tasks = {t.id.name: t for t in compiled.tasks}
         self._heartbeat_seconds = heartbeat_seconds
         # nodes whose upstream nodes all succeeded, in the order they became ready
@@ -188,9 +203,14 @@ class Runner:
             task_id = node.task.task_id if kind == "task" else node.map.task_id
             ns.task = self._tasks[task_id.name]
             ns.task_def = self._task_defs.get(task_id.name)
-        prior = self._prior.get(full_id)
-        if prior is not None:
-            ns.attempt = prior.attempts
+        if parent is not None and parent.kind == "map":
+            if self._prior_items:  # an item of a resumed map: its attempts go on
+                found = self._prior_items.get(parent.full_id, _item_index(parent, full_id))
+                ns.attempt = found[0] if found is not None else 0
+        else:
+            prior = self._prior.get(full_id)
+            if prior is not None:
+                ns.attempt = prior.attempts
         again = self._reattach.pop(full_id, None)
         if again is not None:
             ns.attempt, ns.handle = again.attempt - 1, again.handle  # the next start is it
@@ -269,24 +289,17 @@ class Runner:
         """Start `ns` (or reuse its recorded or cached outputs)."""
         if self._failing is not None or ns.started_at is not None:
             return
-        prior = self._prior.get(ns.full_id)
-        if prior is not None and prior.phase == SUCCEEDED and prior.outputs_uri:
-            try:
-                outputs = self._documents.load(prior.outputs_uri)
-            except Exception as exc:
-                log.warning(
-                    "recorded outputs unreadable, running node again",
-                    node_id=ns.full_id,
-                    error=str(exc),
-                )
-            else:
-                ns.outputs_uri = prior.outputs_uri
-                ns.inputs_uri = prior.inputs_uri
-                ns.phase = SUCCEEDED
-                ns.started_at, ns.finished_at = prior.started_at, prior.finished_at
-                self.succeeded(ns, outputs, record=False)
-                return
         items = ns.parent.map_items if ns.parent is not None else None
+        if items is not None:
+            if self._prior_items:
+                assert ns.parent is not None
+                found = self._prior_items.get(ns.parent.full_id, ns.item_index)
+                if found is not None and self._recorded(ns, found[1]):
+                    return
+        else:
+            prior = self._prior.get(ns.full_id)
+            if prior is not None and self._recorded(ns, prior.outputs_uri, prior):
+                return
         # an item waits from when its map queued it
         ns.started_at = items.queued_at if items is not None else time.time()
         try:
@@ -303,6 +316,28 @@ class Runner:
                 raise BindingError(f"unknown node kind {ns.kind}")
         except BindingError as exc:
             self.fail(ns, system_error("BindingError", str(exc)))
+
+    def _recorded(self, ns: NodeState, outputs_uri: str, prior: NodeRecord | None = None) -> bool:
+        """Serve `ns` from the outputs an earlier run of the execution recorded (a resume),
+        when it has them and they can be read (`prior`: its row, a map item's is not read)."""
+        if not outputs_uri or (prior is not None and prior.phase != SUCCEEDED):
+            return False
+        try:
+            outputs = self._documents.load(outputs_uri)
+        except Exception as exc:
+            log.warning(
+                "recorded outputs unreadable, running node again",
+                node_id=ns.full_id,
+                error=str(exc),
+            )
+            return False
+        ns.outputs_uri = outputs_uri
+        ns.phase = SUCCEEDED
+        if prior is not None:
+            ns.inputs_uri = prior.inputs_uri
+            ns.started_at, ns.finished_at = prior.started_at, prior.finished_at
+        self.succeeded(ns, outputs, record=False)
+        return True
 
     def _run_task(self, ns: NodeState) -> None:
         """A task node or map item with its inputs: serve it from the cache, make it wait
@@ -488,12 +523,26 @@ class Runner:
             recorder.flush(force=True)
             raise
         except BaseException as exc:
+            if database_out_of_reach(exc):
+                # A passing outage of the metadata database (connections exhausted, a
+                # restart) is no reason to lose the execution: stop as on SIGTERM, leaving
+                # it to be resumed (by this process once it reaches the database again, or
+                # by another once the lease lapses).
+                log.warning(
+                    "the metadata database is out of reach: the execution is left to be resumed",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                attempts.stop()
+                raise EngineShutdown from exc
             self.abort(f"engine error: {type(exc).__name__}: {exc}")
             raise
         if self.outcome is None:
             self.outcome = RunOutcome(FAILED, None, self._failing)
         attempts.release_pools()
+        if self._record_end:
+            recorder.execution_end(self.outcome.phase, self.outcome.error)
         recorder.flush(force=True)
+        self.end_recorded = self._record_end
         self._documents.close()
         return self.outcome
 
@@ -513,3 +562,8 @@ class Runner:
             self._recorder.flush(force=True)
         except Exception:
             log.exception("could not record the abort")
+
+
+def _item_index(map_node: NodeState, full_id: str) -> int:
+    """The index of the item `full_id` (`<map id>[<index>]`) of `map_node`."""
+    return int(full_id[len(map_node.full_id) + 1 : -1])

@@ -4,9 +4,11 @@ A multi-tenant server's workers import no registered code (`Engine(isolate_code=
 execution is its stored compiled workflow, and every attempt runs in a process of its own
 (a sandbox). So executions of any project and version can share one engine process, its
 database connections, backends and pool channel, instead of each paying for a process of its
-own. Each runs on a thread of the process and is claimed in the database like any other
-(`Engine.resume`), so several such processes, on several servers, share one database; one
-whose owner stopped heartbeating (or died on this host) is taken over by the next scan.
+own. Each runs on a thread of the process. Queued executions are claimed in the database
+several at a time, in one transaction that also records their start
+(`MetadataStore.claim_queued`), so several such processes, on several servers, share one
+database without racing for the same ones; one whose owner stopped heartbeating (or died on
+this host) is taken over by the next scan (`Engine.resume`).
 
 Stopping (SIGTERM) sets the stop event: every execution's loop leaves within about a second,
 its execution left RUNNING without an owner, to be resumed by the next engine.
@@ -21,9 +23,10 @@ import time
 from taskfabric.config import Config
 from taskfabric.engine._engine import Engine, ExecutionBusyError
 from taskfabric.engine._launching import CodeNotIsolatedError
-from taskfabric.engine._owners import owner_is_dead
+from taskfabric.engine._owners import owner_is_dead, this_owner
 from taskfabric.engine._util import EngineShutdown
 from taskfabric.logs import get_logger
+from taskfabric.metadata import ExecutionRecord
 
 log = get_logger("taskfabric.workers")
 
@@ -57,6 +60,12 @@ class ExecutionWorker:
         self._not_before: dict[str, float] = {}
         self.retry_seconds = max(10.0, 20 * poll_seconds)
 
+    def _not_before_expire(self) -> None:
+        now = time.monotonic()
+        for execution_id, at in list(self._not_before.items()):
+            if at <= now:
+                del self._not_before[execution_id]
+
     def candidates(self, limit: int) -> list[str]:
         """Ids of up to `limit` executions to take: queued, or running with a lapsed lease,
         or (looked for at most once per poll interval) with an owner that died on this
@@ -64,9 +73,7 @@ class ExecutionWorker:
         metadata = self.engine.metadata
         stale_before = time.time() - 3 * self.engine.config.engine.heartbeat_seconds
         now = time.monotonic()
-        for execution_id, at in list(self._not_before.items()):
-            if at <= now:
-                del self._not_before[execution_id]
+        self._not_before_expire()
         skipped = self.running.keys() | self._not_before.keys()
         # The running ones and those held back are skipped: ask for as many more.
         found = [
@@ -100,33 +107,54 @@ class ExecutionWorker:
         free = self.slots - len(self.running)
         if free <= 0:
             return 0
-        started = 0
-        for execution_id in self.candidates(free):
-            thread = threading.Thread(
-                target=self._run,
-                args=(execution_id,),
-                name=f"execution-{execution_id}",
-                daemon=True,
-            )
-            self.running[execution_id] = thread
-            thread.start()
-            started += 1
+        # Queued executions are claimed here, several in one transaction (no engine process
+        # races another for them); running ones left by a dead or silent owner are looked
+        # for once the queue is empty, and claimed one by one by `Engine.resume`.
+        self._not_before_expire()
+        claimed = self.engine.metadata.claim_queued(
+            this_owner(),
+            now=time.time(),
+            limit=free,
+            skip=self.running.keys() | self._not_before.keys(),
+        )
+        for rec, fresh in claimed:
+            self._start(rec.id, (rec, fresh))
+        started = len(claimed)
+        if started < free:
+            for execution_id in self.candidates(free - started):
+                self._start(execution_id, None)
+                started += 1
         return started
 
-    def _run(self, execution_id: str) -> None:
+    def _start(self, execution_id: str, claimed: tuple[ExecutionRecord, bool] | None) -> None:
+        thread = threading.Thread(
+            target=self._run,
+            args=(execution_id, claimed),
+            name=f"execution-{execution_id}",
+            daemon=True,
+        )
+        self.running[execution_id] = thread
+        thread.start()
+
+    def _run(self, execution_id: str, claimed: tuple[ExecutionRecord, bool] | None) -> None:
         failed = True
         try:
-            failed = not self._execute(execution_id)
+            failed = not self._execute(execution_id, claimed)
         finally:
             with self._ended_lock:
                 self._ended[execution_id] = failed
             self._slot_freed.set()
 
-    def _execute(self, execution_id: str) -> bool:
-        """Run the execution; False when it could not run (an unexpected error, logged)."""
+    def _execute(self, execution_id: str, claimed: tuple[ExecutionRecord, bool] | None) -> bool:
+        """Run the execution (`claimed` from the queue, else resumed); False when it could
+        not run (an unexpected error, logged; a claimed one is put back in the queue)."""
         began = time.monotonic()
         try:
-            result = self.engine.resume(execution_id, runnable_only=True, stop=self.stop)
+            if claimed is not None:
+                rec, fresh = claimed
+                result = self.engine.run_claimed(rec, fresh=fresh, stop=self.stop)
+            else:
+                result = self.engine.resume(execution_id, runnable_only=True, stop=self.stop)
         except ExecutionBusyError:
             return True  # another engine claimed it first, or it ended meanwhile
         except EngineShutdown:
@@ -135,12 +163,14 @@ class ExecutionWorker:
         except CodeNotIsolatedError as exc:
             log.warning("execution refused", execution_id=execution_id, error=str(exc))
             return True
-        except Exception:
+        except Exception as exc:
             log.exception(
                 "execution could not run; left as it is, taken again later",
                 execution_id=execution_id,
                 retry_seconds=self.retry_seconds,
             )
+            if claimed is not None:
+                self._unclaim(execution_id, exc)
             return False
         log.info(
             "execution ended",
@@ -149,6 +179,21 @@ class ExecutionWorker:
             seconds=round(time.monotonic() - began, 2),
         )
         return True
+
+    def _unclaim(self, execution_id: str, exc: Exception) -> None:
+        """Put an execution claimed from the queue back in it, when its run never began (it
+        is left as it is otherwise: ended, or running and resumed by the next engine)."""
+        try:
+            self.engine.metadata.unclaim(
+                execution_id,
+                this_owner(),
+                now=time.time(),
+                message=f"back in the queue: could not start: {type(exc).__name__}: {exc}",
+            )
+        except Exception:
+            log.exception(
+                "could not put the execution back in the queue", execution_id=execution_id
+            )
 
     def run_forever(self) -> None:
         """Scan and run until `stop` is set, then wait for the executions to leave."""

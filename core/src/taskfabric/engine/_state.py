@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
@@ -139,3 +142,88 @@ class NodeState:
         return f"{self.scope_execution_id}/{self.full_id}/{self.attempt}"
 
     scope_execution_id: str = ""
+
+
+class _PriorMap:
+    """One map's recorded items, by index, in arrays: attempts, and where each succeeded
+    item's outputs are (segment number, offset, length in that pack segment; -1: none,
+    -2: a URI of its own in `plain`)."""
+
+    __slots__ = ("attempts", "length", "offset", "plain", "segment")
+
+    def __init__(self) -> None:
+        self.attempts = array("l")
+        self.segment = array("l")
+        self.offset = array("q")
+        self.length = array("q")
+        self.plain: dict[int, str] = {}
+
+    def grow(self, index: int) -> None:
+        missing = index + 1 - len(self.attempts)
+        if missing > 0:
+            missing = max(missing, len(self.attempts) // 2)  # amortized, as a list grows
+            self.attempts.extend(repeat(-1, missing))  # -1: nothing recorded
+            self.segment.extend(repeat(-1, missing))
+            self.offset.extend(repeat(0, missing))
+            self.length.extend(repeat(0, missing))
+
+
+class PriorItems:
+    """What a resumed execution knows of its maps' items from before: each item that
+    succeeded (its outputs' URI) or had attempts (their count), kept compactly for maps of
+    a million items resumed late: per map, arrays indexed by item (about 30 bytes an item),
+    the URI of each pack segment the outputs are in stored once
+    (`file:///.../packs/<segment>.pack`, and per item the `#<offset>+<length>` in it)."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, int, str]] = ()) -> None:
+        """`rows`: each item's (node_id, phase, attempts, outputs_uri), `add`ed."""
+        self._maps: dict[str, _PriorMap] = {}
+        self._segments: dict[str, int] = {}
+        self._segment_uris: list[str] = []
+        self.succeeded = 0
+        for row in rows:
+            self.add(*row)
+
+    def __bool__(self) -> bool:
+        return bool(self._maps)
+
+    def add(self, node_id: str, phase: str, attempts: int, outputs_uri: str) -> None:
+        """One item's row (`MetadataStore.prior_items`)."""
+        parent, _, index_text = node_id.rpartition("[")
+        index = int(index_text[:-1])
+        found = self._maps.get(parent)
+        if found is None:
+            found = self._maps[parent] = _PriorMap()
+        found.grow(index)
+        found.attempts[index] = attempts
+        if phase != SUCCEEDED or not outputs_uri:
+            return
+        self.succeeded += 1
+        base, _, frag = outputs_uri.partition("#")
+        offset, plus, length = frag.partition("+")
+        if not (plus and offset.isdigit() and length.isdigit()):
+            found.segment[index] = -2
+            found.plain[index] = outputs_uri
+            return
+        segment = self._segments.get(base)
+        if segment is None:
+            segment = self._segments[base] = len(self._segment_uris)
+            self._segment_uris.append(base)
+        found.segment[index] = segment
+        found.offset[index] = int(offset)
+        found.length[index] = int(length)
+
+    def get(self, map_id: str, index: int) -> tuple[int, str] | None:
+        """Item `index` of map `map_id`: its attempts and the URI of its outputs ("" unless
+        it succeeded); None when it had neither."""
+        found = self._maps.get(map_id)
+        if found is None or index >= len(found.attempts) or found.attempts[index] < 0:
+            return None
+        segment = found.segment[index]
+        if segment == -2:
+            uri = found.plain[index]
+        elif segment >= 0:
+            uri = f"{self._segment_uris[segment]}#{found.offset[index]}+{found.length[index]}"
+        else:
+            uri = ""
+        return found.attempts[index], uri

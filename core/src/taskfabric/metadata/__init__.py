@@ -8,6 +8,7 @@ from taskfabric.metadata._records import (
     MapItemsQueued,
     MapItemsStopped,
     NodeRecord,
+    PriorItem,
 )
 from taskfabric.metadata._revision import HEAD_REVISION
 from taskfabric.metadata._store import Batch, MetadataStore, create_db_engine
@@ -22,6 +23,7 @@ __all__ = [
     "MapItemsStopped",
     "MetadataStore",
     "NodeRecord",
+    "PriorItem",
     "create_db_engine",
     "integrity_errors",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass
@@ -100,3 +100,12 @@ class MapItemsStopped:
     phase: str
     at: float
     message: str = ""
+
+
+class PriorItem(NamedTuple):
+    """What a resume uses of a map item recorded before (`MetadataStore.prior_items`)."""
+
+    node_id: str
+    phase: str
+    attempts: int
+    outputs_uri: str

@@ -7,7 +7,7 @@ import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +22,7 @@ from taskfabric.metadata._records import (
     MapItemsQueued,
     MapItemsStopped,
     NodeRecord,
+    PriorItem,
 )
 from taskfabric.metadata._revision import HEAD_REVISION
 
@@ -504,6 +505,78 @@ class MetadataStore:
             result = conn.execute(t.update().where(cond).values(**values))
             return bool(result.rowcount)
 
+    def claim_queued(
+        self, owner: str, *, now: float, limit: int, skip: Iterable[str] = ()
+    ) -> list[tuple[ExecutionRecord, bool]]:
+        """Take up to `limit` QUEUED executions, oldest first (but those in `skip`), in one
+        transaction: each turns RUNNING, owned by `owner`, started now, with its 'started by'
+        event. Returns each claimed record and whether it is fresh: without node rows (it
+        never ran; one put back in the queue by a recover has some, and is resumed).
+
+        What a worker calls instead of a read of the queue and a claim per execution:
+        concurrent callers never get the same execution (PostgreSQL skips the rows another
+        transaction is claiming; SQLite has one writer at a time), so engine processes do
+        not race for the oldest ones; and a cancel of a claimed one goes to its engine, as
+        for `claim_execution`."""
+        if limit <= 0:
+            return []
+        t, n = s.executions, s.node_executions
+        skipped = list(skip)
+        pick = sa.select(t.c.id).where(t.c.phase == "QUEUED")
+        if skipped:
+            pick = pick.where(t.c.id.not_in(skipped))
+        pick = pick.order_by(t.c.created_at).limit(limit)
+        claim = t.update().values(owner=owner, heartbeat_at=now, phase="RUNNING", started_at=now)
+        with self._write_lock, self.engine.begin() as conn:
+            if self._dialect == "postgresql":
+                # The rows locked first, then updated: PostgreSQL may evaluate an IN
+                # (subquery with LIMIT) again for each row, and so update more than `limit`.
+                picked = list(conn.execute(pick.with_for_update(skip_locked=True)).scalars())
+                if not picked:
+                    return []
+                claim = claim.where(t.c.id.in_(picked))
+            else:  # one statement: a read first would fail to upgrade to a write under load
+                claim = claim.where(t.c.id.in_(pick), t.c.phase == "QUEUED")
+            recs = [_decode(ExecutionRecord, r) for r in conn.execute(claim.returning(*t.c)).all()]
+            if not recs:
+                return []
+            ids = [r.id for r in recs]
+            message = f"started by {owner}"
+            conn.execute(
+                s.events.insert(),
+                [
+                    {"execution_id": i, "node_id": "", "attempt": 0, "phase": "RUNNING"}
+                    | {"at": now, "message": message}
+                    for i in ids
+                ],
+            )
+            ran = set(
+                conn.execute(
+                    sa.select(n.c.execution_id).where(n.c.execution_id.in_(ids)).distinct()
+                ).scalars()
+            )
+        recs.sort(key=operator.attrgetter("created_at"))
+        return [(r, r.id not in ran) for r in recs]
+
+    def unclaim(self, execution_id: str, owner: str, *, now: float, message: str) -> bool:
+        """Put an execution that `owner` claimed from the queue but could not start back in
+        the queue (QUEUED, no owner), with an event saying why; False (nothing done) when it
+        is no longer RUNNING under `owner` (its run began and ended, or left it)."""
+        t = s.executions
+        with self._write_lock, self.engine.begin() as conn:
+            done = conn.execute(
+                t.update()
+                .where(t.c.id == execution_id, t.c.owner == owner, t.c.phase == "RUNNING")
+                .values(phase="QUEUED", owner="", heartbeat_at=None, started_at=None)
+            ).rowcount
+            if done:
+                conn.execute(
+                    s.events.insert(),
+                    {"execution_id": execution_id, "node_id": "", "attempt": 0}
+                    | {"phase": "QUEUED", "at": now, "message": message[:500]},
+                )
+        return bool(done)
+
     # -- reads ----------------------------------------------------------------------
 
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
@@ -669,16 +742,31 @@ class MetadataStore:
         return [_decode(NodeRecord, r) for r in rows]
 
     def prior_nodes(self, execution_id: str) -> list[NodeRecord]:
-        """The node rows a resume of the execution reads: all but the map items that never
-        had an attempt and did not succeed (queued, or skipped or aborted in bulk), which
-        hold nothing a resume uses; a big map resumed early loads few of its rows."""
+        """The node rows a resume of the execution reads, map items excepted (`prior_items`
+        reads what a resume uses of theirs)."""
         t = s.node_executions
-        unused = (t.c.kind == "map_item") & (t.c.attempts == 0) & (t.c.phase != "SUCCEEDED")
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(t).where(t.c.execution_id == execution_id, sa.not_(unused))
+                sa.select(t).where(t.c.execution_id == execution_id, t.c.kind != "map_item")
             ).all()
         return [_decode(NodeRecord, r) for r in rows]
+
+    def prior_items(self, execution_id: str, chunk: int = 10_000) -> Iterator[PriorItem]:
+        """What a resume uses of the execution's map items: `(node_id, phase, attempts,
+        outputs_uri)` of each item that succeeded or had an attempt (those queued, skipped
+        or aborted in bulk hold nothing it uses), read `chunk` rows at a time, so a map of
+        a million items resumed late never has a million full rows in memory."""
+        t = s.node_executions
+        q = sa.select(t.c.node_id, t.c.phase, t.c.attempts, t.c.outputs_uri).where(
+            t.c.execution_id == execution_id,
+            t.c.kind == "map_item",
+            (t.c.attempts > 0) | (t.c.phase == "SUCCEEDED"),
+        )
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=chunk).execute(q)
+            for rows in result.partitions():
+                for node_id, phase, attempts, outputs_uri in rows:
+                    yield PriorItem(node_id, phase, attempts or 0, outputs_uri or "")
 
     def attempts(
         self, execution_id: str, node_id: str | None = None, *, phase: str | None = None

@@ -188,6 +188,11 @@ class Registry:
         self._lock = threading.Lock()
         self._templates: OrderedDict[str, bytes] = OrderedDict()
         self._bundle_uris: dict[str, str] = {}  # digest -> URI; bundles never change
+        # (kind, project, domain, name, version) -> its row: a version, once registered,
+        # never changes (registering it again with other content is refused), so a launch
+        # of a given version reads its row once per process, not at each launch
+        self._rows: OrderedDict[tuple[str, str, str, str, str], Any] = OrderedDict()
+        self._rows_lock = threading.Lock()  # not `_lock`: held through registrations
 
     # -- statements -------------------------------------------------------------------
 
@@ -370,6 +375,13 @@ class Registry:
     def _select_row(
         self, kind: str, project: str, domain: str, name: str, version: str | None
     ) -> Any:
+        key = (kind, project, domain, name, version) if version is not None else None
+        if key is not None:
+            with self._rows_lock:
+                found = self._rows.get(key)
+                if found is not None:
+                    self._rows.move_to_end(key)
+                    return found
         t = registry_entities
         q = sa.select(t).where(
             t.c.kind == kind, t.c.project == project, t.c.domain == domain, t.c.name == name
@@ -381,6 +393,11 @@ class Registry:
             row = conn.execute(q).first()
         if row is None:
             raise self._not_found(kind, project, domain, name, version)
+        if key is not None:
+            with self._rows_lock:
+                self._rows[key] = row
+                while len(self._rows) > 512:
+                    self._rows.popitem(last=False)
         return row
 
     def _not_found(

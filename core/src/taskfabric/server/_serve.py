@@ -78,6 +78,19 @@ def _check_tls(certfile: Path, keyfile: Path | None) -> None:
         ) from None
 
 
+def _check_required_bounds(config: Config, engine: Any) -> None:
+    """Make now each backend that requires bounds a host may not give (the sandbox's
+    `cgroups = "required"`): a host without them stops the server here, saying why, instead
+    of failing its executions later."""
+    for name, backend in config.backends.items():
+        if backend.options.get("cgroups") != "required":
+            continue
+        try:
+            engine.backends.named(name)
+        except Exception as exc:
+            raise TaskfabricError(f"[backends.{name}]: {exc}") from None
+
+
 def serve(
     config: Config,
     *,
@@ -114,7 +127,13 @@ def serve(
     # A multi-tenant server never imports registered code and runs it only on backends
     # that isolate it from the server's credentials and other projects' data.
     isolate = not settings.single_tenant
-    plane = ControlPlane(config, engine=Engine(config, isolate_code=isolate))
+    engine = Engine(config, isolate_code=isolate)
+    try:
+        _check_required_bounds(config, engine)
+    except TaskfabricError:
+        engine.close()
+        raise
+    plane = ControlPlane(config, engine=engine)
     app = create_app(config, plane=plane)
     for add in extend:
         add(app)

@@ -380,11 +380,8 @@ class ControlPlane:
     def _enqueue(self, request: LaunchRequest) -> m.Launched:
         """Insert-or-fetch by name in one step: of concurrent launches under one name exactly
         one makes the execution (201); the others replay it (200) when they asked for the
-        same workflow version and inputs, and are refused (409) otherwise."""
-        existing = self.metadata.find_by_name(request.project, request.domain, request.name)
-        if existing is not None:
-            self._check_same(existing, request)
-            return m.Launched(execution=views.execution(existing), created=False)
+        same workflow version and inputs, and are refused (409) otherwise. (No read of the
+        name first: a retry is rare, and pays for its documents written then deleted.)"""
         try:
             rec, created = self.engine.enqueue_or_fetch(
                 request.workflow,
