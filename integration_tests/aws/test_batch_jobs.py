@@ -199,7 +199,6 @@ def test_a_job_of_one_project_reaches_none_of_anothers_data(
     task_image: str,
     plugins: Plugins,
     monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture[str],
     access: str,
 ) -> None:
     """Alpha's job, with presigned access (the default): no credentials in its environment;
@@ -209,7 +208,8 @@ def test_a_job_of_one_project_reaches_none_of_anothers_data(
     data, which shows what the presigned run's refusals are worth."""
     monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
     # The engine's own credentials (moto takes any): never in the job, its grants, the
-    # database, the bucket or the engine's log, only the key id in presigned URLs.
+    # database or the bucket, only the key id in presigned URLs. (The engine's log is
+    # checked by test_s3_engine.py; capturing it here would outlive this engine.)
     secret_key = "tf-engine-secret-never-in-a-job-0123456789ab"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
     extra = ""
@@ -241,13 +241,11 @@ def test_a_job_of_one_project_reaches_none_of_anothers_data(
         assert found["store_write"] == "ok: None" and planted_exists, found
         return
     assert found["credentials"] == "", found
-    printed = capfd.readouterr()
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.name == "meta.db" for p in files) and len(stored) > 3, (files, stored)
     assert [p for p in files if secret_key.encode() in p.read_bytes()] == []
     assert [b for b in stored if secret_key.encode() in b] == []
     assert secret_key not in json.dumps(job, default=str)
-    assert secret_key not in printed.out + printed.err
     assert not {e["name"] for e in job["container"]["environment"]} & {
         "AWS_ACCESS_KEY_ID",
         "AWS_SECRET_ACCESS_KEY",
