@@ -1,6 +1,7 @@
-"""Group commits: the transitions of many loop turns go to the database in one transaction,
-and every transaction leaves the execution as it was at one moment (never a node's start
-without its upstream node's end). Counted, not timed."""
+"""Commits: everything recorded is committed before an attempt is handed to its backend,
+whatever the commit window; the transitions of loop turns that hand none over are grouped
+(`commit_seconds`); every transaction leaves the execution as it was at one moment (never a
+node's start without its upstream node's end). Counted, not timed."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from taskfabric import task, workflow
+from taskfabric import map_task, task, workflow
 from taskfabric.config import Config, EngineConfig, StorageConfig
 from taskfabric.engine import Engine
 from taskfabric.metadata import Batch
@@ -29,7 +30,24 @@ def chain(x: int) -> int:
     return x
 
 
-def _run(root: Path, commit_seconds: float) -> tuple[list[Batch], str]:
+@task
+def numbers(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@workflow
+def fan_out(n: int) -> int:
+    return total(xs=map_task(inc)(x=numbers(n=n)))
+
+
+def _run(
+    root: Path, commit_seconds: float, wf: Any = chain, inputs: dict[str, int] | None = None
+) -> tuple[list[Batch], str]:
     # heartbeats (which commit at once) far apart, so only the commit window decides
     config = Config(
         storage=StorageConfig(data_root=root),
@@ -44,9 +62,10 @@ def _run(root: Path, commit_seconds: float) -> tuple[list[Batch], str]:
             return apply(batch)
 
         engine.metadata.apply = recording  # type: ignore[method-assign]
-        result = engine.launch(chain, {"x": 0})
+        result = engine.launch(wf, inputs or {"x": 0})
     assert result.succeeded and result.outputs is not None
-    assert result.outputs.literals["o0"].integer == CHAIN
+    if wf is chain:
+        assert result.outputs.literals["o0"].integer == CHAIN
     return batches, result.execution_id
 
 
@@ -55,12 +74,40 @@ def _commits_of_the_loop(batches: list[Batch], execution_id: str) -> list[Batch]
     return [b for b in batches if any(key[0] == execution_id for key in b.nodes)]
 
 
-def test_a_chain_is_committed_in_a_few_transactions(tmp_path: Path) -> None:
-    grouped, execution_id = _run(tmp_path / "grouped", commit_seconds=3600)
-    # the first turn's writes at once, then everything else with the execution's end
-    assert len(_commits_of_the_loop(grouped, execution_id)) == 2
-    each_turn, execution_id = _run(tmp_path / "each-turn", commit_seconds=0)
-    assert len(_commits_of_the_loop(each_turn, execution_id)) >= CHAIN
+@pytest.mark.parametrize("commit_seconds", [0, 3600])
+def test_each_attempt_is_committed_before_it_runs(tmp_path: Path, commit_seconds: float) -> None:
+    batches, execution_id = _run(tmp_path, commit_seconds)
+    commits = _commits_of_the_loop(batches, execution_id)
+    # one before each hand-off (the first holds n0's start, the next n0's end and n1's
+    # start, ...), then the last node's end with the execution's
+    assert len(commits) == CHAIN + 1
+    for i, batch in enumerate(commits[:CHAIN]):
+        phases = {node_id: rec.phase for (_, node_id), rec in batch.nodes.items()}
+        ended = {f"n{i - 1}": "SUCCEEDED"} if i else {}
+        assert phases == {**ended, f"n{i}": "RUNNING"}, (i, phases)
+        assert {(a.node_id, a.phase) for a in batch.attempts.values()} == {
+            *((f"n{i - 1}", "SUCCEEDED") for _ in ended),
+            (f"n{i}", "RUNNING"),
+        }
+
+
+def test_turns_that_start_no_attempt_are_committed_together(tmp_path: Path) -> None:
+    # 16 items on 8 slots: the ends of the last items start nothing, and wait for the next
+    # hand-off (`total`'s), whatever the turns they came in
+    grouped, execution_id = _run(tmp_path / "grouped", 3600, fan_out, {"n": 16})
+    commits = _commits_of_the_loop(grouped, execution_id)
+    assert (
+        sum(
+            rec.phase == "SUCCEEDED" and "[" in node_id
+            for b in commits
+            for (_, node_id), rec in b.nodes.items()
+        )
+        == 16
+    )
+    # every commit but the execution's last is one before a hand-off
+    for batch in commits[:-1]:
+        assert any(a.phase == "RUNNING" for a in batch.attempts.values()), batch.nodes.keys()
+    assert any(k[1] == "n2" for k in commits[-2].nodes)  # total's start
 
 
 @pytest.mark.parametrize("commit_seconds", [0, 3600])

@@ -1,7 +1,8 @@
-"""An attempt's handle recorded as its backend submits it (on the engine's loop thread) is
-committed in one transaction with the attempt's start, not in a transaction of its own; a
+"""An attempt's start is committed before its backend is given it; a handle the backend
+records as it submits (on the engine's loop thread) goes through the loop's own batch (one
+`apply`, no transaction of `record_attempt_handle`'s), committed before the work starts; a
 handle recorded from another thread (the process's full identity, by the thread that waits
-for it) still has its own. Counted, not timed."""
+for it) has its own. Counted, not timed."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def twice(x: int) -> int:
     return double(x=x)
 
 
-def test_the_provisional_handle_goes_with_the_attempts_start(tmp_path: Path) -> None:
+def test_the_provisional_handle_goes_through_the_loops_batch(tmp_path: Path) -> None:
     config = Config(
         storage=StorageConfig(data_root=tmp_path),
         engine=EngineConfig(heartbeat_seconds=3600, commit_seconds=3600),
@@ -64,11 +65,12 @@ def test_the_provisional_handle_goes_with_the_attempts_start(tmp_path: Path) -> 
     ((_, handled),) = batch.handles
     assert handled.handle.startswith(STARTING_PREFIX)
     assert stored == [handled.handle]
-    # the same transaction holds the attempt's start, its node and their events
-    started = batch.attempts[(result.execution_id, handled.node_id, 1)]
+    # the transaction before it holds the attempt's start, its node and their events
+    before = batches[batches.index(batch) - 1]
+    started = before.attempts[(result.execution_id, handled.node_id, 1)]
     assert started.phase == "RUNNING"
-    assert (result.execution_id, handled.node_id) in batch.nodes
-    assert any(e.node_id == handled.node_id and e.phase == "RUNNING" for e in batch.events)
+    assert (result.execution_id, handled.node_id) in before.nodes
+    assert any(e.node_id == handled.node_id and e.phase == "RUNNING" for e in before.events)
     # the process's identity, known once it runs, from the thread that waits for it
     ((thread, handle),) = alone
     assert thread.startswith("taskfabric-wait") and not handle.startswith(STARTING_PREFIX)

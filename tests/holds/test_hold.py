@@ -261,3 +261,41 @@ def test_two_engines_of_one_process_have_channels_of_their_own(tmp_path: Path) -
         if len(str(left_behind)) < 90:  # else the sockets went to a short folder of /tmp
             assert all(p.parent == left_behind.parent for p in paths)
             assert not left_behind.exists()
+
+
+@task
+def overlong_line() -> str:
+    """A task's code holds a slot through the channel, then sends a request line longer than
+    the channel reads (64 KiB) with no end: the engine answers and drops it, rather than
+    buffering whatever a tenant sends in the engine process every project's tasks share."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(os.environ["TASKFABRIC_POOLS_SOCKET"])
+    sock.settimeout(20)  # only a failing engine makes it wait: it answers at once
+    reader = sock.makefile("rb")
+    secret = os.environ["TASKFABRIC_POOLS_TOKEN"]
+    request = {"op": "hold", "token": secret, "pools": {"api": 1}}
+    sock.sendall(json.dumps(request).encode() + b"\n")
+    granted = json.loads(reader.readline())
+    sock.sendall(b"x" * (65 * 1024))  # fits the socket's buffers; no end of line
+    try:
+        answer = reader.readline()
+    except TimeoutError:
+        return json.dumps([granted, "no answer"])
+    return json.dumps([granted, json.loads(answer)])
+
+
+@workflow
+def overlong() -> str:
+    return overlong_line()
+
+
+def test_the_channel_drops_an_overlong_request_line(tmp_path: Path) -> None:
+    with _engine(tmp_path, "subprocess") as engine:
+        result = engine.launch(overlong, {})
+        assert result.phase == "SUCCEEDED", result.error
+        report = result.python_outputs(overlong, engine.store, engine.work_root)
+        granted, answer = json.loads(report)
+        assert granted["ok"] is True
+        assert answer["ok"] is False and answer["kind"] == "invalid", answer
+        assert "longer than 65536 bytes" in answer["error"], answer
+        assert engine.pool_manager.status()[0].in_use == 0

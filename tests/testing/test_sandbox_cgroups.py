@@ -392,3 +392,31 @@ def test_cgroup_v2_without_its_controllers_is_not_used() -> None:
         "no cgroup (cgroup v2 without the cpu, memory, pids controller(s)): each attempt is "
         "bounded by per-process rlimits only"
     )
+
+
+@task(timeout=1)
+def overstays() -> int:
+    time.sleep(600)
+    return 0
+
+
+@workflow
+def overstays_wf() -> int:
+    return overstays()
+
+
+@pytest.mark.parametrize("fork_server", [True, False], ids=["fork-server", "bwrap"])
+def test_a_stopped_attempts_cgroup_is_removed(
+    host: Cgroups, tmp_path: Path, fork_server: bool
+) -> None:
+    """An attempt stopped at its timeout (SIGTERM, then SIGKILL) leaves no cgroup once the
+    engine has closed (which waits for its killing)."""
+    with use_plugins(Plugins(autoload=False)):
+        engine = _engine(tmp_path, fork_server=fork_server, kill_grace_seconds=0.2)
+        try:
+            result = launch(engine, overstays_wf, {}, task_type="python", deadline=300)
+        finally:
+            engine.close()
+    assert result.phase == "FAILED", result
+    assert result.error is not None and dict(result.error)["code"] == "Timeout", result.error
+    assert _attempt_folders(host) == []

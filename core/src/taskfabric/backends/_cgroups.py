@@ -155,11 +155,6 @@ class AttemptCgroup:
         folder = self.folders.get("memory")
         return _counter(folder / "memory.oom_control", "oom_kill") if folder else 0
 
-    def pids_refused(self) -> int:
-        """How many forks its process bound refused."""
-        folder = self.folders.get("" if self.version == 2 else "pids")
-        return _counter(folder / "pids.events", "max") if folder else 0
-
     def remove(self) -> bool:
         """Kill whatever of the attempt still runs, and remove its cgroup."""
         deadline = time.monotonic() + REMOVE_SECONDS
@@ -175,10 +170,21 @@ class Cgroups:
         #: controller ("" for v2) -> the folder that holds the engines' folders.
         self.parents = parents
         self.reason = reason
-        identity = ProcessIdentity.of(os.getpid())
-        self.engine_dir = f"{os.getpid()}-{identity.start if identity else 0}"
         self._lock = threading.Lock()
-        self._swept = False
+        self._engine_dir = ("", 0)
+        self._swept_by = 0
+
+    @property
+    def engine_dir(self) -> str:
+        """This engine process's folder name: its pid and start time (asked again in a
+        process forked from the one that detected the cgroups)."""
+        name, pid = self._engine_dir
+        if pid != os.getpid():
+            pid = os.getpid()
+            identity = ProcessIdentity.of(pid)
+            name = f"{pid}-{identity.start if identity else 0}"
+            self._engine_dir = (name, pid)
+        return name
 
     @property
     def available(self) -> bool:
@@ -201,9 +207,9 @@ class Cgroups:
         """Remove the cgroups that engine processes no longer running left (an engine that
         was killed): kill what runs in them. Once per process; returns how many."""
         with self._lock:
-            if self._swept:
+            if self._swept_by == os.getpid():
                 return 0
-            self._swept = True
+            self._swept_by = os.getpid()
         removed = 0
         deadline = time.monotonic() + REMOVE_SECONDS
         for parent in self.parents.values():

@@ -14,7 +14,8 @@ fork costs milliseconds. What keeps it safe:
   a socket pair of their own, before anything of the attempt runs; only a process of the
   parent namespace may write them).
 - The child reads the attempt's request (the `bwrap` arguments and the `taskfabric-execute`
-  command line) from the attempt's socket, enters new user, mount, pid, IPC, UTS and network
+  command line) from the attempt's socket, joins the attempt's cgroup when the request names
+  one (`_cgroups`: made by the engine), enters new user, mount, pid, IPC, UTS and network
   (unless `--share-net`) namespaces, and forks the attempt's process: pid 1 of its own pid
   namespace, with its own `/proc`, root (a fresh tmpfs with only the folders of the
   arguments), `/dev`, `/tmp` and `/dev/shm`, running as uid 65534 with no capabilities and

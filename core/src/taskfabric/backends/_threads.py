@@ -60,6 +60,10 @@ class ThreadBackend(Backend[SettingsT]):
         self._cancelled: set[str] = set()
         self._events: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
+        # attempts given to the queue and not yet taken by a thread, and threads waiting for
+        # one (both under _lock): a thread is started only when none would take the attempt
+        self._queued = 0
+        self._idle = 0
         self._execution_uris: dict[str, str] = {}
 
     def submit(self, attempt: TaskAttempt) -> None:
@@ -67,7 +71,10 @@ class ThreadBackend(Backend[SettingsT]):
             if attempt.attempt_id in self._submitted:
                 return
             self._submitted.add(attempt.attempt_id)
-            if len(self._threads) < self.workers:
+            self._queued += 1
+            # Starting a thread costs more than a task does (a chain of quick tasks never
+            # needs a second one): only when every thread is busy.
+            if self._queued > self._idle and len(self._threads) < self.workers:
                 t = threading.Thread(
                     target=self._work,
                     name=f"taskfabric-{self.name}-{len(self._threads)}",
@@ -146,7 +153,13 @@ class ThreadBackend(Backend[SettingsT]):
 
     def _work(self) -> None:
         while True:
+            with self._lock:
+                self._idle += 1
             attempt = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+                if attempt is not None:
+                    self._queued -= 1
             if attempt is None:
                 return
             if attempt.attempt_id in self._cancelled:

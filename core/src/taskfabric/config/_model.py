@@ -170,8 +170,10 @@ class EngineConfig(_Section):
     heartbeat_seconds: float = Field(default=10.0, gt=0)
     """How often a running execution records that it is alive."""
     commit_seconds: float = Field(default=0.05, ge=0)
-    """The longest a recorded transition waits for its transaction: the transitions of
-    several loop turns are committed together (group commit). 0: a commit every turn."""
+    """The longest a recorded transition waits for its transaction when no attempt is handed
+    to a backend after it (everything recorded is committed before an attempt is handed
+    over): the transitions of loop turns that start no attempt are committed together.
+    0: a commit every turn."""
     hold_listen: str | None = None
     """``host:port`` where the engine also offers the pool channel of ``taskfabric.hold()``
     over TCP, for tasks that run away from its host (an ``aws-batch`` job, a pod on another

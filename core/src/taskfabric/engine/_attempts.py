@@ -79,6 +79,8 @@ class Attempts:
         self._backend_for = backend_for
         # task name -> its backend: one execution's tasks keep theirs (the config is fixed)
         self._backends: dict[str, Backend[Any]] = {}
+        # task name -> its timeout in seconds (0: none), read once from its template
+        self._timeouts: dict[str, float] = {}
         self._parallelism = max(1, parallelism)
         self._pools = pools
         self._documents = documents
@@ -329,7 +331,10 @@ class Attempts:
         if backend.poll_interval is not None:
             self._polled.setdefault(backend, 0.0)
         task = ns.task
-        timeout = task.timeout.ToTimedelta().total_seconds() if task.HasField("timeout") else 0
+        timeout = self._timeouts.get(task.id.name)
+        if timeout is None:
+            timeout = task.timeout.ToTimedelta().total_seconds() if task.HasField("timeout") else 0
+            self._timeouts[task.id.name] = timeout
         if timeout > 0:
             self._timers.after(timeout, ns, self._timeout_due)
         return ns, spec
@@ -337,7 +342,16 @@ class Attempts:
     def _submit(self, started: list[tuple[NodeState, TaskAttempt]]) -> None:
         """Hand the attempts this turn started to their backends: the items of one map node
         together to a backend that takes them so (`Backend.submit_map_items`), any other
-        attempt alone (`Backend.submit`)."""
+        attempt alone (`Backend.submit`).
+
+        What was recorded is committed first: the attempts' starts, and the ends of the
+        attempts that ended before them. So the attempts that a `kill -9` of the engine can
+        cost are those the database shows running (at most `parallelism`: each holds a
+        slot), which a resume runs again; never one whose end had freed a slot for another.
+        """
+        if not started:
+            return
+        self._recorder.commit()
         together: dict[tuple[NodeState, Backend[Any]], list[tuple[NodeState, TaskAttempt]]] = {}
         for ns, spec in started:
             backend, parent = ns.backend, ns.parent

@@ -549,7 +549,18 @@ class _Handler(socketserver.StreamRequestHandler):
                 service.release(holds, lease)
 
     def _serve_ops(self, service: HoldService, holds: AttemptHolds, lease: Lease) -> None:
-        for line in self.rfile:
+        while line := self.rfile.readline(_MAX_LINE + 1):
+            if len(line) > _MAX_LINE:
+                # the task's code sent more than any request takes: it is not buffered (this
+                # process serves every project's tasks), and the hold ends
+                self._send(
+                    {
+                        "ok": False,
+                        "kind": "invalid",
+                        "error": f"a request line longer than {_MAX_LINE} bytes: the hold ends",
+                    }
+                )
+                return
             try:
                 message = json.loads(line)
                 op = message.get("op")

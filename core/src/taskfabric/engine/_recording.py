@@ -1,7 +1,9 @@
 """Recording an execution's transitions: node and attempt rows, events, progress callbacks
-and plugin hooks, committed in groups (one transaction for the transitions of every loop
-turn in a `commit_seconds` window, so a chain of tasks costs far less than a transaction per
-task), with the execution's heartbeat and the check for a cancel request.
+and plugin hooks, committed in groups (one transaction for the transitions of the loop turns
+in a `commit_seconds` window), with the execution's heartbeat and the check for a cancel
+request. The group is committed at once, whatever the window, before an attempt is handed
+to its backend (`commit`): an attempt never runs before its start, and the end of every
+attempt that ended before it, are in the database.
 
 A commit holds everything recorded before it, in order: the database always shows the
 execution as it was at one moment (a node's start is never committed without the end of the
@@ -237,6 +239,16 @@ class Recorder:
         if not self._batch:
             return None
         return max(0.0, self._last_commit + self._commit_seconds - time.monotonic())
+
+    def commit(self) -> None:
+        """Commit what was recorded, now (no heartbeat, no cancel check). The attempts
+        call it before they hand an attempt to its backend, so that no attempt runs before
+        its start, and the end of every attempt before it, are in the database: a `kill -9`
+        then costs only the attempts the database shows running."""
+        if self._batch:
+            self._metadata.apply(self._batch)
+            self._batch = Batch()
+            self._last_commit = time.monotonic()
 
     def flush(self, *, force: bool = False) -> None:
         """Commit what was recorded in one transaction, when `force` or when the oldest
