@@ -54,6 +54,7 @@ class ExecutionWorker:
         self._ended_lock = threading.Lock()
         self._slot_freed = threading.Event()
         self._owners_checked = float("-inf")  # time.monotonic() of the last dead-owner scan
+        self._scanned = float("-inf")  # ... and of the last scan for abandoned executions
         # Executions that could not even start (their documents unreadable, say): left
         # queued, and not taken again before this time.monotonic(), so a worker does not
         # spin on one.
@@ -120,7 +121,11 @@ class ExecutionWorker:
         for rec, fresh in claimed:
             self._start(rec.id, (rec, fresh))
         started = len(claimed)
-        if started < free:
+        # The queue is empty: look for abandoned ones, at most once per poll interval (not
+        # each time an execution ends: they are rare, and a read each time is not).
+        now = time.monotonic()
+        if started < free and now - self._scanned >= self.poll_seconds:
+            self._scanned = now
             for execution_id in self.candidates(free - started):
                 self._start(execution_id, None)
                 started += 1

@@ -146,22 +146,101 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+#: The writer's commits between two checkpoints of the WAL (each commit of the engine's loop
+#: adds some 8 pages: about SQLite's own 1,000-page default).
+CHECKPOINT_EVERY = 128
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file (`PRAGMA wal_checkpoint(PASSIVE)`) on a
+    thread and a connection of its own, woken every `CHECKPOINT_EVERY` commits of the
+    writer, whose connection never checkpoints itself (`wal_autocheckpoint=0`).
+
+    SQLite's automatic checkpoint runs inside the commit that fills the WAL, with an fsync
+    of the database file at `synchronous=NORMAL`: on a busy disk that one commit took
+    milliseconds, and an engine commits before each attempt it hands over, so a chain of
+    tasks waited for it. A passive checkpoint runs beside readers and writers, and what is
+    on disk after each commit is as before: the commit in the WAL, not fsynced (a process
+    killed loses nothing committed)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._wake = threading.Condition()
+        self._due = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        #: checkpoints run, and the last one's (busy, WAL frames, frames checkpointed)
+        self.runs = 0
+        self.last: tuple[int, int, int] | None = None
+
+    def wake(self) -> None:
+        with self._wake:
+            if self._stopping:
+                return
+            self._due = True
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="taskfabric-wal-checkpoint", daemon=True
+                )
+                self._thread.start()
+            self._wake.notify_all()
+
+    def _run(self) -> None:
+        conn = _connect(self.path)
+        try:
+            while True:
+                with self._wake:
+                    while not self._due and not self._stopping:
+                        self._wake.wait()
+                    if self._stopping:
+                        return
+                    self._due = False
+                try:
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    row = None  # the next wake-up tries again; readers' commits also may
+                with self._wake:
+                    self.runs += 1
+                    self.last = None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+                    self._wake.notify_all()
+        finally:
+            conn.close()
+
+    def wait_runs(self, runs: int, timeout: float) -> bool:
+        """Wait until `runs` checkpoints have run (tests)."""
+        with self._wake:
+            return self._wake.wait_for(lambda: self.runs >= runs, timeout)
+
+    def close(self) -> None:
+        with self._wake:
+            self._stopping = True
+            thread, self._thread = self._thread, None
+            self._wake.notify_all()
+        if thread is not None:
+            thread.join(timeout=30)
+
+
 class LiteStore:
-    """One SQLite file: a writer connection (callers hold the store's write lock) and a
-    reader connection (reads take no transaction, so they see the latest commit)."""
+    """One SQLite file: a writer connection (callers hold the store's write lock), a
+    reader connection (reads take no transaction, so they see the latest commit), and the
+    WAL's checkpoints on a thread of their own (`Checkpointer`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
+        self.checkpointer = Checkpointer(path)
+        self._commits = 0
 
     def close(self) -> None:
+        self.checkpointer.close()
         with self._read_lock:
             for conn in (self._writer, self._reader):
                 if conn is not None:
                     conn.close()
             self._writer = self._reader = None
+        self.checkpointer = Checkpointer(self.path)  # a store used again after close
 
     @contextmanager
     def _reading(self) -> Iterator[sqlite3.Connection]:
@@ -178,6 +257,7 @@ class LiteStore:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = _connect(self.path)
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's job
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -187,6 +267,9 @@ class LiteStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0:
+            self.checkpointer.wake()
 
     # -- reads --------------------------------------------------------------------------
 

@@ -582,7 +582,7 @@ class MetadataStore:
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         if self._lite is not None:
             return self._lite.get_execution(execution_id)
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             row = conn.execute(
                 sa.select(s.executions).where(s.executions.c.id == execution_id)
             ).first()
@@ -632,7 +632,7 @@ class MetadataStore:
         if self._lite is not None:
             return self._lite.cancel_requested(execution_id, since)
         e = s.events
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             row = conn.execute(
                 sa.select(e.c.message)
                 .where(
@@ -648,7 +648,7 @@ class MetadataStore:
         if self._lite is not None:
             return self._lite.find_by_name(project, domain, name)
         t = s.executions
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             row = conn.execute(
                 sa.select(t).where(t.c.project == project, t.c.domain == domain, t.c.name == name)
             ).first()
@@ -673,7 +673,7 @@ class MetadataStore:
             .order_by(t.c.created_at)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             return [_decode(ExecutionRecord, r) for r in conn.execute(q).all()]
 
     def running_owners(self, host: str, limit: int = 1000) -> list[tuple[str, str]]:
@@ -687,14 +687,14 @@ class MetadataStore:
             .where(t.c.phase == "RUNNING", t.c.owner.like(like, escape="\\"))
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             return [(r[0], r[1]) for r in conn.execute(q).all()]
 
     def find_executions(self, prefix: str, limit: int = 5) -> list[ExecutionRecord]:
         """Executions whose id or name starts with `prefix` (for abbreviated ids)."""
         t = s.executions
         like = prefix.replace("%", r"\%").replace("_", r"\_") + "%"
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             rows = conn.execute(
                 sa.select(t)
                 .where(t.c.id.like(like, escape="\\") | t.c.name.like(like, escape="\\"))
@@ -732,12 +732,12 @@ class MetadataStore:
             q = q.where(t.c.phase.in_(list(phases)))
         if workflow:
             q = q.where(t.c.workflow_name.like(f"%{workflow}%"))
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             return [_decode(ExecutionRecord, r) for r in conn.execute(q).all()]
 
     def nodes(self, execution_id: str) -> list[NodeRecord]:
         t = s.node_executions
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             rows = conn.execute(sa.select(t).where(t.c.execution_id == execution_id)).all()
         return [_decode(NodeRecord, r) for r in rows]
 
@@ -745,7 +745,7 @@ class MetadataStore:
         """The node rows a resume of the execution reads, map items excepted (`prior_items`
         reads what a resume uses of theirs)."""
         t = s.node_executions
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             rows = conn.execute(
                 sa.select(t).where(t.c.execution_id == execution_id, t.c.kind != "map_item")
             ).all()
@@ -779,13 +779,13 @@ class MetadataStore:
             q = q.where(t.c.node_id == node_id)
         if phase is not None:
             q = q.where(t.c.phase == phase)
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             rows = conn.execute(q.order_by(t.c.node_id, t.c.attempt)).all()
         return [_decode(AttemptRecord, r) for r in rows]
 
     def events(self, execution_id: str) -> list[EventRecord]:
         t = s.events
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             rows = conn.execute(
                 sa.select(t).where(t.c.execution_id == execution_id).order_by(t.c.id)
             ).all()

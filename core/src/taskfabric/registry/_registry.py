@@ -20,6 +20,7 @@ from taskfabric.errors import TaskfabricError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import MetadataStore
 from taskfabric.metadata._schema import executions
+from taskfabric.metadata._store import reads
 from taskfabric.registry._diff import bundle_diff, entity_diff
 from taskfabric.registry._launch import (
     LaunchError,
@@ -389,7 +390,7 @@ class Registry:
         if version is not None:
             q = q.where(t.c.version == version)
         q = q.order_by(t.c.created_at.desc(), t.c.version.desc()).limit(1)
-        with self.engine.connect() as conn:
+        with reads(self.engine).connect() as conn:
             row = conn.execute(q).first()
         if row is None:
             raise self._not_found(kind, project, domain, name, version)
