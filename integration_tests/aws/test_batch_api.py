@@ -15,11 +15,13 @@ from typing import Any
 
 import aws_tasks
 import pytest
+import urllib3
 from conftest import client
 from throttling import throttling_proxy
 
 from taskfabric.config import load_config
 from taskfabric.engine import Engine
+from taskfabric.errors import TaskfabricError
 from taskfabric.plugin_api import (
     BACKENDS_GROUP,
     STORAGE_GROUP,
@@ -32,6 +34,7 @@ from taskfabric.testing import DirectAttempts
 from taskfabric_aws import BatchBackend, BatchSettings, S3BlobStore
 from taskfabric_aws._arrays import array_key, array_name_of, child_id
 from taskfabric_aws._batch import PENDING, TAG_ARRAY, TAG_ATTEMPT, attempt_key, job_name_of
+from taskfabric_aws._s3 import GRANTS_ENV
 from taskfabric_aws.testing import configure_moto, create_batch_queue
 
 QUEUE = "tf-api"
@@ -359,11 +362,14 @@ def test_map_items_go_as_one_array_job_each_child_an_item(
         assert direct.handles(attempt) == [f"{PENDING}{name}#{index}", child]
         assert status.error is not None and status.error.code == "BatchJobFailed"
         assert f"({child}) succeeded without writing its outputs" in status.error.message
-    # Every child runs the item runner on one manifest, which lists the items by index.
+    # Every child runs the item runner on one manifest, which lists the items by index: a
+    # presigned URL of it (the job holds no credentials), each item with its own grants.
     command = array["container"]["command"]
     assert command[:3] == ["python3", "-m", "taskfabric_aws.array_item"]
-    manifest = json.loads(engine.store.get_bytes(command[3]))
+    assert command[3].startswith(moto_endpoint) and "X-Amz-Signature=" in command[3]
+    manifest = json.loads(urllib3.request("GET", command[3]).data)
     assert [item["node_id"] for item in manifest["items"]] == ["n0"] * 5
+    assert len({item["env"][GRANTS_ENV] for item in manifest["items"]}) == 5
     for item, attempt in zip(manifest["items"], items, strict=True):
         args = item["args"]
         assert args[args.index("--inputs") + 1] == attempt.inputs_uri
@@ -773,3 +779,37 @@ def test_abandon_terminates_the_job_of_an_attempt_no_run_reattached_to(
     backend.abandon(f"{attempts[1].attempt_id}x", f"{PENDING}{by_name['jobName']}#0")
     backend.close()  # waits for the terminating threads
     assert sorted(terminated) == sorted([by_id["jobId"], by_name["jobId"]])
+
+
+@pytest.mark.parametrize(
+    ("extra", "gap"),
+    [
+        ("", ""),
+        ('blob_access = "credentials"\n', 'blob_access = "credentials": each job would reach'),
+        ('pass_env = ["AWS_ACCESS_KEY_ID", "HOME"]\n', "passes AWS_ACCESS_KEY_ID to every job"),
+        ('env = { AWS_PROFILE = "all" }\n', "passes AWS_PROFILE to every job"),
+        ('job_role_arn = "arn:aws:iam::1:role/r"\n', "job_role_arn: every job gets the role's"),
+    ],
+)
+def test_a_multi_tenant_engine_runs_jobs_only_with_presigned_access(
+    tmp_path: Path,
+    s3_root: str,
+    moto_endpoint: str,
+    queue: str,
+    plugins: Plugins,
+    monkeypatch: pytest.MonkeyPatch,
+    extra: str,
+    gap: str,
+) -> None:
+    """What a multi-tenant server checks at launch: a job that would hold credentials of the
+    whole store (the old mode, passed or set variables, a job role) is refused, saying why."""
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    config = load_config(batch_config(tmp_path / "home", s3_root, moto_endpoint, queue, extra))
+    compiled = aws_tasks.typed_pipeline.compile()
+    with Engine(config, plugins=plugins, isolate_code=True) as engine:
+        if not gap:
+            engine.check_backends(compiled)
+            return
+        with pytest.raises(TaskfabricError, match="does not isolate") as refused:
+            engine.check_backends(compiled)
+    assert gap in str(refused.value)

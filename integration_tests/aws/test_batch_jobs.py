@@ -2,7 +2,8 @@
 through podman's Docker-compatible API (host network, so the job reaches moto's S3 on
 127.0.0.1), in an image built from a spec by taskfabric-containers: the core, pandas,
 taskfabric-aws and this folder's tasks. The typed data, the outputs, the error documents and
-the logs all travel through S3 and CloudWatch Logs."""
+the logs all travel through S3 and CloudWatch Logs. The jobs hold no AWS credentials: they
+reach their own attempt's blobs through the URLs the engine presigned for them."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import aws_tasks
 import pytest
 from conftest import TASKS_DIR, client
 
+from taskfabric import File
 from taskfabric.config import load_config
 from taskfabric.core.v1 import types_pb2
 from taskfabric.engine import Engine
@@ -111,7 +113,6 @@ def write_config(folder: Path, endpoint: str, image: str, extra: str = "") -> Pa
             job_queue = "{QUEUE}"
             image = "{image}"
             endpoint_url = "{endpoint}"
-            pass_env = {json.dumps(sorted(FAKE_CREDENTIALS))}
             poll_seconds = 0.5
             """)
         + extra,
@@ -189,6 +190,92 @@ def test_a_typed_workflow_with_files_and_a_dataframe_runs_as_batch_jobs(
     assert {j["status"] for j in jobs} == {"SUCCEEDED"}
     attempts = engine.metadata.attempts(result.execution_id)
     assert {a.backend for a in attempts} == {"batch"}
+
+
+@pytest.mark.parametrize("access", ["presigned", "credentials"])
+def test_a_job_of_one_project_reaches_none_of_anothers_data(
+    tmp_path: Path,
+    jobs_endpoint: str,
+    task_image: str,
+    plugins: Plugins,
+    monkeypatch: pytest.MonkeyPatch,
+    access: str,
+) -> None:
+    """Alpha's job, with presigned access (the default): no credentials in its environment;
+    beta's blob refused through taskfabric's store (nothing granted), boto3 (no credentials)
+    and plain HTTP (S3's 403); no listing, no write outside its folders; its own input read.
+    With `blob_access = "credentials"` (not isolated) the same task reads and writes beta's
+    data, which shows what the presigned run's refusals are worth."""
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT")
+    # The engine's own credentials (moto takes any): never in the job, its grants, the
+    # database or the bucket, only the key id in presigned URLs. (The engine's log is
+    # checked by test_s3_engine.py; capturing it here would outlive this engine.)
+    secret_key = "tf-engine-secret-never-in-a-job-0123456789ab"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret_key)
+    extra = ""
+    if access == "credentials":
+        extra = f'blob_access = "credentials"\npass_env = {json.dumps(sorted(FAKE_CREDENTIALS))}\n'
+    config = write_config(tmp_path / access, jobs_endpoint, task_image, extra)
+    own = tmp_path / "own.txt"
+    own.write_text("alpha's own data")
+    with Engine(load_config(config), plugins=plugins) as engine:
+        secret = engine.store.uri("uploads", "beta", "secret.txt")
+        engine.store.put_bytes(secret, b"beta's secret")
+        planted = engine.store.uri("uploads", "beta", "planted.txt")
+        result = engine.launch(
+            aws_tasks.snooping,
+            {"own": File(own), "other": secret, "outside": planted, "endpoint": jobs_endpoint},
+            project="alpha",
+        )
+        assert result.phase == "SUCCEEDED", result.error
+        found = result.python_outputs(aws_tasks.snooping, engine.store, tmp_path / "read")
+        planted_exists = engine.store.exists(planted)
+        assert engine.store.get_bytes(secret) == b"beta's secret"
+        stored = [engine.store.get_bytes(u) for u in engine.store.list(engine.store.uri())]
+    (job,) = jobs_of(jobs_endpoint, result.execution_id)
+    assert found["own"] == "alpha's own data"
+    if access == "credentials":
+        assert found["credentials"] == "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY", found
+        assert found["store_read"] == 'ok: b"beta\'s secret"', found
+        assert found["boto3_read"] == 'ok: b"beta\'s secret"', found
+        assert found["store_write"] == "ok: None" and planted_exists, found
+        return
+    assert found["credentials"] == "", found
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "meta.db" for p in files) and len(stored) > 3, (files, stored)
+    assert [p for p in files if secret_key.encode() in p.read_bytes()] == []
+    assert [b for b in stored if secret_key.encode() in b] == []
+    assert secret_key not in json.dumps(job, default=str)
+    assert not {e["name"] for e in job["container"]["environment"]} & {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+    }
+    refused = "refused: S3StoreError: cannot {} s3://"
+    assert found["store_read"].startswith(refused.format("read")), found
+    assert "access to its own blobs only" in found["store_read"], found
+    assert found["store_list"].startswith(refused.format("list")), found
+    # A listing of the whole bucket shows the blobs granted to the attempt, never asking S3.
+    assert found["store_list_all"].startswith("ok: ['s3://"), found
+    assert "/uploads/beta/" not in found["store_list_all"], found
+    assert found["store_write"].startswith(refused.format("write")), found
+    assert not planted_exists
+    assert found["boto3_read"].startswith("refused: NoCredentialsError"), found
+    # moto refuses an unsigned read of a private object as S3 does; it would take an
+    # unsigned listing or write (see test_s3_grants.py for what moto does not enforce).
+    assert found["http_read"] == "403", found
+
+
+def test_outputs_that_name_another_projects_blob_are_refused(
+    engine: Engine, jobs_endpoint: str
+) -> None:
+    """A job may write its outputs document: one that names a blob neither among its inputs
+    nor under its own raw-data folder fails the attempt (the next task would be granted it)."""
+    secret = engine.store.uri("uploads", "beta", "secret.txt")
+    engine.store.put_bytes(secret, b"beta's secret")
+    result = engine.launch(aws_tasks.forging, {"other": secret}, project="alpha")
+    assert result.phase == "FAILED"
+    assert result.error is not None and result.error["code"] == "SandboxRefused", result.error
+    assert f"an output names {secret}, which is neither" in result.error["message"]
 
 
 def test_a_failing_job_fails_the_attempt_with_its_error_and_its_cloudwatch_log(

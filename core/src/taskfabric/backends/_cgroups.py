@@ -8,10 +8,11 @@ Detected once per process, in this order:
 - cgroup v2 (`/sys/fs/cgroup/cgroup.controllers`): `memory.max`, `memory.swap.max`,
   `cpu.max`, `cpu.weight`, `pids.max`, in a subtree of this process's own cgroup (a
   delegated one under systemd, `Delegate=yes`, or the root when run as root):
-  `<own>/taskfabric/...`. A cgroup with processes may not enable controllers for its
-  children, so when the own cgroup does not have them already its processes (the server's,
-  in its delegated cgroup) move into a leaf `<own>/taskfabric-engine` first; a process
-  started from there (a worker) uses the same `<own>/taskfabric`;
+  `<own>/taskfabric/...`. A cgroup with processes may not give its children controllers:
+  an engine alone in its cgroup moves into a leaf `<own>/taskfabric-engine` first; an
+  engine in such a leaf (moved there, started from there, or put there by systemd's
+  `DelegateSubgroup=taskfabric-engine`) whose parent gives them uses `<parent>/taskfabric`;
+  an engine whose cgroup holds other processes uses none (only this process is ever moved);
 - cgroup v1 (hierarchies `memory`, `cpu`, `pids` under `/sys/fs/cgroup`):
   `memory.limit_in_bytes`, `memory.memsw.limit_in_bytes`, `cpu.cfs_quota_us`, `cpu.shares`,
   `pids.max`, in each hierarchy below this process's own cgroup there;
@@ -321,42 +322,55 @@ def _usable(folder: Path) -> str:
     return ""
 
 
+def _controls(folder: Path, needed: set[str]) -> bool:
+    """Whether cgroup `folder` gives its children the `needed` controllers."""
+    return needed <= set((folder / "cgroup.subtree_control").read_text().split())
+
+
 def _detect_v2(root: Path) -> Cgroups:
     needed = {"memory", "cpu", "pids"}
     available = set((root / "cgroup.controllers").read_text().split())
     if not needed <= available:
         missing = ", ".join(sorted(needed - available))
         return Cgroups(0, {}, f"cgroup v2 without the {missing} controller(s)")
-    base = root / _own_cgroups().get("", "/").lstrip("/")
-    if base.name == ENGINE_LEAF:  # moved there by this server (a worker started from it)
-        base = base.parent
-    if not needed <= set((base / "cgroup.controllers").read_text().split()):
+    own = root / _own_cgroups().get("", "/").lstrip("/")
+    if not needed <= set((own / "cgroup.controllers").read_text().split()):
         return Cgroups(
             0,
             {},
-            f"cgroup v2: {base} was not delegated the memory, cpu and pids controllers "
+            f"cgroup v2: {own} was not delegated the memory, cpu and pids controllers "
             "(systemd: Delegate=yes in the server's unit)",
         )
-    if not needed <= set((base / "cgroup.subtree_control").read_text().split()):
-        if base != root:
-            # A cgroup with processes may not enable controllers for its children: its
-            # processes (the server's, in its delegated cgroup) move into a leaf first.
-            leaf = base / ENGINE_LEAF
-            try:
-                leaf.mkdir(exist_ok=True)
-                for _ in range(10):
-                    pids = _pids_of(base)
-                    if not pids:
-                        break
-                    for pid in pids:
-                        with contextlib.suppress(ProcessLookupError):
-                            _write(leaf / "cgroup.procs", str(pid))
-            except OSError as exc:
-                return Cgroups(0, {}, f"cgroup v2: cannot move the engine into {leaf}: {exc}")
+    if own == root:
+        base = root
+    elif own.name == ENGINE_LEAF and _controls(own.parent, needed):
+        # The engine in the leaf of a delegated cgroup (systemd's DelegateSubgroup= of that
+        # name, or the leaf an engine of this server moved itself into): its attempts go
+        # beside it. (Never into the parent of any other cgroup: a slice not delegated.)
+        base = own.parent
+    elif [p for p in _pids_of(own) if p != os.getpid()]:
+        return Cgroups(
+            0,
+            {},
+            f"cgroup v2: {own} holds other processes than this engine, and a cgroup with "
+            "processes may not give its children controllers: run the server in a cgroup of "
+            "its own (systemd: Delegate=yes and DelegateSubgroup=taskfabric-engine)",
+        )
+    else:
+        # Only this process: it moves into a leaf, so that its cgroup may have children
+        # with controllers (the processes it starts, workers among them, start there).
+        leaf = own / ENGINE_LEAF
         try:
-            _write(base / "cgroup.subtree_control", "+memory +cpu +pids")
+            leaf.mkdir(exist_ok=True)
+            _write(leaf / "cgroup.procs", str(os.getpid()))
         except OSError as exc:
-            return Cgroups(0, {}, f"cgroup v2: cannot enable controllers under {base}: {exc}")
+            return Cgroups(0, {}, f"cgroup v2: cannot move the engine into {leaf}: {exc}")
+        base = own
+    try:
+        if not _controls(base, needed):
+            _write(base / "cgroup.subtree_control", "+memory +cpu +pids")
+    except OSError as exc:
+        return Cgroups(0, {}, f"cgroup v2: cannot enable controllers under {base}: {exc}")
     parent = base / FOLDER
     reason = _usable(parent)
     if reason:

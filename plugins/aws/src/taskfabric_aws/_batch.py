@@ -32,7 +32,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from taskfabric.backends import node_key, tail
+from taskfabric.backends import check_outputs, node_key, tail
 from taskfabric.core.v1 import execution_pb2
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import (
@@ -60,8 +60,9 @@ from taskfabric_aws._arrays import (
 )
 from taskfabric_aws._batch_settings import BatchSettings, resources_of
 from taskfabric_aws._checks import batch_failure, check_queue
+from taskfabric_aws._grants import attempt_blobs, grant_seconds, grants_document
 from taskfabric_aws._joblogs import LogCursor, LogReader
-from taskfabric_aws._s3 import S3BlobStore
+from taskfabric_aws._s3 import GRANTS_ENV, S3BlobStore
 
 __all__ = ["BatchBackend", "job_name_of"]
 
@@ -80,6 +81,25 @@ _ACTIVE = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"})
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 #: Most ids one describe_jobs call takes.
 DESCRIBE_BATCH = 100
+#: Environment variables through which boto3 finds credentials or where to get them: a job
+#: given one of these (`pass_env`, `env`) may reach the whole blob store.
+CREDENTIAL_VARIABLES = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    }
+)
 
 
 def attempt_key(attempt_id: str) -> str:
@@ -131,6 +151,9 @@ class _Job:
     array: _Array | None = None
     #: SubmitJob calls (and look-ups after them) that failed without a clear answer.
     tries: int = 0
+    #: The job's command and granted environment, made once (a SubmitJob sent again after
+    #: throttling sends the same request, and the grants are not presigned again).
+    prepared: tuple[list[str], dict[str, str]] | None = None
 
 
 @dataclass
@@ -145,6 +168,8 @@ class _Array:
     indexes: list[int] = field(default_factory=list)
     #: SubmitJob calls (and look-ups after them) that failed without a clear answer.
     tries: int = 0
+    #: The array job's name and command, made once (as `_Job.prepared`).
+    prepared: tuple[str, list[str]] | None = None
 
 
 class BatchBackend(Backend[BatchSettings]):
@@ -152,6 +177,11 @@ class BatchBackend(Backend[BatchSettings]):
     settings_model: ClassVar[type[BackendSettings]] = BatchSettings
     poll_interval: ClassVar[float | None] = None  # the Batch thread notifies
     reattaches: ClassVar[bool] = True
+    #: A job runs on other machines, with the settings' environment only; with
+    #: `blob_access = "presigned"` (the default) it holds no credential of the blob store,
+    #: only presigned access to its own attempt's blobs. `isolation_gaps` says when the
+    #: settings give it more (docs/server.md, "Isolation").
+    isolated: ClassVar[bool] = True
 
     def __init__(self, name: str, settings: BatchSettings, context: BackendContext) -> None:
         super().__init__(name, settings, context)
@@ -160,6 +190,12 @@ class BatchBackend(Backend[BatchSettings]):
                 "aws-batch runs tasks on other machines, which cannot read a local blob "
                 "store: put the data root in S3 ([storage] data_root = "
                 '"s3://bucket/prefix", with taskfabric-aws installed)'
+            )
+        if settings.blob_access == "presigned" and not isinstance(context.store, S3BlobStore):
+            raise ValueError(
+                f'[backends.{name}] blob_access = "presigned" presigns access to the s3 blob '
+                f"store, and this one is {type(context.store).__name__}: put the data root "
+                'in S3, or set blob_access = "credentials" (jobs then reach the whole store)'
             )
         config = botocore.config.Config(
             retries={"mode": "standard", "total_max_attempts": settings.api_attempts}
@@ -189,6 +225,32 @@ class BatchBackend(Backend[BatchSettings]):
         self._thread.start()
 
     # -- the engine's calls ------------------------------------------------------------------
+
+    def isolation_gaps(self, task: Any) -> list[str]:
+        gaps: list[str] = []
+        section = f"[backends.{self.name}]"
+        if self.settings.blob_access == "credentials":
+            gaps.append(
+                f'{section} blob_access = "credentials": each job would reach the blob store '
+                "with credentials of the whole store (every project's data); remove it (the "
+                'default, "presigned", gives a job access to its own attempt\'s blobs only)'
+            )
+        passed = sorted(
+            {*self.settings.pass_env, *self.settings.env} & CREDENTIAL_VARIABLES,
+        )
+        if passed:
+            gaps.append(
+                f"{section} passes {', '.join(passed)} to every job: AWS credentials that may "
+                "reach the whole blob store; remove them from pass_env and env"
+            )
+        if self.settings.job_role_arn:
+            gaps.append(
+                f"{section} job_role_arn: every job gets the role's credentials, and taskfabric "
+                "cannot tell whether they reach the blob store's bucket; remove it (jobs read "
+                "and write their blobs through presigned URLs and need no role), or declare "
+                "the deployment single-tenant"
+            )
+        return gaps
 
     def pool_requests(self, task: Any) -> list[PoolRequest]:
         return [PoolRequest(self.settings.pool)] if self.settings.pool else []
@@ -383,7 +445,9 @@ class BatchBackend(Backend[BatchSettings]):
                     return
                 job.look_up = False
             definition = self._definition(attempt)
-            command = self._command(attempt)
+            if job.prepared is None:
+                job.prepared = self._command(attempt)
+            command, granted = job.prepared
             attempt.record_handle(PENDING + job.name)
             self._take_token()
             response = self._call(
@@ -394,7 +458,7 @@ class BatchBackend(Backend[BatchSettings]):
                 jobDefinition=definition,
                 containerOverrides={
                     "command": command,
-                    "environment": self._environment(attempt.env),
+                    "environment": self._environment({**attempt.env, **granted}),
                 },
                 tags={
                     TAG_ATTEMPT: attempt_key(attempt.attempt_id),
@@ -444,7 +508,9 @@ class BatchBackend(Backend[BatchSettings]):
             attempts = [job.attempt for job in jobs]
             name = array_name_of(attempts)
             definition = self._definition(attempts[0])
-            command = self._array_command(name, attempts)
+            if array.prepared is None or array.prepared[0] != name:
+                array.prepared = (name, self._array_command(name, attempts))
+            command = array.prepared[1]
             for index, job in enumerate(jobs):
                 job.attempt.record_handle(f"{PENDING}{name}{ARRAY_SEPARATOR}{index}")
             self._take_token()
@@ -642,12 +708,39 @@ class BatchBackend(Backend[BatchSettings]):
             self._definitions[name] = arn
         return arn
 
-    def _command(self, attempt: TaskAttempt) -> list[str]:
+    def _template_uri(self, attempt: TaskAttempt) -> str:
+        folder = self.context.store.uri("executions", attempt.execution_id)
+        return f"{folder}/nodes/{node_key(attempt.node_id)}/task-{attempt.attempt}.pb"
+
+    def _grants_uri(self, attempt: TaskAttempt) -> str:
+        folder = self.context.store.uri("executions", attempt.execution_id)
+        return f"{folder}/nodes/{node_key(attempt.node_id)}/grants-{attempt.attempt}.json"
+
+    def _presigned(self) -> S3BlobStore | None:
+        """The store whose access jobs get presigned, or None when they use credentials."""
         store = self.context.store
-        prefix = store.uri("executions", attempt.execution_id)
-        template_uri = f"{prefix}/nodes/{node_key(attempt.node_id)}/task-{attempt.attempt}.pb"
-        store.put_bytes(template_uri, attempt.task.SerializeToString())
-        return [
+        if self.settings.blob_access != "presigned" or not isinstance(store, S3BlobStore):
+            return None
+        return store
+
+    def _grant(self, attempt: TaskAttempt, template_uri: str) -> dict[str, str]:
+        """The job's access to its attempt's blobs, as environment variables: `{}` with
+        credentials; else the grants document written for it, and a presigned URL of it."""
+        store = self._presigned()
+        if store is None:
+            return {}
+        timeout = attempt.task.timeout.ToTimedelta().total_seconds()
+        seconds = grant_seconds(timeout, self.settings.grant_seconds)
+        grants_uri = self._grants_uri(attempt)
+        document = grants_document(store, [attempt_blobs(attempt, template_uri)], seconds)
+        store.put_bytes(grants_uri, document)
+        return {GRANTS_ENV: store.presign_get(grants_uri, seconds)}
+
+    def _command(self, attempt: TaskAttempt) -> tuple[list[str], dict[str, str]]:
+        """The job's command, and the environment that grants it its blobs."""
+        template_uri = self._template_uri(attempt)
+        self.context.store.put_bytes(template_uri, attempt.task.SerializeToString())
+        command = [
             self.settings.python, "-m", "taskfabric.execute",
             "--task-template", template_uri,
             "--inputs", attempt.inputs_uri,
@@ -655,24 +748,32 @@ class BatchBackend(Backend[BatchSettings]):
             "--error", attempt.error_uri,
             "--raw-prefix", attempt.raw_prefix,
         ]  # fmt: skip
+        return command, self._grant(attempt, template_uri)
 
     def _array_command(self, name: str, attempts: list[TaskAttempt]) -> list[str]:
         """The command of every child of the array job: its item runner, given the manifest
-        (written with the items' one task template)."""
+        (written with the items' one task template). With presigned access the manifest is
+        given as a presigned URL, and each item's environment holds its own grants: a child
+        can read its siblings' grants (the same map of the same execution), nothing else."""
         store = self.context.store
         folder = store.uri("executions", attempts[0].execution_id, "arrays", name)
         template_uri, manifest_uri = f"{folder}/task.pb", f"{folder}/items.json"
         store.put_bytes(template_uri, attempts[0].task.SerializeToString())
-        store.put_bytes(
-            manifest_uri, manifest_bytes(template_uri, attempts, [a.env for a in attempts])
-        )
+        envs = [{**a.env, **self._grant(a, template_uri)} for a in attempts]
+        store.put_bytes(manifest_uri, manifest_bytes(template_uri, attempts, envs))
+        presigned = self._presigned()
+        if presigned is not None:
+            timeout = attempts[0].task.timeout.ToTimedelta().total_seconds()
+            seconds = grant_seconds(timeout, self.settings.grant_seconds)
+            manifest_uri = presigned.presign_get(manifest_uri, seconds)
         return [self.settings.python, "-m", "taskfabric_aws.array_item", manifest_uri]
 
     def _environment(self, extra: dict[str, str]) -> list[dict[str, str]]:
         """The job's environment: `pass_env`, the S3 endpoint, then `extra` (an attempt's)."""
         env = {k: os.environ[k] for k in self.settings.pass_env if k in os.environ}
         store = self.context.store
-        if isinstance(store, S3BlobStore) and store.settings.endpoint_url:
+        presigned = self.settings.blob_access == "presigned"
+        if isinstance(store, S3BlobStore) and store.settings.endpoint_url and not presigned:
             # taskfabric-execute in the job finds the same S3 through boto3's variable.
             env.setdefault("AWS_ENDPOINT_URL_S3", store.settings.endpoint_url)
         env.update(extra)
@@ -744,11 +845,20 @@ class BatchBackend(Backend[BatchSettings]):
                     AttemptPhase.FAILED, error=AttemptError.from_proto(error), log_links=links
                 )
             if found["status"] == "SUCCEEDED" and store.exists(attempt.outputs_uri):
+                refused = None
+                if self._presigned() is not None:
+                    # A job that reaches its own blobs only must not name another's in its
+                    # outputs: the next task would be granted it.
+                    refused = check_outputs(attempt, store.get_bytes(attempt.outputs_uri))
+                if refused is not None:
+                    return AttemptStatus(AttemptPhase.FAILED, error=refused, log_links=links)
                 return AttemptStatus(
                     AttemptPhase.SUCCEEDED, outputs_uri=attempt.outputs_uri, log_links=links
                 )
         except Exception as exc:
             log.warning("could not read the job's documents", job=job.name, error=str(exc))
+        finally:
+            self._revoke(job)
         container = found.get("container") or {}
         why = found.get("statusReason") or container.get("reason") or ""
         code = container.get("exitCode")
@@ -767,6 +877,16 @@ class BatchBackend(Backend[BatchSettings]):
             error=AttemptError("BatchJobFailed", message, "system", True),
             log_links=links,
         )
+
+    def _revoke(self, job: _Job) -> None:
+        """Delete the ended job's grants document: its URLs would work until they expire
+        (a presigned URL cannot be revoked), but nothing can learn them any more."""
+        if self._presigned() is None:
+            return
+        try:
+            self.context.store.delete(self._grants_uri(job.attempt))
+        except Exception as exc:
+            log.warning("could not delete the job's grants", job=job.name, error=str(exc))
 
     def _submitted_id(self, job: _Job) -> str:
         """The id of the job an earlier engine process may have submitted for `job` (its handle

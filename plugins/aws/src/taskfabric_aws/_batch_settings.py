@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -54,6 +55,17 @@ class BatchSettings(BackendSettings):
     follow_logs_seconds: float = Field(default=10.0, ge=0)
     #: Tries of one API call, the first included, before a throttling error becomes pushback.
     api_attempts: int = Field(default=3, ge=1, le=20)
+    #: How a job reaches the S3 blob store. "presigned": with URLs and upload policies the
+    #: engine presigns for its attempt alone (its template, its inputs and the objects they
+    #: name; its outputs, error document and raw-data folder), and no credentials: the job
+    #: reaches no other project's data (docs/server.md, "Isolation"). "credentials": with
+    #: boto3's credentials in the job (its job role, `pass_env`): the whole store, so not
+    #: isolated, refused by a multi-tenant server.
+    blob_access: Literal["presigned", "credentials"] = "presigned"
+    #: Seconds a job's presigned access lasts when its task has no timeout (with one: the
+    #: timeout and an hour, for the time a job waits in the queue); SigV4 allows 7 days.
+    #: Presigned with temporary credentials (a role's), it ends when they do.
+    grant_seconds: int = Field(default=86400, ge=60, le=7 * 24 * 3600)
 
     @field_validator("env", "pass_env")
     @classmethod

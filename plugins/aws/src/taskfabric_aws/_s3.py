@@ -30,7 +30,11 @@ from taskfabric.errors import TaskfabricError
 from taskfabric.storage import BlobNotFoundError, BlobStore
 from taskfabric_aws._checks import CREDENTIAL_PLACES
 
-__all__ = ["S3BlobStore", "S3Settings", "S3StoreError"]
+__all__ = ["GRANTS_ENV", "S3BlobStore", "S3Settings", "S3StoreError"]
+
+#: The environment variable of an attempt that runs apart with no credentials: the presigned
+#: GET URL of its grants (see _grants.py), from which `from_uri` makes its store.
+GRANTS_ENV = "TASKFABRIC_S3_GRANTS"
 
 _MIB = 1 << 20
 #: Keys users may try to put credentials under: they are refused with the way that works.
@@ -144,6 +148,8 @@ class S3BlobStore(BlobStore):
             region_name=self.settings.region,
             config=config,
         )
+        self._session, self._config = session, config
+        self._signer_client: Any = None
         part = self.settings.part_size_mib * _MIB
         self.transfer_config = TransferConfig(
             multipart_threshold=part,
@@ -160,8 +166,16 @@ class S3BlobStore(BlobStore):
         return str(self.client.meta.endpoint_url)
 
     @classmethod
-    def from_uri(cls, uri: str) -> S3BlobStore:
+    def from_uri(cls, uri: str) -> BlobStore:
+        """The store of `taskfabric-execute` in a job: with `$TASKFABRIC_S3_GRANTS` set (an
+        attempt that runs apart, with no credentials), the store of its presigned grants;
+        else a client of boto3's credentials."""
         bucket, _ = split_uri(uri)
+        grants = os.environ.get(GRANTS_ENV, "")
+        if grants:
+            from taskfabric_aws._granted import GrantedStore
+
+            return GrantedStore.from_url(grants, bucket)
         return cls(f"s3://{bucket}")
 
     @classmethod
@@ -177,6 +191,53 @@ class S3BlobStore(BlobStore):
 
     def _uri_of(self, bucket: str, key: str) -> str:
         return f"s3://{bucket}/{_quote_key(key)}"
+
+    # -- presigning (an attempt's scoped access, see _grants.py) ---------------------------
+
+    @property
+    def _signer(self) -> Any:
+        """A client that presigns with SigV4 (botocore may still presign with SigV2, which
+        new regions refuse), made on first use."""
+        if self._signer_client is None:
+            self._signer_client = self._session.client(
+                "s3",
+                endpoint_url=self.settings.endpoint_url,
+                region_name=self.settings.region,
+                config=self._config.merge(botocore.config.Config(signature_version="s3v4")),
+            )
+        return self._signer_client
+
+    def presign_get(self, uri: str, seconds: int) -> str:
+        """A URL that GETs the object at `uri` for `seconds`, without credentials."""
+        bucket, key = split_uri(uri)
+        try:
+            url: str = self._signer.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds
+            )
+        except Exception as exc:
+            raise self._failure(exc, "presign a read of", uri) from exc
+        return url
+
+    def presign_post(
+        self, bucket: str, key: str, *, folder: bool, seconds: int
+    ) -> tuple[str, dict[str, str]]:
+        """A POST policy (URL and form fields) that uploads, for `seconds`, one object at
+        `key`, or with `folder` any object whose key starts with `key`; with its SHA-256 in
+        `x-amz-meta-sha256` and at most 5 GiB (S3's limit of one POST)."""
+        conditions: list[Any] = [
+            ["starts-with", "$x-amz-meta-sha256", ""],
+            ["content-length-range", 0, 5 << 30],
+        ]
+        try:
+            post = self._signer.generate_presigned_post(
+                bucket,
+                key + "${filename}" if folder else key,
+                Conditions=conditions,
+                ExpiresIn=seconds,
+            )
+        except Exception as exc:
+            raise self._failure(exc, "presign a write of", self._uri_of(bucket, key)) from exc
+        return str(post["url"]), {str(k): str(v) for k, v in post["fields"].items()}
 
     # -- errors ----------------------------------------------------------------------------
 
