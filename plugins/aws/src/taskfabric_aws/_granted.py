@@ -25,7 +25,7 @@ from typing import IO, Any, ClassVar
 import urllib3
 
 from taskfabric.storage import BlobNotFoundError, BlobStore
-from taskfabric_aws._s3 import GRANTS_ENV, S3StoreError, _quote_key, split_uri
+from taskfabric_aws._s3names import GRANTS_ENV, S3StoreError, _quote_key, split_uri
 
 __all__ = ["GrantedStore"]
 

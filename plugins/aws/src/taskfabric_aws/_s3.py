@@ -18,7 +18,6 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import unquote
 
 import boto3
 import botocore.config
@@ -26,15 +25,11 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from taskfabric.errors import TaskfabricError
 from taskfabric.storage import BlobNotFoundError, BlobStore
 from taskfabric_aws._checks import CREDENTIAL_PLACES
+from taskfabric_aws._s3names import GRANTS_ENV, S3StoreError, _quote_key, split_uri
 
-__all__ = ["GRANTS_ENV", "S3BlobStore", "S3Settings", "S3StoreError"]
-
-#: The environment variable of an attempt that runs apart with no credentials: the presigned
-#: GET URL of its grants (see _grants.py), from which `from_uri` makes its store.
-GRANTS_ENV = "TASKFABRIC_S3_GRANTS"
+__all__ = ["GRANTS_ENV", "S3BlobStore", "S3Settings", "S3StoreError", "split_uri"]
 
 _MIB = 1 << 20
 #: Keys users may try to put credentials under: they are refused with the way that works.
@@ -46,10 +41,6 @@ _NOT_FOUND = frozenset({"NoSuchKey", "404", "NotFound"})
 _REFUSED = frozenset(
     {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
 )
-
-
-class S3StoreError(TaskfabricError):
-    """S3 refused or failed an operation in a way the caller cannot retry away."""
 
 
 class S3Settings(BaseModel):
@@ -94,22 +85,6 @@ def _settings(options: Mapping[str, Any]) -> S3Settings:
         )
         known = ", ".join(S3Settings.model_fields)
         raise ValueError(f"{problems} (the s3 store's options are {known})") from None
-
-
-def split_uri(uri: str) -> tuple[str, str]:
-    """(bucket, key) of `s3://bucket/key`; the key's `%XX` escapes decoded."""
-    if not uri.startswith("s3://"):
-        raise ValueError(f"{uri!r} is not an s3:// URI")
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise ValueError(f"{uri!r} names no bucket: write s3://bucket/prefix")
-    return bucket, unquote(key)
-
-
-def _quote_key(key: str) -> str:
-    """A key as it goes into a URI: `%`, `#` and `?` escaped (the engine reads `#` in a URI as
-    the offset of a packed record), everything else as it is."""
-    return key.replace("%", "%25").replace("#", "%23").replace("?", "%3F")
 
 
 def _sha256_of_file(path: Path) -> str:
