@@ -140,5 +140,10 @@ def prior(conn: Connection, execution_id: str) -> Iterator[PriorItem]:
         chunk = Chunk.from_row(raw)
         for slot, values in chunk.items():
             if not values[3] & HAS_ROWS and (values[4] > 0 or values[0] == succeeded):
-                rec = chunk.node(slot, values)
-                yield PriorItem(rec.node_id, rec.phase, rec.attempts, rec.outputs_uri)
+                code = values[0]
+                yield PriorItem(
+                    f"{chunk.map_id}[{chunk.first() + slot}]",
+                    chunk.phase(slot) if code >= len(PHASES) else PHASES[code],
+                    values[4],
+                    chunk.outputs_uri(slot, values),
+                )

@@ -285,6 +285,9 @@ class Chunk:
 
     # -- materialized -----------------------------------------------------------------
 
+    def outputs_uri(self, slot: int, values: Sequence[Any]) -> str:
+        return self._text_uri(slot, "outputs_uri", values[6], values[9], values[10])
+
     def node(self, slot: int, values: Sequence[Any] | None = None) -> NodeRecord:
         """Item `slot` as a node record (no error; the message of a bulk stop)."""
         v = self.get(slot) if values is None else values
