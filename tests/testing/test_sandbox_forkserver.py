@@ -36,6 +36,7 @@ def look(item: int, secret: str) -> str:
             "pid": os.getpid(),
             "pids": pids,
             "uid": os.getuid(),
+            "groups": _status_field("Groups"),
             "capabilities": _status_field("CapEff"),
             "bounding": _status_field("CapBnd"),
             "no_new_privs": _status_field("NoNewPrivs"),
@@ -81,6 +82,9 @@ def test_each_attempt_of_the_fork_server_is_alone_in_its_namespaces(tmp_path: Pa
         assert one["pid"] == 1, one
         assert one["pids"] == [1], one
         assert one["uid"] == 65534, one
+        # none of the engine's supplementary groups (root's 0, say): unmapped ones show as
+        # the overflow id 65534
+        assert set(one["groups"].split()) <= {"65534"}, one
         assert int(one["capabilities"], 16) == 0, one
         assert int(one["bounding"], 16) == 0, one
         assert one["no_new_privs"] == "1", one
