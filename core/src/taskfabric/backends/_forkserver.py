@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import gc
 import io
@@ -95,9 +96,14 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "clone": 56},
-    "aarch64": {"pivot_root": 41, "capset": 91, "clone": 220},
+    "x86_64": {"pivot_root": 155, "capset": 126, "clone": 56, "mount_setattr": 442},
+    "aarch64": {"pivot_root": 41, "capset": 91, "clone": 220, "mount_setattr": 442},
 }
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 #: statvfs flags that a read-only remount must keep (the kernel refuses to clear locked ones).
 _KEPT_FLAGS = (
@@ -232,13 +238,79 @@ def _inside(point: str, folder: str) -> bool:
     return point == folder or point.startswith(folder.rstrip("/") + "/")
 
 
-def _make_target(target: str, source: str) -> None:
+def _folders(path: str, made: set[str]) -> None:
+    """`os.makedirs(path, exist_ok=True)` in the attempt's root, which this process alone
+    builds: the folders it made (or found) are kept in `made`, so each is looked at once."""
+    if path in made:
+        return
+    parent = os.path.dirname(path)
+    if parent != path:
+        _folders(parent, made)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path)
+    made.add(path)
+
+
+def _make_target(target: str, source: str, made: set[str] | None = None) -> None:
+    made = set() if made is None else made
     if os.path.isdir(source):
-        os.makedirs(target, exist_ok=True)
+        _folders(target, made)
     else:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if not os.path.lexists(target):
-            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+        _folders(os.path.dirname(target), made)
+        with contextlib.suppress(FileExistsError):
+            flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+            os.close(os.open(target, flags, 0o644))
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def _has_mount_setattr() -> bool:
+    """Whether the kernel has `mount_setattr` (Linux 5.12): asked with an argument it
+    refuses (EINVAL, EBADF...), which an older kernel answers ENOSYS."""
+    numbers = _SYSCALLS.get(platform.machine())
+    if numbers is None:
+        return False
+    result = _libc.syscall(
+        ctypes.c_long(numbers["mount_setattr"]),
+        ctypes.c_int(-1),
+        ctypes.c_char_p(b""),
+        ctypes.c_uint(0),
+        None,
+        ctypes.c_size_t(0),
+    )
+    return bool(result == 0 or ctypes.get_errno() != errno.ENOSYS)
+
+
+class _Kernel:
+    #: Whether read-only binds are made read-only with their mounts below in one
+    #: `mount_setattr` call each (Linux 5.12); else each is remounted, and the mounts below
+    #: them once all are made (`_read_only_below`, which reads mountinfo). Asked by the
+    #: fork server once.
+    mount_setattr = False
+
+
+def _set_attributes(point: str, attributes: int, *, recursive: bool) -> None:
+    """Set mount attributes (none cleared: flags the kernel locked stay) on the mount at
+    `point`, and with `recursive` on every mount below it."""
+    attr = _MountAttr(attributes, 0, 0, 0)
+    _call(
+        _syscall(
+            "mount_setattr",
+            ctypes.c_int(AT_FDCWD),
+            ctypes.c_char_p(point.encode()),
+            ctypes.c_uint(AT_RECURSIVE if recursive else 0),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        f"mount_setattr {point}",
+    )
 
 
 def _remount(point: str, *, read_only: bool) -> None:
@@ -246,12 +318,23 @@ def _remount(point: str, *, read_only: bool) -> None:
     _mount(None, point, None, flags | (MS_RDONLY if read_only else 0))
 
 
-def _bind(source: str, target: str, *, read_only: bool) -> None:
-    """Bind `source` (with the mounts below it) on `target`, and remount `target` itself;
-    the mounts below a read-only one are remounted by `_read_only_below` once all are made."""
-    _make_target(target, source)
+def _bind(source: str, target: str, *, read_only: bool, made: set[str] | None = None) -> None:
+    """Bind `source` (with the mounts below it) on `target`, nosuid and nodev, and, when
+    `read_only`, read-only with every mount below it (with `mount_setattr`; else `target`
+    itself is remounted here, and the mounts below it by `_read_only_below` once all are
+    made). `made`: the folders of the root made so far (`_folders`)."""
+    made = set() if made is None else made
+    _make_target(target, source, made)
+    if target in made:  # what was made below it is hidden now
+        inside = target.rstrip("/") + "/"
+        made.difference_update([p for p in made if p.startswith(inside)])
     _mount(source, target, None, MS_BIND | MS_REC)
-    _remount(target, read_only=read_only)
+    if _Kernel.mount_setattr:
+        attributes = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+        attributes |= MOUNT_ATTR_RDONLY if read_only else 0
+        _set_attributes(target, attributes, recursive=read_only)
+    else:
+        _remount(target, read_only=read_only)
 
 
 def _read_only_below(base: str, targets: dict[str, bool]) -> None:
@@ -269,13 +352,13 @@ def _read_only_below(base: str, targets: dict[str, bool]) -> None:
             _remount(point, read_only=True)
 
 
-def _dev(target: str, shm: int) -> None:
-    os.makedirs(target, exist_ok=True)
+def _dev(target: str, shm: int, made: set[str]) -> None:
+    _folders(target, made)
     # Owned by the attempt's user, like the rest of its namespace: kept tiny.
     _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=1m")
     for name in _DEVICES:
         if os.path.exists(f"/dev/{name}"):
-            _make_target(f"{target}/{name}", f"/dev/{name}")
+            _make_target(f"{target}/{name}", f"/dev/{name}", made)
             _mount(f"/dev/{name}", f"{target}/{name}", None, MS_BIND)
     for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0")):
         os.symlink(link, f"{target}/{name}")
@@ -343,25 +426,27 @@ def _build_root(plan: _Plan, base: str) -> None:
     # /dev/shm is bounded as /tmp is (bubblewrap has no such option: its /dev is unbounded).
     shm = next((n for op, _, dest, n in plan.ops if op == "--tmpfs" and dest == "/tmp"), 0)
     targets: dict[str, bool] = {base: False}  # mount target -> a read-only bind
+    made = {base}  # the folders of the new root made (or found) so far
     for op, source, dest, size in plan.ops:
         target = base + dest
         targets[target] = op == "--ro-bind"
         if op == "--ro-bind":
-            _bind(source, target, read_only=True)
+            _bind(source, target, read_only=True, made=made)
         elif op == "--bind":
-            _bind(source, target, read_only=False)
+            _bind(source, target, read_only=False, made=made)
         elif op == "--proc":
-            os.makedirs(target, exist_ok=True)
+            _folders(target, made)
             _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         elif op == "--dev":
-            _dev(target, shm)
+            _dev(target, shm, made)
         elif op == "--tmpfs":
-            os.makedirs(target, exist_ok=True)
+            _folders(target, made)
             bound = f",size={size}" if size else ""
             _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + bound)
-    _read_only_below(base, targets)
+    if not _Kernel.mount_setattr:
+        _read_only_below(base, targets)
     for link, path in plan.links:  # last: no later path goes through a link of the host's
-        os.makedirs(os.path.dirname(base + path), exist_ok=True)
+        _folders(os.path.dirname(base + path), made)
         os.symlink(link, base + path)
     old = base + "/.oldroot"
     os.mkdir(old)
@@ -647,6 +732,7 @@ def serve(
     # child, walks (and so writes to, making the child copy) those objects' pages.
     gc.collect()
     gc.freeze()
+    _Kernel.mount_setattr = _has_mount_setattr()
     base = tempfile.mkdtemp(prefix="taskfabric-sandbox-")
     os.chmod(base, 0o755)
     root = os.geteuid() == 0
