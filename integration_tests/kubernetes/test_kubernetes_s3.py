@@ -38,6 +38,7 @@ from test_kubernetes import BACKEND, pods_of
 
 from taskfabric.config import load_config
 from taskfabric.engine import Engine
+from taskfabric.plugin_api import STORAGE_GROUP
 from taskfabric.plugins import Plugins
 from taskfabric.registry import build_package
 from taskfabric.server import Client, ControlPlane, ServerError, create_app
@@ -160,8 +161,11 @@ def _config(
 
 
 @pytest.fixture
-def engine_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engine's own credentials, in its environment (where boto3 finds them)."""
+def engine_credentials(plugins: Plugins, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's own credentials, in its environment (where boto3 finds them), and the
+    s3 store's driver (plugins are registered by hand in these tests)."""
+    plugins.add_driver(STORAGE_GROUP, "s3", S3BlobStore)
+    monkeypatch.delenv("TASKFABRIC_DATA_ROOT", raising=False)  # the config's S3 root wins
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     monkeypatch.setenv("AWS_DEFAULT_REGION", FAKE_CREDENTIALS["AWS_DEFAULT_REGION"])
