@@ -326,6 +326,12 @@ class Backend(abc.ABC, Generic[SettingsT]):
     #: registered code only on such backends; the in-process `local` and the `subprocess`
     #: backends are not (see docs/server.md, "Isolation").
     isolated: ClassVar[bool] = False
+    #: True when `submit`, whenever it starts work, first calls `attempt.record_handle` on
+    #: its own thread, before the work can begin (a provisional handle will do). The engine
+    #: then commits the attempt's start together with that handle, in one transaction,
+    #: instead of one before `submit` and another for the handle. Unset, the start is
+    #: committed before `submit` is called.
+    handle_before_start: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: SettingsT, context: BackendContext) -> None:
         self.name = name

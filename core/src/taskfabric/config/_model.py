@@ -139,6 +139,10 @@ class MetadataConfig(_Section):
     url: str | None = None
     """A SQLAlchemy URL. Unset: ``sqlite:///<data_root>/taskfabric.db``. A relative SQLite path is
     taken from the config file's folder."""
+    pool_size: int | None = Field(default=None, ge=1)
+    """On PostgreSQL, the most connections each process holds. Unset: 8 for a server's own
+    process (API, scheduler) and a command, ``2 + executions_per_worker / 4`` (rounded up) for
+    an engine process of a server. See docs/server.md, "Database connections"."""
 
     @field_validator("url")
     @classmethod

@@ -348,17 +348,29 @@ class Attempts:
         attempts that ended before them. So the attempts that a `kill -9` of the engine can
         cost are those the database shows running (at most `parallelism`: each holds a
         slot), which a resume runs again; never one whose end had freed a slot for another.
+        When every attempt goes to a backend that records a handle before its work begins
+        (`Backend.handle_before_start`), that commit is the first handle's (`Recorder`'s
+        `_commit_handle`: everything recorded so far, with the handle): one transaction
+        instead of two.
         """
         if not started:
             return
-        self._recorder.commit()
         together: dict[tuple[NodeState, Backend[Any]], list[tuple[NodeState, TaskAttempt]]] = {}
+        alone: list[tuple[NodeState, TaskAttempt]] = []
         for ns, spec in started:
             backend, parent = ns.backend, ns.parent
             assert backend is not None
             if parent is not None and parent.kind == "map" and _takes_map_items(backend):
                 together.setdefault((parent, backend), []).append((ns, spec))
-                continue
+            else:
+                alone.append((ns, spec))
+        if together or not all(
+            ns.backend is not None and ns.backend.handle_before_start for ns, _ in alone
+        ):
+            self._recorder.commit()
+        for ns, spec in alone:
+            backend = ns.backend
+            assert backend is not None
             try:
                 backend.submit(spec)
             except Exception as exc:
@@ -400,7 +412,7 @@ class Attempts:
         if status.log_links and status.log_links != ns.log_links:
             # Links to follow the attempt while it runs (a live log, a job's page).
             ns.log_links = list(status.log_links)
-            self._recorder.attempt(ns, RUNNING)
+            self._recorder.attempt(ns, RUNNING, lazy=True)
         if status.pushback:
             # Throttled while running (the backend waits and tries again itself): the pool
             # grants nothing new for that long.

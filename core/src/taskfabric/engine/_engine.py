@@ -80,7 +80,9 @@ class Engine:
         root = self.config.data_root
         self.plugins = plugins or get_plugins()
         self.store = store or open_blob_store(self.config, self.plugins)
-        self.metadata = metadata or MetadataStore(self.config.metadata_url)
+        self.metadata = metadata or MetadataStore(
+            self.config.metadata_url, pool_size=self.config.metadata.pool_size
+        )
         self.literals = PackStore(self.store)
         self.catalog = Catalog(self.metadata)
         self.work_root = root / "work"
@@ -274,6 +276,7 @@ class Engine:
         claimed_at: float | None = None,
         code_path: tuple[str, ...] = (),
         stop: threading.Event | None = None,
+        cancel_check_at_once: bool = True,
     ) -> ExecutionResult:
         bind_contextvars(execution_id=rec.id)
         log.debug("execution running", workflow=rec.workflow_name)
@@ -318,6 +321,7 @@ class Engine:
             # attempts left running to re-attach are ended (if not submitted again) before
             # the execution's end is recorded
             record_end=not reattach,
+            cancel_check_at_once=cancel_check_at_once,
         )
         try:
             outcome = runner.run()
@@ -582,4 +586,7 @@ class Engine:
             claimed_at=now,
             code_path=code_path,
             stop=stop,
+            # claimed from the queue by this process just now (`run_claimed`): the first
+            # check for a cancel request waits its interval (see `Recorder`)
+            cancel_check_at_once=bool(start),
         )

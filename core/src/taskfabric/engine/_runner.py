@@ -55,7 +55,7 @@ from taskfabric.engine._util import (
     system_error,
 )
 from taskfabric.logs import get_logger
-from taskfabric.metadata import MetadataStore, NodeRecord
+from taskfabric.metadata import MetadataStore, NodeRecord, out_of_connections_hint
 from taskfabric.plugin_api import Backend, NodeEvent
 from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore
@@ -93,6 +93,7 @@ class Runner:
         code_path: tuple[str, ...] = (),
         stop: threading.Event | None = None,
         record_end: bool = False,
+        cancel_check_at_once: bool = True,
     ) -> None:
         """With `record_end`, a run that reaches its end commits the execution's end (phase,
         error, owner released) in one transaction with its last transitions
@@ -135,6 +136,7 @@ class Runner:
             hooks=hooks,
             commit_seconds=commit_seconds,
             cancels_since=claimed_at,
+            cancel_check_at_once=cancel_check_at_once,
         )
         self._cache = CacheStep(
             catalog=catalog,
@@ -531,6 +533,7 @@ class Runner:
                 log.warning(
                     "the metadata database is out of reach: the execution is left to be resumed",
                     error=f"{type(exc).__name__}: {exc}",
+                    hint=out_of_connections_hint(exc),
                 )
                 attempts.stop()
                 raise EngineShutdown from exc

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskfabric.core.v1 import execution_pb2, types_pb2
+from taskfabric.metadata import database_out_of_reach as database_out_of_reach
 
 _SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 
@@ -17,21 +18,6 @@ class CancelRequested(Exception):
 class EngineShutdown(BaseException):
     """The engine process is being stopped (server shutdown): leave the execution to be
     resumed instead of aborting it. Raised from a signal handler into the loop thread."""
-
-
-#: Modules whose OperationalError / InterfaceError say the database is out of reach (a
-#: restart, connections exhausted, a dropped link, SQLite's lock held too long).
-_DATABASE_ERROR_MODULES = ("sqlalchemy", "psycopg", "sqlite3")
-
-
-def database_out_of_reach(exc: BaseException) -> bool:
-    """`exc` says the metadata database could not be reached or used for now, not that the
-    execution is wrong: it is left to be resumed rather than aborted."""
-    return any(
-        cls.__name__ in ("OperationalError", "InterfaceError")
-        and cls.__module__.split(".")[0] in _DATABASE_ERROR_MODULES
-        for cls in type(exc).__mro__
-    )
 
 
 @dataclass
