@@ -50,12 +50,16 @@ from taskfabric.engine._util import (
     CancelRequested,
     EngineShutdown,
     RunOutcome,
-    database_out_of_reach,
     error_dict,
     system_error,
 )
 from taskfabric.logs import get_logger
-from taskfabric.metadata import MetadataStore, NodeRecord, out_of_connections_hint
+from taskfabric.metadata import (
+    MetadataStore,
+    NodeRecord,
+    database_out_of_reach,
+    out_of_connections_hint,
+)
 from taskfabric.plugin_api import Backend, NodeEvent
 from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskfabric.core.v1 import execution_pb2, types_pb2
-from taskfabric.metadata import database_out_of_reach as database_out_of_reach
 
 _SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 

@@ -3,9 +3,10 @@
 Each process keeps one pool of at most `pool_size` connections (no overflow beyond it): what a
 deployment needs from PostgreSQL's `max_connections` is then the sum of the processes' sizes
 (docs/server.md, "Database connections"). A thread that finds every connection in use waits
-up to `POOL_TIMEOUT_SECONDS`, then gets SQLAlchemy's `TimeoutError`, completed by
-`out_of_connections_hint` with which budget ran out and how to raise it. PostgreSQL refusing a new connection (its `max_connections` reached)
-is an `OperationalError` whose message `out_of_connections_hint` completes the same way.
+up to `POOL_TIMEOUT_SECONDS`, then gets SQLAlchemy's `TimeoutError`; PostgreSQL refusing a
+new connection (its `max_connections` reached) is an `OperationalError`. Neither fails an
+execution: the engine leaves it to be resumed (`database_out_of_reach`), the API answers 503,
+and `out_of_connections_hint` says which budget ran out and how to raise it.
 
 SQLAlchemy's `pool_pre_ping` costs a round trip (`;`, with psycopg's autocommit switched on
 and off) at every checkout: several per execution, on both sides of the socket. Instead a
