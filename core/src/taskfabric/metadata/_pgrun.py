@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from taskfabric.metadata import _lite
@@ -40,6 +41,8 @@ _UPSERT_ATTEMPT = _pg(_lite._UPSERT_ATTEMPT)
 _INSERT_NODE_IF_MISSING = _pg(_lite._INSERT_NODE_IF_MISSING)
 _UPSERT_HANDLE = _pg(_lite._UPSERT_HANDLE)
 _INSERT_EVENT = _pg(_lite._INSERT_EVENT)
+_INSERT_EXECUTION = _pg(_lite._INSERT_EXECUTION)
+_SELECT_EXECUTION = _lite._SELECT_EXECUTION
 _CANCEL_REQUESTED = (
     "SELECT message FROM events WHERE execution_id = %s "
     "AND phase = 'CANCEL_REQUESTED' AND at >= %s LIMIT 1"
@@ -108,12 +111,32 @@ class PgRunPath:
 
     # -- reads ----------------------------------------------------------------------------
 
+    def _execution_where(self, where: str, params: Sequence[Any]) -> ExecutionRecord | None:
+        with self._connection(autocommit=True) as conn:
+            row = conn.execute(f"{_SELECT_EXECUTION} WHERE {where}", params).fetchone()
+        return None if row is None else _decode_row(ExecutionRecord, EXECUTION_COLUMNS, row)
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord | None:
+        return self._execution_where("id = %s", (execution_id,))
+
+    def find_by_name(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
+        return self._execution_where(
+            "project = %s AND domain = %s AND name = %s", (project, domain, name)
+        )
+
     def cancel_requested(self, execution_id: str, since: float) -> str | None:
         with self._connection(autocommit=True) as conn:
             row = conn.execute(_CANCEL_REQUESTED, (execution_id, since)).fetchone()
         return None if row is None else str(row[0] or "requested")
 
     # -- writes ---------------------------------------------------------------------------
+
+    def create_execution(self, rec: ExecutionRecord) -> None:
+        """Insert the execution's row (one statement, in autocommit); a name taken raises
+        `psycopg.IntegrityError`."""
+        row = encode(asdict(rec))
+        with self._connection(autocommit=True) as conn:
+            conn.execute(_INSERT_EXECUTION, [row[c] for c in EXECUTION_COLUMNS])
 
     def _update_sql(self, columns: tuple[str, ...]) -> str:
         sql = self._updates.get(columns)

@@ -375,10 +375,13 @@ class MetadataStore:
 
     def create_execution(self, rec: ExecutionRecord) -> None:
         """Insert the execution's row; a name taken in its project and domain raises
-        `sqlalchemy.exc.IntegrityError` (or `sqlite3.IntegrityError` on an SQLite file)."""
+        one of `integrity_errors()` (sqlite3's on an SQLite file, psycopg's on PostgreSQL)."""
         if self._lite is not None:
             with self._write_lock:
                 self._lite.create_execution(rec)
+            return
+        if self._pg is not None:
+            self._pg.create_execution(rec)
             return
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(s.executions.insert(), _encode(asdict(rec)))
@@ -602,6 +605,8 @@ class MetadataStore:
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         if self._lite is not None:
             return self._lite.get_execution(execution_id)
+        if self._pg is not None:
+            return self._pg.get_execution(execution_id)
         with reads(self.engine).connect() as conn:
             row = conn.execute(
                 sa.select(s.executions).where(s.executions.c.id == execution_id)
@@ -669,6 +674,8 @@ class MetadataStore:
     def find_by_name(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
         if self._lite is not None:
             return self._lite.find_by_name(project, domain, name)
+        if self._pg is not None:
+            return self._pg.find_by_name(project, domain, name)
         t = s.executions
         with reads(self.engine).connect() as conn:
             row = conn.execute(
