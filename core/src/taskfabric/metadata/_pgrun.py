@@ -82,7 +82,7 @@ class PgRunPath:
         """A psycopg connection of the pool (checked as every checkout is: `_connections`)."""
         fairy = self._engine.raw_connection()
         try:
-            conn = fairy.driver_connection
+            conn: Any = fairy.driver_connection
             if autocommit:
                 conn.autocommit = True
             try:
