@@ -166,3 +166,23 @@ def test_a_connection_the_server_closed_is_replaced_before_use(
             assert conn.exec_driver_sql("SELECT pg_backend_pid()").scalar() != pid
     finally:
         store.close()
+
+
+def test_the_api_answers_503_only_when_the_database_is_out_of_reach() -> None:
+    """A request failing for connections exhausted or a lost server answers 503 (try again);
+    one failing for a bug (SQLite's missing table is an OperationalError too) stays a 500."""
+    import sqlite3
+
+    import psycopg
+
+    from taskfabric.server._app import _database_unavailable
+
+    def wrapped(cause: Exception) -> Exception:
+        return sa.exc.OperationalError("SELECT 1", {}, cause)
+
+    assert _database_unavailable(sa.exc.TimeoutError("QueuePool limit of size 4 overflow 0"))
+    assert _database_unavailable(wrapped(psycopg.OperationalError("server closed")))
+    assert _database_unavailable(psycopg.OperationalError("connection is lost"))
+    assert _database_unavailable(wrapped(sqlite3.OperationalError("database is locked")))
+    assert not _database_unavailable(wrapped(sqlite3.OperationalError("no such table: x")))
+    assert not _database_unavailable(ValueError("a bug"))

@@ -95,7 +95,10 @@ class PgRunPath:
                 yield conn
             finally:
                 if autocommit and not conn.closed:
-                    conn.autocommit = False
+                    try:
+                        conn.autocommit = False
+                    except Exception:
+                        conn.close()  # never back in the pool in autocommit: it is replaced
         finally:
             fairy.close()
 

@@ -449,12 +449,25 @@ async def _taskfabric_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(m.Problem(detail=str(exc)).model_dump(exclude_none=True), 400)
 
 
+def _database_unavailable(exc: Exception) -> bool:
+    """The database is out of reach for now (connections exhausted, a restart, SQLite's lock
+    held too long), not a bug: PostgreSQL's OperationalErrors are about the connection, and
+    SQLite's only when it is locked (a missing table is one too)."""
+    if not database_out_of_reach(exc):
+        return False
+    if out_of_connections_hint(exc) is not None or getattr(exc, "connection_invalidated", False):
+        return True
+    cause = getattr(exc, "orig", None) or exc
+    module = type(cause).__module__.split(".")[0]
+    return module == "psycopg" or (module == "sqlite3" and "locked" in str(cause))
+
+
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug or an outage behind a request: the log line carries the exception and its
     traceback, the client a JSON 500 that says where to look; or, when the database is out
     of reach for now (connections exhausted, a restart), a 503 that says why and to retry."""
     kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
-    if database_out_of_reach(exc):
+    if _database_unavailable(exc):
         hint = out_of_connections_hint(exc, request.app.state.plane.metadata.pool_size)
         log.warning(
             "request failed: the metadata database is out of reach",
