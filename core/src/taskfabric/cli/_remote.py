@@ -161,6 +161,8 @@ def print_detail(detail: m.ExecutionDetail, *, show_all: bool, no_values: bool) 
         ("inputs", shown_values.inputs if shown_values else {}, detail.input_names),
         ("outputs", shown_values.outputs if shown_values else {}, detail.output_names),
     ):
+        if label in detail.omitted:
+            out.print(f"  {label}   not shown: {detail.omitted[label]}", markup=False)
         if not values:
             continue
         out.print(f"  {label}")

@@ -20,6 +20,7 @@ from taskfabric.backends import (
     check_output_folder,
     check_outputs,
     describe_exit,
+    oversized_outputs,
     read_regular,
     tail,
     task_options,
@@ -428,7 +429,12 @@ class ContainerBackend(Backend[ContainerSettings]):
             refused = self._refused(run)
             if refused is not None:
                 return AttemptStatus(AttemptPhase.FAILED, error=refused, log_links=links)
-        documents = read_regular(outputs) if code == 0 and run.staged else None
+        limit = self.context.max_output_bytes
+        if code == 0 and run.staged:
+            too_large = oversized_outputs(attempt, outputs, limit)
+            if too_large is not None:
+                return AttemptStatus(AttemptPhase.FAILED, error=too_large, log_links=links)
+        documents = read_regular(outputs, limit) if code == 0 and run.staged else None
         if documents is not None:
             refused = check_outputs(attempt, documents)
             if refused is not None:

@@ -28,6 +28,7 @@ from taskfabric.backends import (
     check_outputs,
     describe_exit,
     node_key,
+    oversized_outputs,
     read_regular,
     tail,
     task_options,
@@ -585,7 +586,9 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             # or a later reader at a path it was not given (a link, another's blob).
             raw = store.local_path(attempt.raw_prefix)
             refused = check_output_folder(raw) if raw is not None and raw.is_dir() else None
-            outputs = read_regular(run.folder / "outputs.pb")
+            limit = self.context.max_output_bytes
+            refused = refused or oversized_outputs(attempt, run.folder / "outputs.pb", limit)
+            outputs = read_regular(run.folder / "outputs.pb", limit)
             if refused is None and outputs is not None:
                 refused = check_outputs(attempt, outputs)
             if refused is not None:
