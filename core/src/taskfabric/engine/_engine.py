@@ -77,8 +77,7 @@ class Engine:
     ) -> None:
         self.config = config or load_config()
         self.isolate_code = isolate_code
-        #: The largest stored document `read_literals` reads (None: any); a server sets it.
-        self.value_limit: int | None = None
+        self.value_limit: int | None = None  # the largest document read_literals reads
         root = self.config.data_root
         self.plugins = plugins or get_plugins()
         self.store = store or open_blob_store(self.config, self.plugins)
@@ -420,23 +419,19 @@ class Engine:
         raise ExecutionNotFoundError(f"'{ref}' matches several executions: {ids}")
 
     def read_literals(self, uri: str) -> types_pb2.LiteralMap | None:
-        """A stored literal map (inputs or outputs), or None when absent or unreadable.
-
-        Raises `ValueTooLargeError` for a document over `value_limit` (set by the server),
-        without reading it where the store can tell its size."""
+        """A stored literal map (inputs or outputs), or None when absent or unreadable; one
+        over `value_limit` (set by a server) raises `ValueTooLargeError`, unread when the
+        store can tell its size."""
         if not uri:
             return None
-        limit = self.value_limit
-        m = types_pb2.LiteralMap()
+        limit, m = self.value_limit, types_pb2.LiteralMap()
         try:
             size = self.literals.size(uri) if limit is not None else None
-            data = b"" if limit is not None and size is not None and size > limit else None
-            if data is None:
-                data = self.literals.get(uri)
-                size = len(data)
+            data = self.literals.get(uri) if size is None or size <= (limit or 0) else b""
         except Exception:
             return None
-        if limit is not None and size is not None and size > limit:
+        size = len(data) if size is None else size
+        if limit is not None and size > limit:
             raise ValueTooLargeError(uri, size, limit, "max_value_bytes")
         try:
             m.ParseFromString(data)
