@@ -279,6 +279,10 @@ class BackendContext:
     #: whenever the capacity may have changed: it holds for this engine process only.
     #: Thread-safe. Raises `LookupError` for a pool the config does not declare.
     set_pool_capacity: Callable[[str, int | None], None] = field(default=_no_capacity)
+    #: `[engine] max_output_bytes`: the largest outputs document of an attempt. A backend
+    #: that reads a document the task left (to check it or copy it to the store) reads none
+    #: larger (`taskfabric.backends.oversized_outputs`); the engine refuses larger ones too.
+    max_output_bytes: int = 1 << 30
 
 
 @dataclass(frozen=True)

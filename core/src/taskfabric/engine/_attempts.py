@@ -27,7 +27,7 @@ from taskfabric.engine._state import (
     NodeState,
 )
 from taskfabric.engine._timers import Timers
-from taskfabric.engine._util import error_dict, system_error
+from taskfabric.engine._util import error_dict, system_error, user_error
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import AttemptPhase, AttemptStatus, Backend, LogLink, TaskAttempt
 
@@ -435,6 +435,10 @@ class Attempts:
             )
             self._failed(ns, err, log_links=status.log_links)
             return
+        too_large = self._outputs_too_large(ns, status)
+        if too_large:
+            self._failed(ns, user_error("OutputsTooLarge", too_large), log_links=status.log_links)
+            return
         self._recorder.attempt(ns, SUCCEEDED, log_links=status.log_links)
         outputs = status.outputs
         if outputs is None:
@@ -453,6 +457,21 @@ class Attempts:
         if status.outputs_uri:
             ns.outputs_uri = status.outputs_uri
         self._nodes.succeeded(ns, outputs)
+
+    def _outputs_too_large(self, ns: NodeState, status: AttemptStatus) -> str:
+        """Why the attempt's outputs are refused as too large ("" when they are not), told
+        without reading a stored document (its size is asked of the store)."""
+        if self._documents.max_output_bytes is None:
+            return ""
+        assert ns.task is not None
+        if status.outputs is not None:
+            size: int | None = status.outputs.ByteSize()
+        else:
+            try:
+                size = self._documents.size(status.outputs_uri or ns.outputs_uri)
+            except Exception:
+                return ""  # missing: the load below says so
+        return self._documents.outputs_too_large(ns.task.id.name, size)
 
     def _over(self, ns: NodeState) -> None:
         """Bookkeeping when an attempt stops occupying a slot (its pools included)."""

@@ -98,6 +98,7 @@ class Runner:
         stop: threading.Event | None = None,
         record_end: bool = False,
         cancel_check_at_once: bool = True,
+        max_output_bytes: int | None = None,
     ) -> None:
         """With `record_end`, a run that reaches its end commits the execution's end (phase,
         error, owner released) in one transaction with its last transitions
@@ -131,7 +132,9 @@ class Runner:
         self.outcome: RunOutcome | None = None
         self._root_scope = Scope("", compiled.primary, inputs)
         self._timers = Timers()
-        self._documents = Documents(execution_id, store, literals or PackStore(store))
+        self._documents = Documents(
+            execution_id, store, literals or PackStore(store), max_output_bytes=max_output_bytes
+        )
         self._recorder = Recorder(
             execution_id=execution_id,
             metadata=metadata,

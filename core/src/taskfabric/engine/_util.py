@@ -44,6 +44,13 @@ def error_dict(err: execution_pb2.ExecutionError, node_id: str = "") -> dict[str
     return d
 
 
+def user_error(code: str, message: str) -> execution_pb2.ExecutionError:
+    """The task's own doing: running it again would not help."""
+    return execution_pb2.ExecutionError(
+        kind=execution_pb2.ErrorKind.ERROR_KIND_USER, code=code, message=message
+    )
+
+
 def system_error(
     code: str, message: str, *, retryable: bool = False
 ) -> execution_pb2.ExecutionError:

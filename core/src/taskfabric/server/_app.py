@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from taskfabric._version import __version__
 from taskfabric.config import Config
-from taskfabric.errors import TaskfabricError
+from taskfabric.errors import TaskfabricError, ValueTooLargeError
 from taskfabric.logs import get_logger
 from taskfabric.metadata import database_out_of_reach, out_of_connections_hint
 from taskfabric.server import _models as m
@@ -446,7 +446,8 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _taskfabric_error(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(m.Problem(detail=str(exc)).model_dump(exclude_none=True), 400)
+    status = 413 if isinstance(exc, ValueTooLargeError) else 400
+    return JSONResponse(m.Problem(detail=str(exc)).model_dump(exclude_none=True), status)
 
 
 def _database_unavailable(exc: Exception) -> bool:
