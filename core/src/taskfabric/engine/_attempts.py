@@ -320,14 +320,15 @@ class Attempts:
             project=self._project,
             domain=self._domain,
             handle=handle,
-            record_handle=self._recorder.handle_recorder(ns),
+            # the handle, once known, goes on the rows that record this start
+            record_handle=self._recorder.handle_recorder(
+                self._recorder.node(ns), self._recorder.attempt(ns, RUNNING)
+            ),
             code_path=self._code_path,
         )
         if self._pools is not None:
             self._pools.attach(spec)
         self._running[spec.attempt_id] = ns
-        self._recorder.node(ns)
-        self._recorder.attempt(ns, RUNNING)
         if backend.poll_interval is not None:
             self._polled.setdefault(backend, 0.0)
         task = ns.task

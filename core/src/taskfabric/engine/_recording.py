@@ -77,14 +77,14 @@ class Recorder:
 
     # -- what is written ---------------------------------------------------------------
 
-    def node(self, ns: NodeState, message: str = "") -> None:
+    def node(self, ns: NodeState, message: str = "") -> NodeRecord:
         """Record the node's current state (and an event; progress callbacks and hooks
-        hear of it at once, the database at the next `flush`)."""
+        hear of it at once, the database at the next `flush`); returns its row."""
         now = time.time()
         ns.message = message
         execution_id = self._execution_id
         self._batch.node(
-            NodeRecord(
+            record := NodeRecord(
                 execution_id=execution_id,
                 node_id=ns.full_id,
                 kind=ns.kind,
@@ -133,6 +133,7 @@ class Recorder:
                     self._hooks.taskfabric_node_event(event=event)
                 except Exception:
                     log.exception("a plugin's taskfabric_node_event hook failed")
+        return record
 
     def attempt(
         self,
@@ -140,10 +141,11 @@ class Recorder:
         phase: str,
         err: dict[str, Any] | None = None,
         log_links: list[LogLink] | None = None,
-    ) -> None:
-        """Record the node's current attempt in `phase`."""
+    ) -> AttemptRecord:
+        """Record the node's current attempt in `phase`; returns its row."""
+        links = log_links or ns.log_links
         self._batch.attempt(
-            AttemptRecord(
+            record := AttemptRecord(
                 execution_id=self._execution_id,
                 node_id=ns.full_id,
                 attempt=ns.attempt,
@@ -154,17 +156,15 @@ class Recorder:
                 backend=getattr(ns.backend, "name", ""),
                 # Links given at the end replace those given while it ran; an attempt that
                 # is stopped (timeout, abort) keeps those.
-                log_links=[{"name": x.name, "uri": x.uri} for x in log_links or ns.log_links],
+                log_links=[{"name": x.name, "uri": x.uri} for x in links] if links else [],
             )
         )
+        return record
 
-    def handle_recorder(self, ns: NodeState) -> Callable[[str], None]:
-        """The `record_handle` of the attempt `ns` is starting: commits at once, from any
-        thread (engine/_handles.py)."""
-        backend = getattr(ns.backend, "name", "")
-        return handle_recorder(
-            self._metadata, self._execution_id, ns, backend, with_loop=self._commit_handle
-        )
+    def handle_recorder(self, node: NodeRecord, attempt: AttemptRecord) -> Callable[[str], None]:
+        """The `record_handle` of an attempt starting, whose start `node` and `attempt`
+        recorded: commits at once, from any thread (engine/_handles.py)."""
+        return handle_recorder(self._metadata, node, attempt, with_loop=self._commit_handle)
 
     def _commit_handle(self, node: NodeRecord, attempt: AttemptRecord) -> bool:
         """On the loop's thread (a backend that records the handle as it submits): commit

@@ -115,6 +115,7 @@ class Runner:
             else ()
         )
         self._tasks = {t.id.name: t for t in compiled.tasks}
+        self._input_types_of: dict[str, dict[str, types_pb2.LiteralType]] = {}
         self._heartbeat_seconds = heartbeat_seconds
         # nodes whose upstream nodes all succeeded, in the order they became ready
         self._ready: deque[NodeState] = deque()
@@ -169,11 +170,11 @@ class Runner:
 
     def start_scope(self, scope: Scope) -> None:
         """Create the nodes of a workflow instance and ready those without upstream nodes."""
-        local_ids = {n.id for n in scope.template.nodes}
+        deps = _local_dependencies(scope.template)
         states = []
         for node in scope.template.nodes:
             ns = self.make_node(scope.prefix + node.id, node, scope)
-            ns.deps = node_dependencies(node) & local_ids
+            ns.deps = set(deps[node.id])
             scope.nodes[node.id] = ns
             states.append(ns)
         for ns in states:
@@ -216,13 +217,22 @@ class Runner:
             ns.attempt, ns.handle = again.attempt - 1, again.handle  # the next start is it
         return ns
 
+    def _input_types(self, task: tasks_pb2.TaskTemplate) -> dict[str, types_pb2.LiteralType]:
+        """The task's input types by name (made once per task)."""
+        types = self._input_types_of.get(task.id.name)
+        if types is None:
+            types = self._input_types_of[task.id.name] = {
+                i.name: i.type for i in task.interface.inputs
+            }
+        return types
+
     def resolve_inputs(
         self, ns: NodeState, input_types: Mapping[str, types_pb2.LiteralType]
     ) -> types_pb2.LiteralMap:
         """The node's inputs from its bindings, shaped for the types it declares."""
         out = types_pb2.LiteralMap()
         scope = ns.scope
-        mapped = set(ns.node.map.mapped_inputs) if ns.kind == "map" else set()
+        mapped = set(ns.node.map.mapped_inputs) if ns.kind == "map" else ()
         for b in ns.node.inputs:
             lit = resolve(b.binding, scope.inputs, scope.outputs)
             target = input_types.get(b.var)
@@ -305,8 +315,7 @@ class Runner:
         try:
             if ns.kind == "task":
                 assert ns.task is not None
-                types = {i.name: i.type for i in ns.task.interface.inputs}
-                ns.inputs = self.resolve_inputs(ns, types)
+                ns.inputs = self.resolve_inputs(ns, self._input_types(ns.task))
                 self._run_task(ns)
             elif ns.kind == "map_item":
                 self._run_task(ns)
@@ -562,6 +571,28 @@ class Runner:
             self._recorder.flush(force=True)
         except Exception:
             log.exception("could not record the abort")
+
+
+#: id(template) -> (the template, its nodes' local dependencies): see `_local_dependencies`
+_dependencies: dict[int, tuple[workflow_pb2.WorkflowTemplate, dict[str, frozenset[str]]]] = {}
+
+
+def _local_dependencies(template: workflow_pb2.WorkflowTemplate) -> dict[str, frozenset[str]]:
+    """Each node of `template` -> the ids of the template's nodes it waits for.
+
+    Kept by the template object (held, so its id is not reused): a process launches the
+    same compiled workflow again and again (`wf(...)` in a notebook, a map of
+    sub-workflows), a compiled workflow is never changed, and reading every binding of a
+    chain of 100 nodes costs more than running them from the cache."""
+    found = _dependencies.get(id(template))
+    if found is not None and found[0] is template:
+        return found[1]
+    local_ids = {n.id for n in template.nodes}
+    deps = {n.id: frozenset(node_dependencies(n) & local_ids) for n in template.nodes}
+    if len(_dependencies) >= 64:  # a long-lived process runs many workflows: keep a few
+        _dependencies.clear()
+    _dependencies[id(template)] = (template, deps)
+    return deps
 
 
 def _item_index(map_node: NodeState, full_id: str) -> int:
