@@ -63,6 +63,7 @@ class Recorder:
         self._hooks = hooks
         self._batch = Batch()
         self._active: dict[str, NodeState] = {}
+        self._task_names: dict[int, str] = {}
         self._heartbeat_listeners: list[Callable[[], None]] = []
         self._loop_thread = threading.get_ident()  # the thread that records (the loop's)
         self._last_heartbeat = 0.0
@@ -93,7 +94,7 @@ class Recorder:
                 parent_id=ns.parent.full_id
                 if ns.parent is not None
                 else (ns.scope.owner.full_id if ns.scope.owner is not None else ""),
-                task_name=ns.task.id.name if ns.task is not None else "",
+                task_name=self._task_name(ns.task) if ns.task is not None else "",
                 attempts=ns.attempt,
                 inputs_uri=ns.inputs_uri,
                 outputs_uri=ns.outputs_uri,
@@ -160,6 +161,14 @@ class Recorder:
             )
         )
         return record
+
+    def _task_name(self, task: Any) -> str:
+        """The task's name, read once per template (by id(): the execution's templates are
+        one object each, held by its Runner)."""
+        name = self._task_names.get(id(task))
+        if name is None:
+            name = self._task_names[id(task)] = task.id.name
+        return name
 
     def handle_recorder(self, node: NodeRecord, attempt: AttemptRecord) -> Callable[[str], None]:
         """The `record_handle` of an attempt starting, whose start `node` and `attempt`

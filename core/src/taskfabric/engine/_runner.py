@@ -115,7 +115,7 @@ class Runner:
             else ()
         )
         self._tasks = {t.id.name: t for t in compiled.tasks}
-        self._input_types_of: dict[str, dict[str, types_pb2.LiteralType]] = {}
+        self._input_types_of: dict[int, dict[str, types_pb2.LiteralType]] = {}
         self._heartbeat_seconds = heartbeat_seconds
         # nodes whose upstream nodes all succeeded, in the order they became ready
         self._ready: deque[NodeState] = deque()
@@ -218,12 +218,11 @@ class Runner:
         return ns
 
     def _input_types(self, task: tasks_pb2.TaskTemplate) -> dict[str, types_pb2.LiteralType]:
-        """The task's input types by name (made once per task)."""
-        types = self._input_types_of.get(task.id.name)
+        """The task's input types by name (made once per task: by id(), its template is one
+        object in `_tasks`)."""
+        types = self._input_types_of.get(id(task))
         if types is None:
-            types = self._input_types_of[task.id.name] = {
-                i.name: i.type for i in task.interface.inputs
-            }
+            types = self._input_types_of[id(task)] = {i.name: i.type for i in task.interface.inputs}
         return types
 
     def resolve_inputs(
