@@ -23,6 +23,10 @@ equal):
    loaded by name). Inside one package, a circle closed only by `TYPE_CHECKING` imports is
    allowed: it never runs, and mutually recursive types need it (the type engine calls its
    transformers with itself).
+7. A plugin imports another plugin only when its `pyproject.toml` declares that plugin's
+   distribution (a dependency, or an extra), only its public modules and names, and one
+   declared in an extra only where the import need not run (inside a function, or under
+   `TYPE_CHECKING`): the plugin loads without the extra.
 
 Why an AST test rather than import-linter: import-linter (through grimp) sees import
 statements only, so the `importlib` strings that hid the engine's import of the registry would
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import ast
 import re
+import tomllib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -443,6 +448,53 @@ def test_no_import_circles_between_modules(imports: list[Import]) -> None:
         [_show(c, str) for c in cycles(graph_of(running, "module"))],
         "circles between modules (imports that run)",
     )
+
+
+def _requirement_name(requirement: str) -> str:
+    found = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement.strip())
+    assert found, requirement
+    return re.sub(r"[-_.]+", "-", found.group(0)).lower()
+
+
+def test_plugins_import_other_plugins_only_as_declared(
+    imports: list[Import], modules: dict[str, tuple[Path, Path]]
+) -> None:
+    """Rule 7: every import of another plugin is declared in the importer's pyproject."""
+    declared: dict[str, tuple[str, set[str], set[str]]] = {}  # package -> (dist, deps, extras)
+    for _path, src in modules.values():
+        if src == CORE_SRC:
+            continue
+        project = tomllib.loads((src.parent / "pyproject.toml").read_text("utf-8"))["project"]
+        deps = {_requirement_name(r) for r in project.get("dependencies", [])}
+        extras = {
+            _requirement_name(r)
+            for group in project.get("optional-dependencies", {}).values()
+            for r in group
+        }
+        for package in (p.name for p in src.iterdir() if (p / "__init__.py").is_file()):
+            declared[package] = (_requirement_name(project["name"]), deps, extras)
+    problems = []
+    for imp in imports:
+        source, target = imp.source.split(".")[0], imp.target.split(".")[0]
+        if is_core(imp.source) or is_core(imp.target) or source == target:
+            continue
+        dist, deps, extras = declared[source]
+        wanted = declared[target][0]
+        if _private(imp.target) or any(_private(n) for n in imp.names):
+            problems.append(f"{imp.describe()}: a private part of {wanted}")
+        elif wanted in deps:
+            continue
+        elif wanted not in extras:
+            problems.append(
+                f"{imp.describe()}: {dist} does not declare {wanted}: add it to its "
+                "pyproject.toml (dependencies, or an extra)"
+            )
+        elif imp.how in ("module level", "by name"):
+            problems.append(
+                f"{imp.describe()}: {wanted} is an extra of {dist}: import it inside the "
+                "function that needs it, so that the plugin loads without it"
+            )
+    report(problems, "plugin imports of other plugins not declared")
 
 
 def test_the_docs_list_the_layers() -> None:

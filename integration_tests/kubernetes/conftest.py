@@ -34,6 +34,11 @@ STATE = Path(os.environ.get("TASKFABRIC_KUBE_STATE", "/var/lib/taskfabric/kubern
 #: The image the tests' pods run: the core from this tree, with pandas (the containers
 #: suite's image: built once, cached by podman under its content hash).
 TASK_IMAGE = ImageSpec(name="taskfabric-it", packages=["./core[pandas]"], root=str(REPO))
+#: The image of pods on an s3 blob store: the core and taskfabric-aws, which reads and writes
+#: s3:// URIs (through the attempt's presigned grants).
+S3_TASK_IMAGE = ImageSpec(
+    name="taskfabric-it-s3", packages=["./core", "./plugins/aws"], root=str(REPO)
+)
 #: The namespace most tests run their pods in, and two standing for two clusters.
 NAMESPACE = "tf-it"
 NAMESPACE_A = "tf-it-a"
@@ -98,18 +103,24 @@ def cluster(_cluster_up: Path, tmp_path_factory: pytest.TempPathFactory) -> Clus
         except client.ApiException as exc:
             if exc.status != 409:
                 raise
-    image = _task_image(tmp_path_factory.mktemp("image"))
+    image = _task_image(tmp_path_factory.mktemp("image"), TASK_IMAGE)
     return Cluster(_cluster_up, core, image)
 
 
-def _task_image(folder: Path) -> str:
+@pytest.fixture(scope="session")
+def s3_image(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The image of pods on an s3 blob store, in the node's containerd."""
+    return _task_image(tmp_path_factory.mktemp("s3-image"), S3_TASK_IMAGE)
+
+
+def _task_image(folder: Path, spec: ImageSpec) -> str:
     """Build (or find) the task image with podman and import it into the node's containerd
     unless it is there already."""
     try:
         with podman_service(folder / "podman") as url:
             api = ContainerApi(url, timeout=900)
             try:
-                ref = build_image(TASK_IMAGE, api, print).ref
+                ref = build_image(spec, api, print).ref
             finally:
                 api.close()
     except PodmanMissing as exc:

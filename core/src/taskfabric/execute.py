@@ -15,6 +15,7 @@ that as a system error.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import traceback
@@ -145,6 +146,7 @@ def _preload() -> None:
     from taskfabric.types import default_engine
 
     default_engine()
+    _parser().parse_args(["--task-template=", "--inputs=", "--outputs=", "--error="])
     plugins = get_plugins()
     with contextlib.suppress(Exception):
         plugins.task_types()
@@ -152,13 +154,11 @@ def _preload() -> None:
         plugins.driver(STORAGE_GROUP, "file")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args[:1] == ["--fork-server"] and len(args) == 2:
-        # The sandbox backend's fork server (taskfabric.backends._forkserver).
-        from taskfabric.backends._forkserver import main as fork_server
-
-        return fork_server(int(args[1]), _preload, main)
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """The command line's parser, built once per process (the fork server builds it before
+    it forks: each attempt then parses with it instead of building it, about a millisecond
+    of CPU with the copy-on-write faults of its allocations)."""
     parser = argparse.ArgumentParser(
         prog="taskfabric-execute", description="Run one taskfabric task attempt."
     )
@@ -168,7 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--error", required=True, help="URI to write an ExecutionError")
     parser.add_argument("--raw-prefix", default="", help="URI prefix for files and dataframes")
     parser.add_argument("--work-dir", default="", help="local scratch folder")
-    return run(parser.parse_args(argv))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--fork-server"] and len(args) == 2:
+        # The sandbox backend's fork server (taskfabric.backends._forkserver).
+        from taskfabric.backends._forkserver import main as fork_server
+
+        return fork_server(int(args[1]), _preload, main)
+    return run(_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

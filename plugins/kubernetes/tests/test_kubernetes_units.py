@@ -262,11 +262,7 @@ def test_a_pod_past_its_deadline_before_running_is_not_retried() -> None:
 # -- isolation ---------------------------------------------------------------------------------
 
 
-def _backend(tmp_path: Any, **settings: Any) -> Any:
-    from taskfabric.plugin_api import BackendContext
-    from taskfabric.storage import LocalBlobStore, PackStore
-    from taskfabric_kubernetes import KubernetesBackend
-
+def _kubeconfig(tmp_path: Any) -> Any:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: t\n"
@@ -274,8 +270,17 @@ def _backend(tmp_path: Any, **settings: Any) -> Any:
         "users: [{name: t, user: {token: x}}]\n"
         "contexts: [{name: t, context: {cluster: t, user: t}}]\n"
     )
+    return kubeconfig
+
+
+def _backend(tmp_path: Any, store: Any = None, **settings: Any) -> Any:
+    from taskfabric.plugin_api import BackendContext
+    from taskfabric.storage import LocalBlobStore, PackStore
+    from taskfabric_kubernetes import KubernetesBackend
+
+    kubeconfig = _kubeconfig(tmp_path)
     data = tmp_path / "data"
-    store = LocalBlobStore(data / "blobs")
+    store = store or LocalBlobStore(data / "blobs")
     context = BackendContext(
         store=store,
         literals=PackStore(store),
@@ -317,7 +322,9 @@ def test_isolation_gaps_name_what_opens_a_way_out(tmp_path: Any) -> None:
     finally:
         shared.close()
     assert len(gaps) == 2, gaps
-    assert gaps[0].startswith('[backends.pods] data = "store": each pod would reach the blob')
+    assert gaps[0].startswith(
+        '[backends.pods] data = "store" on a file:// blob store, which cannot presign: each pod'
+    )
     assert "in namespace 'batch', which projects share" in gaps[1]
 
 
@@ -340,3 +347,93 @@ def test_abandon_deletes_the_pod_its_handle_names(tmp_path: Any) -> None:
     backend.abandon("e/n2/1", "not a pod")
     backend.close()  # waits for the backend's threads
     assert sorted(deleted) == [("tf-p-d", "tf-e-n0-1", 7), ("tf-p-d", "tf-e-n1-1", 7)]
+
+
+# -- presigned access on an s3 store -------------------------------------------------------------
+
+
+def _s3_backend(tmp_path: Any, **settings: Any) -> Any:
+    """A backend whose blob store is S3 (no request is made: nothing is submitted)."""
+    pytest.importorskip("taskfabric_aws", reason="the s3 extra: pip install -e plugins/aws")
+    from taskfabric_aws import S3BlobStore, S3Settings
+
+    store = S3BlobStore("s3://bucket/tf", S3Settings(endpoint_url="http://127.0.0.1:9"))
+    return _backend(tmp_path, store, **settings)
+
+
+def test_pods_of_an_s3_store_are_isolated_with_presigned_access(tmp_path: Any) -> None:
+    from taskfabric import task
+
+    @task
+    def plain() -> None: ...
+
+    @task(backend_options={"kubernetes": {"env": {"AWS_ACCESS_KEY_ID": "AKIA..."}}})
+    def own_key() -> None: ...
+
+    backend = _s3_backend(tmp_path)
+    try:
+        assert backend.isolated and backend._access is not None  # "auto" on S3: presigned
+        assert backend.isolation_gaps(plain.template()) == []
+        (gap,) = backend.isolation_gaps(own_key.template())
+        assert "the task sets AWS_ACCESS_KEY_ID in its own env (backend_options)" in gap
+    finally:
+        backend.close()
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (
+            {"secret_env": {"AWS_SECRET_ACCESS_KEY": "s3/secret"}, "pass_env": ["AWS_PROFILE"]},
+            "[backends.pods] passes AWS_PROFILE, AWS_SECRET_ACCESS_KEY to every pod: AWS "
+            "credentials that may reach the whole blob store (every project's data); remove "
+            "them from pass_env, env and secret_env",
+        ),
+        (
+            {"pod_template": {"spec": {"serviceAccountName": "tasks"}}},
+            "[backends.pods] pod_template runs pods as service account 'tasks', which may "
+            "carry a cloud role",
+        ),
+        (
+            {"blob_access": "credentials"},
+            '[backends.pods] data = "store" with blob_access = "credentials": each pod would '
+            "reach the blob store with credentials of the whole store",
+        ),
+    ],
+)
+def test_credentials_beside_presigned_access_are_refused_with_the_fix(
+    tmp_path: Any, settings: dict[str, Any], expected: str
+) -> None:
+    from taskfabric import task
+
+    @task
+    def plain() -> None: ...
+
+    backend = _s3_backend(tmp_path, **settings)
+    try:
+        (gap,) = backend.isolation_gaps(plain.template())
+    finally:
+        backend.close()
+    assert gap.startswith(expected), gap
+
+
+def test_presigned_access_needs_an_s3_store(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match=r'blob_access = "presigned" presigns access to an s3'):
+        _backend(tmp_path, data="store", blob_access="presigned")
+
+
+def test_the_grants_reach_the_pod_through_its_secret_never_its_spec() -> None:
+    settings = KubernetesSettings(image="img:1", env={"TASKFABRIC_S3_GRANTS": "forged"})
+    template = tasks_pb2.TaskTemplate()
+    manifest = pod_manifest(
+        settings=settings, name="tf-x", namespace="ns", labels={}, annotations={},
+        template=template, image="img:1", command=["python3"], env=dict(settings.env),
+        mounts=[], run_as=None, secret_refs={"TASKFABRIC_S3_GRANTS": "tf-x-grants/grants-url"},
+    )  # fmt: skip
+    (variable,) = [
+        e for e in manifest["spec"]["containers"][0]["env"] if e["name"] == "TASKFABRIC_S3_GRANTS"
+    ]
+    assert variable == {
+        "name": "TASKFABRIC_S3_GRANTS",
+        "valueFrom": {"secretKeyRef": {"name": "tf-x-grants", "key": "grants-url"}},
+    }

@@ -24,8 +24,9 @@ log = get_logger("taskfabric.backends")
 
 class ForkedProcess:
     """An attempt run by the fork server: `wait()` and `send_signal()` like a `Popen`, over
-    the attempt's socket. `pid` is the host pid of the process that watches the attempt (0
-    until it has said it); it is written to `pid_file` as `_pids.wrap` would."""
+    the attempt's control socket. `pid` is the host pid of the attempt's process (pid 1 of
+    its pid namespace; 0 until the fork server has said it); it is written to `pid_file` as
+    `_pids.wrap` would."""
 
     def __init__(self, sock: socket.socket, pid_file: Path) -> None:
         self._sock = sock
@@ -49,7 +50,7 @@ class ForkedProcess:
 
     def wait(self) -> int:
         """Block until the attempt ends: its exit status (negative: killed by that signal).
-        A socket that closes without one means the fork server's child died: SIGKILL."""
+        A socket that closes without one means the fork server died: SIGKILL."""
         while self.returncode is None:
             line = self._line()
             if line is None:
@@ -114,11 +115,13 @@ class ForkServer:
 
     def start(self, request: dict[str, Any], log_path: Path, pid_file: Path) -> ForkedProcess:
         """Hand the fork server one attempt: `request` holds its `bwrap` arguments, its
-        `taskfabric-execute` arguments (`argv`) and its environment."""
+        `taskfabric-execute` arguments (`argv`) and its environment. It goes to the attempt's
+        process on a socket of its own, which the fork server only passes on."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        send, receive = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with log_path.open("wb") as out:
-                fds = array.array("i", [theirs.fileno(), out.fileno()])
+                fds = array.array("i", [theirs.fileno(), receive.fileno(), out.fileno()])
                 message = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())]
                 with self._lock:
                     try:
@@ -128,23 +131,25 @@ class ForkServer:
                         self._ensure().sendmsg([b"a"], message)
         except BaseException:
             ours.close()
+            send.close()
             raise
         finally:
             theirs.close()
+            receive.close()
         process = ForkedProcess(ours, pid_file)
-        # The child reads the request once it runs: sent after the hand-over; a long one
-        # (more than the socket's buffer holds) by a thread, which may wait for the child.
+        # The attempt's process reads the request once it runs: a long one (more than the
+        # socket's buffer holds) is sent by a thread, which may wait for it.
         if len(json.dumps(request)) < 65536:
-            self._send(ours, request)
+            self._send(send, request)
         else:
             threading.Thread(
-                target=self._send, args=(ours, request), name="taskfabric-fork-request", daemon=True
+                target=self._send, args=(send, request), name="taskfabric-fork-request", daemon=True
             ).start()
         return process
 
     @staticmethod
     def _send(sock: socket.socket, request: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError):
+        with sock, contextlib.suppress(OSError):
             write_request(sock, request)
 
     def _stop(self) -> None:
@@ -160,6 +165,7 @@ class ForkServer:
             self._proc = None
 
     def close(self) -> None:
-        """Close the control socket: the fork server exits (running attempts go on)."""
+        """Close the control socket: the fork server exits once its running attempts have
+        ended (an attempt whose control socket closes is killed)."""
         with self._lock:
             self._stop()

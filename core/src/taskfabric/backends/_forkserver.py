@@ -8,23 +8,27 @@ fork costs milliseconds. What keeps it safe:
 - The server process (`python -m taskfabric.execute --fork-server FD`) is started by the
   engine with the sandbox's scrubbed environment and no argument but its socket: it never
   holds a credential, a config or any tenant's data, and it never reads an attempt's
-  request. It only receives, on its control socket, a one-byte message carrying two file
-  descriptors (the attempt's own socket and its log file), forks, and forgets them. Run as
-  root, it also writes the id maps of the user namespace that child makes (the child asks on
-  a socket pair of their own, before anything of the attempt runs; only a process of the
-  parent namespace may write them).
-- The child reads the attempt's request (the `bwrap` arguments and the `taskfabric-execute`
-  command line) from the attempt's socket, joins the attempt's cgroup when the request names
-  one (`_cgroups`: made by the engine), enters new user, mount, pid, IPC, UTS and network
-  (unless `--share-net`) namespaces, and forks the attempt's process: pid 1 of its own pid
-  namespace, with its own `/proc`, root (a fresh tmpfs with only the folders of the
-  arguments), `/dev`, `/tmp` and `/dev/shm`, running as uid 65534 with no capabilities and
-  `no_new_privs`. No attempt is run twice in one process; no process outlives its attempt.
-- The child watches the attempt's socket: a `T` sends SIGTERM to the attempt, a `K` SIGKILL,
-  and an end of file (the engine closed it, or died) SIGKILL; it writes the attempt's exit
-  status to the socket and exits.
+  request. It only receives, on its control socket, a one-byte message carrying three file
+  descriptors (the attempt's control socket, the socket its request comes on, its log
+  file), and clones the attempt's process into a new user and pid namespace, handing it the
+  last two. Run as root, it then writes the id maps of that user namespace (only a process
+  of the parent namespace may): its root is the host's root, its user 65534 the host's
+  65534.
+- The cloned process, pid 1 of its own pid namespace, reads the attempt's request (the
+  `bwrap` arguments and the `taskfabric-execute` command line), joins the attempt's cgroup
+  when the request names one (`_cgroups`: made by the engine), enters new mount, IPC, UTS,
+  cgroup and network (unless `--share-net`) namespaces, builds its own `/proc`, root (a
+  fresh tmpfs with only the folders of the arguments), `/dev`, `/tmp` and `/dev/shm`, and
+  runs the attempt as uid 65534 with no capabilities and `no_new_privs`. No attempt is run
+  twice in one process; no process outlives its attempt (nor the fork server).
+- The fork server watches each attempt's control socket: a `T` sends SIGTERM to the
+  attempt, a `K` SIGKILL, and an end of file (the engine closed it, or died) SIGKILL; it
+  writes the attempt's exit status there when it ends. (One process per attempt: a
+  supervising process between the two, a second copy of the fork server's Python, cost
+  about a third of an attempt's CPU.)
 
-The server exits when its control socket closes (the engine stopped or died).
+The server exits when its control socket has closed (the engine stopped or died) and its
+attempts have ended.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import fcntl
 import gc
 import io
@@ -59,6 +64,9 @@ __all__ = [
 
 #: The exit code of an attempt whose sandbox could not be built (its log says why).
 ATTEMPT_SETUP_FAILED = 125
+#: The host user (and group) an attempt runs as when the fork server runs as root, and its
+#: user inside its namespace ("nobody"; the sandbox backend's SANDBOX_ID).
+ATTEMPT_ID = 65534
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -88,9 +96,14 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYSCALLS = {
-    "x86_64": {"pivot_root": 155, "capset": 126},
-    "aarch64": {"pivot_root": 41, "capset": 91},
+    "x86_64": {"pivot_root": 155, "capset": 126, "clone": 56, "mount_setattr": 442},
+    "aarch64": {"pivot_root": 41, "capset": 91, "clone": 220, "mount_setattr": 442},
 }
+AT_FDCWD = -100
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
 _DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 #: statvfs flags that a read-only remount must keep (the kernel refuses to clear locked ones).
 _KEPT_FLAGS = (
@@ -225,13 +238,79 @@ def _inside(point: str, folder: str) -> bool:
     return point == folder or point.startswith(folder.rstrip("/") + "/")
 
 
-def _make_target(target: str, source: str) -> None:
+def _folders(path: str, made: set[str]) -> None:
+    """`os.makedirs(path, exist_ok=True)` in the attempt's root, which this process alone
+    builds: the folders it made (or found) are kept in `made`, so each is looked at once."""
+    if path in made:
+        return
+    parent = os.path.dirname(path)
+    if parent != path:
+        _folders(parent, made)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path)
+    made.add(path)
+
+
+def _make_target(target: str, source: str, made: set[str] | None = None) -> None:
+    made = set() if made is None else made
     if os.path.isdir(source):
-        os.makedirs(target, exist_ok=True)
+        _folders(target, made)
     else:
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if not os.path.lexists(target):
-            os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+        _folders(os.path.dirname(target), made)
+        with contextlib.suppress(FileExistsError):
+            flags = os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+            os.close(os.open(target, flags, 0o644))
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = (
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    )
+
+
+def _has_mount_setattr() -> bool:
+    """Whether the kernel has `mount_setattr` (Linux 5.12): asked with an argument it
+    refuses (EINVAL, EBADF...), which an older kernel answers ENOSYS."""
+    numbers = _SYSCALLS.get(platform.machine())
+    if numbers is None:
+        return False
+    result = _libc.syscall(
+        ctypes.c_long(numbers["mount_setattr"]),
+        ctypes.c_int(-1),
+        ctypes.c_char_p(b""),
+        ctypes.c_uint(0),
+        None,
+        ctypes.c_size_t(0),
+    )
+    return bool(result == 0 or ctypes.get_errno() != errno.ENOSYS)
+
+
+class _Kernel:
+    #: Whether read-only binds are made read-only with their mounts below in one
+    #: `mount_setattr` call each (Linux 5.12); else each is remounted, and the mounts below
+    #: them once all are made (`_read_only_below`, which reads mountinfo). Asked by the
+    #: fork server once.
+    mount_setattr = False
+
+
+def _set_attributes(point: str, attributes: int, *, recursive: bool) -> None:
+    """Set mount attributes (none cleared: flags the kernel locked stay) on the mount at
+    `point`, and with `recursive` on every mount below it."""
+    attr = _MountAttr(attributes, 0, 0, 0)
+    _call(
+        _syscall(
+            "mount_setattr",
+            ctypes.c_int(AT_FDCWD),
+            ctypes.c_char_p(point.encode()),
+            ctypes.c_uint(AT_RECURSIVE if recursive else 0),
+            ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)),
+        ),
+        f"mount_setattr {point}",
+    )
 
 
 def _remount(point: str, *, read_only: bool) -> None:
@@ -239,12 +318,23 @@ def _remount(point: str, *, read_only: bool) -> None:
     _mount(None, point, None, flags | (MS_RDONLY if read_only else 0))
 
 
-def _bind(source: str, target: str, *, read_only: bool) -> None:
-    """Bind `source` (with the mounts below it) on `target`, and remount `target` itself;
-    the mounts below a read-only one are remounted by `_read_only_below` once all are made."""
-    _make_target(target, source)
+def _bind(source: str, target: str, *, read_only: bool, made: set[str] | None = None) -> None:
+    """Bind `source` (with the mounts below it) on `target`, nosuid and nodev, and, when
+    `read_only`, read-only with every mount below it (with `mount_setattr`; else `target`
+    itself is remounted here, and the mounts below it by `_read_only_below` once all are
+    made). `made`: the folders of the root made so far (`_folders`)."""
+    made = set() if made is None else made
+    _make_target(target, source, made)
+    if target in made:  # what was made below it is hidden now
+        inside = target.rstrip("/") + "/"
+        made.difference_update([p for p in made if p.startswith(inside)])
     _mount(source, target, None, MS_BIND | MS_REC)
-    _remount(target, read_only=read_only)
+    if _Kernel.mount_setattr:
+        attributes = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV
+        attributes |= MOUNT_ATTR_RDONLY if read_only else 0
+        _set_attributes(target, attributes, recursive=read_only)
+    else:
+        _remount(target, read_only=read_only)
 
 
 def _read_only_below(base: str, targets: dict[str, bool]) -> None:
@@ -262,13 +352,13 @@ def _read_only_below(base: str, targets: dict[str, bool]) -> None:
             _remount(point, read_only=True)
 
 
-def _dev(target: str, shm: int) -> None:
-    os.makedirs(target, exist_ok=True)
+def _dev(target: str, shm: int, made: set[str]) -> None:
+    _folders(target, made)
     # Owned by the attempt's user, like the rest of its namespace: kept tiny.
     _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=1m")
     for name in _DEVICES:
         if os.path.exists(f"/dev/{name}"):
-            _make_target(f"{target}/{name}", f"/dev/{name}")
+            _make_target(f"{target}/{name}", f"/dev/{name}", made)
             _mount(f"/dev/{name}", f"{target}/{name}", None, MS_BIND)
     for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0")):
         os.symlink(link, f"{target}/{name}")
@@ -336,25 +426,27 @@ def _build_root(plan: _Plan, base: str) -> None:
     # /dev/shm is bounded as /tmp is (bubblewrap has no such option: its /dev is unbounded).
     shm = next((n for op, _, dest, n in plan.ops if op == "--tmpfs" and dest == "/tmp"), 0)
     targets: dict[str, bool] = {base: False}  # mount target -> a read-only bind
+    made = {base}  # the folders of the new root made (or found) so far
     for op, source, dest, size in plan.ops:
         target = base + dest
         targets[target] = op == "--ro-bind"
         if op == "--ro-bind":
-            _bind(source, target, read_only=True)
+            _bind(source, target, read_only=True, made=made)
         elif op == "--bind":
-            _bind(source, target, read_only=False)
+            _bind(source, target, read_only=False, made=made)
         elif op == "--proc":
-            os.makedirs(target, exist_ok=True)
+            _folders(target, made)
             _mount("proc", target, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
         elif op == "--dev":
-            _dev(target, shm)
+            _dev(target, shm, made)
         elif op == "--tmpfs":
-            os.makedirs(target, exist_ok=True)
+            _folders(target, made)
             bound = f",size={size}" if size else ""
             _mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" + bound)
-    _read_only_below(base, targets)
+    if not _Kernel.mount_setattr:
+        _read_only_below(base, targets)
     for link, path in plan.links:  # last: no later path goes through a link of the host's
-        os.makedirs(os.path.dirname(base + path), exist_ok=True)
+        _folders(os.path.dirname(base + path), made)
         os.symlink(link, base + path)
     old = base + "/.oldroot"
     os.mkdir(old)
@@ -403,8 +495,8 @@ def _run_attempt(
     base: str,
     execute: Callable[[list[str]], int],
 ) -> int:
-    """In the attempt's process (pid 1 of its pid namespace): sandbox, then run."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    """In the attempt's process (pid 1 of its pid namespace), once in its cgroup and
+    namespaces: build its root, drop its privileges, then run it."""
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)
@@ -439,213 +531,272 @@ def _run_attempt(
     return execute(request["argv"])
 
 
-def _unshare_mapped(
-    flags: int, uids: dict[int, int], gids: dict[int, int], maps: socket.socket | None
-) -> None:
-    """unshare(`flags`) with a new user namespace whose ids map as given (inside: host),
-    written by the fork server, which stays in the parent namespace (only a process there
-    may write them), asked on `maps` (see `_map_ids`)."""
-    if maps is None:
-        raise OSError("the sandbox's user ids are mapped by a fork server run as root")
-    _call(_libc.unshare(flags), "unshare")
-    maps.sendall(json.dumps({"uid": list(uids.items()), "gid": list(gids.items())}).encode())
-    reply = maps.recv(256)
-    if reply != b"ok":
-        raise OSError(f"could not map the sandbox's user ids: {reply.decode() or 'no answer'}")
+#: The namespaces the attempt's process is cloned into: a user namespace (whose root it is
+#: until it drops its privileges) and a pid namespace (of which it is pid 1). It makes the
+#: others itself, from inside, once it has read its request and joined its cgroup.
+_CLONE_FLAGS = CLONE_NEWUSER | CLONE_NEWPID
+#: The fd numbers the cloned child moves its own to (all others are closed).
+_REQUEST_FD, _LOG_FD, _MAPPED_FD = 3, 4, 5
+
+_pythonapi = ctypes.pythonapi
+# Called with the GIL held (a PyDLL), as `os.fork` calls fork().
+_pylibc = ctypes.PyDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
-def _map_ids(maps: socket.socket, pid: int, timeout: float = 30.0) -> None:
-    """In the fork server (root, in the parent user namespace), right after forking child
-    `pid`: write the id maps of the user namespace it made, when it asks (`_unshare_mapped`;
-    a child that needs none says `-`). Done before the next fork, with SIGCHLD blocked, so
-    `pid` is still that child (a child that died is a zombie nobody reaped). (A helper
-    process forked per attempt to write them cost more CPU than the fork server's wait.)"""
-    with contextlib.suppress(OSError):
-        if not select.select([maps], [], [], timeout)[0]:
-            return  # the child's recv then ends with nothing: its attempt fails, says why
-        data = maps.recv(4096)
-        if not data or data == b"-":
-            return
-        try:
-            asked = json.loads(data)
-            for kind in ("uid", "gid"):
-                pairs = [(int(a), int(b)) for a, b in asked[kind]]
-                _write(f"/proc/{pid}/{kind}_map", "".join(f"{a} {b} 1\n" for a, b in pairs))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            maps.sendall(str(exc).encode()[:200] or b"failed")
-            return
-        maps.sendall(b"ok")
-
-
-def _supervise(
-    sock: socket.socket,
-    log_fd: int,
-    base: str,
-    execute: Callable[[list[str]], int],
-    maps: socket.socket | None = None,
-) -> int:
-    """In the forked child (outside the attempt's namespaces' pid 1): set the namespaces up,
-    start the attempt, relay signals, report its exit. `maps`: the socket on which a root
-    fork server writes the id maps of the user namespace made here (see `_map_ids`)."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    os.setsid()
-    sock.sendall(f"pid {os.getpid()}\n".encode())
-    request = read_request(sock)
-    # Into the attempt's cgroup (bounds on the memory of all its processes together, on its
-    # CPU and processes) before anything of the attempt exists: its processes are forked
-    # from this one, and the cgroup namespace made below has this cgroup as its root.
-    for procs in request.get("cgroup", ()):
-        _write(procs, str(os.getpid()))
-    plan = _Plan(request["bwrap"])
-    flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
-    flags |= CLONE_NEWCGROUP | (0 if plan.share_net else CLONE_NEWNET)
-    host_id = int(request.get("host_id", 0))
-    if host_id and os.geteuid() == 0:
-        # An engine run as root: the attempt runs as the host's `host_id` user, not as root
-        # (the kernel counts no process of root's against RLIMIT_NPROC, and nothing of the
-        # host should be root's to it). This process stays root of the new namespace, to
-        # build the attempt's root from folders that only root may open; the fork server,
-        # left outside, maps both ids (only a process of the parent namespace may).
-        os.setgroups([])
-        _unshare_mapped(flags, {0: 0, plan.uid: host_id}, {0: 0, plan.gid: host_id}, maps)
+def _clone(flags: int) -> int:
+    """fork() into new namespaces (`clone` with no stack of its own: the child continues on
+    a copy of the caller's), wrapped as `os.fork` wraps fork(): the interpreter's fork
+    hooks run before, and in the parent or the child after."""
+    numbers = _SYSCALLS.get(platform.machine())
+    if numbers is None:
+        raise OSError(f"the fork server does not know the system calls of {platform.machine()}")
+    _pythonapi.PyOS_BeforeFork()
+    pid: int = _pylibc.syscall(
+        ctypes.c_long(numbers["clone"]),
+        ctypes.c_ulong(flags | signal.SIGCHLD),
+        ctypes.c_void_p(0),
+        ctypes.c_void_p(0),
+        ctypes.c_void_p(0),
+        ctypes.c_void_p(0),
+    )
+    if pid == 0:
+        _pythonapi.PyOS_AfterFork_Child()
     else:
-        if maps is not None:
-            maps.sendall(b"-")  # nothing to map: the fork server goes on at once
+        err = ctypes.get_errno()
+        _pythonapi.PyOS_AfterFork_Parent()
+        if pid < 0:
+            raise OSError(err, f"clone: {os.strerror(err)}")
+    return pid
+
+
+def _map_ids(pid: int) -> None:
+    """In the fork server (root, in the parent user namespace), right after cloning the
+    attempt's process `pid`: map its namespace's root to the host's (to build its root from
+    folders that only root may open) and its user to the host's ATTEMPT_ID (which it runs
+    as: the kernel counts no process of root's against RLIMIT_NPROC, and nothing of the
+    host should be root's to it). Only a process of the parent namespace may write them."""
+    for kind in ("uid", "gid"):
+        _write(f"/proc/{pid}/{kind}_map", f"0 0 1\n{ATTEMPT_ID} {ATTEMPT_ID} 1\n")
+
+
+def _enter(request: dict[str, Any], plan: _Plan, root: bool) -> None:
+    """In the cloned process, root of its new user namespace: into the attempt's cgroup and
+    the rest of its namespaces."""
+    if root:
+        # The fork server mapped its ids (`_map_ids`): host root is root here, ATTEMPT_ID
+        # the attempt's user; none of root's supplementary groups is kept.
+        if plan.uid != ATTEMPT_ID or plan.gid != ATTEMPT_ID:
+            raise OSError(
+                f"a fork server run as root runs attempts as {ATTEMPT_ID}, not as "
+                f"{plan.uid}:{plan.gid}"
+            )
+        if int(request.get("host_id", ATTEMPT_ID)) != ATTEMPT_ID:
+            raise OSError(f"a fork server run as root runs attempts as host user {ATTEMPT_ID}")
+        os.setgroups([])
+    else:  # its own user, mapped to the attempt's inside (only that one may be)
         uid, gid = os.getuid(), os.getgid()
-        _call(_libc.unshare(flags), "unshare")
         _write("/proc/self/setgroups", "deny")
         _write("/proc/self/uid_map", f"{plan.uid} {uid} 1\n")
         _write("/proc/self/gid_map", f"{plan.gid} {gid} 1\n")
-    if maps is not None:
-        maps.close()  # before the attempt's process exists
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            sock.close()
-            code = _run_attempt(request, plan, log_fd, base, execute)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                print(f"taskfabric sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
-        finally:
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-                sys.stderr.flush()
-        os._exit(code)
-    os.close(log_fd)
-    pidfd = os.pidfd_open(pid)
-    while True:
-        ready, _, _ = select.select([sock.fileno(), pidfd], [], [])
-        if pidfd in ready:
-            _, status = os.waitpid(pid, 0)
-            if os.WIFSIGNALED(status):
-                report = f"signal {os.WTERMSIG(status)}"
-            else:
-                report = f"exit {os.WEXITSTATUS(status)}"
-            with contextlib.suppress(OSError):
-                sock.sendall(report.encode() + b"\n")
-            return 0
-        data = b""
-        with contextlib.suppress(OSError):
-            data = sock.recv(16)
-        for letter in data.decode(errors="replace") or "K":
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM if letter == "T" else signal.SIGKILL)
-        if not data:  # the engine closed the socket, or died: nobody waits for the result
-            os.waitpid(pid, 0)
-            return 0
+    # Into the attempt's cgroup (bounds on the memory of all its processes together, on its
+    # CPU and processes) before anything of the attempt runs: its processes are forked from
+    # this one, and the cgroup namespace made below has this cgroup as its root. "0": the
+    # writing process.
+    for procs in request.get("cgroup", ()):
+        _write(procs, "0")
+    flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP
+    _call(_libc.unshare(flags | (0 if plan.share_net else CLONE_NEWNET)), "unshare")
 
 
-def _child(
-    control: socket.socket,
-    sock: socket.socket,
-    log_fd: int,
-    base: str,
-    execute: Callable[[list[str]], int],
-    maps: socket.socket | None = None,
-) -> None:
-    code = 0
+def _attempt(base: str, execute: Callable[[list[str]], int], root: bool) -> int:
+    """The cloned attempt's process, pid 1 of its pid namespace: its fds are the request's
+    socket, its log and (root) the pipe on which the fork server says its ids are mapped."""
+    if root:
+        mapped = os.read(_MAPPED_FD, 1)
+        os.close(_MAPPED_FD)
+        if mapped != b"1":
+            os.write(_LOG_FD, b"taskfabric sandbox: the fork server could not map its ids\n")
+            return ATTEMPT_SETUP_FAILED
+    os.setsid()
+    sock = socket.socket(fileno=_REQUEST_FD)
+    request = read_request(sock)
+    sock.close()
+    plan = _Plan(request["bwrap"])
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-        control.close()
-        keep = {sock.fileno(), log_fd, 0, 1, 2}
-        if maps is not None:
-            keep.add(maps.fileno())
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd not in keep:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        code = _supervise(sock, log_fd, base, execute, maps)
+        _enter(request, plan, root)
+    except OSError as exc:
+        os.write(_LOG_FD, f"taskfabric sandbox: cannot set up the attempt: {exc}\n".encode())
+        return ATTEMPT_SETUP_FAILED
+    return _run_attempt(request, plan, _LOG_FD, base, execute)
+
+
+def _child(fds: Sequence[int], base: str, execute: Callable[[list[str]], int], root: bool) -> None:
+    """In the cloned process: never returns."""
+    code = ATTEMPT_SETUP_FAILED
+    try:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # ends with the fork server
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # Its own fds to 3, 4 (and 5), every other one of the fork server's closed.
+        moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, 16) for fd in fds]
+        for target, fd in zip((_REQUEST_FD, _LOG_FD, _MAPPED_FD), moved, strict=False):
+            os.dup2(fd, target)
+        os.closerange(3 + len(fds), max(os.sysconf("SC_OPEN_MAX"), 17 + len(fds)))
+        code = _attempt(base, execute, root)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
     except BaseException as exc:
         with contextlib.suppress(Exception):
-            os.write(log_fd, f"taskfabric sandbox: {type(exc).__name__}: {exc}\n".encode())
-        code = ATTEMPT_SETUP_FAILED
+            print(f"taskfabric sandbox: {type(exc).__name__}: {exc}", file=sys.stderr)
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
     os._exit(code)
 
 
-def _reap() -> None:
-    with contextlib.suppress(ChildProcessError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+class _Running:
+    """An attempt's process, as the fork server follows it."""
+
+    def __init__(self, pid: int, control: socket.socket) -> None:
+        self.pid = pid
+        self.pidfd = os.pidfd_open(pid)
+        #: The attempt's control socket (None: the engine closed it).
+        self.control: socket.socket | None = control
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)  # not reaped yet: the pid is still this process's
+
+    def ended(self) -> None:
+        _, status = os.waitpid(self.pid, 0)
+        os.close(self.pidfd)
+        if os.WIFSIGNALED(status):
+            report = f"signal {os.WTERMSIG(status)}"
+        else:
+            report = f"exit {os.WEXITSTATUS(status)}"
+        if self.control is not None:
+            with contextlib.suppress(OSError):
+                self.control.sendall(report.encode() + b"\n")
+            self.control.close()
+            self.control = None
+
+
+def _start(
+    fds: list[int], base: str, execute: Callable[[list[str]], int], root: bool
+) -> _Running | None:
+    """Clone one attempt's process for the fds of a hand-over (its control socket, its
+    request's socket, its log file); the fork server keeps only the control socket."""
+    control = socket.socket(fileno=fds[0])
+    child_fds = fds[1:3]
+    mapped_r = mapped_w = -1
+    if root:
+        mapped_r, mapped_w = os.pipe()
+        child_fds.append(mapped_r)
+    try:
+        try:
+            pid = _clone(_CLONE_FLAGS)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.write(fds[2], f"taskfabric sandbox: cannot start the attempt: {exc}\n".encode())
+                control.sendall(f"exit {ATTEMPT_SETUP_FAILED}\n".encode())
+            control.close()
+            return None
+        if pid == 0:
+            control.close()
+            if mapped_w >= 0:
+                os.close(mapped_w)
+            _child(child_fds, base, execute, root)
+        running = _Running(pid, control)
+        with contextlib.suppress(OSError):
+            control.sendall(f"pid {pid}\n".encode())
+        if root:
+            try:
+                _map_ids(pid)
+                os.write(mapped_w, b"1")
+            except OSError:
+                pass  # the child reads an end of file: its attempt fails, says why
+        return running
+    finally:
+        for fd in (*child_fds, mapped_w):
+            if fd >= 0:
+                os.close(fd)
 
 
 def serve(
     control: socket.socket, preload: Callable[[], None], execute: Callable[[list[str]], int]
 ) -> None:
-    """Fork one child per message on `control` until it closes."""
+    """Clone one attempt's process per message on `control`, and follow them, until it has
+    closed and every attempt has ended."""
     preload()
     # What the imports made stays in the permanent generation: no collection, here or in a
     # child, walks (and so writes to, making the child copy) those objects' pages.
     gc.collect()
     gc.freeze()
+    _Kernel.mount_setattr = _has_mount_setattr()
     base = tempfile.mkdtemp(prefix="taskfabric-sandbox-")
     os.chmod(base, 0o755)
-    # Ended children are reaped as they end (waited for, so their CPU time counts in this
-    # process's children's: the engine's own figures include the attempts').
-    signal.signal(signal.SIGCHLD, lambda *_: _reap())
+    root = os.geteuid() == 0
+    running: dict[int, _Running] = {}  # by pidfd
+    by_control: dict[int, _Running] = {}  # by control socket fd
+    accepting = True
     try:
-        while True:
+        while accepting or running:
+            watched = [*running, *by_control] + ([control.fileno()] if accepting else [])
             try:
-                msg, ancdata, _, _ = control.recvmsg(1, socket.CMSG_SPACE(2 * 4))
+                ready, _, _ = select.select(watched, [], [])
             except InterruptedError:
                 continue
-            fds: list[int] = []
-            for level, kind, data in ancdata:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    fds += list(struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4]))
-            if not msg:
-                for fd in fds:
-                    os.close(fd)
-                return
-            if len(fds) != 2:
-                for fd in fds:
-                    os.close(fd)
-                continue
-            sock = socket.socket(fileno=fds[0])
-            if os.geteuid() != 0:  # each child maps its own ids
-                if os.fork() == 0:
-                    _child(control, sock, fds[1], base, execute)
-            else:  # root: this process writes the child's id maps (`_map_ids`)
-                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-                try:
-                    pid = os.fork()
-                    if pid == 0:
-                        ours.close()
-                        _child(control, sock, fds[1], base, execute, theirs)
-                    theirs.close()
-                    _map_ids(ours, pid)
-                finally:
-                    ours.close()
-                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
-            sock.close()
-            os.close(fds[1])
+            for fd in ready:
+                if fd in running:
+                    one = running.pop(fd)
+                    if one.control is not None:
+                        by_control.pop(one.control.fileno(), None)
+                    one.ended()
+                elif fd in by_control:
+                    one = by_control[fd]
+                    assert one.control is not None
+                    data = b""
+                    with contextlib.suppress(OSError):
+                        data = one.control.recv(16)
+                    for letter in data.decode(errors="replace") or "K":
+                        one.signal(signal.SIGTERM if letter == "T" else signal.SIGKILL)
+                    if not data:  # the engine closed it, or died: nobody waits for the result
+                        by_control.pop(fd)
+                        one.control.close()
+                        one.control = None
+                elif fd == control.fileno():
+                    fds = _receive(control)
+                    if fds is None:
+                        accepting = False
+                    elif fds:
+                        one_started = _start(fds, base, execute, root)
+                        if one_started is not None:
+                            running[one_started.pidfd] = one_started
+                            assert one_started.control is not None
+                            by_control[one_started.control.fileno()] = one_started
     finally:
+        for one in running.values():
+            one.signal(signal.SIGKILL)
         with contextlib.suppress(OSError):
             os.rmdir(base)
+
+
+def _receive(control: socket.socket) -> list[int] | None:
+    """The fds of one hand-over on the control socket ([] for a malformed one; None: it
+    closed)."""
+    try:
+        msg, ancdata, _, _ = control.recvmsg(1, socket.CMSG_SPACE(3 * 4))
+    except InterruptedError:
+        return []
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds += list(struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4]))
+    if not msg or len(fds) != 3:
+        for fd in fds:
+            os.close(fd)
+        return None if not msg else []
+    return fds
 
 
 def main(fd: int, preload: Callable[[], None], execute: Callable[[list[str]], int]) -> int:

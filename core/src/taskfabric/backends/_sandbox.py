@@ -81,8 +81,9 @@ log = get_logger("taskfabric.backends")
 BOX = "sandbox"
 #: The uid and gid the task runs as inside the sandbox's user namespace ("nobody").
 SANDBOX_ID = "65534"
-#: The processes of an attempt's cgroup that are the sandbox's own, beyond its `processes`
-#: (the fork server's child that watches it; bubblewrap's two processes).
+#: The processes of an attempt's cgroup that are the sandbox's own, beyond its `processes`:
+#: bubblewrap's two (`fork_server = false`); none of the fork server's (the attempt's own
+#: process is the first of its `processes`).
 SANDBOX_PROCESSES = 2
 #: Processes and threads of an attempt's cgroup when `processes` is not set.
 DEFAULT_CGROUP_PIDS = 4096
@@ -492,7 +493,8 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         if self.cgroups is None:
             return None
         limits = self.limits(attempt)
-        pids = limits.processes + SANDBOX_PROCESSES if limits.processes else DEFAULT_CGROUP_PIDS
+        own = 0 if self.settings.fork_server else SANDBOX_PROCESSES
+        pids = limits.processes + own if limits.processes else DEFAULT_CGROUP_PIDS
         bounds = CgroupBounds(
             memory=limits.memory, cpus=limits.cpus, cpu_weight=limits.cpu_weight, pids=pids
         )
@@ -548,7 +550,7 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         pid_file = work_dir / PID_FILE
         pid_file.unlink(missing_ok=True)
         # As for a process started directly: provisional first, then the pid file (written
-        # once the fork server's child says its pid) names the process that runs it.
+        # once the fork server says its pid) names the attempt's process.
         attempt.record_handle(starting_handle())
         with self._fork_lock:
             if self._fork_server is None:
@@ -616,7 +618,7 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         removed."""
         self._remove_cgroup(run.attempt)
         if isinstance(run.proc, ForkedProcess):
-            return  # the fork server's child kills the attempt's whole pid namespace
+            return  # the fork server kills the attempt's process, and so its pid namespace
         for pid in _group_members(run.pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)

@@ -60,7 +60,7 @@ from taskfabric_aws._arrays import (
 )
 from taskfabric_aws._batch_settings import BatchSettings, resources_of
 from taskfabric_aws._checks import batch_failure, check_queue
-from taskfabric_aws._grants import attempt_blobs, grant_seconds, grants_document
+from taskfabric_aws._grants import CREDENTIAL_VARIABLES, grant_attempt, grant_seconds
 from taskfabric_aws._joblogs import LogCursor, LogReader
 from taskfabric_aws._s3 import GRANTS_ENV, S3BlobStore
 
@@ -81,25 +81,6 @@ _ACTIVE = frozenset({"SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING"})
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]+")
 #: Most ids one describe_jobs call takes.
 DESCRIBE_BATCH = 100
-#: Environment variables through which boto3 finds credentials or where to get them: a job
-#: given one of these (`pass_env`, `env`) may reach the whole blob store.
-CREDENTIAL_VARIABLES = frozenset(
-    {
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_SESSION_TOKEN",
-        "AWS_SECURITY_TOKEN",
-        "AWS_PROFILE",
-        "AWS_DEFAULT_PROFILE",
-        "AWS_SHARED_CREDENTIALS_FILE",
-        "AWS_CONFIG_FILE",
-        "AWS_ROLE_ARN",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-    }
-)
 
 
 def attempt_key(attempt_id: str) -> str:
@@ -729,12 +710,14 @@ class BatchBackend(Backend[BatchSettings]):
         store = self._presigned()
         if store is None:
             return {}
-        timeout = attempt.task.timeout.ToTimedelta().total_seconds()
-        seconds = grant_seconds(timeout, self.settings.grant_seconds)
-        grants_uri = self._grants_uri(attempt)
-        document = grants_document(store, [attempt_blobs(attempt, template_uri)], seconds)
-        store.put_bytes(grants_uri, document)
-        return {GRANTS_ENV: store.presign_get(grants_uri, seconds)}
+        url = grant_attempt(
+            store,
+            attempt,
+            template_uri,
+            self._grants_uri(attempt),
+            default_seconds=self.settings.grant_seconds,
+        )
+        return {GRANTS_ENV: url}
 
     def _command(self, attempt: TaskAttempt) -> tuple[list[str], dict[str, str]]:
         """The job's command, and the environment that grants it its blobs."""

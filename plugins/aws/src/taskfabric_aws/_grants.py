@@ -31,10 +31,12 @@ from taskfabric.types import blob_uris
 from taskfabric_aws._s3 import GRANTS_ENV, S3BlobStore, split_uri
 
 __all__ = [
+    "CREDENTIAL_VARIABLES",
     "GRANTS_ENV",
     "MAX_GRANT_SECONDS",
     "AttemptBlobs",
     "attempt_blobs",
+    "grant_attempt",
     "grant_seconds",
     "grants_document",
 ]
@@ -44,6 +46,26 @@ MAX_GRANT_SECONDS = 7 * 24 * 3600
 #: Beyond the task's timeout: the job may wait in the queue before it starts.
 _MARGIN_SECONDS = 3600
 VERSION = 1
+
+#: Environment variables through which boto3 finds credentials or where to get them: a job or
+#: pod given one of these may reach the whole blob store.
+CREDENTIAL_VARIABLES = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_PROFILE",
+        "AWS_DEFAULT_PROFILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+        "AWS_CONFIG_FILE",
+        "AWS_ROLE_ARN",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -114,3 +136,22 @@ def _post(store: S3BlobStore, uri: str, *, folder: bool, seconds: int) -> dict[s
     bucket, key = split_uri(uri)
     url, fields = store.presign_post(bucket, key, folder=folder, seconds=seconds)
     return {"url": url, "fields": fields}
+
+
+def grant_attempt(
+    store: S3BlobStore,
+    attempt: TaskAttempt,
+    template_uri: str,
+    grants_uri: str,
+    *,
+    default_seconds: int,
+) -> str:
+    """Grant `attempt` (whose task template is at `template_uri`) its own blobs: its grants
+    document written at `grants_uri`, and a presigned GET URL of that document, the value of
+    `$TASKFABRIC_S3_GRANTS` for the process that runs it. Everything lasts the task's timeout
+    and a margin, else `default_seconds`. Delete `grants_uri` when the attempt ends."""
+    timeout = attempt.task.timeout.ToTimedelta().total_seconds()
+    seconds = grant_seconds(timeout, default_seconds)
+    document = grants_document(store, [attempt_blobs(attempt, template_uri)], seconds)
+    store.put_bytes(grants_uri, document)
+    return store.presign_get(grants_uri, seconds)

@@ -141,6 +141,66 @@ class KubeApi:
             raise error from exc
         return True
 
+    def put_secret(self, namespace: str, secret: dict[str, Any]) -> None:
+        """Create the Secret, or replace the one of its name (an earlier engine's)."""
+        self._count()
+        name = secret["metadata"]["name"]
+        try:
+            self.core.create_namespaced_secret(
+                namespace, cast(Any, secret), _preload_content=False, _request_timeout=self.timeout
+            )
+            return
+        except Exception as exc:
+            error = _error(exc)
+            if error.status != 409:
+                raise error from exc
+        self._count()
+        try:
+            self.core.replace_namespaced_secret(
+                name,
+                namespace,
+                cast(Any, secret),
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+        except Exception as exc:
+            raise _error(exc) from exc
+
+    def own_secret(self, namespace: str, name: str, pod: dict[str, Any]) -> None:
+        """Make `pod` the Secret's owner: the cluster deletes the Secret with the pod."""
+        self._count()
+        meta = pod.get("metadata", {})
+        owner = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": meta.get("name", ""),
+            "uid": meta.get("uid", ""),
+        }
+        try:
+            self.core.patch_namespaced_secret(
+                name,
+                namespace,
+                cast(Any, {"metadata": {"ownerReferences": [owner]}}),
+                _preload_content=False,
+                _request_timeout=self.timeout,
+            )
+        except Exception as exc:
+            raise _error(exc) from exc
+
+    def delete_secret(self, namespace: str, name: str) -> bool:
+        """Delete the Secret; False when it was not there."""
+        self._count()
+        try:
+            self.core.delete_namespaced_secret(
+                name, namespace, _preload_content=False, _request_timeout=self.timeout
+            )
+        except Exception as exc:
+            error = _error(exc)
+            if error.status == 404:
+                return False
+            raise error from exc
+        return True
+
     def pod_log(self, namespace: str, name: str, container: str) -> bytes:
         self._count()
         try:

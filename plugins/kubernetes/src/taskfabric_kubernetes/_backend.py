@@ -47,6 +47,7 @@ from taskfabric.plugin_api import (
     TaskAttempt,
 )
 from taskfabric.tasklogs import LOG_LINK_NAME, keep_log, live_log_path
+from taskfabric_kubernetes._access import SECRET_KEY, PresignedAccess, presigned_access
 from taskfabric_kubernetes._api import KubeApi, KubeApiError
 from taskfabric_kubernetes._names import (
     ANNOTATION_ATTEMPT_ID,
@@ -55,7 +56,13 @@ from taskfabric_kubernetes._names import (
     namespace_of,
     pod_name,
 )
-from taskfabric_kubernetes._pods import POD_WORK_DIR, TASK_CONTAINER, HostMount, pod_manifest
+from taskfabric_kubernetes._pods import (
+    POD_WORK_DIR,
+    TASK_CONTAINER,
+    HostMount,
+    pod_manifest,
+    task_templates,
+)
 from taskfabric_kubernetes._settings import KubernetesSettings, check_task_overrides
 from taskfabric_kubernetes._staging import blob_uris, code_root, input_mounts, socket_mounts
 from taskfabric_kubernetes._status import PodState, assess, has_deadline
@@ -86,6 +93,12 @@ class PodRun:
     #: When (time.monotonic()) the pod was seen to exist: a list made later must show it.
     confirmed_at: float = 0.0
     cancelled: bool = False
+    #: The Secret holding the URL of its presigned grants (`blob_access = "presigned"`);
+    #: `secret_made` once created, `secret_owned` once the pod owns it (deleted with it).
+    secret: str = ""
+    secret_made: bool = False
+    secret_owned: bool = False
+    grants_url: str = ""
     #: Its end is being read (log, documents): later events change nothing.
     finishing: bool = False
     last: dict[str, Any] = field(default_factory=dict)
@@ -98,7 +111,8 @@ class KubernetesBackend(Backend[KubernetesSettings]):
     settings_model = KubernetesSettings
     poll_interval: ClassVar[float | None] = None
     reattaches: ClassVar[bool] = True
-    #: A pod sees only its attempt's folders (host-path mode) and none of the engine's
+    #: A pod sees only its attempt's folders (host-path mode) or, on an s3 store, only its
+    #: attempt's blobs through presigned URLs (store mode), and none of the engine's
     #: environment but what the settings pass; `isolation_gaps` says when the settings or a
     #: task's own options open more (docs/server.md, "Isolation").
     isolated: ClassVar[bool] = True
@@ -127,6 +141,10 @@ class KubernetesBackend(Backend[KubernetesSettings]):
                 f"backend '{name}': data = \"host-path\" needs a local (file://) blob store; "
                 'this one is not: set data = "store" (pods reach the store themselves)'
             )
+        #: Presigned access to their own blobs, for pods of an s3 store in store mode.
+        self._access: PresignedAccess | None = (
+            None if self._staged else presigned_access(context.store, settings, name)
+        )
         self._ticker = threading.Thread(
             target=self._tick, name="taskfabric-kubernetes-ticker", daemon=True
         )
@@ -137,11 +155,17 @@ class KubernetesBackend(Backend[KubernetesSettings]):
     def isolation_gaps(self, task: tasks_pb2.TaskTemplate) -> list[str]:
         gaps: list[str] = []
         section = f"[backends.{self.name}]"
-        if not self._staged:
+        if not self._staged and self._access is None:
+            if self.settings.blob_access == "credentials":
+                how = 'with blob_access = "credentials"'
+            else:
+                how = f"on a {self.context.store.scheme}:// blob store, which cannot presign"
             gaps.append(
-                f'{section} data = "store": each pod would reach the blob store with '
-                "credentials of the whole store (every project's data); give a multi-tenant "
-                'server a file:// blob store that the nodes mount, with data = "host-path"'
+                f'{section} data = "store" {how}: each pod would reach the blob store with '
+                "credentials of the whole store (every project's data); put the data root in "
+                'S3 with blob_access = "auto" (the default: each pod gets presigned access to '
+                "its own attempt's blobs only), or give the server a file:// blob store that "
+                'the nodes mount, with data = "host-path"'
             )
         try:
             own = task_options(
@@ -149,6 +173,8 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             )
         except ValueError:
             own = {}  # refused at submit, with the reason
+        if self._access is not None:
+            gaps.extend(self._credential_gaps(task, own))
         if own.get("pod_template"):
             gaps.append(
                 f"the task sets its own pod_template (backend_options), which can mount the "
@@ -162,6 +188,45 @@ class KubernetesBackend(Backend[KubernetesSettings]):
                 '"{execution.project}" in the namespace, or remove "secret_env" from '
                 f"{section} task_overrides"
             )
+        return gaps
+
+    def _credential_gaps(self, task: tasks_pb2.TaskTemplate, own: dict[str, Any]) -> list[str]:
+        """What would hand a pod credentials that may reach the whole S3 store, beside its
+        presigned grants."""
+        assert self._access is not None
+        section = f"[backends.{self.name}]"
+        variables = self._access.credential_variables
+        gaps: list[str] = []
+        given = sorted(
+            {*self.settings.pass_env, *self.settings.env, *self.settings.secret_env} & variables
+        )
+        if given:
+            gaps.append(
+                f"{section} passes {', '.join(given)} to every pod: AWS credentials that may "
+                "reach the whole blob store (every project's data); remove them from pass_env, "
+                "env and secret_env (pods read and write their own blobs through presigned "
+                "URLs and need no credential)"
+            )
+        for key in ("env", "secret_env"):
+            named = sorted(set(own.get(key) or {}) & variables)
+            if named:
+                gaps.append(
+                    f"the task sets {', '.join(named)} in its own {key} (backend_options): AWS "
+                    f"credentials that may reach the whole blob store; remove them from the "
+                    f'task, or remove "{key}" from {section} task_overrides'
+                )
+        for template in task_templates(self.settings, task.id.name):
+            spec = template.get("spec") or {}
+            account = spec.get("serviceAccountName") or spec.get("serviceAccount")
+            if account:
+                gaps.append(
+                    f"{section} pod_template runs pods as service account {account!r}, which "
+                    "may carry a cloud role (IAM roles for service accounts, EKS Pod Identity) "
+                    "and taskfabric cannot tell whether it reaches the blob store's bucket; "
+                    "remove serviceAccountName (pods read and write their blobs through "
+                    "presigned URLs and need no role), or declare the deployment single-tenant"
+                )
+                break
         return gaps
 
     # -- submit ----------------------------------------------------------------------------
@@ -236,6 +301,7 @@ class KubernetesBackend(Backend[KubernetesSettings]):
                 return  # cancelled while waiting for quota
             attempt.record_handle(f"{run.namespace}/{run.name}")
             self._confirm(run, pod)
+            self._own_secret(run, pod)
             log.info(
                 "attempt pod created",
                 backend=self.name,
@@ -293,6 +359,10 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         created_namespace = False
         while True:
             try:
+                if run.secret and not run.secret_made:
+                    # Before the pod: a pod whose Secret is missing fails at once.
+                    self.api.put_secret(run.namespace, self._secret_manifest(run))
+                    run.secret_made = True
                 return self.api.create_pod(run.namespace, manifest)
             except KubeApiError as exc:
                 if exc.status == 409:
@@ -321,6 +391,16 @@ class KubernetesBackend(Backend[KubernetesSettings]):
                     if self._closed.wait(QUOTA_RETRY_SECONDS) or run.cancelled:
                         return None
                     continue
+                if exc.status == 403 and run.secret and not run.secret_made:
+                    raise _SetUpError(
+                        "Forbidden",
+                        f"{where}: {self.api.where} may not create the Secret of the pod's "
+                        f"presigned grants in namespace {run.namespace!r}: {exc.message}. "
+                        "Grant its user create, update, patch and delete on secrets there "
+                        "(a Role and a RoleBinding); `taskfabric plugins check` lists what is "
+                        "missing",
+                        kind="system",
+                    ) from exc
                 if exc.status == 403:
                     raise _SetUpError(
                         "Forbidden",
@@ -379,6 +459,14 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             mounts.extend(socket_mounts(attempt.env.values()))
         else:
             store.put_bytes(template_uri, template_bytes)
+        grants_env: dict[str, str] = {}
+        if self._access is not None:
+            # The pod's own blobs, presigned: the URL of its grants goes in a Secret of its
+            # own (whoever may read the pod's spec may not read it), never in the spec.
+            url = self._access.grant(attempt, template_uri, self._grants_uri(run))
+            run.secret = f"{run.name}-grants"
+            run.grants_url = url
+            grants_env[self._access.variable] = f"{run.secret}/{SECRET_KEY}"
         try:
             own = check_task_overrides(
                 task_options(
@@ -397,9 +485,10 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         env.update(own.env)
         # The engine's pool channel for `taskfabric.hold()` in the task's code.
         env.update(attempt.env)
-        if attempt.code_path and run.staged:
+        if attempt.code_path and (run.staged or self.settings.code == "host-path"):
             # A registered workflow's code bundle, extracted on the engine's machine (never
-            # the folder its template names: that path was the registering machine's).
+            # the folder its template names: that path was the registering machine's, and
+            # a registered template could name any folder of the node).
             for folder in attempt.code_path:
                 mounts.append(HostMount(folder, folder, read_only=True))
             env["PYTHONPATH"] = os.pathsep.join(attempt.code_path)
@@ -431,7 +520,53 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             # Files the pod writes into the engine's folders belong to the engine's user.
             run_as=(os.getuid(), os.getgid()) if run.staged else None,
             own=own,
+            secret_refs=grants_env,
         )
+
+    def _grants_uri(self, run: PodRun) -> str:
+        """Where the attempt's grants document is written (beside its task template)."""
+        execution = run.attempt.execution_id
+        return self.context.store.uri("executions", execution, "pod-tasks", f"{run.name}.json")
+
+    def _secret_manifest(self, run: PodRun) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": run.secret,
+                "namespace": run.namespace,
+                "labels": {**self.settings.labels, **attempt_labels(self.name, run.attempt)},
+                "annotations": {ANNOTATION_ATTEMPT_ID: run.attempt.attempt_id},
+            },
+            "stringData": {SECRET_KEY: run.grants_url},
+        }
+
+    def _own_secret(self, run: PodRun, pod: dict[str, Any]) -> None:
+        """Make the pod its Secret's owner, so that the cluster deletes the Secret with the
+        pod whoever deletes it; failing that, `release` deletes it."""
+        if not run.secret_made:
+            return
+        try:
+            self.api.own_secret(run.namespace, run.secret, pod)
+            run.secret_owned = True
+        except KubeApiError as exc:
+            log.warning("could not make the pod own its Secret", pod=run.name, error=str(exc))
+
+    def _revoke(self, run: PodRun) -> None:
+        """Delete the attempt's grants document (its URLs work until they expire, but
+        nothing can learn them any more), and its Secret unless the pod owns it."""
+        if self._access is None or run.staged:
+            return
+        try:
+            self._access.revoke(self._grants_uri(run))
+        except Exception as exc:
+            log.warning("could not delete the pod's grants", pod=run.name, error=str(exc))
+        if run.secret_made and not run.secret_owned:
+            try:
+                self.api.delete_secret(run.namespace, run.secret)
+            except KubeApiError as exc:
+                log.warning("could not delete the pod's Secret", pod=run.name, error=str(exc))
 
     # -- following pods --------------------------------------------------------------------
 
@@ -598,6 +733,12 @@ class KubernetesBackend(Backend[KubernetesSettings]):
                 store.put_bytes(attempt.error_uri, data)
         else:
             if store.exists(attempt.outputs_uri):
+                if self._access is not None:
+                    # A pod that reaches its own blobs only must not name another's in its
+                    # outputs: the next task would be granted it.
+                    refused = check_outputs(attempt, store.get_bytes(attempt.outputs_uri))
+                    if refused is not None:
+                        return AttemptStatus(AttemptPhase.FAILED, error=refused)
                 return AttemptStatus(AttemptPhase.SUCCEEDED, outputs_uri=attempt.outputs_uri)
             data = store.get_bytes(attempt.error_uri) if store.exists(attempt.error_uri) else b""
         if not data:
@@ -691,6 +832,15 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             return
         log.info("deleting the pod of an attempt no run re-attached to", pod=handle)
         self._spawn(self._delete, namespace, name, self.settings.kill_grace_seconds)
+        if self._access is not None:
+            # Deleted with its pod when the pod owns it; not when the engine died before.
+            self._spawn(self._delete_secret, namespace, f"{name}-grants")
+
+    def _delete_secret(self, namespace: str, name: str) -> None:
+        try:
+            self.api.delete_secret(namespace, name)
+        except KubeApiError as exc:
+            log.warning("could not delete Secret", secret=f"{namespace}/{name}", error=str(exc))
 
     def _delete(self, namespace: str, name: str, grace: int) -> None:
         try:
@@ -707,6 +857,12 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             if run is None:
                 return
             self._runs.pop((run.namespace, run.name), None)
+        if self._access is not None:
+            if self._closed.is_set():
+                self._revoke(run)
+            else:
+                self._spawn(self._revoke, run)
+        with self._lock:
             if run.cancelled:
                 return  # its pod is being deleted
             keep = self.settings.keep_finished_pods_seconds
@@ -724,7 +880,9 @@ class KubernetesBackend(Backend[KubernetesSettings]):
     def check(self) -> CheckResult:
         from taskfabric_kubernetes._check import check_backend
 
-        ok, message = check_backend(self.api, self.settings, self.name)
+        ok, message = check_backend(
+            self.api, self.settings, self.name, secrets=self._access is not None
+        )
         return CheckResult(ok, message)
 
     def close(self) -> None:
@@ -742,6 +900,8 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         for run in running:
             if run.uid:
                 self._spawn(self._delete, run.namespace, run.name, self.settings.kill_grace_seconds)
+            if self._access is not None:
+                self._spawn(self._revoke, run)
         self._pool.shutdown(wait=True, cancel_futures=False)
         self.api.close()
 

@@ -17,6 +17,13 @@ NEEDED = (
     ("delete", "pods", ""),
     ("get", "pods", "log"),
 )
+#: And with presigned blob access: each pod's Secret holding the URL of its grants.
+NEEDED_SECRETS = (
+    ("create", "secrets", ""),
+    ("update", "secrets", ""),
+    ("patch", "secrets", ""),
+    ("delete", "secrets", ""),
+)
 
 
 def _namespaces(api: KubeApi, settings: KubernetesSettings) -> tuple[list[str], str]:
@@ -40,7 +47,10 @@ def _namespaces(api: KubeApi, settings: KubernetesSettings) -> tuple[list[str], 
     return found, f"namespaces matching {settings.namespace!r}"
 
 
-def check_backend(api: KubeApi, settings: KubernetesSettings, backend: str) -> tuple[bool, str]:
+def check_backend(
+    api: KubeApi, settings: KubernetesSettings, backend: str, *, secrets: bool = False
+) -> tuple[bool, str]:
+    """Whether the backend may run pods (and, with `secrets`, their grants' Secrets)."""
     try:
         version = api.version()
     except KubeApiError as exc:
@@ -66,7 +76,7 @@ def check_backend(api: KubeApi, settings: KubernetesSettings, backend: str) -> t
                 problems.append(f"namespace {namespace!r}: {exc.message}")
                 continue
         missing = []
-        for verb, resource, sub in NEEDED:
+        for verb, resource, sub in NEEDED + (NEEDED_SECRETS if secrets else ()):
             try:
                 allowed = api.can(namespace, verb, resource, sub)
             except KubeApiError as exc:
@@ -89,4 +99,4 @@ def check_backend(api: KubeApi, settings: KubernetesSettings, backend: str) -> t
     return True, f"{head}; may run pods in {where}" + (f" ({note})" if note else "")
 
 
-__all__ = ["NEEDED", "check_backend"]
+__all__ = ["NEEDED", "NEEDED_SECRETS", "check_backend"]

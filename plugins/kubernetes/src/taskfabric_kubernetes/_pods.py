@@ -119,10 +119,12 @@ def pod_manifest(
     mounts: Sequence[HostMount],
     run_as: tuple[int, int] | None,
     own: TaskOverrides | None = None,
+    secret_refs: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Pod to create for one attempt (a plain dict, as the API takes it): the settings'
     pod template, the matching task pod templates, the task's own (`own`), then what the
-    backend sets."""
+    backend sets (`secret_refs`: variables of its own from Secrets, "SECRET/KEY", which win
+    over any of the same name)."""
     own = own or TaskOverrides()
     # The pod's sandbox process is PID 1, so the task's process gets the SIGTERM of a
     # deletion (a PID 1 without a handler, as Python is, ignores it and waits for SIGKILL
@@ -135,6 +137,10 @@ def pod_manifest(
     env_list: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in env.items()]
     for var, ref in {**settings.secret_env, **own.secret_env}.items():
         secret, key = ref.split("/", 1)
+        env_list.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
+    for var, ref in (secret_refs or {}).items():
+        secret, key = ref.split("/", 1)
+        env_list = [e for e in env_list if e["name"] != var]
         env_list.append({"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     volumes: list[dict[str, Any]] = []
     volume_mounts: list[dict[str, Any]] = []

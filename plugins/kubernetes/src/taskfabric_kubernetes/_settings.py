@@ -63,11 +63,20 @@ class KubernetesSettings(BackendSettings):
     #: The Python of the image that runs `taskfabric-execute`.
     python: str = "python3"
     #: How a pod reaches the attempt's data. "store": it reads and writes the blob store's
-    #: URIs itself (an object store; pass its credentials with `secret_env`). "host-path": the
+    #: URIs itself (an object store; how it may is `blob_access`). "host-path": the
     #: attempt's folders of a local (`file://`) store are mounted from the node with hostPath
     #: volumes, for a one-node cluster on the engine's machine or nodes that mount the data
     #: root at the same path. "auto": "host-path" with a local store, else "store".
     data: Literal["auto", "host-path", "store"] = "auto"
+    #: With `data = "store"`, how a pod reaches the store. "presigned": with URLs and upload
+    #: policies the engine presigns for its attempt alone (an s3 store; the pod gets the
+    #: URL of its grants from a Secret of its own, and no credential). "credentials": with
+    #: what the settings give it (`secret_env`): the whole store. "auto": "presigned" on an
+    #: s3 store, else "credentials".
+    blob_access: Literal["auto", "presigned", "credentials"] = "auto"
+    #: Seconds a pod's presigned access lasts when its task has no timeout (with one: the
+    #: timeout and an hour, for the time a pod waits to be scheduled); at most 7 days.
+    grant_seconds: int = Field(default=86400, ge=60, le=7 * 24 * 3600)
     #: How the task's code reaches the pod. "image": the image holds it (importable by its
     #: module name). "host-path": the task's code folder is mounted read-only from the node at
     #: the same path.
