@@ -34,6 +34,7 @@ recorded) to `finished_at` (the end recorded).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import secrets
@@ -137,6 +138,55 @@ def cpu_by_role(server_pid: int) -> dict[str, float]:
         elif ppid == server_pid:
             roles["engine"] += own + children
     return roles
+
+
+class PostgresCPU:
+    """CPU seconds of the PostgreSQL server processes serving `url`'s database (its backends:
+    same host), sampled every half second so that a backend that exits mid-run counts up to
+    its last sample. Not the server's own background processes (WAL writer, checkpointer)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self.seen: dict[int, tuple[float, float]] = {}  # pid -> (CPU at first sample, last)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._started = False  # once started, a backend not seen before counts from zero
+
+    def _sample(self) -> None:
+        with self.engine.connect() as conn:
+            pids = conn.execute(
+                sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                )
+            ).scalars()
+            for pid in pids:
+                try:
+                    own = _proc_cpu(pid)[0]
+                except (OSError, IndexError, ValueError):
+                    continue
+                first = self.seen.get(pid, (0.0 if self._started else own, own))[0]
+                self.seen[pid] = (first, own)
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.5):
+            try:
+                self._sample()
+            except Exception:  # a sample missed: the next one counts
+                continue
+
+    def start(self) -> None:
+        self._sample()  # a backend already there counts from now
+        self._started = True
+        self.thread.start()
+
+    def total(self) -> float:
+        self.stop.set()
+        self.thread.join()
+        with contextlib.suppress(Exception):
+            self._sample()
+        self.engine.dispose()
+        return sum(last - first for first, last in self.seen.values())
 
 
 class Server:
@@ -344,6 +394,9 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
         # the run in the code too: bundles are stored once per content, in a data root
         (src / "flows.py").write_text(textwrap.dedent(FLOWS) + f"\n# bench run {RUN}\n")
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        postgres = PostgresCPU(config.metadata_url) if args.postgres else None
+        if postgres is not None:
+            postgres.start()
         server.start()
         total = 0
         print(
@@ -373,9 +426,11 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
                     rate = rate or finished
             if total and server.proc is not None:
                 roles = cpu_by_role(server.proc.pid)
+                if postgres is not None:
+                    roles["postgres backends"] = postgres.total()
                 print(
                     f"[{setup}] CPU per execution by role: "
-                    + ", ".join(f"{k} {1000 * v / total:.0f} ms" for k, v in roles.items())
+                    + ", ".join(f"{k} {1000 * v / total:.1f} ms" for k, v in roles.items())
                 )
         finally:
             server.stop()

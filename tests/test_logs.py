@@ -272,3 +272,34 @@ print([{k: d.get(k) for k in ("event", "execution_id", "node_id")} for d in line
             ]
         ),
     ]
+
+
+class _Unwritable(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+
+class _Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    __str__ = __repr__
+
+
+@pytest.mark.parametrize("fmt", ["console", "json"])
+def test_a_log_call_never_raises(fmt: str) -> None:
+    """A closed or full stream, or a value that cannot be rendered, loses the line at worst: a
+    log call in a backend's watcher thread must never end the thread (issue 21)."""
+    log = get_logger("taskfabric.watcher")
+    for stream, close in ((io.StringIO(), True), (_Unwritable(), False)):
+        configure_logging(fmt=fmt, stream=stream)
+        if close:  # closed after the set-up, as pytest's captured streams are
+            stream.close()
+        log.warning("round failed", error="x")
+        log.exception("round failed")
+    out = io.StringIO()
+    configure_logging(fmt=fmt, stream=out)
+    log.warning("value", odd=_Unprintable())
+    assert "value (the rest of this log line could not be rendered: RuntimeError)" in (
+        out.getvalue()
+    )

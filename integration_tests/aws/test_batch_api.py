@@ -813,3 +813,69 @@ def test_a_multi_tenant_engine_runs_jobs_only_with_presigned_access(
         with pytest.raises(TaskfabricError, match="does not isolate") as refused:
             engine.check_backends(compiled)
     assert gap in str(refused.value)
+
+
+class _Broken:
+    """A logger whose warnings and errors raise (a captured stream closed under the thread,
+    say); its other calls pass."""
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> None:
+            if name in ("warning", "error", "exception"):
+                raise ValueError("I/O operation on closed file")
+
+        return call
+
+
+def test_a_failing_round_whose_log_call_raises_does_not_end_the_batch_thread(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Batch thread is all that watches the jobs: a round that fails, and whose log
+    call fails too, is tried again, and the attempt ends."""
+    from taskfabric_aws import _batch
+
+    direct = DirectAttempts(engine, task_type="python", deadline=30)
+    backend = direct.backend(aws_tasks.square)
+    real_round = backend._round
+    rounds: list[int] = []
+
+    def round_failing_once() -> None:
+        rounds.append(1)
+        if len(rounds) == 1:
+            raise RuntimeError("the first round fails")
+        real_round()
+
+    monkeypatch.setattr(backend, "_round", round_failing_once)
+    monkeypatch.setattr(_batch, "log", _Broken())
+    attempt = direct.make(aws_tasks.square, i=4)
+    backend.submit(attempt)
+    status = direct.wait(backend, attempt)
+    assert status.phase is AttemptPhase.FAILED  # moto ran nothing: no outputs
+    assert status.error is not None and status.error.code == "BatchJobFailed", status.error
+    assert len(rounds) >= 2
+
+
+def test_a_job_whose_end_cannot_be_read_fails_its_attempt_not_the_others(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading how one job ended fails each time (its documents, its log): that attempt fails
+    with why, instead of the round failing for ever, and the other job of the batch ends."""
+    direct = DirectAttempts(engine, task_type="python", deadline=30)
+    backend = direct.backend(aws_tasks.square)
+    broken, other = direct.make(aws_tasks.square, i=6), direct.make(aws_tasks.square, i=7)
+    real_ended = backend._ended
+
+    def ended(job: Any, found: dict[str, Any]) -> Any:
+        if job.attempt.attempt_id == broken.attempt_id:
+            raise OSError("the log folder is gone")
+        return real_ended(job, found)
+
+    monkeypatch.setattr(backend, "_ended", ended)
+    backend.submit(broken)
+    backend.submit(other)
+    status = direct.wait(backend, broken)
+    assert status.phase is AttemptPhase.FAILED
+    assert status.error is not None and status.error.code == "BatchJobUnreadable", status.error
+    assert "the log folder is gone" in status.error.message and status.error.retryable
+    second = direct.wait(backend, other)
+    assert second.error is not None and second.error.code == "BatchJobFailed"

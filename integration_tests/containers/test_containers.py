@@ -209,3 +209,22 @@ def test_a_task_holds_pool_slots_through_the_engine_from_its_container(
         engine.close()
     assert result.phase == "SUCCEEDED", result.error
     assert result.python_outputs(container_tasks.holding, engine.store) == [0, 1, 2]
+
+
+def test_a_container_whose_end_cannot_be_read_fails_its_attempt(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The thread that follows a container is all that watches its attempt: should reading
+    its end raise, the attempt fails saying so (and is retried), never waits for ever."""
+    from taskfabric.testing._harness import launch
+    from taskfabric_containers._backend import ContainerBackend
+
+    def unreadable(self: ContainerBackend, run: object, code: int, oom_killed: bool) -> None:
+        raise OSError("the attempt's folder is gone")
+
+    monkeypatch.setattr(ContainerBackend, "_status", unreadable)
+    result = launch(engine, container_tasks.failing, {}, task_type="python", deadline=120)
+    assert result.phase == "FAILED", result
+    assert result.error is not None
+    assert result.error["code"] == "ContainerWatchFailed", result.error
+    assert "the attempt's folder is gone" in result.error["message"]

@@ -220,3 +220,13 @@ def test_sigterm_aborts_and_records_the_execution(tmp_path: Path) -> None:
         assert conn.execute("SELECT phase FROM executions").fetchone()[0] == "ABORTED"
         phases = {p for (p,) in conn.execute("SELECT phase FROM node_executions")}
     assert "RUNNING" not in phases and "ABORTED" in phases
+
+
+def test_an_empty_listing_says_which_filter_matched_nothing() -> None:
+    """`executions list --project nope` once said "no executions yet: `taskfabric run ...`
+    starts one", as if there were none at all."""
+    code, _, err = invoke("executions", "list")
+    assert code == 0 and "no executions yet: `taskfabric run FILE.py:WORKFLOW`" in err
+    code, _, err = invoke("executions", "list", "--project", "nope", "--phase", "failed")
+    assert code == 0
+    assert "no executions match project nope, phase failed" in err, err

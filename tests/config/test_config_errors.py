@@ -40,7 +40,8 @@ def test_unknown_key_lists_allowed_keys_and_suggests(tmp_path: Path) -> None:
     message = str(error_for(tmp_path, "[engine]\nparallelism = 2\nparalelism = 3\n"))
     assert message == (
         "taskfabric.toml:3: engine.paralelism: unknown key; allowed keys in [engine]: "
-        "commit_seconds, heartbeat_seconds, hold_advertise, hold_listen, parallelism. "
+        "commit_seconds, heartbeat_seconds, hold_advertise, hold_listen, max_output_bytes, "
+        "parallelism. "
         "Did you mean 'parallelism'?"
     )
 

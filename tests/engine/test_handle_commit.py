@@ -1,8 +1,9 @@
-"""An attempt's start is committed before its backend is given it; a handle the backend
-records as it submits (on the engine's loop thread) goes through the loop's own batch (one
-`apply`, no transaction of `record_attempt_handle`'s), committed before the work starts; a
-handle recorded from another thread (the process's full identity, by the thread that waits
-for it) has its own. Counted, not timed."""
+"""An attempt's start is committed before its work begins: with the provisional handle
+that a backend which records one before starting the work (`Backend.handle_before_start`)
+records as it submits, on the engine's loop thread, in one transaction (the loop's own
+batch: no transaction of `record_attempt_handle`'s, none before `submit`); else before
+`submit`. A handle recorded from another thread (the process's full identity, by the thread
+that waits for it) has its own. Counted, not timed."""
 
 from __future__ import annotations
 
@@ -65,13 +66,40 @@ def test_the_provisional_handle_goes_through_the_loops_batch(tmp_path: Path) -> 
     ((_, handled),) = batch.handles
     assert handled.handle.startswith(STARTING_PREFIX)
     assert stored == [handled.handle]
-    # the transaction before it holds the attempt's start, its node and their events
-    before = batches[batches.index(batch) - 1]
-    started = before.attempts[(result.execution_id, handled.node_id, 1)]
+    # the same transaction holds the attempt's start, its node and their events; none
+    # before it was committed for the attempt
+    started = batch.attempts[(result.execution_id, handled.node_id, 1)]
     assert started.phase == "RUNNING"
-    assert (result.execution_id, handled.node_id) in before.nodes
-    assert any(e.node_id == handled.node_id and e.phase == "RUNNING" for e in before.events)
+    assert (result.execution_id, handled.node_id) in batch.nodes
+    assert any(e.node_id == handled.node_id and e.phase == "RUNNING" for e in batch.events)
+    assert not any(b.attempts for b in batches[: batches.index(batch)])
     # the process's identity, known once it runs, from the thread that waits for it
     ((thread, handle),) = alone
     assert thread.startswith("taskfabric-wait") and not handle.startswith(STARTING_PREFIX)
     assert attempt.handle == handle
+
+
+def test_a_backend_without_an_early_handle_has_the_start_committed_before_submit(
+    tmp_path: Path,
+) -> None:
+    """The in-process `local` backend records no handle: the attempt's start is committed
+    before `submit` is called."""
+    config = Config(
+        storage=StorageConfig(data_root=tmp_path),
+        engine=EngineConfig(heartbeat_seconds=3600, commit_seconds=3600),
+    )
+    with Engine(config) as engine:
+        seen: list[str] = []  # the attempt's phase in the database when submit was called
+        backend = engine.backends.named("local")
+        assert not backend.handle_before_start
+        submit = backend.submit
+
+        def submitting(attempt: Any) -> None:
+            rows = engine.metadata.attempts(attempt.execution_id, attempt.node_id)
+            seen.extend(r.phase for r in rows)
+            submit(attempt)
+
+        backend.submit = submitting  # type: ignore[method-assign]
+        result = engine.launch(twice, {"x": 21})
+        assert result.succeeded
+    assert seen == ["RUNNING"]

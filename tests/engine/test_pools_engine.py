@@ -144,3 +144,41 @@ def test_abort_releases_slots(tmp_path: Path) -> None:
         assert result.phase == "ABORTED"
         status = engine.pool_manager.status()
         assert status[0].in_use == 0 and not status[0].waiters
+
+
+def test_threads_asking_for_the_pool_manager_at_once_make_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of first launches on a server (or first executions in a worker) asks for the
+    manager from many threads at once: one is made. Each manager keeps database connections
+    checked out, and one per thread had emptied the API's connection pool (issue 21's drill:
+    every request then waited 30 s for a connection)."""
+    from taskfabric.engine._pooling import EnginePools
+
+    engine = _engine(tmp_path, api=PoolConfig(slots=2))
+    made: list[int] = []
+    second = threading.Event()
+    real = EnginePools._new_manager
+
+    def new_manager(self: EnginePools, owner: str) -> Any:
+        made.append(1)
+        if len(made) > 1:
+            second.set()
+        else:  # the first waits a while for another thread to come in too
+            second.wait(5)
+        return real(self, owner)
+
+    monkeypatch.setattr(EnginePools, "_new_manager", new_manager)
+    found: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: found.append(engine.pools.manager)) for _ in range(8)
+    ]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(made) == 1, f"{len(made)} managers made"
+        assert len({id(m) for m in found}) == 1
+    finally:
+        engine.close()

@@ -191,3 +191,39 @@ def test_listing_commands_read_the_server_not_the_local_store(
         remote, "entities", "list", "--kind", "workflow", "--name", "srvflows.price"
     )
     assert code == 0 and "srvflows.price" in table and "v1" in table
+
+
+def test_an_error_read_from_a_server_is_printed_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    """A message naming a config section ("[engine] max_output_bytes") or a map item's node
+    ("n1[3]") was read as markup by the terminal printer, which dropped those words."""
+    from taskfabric.cli._remote import print_detail, print_ended
+    from taskfabric.server import _models as m
+
+    error = m.ExecutionError(
+        kind="user",
+        code="OutputsTooLarge",
+        message="more than 1024 bytes ([engine] max_output_bytes)",
+        node_id="n1[3]",
+    )
+    execution = m.Execution(
+        id="e1",
+        project="p",
+        domain="d",
+        name="e1",
+        workflow="wf",
+        workflow_version="v1",
+        phase="FAILED",
+        created_at=0.0,
+        error=error,
+    )
+    detail = m.ExecutionDetail(
+        execution=execution, input_names=[], output_names=[], nodes=[], events=[]
+    )
+    print_ended(detail, "text")
+    print_detail(detail, show_all=False, no_values=False)
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert "in node n1[3]: OutputsTooLarge: more than 1024 bytes ([engine] max_output_bytes)" in (
+        text
+    ), text
+    assert "(node n1[3]): more than 1024 bytes ([engine] max_output_bytes)" in text, text

@@ -51,3 +51,18 @@ class ExecutionFailedError(TaskfabricError):
         self.execution_id = execution_id
         self.phase = phase
         super().__init__(f"execution {execution_id} {phase.lower()}: {message}")
+
+
+class ValueTooLargeError(TaskfabricError):
+    """A stored inputs or outputs document is larger than a reader takes (the API's
+    `[server] max_value_bytes`): it is not read, so no request can make a process hold it."""
+
+    def __init__(self, uri: str, size: int, limit: int, setting: str) -> None:
+        self.uri = uri
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"the stored values are {size} bytes, more than the {limit} bytes the server "
+            f"reads for a request ([server] {setting}); a task should return large data as a "
+            "File, Directory or DataFrame (stored as blobs, fetched by their own routes)"
+        )

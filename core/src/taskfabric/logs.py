@@ -68,13 +68,30 @@ class _SinkLogger:
         self._lock = threading.Lock()
 
     def msg(self, event_dict: EventDict) -> None:
-        lines = [(render(dict(event_dict)) + "\n", out) for render, out in self._sinks]
+        # A log call never raises, as with the standard library's logging: a closed or full
+        # stream, a broken pipe or a value whose repr fails must not end the thread that
+        # logged (a backend's watcher, whose attempts would then wait forever).
+        lines = [(_rendered(render, event_dict) + "\n", out) for render, out in self._sinks]
         with self._lock:
             for line, out in lines:
-                out.write(line)
-                out.flush()
+                try:
+                    out.write(line)
+                    out.flush()
+                except Exception:  # nowhere left to say it
+                    pass
 
     log = debug = info = warn = warning = error = err = critical = fatal = exception = msg
+
+
+def _rendered(render: _Render, event_dict: EventDict) -> str:
+    try:
+        return render(dict(event_dict))
+    except Exception as exc:
+        try:
+            event = str(event_dict.get("event", ""))[:200]
+        except Exception:
+            event = "?"
+        return f"{event} (the rest of this log line could not be rendered: {type(exc).__name__})"
 
 
 def _hand_to_sinks(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
@@ -83,7 +100,10 @@ def _hand_to_sinks(logger: WrappedLogger, method_name: str, event_dict: EventDic
 
 
 def _console_renderer(stream: TextIO) -> _Render:
-    is_tty = getattr(stream, "isatty", lambda: False)()
+    try:
+        is_tty = getattr(stream, "isatty", lambda: False)()
+    except (OSError, ValueError):  # closed since it was configured
+        is_tty = False
     colors = bool(is_tty) and "NO_COLOR" not in os.environ
     renderer = structlog.dev.ConsoleRenderer(
         colors=colors,

@@ -279,6 +279,10 @@ class BackendContext:
     #: whenever the capacity may have changed: it holds for this engine process only.
     #: Thread-safe. Raises `LookupError` for a pool the config does not declare.
     set_pool_capacity: Callable[[str, int | None], None] = field(default=_no_capacity)
+    #: `[engine] max_output_bytes`: the largest outputs document of an attempt. A backend
+    #: that reads a document the task left (to check it or copy it to the store) reads none
+    #: larger (`taskfabric.backends.oversized_outputs`); the engine refuses larger ones too.
+    max_output_bytes: int = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -326,6 +330,12 @@ class Backend(abc.ABC, Generic[SettingsT]):
     #: registered code only on such backends; the in-process `local` and the `subprocess`
     #: backends are not (see docs/server.md, "Isolation").
     isolated: ClassVar[bool] = False
+    #: True when `submit`, whenever it starts work, first calls `attempt.record_handle` on
+    #: its own thread, before the work can begin (a provisional handle will do). The engine
+    #: then commits the attempt's start together with that handle, in one transaction,
+    #: instead of one before `submit` and another for the handle. Unset, the start is
+    #: committed before `submit` is called.
+    handle_before_start: ClassVar[bool] = False
 
     def __init__(self, name: str, settings: SettingsT, context: BackendContext) -> None:
         self.name = name

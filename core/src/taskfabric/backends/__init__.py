@@ -15,9 +15,10 @@ The contract itself (`Backend`, `TaskAttempt`, `AttemptStatus`, ...) is in
 - `attempt_work_dir`, `node_key`: where an attempt's files go, the same in every engine process;
 - `task_options`: the settings a task gives its backend (`@task(backend_options=...)`),
   limited to the keys the backend's operator lets tasks set;
-- `read_regular`, `check_output_folder`, `check_outputs`: what an attempt that ran apart (a
-  sandbox, a container, a pod) left, checked before it is read: no link followed, no output
-  naming a blob that is not the attempt's own or one of its inputs;
+- `read_regular`, `check_output_folder`, `check_outputs`, `oversized_outputs`: what an
+  attempt that ran apart (a sandbox, a container, a pod) left, checked before it is read: no
+  link followed, no output naming a blob that is not the attempt's own or one of its inputs,
+  no outputs document over `BackendContext.max_output_bytes` read;
 - `execute_task`: one attempt in this process, literals in and out (what `taskfabric-execute`
   and `ThreadBackend.run_attempt` call).
 
@@ -29,6 +30,8 @@ from taskfabric.backends._leftovers import (
     REFUSED,
     check_output_folder,
     check_outputs,
+    outputs_too_large_message,
+    oversized_outputs,
     read_regular,
 )
 from taskfabric.backends._local import LocalBackend, LocalSettings
@@ -59,6 +62,8 @@ __all__ = [
     "describe_exit",
     "execute_task",
     "node_key",
+    "outputs_too_large_message",
+    "oversized_outputs",
     "read_regular",
     "tail",
     "task_options",

@@ -112,6 +112,19 @@ def execute_task(
                     cancelled=cancelled if cancelled is not None else threading.Event(),
                 )
             )
+    except SystemExit as exc:
+        # `sys.exit()` in a task ends the task, not the thread or process that runs it (on
+        # the local backend that thread is the engine's: it would never report the attempt).
+        return _failed(
+            AttemptError(
+                "SystemExit",
+                f"task '{task_def.short_name}' called sys.exit({exc.code!r}) instead of "
+                "returning or raising",
+                kind="user",
+                retryable=True,
+                traceback=user_traceback(exc),
+            )
+        )
     except Exception as exc:
         # An exception may say its message is the whole story (a task type's error about
         # the user's script, say): then no traceback of the plugin's own code is shown.

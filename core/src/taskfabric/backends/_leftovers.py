@@ -21,7 +21,15 @@ from taskfabric.core.v1 import types_pb2
 from taskfabric.plugin_api import AttemptError, TaskAttempt
 from taskfabric.types import blob_uris
 
-__all__ = ["MAX_DOCUMENT_BYTES", "REFUSED", "check_output_folder", "check_outputs", "read_regular"]
+__all__ = [
+    "MAX_DOCUMENT_BYTES",
+    "REFUSED",
+    "check_output_folder",
+    "check_outputs",
+    "outputs_too_large_message",
+    "oversized_outputs",
+    "read_regular",
+]
 
 #: The most bytes of an outputs or error document read back from an attempt's folder.
 MAX_DOCUMENT_BYTES = 1 << 30
@@ -29,18 +37,46 @@ MAX_DOCUMENT_BYTES = 1 << 30
 REFUSED = "SandboxRefused"
 
 
-def read_regular(path: Path) -> bytes | None:
-    """The bytes of `path` when it is a regular file (a link is not followed), else None."""
+def outputs_too_large_message(task: str, size: int, limit: int) -> str:
+    """Why an attempt's outputs of `size` bytes are refused (`[engine] max_output_bytes`)."""
+    return (
+        f"task '{task}' returned outputs of {size} bytes, more than the {limit} bytes an "
+        "attempt's outputs may be ([engine] max_output_bytes): return large data as a "
+        "File, Directory or DataFrame, which travel as blobs, or raise the setting"
+    )
+
+
+def oversized_outputs(attempt: TaskAttempt, path: Path, limit: int) -> AttemptError | None:
+    """`OutputsTooLarge` when the outputs document the task left at `path` is over `limit`
+    bytes (`BackendContext.max_output_bytes`), told by its size: a backend checks this before
+    it reads the document, so a task's return value cannot exhaust the engine's memory."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size <= limit:
+        return None
+    message = outputs_too_large_message(attempt.task.id.name, info.st_size, limit)
+    return AttemptError("OutputsTooLarge", message, kind="user", retryable=False)
+
+
+def read_regular(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> bytes | None:
+    """The bytes of `path` when it is a regular file (a link is not followed) of at most
+    `limit` bytes, else None."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
         info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_DOCUMENT_BYTES:
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
             return None
         chunks = []
+        read = 0
         while chunk := os.read(fd, 1 << 20):
+            read += len(chunk)
+            if read > limit:  # it grew since fstat
+                return None
             chunks.append(chunk)
         return b"".join(chunks)
     finally:

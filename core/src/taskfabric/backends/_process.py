@@ -151,6 +151,8 @@ class ProcessBackend(Backend[SettingsT]):
 
     poll_interval: ClassVar[float | None] = None
     reattaches: ClassVar[bool] = True
+    #: `_start` records a provisional handle before the process exists
+    handle_before_start: ClassVar[bool] = True
     #: The name of the attempt's log file in its work folder.
     log_name: ClassVar[str] = "output.log"
 

@@ -50,7 +50,12 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from taskfabric.backends._cgroups import AttemptCgroup, CgroupBounds, Cgroups, cgroups
 from taskfabric.backends._forkclient import ForkedProcess, ForkServer
-from taskfabric.backends._leftovers import check_output_folder, check_outputs, read_regular
+from taskfabric.backends._leftovers import (
+    check_output_folder,
+    check_outputs,
+    oversized_outputs,
+    read_regular,
+)
 from taskfabric.backends._limits import (
     MIN_PROCESSES,
     AttemptLimits,
@@ -636,7 +641,11 @@ class SandboxBackend(ProcessBackend[SandboxSettings]):
         refused = check_output_folder(raw)
         if refused is not None:
             return refused
-        outputs = read_regular(box / "outputs.pb")
+        limit = self.context.max_output_bytes
+        too_large = oversized_outputs(attempt, box / "outputs.pb", limit)
+        if too_large is not None:
+            return too_large
+        outputs = read_regular(box / "outputs.pb", limit)
         if outputs is not None:
             refused = check_outputs(attempt, outputs)
             if refused is not None:

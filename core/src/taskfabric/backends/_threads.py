@@ -166,7 +166,8 @@ class ThreadBackend(Backend[SettingsT]):
                 continue
             try:
                 status = self.run_attempt(attempt)
-            except Exception as exc:  # a bug in the core: report it, keep the worker alive
+            except BaseException as exc:  # a bug: report it, keep the worker alive
+                # (anything that ended this thread would leave its attempt waiting forever)
                 log.exception(
                     "backend failed to run an attempt",
                     backend=self.name,

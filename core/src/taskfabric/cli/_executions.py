@@ -42,6 +42,33 @@ def _engine() -> Any:
     return Engine(state().config)
 
 
+def _nothing_listed(
+    project: str | None,
+    domain: str | None,
+    phase: tuple[str, ...],
+    workflow: str | None,
+    *,
+    remote: bool,
+) -> str:
+    """What an empty listing means: a filter matched nothing, or there is nothing yet."""
+    filters = [
+        f"{name} {value}"
+        for name, value in (
+            ("project", project),
+            ("domain", domain),
+            ("phase", ",".join(phase)),
+            ("workflow", workflow),
+        )
+        if value
+    ]
+    if filters:
+        seen = " (or this token cannot see it)" if remote and project else ""
+        return f"no executions match {', '.join(filters)}{seen}"
+    if remote:
+        return "no executions this token can see yet: `taskfabric launch WORKFLOW` starts one"
+    return "no executions yet: `taskfabric run FILE.py:WORKFLOW` starts one"
+
+
 @executions.command("list")
 @click.option("--limit", default=20, show_default=True, help="How many, newest first.")
 @click.option("--phase", multiple=True, help="Only these phases (repeatable).")
@@ -88,7 +115,7 @@ def list_executions(
         out.print_json(json.dumps([vars(r) for r in rows], default=str))
         return
     if not rows:
-        err.print("no executions yet: `taskfabric run FILE.py:WORKFLOW` starts one")
+        err.print(_nothing_listed(project, domain, phase, workflow, remote=client is not None))
         return
     table = Table(box=None, header_style="bold")
     for col in ("ID", "WORKFLOW", "PHASE", "STARTED", "DURATION", "PROJECT/DOMAIN"):

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
+
 from taskfabric.cli._common import (
     elapsed,
     err,
@@ -161,6 +163,8 @@ def print_detail(detail: m.ExecutionDetail, *, show_all: bool, no_values: bool) 
         ("inputs", shown_values.inputs if shown_values else {}, detail.input_names),
         ("outputs", shown_values.outputs if shown_values else {}, detail.output_names),
     ):
+        if label in detail.omitted:
+            out.print(f"  {label}   not shown: {detail.omitted[label]}", markup=False)
         if not values:
             continue
         out.print(f"  {label}")
@@ -169,7 +173,7 @@ def print_detail(detail: m.ExecutionDetail, *, show_all: bool, no_values: bool) 
     if rec.error:
         e = rec.error
         where = f" (node {e.node_id})" if e.node_id else ""
-        out.print(f"  [red]error[/]     {e.code}{where}: {e.message}", highlight=False)
+        out.print(f"  [red]error[/]     {escape(f'{e.code}{where}: {e.message}')}", highlight=False)
     node_values = shown_values.nodes if shown_values else {}
     print_nodes(
         sorted(detail.nodes, key=lambda n: _sort_key(n.node_id)),
@@ -227,9 +231,10 @@ def print_ended(detail: m.ExecutionDetail, output_format: str) -> bool:
             out.print(f"{name} = {values[name]}", markup=False)
     else:
         node = f" in node {e.error.node_id}" if e.error and e.error.node_id else ""
-        message = f"{e.error.code}: {e.error.message}" if e.error else ""
+        # escaped: a message may name a config section ("[engine] max_output_bytes")
+        message = escape(f"{e.error.code}: {e.error.message}") if e.error else ""
         err.print(
-            f"[bold red]{e.phase.lower()}[/]: execution [bold]{e.id}[/]{node}: {message}",
+            f"[bold red]{e.phase.lower()}[/]: execution [bold]{e.id}[/]{escape(node)}: {message}",
             highlight=False,
         )
     return e.phase == "SUCCEEDED"

@@ -139,6 +139,10 @@ class MetadataConfig(_Section):
     url: str | None = None
     """A SQLAlchemy URL. Unset: ``sqlite:///<data_root>/taskfabric.db``. A relative SQLite path is
     taken from the config file's folder."""
+    pool_size: int | None = Field(default=None, ge=1)
+    """On PostgreSQL, the most connections each process holds. Unset: 8 for a server's own
+    process (API, scheduler) and a command, ``2 + executions_per_worker / 4`` (rounded up) for
+    an engine process of a server. See docs/server.md, "Database connections"."""
 
     @field_validator("url")
     @classmethod
@@ -174,6 +178,11 @@ class EngineConfig(_Section):
     to a backend after it (everything recorded is committed before an attempt is handed
     over): the transitions of loop turns that start no attempt are committed together.
     0: a commit every turn."""
+    max_output_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """The largest outputs document a task may leave (its outputs as stored, before they are
+    read back): an attempt whose outputs are larger fails with ``OutputsTooLarge`` without
+    the engine reading them, so a task's return value cannot exhaust the engine's memory.
+    Large data travels as a ``File``, ``Directory`` or ``DataFrame`` (a blob)."""
     hold_listen: str | None = None
     """``host:port`` where the engine also offers the pool channel of ``taskfabric.hold()``
     over TCP, for tasks that run away from its host (an ``aws-batch`` job, a pod on another
@@ -337,6 +346,9 @@ class ServerConfig(_Section):
     """The largest registration package (code bundle and templates) (413)."""
     max_input_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
     """The largest total size of a launch's inputs, as stored (413)."""
+    max_value_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    """The largest stored inputs or outputs document the API and the console read to answer
+    a request (413 over it, without reading it)."""
     max_input_string_length: int = Field(default=1_000_000, ge=1)
     """The most characters of one string inside a launch's inputs (413)."""
     max_input_items: int = Field(default=100_000, ge=1)

@@ -21,7 +21,7 @@ from taskfabric.console import _graph as cg
 from taskfabric.console import _models as cm
 from taskfabric.console import _queries as cq
 from taskfabric.core.v1 import interface_pb2, types_pb2, workflow_pb2
-from taskfabric.errors import TaskfabricError
+from taskfabric.errors import TaskfabricError, ValueTooLargeError
 from taskfabric.registry import EntityNotFoundError, normalize_kind
 from taskfabric.server import _models as m
 from taskfabric.server import _views as views
@@ -68,6 +68,15 @@ def _compiled(plane: ControlPlane, rec: Any) -> workflow_pb2.CompiledWorkflow:
         while len(_COMPILED) > _COMPILED_MAX:
             _COMPILED.popitem(last=False)
     return found
+
+
+def _values(plane: ControlPlane, uri: str) -> types_pb2.LiteralMap | None:
+    """A stored document for a page that shows more than it: one over `[server]
+    max_value_bytes` is left out (its own value routes answer 413 with the reason)."""
+    try:
+        return plane.engine.read_literals(uri)
+    except ValueTooLargeError:
+        return None
 
 
 def _node_model(n: Any, attempts: list[Any] | None = None) -> m.Node:
@@ -121,8 +130,8 @@ def graph(
     if values:
         interface = compiled.primary.interface
         order = [p.name for p in interface.inputs]
-        inputs = values_json(plane.engine.read_literals(rec.inputs_uri), order)
-        outputs = values_json(plane.engine.read_literals(rec.outputs_uri))
+        inputs = values_json(_values(plane, rec.inputs_uri), order)
+        outputs = values_json(_values(plane, rec.outputs_uri))
         drawn.inputs = _parameters({p.name: type_str(p.type) for p in interface.inputs}, inputs)
         drawn.outputs = _parameters({p.name: type_str(p.type) for p in interface.outputs}, outputs)
     return drawn
@@ -202,8 +211,8 @@ def node_detail(
             outputs=_parameters(output_types, None),
         )
     # Its own row, not `plane.node_data`, which reads every node of the execution.
-    inputs = values_json(plane.engine.read_literals(found.inputs_uri)) or None
-    outputs = values_json(plane.engine.read_literals(found.outputs_uri)) or None
+    inputs = values_json(_values(plane, found.inputs_uri)) or None
+    outputs = values_json(_values(plane, found.outputs_uri)) or None
     mapped = found.kind == "map"
     kids = cq.children(engine, rec.id, node_id, items=mapped, limit=items)
     counts = cq.child_counts(engine, rec.id, node_id, items=mapped) if kids else {}

@@ -27,7 +27,7 @@ from taskfabric.engine._state import (
     NodeState,
 )
 from taskfabric.engine._timers import Timers
-from taskfabric.engine._util import error_dict, system_error
+from taskfabric.engine._util import error_dict, system_error, user_error
 from taskfabric.logs import get_logger
 from taskfabric.plugin_api import AttemptPhase, AttemptStatus, Backend, LogLink, TaskAttempt
 
@@ -351,17 +351,29 @@ class Attempts:
         attempts that ended before them. So the attempts that a `kill -9` of the engine can
         cost are those the database shows running (at most `parallelism`: each holds a
         slot), which a resume runs again; never one whose end had freed a slot for another.
+        When every attempt goes to a backend that records a handle before its work begins
+        (`Backend.handle_before_start`), that commit is the first handle's (`Recorder`'s
+        `_commit_handle`: everything recorded so far, with the handle): one transaction
+        instead of two.
         """
         if not started:
             return
-        self._recorder.commit()
         together: dict[tuple[NodeState, Backend[Any]], list[tuple[NodeState, TaskAttempt]]] = {}
+        alone: list[tuple[NodeState, TaskAttempt]] = []
         for ns, spec in started:
             backend, parent = ns.backend, ns.parent
             assert backend is not None
             if parent is not None and parent.kind == "map" and _takes_map_items(backend):
                 together.setdefault((parent, backend), []).append((ns, spec))
-                continue
+            else:
+                alone.append((ns, spec))
+        if together or not all(
+            ns.backend is not None and ns.backend.handle_before_start for ns, _ in alone
+        ):
+            self._recorder.commit()
+        for ns, spec in alone:
+            backend = ns.backend
+            assert backend is not None
             try:
                 backend.submit(spec)
             except Exception as exc:
@@ -403,7 +415,7 @@ class Attempts:
         if status.log_links and status.log_links != ns.log_links:
             # Links to follow the attempt while it runs (a live log, a job's page).
             ns.log_links = list(status.log_links)
-            self._recorder.attempt(ns, RUNNING)
+            self._recorder.attempt(ns, RUNNING, lazy=True)
         if status.pushback:
             # Throttled while running (the backend waits and tries again itself): the pool
             # grants nothing new for that long.
@@ -426,6 +438,10 @@ class Attempts:
             )
             self._failed(ns, err, log_links=status.log_links)
             return
+        too_large = self._outputs_too_large(ns, status)
+        if too_large:
+            self._failed(ns, user_error("OutputsTooLarge", too_large), log_links=status.log_links)
+            return
         self._recorder.attempt(ns, SUCCEEDED, log_links=status.log_links)
         outputs = status.outputs
         if outputs is None:
@@ -444,6 +460,21 @@ class Attempts:
         if status.outputs_uri:
             ns.outputs_uri = status.outputs_uri
         self._nodes.succeeded(ns, outputs)
+
+    def _outputs_too_large(self, ns: NodeState, status: AttemptStatus) -> str:
+        """Why the attempt's outputs are refused as too large ("" when they are not), told
+        without reading a stored document (its size is asked of the store)."""
+        if self._documents.max_output_bytes is None:
+            return ""
+        assert ns.task is not None
+        if status.outputs is not None:
+            size: int | None = status.outputs.ByteSize()
+        else:
+            try:
+                size = self._documents.size(status.outputs_uri or ns.outputs_uri)
+            except Exception:
+                return ""  # missing: the load below says so
+        return self._documents.outputs_too_large(ns.task.id.name, size)
 
     def _over(self, ns: NodeState) -> None:
         """Bookkeeping when an attempt stops occupying a slot (its pools included)."""

@@ -3,6 +3,7 @@ execution's own outputs, packed into the execution's segment on local stores."""
 
 from __future__ import annotations
 
+from taskfabric.backends import outputs_too_large_message
 from taskfabric.core.v1 import types_pb2
 from taskfabric.engine._util import node_key
 from taskfabric.storage import BlobStore, PackStore
@@ -17,10 +18,26 @@ _SCALARS = frozenset(
 class Documents:
     """Reads and writes the literal maps of one execution."""
 
-    def __init__(self, execution_id: str, store: BlobStore, literals: PackStore) -> None:
+    def __init__(
+        self,
+        execution_id: str,
+        store: BlobStore,
+        literals: PackStore,
+        *,
+        max_output_bytes: int | None = None,
+    ) -> None:
         self._store = store
         self._literals = literals
         self._root = store.uri("executions", execution_id)
+        #: `[engine] max_output_bytes`: the largest outputs document of a task (None: any).
+        self.max_output_bytes = max_output_bytes
+
+    def outputs_too_large(self, task: str, size: int | None) -> str:
+        """Why an attempt's outputs of `size` bytes are refused, or "" when they are not."""
+        limit = self.max_output_bytes
+        if limit is None or size is None or size <= limit:
+            return ""
+        return outputs_too_large_message(task, size, limit)
 
     def uri(self, full_id: str, name: str) -> str:
         """Where a node's document `name` (outputs.pb, raw/2) lives, unpacked."""
@@ -34,6 +51,10 @@ class Documents:
 
     def put_execution_outputs(self, m: types_pb2.LiteralMap) -> str:
         return self._literals.put(self._root, "outputs.pb", m.SerializeToString(deterministic=True))
+
+    def size(self, uri: str) -> int | None:
+        """The bytes of a stored document, without reading it (None: the store cannot tell)."""
+        return self._literals.size(uri)
 
     def load(self, uri: str) -> types_pb2.LiteralMap:
         out = types_pb2.LiteralMap()

@@ -30,7 +30,7 @@ from taskfabric.engine._results import ExecutionResult, error_text
 from taskfabric.engine._runner import Runner
 from taskfabric.engine._state import ABORTED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from taskfabric.engine._util import EngineShutdown
-from taskfabric.errors import TaskfabricError
+from taskfabric.errors import TaskfabricError, ValueTooLargeError
 from taskfabric.logs import bind_contextvars, get_logger, unbind_contextvars
 from taskfabric.metadata import (
     Batch,
@@ -77,10 +77,13 @@ class Engine:
     ) -> None:
         self.config = config or load_config()
         self.isolate_code = isolate_code
+        self.value_limit: int | None = None  # the largest document read_literals reads
         root = self.config.data_root
         self.plugins = plugins or get_plugins()
         self.store = store or open_blob_store(self.config, self.plugins)
-        self.metadata = metadata or MetadataStore(self.config.metadata_url)
+        self.metadata = metadata or MetadataStore(
+            self.config.metadata_url, pool_size=self.config.metadata.pool_size
+        )
         self.literals = PackStore(self.store)
         self.catalog = Catalog(self.metadata)
         self.work_root = root / "work"
@@ -99,6 +102,7 @@ class Engine:
                 take_tokens=self.pools.take_tokens,
                 pushback=self.pools.pushback,
                 set_pool_capacity=self.pools.set_capacity,
+                max_output_bytes=self.config.engine.max_output_bytes,
             ),
         )
 
@@ -274,6 +278,7 @@ class Engine:
         claimed_at: float | None = None,
         code_path: tuple[str, ...] = (),
         stop: threading.Event | None = None,
+        cancel_check_at_once: bool = True,
     ) -> ExecutionResult:
         bind_contextvars(execution_id=rec.id)
         log.debug("execution running", workflow=rec.workflow_name)
@@ -303,6 +308,7 @@ class Engine:
             parallelism=self.config.engine.parallelism,
             heartbeat_seconds=self.config.engine.heartbeat_seconds,
             commit_seconds=self.config.engine.commit_seconds,
+            max_output_bytes=self.config.engine.max_output_bytes,
             prior_nodes=prior,
             on_event=on_event,
             literals=self.literals,
@@ -318,6 +324,7 @@ class Engine:
             # attempts left running to re-attach are ended (if not submitted again) before
             # the execution's end is recorded
             record_end=not reattach,
+            cancel_check_at_once=cancel_check_at_once,
         )
         try:
             outcome = runner.run()
@@ -416,12 +423,22 @@ class Engine:
         raise ExecutionNotFoundError(f"'{ref}' matches several executions: {ids}")
 
     def read_literals(self, uri: str) -> types_pb2.LiteralMap | None:
-        """A stored literal map (inputs or outputs), or None when absent or unreadable."""
+        """A stored literal map (inputs or outputs), or None when absent or unreadable; one
+        over `value_limit` (set by a server) raises `ValueTooLargeError`, unread when the
+        store can tell its size."""
         if not uri:
             return None
-        m = types_pb2.LiteralMap()
+        limit, m = self.value_limit, types_pb2.LiteralMap()
         try:
-            m.ParseFromString(self.literals.get(uri))
+            size = self.literals.size(uri) if limit is not None else None
+            data = self.literals.get(uri) if size is None or size <= (limit or 0) else b""
+        except Exception:
+            return None
+        size = len(data) if size is None else size
+        if limit is not None and size > limit:
+            raise ValueTooLargeError(uri, size, limit, "max_value_bytes")
+        try:
+            m.ParseFromString(data)
         except Exception:
             return None
         return m
@@ -582,4 +599,7 @@ class Engine:
             claimed_at=now,
             code_path=code_path,
             stop=stop,
+            # claimed from the queue by this process just now (`run_claimed`): the first
+            # check for a cancel request waits its interval (see `Recorder`)
+            cancel_check_at_once=bool(start),
         )

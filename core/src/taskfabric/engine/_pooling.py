@@ -30,6 +30,11 @@ class EnginePools:
         self._managers: list[Any] = []
         self._capacities: dict[str, int | None] = {}
         self._capacity_lock = threading.Lock()
+        # Made once per process whatever the threads that ask first at once (a server's
+        # launches, a worker's executions): each manager keeps database connections checked
+        # out for good, and a burst of first launches had made one each, until the API's
+        # connection pool was empty and every request waited for one (issue 21's drill).
+        self._make_lock = threading.Lock()
         #: the hold service of `taskfabric.hold` (None until an execution runs with pools)
         self.holds: HoldService | None = None
 
@@ -37,7 +42,9 @@ class EnginePools:
     def manager(self) -> Any:
         """The config's pool manager (`taskfabric.pools.PoolManager`), None without pools."""
         if self._manager is None and getattr(self._config, "pools", None):
-            self._manager = self._new_manager(this_owner())
+            with self._make_lock:
+                if self._manager is None:
+                    self._manager = self._new_manager(this_owner())
         return self._manager
 
     def _new_manager(self, owner: str) -> Any:
@@ -82,10 +89,15 @@ class EnginePools:
         if manager is None:
             return None
         if self.holds is None:
-            engine = self._config.engine
-            self.holds = HoldService(
-                self._new_manager, self._work_root, engine.hold_listen, engine.hold_advertise
-            )
+            with self._make_lock:
+                if self.holds is None:
+                    engine = self._config.engine
+                    self.holds = HoldService(
+                        self._new_manager,
+                        self._work_root,
+                        engine.hold_listen,
+                        engine.hold_advertise,
+                    )
         ttl = min(spec.lease_ttl for spec in manager.specs.values())
         return PoolGate(
             manager,

@@ -52,13 +52,25 @@ class Recorder:
         cancel_check_seconds: float = 1.0,
         commit_seconds: float = 0.0,
         cancels_since: float | None = None,
+        cancel_check_at_once: bool = True,
     ) -> None:
+        """`cancels_since`: when the execution was claimed (cancel requests count from
+        then). Unless `cancel_check_at_once`, the first check for one waits a
+        `cancel_check_seconds` from the claim, as every later check does from the one
+        before: an execution claimed from the queue (`MetadataStore.claim_queued`, which
+        takes QUEUED ones only, a request before it having aborted them there) that ends
+        sooner reads none."""
         self._execution_id = execution_id
         self._metadata = metadata
         self.heartbeat_seconds = heartbeat_seconds
         self.cancel_check_seconds = cancel_check_seconds
         self._commit_seconds = commit_seconds
         self._last_commit = float("-inf")  # time.monotonic() of the last commit
+        # Whether the batch holds a write that waits no longer than `commit_seconds`, and
+        # since when it holds one that may wait `lazy_seconds` (see `attempt(lazy=True)`).
+        self._urgent = False
+        self._lazy_since: float | None = None
+        self.lazy_seconds = cancel_check_seconds
         self._on_event = on_event
         self._hooks = hooks
         self._batch = Batch()
@@ -75,6 +87,8 @@ class Recorder:
             self._started = min(self._started, cancels_since)
             # the claim wrote a heartbeat: the next is due a heartbeat's interval after it
             self._last_heartbeat = cancels_since
+            if not cancel_check_at_once:
+                self._last_cancel_check = cancels_since
 
     # -- what is written ---------------------------------------------------------------
 
@@ -84,6 +98,7 @@ class Recorder:
         now = time.time()
         ns.message = message
         execution_id = self._execution_id
+        self._urgent = True
         self._batch.node(
             record := NodeRecord(
                 execution_id=execution_id,
@@ -142,8 +157,18 @@ class Recorder:
         phase: str,
         err: dict[str, Any] | None = None,
         log_links: list[LogLink] | None = None,
+        *,
+        lazy: bool = False,
     ) -> AttemptRecord:
-        """Record the node's current attempt in `phase`; returns its row."""
+        """Record the node's current attempt in `phase`; returns its row. A `lazy` write (a
+        running attempt's links) may wait `lazy_seconds` for its commit, or go with the next
+        one: an attempt that ends sooner has its links written once, with its end, instead of
+        a transaction of their own."""
+        if lazy:
+            if self._lazy_since is None:
+                self._lazy_since = time.monotonic()
+        else:
+            self._urgent = True
         links = log_links or ns.log_links
         self._batch.attempt(
             record := AttemptRecord(
@@ -182,14 +207,21 @@ class Recorder:
         if threading.get_ident() != self._loop_thread:
             return False
         self._batch.attempt_handle(node, attempt)
+        self._apply()
+        return True
+
+    def _apply(self) -> None:
+        """Commit the batch (one transaction) and start a new one."""
         self._metadata.apply(self._batch)
         self._batch = Batch()
         self._last_commit = time.monotonic()
-        return True
+        self._urgent = False
+        self._lazy_since = None
 
     def queue_items(self, map_node: NodeState, count: int, at: float) -> None:
         """Record the `count` items of `map_node` QUEUED, in bulk (one row each, written
         with the next commit; an item already SUCCEEDED, in an execution resumed, stays)."""
+        self._urgent = True
         self._batch.queue_items(
             MapItemsQueued(
                 execution_id=self._execution_id,
@@ -203,25 +235,30 @@ class Recorder:
 
     def stop_items(self, map_node: NodeState, phase: str, message: str) -> None:
         """Record every item of `map_node` still QUEUED as `phase` (SKIPPED, ABORTED)."""
+        self._urgent = True
         self._batch.stop_items(
             MapItemsStopped(self._execution_id, map_node.full_id, phase, time.time(), message)
         )
 
     def cache_entry(self, entry: Any) -> None:
         """A catalog entry, written in the same transaction as the node's success."""
+        self._urgent = True
         self._batch.cache_entry(entry)
 
     def release_reservation(self, key: str, owner: str) -> None:
+        self._urgent = True
         self._batch.release_reservation(key, owner)
 
     def execution(self, **values: Any) -> None:
         """Update columns of the execution's row."""
+        self._urgent = True
         self._batch.update_execution(self._execution_id, **values)
 
     def execution_end(self, phase: str, error: dict[str, Any] | None) -> None:
         """Record the execution's end (committed with the next flush): its phase and error,
         and its owner released."""
         now = time.time()
+        self._urgent = True
         self._batch.update_execution(
             self._execution_id,
             phase=phase,
@@ -247,7 +284,9 @@ class Recorder:
         """Seconds until what is recorded must be committed; None when nothing waits."""
         if not self._batch:
             return None
-        return max(0.0, self._last_commit + self._commit_seconds - time.monotonic())
+        if self._urgent or self._lazy_since is None:
+            return max(0.0, self._last_commit + self._commit_seconds - time.monotonic())
+        return max(0.0, self._lazy_since + self.lazy_seconds - time.monotonic())
 
     def commit(self) -> None:
         """Commit what was recorded, now (no heartbeat, no cancel check). The attempts
@@ -255,9 +294,7 @@ class Recorder:
         its start, and the end of every attempt before it, are in the database: a `kill -9`
         then costs only the attempts the database shows running."""
         if self._batch:
-            self._metadata.apply(self._batch)
-            self._batch = Batch()
-            self._last_commit = time.monotonic()
+            self._apply()
 
     def flush(self, *, force: bool = False) -> None:
         """Commit what was recorded in one transaction, when `force` or when the oldest
@@ -273,9 +310,7 @@ class Recorder:
             for listener in self._heartbeat_listeners:
                 listener()
         if self._batch and (force or self.commit_due_in() == 0.0):
-            self._metadata.apply(self._batch)
-            self._batch = Batch()
-            self._last_commit = time.monotonic()
+            self._apply()
         if now - self._last_cancel_check >= self.cancel_check_seconds:
             self._last_cancel_check = now
             reason = self._metadata.cancel_requested(self._execution_id, self._started)

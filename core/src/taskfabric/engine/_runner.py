@@ -50,12 +50,16 @@ from taskfabric.engine._util import (
     CancelRequested,
     EngineShutdown,
     RunOutcome,
-    database_out_of_reach,
     error_dict,
     system_error,
 )
 from taskfabric.logs import get_logger
-from taskfabric.metadata import MetadataStore, NodeRecord
+from taskfabric.metadata import (
+    MetadataStore,
+    NodeRecord,
+    database_out_of_reach,
+    out_of_connections_hint,
+)
 from taskfabric.plugin_api import Backend, NodeEvent
 from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore
@@ -93,6 +97,8 @@ class Runner:
         code_path: tuple[str, ...] = (),
         stop: threading.Event | None = None,
         record_end: bool = False,
+        cancel_check_at_once: bool = True,
+        max_output_bytes: int | None = None,
     ) -> None:
         """With `record_end`, a run that reaches its end commits the execution's end (phase,
         error, owner released) in one transaction with its last transitions
@@ -127,7 +133,9 @@ class Runner:
         self.outcome: RunOutcome | None = None
         self._root_scope = Scope("", compiled.primary, inputs)
         self._timers = Timers()
-        self._documents = Documents(execution_id, store, literals or PackStore(store))
+        self._documents = Documents(
+            execution_id, store, literals or PackStore(store), max_output_bytes=max_output_bytes
+        )
         self._recorder = Recorder(
             execution_id=execution_id,
             metadata=metadata,
@@ -136,6 +144,7 @@ class Runner:
             hooks=hooks,
             commit_seconds=commit_seconds,
             cancels_since=claimed_at,
+            cancel_check_at_once=cancel_check_at_once,
         )
         self._cache = CacheStep(
             catalog=catalog,
@@ -539,6 +548,7 @@ class Runner:
                 log.warning(
                     "the metadata database is out of reach: the execution is left to be resumed",
                     error=f"{type(exc).__name__}: {exc}",
+                    hint=out_of_connections_hint(exc),
                 )
                 attempts.stop()
                 raise EngineShutdown from exc

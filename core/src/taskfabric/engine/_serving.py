@@ -26,7 +26,7 @@ from taskfabric.engine._launching import CodeNotIsolatedError
 from taskfabric.engine._owners import owner_is_dead, this_owner
 from taskfabric.engine._util import EngineShutdown
 from taskfabric.logs import get_logger
-from taskfabric.metadata import ExecutionRecord
+from taskfabric.metadata import ExecutionRecord, MetadataStore, engine_pool_size
 
 log = get_logger("taskfabric.workers")
 
@@ -42,7 +42,12 @@ class ExecutionWorker:
         isolate_code: bool = True,
         poll_seconds: float = 0.5,
     ) -> None:
-        self.engine = Engine(config, isolate_code=isolate_code)
+        # Its connections, sized for `slots` executions (docs/server.md, "Database connections").
+        metadata = MetadataStore(
+            config.metadata_url,
+            pool_size=config.metadata.pool_size or engine_pool_size(slots),
+        )
+        self.engine = Engine(config, isolate_code=isolate_code, metadata=metadata)
         self.slots = max(1, slots)
         self.poll_seconds = poll_seconds
         self.stop = threading.Event()

@@ -19,21 +19,6 @@ class EngineShutdown(BaseException):
     resumed instead of aborting it. Raised from a signal handler into the loop thread."""
 
 
-#: Modules whose OperationalError / InterfaceError say the database is out of reach (a
-#: restart, connections exhausted, a dropped link, SQLite's lock held too long).
-_DATABASE_ERROR_MODULES = ("sqlalchemy", "psycopg", "sqlite3")
-
-
-def database_out_of_reach(exc: BaseException) -> bool:
-    """`exc` says the metadata database could not be reached or used for now, not that the
-    execution is wrong: it is left to be resumed rather than aborted."""
-    return any(
-        cls.__name__ in ("OperationalError", "InterfaceError")
-        and cls.__module__.split(".")[0] in _DATABASE_ERROR_MODULES
-        for cls in type(exc).__mro__
-    )
-
-
 @dataclass
 class RunOutcome:
     phase: str
@@ -57,6 +42,13 @@ def error_dict(err: execution_pb2.ExecutionError, node_id: str = "") -> dict[str
     if err.traceback:
         d["traceback"] = err.traceback
     return d
+
+
+def user_error(code: str, message: str) -> execution_pb2.ExecutionError:
+    """The task's own doing: running it again would not help."""
+    return execution_pb2.ExecutionError(
+        kind=execution_pb2.ErrorKind.ERROR_KIND_USER, code=code, message=message
+    )
 
 
 def system_error(

@@ -59,12 +59,14 @@ class WorkerPool:
         log_dir: Path | None = None,
         isolate_code: bool = False,
         slots: int = 1,
+        metadata: MetadataStore | None = None,
     ) -> None:
         """With `isolate_code` (a multi-tenant server's pool) each child runs its execution
         without importing its code, and only on backends that isolate it (`Engine`). With
         `slots` > 1 (and `isolate_code`) the children are `workers` long-lived engine
         processes (`taskfabric executions work`), each running up to `slots` executions at
-        once and claiming them itself; the pool only keeps them running."""
+        once and claiming them itself; the pool only keeps them running. `metadata` (the
+        server's own store) saves the pool a connection pool of its own."""
         if slots > 1 and not isolate_code:
             raise ValueError(
                 "several executions per engine process need isolate_code: a process that "
@@ -77,7 +79,10 @@ class WorkerPool:
         self.config_path = config_path
         self.poll_seconds = poll_seconds
         self.python = python
-        self.metadata = MetadataStore(config.metadata_url)
+        self._own_metadata = metadata is None
+        self.metadata = metadata or MetadataStore(
+            config.metadata_url, pool_size=config.metadata.pool_size
+        )
         self.log_dir = log_dir or (config.data_root / "work" / "workers")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.children: dict[str, _Child] = {}
@@ -183,4 +188,5 @@ class WorkerPool:
             except subprocess.TimeoutExpired:
                 child.proc.kill()
         self.children.clear()
-        self.metadata.close()
+        if self._own_metadata:
+            self.metadata.close()

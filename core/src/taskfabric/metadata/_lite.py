@@ -50,11 +50,14 @@ def sqlite_file_of(url: str) -> Path | None:
 
 def integrity_errors() -> tuple[type[Exception], ...]:
     """The errors of a violated constraint (a name taken, a row already there), for an
-    `except`: sqlite3's (this module) and SQLAlchemy's once it is imported (before, no error
-    can be one of its)."""
-    errors = sys.modules.get("sqlalchemy.exc")
+    `except`: sqlite3's (this module), and SQLAlchemy's and psycopg's (PostgreSQL's run
+    path, `_pgrun`) once they are imported (before, no error can be one of theirs)."""
     found: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
-    return found if errors is None else (*found, errors.IntegrityError)
+    for module in ("sqlalchemy.exc", "psycopg"):
+        errors = sys.modules.get(module)
+        if errors is not None:
+            found = (*found, errors.IntegrityError)
+    return found
 
 
 def encode(row: dict[str, Any]) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskfabric.lazy import lazy_module
+from taskfabric.metadata._connections import DEFAULT_POOL_SIZE, postgres_engine
 from taskfabric.metadata._lite import LiteStore, sqlite_file_of
 from taskfabric.metadata._lite import encode as _encode
+from taskfabric.metadata._pgrun import PgRunPath
 from taskfabric.metadata._records import (
     AttemptRecord,
     EventRecord,
@@ -158,8 +160,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def create_db_engine(url: str) -> Engine:
-    """A SQLAlchemy engine for `url`, tuned for the engine's write pattern."""
+def create_db_engine(url: str, *, pool_size: int | None = None) -> Engine:
+    """A SQLAlchemy engine for `url`, tuned for the engine's write pattern. On PostgreSQL it
+    holds at most `pool_size` connections (default `DEFAULT_POOL_SIZE`; see `_connections`)."""
     sa_url = sa.make_url(url)
     if sa_url.get_backend_name() == "sqlite":
         if sa_url.database and sa_url.database != ":memory:":
@@ -171,6 +174,8 @@ def create_db_engine(url: str) -> Engine:
         )
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
+    if sa_url.get_backend_name() == "postgresql":
+        return postgres_engine(sa_url, pool_size=pool_size or DEFAULT_POOL_SIZE)
     return sa.create_engine(sa_url, pool_pre_ping=True)
 
 
@@ -191,14 +196,19 @@ def reads(engine: Engine) -> Engine:
 class MetadataStore:
     """Reads and writes execution metadata. Thread-safe; one instance per process."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, pool_size: int | None = None) -> None:
+        """`pool_size`: the most connections this store holds on PostgreSQL (the caller's
+        `[metadata] pool_size`, or a size derived from its work; see `_connections`)."""
         self.url = url
+        self.pool_size = pool_size
         self._engine: Engine | None = None
         self._engine_lock = threading.Lock()
         #: the run path's calls on a plain SQLite file, without SQLAlchemy (see `_lite`)
         file = sqlite_file_of(url)
         self._lite = LiteStore(file) if file is not None else None
         self._dialect = "sqlite" if self._lite is not None else self.engine.dialect.name
+        #: the run path's calls on PostgreSQL, through psycopg (see `_pgrun`)
+        self._pg = PgRunPath(self.engine) if self._dialect == "postgresql" else None
         self._write_lock = threading.Lock()
         self._upserts: dict[str, Any] = {}
         self._prepared_sql: dict[str, _Prepared] = {}
@@ -212,7 +222,7 @@ class MetadataStore:
         if engine is None:
             with self._engine_lock:
                 if self._engine is None:
-                    self._engine = create_db_engine(self.url)
+                    self._engine = create_db_engine(self.url, pool_size=self.pool_size)
                 engine = self._engine
         return engine
 
@@ -365,10 +375,13 @@ class MetadataStore:
 
     def create_execution(self, rec: ExecutionRecord) -> None:
         """Insert the execution's row; a name taken in its project and domain raises
-        `sqlalchemy.exc.IntegrityError` (or `sqlite3.IntegrityError` on an SQLite file)."""
+        one of `integrity_errors()` (sqlite3's on an SQLite file, psycopg's on PostgreSQL)."""
         if self._lite is not None:
             with self._write_lock:
                 self._lite.create_execution(rec)
+            return
+        if self._pg is not None:
+            self._pg.create_execution(rec)
             return
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(s.executions.insert(), _encode(asdict(rec)))
@@ -380,6 +393,15 @@ class MetadataStore:
         if self._lite is not None:
             with self._write_lock:
                 self._lite.apply(batch)
+            return
+        if self._pg is not None and not (
+            batch.items_queued
+            or batch.items_stopped
+            or batch.cache_entries
+            or batch.reservation_releases
+        ):
+            with self._write_lock:
+                self._pg.apply(batch)
             return
         with self._write_lock, self.engine.begin() as conn:
             for execution_id, values in batch.executions.items():
@@ -424,6 +446,10 @@ class MetadataStore:
         if self._lite is not None:
             with self._write_lock:
                 self._lite.write_handles([(node, attempt)])
+            return
+        if self._pg is not None:
+            with self._write_lock:
+                self._pg.write_handles([(node, attempt)])
             return
         with self._write_lock, self.engine.begin() as conn:
             self._write_handles(conn, [(node, attempt)])
@@ -520,23 +546,20 @@ class MetadataStore:
         for `claim_execution`."""
         if limit <= 0:
             return []
-        t, n = s.executions, s.node_executions
         skipped = list(skip)
+        if self._pg is not None:
+            with self._write_lock:
+                return self._pg.claim_queued(owner, now=now, limit=limit, skip=skipped)
+        t, n = s.executions, s.node_executions
         pick = sa.select(t.c.id).where(t.c.phase == "QUEUED")
         if skipped:
             pick = pick.where(t.c.id.not_in(skipped))
         pick = pick.order_by(t.c.created_at).limit(limit)
         claim = t.update().values(owner=owner, heartbeat_at=now, phase="RUNNING", started_at=now)
         with self._write_lock, self.engine.begin() as conn:
-            if self._dialect == "postgresql":
-                # The rows locked first, then updated: PostgreSQL may evaluate an IN
-                # (subquery with LIMIT) again for each row, and so update more than `limit`.
-                picked = list(conn.execute(pick.with_for_update(skip_locked=True)).scalars())
-                if not picked:
-                    return []
-                claim = claim.where(t.c.id.in_(picked))
-            else:  # one statement: a read first would fail to upgrade to a write under load
-                claim = claim.where(t.c.id.in_(pick), t.c.phase == "QUEUED")
+            # SQLite (PostgreSQL's is `_pgrun`'s): one statement, since a read first would
+            # fail to upgrade to a write under load
+            claim = claim.where(t.c.id.in_(pick), t.c.phase == "QUEUED")
             recs = [_decode(ExecutionRecord, r) for r in conn.execute(claim.returning(*t.c)).all()]
             if not recs:
                 return []
@@ -582,6 +605,8 @@ class MetadataStore:
     def get_execution(self, execution_id: str) -> ExecutionRecord | None:
         if self._lite is not None:
             return self._lite.get_execution(execution_id)
+        if self._pg is not None:
+            return self._pg.get_execution(execution_id)
         with reads(self.engine).connect() as conn:
             row = conn.execute(
                 sa.select(s.executions).where(s.executions.c.id == execution_id)
@@ -631,6 +656,8 @@ class MetadataStore:
         """The reason of a cancel request made at or after `since`, if any."""
         if self._lite is not None:
             return self._lite.cancel_requested(execution_id, since)
+        if self._pg is not None:
+            return self._pg.cancel_requested(execution_id, since)
         e = s.events
         with reads(self.engine).connect() as conn:
             row = conn.execute(
@@ -647,6 +674,8 @@ class MetadataStore:
     def find_by_name(self, project: str, domain: str, name: str) -> ExecutionRecord | None:
         if self._lite is not None:
             return self._lite.find_by_name(project, domain, name)
+        if self._pg is not None:
+            return self._pg.find_by_name(project, domain, name)
         t = s.executions
         with reads(self.engine).connect() as conn:
             row = conn.execute(

@@ -18,8 +18,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from taskfabric._version import __version__
 from taskfabric.config import Config
-from taskfabric.errors import TaskfabricError
+from taskfabric.errors import TaskfabricError, ValueTooLargeError
 from taskfabric.logs import get_logger
+from taskfabric.metadata import database_out_of_reach, out_of_connections_hint
 from taskfabric.server import _models as m
 from taskfabric.server._auth import Principal
 from taskfabric.server._docs import add_docs
@@ -445,13 +446,41 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _taskfabric_error(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(m.Problem(detail=str(exc)).model_dump(exclude_none=True), 400)
+    status = 413 if isinstance(exc, ValueTooLargeError) else 400
+    return JSONResponse(m.Problem(detail=str(exc)).model_dump(exclude_none=True), status)
+
+
+def _database_unavailable(exc: Exception) -> bool:
+    """The database is out of reach for now (connections exhausted, a restart, SQLite's lock
+    held too long), not a bug: PostgreSQL's OperationalErrors are about the connection, and
+    SQLite's only when it is locked (a missing table is one too)."""
+    if not database_out_of_reach(exc):
+        return False
+    if out_of_connections_hint(exc) is not None or getattr(exc, "connection_invalidated", False):
+        return True
+    cause = getattr(exc, "orig", None) or exc
+    module = type(cause).__module__.split(".")[0]
+    return module == "psycopg" or (module == "sqlite3" and "locked" in str(cause))
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
     """A bug or an outage behind a request: the log line carries the exception and its
-    traceback, the client a JSON 500 that says where to look."""
+    traceback, the client a JSON 500 that says where to look; or, when the database is out
+    of reach for now (connections exhausted, a restart), a 503 that says why and to retry."""
     kind = f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins.")
+    if _database_unavailable(exc):
+        hint = out_of_connections_hint(exc, request.app.state.plane.metadata.pool_size)
+        log.warning(
+            "request failed: the metadata database is out of reach",
+            method=request.method,
+            path=request.url.path,
+            error_type=kind,
+            error=str(exc)[:500],
+            hint=hint,
+        )
+        detail = "the metadata database is out of reach for now: " + (hint or str(exc)[:300])
+        body = m.Problem(detail=detail + "; try again (a launch with the same name is safe)")
+        return JSONResponse(body.model_dump(exclude_none=True), 503, headers={"Retry-After": "1"})
     log.error(
         "request failed",
         method=request.method,

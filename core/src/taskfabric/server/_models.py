@@ -241,6 +241,11 @@ class ExecutionDetail(_Model):
     nodes: list[Node]
     events: list[Event] = Field(default_factory=list)
     display: Display | None = None
+    omitted: dict[str, str] = Field(
+        default_factory=dict,
+        description="Values left out, each over the size the server reads for a request "
+        "([server] max_value_bytes): 'inputs', 'outputs' or a node id -> why.",
+    )
 
 
 class NodeData(_Model):

@@ -180,6 +180,7 @@ def serve(
             poll_seconds=poll_seconds,
             isolate_code=isolate,
             slots=settings.executions_per_worker if isolate else 1,
+            metadata=engine.metadata,
         )
         threads.append(_thread("workers", pool.run_forever, stop))
     server = uvicorn.Server(uv_config)

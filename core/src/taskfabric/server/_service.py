@@ -99,6 +99,7 @@ class ControlPlane:
     def __init__(self, config: Config, *, engine: Engine | None = None) -> None:
         self.config = config
         self.engine = engine or Engine(config)
+        self.engine.value_limit = config.server.max_value_bytes
         self.metadata = self.engine.metadata
         self.registry = Registry(self.metadata, self.engine.store)
         self.tokens = TokenStore(self.metadata)

@@ -7,6 +7,7 @@ from typing import Any
 
 from taskfabric.core.v1 import interface_pb2, types_pb2
 from taskfabric.engine import Engine
+from taskfabric.errors import ValueTooLargeError
 from taskfabric.metadata import AttemptRecord, ExecutionRecord, NodeRecord
 from taskfabric.server import _models as m
 from taskfabric.server._inputs import literal_type_json, values_json
@@ -108,8 +109,9 @@ def execution_detail(
     interface = compiled.primary.interface
     input_names = [p.name for p in interface.inputs]
     output_names = [p.name for p in interface.outputs]
-    inputs = engine.read_literals(rec.inputs_uri)
-    outputs = engine.read_literals(rec.outputs_uri)
+    omitted: dict[str, str] = {}
+    inputs = _read(engine, rec.inputs_uri, "inputs", omitted)
+    outputs = _read(engine, rec.outputs_uri, "outputs", omitted)
     shown = m.Display(
         inputs=_display_map(inputs, items=8, chars=100),
         outputs=_display_map(outputs, items=8, chars=100),
@@ -118,8 +120,10 @@ def execution_detail(
     for n in nodes:
         node_outputs = None
         if values and n.phase == "SUCCEEDED" and n.kind != "map_item":
-            found = engine.read_literals(n.outputs_uri)
+            found = _read(engine, n.outputs_uri, n.node_id, omitted)
             node_outputs = values_json(found)
+            if display and n.node_id in omitted:
+                shown.nodes[n.node_id] = "(too large to show here)"
             if display and found is not None:
                 shown.nodes[n.node_id] = ", ".join(
                     f"{k}={v}" for k, v in _display_map(found, items=5, chars=60).items()
@@ -154,7 +158,20 @@ def execution_detail(
             for e in (meta.events(rec.id) if events else [])
         ],
         display=shown if display else None,
+        omitted=omitted,
     )
+
+
+def _read(
+    engine: Engine, uri: str, where: str, omitted: dict[str, str]
+) -> types_pb2.LiteralMap | None:
+    """A stored document for a view of many; one over `[server] max_value_bytes` is left
+    out (noted in `omitted`) rather than failing the whole view."""
+    try:
+        return engine.read_literals(uri)
+    except ValueTooLargeError as exc:
+        omitted[where] = str(exc)
+        return None
 
 
 def task_log(

@@ -79,6 +79,19 @@ class BlobStore(abc.ABC):
         """A local path at which the blob can be read directly, if the store has one."""
         return None
 
+    def size(self, uri: str) -> int | None:
+        """The bytes of the blob at `uri` without reading it, or None when the store cannot
+        tell cheaply (then a reader that bounds its memory reads and measures). Raises
+        BlobNotFoundError if there is none. Drivers with a cheap stat (an object store's
+        HEAD) should override it."""
+        path = self.local_path(uri)
+        if path is None:
+            return None
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFoundError(uri) from None
+
     def check(self) -> str:
         """Whether the store can be used, for `taskfabric plugins check`: write a small probe
         blob under the root, read it back and delete it. Returns what was checked; raises an

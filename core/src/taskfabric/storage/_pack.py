@@ -100,6 +100,17 @@ class PackStore:
             raise CorruptRecordError(f"{uri}: record fails its checksum")
         return payload
 
+    def size(self, uri: str) -> int | None:
+        """The bytes of the document at `uri` without reading it (None: the store cannot
+        tell cheaply)."""
+        _, sep, frag = uri.partition("#")
+        if not sep:
+            return self.store.size(uri)
+        try:
+            return int(frag.split("+")[1])
+        except (IndexError, ValueError):
+            raise BlobNotFoundError(uri) from None
+
     def _reader(self, base_uri: str) -> int:
         """An open descriptor of a segment; call with `_read_lock` held."""
         fd = self._readers.get(base_uri)

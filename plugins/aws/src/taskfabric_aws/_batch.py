@@ -18,6 +18,7 @@ the same way: `pending:<array name>#<i>` before the submit, the child's id after
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -351,26 +352,34 @@ class BatchBackend(Backend[BatchSettings]):
     # -- the Batch thread --------------------------------------------------------------------
 
     def _loop(self) -> None:
+        # Nothing may end this thread while the backend is open: every job it watches would
+        # wait for ever. A round that fails (or whose handling fails: a log call, the pool's
+        # pushback) is tried again after a backoff, and the jobs are watched on.
         while not self._closed.is_set():
             self._wake.wait(self.settings.poll_seconds + self._backoff)
             self._wake.clear()
             if self._closed.is_set():
                 return
             try:
-                self._round()
-                self._backoff = 0.0
-            except _Throttled as throttled:
-                self._backoff = min(60.0, max(1.0, self._backoff * 2))
-                log.warning(
-                    "AWS Batch throttles: pushing back",
-                    backend=self.name,
-                    call=throttled.what,
-                    seconds=self._backoff,
-                )
-                if self.settings.pool:
-                    self.context.pushback({self.settings.pool: self._backoff})
-            except Exception:
-                log.exception("AWS Batch round failed", backend=self.name)
+                self._turn()
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    log.exception("AWS Batch round failed", backend=self.name)
+
+    def _turn(self) -> None:
+        try:
+            self._round()
+            self._backoff = 0.0
+        except _Throttled as throttled:
+            self._backoff = min(60.0, max(1.0, self._backoff * 2))
+            log.warning(
+                "AWS Batch throttles: pushing back",
+                backend=self.name,
+                call=throttled.what,
+                seconds=self._backoff,
+            )
+            if self.settings.pool:
+                self.context.pushback({self.settings.pool: self._backoff})
 
     def _round(self) -> None:
         with self._lock:
@@ -783,7 +792,23 @@ class BatchBackend(Backend[BatchSettings]):
                     ),
                 )
                 continue
-            self._update(job, found)
+            try:
+                self._update(job, found)
+            except _Throttled:
+                raise
+            except Exception as exc:
+                # One job whose update fails must neither stop the others of the batch nor,
+                # failing again each round, leave its attempt waiting for ever once it ended.
+                self._update_failed(job, found, exc)
+
+    def _update_failed(self, job: _Job, found: dict[str, Any], exc: Exception) -> None:
+        with contextlib.suppress(Exception):
+            log.warning("could not follow a job", job=job.name, error=f"{exc!r}"[:500])
+        if str(found.get("status", "")) in _ACTIVE:
+            return  # watched again next round
+        message = f"could not read how AWS Batch job {job.name} ({job.job_id}) ended: {exc!r}"
+        error = AttemptError("BatchJobUnreadable", message[:2000], "system", True)
+        self._finish(job, AttemptStatus(AttemptPhase.FAILED, error=error))
 
     def _update(self, job: _Job, found: dict[str, Any]) -> None:
         stream = (found.get("container") or {}).get("logStreamName") or ""

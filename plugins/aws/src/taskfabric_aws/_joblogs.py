@@ -4,6 +4,7 @@ they come) and once more when it ends, each read going on from where the last on
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,8 +89,9 @@ class LogReader:
                     if done:
                         break
         except Exception as exc:
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") == (
-                "ResourceNotFoundException"
-            ):
+            response = getattr(exc, "response", None)
+            error = response.get("Error") if isinstance(response, dict) else None
+            if isinstance(error, dict) and error.get("Code") == "ResourceNotFoundException":
                 return  # no line written yet: the stream comes with the first
-            log.warning("could not read the job's log", stream=stream, error=str(exc))
+            with contextlib.suppress(Exception):
+                log.warning("could not read the job's log", stream=stream, error=f"{exc!r}")

@@ -10,6 +10,7 @@ attempt's log, kept in the blob store beside the node's outputs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from taskfabric.backends import (
     check_output_folder,
     check_outputs,
     describe_exit,
+    oversized_outputs,
     read_regular,
     tail,
     task_options,
@@ -179,11 +181,36 @@ class ContainerBackend(Backend[ContainerSettings]):
                 return
             self._starting.add(attempt.attempt_id)
         threading.Thread(
-            target=self._run,
+            target=self._guarded,
             args=(attempt,),
             name=f"taskfabric-container-{attempt.attempt}",
             daemon=True,
         ).start()
+
+    def _guarded(self, attempt: TaskAttempt) -> None:
+        """`_run`, whose thread is all that watches the attempt: should anything escape it
+        (reading the container's documents, a log call), the attempt fails (retryable)
+        instead of waiting for ever."""
+        try:
+            self._run(attempt)
+        except BaseException as exc:
+            error = AttemptError(
+                "ContainerWatchFailed",
+                f"backend '{self.name}' stopped watching the attempt's container: {exc!r}"[:2000],
+                kind="system",
+                retryable=True,
+            )
+            attempt_id = attempt.attempt_id
+            with self._lock:
+                self._starting.discard(attempt_id)
+                run = self._runs.get(attempt_id)
+                if run is not None and run.cancelled:
+                    return
+                self._results[attempt_id] = AttemptStatus(AttemptPhase.FAILED, error=error)
+            if run is not None:  # it may still run: stop it (the engine runs the task again)
+                with contextlib.suppress(BaseException):
+                    self._stop(run)
+            attempt.notify(attempt_id)
 
     def _task_where(self, attempt: TaskAttempt) -> str:
         return f"task '{attempt.task.id.name}' (node {attempt.node_id})"
@@ -428,7 +455,12 @@ class ContainerBackend(Backend[ContainerSettings]):
             refused = self._refused(run)
             if refused is not None:
                 return AttemptStatus(AttemptPhase.FAILED, error=refused, log_links=links)
-        documents = read_regular(outputs) if code == 0 and run.staged else None
+        limit = self.context.max_output_bytes
+        if code == 0 and run.staged:
+            too_large = oversized_outputs(attempt, outputs, limit)
+            if too_large is not None:
+                return AttemptStatus(AttemptPhase.FAILED, error=too_large, log_links=links)
+        documents = read_regular(outputs, limit) if code == 0 and run.staged else None
         if documents is not None:
             refused = check_outputs(attempt, documents)
             if refused is not None:

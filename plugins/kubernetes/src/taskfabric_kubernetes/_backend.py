@@ -12,6 +12,7 @@ and timeout delete the pod; a finished pod is deleted once its end is recorded (
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import threading
@@ -28,6 +29,7 @@ from taskfabric.backends import (
     check_outputs,
     describe_exit,
     node_key,
+    oversized_outputs,
     read_regular,
     tail,
     task_options,
@@ -637,20 +639,32 @@ class KubernetesBackend(Backend[KubernetesSettings]):
         """Once a second: assess pending pods that may fail by waiting alone (scheduling,
         image pulls; no API call), and delete released pods whose keeping time is over."""
         while not self._closed.wait(1.0):
-            now = time.time()
-            with self._lock:
-                waiting = [
-                    r
-                    for r in self._runs.values()
-                    if r.last and not r.finishing and not r.cancelled and has_deadline(r.last)
-                ]
-                due: list[tuple[float, str, str]] = []
-                while self._deletions and self._deletions[0][0] <= now:
-                    due.append(heapq.heappop(self._deletions))
-            for run in waiting:
+            # Nothing may end this thread: pending pods would never time out.
+            try:
+                self._tick_once()
+            except BaseException as exc:
+                with contextlib.suppress(BaseException):
+                    log.warning("kubernetes ticker turn failed", error=f"{exc!r}"[:500])
+
+    def _tick_once(self) -> None:
+        now = time.time()
+        with self._lock:
+            waiting = [
+                r
+                for r in self._runs.values()
+                if r.last and not r.finishing and not r.cancelled and has_deadline(r.last)
+            ]
+            due: list[tuple[float, str, str]] = []
+            while self._deletions and self._deletions[0][0] <= now:
+                due.append(heapq.heappop(self._deletions))
+        for run in waiting:
+            try:  # one pod's failure must not keep the others from being assessed
                 self._on_pod("RESYNC", run.last)
-            for _, namespace, name in due:
-                self._spawn(self._delete, namespace, name, 0)
+            except Exception as exc:
+                with contextlib.suppress(Exception):
+                    log.warning("assessing a pod failed", pod=run.name, error=f"{exc!r}"[:500])
+        for _, namespace, name in due:
+            self._spawn(self._delete, namespace, name, 0)
 
     # -- an attempt's end ------------------------------------------------------------------
 
@@ -720,7 +734,9 @@ class KubernetesBackend(Backend[KubernetesSettings]):
             # or a later reader at a path it was not given (a link, another's blob).
             raw = store.local_path(attempt.raw_prefix)
             refused = check_output_folder(raw) if raw is not None and raw.is_dir() else None
-            outputs = read_regular(run.folder / "outputs.pb")
+            limit = self.context.max_output_bytes
+            refused = refused or oversized_outputs(attempt, run.folder / "outputs.pb", limit)
+            outputs = read_regular(run.folder / "outputs.pb", limit)
             if refused is None and outputs is not None:
                 refused = check_outputs(attempt, outputs)
             if refused is not None:

@@ -53,6 +53,17 @@ class NamespaceWatch:
         self._thread.start()
 
     def _run(self) -> None:
+        # Nothing may end this thread while the watch is on: its namespace's pods would
+        # never be seen to end, and their attempts would wait for ever.
+        while not self._stop.is_set():
+            try:
+                self._follow()
+            except BaseException as exc:
+                with contextlib.suppress(BaseException):
+                    log.warning("pod watch failed", namespace=self.namespace, error=f"{exc!r}")
+                self._stop.wait(1.0)
+
+    def _follow(self) -> None:
         failures = 0
         while not self._stop.is_set():
             try:
