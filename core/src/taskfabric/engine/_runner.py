@@ -51,6 +51,7 @@ from taskfabric.engine._util import (
     EngineShutdown,
     RunOutcome,
     error_dict,
+    local_dependencies,
     system_error,
 )
 from taskfabric.logs import get_logger
@@ -61,7 +62,6 @@ from taskfabric.metadata import (
     out_of_connections_hint,
 )
 from taskfabric.plugin_api import Backend, NodeEvent
-from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore
 
 log = get_logger("taskfabric.engine")
@@ -179,7 +179,7 @@ class Runner:
 
     def start_scope(self, scope: Scope) -> None:
         """Create the nodes of a workflow instance and ready those without upstream nodes."""
-        deps = _local_dependencies(scope.template)
+        deps = local_dependencies(scope.template)
         states = []
         for node in scope.template.nodes:
             ns = self.make_node(scope.prefix + node.id, node, scope)
@@ -580,28 +580,6 @@ class Runner:
             self._recorder.flush(force=True)
         except Exception:
             log.exception("could not record the abort")
-
-
-#: id(template) -> (the template, its nodes' local dependencies): see `_local_dependencies`
-_dependencies: dict[int, tuple[workflow_pb2.WorkflowTemplate, dict[str, frozenset[str]]]] = {}
-
-
-def _local_dependencies(template: workflow_pb2.WorkflowTemplate) -> dict[str, frozenset[str]]:
-    """Each node of `template` -> the ids of the template's nodes it waits for.
-
-    Kept by the template object (held, so its id is not reused): a process launches the
-    same compiled workflow again and again (`wf(...)` in a notebook, a map of
-    sub-workflows), a compiled workflow is never changed, and reading every binding of a
-    chain of 100 nodes costs more than running them from the cache."""
-    found = _dependencies.get(id(template))
-    if found is not None and found[0] is template:
-        return found[1]
-    local_ids = {n.id for n in template.nodes}
-    deps = {n.id: frozenset(node_dependencies(n) & local_ids) for n in template.nodes}
-    if len(_dependencies) >= 64:  # a long-lived process runs many workflows: keep a few
-        _dependencies.clear()
-    _dependencies[id(template)] = (template, deps)
-    return deps
 
 
 def _item_index(map_node: NodeState, full_id: str) -> int:
