@@ -15,6 +15,7 @@ SQLAlchemy compiles for `_schema`'s tables; a test checks the columns against `_
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sqlite3
 import sys
@@ -433,12 +434,20 @@ class LiteStore:
 def _rows(records: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     """Each record's column values in `columns`' order, JSON columns as text."""
     encoded = [i for i, c in enumerate(columns) if c in _JSON_FIELDS]
+    pick = operator.itemgetter(*columns)
+    if not encoded:
+        return [pick(vars(rec)) for rec in records]
     out = []
     for rec in records:
-        values = vars(rec)
-        row = [values[c] for c in columns]
+        row = list(pick(vars(rec)))
         for i in encoded:
-            if row[i] is not None or columns[i] != "error":
-                row[i] = _dumps(row[i])
+            value = row[i]
+            if value is None:
+                if columns[i] != "error":
+                    row[i] = "null"
+            elif value == []:  # most attempts' log links (no encoder call for them)
+                row[i] = "[]"
+            else:
+                row[i] = _dumps(value)
         out.append(tuple(row))
     return out
