@@ -4,6 +4,7 @@ of them, items that also get rows, and items recorded as rows before migration 0
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ PACK = "file:///r/packs/seg.pack"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> MetadataStore:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MetadataStore]:
     if request.param == "postgres":
         url = request.getfixturevalue("postgres_schema")("chunks")
     else:
@@ -38,7 +39,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> MetadataStore:
             created_at=time.time(),
         )
     )  # fmt: skip
-    return found
+    yield found
+    found.close()  # its connections (others' tests count a process's connections)
 
 
 def _item(i: int, phase: str, **values: object) -> NodeRecord:
@@ -255,3 +257,4 @@ def test_items_recorded_as_rows_before_0010_are_read_and_carried_into_chunks(
         PriorItem("n1[1]", "QUEUED", 1, ""),
     ]
     assert store.item_page("e", "n1", limit=5) is not None
+    store.close()
