@@ -6,10 +6,11 @@
 
 Each size runs in a fresh process (so the figure is that whole process's peak RSS): a task
 returns `list(range(N))`, a map runs `x + 1` on each item on the built-in `local` backend, a
-task sums the list. Everything is recorded as always: one row per item in the metadata
-database (SQLite, WAL), each item's inputs and outputs in the execution's pack segment, the
-map's list of outputs. The child checks that every item's row ended SUCCEEDED and the sum is
-right, and reports wall time, CPU time and peak RSS.
+task sums the list. Everything is recorded as always: each item's state in the metadata
+database (SQLite, WAL; items packed 64 to a chunk row, `metadata/_items.py`), each item's
+inputs and outputs in the execution's pack segment, the map's list of outputs. The child
+checks that every item ended SUCCEEDED and the sum is right, and reports wall time, CPU time
+and peak RSS.
 
 With `--resume-at F` (0 < F < 1) each size is also killed and resumed: a first process runs the
 map and is killed with SIGKILL once a fraction F of its items are recorded SUCCEEDED, then a
@@ -37,12 +38,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from taskfabric import map_task, task, workflow
 from taskfabric.config import Config, StorageConfig
 from taskfabric.engine import Engine
 from taskfabric.logs import configure_logging
+from taskfabric.metadata._items import ITEM, PHASES
 
 #: items -> (seconds, MB) that the run must stay under
 TARGETS = {100_000: (20.0, 300.0), 1_000_000: (180.0, 1024.0)}
@@ -87,15 +87,8 @@ def _child(n: int, root: Path, resume: str = "") -> None:
         got = result.outputs.literals["o0"].integer
         if got != n * (n + 1) // 2:
             raise SystemExit(f"wrong sum {got}")
-        with engine.metadata.engine.connect() as conn:
-            rows = conn.execute(
-                sa.text(
-                    "SELECT phase, count(*) FROM node_executions "
-                    "WHERE execution_id = :e AND kind = 'map_item' GROUP BY phase"
-                ),
-                {"e": result.execution_id},
-            ).all()
-        phases = {str(p): int(c) for p, c in rows}
+        counts = engine.metadata.item_counts(result.execution_id)
+        phases = next(iter(counts.values()), {})
         if phases != {"SUCCEEDED": n}:
             raise SystemExit(f"item rows: {phases}, expected {n} SUCCEEDED")
     print(
@@ -128,16 +121,18 @@ def run_size(n: int) -> dict[str, float]:
 
 
 def _succeeded_items(db: Path) -> tuple[str, int]:
+    succeeded = PHASES.index("SUCCEEDED")
     try:
         with sqlite3.connect(db, timeout=30) as conn:
             row = conn.execute("SELECT id FROM executions").fetchone()
-            done = conn.execute(
-                "SELECT count(*) FROM node_executions "
-                "WHERE kind = 'map_item' AND phase = 'SUCCEEDED'"
-            ).fetchone()
+            # each item's phase is the first byte of its packed state (metadata/_items.py)
+            done = sum(
+                bytes(state[0 :: ITEM.size]).count(succeeded)
+                for (state,) in conn.execute("SELECT state FROM map_item_chunks")
+            )
     except sqlite3.OperationalError:  # not made yet
         return "", 0
-    return ("", 0) if row is None else (str(row[0]), int(done[0]))
+    return ("", 0) if row is None else (str(row[0]), done)
 
 
 def run_killed_and_resumed(n: int, fraction: float) -> tuple[int, dict[str, float]]:

@@ -384,31 +384,48 @@ def test_graph_counts_map_items_by_phase_and_node_detail_is_typed(site: Site) ->
     assert other.get(detail_path).status_code == 404
 
 
-def test_a_maps_items_are_paged_in_order_and_filtered_by_phase(site: Site) -> None:
-
-    from taskfabric.metadata._schema import node_executions
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "rows"])
+def test_a_maps_items_are_paged_in_order_and_filtered_by_phase(site: Site, packed: bool) -> None:
+    """Items packed in chunk rows (materialized for the page), and items recorded as rows
+    before migration 0010, page and filter alike."""
+    from taskfabric.metadata import Batch, NodeRecord
+    from taskfabric.metadata._schema import map_item_chunks, node_executions
 
     site.register("shop")
     http = site.http(site.shop)
     path = "/api/v1/projects/shop/domains/prod/executions/from_text"
-    ran = http.post(path, json={"workflow": FANOUT, "inputs": {"n": "3"}}).json()["execution"]
+    n = 120 if packed else 3
+    ran = http.post(path, json={"workflow": FANOUT, "inputs": {"n": str(n)}}).json()["execution"]
     site.run(ran["id"])
     graph = http.get(f"/api/v1/executions/{ran['id']}/graph").json()
     mapped = next(n["node_id"] for n in graph["nodes"] if n["kind"] == "map")
-    # 117 more items, as a map of 120 would have recorded them; every tenth of them failed.
-    rows = [
-        {
-            "execution_id": ran["id"],
-            "node_id": f"{mapped}[{i}]",
-            "name": f"step[{i}]",
-            "kind": "map_item",
-            "parent_id": mapped,
-            "phase": "FAILED" if i % 10 == 0 else "SUCCEEDED",
-        }
-        for i in range(3, 120)
-    ]
-    with site.plane.metadata.engine.begin() as conn:
-        conn.execute(node_executions.insert(), rows)
+    if packed:  # every tenth item but the first recorded FAILED, with an error
+        batch = Batch()
+        for i in range(10, 120, 10):
+            error = {"code": "Boom", "message": "no"}
+            item = f"{mapped}[{i}]"
+            batch.node(
+                NodeRecord(ran["id"], item, "map_item", "FAILED", parent_id=mapped, error=error)
+            )
+        site.plane.metadata.apply(batch)
+    else:
+        # 117 more items, as a map of 120 recorded them before 0010; every tenth failed.
+        rows = [
+            {
+                "execution_id": ran["id"],
+                "node_id": f"{mapped}[{i}]",
+                "name": f"step[{i}]",
+                "kind": "map_item",
+                "parent_id": mapped,
+                "phase": "FAILED" if i % 10 == 0 else "SUCCEEDED",
+            }
+            for i in range(3, 120)
+        ]
+        # the 3 items it ran as rows too, as before 0010
+        ran_items = [vars(r) for r in site.plane.metadata.nodes(ran["id"]) if r.kind == "map_item"]
+        with site.plane.metadata.engine.begin() as conn:
+            conn.execute(node_executions.insert(), rows + [r | {"error": None} for r in ran_items])
+            conn.execute(map_item_chunks.delete().where(map_item_chunks.c.map_id == mapped))
     items = f"/api/v1/executions/{ran['id']}/nodes/{mapped}/items"
     index = re.compile(r"\[(\d+)\]$")
 

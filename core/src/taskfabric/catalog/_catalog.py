@@ -56,6 +56,7 @@ class Catalog:
         self._columns = [f.name for f in fields(CacheEntry)]
         self._sqlite_sql = f"SELECT {', '.join(self._columns)} FROM cache_entries WHERE key = ?"
         self._sqlite_reader: Any = None
+        self._sqlite_execute: Any = None
         self._reader_lock = threading.Lock()
 
     @property
@@ -82,12 +83,10 @@ class Catalog:
             with self._reader_lock:
                 if self._sqlite_reader is None:
                     self._sqlite_reader = self.engine.raw_connection()
-                cur = self._sqlite_reader.cursor()
-                try:
-                    row = cur.execute(self._sqlite_sql, (key,)).fetchone()
-                finally:
-                    cur.close()
-            return None if row is None else CacheEntry(**dict(zip(self._columns, row, strict=True)))
+                    self._sqlite_execute = self._sqlite_reader.driver_connection.execute
+                row = self._sqlite_execute(self._sqlite_sql, (key,)).fetchone()
+            # the columns are selected in CacheEntry's field order
+            return None if row is None else CacheEntry(*row)
         if self._get is None:
             self._get = sa.select(s.cache_entries).where(s.cache_entries.c.key == sa.bindparam("k"))
         with self.engine.connect() as conn:

@@ -125,7 +125,9 @@ def graph(
     rec = plane._execution(who, ref)
     engine = plane.metadata.engine
     compiled = _compiled(plane, rec)
-    nodes = cg.graph_nodes(compiled, cq.graph_nodes(engine, rec.id), cq.item_counts(engine, rec.id))
+    nodes = cg.graph_nodes(
+        compiled, cq.graph_nodes(engine, rec.id), cq.item_counts(plane.metadata, rec.id)
+    )
     drawn = cm.Graph(execution=views.execution(rec), nodes=nodes)
     if values:
         interface = compiled.primary.interface
@@ -194,7 +196,7 @@ def node_detail(
     compiled = _compiled(plane, rec)
     declared, item = cg.declared(compiled, node_id)
     input_types, output_types = _types(compiled, declared, item)
-    found = cq.node(engine, rec.id, node_id)
+    found = cq.node(plane.metadata, rec.id, node_id)
     if found is None:
         if declared is None or item:
             raise NotFound(f"execution {rec.id} has no node '{node_id}'")
@@ -214,8 +216,8 @@ def node_detail(
     inputs = values_json(_values(plane, found.inputs_uri)) or None
     outputs = values_json(_values(plane, found.outputs_uri)) or None
     mapped = found.kind == "map"
-    kids = cq.children(engine, rec.id, node_id, items=mapped, limit=items)
-    counts = cq.child_counts(engine, rec.id, node_id, items=mapped) if kids else {}
+    kids = cq.children(plane.metadata, rec.id, node_id, items=mapped, limit=items)
+    counts = cq.child_counts(plane.metadata, rec.id, node_id, items=mapped) if kids else {}
     waits = []
     if found.phase == "QUEUED" and found.kind in ("task", "map_item"):
         # Read now, not the message written when it queued: the place moves as others go.
@@ -235,7 +237,7 @@ def node_detail(
     if found.cache_status == "hit" and found.outputs_uri:
         source = cq.cache_source(engine, found.outputs_uri)
     return cm.NodeDetail(
-        node=_node_model(found, cq.attempts(engine, rec.id, node_id)),
+        node=_node_model(found, cq.attempts(plane.metadata, rec.id, node_id)),
         inputs=_parameters(input_types, inputs),
         outputs=_parameters(output_types, outputs),
         children=[_node_model(k) for k in kids],
@@ -267,8 +269,7 @@ def node_items(
     limit: Annotated[int, Query(ge=1, le=MAX_CHILDREN)] = 50,
 ) -> cm.Children:
     rec = plane._execution(who, ref)
-    engine = plane.metadata.engine
-    found = cq.node(engine, rec.id, node_id)
+    found = cq.node(plane.metadata, rec.id, node_id)
     if found is None:
         compiled = _compiled(plane, rec)
         if cg.declared(compiled, node_id)[0] is None:
@@ -279,9 +280,9 @@ def node_items(
     mapped = found.kind == "map"
     phases = sorted({p.upper() for p in phase or ()})
     page = cq.children(
-        engine, rec.id, node_id, items=mapped, phases=phases, after=after, limit=limit + 1
+        plane.metadata, rec.id, node_id, items=mapped, phases=phases, after=after, limit=limit + 1
     )
-    counts = cq.child_counts(engine, rec.id, node_id, items=mapped)
+    counts = cq.child_counts(plane.metadata, rec.id, node_id, items=mapped)
     more = len(page) > limit
     page = page[:limit]
     return cm.Children(

@@ -67,7 +67,7 @@ def _literal(
     plane: ControlPlane, rec: ExecutionRecord, node: str, side: str, name: str, at: str
 ) -> types_pb2.Literal:
     if node:
-        found = cq.node(plane.metadata.engine, rec.id, node)
+        found = cq.node(plane.metadata, rec.id, node)
         if found is None:
             raise NotFound(f"execution {rec.id} has no node '{node}' that started")
         uri = found.inputs_uri if side == "inputs" else found.outputs_uri

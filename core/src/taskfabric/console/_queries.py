@@ -1,6 +1,6 @@
 """Reads the console's views need beyond `MetadataStore`: the nodes of an execution but map
 items (its workflow's nodes, and those of its sub-workflows and branches), map items counted
-by phase (a 10,000-item map is one row per phase, not 10,000 records), and one node with its
+by phase and paged (from their chunk rows: `metadata/_items.py`), and one node with its
 attempts."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from taskfabric.metadata import AttemptRecord, NodeRecord
-from taskfabric.metadata._schema import cache_entries, node_attempts, node_executions
+from taskfabric.metadata import AttemptRecord, MetadataStore, NodeRecord
+from taskfabric.metadata._schema import cache_entries, node_executions
 from taskfabric.metadata._store import _decode, reads
 
 #: The kinds of node that are not a map's items (engine/_state.py): listed, so that the
@@ -29,31 +29,17 @@ def graph_nodes(engine: Engine, execution_id: str) -> list[NodeRecord]:
         return [_decode(NodeRecord, r) for r in conn.execute(q).all()]
 
 
-def item_counts(engine: Engine, execution_id: str) -> dict[str, dict[str, int]]:
-    """map node id -> {phase: number of its items in it}, counted in the database."""
-    t = node_executions
-    q = (
-        sa.select(t.c.parent_id, t.c.phase, sa.func.count())
-        .where(t.c.execution_id == execution_id, t.c.kind == ITEM)
-        .group_by(t.c.parent_id, t.c.phase)
-    )
-    found: dict[str, dict[str, int]] = {}
-    with reads(engine).connect() as conn:
-        for parent, phase, count in conn.execute(q).all():
-            found.setdefault(str(parent), {})[str(phase)] = int(count)
-    return found
+def item_counts(store: MetadataStore, execution_id: str) -> dict[str, dict[str, int]]:
+    """map node id -> {phase: number of its items in it}."""
+    return store.item_counts(execution_id)
 
 
-def node(engine: Engine, execution_id: str, node_id: str) -> NodeRecord | None:
-    t = node_executions
-    q = sa.select(t).where(t.c.execution_id == execution_id, t.c.node_id == node_id)
-    with reads(engine).connect() as conn:
-        row = conn.execute(q).first()
-    return None if row is None else _decode(NodeRecord, row)
+def node(store: MetadataStore, execution_id: str, node_id: str) -> NodeRecord | None:
+    return store.node(execution_id, node_id)
 
 
 def children(
-    engine: Engine,
+    store: MetadataStore,
     execution_id: str,
     parent_id: str,
     *,
@@ -64,8 +50,12 @@ def children(
 ) -> list[NodeRecord]:
     """A page of a node's children in order (a map's items by index: `n1[2]` before
     `n1[10]`), those in `phases` only if given, after the child `after` (keyset: the page
-    costs the same wherever it is). `items`: a map's items, else the nodes of a
-    sub-workflow or branch."""
+    costs the same wherever it is). `items`: a map's items (packed: materialized from their
+    chunks), else the nodes of a sub-workflow or branch."""
+    if items:
+        packed = store.item_page(execution_id, parent_id, phases=phases, after=after, limit=limit)
+        if packed is not None:
+            return packed
     t = node_executions
     kinds = [ITEM] if items else list(NODE_KINDS)
     # Ids of one parent's children share their prefix: shorter first, then by text, is
@@ -79,34 +69,32 @@ def children(
     if after:
         q = q.where(sa.or_(size > len(after), sa.and_(size == len(after), t.c.node_id > after)))
     q = q.order_by(size, t.c.node_id).limit(limit)
-    with reads(engine).connect() as conn:
+    with reads(store.engine).connect() as conn:
         return [_decode(NodeRecord, r) for r in conn.execute(q).all()]
 
 
 def child_counts(
-    engine: Engine, execution_id: str, parent_id: str, *, items: bool
+    store: MetadataStore, execution_id: str, parent_id: str, *, items: bool
 ) -> dict[str, int]:
-    """{phase: number of the node's children in it}, from the index alone."""
+    """{phase: number of the node's children in it}."""
+    if items:
+        return store.item_counts(execution_id).get(parent_id, {})
     t = node_executions
-    kinds = [ITEM] if items else list(NODE_KINDS)
     q = (
         sa.select(t.c.phase, sa.func.count())
-        .where(t.c.execution_id == execution_id, t.c.kind.in_(kinds), t.c.parent_id == parent_id)
+        .where(
+            t.c.execution_id == execution_id,
+            t.c.kind.in_(list(NODE_KINDS)),
+            t.c.parent_id == parent_id,
+        )
         .group_by(t.c.phase)
     )
-    with reads(engine).connect() as conn:
+    with reads(store.engine).connect() as conn:
         return {str(phase): int(count) for phase, count in conn.execute(q).all()}
 
 
-def attempts(engine: Engine, execution_id: str, node_id: str) -> list[AttemptRecord]:
-    t = node_attempts
-    q = (
-        sa.select(t)
-        .where(t.c.execution_id == execution_id, t.c.node_id == node_id)
-        .order_by(t.c.attempt)
-    )
-    with reads(engine).connect() as conn:
-        return [_decode(AttemptRecord, r) for r in conn.execute(q).all()]
+def attempts(store: MetadataStore, execution_id: str, node_id: str) -> list[AttemptRecord]:
+    return store.attempts(execution_id, node_id)
 
 
 def cache_source(engine: Engine, outputs_uri: str) -> str:

@@ -77,10 +77,12 @@ class Attempts:
         self._project = project
         self._domain = domain
         self._backend_for = backend_for
-        # task name -> its backend: one execution's tasks keep theirs (the config is fixed)
-        self._backends: dict[str, Backend[Any]] = {}
-        # task name -> its timeout in seconds (0: none), read once from its template
-        self._timeouts: dict[str, float] = {}
+        # By id() of a task's template (the execution's tasks are one object each, held by
+        # the Runner for as long as this lives: no protobuf field read per attempt):
+        # its backend (one execution's tasks keep theirs: the config is fixed), and its
+        # timeout in seconds (0: none)
+        self._backends: dict[int, Backend[Any]] = {}
+        self._timeouts: dict[int, float] = {}
         self._parallelism = max(1, parallelism)
         self._pools = pools
         self._documents = documents
@@ -281,9 +283,9 @@ class Attempts:
         return False
 
     def _backend_of(self, task: tasks_pb2.TaskTemplate) -> Backend[Any]:
-        backend = self._backends.get(task.id.name)
+        backend = self._backends.get(id(task))
         if backend is None:
-            backend = self._backends[task.id.name] = self._backend_for(task)
+            backend = self._backends[id(task)] = self._backend_for(task)
         return backend
 
     def _start_granted(
@@ -320,21 +322,22 @@ class Attempts:
             project=self._project,
             domain=self._domain,
             handle=handle,
-            record_handle=self._recorder.handle_recorder(ns),
+            # the handle, once known, goes on the rows that record this start
+            record_handle=self._recorder.handle_recorder(
+                self._recorder.node(ns), self._recorder.attempt(ns, RUNNING)
+            ),
             code_path=self._code_path,
         )
         if self._pools is not None:
             self._pools.attach(spec)
         self._running[spec.attempt_id] = ns
-        self._recorder.node(ns)
-        self._recorder.attempt(ns, RUNNING)
         if backend.poll_interval is not None:
             self._polled.setdefault(backend, 0.0)
         task = ns.task
-        timeout = self._timeouts.get(task.id.name)
+        timeout = self._timeouts.get(id(task))
         if timeout is None:
             timeout = task.timeout.ToTimedelta().total_seconds() if task.HasField("timeout") else 0
-            self._timeouts[task.id.name] = timeout
+            self._timeouts[id(task)] = timeout
         if timeout > 0:
             self._timers.after(timeout, ns, self._timeout_due)
         return ns, spec

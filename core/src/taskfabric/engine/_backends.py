@@ -63,6 +63,9 @@ class Backends:
         self._plugins = plugins
         self._context = context
         self._instances: dict[tuple[str, str], Backend[Any]] = {}
+        # (backend name, project) -> its instance, for backends without targets (a launch
+        # asks for each task's backend: no settings dumped to find it again)
+        self._plain: dict[tuple[str, str], Backend[Any]] = {}
         # Executions on several threads of one engine ask at once (`ExecutionWorker`).
         self._lock = threading.Lock()
 
@@ -117,6 +120,9 @@ class Backends:
     ) -> Backend[Any]:
         """The instance of backend `name` (``[backends.<name>]``) for `project`; with
         `targets`, the one of them that runs `execution_id` (see `for_task`)."""
+        plain = self._plain.get((name, project))
+        if plain is not None:  # no targets: the same instance whatever the execution
+            return plain
         config = self._config.for_project(project) if project else self._config
         backend_cfg = config.backend(name)
         instance = name
@@ -134,6 +140,8 @@ class Backends:
             if backend is None:
                 backend = self.create(name, config, instance=instance)
                 self._instances[key] = backend
+            if not targets:
+                self._plain[(name, project)] = backend
         return backend
 
     def create(self, name: str, config: Config, *, instance: str = "") -> Backend[Any]:
@@ -166,3 +174,4 @@ class Backends:
         for backend in self._instances.values():
             backend.close()
         self._instances.clear()
+        self._plain.clear()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from taskfabric.catalog import CacheEntry, Catalog, cache_key, inputs_hash, interface_hash
-from taskfabric.core.v1 import types_pb2
+from taskfabric.core.v1 import tasks_pb2, types_pb2
 from taskfabric.engine._documents import Documents
 from taskfabric.engine._recording import Recorder
 from taskfabric.engine._state import QUEUED, TERMINAL, NodeState
@@ -26,6 +27,17 @@ class Lookup:
 
 
 RUN = Lookup()
+
+
+class _Settings(NamedTuple):
+    """A task's cache settings, as the cache step reads them for each of its nodes."""
+
+    enabled: bool
+    serialize: bool
+    task_name: str
+    version: str
+    ignored: frozenset[str]
+    interface_hash: str
 
 
 class CacheStep:
@@ -52,7 +64,7 @@ class CacheStep:
         self._documents = documents
         self._recorder = recorder
         self.poll_seconds = poll_seconds
-        self._interface_hashes: dict[str, str] = {}
+        self._settings: dict[int, _Settings] = {}
         self._reserved: dict[str, NodeState] = {}
         recorder.on_heartbeat(self._heartbeat)
 
@@ -60,7 +72,7 @@ class CacheStep:
         """Serve `ns` from the catalog, or make it wait for another computation of the same
         result (a serialized cache), or say it must run (and reserve its result)."""
         assert ns.task is not None and ns.inputs is not None
-        settings = ns.task.cache
+        settings = self._settings_of(ns.task)
         catalog = self._catalog
         if not settings.enabled or catalog is None:
             ns.cache_status = "disabled"
@@ -138,19 +150,32 @@ class CacheStep:
     def _owner(self, ns: NodeState) -> str:
         return f"{self._execution_id}/{ns.full_id}"
 
+    def _settings_of(self, task: tasks_pb2.TaskTemplate) -> _Settings:
+        """What the cache step reads of a task's template, read once (by id(): the
+        execution's templates are one object each, held by its Runner)."""
+        found = self._settings.get(id(task))
+        if found is None:
+            cache = task.cache
+            found = self._settings[id(task)] = _Settings(
+                enabled=cache.enabled,
+                serialize=cache.serialize,
+                task_name=task.id.name,
+                version=cache.version,
+                ignored=frozenset(cache.ignored_inputs),
+                interface_hash=interface_hash(task.interface) if cache.enabled else "",
+            )
+        return found
+
     def _key_of(self, ns: NodeState) -> str:
         assert ns.task is not None and ns.inputs is not None
-        task = ns.task
-        iface = self._interface_hashes.get(task.id.name)
-        if iface is None:
-            iface = self._interface_hashes[task.id.name] = interface_hash(task.interface)
+        settings = self._settings_of(ns.task)
         return cache_key(
             project=self._project,
             domain=self._domain,
-            task_name=task.id.name,
-            cache_version=task.cache.version,
-            interface_hash=iface,
-            inputs_hash=inputs_hash(ns.inputs, task.cache.ignored_inputs),
+            task_name=settings.task_name,
+            cache_version=settings.version,
+            interface_hash=settings.interface_hash,
+            inputs_hash=inputs_hash(ns.inputs, settings.ignored),
         )
 
     def _heartbeat(self) -> None:

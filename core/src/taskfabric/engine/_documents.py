@@ -9,6 +9,11 @@ from taskfabric.engine._util import node_key
 from taskfabric.storage import BlobStore, PackStore
 from taskfabric.types import blob_uris
 
+#: the literal kinds that name no blob
+_SCALARS = frozenset(
+    {"integer", "float", "string", "boolean", "bytes", "datetime", "duration", "none", "enum"}
+)
+
 
 class Documents:
     """Reads and writes the literal maps of one execution."""
@@ -58,9 +63,12 @@ class Documents:
 
     def require_blobs(self, outputs: types_pb2.LiteralMap) -> None:
         """Raise FileNotFoundError when a file, directory or dataframe in `outputs` is gone."""
-        for uri in blob_uris(outputs):
-            if not self._store.exists(uri):
-                raise FileNotFoundError(f"output blob {uri} is gone")
+        for lit in outputs.literals.values():
+            if lit.WhichOneof("value") in _SCALARS:  # most outputs (a cache hit's hot path)
+                continue
+            for uri in blob_uris(lit):
+                if not self._store.exists(uri):
+                    raise FileNotFoundError(f"output blob {uri} is gone")
 
     def close(self) -> None:
         """Seal the execution's pack segment (its documents are all written)."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from taskfabric.engine._state import FAILED, RUNNING, NodeState
+from taskfabric.engine._state import FAILED, RUNNING
 from taskfabric.logs import get_logger
 from taskfabric.metadata import AttemptRecord, Batch, EventRecord, MetadataStore, NodeRecord
 from taskfabric.plugin_api import Backend
@@ -46,38 +46,16 @@ class Reattach:
 
 def handle_recorder(
     metadata: MetadataStore,
-    execution_id: str,
-    ns: NodeState,
-    backend: str,
+    node: NodeRecord,
+    attempt: AttemptRecord,
     with_loop: Callable[[NodeRecord, AttemptRecord], bool] | None = None,
 ) -> Callable[[str], None]:
-    """The `record_handle` of the attempt `ns` is about to start: it only reads values taken
-    now, so any thread may call it at any time. `with_loop` (the engine's recorder) commits
-    the handle together with what the loop recorded (the attempt's start) when called on
-    the loop's own thread, and returns False elsewhere: then the handle has its own
-    transaction."""
-    parent = ns.parent or ns.scope.owner
-    node = NodeRecord(
-        execution_id=execution_id,
-        node_id=ns.full_id,
-        kind=ns.kind,
-        phase=RUNNING,
-        name=ns.name,
-        parent_id=parent.full_id if parent is not None else "",
-        task_name=ns.task.id.name if ns.task is not None else "",
-        attempts=ns.attempt,
-        inputs_uri=ns.inputs_uri,
-        outputs_uri=ns.outputs_uri,
-        started_at=ns.started_at,
-    )
-    attempt = AttemptRecord(
-        execution_id=execution_id,
-        node_id=ns.full_id,
-        attempt=ns.attempt,
-        phase=RUNNING,
-        started_at=ns.attempt_started_at,
-        backend=backend,
-    )
+    """The `record_handle` of an attempt about to start, whose start the loop recorded as
+    `node` and `attempt` (RUNNING; the records are not changed after, so any thread may call
+    it at any time: the handle goes on a copy of `attempt`; `node` is written only where its
+    row is missing). `with_loop` (the engine's recorder) commits the handle together with
+    what the loop recorded (the attempt's start) when called on the loop's own thread, and
+    returns False elsewhere: then the handle has its own transaction."""
 
     def record_handle(handle: str) -> None:
         if not isinstance(handle, str):

@@ -75,6 +75,7 @@ class Recorder:
         self._hooks = hooks
         self._batch = Batch()
         self._active: dict[str, NodeState] = {}
+        self._task_names: dict[int, str] = {}
         self._heartbeat_listeners: list[Callable[[], None]] = []
         self._loop_thread = threading.get_ident()  # the thread that records (the loop's)
         self._last_heartbeat = 0.0
@@ -91,15 +92,15 @@ class Recorder:
 
     # -- what is written ---------------------------------------------------------------
 
-    def node(self, ns: NodeState, message: str = "") -> None:
+    def node(self, ns: NodeState, message: str = "") -> NodeRecord:
         """Record the node's current state (and an event; progress callbacks and hooks
-        hear of it at once, the database at the next `flush`)."""
+        hear of it at once, the database at the next `flush`); returns its row."""
         now = time.time()
         ns.message = message
         execution_id = self._execution_id
         self._urgent = True
         self._batch.node(
-            NodeRecord(
+            record := NodeRecord(
                 execution_id=execution_id,
                 node_id=ns.full_id,
                 kind=ns.kind,
@@ -108,7 +109,7 @@ class Recorder:
                 parent_id=ns.parent.full_id
                 if ns.parent is not None
                 else (ns.scope.owner.full_id if ns.scope.owner is not None else ""),
-                task_name=ns.task.id.name if ns.task is not None else "",
+                task_name=self._task_name(ns.task) if ns.task is not None else "",
                 attempts=ns.attempt,
                 inputs_uri=ns.inputs_uri,
                 outputs_uri=ns.outputs_uri,
@@ -148,6 +149,7 @@ class Recorder:
                     self._hooks.taskfabric_node_event(event=event)
                 except Exception:
                     log.exception("a plugin's taskfabric_node_event hook failed")
+        return record
 
     def attempt(
         self,
@@ -157,18 +159,19 @@ class Recorder:
         log_links: list[LogLink] | None = None,
         *,
         lazy: bool = False,
-    ) -> None:
-        """Record the node's current attempt in `phase`. A `lazy` write (a running attempt's
-        links) may wait `lazy_seconds` for its commit, or go with the next one: an attempt
-        that ends sooner has its links written once, with its end, instead of a transaction
-        of their own."""
+    ) -> AttemptRecord:
+        """Record the node's current attempt in `phase`; returns its row. A `lazy` write (a
+        running attempt's links) may wait `lazy_seconds` for its commit, or go with the next
+        one: an attempt that ends sooner has its links written once, with its end, instead of
+        a transaction of their own."""
         if lazy:
             if self._lazy_since is None:
                 self._lazy_since = time.monotonic()
         else:
             self._urgent = True
+        links = log_links or ns.log_links
         self._batch.attempt(
-            AttemptRecord(
+            record := AttemptRecord(
                 execution_id=self._execution_id,
                 node_id=ns.full_id,
                 attempt=ns.attempt,
@@ -179,17 +182,23 @@ class Recorder:
                 backend=getattr(ns.backend, "name", ""),
                 # Links given at the end replace those given while it ran; an attempt that
                 # is stopped (timeout, abort) keeps those.
-                log_links=[{"name": x.name, "uri": x.uri} for x in log_links or ns.log_links],
+                log_links=[{"name": x.name, "uri": x.uri} for x in links] if links else [],
             )
         )
+        return record
 
-    def handle_recorder(self, ns: NodeState) -> Callable[[str], None]:
-        """The `record_handle` of the attempt `ns` is starting: commits at once, from any
-        thread (engine/_handles.py)."""
-        backend = getattr(ns.backend, "name", "")
-        return handle_recorder(
-            self._metadata, self._execution_id, ns, backend, with_loop=self._commit_handle
-        )
+    def _task_name(self, task: Any) -> str:
+        """The task's name, read once per template (by id(): the execution's templates are
+        one object each, held by its Runner)."""
+        name = self._task_names.get(id(task))
+        if name is None:
+            name = self._task_names[id(task)] = task.id.name
+        return name
+
+    def handle_recorder(self, node: NodeRecord, attempt: AttemptRecord) -> Callable[[str], None]:
+        """The `record_handle` of an attempt starting, whose start `node` and `attempt`
+        recorded: commits at once, from any thread (engine/_handles.py)."""
+        return handle_recorder(self._metadata, node, attempt, with_loop=self._commit_handle)
 
     def _commit_handle(self, node: NodeRecord, attempt: AttemptRecord) -> bool:
         """On the loop's thread (a backend that records the handle as it submits): commit

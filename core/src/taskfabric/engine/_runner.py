@@ -51,6 +51,7 @@ from taskfabric.engine._util import (
     EngineShutdown,
     RunOutcome,
     error_dict,
+    local_dependencies,
     system_error,
 )
 from taskfabric.logs import get_logger
@@ -61,7 +62,6 @@ from taskfabric.metadata import (
     out_of_connections_hint,
 )
 from taskfabric.plugin_api import Backend, NodeEvent
-from taskfabric.sdk._compiler import node_dependencies
 from taskfabric.storage import BlobStore, PackStore
 
 log = get_logger("taskfabric.engine")
@@ -121,6 +121,7 @@ class Runner:
             else ()
         )
         self._tasks = {t.id.name: t for t in compiled.tasks}
+        self._input_types_of: dict[int, dict[str, types_pb2.LiteralType]] = {}
         self._heartbeat_seconds = heartbeat_seconds
         # nodes whose upstream nodes all succeeded, in the order they became ready
         self._ready: deque[NodeState] = deque()
@@ -178,11 +179,11 @@ class Runner:
 
     def start_scope(self, scope: Scope) -> None:
         """Create the nodes of a workflow instance and ready those without upstream nodes."""
-        local_ids = {n.id for n in scope.template.nodes}
+        deps = local_dependencies(scope.template)
         states = []
         for node in scope.template.nodes:
             ns = self.make_node(scope.prefix + node.id, node, scope)
-            ns.deps = node_dependencies(node) & local_ids
+            ns.deps = set(deps[node.id])
             scope.nodes[node.id] = ns
             states.append(ns)
         for ns in states:
@@ -225,13 +226,21 @@ class Runner:
             ns.attempt, ns.handle = again.attempt - 1, again.handle  # the next start is it
         return ns
 
+    def _input_types(self, task: tasks_pb2.TaskTemplate) -> dict[str, types_pb2.LiteralType]:
+        """The task's input types by name (made once per task: by id(), its template is one
+        object in `_tasks`)."""
+        types = self._input_types_of.get(id(task))
+        if types is None:
+            types = self._input_types_of[id(task)] = {i.name: i.type for i in task.interface.inputs}
+        return types
+
     def resolve_inputs(
         self, ns: NodeState, input_types: Mapping[str, types_pb2.LiteralType]
     ) -> types_pb2.LiteralMap:
         """The node's inputs from its bindings, shaped for the types it declares."""
         out = types_pb2.LiteralMap()
         scope = ns.scope
-        mapped = set(ns.node.map.mapped_inputs) if ns.kind == "map" else set()
+        mapped = set(ns.node.map.mapped_inputs) if ns.kind == "map" else ()
         for b in ns.node.inputs:
             lit = resolve(b.binding, scope.inputs, scope.outputs)
             target = input_types.get(b.var)
@@ -314,8 +323,7 @@ class Runner:
         try:
             if ns.kind == "task":
                 assert ns.task is not None
-                types = {i.name: i.type for i in ns.task.interface.inputs}
-                ns.inputs = self.resolve_inputs(ns, types)
+                ns.inputs = self.resolve_inputs(ns, self._input_types(ns.task))
                 self._run_task(ns)
             elif ns.kind == "map_item":
                 self._run_task(ns)

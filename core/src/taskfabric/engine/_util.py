@@ -1,11 +1,13 @@
-"""Small pieces the execution loop shares: events, outcomes, errors, document keys."""
+"""Small pieces the execution loop shares: events, outcomes, errors, document keys, a
+workflow template's dependencies."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from taskfabric.core.v1 import execution_pb2, types_pb2
+from taskfabric.core.v1 import execution_pb2, types_pb2, workflow_pb2
+from taskfabric.sdk._compiler import node_dependencies
 
 _SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 
@@ -57,3 +59,25 @@ def system_error(
     return execution_pb2.ExecutionError(
         kind=_SYSTEM, code=code, message=message, retryable=retryable
     )
+
+
+#: id(template) -> (the template, its nodes' local dependencies): see `local_dependencies`
+_dependencies: dict[int, tuple[workflow_pb2.WorkflowTemplate, dict[str, frozenset[str]]]] = {}
+
+
+def local_dependencies(template: workflow_pb2.WorkflowTemplate) -> dict[str, frozenset[str]]:
+    """Each node of `template` -> the ids of the template's nodes it waits for.
+
+    Kept by the template object (held, so its id is not reused): a process launches the
+    same compiled workflow again and again (`wf(...)` in a notebook, a map of
+    sub-workflows), a compiled workflow is never changed, and reading every binding of a
+    chain of 100 nodes costs more than running them from the cache."""
+    found = _dependencies.get(id(template))
+    if found is not None and found[0] is template:
+        return found[1]
+    local_ids = {n.id for n in template.nodes}
+    deps = {n.id: frozenset(node_dependencies(n) & local_ids) for n in template.nodes}
+    if len(_dependencies) >= 64:  # a long-lived process runs many workflows: keep a few
+        _dependencies.clear()
+    _dependencies[id(template)] = (template, deps)
+    return deps

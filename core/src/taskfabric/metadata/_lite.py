@@ -15,6 +15,7 @@ SQLAlchemy compiles for `_schema`'s tables; a test checks the columns against `_
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sqlite3
 import sys
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
+from taskfabric.metadata._items import ItemWriter
 from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
 
 _JSON_FIELDS = frozenset({"code", "error", "log_links"})
@@ -117,18 +119,6 @@ _UPSERT_HANDLE = (
 _INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
-)
-_QUEUE_ITEMS = (
-    "INSERT INTO node_executions (execution_id, node_id, name, kind, parent_id, task_name, "
-    "phase, started_at) VALUES (?, ?, ?, 'map_item', ?, ?, 'QUEUED', ?) "
-    "ON CONFLICT (execution_id, node_id) DO UPDATE SET phase = excluded.phase, "
-    "started_at = excluded.started_at, finished_at = excluded.finished_at, "
-    "error = excluded.error, message = excluded.message "
-    "WHERE node_executions.phase != 'SUCCEEDED'"
-)
-_STOP_ITEMS = (
-    "UPDATE node_executions SET phase = ?, finished_at = ?, message = ? "
-    "WHERE execution_id = ? AND kind = 'map_item' AND parent_id = ? AND phase = 'QUEUED'"
 )
 
 
@@ -359,25 +349,37 @@ class LiteStore:
                     f"UPDATE executions SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
                     [*row.values(), execution_id],
                 )
+            items = ItemWriter(lambda sql, p: conn.execute(sql, p).fetchall(), conn.executemany)
             for queued in batch.items_queued:
-                self._queue_items(conn, queued)
-            if batch.nodes:
-                conn.executemany(_UPSERT_NODE, _rows(batch.nodes.values(), NODE_COLUMNS))
-            for stopped in batch.items_stopped:
-                conn.execute(
-                    _STOP_ITEMS,
-                    (
-                        stopped.phase,
-                        stopped.at,
-                        stopped.message,
-                        stopped.execution_id,
-                        stopped.parent_id,
-                    ),
+                items.queue(
+                    queued.execution_id,
+                    queued.parent_id,
+                    queued.name,
+                    queued.task_name,
+                    queued.count,
+                    queued.at,
                 )
-            if batch.attempts:
-                conn.executemany(_UPSERT_ATTEMPT, _rows(batch.attempts.values(), ATTEMPT_COLUMNS))
+            item_rows, nodes = items.nodes(batch.nodes.values())
+            nodes.extend(item_rows)
+            if nodes:
+                conn.executemany(_UPSERT_NODE, _rows(nodes, NODE_COLUMNS))
+            for stopped in batch.items_stopped:
+                items.stop(
+                    stopped.execution_id,
+                    stopped.parent_id,
+                    stopped.phase,
+                    stopped.at,
+                    stopped.message,
+                )
+            missing, attempts = items.attempts(batch.attempts.values())
+            if missing:
+                conn.executemany(_INSERT_NODE_IF_MISSING, _rows(missing, NODE_COLUMNS))
+            if attempts:
+                conn.executemany(_UPSERT_ATTEMPT, _rows(attempts, ATTEMPT_COLUMNS))
             if batch.handles:
+                items.mark_rows((n.execution_id, n.node_id) for n, _ in batch.handles)
                 self._write_handles(conn, batch.handles)
+            items.flush()
             if batch.events:
                 conn.executemany(_INSERT_EVENT, _rows(batch.events, EVENT_COLUMNS))
             if batch.cache_entries:
@@ -404,6 +406,9 @@ class LiteStore:
     def write_handles(self, handles: Sequence[tuple[NodeRecord, AttemptRecord]]) -> None:
         """`MetadataStore.record_attempt_handle`, in a transaction of its own."""
         with self.transaction() as conn:
+            items = ItemWriter(lambda sql, p: conn.execute(sql, p).fetchall(), conn.executemany)
+            items.mark_rows((n.execution_id, n.node_id) for n, _ in handles)
+            items.flush()
             self._write_handles(conn, handles)
 
     @staticmethod
@@ -413,18 +418,6 @@ class LiteStore:
         """The node rows when missing, then the attempts' handles (rows made when missing)."""
         conn.executemany(_INSERT_NODE_IF_MISSING, _rows([n for n, _ in handles], NODE_COLUMNS))
         conn.executemany(_UPSERT_HANDLE, _rows([a for _, a in handles], ATTEMPT_COLUMNS))
-
-    @staticmethod
-    def _queue_items(conn: sqlite3.Connection, rec: Any, chunk: int = 10_000) -> None:
-        e, parent, name, task, at = rec.execution_id, rec.parent_id, rec.name, rec.task_name, rec.at
-        for start in range(0, rec.count, chunk):
-            conn.executemany(
-                _QUEUE_ITEMS,
-                [
-                    (e, f"{parent}[{i}]", f"{name}[{i}]", parent, task, at)
-                    for i in range(start, min(start + chunk, rec.count))
-                ],
-            )
 
     def claim_execution(
         self, execution_id: str, where: str, params: Sequence[Any], values: dict[str, Any]
@@ -441,12 +434,20 @@ class LiteStore:
 def _rows(records: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     """Each record's column values in `columns`' order, JSON columns as text."""
     encoded = [i for i, c in enumerate(columns) if c in _JSON_FIELDS]
+    pick = operator.itemgetter(*columns)
+    if not encoded:
+        return [pick(vars(rec)) for rec in records]
     out = []
     for rec in records:
-        values = vars(rec)
-        row = [values[c] for c in columns]
+        row = list(pick(vars(rec)))
         for i in encoded:
-            if row[i] is not None or columns[i] != "error":
-                row[i] = _dumps(row[i])
+            value = row[i]
+            if value is None:
+                if columns[i] != "error":
+                    row[i] = "null"
+            elif value == []:  # most attempts' log links (no encoder call for them)
+                row[i] = "[]"
+            else:
+                row[i] = _dumps(value)
         out.append(tuple(row))
     return out

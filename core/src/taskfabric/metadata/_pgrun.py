@@ -24,6 +24,7 @@ from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from taskfabric.metadata import _lite
+from taskfabric.metadata._items import ItemWriter
 from taskfabric.metadata._lite import EXECUTION_COLUMNS, _decode_row, _rows, encode
 from taskfabric.metadata._records import AttemptRecord, ExecutionRecord, NodeRecord
 
@@ -164,16 +165,28 @@ class PgRunPath:
             for execution_id, values in batch.executions.items():
                 row = encode(dict(values))
                 cur.execute(self._update_sql(tuple(row)), [*row.values(), execution_id])
-            if batch.nodes:
-                _many(cur, _UPSERT_NODE, _rows(batch.nodes.values(), _lite.NODE_COLUMNS))
+            # map items packed in their chunks (`_items`); an item with a handle has rows
+            items = _item_writer(cur)
+            if batch.handles:
+                items.mark_rows((n.execution_id, n.node_id) for n, _ in batch.handles)
+            item_rows, nodes = items.nodes(batch.nodes.values())
+            nodes.extend(item_rows)
+            if nodes:
+                _many(cur, _UPSERT_NODE, _rows(nodes, _lite.NODE_COLUMNS))
+            missing, attempt_rows = items.attempts(batch.attempts.values())
+            if missing:
+                _many(cur, _INSERT_NODE_IF_MISSING, _rows(missing, _lite.NODE_COLUMNS))
+            written = {(n.execution_id, n.node_id) for n in [*nodes, *missing]}
             # A handle of an attempt whose row (and node's) the batch writes goes on that row:
             # one statement instead of three (its node if missing, the row, the handle).
-            attempts, handled, handles = batch.attempts, {}, []
+            attempts = {(a.execution_id, a.node_id, a.attempt): a for a in attempt_rows}
+            handled: dict[tuple[str, str, int], AttemptRecord] = {}
+            handles: list[tuple[NodeRecord, AttemptRecord]] = []
             for node, attempt in batch.handles:
                 key = (attempt.execution_id, attempt.node_id, attempt.attempt)
-                row = attempts.get(key)
-                if row is not None and (node.execution_id, node.node_id) in batch.nodes:
-                    handled[key] = replace(row, handle=attempt.handle)
+                found = attempts.get(key)
+                if found is not None and (node.execution_id, node.node_id) in written:
+                    handled[key] = replace(found, handle=attempt.handle)
                 else:
                     handles.append((node, attempt))
             if handled:
@@ -184,12 +197,16 @@ class PgRunPath:
                 _many(cur, _UPSERT_ATTEMPT, _rows(rest, _lite.ATTEMPT_COLUMNS))
             if handles:
                 self._write_handles(cur, handles)
+            items.flush()
             if batch.events:
                 _many(cur, _INSERT_EVENT, _rows(batch.events, _lite.EVENT_COLUMNS))
 
     def write_handles(self, handles: Sequence[tuple[NodeRecord, AttemptRecord]]) -> None:
         """`MetadataStore.record_attempt_handle`, in a transaction of its own."""
         with self._transaction() as cur:
+            items = _item_writer(cur)
+            items.mark_rows((n.execution_id, n.node_id) for n, _ in handles)
+            items.flush()
             self._write_handles(cur, handles)
 
     @staticmethod
@@ -216,6 +233,14 @@ class PgRunPath:
             (_decode_row(ExecutionRecord, EXECUTION_COLUMNS, row[:width]), not row[width])
             for row in rows
         ]
+
+
+def _item_writer(cur: Any) -> ItemWriter:
+    """The map items' writer of the transaction of `cur` (`_items`' SQL with `%s`)."""
+    return ItemWriter(
+        lambda sql, p: list(cur.execute(_pg(sql), tuple(p)).fetchall()),
+        lambda sql, ps: _many(cur, _pg(sql), [tuple(x) for x in ps]) if ps else None,
+    )
 
 
 def _many(cur: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:

@@ -149,3 +149,26 @@ cache_reservations = sa.Table(
     sa.Column("heartbeat_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
 )
+
+# A map's items, `_items.CHUNK` to a row, packed (migration 0010; see `_items`): items are
+# materialized from these by the store's reads. Items recorded before keep their rows in
+# node_executions, as does an item with an error, a message, a retry or a handle.
+map_item_chunks = sa.Table(
+    "map_item_chunks",
+    metadata,
+    sa.Column(
+        "execution_id",
+        sa.String(64),
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("map_id", sa.String(512), primary_key=True),
+    sa.Column("chunk", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(512), nullable=False, server_default=""),
+    sa.Column("task_name", sa.String(512), nullable=False, server_default=""),
+    sa.Column("backend", sa.String(255), nullable=False, server_default=""),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("bases", sa.Text, nullable=False, server_default="[]"),
+    sa.Column("extras", sa.Text, nullable=False, server_default="{}"),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+)

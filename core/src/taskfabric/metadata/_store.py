@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from taskfabric.lazy import lazy_module
+from taskfabric.metadata import _item_reads as ir
 from taskfabric.metadata._connections import DEFAULT_POOL_SIZE, postgres_engine
+from taskfabric.metadata._items import (
+    CHUNK,
+    Chunk,
+    ItemWriter,
+    item_of,
+    materialize,
+    packed_attempts,
+)
 from taskfabric.metadata._lite import LiteStore, sqlite_file_of
 from taskfabric.metadata._lite import encode as _encode
 from taskfabric.metadata._pgrun import PgRunPath
@@ -340,38 +349,17 @@ class MetadataStore:
         prepared = self._prepared(f"{table.name}:{int(upsert)}", build, columns)
         conn.exec_driver_sql(prepared.sql, prepared.params(rows))
 
-    def _queue_items(self, conn: Connection, rec: MapItemsQueued, chunk: int = 10_000) -> None:
-        """Write a map's item rows QUEUED, `chunk` rows to a statement (bounded memory)."""
-        t = s.node_executions
-        columns = ["execution_id", "node_id", "name", "kind", "parent_id", "task_name", "phase"]
-        columns.append("started_at")
+    def _items(self, conn: Connection) -> ItemWriter:
+        """The map items' writer of a transaction on `conn` (its SQL in the driver's style)."""
+        qmark = conn.dialect.paramstyle == "qmark"
 
-        def build() -> Any:
-            base = self._insert(t)
-            reset = ("phase", "started_at", "finished_at", "error", "message")
-            return base.on_conflict_do_update(
-                index_elements=[c.name for c in t.primary_key.columns],
-                set_={c: base.excluded[c] for c in reset},
-                where=t.c.phase != sa.literal_column("'SUCCEEDED'"),
-            )
+        def sql_of(sql: str) -> str:
+            return sql if qmark else sql.replace("?", "%s")
 
-        prepared = self._prepared("node_executions:items", build, columns)
-        e, parent, name, task, at = rec.execution_id, rec.parent_id, rec.name, rec.task_name, rec.at
-        for start in range(0, rec.count, chunk):
-            rows = [
-                {
-                    "execution_id": e,
-                    "node_id": f"{parent}[{i}]",
-                    "name": f"{name}[{i}]",
-                    "kind": "map_item",
-                    "parent_id": parent,
-                    "task_name": task,
-                    "phase": "QUEUED",
-                    "started_at": at,
-                }
-                for i in range(start, min(start + chunk, rec.count))
-            ]
-            conn.exec_driver_sql(prepared.sql, prepared.params(rows))
+        return ItemWriter(
+            lambda sql, p: list(conn.exec_driver_sql(sql_of(sql), tuple(p)).all()),
+            lambda sql, ps: None if not ps else conn.exec_driver_sql(sql_of(sql), ps),
+        )
 
     def create_execution(self, rec: ExecutionRecord) -> None:
         """Insert the execution's row; a name taken in its project and domain raises
@@ -409,24 +397,35 @@ class MetadataStore:
                     s.executions.update().where(s.executions.c.id == execution_id),
                     _encode(dict(values)),
                 )
+            items = self._items(conn)
             for queued in batch.items_queued:
-                self._queue_items(conn, queued)
-            self._write_rows(conn, s.node_executions, batch.nodes.values(), upsert=True)
-            for stopped in batch.items_stopped:
-                t = s.node_executions
-                conn.execute(
-                    t.update()
-                    .where(
-                        t.c.execution_id == stopped.execution_id,
-                        t.c.kind == "map_item",
-                        t.c.parent_id == stopped.parent_id,
-                        t.c.phase == "QUEUED",
-                    )
-                    .values(phase=stopped.phase, finished_at=stopped.at, message=stopped.message)
+                items.queue(
+                    queued.execution_id,
+                    queued.parent_id,
+                    queued.name,
+                    queued.task_name,
+                    queued.count,
+                    queued.at,
                 )
-            self._write_rows(conn, s.node_attempts, batch.attempts.values(), upsert=True)
+            item_rows, nodes = items.nodes(batch.nodes.values())
+            nodes.extend(item_rows)
+            self._write_rows(conn, s.node_executions, nodes, upsert=True)
+            for stopped in batch.items_stopped:
+                items.stop(
+                    stopped.execution_id,
+                    stopped.parent_id,
+                    stopped.phase,
+                    stopped.at,
+                    stopped.message,
+                )
+            missing, attempts = items.attempts(batch.attempts.values())
+            if missing:
+                self._insert_missing_nodes(conn, [vars(n) for n in missing])
+            self._write_rows(conn, s.node_attempts, attempts, upsert=True)
             if batch.handles:
+                items.mark_rows((n.execution_id, n.node_id) for n, _ in batch.handles)
                 self._write_handles(conn, batch.handles)
+            items.flush()
             self._write_rows(conn, s.events, batch.events, upsert=False)
             if batch.cache_entries:
                 t = s.cache_entries
@@ -452,7 +451,22 @@ class MetadataStore:
                 self._pg.write_handles([(node, attempt)])
             return
         with self._write_lock, self.engine.begin() as conn:
+            items = self._items(conn)
+            items.mark_rows([(node.execution_id, node.node_id)])
+            items.flush()
             self._write_handles(conn, [(node, attempt)])
+
+    def _insert_missing_nodes(self, conn: Connection, records: list[dict[str, Any]]) -> None:
+        """Node rows made where missing (existing rows left as they are)."""
+        table = s.node_executions
+        columns = [c.name for c in table.columns if c.name in records[0]]
+
+        def build() -> Any:
+            keys = [c.name for c in table.primary_key.columns]
+            return self._insert(table).on_conflict_do_nothing(index_elements=keys)
+
+        prepared = self._prepared("node_executions:handle", build, columns)
+        conn.exec_driver_sql(prepared.sql, prepared.params(records))
 
     def _write_handles(
         self, conn: Connection, handles: Sequence[tuple[NodeRecord, AttemptRecord]]
@@ -765,10 +779,78 @@ class MetadataStore:
             return [_decode(ExecutionRecord, r) for r in conn.execute(q).all()]
 
     def nodes(self, execution_id: str) -> list[NodeRecord]:
+        """Every node of the execution, its maps' items materialized (`_items`)."""
         t = s.node_executions
         with reads(self.engine).connect() as conn:
             rows = conn.execute(sa.select(t).where(t.c.execution_id == execution_id)).all()
-        return [_decode(NodeRecord, r) for r in rows]
+            found = [_decode(NodeRecord, r) for r in rows]
+            chunks = list(ir.chunk_rows(conn, execution_id))
+        if not chunks:
+            return found
+        return [n for n in found if n.kind != "map_item"] + materialize(
+            chunks, [n for n in found if n.kind == "map_item"]
+        )
+
+    def item_counts(self, execution_id: str) -> dict[str, dict[str, int]]:
+        """map node id -> {phase: number of its items in it}."""
+        t = s.node_executions
+        with reads(self.engine).connect() as conn:
+            packed = ir.phase_counts(conn, execution_id)
+            q = (
+                sa.select(t.c.parent_id, t.c.phase, sa.func.count())
+                .where(t.c.execution_id == execution_id, t.c.kind == "map_item")
+                .group_by(t.c.parent_id, t.c.phase)
+            )
+            found: dict[str, dict[str, int]] = {m: dict(c) for m, c in packed.items()}
+            for parent, phase, count in conn.execute(q).all():
+                if str(parent) not in packed:  # items recorded before chunks (0010)
+                    found.setdefault(str(parent), {})[str(phase)] = int(count)
+        return found
+
+    def item_page(
+        self,
+        execution_id: str,
+        map_id: str,
+        *,
+        phases: Sequence[str] = (),
+        after: str = "",
+        limit: int,
+    ) -> list[NodeRecord] | None:
+        """A page of a packed map's items by index (see `_item_reads.page`); None when the
+        map's items are rows (recorded before migration 0010)."""
+        t = s.node_executions
+        with reads(self.engine).connect() as conn:
+            if ir.chunk_row(conn, execution_id, map_id, 0) is None:
+                return None
+
+            def rows_of(node_ids: list[str]) -> list[NodeRecord]:
+                q = sa.select(t).where(t.c.execution_id == execution_id, t.c.node_id.in_(node_ids))
+                return [_decode(NodeRecord, r) for r in conn.execute(q).all()]
+
+            return ir.page(
+                conn, execution_id, map_id, phases=phases, after=after, limit=limit, rows_of=rows_of
+            )
+
+    def node(self, execution_id: str, node_id: str) -> NodeRecord | None:
+        """One node (a map item materialized from its chunk)."""
+        t = s.node_executions
+        q = sa.select(t).where(t.c.execution_id == execution_id, t.c.node_id == node_id)
+        item = item_of(node_id)
+        with reads(self.engine).connect() as conn:
+            row = conn.execute(q).first()
+            found = None if row is None else _decode(NodeRecord, row)
+            raw = (
+                None
+                if item is None
+                else ir.chunk_row(conn, execution_id, item[0], item[1] // CHUNK)
+            )
+        if item is None or raw is None:
+            return found
+        chunk = Chunk.from_row(raw)
+        slot = item[1] % CHUNK
+        if slot >= chunk.count:
+            return found
+        return ir.with_rows(chunk.node(slot), found)
 
     def prior_nodes(self, execution_id: str) -> list[NodeRecord]:
         """The node rows a resume of the execution reads, map items excepted (`prior_items`
@@ -792,6 +874,9 @@ class MetadataStore:
             (t.c.attempts > 0) | (t.c.phase == "SUCCEEDED"),
         )
         with self.engine.connect() as conn:
+            # packed items first, then rows (items with rows, or recorded before chunks):
+            # a later item of the same id replaces an earlier one (PriorItems.add)
+            yield from ir.prior(conn, execution_id)
             result = conn.execution_options(yield_per=chunk).execute(q)
             for rows in result.partitions():
                 for node_id, phase, attempts, outputs_uri in rows:
@@ -808,9 +893,27 @@ class MetadataStore:
             q = q.where(t.c.node_id == node_id)
         if phase is not None:
             q = q.where(t.c.phase == phase)
+        item = None if node_id is None else item_of(node_id)
         with reads(self.engine).connect() as conn:
             rows = conn.execute(q.order_by(t.c.node_id, t.c.attempt)).all()
-        return [_decode(AttemptRecord, r) for r in rows]
+            found = [_decode(AttemptRecord, r) for r in rows]
+            if node_id is None:
+                chunks = list(ir.chunk_rows(conn, execution_id))
+            elif item is not None:
+                raw = ir.chunk_row(conn, execution_id, item[0], item[1] // CHUNK)
+                chunks = [] if raw is None else [raw]
+            else:
+                chunks = []
+        if not chunks:
+            return found
+        packed = packed_attempts(chunks, phase)
+        if node_id is not None:
+            packed = [a for a in packed if a.node_id == node_id]
+        # the packed attempt of an item whose rows hold one of that number is not its own
+        have = {(a.node_id, a.attempt) for a in found}
+        found.extend(a for a in packed if (a.node_id, a.attempt) not in have)
+        found.sort(key=lambda a: (a.node_id, a.attempt))
+        return found
 
     def events(self, execution_id: str) -> list[EventRecord]:
         t = s.events

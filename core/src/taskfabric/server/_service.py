@@ -465,7 +465,7 @@ class ControlPlane:
 
     def node_data(self, who: Principal, ref: str, node_id: str) -> m.NodeData:
         rec = self._execution(who, ref)
-        node = next((n for n in self.metadata.nodes(rec.id) if n.node_id == node_id), None)
+        node = self.metadata.node(rec.id, node_id)
         if node is None:
             raise NotFound(f"execution {rec.id} has no node '{node_id}' that started")
         return m.NodeData(

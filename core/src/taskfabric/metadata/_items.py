@@ -1,0 +1,537 @@
+"""A map's items packed into chunk rows: `map_item_chunks` holds the state of `CHUNK` items
+in one row (phase, attempts, times, cache status and where the inputs and outputs are, 60
+bytes an item in the `state` blob), instead of a `node_executions` row per item and a
+`node_attempts` row per attempt.
+
+An engine committing a few items at a time rewrites one chunk row (read, changed, written:
+the same transaction) where it upserted two rows per item and their index entries; a map of a
+million items is 15,625 rows at queue time, not a million. Readers materialize the items as
+`NodeRecord`s and `AttemptRecord`s on demand (`MetadataStore.nodes`, `attempts`,
+`prior_items`, the console's queries), so nothing above the store sees the difference.
+
+An item that needs more than the packed fields (an error, a message, a retry, log links, a
+backend's handle) also gets ordinary rows from then on: its chunk marks it (`HAS_ROWS`), and
+every later write of the item writes both. Its node row then gives the error and message, the
+packed state the rest; its attempts are its attempt rows. Items recorded before the chunks
+existed (migration 0010) keep their rows, and are read from them.
+
+Plain `sqlite3`-style SQL (`?` parameters) on purpose: `_lite` runs it on its connection, the
+SQLAlchemy path through `exec_driver_sql` (with `%s` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from taskfabric.metadata._records import AttemptRecord, NodeRecord
+
+#: Items in a chunk row: 64 x 60 bytes fits one 4 KB SQLite page with room to spare.
+CHUNK = 64
+#: phase, attempt phase, cache status, flags, attempts, inputs' and outputs' segment
+#: (index in the chunk's `bases`; -1 none, -2 a URI of its own in `extras`), offset and length
+#: in it, started_at, finished_at, the current attempt's started_at (NaN: none)
+ITEM = struct.Struct("<BBBBIhhqIqIddd")
+HAS_ROWS = 1
+
+PHASES = (
+    "",
+    "QUEUED",
+    "RUNNING",
+    "RETRYING",
+    "SUCCEEDED",
+    "FAILED",
+    "SKIPPED",
+    "ABORTED",
+    "TIMED_OUT",
+)
+CACHE_STATUSES = ("", "disabled", "hit", "miss", "written")
+_PHASE_CODE = {p: i for i, p in enumerate(PHASES)}
+_CACHE_CODE = {c: i for i, c in enumerate(CACHE_STATUSES)}
+#: a code whose text is in the item's `extras`
+OTHER = 255
+_NONE = math.nan
+_ITEM_ID = re.compile(r"^(.*)\[(\d+)\]$")
+
+COLUMNS = (
+    "execution_id",
+    "map_id",
+    "chunk",
+    "name",
+    "task_name",
+    "backend",
+    "message",
+    "bases",
+    "extras",
+    "state",
+)
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM map_item_chunks"
+_INSERT = (
+    f"INSERT INTO map_item_chunks ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+)
+_UPDATE = (
+    "UPDATE map_item_chunks SET backend = ?, message = ?, bases = ?, extras = ?, state = ? "
+    "WHERE execution_id = ? AND map_id = ? AND chunk = ?"
+)
+_SELECT_ONE = f"{SELECT} WHERE execution_id = ? AND map_id = ? AND chunk = ?"
+_SELECT_MAP = f"{SELECT} WHERE execution_id = ? AND map_id = ? ORDER BY chunk"
+_ROWS_OF_MAP = (
+    "SELECT node_id, phase, attempts, inputs_uri, outputs_uri, started_at, finished_at, "
+    "cache_status FROM node_executions "
+    "WHERE execution_id = ? AND kind = 'map_item' AND parent_id = ?"
+)
+_REQUEUE_ROWS = (
+    "UPDATE node_executions SET phase = 'QUEUED', started_at = ?, finished_at = NULL, "
+    "error = NULL, message = '' "
+    "WHERE execution_id = ? AND kind = 'map_item' AND parent_id = ? AND phase != 'SUCCEEDED'"
+)
+_STOP_ROWS = (
+    "UPDATE node_executions SET phase = ?, finished_at = ?, message = ? "
+    "WHERE execution_id = ? AND kind = 'map_item' AND parent_id = ? AND phase = 'QUEUED'"
+)
+
+#: what runs the SQL: (sql, params) -> rows, and (sql, many params) -> None
+Rows = Callable[[str, Sequence[Any]], list[Any]]
+Many = Callable[[str, list[Sequence[Any]]], object]
+
+
+def item_of(node_id: str) -> tuple[str, int] | None:
+    """(map id, index) of a map item's node id (`n1[7]`), else None."""
+    found = _ITEM_ID.match(node_id)
+    return None if found is None else (found.group(1), int(found.group(2)))
+
+
+def _time(value: float | None) -> float:
+    return _NONE if value is None else value
+
+
+def _opt(value: float) -> float | None:
+    return None if math.isnan(value) else value
+
+
+@dataclass
+class Chunk:
+    """One chunk row, decoded enough to change items in place."""
+
+    execution_id: str
+    map_id: str
+    chunk: int
+    name: str
+    task_name: str
+    backend: str
+    message: str
+    bases: list[str]
+    extras: dict[str, dict[str, str]]
+    state: bytearray
+    changed: bool = False
+    new: bool = False
+    _base_index: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Chunk:
+        e, m, c, name, task, backend, message, bases, extras, state = row
+        found = cls(
+            str(e),
+            str(m),
+            int(c),
+            str(name),
+            str(task),
+            str(backend or ""),
+            str(message or ""),
+            json.loads(bases or "[]"),
+            json.loads(extras or "{}"),
+            bytearray(state),
+        )
+        found._base_index = {b: i for i, b in enumerate(found.bases)}
+        return found
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.execution_id,
+            self.map_id,
+            self.chunk,
+            self.name,
+            self.task_name,
+            self.backend,
+            self.message,
+            json.dumps(self.bases),
+            json.dumps(self.extras, separators=(",", ":")),
+            bytes(self.state),
+        )
+
+    def update_params(self) -> tuple[Any, ...]:
+        return (
+            self.backend,
+            self.message,
+            json.dumps(self.bases),
+            json.dumps(self.extras, separators=(",", ":")),
+            bytes(self.state),
+            self.execution_id,
+            self.map_id,
+            self.chunk,
+        )
+
+    @property
+    def count(self) -> int:
+        return len(self.state) // ITEM.size
+
+    def first(self) -> int:
+        return self.chunk * CHUNK
+
+    # -- one item ---------------------------------------------------------------------
+
+    def get(self, slot: int) -> tuple[Any, ...]:
+        return ITEM.unpack_from(self.state, slot * ITEM.size)
+
+    def put(self, slot: int, values: Sequence[Any]) -> None:
+        ITEM.pack_into(self.state, slot * ITEM.size, *values)
+        self.changed = True
+
+    def _extra(self, slot: int, key: str, value: str | None) -> None:
+        key_slot = str(slot)
+        found = self.extras.get(key_slot)
+        if value is None:
+            if found is not None and key in found:
+                del found[key]
+                if not found:
+                    del self.extras[key_slot]
+            return
+        self.extras.setdefault(key_slot, {})[key] = value
+
+    def _code(self, slot: int, key: str, value: str, codes: dict[str, int]) -> int:
+        code = codes.get(value)
+        self._extra(slot, key, None if code is not None else value)
+        return OTHER if code is None else code
+
+    def _uri(self, slot: int, key: str, uri: str) -> tuple[int, int, int]:
+        """(segment, offset, length) of a URI: a pack record's (`...pack#<offset>+<length>`)
+        with its segment stored once per chunk; (-1, 0, 0) for none; -2: kept in `extras`."""
+        self._extra(slot, key, None)
+        if not uri:
+            return -1, 0, 0
+        base, _, frag = uri.partition("#")
+        offset, plus, length = frag.partition("+")
+        if plus and offset.isdigit() and length.isdigit() and int(length) < 1 << 32:
+            index = self._base_index.get(base)
+            if index is None and len(self.bases) < 1 << 15:
+                index = self._base_index[base] = len(self.bases)
+                self.bases.append(base)
+            if index is not None:
+                return index, int(offset), int(length)
+        self._extra(slot, key, uri)
+        return -2, 0, 0
+
+    def _text_uri(self, slot: int, key: str, base: int, offset: int, length: int) -> str:
+        if base == -1:
+            return ""
+        if base == -2:
+            return self.extras.get(str(slot), {}).get(key, "")
+        return f"{self.bases[base]}#{offset}+{length}"
+
+    def set_node(self, slot: int, rec: NodeRecord) -> bool:
+        """The packed state of an item from its node record; whether the item has rows."""
+        old = self.get(slot)
+        flags = old[3]
+        in_base, in_off, in_len = self._uri(slot, "inputs_uri", rec.inputs_uri)
+        out_base, out_off, out_len = self._uri(slot, "outputs_uri", rec.outputs_uri)
+        self.put(
+            slot,
+            (
+                self._code(slot, "phase", rec.phase, _PHASE_CODE),
+                old[1],
+                self._code(slot, "cache_status", rec.cache_status, _CACHE_CODE),
+                flags,
+                rec.attempts,
+                in_base,
+                out_base,
+                in_off,
+                in_len,
+                out_off,
+                out_len,
+                _time(rec.started_at),
+                _time(rec.finished_at),
+                old[13],
+            ),
+        )
+        return bool(flags & HAS_ROWS)
+
+    def set_attempt(self, slot: int, rec: AttemptRecord) -> bool:
+        """The packed state of an item's current attempt; whether the item has rows."""
+        values = list(self.get(slot))
+        values[1] = self._code(slot, "attempt_phase", rec.phase, _PHASE_CODE)
+        values[13] = _time(rec.started_at)
+        if rec.backend:
+            self.backend = rec.backend
+        self.put(slot, values)
+        return bool(values[3] & HAS_ROWS)
+
+    def mark_rows(self, slot: int) -> None:
+        values = list(self.get(slot))
+        if not values[3] & HAS_ROWS:
+            values[3] |= HAS_ROWS
+            self.put(slot, values)
+
+    def has_rows(self, slot: int) -> bool:
+        return bool(self.state[slot * ITEM.size + 3] & HAS_ROWS)
+
+    def phase(self, slot: int) -> str:
+        code = self.state[slot * ITEM.size]
+        return self.extras.get(str(slot), {}).get("phase", "") if code == OTHER else PHASES[code]
+
+    # -- materialized -----------------------------------------------------------------
+
+    def outputs_uri(self, slot: int, values: Sequence[Any]) -> str:
+        return self._text_uri(slot, "outputs_uri", values[6], values[9], values[10])
+
+    def node(self, slot: int, values: Sequence[Any] | None = None) -> NodeRecord:
+        """Item `slot` as a node record (no error; the message of a bulk stop)."""
+        v = self.get(slot) if values is None else values
+        index = self.first() + slot
+        extra = self.extras.get(str(slot), {})
+        phase = extra.get("phase", "") if v[0] == OTHER else PHASES[v[0]]
+        return NodeRecord(
+            execution_id=self.execution_id,
+            node_id=f"{self.map_id}[{index}]",
+            kind="map_item",
+            phase=phase,
+            name=f"{self.name}[{index}]",
+            parent_id=self.map_id,
+            task_name=self.task_name,
+            attempts=v[4],
+            inputs_uri=self._text_uri(slot, "inputs_uri", v[5], v[7], v[8]),
+            outputs_uri=self._text_uri(slot, "outputs_uri", v[6], v[9], v[10]),
+            started_at=_opt(v[11]),
+            finished_at=_opt(v[12]),
+            message=self.message if phase in ("SKIPPED", "ABORTED") and self.message else "",
+            cache_status=extra.get("cache_status", "") if v[2] == OTHER else CACHE_STATUSES[v[2]],
+        )
+
+    def attempt(self, slot: int, values: Sequence[Any] | None = None) -> AttemptRecord | None:
+        """Item `slot`'s current attempt (None before its first), as packed."""
+        v = self.get(slot) if values is None else values
+        if v[4] <= 0:
+            return None
+        extra = self.extras.get(str(slot), {})
+        phase = extra.get("attempt_phase", "") if v[1] == OTHER else PHASES[v[1]]
+        return AttemptRecord(
+            execution_id=self.execution_id,
+            node_id=f"{self.map_id}[{self.first() + slot}]",
+            attempt=v[4],
+            phase=phase or "RUNNING",
+            started_at=_opt(v[13]),
+            finished_at=_opt(v[12]) if phase not in ("", "RUNNING") else None,
+            backend=self.backend,
+        )
+
+    def items(self) -> Iterator[tuple[int, tuple[Any, ...]]]:
+        """(slot, packed values) of every item."""
+        return enumerate(ITEM.iter_unpack(self.state))
+
+
+def new_chunk(
+    execution_id: str, map_id: str, chunk: int, name: str, task_name: str, count: int, at: float
+) -> Chunk:
+    """A chunk of `count` items, all QUEUED since `at`."""
+    queued = ITEM.pack(_PHASE_CODE["QUEUED"], 0, 0, 0, 0, -1, -1, 0, 0, 0, 0, at, _NONE, _NONE)
+    return Chunk(
+        execution_id, map_id, chunk, name, task_name, "", "", [], {}, bytearray(queued * count)
+    )
+
+
+class ItemWriter:
+    """The items' part of one transaction (`Batch`'s map item records), on any connection:
+    chunks read when first touched, changed in memory, written once at the end (`flush`)."""
+
+    def __init__(self, rows: Rows, many: Many) -> None:
+        self._rows = rows
+        self._many = many
+        self._chunks: dict[tuple[str, str, int], Chunk | None] = {}
+
+    def chunk(self, execution_id: str, map_id: str, index: int) -> Chunk | None:
+        key = (execution_id, map_id, index)
+        if key not in self._chunks:
+            found = self._rows(_SELECT_ONE, key)
+            self._chunks[key] = Chunk.from_row(found[0]) if found else None
+        return self._chunks[key]
+
+    def _slot(self, execution_id: str, node_id: str) -> tuple[Chunk, int] | None:
+        item = item_of(node_id)
+        if item is None:
+            return None
+        chunk = self.chunk(execution_id, item[0], item[1] // CHUNK)
+        slot = item[1] % CHUNK
+        if chunk is None or slot >= chunk.count:
+            return None
+        return chunk, slot
+
+    def queue(
+        self, execution_id: str, map_id: str, name: str, task_name: str, count: int, at: float
+    ) -> None:
+        """A map's `count` items QUEUED: new chunks, or (an execution resumed) every item
+        not SUCCEEDED set QUEUED again, its attempts kept. Items recorded as rows before
+        the chunks existed are carried into them."""
+        found_rows = self._rows(_SELECT_MAP, (execution_id, map_id))
+        existing = {c.chunk: c for c in map(Chunk.from_row, found_rows)}
+        rows = self._rows(_ROWS_OF_MAP, (execution_id, map_id)) if not existing else []
+        fresh: list[Chunk] = []
+        succeeded = _PHASE_CODE["SUCCEEDED"]
+        queued = _PHASE_CODE["QUEUED"]
+        for index in range((count + CHUNK - 1) // CHUNK):
+            size = min(CHUNK, count - index * CHUNK)
+            found = existing.get(index)
+            if found is None:
+                fresh.append(new_chunk(execution_id, map_id, index, name, task_name, size, at))
+                continue
+            for slot, v in found.items():
+                if v[0] != succeeded:
+                    found.put(slot, (queued, *v[1:11], at, _NONE, v[13]))
+                    found._extra(slot, "phase", None)
+            self._chunks[(execution_id, map_id, index)] = found
+        by_index = {c.chunk: c for c in fresh}
+        for node_id, phase, attempts, inputs_uri, outputs_uri, started, finished, cache in rows:
+            item = item_of(str(node_id))
+            chunk = by_index.get(item[1] // CHUNK) if item is not None else None
+            if item is None or chunk is None or item[1] % CHUNK >= chunk.count:
+                continue
+            slot = item[1] % CHUNK
+            done = phase == "SUCCEEDED"
+            chunk.set_node(
+                slot,
+                NodeRecord(
+                    execution_id,
+                    str(node_id),
+                    "map_item",
+                    "SUCCEEDED" if done else "QUEUED",
+                    attempts=int(attempts or 0),
+                    inputs_uri=str(inputs_uri or ""),
+                    outputs_uri=str(outputs_uri or ""),
+                    started_at=started if done else at,
+                    finished_at=finished if done else None,
+                    cache_status=str(cache or ""),
+                ),
+            )
+            chunk.mark_rows(slot)
+        if fresh:
+            self._many(_INSERT, [c.row() for c in fresh])
+        for c in fresh:
+            c.changed = False
+            self._chunks[(execution_id, map_id, c.chunk)] = c
+        self._many(_REQUEUE_ROWS, [(at, execution_id, map_id)])
+
+    def stop(self, execution_id: str, map_id: str, phase: str, at: float, message: str) -> None:
+        """Every item of the map still QUEUED, now `phase` (SKIPPED, ABORTED)."""
+        queued = _PHASE_CODE["QUEUED"]
+        code = _PHASE_CODE[phase]
+        for row in self._rows(_SELECT_MAP, (execution_id, map_id)):
+            key = (execution_id, map_id, int(row[2]))
+            found = self._chunks.get(key) or Chunk.from_row(row)
+            self._chunks[key] = found
+            for slot, v in found.items():
+                if v[0] == queued:
+                    found.put(slot, (code, *v[1:12], at, v[13]))
+            if found.changed:
+                found.message = message
+        self._many(_STOP_ROWS, [(phase, at, message, execution_id, map_id)])
+
+    def nodes(self, records: Iterable[NodeRecord]) -> tuple[list[NodeRecord], list[NodeRecord]]:
+        """Map items' node records packed: (the records to write as rows too, the others)."""
+        rows: list[NodeRecord] = []
+        other: list[NodeRecord] = []
+        for rec in records:
+            if rec.kind != "map_item":
+                other.append(rec)
+                continue
+            found = self._slot(rec.execution_id, rec.node_id)
+            if found is None:
+                rows.append(rec)
+                continue
+            chunk, slot = found
+            if chunk.set_node(slot, rec) or rec.error or rec.message:
+                chunk.mark_rows(slot)
+                rows.append(rec)
+        return rows, other
+
+    def attempts(
+        self, records: Iterable[AttemptRecord]
+    ) -> tuple[list[NodeRecord], list[AttemptRecord]]:
+        """Attempt records packed where they can be: (node rows to make where missing, the
+        attempt records to write as rows). An attempt with an error or log links, a retry,
+        and any attempt of an item that has rows, is a row."""
+        missing: list[NodeRecord] = []
+        rows: list[AttemptRecord] = []
+        for rec in records:
+            found = self._slot(rec.execution_id, rec.node_id)
+            if found is None:
+                rows.append(rec)
+                continue
+            chunk, slot = found
+            had = chunk.set_attempt(slot, rec)
+            if had or rec.error or rec.log_links or rec.attempt != 1:
+                if not had:
+                    chunk.mark_rows(slot)
+                    missing.append(chunk.node(slot))
+                rows.append(rec)
+        return missing, rows
+
+    def mark_rows(self, node_ids: Iterable[tuple[str, str]]) -> None:
+        """Items that got rows elsewhere (a handle recorded): every later write writes them."""
+        for execution_id, node_id in node_ids:
+            found = self._slot(execution_id, node_id)
+            if found is not None:
+                found[0].mark_rows(found[1])
+
+    def flush(self) -> None:
+        changed = [c for c in self._chunks.values() if c is not None and c.changed]
+        if changed:
+            self._many(_UPDATE, [c.update_params() for c in changed])
+        for c in changed:
+            c.changed = False
+
+
+# -- reads ----------------------------------------------------------------------------
+
+
+def materialize(
+    chunks: Iterable[Sequence[Any]],
+    rows: Iterable[NodeRecord],
+) -> list[NodeRecord]:
+    """Map items as node records: each packed item, with the error and message of its row
+    when it has one; items only in rows (recorded before the chunks) as they are."""
+    by_id = {r.node_id: r for r in rows}
+    out: list[NodeRecord] = []
+    for raw in chunks:
+        chunk = Chunk.from_row(raw)
+        for slot, v in chunk.items():
+            rec = chunk.node(slot, v)
+            if v[3] & HAS_ROWS:
+                row = by_id.pop(rec.node_id, None)
+                if row is not None:
+                    rec.error, rec.message = row.error, row.message or rec.message
+            else:
+                by_id.pop(rec.node_id, None)
+            out.append(rec)
+    out.extend(by_id.values())
+    return out
+
+
+def packed_attempts(chunks: Iterable[Sequence[Any]], phase: str | None) -> list[AttemptRecord]:
+    """The current attempt of each packed item without rows (in `phase` if given)."""
+    out: list[AttemptRecord] = []
+    code = _PHASE_CODE.get(phase or "", OTHER) if phase is not None else None
+    for raw in chunks:
+        chunk = Chunk.from_row(raw)
+        state = chunk.state
+        if code is not None and code != OTHER and code not in state[1 :: ITEM.size]:
+            continue
+        for slot, v in chunk.items():
+            if v[3] & HAS_ROWS or (code is not None and v[1] != code and code != OTHER):
+                continue
+            found = chunk.attempt(slot, v)
+            if found is not None and (phase is None or found.phase == phase):
+                out.append(found)
+    return out
