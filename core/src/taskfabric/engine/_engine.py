@@ -587,19 +587,13 @@ class Engine:
                 execution_id=rec.id,
                 succeeded=sum(1 for n in prior.values() if n.phase == SUCCEEDED),
             )
-        # a cancel requested since the claim (while this process loaded the code) counts
+        # A cancel requested since the claim counts; one `run_claimed` took just now first
+        # looks for it an interval after the claim (see `Recorder`).
         return self._run(
-            rec,
-            compiled,
-            inputs,
-            task_defs,
-            prior,
-            on_event,
+            *(rec, compiled, inputs, task_defs, prior, on_event),
             reattach=reattach,
             claimed_at=now,
             code_path=code_path,
             stop=stop,
-            # claimed from the queue by this process just now (`run_claimed`): the first
-            # check for a cancel request waits its interval (see `Recorder`)
             cancel_check_at_once=bool(start),
         )
