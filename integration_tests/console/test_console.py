@@ -4,6 +4,7 @@ does, page by page. Each test waits for states (Playwright's `expect`), never fo
 from __future__ import annotations
 
 import re
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -48,33 +49,58 @@ def _add_executions(console: Console, count: int) -> None:
 
 
 def _add_items(console: Console, execution_id: str, map_id: str | None, total: int) -> None:
+    """The map recorded again as a map of `total` items would be, through the store's own
+    write path (packed in chunk rows, as an engine records a big map): the items it ran keep
+    their state and attempts, the others end SUCCEEDED, every tenth FAILED."""
     import sqlalchemy as sa
 
-    from taskfabric.metadata._schema import node_executions
+    from taskfabric.metadata import Batch, MapItemsQueued, MetadataStore, NodeRecord
+    from taskfabric.metadata._schema import map_item_chunks
 
     assert map_id
-    engine = sa.create_engine(console.database)
-    with engine.connect() as conn:
-        known = conn.execute(
-            sa.select(sa.func.count()).where(
-                node_executions.c.execution_id == execution_id,
-                node_executions.c.parent_id == map_id,
+    store = MetadataStore(console.database)
+    try:
+        nodes = store.nodes(execution_id)
+        (parent,) = [n for n in nodes if n.node_id == map_id]
+        ran = {n.node_id: n for n in nodes if n.parent_id == map_id}
+        attempts = [a for a in store.attempts(execution_id) if a.node_id in ran]
+        # A map's size is fixed when it is queued: its chunks are made again for `total`.
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.delete(map_item_chunks).where(
+                    map_item_chunks.c.execution_id == execution_id,
+                    map_item_chunks.c.map_id == map_id,
+                )
             )
-        ).scalar_one()
-    rows = [
-        {
-            "execution_id": execution_id,
-            "node_id": f"{map_id}[{i}]",
-            "name": f"item[{i}]",
-            "kind": "map_item",
-            "parent_id": map_id,
-            "phase": "FAILED" if i % 10 == 0 else "SUCCEEDED",
-        }
-        for i in range(known, total)
-    ]
-    with engine.begin() as conn:
-        conn.execute(node_executions.insert(), rows)
-    engine.dispose()
+        now = time.time()
+        batch = Batch()
+        batch.queue_items(
+            MapItemsQueued(execution_id, map_id, parent.name, parent.task_name, total, now)
+        )
+        store.apply(batch)
+        batch = Batch()
+        for i in range(total):
+            node_id = f"{map_id}[{i}]"
+            batch.node(
+                ran.get(node_id)
+                or NodeRecord(
+                    execution_id,
+                    node_id,
+                    "map_item",
+                    "FAILED" if i % 10 == 0 else "SUCCEEDED",
+                    name=f"{parent.name}[{i}]",
+                    parent_id=map_id,
+                    task_name=parent.task_name,
+                    attempts=1,
+                    started_at=now,
+                    finished_at=now,
+                )
+            )
+        for attempt in attempts:
+            batch.attempt(attempt)
+        store.apply(batch)
+    finally:
+        store.close()
 
 
 def test_sign_in_and_the_executions_list(page: Any, console: Console, shots: Path) -> None:
