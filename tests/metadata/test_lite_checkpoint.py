@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore, _lite
 
