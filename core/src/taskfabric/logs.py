@@ -24,8 +24,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
@@ -343,14 +342,19 @@ def unbind_contextvars(*keys: str) -> None:
             var.set(Ellipsis)
 
 
-@contextmanager
-def bound_contextvars(**values: Any) -> Iterator[None]:
+class bound_contextvars:
     """``structlog.contextvars.bound_contextvars`` without importing structlog: the values
-    bound inside the block, the earlier ones back after it."""
-    variables = [(_variable(key), value) for key, value in values.items()]
-    tokens = [(var, var.set(value)) for var, value in variables]
-    try:
-        yield
-    finally:
-        for var, token in reversed(tokens):
+    bound inside the block, the earlier ones back after it. (A class, not a generator: the
+    local backend binds an attempt's ids around each attempt.)"""
+
+    __slots__ = ("_tokens", "_values")
+
+    def __init__(self, **values: Any) -> None:
+        self._values = values
+
+    def __enter__(self) -> None:
+        self._tokens = [(var := _variable(k), var.set(v)) for k, v in self._values.items()]
+
+    def __exit__(self, *exc: object) -> None:
+        for var, token in reversed(self._tokens):
             var.reset(token)

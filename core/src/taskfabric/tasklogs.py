@@ -18,7 +18,6 @@ import io
 import os
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TextIO
@@ -187,26 +186,38 @@ def _leave() -> None:
         _active[0] -= 1
 
 
-@contextlib.contextmanager
-def capture_output(path: Path, *, echo: bool = True) -> Iterator[_Capture]:
+class capture_output:
     """Send what this thread (and the context it runs) writes to `sys.stdout`/`sys.stderr`
     to the live log `path` (created at the first write), and, with `echo`, to this process's
     stderr too, never to its stdout. Other threads are not affected; threads the task starts
-    itself are not captured. Yields the capture: its `wrote` says whether the file was
-    made (a task that printed nothing has no log to keep)."""
-    _enter()
-    try:
-        stderr = sys.stderr
-        echo_to = stderr.stream if isinstance(stderr, _Router) else stderr
-        capture = _Capture(path, echo_to if echo else None)
-        token = _current.set(capture)
+    itself are not captured. Gives the capture (`with capture_output(path) as capture`):
+    its `wrote` says whether the file was made (a task that printed nothing has no log to
+    keep). A class, not a generator: the local backend captures each attempt."""
+
+    __slots__ = ("_capture", "_echo", "_path", "_token")
+
+    def __init__(self, path: Path, *, echo: bool = True) -> None:
+        self._path = path
+        self._echo = echo
+
+    def __enter__(self) -> _Capture:
+        _enter()
         try:
-            yield capture
+            stderr = sys.stderr
+            echo_to = stderr.stream if isinstance(stderr, _Router) else stderr
+            self._capture = _Capture(self._path, echo_to if self._echo else None)
+            self._token = _current.set(self._capture)
+        except BaseException:
+            _leave()
+            raise
+        return self._capture
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            _current.reset(self._token)
+            self._capture.close()
         finally:
-            _current.reset(token)
-            capture.close()
-    finally:
-        _leave()
+            _leave()
 
 
 # -- reading -----------------------------------------------------------------------------

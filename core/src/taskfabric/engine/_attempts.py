@@ -207,10 +207,10 @@ class Attempts:
         wakeups = self._wakeups
         try:
             self._handle_wakeup(wakeups.get(timeout=timeout))
-            while True:
-                self._handle_wakeup(wakeups.get_nowait())
         except queue.Empty:
-            pass
+            return
+        while not wakeups.empty():  # (not get_nowait's Empty: one exception a turn)
+            self._handle_wakeup(wakeups.get_nowait())
 
     def poll_backends(self) -> None:
         """Ask the backends that are polled (not notifying) how their attempts go."""
@@ -367,9 +367,7 @@ class Attempts:
                 together.setdefault((parent, backend), []).append((ns, spec))
             else:
                 alone.append((ns, spec))
-        if together or not all(
-            ns.backend is not None and ns.backend.handle_before_start for ns, _ in alone
-        ):
+        if together or not _handles_before_start(alone):
             self._recorder.commit()
         for ns, spec in alone:
             backend = ns.backend
@@ -557,6 +555,15 @@ class Attempts:
             ),
             phase=TIMED_OUT,
         )
+
+
+def _handles_before_start(started: list[tuple[NodeState, TaskAttempt]]) -> bool:
+    """Every attempt goes to a backend that records a handle before its work begins."""
+    # (a loop, not all() over a generator: the generator's close costs an exception)
+    for ns, _ in started:  # noqa: SIM110
+        if ns.backend is None or not ns.backend.handle_before_start:
+            return False
+    return True
 
 
 def _takes_map_items(backend: Backend[Any]) -> bool:

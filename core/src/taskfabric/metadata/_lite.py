@@ -217,6 +217,34 @@ class Checkpointer:
             thread.join(timeout=30)
 
 
+class _Transaction:
+    """`LiteStore.transaction` (a class, not a generator: a chain of tasks commits once per
+    task)."""
+
+    __slots__ = ("_conn", "_store")
+
+    def __init__(self, store: LiteStore, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        conn = self._conn
+        if kind is None:
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._store._committed(conn)
+        elif conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+
 class LiteStore:
     """One SQLite file: a writer connection (callers hold the store's write lock), a
     reader connection (reads take no transaction, so they see the latest commit), and the
@@ -251,23 +279,16 @@ class LiteStore:
                 self._reader = _connect(self.path)
             yield self._reader
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> _Transaction:
         """One write transaction, committed on exit (rolled back on an error). The caller
         holds the store's write lock: the writer connection is not shared otherwise."""
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = _connect(self.path)
             self._writer.execute("PRAGMA wal_autocheckpoint=0")  # the Checkpointer's job
-        conn = self._writer
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        return _Transaction(self, self._writer)
+
+    def _committed(self, conn: sqlite3.Connection) -> None:
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0:
             self._checkpoint_due(conn)

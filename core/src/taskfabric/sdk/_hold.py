@@ -154,14 +154,20 @@ def unregister_attempt(attempt_id: str) -> None:
         _in_process.pop(attempt_id, None)
 
 
-@contextmanager
-def bind_attempt(attempt_id: str) -> Iterator[None]:
-    """The code run in this block (this thread) is attempt `attempt_id`'s."""
-    token = _current.set(attempt_id)
-    try:
-        yield
-    finally:
-        _current.reset(token)
+class bind_attempt:
+    """The code run in this block (this thread) is attempt `attempt_id`'s. (A class, not a
+    generator: one per attempt, on the local backend's hot path.)"""
+
+    __slots__ = ("_attempt_id", "_token")
+
+    def __init__(self, attempt_id: str) -> None:
+        self._attempt_id = attempt_id
+
+    def __enter__(self) -> None:
+        self._token = _current.set(self._attempt_id)
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
 
 
 def task_pools() -> TaskPools:
