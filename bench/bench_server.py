@@ -22,9 +22,13 @@ executions per engine process; `sandbox-8-bwrap`: `sandbox-8` without the sandbo
 server, each attempt starting `bwrap` and a fresh Python) and prints each one's figures as
 ratios to the first's.
 
-At the end it reports the CPU time that the server and its engine processes used per
-execution, and the finish rate that bounds on this machine's cores when nothing else runs (the
-wall-clock figures depend on what else the machine does).
+Before the scenarios a few executions warm the server up (until each engine process has
+started its sandbox's fork server); the CPU used until then (starting the server, its engine
+processes and fork servers: paid once) is reported apart. At the end it reports the CPU time
+that each role used per execution from the first launch on (the server, its engine
+processes, fork servers and sandboxes, and with `--postgres` PostgreSQL's backends), and the
+finish rate that this bounds on this machine's cores when nothing else runs (the wall-clock
+figures depend on what else the machine does).
 
 Every execution is checked to have SUCCEEDED with the right output, and each run exactly once
 (one attempt of its one node). Latencies are the server's own times: `created_at` (the launch
@@ -180,13 +184,18 @@ class PostgresCPU:
         self._started = True
         self.thread.start()
 
+    def so_far(self) -> float:
+        """CPU seconds of the backends since `start`, sampled now."""
+        with contextlib.suppress(Exception):
+            self._sample()
+        return sum(last - first for first, last in self.seen.values())
+
     def total(self) -> float:
         self.stop.set()
         self.thread.join()
-        with contextlib.suppress(Exception):
-            self._sample()
+        found = self.so_far()
         self.engine.dispose()
-        return sum(last - first for first, last in self.seen.values())
+        return found
 
 
 class Server:
@@ -379,9 +388,61 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _roles(server_pid: int, postgres: PostgresCPU | None) -> dict[str, float]:
+    roles = cpu_by_role(server_pid)
+    if postgres is not None:
+        roles["postgres backends"] = postgres.so_far()
+    return roles
+
+
+def _warm_up(client: Client, server_pid: int, workers: int, timeout: float) -> int:
+    """Run rounds of executions until `workers` fork servers run (at most 5 rounds: a
+    set-up without fork servers has none); returns how many ran."""
+    ran = 0
+    for _ in range(5):
+        forks = 0
+        for pid in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if pid.name.isdigit() and b"--fork-server" in (pid / "cmdline").read_bytes():
+                    forks += _under(int(pid.name), server_pid)
+        if forks >= workers:
+            break
+        with ThreadPoolExecutor(THREADS) as pool:
+            launched = list(pool.map(lambda x: _launch(client, x, "warm"), range(ran, ran + 16)))
+        _wait(client, {i for i, _ in launched}, timeout)
+        ran += len(launched)
+    return ran
+
+
+def _under(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            pid = _proc_cpu(pid)[2]
+        except (OSError, IndexError, ValueError):
+            return False
+    return False
+
+
+def _settled(server_pid: int, postgres: PostgresCPU | None) -> dict[str, float]:
+    """CPU by role once the server's processes have started: the engine processes and their
+    fork servers (started as each engine process starts) use no more CPU than idle polls."""
+    deadline = time.monotonic() + 30
+    last = _roles(server_pid, postgres)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _roles(server_pid, postgres)
+        if sum(now.values()) - sum(last.values()) < 0.02:
+            return now
+        last = now
+    return last
+
+
 def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
     """Run the scenarios on a fresh server of `setup`: (S1's finish rate, CPU s/execution)."""
-    rate = 0.0
+    rate = run_cpu = 0.0
+    warm = 0
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         root = Path(tmp)
         server = Server(root, args.workers, args.postgres, setup)
@@ -408,6 +469,11 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
                 client.register(
                     build_package(src, project="bench", domain="load", version=f"v-{RUN}")
                 )
+                # What the server, its engine processes and their fork servers cost to start
+                # is counted apart: it is paid once, not per execution. A few executions
+                # first, until each engine process has started its sandbox's fork server.
+                warm = _warm_up(client, server.proc.pid, args.workers, args.timeout)
+                ready = _settled(server.proc.pid, postgres)
                 for what in ("S1", "S2"):
                     if args.only not in (None, what):
                         continue
@@ -425,13 +491,25 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
                     finished = _report(f"[{setup}] {label}", launches, ended, seconds)
                     rate = rate or finished
             if total and server.proc is not None:
-                roles = cpu_by_role(server.proc.pid)
-                if postgres is not None:
-                    roles["postgres backends"] = postgres.total()
+                roles = _roles(server.proc.pid, postgres)
                 print(
-                    f"[{setup}] CPU per execution by role: "
-                    + ", ".join(f"{k} {1000 * v / total:.1f} ms" for k, v in roles.items())
+                    f"[{setup}] CPU to start (server, engine processes, fork servers; once): "
+                    + ", ".join(f"{k} {ready[k]:.2f} s" for k in ready)
                 )
+                print(
+                    f"[{setup}] CPU per execution by role (from the first launch on): "
+                    + ", ".join(
+                        f"{k} {1000 * (v - ready[k]) / total:.1f} ms" for k, v in roles.items()
+                    )
+                )
+                run_cpu = sum(roles.values()) - sum(ready.values())
+                print(
+                    f"[{setup}] CPU per execution: {1000 * run_cpu / total:.1f} ms, every process "
+                    f"above: at most {os.cpu_count() or 1} cores / that = "
+                    f"{(os.cpu_count() or 1) * total / run_cpu:.1f} executions/s on an idle machine"
+                )
+                if postgres is not None:
+                    postgres.total()
         finally:
             server.stop()
         # The server and every engine process it started have ended and been waited for.
@@ -439,11 +517,11 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if total:
             print(
-                f"[{setup}] CPU: {cpu:.1f} s for the server and its engine processes, "
-                f"{cpu / total:.2f} s per execution: at most {os.cpu_count() or 1} cores / that "
-                f"= {(os.cpu_count() or 1) * total / cpu:.1f} executions/s on an idle machine"
+                f"[{setup}] CPU with the start counted: {cpu:.1f} s for the server and its "
+                f"engine processes (not PostgreSQL's), {1000 * cpu / (total + warm):.1f} ms per "
+                f"execution ({total + warm}, {warm} of them warming up)"
             )
-    return rate, cpu / max(1, total)
+    return rate, run_cpu / max(1, total)
 
 
 if __name__ == "__main__":
