@@ -19,18 +19,18 @@ workflow (`add_one(x) -> x + 1`) is registered through the API, then:
 
 `--setups` runs them on several server set-ups in turn (`trusted`: single-tenant, tasks in
 the engine process, one engine process per execution; `sandbox-1`: multi-tenant, every task
-in a bubblewrap sandbox, one engine process per execution; `sandbox-8`: the same with up to 8
-executions per engine process; `sandbox-16`: 16 of them; `sandbox-8-bwrap`: `sandbox-8` without the sandbox's fork
-server, each attempt starting `bwrap` and a fresh Python) and prints each one's figures as
-ratios to the first's.
+in a bubblewrap sandbox, one engine process per execution; `sandbox-8`: the same with up to
+8 executions per engine process; `sandbox-16`: 16 of them; `sandbox-8-bwrap`: `sandbox-8`
+without the sandbox's fork server, each attempt starting `bwrap` and a fresh Python) and
+prints each one's figures as ratios to the first's.
 
-Before the scenarios a few executions warm the server up (until each engine process has
-started its sandbox's fork server); the CPU used until then (starting the server, its engine
-processes and fork servers: paid once) is reported apart. At the end it reports the CPU time
-that each role used per execution from the first launch on (the server, its engine
-processes, fork servers and sandboxes, and with `--postgres` PostgreSQL's backends), and the
-finish rate that this bounds on this machine's cores when nothing else runs (the wall-clock
-figures depend on what else the machine does).
+Before the scenarios a few executions warm the server up (with `sandbox-8` and `sandbox-16`,
+until each engine process has started its sandbox's fork server); the CPU used until then
+(starting the server, its engine processes and fork servers: paid once) is reported apart.
+At the end it reports the CPU time that each role used per execution from the first launch
+on (the server, its engine processes, fork servers and sandboxes, and with `--postgres`
+PostgreSQL's backends), and the finish rate that this bounds on this machine's cores when
+nothing else runs (the wall-clock figures depend on what else the machine does).
 
 Every execution is checked to have SUCCEEDED with the right output, and each run exactly once
 (one attempt of its one node). Latencies are the server's own times: `created_at` (the launch
@@ -120,7 +120,8 @@ def _proc_cpu(pid: int) -> tuple[float, float, int, str]:
 
 def cpu_by_role(server_pid: int) -> dict[str, float]:
     """CPU seconds so far of the server's process tree, by role: `api` (the server process:
-    the API and its worker pool's thread), `engine` (the engine processes), `fork servers`
+    the API and its worker pool's thread), `engine` (the engine processes, those that ended
+    with their own sandboxes and fork servers), `fork servers`
     and `sandboxes` (the attempts they forked and reaped: namespaces, mounts, the task)."""
     procs = {}
     for entry in Path("/proc").iterdir():
@@ -141,6 +142,7 @@ def cpu_by_role(server_pid: int) -> dict[str, float]:
             continue
         if pid == server_pid:
             roles["api"] += own
+            roles["engine"] += children  # engine processes that ended (one per execution)
         elif "--fork-server" in cmd:
             roles["fork servers"] += own
             roles["sandboxes"] += children
@@ -402,9 +404,14 @@ def _roles(server_pid: int, postgres: PostgresCPU | None) -> dict[str, float]:
     return roles
 
 
+#: The set-ups whose long-lived engine processes each start a fork server, warmed up first
+#: (elsewhere each execution starts its own engine process: nothing stays warm).
+WARMED = ("sandbox-8", "sandbox-16")
+
+
 def _warm_up(client: Client, server_pid: int, workers: int, timeout: float) -> int:
-    """Run rounds of executions until `workers` fork servers run (at most 5 rounds: a
-    set-up without fork servers has none); returns how many ran."""
+    """Run rounds of executions until `workers` fork servers run (at most 5 rounds);
+    returns how many ran."""
     ran = 0
     for _ in range(5):
         forks = 0
@@ -479,7 +486,8 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
                 # What the server, its engine processes and their fork servers cost to start
                 # is counted apart: it is paid once, not per execution. A few executions
                 # first, until each engine process has started its sandbox's fork server.
-                warm = _warm_up(client, server.proc.pid, args.workers, args.timeout)
+                if setup in WARMED:
+                    warm = _warm_up(client, server.proc.pid, args.workers, args.timeout)
                 ready = _settled(server.proc.pid, postgres)
                 for what in ("S1", "S2"):
                     if args.only not in (None, what):
