@@ -75,26 +75,33 @@ def test_deferred_puts_are_written_by_flush_in_order(tmp_path: Path) -> None:
     store = LocalBlobStore(tmp_path)
     packs = PackStore(store)
     prefix = store.uri("e")
-    first = packs.put(prefix, "a", b"first")  # written at once
     deferred = [packs.put(prefix, f"d{i}", f"deferred {i}".encode(), defer=True) for i in range(3)]
-    # their offsets follow one another, but the file holds only what was not deferred
-    assert len(_segment_bytes(store, first)) == 8 + len(b"first")
+    # their offsets follow one another; nothing is written before the flush
+    sizes = [8 + len(f"deferred {i}") for i in range(3)]
+    assert [int(u.split("#")[1].split("+")[0]) for u in deferred] == [0, sizes[0], sum(sizes[:2])]
+    assert not Path(store.local_path(deferred[0].partition("#")[0]) or "").stat().st_size
     packs.flush()
-    assert [PackStore(store).get(u) for u in deferred] == [
-        f"deferred {i}".encode() for i in range(3)
-    ]
+    other = PackStore(store)  # another process: reads only what is on disk
+    assert [other.get(u) for u in deferred] == [f"deferred {i}".encode() for i in range(3)]
     packs.flush()  # nothing left: a no-op
-    assert len(_segment_bytes(store, first)) == sum(8 + len(f"deferred {i}") for i in range(3)) + 13
+    assert len(_segment_bytes(store, deferred[0])) == sum(sizes)
 
 
-def test_a_put_not_deferred_writes_the_deferred_ones_before_it(tmp_path: Path) -> None:
+def test_deferred_records_have_a_segment_of_their_own(tmp_path: Path) -> None:
+    """A worker thread's put (an attempt's outputs) is written at once, beside the loop's
+    deferred ones, which it neither waits for nor writes."""
     store = LocalBlobStore(tmp_path)
     packs = PackStore(store)
     prefix = store.uri("e")
     deferred = packs.put(prefix, "d", b"deferred", defer=True)
-    now = packs.put(prefix, "n", b"now")  # as a worker thread writes an attempt's outputs
-    other = PackStore(store)  # another process: reads only what is on disk
-    assert other.get(deferred) == b"deferred" and other.get(now) == b"now"
+    now = packs.put(prefix, "n", b"now")
+    assert deferred.partition("#")[0] != now.partition("#")[0]
+    other = PackStore(store)
+    assert other.get(now) == b"now"
+    with pytest.raises(CorruptRecordError):
+        other.get(deferred)  # not written yet
+    packs.flush()
+    assert other.get(deferred) == b"deferred"
 
 
 def test_reading_or_closing_writes_deferred_records(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ partial record; a crash can only leave a torn record at the end of a segment, wh
 refers to, and a resumed execution appends to a new segment.
 
 A put may be deferred (`put(..., defer=True)`): its record gets its offset at once but is
-appended with the next `flush` (or the next put that is not deferred, or a read of it), so
-that the engine's loop writes a turn's documents (a map's items' inputs) in one `write(2)`
-instead of one each. The engine flushes before it commits anything that names them.
+appended with the next `flush` (or a read of it), so that the engine's loop writes a turn's
+documents (a map's items' inputs) in one `write(2)` instead of one each. The engine flushes
+before it commits anything that names them. Deferred records go to a segment of their own
+(same form of name), with a lock of its own: the loop never waits for a worker thread's
+append of an attempt's outputs.
 
 Documents larger than `max_packed` bytes, and every document on stores without local files
 (S3), are written as ordinary blobs instead.
@@ -70,14 +72,18 @@ class PackStore:
         self.store = store
         self.max_packed = max_packed
         self._local = store.local_path(store.uri("probe")) is not None
-        self._segments: dict[str, _Segment] = {}
-        # segments with deferred records, by their URI
+        # by (prefix, deferred): a process's segment of an execution, and the one of its
+        # deferred records (each with its own lock)
+        self._segments: dict[tuple[str, bool], _Segment] = {}
+        # segments with deferred records not written yet, by their URI
         self._deferred: dict[str, _Segment] = {}
         self._write_lock = threading.Lock()
+        self._defer_lock = threading.Lock()
         self._readers: OrderedDict[str, int] = OrderedDict()
         self._read_lock = threading.Lock()
         self._max_readers = open_readers
         self._tag = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._defer_tag = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     def put(self, prefix_uri: str, name: str, data: bytes, *, defer: bool = False) -> str:
         """Store `data` under `prefix_uri` and return its URI. With `defer`, a packed record
@@ -88,37 +94,35 @@ class PackStore:
             self.store.put_bytes(uri, data)
             return uri
         record = _HEADER.pack(len(data), zlib.crc32(data)) + data
-        with self._write_lock:
-            seg = self._segments.get(prefix_uri)
+        with self._defer_lock if defer else self._write_lock:
+            seg = self._segments.get((prefix_uri, defer))
             if seg is None:
-                uri = f"{prefix_uri}/packs/{self._tag}.pack"
+                uri = f"{prefix_uri}/packs/{self._defer_tag if defer else self._tag}.pack"
                 path = self.store.local_path(uri)
                 assert path is not None
-                seg = _Segment(path, uri)
-                self._segments[prefix_uri] = seg
+                seg = self._segments[(prefix_uri, defer)] = _Segment(path, uri)
             offset = seg.size
             seg.size += len(record)
-            pending = seg.pending
-            if defer and len(pending) + len(record) <= _DEFER_AT_MOST:
-                pending += record
-                self._deferred[seg.uri] = seg
-            elif pending:
-                pending += record
-                self._write_pending(seg)
-            else:
+            if not defer:
                 seg.write(record)
+            elif len(seg.pending) + len(record) <= _DEFER_AT_MOST:
+                seg.pending += record
+                self._deferred[seg.uri] = seg
+            else:
+                seg.pending += record
+                self._write_pending(seg)
         return f"{seg.uri}#{offset}+{len(data)}"
 
     def flush(self) -> None:
         """Write every deferred record."""
         if not self._deferred:
             return
-        with self._write_lock:
+        with self._defer_lock:
             for seg in list(self._deferred.values()):
                 self._write_pending(seg)
 
     def _write_pending(self, seg: _Segment) -> None:
-        """Write the segment's deferred records (call with the write lock held)."""
+        """Write the segment's deferred records (call with `_defer_lock` held)."""
         self._deferred.pop(seg.uri, None)
         pending, seg.pending = seg.pending, bytearray()
         try:
@@ -140,7 +144,7 @@ class PackStore:
         except ValueError:
             raise BlobNotFoundError(uri) from None
         if base in self._deferred:
-            with self._write_lock:
+            with self._defer_lock:
                 seg = self._deferred.get(base)
                 if seg is not None:
                     self._write_pending(seg)
@@ -185,18 +189,23 @@ class PackStore:
         return fd
 
     def close_segment(self, prefix_uri: str) -> None:
-        """Stop appending under `prefix_uri` (its execution ended)."""
-        with self._write_lock:
-            seg = self._segments.pop(prefix_uri, None)
+        """Stop appending under `prefix_uri` (its execution ended); deferred records are
+        written first."""
+        with self._defer_lock:
+            seg = self._segments.pop((prefix_uri, True), None)
             if seg is not None:
                 try:
                     if seg.pending:
                         self._write_pending(seg)
                 finally:
                     os.close(seg.fd)
+        with self._write_lock:
+            seg = self._segments.pop((prefix_uri, False), None)
+            if seg is not None:
+                os.close(seg.fd)
 
     def close(self) -> None:
-        with self._write_lock:
+        with self._defer_lock, self._write_lock:
             try:
                 for seg in list(self._deferred.values()):
                     self._write_pending(seg)
