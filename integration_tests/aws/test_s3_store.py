@@ -130,3 +130,12 @@ def test_an_unreachable_endpoint_and_refused_credentials_say_what_to_fix(
     assert "check the credentials boto3 finds ($AWS_ACCESS_KEY_ID" in str(caught.value)
     with pytest.raises(S3StoreError, match=r"S3 at .* refused it \(403"):
         refused.check()
+
+
+def test_size_is_one_head_request(moto_endpoint: str, s3_root: str) -> None:
+    """The engine bounds what it reads of an attempt's outputs (`[engine] max_output_bytes`)
+    by the object's size, told by a HEAD request without reading the object."""
+    store = S3BlobStore.from_root(s3_root, {"endpoint_url": moto_endpoint})
+    uri = store.uri("sized", "outputs.pb")
+    store.put_bytes(uri, b"y" * 4321)
+    assert store.size(uri) == 4321

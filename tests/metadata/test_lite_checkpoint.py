@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from taskfabric.metadata import Batch, EventRecord, ExecutionRecord, MetadataStore, _lite
 
@@ -73,3 +74,42 @@ def test_commits_leave_checkpoints_to_the_checkpoint_thread(tmp_path: Path) -> N
     finally:
         store.close()
     assert not any(t.name == "taskfabric-wal-checkpoint" for t in threading.enumerate())
+
+
+def test_a_long_wal_is_finished_by_the_writer_and_written_again_from_its_start(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A passive checkpoint beside a writer that keeps committing never copies the whole
+    WAL, and SQLite starts the WAL over only after one that did: past `WAL_RESTART_PAGES`
+    the writer copies the rest itself, and the WAL stops growing."""
+    monkeypatch.setattr(_lite, "WAL_RESTART_PAGES", 1)
+    store = _store(tmp_path)
+    lite = store._lite
+    assert lite is not None
+    wal = tmp_path / "m.db-wal"
+    try:
+        for i in range(_lite.CHECKPOINT_EVERY - 1):  # create_execution was one commit
+            _commit(store, i)
+        assert lite.checkpointer.wait_runs(1, timeout=60)
+        assert lite.checkpointer.last is not None and lite.checkpointer.last[1] >= 1
+        assert lite.restarts == 0
+        # The next CHECKPOINT_EVERY-th commit finds the WAL past the limit: the writer
+        # finishes the checkpoint itself instead of waking the thread.
+        for i in range(_lite.CHECKPOINT_EVERY):
+            _commit(store, 1000 + i)
+        assert lite.restarts == 1 and lite.checkpointer.runs == 1
+        grown = wal.stat().st_size
+        # everything was copied: the next commits write the WAL from its start again
+        for i in range(_lite.CHECKPOINT_EVERY // 2):
+            _commit(store, 2000 + i)
+        assert wal.stat().st_size == grown
+        # and the rows are all there, in the database file alone
+        copy = tmp_path / "copy.db"
+        lite.checkpointer.close()
+        assert lite._writer is not None
+        lite._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        copy.write_bytes((tmp_path / "m.db").read_bytes())
+        rows = sqlite3.connect(copy).execute("SELECT count(*) FROM events").fetchone()
+        assert rows == (_lite.CHECKPOINT_EVERY - 1 + _lite.CHECKPOINT_EVERY * 3 // 2,)
+    finally:
+        store.close()

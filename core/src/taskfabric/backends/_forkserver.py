@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import gc
@@ -115,7 +114,19 @@ _KEPT_FLAGS = (
     (os.ST_RELATIME, MS_RELATIME),
 )
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+
+def _load_libc(loader: type[ctypes.CDLL]) -> ctypes.CDLL:
+    """libc, by glibc's soname, else the process's own symbols (libc is among them).
+
+    Not `ctypes.util.find_library("c")`: it runs `ldconfig -p` in a subprocess, twice 5 ms
+    (more under load) of every `taskfabric run`, which imports this module."""
+    try:
+        return loader("libc.so.6", use_errno=True)
+    except OSError:
+        return loader(None, use_errno=True)
+
+
+_libc = _load_libc(ctypes.CDLL)
 
 
 def _call(result: int, what: str) -> None:
@@ -540,7 +551,7 @@ _REQUEST_FD, _LOG_FD, _MAPPED_FD = 3, 4, 5
 
 _pythonapi = ctypes.pythonapi
 # Called with the GIL held (a PyDLL), as `os.fork` calls fork().
-_pylibc = ctypes.PyDLL(ctypes.util.find_library("c") or None, use_errno=True)
+_pylibc = _load_libc(ctypes.PyDLL)
 
 
 def _clone(flags: int) -> int:

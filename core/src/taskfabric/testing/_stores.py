@@ -34,6 +34,7 @@ class BlobStoreConformance:
 
     Each check gets a store rooted at a fresh, empty place. The checks are those the engine
     relies on: bytes, files and folders round-trip; a missing blob is `BlobNotFoundError`;
+    `size` is the blob's length (or None: not known without reading);
     listing is recursive, sorted and stops at key boundaries; deletes are recursive; writes
     replace whole blobs, also when many threads write one key; `from_uri` reads what the store
     wrote (as `taskfabric-execute` does elsewhere); the packed documents of the engine work.
@@ -70,6 +71,16 @@ class BlobStoreConformance:
             blob_store.get_bytes(uri)
         assert caught.value.uri == uri
         assert isinstance(caught.value, FileNotFoundError)
+
+    def test_size_is_the_blobs_bytes_or_none(self, blob_store: BlobStore) -> None:
+        """`size` (how the engine bounds what it reads of an attempt's outputs) is the
+        blob's length, or None for a store that cannot tell without reading; a missing blob
+        is `BlobNotFoundError`, as for a read."""
+        uri = blob_store.uri("sized", "a.pb")
+        blob_store.put_bytes(uri, b"x" * 1234)
+        assert blob_store.size(uri) in (1234, None)
+        with pytest.raises(BlobNotFoundError):
+            blob_store.size(blob_store.uri("sized", "missing.pb"))
 
     def test_uris_are_under_the_root_and_ignore_extra_slashes(self, blob_store: BlobStore) -> None:
         assert blob_store.uri("a", "b") == blob_store.uri("/a/", "/b")

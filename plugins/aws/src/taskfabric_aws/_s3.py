@@ -325,6 +325,16 @@ class S3BlobStore(BlobStore):
                 raise failure from exc
         return self._any_under(bucket, key)
 
+    def size(self, uri: str) -> int | None:
+        """The object's bytes from one HEAD request, without reading it (the engine bounds
+        what it reads of an attempt's outputs by it: `[engine] max_output_bytes`)."""
+        bucket, key = split_uri(uri)
+        try:
+            head = self.client.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            raise self._failure(exc, "look up", uri) from exc
+        return int(head["ContentLength"])
+
     def _any_under(self, bucket: str, key: str) -> bool:
         prefix = key.rstrip("/") + "/" if key else ""
         try:
