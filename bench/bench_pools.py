@@ -9,8 +9,9 @@
 - P2: the latency pools add per task, in the manager alone: a task costs the engine two loop
   ticks (dispatch, completion), each one transaction with the tick's own writes (here: an
   event row). Measured twice: with request/release folded into those tick transactions
-  (``conn=``), and as separate transactions of their own (the P1 figure), which is what the
-  engine does.
+  (``conn=``; the engine does so on SQLite, with ``grant_in``/``release_in`` on its own
+  connection), and as separate transactions of their own (the P1 figure: the engine's on
+  PostgreSQL, and on SQLite when somebody waits).
 - E: what a pool adds per task to a real engine run (target on SQLite < 0.2 ms): a chain of
   100 no-op tasks, each asking for one slot of a free pool, against the same chain without
   pools, in one engine with the same config, runs interleaved.
@@ -385,7 +386,7 @@ def run_suite(url: str, label: str, repeat: int, folder: Path | None) -> bool:
             f"P2 added per task, folded into the engine's tick transactions: {added:6.3f} ms "
             f"(ticks alone {base * 1000:.3f} ms/task)"
         )
-        print(f"P2 added per task, as transactions of their own (the engine's): {own:6.3f} ms")
+        print(f"P2 added per task, as transactions of their own: {own:6.3f} ms")
         for width in (10, 100):
             fan = _median_rate(lambda w=width: p3_fan_out(pm, 2_000 // w, w), repeat)
             print(

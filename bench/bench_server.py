@@ -10,21 +10,27 @@ workflow (`add_one(x) -> x + 1`) is registered through the API, then:
 
 - S1 (a burst): `--launches` launches sent by 8 client threads as fast as the API takes them.
   Reports the launch rate the API accepted, the finish rate (executions per second from the
-  first launch to the last finish) and the launch-to-finish latency (p50, p99, max).
+  first launch to the last finish), the launch-to-finish latency (p50, p99, max) and the
+  median time from an execution's claim to its end (its slot's time: an engine process's
+  slots / that time bounds its rate).
 - S2 (a steady rate): launches at `--rate` per second for `--seconds`, open loop (a launch
   is sent at its time whether or not earlier ones finished). Reports the same figures; the
   issue's target is p99 < 2 s at 20 launches/s, and >= 50 executions/s finished.
 
 `--setups` runs them on several server set-ups in turn (`trusted`: single-tenant, tasks in
 the engine process, one engine process per execution; `sandbox-1`: multi-tenant, every task
-in a bubblewrap sandbox, one engine process per execution; `sandbox-8`: the same with up to 8
-executions per engine process; `sandbox-8-bwrap`: `sandbox-8` without the sandbox's fork
-server, each attempt starting `bwrap` and a fresh Python) and prints each one's figures as
-ratios to the first's.
+in a bubblewrap sandbox, one engine process per execution; `sandbox-8`: the same with up to
+8 executions per engine process; `sandbox-16`: 16 of them; `sandbox-8-bwrap`: `sandbox-8`
+without the sandbox's fork server, each attempt starting `bwrap` and a fresh Python) and
+prints each one's figures as ratios to the first's.
 
-At the end it reports the CPU time that the server and its engine processes used per
-execution, and the finish rate that bounds on this machine's cores when nothing else runs (the
-wall-clock figures depend on what else the machine does).
+Before the scenarios a few executions warm the server up (with `sandbox-8` and `sandbox-16`,
+until each engine process has started its sandbox's fork server); the CPU used until then
+(starting the server, its engine processes and fork servers: paid once) is reported apart.
+At the end it reports the CPU time that each role used per execution from the first launch
+on (the server, its engine processes, fork servers and sandboxes, and with `--postgres`
+PostgreSQL's backends), and the finish rate that this bounds on this machine's cores when
+nothing else runs (the wall-clock figures depend on what else the machine does).
 
 Every execution is checked to have SUCCEEDED with the right output, and each run exactly once
 (one attempt of its one node). Latencies are the server's own times: `created_at` (the launch
@@ -94,6 +100,9 @@ SETUPS = {
     "sandbox-8": 'executions_per_worker = 8\n\n[task_types]\npython = "box"\n\n'
     '[backends.box]\ndriver = "sandbox"\n',
     # the same, every attempt starting `bwrap` and a fresh Python (no fork server)
+    # the same, with up to 16 executions per engine process
+    "sandbox-16": 'executions_per_worker = 16\n\n[task_types]\npython = "box"\n\n'
+    '[backends.box]\ndriver = "sandbox"\n',
     "sandbox-8-bwrap": 'executions_per_worker = 8\n\n[task_types]\npython = "box"\n\n'
     '[backends.box]\ndriver = "sandbox"\nfork_server = false\n',
 }
@@ -111,7 +120,8 @@ def _proc_cpu(pid: int) -> tuple[float, float, int, str]:
 
 def cpu_by_role(server_pid: int) -> dict[str, float]:
     """CPU seconds so far of the server's process tree, by role: `api` (the server process:
-    the API and its worker pool's thread), `engine` (the engine processes), `fork servers`
+    the API and its worker pool's thread), `engine` (the engine processes, those that ended
+    with their own sandboxes and fork servers), `fork servers`
     and `sandboxes` (the attempts they forked and reaped: namespaces, mounts, the task)."""
     procs = {}
     for entry in Path("/proc").iterdir():
@@ -132,6 +142,7 @@ def cpu_by_role(server_pid: int) -> dict[str, float]:
             continue
         if pid == server_pid:
             roles["api"] += own
+            roles["engine"] += children  # engine processes that ended (one per execution)
         elif "--fork-server" in cmd:
             roles["fork servers"] += own
             roles["sandboxes"] += children
@@ -180,13 +191,18 @@ class PostgresCPU:
         self._started = True
         self.thread.start()
 
+    def so_far(self) -> float:
+        """CPU seconds of the backends since `start`, sampled now."""
+        with contextlib.suppress(Exception):
+            self._sample()
+        return sum(last - first for first, last in self.seen.values())
+
     def total(self) -> float:
         self.stop.set()
         self.thread.join()
-        with contextlib.suppress(Exception):
-            self._sample()
+        found = self.so_far()
         self.engine.dispose()
-        return sum(last - first for first, last in self.seen.values())
+        return found
 
 
 class Server:
@@ -308,10 +324,12 @@ def _report(
     last_finish = max(e.finished_at for e in ended)
     n = len(launches)
     p99 = latency[min(n - 1, int(n * 0.99))]
+    running = statistics.median(by_id[i].finished_at - by_id[i].started_at for i, _ in launches)
     print(
         f"{what}: {n} launches in {seconds:.1f} s ({n / seconds:.1f}/s accepted); "
         f"finished at {n / (last_finish - first):.2f} executions/s; launch to finish "
-        f"p50 {statistics.median(latency):.2f} s, p99 {p99:.2f} s, max {latency[-1]:.2f} s"
+        f"p50 {statistics.median(latency):.2f} s, p99 {p99:.2f} s, max {latency[-1]:.2f} s; "
+        f"claimed to finish p50 {running:.2f} s"
     )
     return n / (last_finish - first)
 
@@ -379,9 +397,66 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _roles(server_pid: int, postgres: PostgresCPU | None) -> dict[str, float]:
+    roles = cpu_by_role(server_pid)
+    if postgres is not None:
+        roles["postgres backends"] = postgres.so_far()
+    return roles
+
+
+#: The set-ups whose long-lived engine processes each start a fork server, warmed up first
+#: (elsewhere each execution starts its own engine process: nothing stays warm).
+WARMED = ("sandbox-8", "sandbox-16")
+
+
+def _warm_up(client: Client, server_pid: int, workers: int, timeout: float) -> int:
+    """Run rounds of executions until `workers` fork servers run (at most 5 rounds);
+    returns how many ran."""
+    ran = 0
+    for _ in range(5):
+        forks = 0
+        for pid in Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                if pid.name.isdigit() and b"--fork-server" in (pid / "cmdline").read_bytes():
+                    forks += _under(int(pid.name), server_pid)
+        if forks >= workers:
+            break
+        with ThreadPoolExecutor(THREADS) as pool:
+            launched = list(pool.map(lambda x: _launch(client, x, "warm"), range(ran, ran + 16)))
+        _wait(client, {i for i, _ in launched}, timeout)
+        ran += len(launched)
+    return ran
+
+
+def _under(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            pid = _proc_cpu(pid)[2]
+        except (OSError, IndexError, ValueError):
+            return False
+    return False
+
+
+def _settled(server_pid: int, postgres: PostgresCPU | None) -> dict[str, float]:
+    """CPU by role once the server's processes have started: the engine processes and their
+    fork servers (started as each engine process starts) use no more CPU than idle polls."""
+    deadline = time.monotonic() + 30
+    last = _roles(server_pid, postgres)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _roles(server_pid, postgres)
+        if sum(now.values()) - sum(last.values()) < 0.02:
+            return now
+        last = now
+    return last
+
+
 def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
     """Run the scenarios on a fresh server of `setup`: (S1's finish rate, CPU s/execution)."""
-    rate = 0.0
+    rate = run_cpu = 0.0
+    warm = 0
     with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
         root = Path(tmp)
         server = Server(root, args.workers, args.postgres, setup)
@@ -408,6 +483,12 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
                 client.register(
                     build_package(src, project="bench", domain="load", version=f"v-{RUN}")
                 )
+                # What the server, its engine processes and their fork servers cost to start
+                # is counted apart: it is paid once, not per execution. A few executions
+                # first, until each engine process has started its sandbox's fork server.
+                if setup in WARMED:
+                    warm = _warm_up(client, server.proc.pid, args.workers, args.timeout)
+                ready = _settled(server.proc.pid, postgres)
                 for what in ("S1", "S2"):
                     if args.only not in (None, what):
                         continue
@@ -425,13 +506,25 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
                     finished = _report(f"[{setup}] {label}", launches, ended, seconds)
                     rate = rate or finished
             if total and server.proc is not None:
-                roles = cpu_by_role(server.proc.pid)
-                if postgres is not None:
-                    roles["postgres backends"] = postgres.total()
+                roles = _roles(server.proc.pid, postgres)
                 print(
-                    f"[{setup}] CPU per execution by role: "
-                    + ", ".join(f"{k} {1000 * v / total:.1f} ms" for k, v in roles.items())
+                    f"[{setup}] CPU to start (server, engine processes, fork servers; once): "
+                    + ", ".join(f"{k} {ready[k]:.2f} s" for k in ready)
                 )
+                print(
+                    f"[{setup}] CPU per execution by role (from the first launch on): "
+                    + ", ".join(
+                        f"{k} {1000 * (v - ready[k]) / total:.1f} ms" for k, v in roles.items()
+                    )
+                )
+                run_cpu = sum(roles.values()) - sum(ready.values())
+                print(
+                    f"[{setup}] CPU per execution: {1000 * run_cpu / total:.1f} ms, every process "
+                    f"above: at most {os.cpu_count() or 1} cores / that = "
+                    f"{(os.cpu_count() or 1) * total / run_cpu:.1f} executions/s on an idle machine"
+                )
+                if postgres is not None:
+                    postgres.total()
         finally:
             server.stop()
         # The server and every engine process it started have ended and been waited for.
@@ -439,11 +532,11 @@ def run_setup(args: argparse.Namespace, setup: str) -> tuple[float, float]:
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if total:
             print(
-                f"[{setup}] CPU: {cpu:.1f} s for the server and its engine processes, "
-                f"{cpu / total:.2f} s per execution: at most {os.cpu_count() or 1} cores / that "
-                f"= {(os.cpu_count() or 1) * total / cpu:.1f} executions/s on an idle machine"
+                f"[{setup}] CPU with the start counted: {cpu:.1f} s for the server and its "
+                f"engine processes (not PostgreSQL's), {1000 * cpu / (total + warm):.1f} ms per "
+                f"execution ({total + warm}, {warm} of them warming up)"
             )
-    return rate, cpu / max(1, total)
+    return rate, run_cpu / max(1, total)
 
 
 if __name__ == "__main__":

@@ -286,3 +286,41 @@ def test_admins_manage_the_tokens_of_their_projects(api: Api, admin: Client) -> 
     assert _status(lambda: api.client(made.token).whoami()) == 401
     bank = next(t for t in api.plane.tokens.list() if t.name == "bank-admin")
     assert _status(lambda: admin.revoke_token(bank.id)) == 404
+
+
+def test_a_list_shows_each_execution_as_its_own_record_would(api: Api, admin: Client) -> None:
+    """The list reads only the columns it shows: each entry, byte for byte, is what the
+    execution's whole record makes (an error, an owner, a launch plan and its slot too)."""
+    from pydantic import TypeAdapter
+
+    from taskfabric.server import _models as m
+    from taskfabric.server import _views as views
+
+    admin.launch("shop", "prod", workflow="srvflows.price", inputs={"x": 1}, name="queued")
+    admin.launch("shop", "prod", launch_plan="tick", name="planned")
+    admin.cancel(
+        admin.launch(
+            "shop", "prod", workflow="srvflows.price", inputs={"x": 2}, name="c"
+        ).execution.id,
+        "not today",
+    )
+    running = admin.launch("shop", "prod", workflow="srvflows.price", inputs={"x": 3}).execution
+    store = api.plane.metadata
+    store.update_execution(
+        running.id, phase="RUNNING", owner="host:1", started_at=5.5, heartbeat_at=6.25
+    )
+    response = api.http.get(
+        "/api/v1/executions",
+        params={"project": "shop"},
+        headers={"Authorization": f"Bearer {api.token(['shop'], 'viewer')}"},
+    )
+    assert response.status_code == 200
+    listed = response.json()
+    assert len(listed) == 4 and {e["phase"] for e in listed} == {"QUEUED", "ABORTED", "RUNNING"}
+    records = [store.get_execution(e["id"]) for e in listed]
+    whole = [views.execution(r) for r in records if r is not None]
+    assert response.content == TypeAdapter(list[m.Execution]).dump_json(whole)
+    by_name = {e["name"]: e for e in listed}
+    assert "not today" in by_name["c"]["error"]["message"]
+    assert by_name["planned"]["launch_plan"].startswith("tick:")
+    assert listed[0]["owner"] == "host:1" and listed[0]["heartbeat_at"] == 6.25

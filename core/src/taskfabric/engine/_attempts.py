@@ -100,6 +100,8 @@ class Attempts:
         self._map_waiting: dict[NodeState, deque[NodeState]] = {}
         # how many of a map's items may wait to start, made, before more are made
         self._item_room = max(4 * self._parallelism, 256)
+        if pools is not None and pools.folds:
+            recorder.around_commit(pools.before_commit, pools.committed)
 
     # -- what the loop asks ------------------------------------------------------------
 
@@ -173,11 +175,15 @@ class Attempts:
                 continue
             started.append(self._start(ns))
         self._submit(started)
+        if pools is not None:
+            pools.settle()  # a grant's transaction that no start went with
 
     def renew_leases(self) -> None:
         """Renew the pool leases of running attempts when due; stop those that lost theirs."""
         if self._pools is None:
             return
+        if self._pools.pending:  # no commit of this loop turn carried them
+            self._pools.release_pending()
         for ns in self._pools.renew():
             if ns.attempt_id not in self._running:
                 continue
@@ -368,8 +374,10 @@ class Attempts:
                 together.setdefault((parent, backend), []).append((ns, spec))
             else:
                 alone.append((ns, spec))
-        if together or not all(
-            ns.backend is not None and ns.backend.handle_before_start for ns, _ in alone
+        if (
+            together
+            or (self._pools is not None and self._pools.writing)  # grants go with this one
+            or not all(ns.backend is not None and ns.backend.handle_before_start for ns, _ in alone)
         ):
             self._recorder.commit()
         for ns, spec in alone:

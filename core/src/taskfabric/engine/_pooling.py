@@ -106,6 +106,7 @@ class EnginePools:
             domain=rec.domain,
             renew_seconds=max(0.5, ttl / 3),
             holds=self.holds,
+            metadata=self._metadata,
         )
 
     def validate(self, task_name: str, weights: Mapping[str, int], project: str) -> None:

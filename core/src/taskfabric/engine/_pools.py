@@ -7,6 +7,14 @@ grants it. Its lease is released the moment the attempt stops — success, failu
 cancel, or before the backoff of a retry (the next attempt asks again) — and renewed while it
 runs; an attempt that loses its lease (the engine was stalled past the TTL) is stopped and
 retried rather than run on over the pool's limit.
+
+On SQLite a grant on a free pool goes in the transaction that records the attempt's start
+(with the ends recorded before it), and a release in the one that records the attempt's end:
+no commit of their own (`MetadataStore.open_write`, pools/_folded.py). Either is in the
+database exactly when what it goes with is; a `kill -9` before that commit loses both
+together (the lease expires at its TTL, as a dead holder's). When somebody waits in the
+pools, or a request does not fit as things are, the grant or release takes the ordinary path
+(transactions of its own, with the pass that hands slots on).
 """
 
 from __future__ import annotations
@@ -42,8 +50,16 @@ class PoolGate:
         domain: str,
         renew_seconds: float,
         holds: HoldService | None = None,
+        metadata: Any = None,
     ) -> None:
         self.manager = manager
+        #: SQLite: the store whose write transactions carry our grants and releases
+        self._metadata = metadata if metadata is not None and metadata.shares_writes else None
+        self._cur: Any = None  # the cursor of the write transaction that we opened
+        self._pending: list[Lease] = []  # releases for the next commit
+        self._releasing: list[Lease] = []  # released in the transaction open now
+        self._blocked: list[Lease] = []  # somebody waits behind them: released after it
+        self._handed: list[Lease] = []  # granted to our waiters by those releases
         self.holds = holds
         self.execution_id = execution_id
         self.project = project
@@ -95,11 +111,90 @@ class PoolGate:
             weights[req.pool] = weights.get(req.pool, 0) + max(1, req.weight)
         return weights
 
+    # -- grants and releases in the commits that record the attempts ------------------
+
+    @property
+    def folds(self) -> bool:
+        """Whether grants and releases go in the recorder's commits (`before_commit`)."""
+        return self._metadata is not None
+
+    def _write_cursor(self) -> Any:
+        """The cursor of this thread's write transaction, begun now (the pending releases
+        first) unless it is open."""
+        metadata = self._metadata
+        assert metadata is not None
+        if self._cur is not None and not metadata.write_open():
+            self.committed(True)  # someone else's apply on this thread committed it
+        if self._cur is None:
+            self._cur = metadata.open_write().cursor()
+            pending, self._pending = self._pending, []
+            if pending:
+                if self.manager.release_in(self._cur, pending):
+                    self._releasing += pending
+                else:
+                    self._blocked += pending
+        return self._cur
+
+    def before_commit(self) -> None:
+        """The recorder is about to commit: the pending releases go in its transaction."""
+        if self._pending and self._metadata is not None:
+            self._write_cursor()
+
+    def committed(self, ok: bool) -> None:
+        """The transaction that carried our grants and releases ended (`ok`: committed).
+        Releases that somebody waited behind are made now, with their pass."""
+        self._cur = None
+        if not ok:  # rolled back: those leases are still held
+            self._pending[:0] = self._releasing + self._blocked
+            self._releasing, self._blocked = [], []
+            return
+        self._releasing = []
+        if self._blocked:
+            blocked, self._blocked = self._blocked, []
+            self._handed += self.manager.release_many(blocked, execution_id=self.execution_id)
+
+    def settle(self) -> None:
+        """Commit the write transaction we opened, if it is open (before any call that
+        writes through the manager's own connections, which would wait for its lock)."""
+        if self._cur is None or self._metadata is None:
+            return
+        try:
+            self._metadata.close_write()
+        except BaseException:
+            self.committed(False)
+            raise
+        self.committed(True)
+
+    @property
+    def writing(self) -> bool:
+        """A write transaction that we opened is open (the next commit ends it)."""
+        return self._cur is not None
+
+    @property
+    def pending(self) -> bool:
+        """Releases wait for the recorder's next commit."""
+        return bool(self._pending)
+
+    def release_pending(self) -> None:
+        """Release now, in a transaction of their own, what waits for a commit."""
+        self.settle()
+        pending, self._pending = self._pending, []
+        if pending:
+            self._handed += self.manager.release_many(pending, execution_id=self.execution_id)
+
+    # -- attempts ----------------------------------------------------------------------
+
     def acquire(self, ns: NodeState, attempt: int, weights: Mapping[str, int]) -> bool:
         """True when the attempt may start now; False: it waits (see `granted`)."""
         holder = self.holder(ns, attempt)
         asked_at = time.time()
-        lease = self.manager.request(holder, weights)
+        lease = None
+        if self._metadata is not None:
+            lease = self.manager.grant_in(self._write_cursor(), holder, weights)
+            if lease is None:
+                self.settle()  # the ordinary path: somebody waits, or it does not fit
+        if lease is None:
+            lease = self.manager.request(holder, weights)
         if lease is not None:
             self.held[holder.key] = (ns, lease)
             self._log_grant(lease, asked_at)
@@ -149,16 +244,21 @@ class PoolGate:
 
     def poll(self, *, every: float = 0.05) -> list[NodeState]:
         """Ask the pools for grants to this execution's waiters (at most every `every` s)."""
+        handed: list[NodeState] = []
+        if self._handed:
+            leases, self._handed = self._handed, []
+            handed = self.granted(leases)
         if not self.waiting:
-            return []
+            return handed
         now = time.monotonic()
         if now - self._last_poll < every and not self._notified:
-            return []
+            return handed
+        self.settle()
         self._notified = False
         self._last_poll = now
         # only this execution's grants: the manager may serve other executions of this
         # process, whose grants are theirs to pick up (taken here, they would be dropped)
-        started = self.granted(self.manager.poll(execution_id=self.execution_id))
+        started = handed + self.granted(self.manager.poll(execution_id=self.execution_id))
         if self.waiting and now - self._last_check >= self.renew_seconds:
             self._last_check = now
             started += self._ask_again()
@@ -185,12 +285,16 @@ class PoolGate:
         """Release the attempt's lease (or leave the queue); returns nodes granted by it."""
         key = (self.execution_id, ns.full_id, attempt)
         if key in self.waiting:
+            self.settle()
             del self.waiting[key]
             self._asked_at.pop(key, None)
             self._weights.pop(key, None)
             return self.granted(self.manager.cancel(self.holder(ns, attempt)))
         held = self.held.pop(key, None)
         if held is None:
+            return []
+        if self._metadata is not None:  # with the commit that records the attempt's end
+            self._pending.append(held[1])
             return []
         return self.granted(self.manager.release(held[1]))
 
@@ -199,6 +303,7 @@ class PoolGate:
         now = time.monotonic()
         if not self.held or now - self._last_renew < self.renew_seconds:
             return []
+        self.settle()
         self._last_renew = now
         keys = list(self.held)
         renewed = self.manager.renew_many([self.held[k][1] for k in keys])
@@ -214,11 +319,15 @@ class PoolGate:
 
     def next_wait(self) -> float | None:
         """How long the loop may sleep while attempts wait for pools."""
+        if self._handed:
+            return 0.0
         if not self.waiting:
             return None
         return 0.05
 
     def release_everything(self) -> None:
+        self.release_pending()
+        self._handed.clear()  # their waiters are cancelled below, which frees them
         self._asked_at.clear()
         self._weights.clear()
         for key in list(self.waiting):

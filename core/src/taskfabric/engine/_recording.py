@@ -77,6 +77,8 @@ class Recorder:
         self._on_event = on_event
         self._hooks = hooks
         self._batch = Batch()
+        #: called before each commit, and after it with whether it committed
+        self._around: tuple[Callable[[], None], Callable[[bool], None]] | None = None
         self._active: dict[str, NodeState] = {}
         self._task_names: dict[int, str] = {}
         self._heartbeat_listeners: list[Callable[[], None]] = []
@@ -213,11 +215,26 @@ class Recorder:
         self._apply()
         return True
 
+    def around_commit(self, before: Callable[[], None], after: Callable[[bool], None]) -> None:
+        """Call `before()` ahead of each commit and `after(committed)` once it is over: the
+        pools put their grants and releases in its transaction (engine/_pools.py)."""
+        self._around = (before, after)
+
     def _apply(self) -> None:
         """Commit the batch (one transaction) and start a new one."""
         if self._before_commit is not None:
             self._before_commit()
-        self._metadata.apply(self._batch)
+        around = self._around
+        if around is None:
+            self._metadata.apply(self._batch)
+        else:
+            around[0]()
+            try:
+                self._metadata.apply(self._batch)
+            except BaseException:
+                around[1](False)
+                raise
+            around[1](True)
         self._batch = Batch()
         self._last_commit = time.monotonic()
         self._urgent = False

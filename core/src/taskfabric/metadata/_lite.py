@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -370,9 +370,10 @@ class LiteStore:
         with self.transaction() as conn:
             conn.execute(_INSERT_EXECUTION, [row[c] for c in EXECUTION_COLUMNS])
 
-    def apply(self, batch: Any) -> None:
-        """`MetadataStore.apply` of a `Batch`, in the same order of statements."""
-        with self.transaction() as conn:
+    def apply(self, batch: Any, into: sqlite3.Connection | None = None) -> None:
+        """`MetadataStore.apply` of a `Batch`, in the same order of statements; `into`: in
+        that connection's write transaction, open already (the caller commits)."""
+        with self.transaction() if into is None else nullcontext(into) as conn:
             for execution_id, values in batch.executions.items():
                 row = encode(dict(values))
                 unknown = set(row) - set(EXECUTION_COLUMNS)

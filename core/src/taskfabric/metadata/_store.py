@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -219,6 +220,8 @@ class MetadataStore:
         #: the run path's calls on PostgreSQL, through psycopg (see `_pgrun`)
         self._pg = PgRunPath(self.engine) if self._dialect == "postgresql" else None
         self._write_lock = threading.Lock()
+        #: the write transaction `open_write` began: its exit stack, connection and thread
+        self._shared: tuple[ExitStack, Any, int] | None = None
         self._upserts: dict[str, Any] = {}
         self._prepared_sql: dict[str, _Prepared] = {}
         if migrate:
@@ -374,8 +377,61 @@ class MetadataStore:
         with self._write_lock, self.engine.begin() as conn:
             conn.execute(s.executions.insert(), _encode(asdict(rec)))
 
+    @property
+    def shares_writes(self) -> bool:
+        """Whether `open_write` can begin a transaction that `apply` then commits."""
+        return self._lite is not None
+
+    def open_write(self) -> Any:
+        """SQLite: begin a write transaction on the run path's connection (this store's
+        write lock held) and return that DBAPI connection, for a caller's statements of
+        its own (the pools' grants and releases, engine/_pools.py); the next `apply` on
+        this thread writes its batch in the same transaction and commits it, or
+        `close_write` ends it. The one already open when this thread opened one."""
+        shared = self._shared
+        if shared is not None and shared[2] == threading.get_ident():
+            return shared[1]
+        if self._lite is None:
+            raise RuntimeError("open_write: only a SQLite store shares its writes")
+        stack = ExitStack()
+        stack.enter_context(self._write_lock)
+        try:
+            conn = stack.enter_context(self._lite.transaction())
+        except BaseException:
+            stack.close()
+            raise
+        self._shared = (stack, conn, threading.get_ident())
+        return conn
+
+    def write_open(self) -> bool:
+        """Whether this thread has a transaction of `open_write` open."""
+        shared = self._shared
+        return shared is not None and shared[2] == threading.get_ident()
+
+    def close_write(self, *, commit: bool = True) -> None:
+        """Commit (or roll back) the transaction this thread began with `open_write`."""
+        shared = self._shared
+        if shared is None or shared[2] != threading.get_ident():
+            return
+        self._shared = None
+        if commit:
+            shared[0].close()
+        else:
+            shared[0].__exit__(RuntimeError, RuntimeError("rolled back"), None)
+
     def apply(self, batch: Batch) -> None:
-        """Apply every write of `batch` in one transaction."""
+        """Apply every write of `batch` in one transaction (the one this thread began with
+        `open_write`, if any, which is committed then)."""
+        shared = self._shared
+        if shared is not None and shared[2] == threading.get_ident():
+            assert self._lite is not None
+            try:
+                self._lite.apply(batch, into=shared[1])
+            except BaseException:
+                self.close_write(commit=False)
+                raise
+            self.close_write()
+            return
         if not batch:
             return
         if self._lite is not None:

@@ -6,12 +6,14 @@ import dataclasses
 import json
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from taskfabric.logs import get_logger
 from taskfabric.pools import _fair as fair
+from taskfabric.pools import _folded as folded
 from taskfabric.pools import _pushbacks as pb
 from taskfabric.pools._hot import PoolRow
 from taskfabric.pools._pgfast import PgOneTrip
@@ -174,6 +176,19 @@ class PoolManager(PoolStore):
             return self._run(lambda c: self._request_queued(c, holder, checked, priority))
         return got
 
+    def grant_in(
+        self, cur: Any, holder: Holder, weights: Mapping[str, int], priority: int = 0
+    ) -> Lease | None:
+        """SQLite: a lease granted in the write transaction of the DBAPI cursor ``cur`` (a
+        caller's, committed by the caller), when nobody waits and it fits as things are;
+        ``None``: ask with ``request``. See ``_folded.py``."""
+        return folded.grant_in(self, cur, holder, weights, priority)
+
+    def release_in(self, cur: Any, leases: Sequence[Lease]) -> bool:
+        """SQLite: ``leases`` released in the write transaction of ``cur`` when nobody waits
+        in their pools; False: nothing written, release them with ``release_many``."""
+        return folded.release_in(self, cur, leases)
+
     def _request_fast(
         self,
         conn: Connection,
@@ -219,8 +234,16 @@ class PoolManager(PoolStore):
         weights: Mapping[str, int],
         priority: int,
     ) -> Lease | Slow:
-        """``_request_fast`` on the hot path's own connection: on PostgreSQL in two round
-        trips (``_pgfast.py``), on SQLite on bare sqlite3 (``_sqlitefast.py``)."""
+        """``_request_fast`` on the hot path's own connection: on PostgreSQL in one or two
+        round trips (``_pgfast.py``), on SQLite on bare sqlite3 (``_sqlitefast.py``)."""
+        if isinstance(fast, PgOneTrip) and self._slots_only(holder, weights):
+            now = self.clock()
+            ttl = self._ttl(weights)
+            values = lease_values(holder, self.owner, priority, now, ttl, ttl, True)
+            capacities = {n: self._capacities.get(n, self.specs[n].slots) for n in weights}
+            token = fast.grant_if_fits(values, weights, capacities, now)
+            if token is not None:
+                return Lease(holder, dict(weights), token, now + ttl, now)
         rows, usage = fast.lock_with_usage(sorted(weights))
         now = self.clock()  # read after the lock: a bucket is never refilled to a past time
         states, waiting = self._states(None, rows, now, usage=usage)
@@ -242,6 +265,19 @@ class PoolManager(PoolStore):
         if token is None:
             return SLOW  # the holder has a lease: the queue path returns it
         return Lease(holder, dict(weights), token, now + ttl, now)
+
+    def _slots_only(self, holder: Holder, weights: Mapping[str, int]) -> bool:
+        """Whether slots are the only limit of each pool of ``weights`` for ``holder``: no
+        rate, no cap of its project or domain (``fair.blocked_by`` checks nothing else)."""
+        for name in weights:
+            spec = self.specs[name]
+            if (
+                spec.rate is not None
+                or spec.project_cap(holder.project) is not None
+                or spec.domain_cap(holder.domain) is not None
+            ):
+                return False
+        return True
 
     def _request_queued(
         self,

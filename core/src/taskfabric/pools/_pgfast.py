@@ -9,7 +9,10 @@ a connection of the manager's own in autocommit mode, so that ``BEGIN`` and ``CO
 inside those strings:
 
 - grant: ``BEGIN; lock the pools; read their usage`` (the usage is a statement of its own,
-  so it reads after the lock was granted), then, decided in Python, ``insert; COMMIT``;
+  so it reads after the lock was granted), then, decided in Python, ``insert; COMMIT``.
+  On pools whose only limit for the request is slots (no rate, no cap of its project or
+  domain), in one round trip: ``BEGIN; lock the pools; insert if nobody waits, none is
+  paused and it fits; COMMIT`` (`grant_if_fits`); when that inserts nothing, the two;
 - release: ``BEGIN; lock the lease's pools; delete the lease unless somebody waits there;
   COMMIT``. When somebody waits nothing is deleted, and the caller runs the release with its
   pass the usual way (every pool locked, in name order).
@@ -188,6 +191,54 @@ class PgOneTrip:
             params += ordered + [float(buckets[name]) for name in ordered] + [now]
         cur = self._cursor()
         cur.execute(f"{insert}; COMMIT", params)
+        row = cur.fetchone()
+        return None if row is None else int(row[0])
+
+    def grant_if_fits(
+        self,
+        values: Mapping[str, Any],
+        weights: Mapping[str, int],
+        capacities: Mapping[str, int],
+        now: float,
+    ) -> int | None:
+        """Lock the pools of ``weights``, insert a lease and its grants when nobody waits in
+        them, none is paused at ``now`` and each has room for its weight within
+        ``capacities`` (pool -> slots it may grant), and commit: one round trip. The new
+        lease's token, or ``None`` when nothing was inserted (it did not fit, somebody
+        waits, a pool row is missing, the holder has a lease): decide the usual way then.
+        Only for requests whose pools limit them by slots alone (the caller checks)."""
+        names = sorted(weights)
+        count = len(names)
+        columns = len(_LEASE_COLUMNS)
+        first = columns + 1  # then count names, count weights, count capacities, now
+        asked = ", ".join(
+            f"(${first + i}, ${first + count + i}, ${first + 2 * count + i})" for i in range(count)
+        )
+        now_arg = first + 3 * count
+        fits = (
+            f"NOT EXISTS (SELECT 1 FROM pool_waits WHERE pool IN ({_args(first, count)})) AND "
+            f"(SELECT count(*) FROM pools WHERE name IN ({_args(first, count)}) AND "
+            f"paused_until <= ${now_arg}) = {count} AND NOT EXISTS (SELECT 1 FROM asked WHERE "
+            "(SELECT COALESCE(SUM(g.weight), 0) FROM pool_grants g WHERE g.pool = asked.pool) "
+            "+ asked.weight > asked.cap)"
+        )
+        body = (
+            f"WITH asked (pool, weight, cap) AS (VALUES {asked}), lease AS (INSERT INTO "
+            f"pool_leases ({', '.join(c for c, _ in _LEASE_COLUMNS)}) SELECT "
+            f"{_args(1, columns)} WHERE {fits} ON CONFLICT (execution_id, node_id, attempt) "
+            "DO NOTHING RETURNING token), grants AS (INSERT INTO pool_grants (token, pool, "
+            "weight, project, domain) SELECT lease.token, asked.pool, asked.weight, $4, $5 "
+            "FROM lease, asked) SELECT token FROM lease"
+        )
+        types = [t for _, t in _LEASE_COLUMNS] + ["text"] * count + ["integer"] * 2 * count
+        insert = self._statement(f"tf_pools_grant_if_fits_{count}", [*types, "float8"], body)
+        params: list[Any] = [values[c] for c, _ in _LEASE_COLUMNS]
+        params += names + [weights[n] for n in names] + [capacities[n] for n in names] + [now]
+        lock = self._lock_sql(count)
+        cur = self._cursor()
+        cur.execute(f"BEGIN; {lock}; {insert}; COMMIT", [*names, *params])
+        cur.nextset()  # past BEGIN
+        cur.nextset()  # past the lock
         row = cur.fetchone()
         return None if row is None else int(row[0])
 

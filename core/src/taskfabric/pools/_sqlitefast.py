@@ -10,6 +10,7 @@ once. The same methods as ``_pgfast.PgOneTrip``; the manager decides the same wa
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,6 +48,66 @@ _SAVE_BUCKET = (
 
 def _marks(count: int) -> str:
     return ", ".join("?" * count)
+
+
+@functools.cache
+def _release_sql(tokens: int, pools: int) -> str:
+    return (
+        f"DELETE FROM pool_leases WHERE token IN ({_marks(tokens)}) AND NOT EXISTS (SELECT 1 "
+        f"FROM pool_waits WHERE pool IN ({_marks(pools)})) RETURNING token"
+    )
+
+
+@functools.cache
+def _release_grants_sql(pools: int, tokens: int) -> str:
+    marks = _marks(tokens)
+    return f"DELETE FROM pool_grants WHERE pool IN ({_marks(pools)}) AND token IN ({marks})"
+
+
+@functools.cache
+def _waiting_sql(pools: int) -> str:
+    return f"SELECT EXISTS (SELECT 1 FROM pool_waits WHERE pool IN ({_marks(pools)}))"
+
+
+def insert_lease(
+    cur: Any,
+    values: Mapping[str, Any],
+    weights: Mapping[str, int],
+    buckets: Mapping[str, float],
+    now: float,
+) -> int | None:
+    """In the write transaction of ``cur``: insert a lease and its grants, and take the
+    tokens of ``buckets`` (pool -> tokens left) when it was inserted; the new lease's
+    token, or ``None`` when the holder has a lease already (nothing was written then)."""
+    cur.execute(_INSERT_LEASE, tuple(values[c] for c in _LEASE_COLUMNS))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    token = int(row[0])
+    project, domain = values["project"], values["domain"]
+    for name, weight in weights.items():
+        cur.execute(_INSERT_GRANT, (token, name, weight, project, domain))
+    for name, tokens in buckets.items():
+        cur.execute(_SAVE_BUCKET, (tokens, now, now, name))
+    return token
+
+
+def release_unless_waiting(
+    cur: Any, tokens: Sequence[int], pools: Sequence[str]
+) -> tuple[list[int], bool]:
+    """In the write transaction of ``cur``: delete the leases of ``tokens`` unless somebody
+    waits in one of ``pools`` (their pools). Returns the tokens deleted, and whether
+    somebody waits (then nothing was deleted)."""
+    count = len(pools)
+    cur.execute(_release_sql(len(tokens), count), (*tokens, *pools))
+    found = [int(token) for (token,) in cur.fetchall()]
+    if found:
+        cur.execute(_release_grants_sql(count, len(found)), (*pools, *found))
+        return found, False
+    # nothing deleted: stale tokens, or somebody waits
+    cur.execute(_waiting_sql(count), tuple(pools))
+    (waiting,) = cur.fetchone()
+    return [], bool(waiting)
 
 
 class SqliteDirect:
@@ -128,18 +189,8 @@ class SqliteDirect:
         when it was inserted, and commit; the new lease's token, or ``None`` when the holder
         has a lease already (nothing changed then)."""
         cur = self._cursor()
-        cur.execute(_INSERT_LEASE, tuple(values[c] for c in _LEASE_COLUMNS))
-        row = cur.fetchone()
-        if row is None:
-            cur.execute("ROLLBACK")
-            return None
-        token = int(row[0])
-        project, domain = values["project"], values["domain"]
-        for name, weight in weights.items():
-            cur.execute(_INSERT_GRANT, (token, name, weight, project, domain))
-        for name, tokens in buckets.items():
-            cur.execute(_SAVE_BUCKET, (tokens, now, now, name))
-        cur.execute("COMMIT")
+        token = insert_lease(cur, values, weights, buckets, now)
+        cur.execute("ROLLBACK" if token is None else "COMMIT")
         return token
 
     # -- a release ------------------------------------------------------------------------
@@ -149,41 +200,7 @@ class SqliteDirect:
         pools): returns the tokens released, and whether somebody waits (then nothing was
         released)."""
         cur = self._cursor()
-        count, many = len(pools), len(tokens)
         cur.execute("BEGIN IMMEDIATE")
-        cur.execute(
-            self._sql(
-                "release",
-                many,
-                count,
-                "DELETE FROM pool_leases WHERE token IN ({first}) AND NOT EXISTS (SELECT 1 "
-                "FROM pool_waits WHERE pool IN ({second})) RETURNING token",
-            ),
-            (*tokens, *pools),
-        )
-        found = [int(token) for (token,) in cur.fetchall()]
-        if found:
-            cur.execute(
-                self._sql(
-                    "release-grants",
-                    count,
-                    len(found),
-                    "DELETE FROM pool_grants WHERE pool IN ({first}) AND token IN ({second})",
-                ),
-                (*pools, *found),
-            )
-            cur.execute("COMMIT")
-            return found, False
-        # nothing released: stale tokens, or somebody waits
-        cur.execute(
-            self._sql(
-                "waiting",
-                count,
-                0,
-                "SELECT EXISTS (SELECT 1 FROM pool_waits WHERE pool IN ({first}))",
-            ),
-            tuple(pools),
-        )
-        (waiting,) = cur.fetchone()
-        cur.execute("ROLLBACK")
-        return [], bool(waiting)
+        found, waiting = release_unless_waiting(cur, tokens, pools)
+        cur.execute("COMMIT" if found else "ROLLBACK")
+        return found, waiting
