@@ -65,3 +65,66 @@ def test_corruption_and_truncation_are_detected(tmp_path: Path) -> None:
         PackStore(store).get(uri)
     with pytest.raises(BlobNotFoundError):
         PackStore(store).get(store.uri("nope.pack") + "#0+3")
+
+
+def _segment_bytes(store: LocalBlobStore, uri: str) -> bytes:
+    return Path(store.local_path(uri.partition("#")[0]) or "").read_bytes()
+
+
+def test_deferred_puts_are_written_by_flush_in_order(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    packs = PackStore(store)
+    prefix = store.uri("e")
+    deferred = [packs.put(prefix, f"d{i}", f"deferred {i}".encode(), defer=True) for i in range(3)]
+    # their offsets follow one another; nothing is written before the flush
+    sizes = [8 + len(f"deferred {i}") for i in range(3)]
+    assert [int(u.split("#")[1].split("+")[0]) for u in deferred] == [0, sizes[0], sum(sizes[:2])]
+    assert not Path(store.local_path(deferred[0].partition("#")[0]) or "").stat().st_size
+    packs.flush()
+    other = PackStore(store)  # another process: reads only what is on disk
+    assert [other.get(u) for u in deferred] == [f"deferred {i}".encode() for i in range(3)]
+    packs.flush()  # nothing left: a no-op
+    assert len(_segment_bytes(store, deferred[0])) == sum(sizes)
+
+
+def test_deferred_records_have_a_segment_of_their_own(tmp_path: Path) -> None:
+    """A worker thread's put (an attempt's outputs) is written at once, beside the loop's
+    deferred ones, which it neither waits for nor writes."""
+    store = LocalBlobStore(tmp_path)
+    packs = PackStore(store)
+    prefix = store.uri("e")
+    deferred = packs.put(prefix, "d", b"deferred", defer=True)
+    now = packs.put(prefix, "n", b"now")
+    assert deferred.partition("#")[0] != now.partition("#")[0]
+    other = PackStore(store)
+    assert other.get(now) == b"now"
+    with pytest.raises(CorruptRecordError):
+        other.get(deferred)  # not written yet
+    packs.flush()
+    assert other.get(deferred) == b"deferred"
+
+
+def test_reading_or_closing_writes_deferred_records(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    packs = PackStore(store)
+    read = packs.put(store.uri("e1"), "x", b"read back", defer=True)
+    assert packs.get(read) == b"read back"  # the store's own read writes it first
+    assert PackStore(store).get(read) == b"read back"
+    closed = packs.put(store.uri("e2"), "x", b"closed", defer=True)
+    packs.close_segment(store.uri("e2"))
+    assert PackStore(store).get(closed) == b"closed"
+    last = packs.put(store.uri("e3"), "x", b"at close", defer=True)
+    packs.close()
+    assert PackStore(store).get(last) == b"at close"
+
+
+def test_deferred_bytes_are_bounded(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    packs = PackStore(store)
+    chunk = b"x" * (256 * 1024)
+    uris = [packs.put(store.uri("e"), f"d{i}", chunk, defer=True) for i in range(7)]
+    # over 1 MiB waiting: written without a flush, the ones that fit still deferred
+    on_disk = len(_segment_bytes(store, uris[0]))
+    assert on_disk == 4 * (8 + len(chunk))  # the fourth did not fit: written with it
+    packs.flush()
+    assert all(PackStore(store).get(u) == chunk for u in uris)

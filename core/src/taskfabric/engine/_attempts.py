@@ -364,6 +364,7 @@ class Attempts:
         """
         if not started:
             return
+        self._documents.flush()  # the inputs they read
         together: dict[tuple[NodeState, Backend[Any]], list[tuple[NodeState, TaskAttempt]]] = {}
         alone: list[tuple[NodeState, TaskAttempt]] = []
         for ns, spec in started:

@@ -44,13 +44,23 @@ class Documents:
         return f"{self._root}/{node_key(full_id, name)}"
 
     def put(self, full_id: str, name: str, m: types_pb2.LiteralMap) -> str:
-        """Store a node's document; returns its URI (packed for local stores)."""
+        """Store a node's document; returns its URI (packed for local stores). A packed
+        record is written by the next `flush` (the loop's documents of a turn in one write):
+        the URI must not be committed or handed to a backend before."""
         return self._literals.put(
-            self._root, node_key(full_id, name), m.SerializeToString(deterministic=True)
+            self._root, node_key(full_id, name), m.SerializeToString(deterministic=True), defer=True
         )
 
     def put_execution_outputs(self, m: types_pb2.LiteralMap) -> str:
-        return self._literals.put(self._root, "outputs.pb", m.SerializeToString(deterministic=True))
+        """Store the execution's outputs (written by the next `flush`, as `put`)."""
+        return self._literals.put(
+            self._root, "outputs.pb", m.SerializeToString(deterministic=True), defer=True
+        )
+
+    def flush(self) -> None:
+        """Write the documents put so far: called before each commit of the execution's
+        records and before attempts are handed to their backends."""
+        self._literals.flush()
 
     def size(self, uri: str) -> int | None:
         """The bytes of a stored document, without reading it (None: the store cannot tell)."""

@@ -53,14 +53,17 @@ class Recorder:
         commit_seconds: float = 0.0,
         cancels_since: float | None = None,
         cancel_check_at_once: bool = True,
+        before_commit: Callable[[], None] | None = None,
     ) -> None:
         """`cancels_since`: when the execution was claimed (cancel requests count from
         then). Unless `cancel_check_at_once`, the first check for one waits a
         `cancel_check_seconds` from the claim, as every later check does from the one
         before: an execution claimed from the queue (`MetadataStore.claim_queued`, which
         takes QUEUED ones only, a request before it having aborted them there) that ends
-        sooner reads none."""
+        sooner reads none. `before_commit` runs before each commit (the documents whose
+        URIs it records are written: `Documents.flush`)."""
         self._execution_id = execution_id
+        self._before_commit = before_commit
         self._metadata = metadata
         self.heartbeat_seconds = heartbeat_seconds
         self.cancel_check_seconds = cancel_check_seconds
@@ -219,6 +222,8 @@ class Recorder:
 
     def _apply(self) -> None:
         """Commit the batch (one transaction) and start a new one."""
+        if self._before_commit is not None:
+            self._before_commit()
         around = self._around
         if around is None:
             self._metadata.apply(self._batch)

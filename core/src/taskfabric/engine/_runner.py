@@ -145,6 +145,7 @@ class Runner:
             commit_seconds=commit_seconds,
             cancels_since=claimed_at,
             cancel_check_at_once=cancel_check_at_once,
+            before_commit=self._documents.flush,
         )
         self._cache = CacheStep(
             catalog=catalog,

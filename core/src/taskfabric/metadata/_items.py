@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,11 @@ CHUNK = 64
 #: (index in the chunk's `bases`; -1 none, -2 a URI of its own in `extras`), offset and length
 #: in it, started_at, finished_at, the current attempt's started_at (NaN: none)
 ITEM = struct.Struct("<BBBBIhhqIqIddd")
+#: an item's fields but the last (its current attempt's start), and that one at its offset
+_NODE_PART = struct.Struct("<BBBBIhhqIqIdd")
+_DOUBLE = struct.Struct("<d")
+_ATTEMPT_STARTED_AT = _NODE_PART.size
+_ITEM_SIZE = ITEM.size
 HAS_ROWS = 1
 
 PHASES = (
@@ -56,7 +60,8 @@ _CACHE_CODE = {c: i for i, c in enumerate(CACHE_STATUSES)}
 #: a code whose text is in the item's `extras`
 OTHER = 255
 _NONE = math.nan
-_ITEM_ID = re.compile(r"^(.*)\[(\d+)\]$")
+#: the `extras` keys that `Chunk.set_node` writes (in this order), the others it keeps
+_NODE_EXTRAS = ("inputs_uri", "outputs_uri", "phase", "cache_status")
 
 COLUMNS = (
     "execution_id",
@@ -102,8 +107,12 @@ Many = Callable[[str, list[Sequence[Any]]], object]
 
 def item_of(node_id: str) -> tuple[str, int] | None:
     """(map id, index) of a map item's node id (`n1[7]`), else None."""
-    found = _ITEM_ID.match(node_id)
-    return None if found is None else (found.group(1), int(found.group(2)))
+    if not node_id.endswith("]"):
+        return None
+    map_id, bracket, index = node_id[:-1].rpartition("[")
+    if not bracket or not index.isdecimal():
+        return None
+    return map_id, int(index)
 
 
 def _time(value: float | None) -> float:
@@ -131,6 +140,8 @@ class Chunk:
     changed: bool = False
     new: bool = False
     _base_index: dict[str, int] = field(default_factory=dict)
+    #: `bases` as JSON, kept until a base is added (most writes of a chunk add none)
+    _bases_text: str | None = None
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Chunk:
@@ -144,11 +155,19 @@ class Chunk:
             str(backend or ""),
             str(message or ""),
             json.loads(bases or "[]"),
-            json.loads(extras or "{}"),
+            json.loads(extras or "{}") if extras and extras != "{}" else {},
             bytearray(state),
         )
         found._base_index = {b: i for i, b in enumerate(found.bases)}
+        found._bases_text = bases or "[]"
         return found
+
+    def _texts(self) -> tuple[str, str]:
+        """`bases` and `extras` as the row stores them."""
+        if self._bases_text is None:
+            self._bases_text = json.dumps(self.bases)
+        extras = json.dumps(self.extras, separators=(",", ":")) if self.extras else "{}"
+        return self._bases_text, extras
 
     def row(self) -> tuple[Any, ...]:
         return (
@@ -159,8 +178,7 @@ class Chunk:
             self.task_name,
             self.backend,
             self.message,
-            json.dumps(self.bases),
-            json.dumps(self.extras, separators=(",", ":")),
+            *self._texts(),
             bytes(self.state),
         )
 
@@ -168,8 +186,7 @@ class Chunk:
         return (
             self.backend,
             self.message,
-            json.dumps(self.bases),
-            json.dumps(self.extras, separators=(",", ":")),
+            *self._texts(),
             bytes(self.state),
             self.execution_id,
             self.map_id,
@@ -193,6 +210,8 @@ class Chunk:
         self.changed = True
 
     def _extra(self, slot: int, key: str, value: str | None) -> None:
+        if value is None and not self.extras:
+            return
         key_slot = str(slot)
         found = self.extras.get(key_slot)
         if value is None:
@@ -203,15 +222,17 @@ class Chunk:
             return
         self.extras.setdefault(key_slot, {})[key] = value
 
-    def _code(self, slot: int, key: str, value: str, codes: dict[str, int]) -> int:
-        code = codes.get(value)
-        self._extra(slot, key, None if code is not None else value)
-        return OTHER if code is None else code
+    def _text_uri(self, slot: int, key: str, base: int, offset: int, length: int) -> str:
+        if base == -1:
+            return ""
+        if base == -2:
+            return self.extras.get(str(slot), {}).get(key, "")
+        return f"{self.bases[base]}#{offset}+{length}"
 
-    def _uri(self, slot: int, key: str, uri: str) -> tuple[int, int, int]:
+    def _packed_uri(self, uri: str) -> tuple[int, int, int]:
         """(segment, offset, length) of a URI: a pack record's (`...pack#<offset>+<length>`)
-        with its segment stored once per chunk; (-1, 0, 0) for none; -2: kept in `extras`."""
-        self._extra(slot, key, None)
+        with its segment stored once per chunk; (-1, 0, 0) for none; (-2, 0, 0) for a URI
+        of another form (kept in `extras`)."""
         if not uri:
             return -1, 0, 0
         base, _, frag = uri.partition("#")
@@ -221,54 +242,76 @@ class Chunk:
             if index is None and len(self.bases) < 1 << 15:
                 index = self._base_index[base] = len(self.bases)
                 self.bases.append(base)
+                self._bases_text = None
             if index is not None:
                 return index, int(offset), int(length)
-        self._extra(slot, key, uri)
         return -2, 0, 0
 
-    def _text_uri(self, slot: int, key: str, base: int, offset: int, length: int) -> str:
-        if base == -1:
-            return ""
-        if base == -2:
-            return self.extras.get(str(slot), {}).get(key, "")
-        return f"{self.bases[base]}#{offset}+{length}"
-
     def set_node(self, slot: int, rec: NodeRecord) -> bool:
-        """The packed state of an item from its node record; whether the item has rows."""
-        old = self.get(slot)
-        flags = old[3]
-        in_base, in_off, in_len = self._uri(slot, "inputs_uri", rec.inputs_uri)
-        out_base, out_off, out_len = self._uri(slot, "outputs_uri", rec.outputs_uri)
-        self.put(
-            slot,
-            (
-                self._code(slot, "phase", rec.phase, _PHASE_CODE),
-                old[1],
-                self._code(slot, "cache_status", rec.cache_status, _CACHE_CODE),
-                flags,
-                rec.attempts,
-                in_base,
-                out_base,
-                in_off,
-                in_len,
-                out_off,
-                out_len,
-                _time(rec.started_at),
-                _time(rec.finished_at),
-                old[13],
-            ),
+        """The packed state of an item from its node record; whether the item has rows.
+
+        (The engine's hot path: a map's item is set twice per run, started and ended; what
+        does not fit the packed fields goes in `extras`, looked at only when it must.)"""
+        state = self.state
+        at = slot * _ITEM_SIZE
+        phase = _PHASE_CODE.get(rec.phase, OTHER)
+        cache = _CACHE_CODE.get(rec.cache_status, OTHER)
+        in_base, in_off, in_len = self._packed_uri(rec.inputs_uri)
+        out_base, out_off, out_len = self._packed_uri(rec.outputs_uri)
+        extras = self.extras
+        key = (
+            str(slot)
+            if extras or in_base == -2 or out_base == -2 or OTHER in (phase, cache)
+            else ""
         )
+        if key:
+            kept = {k: v for k, v in extras.get(key, {}).items() if k not in _NODE_EXTRAS}
+            for name, own, value in (
+                ("inputs_uri", in_base == -2, rec.inputs_uri),
+                ("outputs_uri", out_base == -2, rec.outputs_uri),
+                ("phase", phase == OTHER, rec.phase),
+                ("cache_status", cache == OTHER, rec.cache_status),
+            ):
+                if own:
+                    kept[name] = value
+            if kept:
+                extras[key] = kept
+            else:
+                extras.pop(key, None)
+        flags = state[at + 3]
+        _NODE_PART.pack_into(
+            state,
+            at,
+            phase,
+            state[at + 1],
+            cache,
+            flags,
+            rec.attempts,
+            in_base,
+            out_base,
+            in_off,
+            in_len,
+            out_off,
+            out_len,
+            _time(rec.started_at),
+            _time(rec.finished_at),
+        )
+        self.changed = True
         return bool(flags & HAS_ROWS)
 
     def set_attempt(self, slot: int, rec: AttemptRecord) -> bool:
         """The packed state of an item's current attempt; whether the item has rows."""
-        values = list(self.get(slot))
-        values[1] = self._code(slot, "attempt_phase", rec.phase, _PHASE_CODE)
-        values[13] = _time(rec.started_at)
+        state = self.state
+        at = slot * _ITEM_SIZE
+        code = _PHASE_CODE.get(rec.phase, OTHER)
+        if code == OTHER or self.extras:
+            self._extra(slot, "attempt_phase", rec.phase if code == OTHER else None)
+        state[at + 1] = code
+        _DOUBLE.pack_into(state, at + _ATTEMPT_STARTED_AT, _time(rec.started_at))
         if rec.backend:
             self.backend = rec.backend
-        self.put(slot, values)
-        return bool(values[3] & HAS_ROWS)
+        self.changed = True
+        return bool(state[at + 3] & HAS_ROWS)
 
     def mark_rows(self, slot: int) -> None:
         values = list(self.get(slot))
@@ -363,9 +406,10 @@ class ItemWriter:
         item = item_of(node_id)
         if item is None:
             return None
-        chunk = self.chunk(execution_id, item[0], item[1] // CHUNK)
-        slot = item[1] % CHUNK
-        if chunk is None or slot >= chunk.count:
+        index, slot = divmod(item[1], CHUNK)
+        key = (execution_id, item[0], index)
+        chunk = self._chunks[key] if key in self._chunks else self.chunk(*key)
+        if chunk is None or slot >= len(chunk.state) // _ITEM_SIZE:
             return None
         return chunk, slot
 

@@ -9,9 +9,17 @@ form `file:///…/packs/<segment>.pack#<offset>+<length>`.
 A record is `u32 length | u32 crc32 | payload` (little endian). The URI of a record is only
 recorded in the metadata database after its append has returned, so a reader never sees a
 partial record; a crash can only leave a torn record at the end of a segment, which no URI
-refers to, and a resumed execution appends to a new segment. Documents larger than
-`max_packed` bytes, and every document on stores without local files (S3), are written as
-ordinary blobs instead.
+refers to, and a resumed execution appends to a new segment.
+
+A put may be deferred (`put(..., defer=True)`): its record gets its offset at once but is
+appended with the next `flush` (or a read of it), so that the engine's loop writes a turn's
+documents (a map's items' inputs) in one `write(2)` instead of one each. The engine flushes
+before it commits anything that names them. Deferred records go to a segment of their own
+(same form of name), with a lock of its own: the loop never waits for a worker thread's
+append of an attempt's outputs.
+
+Documents larger than `max_packed` bytes, and every document on stores without local files
+(S3), are written as ordinary blobs instead.
 """
 
 from __future__ import annotations
@@ -34,12 +42,25 @@ class CorruptRecordError(IOError):
     """A packed record failed its length or checksum test."""
 
 
+#: deferred bytes of a segment that are written at once, without waiting for a flush
+_DEFER_AT_MOST = 1 << 20
+
+
 class _Segment:
     def __init__(self, path: Path, uri: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        #: the segment's size, its deferred records included
         self.size = os.fstat(self.fd).st_size
         self.uri = uri
+        #: records put with `defer`, not written yet (they end the segment)
+        self.pending = bytearray()
+
+    def write(self, data: bytes | bytearray) -> None:
+        """Append `data` (call with the store's write lock held)."""
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
 
 
 class PackStore:
@@ -51,34 +72,66 @@ class PackStore:
         self.store = store
         self.max_packed = max_packed
         self._local = store.local_path(store.uri("probe")) is not None
-        self._segments: dict[str, _Segment] = {}
+        # by (prefix, deferred): a process's segment of an execution, and the one of its
+        # deferred records (each with its own lock)
+        self._segments: dict[tuple[str, bool], _Segment] = {}
+        # segments with deferred records not written yet, by their URI
+        self._deferred: dict[str, _Segment] = {}
         self._write_lock = threading.Lock()
+        self._defer_lock = threading.Lock()
         self._readers: OrderedDict[str, int] = OrderedDict()
         self._read_lock = threading.Lock()
         self._max_readers = open_readers
         self._tag = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self._defer_tag = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
-    def put(self, prefix_uri: str, name: str, data: bytes) -> str:
-        """Store `data` under `prefix_uri` and return its URI."""
+    def put(self, prefix_uri: str, name: str, data: bytes, *, defer: bool = False) -> str:
+        """Store `data` under `prefix_uri` and return its URI. With `defer`, a packed record
+        is written by the next `flush` (or the next put without `defer`, or a read of it):
+        its URI must not be recorded anywhere before then."""
         if not self._local or len(data) > self.max_packed:
             uri = f"{prefix_uri}/{name}"
             self.store.put_bytes(uri, data)
             return uri
         record = _HEADER.pack(len(data), zlib.crc32(data)) + data
-        with self._write_lock:
-            seg = self._segments.get(prefix_uri)
+        with self._defer_lock if defer else self._write_lock:
+            seg = self._segments.get((prefix_uri, defer))
             if seg is None:
-                uri = f"{prefix_uri}/packs/{self._tag}.pack"
+                uri = f"{prefix_uri}/packs/{self._defer_tag if defer else self._tag}.pack"
                 path = self.store.local_path(uri)
                 assert path is not None
-                seg = _Segment(path, uri)
-                self._segments[prefix_uri] = seg
+                seg = self._segments[(prefix_uri, defer)] = _Segment(path, uri)
             offset = seg.size
-            view = memoryview(record)
-            while view:
-                view = view[os.write(seg.fd, view) :]
             seg.size += len(record)
+            if not defer:
+                seg.write(record)
+            elif len(seg.pending) + len(record) <= _DEFER_AT_MOST:
+                seg.pending += record
+                self._deferred[seg.uri] = seg
+            else:
+                seg.pending += record
+                self._write_pending(seg)
         return f"{seg.uri}#{offset}+{len(data)}"
+
+    def flush(self) -> None:
+        """Write every deferred record."""
+        if not self._deferred:
+            return
+        with self._defer_lock:
+            for seg in list(self._deferred.values()):
+                self._write_pending(seg)
+
+    def _write_pending(self, seg: _Segment) -> None:
+        """Write the segment's deferred records (call with `_defer_lock` held)."""
+        self._deferred.pop(seg.uri, None)
+        pending, seg.pending = seg.pending, bytearray()
+        try:
+            seg.write(pending)
+        except BaseException:
+            # what was not written can no longer be at its offset: nothing names it yet
+            # (it was deferred), and the next record goes after what the file holds
+            seg.size = os.fstat(seg.fd).st_size
+            raise
 
     def get(self, uri: str) -> bytes:
         """The document at `uri` (packed or a plain blob)."""
@@ -90,6 +143,11 @@ class PackStore:
             offset, length = int(offset_text), int(length_text)
         except ValueError:
             raise BlobNotFoundError(uri) from None
+        if base in self._deferred:
+            with self._defer_lock:
+                seg = self._deferred.get(base)
+                if seg is not None:
+                    self._write_pending(seg)
         with self._read_lock:  # the LRU may close a descriptor: read while holding it
             raw = os.pread(self._reader(base), _HEADER.size + length, offset)
         if len(raw) != _HEADER.size + length:
@@ -131,17 +189,31 @@ class PackStore:
         return fd
 
     def close_segment(self, prefix_uri: str) -> None:
-        """Stop appending under `prefix_uri` (its execution ended)."""
+        """Stop appending under `prefix_uri` (its execution ended); deferred records are
+        written first."""
+        with self._defer_lock:
+            seg = self._segments.pop((prefix_uri, True), None)
+            if seg is not None:
+                try:
+                    if seg.pending:
+                        self._write_pending(seg)
+                finally:
+                    os.close(seg.fd)
         with self._write_lock:
-            seg = self._segments.pop(prefix_uri, None)
+            seg = self._segments.pop((prefix_uri, False), None)
             if seg is not None:
                 os.close(seg.fd)
 
     def close(self) -> None:
-        with self._write_lock:
-            for seg in self._segments.values():
-                os.close(seg.fd)
-            self._segments.clear()
+        with self._defer_lock, self._write_lock:
+            try:
+                for seg in list(self._deferred.values()):
+                    self._write_pending(seg)
+            finally:
+                for seg in self._segments.values():
+                    os.close(seg.fd)
+                self._segments.clear()
+                self._deferred.clear()
         with self._read_lock:
             for fd in self._readers.values():
                 os.close(fd)
