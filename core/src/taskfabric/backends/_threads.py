@@ -153,9 +153,9 @@ class ThreadBackend(Backend[SettingsT]):
 
     def _work(self) -> None:
         # The thread counts itself idle before it reports an attempt's end, and reports it
-        # as the last thing before it waits for the next: the loop, woken by the report,
-        # then finds the GIL free (it does not wake, wait for the GIL and wake again), and
-        # the attempt the loop submits next goes to this thread, not to a new one.
+        # as the last thing before it waits for the next: the attempt the loop submits when
+        # it hears of that end always finds this thread idle (a chain runs on one thread;
+        # counted after the report, a quick loop could start a second one).
         with self._lock:
             self._idle += 1
         while True:
