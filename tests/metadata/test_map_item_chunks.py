@@ -3,6 +3,7 @@ of them, items that also get rows, and items recorded as rows before migration 0
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from taskfabric.metadata import (
     AttemptRecord,
     Batch,
+    EventRecord,
     ExecutionRecord,
     MapItemsQueued,
     MapItemsStopped,
@@ -257,4 +259,63 @@ def test_items_recorded_as_rows_before_0010_are_read_and_carried_into_chunks(
         PriorItem("n1[1]", "QUEUED", 1, ""),
     ]
     assert store.item_page("e", "n1", limit=5) is not None
+    store.close()
+
+
+def _running(i: int) -> Batch:
+    batch = Batch()
+    batch.node(_item(i, "RUNNING", attempts=1, started_at=100.0, inputs_uri=f"{PACK}#{i}+9"))
+    return batch
+
+
+def _phases(store: MetadataStore) -> dict[str, str]:
+    return {r.node_id: r.phase for r in store.nodes("e") if r.kind == "map_item"}
+
+
+def test_the_writer_keeps_its_chunks_decoded_until_another_connection_writes(
+    tmp_path: Path,
+) -> None:
+    """SQLite: a commit takes the chunks the writer wrote last from its `ChunkCache`
+    instead of reading them again, unless another connection wrote the database since
+    (`PRAGMA data_version`) or the transaction that changed them rolled back."""
+    store = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    store.create_execution(
+        ExecutionRecord(
+            id="e", project="p", domain="d", name="e", workflow_name="w", phase="RUNNING",
+            created_at=time.time(),
+        )
+    )  # fmt: skip
+    lite = store._lite
+    assert lite is not None
+    reads: list[str] = []
+    lite._writer.set_trace_callback(  # type: ignore[union-attr]
+        lambda sql: reads.append(sql) if "FROM map_item_chunks" in sql else None
+    )
+    batch = Batch()
+    batch.node(NodeRecord("e", "n1", "map", "RUNNING", name="m"))
+    batch.queue_items(MapItemsQueued("e", "n1", "m", "t.inc", CHUNK, 100.0))
+    store.apply(batch)
+    reads.clear()
+    store.apply(_running(0))
+    store.apply(_running(1))
+    assert reads == []  # the chunk written by the queue, kept
+    assert len(lite.chunks) == 1
+    # another connection changes the chunk: the next commit reads it again
+    other = sqlite3.connect(tmp_path / "m.db")
+    with other:
+        other.execute("UPDATE map_item_chunks SET message = 'changed elsewhere' WHERE chunk = 0")
+    other.close()
+    store.apply(_running(2))
+    assert len(reads) == 1
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(map_item_chunks.c.message)).scalar() == "changed elsewhere"
+    # a transaction that fails rolls back its changes to the kept chunks too
+    failing = _running(3)  # its event (written after the chunks) names no execution
+    failing.event(EventRecord("no-such-execution", "n1[3]", 1, "RUNNING", 1.0, "x"))
+    with pytest.raises(sqlite3.IntegrityError):
+        store.apply(failing)
+    assert len(lite.chunks) == 0  # (kept, n1[3] would be RUNNING in the next commit)
+    store.apply(_running(4))
+    assert _phases(store)["n1[3]"] == "QUEUED"
+    assert _phases(store)["n1[2]"] == _phases(store)["n1[4]"] == "RUNNING"
     store.close()

@@ -386,20 +386,67 @@ def new_chunk(
     )
 
 
+class ChunkCache:
+    """The chunks a writer connection wrote last, decoded, for its next transactions: an
+    engine committing a few items at a time touches the same chunk commit after commit, and
+    read and decoded it again each time. Valid only while no other connection writes the
+    database (the owner checks `PRAGMA data_version` as each transaction begins and calls
+    `clear` when it moved) and only after a commit (a rollback calls `clear`: the chunks
+    are changed in place). Holds at most `size` chunks, the least recently written dropped
+    first (a map's items start in order: the few chunks of the items running)."""
+
+    __slots__ = ("_chunks", "size", "version")
+
+    def __init__(self, size: int = 256) -> None:
+        self._chunks: dict[tuple[str, str, int], Chunk] = {}
+        self.size = size
+        #: the `data_version` the chunks were read or written at (None: empty)
+        self.version: int | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self._chunks)
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def get(self, key: tuple[str, str, int]) -> Chunk | None:
+        return self._chunks.get(key)
+
+    def keep(self, chunks: dict[tuple[str, str, int], Chunk | None]) -> None:
+        """The chunks a transaction touched (the most recent now)."""
+        kept = self._chunks
+        for key, chunk in chunks.items():
+            if chunk is not None:
+                kept.pop(key, None)
+                kept[key] = chunk
+        while len(kept) > self.size:
+            del kept[next(iter(kept))]
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self.version = None
+
+
 class ItemWriter:
     """The items' part of one transaction (`Batch`'s map item records), on any connection:
-    chunks read when first touched, changed in memory, written once at the end (`flush`)."""
+    chunks read when first touched (or taken from `cache`), changed in memory, written once
+    at the end (`flush`, which hands them to `cache`)."""
 
-    def __init__(self, rows: Rows, many: Many) -> None:
+    def __init__(self, rows: Rows, many: Many, cache: ChunkCache | None = None) -> None:
         self._rows = rows
         self._many = many
+        self._cache = cache
         self._chunks: dict[tuple[str, str, int], Chunk | None] = {}
 
     def chunk(self, execution_id: str, map_id: str, index: int) -> Chunk | None:
         key = (execution_id, map_id, index)
         if key not in self._chunks:
-            found = self._rows(_SELECT_ONE, key)
-            self._chunks[key] = Chunk.from_row(found[0]) if found else None
+            cached = self._cache.get(key) if self._cache is not None else None
+            if cached is not None:
+                self._chunks[key] = cached
+            else:
+                found = self._rows(_SELECT_ONE, key)
+                self._chunks[key] = Chunk.from_row(found[0]) if found else None
         return self._chunks[key]
 
     def _slot(self, execution_id: str, node_id: str) -> tuple[Chunk, int] | None:
@@ -535,6 +582,8 @@ class ItemWriter:
             self._many(_UPDATE, [c.update_params() for c in changed])
         for c in changed:
             c.changed = False
+        if self._cache is not None:
+            self._cache.keep(self._chunks)
 
 
 # -- reads ----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from taskfabric.metadata._items import ItemWriter
+from taskfabric.metadata._items import ChunkCache, ItemWriter
 from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
 
 _JSON_FIELDS = frozenset({"code", "error", "log_links"})
@@ -228,8 +228,12 @@ class _Transaction:
         self._conn = conn
 
     def __enter__(self) -> sqlite3.Connection:
-        self._conn.execute("BEGIN IMMEDIATE")
-        return self._conn
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        chunks = self._store.chunks
+        if chunks and conn.execute("PRAGMA data_version").fetchone()[0] != chunks.version:
+            chunks.clear()  # another connection wrote since: the chunks are read again
+        return conn
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         conn = self._conn
@@ -237,12 +241,15 @@ class _Transaction:
             try:
                 conn.execute("COMMIT")
             except BaseException:
+                self._store.chunks.clear()
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
             self._store._committed(conn)
-        elif conn.in_transaction:
-            conn.execute("ROLLBACK")
+        else:
+            self._store.chunks.clear()  # changed in place by what is rolled back
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
 
 class LiteStore:
@@ -256,6 +263,8 @@ class LiteStore:
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
         self.checkpointer = Checkpointer(path)
+        #: the map item chunks the writer wrote last, decoded (`ChunkCache`)
+        self.chunks = ChunkCache()
         self._commits = 0
         #: the checkpointer's run whose WAL length made the writer finish a checkpoint
         self._finished_after = -1
@@ -269,6 +278,7 @@ class LiteStore:
                 if conn is not None:
                     conn.close()
             self._writer = self._reader = None
+        self.chunks.clear()
         self.checkpointer = Checkpointer(self.path)  # a store used again after close
 
     @contextmanager
@@ -404,7 +414,7 @@ class LiteStore:
                     f"UPDATE executions SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
                     [*row.values(), execution_id],
                 )
-            items = ItemWriter(lambda sql, p: conn.execute(sql, p).fetchall(), conn.executemany)
+            items = self._item_writer(conn)
             for queued in batch.items_queued:
                 items.queue(
                     queued.execution_id,
@@ -434,7 +444,7 @@ class LiteStore:
             if batch.handles:
                 items.mark_rows((n.execution_id, n.node_id) for n, _ in batch.handles)
                 self._write_handles(conn, batch.handles)
-            items.flush()
+            self._items_flushed(conn, items)
             if batch.events:
                 conn.executemany(_INSERT_EVENT, _rows(batch.events, EVENT_COLUMNS))
             if batch.cache_entries:
@@ -458,12 +468,25 @@ class LiteStore:
                     "DELETE FROM cache_reservations WHERE key = ? AND owner = ?", (key, owner)
                 )
 
+    def _item_writer(self, conn: sqlite3.Connection) -> ItemWriter:
+        return ItemWriter(
+            lambda sql, p: conn.execute(sql, p).fetchall(), conn.executemany, self.chunks
+        )
+
+    def _items_flushed(self, conn: sqlite3.Connection, items: ItemWriter) -> None:
+        """Write the transaction's chunks; they stay decoded for the next ones (the
+        database's `data_version` noted when the cache starts)."""
+        items.flush()
+        chunks = self.chunks
+        if chunks and chunks.version is None:
+            chunks.version = conn.execute("PRAGMA data_version").fetchone()[0]
+
     def write_handles(self, handles: Sequence[tuple[NodeRecord, AttemptRecord]]) -> None:
         """`MetadataStore.record_attempt_handle`, in a transaction of its own."""
         with self.transaction() as conn:
-            items = ItemWriter(lambda sql, p: conn.execute(sql, p).fetchall(), conn.executemany)
+            items = self._item_writer(conn)
             items.mark_rows((n.execution_id, n.node_id) for n, _ in handles)
-            items.flush()
+            self._items_flushed(conn, items)
             self._write_handles(conn, handles)
 
     @staticmethod
