@@ -3,6 +3,7 @@ of them, items that also get rows, and items recorded as rows before migration 0
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -319,3 +320,35 @@ def test_the_writer_keeps_its_chunks_decoded_until_another_connection_writes(
     assert _phases(store)["n1[3]"] == "QUEUED"
     assert _phases(store)["n1[2]"] == _phases(store)["n1[4]"] == "RUNNING"
     store.close()
+
+
+def test_an_items_own_documents_are_packed_in_place(store: MetadataStore) -> None:
+    """A running item's outputs URI (`<execution>/nodes/n1/<index>/outputs.pb`, where
+    out-of-process backends write them) is packed as its folder, stored once per chunk,
+    not kept whole in `extras`; any other URI still is, and each reads back as written."""
+    root = "file:///r/executions/e/nodes/n1"
+    batch = Batch()
+    batch.node(NodeRecord("e", "n1", "map", "RUNNING", name="m"))
+    batch.queue_items(MapItemsQueued("e", "n1", "m", "t.inc", CHUNK + 2, 100.0))
+    store.apply(batch)
+    written = {
+        1: (f"{PACK}#1+9", f"{root}/1/outputs.pb"),
+        2: (f"{root}/2/inputs.pb", f"{root}/2/outputs.pb"),
+        3: (f"{PACK}#3+9", f"{root}/7/outputs.pb"),  # not its own: kept whole
+        CHUNK + 1: (f"{PACK}#9+9", f"{root}/{CHUNK + 1}/outputs.pb"),
+    }
+    batch = Batch()
+    for i, (inputs_uri, outputs_uri) in written.items():
+        batch.node(_item(i, "RUNNING", attempts=1, inputs_uri=inputs_uri, outputs_uri=outputs_uri))
+    store.apply(batch)
+    by_id = {r.node_id: r for r in store.nodes("e")}
+    for i, (inputs_uri, outputs_uri) in written.items():
+        assert (by_id[f"n1[{i}]"].inputs_uri, by_id[f"n1[{i}]"].outputs_uri) == (
+            inputs_uri,
+            outputs_uri,
+        )
+    with store.engine.connect() as conn:
+        query = sa.select(map_item_chunks.c.chunk, map_item_chunks.c.extras)
+        extras = {int(c): str(x) for c, x in conn.execute(query)}
+    assert extras[1] == "{}"
+    assert list(json.loads(extras[0])) == ["3"]

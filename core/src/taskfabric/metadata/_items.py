@@ -34,7 +34,8 @@ from taskfabric.metadata._records import AttemptRecord, NodeRecord
 CHUNK = 64
 #: phase, attempt phase, cache status, flags, attempts, inputs' and outputs' segment
 #: (index in the chunk's `bases`; -1 none, -2 a URI of its own in `extras`), offset and length
-#: in it, started_at, finished_at, the current attempt's started_at (NaN: none)
+#: in it (offset -1: the item's own document in that folder, `Chunk._packed_uri`),
+#: started_at, finished_at, the current attempt's started_at (NaN: none)
 ITEM = struct.Struct("<BBBBIhhqIqIddd")
 #: an item's fields but the last (its current attempt's start), and that one at its offset
 _NODE_PART = struct.Struct("<BBBBIhhqIqIdd")
@@ -62,6 +63,8 @@ OTHER = 255
 _NONE = math.nan
 #: the `extras` keys that `Chunk.set_node` writes (in this order), the others it keeps
 _NODE_EXTRAS = ("inputs_uri", "outputs_uri", "phase", "cache_status")
+#: an item's own documents, by field (a URI `<base>/<index>/<name>`: see `Chunk._packed_uri`)
+_DOCUMENTS = {"inputs_uri": "inputs.pb", "outputs_uri": "outputs.pb"}
 
 COLUMNS = (
     "execution_id",
@@ -227,24 +230,40 @@ class Chunk:
             return ""
         if base == -2:
             return self.extras.get(str(slot), {}).get(key, "")
+        if offset == -1:  # the item's own document (see `_packed_uri`)
+            name = _DOCUMENTS[key]
+            return f"{self.bases[base]}/{self.chunk * CHUNK + slot}/{name}"
         return f"{self.bases[base]}#{offset}+{length}"
 
-    def _packed_uri(self, uri: str) -> tuple[int, int, int]:
-        """(segment, offset, length) of a URI: a pack record's (`...pack#<offset>+<length>`)
-        with its segment stored once per chunk; (-1, 0, 0) for none; (-2, 0, 0) for a URI
+    def _base(self, base: str) -> int | None:
+        index = self._base_index.get(base)
+        if index is None and len(self.bases) < 1 << 15:
+            index = self._base_index[base] = len(self.bases)
+            self.bases.append(base)
+            self._bases_text = None
+        return index
+
+    def _packed_uri(self, uri: str, slot: int, key: str) -> tuple[int, int, int]:
+        """(base, offset, length) of the URI of item `slot`'s document `key`: a pack
+        record's (`...pack#<offset>+<length>`) with its segment stored once per chunk in
+        `bases`; the item's own document (`<base>/<index>/outputs.pb`, where the engine
+        puts a running item's outputs, as out-of-process backends write them) with its
+        folder stored once and an offset of -1; (-1, 0, 0) for none; (-2, 0, 0) for a URI
         of another form (kept in `extras`)."""
         if not uri:
             return -1, 0, 0
         base, _, frag = uri.partition("#")
         offset, plus, length = frag.partition("+")
         if plus and offset.isdigit() and length.isdigit() and int(length) < 1 << 32:
-            index = self._base_index.get(base)
-            if index is None and len(self.bases) < 1 << 15:
-                index = self._base_index[base] = len(self.bases)
-                self.bases.append(base)
-                self._bases_text = None
+            index = self._base(base)
             if index is not None:
                 return index, int(offset), int(length)
+        elif not frag:
+            own = f"/{self.chunk * CHUNK + slot}/{_DOCUMENTS[key]}"
+            if uri.endswith(own):
+                index = self._base(uri[: -len(own)])
+                if index is not None:
+                    return index, -1, 0
         return -2, 0, 0
 
     def set_node(self, slot: int, rec: NodeRecord) -> bool:
@@ -256,8 +275,8 @@ class Chunk:
         at = slot * _ITEM_SIZE
         phase = _PHASE_CODE.get(rec.phase, OTHER)
         cache = _CACHE_CODE.get(rec.cache_status, OTHER)
-        in_base, in_off, in_len = self._packed_uri(rec.inputs_uri)
-        out_base, out_off, out_len = self._packed_uri(rec.outputs_uri)
+        in_base, in_off, in_len = self._packed_uri(rec.inputs_uri, slot, "inputs_uri")
+        out_base, out_off, out_len = self._packed_uri(rec.outputs_uri, slot, "outputs_uri")
         extras = self.extras
         key = (
             str(slot)
@@ -293,8 +312,8 @@ class Chunk:
             in_len,
             out_off,
             out_len,
-            _time(rec.started_at),
-            _time(rec.finished_at),
+            _NONE if rec.started_at is None else rec.started_at,
+            _NONE if rec.finished_at is None else rec.finished_at,
         )
         self.changed = True
         return bool(flags & HAS_ROWS)
@@ -390,27 +409,41 @@ class ChunkCache:
     """The chunks a writer connection wrote last, decoded, for its next transactions: an
     engine committing a few items at a time touches the same chunk commit after commit, and
     read and decoded it again each time. Valid only while no other connection writes the
-    database (the owner checks `PRAGMA data_version` as each transaction begins and calls
-    `clear` when it moved) and only after a commit (a rollback calls `clear`: the chunks
-    are changed in place). Holds at most `size` chunks, the least recently written dropped
-    first (a map's items start in order: the few chunks of the items running)."""
+    database: the first look-up of a transaction (`begin`) compares `version()` (the
+    owner's `PRAGMA data_version`) with the one the chunks were kept at and drops them all
+    when it moved; and only after a commit: a rollback calls `clear` (the chunks are changed
+    in place). Holds at most `size` chunks, the least recently written dropped first (a
+    map's items start in order: the few chunks of the items running)."""
 
-    __slots__ = ("_chunks", "size", "version")
+    __slots__ = ("_checked", "_chunks", "_version", "size", "version")
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, version: Callable[[], int], size: int = 256) -> None:
         self._chunks: dict[tuple[str, str, int], Chunk] = {}
+        self._version = version
+        self._checked = False
         self.size = size
-        #: the `data_version` the chunks were read or written at (None: empty)
+        #: the `version()` the chunks were kept at (None: none kept)
         self.version: int | None = None
-
-    def __bool__(self) -> bool:
-        return bool(self._chunks)
 
     def __len__(self) -> int:
         return len(self._chunks)
 
+    def begin(self) -> None:
+        """A transaction begins: its first look-up checks the version."""
+        self._checked = False
+
     def get(self, key: tuple[str, str, int]) -> Chunk | None:
-        return self._chunks.get(key)
+        chunks = self._chunks
+        if not chunks:
+            return None
+        if not self._checked:
+            self._checked = True
+            now = self._version()
+            if now != self.version:
+                chunks.clear()  # another connection wrote since: read them again
+                self.version = now
+                return None
+        return chunks.get(key)
 
     def keep(self, chunks: dict[tuple[str, str, int], Chunk | None]) -> None:
         """The chunks a transaction touched (the most recent now)."""
@@ -421,6 +454,8 @@ class ChunkCache:
                 kept[key] = chunk
         while len(kept) > self.size:
             del kept[next(iter(kept))]
+        if kept and self.version is None:
+            self.version = self._version()
 
     def clear(self) -> None:
         self._chunks.clear()
@@ -450,12 +485,17 @@ class ItemWriter:
         return self._chunks[key]
 
     def _slot(self, execution_id: str, node_id: str) -> tuple[Chunk, int] | None:
-        item = item_of(node_id)
-        if item is None:
+        # (item_of, inlined: twice per item and commit)
+        if not node_id.endswith("]"):
             return None
-        index, slot = divmod(item[1], CHUNK)
-        key = (execution_id, item[0], index)
-        chunk = self._chunks[key] if key in self._chunks else self.chunk(*key)
+        map_id, bracket, text = node_id[:-1].rpartition("[")
+        if not bracket or not text.isdecimal():
+            return None
+        index, slot = divmod(int(text), CHUNK)
+        key = (execution_id, map_id, index)
+        chunk = self._chunks.get(key)
+        if chunk is None:
+            chunk = self.chunk(*key)
         if chunk is None or slot >= len(chunk.state) // _ITEM_SIZE:
             return None
         return chunk, slot

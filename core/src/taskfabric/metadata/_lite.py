@@ -230,9 +230,7 @@ class _Transaction:
     def __enter__(self) -> sqlite3.Connection:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
-        chunks = self._store.chunks
-        if chunks and conn.execute("PRAGMA data_version").fetchone()[0] != chunks.version:
-            chunks.clear()  # another connection wrote since: the chunks are read again
+        self._store.chunks.begin()
         return conn
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
@@ -264,7 +262,7 @@ class LiteStore:
         self._read_lock = threading.Lock()
         self.checkpointer = Checkpointer(path)
         #: the map item chunks the writer wrote last, decoded (`ChunkCache`)
-        self.chunks = ChunkCache()
+        self.chunks = ChunkCache(self._data_version)
         self._commits = 0
         #: the checkpointer's run whose WAL length made the writer finish a checkpoint
         self._finished_after = -1
@@ -444,7 +442,7 @@ class LiteStore:
             if batch.handles:
                 items.mark_rows((n.execution_id, n.node_id) for n, _ in batch.handles)
                 self._write_handles(conn, batch.handles)
-            self._items_flushed(conn, items)
+            items.flush()
             if batch.events:
                 conn.executemany(_INSERT_EVENT, _rows(batch.events, EVENT_COLUMNS))
             if batch.cache_entries:
@@ -473,20 +471,17 @@ class LiteStore:
             lambda sql, p: conn.execute(sql, p).fetchall(), conn.executemany, self.chunks
         )
 
-    def _items_flushed(self, conn: sqlite3.Connection, items: ItemWriter) -> None:
-        """Write the transaction's chunks; they stay decoded for the next ones (the
-        database's `data_version` noted when the cache starts)."""
-        items.flush()
-        chunks = self.chunks
-        if chunks and chunks.version is None:
-            chunks.version = conn.execute("PRAGMA data_version").fetchone()[0]
+    def _data_version(self) -> int:
+        """The writer's `PRAGMA data_version`: moves when another connection commits."""
+        assert self._writer is not None
+        return int(self._writer.execute("PRAGMA data_version").fetchone()[0])
 
     def write_handles(self, handles: Sequence[tuple[NodeRecord, AttemptRecord]]) -> None:
         """`MetadataStore.record_attempt_handle`, in a transaction of its own."""
         with self.transaction() as conn:
             items = self._item_writer(conn)
             items.mark_rows((n.execution_id, n.node_id) for n, _ in handles)
-            self._items_flushed(conn, items)
+            items.flush()
             self._write_handles(conn, handles)
 
     @staticmethod
