@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from taskfabric import Cache, File, task, workflow
-from taskfabric.catalog import Catalog
+from taskfabric.catalog import Catalog, cache_key, inputs_hash, interface_hash
 from taskfabric.config import load_config
+from taskfabric.core.v1 import types_pb2
 from taskfabric.engine import Engine, load_object
 from taskfabric.sdk import source_version
 
@@ -73,6 +74,29 @@ def test_second_run_is_all_hits(engine: Engine) -> None:
     assert node.attempts == 0 and first.execution_id in node.message
     third = engine.launch(squares, {"x": 8})
     assert cache_status(engine, third.execution_id)["n1"] == "written"
+
+
+def test_the_engine_keys_an_entry_as_cache_key_does(engine: Engine) -> None:
+    """The engine hashes a task's fixed key parts once (the same digest as
+    `catalog.cache_key`): an entry it writes is found under the key `cache_key` gives."""
+    result = engine.launch(squares, {"x": 11})
+    assert outputs(engine, squares, result) == 121
+    execution = engine.metadata.get_execution(result.execution_id)
+    assert execution is not None
+    template = next(t for t in squares.compile().tasks if t.cache.enabled)
+    inputs = types_pb2.LiteralMap()
+    inputs.literals["x"].integer = 11
+    key = cache_key(
+        project=execution.project,
+        domain=execution.domain,
+        task_name=template.id.name,
+        cache_version=template.cache.version,
+        interface_hash=interface_hash(template.interface),
+        inputs_hash=inputs_hash(inputs),
+    )
+    entry = Catalog(engine.metadata).get(key)
+    assert entry is not None
+    assert (entry.execution_id, entry.node_id) == (result.execution_id, "n1")
 
 
 def test_map_key_order_does_not_matter(engine: Engine) -> None:

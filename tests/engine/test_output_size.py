@@ -14,7 +14,7 @@ import pytest
 from taskfabric.config import load_config
 from taskfabric.engine import Engine
 from taskfabric.plugins import Plugins, use_plugins
-from taskfabric.sdk import task, workflow
+from taskfabric.sdk import map_task, task, workflow
 from taskfabric.testing._harness import config_text, launch
 
 
@@ -97,3 +97,60 @@ def test_a_sandbox_does_not_read_outputs_over_the_limit(
     assert result.phase == "FAILED" and result.error is not None
     assert dict(result.error)["code"] == "OutputsTooLarge"
     assert "outputs.pb" not in read, read
+
+
+@task
+def word(n: int) -> str:
+    return "y" * n
+
+
+@task
+def total_len(words: list[str]) -> int:
+    return sum(len(w) for w in words)
+
+
+@workflow
+def gathered(sizes: list[int]) -> int:
+    return total_len(words=map_task(word)(n=sizes))
+
+
+def _local_engine(tmp_path: Path, parallelism: int) -> Engine:
+    path = tmp_path / "taskfabric.toml"
+    text = config_text(
+        data_root=tmp_path / "data",
+        backend={"driver": "local"},
+        task_type="python",
+        parallelism=parallelism,
+    )
+    path.write_text(text.replace("[engine]\n", "[engine]\nmax_output_bytes = 4096\n"))
+    return Engine(load_config(path))
+
+
+def test_a_maps_gathered_outputs_over_the_limit_fail_the_map(tmp_path: Path) -> None:
+    """Each item's outputs are under the limit, the map's list of them is not: the map fails
+    with `OutputsTooLarge` once the gathered bytes pass the limit (not after gathering them
+    all), its queued items are not run, and nothing is retried."""
+    with use_plugins(Plugins(autoload=False)), _local_engine(tmp_path, 1) as engine:
+        result = launch(engine, gathered, {"sizes": [1000] * 40}, task_type="python", deadline=120)
+        attempts = engine.metadata.attempts(result.execution_id)
+    assert result.phase == "FAILED", result
+    error: dict[str, Any] = dict(result.error or {})
+    assert error["code"] == "OutputsTooLarge", error
+    message = error["message"]
+    assert "gathered" in message and "of its 40 items" in message, message
+    assert "more than the 4096 bytes a node's outputs may be ([engine] max_output_bytes)" in (
+        message
+    )
+    assert "have each item return large data as a File" in message
+    ran = [a for a in attempts if a.node_id.startswith("n0[")]
+    # 4 items of ~1,000 bytes pass 4,096: one at a time, the fifth is never started
+    assert 4 <= len(ran) <= 5, [a.node_id for a in ran]
+    assert not [a for a in attempts if a.node_id == "n1"], "the reduce does not run"
+    assert all(a.attempt == 1 for a in attempts)
+
+
+def test_a_maps_gathered_outputs_within_the_limit_pass(tmp_path: Path) -> None:
+    with use_plugins(Plugins(autoload=False)), _local_engine(tmp_path, 2) as engine:
+        result = launch(engine, gathered, {"sizes": [100] * 30}, task_type="python", deadline=120)
+    assert result.phase == "SUCCEEDED", result
+    assert result.outputs is not None and result.outputs.literals["o0"].integer == 3000

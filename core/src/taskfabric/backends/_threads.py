@@ -152,9 +152,13 @@ class ThreadBackend(Backend[SettingsT]):
         return attempt_work_dir(self.context, attempt)
 
     def _work(self) -> None:
+        # The thread counts itself idle before it reports an attempt's end, and reports it
+        # as the last thing before it waits for the next: the attempt the loop submits when
+        # it hears of that end always finds this thread idle (a chain runs on one thread;
+        # counted after the report, a quick loop could start a second one).
+        with self._lock:
+            self._idle += 1
         while True:
-            with self._lock:
-                self._idle += 1
             attempt = self._queue.get()
             with self._lock:
                 self._idle -= 1
@@ -163,6 +167,8 @@ class ThreadBackend(Backend[SettingsT]):
             if attempt is None:
                 return
             if attempt.attempt_id in self._cancelled:
+                with self._lock:
+                    self._idle += 1
                 continue
             try:
                 status = self.run_attempt(attempt)
@@ -178,6 +184,7 @@ class ThreadBackend(Backend[SettingsT]):
                     error=AttemptError(type(exc).__name__, str(exc), kind="system", retryable=True),
                 )
             with self._lock:
+                self._idle += 1
                 # Cancelled, or released by the engine while the thread ran on: drop it.
                 if (
                     attempt.attempt_id in self._cancelled

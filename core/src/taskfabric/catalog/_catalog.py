@@ -71,6 +71,7 @@ class Catalog:
             if self._sqlite_reader is not None:
                 self._sqlite_reader.close()
                 self._sqlite_reader = None
+                self._sqlite_execute = None
 
     # -- entries ------------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ class Catalog:
         tasks, so it reads through one held DBAPI connection with a plain statement (about
         a tenth of the cost of a pooled SQLAlchemy round trip; reads never open a
         transaction there, so they always see the latest commit)."""
-        if self.engine.dialect.name == "sqlite":
+        if self._sqlite_execute is not None or self.engine.dialect.name == "sqlite":
             with self._reader_lock:
                 if self._sqlite_reader is None:
                     self._sqlite_reader = self.engine.raw_connection()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
 from typing import NamedTuple
 
-from taskfabric.catalog import CacheEntry, Catalog, cache_key, inputs_hash, interface_hash
+from taskfabric.catalog import CacheEntry, Catalog, inputs_hash, interface_hash
 from taskfabric.core.v1 import tasks_pb2, types_pb2
 from taskfabric.engine._documents import Documents
 from taskfabric.engine._recording import Recorder
@@ -16,9 +16,8 @@ from taskfabric.logs import get_logger
 log = get_logger("taskfabric.engine")
 
 
-@dataclass(frozen=True)
-class Lookup:
-    """What the cache says about a task node about to run."""
+class Lookup(NamedTuple):
+    """What the cache says about a task node about to run (a tuple: one is made per hit)."""
 
     #: a hit: the node's outputs, served from the catalog (the node is done)
     outputs: types_pb2.LiteralMap | None = None
@@ -38,6 +37,9 @@ class _Settings(NamedTuple):
     version: str
     ignored: frozenset[str]
     interface_hash: str
+    #: what `catalog.cache_key` hashes ahead of the inputs' hash (the same for every node of
+    #: the task in this execution): project, domain, name, version, interface hash
+    key_prefix: bytes
 
 
 class CacheStep:
@@ -120,6 +122,7 @@ class CacheStep:
         """Record the entry of a node computed after a miss (with its success)."""
         assert ns.task is not None and ns.inputs is not None
         task = ns.task
+        settings = self._settings_of(task)
         now = time.time()
         ttl = task.cache.ttl.ToTimedelta().total_seconds() if task.cache.HasField("ttl") else 0
         self._recorder.cache_entry(
@@ -129,8 +132,8 @@ class CacheStep:
                 domain=self._domain,
                 task_name=task.id.name,
                 cache_version=task.cache.version,
-                interface_hash=interface_hash(task.interface),
-                inputs_hash=inputs_hash(ns.inputs, task.cache.ignored_inputs),
+                interface_hash=settings.interface_hash,
+                inputs_hash=inputs_hash(ns.inputs, settings.ignored),
                 outputs_uri=ns.outputs_uri,
                 inputs_uri=ns.inputs_uri,
                 execution_id=self._execution_id,
@@ -156,27 +159,28 @@ class CacheStep:
         found = self._settings.get(id(task))
         if found is None:
             cache = task.cache
+            name, version = task.id.name, cache.version
+            iface = interface_hash(task.interface) if cache.enabled else ""
             found = self._settings[id(task)] = _Settings(
                 enabled=cache.enabled,
                 serialize=cache.serialize,
-                task_name=task.id.name,
-                version=cache.version,
+                task_name=name,
+                version=version,
                 ignored=frozenset(cache.ignored_inputs),
-                interface_hash=interface_hash(task.interface) if cache.enabled else "",
+                interface_hash=iface,
+                key_prefix="\0".join(
+                    (self._project, self._domain, name, version, iface, "")
+                ).encode(),
             )
         return found
 
     def _key_of(self, ns: NodeState) -> str:
+        """`catalog.cache_key` of the node (the same digest: its fixed parts hashed from
+        bytes made once per task, then the inputs' hash)."""
         assert ns.task is not None and ns.inputs is not None
         settings = self._settings_of(ns.task)
-        return cache_key(
-            project=self._project,
-            domain=self._domain,
-            task_name=settings.task_name,
-            cache_version=settings.version,
-            interface_hash=settings.interface_hash,
-            inputs_hash=inputs_hash(ns.inputs, settings.ignored),
-        )
+        hashed = inputs_hash(ns.inputs, settings.ignored)
+        return hashlib.sha256(settings.key_prefix + hashed.encode()).hexdigest()
 
     def _heartbeat(self) -> None:
         """Keep the reservations of nodes still under way from expiring."""

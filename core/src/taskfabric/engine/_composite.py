@@ -13,7 +13,7 @@ from taskfabric.engine._bindings import evaluate
 from taskfabric.engine._documents import Documents
 from taskfabric.engine._recording import Recorder
 from taskfabric.engine._state import RUNNING, MapItems, NodeState, Scope
-from taskfabric.engine._util import system_error
+from taskfabric.engine._util import system_error, user_error
 
 
 class Graph(Protocol):
@@ -79,7 +79,10 @@ class Composites:
             items = parent.map_items
             assert items is not None
             items.store(child.item_index, outputs)
-            if items.done == items.count:
+            limit = self._documents.max_output_bytes
+            if limit is not None and items.size > limit:
+                self._graph.fail(parent, _gathered_too_large(parent, items, limit))
+            elif items.done == items.count:
                 self._finish_map(parent)
         else:
             self.complete(parent, outputs)
@@ -190,3 +193,16 @@ class Composites:
         self._recorder.node(ns, f"{label}: running {chosen.name or chosen.id}")
         child = self._graph.make_node(f"{ns.full_id}/{chosen.id}", chosen, scope, parent=ns)
         self._graph.ready(child)
+
+
+def _gathered_too_large(ns: NodeState, items: MapItems, limit: int) -> execution_pb2.ExecutionError:
+    """`OutputsTooLarge` for a map whose items' outputs, gathered into the map's own lists,
+    have passed `[engine] max_output_bytes`: failed as soon as they do (the engine holds
+    them in memory until the map ends), not retried."""
+    return user_error(
+        "OutputsTooLarge",
+        f"map '{ns.name}' gathered {items.size} bytes of its items' outputs after {items.done} "
+        f"of its {items.count} items, more than the {limit} bytes a node's outputs may be "
+        "([engine] max_output_bytes): have each item return large data as a File, Directory "
+        "or DataFrame, which travel as blobs, or raise the setting",
+    )

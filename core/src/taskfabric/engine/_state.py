@@ -56,6 +56,8 @@ class MapItems:
     #: items 0 .. next-1 have been taken (started, or served from a record or the cache)
     next: int = 0
     done: int = 0
+    #: the bytes of the outputs gathered so far (what the map's own outputs will be)
+    size: int = 0
 
     def item_inputs(self, inputs: types_pb2.LiteralMap, index: int) -> types_pb2.LiteralMap:
         """Item `index`'s inputs: its element of each mapped list, and the other inputs."""
@@ -67,7 +69,8 @@ class MapItems:
 
     def store(self, index: int, outputs: types_pb2.LiteralMap) -> None:
         for name, values in self.outputs.items():
-            values[index] = outputs.literals[name].SerializeToString(deterministic=True)
+            values[index] = encoded = outputs.literals[name].SerializeToString(deterministic=True)
+            self.size += len(encoded) + 4  # its list entry's tag and length (at most 4 bytes)
         self.done += 1
 
     def collected(self) -> types_pb2.LiteralMap:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -395,7 +395,7 @@ class LiteStore:
     # -- writes (the caller holds the write lock) ---------------------------------------
 
     def create_execution(self, rec: ExecutionRecord) -> None:
-        row = encode(asdict(rec))
+        row = encode(dict(vars(rec)))  # (not asdict: it deep-copies `code`)
         with self.transaction() as conn:
             conn.execute(_INSERT_EXECUTION, [row[c] for c in EXECUTION_COLUMNS])
 
@@ -504,10 +504,21 @@ class LiteStore:
             return bool(cursor.rowcount)
 
 
+#: per column list (by id(): the module's constant tuples), its picker and JSON columns
+_ROW_SHAPES: dict[int, tuple[Sequence[str], Any, list[int]]] = {}
+
+
 def _rows(records: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
     """Each record's column values in `columns`' order, JSON columns as text."""
-    encoded = [i for i, c in enumerate(columns) if c in _JSON_FIELDS]
-    pick = operator.itemgetter(*columns)
+    shape = _ROW_SHAPES.get(id(columns))
+    if shape is None or shape[0] is not columns:
+        shape = (
+            columns,
+            operator.itemgetter(*columns),
+            [i for i, c in enumerate(columns) if c in _JSON_FIELDS],
+        )
+        _ROW_SHAPES[id(columns)] = shape
+    _, pick, encoded = shape
     if not encoded:
         return [pick(vars(rec)) for rec in records]
     out = []

@@ -1,0 +1,72 @@
+"""`ThreadBackend`'s worker threads: a chain's attempts, one after another, all run on the
+one thread that ran the first (it counts itself idle before it reports an attempt's end, so
+the next submit, made when the loop hears of that end, never starts a second one)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from taskfabric import task, workflow
+from taskfabric.backends import ThreadBackend
+from taskfabric.config import Config, EngineConfig, StorageConfig
+from taskfabric.engine import Engine
+from taskfabric.plugin_api import BACKENDS_GROUP, AttemptStatus, BackendSettings, TaskAttempt
+from taskfabric.plugins import Plugins, use_plugins
+
+#: by attempt id: the threads the backend had started once it was submitted
+STARTED: dict[str, int] = {}
+#: by attempt id: the thread that ran it
+RAN_ON: dict[str, str] = {}
+_lock = threading.Lock()
+
+
+class _Settings(BackendSettings):
+    workers: int | None = None
+
+
+class Counting(ThreadBackend[_Settings]):
+    driver = "counting"
+    settings_model = _Settings
+
+    def submit(self, attempt: TaskAttempt) -> None:
+        super().submit(attempt)
+        with _lock:
+            STARTED[attempt.attempt_id] = len(self._threads)
+
+    def run_attempt(self, attempt: TaskAttempt) -> AttemptStatus:
+        with _lock:
+            RAN_ON[attempt.attempt_id] = threading.current_thread().name
+        return super().run_attempt(attempt)
+
+
+@task
+def step(x: int) -> int:
+    return x + 1
+
+
+@workflow
+def chain(x: int) -> int:
+    for _ in range(30):
+        x = step(x=x)
+    return x
+
+
+def test_a_chain_runs_on_one_worker_thread(tmp_path: Path) -> None:
+    STARTED.clear()
+    RAN_ON.clear()
+    plugins = Plugins(autoload=False)
+    plugins.add_driver(BACKENDS_GROUP, "counting", Counting)
+    config = Config(
+        storage=StorageConfig(data_root=tmp_path),
+        engine=EngineConfig(parallelism=8),
+        task_types={"python": "counting"},
+        backends={"counting": {"driver": "counting"}},  # type: ignore[dict-item]
+    )
+    with use_plugins(plugins), Engine(config, plugins=plugins) as engine:
+        result = engine.launch(chain, {"x": 0})
+        assert result.succeeded, result.error
+        assert result.python_outputs(chain, engine.store, tmp_path) == 30
+    assert len(STARTED) == len(RAN_ON) == 30
+    assert set(STARTED.values()) == {1}, "a second worker thread was started"
+    assert len(set(RAN_ON.values())) == 1
