@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from taskfabric.metadata._items import ChunkCache, ItemWriter
+from taskfabric.metadata._chunk_cache import ChunkCache
+from taskfabric.metadata._items import ItemWriter
 from taskfabric.metadata._records import AttemptRecord, EventRecord, ExecutionRecord, NodeRecord
 
 _JSON_FIELDS = frozenset({"code", "error", "log_links"})
