@@ -70,3 +70,23 @@ def test_a_chain_runs_on_one_worker_thread(tmp_path: Path) -> None:
     assert len(STARTED) == len(RAN_ON) == 30
     assert set(STARTED.values()) == {1}, "a second worker thread was started"
     assert len(set(RAN_ON.values())) == 1
+
+
+def test_the_cancel_event_of_an_attempt_behaves_as_a_threading_event() -> None:
+    """`TaskCall.cancelled` on the thread backends is built more cheaply than
+    `threading.Event()`: set in one thread, it wakes a waiter in another."""
+    from taskfabric.backends._threads import _CancelEvent
+
+    event = _CancelEvent()
+    assert isinstance(event, threading.Event)
+    assert not event.is_set()
+    assert not event.wait(0)
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(event.wait()))
+    waiter.start()
+    event.set()
+    waiter.join()
+    assert woke == [True]
+    assert event.is_set()
+    event.clear()
+    assert not event.is_set()

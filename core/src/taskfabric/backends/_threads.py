@@ -30,6 +30,17 @@ log = get_logger("taskfabric.backends")
 SettingsT = TypeVar("SettingsT", bound=BackendSettings)
 
 
+class _CancelEvent(threading.Event):
+    """A `threading.Event` made for each attempt (`TaskCall.cancelled`), its condition on an
+    `RLock` (as `threading.Condition()`'s own default) instead of a `Lock`: the same
+    behaviour, without the three `AttributeError`s that `Condition` raises and catches when
+    it copies a plain `Lock`'s methods (half the cost of an `Event`)."""
+
+    def __init__(self) -> None:  # (not super().__init__: that builds the Lock's condition)
+        self._cond = threading.Condition(threading.RLock())
+        self._flag = False
+
+
 class ThreadBackend(Backend[SettingsT]):
     """Runs each attempt in one of the engine process's daemon worker threads.
 
@@ -126,7 +137,7 @@ class ThreadBackend(Backend[SettingsT]):
                 work_dir=work_dir,
                 write_outputs=functools.partial(ctx.literals.put, prefix, name),
                 attempt_id=attempt.attempt_id,
-                cancelled=self._events.setdefault(attempt.attempt_id, threading.Event()),
+                cancelled=self._events.setdefault(attempt.attempt_id, _CancelEvent()),
             )
         if capture.wrote:  # a task that printed nothing has no log file to keep
             uri = keep_log(
