@@ -87,7 +87,7 @@ class CacheStep:
                 ns.cache_status = "disabled"
                 return RUN
         if not self._overwrite:
-            entry = catalog.get(ns.cache_key)
+            entry = catalog.hit(ns.cache_key)
             if entry is not None and not entry.expired(time.time()):
                 try:
                     outputs = self._documents.load(entry.outputs_uri)
