@@ -353,7 +353,14 @@ class bound_contextvars:
         self._values = values
 
     def __enter__(self) -> None:
-        self._tokens = [(var := _variable(k), var.set(v)) for k, v in self._values.items()]
+        registry = _registry()  # once for all the keys (the local backend binds 3 per attempt)
+        tokens = []
+        for key, value in self._values.items():
+            var = registry.get(_PREFIX + key)
+            if var is None:
+                var = _variable(key)
+            tokens.append((var, var.set(value)))
+        self._tokens = tokens
 
     def __exit__(self, *exc: object) -> None:
         for var, token in reversed(self._tokens):

@@ -107,19 +107,26 @@ _active = [0]
 class _Capture:
     """One attempt's output: a live file opened at the first write."""
 
-    def __init__(self, path: Path, echo: TextIO | None) -> None:
-        self.path = path
+    def __init__(self, path: Path, echo: TextIO | None, name: str | None = None) -> None:
+        self._where = path
+        self._name = name
         self.echo = echo
         self._file: IO[str] | None = None
         self._lock = threading.Lock()
         #: whether anything was written (the file exists): else there is no log to keep
         self.wrote = False
 
+    @property
+    def path(self) -> Path:
+        """The live log file (joined only when asked: most tasks print nothing)."""
+        return self._where if self._name is None else self._where / self._name
+
     def write(self, text: str) -> None:
         with self._lock:
             if self._file is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("a", encoding="utf-8", errors="replace")
+                path = self.path
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = path.open("a", encoding="utf-8", errors="replace")
                 self.wrote = True
             self._file.write(text)
             self._file.flush()  # followers read the file as it grows
@@ -192,20 +199,23 @@ class capture_output:
     stderr too, never to its stdout. Other threads are not affected; threads the task starts
     itself are not captured. Gives the capture (`with capture_output(path) as capture`):
     its `wrote` says whether the file was made (a task that printed nothing has no log to
-    keep). A class, not a generator: the local backend captures each attempt."""
+    keep). With `name`, `path` is the folder the live log `name` goes in, joined at the
+    first write (a task that prints nothing builds no path for it). A class, not a generator:
+    the local backend captures each attempt."""
 
-    __slots__ = ("_capture", "_echo", "_path", "_token")
+    __slots__ = ("_capture", "_echo", "_name", "_path", "_token")
 
-    def __init__(self, path: Path, *, echo: bool = True) -> None:
+    def __init__(self, path: Path, *, echo: bool = True, name: str | None = None) -> None:
         self._path = path
         self._echo = echo
+        self._name = name
 
     def __enter__(self) -> _Capture:
         _enter()
         try:
             stderr = sys.stderr
             echo_to = stderr.stream if isinstance(stderr, _Router) else stderr
-            self._capture = _Capture(self._path, echo_to if self._echo else None)
+            self._capture = _Capture(self._path, echo_to if self._echo else None, self._name)
             self._token = _current.set(self._capture)
         except BaseException:
             _leave()

@@ -106,7 +106,6 @@ class ThreadBackend(Backend[SettingsT]):
         prefix = self._execution_uri(attempt.execution_id)
         name = attempt.outputs_uri[len(prefix) + 1 :]
         work_dir = self._work_dir(attempt)
-        live_log = work_dir / LIVE_LOG_NAME
         # Log lines of the task (and of taskfabric on its behalf) carry its ids; what the
         # task prints goes to its attempt's log (tasklogs), not to this process's stdout.
         with (
@@ -115,7 +114,7 @@ class ThreadBackend(Backend[SettingsT]):
                 node_id=attempt.node_id,
                 attempt=attempt.attempt,
             ),
-            capture_output(live_log) as capture,
+            capture_output(work_dir, name=LIVE_LOG_NAME) as capture,
         ):
             status = execute_task(
                 attempt.task_definition,
@@ -131,7 +130,7 @@ class ThreadBackend(Backend[SettingsT]):
             )
         if capture.wrote:  # a task that printed nothing has no log file to keep
             uri = keep_log(
-                ctx.store, attempt.execution_id, attempt.node_id, attempt.attempt, live_log
+                ctx.store, attempt.execution_id, attempt.node_id, attempt.attempt, capture.path
             )
             if uri is not None:
                 status.log_links.append(LogLink(LOG_LINK_NAME, uri))
