@@ -19,6 +19,7 @@ from taskfabric.config import load_config
 from taskfabric.core.v1 import types_pb2
 from taskfabric.engine import Engine, load_object
 from taskfabric.sdk import source_version
+from taskfabric.storage import PackStore
 
 
 @pytest.fixture
@@ -97,6 +98,66 @@ def test_the_engine_keys_an_entry_as_cache_key_does(engine: Engine) -> None:
     entry = Catalog(engine.metadata).get(key)
     assert entry is not None
     assert (entry.execution_id, entry.node_id) == (result.execution_id, "n1")
+
+
+def test_a_hit_reads_what_the_entry_says(engine: Engine) -> None:
+    """`Catalog.hit` (a cache hit's narrow read) gives the entry's outputs, inputs, origin
+    and expiry, and a hit node records them."""
+    first = engine.launch(squares, {"x": 12})
+    second = engine.launch(squares, {"x": 12})
+    assert outputs(engine, squares, second) == 144
+    catalog = Catalog(engine.metadata)
+    (entry,) = [e for e in catalog.list(limit=1000) if e.execution_id == first.execution_id]
+    hit = catalog.hit(entry.key)
+    assert hit is not None
+    assert hit == (entry.outputs_uri, entry.inputs_uri, entry.execution_id, entry.expires_at)
+    assert hit.inputs_uri and not hit.expired(time.time())
+    assert catalog.hit("0" * 64) is None
+    node = next(n for n in engine.metadata.nodes(second.execution_id) if n.node_id == "n1")
+    assert (node.cache_status, node.outputs_uri, node.inputs_uri) == (
+        "hit",
+        hit.outputs_uri,
+        hit.inputs_uri,
+    )
+
+
+@task(cache=True)
+def cached_double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+def doubles(x: int) -> int:
+    return cached_double(x=cached_double(x=x))
+
+
+def test_an_all_hit_execution_writes_one_pack_segment(engine: Engine) -> None:
+    """A launch's inputs and workflow go to the segment of the loop's own documents,
+    written before the execution's row names them: an execution whose nodes are all hits
+    makes one segment file, and its documents read back from any process."""
+    assert outputs(engine, doubles, engine.launch(doubles, {"x": 5})) == 20
+    seen: list[tuple[str, ...]] = []
+
+    def on_start(execution_id: str) -> None:
+        rec = engine.metadata.get_execution(execution_id)
+        assert rec is not None
+        fresh = PackStore(engine.store)  # another process's view: only what is on disk
+        inputs = types_pb2.LiteralMap.FromString(fresh.get(rec.inputs_uri))
+        assert inputs.literals["x"].integer == 5
+        assert fresh.get(rec.workflow_uri)
+        seen.append((rec.inputs_uri, rec.workflow_uri))
+
+    result = engine.launch(doubles, {"x": 5}, on_start=on_start)
+    assert outputs(engine, doubles, result) == 20
+    assert set(cache_status(engine, result.execution_id).values()) == {"hit"}
+    packs = engine.store.local_path(engine.store.uri("executions", result.execution_id, "packs"))
+    assert packs is not None
+    (segment,) = packs.iterdir()
+    rec = engine.metadata.get_execution(result.execution_id)
+    assert rec is not None and seen == [(rec.inputs_uri, rec.workflow_uri)]
+    assert {u.partition("#")[0] for u in (rec.inputs_uri, rec.workflow_uri, rec.outputs_uri)} == {
+        segment.as_uri()
+    }
 
 
 def test_map_key_order_does_not_matter(engine: Engine) -> None:

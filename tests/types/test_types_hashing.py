@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from dataclasses import dataclass
@@ -175,3 +176,17 @@ def test_hash_is_stable_across_versions() -> None:
         b"L\x00\x00\x00\x00\x00\x00\x00\x01i\x00\x00\x00\x00\x00\x00\x00\x01"
         b"\x00\x00\x00\x00\x00\x00\x00\x01bs\x00\x00\x00\x00\x00\x00\x00\x01x"
     )
+
+
+def test_each_hash_is_the_sha256_of_the_versioned_encoding() -> None:
+    """Both hashes copy one digest of the version prefix: every call gives
+    sha256(prefix + encoding), the same on the second call as on the first."""
+    prefix = b"taskfabric-literal-v1\0"
+    value = pb.Literal(string="x")
+    expected = "sha256:" + hashlib.sha256(prefix + canonical_bytes(value)).hexdigest()
+    assert literal_hash(value) == literal_hash(value) == expected
+    m = pb.LiteralMap()
+    m.literals["k"].CopyFrom(value)
+    encoded = b"M" + (1).to_bytes(8, "big") + (1).to_bytes(8, "big") + b"k"
+    expected = "sha256:" + hashlib.sha256(prefix + encoded + canonical_bytes(value)).hexdigest()
+    assert literal_map_hash(m) == literal_map_hash(m) == expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from taskfabric.catalog import CacheEntry, Catalog, inputs_hash, interface_hash
 from taskfabric.core.v1 import tasks_pb2, types_pb2
@@ -37,9 +37,10 @@ class _Settings(NamedTuple):
     version: str
     ignored: frozenset[str]
     interface_hash: str
-    #: what `catalog.cache_key` hashes ahead of the inputs' hash (the same for every node of
-    #: the task in this execution): project, domain, name, version, interface hash
-    key_prefix: bytes
+    #: a digest that has hashed what `catalog.cache_key` hashes ahead of the inputs' hash
+    #: (the same for every node of the task in this execution: project, domain, name,
+    #: version, interface hash), copied for each node's key
+    key_prefix: Any  # a hashlib sha256 object
 
 
 class CacheStep:
@@ -87,7 +88,7 @@ class CacheStep:
                 ns.cache_status = "disabled"
                 return RUN
         if not self._overwrite:
-            entry = catalog.get(ns.cache_key)
+            entry = catalog.hit(ns.cache_key)
             if entry is not None and not entry.expired(time.time()):
                 try:
                     outputs = self._documents.load(entry.outputs_uri)
@@ -168,19 +169,21 @@ class CacheStep:
                 version=version,
                 ignored=frozenset(cache.ignored_inputs),
                 interface_hash=iface,
-                key_prefix="\0".join(
-                    (self._project, self._domain, name, version, iface, "")
-                ).encode(),
+                key_prefix=hashlib.sha256(
+                    "\0".join((self._project, self._domain, name, version, iface, "")).encode()
+                ),
             )
         return found
 
     def _key_of(self, ns: NodeState) -> str:
-        """`catalog.cache_key` of the node (the same digest: its fixed parts hashed from
-        bytes made once per task, then the inputs' hash)."""
+        """`catalog.cache_key` of the node (the same digest: a copy of the digest of its
+        fixed parts, hashed once per task, then the inputs' hash)."""
         assert ns.task is not None and ns.inputs is not None
         settings = self._settings_of(ns.task)
         hashed = inputs_hash(ns.inputs, settings.ignored)
-        return hashlib.sha256(settings.key_prefix + hashed.encode()).hexdigest()
+        digest = settings.key_prefix.copy()
+        digest.update(hashed.encode())
+        return str(digest.hexdigest())
 
     def _heartbeat(self) -> None:
         """Keep the reservations of nodes still under way from expiring."""

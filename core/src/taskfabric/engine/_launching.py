@@ -126,9 +126,16 @@ def create_execution(
     execution columns. Raises ExecutionNameTakenError when the name is taken (and
     deletes the documents it stored)."""
     root = literals.store.uri("executions", execution_id)
-    # Small documents go to the execution's pack segment (one file for all of them).
-    inputs_uri = literals.put(root, "inputs.pb", inputs.SerializeToString(deterministic=True))
-    workflow_uri = literals.put(root, "workflow.pb", compiled.SerializeToString(deterministic=True))
+    # Small documents go to the execution's pack segment of the loop's own (deferred)
+    # documents, written here before the row that names them: an execution whose nodes
+    # put nothing else (all cache hits) makes one segment file, not two.
+    inputs_uri = literals.put(
+        root, "inputs.pb", inputs.SerializeToString(deterministic=True), defer=True
+    )
+    workflow_uri = literals.put(
+        root, "workflow.pb", compiled.SerializeToString(deterministic=True), defer=True
+    )
+    literals.flush()
     now = time.time()
     rec = ExecutionRecord(
         id=execution_id,

@@ -228,11 +228,14 @@ class Runner:
         return ns
 
     def _input_types(self, task: tasks_pb2.TaskTemplate) -> dict[str, types_pb2.LiteralType]:
-        """The task's input types by name (made once per task: by id(), its template is one
-        object in `_tasks`)."""
+        """The task's input types that a value may need coercing to (unions, and lists and
+        maps of them), by name: `resolve_inputs` leaves the others as bound. Made once per
+        task (by id(): its template is one object in `_tasks`)."""
         types = self._input_types_of.get(id(task))
         if types is None:
-            types = self._input_types_of[id(task)] = {i.name: i.type for i in task.interface.inputs}
+            types = self._input_types_of[id(task)] = {
+                i.name: i.type for i in task.interface.inputs if needs_coercion(i.type)
+            }
         return types
 
     def resolve_inputs(
@@ -243,14 +246,15 @@ class Runner:
         scope = ns.scope
         mapped = set(ns.node.map.mapped_inputs) if ns.kind == "map" else ()
         for b in ns.node.inputs:
+            var = b.var
             lit = resolve(b.binding, scope.inputs, scope.outputs)
-            target = input_types.get(b.var)
+            target = input_types.get(var) if input_types else None
             if target is not None:
-                if b.var in mapped:
+                if var in mapped:
                     target = types_pb2.LiteralType(list_type=target)
                 if needs_coercion(target):
                     lit = coerce(lit, target)
-            out.literals[b.var].CopyFrom(lit)
+            out.literals[var].CopyFrom(lit)
         return out
 
     # -- transitions -------------------------------------------------------------------
