@@ -29,6 +29,21 @@ def _jobs_of(cluster: SessionCluster, execution_id: str) -> list[dict[str, Any]]
     return [j for j in cluster.rest.jobs() if f"-{execution_id}/" in str(j.get("name"))]
 
 
+def _failures(cluster: SessionCluster, jobs: list[dict[str, Any]]) -> str:
+    """The jobs, and the root exception of each that did not finish (the cluster's own
+    account, kept in the test's report: the cluster's folder goes with the test)."""
+    lines = [f"{j['name']} {j['jid']}: {j['state']}" for j in jobs]
+    for j in jobs:
+        if j["state"] != "FINISHED":
+            try:
+                found = cluster.rest.exceptions(j["jid"])
+                text = str(found.get("root-exception") or found)
+            except Exception as exc:  # the report must not hide the assertion
+                text = f"(its exceptions could not be read: {exc})"
+            lines.append(f"{j['name']}: {text[:4000]}")
+    return "\n".join(lines)
+
+
 def _wait_for_running_job(
     cluster: SessionCluster, runs: Path, timeout: float = 240
 ) -> dict[str, Any]:
@@ -259,7 +274,7 @@ def test_kill_9_of_the_engine_and_the_clients_then_resume_adopts_the_jobs(
     assert sorted(runs.read_text().splitlines()) == ["run", "sink"]
     jobs = _jobs_of(flink_cluster, execution_id)
     assert {j["jid"] for j in jobs} == before
-    assert [j["state"] for j in jobs] == ["FINISHED", "FINISHED"], jobs
+    assert [j["state"] for j in jobs] == ["FINISHED", "FINISHED"], _failures(flink_cluster, jobs)
     # The adopted sink job's files hold its row once.
     assert _numbers(out) == [7]
     engine_in_process = Engine(load_config(config), plugins=plugins)
