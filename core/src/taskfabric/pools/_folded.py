@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from taskfabric.pools import _fair as fair
 from taskfabric.pools._spec import Holder, Lease
 from taskfabric.pools._sqlitefast import insert_lease, release_unless_waiting
-from taskfabric.pools._store import lease_values
 
 if TYPE_CHECKING:
     from taskfabric.pools._manager import PoolManager
@@ -48,13 +47,7 @@ def grant_in(
     states, _ = manager._states(cur, rows, now, usage=(held, waiting))
     if fair.blocked_by(states, fair.Waiter(holder, checked, priority, 0)):
         return None
-    buckets = {}
-    for name, weight in checked.items():
-        state = states[name]
-        if state.spec.rate is not None:
-            buckets[name] = state.tokens - weight
-    ttl = manager._ttl(checked)
-    values = lease_values(holder, manager.owner, priority, now, ttl, ttl, True)
+    values, buckets, ttl = manager._new_lease(holder, checked, priority, now, states)
     token = insert_lease(cur, values, checked, buckets, now)
     if token is None:
         return None  # the holder has a lease: the ordinary path returns it

@@ -31,7 +31,6 @@ from taskfabric.pools._store import (
     W,
     holder_is,
     holder_of,
-    lease_values,
     refill,
 )
 
@@ -238,8 +237,7 @@ class PoolManager(PoolStore):
         round trips (``_pgfast.py``), on SQLite on bare sqlite3 (``_sqlitefast.py``)."""
         if isinstance(fast, PgOneTrip) and self._slots_only(holder, weights):
             now = self.clock()
-            ttl = self._ttl(weights)
-            values = lease_values(holder, self.owner, priority, now, ttl, ttl, True)
+            values, _, ttl = self._new_lease(holder, weights, priority, now)
             capacities = {n: self._capacities.get(n, self.specs[n].slots) for n in weights}
             token = fast.grant_if_fits(values, weights, capacities, now)
             if token is not None:
@@ -254,13 +252,7 @@ class PoolManager(PoolStore):
         ):
             fast.rollback()
             return SLOW
-        buckets = {}
-        for name, weight in weights.items():
-            state = states[name]
-            if state.spec.rate is not None:
-                buckets[name] = state.tokens - weight
-        ttl = self._ttl(weights)
-        values = lease_values(holder, self.owner, priority, now, ttl, ttl, True)
+        values, buckets, ttl = self._new_lease(holder, weights, priority, now, states)
         token = fast.insert_and_commit(values, weights, buckets, now)
         if token is None:
             return SLOW  # the holder has a lease: the queue path returns it

@@ -431,6 +431,26 @@ class PoolStore:
 
     # -- pool state -----------------------------------------------------------------------
 
+    def _new_lease(
+        self,
+        holder: Holder,
+        weights: Mapping[str, int],
+        priority: int,
+        now: float,
+        states: Mapping[str, fair.PoolState] | None = None,
+    ) -> tuple[dict[str, Any], dict[str, float], float]:
+        """A fast grant's lease row for ``holder`` (delivered), what its rate-limited pools'
+        token buckets hold once it took its ``weights`` from them (``states``: as read under
+        the lock; None: no bucket), and its TTL."""
+        ttl = self._ttl(weights)
+        values = lease_values(holder, self.owner, priority, now, ttl, ttl, True)
+        buckets = {
+            name: states[name].tokens - weight
+            for name, weight in weights.items()
+            if states is not None and states[name].spec.rate is not None
+        }
+        return values, buckets, ttl
+
     def _states(
         self,
         cur: Any,
