@@ -133,7 +133,8 @@ def test_outputs_are_written_by_the_loop_before_the_commit_that_names_them(
         monkeypatch.setattr(engine.metadata, "apply", apply_checked)
         result = engine.launch(doubled, {"xs": list(range(40))})
         assert result.python_outputs(doubled, engine.store, tmp_path) == [2 * x for x in range(40)]
-        packs = engine.store.local_path(engine.store.uri("executions", result.execution_id, "packs"))
+        execution = engine.store.uri("executions", result.execution_id)
+        packs = engine.store.local_path(f"{execution}/packs")
     assert {f"n0[{i}]" for i in range(40)} <= set(checked)
     assert packs is not None
     # the items' outputs went with the loop's deferred records: one segment, not two
