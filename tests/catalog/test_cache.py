@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 
 from taskfabric import Cache, File, task, workflow
 from taskfabric.catalog import Catalog, cache_key, inputs_hash, interface_hash
+from taskfabric.catalog import _catalog as catalog_module
 from taskfabric.config import load_config
 from taskfabric.core.v1 import types_pb2
 from taskfabric.engine import Engine, load_object
@@ -119,6 +122,99 @@ def test_a_hit_reads_what_the_entry_says(engine: Engine) -> None:
         hit.outputs_uri,
         hit.inputs_uri,
     )
+
+
+def test_hits_read_one_snapshot_until_the_turn_ends(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hits of one turn of the loop read in one read transaction (`Catalog.hit`):
+    another process's commit is seen once it ends (`end_reads`, or `READ_AT_MOST` after
+    it began); `get` always reads the latest commit."""
+    first = engine.launch(squares, {"x": 13})
+    catalog = Catalog(engine.metadata)
+    (entry,) = [e for e in catalog.list(limit=1000) if e.execution_id == first.execution_id]
+    assert catalog.hit(entry.key) is not None
+    other = Catalog(engine.metadata.engine)  # another connection, as another process's
+    other.put(dataclasses.replace(entry, execution_id="e-other"))
+    same_turn = catalog.hit(entry.key)
+    assert same_turn is not None and same_turn.execution_id == first.execution_id
+    catalog.end_reads()
+    after = catalog.hit(entry.key)
+    assert after is not None and after.execution_id == "e-other"
+    other.delete(entry.key)
+    assert catalog.get(entry.key) is None
+    other.put(entry)
+    monkeypatch.setattr(catalog_module, "READ_AT_MOST", 0.0)
+    assert catalog.hit(entry.key) is not None
+    other.delete(entry.key)
+    assert catalog.hit(entry.key) is None  # the transaction was too old: a new one
+    catalog.close()
+    other.close()
+
+
+@task(cache=True)
+def cached_echo(x: int) -> int:
+    CALLS.append(f"echo {x}")
+    return x
+
+
+@workflow
+def echo_twice(x: int) -> int:
+    return cached_echo(x=plain(x=cached_echo(x=x)))
+
+
+def test_a_later_turn_hits_what_an_earlier_one_wrote(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine ends the read transaction of its cache hits with each turn: the second
+    node of the same task and inputs, started in a later turn, hits the entry the first
+    one wrote (in the same execution), however long a transaction may otherwise last."""
+    monkeypatch.setattr(catalog_module, "READ_AT_MOST", 3600.0)
+    CALLS.clear()
+    result = engine.launch(echo_twice, {"x": 21})
+    assert outputs(engine, echo_twice, result) == 21
+    assert CALLS == ["echo 21"]
+    assert cache_status(engine, result.execution_id) == {
+        "n0": "written",
+        "n1": "disabled",
+        "n2": "hit",
+    }
+
+
+_RUN_AND_LIST_MODULES = """
+import json, sys
+from taskfabric.config import load_config
+from taskfabric.engine import Engine, load_object
+wf = load_object(sys.argv[1])[0]
+with Engine(load_config()) as engine:
+    phases = [engine.launch(wf, {"x": x}).phase for x in (1, int(sys.argv[2]))]
+print(json.dumps({"phases": phases, "sqlalchemy": "sqlalchemy" in sys.modules}))
+"""
+
+
+def test_a_cached_run_on_a_sqlite_file_never_imports_sqlalchemy(tmp_path: Path) -> None:
+    """On the plain SQLite file of the default config, cache hits read through a sqlite3
+    connection of the catalog's own and entries are written with the run's records: a run
+    on a database made before (its schema is SQLAlchemy's and Alembic's to make) imports no
+    SQLAlchemy, whether its cached tasks hit or miss."""
+    flow = tmp_path / "cached_flow.py"
+    flow.write_text(textwrap.dedent(MODULE_V1))
+
+    def run(second: int) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-c", _RUN_AND_LIST_MODULES, f"{flow}:wf", str(second)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return found
+
+    assert run(1)["phases"] == ["SUCCEEDED", "SUCCEEDED"]  # makes the database
+    again = run(2)  # x=1 hits, x=2 misses and writes its entry
+    assert again == {"phases": ["SUCCEEDED", "SUCCEEDED"], "sqlalchemy": False}
 
 
 @task(cache=True)
