@@ -6,6 +6,7 @@ import dataclasses
 import importlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -78,6 +79,27 @@ def test_second_run_is_all_hits(engine: Engine) -> None:
     assert node.attempts == 0 and first.execution_id in node.message
     third = engine.launch(squares, {"x": 8})
     assert cache_status(engine, third.execution_id)["n1"] == "written"
+
+
+def test_a_hit_is_an_event_its_row_records(engine: Engine) -> None:
+    """A hit's success is its node row alone (no event row: a tenth of a hit's work), and
+    `events` (`executions show --events`, the API) gives it among the others by time."""
+    first = engine.launch(squares, {"x": 9})
+    second = engine.launch(squares, {"x": 9})
+    assert cache_status(engine, second.execution_id) == {"n0": "disabled", "n1": "hit"}
+    with sqlite3.connect(engine.metadata.url.removeprefix("sqlite:///")) as db:
+        stored = db.execute(
+            "SELECT node_id, phase FROM events WHERE execution_id = ? ORDER BY id",
+            (second.execution_id,),
+        ).fetchall()
+    assert ("n1", "SUCCEEDED") not in stored and ("n0", "SUCCEEDED") in stored
+    events = engine.metadata.events(second.execution_id)
+    (hit,) = [e for e in events if e.node_id == "n1"]
+    assert (hit.phase, hit.attempt) == ("SUCCEEDED", 0)
+    assert first.execution_id in hit.message and hit.message.startswith("cache hit")
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    n0 = [i for i, e in enumerate(events) if e.node_id == "n0" and e.phase == "SUCCEEDED"]
+    assert n0 and n0[0] < events.index(hit)
 
 
 def test_the_engine_keys_an_entry_as_cache_key_does(engine: Engine) -> None:
