@@ -121,6 +121,7 @@ class Runner:
             else ()
         )
         self._tasks = {t.id.name: t for t in compiled.tasks}
+        self._catalog = catalog
         self._input_types_of: dict[int, dict[str, types_pb2.LiteralType]] = {}
         self._heartbeat_seconds = heartbeat_seconds
         # nodes whose upstream nodes all succeeded, in the order they became ready
@@ -503,6 +504,8 @@ class Runner:
             return self._run()
         finally:
             unsubscribe()
+            if self._catalog is not None:
+                self._catalog.end_reads()
 
     def _run(self) -> RunOutcome:
         attempts, recorder, timers = self._attempts, self._recorder, self._timers
@@ -510,6 +513,8 @@ class Runner:
             self.start_scope(self._root_scope)
             while not self._finished():
                 more = self._drain_ready()
+                if self._catalog is not None:  # a turn's hits read in one transaction
+                    self._catalog.end_reads()
                 if self._finished():
                     break
                 attempts.dispatch()
