@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+
 from taskfabric import map_task, task, workflow
 from taskfabric.backends import ThreadBackend
 from taskfabric.config import Config, EngineConfig, StorageConfig
