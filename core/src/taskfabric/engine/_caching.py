@@ -27,6 +27,9 @@ class Lookup(NamedTuple):
 
 RUN = Lookup()
 
+#: the kinds of `LiteralType` whose values name no blob
+_SCALAR_TYPES = frozenset({"simple", "enum_type"})
+
 
 class _Settings(NamedTuple):
     """A task's cache settings, as the cache step reads them for each of its nodes."""
@@ -37,6 +40,9 @@ class _Settings(NamedTuple):
     version: str
     ignored: frozenset[str]
     interface_hash: str
+    #: every output's type is a scalar one (simple or enum): its outputs name no blob
+    #: that could be gone (the key covers the interface: an entry's outputs have its types)
+    scalar_outputs: bool
     #: a digest that has hashed what `catalog.cache_key` hashes ahead of the inputs' hash
     #: (the same for every node of the task in this execution: project, domain, name,
     #: version, interface hash), copied for each node's key
@@ -92,7 +98,8 @@ class CacheStep:
             if entry is not None and not entry.expired(time.time()):
                 try:
                     outputs = self._documents.load(entry.outputs_uri)
-                    self._documents.require_blobs(outputs)
+                    if not settings.scalar_outputs:
+                        self._documents.require_blobs(outputs)
                 except Exception as exc:
                     log.warning(
                         "cache entry's outputs are gone or unreadable; recomputing and "
@@ -118,6 +125,12 @@ class CacheStep:
             self._reserved[ns.full_id] = ns
         ns.cache_status = "miss"
         return RUN
+
+    def end_turn(self) -> None:
+        """The loop's turn ended: a later look-up sees every commit made until now (the
+        hits of a turn read in one transaction: `Catalog.hit`)."""
+        if self._catalog is not None:
+            self._catalog.end_reads()
 
     def write(self, ns: NodeState) -> None:
         """Record the entry of a node computed after a miss (with its success)."""
@@ -169,6 +182,9 @@ class CacheStep:
                 version=version,
                 ignored=frozenset(cache.ignored_inputs),
                 interface_hash=iface,
+                scalar_outputs=all(
+                    o.type.WhichOneof("type") in _SCALAR_TYPES for o in task.interface.outputs
+                ),
                 key_prefix=hashlib.sha256(
                     "\0".join((self._project, self._domain, name, version, iface, "")).encode()
                 ),
