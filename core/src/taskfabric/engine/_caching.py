@@ -88,14 +88,14 @@ class CacheStep:
             return RUN
         if not ns.cache_key:
             try:
-                ns.cache_key = self._key_of(ns)
+                ns.cache_key = self._key_of(ns, settings)
             except ValueError as exc:  # e.g. a blob input without a content hash
                 log.warning("not cached: no key for its inputs", node_id=ns.full_id, error=str(exc))
                 ns.cache_status = "disabled"
                 return RUN
         if not self._overwrite:
             entry = catalog.hit(ns.cache_key)
-            if entry is not None and not entry.expired(time.time()):
+            if entry is not None and (entry.expires_at is None or not entry.expired(time.time())):
                 try:
                     outputs = self._documents.load(entry.outputs_uri)
                     if not settings.scalar_outputs:
@@ -113,7 +113,7 @@ class CacheStep:
                     ns.outputs_uri = entry.outputs_uri
                     ns.inputs_uri = entry.inputs_uri
                     ns.message = f"cache hit: computed by execution {entry.execution_id}"
-                    return Lookup(outputs=outputs)
+                    return Lookup(outputs)
         if settings.serialize and ns.full_id not in self._reserved:
             owner = self._owner(ns)
             holder = catalog.reserve(ns.cache_key, owner, ttl=3 * self._recorder.heartbeat_seconds)
@@ -191,11 +191,10 @@ class CacheStep:
             )
         return found
 
-    def _key_of(self, ns: NodeState) -> str:
+    def _key_of(self, ns: NodeState, settings: _Settings) -> str:
         """`catalog.cache_key` of the node (the same digest: a copy of the digest of its
         fixed parts, hashed once per task, then the inputs' hash)."""
-        assert ns.task is not None and ns.inputs is not None
-        settings = self._settings_of(ns.task)
+        assert ns.inputs is not None
         hashed = inputs_hash(ns.inputs, settings.ignored)
         digest = settings.key_prefix.copy()
         digest.update(hashed.encode())
