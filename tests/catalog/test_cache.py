@@ -262,7 +262,10 @@ def test_an_all_hit_execution_writes_one_pack_segment(engine: Engine) -> None:
         fresh = PackStore(engine.store)  # another process's view: only what is on disk
         inputs = types_pb2.LiteralMap.FromString(fresh.get(rec.inputs_uri))
         assert inputs.literals["x"].integer == 5
-        assert fresh.get(rec.workflow_uri)
+        # (encoded once per compiled workflow: the same bytes each launch)
+        assert fresh.get(rec.workflow_uri) == doubles.compile().SerializeToString(
+            deterministic=True
+        )
         seen.append((rec.inputs_uri, rec.workflow_uri))
 
     result = engine.launch(doubles, {"x": 5}, on_start=on_start)
