@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +18,7 @@ import pytest
 
 from taskfabric import Cache, File, task, workflow
 from taskfabric.catalog import Catalog, cache_key, inputs_hash, interface_hash
+from taskfabric.catalog import _catalog as catalog_module
 from taskfabric.config import load_config
 from taskfabric.core.v1 import types_pb2
 from taskfabric.engine import Engine, load_object
@@ -77,6 +81,27 @@ def test_second_run_is_all_hits(engine: Engine) -> None:
     assert cache_status(engine, third.execution_id)["n1"] == "written"
 
 
+def test_a_hit_is_an_event_its_row_records(engine: Engine) -> None:
+    """A hit's success is its node row alone (no event row: a tenth of a hit's work), and
+    `events` (`executions show --events`, the API) gives it among the others by time."""
+    first = engine.launch(squares, {"x": 9})
+    second = engine.launch(squares, {"x": 9})
+    assert cache_status(engine, second.execution_id) == {"n0": "disabled", "n1": "hit"}
+    with sqlite3.connect(engine.metadata.url.removeprefix("sqlite:///")) as db:
+        stored = db.execute(
+            "SELECT node_id, phase FROM events WHERE execution_id = ? ORDER BY id",
+            (second.execution_id,),
+        ).fetchall()
+    assert ("n1", "SUCCEEDED") not in stored and ("n0", "SUCCEEDED") in stored
+    events = engine.metadata.events(second.execution_id)
+    (hit,) = [e for e in events if e.node_id == "n1"]
+    assert (hit.phase, hit.attempt) == ("SUCCEEDED", 0)
+    assert first.execution_id in hit.message and hit.message.startswith("cache hit")
+    assert [e.at for e in events] == sorted(e.at for e in events)
+    n0 = [i for i, e in enumerate(events) if e.node_id == "n0" and e.phase == "SUCCEEDED"]
+    assert n0 and n0[0] < events.index(hit)
+
+
 def test_the_engine_keys_an_entry_as_cache_key_does(engine: Engine) -> None:
     """The engine hashes a task's fixed key parts once (the same digest as
     `catalog.cache_key`): an entry it writes is found under the key `cache_key` gives."""
@@ -121,6 +146,99 @@ def test_a_hit_reads_what_the_entry_says(engine: Engine) -> None:
     )
 
 
+def test_hits_read_one_snapshot_until_the_turn_ends(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hits of one turn of the loop read in one read transaction (`Catalog.hit`):
+    another process's commit is seen once it ends (`end_reads`, or `READ_AT_MOST` after
+    it began); `get` always reads the latest commit."""
+    first = engine.launch(squares, {"x": 13})
+    catalog = Catalog(engine.metadata)
+    (entry,) = [e for e in catalog.list(limit=1000) if e.execution_id == first.execution_id]
+    assert catalog.hit(entry.key) is not None
+    other = Catalog(engine.metadata.engine)  # another connection, as another process's
+    other.put(dataclasses.replace(entry, execution_id="e-other"))
+    same_turn = catalog.hit(entry.key)
+    assert same_turn is not None and same_turn.execution_id == first.execution_id
+    catalog.end_reads()
+    after = catalog.hit(entry.key)
+    assert after is not None and after.execution_id == "e-other"
+    other.delete(entry.key)
+    assert catalog.get(entry.key) is None
+    other.put(entry)
+    monkeypatch.setattr(catalog_module, "READ_AT_MOST", 0.0)
+    assert catalog.hit(entry.key) is not None
+    other.delete(entry.key)
+    assert catalog.hit(entry.key) is None  # the transaction was too old: a new one
+    catalog.close()
+    other.close()
+
+
+@task(cache=True)
+def cached_echo(x: int) -> int:
+    CALLS.append(f"echo {x}")
+    return x
+
+
+@workflow
+def echo_twice(x: int) -> int:
+    return cached_echo(x=plain(x=cached_echo(x=x)))
+
+
+def test_a_later_turn_hits_what_an_earlier_one_wrote(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine ends the read transaction of its cache hits with each turn: the second
+    node of the same task and inputs, started in a later turn, hits the entry the first
+    one wrote (in the same execution), however long a transaction may otherwise last."""
+    monkeypatch.setattr(catalog_module, "READ_AT_MOST", 3600.0)
+    CALLS.clear()
+    result = engine.launch(echo_twice, {"x": 21})
+    assert outputs(engine, echo_twice, result) == 21
+    assert CALLS == ["echo 21"]
+    assert cache_status(engine, result.execution_id) == {
+        "n0": "written",
+        "n1": "disabled",
+        "n2": "hit",
+    }
+
+
+_RUN_AND_LIST_MODULES = """
+import json, sys
+from taskfabric.config import load_config
+from taskfabric.engine import Engine, load_object
+wf = load_object(sys.argv[1])[0]
+with Engine(load_config()) as engine:
+    phases = [engine.launch(wf, {"x": x}).phase for x in (1, int(sys.argv[2]))]
+print(json.dumps({"phases": phases, "sqlalchemy": "sqlalchemy" in sys.modules}))
+"""
+
+
+def test_a_cached_run_on_a_sqlite_file_never_imports_sqlalchemy(tmp_path: Path) -> None:
+    """On the plain SQLite file of the default config, cache hits read through a sqlite3
+    connection of the catalog's own and entries are written with the run's records: a run
+    on a database made before (its schema is SQLAlchemy's and Alembic's to make) imports no
+    SQLAlchemy, whether its cached tasks hit or miss."""
+    flow = tmp_path / "cached_flow.py"
+    flow.write_text(textwrap.dedent(MODULE_V1))
+
+    def run(second: int) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-c", _RUN_AND_LIST_MODULES, f"{flow}:wf", str(second)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return found
+
+    assert run(1)["phases"] == ["SUCCEEDED", "SUCCEEDED"]  # makes the database
+    again = run(2)  # x=1 hits, x=2 misses and writes its entry
+    assert again == {"phases": ["SUCCEEDED", "SUCCEEDED"], "sqlalchemy": False}
+
+
 @task(cache=True)
 def cached_double(x: int) -> int:
     return 2 * x
@@ -144,7 +262,10 @@ def test_an_all_hit_execution_writes_one_pack_segment(engine: Engine) -> None:
         fresh = PackStore(engine.store)  # another process's view: only what is on disk
         inputs = types_pb2.LiteralMap.FromString(fresh.get(rec.inputs_uri))
         assert inputs.literals["x"].integer == 5
-        assert fresh.get(rec.workflow_uri)
+        # (encoded once per compiled workflow: the same bytes each launch)
+        assert fresh.get(rec.workflow_uri) == doubles.compile().SerializeToString(
+            deterministic=True
+        )
         seen.append((rec.inputs_uri, rec.workflow_uri))
 
     result = engine.launch(doubles, {"x": 5}, on_start=on_start)

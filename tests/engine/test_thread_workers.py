@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from taskfabric import task, workflow
+from taskfabric import map_task, task, workflow
 from taskfabric.backends import ThreadBackend
 from taskfabric.config import Config, EngineConfig, StorageConfig
 from taskfabric.engine import Engine
@@ -90,3 +90,28 @@ def test_the_cancel_event_of_an_attempt_behaves_as_a_threading_event() -> None:
     assert event.is_set()
     event.clear()
     assert not event.is_set()
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@workflow
+def doubled(xs: list[int]) -> list[int]:
+    return map_task(double)(x=xs)
+
+
+def test_a_map_on_the_thread_backend_writes_one_pack_segment(tmp_path: Path) -> None:
+    """A worker thread defers its attempt's packed outputs (`ThreadBackend.run_attempt`): the
+    loop writes them with its own documents, into the execution's one deferred segment,
+    before the commit that records the success (tests/engine/test_documents_on_disk.py checks
+    that order at every commit). Written by the workers at once, they made a second one."""
+    config = Config(storage=StorageConfig(data_root=tmp_path), engine=EngineConfig(parallelism=4))
+    with Engine(config) as engine:
+        result = engine.launch(doubled, {"xs": list(range(40))})
+        assert result.python_outputs(doubled, engine.store, tmp_path) == [2 * x for x in range(40)]
+        execution = engine.store.uri("executions", result.execution_id)
+        packs = engine.store.local_path(f"{execution}/packs")
+    assert packs is not None
+    assert len(list(packs.iterdir())) == 1

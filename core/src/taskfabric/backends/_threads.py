@@ -46,9 +46,15 @@ class ThreadBackend(Backend[SettingsT]):
 
     Up to `workers` threads (the settings' `workers` key when they have one, else the
     engine's parallelism) take attempts from one queue. Each calls `run_attempt`, which
-    converts the inputs, runs the task through its task type and stores the outputs before
-    the attempt is reported SUCCEEDED; the backend then calls `attempt.notify`. Submitting an
-    attempt_id twice runs it once.
+    converts the inputs, runs the task through its task type and puts the outputs in the
+    engine's pack store before the attempt is reported SUCCEEDED; the backend then calls
+    `attempt.notify`. Submitting an attempt_id twice runs it once.
+
+    A packed outputs record is deferred (`PackStore.put(defer=True)`): the engine's loop
+    writes it with its own documents, in one `write(2)`, before the commit that records the
+    success (`Documents.flush`), so a worker makes no system call and takes no lock of the
+    loop's writes per attempt. What a `kill -9` can cost is unchanged: the engine process is
+    the one that would lose the record, and with it the uncommitted success that names it.
 
     A thread cannot be killed: cancelling or timing out an attempt that has started makes
     the engine stop waiting for it and discard its result, and sets the `cancelled` event the
@@ -101,7 +107,9 @@ class ThreadBackend(Backend[SettingsT]):
         The extension point of backends built on this one: override it to prepare the
         thread around the task (a session, a context variable) and call
         `super().run_attempt(attempt)`, which converts the inputs, runs the task through its
-        task type and stores the outputs. An exception it raises fails the attempt with a
+        task type and puts the outputs in the pack store (deferred: written by the engine's
+        next flush, before any commit that records them; a `get` of the URI writes them at
+        once). An exception it raises fails the attempt with a
         retryable system error."""
         if attempt.task_definition is None:
             return AttemptStatus(
@@ -135,7 +143,8 @@ class ThreadBackend(Backend[SettingsT]):
                 store=ctx.store,
                 raw_prefix=attempt.raw_prefix,
                 work_dir=work_dir,
-                write_outputs=functools.partial(ctx.literals.put, prefix, name),
+                # deferred: the loop writes it, before the commit that names it
+                write_outputs=functools.partial(ctx.literals.put, prefix, name, defer=True),
                 attempt_id=attempt.attempt_id,
                 cancelled=self._events.setdefault(attempt.attempt_id, _CancelEvent()),
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -9,7 +10,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from taskfabric.lazy import lazy_module
-from taskfabric.metadata import MetadataStore
+from taskfabric.metadata import MetadataStore, connect_file
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -18,6 +19,10 @@ if TYPE_CHECKING:
 else:  # imported on first use: an engine whose tasks cache nothing never needs them
     sa = lazy_module("sqlalchemy", __name__, "sa")
     s = lazy_module("taskfabric.metadata._schema", __name__, "s")
+
+
+#: the longest (seconds) that cache hits read in one transaction that nobody ended (`Catalog.hit`)
+READ_AT_MOST = 1.0
 
 
 @dataclass
@@ -61,15 +66,24 @@ class Catalog:
 
     def __init__(self, engine: sa.Engine | MetadataStore) -> None:
         """On `engine`, or on a metadata store's (its engine made when the catalog is first
-        used, so a run without cached tasks never loads SQLAlchemy)."""
+        used, so a run without cached tasks never loads SQLAlchemy; on a plain SQLite file
+        cache hits never load it either)."""
         self._source = engine
         self._engine: sa.Engine | None = None
         self._get: Any = None
         self._columns = [f.name for f in fields(CacheEntry)]
         self._sqlite_sql = f"SELECT {', '.join(self._columns)} FROM cache_entries WHERE key = ?"
         self._sqlite_hit_sql = f"SELECT {', '.join(Hit._fields)} FROM cache_entries WHERE key = ?"
-        self._sqlite_reader: Any = None
-        self._sqlite_execute: Any = None
+        #: whether the database is SQLite (None: not known yet), and the sqlite3 connection
+        #: that `get` and `hit` read through there, held (with what closes it)
+        self._sqlite: bool | None = None
+        self._sqlite_reader: sqlite3.Connection | None = None
+        self._sqlite_close: Any = None
+        #: whether hits read in transactions that span a turn (only on a connection of the
+        #: catalog's own: an engine's pooled one may be shared, as SQLite's in-memory one is)
+        self._turn_reads = False
+        #: when the read transaction of cache hits began (`time.monotonic()`)
+        self._read_since = 0.0
         self._reader_lock = threading.Lock()
 
     @property
@@ -82,45 +96,95 @@ class Catalog:
     def close(self) -> None:
         with self._reader_lock:
             if self._sqlite_reader is not None:
-                self._sqlite_reader.close()
-                self._sqlite_reader = None
-                self._sqlite_execute = None
+                self._sqlite_close()
+                self._sqlite_reader = self._sqlite_close = None
+                self._sqlite = None
+                self._turn_reads = False
+
+    def _reader(self) -> sqlite3.Connection | None:
+        """The held sqlite3 connection (call with `_reader_lock` held), or None when the
+        database is not SQLite. On a metadata store's plain SQLite file it is a connection
+        of its own (no SQLAlchemy: a `taskfabric run` whose tasks all hit never imports
+        it); else the DBAPI connection of one of the engine's."""
+        conn = self._sqlite_reader
+        if conn is None and self._sqlite is not False:
+            source = self._source
+            if isinstance(source, MetadataStore):
+                conn = connect_file(source.url)
+                if conn is not None:
+                    self._sqlite_close = conn.close
+                    self._turn_reads = True
+            if conn is None and self.engine.dialect.name == "sqlite":
+                raw = self.engine.raw_connection()
+                conn = raw.driver_connection
+                self._sqlite_close = raw.close
+            self._sqlite = conn is not None
+            self._sqlite_reader = conn
+        return conn
 
     # -- entries ------------------------------------------------------------------------
 
     def get(self, key: str) -> CacheEntry | None:
-        """The entry for `key`. On SQLite this is the engine's per-task hot path for cached
-        tasks, so it reads through one held DBAPI connection with a plain statement (about
-        a tenth of the cost of a pooled SQLAlchemy round trip; reads never open a
-        transaction there, so they always see the latest commit)."""
-        if self._sqlite_execute is not None or self.engine.dialect.name == "sqlite":
+        """The entry for `key`, as last committed. On SQLite, through the held connection
+        with a plain statement (about a tenth of the cost of a pooled SQLAlchemy round
+        trip); a read transaction that cache hits left open is ended first."""
+        if self._sqlite is not False:
             with self._reader_lock:
-                if self._sqlite_reader is None:
-                    self._sqlite_reader = self.engine.raw_connection()
-                    self._sqlite_execute = self._sqlite_reader.driver_connection.execute
-                row = self._sqlite_execute(self._sqlite_sql, (key,)).fetchone()
-            # the columns are selected in CacheEntry's field order
-            return None if row is None else CacheEntry(*row)
+                conn = self._reader()
+                if conn is not None:
+                    if self._turn_reads and conn.in_transaction:
+                        conn.execute("COMMIT")
+                    row = conn.execute(self._sqlite_sql, (key,)).fetchone()
+                    # the columns are selected in CacheEntry's field order
+                    return None if row is None else CacheEntry(*row)
         if self._get is None:
             self._get = sa.select(s.cache_entries).where(s.cache_entries.c.key == sa.bindparam("k"))
-        with self.engine.connect() as conn:
-            found = conn.execute(self._get, {"k": key}).first()
+        with self.engine.connect() as db:
+            found = db.execute(self._get, {"k": key}).first()
         return None if found is None else _entry(found)
 
     def hit(self, key: str) -> Hit | None:
         """What the engine reads of the entry for `key` to serve a node from it (on SQLite
-        only those columns, with no `CacheEntry` made: a cache hit's hot path)."""
-        if self._sqlite_execute is not None or self.engine.dialect.name == "sqlite":
+        only those columns, with no `CacheEntry` made: a cache hit's hot path).
+
+        On a metadata store's plain SQLite file the hits of one turn of the engine's loop
+        read in one read transaction: the first begins it, `end_reads` ends it (a statement
+        in a transaction of its own costs SQLite a lock and an unlock of the WAL's read
+        mark, two system calls). A hit sees the catalog as it was committed when that
+        turn's first hit read it; a transaction nobody ended is ended by the first hit
+        `READ_AT_MOST` seconds after it began."""
+        if self._sqlite is not False:
             with self._reader_lock:
-                if self._sqlite_reader is None:
-                    self._sqlite_reader = self.engine.raw_connection()
-                    self._sqlite_execute = self._sqlite_reader.driver_connection.execute
-                row = self._sqlite_execute(self._sqlite_hit_sql, (key,)).fetchone()
-            return None if row is None else Hit._make(row)
+                conn = self._reader()
+                if conn is not None:
+                    if self._turn_reads:
+                        self._in_turn_read(conn)
+                    row = conn.execute(self._sqlite_hit_sql, (key,)).fetchone()
+                    return None if row is None else Hit._make(row)
         entry = self.get(key)
         if entry is None:
             return None
         return Hit(entry.outputs_uri, entry.inputs_uri, entry.execution_id, entry.expires_at)
+
+    def _in_turn_read(self, conn: sqlite3.Connection) -> None:
+        """Begin the read transaction of a turn's hits, unless one is open (call with
+        `_reader_lock` held); one open `READ_AT_MOST` seconds is ended first."""
+        if not conn.in_transaction:
+            conn.execute("BEGIN")
+            self._read_since = time.monotonic()
+        elif time.monotonic() - self._read_since > READ_AT_MOST:
+            conn.execute("COMMIT")
+            conn.execute("BEGIN")
+            self._read_since = time.monotonic()
+
+    def end_reads(self) -> None:
+        """End the read transaction of the cache hits made so far (see `hit`): a later hit
+        sees every commit made until then, this process's and others'."""
+        if self._sqlite_reader is not None:
+            with self._reader_lock:
+                conn = self._sqlite_reader
+                if conn is not None and self._turn_reads and conn.in_transaction:
+                    conn.execute("COMMIT")
 
     def get_many(self, keys: Iterable[str]) -> dict[str, CacheEntry]:
         keys = list(keys)

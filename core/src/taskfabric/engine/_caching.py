@@ -27,6 +27,9 @@ class Lookup(NamedTuple):
 
 RUN = Lookup()
 
+#: the kinds of `LiteralType` whose values name no blob
+_SCALAR_TYPES = frozenset({"simple", "enum_type"})
+
 
 class _Settings(NamedTuple):
     """A task's cache settings, as the cache step reads them for each of its nodes."""
@@ -37,6 +40,9 @@ class _Settings(NamedTuple):
     version: str
     ignored: frozenset[str]
     interface_hash: str
+    #: every output's type is a scalar one (simple or enum): its outputs name no blob
+    #: that could be gone (the key covers the interface: an entry's outputs have its types)
+    scalar_outputs: bool
     #: a digest that has hashed what `catalog.cache_key` hashes ahead of the inputs' hash
     #: (the same for every node of the task in this execution: project, domain, name,
     #: version, interface hash), copied for each node's key
@@ -82,17 +88,18 @@ class CacheStep:
             return RUN
         if not ns.cache_key:
             try:
-                ns.cache_key = self._key_of(ns)
+                ns.cache_key = self._key_of(ns, settings)
             except ValueError as exc:  # e.g. a blob input without a content hash
                 log.warning("not cached: no key for its inputs", node_id=ns.full_id, error=str(exc))
                 ns.cache_status = "disabled"
                 return RUN
         if not self._overwrite:
             entry = catalog.hit(ns.cache_key)
-            if entry is not None and not entry.expired(time.time()):
+            if entry is not None and (entry.expires_at is None or not entry.expired(time.time())):
                 try:
                     outputs = self._documents.load(entry.outputs_uri)
-                    self._documents.require_blobs(outputs)
+                    if not settings.scalar_outputs:
+                        self._documents.require_blobs(outputs)
                 except Exception as exc:
                     log.warning(
                         "cache entry's outputs are gone or unreadable; recomputing and "
@@ -106,7 +113,7 @@ class CacheStep:
                     ns.outputs_uri = entry.outputs_uri
                     ns.inputs_uri = entry.inputs_uri
                     ns.message = f"cache hit: computed by execution {entry.execution_id}"
-                    return Lookup(outputs=outputs)
+                    return Lookup(outputs)
         if settings.serialize and ns.full_id not in self._reserved:
             owner = self._owner(ns)
             holder = catalog.reserve(ns.cache_key, owner, ttl=3 * self._recorder.heartbeat_seconds)
@@ -118,6 +125,12 @@ class CacheStep:
             self._reserved[ns.full_id] = ns
         ns.cache_status = "miss"
         return RUN
+
+    def end_turn(self) -> None:
+        """The loop's turn ended: a later look-up sees every commit made until now (the
+        hits of a turn read in one transaction: `Catalog.hit`)."""
+        if self._catalog is not None:
+            self._catalog.end_reads()
 
     def write(self, ns: NodeState) -> None:
         """Record the entry of a node computed after a miss (with its success)."""
@@ -169,17 +182,19 @@ class CacheStep:
                 version=version,
                 ignored=frozenset(cache.ignored_inputs),
                 interface_hash=iface,
+                scalar_outputs=all(
+                    o.type.WhichOneof("type") in _SCALAR_TYPES for o in task.interface.outputs
+                ),
                 key_prefix=hashlib.sha256(
                     "\0".join((self._project, self._domain, name, version, iface, "")).encode()
                 ),
             )
         return found
 
-    def _key_of(self, ns: NodeState) -> str:
+    def _key_of(self, ns: NodeState, settings: _Settings) -> str:
         """`catalog.cache_key` of the node (the same digest: a copy of the digest of its
         fixed parts, hashed once per task, then the inputs' hash)."""
-        assert ns.task is not None and ns.inputs is not None
-        settings = self._settings_of(ns.task)
+        assert ns.inputs is not None
         hashed = inputs_hash(ns.inputs, settings.ignored)
         digest = settings.key_prefix.copy()
         digest.update(hashed.encode())

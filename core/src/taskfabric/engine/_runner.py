@@ -25,7 +25,7 @@ from typing import Any
 from taskfabric.catalog import Catalog
 from taskfabric.core.v1 import execution_pb2, tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._attempts import Attempts
-from taskfabric.engine._bindings import BindingError, coerce, needs_coercion, resolve
+from taskfabric.engine._bindings import BindingError, coerce, needs_coercion, planned, resolve
 from taskfabric.engine._caching import CacheStep
 from taskfabric.engine._composite import Composites
 from taskfabric.engine._documents import Documents
@@ -242,8 +242,12 @@ class Runner:
         self, ns: NodeState, input_types: Mapping[str, types_pb2.LiteralType]
     ) -> types_pb2.LiteralMap:
         """The node's inputs from its bindings, shaped for the types it declares."""
-        out = types_pb2.LiteralMap()
         scope = ns.scope
+        if not input_types and ns.parent is None:  # a node of the scope's template
+            found = planned(scope.template, ns.node.id, scope.inputs, scope.outputs)
+            if found is not None:
+                return found
+        out = types_pb2.LiteralMap()
         mapped = set(ns.node.map.mapped_inputs) if ns.kind == "map" else ()
         for b in ns.node.inputs:
             var = b.var
@@ -503,6 +507,7 @@ class Runner:
             return self._run()
         finally:
             unsubscribe()
+            self._cache.end_turn()
 
     def _run(self) -> RunOutcome:
         attempts, recorder, timers = self._attempts, self._recorder, self._timers
@@ -510,6 +515,7 @@ class Runner:
             self.start_scope(self._root_scope)
             while not self._finished():
                 more = self._drain_ready()
+                self._cache.end_turn()
                 if self._finished():
                     break
                 attempts.dispatch()

@@ -6,7 +6,7 @@ from taskfabric.metadata._connections import (
     engine_pool_size,
     out_of_connections_hint,
 )
-from taskfabric.metadata._lite import integrity_errors
+from taskfabric.metadata._lite import connect_file, integrity_errors
 from taskfabric.metadata._records import (
     AttemptRecord,
     EventRecord,
@@ -31,6 +31,7 @@ __all__ = [
     "MetadataStore",
     "NodeRecord",
     "PriorItem",
+    "connect_file",
     "create_db_engine",
     "database_out_of_reach",
     "engine_pool_size",

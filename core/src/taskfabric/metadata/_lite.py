@@ -123,6 +123,17 @@ _INSERT_EVENT = (
 )
 
 
+def connect_file(url: str) -> sqlite3.Connection | None:
+    """A new connection to the plain SQLite file of `url`, set up as the store's own (WAL,
+    autocommit: the caller opens its transactions), or None when `url` is not one
+    (`sqlite_file_of`): a reader of its own for the catalog's cache hits."""
+    file = sqlite_file_of(url)
+    if file is None:
+        return None
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return _connect(file)
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """A connection as `_store._sqlite_pragmas` sets SQLAlchemy's up, in autocommit mode (this
     module opens its transactions itself)."""
