@@ -308,7 +308,9 @@ class Attempts:
         ns.attempt_started_at = time.time()
         ns.log_links = []
         ns.phase = RUNNING
-        ns.outputs_uri = self._documents.uri(ns.full_id, "outputs.pb")
+        # the node's folder once: its outputs, and its attempt's raw/<n> beside them
+        ns.outputs_uri = outputs_uri = self._documents.uri(ns.full_id, "outputs.pb")
+        node_folder = outputs_uri[: -len("outputs.pb")]
         backend = self._backend_of(ns.task)
         ns.backend = backend
         handle, ns.handle = ns.handle, ""
@@ -322,7 +324,7 @@ class Attempts:
             inputs=ns.inputs,
             inputs_uri=ns.inputs_uri,
             outputs_uri=ns.outputs_uri,
-            raw_prefix=self._documents.uri(ns.full_id, f"raw/{ns.attempt}"),
+            raw_prefix=f"{node_folder}raw/{ns.attempt}",
             notify=self._wakeups.put,
             task_definition=ns.task_def,
             project=self._project,
@@ -437,7 +439,8 @@ class Attempts:
                 self._pools.manager.pushback(pool, seconds, holder=holder)
 
     def _ended(self, ns: NodeState, status: AttemptStatus) -> None:
-        self._pushback(ns, status.pushback)
+        if status.pushback:
+            self._pushback(ns, status.pushback)
         self._over(ns)
         if status.phase is not AttemptPhase.SUCCEEDED:
             err = (
@@ -473,7 +476,8 @@ class Attempts:
     def _outputs_too_large(self, ns: NodeState, status: AttemptStatus) -> str:
         """Why the attempt's outputs are refused as too large ("" when they are not), told
         without reading a stored document (its size is asked of the store)."""
-        if self._documents.max_output_bytes is None:
+        limit = self._documents.max_output_bytes
+        if limit is None:
             return ""
         assert ns.task is not None
         if status.outputs is not None:
@@ -483,15 +487,18 @@ class Attempts:
                 size = self._documents.size(status.outputs_uri or ns.outputs_uri)
             except Exception:
                 return ""  # missing: the load below says so
+        if size is None or size <= limit:  # (the usual answer, without another call)
+            return ""
         return self._documents.outputs_too_large(ns.task.id.name, size)
 
     def _over(self, ns: NodeState) -> None:
         """Bookkeeping when an attempt stops occupying a slot (its pools included)."""
-        self._running.pop(ns.attempt_id, None)
+        attempt_id = ns.attempt_id
+        self._running.pop(attempt_id, None)
         if ns.backend is not None:
-            ns.backend.release(ns.attempt_id)
+            ns.backend.release(attempt_id)
         if self._pools is not None:
-            self._pools.detach(ns.attempt_id)
+            self._pools.detach(attempt_id)
             self._granted.extend(self._pools.release(ns, ns.attempt))
         parent = ns.parent
         if parent is not None and parent in self._map_running:

@@ -70,7 +70,9 @@ class Recorder:
         self._commit_seconds = commit_seconds
         self._last_commit = float("-inf")  # time.monotonic() of the last commit
         # Whether the batch holds a write that waits no longer than `commit_seconds`, and
-        # since when it holds one that may wait `lazy_seconds` (see `attempt(lazy=True)`).
+        # since when it holds one that may wait `lazy_seconds` (see `attempt(lazy=True)`):
+        # the batch holds something exactly when either is set (every write sets one; a
+        # heartbeat is committed at once), so no `Batch.__bool__` is asked per loop turn.
         self._urgent = False
         self._lazy_since: float | None = None
         self.lazy_seconds = cancel_check_seconds
@@ -102,29 +104,30 @@ class Recorder:
         hear of it at once, the database at the next `flush`); returns its row."""
         now = time.time()
         ns.message = message
-        execution_id = self._execution_id
+        execution_id, full_id, phase = self._execution_id, ns.full_id, ns.phase
+        parent = ns.parent if ns.parent is not None else ns.scope.owner
+        task = ns.task
         self._urgent = True
-        self._batch.node(
-            record := NodeRecord(
-                execution_id=execution_id,
-                node_id=ns.full_id,
-                kind=ns.kind,
-                phase=ns.phase,
-                name=ns.name,
-                parent_id=ns.parent.full_id
-                if ns.parent is not None
-                else (ns.scope.owner.full_id if ns.scope.owner is not None else ""),
-                task_name=self._task_name(ns.task) if ns.task is not None else "",
-                attempts=ns.attempt,
-                inputs_uri=ns.inputs_uri,
-                outputs_uri=ns.outputs_uri,
-                started_at=ns.started_at,
-                finished_at=ns.finished_at,
-                error=ns.error,
-                message=message,
-                cache_status=ns.cache_status,
-            )
+        # (the fields by position, in NodeRecord's order: half the cost of keywords, three
+        # rows a task; tests/engine/test_recording.py checks each field lands where it goes)
+        record = NodeRecord(
+            execution_id,
+            full_id,
+            ns.kind,
+            phase,
+            ns.name,
+            "" if parent is None else parent.full_id,
+            "" if task is None else (self._task_names.get(id(task)) or self._task_name(task)),
+            ns.attempt,
+            ns.inputs_uri,
+            ns.outputs_uri,
+            ns.started_at,
+            ns.finished_at,
+            ns.error,
+            message,
+            ns.cache_status,
         )
+        self._batch.nodes[(execution_id, full_id)] = record  # (Batch.node, without a call)
         if ns.cache_status == "hit":
             # A cache hit's success is its row alone (phase, times, message: the execution
             # it came from), which `MetadataStore.events` reads as an event: one row less
@@ -134,13 +137,13 @@ class Recorder:
             # A map item's start and success are its row's phase and times: no event row
             # each (a map of a million items would write two million); its waits, retries,
             # failures, skips and aborts are events as any node's.
-            self._batch.event(
-                EventRecord(execution_id, ns.full_id, ns.attempt, ns.phase, now, message)
+            self._batch.events.append(
+                EventRecord(execution_id, full_id, ns.attempt, phase, now, message)
             )
-        if ns.phase in TERMINAL:
-            self._active.pop(ns.full_id, None)
+        if phase in TERMINAL:
+            self._active.pop(full_id, None)
         else:
-            self._active[ns.full_id] = ns
+            self._active[full_id] = ns
         if self._on_event is not None or self._hooks is not None:
             event = NodeEvent(
                 execution_id,
@@ -180,21 +183,22 @@ class Recorder:
         else:
             self._urgent = True
         links = log_links or ns.log_links
-        self._batch.attempt(
-            record := AttemptRecord(
-                execution_id=self._execution_id,
-                node_id=ns.full_id,
-                attempt=ns.attempt,
-                phase=phase,
-                started_at=ns.attempt_started_at,
-                finished_at=None if phase == RUNNING else time.time(),
-                error=err,
-                backend=getattr(ns.backend, "name", ""),
-                # Links given at the end replace those given while it ran; an attempt that
-                # is stopped (timeout, abort) keeps those.
-                log_links=[{"name": x.name, "uri": x.uri} for x in links] if links else [],
-            )
+        execution_id, full_id, attempt = self._execution_id, ns.full_id, ns.attempt
+        # (by position, in AttemptRecord's order, as NodeRecord in `node`)
+        record = AttemptRecord(
+            execution_id,
+            full_id,
+            attempt,
+            phase,
+            ns.attempt_started_at,
+            None if phase == RUNNING else time.time(),
+            err,
+            getattr(ns.backend, "name", ""),
+            # Links given at the end replace those given while it ran; an attempt that is
+            # stopped (timeout, abort) keeps those.
+            [{"name": x.name, "uri": x.uri} for x in links] if links else [],
         )
+        self._batch.attempts[(execution_id, full_id, attempt)] = record  # (Batch.attempt)
         return record
 
     def _task_name(self, task: Any) -> str:
@@ -309,10 +313,10 @@ class Recorder:
 
     def commit_due_in(self) -> float | None:
         """Seconds until what is recorded must be committed; None when nothing waits."""
-        if not self._batch:
-            return None
-        if self._urgent or self._lazy_since is None:
+        if self._urgent:
             return max(0.0, self._last_commit + self._commit_seconds - time.monotonic())
+        if self._lazy_since is None:
+            return None  # nothing recorded
         return max(0.0, self._lazy_since + self.lazy_seconds - time.monotonic())
 
     def commit(self) -> None:
@@ -320,7 +324,7 @@ class Recorder:
         call it before they hand an attempt to its backend, so that no attempt runs before
         its start, and the end of every attempt before it, are in the database: a `kill -9`
         then costs only the attempts the database shows running."""
-        if self._batch:
+        if self._urgent or self._lazy_since is not None:
             self._apply()
 
     def flush(self, *, force: bool = False) -> None:
@@ -333,10 +337,10 @@ class Recorder:
         if force or now - self._last_heartbeat >= self.heartbeat_seconds:
             self._batch.update_execution(self._execution_id, heartbeat_at=now)
             self._last_heartbeat = now
-            force = True
             for listener in self._heartbeat_listeners:
                 listener()
-        if self._batch and (force or self.commit_due_in() == 0.0):
+            self._apply()
+        elif self.commit_due_in() == 0.0:
             self._apply()
         if now - self._last_cancel_check >= self.cancel_check_seconds:
             self._last_cancel_check = now

@@ -51,7 +51,7 @@ from taskfabric.engine._util import (
     EngineShutdown,
     RunOutcome,
     error_dict,
-    local_dependencies,
+    node_plans,
     system_error,
 )
 from taskfabric.logs import get_logger
@@ -180,12 +180,11 @@ class Runner:
 
     def start_scope(self, scope: Scope) -> None:
         """Create the nodes of a workflow instance and ready those without upstream nodes."""
-        deps = local_dependencies(scope.template)
         states = []
-        for node in scope.template.nodes:
-            ns = self.make_node(scope.prefix + node.id, node, scope)
-            ns.deps = set(deps[node.id])
-            scope.nodes[node.id] = ns
+        for node, node_id, kind, task, deps in node_plans(scope.template):
+            ns = self.make_node(scope.prefix + node_id, node, scope, kind=kind, task_name=task)
+            ns.deps = set(deps)
+            scope.nodes[node_id] = ns
             states.append(ns)
         for ns in states:
             for dep in ns.deps:
@@ -199,31 +198,32 @@ class Runner:
             self.ready(ns)
 
     def make_node(
-        self, full_id: str, node: workflow_pb2.Node, scope: Scope, parent: NodeState | None = None
+        self,
+        full_id: str,
+        node: workflow_pb2.Node,
+        scope: Scope,
+        parent: NodeState | None = None,
+        *,
+        kind: str = "",
+        task_name: str = "",
     ) -> NodeState:
-        kind = node.WhichOneof("target") or "task"
-        ns = NodeState(
-            full_id=full_id,
-            node=node,
-            scope=scope,
-            kind=kind,
-            parent=parent,
-            scope_execution_id=self._execution_id,
-        )
-        if kind in ("task", "map"):
-            task_id = node.task.task_id if kind == "task" else node.map.task_id
-            ns.task = self._tasks[task_id.name]
-            ns.task_def = self._task_defs.get(task_id.name)
+        """The state of `node` (`kind` and `task_name` as `node_plans` gives them, else
+        read from the node)."""
+        if not kind:
+            kind = node.WhichOneof("target") or "task"
+            if kind in ("task", "map"):
+                task_name = (node.task.task_id if kind == "task" else node.map.task_id).name
+        ns = NodeState(full_id, node, scope, kind, parent, scope_execution_id=self._execution_id)
+        if task_name:
+            ns.task = self._tasks[task_name]
+            ns.task_def = self._task_defs.get(task_name)
         if parent is not None and parent.kind == "map":
             if self._prior_items:  # an item of a resumed map: its attempts go on
                 found = self._prior_items.get(parent.full_id, _item_index(parent, full_id))
                 ns.attempt = found[0] if found is not None else 0
-        else:
-            prior = self._prior.get(full_id)
-            if prior is not None:
-                ns.attempt = prior.attempts
-        again = self._reattach.pop(full_id, None)
-        if again is not None:
+        elif self._prior and (prior := self._prior.get(full_id)) is not None:
+            ns.attempt = prior.attempts
+        if self._reattach and (again := self._reattach.pop(full_id, None)) is not None:
             ns.attempt, ns.handle = again.attempt - 1, again.handle  # the next start is it
         return ns
 

@@ -81,3 +81,33 @@ def local_dependencies(template: workflow_pb2.WorkflowTemplate) -> dict[str, fro
         _dependencies.clear()
     _dependencies[id(template)] = (template, deps)
     return deps
+
+
+#: One node of a template as the loop makes its state: the node, its id, its kind (the
+#: `target` it sets: task, map, workflow, branch), the name of the task it runs ("" for
+#: none) and the ids of the template's nodes it waits for.
+NodePlan = tuple[workflow_pb2.Node, str, str, str, frozenset[str]]
+
+#: id(template) -> (the template, its nodes' plans): see `node_plans`
+_plans: dict[int, tuple[workflow_pb2.WorkflowTemplate, list[NodePlan]]] = {}
+
+
+def node_plans(template: workflow_pb2.WorkflowTemplate) -> list[NodePlan]:
+    """Each node of `template`, in order, with what making its state reads (`NodePlan`).
+    Kept by the template object as `local_dependencies` is: a launch of the same compiled
+    workflow makes its nodes' states without reading a protobuf field of them."""
+    found = _plans.get(id(template))
+    if found is not None and found[0] is template:
+        return found[1]
+    deps = local_dependencies(template)
+    plans = []
+    for node in template.nodes:
+        kind = node.WhichOneof("target") or "task"
+        task = node.task.task_id.name if kind == "task" else ""
+        if kind == "map":
+            task = node.map.task_id.name
+        plans.append((node, node.id, kind, task, deps[node.id]))
+    if len(_plans) >= 64:  # a long-lived process runs many workflows: keep a few
+        _plans.clear()
+    _plans[id(template)] = (template, plans)
+    return plans
