@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from taskfabric.metadata import (
+    HEAD_REVISION,
     AttemptRecord,
     Batch,
     EventRecord,
@@ -241,7 +242,7 @@ def test_items_recorded_as_rows_before_0010_are_read_and_carried_into_chunks(
             )
     engine.dispose()
     store = MetadataStore(url)
-    assert store.current_revision() == "0010"
+    assert store.current_revision() == HEAD_REVISION
     before = {n.node_id: n.phase for n in store.nodes("e")}
     assert before == {"n1[0]": "SUCCEEDED", "n1[1]": "FAILED", "n1[2]": "QUEUED"}
     assert store.item_counts("e") == {"n1": {"SUCCEEDED": 1, "FAILED": 1, "QUEUED": 1}}

@@ -2,4 +2,4 @@
 SQLAlchemy, so that the SQLite run path can check it without importing SQLAlchemy)."""
 
 #: The newest migration; a test checks that it matches migrations/versions.
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
