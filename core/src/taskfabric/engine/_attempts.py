@@ -487,7 +487,7 @@ class Attempts:
                 size = self._documents.size(status.outputs_uri or ns.outputs_uri)
             except Exception:
                 return ""  # missing: the load below says so
-        if size is None or size <= limit:  # (the usual answer, without another call)
+        if size is None or size <= limit:  # (the task's name read only for the message)
             return ""
         return self._documents.outputs_too_large(ns.task.id.name, size)
 

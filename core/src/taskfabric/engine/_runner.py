@@ -51,6 +51,7 @@ from taskfabric.engine._util import (
     EngineShutdown,
     RunOutcome,
     error_dict,
+    node_kind,
     node_plans,
     system_error,
 )
@@ -208,21 +209,22 @@ class Runner:
         task_name: str = "",
     ) -> NodeState:
         """The state of `node` (`kind` and `task_name` as `node_plans` gives them, else
-        read from the node)."""
+        read from the node; an item of a map runs its map's task)."""
+        map_node = parent if parent is not None and parent.kind == "map" else None
         if not kind:
-            kind = node.WhichOneof("target") or "task"
-            if kind in ("task", "map"):
-                task_name = (node.task.task_id if kind == "task" else node.map.task_id).name
+            kind, task_name = node_kind(node, map_node is not None)
         ns = NodeState(full_id, node, scope, kind, parent, scope_execution_id=self._execution_id)
-        if task_name:
-            ns.task = self._tasks[task_name]
-            ns.task_def = self._task_defs.get(task_name)
-        if parent is not None and parent.kind == "map":
+        if map_node is not None:  # an item: runs its map's task
+            ns.task, ns.task_def = map_node.task, map_node.task_def
             if self._prior_items:  # an item of a resumed map: its attempts go on
-                found = self._prior_items.get(parent.full_id, _item_index(parent, full_id))
+                found = self._prior_items.get(map_node.full_id, _item_index(map_node, full_id))
                 ns.attempt = found[0] if found is not None else 0
-        elif self._prior and (prior := self._prior.get(full_id)) is not None:
-            ns.attempt = prior.attempts
+        else:
+            if task_name:
+                ns.task = self._tasks[task_name]
+                ns.task_def = self._task_defs.get(task_name)
+            if self._prior and (prior := self._prior.get(full_id)) is not None:
+                ns.attempt = prior.attempts
         if self._reattach and (again := self._reattach.pop(full_id, None)) is not None:
             ns.attempt, ns.handle = again.attempt - 1, again.handle  # the next start is it
         return ns

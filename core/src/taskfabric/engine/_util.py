@@ -92,6 +92,18 @@ NodePlan = tuple[workflow_pb2.Node, str, str, str, frozenset[str]]
 _plans: dict[int, tuple[workflow_pb2.WorkflowTemplate, list[NodePlan]]] = {}
 
 
+def node_kind(node: workflow_pb2.Node, map_item: bool = False) -> tuple[str, str]:
+    """The kind of `node`'s state (the `target` it sets: task, map, workflow, branch; a
+    map's item: map_item) and the name of the task it runs ("" for none; an item runs its
+    map's, which its map node has)."""
+    if map_item:
+        return "map_item", ""
+    kind = node.WhichOneof("target") or "task"
+    if kind == "task":
+        return kind, node.task.task_id.name
+    return kind, node.map.task_id.name if kind == "map" else ""
+
+
 def node_plans(template: workflow_pb2.WorkflowTemplate) -> list[NodePlan]:
     """Each node of `template`, in order, with what making its state reads (`NodePlan`).
     Kept by the template object as `local_dependencies` is: a launch of the same compiled
@@ -100,12 +112,9 @@ def node_plans(template: workflow_pb2.WorkflowTemplate) -> list[NodePlan]:
     if found is not None and found[0] is template:
         return found[1]
     deps = local_dependencies(template)
-    plans = []
+    plans: list[NodePlan] = []
     for node in template.nodes:
-        kind = node.WhichOneof("target") or "task"
-        task = node.task.task_id.name if kind == "task" else ""
-        if kind == "map":
-            task = node.map.task_id.name
+        kind, task = node_kind(node)
         plans.append((node, node.id, kind, task, deps[node.id]))
     if len(_plans) >= 64:  # a long-lived process runs many workflows: keep a few
         _plans.clear()
