@@ -508,6 +508,8 @@ class Runner:
         finally:
             unsubscribe()
             self._cache.end_turn()
+            self._root_scope.nodes.clear()  # (they and their scope refer to each other:
+            self._root_scope.outputs.clear()  # freed now, not by a later collection)
 
     def _run(self) -> RunOutcome:
         attempts, recorder, timers = self._attempts, self._recorder, self._timers
