@@ -8,8 +8,9 @@ import threading
 from pathlib import Path
 
 from taskfabric import map_task, task, workflow
-from taskfabric.backends import ThreadBackend
+from taskfabric.backends import ThreadBackend, attempt_work_dir
 from taskfabric.config import Config, EngineConfig, StorageConfig
+from taskfabric.core.v1 import types_pb2
 from taskfabric.engine import Engine
 from taskfabric.plugin_api import BACKENDS_GROUP, AttemptStatus, BackendSettings, TaskAttempt
 from taskfabric.plugins import Plugins, use_plugins
@@ -115,3 +116,33 @@ def test_a_map_on_the_thread_backend_writes_one_pack_segment(tmp_path: Path) -> 
         packs = engine.store.local_path(f"{execution}/packs")
     assert packs is not None
     assert len(list(packs.iterdir())) == 1
+
+
+def test_a_workers_attempt_folder_is_attempt_work_dir(tmp_path: Path) -> None:
+    """`ThreadBackend` joins an attempt's folder to its execution's, kept: the same folder
+    as `attempt_work_dir` (where a re-attaching engine, `executions logs` and the sweep look)."""
+    config = Config(storage=StorageConfig(data_root=tmp_path))
+    with Engine(config) as engine:
+        template = doubled.compile().tasks[0]
+        backend = engine.backends.for_task(template, project="p")
+        assert isinstance(backend, ThreadBackend)
+        for execution_id, node_id, number, where in (
+            ("e1", "n0[3]", 1, "e1/n0/3/1"),
+            ("e1", "n0[70]", 2, "e1/n0/70/2"),
+            ("e2", "n1/n0", 1, "e2/n1/n0/1"),
+        ):
+            attempt = TaskAttempt(
+                attempt_id=f"{execution_id}/{node_id}/{number}",
+                execution_id=execution_id,
+                node_id=node_id,
+                attempt=number,
+                task=template,
+                inputs=types_pb2.LiteralMap(),
+                inputs_uri="",
+                outputs_uri="",
+                raw_prefix="",
+                notify=lambda _: None,
+            )
+            found = backend._work_dir(attempt)
+            assert found == attempt_work_dir(backend.context, attempt)
+            assert found == backend.context.work_root / where

@@ -353,3 +353,43 @@ def test_an_items_own_documents_are_packed_in_place(store: MetadataStore) -> Non
         extras = {int(c): str(x) for c, x in conn.execute(query)}
     assert extras[1] == "{}"
     assert list(json.loads(extras[0])) == ["3"]
+
+
+def test_an_item_is_packed_from_its_latest_records(store: MetadataStore) -> None:
+    """The writer remembers, within a transaction, where each item's records go (its node's
+    record and its attempt's look it up once), and, across them, how each item's inputs URI
+    was packed (its start and its end both give it): an item whose inputs changed between
+    two commits, and the same node id in two executions in one batch, are each packed from
+    their own records."""
+    store.create_execution(
+        ExecutionRecord(
+            id="f", project="p", domain="d", name="f", workflow_name="w", phase="RUNNING",
+            created_at=time.time(),
+        )
+    )  # fmt: skip
+    batch = Batch()
+    for execution_id in ("e", "f"):
+        batch.node(NodeRecord(execution_id, "n1", "map", "RUNNING", name="m"))
+        batch.queue_items(MapItemsQueued(execution_id, "n1", "m", "t.inc", 4, 100.0))
+    store.apply(batch)
+    batch = Batch()
+    for execution_id, offset in (("e", 10), ("f", 20)):
+        batch.node(
+            NodeRecord(
+                execution_id, "n1[1]", "map_item", "RUNNING", parent_id="n1", attempts=1,
+                inputs_uri=f"{PACK}#{offset}+9",
+            )
+        )  # fmt: skip
+        batch.attempt(AttemptRecord(execution_id, "n1[1]", 1, "RUNNING", started_at=float(offset)))
+    store.apply(batch)
+    batch = Batch()
+    batch.node(_item(1, "SUCCEEDED", attempts=1, inputs_uri=f"{PACK}#30+9"))
+    batch.attempt(AttemptRecord("e", "n1[1]", 1, "SUCCEEDED", started_at=10.0))
+    store.apply(batch)
+    nodes = {e: {r.node_id: r for r in store.nodes(e)}["n1[1]"] for e in ("e", "f")}
+    assert (nodes["e"].phase, nodes["e"].inputs_uri) == ("SUCCEEDED", f"{PACK}#30+9")
+    assert (nodes["f"].phase, nodes["f"].inputs_uri) == ("RUNNING", f"{PACK}#20+9")
+    attempts = {
+        (a.execution_id, a.phase, a.started_at) for e in ("e", "f") for a in store.attempts(e)
+    }
+    assert attempts == {("e", "SUCCEEDED", 10.0), ("f", "RUNNING", 20.0)}

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import ClassVar, TypeVar
 
 from taskfabric.backends._execute import execute_task
-from taskfabric.backends._paths import attempt_work_dir
+from taskfabric.backends._paths import node_key
 from taskfabric.logs import bound_contextvars, get_logger
 from taskfabric.plugin_api import (
     RUNNING,
@@ -82,6 +82,7 @@ class ThreadBackend(Backend[SettingsT]):
         self._queued = 0
         self._idle = 0
         self._execution_uris: dict[str, str] = {}
+        self._work_roots: dict[str, Path] = {}
 
     def submit(self, attempt: TaskAttempt) -> None:
         with self._lock:
@@ -168,7 +169,15 @@ class ThreadBackend(Backend[SettingsT]):
         return uri
 
     def _work_dir(self, attempt: TaskAttempt) -> Path:
-        return attempt_work_dir(self.context, attempt)
+        """`attempt_work_dir`, from the execution's folder kept (pathlib parses each part
+        of a path it joins: a map's items join the execution's again and again)."""
+        roots = self._work_roots
+        root = roots.get(attempt.execution_id)
+        if root is None:
+            if len(roots) >= 64:  # a long-lived engine runs many executions: keep a few
+                roots.clear()
+            root = roots[attempt.execution_id] = self.context.work_root / attempt.execution_id
+        return root / f"{node_key(attempt.node_id)}/{attempt.attempt}"
 
     def _work(self) -> None:
         # The thread counts itself idle before it reports an attempt's end, and reports it

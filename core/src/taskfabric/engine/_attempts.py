@@ -473,7 +473,8 @@ class Attempts:
     def _outputs_too_large(self, ns: NodeState, status: AttemptStatus) -> str:
         """Why the attempt's outputs are refused as too large ("" when they are not), told
         without reading a stored document (its size is asked of the store)."""
-        if self._documents.max_output_bytes is None:
+        limit = self._documents.max_output_bytes
+        if limit is None:
             return ""
         assert ns.task is not None
         if status.outputs is not None:
@@ -483,6 +484,8 @@ class Attempts:
                 size = self._documents.size(status.outputs_uri or ns.outputs_uri)
             except Exception:
                 return ""  # missing: the load below says so
+        if size is None or size <= limit:  # (the task's name read only for the message)
+            return ""
         return self._documents.outputs_too_large(ns.task.id.name, size)
 
     def _over(self, ns: NodeState) -> None:

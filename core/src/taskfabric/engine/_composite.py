@@ -96,9 +96,6 @@ class Composites:
         items.next += 1
         assert ns.inputs is not None
         item = self._graph.make_node(f"{ns.full_id}[{i}]", items.item_node, ns.scope, parent=ns)
-        item.kind = "map_item"
-        item.task = ns.task
-        item.task_def = ns.task_def
         item.item_index = i
         item.inputs = items.item_inputs(ns.inputs, i)
         return item

@@ -201,7 +201,8 @@ class Runner:
     def make_node(
         self, full_id: str, node: workflow_pb2.Node, scope: Scope, parent: NodeState | None = None
     ) -> NodeState:
-        kind = node.WhichOneof("target") or "task"
+        map_node = parent if parent is not None and parent.kind == "map" else None
+        kind = "map_item" if map_node is not None else node.WhichOneof("target") or "task"
         ns = NodeState(
             full_id=full_id,
             node=node,
@@ -210,15 +211,16 @@ class Runner:
             parent=parent,
             scope_execution_id=self._execution_id,
         )
-        if kind in ("task", "map"):
-            task_id = node.task.task_id if kind == "task" else node.map.task_id
-            ns.task = self._tasks[task_id.name]
-            ns.task_def = self._task_defs.get(task_id.name)
-        if parent is not None and parent.kind == "map":
+        if map_node is not None:  # an item: runs its map's task
+            ns.task, ns.task_def = map_node.task, map_node.task_def
             if self._prior_items:  # an item of a resumed map: its attempts go on
-                found = self._prior_items.get(parent.full_id, _item_index(parent, full_id))
+                found = self._prior_items.get(map_node.full_id, _item_index(map_node, full_id))
                 ns.attempt = found[0] if found is not None else 0
         else:
+            if kind in ("task", "map"):
+                task_id = node.task.task_id if kind == "task" else node.map.task_id
+                ns.task = self._tasks[task_id.name]
+                ns.task_def = self._task_defs.get(task_id.name)
             prior = self._prior.get(full_id)
             if prior is not None:
                 ns.attempt = prior.attempts

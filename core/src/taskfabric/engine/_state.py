@@ -59,12 +59,21 @@ class MapItems:
     #: the bytes of the outputs gathered so far (what the map's own outputs will be)
     size: int = 0
 
+    #: each mapped input's list of values in the map's inputs (found once: the path to it
+    #: through the protobuf maps costs more than the copy of an item's value)
+    _lists: list[tuple[str, Any]] | None = None
+
     def item_inputs(self, inputs: types_pb2.LiteralMap, index: int) -> types_pb2.LiteralMap:
         """Item `index`'s inputs: its element of each mapped list, and the other inputs."""
+        lists = self._lists
+        if lists is None:
+            lists = self._lists = [(n, inputs.literals[n].list.literals) for n in self.mapped]
         out = types_pb2.LiteralMap()
-        out.CopyFrom(self.broadcast)
-        for name in self.mapped:
-            out.literals[name].CopyFrom(inputs.literals[name].list.literals[index])
+        if self.broadcast.literals:
+            out.CopyFrom(self.broadcast)
+        literals = out.literals
+        for name, values in lists:
+            literals[name].CopyFrom(values[index])
         return out
 
     def store(self, index: int, outputs: types_pb2.LiteralMap) -> None:

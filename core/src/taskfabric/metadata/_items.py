@@ -148,6 +148,8 @@ class Chunk:
     _base_index: dict[str, int] = field(default_factory=dict)
     #: `bases` as JSON, kept until a base is added (most writes of a chunk add none)
     _bases_text: str | None = None
+    #: by slot: the inputs URI packed last, and how (an item's start and end both give it)
+    _inputs_packed: dict[int, tuple[str, tuple[int, int, int]]] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Chunk:
@@ -278,7 +280,15 @@ class Chunk:
         at = slot * _ITEM_SIZE
         phase = _PHASE_CODE.get(rec.phase, OTHER)
         cache = _CACHE_CODE.get(rec.cache_status, OTHER)
-        in_base, in_off, in_len = self._packed_uri(rec.inputs_uri, slot, "inputs_uri")
+        inputs_uri = rec.inputs_uri
+        packed = self._inputs_packed.get(slot)
+        if packed is not None and packed[0] == inputs_uri:
+            in_base, in_off, in_len = packed[1]
+        else:
+            packed_uri = self._packed_uri(inputs_uri, slot, "inputs_uri")
+            in_base, in_off, in_len = packed_uri
+            if in_base >= 0:
+                self._inputs_packed[slot] = (inputs_uri, packed_uri)
         out_base, out_off, out_len = self._packed_uri(rec.outputs_uri, slot, "outputs_uri")
         extras = self.extras
         key = (
@@ -418,6 +428,9 @@ class ItemWriter:
         self._many = many
         self._cache = cache
         self._chunks: dict[tuple[str, str, int], Chunk | None] = {}
+        #: by node id: its execution and what `_slot` found (a node's record and its
+        #: attempt's, in one transaction, look the item up once)
+        self._slots: dict[str, tuple[str, tuple[Chunk, int] | None]] = {}
 
     def chunk(self, execution_id: str, map_id: str, index: int) -> Chunk | None:
         key = (execution_id, map_id, index)
@@ -431,7 +444,15 @@ class ItemWriter:
         return self._chunks[key]
 
     def _slot(self, execution_id: str, node_id: str) -> tuple[Chunk, int] | None:
-        # (item_of, inlined: twice per item and commit)
+        seen = self._slots.get(node_id)
+        if seen is not None and seen[0] == execution_id:
+            return seen[1]
+        found = self._find(execution_id, node_id)
+        self._slots[node_id] = (execution_id, found)
+        return found
+
+    def _find(self, execution_id: str, node_id: str) -> tuple[Chunk, int] | None:
+        # (item_of, inlined)
         if not node_id.endswith("]"):
             return None
         map_id, bracket, text = node_id[:-1].rpartition("[")
@@ -452,6 +473,7 @@ class ItemWriter:
         """A map's `count` items QUEUED: new chunks, or (an execution resumed) every item
         not SUCCEEDED set QUEUED again, its attempts kept. Items recorded as rows before
         the chunks existed are carried into them."""
+        self._slots.clear()  # its chunks are new or replaced
         found_rows = self._rows(_SELECT_MAP, (execution_id, map_id))
         existing = {c.chunk: c for c in map(Chunk.from_row, found_rows)}
         rows = self._rows(_ROWS_OF_MAP, (execution_id, map_id)) if not existing else []
@@ -502,6 +524,7 @@ class ItemWriter:
 
     def stop(self, execution_id: str, map_id: str, phase: str, at: float, message: str) -> None:
         """Every item of the map still QUEUED, now `phase` (SKIPPED, ABORTED)."""
+        self._slots.clear()  # its chunks may be read here
         queued = _PHASE_CODE["QUEUED"]
         code = _PHASE_CODE[phase]
         for row in self._rows(_SELECT_MAP, (execution_id, map_id)):
