@@ -7,6 +7,7 @@ import pytest
 
 from taskfabric.core.v1 import types_pb2, workflow_pb2
 from taskfabric.engine._bindings import BindingError, input_plans, planned, resolve
+from taskfabric.engine._state import Scope
 
 
 def _template() -> workflow_pb2.WorkflowTemplate:
@@ -31,13 +32,13 @@ def test_a_plan_gives_what_resolve_gives() -> None:
     outputs = {"n0": types_pb2.LiteralMap()}
     outputs["n0"].literals["o0"].integer = 2
     for node in template.nodes[:2]:
-        found = planned(template, node.id, inputs, outputs)
+        found = planned(Scope("", template, inputs, outputs=outputs), node.id)
         expected = types_pb2.LiteralMap()
         for b in node.inputs:
             expected.literals[b.var].CopyFrom(resolve(b.binding, inputs, outputs))
         assert found == expected
     # a literal binding has no plan: `resolve` reads it
-    assert planned(template, "n2", inputs, outputs) is None
+    assert planned(Scope("", template, inputs, outputs=outputs), "n2") is None
     assert input_plans(template) is input_plans(template)  # read once per template
 
 
@@ -45,4 +46,4 @@ def test_an_upstream_node_without_outputs_is_a_binding_error() -> None:
     inputs = types_pb2.LiteralMap()
     inputs.literals["y"].string = "why"
     with pytest.raises(BindingError, match="output 'o0' of node 'n0' is not available"):
-        planned(_template(), "n1", inputs, {})
+        planned(Scope("", _template(), inputs), "n1")

@@ -52,9 +52,10 @@ class ThreadBackend(Backend[SettingsT]):
 
     A packed outputs record is deferred (`PackStore.put(defer=True)`): the engine's loop
     writes it with its own documents, in one `write(2)`, before the commit that records the
-    success (`Documents.flush`), so a worker makes no system call and takes no lock of the
-    loop's writes per attempt. What a `kill -9` can cost is unchanged: the engine process is
-    the one that would lose the record, and with it the uncommitted success that names it.
+    success (`Documents.flush`), so a worker makes no system call per attempt and holds the
+    pack's lock to append to a buffer (written at once only past 1 MiB). What a `kill -9`
+    can cost is unchanged: the engine process is the one that would lose the record, and
+    with it the uncommitted success that names it.
 
     A thread cannot be killed: cancelling or timing out an attempt that has started makes
     the engine stop waiting for it and discard its result, and sets the `cancelled` event the

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taskfabric.core.v1 import types_pb2, workflow_pb2
+
+if TYPE_CHECKING:
+    from taskfabric.engine._state import Scope
 
 _Op = workflow_pb2.ComparisonOperator
 _OPS: dict[int, Callable[[Any, Any], bool]] = {
@@ -97,17 +100,13 @@ def _plan(node: workflow_pb2.Node) -> Plan | None:
     return tuple(steps)
 
 
-def planned(
-    template: workflow_pb2.WorkflowTemplate,
-    node_id: str,
-    inputs: types_pb2.LiteralMap,
-    outputs: Mapping[str, types_pb2.LiteralMap],
-) -> types_pb2.LiteralMap | None:
-    """The inputs of node `node_id` of `template` by its `Plan` (what `resolve` gives for
-    each binding), or None when it has none."""
-    plan = input_plans(template).get(node_id)
+def planned(scope: Scope, node_id: str) -> types_pb2.LiteralMap | None:
+    """The inputs of node `node_id` of `scope`'s template by its `Plan` (what `resolve`
+    gives for each binding), or None when it has none."""
+    plan = input_plans(scope.template).get(node_id)
     if plan is None:
         return None
+    inputs, outputs = scope.inputs, scope.outputs
     out = types_pb2.LiteralMap()
     literals = out.literals
     for var, source, name in plan:

@@ -245,10 +245,9 @@ class Runner:
     ) -> types_pb2.LiteralMap:
         """The node's inputs from its bindings, shaped for the types it declares."""
         scope = ns.scope
-        if not input_types and ns.parent is None:  # a node of the scope's template
-            found = planned(scope.template, ns.node.id, scope.inputs, scope.outputs)
-            if found is not None:
-                return found
+        found = planned(scope, ns.node.id) if not input_types and ns.parent is None else None
+        if found is not None:  # a node of the scope's template, its bindings all planned
+            return found
         out = types_pb2.LiteralMap()
         mapped = set(ns.node.map.mapped_inputs) if ns.kind == "map" else ()
         for b in ns.node.inputs:
@@ -503,13 +502,14 @@ class Runner:
 
     def run(self) -> RunOutcome:
         """Drive the execution to its end. KeyboardInterrupt aborts it (and re-raises)."""
-        # another engine's pool grant to one of our waiters wakes the loop at once
-        unsubscribe = self._attempts.subscribe_to_pools()
+        unsubscribe = self._attempts.subscribe_to_pools()  # another engine's grant wakes it
         try:
             return self._run()
         finally:
             unsubscribe()
             self._cache.end_turn()
+            self._root_scope.nodes.clear()  # (they and their scope refer to each other:
+            self._root_scope.outputs.clear()  # freed now, not by a later collection)
 
     def _run(self) -> RunOutcome:
         attempts, recorder, timers = self._attempts, self._recorder, self._timers
