@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from taskfabric.core.v1 import types_pb2, workflow_pb2
+from taskfabric.engine._util import kept_per_object
 
 if TYPE_CHECKING:
     from taskfabric.engine._state import Scope
@@ -67,23 +68,14 @@ def resolve(
 #: or the workflow input's name)
 Plan = tuple[tuple[str, str, str], ...]
 
-#: id(template) -> (the template, its nodes' plans): see `input_plans`
-_plans: dict[int, tuple[workflow_pb2.WorkflowTemplate, dict[str, Plan | None]]] = {}
 
-
+@kept_per_object(64)
 def input_plans(template: workflow_pb2.WorkflowTemplate) -> dict[str, Plan | None]:
     """Each node of `template` -> its `Plan`, or None when a binding is of another kind (a
-    literal, a collection, a map: `resolve` reads those). Kept by the template object, as
-    `local_dependencies` keeps its dependencies (a compiled workflow is never changed):
-    reading a node's bindings from protobuf costs a cache hit of a chain about a tenth."""
-    found = _plans.get(id(template))
-    if found is not None and found[0] is template:
-        return found[1]
-    plans = {node.id: _plan(node) for node in template.nodes}
-    if len(_plans) >= 64:  # a long-lived process runs many workflows: keep a few
-        _plans.clear()
-    _plans[id(template)] = (template, plans)
-    return plans
+    literal, a collection, a map: `resolve` reads those). Kept per template
+    (`kept_per_object`): reading a node's bindings from protobuf costs a cache hit of a
+    chain about a tenth."""
+    return {node.id: _plan(node) for node in template.nodes}
 
 
 def _plan(node: workflow_pb2.Node) -> Plan | None:

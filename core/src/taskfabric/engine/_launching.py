@@ -17,6 +17,7 @@ from taskfabric.core.v1 import tasks_pb2, types_pb2, workflow_pb2
 from taskfabric.engine._loader import load_code
 from taskfabric.engine._owners import this_owner
 from taskfabric.engine._state import QUEUED, RUNNING
+from taskfabric.engine._util import kept_per_object
 from taskfabric.errors import TaskfabricError
 from taskfabric.metadata import ExecutionRecord, MetadataStore, integrity_errors
 from taskfabric.plugin_api import Backend
@@ -103,24 +104,12 @@ def not_a_workflow(obj: object, what: str) -> str:
     return f"{what} runs a @workflow, not {type(obj).__name__} {obj!r:.80}"
 
 
-#: id(compiled) -> (the compiled workflow, its document): see `_workflow_document`
-_documents: dict[int, tuple[workflow_pb2.CompiledWorkflow, bytes]] = {}
-
-
+@kept_per_object(8)  # a few: a server's engine launches many workflows
 def _workflow_document(compiled: workflow_pb2.CompiledWorkflow) -> bytes:
-    """The bytes of an execution's `workflow.pb`. Kept by the compiled workflow (held, so
-    its id is not reused), as `local_dependencies` keeps a template's dependencies: a
-    process launches the same compiled workflow again and again (`wf(...)`, an engine
-    that stays open), a compiled workflow is never changed, and encoding a chain of 100
-    nodes cost as many instructions as a tenth of its run from the cache."""
-    found = _documents.get(id(compiled))
-    if found is not None and found[0] is compiled:
-        return found[1]
-    document = compiled.SerializeToString(deterministic=True)
-    if len(_documents) >= 8:  # a few: a server's engine launches many workflows
-        _documents.clear()
-    _documents[id(compiled)] = (compiled, document)
-    return document
+    """The bytes of an execution's `workflow.pb`, kept per compiled workflow
+    (`kept_per_object`): encoding a chain of 100 nodes cost as many instructions as a tenth
+    of its run from the cache."""
+    return compiled.SerializeToString(deterministic=True)
 
 
 class ExecutionNameTakenError(TaskfabricError):

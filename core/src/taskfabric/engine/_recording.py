@@ -128,15 +128,14 @@ class Recorder:
             ns.cache_status,
         )
         self._batch.nodes[(execution_id, full_id)] = record  # (Batch.node, without a call)
-        if ns.cache_status == "hit":
-            # A cache hit's success is its row alone (phase, times, message: the execution
-            # it came from), which `MetadataStore.events` reads as an event: one row less
-            # per hit (a tenth of a hit's instructions).
-            pass
-        elif message or ns.kind != "map_item" or ns.phase not in _ITEM_PHASES_WITHOUT_EVENT:
-            # A map item's start and success are its row's phase and times: no event row
-            # each (a map of a million items would write two million); its waits, retries,
-            # failures, skips and aborts are events as any node's.
+        # A cache hit's success is its row alone (phase, times, message: the execution it
+        # came from), which `MetadataStore.events` reads as an event: one row less per hit
+        # (a tenth of a hit's instructions). A map item's start and success are its row's
+        # phase and times: no event row each (a map of a million items would write two
+        # million); its waits, retries, failures, skips and aborts are events as any node's.
+        if ns.cache_status != "hit" and (
+            message or ns.kind != "map_item" or phase not in _ITEM_PHASES_WITHOUT_EVENT
+        ):
             self._batch.events.append(
                 EventRecord(execution_id, full_id, ns.attempt, phase, now, message)
             )

@@ -3,11 +3,16 @@ workflow template's dependencies."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from taskfabric.core.v1 import execution_pb2, types_pb2, workflow_pb2
 from taskfabric.sdk._compiler import node_dependencies
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 _SYSTEM = execution_pb2.ErrorKind.ERROR_KIND_SYSTEM
 
@@ -61,35 +66,45 @@ def system_error(
     )
 
 
-#: id(template) -> (the template, its nodes' local dependencies): see `local_dependencies`
-_dependencies: dict[int, tuple[workflow_pb2.WorkflowTemplate, dict[str, frozenset[str]]]] = {}
+def kept_per_object(keep: int) -> Callable[[Callable[[K], V]], Callable[[K], V]]:
+    """Make `make(obj)` run once per object: its value is kept by the object (held, so its
+    id is not reused), at most `keep` of them (a long-lived process runs many workflows).
+    For what a compiled workflow gives, which is never changed: a process launches the
+    same one again and again (`wf(...)` in a notebook, an engine that stays open, a map of
+    sub-workflows), and reading its protobuf fields per launch costs more than running a
+    chain of 100 nodes from the cache."""
+
+    def wrap(make: Callable[[K], V]) -> Callable[[K], V]:
+        kept: dict[int, tuple[K, V]] = {}
+
+        @functools.wraps(make)
+        def get(obj: K) -> V:
+            found = kept.get(id(obj))
+            if found is not None and found[0] is obj:
+                return found[1]
+            value = make(obj)
+            if len(kept) >= keep:
+                kept.clear()
+            kept[id(obj)] = (obj, value)
+            return value
+
+        return get
+
+    return wrap
 
 
+@kept_per_object(64)
 def local_dependencies(template: workflow_pb2.WorkflowTemplate) -> dict[str, frozenset[str]]:
-    """Each node of `template` -> the ids of the template's nodes it waits for.
-
-    Kept by the template object (held, so its id is not reused): a process launches the
-    same compiled workflow again and again (`wf(...)` in a notebook, a map of
-    sub-workflows), a compiled workflow is never changed, and reading every binding of a
-    chain of 100 nodes costs more than running them from the cache."""
-    found = _dependencies.get(id(template))
-    if found is not None and found[0] is template:
-        return found[1]
+    """Each node of `template` -> the ids of the template's nodes it waits for (kept per
+    template: `kept_per_object`)."""
     local_ids = {n.id for n in template.nodes}
-    deps = {n.id: frozenset(node_dependencies(n) & local_ids) for n in template.nodes}
-    if len(_dependencies) >= 64:  # a long-lived process runs many workflows: keep a few
-        _dependencies.clear()
-    _dependencies[id(template)] = (template, deps)
-    return deps
+    return {n.id: frozenset(node_dependencies(n) & local_ids) for n in template.nodes}
 
 
 #: One node of a template as the loop makes its state: the node, its id, its kind (the
 #: `target` it sets: task, map, workflow, branch), the name of the task it runs ("" for
 #: none) and the ids of the template's nodes it waits for.
 NodePlan = tuple[workflow_pb2.Node, str, str, str, frozenset[str]]
-
-#: id(template) -> (the template, its nodes' plans): see `node_plans`
-_plans: dict[int, tuple[workflow_pb2.WorkflowTemplate, list[NodePlan]]] = {}
 
 
 def node_kind(node: workflow_pb2.Node, map_item: bool = False) -> tuple[str, str]:
@@ -104,19 +119,14 @@ def node_kind(node: workflow_pb2.Node, map_item: bool = False) -> tuple[str, str
     return kind, node.map.task_id.name if kind == "map" else ""
 
 
+@kept_per_object(64)
 def node_plans(template: workflow_pb2.WorkflowTemplate) -> list[NodePlan]:
-    """Each node of `template`, in order, with what making its state reads (`NodePlan`).
-    Kept by the template object as `local_dependencies` is: a launch of the same compiled
-    workflow makes its nodes' states without reading a protobuf field of them."""
-    found = _plans.get(id(template))
-    if found is not None and found[0] is template:
-        return found[1]
+    """Each node of `template`, in order, with what making its state reads (`NodePlan`),
+    kept per template (`kept_per_object`): a launch of the same compiled workflow makes its
+    nodes' states without reading a protobuf field of them."""
     deps = local_dependencies(template)
     plans: list[NodePlan] = []
     for node in template.nodes:
         kind, task = node_kind(node)
         plans.append((node, node.id, kind, task, deps[node.id]))
-    if len(_plans) >= 64:  # a long-lived process runs many workflows: keep a few
-        _plans.clear()
-    _plans[id(template)] = (template, plans)
     return plans
