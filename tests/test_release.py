@@ -5,6 +5,8 @@ a package index shows, and CHANGELOG.md names it among the distributions release
 
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -62,3 +64,22 @@ def test_a_plugin_without_its_metadata_is_refused(
         build_wheelhouse.check_tree()
     assert "plugins/http/pyproject.toml" in str(raised.value) or "CHANGELOG" in str(raised.value)
     assert expected in str(raised.value)
+
+
+def test_no_file_holds_a_merge_conflict_marker() -> None:
+    """A merge whose conflict was committed unresolved (it happened once, in
+    docs/architecture.md) shows both sides to every reader: no tracked text file may hold a
+    line that git's conflict markers begin."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    markers = re.compile(rb"^(<{7} |={7}$|>{7} )", re.MULTILINE)
+    found = []
+    for name in filter(None, files):
+        path = REPO / name.decode()
+        if not path.is_file() or path.suffix in {".png", ".ico", ".whl", ".gz", ".db"}:
+            continue
+        for match in markers.finditer(path.read_bytes()):
+            line = path.read_bytes()[: match.start()].count(b"\n") + 1
+            found.append(f"{name.decode()}:{line}")
+    assert not found, f"unresolved merge conflicts at {found}: resolve them and commit"
