@@ -18,7 +18,7 @@ from typing import Any
 
 from taskfabric.engine._handles import handle_recorder
 from taskfabric.engine._results import error_text
-from taskfabric.engine._state import RUNNING, SUCCEEDED, TERMINAL, NodeState
+from taskfabric.engine._state import QUEUED, RUNNING, SUCCEEDED, TERMINAL, NodeState
 from taskfabric.engine._util import CancelRequested
 from taskfabric.logs import get_logger
 from taskfabric.metadata import (
@@ -79,6 +79,11 @@ class Recorder:
         self._on_event = on_event
         self._hooks = hooks
         self._batch = Batch()
+        # A task node's first QUEUED event, by node, while its first attempt may still start
+        # before the next commit (its index in the batch's events), and the indices of those
+        # whose attempt did start: see `node`.
+        self._queued_events: dict[str, int] = {}
+        self._dropped_events: list[int] = []
         #: called before each commit, and after it with whether it committed
         self._around: tuple[Callable[[], None], Callable[[bool], None]] | None = None
         self._active: dict[str, NodeState] = {}
@@ -103,7 +108,7 @@ class Recorder:
         """Record the node's current state (and an event; progress callbacks and hooks
         hear of it at once, the database at the next `flush`); returns its row."""
         now = time.time()
-        ns.message = message
+        previous, ns.message = ns.message, message
         execution_id, full_id, phase = self._execution_id, ns.full_id, ns.phase
         parent = ns.parent if ns.parent is not None else ns.scope.owner
         task = ns.task
@@ -128,17 +133,37 @@ class Recorder:
             ns.cache_status,
         )
         self._batch.nodes[(execution_id, full_id)] = record  # (Batch.node, without a call)
-        # A cache hit's success is its row alone (phase, times, message: the execution it
-        # came from), which `MetadataStore.events` reads as an event: one row less per hit
-        # (a tenth of a hit's instructions). A map item's start and success are its row's
-        # phase and times: no event row each (a map of a million items would write two
-        # million); its waits, retries, failures, skips and aborts are events as any node's.
-        if ns.cache_status != "hit" and (
+        # A task node's plain transitions are its rows alone, which `MetadataStore.events`
+        # reads as events (docs/architecture.md, "Events"): its success (its node row:
+        # phase, finish, message; a cache hit's message names the execution it came from),
+        # each attempt's start (the attempt's row), and its first QUEUED when its first
+        # attempt starts before the next commit (the node row's start). So a chain's commit
+        # touches no `events` b-tree (two of the five a task's end and its successor's start
+        # changed). Its waits, retries, failures, skips and aborts are events. A map item's
+        # start and success are its row's phase and times, and not events at all (a map of
+        # a million items would write two million).
+        events = self._batch.events
+        if ns.kind == "task":
+            if message and ns.cache_status != "hit":
+                self._queued_events.pop(full_id, None)
+                events.append(EventRecord(execution_id, full_id, ns.attempt, phase, now, message))
+            elif phase == RUNNING:
+                index = self._queued_events.pop(full_id, None)
+                if index is not None:  # the QUEUED just before: it goes with the attempt row
+                    if index == len(events) - 1:
+                        events.pop()
+                    else:
+                        self._dropped_events.append(index)
+            elif phase == QUEUED and not ns.attempt and not previous and not ns.recorded_before:
+                self._queued_events[full_id] = len(events)
+                events.append(EventRecord(execution_id, full_id, 0, phase, now, message))
+            elif phase != SUCCEEDED:
+                self._queued_events.pop(full_id, None)
+                events.append(EventRecord(execution_id, full_id, ns.attempt, phase, now, message))
+        elif ns.cache_status != "hit" and (
             message or ns.kind != "map_item" or phase not in _ITEM_PHASES_WITHOUT_EVENT
         ):
-            self._batch.events.append(
-                EventRecord(execution_id, full_id, ns.attempt, phase, now, message)
-            )
+            events.append(EventRecord(execution_id, full_id, ns.attempt, phase, now, message))
         if phase in TERMINAL:
             self._active.pop(full_id, None)
         else:
@@ -232,6 +257,13 @@ class Recorder:
         """Commit the batch (one transaction) and start a new one."""
         if self._before_commit is not None:
             self._before_commit()
+        if self._queued_events:
+            self._queued_events.clear()  # (their indices are this batch's)
+        if self._dropped_events:
+            dropped = set(self._dropped_events)
+            self._dropped_events.clear()
+            batch = self._batch
+            batch.events = [e for i, e in enumerate(batch.events) if i not in dropped]
         around = self._around
         if around is None:
             self._metadata.apply(self._batch)

@@ -265,16 +265,12 @@ class Runner:
     # -- transitions -------------------------------------------------------------------
 
     @property
-    def stopping(self) -> bool:
-        """The execution is failing: nothing new starts, running attempts finish."""
+    def stopping(self) -> bool:  # failing: nothing new starts, running attempts finish
         return self._failing is not None
 
     def ready(self, ns: NodeState) -> None:
-        """All of `ns`'s upstream nodes succeeded: queue it to start.
-
-        Nodes are started from a queue, not by recursion, so that a long chain of nodes that
-        complete at once (cache hits, outputs recorded before a resume) does not grow the stack.
-        """
+        """All of `ns`'s upstream nodes succeeded: queue it to start (a queue, not recursion:
+        a long chain of nodes done at once, cache hits or recorded, grows no stack)."""
         self._ready.append(ns)
 
     def feed(self, ns: NodeState) -> None:
@@ -318,6 +314,7 @@ class Runner:
         if self._failing is not None or ns.started_at is not None:
             return
         items = ns.parent.map_items if ns.parent is not None else None
+        prior = None
         if items is not None:
             if self._prior_items:
                 assert ns.parent is not None
@@ -328,8 +325,11 @@ class Runner:
             prior = self._prior.get(ns.full_id)
             if prior is not None and self._recorded(ns, prior.outputs_uri, prior):
                 return
-        # an item waits from when its map queued it
+        # an item waits from when its map queued it; a task node run again (its execution
+        # resumed) keeps its first start, its first QUEUED event's time (`Recorder.node`)
         ns.started_at = items.queued_at if items is not None else time.time()
+        if prior is not None and prior.started_at and ns.kind == "task":
+            ns.started_at, ns.recorded_before = prior.started_at, True
         try:
             if ns.kind == "task":
                 assert ns.task is not None

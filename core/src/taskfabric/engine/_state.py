@@ -142,6 +142,8 @@ class NodeState:
     # caching: key of this node's result, and hit/miss/written/disabled
     cache_key: str = ""
     cache_status: str = ""
+    # an earlier run of the execution (resumed) recorded this node, which runs again
+    recorded_before: bool = False
 
     @property
     def name(self) -> str:

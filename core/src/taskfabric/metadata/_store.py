@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import json
 import operator
 import sqlite3
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from taskfabric.lazy import lazy_module
 from taskfabric.metadata import _item_reads as ir
 from taskfabric.metadata._connections import DEFAULT_POOL_SIZE, postgres_engine
+from taskfabric.metadata._events import read_events
 from taskfabric.metadata._items import (
     CHUNK,
     Chunk,
@@ -973,31 +973,8 @@ class MetadataStore:
         return found
 
     def events(self, execution_id: str) -> list[EventRecord]:
-        """The execution's events in the order they were recorded, with the success of each
-        cache hit, which its node row records alone (`Recorder.node`): SUCCEEDED at the
-        node's finish, with its message, among the others by time."""
-        t, n = s.events, s.node_executions
+        """The execution's events in the order they were recorded, with its task nodes'
+        transitions that their rows alone record, among them by time (`metadata/_events.py`:
+        each attempt's start, each success, a first QUEUED; a cache hit's success)."""
         with reads(self.engine).connect() as conn:
-            rows = conn.execute(
-                sa.select(t).where(t.c.execution_id == execution_id).order_by(t.c.id)
-            ).all()
-            hits = conn.execute(
-                sa.select(n.c.node_id, n.c.attempts, n.c.finished_at, n.c.message).where(
-                    n.c.execution_id == execution_id,
-                    n.c.cache_status == "hit",
-                    n.c.phase == "SUCCEEDED",
-                )
-            ).all()
-        found = [_decode(EventRecord, r) for r in rows]
-        if not hits:
-            return found
-        recorded = {e.node_id for e in found if e.phase == "SUCCEEDED"}  # (before 0.1.0)
-        served = sorted(
-            (
-                EventRecord(execution_id, node_id, attempts, "SUCCEEDED", at or 0.0, message)
-                for node_id, attempts, at, message in hits
-                if node_id not in recorded
-            ),
-            key=operator.attrgetter("at"),
-        )
-        return list(heapq.merge(found, served, key=operator.attrgetter("at")))
+            return read_events(conn, execution_id)
