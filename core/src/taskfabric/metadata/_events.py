@@ -4,11 +4,12 @@ their node and attempt rows alone record (`Recorder.node` writes no event for th
 A task node's plain transitions are read from its rows, with the time each row holds:
 
 - its first QUEUED (attempt 0) at the node row's `started_at`, when it has a first attempt
-  and neither a QUEUED event of attempt 0 nor a plain RUNNING of attempt 1 is recorded (an
+  and neither a QUEUED event of attempt 0 nor a RUNNING of attempt 1 is recorded (an
   execution written before recorded both; the engine now drops the QUEUED event when the
   attempt starts before the next commit; a node queued and stopped before any attempt, or
   whose first QUEUED came after a wait, keeps its event);
-- each attempt's RUNNING at the attempt row's `started_at`;
+- each attempt's RUNNING at the attempt row's `started_at`, unless a RUNNING event of that
+  attempt is recorded;
 - its SUCCEEDED, with the node row's message (a cache hit's names the execution it came
   from), at the row's `finished_at`.
 
@@ -64,7 +65,7 @@ def read_events(conn: Any, execution_id: str) -> list[EventRecord]:
         .where(a.c.execution_id == execution_id, n.c.kind == "task")
     ).all()
     queued = {e.node_id for e in found if e.phase == "QUEUED" and e.attempt == 0}
-    running = {(e.node_id, e.attempt) for e in found if e.phase == "RUNNING" and not e.message}
+    running = {(e.node_id, e.attempt) for e in found if e.phase == "RUNNING"}
     succeeded = {e.node_id for e in found if e.phase == "SUCCEEDED"}
     read: list[EventRecord] = []
     for node_id, attempt, at in starts:
