@@ -139,9 +139,9 @@ class Recorder:
         # the execution it came from), each attempt's start (the attempt's row), and its
         # first QUEUED when its first attempt starts before the next commit (the node row's
         # start). So a chain's commit touches no `events` b-tree (two of the five a task's
-        # end and its successor's start changed). Its waits, retries, failures, skips and aborts are events. A map item's
-        # start and success are its row's phase and times, and not events at all (a map of
-        # a million items would write two million).
+        # end and its successor's start changed). Its waits, retries, failures, skips and
+        # aborts are events. A map item's start and success are its row's phase and times,
+        # and not events at all (a map of a million items would write two million).
         events = self._batch.events
         if ns.kind == "task":
             if message and ns.cache_status != "hit":
