@@ -44,6 +44,7 @@ __all__ = [
     "bind_contextvars",
     "bound_contextvars",
     "configure_logging",
+    "context_variables",
     "get_logger",
     "unbind_contextvars",
 ]
@@ -326,6 +327,22 @@ def _variable(key: str) -> contextvars.ContextVar[Any]:
     if var is None:
         var = registry.setdefault(name, contextvars.ContextVar(name, default=Ellipsis))
     return var
+
+
+#: keys -> (the registry they were found in, their variables): see context_variables
+_found: dict[tuple[str, ...], tuple[dict[str, contextvars.ContextVar[Any]], tuple[Any, ...]]] = {}
+
+
+def context_variables(keys: tuple[str, ...]) -> tuple[contextvars.ContextVar[Any], ...]:
+    """The variables that ``bind_contextvars`` sets for `keys`, to set in a context of the
+    caller's own (``contextvars.copy_context().run``: no token to reset when it ends). Kept
+    while the registry is the same (a variable, once in a registry, is never replaced): the
+    `local` backend binds an attempt's ids so for every attempt."""
+    registry = _registry()
+    found = _found.get(keys)
+    if found is None or found[0] is not registry:
+        found = _found[keys] = (registry, tuple(_variable(key) for key in keys))
+    return found[1]
 
 
 def bind_contextvars(**values: Any) -> Mapping[str, contextvars.Token[Any]]:

@@ -107,6 +107,8 @@ _active = [0]
 class _Capture:
     """One attempt's output: a live file opened at the first write."""
 
+    __slots__ = ("_file", "_lock", "_name", "_where", "echo", "wrote")
+
     def __init__(self, path: Path, echo: TextIO | None, name: str | None = None) -> None:
         self._where = path
         self._name = name
@@ -139,6 +141,17 @@ class _Capture:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+    def end(self) -> None:
+        """End a capture begun by `capture_in_context`: close the file, count it out."""
+        try:
+            with self._lock:
+                if self._file is not None:
+                    self._file.close()
+                    self._file = None
+        finally:
+            with _install_lock:
+                _active[0] -= 1
 
 
 class _Router(io.TextIOBase):
@@ -228,6 +241,23 @@ class capture_output:
             self._capture.close()
         finally:
             _leave()
+
+
+def capture_in_context(path: Path, *, echo: bool = True, name: str | None = None) -> _Capture:
+    """`capture_output` for the rest of the current context, which the caller made for this
+    (`contextvars.copy_context().run(...)`: the context ends with the attempt, so there is
+    no token to reset); `capture.end()` ends it. What the `local` backend does per attempt:
+    one call instead of a context manager's three."""
+    _enter()  # (before anything that may fail: the `except` below counts it out)
+    try:
+        stderr = sys.stderr
+        echo_to = stderr.stream if isinstance(stderr, _Router) else stderr
+        capture = _Capture(path, echo_to if echo else None, name)
+        _current.set(capture)
+    except BaseException:
+        _leave()
+        raise
+    return capture
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -368,6 +398,7 @@ __all__ = [
     "LogNotFoundError",
     "attempt_log",
     "bounded_tail",
+    "capture_in_context",
     "capture_output",
     "keep_log",
     "live_log_path",

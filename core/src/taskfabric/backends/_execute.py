@@ -6,7 +6,6 @@ out-of-process backend (subprocess, containers, Spark, AWS Batch) runs.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import traceback
@@ -22,7 +21,7 @@ from taskfabric.plugin_api import (
     TaskCall,
     TaskType,
 )
-from taskfabric.sdk._hold import bind_attempt
+from taskfabric.sdk._hold import bind_attempt, bind_attempt_in_context
 from taskfabric.storage import BlobStore
 from taskfabric.types import TransformContext, default_engine
 
@@ -56,18 +55,22 @@ def execute_task(
     write_outputs: Callable[[bytes], str],
     attempt_id: str = "",
     cancelled: threading.Event | None = None,
+    attempt_context: bool = False,
 ) -> AttemptStatus:
     """Convert inputs, run the task through its task type, convert and store outputs.
 
     The outputs are stored (by `write_outputs`, which returns their URI) before this
     returns SUCCEEDED, so the engine never records a success whose outputs are missing.
+    With `attempt_context`, the caller runs this in a context made for the attempt
+    (`contextvars.copy_context().run`): the attempt id is bound in it, not around the call.
     """
     engine = default_engine()
     ctx = TransformContext(store=store, raw_prefix=raw_prefix, work_dir=work_dir)
     interface = task_def.interface
+    literals = inputs.literals
     kwargs: dict[str, Any] = {}
     for name, param in interface.inputs.items():
-        if name not in inputs.literals:
+        if name not in literals:
             return _failed(
                 AttemptError(
                     "MissingInput",
@@ -77,7 +80,7 @@ def execute_task(
                 )
             )
         try:
-            kwargs[name] = engine.to_python(inputs.literals[name], param.py_type, ctx)
+            kwargs[name] = engine.to_python(literals[name], param.py_type, ctx)
         except Exception as exc:
             return _failed(
                 AttemptError(
@@ -100,18 +103,22 @@ def execute_task(
             )
         )
     try:
-        with bind_attempt(attempt_id) if attempt_id else contextlib.nullcontext():
-            result = task_type.run(
-                TaskCall(
-                    task=task_def,
-                    template=template,
-                    config=config,
-                    inputs=kwargs,
-                    work_dir=work_dir,
-                    attempt_id=attempt_id,
-                    cancelled=cancelled if cancelled is not None else threading.Event(),
-                )
-            )
+        call = TaskCall(
+            task=task_def,
+            template=template,
+            config=config,
+            inputs=kwargs,
+            work_dir=work_dir,
+            attempt_id=attempt_id,
+            cancelled=cancelled if cancelled is not None else threading.Event(),
+        )
+        if attempt_context or not attempt_id:
+            if attempt_id:
+                bind_attempt_in_context(attempt_id)
+            result = task_type.run(call)
+        else:
+            with bind_attempt(attempt_id):
+                result = task_type.run(call)
     except SystemExit as exc:
         # `sys.exit()` in a task ends the task, not the thread or process that runs it (on
         # the local backend that thread is the engine's: it would never report the attempt).

@@ -3,15 +3,18 @@ worker threads (the built-in `local` backend, `spark-local`, `http`)."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import queue
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from taskfabric.backends._execute import execute_task
 from taskfabric.backends._paths import node_key
-from taskfabric.logs import bound_contextvars, get_logger
+from taskfabric.logs import context_variables, get_logger
 from taskfabric.plugin_api import (
     RUNNING,
     AttemptError,
@@ -23,22 +26,50 @@ from taskfabric.plugin_api import (
     LogLink,
     TaskAttempt,
 )
-from taskfabric.tasklogs import LIVE_LOG_NAME, LOG_LINK_NAME, capture_output, keep_log
+from taskfabric.tasklogs import LIVE_LOG_NAME, LOG_LINK_NAME, capture_in_context, keep_log
+
+if TYPE_CHECKING:
+    from taskfabric.tasklogs import _Capture
 
 log = get_logger("taskfabric.backends")
 
 SettingsT = TypeVar("SettingsT", bound=BackendSettings)
 
+#: Python 3.11's `Path._make_child_relpath(part)`: the child `path / part` of a part known to
+#: be one plain name, made without parsing it (what `iterdir` uses). There `/` parses its
+#: operand, a tenth of a no-op attempt's cost on this thread; from 3.12 on it parses
+#: lazily, and is the cheaper one. Else None.
+_child: Callable[[Path, str], Path] | None = (
+    getattr(Path, "_make_child_relpath", None) if sys.version_info < (3, 12) else None
+)
+
+#: The ids bound to the log lines of an attempt's context (structlog's context variables).
+_LOG_IDS = ("execution_id", "node_id", "attempt")
+
 
 class _CancelEvent(threading.Event):
-    """A `threading.Event` made for each attempt (`TaskCall.cancelled`), its condition on an
-    `RLock` (as `threading.Condition()`'s own default) instead of a `Lock`: the same
-    behaviour, without the three `AttributeError`s that `Condition` raises and catches when
-    it copies a plain `Lock`'s methods (half the cost of an `Event`)."""
+    """A `threading.Event` made for each attempt (`TaskCall.cancelled`) whose condition is
+    made the first time the event is set, cleared or waited on: most attempts end without
+    any of these (a `python` task never looks at it), and an `Event`'s condition and lock
+    cost more than the rest of it. The condition is on an `RLock`, as
+    `threading.Condition()`'s own default (a plain `Lock`'s methods make `Condition` raise
+    and catch three `AttributeError`s)."""
 
-    def __init__(self) -> None:  # (not super().__init__: that builds the Lock's condition)
-        self._cond = threading.Condition(threading.RLock())
+    def __init__(self) -> None:  # (not super().__init__: that builds the condition now)
         self._flag = False
+
+    @property  # (an attribute of Event's, made on first use here)
+    def _cond(self) -> threading.Condition:
+        cond: threading.Condition | None = self.__dict__.get("_made_cond")
+        if cond is None:
+            with _making_cond:  # two threads at once (a set and a wait) make one
+                cond = self.__dict__.get("_made_cond")
+                if cond is None:
+                    cond = self.__dict__["_made_cond"] = threading.Condition(threading.RLock())
+        return cond
+
+
+_making_cond = threading.Lock()
 
 
 class ThreadBackend(Backend[SettingsT]):
@@ -111,8 +142,10 @@ class ThreadBackend(Backend[SettingsT]):
         `super().run_attempt(attempt)`, which converts the inputs, runs the task through its
         task type and puts the outputs in the pack store (deferred: written by the engine's
         next flush, before any commit that records them; a `get` of the URI writes them at
-        once). An exception it raises fails the attempt with a
-        retryable system error."""
+        once). The task runs in a copy of the thread's context (`contextvars`): what an
+        override binds before calling this is seen by the task, and what is bound in it (the
+        attempt's ids on log lines, its output capture, what the task binds) ends with the
+        attempt. An exception it raises fails the attempt with a retryable system error."""
         if attempt.task_definition is None:
             return AttemptStatus(
                 AttemptPhase.FAILED,
@@ -123,20 +156,36 @@ class ThreadBackend(Backend[SettingsT]):
                     retryable=False,
                 ),
             )
+        # Its ids, its capture and its pool binding are set in the copy, with no token to
+        # reset: one `run` instead of three context managers entered and left.
+        status, capture = contextvars.copy_context().run(self._run_in_context, attempt)
+        # (kept out of the copy: a warning of keep_log's own must not go to the capture)
+        if capture.wrote:  # a task that printed nothing has no log file to keep
+            uri = keep_log(
+                self.context.store,
+                attempt.execution_id,
+                attempt.node_id,
+                attempt.attempt,
+                capture.path,
+            )
+            if uri is not None:
+                status.log_links.append(LogLink(LOG_LINK_NAME, uri))
+        return status
+
+    def _run_in_context(self, attempt: TaskAttempt) -> tuple[AttemptStatus, _Capture]:
         ctx = self.context
-        prefix = self._execution_uri(attempt.execution_id)
+        execution_id = attempt.execution_id
+        prefix = self._execution_uri(execution_id)
         name = attempt.outputs_uri[len(prefix) + 1 :]
         work_dir = self._work_dir(attempt)
         # Log lines of the task (and of taskfabric on its behalf) carry its ids; what the
         # task prints goes to its attempt's log (tasklogs), not to this process's stdout.
-        with (
-            bound_contextvars(
-                execution_id=attempt.execution_id,
-                node_id=attempt.node_id,
-                attempt=attempt.attempt,
-            ),
-            capture_output(work_dir, name=LIVE_LOG_NAME) as capture,
-        ):
+        execution_var, node_var, attempt_var = context_variables(_LOG_IDS)
+        execution_var.set(execution_id)
+        node_var.set(attempt.node_id)
+        attempt_var.set(attempt.attempt)
+        capture = capture_in_context(work_dir, name=LIVE_LOG_NAME)
+        try:
             status = execute_task(
                 attempt.task_definition,
                 attempt.task,
@@ -149,14 +198,11 @@ class ThreadBackend(Backend[SettingsT]):
                 write_outputs=functools.partial(ctx.literals.put, prefix, name, defer=True),
                 attempt_id=attempt.attempt_id,
                 cancelled=self._events.setdefault(attempt.attempt_id, _CancelEvent()),
+                attempt_context=True,
             )
-        if capture.wrote:  # a task that printed nothing has no log file to keep
-            uri = keep_log(
-                ctx.store, attempt.execution_id, attempt.node_id, attempt.attempt, capture.path
-            )
-            if uri is not None:
-                status.log_links.append(LogLink(LOG_LINK_NAME, uri))
-        return status
+        finally:
+            capture.end()
+        return status, capture
 
     def _execution_uri(self, execution_id: str) -> str:
         """The blob store URI of the execution's documents (kept: a map's items ask for it
@@ -178,7 +224,12 @@ class ThreadBackend(Backend[SettingsT]):
             if len(roots) >= 64:  # a long-lived engine runs many executions: keep a few
                 roots.clear()
             root = roots[attempt.execution_id] = self.context.work_root / attempt.execution_id
-        return root / f"{node_key(attempt.node_id)}/{attempt.attempt}"
+        key = f"{node_key(attempt.node_id)}/{attempt.attempt}"
+        if _child is None or "." in key or "//" in key:
+            return root / key
+        for part in key.split("/"):  # each part a single name: no parsing
+            root = _child(root, part)
+        return root
 
     def _work(self) -> None:
         # The thread counts itself idle before it reports an attempt's end, and reports it

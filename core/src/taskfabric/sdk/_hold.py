@@ -43,6 +43,7 @@ __all__ = [
     "PoolHold",
     "TaskPools",
     "bind_attempt",
+    "bind_attempt_in_context",
     "hold",
     "register_attempt",
     "split_address",
@@ -168,6 +169,13 @@ class bind_attempt:
 
     def __exit__(self, *exc: object) -> None:
         _current.reset(self._token)
+
+
+def bind_attempt_in_context(attempt_id: str) -> None:
+    """`bind_attempt` for the rest of the current context, which the caller made for the
+    attempt (`contextvars.copy_context().run(...)`: it ends with the attempt, so there is
+    no token to reset)."""
+    _current.set(attempt_id)
 
 
 def task_pools() -> TaskPools:
