@@ -134,14 +134,14 @@ class Recorder:
         )
         self._batch.nodes[(execution_id, full_id)] = record  # (Batch.node, without a call)
         # A task node's plain transitions are its rows alone, which `MetadataStore.events`
-        # reads as events (docs/architecture.md, "Events"): its success (its node row:
-        # phase, finish, message; a cache hit's message names the execution it came from),
-        # each attempt's start (the attempt's row), and its first QUEUED when its first
-        # attempt starts before the next commit (the node row's start). So a chain's commit
-        # touches no `events` b-tree (two of the five a task's end and its successor's start
-        # changed). Its waits, retries, failures, skips and aborts are events. A map item's
-        # start and success are its row's phase and times, and not events at all (a map of
-        # a million items would write two million).
+        # reads as events (metadata/_events.py; docs/architecture.md, the `events` table):
+        # its success (its node row: phase, finish, message; a cache hit's message names
+        # the execution it came from), each attempt's start (the attempt's row), and its
+        # first QUEUED when its first attempt starts before the next commit (the node row's
+        # start). So a chain's commit touches no `events` b-tree (two of the five a task's
+        # end and its successor's start changed). Its waits, retries, failures, skips and
+        # aborts are events. A map item's start and success are its row's phase and times,
+        # and not events at all (a map of a million items would write two million).
         events = self._batch.events
         if ns.kind == "task":
             if message and ns.cache_status != "hit":

@@ -325,11 +325,10 @@ class Runner:
             prior = self._prior.get(ns.full_id)
             if prior is not None and self._recorded(ns, prior.outputs_uri, prior):
                 return
-        # an item waits from when its map queued it; a task node run again (its execution
-        # resumed) keeps its first start, its first QUEUED event's time (`Recorder.node`)
+        # an item waits from when its map queued it; a node run again (its execution resumed)
+        # records its QUEUED as an event (`Recorder.node`)
         ns.started_at = items.queued_at if items is not None else time.time()
-        if prior is not None and prior.started_at and ns.kind == "task":
-            ns.started_at, ns.recorded_before = prior.started_at, True
+        ns.recorded_before = prior is not None
         try:
             if ns.kind == "task":
                 assert ns.task is not None

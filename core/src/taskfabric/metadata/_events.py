@@ -4,11 +4,16 @@ their node and attempt rows alone record (`Recorder.node` writes no event for th
 A task node's plain transitions are read from its rows, with the time each row holds:
 
 - its first QUEUED (attempt 0) at the node row's `started_at`, when it has a first attempt
-  and neither a QUEUED event of attempt 0 nor a plain RUNNING of attempt 1 is recorded (an
+  and neither a QUEUED event of attempt 0 nor a RUNNING of attempt 1 is recorded (an
   execution written before recorded both; the engine now drops the QUEUED event when the
   attempt starts before the next commit; a node queued and stopped before any attempt, or
-  whose first QUEUED came after a wait, keeps its event);
-- each attempt's RUNNING at the attempt row's `started_at`;
+  whose first QUEUED came after a wait, keeps its event). A node run again by a resume
+  was queued again (that QUEUED is an event, and its row's `started_at` is the new run's):
+  its first QUEUED is given at its first attempt's start, which follows it within the
+  commit window (`[engine] commit_seconds`), so among the other nodes' events of that
+  window it may come a little late;
+- each attempt's RUNNING at the attempt row's `started_at`, unless a RUNNING event of that
+  attempt is recorded;
 - its SUCCEEDED, with the node row's message (a cache hit's names the execution it came
   from), at the row's `finished_at`.
 
@@ -64,16 +69,19 @@ def read_events(conn: Any, execution_id: str) -> list[EventRecord]:
         .where(a.c.execution_id == execution_id, n.c.kind == "task")
     ).all()
     queued = {e.node_id for e in found if e.phase == "QUEUED" and e.attempt == 0}
-    running = {(e.node_id, e.attempt) for e in found if e.phase == "RUNNING" and not e.message}
+    running = {(e.node_id, e.attempt) for e in found if e.phase == "RUNNING"}
     succeeded = {e.node_id for e in found if e.phase == "SUCCEEDED"}
     read: list[EventRecord] = []
     for node_id, attempt, at in starts:
         if (node_id, attempt) not in running:
             read.append(EventRecord(execution_id, node_id, attempt, "RUNNING", at or 0.0))
-    first = {node_id for node_id, attempt, _ in starts if attempt == 1}
+    first = {node_id: at for node_id, attempt, at in starts if attempt == 1}
     for node_id, phase, attempts, started, finished, message in tasks:
-        if node_id in first and node_id not in queued and (node_id, 1) not in running and started:
-            read.append(EventRecord(execution_id, node_id, 0, "QUEUED", started or 0.0))
+        if node_id in first and node_id not in queued and (node_id, 1) not in running:
+            # (a node run again by a resume started again: its first attempt's start bounds
+            # when it was first queued)
+            at = min(started or first[node_id] or 0.0, first[node_id] or started or 0.0)
+            read.append(EventRecord(execution_id, node_id, 0, "QUEUED", at))
         if phase == "SUCCEEDED" and node_id not in succeeded:
             read.append(
                 EventRecord(
