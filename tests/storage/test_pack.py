@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from taskfabric.storage import BlobNotFoundError, CorruptRecordError, LocalBlobStore, PackStore
+from taskfabric.storage import (
+    BlobNotFoundError,
+    CorruptRecordError,
+    LocalBlobStore,
+    PackStore,
+    ReadAhead,
+)
+from taskfabric.storage._pack import READ_AHEAD
 
 
 def test_put_get_many(tmp_path: Path) -> None:
@@ -128,3 +135,60 @@ def test_deferred_bytes_are_bounded(tmp_path: Path) -> None:
     assert on_disk == 4 * (8 + len(chunk))  # the fourth did not fit: written with it
     packs.flush()
     assert all(PackStore(store).get(u) == chunk for u in uris)
+
+
+def _counting_preads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the `pread(2)` calls made from now on."""
+    sizes: list[int] = []
+    pread = os.pread
+
+    def counted(fd: int, size: int, offset: int) -> bytes:
+        sizes.append(size)
+        return pread(fd, size, offset)
+
+    monkeypatch.setattr(os, "pread", counted)
+    return sizes
+
+
+def test_a_read_ahead_serves_the_records_after_the_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`get(uri, ahead)` reads `READ_AHEAD` bytes past the record and takes the next
+    records from them (a chain's cache hits: one read for many); a record past what was
+    read then, or in another segment, is read afresh; each is checked as one read alone."""
+    store = LocalBlobStore(tmp_path)
+    packs = PackStore(store)
+    first = [packs.put(store.uri("e1"), f"n{i}", f"doc {i}".encode()) for i in range(50)]
+    other = packs.put(store.uri("e2"), "n0", b"elsewhere")
+    sizes = _counting_preads(monkeypatch)
+    ahead = ReadAhead()
+    assert [packs.get(u, ahead) for u in first] == [f"doc {i}".encode() for i in range(50)]
+    assert len(sizes) == 1 and sizes[0] > READ_AHEAD
+    later = packs.put(store.uri("e1"), "n50", b"written after the read")
+    assert packs.get(later, ahead) == b"written after the read"
+    assert packs.get(other, ahead) == b"elsewhere"
+    assert packs.get(first[3], ahead) == b"doc 3"
+    assert len(sizes) == 4
+    assert [packs.get(u) for u in first[:3]] == [b"doc 0", b"doc 1", b"doc 2"]
+    assert len(sizes) == 7  # (without `ahead`: one read a record)
+    # a record's bytes are checked whether read alone or ahead
+    path = Path(store.local_path(first[0].partition("#")[0]) or "")
+    data = bytearray(path.read_bytes())
+    data[data.index(b"doc 7") + 4] ^= 0xFF
+    path.write_bytes(bytes(data))
+    fresh = ReadAhead()
+    assert packs.get(first[6], fresh) == b"doc 6"
+    with pytest.raises(CorruptRecordError, match="checksum"):
+        packs.get(first[7], fresh)
+    assert packs.get(first[8], fresh) == b"doc 8"
+
+
+def test_a_new_executions_packs_folder_is_made_with_its_parents(tmp_path: Path) -> None:
+    """A segment's folder is made when missing, its parents too (a store whose root has no
+    `executions` folder yet), and an existing one is used as it is."""
+    store = LocalBlobStore(tmp_path / "root")
+    packs = PackStore(store)
+    uri = packs.put(store.uri("executions", "e1"), "x", b"one")
+    assert (tmp_path / "root" / "executions" / "e1" / "packs").is_dir()
+    again = PackStore(store).put(store.uri("executions", "e1"), "y", b"two")
+    assert packs.get(uri) == b"one" and packs.get(again) == b"two"

@@ -155,12 +155,15 @@ class Catalog:
         `READ_AT_MOST` seconds after it began."""
         if self._sqlite is not False:
             with self._reader_lock:
-                conn = self._reader()
+                conn = self._sqlite_reader or self._reader()
                 if conn is not None:
-                    if self._turn_reads:
+                    if self._turn_reads and (
+                        not conn.in_transaction
+                        or time.monotonic() - self._read_since > READ_AT_MOST
+                    ):
                         self._in_turn_read(conn)
                     row = conn.execute(self._sqlite_hit_sql, (key,)).fetchone()
-                    return None if row is None else Hit._make(row)
+                    return None if row is None else Hit(*row)
         entry = self.get(key)
         if entry is None:
             return None

@@ -12,6 +12,7 @@ from taskfabric.engine._documents import Documents
 from taskfabric.engine._recording import Recorder
 from taskfabric.engine._state import QUEUED, TERMINAL, NodeState
 from taskfabric.logs import get_logger
+from taskfabric.storage import ReadAhead
 
 log = get_logger("taskfabric.engine")
 
@@ -30,6 +31,18 @@ RUN = Lookup()
 #: the kinds of `LiteralType` whose values name no blob
 _SCALAR_TYPES = frozenset({"simple", "enum_type"})
 
+#: Cache keys this process computed, by their task's fixed parts and the deterministic
+#: encoding of the inputs (equal encodings are equal inputs: the same key). Serving a hit
+#: means seeing inputs again, and a long-lived engine (a worker, a server, a notebook)
+#: sees them again in its own launches: the encoding costs a tenth of the canonical
+#: hashing it saves (`literal_map_hash` and two SHA-256). Shared by the process's
+#: executions (dict reads and writes are atomic); bounded, emptied when full.
+_KEYS: dict[tuple[str, bytes], str] = {}
+_KEYS_AT_MOST = 4096
+#: inputs whose encoding is longer are hashed without the memo (a large value's encoding
+#: would be kept, and hashing costs more than the look-up saves only for small ones)
+_KEYED_BYTES_AT_MOST = 1024
+
 
 class _Settings(NamedTuple):
     """A task's cache settings, as the cache step reads them for each of its nodes."""
@@ -47,6 +60,8 @@ class _Settings(NamedTuple):
     #: (the same for every node of the task in this execution: project, domain, name,
     #: version, interface hash), copied for each node's key
     key_prefix: Any  # a hashlib sha256 object
+    #: the fixed parts of the task's keys and its ignored inputs, as `_KEYS` files them
+    memo_tag: str
 
 
 class CacheStep:
@@ -75,6 +90,10 @@ class CacheStep:
         self.poll_seconds = poll_seconds
         self._settings: dict[int, _Settings] = {}
         self._reserved: dict[str, NodeState] = {}
+        #: the hits of a turn read their entries' outputs through it (a chain's, one after
+        #: another in the segment that computed them: one read for many); a new one each
+        #: turn, as the catalog's read transaction (`end_turn`)
+        self._ahead = ReadAhead()
         recorder.on_heartbeat(self._heartbeat)
 
     def lookup(self, ns: NodeState) -> Lookup:
@@ -97,7 +116,7 @@ class CacheStep:
             entry = catalog.hit(ns.cache_key)
             if entry is not None and (entry.expires_at is None or not entry.expired(time.time())):
                 try:
-                    outputs = self._documents.load(entry.outputs_uri)
+                    outputs = self._documents.load(entry.outputs_uri, self._ahead)
                     if not settings.scalar_outputs:
                         self._documents.require_blobs(outputs)
                 except Exception as exc:
@@ -128,9 +147,11 @@ class CacheStep:
 
     def end_turn(self) -> None:
         """The loop's turn ended: a later look-up sees every commit made until now (the
-        hits of a turn read in one transaction: `Catalog.hit`)."""
+        hits of a turn read in one transaction: `Catalog.hit`), and reads outputs afresh."""
         if self._catalog is not None:
             self._catalog.end_reads()
+        if self._ahead.data:
+            self._ahead = ReadAhead()
 
     def write(self, ns: NodeState) -> None:
         """Record the entry of a node computed after a miss (with its success)."""
@@ -175,30 +196,41 @@ class CacheStep:
             cache = task.cache
             name, version = task.id.name, cache.version
             iface = interface_hash(task.interface) if cache.enabled else ""
+            fixed = "\0".join((self._project, self._domain, name, version, iface, ""))
+            ignored = frozenset(cache.ignored_inputs)
             found = self._settings[id(task)] = _Settings(
                 enabled=cache.enabled,
                 serialize=cache.serialize,
                 task_name=name,
                 version=version,
-                ignored=frozenset(cache.ignored_inputs),
+                ignored=ignored,
                 interface_hash=iface,
                 scalar_outputs=all(
                     o.type.WhichOneof("type") in _SCALAR_TYPES for o in task.interface.outputs
                 ),
-                key_prefix=hashlib.sha256(
-                    "\0".join((self._project, self._domain, name, version, iface, "")).encode()
-                ),
+                key_prefix=hashlib.sha256(fixed.encode()),
+                memo_tag=fixed + "\0".join(sorted(ignored)),
             )
         return found
 
     def _key_of(self, ns: NodeState, settings: _Settings) -> str:
         """`catalog.cache_key` of the node (the same digest: a copy of the digest of its
-        fixed parts, hashed once per task, then the inputs' hash)."""
+        fixed parts, hashed once per task, then the inputs' hash), or the key this process
+        computed for the same task and inputs before (`_KEYS`)."""
         assert ns.inputs is not None
+        encoded = ns.inputs.SerializeToString(deterministic=True)
+        memo = (settings.memo_tag, encoded) if len(encoded) <= _KEYED_BYTES_AT_MOST else None
+        if memo is not None and (known := _KEYS.get(memo)) is not None:
+            return known
         hashed = inputs_hash(ns.inputs, settings.ignored)
         digest = settings.key_prefix.copy()
         digest.update(hashed.encode())
-        return str(digest.hexdigest())
+        key = str(digest.hexdigest())
+        if memo is not None:
+            if len(_KEYS) >= _KEYS_AT_MOST:
+                _KEYS.clear()
+            _KEYS[memo] = key
+        return key
 
     def _heartbeat(self) -> None:
         """Keep the reservations of nodes still under way from expiring."""

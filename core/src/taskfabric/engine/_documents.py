@@ -6,7 +6,7 @@ from __future__ import annotations
 from taskfabric.backends import outputs_too_large_message
 from taskfabric.core.v1 import types_pb2
 from taskfabric.engine._util import node_key
-from taskfabric.storage import BlobStore, PackStore
+from taskfabric.storage import BlobStore, PackStore, ReadAhead
 from taskfabric.types import blob_uris
 
 #: the literal kinds that name no blob
@@ -66,9 +66,10 @@ class Documents:
         """The bytes of a stored document, without reading it (None: the store cannot tell)."""
         return self._literals.size(uri)
 
-    def load(self, uri: str) -> types_pb2.LiteralMap:
+    def load(self, uri: str, ahead: ReadAhead | None = None) -> types_pb2.LiteralMap:
+        """The document at `uri` (`ahead`: read through it, `PackStore.get`)."""
         out = types_pb2.LiteralMap()
-        out.ParseFromString(self._literals.get(uri))
+        out.ParseFromString(self._literals.get(uri, ahead))
         return out
 
     def require_blobs(self, outputs: types_pb2.LiteralMap) -> None:

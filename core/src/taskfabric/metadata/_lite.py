@@ -535,7 +535,14 @@ def _rows(records: Any, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         return [pick(vars(rec)) for rec in records]
     out = []
     for rec in records:
-        row = list(pick(vars(rec)))
+        picked = pick(vars(rec))
+        for i in encoded:
+            if picked[i] is not None or columns[i] != "error":
+                break
+        else:  # nothing to encode (a node's error, None: most rows)
+            out.append(picked)
+            continue
+        row = list(picked)
         for i in encoded:
             value = row[i]
             if value is None:
