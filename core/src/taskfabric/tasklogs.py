@@ -145,13 +145,9 @@ class _Capture:
     def end(self) -> None:
         """End a capture begun by `capture_in_context`: close the file, count it out."""
         try:
-            with self._lock:
-                if self._file is not None:
-                    self._file.close()
-                    self._file = None
+            self.close()
         finally:
-            with _install_lock:
-                _active[0] -= 1
+            _leave()
 
 
 class _Router(io.TextIOBase):
@@ -224,15 +220,8 @@ class capture_output:
         self._name = name
 
     def __enter__(self) -> _Capture:
-        _enter()
-        try:
-            stderr = sys.stderr
-            echo_to = stderr.stream if isinstance(stderr, _Router) else stderr
-            self._capture = _Capture(self._path, echo_to if self._echo else None, self._name)
-            self._token = _current.set(self._capture)
-        except BaseException:
-            _leave()
-            raise
+        self._capture = _begin(self._path, self._echo, self._name)
+        self._token = _current.set(self._capture)
         return self._capture
 
     def __exit__(self, *exc: object) -> None:
@@ -248,16 +237,22 @@ def capture_in_context(path: Path, *, echo: bool = True, name: str | None = None
     (`contextvars.copy_context().run(...)`: the context ends with the attempt, so there is
     no token to reset); `capture.end()` ends it. What the `local` backend does per attempt:
     one call instead of a context manager's three."""
+    capture = _begin(path, echo, name)
+    _current.set(capture)
+    return capture
+
+
+def _begin(path: Path, echo: bool, name: str | None) -> _Capture:
+    """A new capture, counted in (the routers installed on the first): what both ways of
+    capturing begin with."""
     _enter()  # (before anything that may fail: the `except` below counts it out)
     try:
         stderr = sys.stderr
         echo_to = stderr.stream if isinstance(stderr, _Router) else stderr
-        capture = _Capture(path, echo_to if echo else None, name)
-        _current.set(capture)
+        return _Capture(path, echo_to if echo else None, name)
     except BaseException:
         _leave()
         raise
-    return capture
 
 
 # -- reading -----------------------------------------------------------------------------

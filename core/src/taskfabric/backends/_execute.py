@@ -112,13 +112,13 @@ def execute_task(
             attempt_id=attempt_id,
             cancelled=cancelled if cancelled is not None else threading.Event(),
         )
-        if attempt_context or not attempt_id:
-            if attempt_id:
-                bind_attempt_in_context(attempt_id)
-            result = task_type.run(call)
-        else:
+        if attempt_id and not attempt_context:
             with bind_attempt(attempt_id):
                 result = task_type.run(call)
+        else:
+            if attempt_id:  # (the caller's context ends with the attempt)
+                bind_attempt_in_context(attempt_id)
+            result = task_type.run(call)
     except SystemExit as exc:
         # `sys.exit()` in a task ends the task, not the thread or process that runs it (on
         # the local backend that thread is the engine's: it would never report the attempt).

@@ -80,7 +80,7 @@ def read_events(conn: Any, execution_id: str) -> list[EventRecord]:
         if node_id in first and node_id not in queued and (node_id, 1) not in running:
             # (a node run again by a resume started again: its first attempt's start bounds
             # when it was first queued)
-            at = min(started or first[node_id] or 0.0, first[node_id] or started or 0.0)
+            at = min((t for t in (started, first[node_id]) if t is not None), default=0.0)
             read.append(EventRecord(execution_id, node_id, 0, "QUEUED", at))
         if phase == "SUCCEEDED" and node_id not in succeeded:
             read.append(
